@@ -1,0 +1,206 @@
+"""Elementwise transforms: the math of a rule written once, run by every engine.
+
+An elementwise stage declares
+
+- its **slots**: named per-element state (``mu``, ``nu``, ...), each an array shaped
+  like its parameter, filled with a constant or a copy of the parameter at ``init``;
+- its **hyperparameters**: numbers, or schedules (callables of the step count);
+- a **prepare** step: plain Python that turns the hyperparameters and the step count
+  into the scalars the element math needs (bias corrections, ``1 - beta``, ...);
+- an **element function** of plain arithmetic on per-element values and those
+  scalars: ``element(g, [w], *slots, *scalars) -> u`` or ``(u, *new_slots)``.
+
+The eager engine (this module) calls the element function on whole arrays; the fused
+engine calls the same function on scalars inside one generated loop. Scalars are cast
+to each array's dtype, so float32 math stays float32.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import tree as _tree
+from . import xmath
+from .transform import Transform
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A named per-element state array.
+
+    ``fill`` is the initial value: a number, or ``"params"`` for a copy of the
+    parameter.
+    """
+
+    name: str
+    fill: float | str = 0.0
+
+    def initial(self, param: Any) -> np.ndarray:
+        p = np.asarray(param)
+        dtype = p.dtype if np.issubdtype(p.dtype, np.floating) else np.float64
+        if self.fill == "params":
+            return np.array(p, dtype=dtype, copy=True)
+        return np.full(p.shape, self.fill, dtype=dtype)
+
+
+def float_dtype(x: Any) -> np.dtype:
+    """The floating dtype in which element math on ``x`` runs."""
+    dtype = np.result_type(x)
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
+def cast_scalars(scalars: dict[str, Any], dtype: np.dtype) -> list:
+    """Scalars as values of ``dtype`` (booleans stay booleans)."""
+    kind = dtype.type
+    return [v if isinstance(v, (bool, np.bool_)) else kind(v) for v in scalars.values()]
+
+
+def resolve(hyperparams: dict[str, Any], count: int, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Each hyperparameter's value for this step.
+
+    A value given in ``ctx`` under the same name wins; a schedule is evaluated at
+    ``count`` (the number of updates made so far, 0 on the first).
+    """
+    out = {}
+    for name, value in hyperparams.items():
+        if name in ctx:
+            value = ctx[name]
+        elif callable(value):
+            value = value(count)
+        out[name] = value
+    return out
+
+
+def _no_prepare(h: dict[str, Any], count: int) -> dict[str, Any]:
+    return h
+
+
+class Elementwise(Transform):
+    """A stage whose update of each element depends only on that element.
+
+    Args:
+      name: the stage's name in a chain's state.
+      element: the element function (see the module docstring).
+      slots: the per-element state.
+      hyperparams: ``{name: number or schedule}``.
+      prepare: ``prepare(h, count) -> {scalar_name: value}``; the scalar names, in
+        order, are the element function's trailing parameters. Defaults to passing
+        the hyperparameters themselves.
+      uses_params: the element function takes the parameter ``w`` after ``g``.
+      uses_count: ``prepare`` needs the step count (a ``count`` field is kept in the
+        state; it is also kept whenever a hyperparameter is a schedule).
+      clear_nan_slots: after each update, NaN elements of the new slots become 0
+        (Dandelion's ``clear_nan``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        element: Callable,
+        *,
+        slots: tuple[Slot, ...] = (),
+        hyperparams: dict[str, Any] | None = None,
+        prepare: Callable | None = None,
+        uses_params: bool = False,
+        uses_count: bool = False,
+        clear_nan_slots: bool = False,
+    ):
+        self.name = name
+        self.element = element
+        self.slots = tuple(slots)
+        self.hyperparams = dict(hyperparams or {})
+        self.prepare = prepare or _no_prepare
+        self.uses_params = uses_params
+        self.counted = uses_count or any(callable(v) for v in self.hyperparams.values())
+        self.clear_nan_slots = clear_nan_slots
+
+    # -- description used by engines and tests -------------------------------------
+
+    @property
+    def array_args(self) -> tuple[str, ...]:
+        """Names of the per-element inputs, in the element function's order."""
+        return ("g",) + (("w",) if self.uses_params else ()) + tuple(s.name for s in self.slots)
+
+    def scalar_names(self) -> tuple[str, ...]:
+        """Names of the element function's scalar parameters."""
+        params = list(inspect.signature(self.element).parameters)
+        return tuple(params[len(self.array_args) :])
+
+    def scalars(self, count: int, ctx: dict[str, Any]) -> dict[str, Any]:
+        """This step's scalars for the element function."""
+        return self.prepare(resolve(self.hyperparams, count, ctx), count)
+
+    def replace(self, **changes: Any) -> Elementwise:
+        """A copy with some constructor arguments changed."""
+        args = dict(
+            name=self.name,
+            element=self.element,
+            slots=self.slots,
+            hyperparams=self.hyperparams,
+            prepare=self.prepare if self.prepare is not _no_prepare else None,
+            uses_params=self.uses_params,
+            uses_count=self.counted,
+            clear_nan_slots=self.clear_nan_slots,
+        )
+        args.update(changes)
+        name = args.pop("name")
+        element = args.pop("element")
+        return Elementwise(name, element, **args)
+
+    # -- the transform protocol (eager engine) -------------------------------------
+
+    def init(self, params: Any) -> dict:
+        leaves, td = _tree.flatten(params)
+        state: dict[str, Any] = {}
+        if self.counted:
+            state["count"] = np.zeros((), dtype=np.int64)
+        for slot in self.slots:
+            state[slot.name] = _tree.unflatten(td, [slot.initial(p) for p in leaves])
+        return state
+
+    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
+        g_leaves, td = _tree.flatten(grads)
+        if self.uses_params:
+            if params is None:
+                raise ValueError(f"{self.name}: this transform needs params in update()")
+            w_leaves = _tree.leaves_like(td, params)
+        slot_leaves = [_tree.leaves_like(td, state[s.name]) for s in self.slots]
+        count = int(state["count"]) if self.counted else 0
+        scalars = self.scalars(count, ctx)
+
+        updates = []
+        new_slots: list[list] = [[] for _ in self.slots]
+        cast_cache: dict[np.dtype, list] = {}
+        for i, g in enumerate(g_leaves):
+            dtype = float_dtype(g)
+            if dtype not in cast_cache:
+                cast_cache[dtype] = cast_scalars(scalars, dtype)
+            args = [g]
+            if self.uses_params:
+                args.append(w_leaves[i])
+            args.extend(sl[i] for sl in slot_leaves)
+            result = self.element(*args, *cast_cache[dtype])
+            if self.slots:
+                u, *slot_values = result
+                for k, value in enumerate(slot_values):
+                    if self.clear_nan_slots:
+                        value = xmath.nan_to_zero(value)
+                    new_slots[k].append(
+                        np.asarray(value) if isinstance(value, np.generic) else value
+                    )
+            else:
+                u = result
+            # NumPy turns 0-d results into scalars; keep arrays so state keeps its type
+            updates.append(np.asarray(u) if isinstance(u, np.generic) else u)
+
+        new_state: dict[str, Any] = {}
+        if self.counted:
+            new_state["count"] = np.asarray(count + 1, dtype=np.int64)
+        for slot, values in zip(self.slots, new_slots):
+            new_state[slot.name] = _tree.unflatten(td, values)
+        return _tree.unflatten(td, updates), new_state

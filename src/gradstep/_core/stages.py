@@ -1,0 +1,109 @@
+"""The small stages every rule is built from: scaling, the learning rate, weight
+decay, and Dandelion's NaN clearing.
+
+They live in the core because rules are chains of them; :mod:`gradstep.transforms`
+exports them with the other transforms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .combine import masked
+from .elementwise import Elementwise
+from .transform import Chain, Transform
+from .xmath import isnan, where
+
+
+def _scaled(g, factor):
+    return g * factor
+
+
+def scale(step_size: Any) -> Elementwise:
+    """Multiply updates by ``step_size`` (a number or a schedule)."""
+    return Elementwise(
+        "scale",
+        _scaled,
+        hyperparams={"step_size": step_size},
+        prepare=lambda h, t: {"factor": h["step_size"]},
+    )
+
+
+def scale_by_learning_rate(learning_rate: Any) -> Elementwise:
+    """``u <- -learning_rate * u``: the one stage that turns a direction into a step.
+
+    ``learning_rate`` is a number or a schedule; a value passed to ``update`` as
+    ``learning_rate=...`` overrides it for that step.
+    """
+    return Elementwise(
+        "learning_rate",
+        _scaled,
+        hyperparams={"learning_rate": learning_rate},
+        prepare=lambda h, t: {"factor": -h["learning_rate"]},
+    )
+
+
+def _decayed(g, w, weight_decay):
+    return g + weight_decay * w
+
+
+def add_decayed_weights(weight_decay: Any, mask: Any = None) -> Transform:
+    """``u <- u + weight_decay * w``.
+
+    Where it sits decides what it means: before a rule's statistics it is coupled L2
+    decay (``g + lambda w`` enters the moments, torch's ``Adam(weight_decay=...)``);
+    after the rule and before the learning rate it is decoupled decay
+    (``-lr * (direction + lambda w)``, AdamW). ``mask`` (a tree of booleans, or a
+    function of the parameters) limits it to some leaves, e.g. to skip biases.
+    """
+    stage = Elementwise(
+        "weight_decay", _decayed, hyperparams={"weight_decay": weight_decay}, uses_params=True
+    )
+    return masked(stage, mask)
+
+
+def _nan_params_to_zero(g, w):
+    # Dandelion clears the *new parameter*: where w + u is NaN the element becomes 0.
+    # Elsewhere u is returned untouched so w + u is bit-identical to the unguarded step.
+    return where(isnan(w + g), -w, g)
+
+
+def clear_nan_params() -> Elementwise:
+    """Final stage of Dandelion's ``clear_nan``: a parameter element whose new value
+    would be NaN is set to 0 instead (infinities pass through)."""
+    return Elementwise("clear_nan", _nan_params_to_zero, uses_params=True)
+
+
+def with_clear_nan(transform: Transform) -> Transform:
+    """``transform`` with Dandelion's ``clear_nan`` semantics.
+
+    Exactly what Dandelion's ``clear_nan=True`` does (semantics reference, sec. 3):
+    the new state slots have NaN elements replaced by 0, and so has the new
+    parameter; the gradient itself is not cleaned and the step count advances. An
+    infinite gradient element is not cleared: it can drive a parameter element to
+    NaN and so to 0 on every later step.
+    """
+    cleared = _clear_slots(transform)
+    if isinstance(cleared, Chain):
+        return Chain(cleared.stages + (clear_nan_params(),), name=cleared.name)
+    return Chain((cleared, clear_nan_params()), name=transform.name)
+
+
+def _clear_slots(t: Transform) -> Transform:
+    if isinstance(t, Elementwise):
+        return t.replace(clear_nan_slots=True) if t.slots else t
+    if isinstance(t, Chain):
+        return Chain(tuple(_clear_slots(s) for s in t.stages), name=t.name)
+    inner = getattr(t, "inner", None)
+    if isinstance(inner, Transform):
+        copy = object.__new__(type(t))
+        copy.__dict__.update(t.__dict__)
+        copy.inner = _clear_slots(inner)
+        return copy
+    return t
+
+
+def rule(name: str, *stages: Transform | None, clear_nan: bool = False) -> Chain:
+    """A named optimizer chain of ``stages`` (``None`` entries are left out)."""
+    chain = Chain(tuple(s for s in stages if s is not None), name=name)
+    return with_clear_nan(chain) if clear_nan else chain

@@ -1,0 +1,155 @@
+"""Trees: parameters as one array or nested lists, tuples and dicts of arrays.
+
+A *leaf* is anything that is not a list, tuple, dict or ``None`` (a NumPy array, a
+NumPy scalar, a Python number, a torch tensor, ...). ``None`` is an empty subtree: it
+holds no leaf, so a tree with ``None`` in it keeps its place in the structure.
+
+The helpers here flatten a tree into its leaves in a fixed order (dict keys in
+insertion order) and build it back, so a transform can work on a flat list of arrays
+and hand back the structure the user gave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TreeDef:
+    """The shape of a tree without its leaves.
+
+    ``kind`` is one of ``"leaf"``, ``"none"``, ``"list"``, ``"tuple"``, ``"dict"`` or
+    ``"namedtuple"``; ``keys`` holds dict keys or the namedtuple class; ``children``
+    the sub-structures in order.
+    """
+
+    kind: str
+    children: tuple = ()
+    keys: Any = None
+
+    @property
+    def num_leaves(self) -> int:
+        if self.kind == "leaf":
+            return 1
+        return sum(child.num_leaves for child in self.children)
+
+
+_LEAF = TreeDef("leaf")
+_NONE = TreeDef("none")
+
+
+def _is_namedtuple(x: Any) -> bool:
+    return isinstance(x, tuple) and hasattr(type(x), "_fields")
+
+
+def flatten(tree: Any, none_is_leaf: bool = False) -> tuple[list, TreeDef]:
+    """Return ``(leaves, treedef)`` for ``tree``.
+
+    ``none_is_leaf`` makes ``None`` a leaf (for trees of labels, where ``None`` means
+    "no label").
+    """
+    leaves: list = []
+    return leaves, _flatten_into(tree, leaves, none_is_leaf)
+
+
+def _flatten_into(tree: Any, leaves: list, none_is_leaf: bool = False) -> TreeDef:
+    if tree is None and not none_is_leaf:
+        return _NONE
+    if isinstance(tree, dict):
+        keys = tuple(tree.keys())
+        children = tuple(_flatten_into(tree[k], leaves, none_is_leaf) for k in keys)
+        return TreeDef("dict", children, keys)
+    if _is_namedtuple(tree):
+        children = tuple(_flatten_into(v, leaves, none_is_leaf) for v in tree)
+        return TreeDef("namedtuple", children, type(tree))
+    if isinstance(tree, (list, tuple)):
+        kind = "list" if isinstance(tree, list) else "tuple"
+        return TreeDef(kind, tuple(_flatten_into(v, leaves, none_is_leaf) for v in tree))
+    leaves.append(tree)
+    return _LEAF
+
+
+def unflatten(treedef: TreeDef, leaves: list) -> Any:
+    """Build the tree described by ``treedef`` from ``leaves``."""
+    it = iter(leaves)
+    tree = _build(treedef, it)
+    if next(it, _SENTINEL) is not _SENTINEL:
+        raise ValueError(f"too many leaves for a tree of {treedef.num_leaves} leaves")
+    return tree
+
+
+_SENTINEL = object()
+
+
+def _build(td: TreeDef, it) -> Any:
+    if td.kind == "leaf":
+        leaf = next(it, _SENTINEL)
+        if leaf is _SENTINEL:
+            raise ValueError("too few leaves for the tree structure")
+        return leaf
+    if td.kind == "none":
+        return None
+    children = [_build(c, it) for c in td.children]
+    if td.kind == "dict":
+        return dict(zip(td.keys, children))
+    if td.kind == "namedtuple":
+        return td.keys(*children)
+    return children if td.kind == "list" else tuple(children)
+
+
+def leaves(tree: Any) -> list:
+    """The leaves of ``tree`` in flattening order."""
+    return flatten(tree)[0]
+
+
+def structure(tree: Any) -> TreeDef:
+    """The structure of ``tree``."""
+    return flatten(tree)[1]
+
+
+def tree_map(fn: Callable, tree: Any, *rest: Any) -> Any:
+    """Apply ``fn`` leaf by leaf to ``tree`` and trees of the same structure."""
+    flat, td = flatten(tree)
+    others = [_leaves_like(td, r) for r in rest]
+    return unflatten(td, [fn(*args) for args in zip(flat, *others)])
+
+
+def _leaves_like(td: TreeDef, tree: Any) -> list:
+    flat, other_td = flatten(tree)
+    if len(flat) != td.num_leaves:
+        raise ValueError(
+            f"tree structures differ: expected {td.num_leaves} leaves, got {len(flat)}"
+        )
+    return flat
+
+
+def leaves_like(td: TreeDef, tree: Any) -> list:
+    """Leaves of ``tree``, checked to be as many as ``td`` describes."""
+    return _leaves_like(td, tree)
+
+
+def leaf_paths(tree: Any, sep: str = "/") -> list[str]:
+    """A readable path for every leaf: ``"0"``, ``"layer1/weight"``, ...
+
+    A tree that is a single leaf has the path ``""``.
+    """
+    return _paths(structure(tree), (), sep)
+
+
+def _paths(td: TreeDef, prefix: tuple, sep: str) -> list[str]:
+    if td.kind == "leaf":
+        return [sep.join(prefix)]
+    if td.kind == "none":
+        return []
+    if td.kind == "dict":
+        names = [str(k) for k in td.keys]
+    elif td.kind == "namedtuple":
+        names = list(td.keys._fields)
+    else:
+        names = [str(i) for i in range(len(td.children))]
+    out: list[str] = []
+    for name, child in zip(names, td.children):
+        out.extend(_paths(child, prefix + (name,), sep))
+    return out

@@ -1,0 +1,150 @@
+"""Declarative validation of hyperparameters.
+
+A factory declares the valid values of its arguments once, next to its signature::
+
+    @hyperparams(learning_rate=Interval(0), beta1=Interval(0, 1, hi_open=True))
+    def adam(learning_rate=0.001, beta1=0.9, ...): ...
+
+Every call is then checked before the factory body runs; a bad value raises a
+``ValueError`` that names the factory, the argument, the value and the valid range.
+The declarations stay attached to the factory (``declared_ranges``) so the registry,
+the documentation and the tests read them instead of repeating them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class Constraint:
+    """A set of valid values for one argument."""
+
+    def contains(self, value: Any) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def invalid_example(self) -> Any:  # pragma: no cover - interface
+        """A value outside the set, for tests that check the error."""
+        raise NotImplementedError
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Interval(Constraint):
+    """Real numbers between ``lo`` and ``hi`` (``None``: unbounded).
+
+    ``schedulable`` also admits a schedule: a callable of the step count, whose
+    values are the caller's responsibility.
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    schedulable: bool = False
+    integer: bool = False
+
+    def contains(self, value: Any) -> bool:
+        if self.schedulable and callable(value):
+            return True
+        if not _is_real(value) or math.isnan(value):
+            return False
+        if self.integer and value != int(value):
+            return False
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return False
+        if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):
+            return False
+        return True
+
+    def describe(self) -> str:
+        left = "(" if self.lo_open or self.lo is None else "["
+        right = ")" if self.hi_open or self.hi is None else "]"
+        lo = "-inf" if self.lo is None else f"{self.lo:g}"
+        hi = "inf" if self.hi is None else f"{self.hi:g}"
+        kind = "an integer" if self.integer else "a number"
+        text = f"{kind} in {left}{lo}, {hi}{right}"
+        return text + (" or a schedule" if self.schedulable else "")
+
+    def invalid_example(self) -> Any:
+        if self.lo is not None:
+            return self.lo if self.lo_open else self.lo - 1
+        if self.hi is not None:
+            return self.hi if self.hi_open else self.hi + 1
+        return float("nan")
+
+
+@dataclass(frozen=True)
+class OneOf(Constraint):
+    """One of a fixed set of values (option names, booleans)."""
+
+    choices: tuple
+
+    def contains(self, value: Any) -> bool:
+        return any(value is c or (type(value) is type(c) and value == c) for c in self.choices)
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(c) for c in self.choices)
+
+    def invalid_example(self) -> Any:
+        return "<not-an-option>"
+
+
+BOOL = OneOf((False, True))
+
+
+def nonnegative(schedulable: bool = False) -> Interval:
+    """``[0, inf)``."""
+    return Interval(0.0, schedulable=schedulable)
+
+
+def decay_rate(schedulable: bool = False) -> Interval:
+    """``[0, 1)``: an exponential-average decay."""
+    return Interval(0.0, 1.0, hi_open=True, schedulable=schedulable)
+
+
+def check(owner: str, name: str, value: Any, constraint: Constraint) -> None:
+    """Raise the project's standard error if ``value`` is not valid for ``name``."""
+    if not constraint.contains(value):
+        raise ValueError(
+            f"{owner}: invalid {name}={value!r}; valid values: {constraint.describe()}"
+        )
+
+
+def hyperparams(**constraints: Constraint) -> Callable:
+    """Decorate a factory so that every call validates its declared arguments."""
+
+    def decorate(factory: Callable) -> Callable:
+        sig = inspect.signature(factory)
+        unknown = set(constraints) - set(sig.parameters)
+        if unknown:
+            raise TypeError(f"{factory.__name__}: constraints for unknown arguments {unknown}")
+
+        @functools.wraps(factory)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            for name, constraint in constraints.items():
+                check(factory.__name__, name, bound.arguments[name], constraint)
+            return factory(*args, **kwargs)
+
+        checked.declared_ranges = dict(constraints)
+        return checked
+
+    return decorate
+
+
+def declared_ranges(factory: Callable) -> dict[str, Constraint]:
+    """The constraints a factory declared with :func:`hyperparams`."""
+    return dict(getattr(factory, "declared_ranges", {}))
