@@ -1,0 +1,94 @@
+r"""AdaDelta: unit-correct steps from two running averages.
+
+Symbols: :math:`n` slot ``nu`` (mean square gradient), :math:`d` slot ``nu_delta``
+(mean square step), :math:`\rho` ``rho``, :math:`\epsilon` ``epsilon``,
+:math:`\eta` ``learning_rate``.
+
+.. math::
+
+    n \leftarrow \rho n + (1-\rho) g^2,\quad
+    \Delta = \frac{\sqrt{d + \epsilon}}{\sqrt{n + \epsilon}}\, g,\quad
+    d \leftarrow \rho d + (1-\rho) \Delta^2,\quad
+    w \leftarrow w - \eta \Delta
+
+The step average :math:`d` accumulates :math:`\Delta` without the learning rate (as
+every library does; Lasagne's docstring says otherwise).
+
+References:
+  Zeiler (2012): ADADELTA: An Adaptive Learning Rate Method. arXiv:1212.5701.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._core.elementwise import Elementwise, Slot
+from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
+from .._core.transform import Chain
+from .._core.validate import BOOL, Interval, hyperparams, nonnegative
+from .._core.xmath import sqrt
+
+
+def _adadelta(g, nu, nu_delta, rho, c, eps):
+    nu = rho * nu + c * g * g
+    delta = sqrt(nu_delta + eps) / sqrt(nu + eps) * g
+    nu_delta = rho * nu_delta + c * delta * delta
+    return delta, nu, nu_delta
+
+
+@hyperparams(rho=Interval(0.0, 1.0, schedulable=True), epsilon=nonnegative())
+def scale_by_adadelta(rho: Any = 0.95, epsilon: float = 1e-6) -> Elementwise:
+    """AdaDelta's step :math:`\\Delta` (no learning rate)."""
+    return Elementwise(
+        "scale_by_adadelta",
+        _adadelta,
+        slots=(Slot("nu"), Slot("nu_delta")),
+        hyperparams={"rho": rho},
+        prepare=lambda h, t: {"rho": h["rho"], "c": 1.0 - h["rho"], "eps": epsilon},
+    )
+
+
+@hyperparams(
+    learning_rate=nonnegative(schedulable=True),
+    rho=Interval(0.0, 1.0, schedulable=True),
+    epsilon=nonnegative(),
+    clear_nan=BOOL,
+    weight_decay=nonnegative(),
+)
+def adadelta(
+    learning_rate: Any = 1.0,
+    rho: Any = 0.95,
+    epsilon: float = 1e-6,
+    clear_nan: bool = False,
+    *,
+    weight_decay: float = 0.0,
+) -> Chain:
+    r"""AdaDelta (see the module docstring for the math and the symbol map).
+
+    Args:
+      learning_rate: :math:`\eta` >= 0, or a schedule. Default 1.0: the paper has no
+        learning rate; keep it at 1 unless you mean to scale the steps.
+      rho: :math:`\rho` in [0, 1], or a schedule. Default 0.95 (the paper, Dandelion).
+      epsilon: :math:`\epsilon` >= 0, inside both roots. Default 1e-6; it sets the
+        size of the very first steps (about :math:`\sqrt{\epsilon/(1-\rho)}`).
+      clear_nan: Dandelion's NaN handling (new ``nu``, ``nu_delta`` and parameter
+        elements that are NaN become 0).
+      weight_decay: coupled L2 >= 0 (torch, MXNet 2.x). Default 0.
+
+    Example:
+      >>> import numpy as np, gradstep
+      >>> w = np.array([1.0])
+      >>> gradstep.Optimizer(w, gradstep.adadelta()).step(np.array([1.0])); w.round(7)
+      array([0.9955279])
+
+    Differences: torch and MXNet use rho 0.9; Keras lr 1e-3 and epsilon 1e-7; MXNet
+    1.x ignores the learning rate and decays weights outside it; optax's default
+    ``learning_rate=None`` returns the ascent direction.
+    """
+    return rule(
+        "adadelta",
+        add_decayed_weights(weight_decay) if weight_decay else None,
+        scale_by_adadelta(rho, epsilon),
+        scale_by_learning_rate(learning_rate),
+        clear_nan=clear_nan,
+    )

@@ -1,0 +1,129 @@
+r"""AdaGrad: per-element learning rates from the sum of squared gradients.
+
+Symbols: :math:`a` slot ``sum_sq`` (initial value ``initial_accumulator_value``),
+:math:`\eta` ``learning_rate``, :math:`\epsilon` ``epsilon``, :math:`\delta`
+``lr_decay``, :math:`t` 1-based step.
+
+.. math::
+
+    a \leftarrow a + g^2,\qquad
+    w \leftarrow w - \frac{\eta}{1 + (t-1)\delta}\, \frac{g}{d}
+
+with :math:`d = \sqrt{a + \epsilon}` (``epsilon_placement="inside"``: Lasagne, MXNet
+1.x, Keras, optax) or :math:`d = \sqrt{a} + \epsilon` (``"outside"``: torch, MXNet 2.x).
+
+References:
+  Duchi, Hazan & Singer (2011): Adaptive Subgradient Methods for Online Learning and
+  Stochastic Optimization. JMLR 12.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._core.elementwise import Elementwise, Slot
+from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
+from .._core.transform import Chain
+from .._core.validate import BOOL, OneOf, hyperparams, nonnegative
+from .._core.xmath import sqrt
+
+PLACEMENTS = ("inside", "outside")
+
+
+def _adagrad(g, sum_sq, eps_in, eps_out):
+    sum_sq = sum_sq + g * g
+    return g / (sqrt(sum_sq + eps_in) + eps_out), sum_sq
+
+
+def _scaled(g, factor):
+    return g * factor
+
+
+@hyperparams(
+    epsilon=nonnegative(),
+    initial_accumulator_value=nonnegative(),
+    epsilon_placement=OneOf(PLACEMENTS),
+)
+def scale_by_adagrad(
+    epsilon: float = 1e-6,
+    *,
+    initial_accumulator_value: float = 0.0,
+    epsilon_placement: str = "inside",
+) -> Elementwise:
+    """AdaGrad's direction :math:`g / d` (no learning rate)."""
+    eps = (
+        {"eps_in": epsilon, "eps_out": 0.0}
+        if epsilon_placement == "inside"
+        else {"eps_in": 0.0, "eps_out": epsilon}
+    )
+    return Elementwise(
+        "scale_by_adagrad",
+        _adagrad,
+        slots=(Slot("sum_sq", initial_accumulator_value),),
+        prepare=lambda h, t: eps,
+    )
+
+
+def inverse_time_decay(lr_decay: float) -> Elementwise:
+    """Multiply by :math:`1/(1 + (t-1)\\delta)` (torch Adagrad's ``lr_decay``)."""
+    return Elementwise(
+        "lr_decay",
+        _scaled,
+        hyperparams={"lr_decay": lr_decay},
+        prepare=lambda h, t: {"factor": 1.0 / (1.0 + t * h["lr_decay"])},
+        uses_count=True,
+    )
+
+
+@hyperparams(
+    learning_rate=nonnegative(schedulable=True),
+    epsilon=nonnegative(),
+    initial_accumulator_value=nonnegative(),
+    epsilon_placement=OneOf(PLACEMENTS),
+    lr_decay=nonnegative(),
+    weight_decay=nonnegative(),
+    clear_nan=BOOL,
+)
+def adagrad(
+    learning_rate: Any = 1.0,
+    epsilon: float = 1e-6,
+    *,
+    initial_accumulator_value: float = 0.0,
+    epsilon_placement: str = "inside",
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    clear_nan: bool = False,
+) -> Chain:
+    r"""AdaGrad (see the module docstring for the math and the symbol map).
+
+    Args:
+      learning_rate: :math:`\eta` >= 0, or a schedule. Default 1.0 (Lasagne).
+      epsilon: :math:`\epsilon` >= 0. Default 1e-6 (Lasagne).
+      initial_accumulator_value: the accumulator's start, >= 0. Default 0.
+      epsilon_placement: ``"inside"`` (default) or ``"outside"`` the root.
+      lr_decay: :math:`\delta` >= 0 (torch). Default 0.
+      weight_decay: coupled L2 >= 0; :math:`\lambda w` enters the accumulator (torch).
+      clear_nan: Dandelion's NaN handling.
+
+    Example:
+      >>> import numpy as np, gradstep
+      >>> w = np.array([1.0])
+      >>> gradstep.Optimizer(w, gradstep.adagrad(0.1)).step(np.array([2.0])); w.round(6)
+      array([0.9])
+
+    Differences: torch: lr 0.01, epsilon 1e-10 outside, accumulator 0. optax and
+    Keras start the accumulator at 0.1 (epsilon 1e-7 inside). MXNet 1.x adds its
+    weight decay after the normalisation instead of into the accumulator.
+    """
+    return rule(
+        "adagrad",
+        add_decayed_weights(weight_decay) if weight_decay else None,
+        scale_by_adagrad(
+            epsilon,
+            initial_accumulator_value=initial_accumulator_value,
+            epsilon_placement=epsilon_placement,
+        ),
+        inverse_time_decay(lr_decay) if lr_decay else None,
+        scale_by_learning_rate(learning_rate),
+        clear_nan=clear_nan,
+    )

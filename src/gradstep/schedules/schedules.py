@@ -1,0 +1,243 @@
+"""The schedule functions. Each returns a :class:`Schedule`, a callable of the count."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Sequence
+
+from .._core.validate import Interval, hyperparams
+
+_REAL = Interval()
+_NONNEG = Interval(0.0)
+_POSITIVE = Interval(0.0, lo_open=True)
+_STEPS = Interval(1, integer=True)
+_BEGIN = Interval(0, integer=True)
+
+
+class Schedule:
+    """A named function of the step count."""
+
+    def __init__(self, fn: Callable[[int], float], description: str):
+        self._fn = fn
+        self.description = description
+
+    def __call__(self, count: int) -> float:
+        return float(self._fn(int(count)))
+
+    def __repr__(self) -> str:
+        return f"<Schedule {self.description}>"
+
+
+@hyperparams(value=_REAL)
+def constant(value: float) -> Schedule:
+    """``value`` at every step."""
+    return Schedule(lambda t: value, f"constant({value})")
+
+
+def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Schedule:
+    """``values[i]`` for ``boundaries[i-1] <= count < boundaries[i]``.
+
+    ``values`` has one more entry than ``boundaries``, which must increase.
+    """
+    boundaries = [int(b) for b in boundaries]
+    values = [float(v) for v in values]
+    if len(values) != len(boundaries) + 1:
+        raise ValueError(
+            f"piecewise_constant: values has {len(values)} entries; it needs "
+            f"len(boundaries) + 1 = {len(boundaries) + 1}"
+        )
+    if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])) or any(
+        b < 0 for b in boundaries
+    ):
+        raise ValueError(
+            f"piecewise_constant: invalid boundaries={boundaries}; valid values: "
+            "non-negative and strictly increasing"
+        )
+    return Schedule(
+        lambda t: values[bisect.bisect_right(boundaries, t)],
+        f"piecewise_constant({boundaries}, {values})",
+    )
+
+
+@hyperparams(init_value=_REAL, step_size=_STEPS, gamma=_NONNEG)
+def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> Schedule:
+    """``init_value * gamma ** (count // step_size)`` (torch's StepLR, objax's StepDecay)."""
+    return Schedule(
+        lambda t: init_value * gamma ** (t // step_size),
+        f"step_decay({init_value}, {step_size}, {gamma})",
+    )
+
+
+@hyperparams(
+    init_value=_REAL,
+    transition_steps=_STEPS,
+    decay_rate=_NONNEG,
+    transition_begin=_BEGIN,
+)
+def exponential_decay(
+    init_value: float,
+    transition_steps: int,
+    decay_rate: float,
+    transition_begin: int = 0,
+    staircase: bool = False,
+    end_value: float | None = None,
+) -> Schedule:
+    """``init_value * decay_rate ** ((count - transition_begin) / transition_steps)``.
+
+    Constant ``init_value`` before ``transition_begin``; with ``staircase`` the
+    exponent is floored; ``end_value`` bounds the decay (a floor when decaying, a
+    ceiling when growing).
+    """
+
+    def fn(t: int) -> float:
+        p = max(t - transition_begin, 0) / transition_steps
+        if staircase:
+            p = math.floor(p)
+        v = init_value * decay_rate**p
+        if end_value is not None:
+            v = max(v, end_value) if decay_rate < 1 else min(v, end_value)
+        return v
+
+    return Schedule(fn, f"exponential_decay({init_value}, {transition_steps}, {decay_rate})")
+
+
+@hyperparams(
+    init_value=_REAL,
+    end_value=_REAL,
+    power=_NONNEG,
+    transition_steps=_STEPS,
+    transition_begin=_BEGIN,
+)
+def polynomial_decay(
+    init_value: float,
+    end_value: float,
+    power: float,
+    transition_steps: int,
+    transition_begin: int = 0,
+) -> Schedule:
+    """``(init - end) * (1 - s / T) ** power + end`` with ``s`` the count since
+    ``transition_begin``, clipped to ``[0, T]``.
+
+    ``polynomial_decay(lr, 0.0, 2, T)`` is the ``lr * (1 - t/T) ** 2`` decay that
+    objax's LARS documentation prescribes.
+    """
+
+    def fn(t: int) -> float:
+        s = min(max(t - transition_begin, 0), transition_steps)
+        return (init_value - end_value) * (1 - s / transition_steps) ** power + end_value
+
+    return Schedule(
+        fn, f"polynomial_decay({init_value} -> {end_value}, power {power}, {transition_steps})"
+    )
+
+
+@hyperparams(init_value=_REAL, decay_steps=_STEPS, alpha=Interval(0.0, 1.0), exponent=_POSITIVE)
+def cosine_decay(
+    init_value: float, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0
+) -> Schedule:
+    """``init * ((1 - alpha) * (0.5 * (1 + cos(pi * min(t, D) / D))) ** exponent + alpha)``."""
+
+    def fn(t: int) -> float:
+        c = 0.5 * (1 + math.cos(math.pi * min(t, decay_steps) / decay_steps))
+        return init_value * ((1 - alpha) * c**exponent + alpha)
+
+    return Schedule(fn, f"cosine_decay({init_value}, {decay_steps}, alpha={alpha})")
+
+
+@hyperparams(peak_value=_REAL, warmup_steps=_STEPS, init_value=_REAL)
+def linear_warmup(peak_value: float, warmup_steps: int, init_value: float = 0.0) -> Schedule:
+    """Linear from ``init_value`` at count 0 to ``peak_value`` at ``warmup_steps``,
+    then constant."""
+
+    def fn(t: int) -> float:
+        frac = min(t, warmup_steps) / warmup_steps
+        return init_value + (peak_value - init_value) * frac
+
+    return Schedule(fn, f"linear_warmup({init_value} -> {peak_value}, {warmup_steps})")
+
+
+def warmup_cosine_decay(
+    init_value: float,
+    peak_value: float,
+    warmup_steps: int,
+    decay_steps: int,
+    end_value: float = 0.0,
+) -> Schedule:
+    """Linear warm-up to ``peak_value`` over ``warmup_steps``, then cosine decay to
+    ``end_value``; ``decay_steps`` counts the warm-up too (as optax)."""
+    if decay_steps <= warmup_steps:
+        raise ValueError(
+            f"warmup_cosine_decay: invalid decay_steps={decay_steps!r}; valid values: "
+            f"an integer greater than warmup_steps={warmup_steps}"
+        )
+    alpha = 0.0 if peak_value == 0 else end_value / peak_value
+    return join(
+        [
+            linear_warmup(peak_value, warmup_steps, init_value),
+            cosine_decay(peak_value, decay_steps - warmup_steps, alpha=alpha),
+        ],
+        [warmup_steps],
+    )
+
+
+@hyperparams(
+    transition_steps=_STEPS,
+    peak_value=_REAL,
+    pct_start=Interval(0.0, 1.0, lo_open=True, hi_open=True),
+    div_factor=_POSITIVE,
+    final_div_factor=_POSITIVE,
+)
+def one_cycle(
+    transition_steps: int,
+    peak_value: float,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> Schedule:
+    """The one-cycle policy (Smith & Topin, 2018) with cosine annealing.
+
+    Rises from ``peak / div_factor`` to ``peak`` over the first ``pct_start`` of
+    ``transition_steps``, then falls to ``peak / (div_factor * final_div_factor)``.
+    """
+    start = peak_value / div_factor
+    end = start / final_div_factor
+    rise = max(int(pct_start * transition_steps), 1)
+    fall = max(transition_steps - rise, 1)
+
+    def anneal(a: float, b: float, frac: float) -> float:
+        return b + (a - b) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    def fn(t: int) -> float:
+        if t < rise:
+            return anneal(start, peak_value, t / rise)
+        return anneal(peak_value, end, min(t - rise, fall) / fall)
+
+    return Schedule(fn, f"one_cycle({transition_steps}, peak {peak_value})")
+
+
+def join(schedules: Sequence[Callable[[int], float]], boundaries: Sequence[int]) -> Schedule:
+    """``schedules[i]`` from ``boundaries[i-1]`` on, each given its local count.
+
+    ``schedules`` has one more entry than ``boundaries``.
+    """
+    boundaries = [int(b) for b in boundaries]
+    if len(schedules) != len(boundaries) + 1:
+        raise ValueError(
+            f"join: {len(schedules)} schedules need {len(schedules) - 1} boundaries, "
+            f"got {len(boundaries)}"
+        )
+    if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])) or any(
+        b < 0 for b in boundaries
+    ):
+        raise ValueError(
+            f"join: invalid boundaries={boundaries}; valid values: non-negative and "
+            "strictly increasing"
+        )
+    starts = [0] + boundaries
+
+    def fn(t: int) -> float:
+        i = bisect.bisect_right(boundaries, t)
+        return schedules[i](t - starts[i])
+
+    return Schedule(fn, f"join({len(schedules)} schedules at {boundaries})")

@@ -1,0 +1,42 @@
+"""Transforms to compose with rules: clipping, norm constraints, weight decay,
+scaling, non-finite policies, masking and partitioning."""
+
+from .._core.combine import masked, partition
+from .._core.stages import (
+    add_decayed_weights,
+    clear_nan_params,
+    scale,
+    scale_by_learning_rate,
+    with_clear_nan,
+)
+from .._core.transform import chain, identity
+from .clipping import clip, clip_by_global_norm, clip_by_norm
+from .constraints import (
+    constrain_norm,
+    constrain_total_norm,
+    norm_constraint,
+    total_norm_constraint,
+)
+from .nonfinite import nonfinite_policy, skip_nonfinite, zero_nonfinite
+
+__all__ = [
+    "add_decayed_weights",
+    "chain",
+    "clear_nan_params",
+    "clip",
+    "clip_by_global_norm",
+    "clip_by_norm",
+    "constrain_norm",
+    "constrain_total_norm",
+    "identity",
+    "masked",
+    "nonfinite_policy",
+    "norm_constraint",
+    "partition",
+    "scale",
+    "scale_by_learning_rate",
+    "skip_nonfinite",
+    "total_norm_constraint",
+    "with_clear_nan",
+    "zero_nonfinite",
+]

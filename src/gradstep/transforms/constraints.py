@@ -1,0 +1,122 @@
+"""Norm constraints in Lasagne's form, as array functions and as chain stages.
+
+Lasagne scales by ``min(n, max_norm) / (n + epsilon)`` *always*: a tensor already
+inside the ball is shrunk by ``n / (n + epsilon)``, unlike optax's and Keras'
+clipping, which leave it unchanged (:mod:`gradstep.transforms.clipping`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._core import tree as _tree
+from .._core.transform import Transform
+from .._core.validate import Interval, OneOf, check, hyperparams, nonnegative
+
+_MAX_NORM = Interval(0.0, lo_open=True)
+_TARGETS = OneOf(("updates", "params"))
+
+
+def default_norm_axes(ndim: int) -> tuple[int, ...]:
+    """Lasagne's axes: each column of a 2-D dense weight ``(in, out)``; each output
+    filter (all axes but 0) of a 3-, 4- or 5-D convolution weight."""
+    if ndim == 2:
+        return (0,)
+    if ndim in (3, 4, 5):
+        return tuple(range(1, ndim))
+    raise ValueError(
+        f"norm_constraint: invalid tensor of {ndim} dimensions without norm_axes; "
+        "valid values: a 2- to 5-dimensional tensor, or give norm_axes"
+    )
+
+
+def norm_constraint(
+    tensor: Any, max_norm: float, norm_axes: Sequence[int] | None = None, epsilon: float = 1e-7
+) -> np.ndarray:
+    """Rescale ``tensor`` so the norm over ``norm_axes`` is at most ``max_norm``.
+
+    :math:`x \\cdot \\min(n, m) / (n + \\epsilon)` with :math:`n` the L2 norm over
+    ``norm_axes`` (kept for broadcasting). Max-norm regularisation (Srebro & Shraibman,
+    2005; Hinton et al., 2012) or per-unit gradient clipping.
+    """
+    check("norm_constraint", "max_norm", max_norm, _MAX_NORM)
+    check("norm_constraint", "epsilon", epsilon, nonnegative())
+    x = np.asarray(tensor)
+    axes = tuple(norm_axes) if norm_axes is not None else default_norm_axes(x.ndim)
+    dtype = x.dtype.type
+    norms = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
+    target = np.clip(norms, 0, dtype(max_norm))
+    return x * (target / (dtype(epsilon) + norms))
+
+
+def total_norm_constraint(
+    tensors: Sequence[Any], max_norm: float, epsilon: float = 1e-7, return_norm: bool = False
+):
+    """Rescale ``tensors`` together so their joint L2 norm is at most ``max_norm``.
+
+    Every tensor is multiplied by :math:`\\min(N, m) / (N + \\epsilon)`. With
+    ``return_norm`` also returns :math:`N`, the norm before scaling.
+    """
+    check("total_norm_constraint", "max_norm", max_norm, _MAX_NORM)
+    check("total_norm_constraint", "epsilon", epsilon, nonnegative())
+    arrays = [np.asarray(t) for t in tensors]
+    norm = np.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for a in arrays))
+    factor = min(norm, max_norm) / (epsilon + norm)
+    scaled = [a * a.dtype.type(factor) for a in arrays]
+    return (scaled, norm) if return_norm else scaled
+
+
+class _Constraint(Transform):
+    def __init__(self, name: str, fn, target: str):
+        self.name = name
+        self.fn = fn
+        self.target = target
+
+    def init(self, params: Any) -> dict:
+        return {}
+
+    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
+        g_leaves, td = _tree.flatten(grads)
+        if self.target == "updates":
+            return _tree.unflatten(td, self.fn(g_leaves)), state
+        if params is None:
+            raise ValueError(f"{self.name}: target='params' needs params in update()")
+        w_leaves = _tree.leaves_like(td, params)
+        new_w = self.fn([w + u for w, u in zip(w_leaves, g_leaves)])
+        return _tree.unflatten(td, [nw - w for nw, w in zip(new_w, w_leaves)]), state
+
+
+@hyperparams(max_norm=_MAX_NORM, epsilon=nonnegative(), target=_TARGETS)
+def constrain_norm(
+    max_norm: float,
+    norm_axes: Sequence[int] | None = None,
+    epsilon: float = 1e-7,
+    *,
+    target: str = "updates",
+) -> Transform:
+    """:func:`norm_constraint` as a chain stage, on each leaf.
+
+    ``target="updates"`` constrains what flows through the chain (per-unit gradient
+    clipping when placed first); ``target="params"`` constrains the parameters after
+    the step (max-norm regularisation; place it last).
+    """
+
+    def fn(leaves):
+        return [norm_constraint(x, max_norm, norm_axes, epsilon) for x in leaves]
+
+    return _Constraint("constrain_norm", fn, target)
+
+
+@hyperparams(max_norm=_MAX_NORM, epsilon=nonnegative(), target=_TARGETS)
+def constrain_total_norm(
+    max_norm: float, epsilon: float = 1e-7, *, target: str = "updates"
+) -> Transform:
+    """:func:`total_norm_constraint` as a chain stage, over all leaves together."""
+
+    def fn(leaves):
+        return total_norm_constraint(leaves, max_norm, epsilon)
+
+    return _Constraint("constrain_total_norm", fn, target)

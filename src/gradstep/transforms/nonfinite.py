@@ -1,0 +1,94 @@
+"""What happens to NaN and infinite gradients: an explicit policy.
+
+- ``"propagate"``: nothing special; NaN spreads into the state and parameters.
+- ``"clear_nan"``: Dandelion's ``clear_nan``, exactly (:func:`with_clear_nan`).
+- ``"zero"``: non-finite gradient elements are replaced by 0 before the rule
+  (:func:`zero_nonfinite`): the rest of the step goes ahead.
+- ``"skip"``: a step whose gradients are not all finite changes nothing, neither the
+  parameters nor the state (:func:`skip_nonfinite`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._core import tree as _tree
+from .._core.elementwise import Elementwise
+from .._core.stages import with_clear_nan
+from .._core.transform import Chain, Transform
+from .._core.validate import Interval, OneOf, check
+from .._core.xmath import finite_or_zero
+
+POLICIES = ("propagate", "clear_nan", "zero", "skip")
+
+
+def _finite_or_zero(g):
+    return finite_or_zero(g)
+
+
+def zero_nonfinite() -> Elementwise:
+    """Replace NaN and infinite gradient elements by 0."""
+    return Elementwise("zero_nonfinite", _finite_or_zero)
+
+
+class SkipNonfinite(Transform):
+    """Run ``inner`` only on steps whose gradients are all finite."""
+
+    def __init__(self, inner: Transform, max_consecutive_errors: int | None):
+        self.inner = inner
+        self.max_consecutive_errors = max_consecutive_errors
+        self.name = inner.name
+
+    def init(self, params: Any) -> dict:
+        return {
+            "inner": self.inner.init(params),
+            "notfinite_count": np.zeros((), np.int64),
+            "total_notfinite": np.zeros((), np.int64),
+        }
+
+    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
+        finite = all(bool(np.all(np.isfinite(g))) for g in _tree.leaves(grads))
+        run_of_errors = 0 if finite else int(state["notfinite_count"]) + 1
+        limit = self.max_consecutive_errors
+        counters = {
+            "notfinite_count": np.asarray(run_of_errors, np.int64),
+            "total_notfinite": np.asarray(int(state["total_notfinite"]) + (not finite), np.int64),
+        }
+        if finite or (limit is not None and run_of_errors > limit):
+            updates, inner_state = self.inner.update(grads, state["inner"], params, **ctx)
+        else:
+            updates = _tree.tree_map(np.zeros_like, grads)
+            inner_state = state["inner"]
+        return updates, {"inner": inner_state, **counters}
+
+
+def skip_nonfinite(inner: Transform, max_consecutive_errors: int | None = None) -> Transform:
+    """Skip steps with NaN or infinite gradients: zero updates, ``inner``'s state kept.
+
+    With ``max_consecutive_errors=k``, the (k+1)-th non-finite step in a row is
+    applied anyway (optax's ``apply_if_finite``), so a run that keeps producing NaN
+    does not stall silently. The state counts ``notfinite_count`` (the current run)
+    and ``total_notfinite``.
+    """
+    if max_consecutive_errors is not None:
+        check(
+            "skip_nonfinite",
+            "max_consecutive_errors",
+            max_consecutive_errors,
+            Interval(0, integer=True),
+        )
+    return SkipNonfinite(inner, max_consecutive_errors)
+
+
+def nonfinite_policy(transform: Transform, policy: str) -> Transform:
+    """``transform`` with the named non-finite policy (see the module docstring)."""
+    check("nonfinite_policy", "policy", policy, OneOf(POLICIES))
+    if policy == "clear_nan":
+        return with_clear_nan(transform)
+    if policy == "zero":
+        return Chain((zero_nonfinite(), transform), name=transform.name)
+    if policy == "skip":
+        return skip_nonfinite(transform)
+    return transform
