@@ -1,0 +1,124 @@
+"""The stateful NumPy front: ``gradstep.Optimizer(params, transform)``.
+
+It owns the transform's state and updates the caller's arrays in place, the way a
+training loop wants::
+
+    opt = gradstep.Optimizer(params, gradstep.adam(learning_rate=1e-3))
+    for batch in data:
+        opt.step(grad_fn(params, batch))
+    opt.save("checkpoint.npz")
+
+A checkpoint holds the whole state and the sticky hyperparameter overrides, so a run
+resumed from it follows exactly the trajectory of the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ._core import tree as _tree
+from ._core.transform import Transform
+
+_STATE = "state/"
+_HYPER = "hyperparams/"
+
+
+class Optimizer:
+    """Apply ``transform`` to ``params`` (a tree of NumPy arrays) in place.
+
+    Attributes:
+      params: the caller's tree; its arrays are updated in place by :meth:`step`.
+      state: the transform's state (a dict with named fields).
+      hyperparams: overrides passed to every step by name, e.g.
+        ``opt.hyperparams["learning_rate"] = 0.01``; saved with the state.
+    """
+
+    def __init__(self, params: Any, transform: Transform):
+        if not isinstance(transform, Transform):
+            raise TypeError(f"Optimizer: expected a transform, got {type(transform).__name__}")
+        leaves, self._treedef = _tree.flatten(params)
+        for path, leaf in zip(_tree.leaf_paths(params), leaves):
+            if not isinstance(leaf, np.ndarray) or not np.issubdtype(leaf.dtype, np.floating):
+                raise TypeError(
+                    f"Optimizer: parameter {path or '<root>'!s} must be a floating-point "
+                    f"numpy array to be updated in place, got {type(leaf).__name__}"
+                )
+            if not leaf.flags.writeable:
+                raise ValueError(f"Optimizer: parameter {path or '<root>'} is read-only")
+        self.params = params
+        self.transform = transform
+        self.state = transform.init(params)
+        self.hyperparams: dict[str, Any] = {}
+
+    def step(self, grads: Any, **ctx: Any) -> None:
+        """Update the parameters in place from ``grads`` (same structure as params).
+
+        ``ctx`` overrides hyperparameters for this step only.
+        """
+        g_leaves = _tree.leaves_like(self._treedef, grads)
+        grads = _tree.unflatten(self._treedef, g_leaves)
+        updates, self.state = self.transform.update(
+            grads, self.state, self.params, **{**self.hyperparams, **ctx}
+        )
+        for p, u in zip(_tree.leaves(self.params), _tree.leaves_like(self._treedef, updates)):
+            np.add(p, u, out=p, casting="same_kind")
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A flat ``{name: array}`` copy of the state and the hyperparameter overrides.
+
+        State names are paths such as ``"state/scale_by_adam/mu/layer1/weight"``.
+        """
+        out = {
+            _STATE + path: np.array(leaf, copy=True)
+            for path, leaf in zip(_tree.leaf_paths(self.state), _tree.leaves(self.state))
+        }
+        for name, value in self.hyperparams.items():
+            if callable(value):
+                raise TypeError(
+                    f"state_dict: hyperparameter {name} is a function; only numbers can be saved"
+                )
+            out[_HYPER + name] = np.asarray(value)
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; names, shapes and dtypes must match."""
+        template = self.transform.init(self.params)
+        paths = _tree.leaf_paths(template)
+        expected = {_STATE + p for p in paths}
+        given = {k for k in state_dict if k.startswith(_STATE)}
+        if expected != given:
+            missing, extra = sorted(expected - given), sorted(given - expected)
+            raise ValueError(
+                f"load_state_dict: state does not fit this optimizer; missing {missing}, "
+                f"unexpected {extra}"
+            )
+        leaves = []
+        for path, ref in zip(paths, _tree.leaves(template)):
+            value = np.asarray(state_dict[_STATE + path])
+            if value.shape != np.shape(ref) or value.dtype != np.asarray(ref).dtype:
+                raise ValueError(
+                    f"load_state_dict: {path} has shape {value.shape} and dtype "
+                    f"{value.dtype}; expected {np.shape(ref)} and {np.asarray(ref).dtype}"
+                )
+            leaves.append(np.array(value, copy=True))
+        self.state = _tree.unflatten(_tree.structure(template), leaves)
+        self.hyperparams = {
+            k[len(_HYPER) :]: np.asarray(v).item()
+            for k, v in state_dict.items()
+            if k.startswith(_HYPER)
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`state_dict` to an ``.npz`` file."""
+        with open(path, "wb") as f:
+            np.savez(f, **self.state_dict())
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Read a file written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            self.load_state_dict({k: data[k] for k in data.files})
