@@ -1,0 +1,63 @@
+"""The stateful NumPy front."""
+
+import numpy as np
+import pytest
+
+import gradstep
+
+
+def test_step_updates_the_callers_arrays_in_place():
+    w = np.array([1.0, 2.0])
+    params = {"w": w}
+    gradstep.Optimizer(params, gradstep.sgd(0.5)).step({"w": np.array([1.0, -1.0])})
+    assert params["w"] is w
+    np.testing.assert_array_equal(w, [0.5, 2.5])
+
+
+def test_rejects_what_cannot_be_updated_in_place():
+    with pytest.raises(TypeError, match="floating-point numpy array"):
+        gradstep.Optimizer([1.0], gradstep.sgd())
+    with pytest.raises(TypeError, match="floating-point"):
+        gradstep.Optimizer(np.arange(3), gradstep.sgd())
+    ro = np.ones(2)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        gradstep.Optimizer(ro, gradstep.sgd())
+    with pytest.raises(TypeError, match="expected a transform"):
+        gradstep.Optimizer(np.ones(2), "adam")
+
+
+def test_state_dict_names_read_like_the_math():
+    params = {"layer": {"weight": np.ones((2, 2)), "bias": np.zeros(2)}}
+    opt = gradstep.Optimizer(params, gradstep.adam())
+    keys = set(opt.state_dict())
+    assert "state/scale_by_adam/mu/layer/weight" in keys
+    assert "state/scale_by_adam/count" in keys
+
+
+def test_sticky_hyperparameters_are_used_and_saved(tmp_path):
+    p = np.array([0.0])
+    opt = gradstep.Optimizer(p, gradstep.sgd(1.0))
+    opt.hyperparams["learning_rate"] = 0.25
+    opt.step(np.array([1.0]))
+    assert p[0] == -0.25
+    opt.save(tmp_path / "s.npz")
+    other = gradstep.Optimizer(np.array([0.0]), gradstep.sgd(1.0))
+    other.load(tmp_path / "s.npz")
+    assert other.hyperparams == {"learning_rate": 0.25}
+
+
+def test_load_state_dict_rejects_a_state_of_another_optimizer():
+    opt = gradstep.Optimizer(np.ones(2), gradstep.adam())
+    sgd_state = gradstep.Optimizer(np.ones(2), gradstep.momentum(0.1)).state_dict()
+    with pytest.raises(ValueError, match="missing"):
+        opt.load_state_dict(sgd_state)
+    wrong_shape = gradstep.Optimizer(np.ones(3), gradstep.adam()).state_dict()
+    with pytest.raises(ValueError, match="shape"):
+        opt.load_state_dict(wrong_shape)
+
+
+def test_grads_must_match_the_params():
+    opt = gradstep.Optimizer([np.ones(2), np.ones(1)], gradstep.sgd())
+    with pytest.raises(ValueError, match="structures differ"):
+        opt.step([np.ones(2)])

@@ -1,0 +1,225 @@
+"""Properties every registered optimizer must have, driven by the registry."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import gradstep
+from gradstep import tree
+from gradstep._core.elementwise import Elementwise
+from gradstep._core.transform import Chain
+
+SPECS = list(gradstep.REGISTRY)
+IDS = [s.name for s in SPECS]
+
+
+def make(spec, **overrides):
+    return spec.factory(**{**spec.test_hyperparams, **overrides})
+
+
+def quadratic(dtype=np.float64):
+    rng = np.random.default_rng(0)
+    h = {"w": rng.uniform(0.5, 2.0, size=(4, 3)), "b": rng.uniform(0.5, 2.0, size=3)}
+    target = {"w": rng.normal(size=(4, 3)), "b": rng.normal(size=3)}
+
+    def loss(p):
+        return sum(0.5 * float(np.sum(h[k] * (p[k] - target[k]) ** 2)) for k in p)
+
+    def grad(p):
+        return {k: (h[k] * (p[k] - target[k])).astype(dtype) for k in p}
+
+    params = {"w": np.zeros((4, 3), dtype), "b": np.zeros(3, dtype)}
+    return params, loss, grad
+
+
+def rosenbrock_grad(p):
+    x, y = p[0], p[1]
+    return np.array([-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)])
+
+
+def rosenbrock(p):
+    return float((1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2)
+
+
+def run(transform, params, grad, steps, **ctx):
+    opt = gradstep.Optimizer(params, transform)
+    for _ in range(steps):
+        opt.step(grad(params), **ctx)
+    return opt
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_converges_on_a_quadratic(spec):
+    params, loss, grad = quadratic()
+    start = loss(params)
+    run(make(spec), params, grad, 500)
+    assert loss(params) < 1e-3 * start
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_converges_on_rosenbrock(spec):
+    params = np.array([-1.2, 1.0])
+    start = rosenbrock(params)
+    hp = {**spec.test_hyperparams, **(spec.rosenbrock_hyperparams or {})}
+    run(spec.factory(**hp), params, rosenbrock_grad, 5000)
+    assert rosenbrock(params) < 0.01 * start
+    assert np.linalg.norm(params - 1.0) < np.linalg.norm(np.array([-1.2, 1.0]) - 1.0)
+
+
+def _float_leaves(t):
+    return [x for x in tree.leaves(t) if np.issubdtype(np.asarray(x).dtype, np.floating)]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_keeps_float32_as_float32(spec):
+    params, _, grad = quadratic(np.float32)
+    transform = make(spec)
+    state = transform.init(params)
+    for _ in range(3):
+        updates, state = transform.update(grad(params), state, params)
+        params = gradstep.apply_updates(params, updates)
+    for leaf in _float_leaves(updates) + _float_leaves(state) + tree.leaves(params):
+        assert np.asarray(leaf).dtype == np.float32
+
+
+def _signature(state):
+    return (
+        tree.structure(state),
+        tree.leaf_paths(state),
+        [(np.shape(x), np.asarray(x).dtype) for x in tree.leaves(state)],
+    )
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_state_structure_is_stable(spec):
+    params, _, grad = quadratic()
+    transform = make(spec)
+    state = transform.init(params)
+    first = _signature(state)
+    for _ in range(3):
+        _, state = transform.update(grad(params), state, params)
+        assert _signature(state) == first
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_resume_from_checkpoint_gives_the_same_trajectory(spec, tmp_path):
+    params, _, grad = quadratic()
+    opt = run(make(spec), params, grad, 5)
+    opt.save(tmp_path / "ckpt.npz")
+    params_at_save = tree.tree_map(np.copy, params)
+    for _ in range(5):
+        opt.step(grad(params))
+
+    resumed = gradstep.Optimizer(params_at_save, make(spec))
+    resumed.load(tmp_path / "ckpt.npz")
+    for _ in range(5):
+        resumed.step(grad(params_at_save))
+    for a, b in zip(tree.leaves(params), tree.leaves(params_at_save)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(tree.leaves(opt.state), tree.leaves(resumed.state)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_state_dict_round_trip(spec):
+    params, _, grad = quadratic()
+    opt = run(make(spec), params, grad, 3)
+    saved = opt.state_dict()
+    other = gradstep.Optimizer(tree.tree_map(np.copy, params), make(spec))
+    other.load_state_dict(saved)
+    restored = other.state_dict()
+    assert saved.keys() == restored.keys()
+    for k in saved:
+        np.testing.assert_array_equal(saved[k], restored[k])
+        assert saved[k].dtype == restored[k].dtype
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_ignores_unknown_context(spec):
+    params, _, grad = quadratic()
+    transform = make(spec)
+    state = transform.init(params)
+    plain, _ = transform.update(grad(params), state, params)
+    with_ctx, _ = transform.update(grad(params), state, params, unknown_context=3)
+    for a, b in zip(tree.leaves(plain), tree.leaves(with_ctx)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_update_is_pure(spec):
+    params, _, grad = quadratic()
+    transform = make(spec)
+    state = transform.init(params)
+    _, state = transform.update(grad(params), state, params)
+    before = [np.copy(x) for x in tree.leaves(state)]
+    g = grad(params)
+    g_copy = tree.tree_map(np.copy, g)
+    first, _ = transform.update(g, state, params)
+    second, _ = transform.update(g, state, params)
+    for a, b in zip(before, tree.leaves(state)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(tree.leaves(g), tree.leaves(g_copy)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(tree.leaves(first), tree.leaves(second)):
+        np.testing.assert_array_equal(a, b)
+
+
+def _range_cases():
+    for spec in SPECS:
+        for name, constraint in spec.ranges.items():
+            yield pytest.param(spec, name, constraint, id=f"{spec.name}-{name}")
+
+
+@pytest.mark.parametrize("spec, name, constraint", list(_range_cases()))
+def test_every_declared_range_rejects_invalid_values(spec, name, constraint):
+    bad = constraint.invalid_example()
+    with pytest.raises(ValueError) as err:
+        make(spec, **{name: bad})
+    message = str(err.value)
+    assert name in message and repr(bad) in message and constraint.describe() in message
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_defaults_are_valid(spec):
+    required = {k: spec.test_hyperparams[k] for k in spec.required}
+    assert isinstance(spec.factory(**required), gradstep.Transform)
+    for name, constraint in spec.ranges.items():
+        if name in spec.defaults:
+            assert constraint.contains(spec.defaults[name]), name
+
+
+def _stages(t):
+    if isinstance(t, Chain):
+        for s in t.stages:
+            yield from _stages(s)
+    else:
+        yield t
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_element_functions_receive_the_scalars_prepare_makes(spec):
+    """``prepare`` and the element function agree on the scalar names, in order, for
+    every option setting the fixtures use (engines pass scalars by position)."""
+    for stage in _stages(make(spec)):
+        if isinstance(stage, Elementwise):
+            scalars = stage.scalars(0, {})
+            assert tuple(scalars) == stage.scalar_names(), stage.name
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_documents_math_ranges_references_and_differences(spec):
+    doc = inspect.getdoc(spec.factory) or ""
+    module_doc = inspect.getmodule(spec.factory).__doc__ or ""
+    assert "Args" in doc and "Differences" in doc and "Example" in doc and ">>>" in doc, spec.name
+    assert ":math:" in doc + module_doc and "References" in module_doc, spec.name
+    assert "Symbols" in module_doc, spec.name
+    assert spec.references and spec.fixtures
+
+
+def test_registry_matches_public_exports():
+    for spec in SPECS:
+        assert getattr(gradstep, spec.name) is spec.factory
+        assert spec.name in gradstep.__all__

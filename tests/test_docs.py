@@ -1,0 +1,21 @@
+"""The README's set-up lines and its optimizer table follow the project."""
+
+from pathlib import Path
+
+import gradstep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_starts_with_the_two_setup_commands():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    block = lines[lines.index("```bash") + 1 : lines.index("```bash") + 3]
+    assert block[0].startswith("pip install -e . && ")
+    assert block[1] == 'pip install -e ".[test]" -c constraints.txt && python -m pytest'
+    assert block[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_lists_every_registered_optimizer():
+    text = (ROOT / "README.md").read_text()
+    for spec in gradstep.REGISTRY:
+        assert f"`{spec.name}(" in text, spec.name
