@@ -21,6 +21,7 @@ import numpy as np
 
 from ._core import tree as _tree
 from ._core.transform import Transform
+from ._core.validate import check
 
 _STATE = "state/"
 _HYPER = "hyperparams/"
@@ -56,15 +57,30 @@ class Optimizer:
     def step(self, grads: Any, **ctx: Any) -> None:
         """Update the parameters in place from ``grads`` (same structure as params).
 
-        ``ctx`` overrides hyperparameters for this step only.
+        ``ctx`` overrides hyperparameters for this step only; like
+        :attr:`hyperparams`, each name must be a hyperparameter of the transform and
+        each value within its declared range.
         """
+        overrides = {**self.hyperparams, **ctx}
+        self._check_overrides(overrides)
         g_leaves = _tree.leaves_like(self._treedef, grads)
         grads = _tree.unflatten(self._treedef, g_leaves)
-        updates, self.state = self.transform.update(
-            grads, self.state, self.params, **{**self.hyperparams, **ctx}
-        )
+        updates, self.state = self.transform.update(grads, self.state, self.params, **overrides)
         for p, u in zip(_tree.leaves(self.params), _tree.leaves_like(self._treedef, updates)):
             np.add(p, u, out=p, casting="same_kind")
+
+    def _check_overrides(self, overrides: dict[str, Any]) -> None:
+        if not overrides:
+            return
+        known = self.transform.hyperparameters()
+        for name, value in overrides.items():
+            if name not in known:
+                raise ValueError(
+                    f"Optimizer.step: unknown hyperparameter {name!r}; this optimizer's "
+                    f"hyperparameters: {', '.join(sorted(known)) or 'none'}"
+                )
+            if known[name] is not None:
+                check("Optimizer.step", name, value, known[name])
 
     # -- checkpoints -------------------------------------------------------------------
 

@@ -61,3 +61,17 @@ def test_grads_must_match_the_params():
     opt = gradstep.Optimizer([np.ones(2), np.ones(1)], gradstep.sgd())
     with pytest.raises(ValueError, match="structures differ"):
         opt.step([np.ones(2)])
+
+
+def test_step_overrides_are_checked_by_name_and_range():
+    opt = gradstep.Optimizer(np.zeros(2), gradstep.adam())
+    assert set(opt.transform.hyperparameters()) == {"learning_rate", "beta1", "beta2"}
+    with pytest.raises(ValueError, match="unknown hyperparameter 'learnig_rate'"):
+        opt.step(np.ones(2), learnig_rate=0.1)
+    with pytest.raises(ValueError, match=r"invalid learning_rate=-1.0.*\[0, inf\)"):
+        opt.step(np.ones(2), learning_rate=-1.0)
+    with pytest.raises(ValueError, match="beta1"):
+        opt.step(np.ones(2), beta1=1.0)
+    opt.hyperparams["momentum"] = 0.5
+    with pytest.raises(ValueError, match="unknown hyperparameter 'momentum'"):
+        opt.step(np.ones(2))

@@ -29,6 +29,9 @@ class Partition(Transform):
         self.labels = labels
         self.name = name
 
+    def children(self) -> tuple[Transform, ...]:
+        return tuple(self.transforms.values())
+
     def _groups(self, params: Any, grads: Any, n: int) -> dict[str, list[int]]:
         labels = _labels_for(self.labels, params, grads)
         if len(labels) != n:

@@ -131,6 +131,10 @@ class Elementwise(Transform):
         params = list(inspect.signature(self.element).parameters)
         return tuple(params[len(self.array_args) :])
 
+    def hyperparameters(self) -> dict[str, Any]:
+        declared = getattr(self, "declared_ranges", {})
+        return {name: declared.get(name) for name in self.hyperparams}
+
     def scalars(self, count: int, ctx: dict[str, Any]) -> dict[str, Any]:
         """This step's scalars for the element function."""
         return self.prepare(resolve(self.hyperparams, count, ctx), count)

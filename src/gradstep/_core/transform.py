@@ -45,6 +45,23 @@ class Transform:
     ) -> tuple[Any, dict]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def children(self) -> tuple[Transform, ...]:
+        """The transforms this one runs (stages of a chain, the inner of a wrapper)."""
+        inner = getattr(self, "inner", None)
+        return (inner,) if isinstance(inner, Transform) else ()
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """``{name: constraint or None}`` for every hyperparameter a step may override
+        by name, here or in any child; the constraint is the one the factory declared."""
+        out: dict[str, Any] = {}
+        for child in self.children():
+            for name, constraint in child.hyperparameters().items():
+                out[name] = out.get(name) or constraint
+        declared = getattr(self, "declared_ranges", {})
+        for name in out:
+            out[name] = out[name] or declared.get(name)
+        return out
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
@@ -76,6 +93,9 @@ class Chain(Transform):
         self.stages = tuple(stages)
         self.name = name
         self.stage_names = _unique_names([s.name for s in self.stages])
+
+    def children(self) -> tuple[Transform, ...]:
+        return self.stages
 
     def init(self, params: Any) -> dict:
         return {n: s.init(params) for n, s in zip(self.stage_names, self.stages)}

@@ -137,7 +137,14 @@ def hyperparams(**constraints: Constraint) -> Callable:
             bound.apply_defaults()
             for name, constraint in constraints.items():
                 check(factory.__name__, name, bound.arguments[name], constraint)
-            return factory(*args, **kwargs)
+            result = factory(*args, **kwargs)
+            # the transform remembers the ranges, so values given at step time are
+            # checked against the same declaration
+            try:
+                result.declared_ranges = {**getattr(result, "declared_ranges", {}), **constraints}
+            except AttributeError:
+                pass
+            return result
 
         checked.declared_ranges = dict(constraints)
         return checked
