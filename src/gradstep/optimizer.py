@@ -10,18 +10,26 @@ training loop wants::
 
 A checkpoint holds the whole state and the sticky hyperparameter overrides, so a run
 resumed from it follows exactly the trajectory of the uninterrupted run.
+
+By default a chain of elementwise stages runs on the fused engine (one compiled pass
+over memory, :mod:`gradstep.engines.fused`); anything else, and arrays the fused
+engine cannot take (dtypes other than float32/float64), runs on the eager engine,
+the reference. ``engine="eager"`` or ``"fused"`` chooses explicitly.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
 
 from ._core import tree as _tree
 from ._core.transform import Transform
-from ._core.validate import check
+from ._core.validate import OneOf, check
+
+ENGINES = ("auto", "fused", "eager")
 
 _STATE = "state/"
 _HYPER = "hyperparams/"
@@ -37,7 +45,8 @@ class Optimizer:
         ``opt.hyperparams["learning_rate"] = 0.01``; saved with the state.
     """
 
-    def __init__(self, params: Any, transform: Transform):
+    def __init__(self, params: Any, transform: Transform, *, engine: str = "auto"):
+        check("Optimizer", "engine", engine, OneOf(ENGINES))
         if not isinstance(transform, Transform):
             raise TypeError(f"Optimizer: expected a transform, got {type(transform).__name__}")
         leaves, self._treedef = _tree.flatten(params)
@@ -53,6 +62,13 @@ class Optimizer:
         self.transform = transform
         self.state = transform.init(params)
         self.hyperparams: dict[str, Any] = {}
+        self._fused = None if engine == "eager" else _fused_engine(transform, engine)
+        self._notified = False
+
+    @property
+    def engine(self) -> str:
+        """``"fused"`` or ``"eager"``: the engine the steps run on."""
+        return "eager" if self._fused is None else "fused"
 
     def step(self, grads: Any, **ctx: Any) -> None:
         """Update the parameters in place from ``grads`` (same structure as params).
@@ -65,9 +81,29 @@ class Optimizer:
         self._check_overrides(overrides)
         g_leaves = _tree.leaves_like(self._treedef, grads)
         grads = _tree.unflatten(self._treedef, g_leaves)
+        if self._fused is not None:
+            from .engines.fused import Unsupported
+
+            try:
+                self.state = self._fused.step(self.params, grads, self.state, overrides)
+                return
+            except Unsupported as reason:
+                self._notify(str(reason))
+        for i, (p, g) in enumerate(zip(_tree.leaves(self.params), g_leaves)):
+            if np.shape(g) != p.shape:
+                raise ValueError(f"gradient {i} has shape {np.shape(g)}, its parameter {p.shape}")
         updates, self.state = self.transform.update(grads, self.state, self.params, **overrides)
         for p, u in zip(_tree.leaves(self.params), _tree.leaves_like(self._treedef, updates)):
             np.add(p, u, out=p, casting="same_kind")
+
+    def _notify(self, reason: str) -> None:
+        if not self._notified:
+            self._notified = True
+            warnings.warn(
+                f"gradstep.Optimizer: running the eager engine instead of the fused one: {reason}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _check_overrides(self, overrides: dict[str, Any]) -> None:
         if not overrides:
@@ -138,3 +174,16 @@ class Optimizer:
         """Read a file written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as data:
             self.load_state_dict({k: data[k] for k in data.files})
+
+
+def _fused_engine(transform: Transform, engine: str):
+    from .engines.fused import FusedEngine, NotFusable
+
+    try:
+        return FusedEngine(transform)
+    except NotFusable as reason:
+        if engine == "fused":
+            raise ValueError(
+                f"Optimizer: engine='fused' cannot run this transform: {reason}"
+            ) from None
+        return None

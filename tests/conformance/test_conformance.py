@@ -1,7 +1,7 @@
 """Replay recorded torch.optim and optax trajectories through gradstep's rules.
 
 Each fixture names the gradstep rule and the option setting that must reproduce the
-reference; the gradients are the recorded ones, the learning rate of every step is
+reference, on the eager and on the fused engine; the gradients are the recorded ones, the learning rate of every step is
 passed when the reference changed it. Tolerances are per dtype: float64 leaves room
 only for a different order of the same floating-point operations, float32 for that
 order compounded over 30 steps.
@@ -31,10 +31,11 @@ def load_cases() -> list[dict]:
 CASES = load_cases()
 
 
-def replay(case: dict) -> list[list[np.ndarray]]:
+def replay(case: dict, engine: str = "eager") -> list[list[np.ndarray]]:
     dtype = np.dtype(case["dtype"])
     params = [np.array(w, dtype=dtype) for w in case["params0"]]
-    opt = gradstep.Optimizer(params, gradstep.REGISTRY[case["rule"]].factory(**case["rule_kwargs"]))
+    transform = gradstep.REGISTRY[case["rule"]].factory(**case["rule_kwargs"])
+    opt = gradstep.Optimizer(params, transform, engine=engine)
     out = []
     for k, grads in enumerate(case["grads"]):
         ctx = {} if case["lrs"] is None else {"learning_rate": case["lrs"][k]}
@@ -43,9 +44,10 @@ def replay(case: dict) -> list[list[np.ndarray]]:
     return out
 
 
+@pytest.mark.parametrize("engine", ["eager", "fused"])
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_trajectory_matches_reference(case):
-    got = replay(case)
+def test_trajectory_matches_reference(case, engine):
+    got = replay(case, engine)
     for k, (step_got, step_want) in enumerate(zip(got, case["trajectory"])):
         for i, (g, w) in enumerate(zip(step_got, step_want)):
             assert g.dtype == np.dtype(case["dtype"])

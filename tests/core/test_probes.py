@@ -19,7 +19,7 @@ def trajectory(transform, grads, lrs=None, w0=0.0):
     opt = gradstep.Optimizer(p, transform)
     out = []
     for k, g in enumerate(grads):
-        opt.step(np.array([g]), **({} if lrs is None else {"learning_rate": lrs[k]}))
+        opt.step(np.array([g], dtype=float), **({} if lrs is None else {"learning_rate": lrs[k]}))
         out.append(float(p[0]))
     return out
 

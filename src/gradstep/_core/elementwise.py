@@ -208,3 +208,43 @@ class Elementwise(Transform):
         for slot, values in zip(self.slots, new_slots):
             new_state[slot.name] = _tree.unflatten(td, values)
         return _tree.unflatten(td, updates), new_state
+
+
+def _scaled_by_factor(g, factor):
+    return g * factor
+
+
+def sum_of_squares(x: Any) -> float:
+    """The sum of squares of ``x``, accumulated in float64."""
+    a = np.asarray(x, dtype=np.float64).ravel()
+    return float(np.dot(a, a))
+
+
+class NormScaled(Elementwise):
+    """A scale whose factor comes from the L2 norm of the incoming updates.
+
+    A reduction phase computes each tensor's sum of squares (float64); ``factor(norm,
+    h)`` turns the norm (of each tensor when ``per_tensor``, else of all of them
+    together) into a multiplier; the element phase multiplies. Engines run the
+    reduction their own way and hand the sums to :meth:`factors`.
+    """
+
+    def __init__(self, name: str, factor: Callable, hyperparams: dict, per_tensor: bool):
+        super().__init__(name, _scaled_by_factor, hyperparams=hyperparams)
+        self.factor = factor
+        self.per_tensor = per_tensor
+
+    def factors(self, sums: list[float], count: int, ctx: dict[str, Any]) -> list[float]:
+        """The multiplier of each tensor, from the tensors' sums of squares."""
+        h = resolve(self.hyperparams, count, ctx)
+        if self.per_tensor:
+            return [self.factor(s**0.5, h) for s in sums]
+        return [self.factor(sum(sums) ** 0.5, h)] * len(sums)
+
+    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
+        g_leaves, td = _tree.flatten(grads)
+        count = int(state["count"]) if self.counted else 0
+        factors = self.factors([sum_of_squares(g) for g in g_leaves], count, ctx)
+        out = [self.element(g, float_dtype(g).type(f)) for g, f in zip(g_leaves, factors)]
+        new_state = {"count": np.asarray(count + 1, np.int64)} if self.counted else {}
+        return _tree.unflatten(td, out), new_state
