@@ -59,3 +59,6 @@ __all__ = [
     "transforms",
     "tree",
 ]
+
+# Public optimizers added by later rule families: one import and one __all__ line each,
+# below this comment.

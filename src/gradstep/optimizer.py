@@ -59,6 +59,7 @@ class Optimizer:
             if not leaf.flags.writeable:
                 raise ValueError(f"Optimizer: parameter {path or '<root>'} is read-only")
         self.params = params
+        self._param_leaves = leaves
         self.transform = transform
         self.state = transform.init(params)
         self.hyperparams: dict[str, Any] = {}
@@ -80,20 +81,22 @@ class Optimizer:
         overrides = {**self.hyperparams, **ctx}
         self._check_overrides(overrides)
         g_leaves = _tree.leaves_like(self._treedef, grads)
-        grads = _tree.unflatten(self._treedef, g_leaves)
         if self._fused is not None:
             from .engines.fused import Unsupported
 
             try:
-                self.state = self._fused.step(self.params, grads, self.state, overrides)
+                self.state = self._fused.step_leaves(
+                    self._param_leaves, g_leaves, self.params, self.state, overrides
+                )
                 return
             except Unsupported as reason:
                 self._notify(str(reason))
-        for i, (p, g) in enumerate(zip(_tree.leaves(self.params), g_leaves)):
+        grads = _tree.unflatten(self._treedef, g_leaves)
+        for i, (p, g) in enumerate(zip(self._param_leaves, g_leaves)):
             if np.shape(g) != p.shape:
                 raise ValueError(f"gradient {i} has shape {np.shape(g)}, its parameter {p.shape}")
         updates, self.state = self.transform.update(grads, self.state, self.params, **overrides)
-        for p, u in zip(_tree.leaves(self.params), _tree.leaves_like(self._treedef, updates)):
+        for p, u in zip(self._param_leaves, _tree.leaves_like(self._treedef, updates)):
             np.add(p, u, out=p, casting="same_kind")
 
     def _notify(self, reason: str) -> None:

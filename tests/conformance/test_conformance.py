@@ -1,10 +1,10 @@
 """Replay recorded torch.optim and optax trajectories through gradstep's rules.
 
 Each fixture names the gradstep rule and the option setting that must reproduce the
-reference, on the eager and on the fused engine; the gradients are the recorded ones, the learning rate of every step is
-passed when the reference changed it. Tolerances are per dtype: float64 leaves room
-only for a different order of the same floating-point operations, float32 for that
-order compounded over 30 steps.
+reference, on the eager and on the fused engine; the gradients are the recorded ones,
+the learning rate of every step is passed when the reference changed it. Tolerances
+are per dtype: float64 leaves room only for a different order of the same
+floating-point operations, float32 for that order compounded over 30 steps.
 """
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ class OptimizerSpec:
       fixtures: ids of the recorded reference trajectories it must match.
       test_hyperparams: arguments for the generic property tests (convergence on a
         quadratic and on Rosenbrock); they must make the optimizer converge there.
+      rosenbrock_hyperparams: overrides of ``test_hyperparams`` for Rosenbrock.
+      torch_equivalent: ``(torch.optim class name, kwargs)`` computing the same
+        algorithm as ``factory(**test_hyperparams)``, for benchmarks.
     """
 
     name: str
@@ -51,6 +54,7 @@ class OptimizerSpec:
     fixtures: tuple[str, ...] = ()
     test_hyperparams: dict = field(default_factory=dict)
     rosenbrock_hyperparams: dict | None = None
+    torch_equivalent: tuple[str, dict] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.capabilities) - CAPABILITIES

@@ -12,8 +12,10 @@ and hand back the structure the user gave.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -28,16 +30,25 @@ class TreeDef:
     kind: str
     children: tuple = ()
     keys: Any = None
+    num_leaves: int = field(default=-1, compare=False)
 
-    @property
-    def num_leaves(self) -> int:
-        if self.kind == "leaf":
-            return 1
-        return sum(child.num_leaves for child in self.children)
+    def __post_init__(self) -> None:
+        if self.num_leaves < 0:
+            n = 1 if self.kind == "leaf" else sum(c.num_leaves for c in self.children)
+            object.__setattr__(self, "num_leaves", n)
 
 
 _LEAF = TreeDef("leaf")
 _NONE = TreeDef("none")
+_FLAT_CACHE: dict[tuple[str, int], TreeDef] = {}
+
+
+def _flat(kind: str, n: int) -> TreeDef:
+    """The structure of a list or tuple of ``n`` leaves (cached: models have many)."""
+    td = _FLAT_CACHE.get((kind, n))
+    if td is None:
+        td = _FLAT_CACHE[(kind, n)] = TreeDef(kind, (_LEAF,) * n, None, n)
+    return td
 
 
 def _is_namedtuple(x: Any) -> bool:
@@ -66,6 +77,9 @@ def _flatten_into(tree: Any, leaves: list, none_is_leaf: bool = False) -> TreeDe
         return TreeDef("namedtuple", children, type(tree))
     if isinstance(tree, (list, tuple)):
         kind = "list" if isinstance(tree, list) else "tuple"
+        if all(type(v) is np.ndarray for v in tree):  # the common flat case, fast
+            leaves.extend(tree)
+            return _flat(kind, len(tree))
         return TreeDef(kind, tuple(_flatten_into(v, leaves, none_is_leaf) for v in tree))
     leaves.append(tree)
     return _LEAF

@@ -37,6 +37,8 @@ import os
 import sys
 import textwrap
 import weakref
+from ctypes import addressof as _addressof
+from ctypes import c_char
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,17 +293,22 @@ class FusedEngine:
         its step counts advanced. Raises :class:`Unsupported` (changing nothing) for
         arrays it cannot run."""
         w_leaves, td = _tree.flatten(params)
-        g_leaves = _tree.leaves_like(td, grads)
+        return self.step_leaves(w_leaves, _tree.leaves_like(td, grads), params, state, ctx)
+
+    def step_leaves(
+        self, w_leaves: list, g_leaves: list, params: Any, state: dict, ctx: dict
+    ) -> dict:
+        """:meth:`step` on already flattened parameters and gradients; ``params`` is
+        the tree, for masks that are functions of it."""
         if not w_leaves:
             return state
-        layout = self._layout(w_leaves)
+        layout = self._layout(w_leaves, params)
         g_pointers = _grad_pointers(g_leaves, layout)
         nodes = [_node(state, st.state_path) for st in self.stages]
         counts = [int(node["count"]) if "count" in node else 0 for node in nodes]
-        selected = [self._selection(st, params, len(w_leaves)) for st in self.stages]
-        self._slot_pointers(layout, nodes, selected)
+        self._slot_pointers(layout, nodes)
         layout["ptrs"][0] = g_pointers
-        self._run(layout, counts, selected, ctx)
+        self._run(layout, counts, ctx)
         for st, node, count in zip(self.stages, nodes, counts):
             if st.stage.counted:
                 node["count"] = np.asarray(count + 1, dtype=np.int64)
@@ -318,16 +325,13 @@ class FusedEngine:
             k += bool(flag)
         return out
 
-    def _run(self, layout: dict, counts: list[int], selected: list, ctx: dict) -> None:
+    def _run(self, layout: dict, counts: list[int], ctx: dict) -> None:
         dtype = layout["dtype"]
         n_tensors = len(layout["w"])
-        ptrs, chunks = layout["ptrs"], layout["chunks"]
+        ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
         scal = np.zeros(self.n_scalars, dtype)
         tscal = np.zeros((n_tensors, max(self.n_factors, 1)), dtype)
-        tmask = np.ones((len(self.stages), n_tensors), np.uint8)
-        for st, count, sel in zip(self.stages, counts, selected):
-            if st.mask is not None:
-                tmask[st.index] = [i is not None for i in sel]
+        for st, count in zip(self.stages, counts):
             if not st.is_reduction:
                 values = list(st.stage.scalars(count, ctx).values())
                 scal[st.scalar_offset : st.scalar_offset + len(values)] = values
@@ -339,8 +343,9 @@ class FusedEngine:
                 tscal[:, st.reduction_column] = st.stage.factors(list(sums), count, ctx)
         self.kernels.step(chunks, ptrs, scal, tscal, tmask)
 
-    def _layout(self, ws: list) -> dict:
-        """Chunk table and parameter pointers, rebuilt when the parameters change."""
+    def _layout(self, ws: list, params: Any) -> dict:
+        """Chunk table, parameter pointers and masks, rebuilt when the parameters
+        change."""
         layout = self._layout_cache
         if layout is not None and _same_objects(layout["w"], ws):
             return layout
@@ -359,26 +364,34 @@ class FusedEngine:
         layout = {
             "w": list(ws),
             "dtype": dtype,
-            "typestr": np.zeros(0, dtype).__array_interface__["typestr"],
             "shapes": [w.shape for w in ws],
             "chunks": np.array(rows, np.int64).reshape(-1, 3),
             "ptrs": np.zeros((self.n_rows, len(ws)), np.int64),
             "slots": None,
             "grads": None,
+            "selected": [self._selection(st, params, len(ws)) for st in self.stages],
+            "tmask": np.ones((len(self.stages), len(ws)), np.uint8),
         }
+        for st, sel in zip(self.stages, layout["selected"]):
+            layout["tmask"][st.index] = [k is not None for k in sel]
         layout["ptrs"][1] = [_address(w) for w in ws]
         self._layout_cache = layout
         return layout
 
-    def _slot_pointers(self, layout, nodes, selected) -> None:
+    def _slot_pointers(self, layout, nodes) -> None:
+        """Pointers to the slot arrays, refreshed when the state's containers change
+        (the engine updates slots in place, so they normally stay the same)."""
+        containers = [
+            node[slot.name] for st, node in zip(self.stages, nodes) for slot in st.stage.slots
+        ]
+        if layout["slots"] is not None and _same_objects(layout["slots"], containers):
+            return
         arrays = []
-        for st, node, sel in zip(self.stages, nodes, selected):
+        for st, node, sel in zip(self.stages, nodes, layout["selected"]):
             for slot in st.stage.slots:
                 leaves = _tree.leaves(node[slot.name])
                 arrays.append([None if k is None else leaves[k] for k in sel])
         flat = [a for row in arrays for a in row]
-        if layout["slots"] is not None and _same_objects(layout["slots"], flat):
-            return
         dtype = layout["dtype"]
         for a in flat:
             if a is not None and not (
@@ -390,7 +403,10 @@ class FusedEngine:
                 raise Unsupported("state slots of another dtype, or not contiguous")
         for r, row in enumerate(arrays):
             layout["ptrs"][2 + r] = [0 if a is None else _address(a) for a in row]
-        layout["slots"] = flat
+        layout["slots"] = containers
+
+
+_from_buffer = c_char.from_buffer
 
 
 def _node(state: dict, path: tuple[str, ...]) -> dict:
@@ -418,19 +434,30 @@ def _grad_pointers(grads: list, layout: dict) -> np.ndarray:
         refs, pointers = cached
         if len(refs) == len(grads) and all(r() is g for r, g in zip(refs, grads)):
             return pointers
-    typestr, shapes = layout["typestr"], layout["shapes"]
-    out = np.empty(len(grads), np.int64)
-    for i, g in enumerate(grads):
-        if type(g) is not np.ndarray:
-            raise Unsupported(f"gradients of type {type(g).__name__}")
-        face = g.__array_interface__
-        if face["shape"] != shapes[i]:
-            raise ValueError(f"gradient {i} has shape {face['shape']}, its parameter {shapes[i]}")
-        if face["typestr"] != typestr or face["strides"] is not None:
-            raise Unsupported(
-                f"gradient {i} is not a contiguous array of its parameter's dtype "
-                f"{layout['dtype']} (it is {g.dtype})"
-            )
-        out[i] = face["data"][0]
+    dtype, shapes = layout["dtype"], layout["shapes"]
+    fits = len(grads) == len(shapes) and all(
+        type(g) is np.ndarray and g.dtype is dtype and g.shape == s for g, s in zip(grads, shapes)
+    )
+    try:
+        if not fits:
+            raise ValueError
+        # a writable C-contiguous buffer of at least one byte: the fast path
+        out = np.array([_addressof(_from_buffer(g)) for g in grads], np.int64)
+    except (TypeError, ValueError):
+        out = np.array([_checked_pointer(i, g, layout) for i, g in enumerate(grads)], np.int64)
     layout["grads"] = ([weakref.ref(g) for g in grads], out)
     return out
+
+
+def _checked_pointer(i: int, g: Any, layout: dict) -> int:
+    """The data pointer of gradient ``i``, or the reason it cannot be used."""
+    if not isinstance(g, np.ndarray):
+        raise Unsupported(f"gradients of type {type(g).__name__}")
+    if g.shape != layout["shapes"][i]:
+        raise ValueError(f"gradient {i} has shape {g.shape}, its parameter {layout['shapes'][i]}")
+    if g.dtype != layout["dtype"] or not g.flags.c_contiguous:
+        raise Unsupported(
+            f"gradient {i} is not a contiguous array of its parameter's dtype "
+            f"{layout['dtype']} (it is {g.dtype})"
+        )
+    return _address(g)

@@ -1,0 +1,28 @@
+"""The ``gradstep`` command: ``gradstep bench`` (and the subcommands to come)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradstep", description="gradstep optimizers")
+    sub = parser.add_subparsers(dest="command", required=True)
+    from . import bench
+
+    bench_parser = sub.add_parser(
+        "bench", help="step time against torch.optim and the memory-traffic floor"
+    )
+    bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(run=bench.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
