@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import tree as _tree
-from . import xmath
+from .namespaces import element_for, namespace_of, nan_to_zero
 from .transform import Transform
 
 
@@ -40,24 +40,25 @@ class Slot:
     name: str
     fill: float | str = 0.0
 
-    def initial(self, param: Any) -> np.ndarray:
-        p = np.asarray(param)
-        dtype = p.dtype if np.issubdtype(p.dtype, np.floating) else np.float64
-        if self.fill == "params":
-            return np.array(p, dtype=dtype, copy=True)
-        return np.full(p.shape, self.fill, dtype=dtype)
+    def initial(self, param: Any) -> Any:
+        """The slot's initial array for ``param``, of its library, shape and dtype
+        (float64 for a NumPy parameter that is not floating-point)."""
+        ns = namespace_of(param)
+        return ns.copy(param) if self.fill == "params" else ns.full_like(param, self.fill)
 
 
 def float_dtype(x: Any) -> np.dtype:
-    """The floating dtype in which element math on ``x`` runs."""
+    """The floating dtype in which element math on the NumPy array ``x`` runs."""
     dtype = np.result_type(x)
     return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
 
 
-def cast_scalars(scalars: dict[str, Any], dtype: np.dtype) -> list:
-    """Scalars as values of ``dtype`` (booleans stay booleans)."""
-    kind = dtype.type
-    return [v if isinstance(v, (bool, np.bool_)) else kind(v) for v in scalars.values()]
+def cast_scalars(scalars: dict[str, Any], x: Any) -> list:
+    """Scalars as the element math on ``x`` takes them: NumPy scalars of ``x``'s
+    dtype, so float32 stays float32 (booleans stay booleans); Python numbers for
+    torch and JAX, whose arrays keep their dtype against them."""
+    cast = namespace_of(x).scalar_caster(x)
+    return [cast(v) for v in scalars.values()]
 
 
 def resolve(hyperparams: dict[str, Any], count: int, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -179,28 +180,26 @@ class Elementwise(Transform):
 
         updates = []
         new_slots: list[list] = [[] for _ in self.slots]
-        cast_cache: dict[np.dtype, list] = {}
+        cast_cache: dict[Any, list] = {}
         for i, g in enumerate(g_leaves):
-            dtype = float_dtype(g)
-            if dtype not in cast_cache:
-                cast_cache[dtype] = cast_scalars(scalars, dtype)
+            ns = namespace_of(g)
+            key = (ns.name, getattr(g, "dtype", None))
+            if key not in cast_cache:
+                cast_cache[key] = cast_scalars(scalars, g)
             args = [g]
             if self.uses_params:
                 args.append(w_leaves[i])
             args.extend(sl[i] for sl in slot_leaves)
-            result = self.element(*args, *cast_cache[dtype])
+            result = element_for(self.element, ns)(*args, *cast_cache[key])
             if self.slots:
                 u, *slot_values = result
                 for k, value in enumerate(slot_values):
                     if self.clear_nan_slots:
-                        value = xmath.nan_to_zero(value)
-                    new_slots[k].append(
-                        np.asarray(value) if isinstance(value, np.generic) else value
-                    )
+                        value = nan_to_zero(value, ns)
+                    new_slots[k].append(ns.wrap(value))
             else:
                 u = result
-            # NumPy turns 0-d results into scalars; keep arrays so state keeps its type
-            updates.append(np.asarray(u) if isinstance(u, np.generic) else u)
+            updates.append(ns.wrap(u))
 
         new_state: dict[str, Any] = {}
         if self.counted:
@@ -216,8 +215,7 @@ def _scaled_by_factor(g, factor):
 
 def sum_of_squares(x: Any) -> float:
     """The sum of squares of ``x``, accumulated in float64."""
-    a = np.asarray(x, dtype=np.float64).ravel()
-    return float(np.dot(a, a))
+    return namespace_of(x).sum_of_squares(x)
 
 
 class NormScaled(Elementwise):
@@ -245,6 +243,9 @@ class NormScaled(Elementwise):
         g_leaves, td = _tree.flatten(grads)
         count = int(state["count"]) if self.counted else 0
         factors = self.factors([sum_of_squares(g) for g in g_leaves], count, ctx)
-        out = [self.element(g, float_dtype(g).type(f)) for g, f in zip(g_leaves, factors)]
+        out = [
+            element_for(self.element, namespace_of(g))(g, *cast_scalars({"f": f}, g))
+            for g, f in zip(g_leaves, factors)
+        ]
         new_state = {"count": np.asarray(count + 1, np.int64)} if self.counted else {}
         return _tree.unflatten(td, out), new_state
