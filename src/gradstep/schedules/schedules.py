@@ -29,6 +29,16 @@ class Schedule:
         return f"<Schedule {self.description}>"
 
 
+def _check_boundaries(owner: str, boundaries: list[int]) -> None:
+    if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])) or any(
+        b < 0 for b in boundaries
+    ):
+        raise ValueError(
+            f"{owner}: invalid boundaries={boundaries}; valid values: non-negative and "
+            "strictly increasing"
+        )
+
+
 @hyperparams(value=_REAL)
 def constant(value: float) -> Schedule:
     """``value`` at every step."""
@@ -47,13 +57,7 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
             f"piecewise_constant: values has {len(values)} entries; it needs "
             f"len(boundaries) + 1 = {len(boundaries) + 1}"
         )
-    if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])) or any(
-        b < 0 for b in boundaries
-    ):
-        raise ValueError(
-            f"piecewise_constant: invalid boundaries={boundaries}; valid values: "
-            "non-negative and strictly increasing"
-        )
+    _check_boundaries("piecewise_constant", boundaries)
     return Schedule(
         lambda t: values[bisect.bisect_right(boundaries, t)],
         f"piecewise_constant({boundaries}, {values})",
@@ -227,13 +231,7 @@ def join(schedules: Sequence[Callable[[int], float]], boundaries: Sequence[int])
             f"join: {len(schedules)} schedules need {len(schedules) - 1} boundaries, "
             f"got {len(boundaries)}"
         )
-    if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])) or any(
-        b < 0 for b in boundaries
-    ):
-        raise ValueError(
-            f"join: invalid boundaries={boundaries}; valid values: non-negative and "
-            "strictly increasing"
-        )
+    _check_boundaries("join", boundaries)
     starts = [0] + boundaries
 
     def fn(t: int) -> float:
