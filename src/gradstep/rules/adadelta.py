@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
+from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, hyperparams, nonnegative
@@ -53,7 +54,9 @@ def scale_by_adadelta(rho: Any = 0.95, epsilon: float = 1e-6) -> Elementwise:
     rho=Interval(0.0, 1.0, schedulable=True),
     epsilon=nonnegative(),
     clear_nan=BOOL,
-    weight_decay=nonnegative(),
+    weight_decay=nonnegative(schedulable=True),
+    decoupled_weight_decay=BOOL,
+    **GRADIENT_RANGES,
 )
 def adadelta(
     learning_rate: Any = 1.0,
@@ -61,7 +64,11 @@ def adadelta(
     epsilon: float = 1e-6,
     clear_nan: bool = False,
     *,
-    weight_decay: float = 0.0,
+    weight_decay: Any = 0.0,
+    decoupled_weight_decay: bool = False,
+    rescale_grad: Any = 1.0,
+    clip_gradient: float | None = None,
+    decay_in_clip: bool = False,
 ) -> Chain:
     r"""AdaDelta (see the module docstring for the math and the symbol map).
 
@@ -73,7 +80,13 @@ def adadelta(
         size of the very first steps (about :math:`\sqrt{\epsilon/(1-\rho)}`).
       clear_nan: Dandelion's NaN handling (new ``nu``, ``nu_delta`` and parameter
         elements that are NaN become 0).
-      weight_decay: coupled L2 >= 0 (torch, MXNet 2.x). Default 0.
+      weight_decay: :math:`\lambda` >= 0, or a schedule: coupled L2 (torch, MXNet
+        2.x). Default 0.
+      decoupled_weight_decay: subtract :math:`\eta \lambda w` outside the AdaDelta
+        statistics instead, :math:`w \leftarrow w - \eta(\Delta + \lambda w)`
+        (MXNet 1.x, whose learning rate is 1). Default False.
+      rescale_grad, clip_gradient, decay_in_clip: MXNet's gradient handling (see
+        :mod:`gradstep.transforms.mxnet`). Defaults leave the gradient as it is.
 
     Example:
       >>> import numpy as np, gradstep
@@ -81,14 +94,32 @@ def adadelta(
       >>> gradstep.Optimizer(w, gradstep.adadelta()).step(np.array([1.0])); w.round(7)
       array([0.9955279])
 
-    Differences: torch and MXNet use rho 0.9; Keras lr 1e-3 and epsilon 1e-7; MXNet
-    1.x ignores the learning rate and decays weights outside it; optax's default
-    ``learning_rate=None`` returns the ascent direction.
+    Differences: torch and MXNet use rho 0.9; Keras lr 1e-3 and epsilon 1e-7; optax's
+    default ``learning_rate=None`` returns the ascent direction. MXNet 1.x
+    (epsilon 1e-5) has no learning rate at all (its ``learning_rate`` and schedulers
+    change nothing) and subtracts :math:`\lambda w` unscaled: that is
+    ``learning_rate=1, decoupled_weight_decay=True``.
     """
+    decoupled = decoupled_weight_decay and (callable(weight_decay) or weight_decay != 0)
+    if decoupled_weight_decay and not decoupled:
+        raise ValueError(
+            "adadelta: invalid decoupled_weight_decay=True with weight_decay=0; valid "
+            "values: decoupled_weight_decay only applies with weight_decay > 0"
+        )
+    gradient = gradient_stage(
+        "adadelta",
+        rescale_grad,
+        clip_gradient,
+        weight_decay,
+        decay_in_clip,
+        default_in_clip=False,
+        coupled=not decoupled,
+    )
     return rule(
         "adadelta",
-        add_decayed_weights(weight_decay) if weight_decay else None,
+        gradient,
         scale_by_adadelta(rho, epsilon),
+        add_decayed_weights(weight_decay) if decoupled else None,
         scale_by_learning_rate(learning_rate),
         clear_nan=clear_nan,
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
+from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, hyperparams, nonnegative
@@ -81,8 +82,10 @@ def inverse_time_decay(lr_decay: float) -> Elementwise:
     initial_accumulator_value=nonnegative(),
     epsilon_placement=OneOf(PLACEMENTS),
     lr_decay=nonnegative(),
-    weight_decay=nonnegative(),
+    weight_decay=nonnegative(schedulable=True),
     clear_nan=BOOL,
+    decoupled_weight_decay=BOOL,
+    **GRADIENT_RANGES,
 )
 def adagrad(
     learning_rate: Any = 1.0,
@@ -91,8 +94,12 @@ def adagrad(
     initial_accumulator_value: float = 0.0,
     epsilon_placement: str = "inside",
     lr_decay: float = 0.0,
-    weight_decay: float = 0.0,
+    weight_decay: Any = 0.0,
     clear_nan: bool = False,
+    decoupled_weight_decay: bool = False,
+    rescale_grad: Any = 1.0,
+    clip_gradient: float | None = None,
+    decay_in_clip: bool = False,
 ) -> Chain:
     r"""AdaGrad (see the module docstring for the math and the symbol map).
 
@@ -102,8 +109,15 @@ def adagrad(
       initial_accumulator_value: the accumulator's start, >= 0. Default 0.
       epsilon_placement: ``"inside"`` (default) or ``"outside"`` the root.
       lr_decay: :math:`\delta` >= 0 (torch). Default 0.
-      weight_decay: coupled L2 >= 0; :math:`\lambda w` enters the accumulator (torch).
+      weight_decay: :math:`\lambda` >= 0, or a schedule; coupled L2: :math:`\lambda w`
+        enters the accumulator (torch, MXNet 2.x). Default 0.
       clear_nan: Dandelion's NaN handling.
+      decoupled_weight_decay: add :math:`\lambda w` after the normalisation instead,
+        :math:`w \leftarrow w - \eta (g/d + \lambda w)` (MXNet 1.x). Default False.
+      rescale_grad, clip_gradient, decay_in_clip: MXNet's gradient handling (see
+        :mod:`gradstep.transforms.mxnet`): the gradient is multiplied by
+        ``rescale_grad`` and clipped element-wise to ``clip_gradient``; a coupled
+        decay is added after the clip unless ``decay_in_clip``.
 
     Example:
       >>> import numpy as np, gradstep
@@ -112,17 +126,36 @@ def adagrad(
       array([0.9])
 
     Differences: torch: lr 0.01, epsilon 1e-10 outside, accumulator 0. optax and
-    Keras start the accumulator at 0.1 (epsilon 1e-7 inside). MXNet 1.x adds its
-    weight decay after the normalisation instead of into the accumulator.
+    Keras start the accumulator at 0.1 (epsilon 1e-7 inside). MXNet 1.x (lr 0.01,
+    ``eps`` 1e-7 inside the root, which its docstring wrongly calls the initial
+    accumulator) adds its weight decay after the normalisation:
+    ``decoupled_weight_decay=True``; MXNet 2.x is ``epsilon_placement="outside"``
+    with coupled decay.
     """
+    decoupled = decoupled_weight_decay and (callable(weight_decay) or weight_decay != 0)
+    if decoupled_weight_decay and not decoupled:
+        raise ValueError(
+            "adagrad: invalid decoupled_weight_decay=True with weight_decay=0; valid "
+            "values: decoupled_weight_decay only applies with weight_decay > 0"
+        )
+    gradient = gradient_stage(
+        "adagrad",
+        rescale_grad,
+        clip_gradient,
+        weight_decay,
+        decay_in_clip,
+        default_in_clip=False,
+        coupled=not decoupled,
+    )
     return rule(
         "adagrad",
-        add_decayed_weights(weight_decay) if weight_decay else None,
+        gradient,
         scale_by_adagrad(
             epsilon,
             initial_accumulator_value=initial_accumulator_value,
             epsilon_placement=epsilon_placement,
         ),
+        add_decayed_weights(weight_decay) if decoupled else None,
         inverse_time_decay(lr_decay) if lr_decay else None,
         scale_by_learning_rate(learning_rate),
         clear_nan=clear_nan,

@@ -41,6 +41,7 @@ import math
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
+from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
@@ -147,7 +148,7 @@ _COMMON = dict(
 )
 
 
-@hyperparams(**_COMMON)
+@hyperparams(**_COMMON, **GRADIENT_RANGES)
 def adam(
     learning_rate: Any = 0.001,
     beta1: Any = 0.9,
@@ -158,6 +159,9 @@ def adam(
     amsgrad: bool | str = False,
     epsilon_placement: str = "outside",
     weight_decay: Any = 0.0,
+    rescale_grad: Any = 1.0,
+    clip_gradient: float | None = None,
+    decay_in_clip: bool = True,
 ) -> Chain:
     r"""Adam (see the module docstring for the math and the symbol map).
 
@@ -174,6 +178,12 @@ def adam(
       weight_decay: :math:`\lambda` >= 0: coupled L2, :math:`g + \lambda w` enters
         the moments (torch ``Adam(weight_decay=...)``). For decoupled decay use
         :func:`adamw`.
+      rescale_grad, clip_gradient: MXNet's gradient handling: the gradient is
+        multiplied by ``rescale_grad`` (> 0, default 1) and clipped element-wise to
+        ``[-clip_gradient, clip_gradient]`` (>= 0, default None: no clip).
+      decay_in_clip: with both a clip and a decay, clip :math:`s g + \lambda w`
+        (True, default: MXNet 1.x) or add :math:`\lambda w` after the clip (False:
+        MXNet 2.x).
 
     Example:
       >>> import numpy as np, gradstep
@@ -185,11 +195,15 @@ def adam(
     Keras use ``"outside_uncorrected"`` (a larger effective epsilon early on:
     :math:`31.6\epsilon` at step 1); objax ``"inside_uncorrected"``. Keras' default
     epsilon is 1e-7. AMSGrad: optax takes the maximum of the bias-corrected
-    :math:`\hat v`, everyone else of the raw :math:`v`.
+    :math:`\hat v`, everyone else of the raw :math:`v`. MXNet's ``Adam`` is
+    ``epsilon_placement="outside_uncorrected"`` with its ``rescale_grad``,
+    ``clip_gradient`` and ``wd`` (1.x clips the decayed gradient).
     """
     return rule(
         "adam",
-        add_decayed_weights(weight_decay) if weight_decay else None,
+        gradient_stage(
+            "adam", rescale_grad, clip_gradient, weight_decay, decay_in_clip, default_in_clip=True
+        ),
         scale_by_adam(beta1, beta2, epsilon, amsgrad=amsgrad, epsilon_placement=epsilon_placement),
         scale_by_learning_rate(learning_rate),
         clear_nan=clear_nan,

@@ -26,7 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
-from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
+from .._core.gradients import GRADIENT_RANGES, gradient_stage
+from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
 from .._core.xmath import absolute, maximum
@@ -83,8 +84,9 @@ def scale_by_adamax(
     beta2=decay_rate(),
     epsilon=nonnegative(),
     epsilon_placement=OneOf(PLACEMENTS),
-    weight_decay=nonnegative(),
+    weight_decay=nonnegative(schedulable=True),
     clear_nan=BOOL,
+    **GRADIENT_RANGES,
 )
 def adamax(
     learning_rate: Any = 0.002,
@@ -93,8 +95,11 @@ def adamax(
     epsilon: float = 1e-8,
     *,
     epsilon_placement: str = "outside",
-    weight_decay: float = 0.0,
+    weight_decay: Any = 0.0,
     clear_nan: bool = False,
+    rescale_grad: Any = 1.0,
+    clip_gradient: float | None = None,
+    decay_in_clip: bool = True,
 ) -> Chain:
     r"""AdaMax (see the module docstring for the math and the symbol map).
 
@@ -103,8 +108,15 @@ def adamax(
       beta1, beta2: in [0, 1). Defaults 0.9, 0.999.
       epsilon: :math:`\epsilon` >= 0. Default 1e-8.
       epsilon_placement: ``"outside"`` (default, Lasagne) or ``"in_max"`` (torch).
-      weight_decay: coupled L2 decay >= 0 (torch's ``weight_decay``). Default 0.
+      weight_decay: coupled L2 decay >= 0, or a schedule (torch's ``weight_decay``,
+        MXNet's ``wd``). Default 0.
       clear_nan: Dandelion's NaN handling.
+      rescale_grad, clip_gradient: MXNet's gradient handling: the gradient is
+        multiplied by ``rescale_grad`` (> 0, default 1) and clipped element-wise to
+        ``[-clip_gradient, clip_gradient]`` (>= 0, default None: no clip).
+      decay_in_clip: with both a clip and a decay, clip :math:`s g + \lambda w`
+        (True, default: MXNet 1.x) or add :math:`\lambda w` after the clip (False:
+        MXNet 2.x).
 
     Example:
       >>> import numpy as np, gradstep
@@ -115,11 +127,14 @@ def adamax(
     Differences: torch and optax put epsilon inside the maximum, so a coordinate whose
     gradient has always been 0 gets :math:`u = \epsilon`; MXNet 1.x has no epsilon at
     all (``epsilon=0``, which gives 0/0 = NaN there); Keras uses epsilon 1e-7 and
-    lr 0.001.
+    lr 0.001. MXNet 1.x ``Adamax`` is ``epsilon=0`` with its ``rescale_grad``,
+    ``clip_gradient`` and ``wd``.
     """
     return rule(
         "adamax",
-        add_decayed_weights(weight_decay) if weight_decay else None,
+        gradient_stage(
+            "adamax", rescale_grad, clip_gradient, weight_decay, decay_in_clip, default_in_clip=True
+        ),
         scale_by_adamax(beta1, beta2, epsilon, epsilon_placement=epsilon_placement),
         scale_by_learning_rate(learning_rate),
         clear_nan=clear_nan,

@@ -29,7 +29,9 @@ from __future__ import annotations
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
-from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
+from .._core.gradients import CLIP_WEIGHTS, GRADIENT_RANGES, gradient_stage
+from .._core.gradients import clip_weights as clip_weights_stage
+from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
 from .._core.xmath import sqrt
@@ -89,8 +91,10 @@ def scale_by_rms(
     lr_in_buffer=BOOL,
     epsilon_placement=OneOf(PLACEMENTS),
     initial_scale=nonnegative(),
-    weight_decay=nonnegative(),
+    weight_decay=nonnegative(schedulable=True),
     clear_nan=BOOL,
+    clip_weights=CLIP_WEIGHTS,
+    **GRADIENT_RANGES,
 )
 def rmsprop(
     learning_rate: Any = 1.0,
@@ -102,8 +106,12 @@ def rmsprop(
     lr_in_buffer: bool = True,
     epsilon_placement: str = "inside",
     initial_scale: float = 0.0,
-    weight_decay: float = 0.0,
+    weight_decay: Any = 0.0,
     clear_nan: bool = False,
+    rescale_grad: Any = 1.0,
+    clip_gradient: float | None = None,
+    decay_in_clip: bool = True,
+    clip_weights: float | None = None,
 ) -> Chain:
     r"""RMSProp (see the module docstring for the math and the symbol map).
 
@@ -118,8 +126,16 @@ def rmsprop(
         meaningful with ``momentum > 0``.
       epsilon_placement: ``"inside"`` (default) or ``"outside"`` the root.
       initial_scale: initial value of :math:`n` (optax). Default 0.
-      weight_decay: coupled L2 >= 0 (torch). Default 0.
+      weight_decay: coupled L2 >= 0, or a schedule (torch, MXNet). Default 0.
       clear_nan: Dandelion's NaN handling.
+      rescale_grad, clip_gradient: MXNet's gradient handling: the gradient is
+        multiplied by ``rescale_grad`` (> 0, default 1) and clipped element-wise to
+        ``[-clip_gradient, clip_gradient]`` (>= 0, default None: no clip).
+      decay_in_clip: with both a clip and a decay, clip :math:`s g + \lambda w`
+        (True, default: MXNet 1.x) or add :math:`\lambda w` after the clip (False:
+        MXNet 2.x).
+      clip_weights: > 0 or None: after the step each parameter element is clipped to
+        ``[-clip_weights, clip_weights]`` (MXNet). Default None.
 
     Example:
       >>> import numpy as np, gradstep
@@ -130,8 +146,11 @@ def rmsprop(
 
     Differences: torch (``alpha`` = :math:`\rho`, default 0.99, lr 0.01, epsilon 1e-8)
     puts epsilon outside the root and the learning rate outside the velocity; MXNet
-    1.x, Lasagne, Keras and optax put epsilon inside. MXNet's centered RMSProp always
-    has momentum (``gamma2``).
+    1.x, Lasagne, Keras and optax put epsilon inside. MXNet 1.x ``RMSProp`` is
+    ``rho=gamma1, epsilon_placement="inside"`` (its default lr 0.001, ``gamma1`` 0.9,
+    epsilon 1e-8); centered it always has momentum ``gamma2`` with the learning rate
+    in the buffer (``centered=True, momentum=gamma2``). MXNet 2.x puts epsilon
+    outside the root when not centered.
     """
     if lr_in_buffer is False and not (callable(momentum) or momentum):
         raise ValueError(
@@ -149,9 +168,8 @@ def rmsprop(
     uses_momentum = callable(momentum) or momentum > 0
     trace = apply_momentum(momentum) if uses_momentum else None
     stages = (direction, lr, trace) if lr_in_buffer else (direction, trace, lr)
-    return rule(
-        "rmsprop",
-        add_decayed_weights(weight_decay) if weight_decay else None,
-        *stages,
-        clear_nan=clear_nan,
+    gradient = gradient_stage(
+        "rmsprop", rescale_grad, clip_gradient, weight_decay, decay_in_clip, default_in_clip=True
     )
+    weights = clip_weights_stage(clip_weights) if clip_weights is not None else None
+    return rule("rmsprop", gradient, *stages, weights, clear_nan=clear_nan)

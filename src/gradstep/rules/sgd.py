@@ -36,9 +36,10 @@ from __future__ import annotations
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
-from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
+from .._core.gradients import GRADIENT_RANGES, gradient_stage
+from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
-from .._core.validate import BOOL, Interval, hyperparams, nonnegative
+from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
 
 _LR = nonnegative(schedulable=True)
 _MOMENTUM = Interval(0.0, 1.0, schedulable=True)
@@ -103,19 +104,35 @@ def apply_nesterov_momentum(momentum: Any = 0.9, *, dampening: float = 0.0) -> T
     return _trace(momentum, True, dampening)
 
 
-def _decay(weight_decay: float) -> Transform | None:
-    return add_decayed_weights(weight_decay) if weight_decay else None
+def _gradient(owner, rescale_grad, clip_gradient, weight_decay, decay_in_clip):
+    # MXNet 1.x SGD and NAG add the decay after the element-wise clip
+    return gradient_stage(
+        owner, rescale_grad, clip_gradient, weight_decay, decay_in_clip, default_in_clip=False
+    )
 
 
-@hyperparams(learning_rate=_LR, clear_nan=BOOL, weight_decay=nonnegative())
-def sgd(learning_rate: Any = 1e-4, clear_nan: bool = False, *, weight_decay: float = 0.0) -> Chain:
-    r"""Stochastic gradient descent: :math:`w \leftarrow w - \eta (g + \lambda w)`.
+@hyperparams(
+    learning_rate=_LR, clear_nan=BOOL, weight_decay=nonnegative(schedulable=True), **GRADIENT_RANGES
+)
+def sgd(
+    learning_rate: Any = 1e-4,
+    clear_nan: bool = False,
+    *,
+    weight_decay: Any = 0.0,
+    rescale_grad: Any = 1.0,
+    clip_gradient: float | None = None,
+    decay_in_clip: bool = False,
+) -> Chain:
+    r"""Stochastic gradient descent: :math:`w \leftarrow w - \eta (u + \lambda w)`,
+    :math:`u = \mathrm{clip}(s g, -c, c)` (just :math:`g` by default).
 
     Args:
       learning_rate: :math:`\eta` >= 0, or a schedule. Default 1e-4 (Dandelion).
       clear_nan: Dandelion's NaN handling: a parameter element whose new value is
         NaN becomes 0 (see :func:`gradstep.transforms.with_clear_nan`).
-      weight_decay: :math:`\lambda` >= 0, coupled L2 decay. Default 0.
+      weight_decay: :math:`\lambda` >= 0, or a schedule: coupled L2 decay. Default 0.
+      rescale_grad, clip_gradient, decay_in_clip: MXNet's gradient handling (see
+        :mod:`gradstep.transforms.mxnet`); defaults leave the gradient as it is.
 
     Example:
       >>> import numpy as np, gradstep
@@ -125,20 +142,26 @@ def sgd(learning_rate: Any = 1e-4, clear_nan: bool = False, *, weight_decay: flo
       array([ 0.9, -2.1])
 
     Differences: Dandelion's default learning rate is 1e-4, Lasagne and optax require
-    one, torch defaults to 1e-3, MXNet to 0.01 (1.x) or 0.1 (2.x).
+    one, torch defaults to 1e-3, MXNet to 0.01 (1.x) or 0.1 (2.x). MXNet's SGD
+    (``w <- (1 - lr wd) w - lr clip(s g)``) is this rule with its ``rescale_grad``,
+    ``clip_gradient`` and ``weight_decay``.
     """
     return rule(
-        "sgd", _decay(weight_decay), scale_by_learning_rate(learning_rate), clear_nan=clear_nan
+        "sgd",
+        _gradient("sgd", rescale_grad, clip_gradient, weight_decay, decay_in_clip),
+        scale_by_learning_rate(learning_rate),
+        clear_nan=clear_nan,
     )
 
 
-def _momentum_rule(
-    name, learning_rate, momentum, dampening, nesterov, lr_in_buffer, weight_decay, clear_nan
-) -> Chain:
+def _momentum_rule(name, learning_rate, momentum, dampening, nesterov, lr_in_buffer, **kw) -> Chain:
     trace = _trace(momentum, nesterov, dampening)
     lr = scale_by_learning_rate(learning_rate)
     stages = (lr, trace) if lr_in_buffer else (trace, lr)
-    return rule(name, _decay(weight_decay), *stages, clear_nan=clear_nan)
+    gradient = _gradient(
+        name, kw["rescale_grad"], kw["clip_gradient"], kw["weight_decay"], kw["decay_in_clip"]
+    )
+    return rule(name, gradient, *stages, clear_nan=kw["clear_nan"])
 
 
 _MOMENTUM_RANGES = dict(
@@ -146,8 +169,9 @@ _MOMENTUM_RANGES = dict(
     momentum=_MOMENTUM,
     dampening=_DAMPENING,
     lr_in_buffer=BOOL,
-    weight_decay=nonnegative(),
+    weight_decay=nonnegative(schedulable=True),
     clear_nan=BOOL,
+    **GRADIENT_RANGES,
 )
 
 
@@ -158,8 +182,11 @@ def momentum(
     *,
     dampening: float = 0.0,
     lr_in_buffer: bool = True,
-    weight_decay: float = 0.0,
+    weight_decay: Any = 0.0,
     clear_nan: bool = False,
+    rescale_grad: Any = 1.0,
+    clip_gradient: float | None = None,
+    decay_in_clip: bool = False,
 ) -> Chain:
     r"""SGD with heavy-ball momentum.
 
@@ -173,8 +200,11 @@ def momentum(
       dampening: :math:`\tau` in [0, 1] (torch); not applied on the first step.
       lr_in_buffer: whether the velocity holds learning-rate-scaled steps (True:
         Lasagne, MXNet, Keras) or gradients (False: torch, optax, objax).
-      weight_decay: :math:`\lambda` >= 0, coupled L2 decay (inside the velocity).
+      weight_decay: :math:`\lambda` >= 0, or a schedule: coupled L2 decay (inside the
+        velocity).
       clear_nan: Dandelion's NaN handling.
+      rescale_grad, clip_gradient, decay_in_clip: MXNet's gradient handling (see
+        :mod:`gradstep.transforms.mxnet`); defaults leave the gradient as it is.
 
     Example:
       >>> import numpy as np, gradstep
@@ -188,19 +218,63 @@ def momentum(
     ``lr_in_buffer=True``. The two agree while the learning rate is constant.
     """
     return _momentum_rule(
-        "momentum", learning_rate, momentum, dampening, False, lr_in_buffer, weight_decay, clear_nan
+        "momentum",
+        learning_rate,
+        momentum,
+        dampening,
+        False,
+        lr_in_buffer,
+        weight_decay=weight_decay,
+        clear_nan=clear_nan,
+        rescale_grad=rescale_grad,
+        clip_gradient=clip_gradient,
+        decay_in_clip=decay_in_clip,
     )
 
 
-@hyperparams(**_MOMENTUM_RANGES)
+def _nag_decay_at_updated_weight(g, w, velocity, keep, neg_lr, wd):
+    step = neg_lr * (g + wd * w)
+    u = keep * (keep * velocity + step) + step
+    return u, keep * velocity + neg_lr * (g + wd * (w + u))
+
+
+def _mxnet_nag(learning_rate: Any, momentum: Any, weight_decay: Any) -> Elementwise:
+    """MXNet 1.x's in-place NAG kernel: the step decays the current weight, the new
+    velocity the already updated one."""
+    return Elementwise(
+        "nesterov_momentum",
+        _nag_decay_at_updated_weight,
+        slots=(Slot("velocity"),),
+        hyperparams={
+            "learning_rate": learning_rate,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+        },
+        prepare=lambda h, t: {
+            "keep": h["momentum"],
+            "neg_lr": -h["learning_rate"],
+            "wd": h["weight_decay"],
+        },
+        uses_params=True,
+    )
+
+
+VELOCITY_DECAY_WEIGHTS = ("current", "updated")
+
+
+@hyperparams(**_MOMENTUM_RANGES, velocity_decay_weight=OneOf(VELOCITY_DECAY_WEIGHTS))
 def nesterov_momentum(
     learning_rate: Any,
     momentum: Any = 0.9,
     *,
     dampening: float = 0.0,
     lr_in_buffer: bool = True,
-    weight_decay: float = 0.0,
+    weight_decay: Any = 0.0,
     clear_nan: bool = False,
+    rescale_grad: Any = 1.0,
+    clip_gradient: float | None = None,
+    decay_in_clip: bool = False,
+    velocity_decay_weight: str = "current",
 ) -> Chain:
     r"""SGD with Nesterov momentum, in the Bengio et al. form (gradient at ``w``).
 
@@ -208,7 +282,14 @@ def nesterov_momentum(
     - \eta g`. ``lr_in_buffer=False``: :math:`v \leftarrow \mu v + (1-\tau) g,\
     w \leftarrow w - \eta (g + \mu v)`. Here :math:`g` includes :math:`\lambda w`.
 
-    Args: as :func:`momentum`.
+    Args: as :func:`momentum`, and
+      velocity_decay_weight: ``"current"`` (default) or ``"updated"``: the weight
+        whose decay :math:`\lambda w` enters the new velocity. MXNet 1.x's NAG kernel
+        updates the weight in place before it writes the velocity, so the velocity
+        gets :math:`-\eta(g + \lambda w_{new})` while the step used
+        :math:`\lambda w`: ``"updated"`` reproduces it (it needs
+        ``lr_in_buffer=True``, a weight decay, and no ``dampening`` or
+        ``decay_in_clip``).
 
     Example:
       >>> import numpy as np, gradstep
@@ -218,8 +299,26 @@ def nesterov_momentum(
 
     Differences: ``torch.optim.SGD(nesterov=True)`` is ``lr_in_buffer=False`` (torch
     refuses dampening with Nesterov; gradstep allows it). Lasagne's
-    ``nesterov_momentum`` and MXNet's NAG are ``lr_in_buffer=True``.
+    ``nesterov_momentum`` is ``lr_in_buffer=True``; MXNet 1.x's NAG is
+    ``lr_in_buffer=True, velocity_decay_weight="updated"`` (the same when
+    ``wd = 0``), MXNet 2.x's NAG is ``"current"``.
     """
+    if velocity_decay_weight == "updated":
+        has_decay = callable(weight_decay) or weight_decay != 0
+        if not (lr_in_buffer and has_decay) or dampening or decay_in_clip:
+            raise ValueError(
+                "nesterov_momentum: invalid velocity_decay_weight='updated' with "
+                f"lr_in_buffer={lr_in_buffer!r}, weight_decay={weight_decay!r}, "
+                f"dampening={dampening!r}, decay_in_clip={decay_in_clip!r}; valid values: "
+                "it needs lr_in_buffer=True, weight_decay > 0, dampening=0 and "
+                "decay_in_clip=False"
+            )
+        return rule(
+            "nesterov_momentum",
+            _gradient("nesterov_momentum", rescale_grad, clip_gradient, 0.0, False),
+            _mxnet_nag(learning_rate, momentum, weight_decay),
+            clear_nan=clear_nan,
+        )
     return _momentum_rule(
         "nesterov_momentum",
         learning_rate,
@@ -227,6 +326,9 @@ def nesterov_momentum(
         dampening,
         True,
         lr_in_buffer,
-        weight_decay,
-        clear_nan,
+        weight_decay=weight_decay,
+        clear_nan=clear_nan,
+        rescale_grad=rescale_grad,
+        clip_gradient=clip_gradient,
+        decay_in_clip=decay_in_clip,
     )
