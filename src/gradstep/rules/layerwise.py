@@ -1,0 +1,418 @@
+r"""Layer-wise (per-tensor) scaling: the reduction stage and the trust ratios.
+
+Layer-wise rules scale each parameter tensor's update by a number computed from
+norms of that tensor: LARS and LAMB's *trust ratio* :math:`\|w\| / \|u\|`, LBSGD's
+``'lars'`` warm-up. Such a stage is a **reduction phase** that hands per-tensor
+scalars to an **elementwise phase**:
+
+1. a ``norms`` function (element math, the same rules as an element function)
+   gives, per element, the values whose sums of squares the stage needs, e.g.
+   :math:`(g, w)`; each tensor's sums are accumulated in float64;
+2. a host-side ``combine`` turns one tensor's sums (and its mask flags) into that
+   tensor's scalars, e.g. the trust ratio;
+3. the element function runs with the stage's ordinary scalars *and* the tensor's
+   scalars as trailing arguments.
+
+:class:`PerTensorReduction` runs the three phases on the eager engine. The fused
+engine compiles only :class:`~gradstep._core.elementwise.NormScaled` reductions
+(the sum of squares of the incoming update alone), so a chain with a
+:class:`PerTensorReduction` runs eager (``docs/layerwise.md`` states what the fused
+engine would need).
+
+Symbols: :math:`g` incoming update (the gradient, or what earlier stages made of
+it), :math:`w` parameter, :math:`\rho` trust ratio, :math:`\eta_c`
+``trust_coefficient``, :math:`\epsilon` ``epsilon``, :math:`\lambda`
+``weight_decay``, :math:`b_{lo}, b_{hi}` ``lower_bound``, ``upper_bound``.
+
+Trust ratio (:func:`scale_by_trust_ratio`, optax's ``scale_by_trust_ratio``, LAMB):
+
+.. math::
+
+    \rho = \eta_c\, \mathrm{clip}(\|w\|, b_{lo}, b_{hi}) / (\|g\| + \epsilon),\quad
+    g \leftarrow \rho\, g
+
+with :math:`\rho = 1` when either norm (after the clip) is 0.
+
+LARS with decay inside the ratio (:func:`scale_by_lars`, objax and MXNet):
+
+.. math::
+
+    \rho = \eta_c \|w\| / (\|g\| + \lambda \|w\| + \epsilon),\quad
+    g \leftarrow \rho\, (g + \lambda w)
+
+where a zero norm gives :math:`\rho = 1` (``zero_norm="one"``, MXNet) or
+:math:`\rho = \max(1, \eta_c \|w\| / (\|g\| + \lambda\|w\| + \epsilon))`
+(``zero_norm="max"``, objax's ``max(‖w‖ = 0 or ‖g‖ = 0, r)``).
+
+References:
+  You, Gitman & Ginsburg (2017): Large Batch Training of Convolutional Networks.
+  arXiv:1708.03888.
+  You, Li, Reddi, Hseu, Kumar, Bhojanapalli, Song, Demmel, Keutzer & Hsieh (2020):
+  Large Batch Optimization for Deep Learning: Training BERT in 76 minutes. ICLR,
+  arXiv:1904.00962.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._core import tree as _tree
+from .._core.combine import _labels_for
+from .._core.elementwise import Elementwise, cast_scalars, resolve, sum_of_squares
+from .._core.namespaces import element_for, namespace_of
+from .._core.namespaces import nan_to_zero as _nan_to_zero
+from .._core.validate import Constraint, Interval, OneOf, hyperparams, nonnegative
+from .._core.xmath import clip
+
+ZERO_NORM = ("one", "max")
+
+
+@dataclass(frozen=True)
+class NoneOr(Constraint):
+    """``None`` or a value of ``inner``."""
+
+    inner: Constraint
+
+    def contains(self, value: Any) -> bool:
+        return value is None or self.inner.contains(value)
+
+    def describe(self) -> str:
+        return f"None or {self.inner.describe()}"
+
+    def invalid_example(self) -> Any:
+        return self.inner.invalid_example()
+
+
+class PerTensorReduction(Elementwise):
+    """An elementwise stage whose element function also takes per-tensor scalars.
+
+    Args (besides :class:`~gradstep._core.elementwise.Elementwise`'s):
+      norms: ``norms(g, [w], *slots, *scalars) -> (x1, x2, ...)``: element math
+        giving the arrays whose sums of squares the stage needs (one tensor at a
+        time; float64 sums).
+      combine: ``combine(sums, flags, h) -> {name: value}``: plain Python turning one
+        tensor's sums, its mask flags and the step's hyperparameters into that
+        tensor's scalars, in the order of ``tensor_scalars``.
+      tensor_scalars: the names of the element function's last parameters, which
+        ``combine`` provides; the parameters before them come from ``prepare``.
+      flags: ``{name: mask}``: each mask a tree of booleans, a function of the
+        parameters returning one, or ``None`` (true for every tensor); ``combine``
+        receives ``{name: bool}`` for its tensor.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        element: Callable,
+        *,
+        norms: Callable,
+        combine: Callable,
+        tensor_scalars: tuple[str, ...],
+        flags: dict[str, Any] | None = None,
+        **elementwise: Any,
+    ):
+        super().__init__(name, element, **elementwise)
+        self.norms = norms
+        self.combine = combine
+        self.tensor_scalars = tuple(tensor_scalars)
+        self.flags = dict(flags or {})
+        names = super().scalar_names()
+        if names[len(names) - len(self.tensor_scalars) :] != self.tensor_scalars:
+            raise TypeError(
+                f"{name}: the element function's last parameters must be {self.tensor_scalars}"
+            )
+
+    def scalar_names(self) -> tuple[str, ...]:
+        """The element function's scalars that ``prepare`` makes (the per-tensor ones
+        follow them)."""
+        names = super().scalar_names()
+        return names[: len(names) - len(self.tensor_scalars)]
+
+    def replace(self, **changes: Any) -> PerTensorReduction:
+        args = dict(
+            name=self.name,
+            element=self.element,
+            norms=self.norms,
+            combine=self.combine,
+            tensor_scalars=self.tensor_scalars,
+            flags=self.flags,
+            slots=self.slots,
+            hyperparams=self.hyperparams,
+            prepare=self.prepare,
+            uses_params=self.uses_params,
+            uses_count=self.counted,
+            clear_nan_slots=self.clear_nan_slots,
+        )
+        args.update(changes)
+        name = args.pop("name")
+        element = args.pop("element")
+        return PerTensorReduction(name, element, **args)
+
+    def tensor_flags(self, params: Any, grads: Any, n: int) -> list[dict[str, bool]]:
+        """Each tensor's mask flags, ``{flag name: bool}``."""
+        out: list[dict[str, bool]] = [{} for _ in range(n)]
+        for flag, mask in self.flags.items():
+            values = [True] * n if mask is None else _labels_for(mask, params, grads)
+            if len(values) != n:
+                raise ValueError(f"{self.name}: {flag} mask has {len(values)} leaves, params {n}")
+            for i, v in enumerate(values):
+                out[i][flag] = bool(v)
+        return out
+
+    def tensor_scalar_values(
+        self, sums: list[tuple[float, ...]], flags: list[dict[str, bool]], h: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The per-tensor scalars from each tensor's float64 sums of squares (what an
+        engine calls after its own reduction pass)."""
+        return [self.combine(s, f, h) for s, f in zip(sums, flags)]
+
+    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
+        g_leaves, td = _tree.flatten(grads)
+        if self.uses_params:
+            if params is None:
+                raise ValueError(f"{self.name}: this transform needs params in update()")
+            w_leaves = _tree.leaves_like(td, params)
+        slot_leaves = [_tree.leaves_like(td, state[s.name]) for s in self.slots]
+        count = int(state["count"]) if self.counted else 0
+        h = resolve(self.hyperparams, count, ctx)
+        scalars = self.prepare(h, count)
+        flags = self.tensor_flags(params, grads, len(g_leaves))
+
+        updates = []
+        new_slots: list[list] = [[] for _ in self.slots]
+        for i, g in enumerate(g_leaves):
+            ns = namespace_of(g)
+            arrays = [g] + ([w_leaves[i]] if self.uses_params else [])
+            arrays += [sl[i] for sl in slot_leaves]
+            prepared = cast_scalars(scalars, g)
+            # reduction phase: this tensor's sums of squares, then its scalars
+            terms = element_for(self.norms, ns)(*arrays, *prepared)
+            sums = tuple(sum_of_squares(x) for x in terms)
+            own = self.combine(sums, flags[i], h)
+            # elementwise phase
+            result = element_for(self.element, ns)(*arrays, *prepared, *cast_scalars(own, g))
+            if self.slots:
+                u, *values = result
+                for k, value in enumerate(values):
+                    if self.clear_nan_slots:
+                        value = _nan_to_zero(value, ns)
+                    new_slots[k].append(ns.wrap(value))
+            else:
+                u = result
+            updates.append(ns.wrap(u))
+
+        new_state: dict[str, Any] = {}
+        if self.counted:
+            new_state["count"] = np.asarray(count + 1, dtype=np.int64)
+        for slot, values in zip(self.slots, new_slots):
+            new_state[slot.name] = _tree.unflatten(td, values)
+        return _tree.unflatten(td, updates), new_state
+
+
+# -- the trust ratio of optax and LAMB ------------------------------------------------
+
+
+def _update_and_param(g, w):
+    return g, w
+
+
+def _scaled(g, w, factor):
+    return g * factor
+
+
+def _trust_ratio_combine(
+    trust_coefficient: float, epsilon: float, lower: float | None, upper: float | None
+) -> Callable:
+    def combine(sums: tuple[float, float], flags: dict, h: dict) -> dict:
+        if not flags["trust_ratio"]:
+            return {"factor": 1.0}
+        u_norm, w_norm = math.sqrt(sums[0]), math.sqrt(sums[1])
+        if lower is not None:
+            w_norm = max(w_norm, lower)
+        if upper is not None:
+            w_norm = min(w_norm, upper)
+        if w_norm == 0.0 or u_norm == 0.0:
+            return {"factor": 1.0}
+        return {"factor": trust_coefficient * w_norm / (u_norm + epsilon)}
+
+    return combine
+
+
+_BOUND = NoneOr(Interval(0.0, lo_open=True))
+
+
+@hyperparams(
+    trust_coefficient=Interval(0.0, lo_open=True),
+    epsilon=nonnegative(),
+    lower_bound=_BOUND,
+    upper_bound=_BOUND,
+)
+def scale_by_trust_ratio(
+    trust_coefficient: float = 1.0,
+    epsilon: float = 0.0,
+    *,
+    lower_bound: float | None = None,
+    upper_bound: float | None = None,
+    mask: Any = None,
+) -> PerTensorReduction:
+    r"""Scale each tensor's update by :math:`\rho = \eta_c \|w\| / (\|g\| + \epsilon)`.
+
+    :math:`\|w\|` is first clipped to ``[lower_bound, upper_bound]`` (MXNet's LAMB);
+    :math:`\rho = 1` when either norm is then 0. Tensors where ``mask`` is false
+    pass through unchanged.
+
+    Args:
+      trust_coefficient: :math:`\eta_c` > 0. Default 1 (optax, LAMB).
+      epsilon: :math:`\epsilon` >= 0, added to the update norm. Default 0.
+      lower_bound: ``None`` or > 0: a floor on :math:`\|w\|`. Default ``None``.
+      upper_bound: ``None`` or > 0: a ceiling on :math:`\|w\|`. Default ``None``.
+      mask: a tree of booleans (or a function of the parameters returning one)
+        selecting the tensors to scale; ``None`` scales all.
+
+    Example:
+      >>> import numpy as np, gradstep
+      >>> t = gradstep.rules.scale_by_trust_ratio()
+      >>> u, _ = t.update([np.array([0.0, 0.5])], t.init([np.zeros(2)]), [np.array([3.0, 4.0])])
+      >>> u[0]
+      array([0., 5.])
+
+    Differences: optax's ``scale_by_trust_ratio(min_norm)`` floors both norms at
+    ``min_norm``; gradstep offers MXNet's separate bounds on :math:`\|w\|` instead.
+    """
+    if lower_bound is not None and upper_bound is not None and lower_bound > upper_bound:
+        raise ValueError(
+            f"scale_by_trust_ratio: invalid lower_bound={lower_bound!r} above "
+            f"upper_bound={upper_bound!r}; valid values: lower_bound <= upper_bound"
+        )
+    return PerTensorReduction(
+        "trust_ratio",
+        _scaled,
+        norms=_update_and_param,
+        combine=_trust_ratio_combine(trust_coefficient, epsilon, lower_bound, upper_bound),
+        tensor_scalars=("factor",),
+        flags={"trust_ratio": mask},
+        uses_params=True,
+    )
+
+
+# -- LARS with the decay inside the ratio (objax, MXNet) ----------------------------
+
+
+def _lars_scaled(g, w, factor, decay):
+    return factor * (g + decay * w)
+
+
+def _lars_clipped(g, w, lo, hi, factor, decay):
+    return factor * (clip(g, lo, hi) + decay * w)
+
+
+def _lars_combine(trust_coefficient: float, epsilon: float, zero_norm: str) -> Callable:
+    def combine(sums: tuple[float, float], flags: dict, h: dict) -> dict:
+        decay = h["weight_decay"] if flags["weight_decay"] else 0.0
+        if not flags["trust_ratio"]:
+            return {"factor": 1.0, "decay": decay}
+        g_norm, w_norm = math.sqrt(sums[0]), math.sqrt(sums[1])
+        zero = w_norm == 0.0 or g_norm == 0.0
+        if zero and zero_norm == "one":
+            return {"factor": 1.0, "decay": decay}
+        numerator = trust_coefficient * w_norm
+        denominator = g_norm + decay * w_norm + epsilon
+        if denominator == 0.0:  # objax with epsilon 0 and both norms 0: 0/0
+            ratio = math.nan if numerator == 0.0 else math.inf
+        else:
+            ratio = numerator / denominator
+        if zero and not math.isnan(ratio):  # objax's maximum propagates a NaN ratio
+            ratio = max(1.0, ratio)
+        return {"factor": ratio, "decay": decay}
+
+    return combine
+
+
+@hyperparams(
+    trust_coefficient=Interval(0.0, lo_open=True),
+    epsilon=nonnegative(),
+    weight_decay=nonnegative(schedulable=True),
+    zero_norm=OneOf(ZERO_NORM),
+    clip_gradient=NoneOr(nonnegative()),
+)
+def scale_by_lars(
+    trust_coefficient: float = 1e-3,
+    epsilon: float = 1e-5,
+    weight_decay: Any = 1e-4,
+    *,
+    zero_norm: str = "max",
+    trust_ratio_mask: Any = None,
+    weight_decay_mask: Any = None,
+    clip_gradient: float | None = None,
+) -> PerTensorReduction:
+    r"""LARS's layer-wise scaling with the decay inside:
+    :math:`g \leftarrow \rho\,(g + \lambda w)`,
+    :math:`\rho = \eta_c\|w\| / (\|g\| + \lambda\|w\| + \epsilon)`.
+
+    The norm of the incoming :math:`g` is taken before the decay is added.
+
+    Args:
+      trust_coefficient: :math:`\eta_c` > 0. Default 1e-3 (objax, MXNet's ``eta``).
+      epsilon: :math:`\epsilon` >= 0. Default 1e-5 (objax).
+      weight_decay: :math:`\lambda` >= 0, or a schedule. Default 1e-4 (objax).
+      zero_norm: what a zero :math:`\|w\|` or :math:`\|g\|` gives: ``"max"``
+        (objax: :math:`\max(1, \rho)`) or ``"one"`` (MXNet: 1). Default ``"max"``.
+      trust_ratio_mask: tensors where it is false get :math:`\rho = 1` (MXNet's
+        ``gamma``/``beta``/``bias`` names). ``None``: every tensor.
+      weight_decay_mask: tensors where it is false get :math:`\lambda = 0` (also in
+        :math:`\rho`). ``None``: every tensor.
+      clip_gradient: ``None`` (default) or :math:`c` >= 0: :math:`g` is clipped
+        element-wise to :math:`[-c, c]` *after* its norm is taken and before the
+        decay is added, as MXNet's LARS.
+
+    Example:
+      >>> import numpy as np, gradstep
+      >>> t = gradstep.rules.scale_by_lars(1.0, 0.0, 0.0)
+      >>> u, _ = t.update([np.array([0.0, 0.5])], t.init([np.zeros(2)]), [np.array([3.0, 4.0])])
+      >>> u[0]
+      array([0., 5.])
+
+    Differences: optax's LARS divides by :math:`\|g + \lambda w\|` instead (use
+    :func:`scale_by_trust_ratio` after the decay, as ``lars(form="optax")`` does).
+    """
+    if weight_decay_mask is not None and not callable(weight_decay) and weight_decay == 0:
+        raise ValueError(
+            "scale_by_lars: invalid weight_decay_mask with weight_decay=0; valid values: "
+            "a mask only together with a weight_decay > 0"
+        )
+    if clip_gradient is None:
+        element, prepare = _lars_scaled, _no_scalars
+    else:
+        bounds = {"lo": -float(clip_gradient), "hi": float(clip_gradient)}
+        element, prepare = _lars_clipped, lambda h, count: dict(bounds)
+    return PerTensorReduction(
+        "lars",
+        element,
+        norms=_update_and_param_with(clip_gradient is not None),
+        combine=_lars_combine(trust_coefficient, epsilon, zero_norm),
+        tensor_scalars=("factor", "decay"),
+        flags={"trust_ratio": trust_ratio_mask, "weight_decay": weight_decay_mask},
+        hyperparams={"weight_decay": weight_decay},
+        prepare=prepare,
+        uses_params=True,
+    )
+
+
+def _no_scalars(h: dict, count: int) -> dict:
+    return {}
+
+
+def _update_and_param_bounds(g, w, lo, hi):
+    return g, w
+
+
+def _update_and_param_with(bounds: bool):
+    return _update_and_param_bounds if bounds else _update_and_param
+
+
+__all__ = ["NoneOr", "PerTensorReduction", "scale_by_lars", "scale_by_trust_ratio"]
