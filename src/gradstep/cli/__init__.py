@@ -1,4 +1,4 @@
-"""The ``gradstep`` command: ``gradstep bench`` (and the subcommands to come)."""
+"""The ``gradstep`` command: ``gradstep compare`` and ``gradstep bench``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradstep", description="gradstep optimizers")
     sub = parser.add_subparsers(dest="command", required=True)
-    from . import bench
+    from . import bench, compare
 
+    compare_parser = sub.add_parser(
+        "compare",
+        help="race optimizers on test functions and real data; write a report",
+        description=compare.DESCRIPTION,
+    )
+    compare.add_arguments(compare_parser)
+    compare_parser.set_defaults(run=compare.run)
     bench_parser = sub.add_parser(
         "bench", help="step time against torch.optim and the memory-traffic floor"
     )

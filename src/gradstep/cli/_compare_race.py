@@ -1,0 +1,559 @@
+"""The race of ``gradstep compare``: which optimizers, with which hyperparameters, and
+one optimizer run on one problem.
+
+Optimizers come from :data:`gradstep.REGISTRY`; nothing here names one except the
+preference list of the default selection, which only picks names registered at run
+time. Each optimizer runs with its factory's defaults; an argument the factory
+requires (a learning rate without a default) takes the spec's ``test_hyperparams``
+value; ``--set`` overrides go through the factory, so its validation applies.
+
+Capabilities are handled by what they ask for, never by name:
+
+- ``needs_closure``: the step gets a closure that re-evaluates the loss and the
+  gradient on the step's mini-batch (NumPy front: ``gradstep.closure_step``, or a
+  ``closure`` argument of ``Optimizer.step``; torch front: torch's closure
+  convention). Where the front cannot take one, the optimizer is skipped with the
+  reason.
+- ``stochastic``: a factory argument named ``seed`` or ``random_state`` receives the
+  run's seed (``rng`` or ``generator``: a NumPy generator seeded with it), so ``--seed``
+  reproduces the run; otherwise the result is noted as not reproducible.
+- any capability not known here: the optimizer is skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import inspect
+import math
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import gradstep
+
+#: the "representative dozen", in order of preference; only registered names are used
+PREFERRED = (
+    "sgd",
+    "momentum",
+    "nesterov_momentum",
+    "adagrad",
+    "rmsprop",
+    "adadelta",
+    "adam",
+    "nadam",
+    "radam",
+    "lion",
+    "lbfgs",
+    "schedule_free_adamw",
+    "adamw",
+    "adamax",
+    "lamb",
+    "adafactor",
+    "signum",
+    "sgld",
+)
+DEFAULT_COUNT = 12
+
+#: a run is diverged when its loss or a parameter is not finite, or when the loss grows
+#: past this many times its starting value
+DIVERGENCE_FACTOR = 1e6
+
+_SEED_ARGUMENTS = ("seed", "random_state")
+_GENERATOR_ARGUMENTS = ("rng", "generator")
+#: capabilities the race knows how to serve; an optimizer declaring another one is
+#: skipped with the reason
+SUPPORTED_CAPABILITIES = frozenset(
+    {"elementwise", "reduction", "needs_closure", "stochastic", "nan_policy"}
+)
+
+
+class InputError(Exception):
+    """Bad command-line input: the message says what and what is valid."""
+
+
+class BackendUnavailable(InputError):
+    """The chosen backend cannot run here."""
+
+
+# -- which optimizers ---------------------------------------------------------------------
+
+
+def closure_stepper(backend: str):
+    """How the NumPy front steps an optimizer that needs a closure, or ``None``.
+
+    ``gradstep.closure_step(optimizer, closure)`` where the library has it (the closure
+    returns ``(loss, grads)`` at the parameters' current values), else a ``closure``
+    argument of ``Optimizer.step``."""
+    if backend == "torch":
+        return None
+    step = getattr(gradstep, "closure_step", None)
+    if step is not None:
+        return step
+    if "closure" in inspect.signature(gradstep.Optimizer.step).parameters:
+        return lambda opt, closure: opt.step(closure=closure)
+    return None
+
+
+def closure_support(backend: str) -> str | None:
+    """``None`` if ``backend`` can step optimizers that need a closure, else why not."""
+    if backend == "torch" or closure_stepper(backend) is not None:
+        return None
+    return "needs a closure, and this gradstep's NumPy front has no closure step"
+
+
+def default_selection(registry=None, backend: str = "numpy", count: int = DEFAULT_COUNT):
+    """Up to ``count`` registered names: the preferred ones first, then others in the
+    registry's order; optimizers the backend cannot run are left for explicit requests."""
+    registry = gradstep.REGISTRY if registry is None else registry
+    runnable = [s.name for s in registry if skip_reason(s, backend) is None]
+    names = [n for n in PREFERRED if n in runnable]
+    names += [n for n in runnable if n not in names]
+    return names[:count]
+
+
+def skip_reason(spec, backend: str, given=()) -> str | None:
+    """Why this optimizer cannot race on ``backend`` (``None``: it can); ``given``: the
+    arguments set on the command line."""
+    unknown = sorted(set(spec.capabilities) - SUPPORTED_CAPABILITIES)
+    if unknown:
+        return f"gradstep compare cannot serve its capability {', '.join(unknown)}"
+    if "needs_closure" in spec.capabilities:
+        reason = closure_support(backend)
+        if reason:
+            return reason
+    missing = [r for r in spec.required if r not in spec.test_hyperparams and r not in given]
+    if missing:
+        return f"its factory requires {', '.join(missing)} and the registry gives no value"
+    return None
+
+
+def parse_names(text: str, valid: list[str], what: str, default: list[str]) -> list[str]:
+    """Comma-separated names, ``all``, or the default; unknown names raise InputError."""
+    if text is None or text.strip() == "":
+        return list(default)
+    if text.strip() == "all":
+        return list(valid)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise InputError(
+            f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"valid {what}s: {', '.join(valid)} (or 'all')"
+        )
+    return list(dict.fromkeys(names))
+
+
+# -- hyperparameters ------------------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: a number, true/false, none, or else the text itself."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
+    return value if isinstance(value, int | float | str | bool | tuple) else text.strip()
+
+
+def parse_sets(items: list[str] | None, racing: list[str]) -> dict[str, dict[str, Any]]:
+    """``["adam.learning_rate=0.01", ...]`` into ``{"adam": {"learning_rate": 0.01}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        for part in (p for p in item.split(",") if p.strip()) if "=" in item else [item]:
+            key, eq, value = part.partition("=")
+            name, dot, arg = key.strip().partition(".")
+            if not (eq and dot and name and arg):
+                raise InputError(f"--set {part!r}: use OPTIMIZER.ARGUMENT=VALUE")
+            if name not in gradstep.REGISTRY:
+                raise InputError(
+                    f"--set {part}: unknown optimizer {name!r}; racing: {', '.join(racing)}"
+                )
+            if name not in racing:
+                raise InputError(
+                    f"--set {part}: {name} is not in this race ({', '.join(racing)}); "
+                    "add it to --optimizers"
+                )
+            params = inspect.signature(gradstep.REGISTRY[name].factory).parameters
+            if arg not in params:
+                raise InputError(
+                    f"--set {part}: {name} has no argument {arg!r}; its arguments: "
+                    f"{', '.join(params)}"
+                )
+            out.setdefault(name, {})[arg] = parse_value(value)
+    return out
+
+
+@dataclass
+class Entry:
+    """One optimizer of the race with the arguments its factory gets."""
+
+    name: str
+    spec: Any
+    kwargs: dict[str, Any]
+    skip: str | None = None
+    notes: list[str] = field(default_factory=list)
+    seed_argument: str | None = None
+
+    def transform(self, seed: int, **overrides: Any):
+        kwargs = {**self.kwargs, **overrides}
+        if self.seed_argument in _SEED_ARGUMENTS:
+            kwargs.setdefault(self.seed_argument, seed)
+        elif self.seed_argument in _GENERATOR_ARGUMENTS:
+            kwargs.setdefault(self.seed_argument, np.random.default_rng(seed))
+        return self.spec.factory(**kwargs)
+
+    @property
+    def learning_rate(self) -> Any:
+        lr = self.kwargs.get("learning_rate", self.spec.defaults.get("learning_rate"))
+        return lr if isinstance(lr, int | float) else None
+
+
+def make_entries(names: list[str], sets: dict, backend: str) -> list[Entry]:
+    """Resolve every optimizer's arguments and validate them through its factory."""
+    entries = []
+    for name in names:
+        spec = gradstep.REGISTRY[name]
+        kwargs = {r: spec.test_hyperparams[r] for r in spec.required if r in spec.test_hyperparams}
+        kwargs.update(sets.get(name, {}))
+        entry = Entry(name, spec, kwargs, skip=skip_reason(spec, backend, kwargs))
+        if "stochastic" in spec.capabilities:
+            params = inspect.signature(spec.factory).parameters
+            entry.seed_argument = next(
+                (a for a in _SEED_ARGUMENTS + _GENERATOR_ARGUMENTS if a in params), None
+            )
+            if entry.seed_argument is None:
+                entry.notes.append("stochastic and not seedable: runs are not reproducible")
+        if entry.skip is None:
+            try:
+                entry.transform(0)
+            except (ValueError, TypeError) as error:
+                given = ", ".join(f"{name}.{k}={v!r}" for k, v in sets.get(name, {}).items())
+                if given:  # the factory's own message names the argument and its range
+                    raise InputError(f"--set {given}: {error}") from None
+                entry.skip = f"its factory fails with its defaults: {describe_error(error)}"
+        entries.append(entry)
+    return entries
+
+
+def public_hyperparams(entry: Entry) -> dict[str, Any]:
+    """The full argument set a run used: factory defaults updated with the given ones."""
+    out = {}
+    for k, v in {**entry.spec.defaults, **entry.kwargs}.items():
+        out[k] = v if isinstance(v, int | float | str | bool) or v is None else repr(v)
+    return out
+
+
+# -- one run ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """One thread for BLAS, numba and torch while racing.
+
+    The problems are small: a parallel kernel gains nothing there, and on a small
+    machine the thread pools of BLAS and numba spin against each other between
+    alternating calls, which made steps up to 50x slower. The previous settings are
+    restored afterwards."""
+    with contextlib.ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(1))
+        except ImportError:  # pragma: no cover - comes with scikit-learn
+            pass
+        try:
+            import numba
+
+            threads = numba.get_num_threads()
+            numba.set_num_threads(1)
+            stack.callback(numba.set_num_threads, threads)
+        except (ImportError, RuntimeError):  # pragma: no cover
+            pass
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            stack.callback(torch.set_num_threads, threads)
+        yield
+
+
+@dataclass
+class Run:
+    """One optimizer on one problem."""
+
+    optimizer: str
+    problem: str
+    status: str = "ok"  # ok, diverged, skipped, error
+    reason: str = ""
+    learning_rate: float | None = None
+    steps: int = 0
+    curve_steps: list[int] = field(default_factory=list)
+    curve_loss: list[float] = field(default_factory=list)
+    path: np.ndarray | None = None  # (steps + 1, 2) for 2-D functions
+    final: dict[str, float] = field(default_factory=dict)
+    steps_to_target: int | None = None
+    diverged_at: int | None = None
+    wall_s: float = 0.0
+    step_s: float = 0.0
+    engine: str = ""
+    evaluations: int = 0
+    notes: list[str] = field(default_factory=list)
+    tuning: dict | None = None
+
+    @property
+    def final_loss(self) -> float | None:
+        return None if self.status != "ok" else self.final.get("loss")
+
+    def score(self) -> float:
+        """What tuning minimises: the final loss (infinite when not ok)."""
+        loss = self.final_loss
+        return math.inf if loss is None or not math.isfinite(loss) else loss
+
+
+def _eval_every(problem, steps: int) -> int:
+    return 1 if problem.kind == "surface" else max(1, steps // 100)
+
+
+def _diverged(loss: float, start: float) -> bool:
+    return not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(1.0, abs(start))
+
+
+def _finite(tree: dict) -> bool:
+    return all(bool(np.isfinite(v).all()) for v in tree.values())
+
+
+def run_numpy(problem, entry: Entry, steps: int, seed: int, engine: str, **overrides) -> Run:
+    run = Run(entry.name, problem.name)
+    params = problem.init(seed)
+    batches = problem.batches(steps, seed)
+    every = _eval_every(problem, steps)
+    stepper = closure_stepper("numpy") if "needs_closure" in entry.spec.capabilities else None
+    path = [params["xy"].copy()] if problem.kind == "surface" else None
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+        warnings.simplefilter("always")
+        if stepper is None:
+            # a first step on copies loads (or compiles) the kernel outside the timing
+            spare = {k: v.copy() for k, v in params.items()}
+            warm = gradstep.Optimizer(spare, entry.transform(seed, **overrides), engine=engine)
+            warm.step(problem.loss_and_grad(spare, batches[0] if batches else None)[1])
+        opt = gradstep.Optimizer(params, entry.transform(seed, **overrides), engine=engine)
+        run.engine = opt.engine
+        start = problem.loss(params)
+        _record(run, 0, start, problem, params)
+        t0 = time.perf_counter()
+        step_time = 0.0
+        for k, batch in enumerate(batches, start=1):
+            if stepper is not None:
+
+                def closure(b=batch):
+                    run.evaluations += 1
+                    return problem.loss_and_grad(params, b)
+
+                s0 = time.perf_counter()
+                loss = float(stepper(opt, closure))
+                step_time += time.perf_counter() - s0
+                if _diverged(loss, start):
+                    run.status, run.diverged_at = "diverged", k - 1
+                    break
+            else:
+                loss, grads = problem.loss_and_grad(params, batch)
+                run.evaluations += 1
+                if _diverged(loss, start):
+                    run.status, run.diverged_at = "diverged", k - 1
+                    break
+                s0 = time.perf_counter()
+                opt.step(grads)
+                step_time += time.perf_counter() - s0
+            if path is not None:
+                path.append(params["xy"].copy())
+            if k % every == 0 or k == steps:
+                loss = problem.loss(params)
+                if _diverged(loss, start) or not _finite(params):
+                    run.status, run.diverged_at = "diverged", k
+                    break
+                _record(run, k, loss, problem, params)
+        run.wall_s = time.perf_counter() - t0
+        run.step_s = step_time
+    run.notes += sorted({str(w.message) for w in caught if "gradstep" in str(w.message)})
+    return _finish(run, problem, params, path, steps)
+
+
+def run_torch(problem, entry: Entry, steps: int, seed: int, **overrides) -> Run:
+    import torch
+
+    from gradstep.torch import TransformOptimizer
+
+    run = Run(entry.name, problem.name)
+    init = problem.init(seed)
+    tensors = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
+    batches = problem.batches(steps, seed)
+    every = _eval_every(problem, steps)
+    closure_needed = "needs_closure" in entry.spec.capabilities
+
+    def numpy_params() -> dict:
+        return {k: t.detach().numpy() for k, t in tensors.items()}
+
+    path = [init["xy"].copy()] if problem.kind == "surface" else None
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+        warnings.simplefilter("always")
+        opt = TransformOptimizer(list(tensors.values()), entry.transform(seed, **overrides))
+        run.engine = "torch"
+        start = problem.loss(numpy_params())
+        _record(run, 0, start, problem, numpy_params())
+        t0 = time.perf_counter()
+        step_time = 0.0
+        for k, batch in enumerate(batches, start=1):
+
+            def closure(b=batch):
+                run.evaluations += 1
+                opt.zero_grad()
+                loss = problem.torch_loss(tensors, b)
+                loss.backward()
+                return loss
+
+            if closure_needed:
+                s0 = time.perf_counter()
+                loss = float(opt.step(closure))
+                step_time += time.perf_counter() - s0
+                if _diverged(loss, start):
+                    run.status, run.diverged_at = "diverged", k - 1
+                    break
+            else:
+                loss = float(closure().detach())
+                if _diverged(loss, start):
+                    run.status, run.diverged_at = "diverged", k - 1
+                    break
+                s0 = time.perf_counter()
+                opt.step()
+                step_time += time.perf_counter() - s0
+            if path is not None:
+                path.append(numpy_params()["xy"].copy())
+            if k % every == 0 or k == steps:
+                loss = problem.loss(numpy_params())
+                if _diverged(loss, start) or not _finite(numpy_params()):
+                    run.status, run.diverged_at = "diverged", k
+                    break
+                _record(run, k, loss, problem, numpy_params())
+        run.wall_s = time.perf_counter() - t0
+        run.step_s = step_time
+    run.notes += sorted({str(w.message) for w in caught if "gradstep" in str(w.message)})
+    return _finish(run, problem, numpy_params(), path, steps)
+
+
+def _record(run: Run, k: int, loss: float, problem, params) -> None:
+    run.curve_steps.append(k)
+    run.curve_loss.append(float(loss))
+    if run.steps_to_target is None and loss <= problem.target:
+        run.steps_to_target = k
+
+
+def _finish(run: Run, problem, params, path, steps: int) -> Run:
+    run.steps = steps if run.diverged_at is None else run.diverged_at
+    if run.evaluations > run.steps + 1:
+        run.notes.append(
+            f"{run.evaluations} gradient evaluations in {run.steps} steps on {problem.name} "
+            "(it steps with a closure)"
+        )
+    if path is not None:
+        run.path = np.array(path[: run.steps + 1])
+    if run.status == "ok":
+        with np.errstate(all="ignore"):
+            run.final = problem.evaluate(params)
+    return run
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message`` without terminal colour codes."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", f"{type(error).__name__}: {error}").strip()
+
+
+def run_one(problem, entry: Entry, *, steps: int, seed: int, backend: str, engine: str, **kw):
+    """Run, turning a skip or an unexpected failure into a stated result, never a crash.
+
+    On the NumPy front with ``engine="auto"``, a run the fused engine fails on is run
+    again on the eager engine, with a note that says why."""
+    if entry.skip:
+        return Run(entry.name, problem.name, status="skipped", reason=entry.skip)
+    fallback = None
+    try:
+        if backend == "torch":
+            run = run_torch(problem, entry, steps, seed, **kw)
+        else:
+            try:
+                run = run_numpy(problem, entry, steps, seed, engine, **kw)
+            except Exception as error:
+                if engine != "auto":
+                    raise
+                fallback = describe_error(error).splitlines()[0]
+                run = run_numpy(problem, entry, steps, seed, "eager", **kw)
+    except Exception as error:  # one optimizer's failure must not stop the race
+        return Run(entry.name, problem.name, status="error", reason=describe_error(error))
+    run.learning_rate = kw.get("learning_rate", entry.learning_rate)
+    run.notes = entry.notes + run.notes
+    if fallback:
+        run.notes.append(f"the fused engine failed ({fallback}); ran on the eager engine")
+    if run.status == "diverged":
+        run.reason = f"diverged at step {run.diverged_at}"
+    return run
+
+
+# -- tuning ------------------------------------------------------------------------------------
+
+#: factors applied to the default (or --set) learning rate by --tune
+TUNE_FACTORS = tuple(10.0 ** (k / 2) for k in range(-4, 5))
+
+
+def tune_candidates(entry: Entry) -> list[float]:
+    """Learning rates to sweep: the default times 10^(k/2), k = -4..4, within range."""
+    lr = entry.learning_rate
+    if lr is None or lr <= 0 or "learning_rate" not in entry.spec.ranges:
+        return []
+    constraint = entry.spec.ranges["learning_rate"]
+    return [float(f"{lr * f:.3g}") for f in TUNE_FACTORS if constraint.contains(lr * f)]
+
+
+def tune(problem, entry: Entry, *, steps: int, seed: int, backend: str, engine: str, tick):
+    """Sweep the learning rate; keep the run with the lowest final training loss."""
+    candidates = tune_candidates(entry)
+    if entry.skip or not candidates:
+        run = run_one(problem, entry, steps=steps, seed=seed, backend=backend, engine=engine)
+        if not entry.skip:
+            run.tuning = {"candidates": [], "reason": "no numeric learning_rate to sweep"}
+        tick(len(TUNE_FACTORS))
+        return run
+    runs = []
+    for lr in candidates:
+        runs.append(
+            run_one(
+                problem,
+                entry,
+                steps=steps,
+                seed=seed,
+                backend=backend,
+                engine=engine,
+                learning_rate=lr,
+            )
+        )
+        tick(1)
+    tick(len(TUNE_FACTORS) - len(candidates))
+    best = min(range(len(runs)), key=lambda i: (runs[i].score(), i))
+    chosen = runs[best]
+    if chosen.status != "ok":  # every candidate diverged or failed: report the default
+        chosen = next((r for r in runs if r.learning_rate == entry.learning_rate), chosen)
+    chosen.tuning = {
+        "candidates": candidates,
+        "final_losses": [None if math.isinf(r.score()) else r.score() for r in runs],
+        "chosen": chosen.learning_rate,
+    }
+    return chosen
