@@ -1,0 +1,176 @@
+"""One algorithm, three backends: every registered rule's 20-step trajectory from
+NumPy (eager and fused), torch (the transform on torch tensors, eager) and JAX
+(``jax.jit``, per-step scalars ``"auto"`` and ``"host"``), against NumPy eager.
+
+Used by ``test_cross_backend.py``; run it to print the table of ``docs/jax.md``::
+
+    python tests/jax_front/cross_backend.py
+
+The error of a backend is ``max over steps and tensors of ||x - x_numpy||_inf /
+||x_numpy||_inf`` (the parameters after each step), on the same gradients (fixed,
+drawn once in float64 and cast).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+import gradstep
+
+STEPS = 20
+SHAPES = ((3, 4), (7,), (2, 3, 2))
+TOLERANCE = {"float64": 1e-12, "float32": 2e-5}
+
+#: rules that take no part, and why (the test checks the list against the registry)
+NOT_COMPARED = {
+    "needs_closure": "re-evaluates the loss inside the step (a closure), which the JAX "
+    "front's pure update(grads, state, params) does not take",
+    "stochastic": "draws random numbers; each backend has its own generator",
+}
+
+
+def problem(dtype: str, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    params = [rng.normal(size=s) for s in SHAPES]
+    grads = [[rng.normal(size=s) * (1 + 0.1 * k) for s in SHAPES] for k in range(STEPS)]
+    for g in grads:
+        g[0][:, 0] = 0.0  # a column that never gets a gradient
+    cast = lambda xs: [np.asarray(x, dtype) for x in xs]  # noqa: E731
+    return cast(params), [cast(g) for g in grads]
+
+
+def run_numpy(make, dtype: str, engine: str):
+    params, grads = problem(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opt = gradstep.Optimizer(params, make(), engine=engine)
+        out = []
+        for g in grads:
+            opt.step(g)
+            out.append([p.copy() for p in params])
+    return out
+
+
+def run_torch(make, dtype: str):
+    import torch
+
+    params, grads = problem(dtype)
+    params = [torch.tensor(p) for p in params]
+    t = make()
+    state = t.init(params)
+    out = []
+    for g in grads:
+        updates, state = t.update([torch.tensor(x) for x in g], state, params)
+        params = [p + torch.as_tensor(u) for p, u in zip(params, updates)]
+        out.append([p.numpy().copy() for p in params])
+    return out
+
+
+def run_jax(make, dtype: str, scalars: str, fallback: str = "error"):
+    import jax
+    import jax.numpy as jnp
+
+    from gradstep.jax import apply_updates, to_optax
+
+    with jax.enable_x64(dtype == "float64"):
+        params, grads = problem(dtype)
+        params = [jnp.asarray(p) for p in params]
+        opt = to_optax(make(), scalars=scalars, fallback=fallback)
+        step = jax.jit(opt.update)
+        state = opt.init(params)
+        out = []
+        for g in grads:
+            updates, state = step([jnp.asarray(x) for x in g], state, params)
+            params = apply_updates(params, updates)
+            out.append([np.asarray(p) for p in params])
+    return out
+
+
+def error(got, want) -> float:
+    worst = 0.0
+    for step_got, step_want in zip(got, want):
+        for a, b in zip(step_got, step_want):
+            assert a.dtype == b.dtype, (a.dtype, b.dtype)
+            scale = float(np.max(np.abs(b)))
+            both_nan = np.isnan(a) & np.isnan(b)
+            diff = np.where(both_nan, 0.0, np.abs(a.astype(np.float64) - b))
+            worst = max(worst, float(np.max(diff)) / (scale or 1.0))
+    return worst
+
+
+def compared_specs():
+    """The registry's specs that take part, and ``{name: reason}`` for the others."""
+    take, leave = [], {}
+    for spec in gradstep.REGISTRY:
+        reason = next((r for cap, r in NOT_COMPARED.items() if cap in spec.capabilities), None)
+        if reason:
+            leave[spec.name] = reason
+        else:
+            take.append(spec)
+    return take, leave
+
+
+def compare(spec, dtype: str) -> dict[str, float | str]:
+    """``{backend: error or the reason it cannot run}``."""
+    from gradstep.jax import NotTraceable
+
+    def make():
+        return spec.factory(**spec.test_hyperparams)
+
+    want = run_numpy(make, dtype, "eager")
+    runs = {
+        "numpy fused": lambda: run_numpy(make, dtype, "fused"),
+        "torch": lambda: run_torch(make, dtype),
+        "jax auto": lambda: run_jax(make, dtype, "auto"),
+        "jax host": lambda: run_jax(make, dtype, "host"),
+    }
+    out: dict[str, float | str] = {}
+    for backend, run in runs.items():
+        try:
+            out[backend] = error(run(), want)
+        except NotTraceable as err:
+            out[backend] = f"not traceable: {err}"
+            if backend == "jax auto":
+                out["jax fallback=host"] = error(run_jax(make, dtype, "auto", "host"), want)
+        except ValueError as err:
+            if backend == "numpy fused" and "engine='fused'" in str(err):
+                out[backend] = "eager only: " + str(err).split(": ", 2)[-1]
+            else:
+                out[backend] = f"error: ValueError: {str(err).splitlines()[0]}"
+        except Exception as err:  # noqa: BLE001 - reported in the table, checked by the test
+            out[backend] = f"error: {type(err).__name__}: {str(err).splitlines()[0]}"
+    return out
+
+
+def table() -> str:
+    take, leave = compared_specs()
+    backends = ["numpy fused", "torch", "jax auto", "jax host"]
+    lines = [
+        "| rule | dtype | " + " | ".join(backends) + " |",
+        "|---|---|" + "---|" * len(backends),
+    ]
+    notes = []
+    for spec in take:
+        for dtype in ("float64", "float32"):
+            result = compare(spec, dtype)
+            cells = []
+            for b in backends:
+                v = result[b]
+                if isinstance(v, float):
+                    cells.append(f"{v:.1e}")
+                elif b.startswith("jax") and "jax fallback=host" in result:
+                    cells.append(f"{result['jax fallback=host']:.1e} (host fallback)")
+                    notes.append(f"- `{spec.name}`, jax: {v}")
+                else:
+                    cells.append("n/a")
+                    notes.append(f"- `{spec.name}`, {b}: {v}")
+            lines.append(f"| `{spec.name}` | {dtype} | " + " | ".join(cells) + " |")
+    for name, reason in leave.items():
+        notes.append(f"- `{name}`: not compared: {reason}")
+    return "\n".join(lines + [""] + sorted(set(notes)))
+
+
+if __name__ == "__main__":
+    print(table())
