@@ -71,13 +71,26 @@ class Optimizer:
         """``"fused"`` or ``"eager"``: the engine the steps run on."""
         return "eager" if self._fused is None else "fused"
 
-    def step(self, grads: Any, **ctx: Any) -> None:
+    def step(self, grads: Any = None, *, closure: Any = None, **ctx: Any) -> Any:
         """Update the parameters in place from ``grads`` (same structure as params).
 
         ``ctx`` overrides hyperparameters for this step only; like
         :attr:`hyperparams`, each name must be a hyperparameter of the transform and
         each value within its declared range.
+
+        Optimizers that re-evaluate the loss (:func:`gradstep.lbfgs`) take a
+        ``closure`` instead of ``grads``: ``closure()`` returns ``(loss, grads)`` at the
+        parameters' current values; the step returns the loss at its start (see
+        :func:`gradstep.closure_step`).
         """
+        if closure is not None:
+            if grads is not None:
+                raise ValueError("Optimizer.step: give grads or a closure, not both")
+            from .rules.lbfgs import closure_step
+
+            return closure_step(self, closure, **ctx)
+        if grads is None:
+            raise ValueError("Optimizer.step: grads are required (or a closure)")
         overrides = {**self.hyperparams, **ctx}
         self._check_overrides(overrides)
         g_leaves = _tree.leaves_like(self._treedef, grads)

@@ -103,3 +103,17 @@ def test_apply_updates_keeps_parameter_dtype():
     out = gradstep.apply_updates(p, {"w": np.array([0.5, 0.25])})
     assert out["w"].dtype == np.float32
     np.testing.assert_array_equal(out["w"], [1.5, 1.25])
+
+
+def test_a_slot_that_keeps_the_parameter_does_not_alias_it():
+    def remember(g, w, previous):
+        return g, w
+
+    t = gradstep.Elementwise(
+        "remember", remember, slots=(gradstep.Slot("previous"),), uses_params=True
+    )
+    p = np.array([1.0, 2.0])
+    opt = gradstep.Optimizer(p, t, engine="eager")
+    opt.step(np.array([0.5, 0.5]))
+    np.testing.assert_array_equal(opt.state["previous"], [1.0, 2.0])
+    assert opt.state["previous"] is not p

@@ -75,3 +75,20 @@ def test_step_overrides_are_checked_by_name_and_range():
     opt.hyperparams["momentum"] = 0.5
     with pytest.raises(ValueError, match="unknown hyperparameter 'momentum'"):
         opt.step(np.ones(2))
+
+
+def test_step_takes_a_closure_for_closure_driven_optimizers():
+    target = np.array([1.0, -2.0])
+    p = np.zeros(2)
+    opt = gradstep.Optimizer(p, gradstep.lbfgs(line_search_fn="strong_wolfe"))
+
+    def closure():
+        return float(np.sum((p - target) ** 2)), 2 * (p - target)
+
+    first_loss = opt.step(closure=closure)
+    assert first_loss == pytest.approx(5.0)
+    np.testing.assert_allclose(p, target, atol=1e-8)
+    with pytest.raises(ValueError, match="not both"):
+        opt.step(np.ones(2), closure=closure)
+    with pytest.raises(TypeError, match="does not step with a closure"):
+        gradstep.Optimizer(np.zeros(2), gradstep.adam()).step(closure=closure)

@@ -196,6 +196,10 @@ class Elementwise(Transform):
                 for k, value in enumerate(slot_values):
                     if self.clear_nan_slots:
                         value = nan_to_zero(value, ns)
+                    if any(value is a for a in args):
+                        # a slot that keeps an input (w_prev <- w) must not alias it:
+                        # the front updates parameters in place
+                        value = ns.copy(value)
                     new_slots[k].append(ns.wrap(value))
             else:
                 u = result

@@ -77,13 +77,20 @@ class _Torch(Namespace):
                 a, b = b, a
             return torch.minimum(a, b) if isinstance(b, torch.Tensor) else a.clamp(max=b)
 
+        def where(condition, a, b):
+            # a per-step boolean scalar (e.g. RAdam's rectification switch) chooses
+            # between whole arrays
+            if not isinstance(condition, torch.Tensor):
+                return a if condition else b
+            return torch.where(condition, a, b)
+
         self.ops = {
             "sqrt": torch.sqrt,
             "absolute": torch.abs,
             "sign": torch.sign,
             "maximum": maximum,
             "minimum": minimum,
-            "where": torch.where,
+            "where": where,
             "isnan": torch.isnan,
             "isfinite": torch.isfinite,
             "nan_to_zero": lambda x: torch.where(torch.isnan(x), torch.zeros_like(x), x),

@@ -1,28 +1,75 @@
 """The update rules, one file per family."""
 
 from .adadelta import adadelta, scale_by_adadelta
+from .adafactor import adafactor
 from .adagrad import adagrad, inverse_time_decay, scale_by_adagrad
 from .adam import adam, adamw, scale_by_adam
 from .adamax import adamax, scale_by_adamax
+from .delay import dcasgd, scale_by_delay_compensation
+from .ftml import ftml, scale_by_ftml
+from .ftrl import ftrl, scale_by_ftrl
+from .lamb import lamb
+from .langevin import sgld
+from .lars import lars
+from .layerwise import PerTensorReduction, scale_by_lars, scale_by_trust_ratio
+from .lbfgs import LBFGS, closure_step, lbfgs
+from .lbsgd import lbsgd
+from .lion import lion, scale_by_lion
+from .muon import muon, newton_schulz
+from .nadam import nadam, scale_by_nadam
+from .radam import radam, scale_by_radam
 from .rmsprop import rmsprop, scale_by_rms
+from .schedule_free import schedule_free_adamw, schedule_free_sgd
 from .sgd import apply_momentum, apply_nesterov_momentum, momentum, nesterov_momentum, sgd
+from .sign import scale_by_sign, scale_by_signum, signsgd, signum
 
 __all__ = [
+    "LBFGS",
+    "PerTensorReduction",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
     "adamw",
     "apply_momentum",
     "apply_nesterov_momentum",
+    "closure_step",
+    "dcasgd",
+    "ftml",
+    "ftrl",
     "inverse_time_decay",
+    "lamb",
+    "lars",
+    "lbfgs",
+    "lbsgd",
+    "lion",
     "momentum",
+    "muon",
+    "nadam",
     "nesterov_momentum",
+    "newton_schulz",
+    "radam",
     "rmsprop",
     "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_delay_compensation",
+    "scale_by_ftml",
+    "scale_by_ftrl",
+    "scale_by_lars",
+    "scale_by_lion",
+    "scale_by_nadam",
+    "scale_by_radam",
     "scale_by_rms",
+    "scale_by_sign",
+    "scale_by_signum",
+    "scale_by_trust_ratio",
+    "schedule_free_adamw",
+    "schedule_free_sgd",
     "sgd",
+    "sgld",
+    "signsgd",
+    "signum",
 ]

@@ -10,6 +10,9 @@ from .._core.stages import (
     with_clear_nan,
 )
 from .._core.transform import chain, identity
+from . import mxnet  # noqa: F401  (gradstep.transforms.mxnet: MXNet gradient handling)
+from .accumulation import accumulate
+from .averaging import parameter_ema
 from .clipping import clip, clip_by_global_norm, clip_by_norm
 from .constraints import (
     constrain_norm,
@@ -17,9 +20,11 @@ from .constraints import (
     norm_constraint,
     total_norm_constraint,
 )
+from .lookahead import lookahead
 from .nonfinite import nonfinite_policy, skip_nonfinite, zero_nonfinite
 
 __all__ = [
+    "accumulate",
     "add_decayed_weights",
     "chain",
     "clear_nan_params",
@@ -29,9 +34,11 @@ __all__ = [
     "constrain_norm",
     "constrain_total_norm",
     "identity",
+    "lookahead",
     "masked",
     "nonfinite_policy",
     "norm_constraint",
+    "parameter_ema",
     "partition",
     "scale",
     "scale_by_learning_rate",
