@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_starts_with_the_two_setup_commands():
     lines = (ROOT / "README.md").read_text().splitlines()
     block = lines[lines.index("```bash") + 1 : lines.index("```bash") + 3]
-    assert block[0].startswith("pip install -e . && ")
+    assert block[0] == 'pip install -e ".[cli]" && gradstep compare'
     assert block[1] == 'pip install -e ".[test]" -c constraints.txt && python -m pytest'
     assert block[1] in (ROOT / ".ci" / "run").read_text()
 
@@ -19,3 +19,9 @@ def test_readme_lists_every_registered_optimizer():
     text = (ROOT / "README.md").read_text()
     for spec in gradstep.REGISTRY:
         assert f"`{spec.name}(" in text, spec.name
+
+
+def test_readme_optimizer_table_is_the_registry_listing():
+    from gradstep.cli.listing import markdown
+
+    assert markdown() in (ROOT / "README.md").read_text()

@@ -1,4 +1,4 @@
-"""The ``gradstep`` command: ``gradstep compare`` and ``gradstep bench``."""
+"""The ``gradstep`` command: ``gradstep compare``, ``gradstep bench`` and ``gradstep list``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradstep", description="gradstep optimizers")
     sub = parser.add_subparsers(dest="command", required=True)
-    from . import bench, compare
+    from . import bench, compare, listing
 
     compare_parser = sub.add_parser(
         "compare",
@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_arguments(bench_parser)
     bench_parser.set_defaults(run=bench.run)
+    list_parser = sub.add_parser("list", help="the registered optimizers")
+    listing.add_arguments(list_parser)
+    list_parser.set_defaults(run=listing.run)
     return parser
 
 

@@ -1,0 +1,58 @@
+"""``gradstep list``: the registry as a table (the README's optimizer table is its
+``--markdown`` output)."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+import gradstep
+
+
+def signature(spec: gradstep.OptimizerSpec) -> str:
+    """``name(arg=default, ...)`` with the positional arguments of the factory."""
+    parts = []
+    for name, p in inspect.signature(spec.factory).parameters.items():
+        if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            break
+        parts.append(name if p.default is inspect.Parameter.empty else f"{name}={p.default!r}")
+    return f"{spec.name}({', '.join(parts)}{', ...' if _has_options(spec) else ''})"
+
+
+def _has_options(spec: gradstep.OptimizerSpec) -> bool:
+    kinds = [p.kind for p in inspect.signature(spec.factory).parameters.values()]
+    return inspect.Parameter.KEYWORD_ONLY in kinds
+
+
+def engine(spec: gradstep.OptimizerSpec) -> str:
+    caps = spec.capabilities
+    if "needs_closure" in caps:
+        return "closure"
+    if "elementwise" in caps:
+        return "fused"
+    return "eager" if "stochastic" in caps else "eager/reduction"
+
+
+def rows() -> list[tuple[str, ...]]:
+    return [
+        (f"`{signature(s)}`", s.family, s.summary, engine(s), ", ".join(s.fixtures))
+        for s in gradstep.REGISTRY
+    ]
+
+
+def markdown() -> str:
+    head = "| optimizer | rule file | what | NumPy engine | matches |\n|---|---|---|---|---|"
+    return head + "\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(markdown())
+    else:
+        for spec in gradstep.REGISTRY:
+            print(f"{signature(spec):<72} {spec.summary}")
+    return 0
