@@ -1,0 +1,85 @@
+"""gradstep optimizers as ``torch.optim.Optimizer`` classes.
+
+- :class:`TransformOptimizer` runs any gradstep transform (a rule, a chain with
+  clipping, ...) as a torch optimizer.
+- The classes torch.optim also has (:class:`SGD`, :class:`Adam`, :class:`AdamW`,
+  :class:`Adagrad`, :class:`RMSprop`, :class:`Adadelta`, :class:`Adamax`) take torch's
+  arguments and defaults, keep torch's state keys and reproduce torch's trajectories,
+  so switching is one import: ``from gradstep.torch import Adam``.
+- Every other registered optimizer has a class named after it in CamelCase
+  (``gradstep.torch.NesterovMomentum``, ``gradstep.torch.Lamb``, ...) taking the
+  arguments of its gradstep factory; :func:`optimizer_class` finds the class of a
+  registry name.
+
+CPU float32/float64 tensors run the fused engine through zero-copy NumPy views; other
+dtypes and devices run the same element functions with torch operations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._classes import (
+    LBFGS,
+    SGD,
+    TORCH_CLASSES,
+    Adadelta,
+    Adafactor,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    AdamWScheduleFree,
+    Muon,
+    NAdam,
+    RAdam,
+    RegistryOptimizer,
+    RMSprop,
+    SGDScheduleFree,
+    TorchOptimizer,
+    all_classes,
+    class_name,
+    optimizer_class,
+)
+from ._optimizer import TransformOptimizer
+
+__all__ = [
+    "SGD",
+    "SGDScheduleFree",
+    "TORCH_CLASSES",
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "AdamWScheduleFree",
+    "Adamax",
+    "LBFGS",
+    "Muon",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "RegistryOptimizer",
+    "TorchOptimizer",
+    "TransformOptimizer",
+    "all_classes",
+    "class_name",
+    "optimizer_class",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # classes of registry entries are made on first use, so entries registered by any
+    # catalog module have one
+    from ..registry import REGISTRY
+
+    for spec in REGISTRY:
+        if spec.name not in TORCH_CLASSES and class_name(spec.name) == name:
+            return optimizer_class(spec.name)
+    raise AttributeError(f"module 'gradstep.torch' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    from ..registry import REGISTRY
+
+    return sorted(set(__all__) | {class_name(s.name) for s in REGISTRY})

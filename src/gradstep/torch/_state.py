@@ -1,0 +1,311 @@
+"""How a transform's state splits into named per-parameter entries, and back.
+
+torch.optim keeps state per parameter (``optimizer.state[p] = {"step": ...,
+"exp_avg": ...}``), created on the parameter's first step, with a step count of its
+own. A gradstep transform keeps one state tree for a list of parameters:
+``{"scale_by_adam": {"count": 3, "mu": [m0, m1, ...], "nu": [...]}, ...}``. A
+:class:`Layout` finds, once per transform, which nodes of that tree are the lists
+indexed by parameter (by initialising it for one and for two parameters and comparing
+the structures), names every leaf (``mu``, ``nu``, or a path where a short name would
+be ambiguous; every ``count`` is the parameter's ``step``), and builds the tree for
+any set of parameters from their entries, or reads entries back from a new tree.
+
+Leaves outside the parameter lists (step counts, per-step scalars) are *shared*: a
+tree for several parameters can only be built from parameters whose shared values
+agree, so the front groups parameters by them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._core import tree as _tree
+from .._core.combine import Masked
+from .._core.elementwise import Elementwise
+from .._core.transform import Chain, Transform
+
+STEP = "step"
+
+
+class StateSplitError(TypeError):
+    """The transform's state cannot be split into per-parameter entries."""
+
+
+@dataclass
+class _Node:
+    kind: str  # leaf (shared), none, dict, namedtuple, list, tuple, params
+    keys: Any = None
+    children: tuple = ()
+    tokens: tuple = ()
+    seq: str = "list"  # for params nodes: list or tuple
+    sub: Any = None  # params node: the probe's per-parameter subtree structure
+    index: int = -1  # params node: its position among params nodes
+
+
+@dataclass
+class Layout:
+    """The per-parameter view of one transform's state (see the module docstring),
+    for parameters like ``probe`` (a NumPy array of their shape, for transforms whose
+    state depends on the shape; any small array otherwise)."""
+
+    transform: Transform
+    probe: Any = None
+    root: _Node = field(init=False)
+    params_nodes: list = field(init=False, default_factory=list)
+    shared: dict = field(init=False, default_factory=dict)  # name -> numpy dtype
+    names: tuple = field(init=False, default=())  # per-parameter entry names
+
+    def __post_init__(self) -> None:
+        a = np.zeros(2) if self.probe is None else self.probe
+        b = np.zeros_like(a)
+        try:
+            one = self.transform.init([a])
+            td1 = _tree.structure(one)
+            td2 = _tree.structure(self.transform.init([a, b]))
+        except Exception as error:  # a fixed mask or label tree, a required argument...
+            raise StateSplitError(
+                f"cannot initialise {self.transform!r} for one parameter at a time ({error}); "
+                "give masks and labels as functions of the parameters, or use param groups"
+            ) from None
+        self._fulls: list[tuple] = []
+        self.root = self._analyse(td1, td2, ())
+        self._shorts = _short_names(self._fulls)
+        for tokens, value in _walk_shared(self.root, one):
+            self.shared[self.name(tokens)] = np.asarray(value).dtype
+        names = []
+        for node in self.params_nodes:
+            for tokens in _subtree_tokens(node.sub, node.tokens):
+                names.append(self.name(tokens))
+        self.names = tuple(names)
+        self.subs = [node.sub for node in self.params_nodes]
+        # entries a parameter of this shape leaves empty (e.g. the unused factor of
+        # Adafactor): not kept in the state, made on the fly
+        self.empty = frozenset(
+            self.name(tokens)
+            for tokens, value, is_shared in _walk(self.root, one)
+            if not is_shared and np.size(value) == 0 and np.size(a) > 0
+        )
+
+    # -- analysis ----------------------------------------------------------------------
+
+    def _analyse(self, td1, td2, tokens: tuple) -> _Node:
+        if td1.kind != td2.kind or (td1.kind in ("dict", "namedtuple") and td1.keys != td2.keys):
+            raise StateSplitError(
+                f"the state of {self.transform!r} changes shape with the number of "
+                f"parameters at {'/'.join(map(str, tokens)) or '<root>'}"
+            )
+        if td1.kind == "leaf":
+            self._fulls.append(tokens)
+            return _Node("leaf", tokens=tokens)
+        if td1.kind == "none":
+            return _Node("none")
+        if td1.kind in ("list", "tuple"):
+            n1, n2 = len(td1.children), len(td2.children)
+            if n1 == 1 and n2 == 2:
+                node = _Node("params", tokens=tokens, seq=td1.kind, sub=td1.children[0])
+                node.index = len(self.params_nodes)
+                self.params_nodes.append(node)
+                self._fulls.extend(_subtree_tokens(node.sub, tokens))
+                return node
+            if n1 != n2:
+                raise StateSplitError(
+                    f"the state of {self.transform!r} has a list that is not indexed by "
+                    f"parameter at {'/'.join(map(str, tokens)) or '<root>'}"
+                )
+            children = tuple(
+                self._analyse(c1, c2, tokens + (i,))
+                for i, (c1, c2) in enumerate(zip(td1.children, td2.children))
+            )
+            return _Node(td1.kind, children=children, tokens=tokens)
+        keys = td1.keys
+        names = keys._fields if td1.kind == "namedtuple" else keys
+        children = tuple(
+            self._analyse(c1, c2, tokens + (k,))
+            for k, c1, c2 in zip(names, td1.children, td2.children)
+        )
+        return _Node(td1.kind, keys=keys, children=children, tokens=tokens)
+
+    def name(self, tokens: tuple) -> str:
+        """The entry name of the leaf at ``tokens`` (parameter indices left out)."""
+        last = str(tokens[-1]) if tokens else "state"
+        if last == "count":
+            return STEP
+        if self._shorts.get(last, 0) <= 1:
+            return last
+        return "/".join(map(str, tokens))
+
+    @property
+    def counted(self) -> bool:
+        return STEP in self.shared
+
+    def shared_names(self) -> list[str]:
+        """Shared entries other than the step."""
+        return [n for n in self.shared if n != STEP]
+
+    # -- per-parameter entries ---------------------------------------------------------
+
+    def init_entries(self, like: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(per-parameter entries, shared values)`` of a fresh state for ``like``."""
+        state = self.transform.init([like])
+        own: dict[str, Any] = {}
+        shared: dict[str, Any] = {}
+        for tokens, value, is_shared in _walk(self.root, state):
+            (shared if is_shared else own)[self.name(tokens)] = value
+        return own, shared
+
+    def build(self, entries: list[dict[str, Any]], shared: dict[str, Any]):
+        """The state tree of a list of parameters from their entries.
+
+        ``entries[i]`` maps names to parameter ``i``'s arrays; ``shared`` maps the
+        shared names (``step`` included) to their common value. Returns ``(tree,
+        refs)``: ``refs`` lists ``(container, key, name)`` for the shared leaves, to
+        refresh them in place.
+        """
+        refs: list = []
+        tree = self._build(self.root, entries, shared, refs, None, None)
+        return tree, refs
+
+    def _build(self, node, entries, shared, refs, parent, key):
+        kind = node.kind
+        if kind == "leaf":
+            name = self.name(node.tokens)
+            refs.append((parent, key, name))
+            if name == STEP:
+                return np.asarray(int(shared[STEP]), dtype=np.int64)
+            return np.asarray(shared[name], dtype=self.shared[name])
+        if kind == "none":
+            return None
+        if kind == "params":
+            items = [_fill(node.sub, node.tokens, e, self.name) for e in entries]
+            return items if node.seq == "list" else tuple(items)
+        if kind in ("dict", "namedtuple"):
+            names = node.keys._fields if kind == "namedtuple" else node.keys
+            out: dict = {}
+            for k, child in zip(names, node.children):
+                out[k] = self._build(child, entries, shared, refs, out, k)
+            return out if kind == "dict" else node.keys(**out)
+        items = []
+        for i, child in enumerate(node.children):
+            items.append(self._build(child, entries, shared, refs, items, i))
+        return items if kind == "list" else tuple(items)
+
+    def read(self, tree: Any, n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Entries of ``n`` parameters and the shared values from a state tree."""
+        own: list[dict[str, Any]] = [{} for _ in range(n)]
+        shared: dict[str, Any] = {}
+        self._read(self.root, tree, own, shared)
+        return own, shared
+
+    def _read(self, node, value, own, shared) -> None:
+        kind = node.kind
+        if kind == "leaf":
+            shared[self.name(node.tokens)] = value
+        elif kind == "params":
+            for i, item in enumerate(value):
+                for tokens, leaf in _walk_value(item, node.tokens):
+                    own[i][self.name(tokens)] = leaf
+        elif kind in ("dict", "namedtuple"):
+            names = node.keys._fields if kind == "namedtuple" else node.keys
+            for k, child in zip(names, node.children):
+                item = value[k] if kind == "dict" else getattr(value, k)
+                self._read(child, item, own, shared)
+        elif kind in ("list", "tuple"):
+            for child, item in zip(node.children, value):
+                self._read(child, item, own, shared)
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _short_names(fulls: list[tuple]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for tokens in {tuple(t) for t in fulls}:
+        if tokens:
+            counts[str(tokens[-1])] = counts.get(str(tokens[-1]), 0) + 1
+    return counts
+
+
+def _subtree_tokens(td, prefix: tuple) -> list[tuple]:
+    if td.kind == "leaf":
+        return [prefix]
+    if td.kind == "none":
+        return []
+    if td.kind == "dict":
+        names = td.keys
+    elif td.kind == "namedtuple":
+        names = td.keys._fields
+    else:
+        names = range(len(td.children))
+    out = []
+    for k, child in zip(names, td.children):
+        out.extend(_subtree_tokens(child, prefix + (k,)))
+    return out
+
+
+def _fill(td, prefix: tuple, entries: dict, name) -> Any:
+    """The per-parameter subtree ``td`` with its leaves taken from ``entries``."""
+    if td.kind == "leaf":
+        return entries[name(prefix)]
+    if td.kind == "none":
+        return None
+    if td.kind == "dict":
+        return {k: _fill(c, prefix + (k,), entries, name) for k, c in zip(td.keys, td.children)}
+    if td.kind == "namedtuple":
+        values = [
+            _fill(c, prefix + (k,), entries, name) for k, c in zip(td.keys._fields, td.children)
+        ]
+        return td.keys(*values)
+    items = [_fill(c, prefix + (i,), entries, name) for i, c in enumerate(td.children)]
+    return items if td.kind == "list" else tuple(items)
+
+
+def _walk_value(value: Any, prefix: tuple):
+    if value is None:
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk_value(v, prefix + (k,))
+    elif isinstance(value, tuple) and hasattr(type(value), "_fields"):
+        for k in value._fields:
+            yield from _walk_value(getattr(value, k), prefix + (k,))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _walk_value(v, prefix + (i,))
+    else:
+        yield prefix, value
+
+
+def _walk(node: _Node, value: Any):
+    """``(tokens, leaf, shared)`` for every leaf of a one-parameter state."""
+    kind = node.kind
+    if kind == "leaf":
+        yield node.tokens, value, True
+    elif kind == "params":
+        for tokens, leaf in _walk_value(value[0], node.tokens):
+            yield tokens, leaf, False
+    elif kind in ("dict", "namedtuple"):
+        names = node.keys._fields if kind == "namedtuple" else node.keys
+        for k, child in zip(names, node.children):
+            yield from _walk(child, value[k] if kind == "dict" else getattr(value, k))
+    elif kind in ("list", "tuple"):
+        for child, item in zip(node.children, value):
+            yield from _walk(child, item)
+
+
+def _walk_shared(node: _Node, value: Any):
+    for tokens, leaf, is_shared in _walk(node, value):
+        if is_shared:
+            yield tokens, leaf
+
+
+def shape_independent(t: Transform) -> bool:
+    """Every stage keeps per-element state only and none is selected by a mask, so
+    the state's structure does not depend on the parameter's shape."""
+    if isinstance(t, Chain):
+        return all(shape_independent(s) for s in t.stages)
+    if isinstance(t, Masked):
+        return t.mask is None  # a mask may select by shape
+    return isinstance(t, Elementwise)
