@@ -19,29 +19,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._base import TorchOptimizer
 from ._classes import (
-    LBFGS,
     SGD,
-    TORCH_CLASSES,
     Adadelta,
     Adafactor,
     Adagrad,
     Adam,
     Adamax,
     AdamW,
-    AdamWScheduleFree,
     Muon,
     NAdam,
     RAdam,
-    RegistryOptimizer,
     RMSprop,
-    SGDScheduleFree,
-    TorchOptimizer,
+)
+from ._generated import (
+    TORCH_CLASSES,
+    RegistryOptimizer,
     all_classes,
     class_name,
     optimizer_class,
 )
+from ._lbfgs import LBFGS
 from ._optimizer import TransformOptimizer
+from ._schedule_free import AdamWScheduleFree, SGDScheduleFree
 
 __all__ = [
     "SGD",

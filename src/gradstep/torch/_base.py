@@ -1,0 +1,128 @@
+"""The base of the classes with torch.optim's names: argument and flag handling
+shared by all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .._core.transform import Transform
+from .._core.validate import BOOL, OneOf, check, declared_ranges
+from ._optimizer import TransformOptimizer, _number
+
+_FLAG = OneOf((None, False, True))
+
+
+class TorchOptimizer(TransformOptimizer):
+    """Base of the classes with torch.optim's names, arguments and state keys.
+
+    Subclasses give ``_args`` (torch group key -> the gradstep hyperparameters it
+    sets, used to check values and to hand them over every step), ``_rename``
+    (gradstep state name -> torch's key), ``_factories`` (whose declared ranges check
+    the arguments) and ``_build``.
+    """
+
+    _gradstep_names = False
+    _args: dict[str, tuple[str, ...]] = {}
+    _rules: tuple[str, ...] = ()  # registry names of the rules it builds
+    _eager_state = False
+    _sparse = False
+
+    def __init__(self, params: Any, defaults: dict[str, Any], master_weights: bool = False):
+        owner = type(self).__name__
+        check(owner, "master_weights", master_weights, BOOL)
+        _check_flags(owner, defaults)
+        if master_weights:
+            defaults["master_weights"] = True
+        self._transform = None
+        torch.optim.Optimizer.__init__(self, params, defaults)
+        if self._eager_state:
+            self._init_all_state()
+
+    @property
+    def _build_keys(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self.defaults)
+
+    def _engine(self, group: dict) -> str:
+        # torch's fused flag picks the engine; a group may also name one (extension)
+        fused = group.get("fused")
+        mapped = "auto" if fused is None else "fused" if fused else "eager"
+        engine = group.get("engine", mapped)
+        if fused is not None and engine != mapped:
+            raise ValueError(
+                f"{type(self).__name__}: engine={engine!r} contradicts fused={fused!r}"
+            )
+        return engine
+
+    def _check_group(self, group: dict) -> None:
+        self._check_args(group)
+        super()._check_group(group)
+
+    def _check_args(self, group: dict) -> None:
+        owner = type(self).__name__
+        ranges: dict = {}
+        for name in self._rules:
+            ranges.update(declared_ranges(rule_factory(name)))
+        for key, names in self._args.items():
+            if key not in group:
+                continue
+            value = group[key]
+            values = [value] if len(names) == 1 else list(value)
+            if len(values) != len(names):
+                raise ValueError(f"{owner}: {key} must have {len(names)} values, got {value!r}")
+            for i, (name, v) in enumerate(zip(names, values)):
+                constraint = ranges.get(name)
+                if constraint is not None:
+                    check(owner, key if len(names) == 1 else f"{key}[{i}]", _number(v), constraint)
+        _check_flags(owner, group)
+        self._check_extra(group)
+
+    def _check_extra(self, group: dict) -> None:
+        """Checks of combinations (torch's own, where gradstep's ranges do not say)."""
+
+    def _build(self, group: dict) -> tuple[Transform, dict]:
+        values = {
+            k: _number(v) if k != "betas" else tuple(map(_number, v)) for k, v in group.items()
+        }
+        return self._transform_for(values), dict(self._args)
+
+    def _transform_for(self, g: dict) -> Transform:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _sparse_error(self, group: dict) -> str | None:
+        if not self._sparse:
+            return f"{type(self).__name__} does not support sparse gradients"
+        return self._sparse_reason(group)
+
+    def _sparse_reason(self, group: dict) -> str | None:
+        return None
+
+
+def rule_factory(name: str) -> Callable:
+    """The factory of a registered rule."""
+    from ..registry import REGISTRY
+
+    return REGISTRY[name].factory
+
+
+def _check_flags(owner: str, values: dict) -> None:
+    for flag in ("foreach", "fused"):
+        if flag in values:
+            check(owner, flag, values[flag], _FLAG)
+    if values.get("fused") and values.get("foreach"):
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    if values.get("capturable"):
+        raise ValueError(
+            f"{owner}: capturable=True (state kept on the device for CUDA-graph capture) is "
+            "not supported by gradstep.torch; use capturable=False"
+        )
+    if values.get("differentiable"):
+        raise ValueError(
+            f"{owner}: differentiable=True is not supported by gradstep.torch (its engines "
+            "update parameters in place, outside autograd)"
+        )
+
+
+# -- the classes torch.optim also has ---------------------------------------------------
