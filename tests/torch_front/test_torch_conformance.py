@@ -103,7 +103,9 @@ SETTINGS = [
 )
 def test_follows_torch(torch_models, case, kind, dtype, engine):
     if case[0] == "Adafactor" and engine == "eager":
-        pytest.skip("Adafactor's math is NumPy code (not elementwise): no torch-operation path")
+        pytest.skip(
+            reason="Adafactor's math is NumPy code (not elementwise): no torch-operation path"
+        )
     ref_model, ref_opt = run(torch_models, torch.optim, case, kind, dtype)
     model, opt = run(torch_models, gt, case, kind, dtype, engine)
     for (n, p), q in zip(ref_model.named_parameters(), model.parameters()):

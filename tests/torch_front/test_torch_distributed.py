@@ -39,7 +39,7 @@ def load_worker():
 @pytest.fixture(scope="module")
 def distributed_results(tmp_path_factory):
     if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available in this torch build")
+        pytest.skip(reason="torch.distributed with gloo is not available in this torch build")
     # the one-process runs first: they also compile the kernels the ranks then load
     worker = load_worker()
     expected = {name: worker.single(name) for name in worker.OPTIMIZERS}
