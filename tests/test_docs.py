@@ -25,3 +25,12 @@ def test_readme_optimizer_table_is_the_registry_listing():
     from gradstep.cli.listing import markdown
 
     assert markdown() in (ROOT / "README.md").read_text()
+
+
+def test_readme_seed_system_examples_run():
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## The seed systems' own APIs") : text.index("## Conformance")]
+    blocks = [b.split("```")[0] for b in section.split("```python")[1:]]
+    assert len(blocks) == 3
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"README example {i}", "exec"), {})
