@@ -4,8 +4,8 @@
 MXNet 1.x needs its own environment (Python 3.11, ``numpy<1.24``); it is never a
 dependency of gradstep or of its tests. Run from the repository root::
 
-    python -m venv /tmp/mxnet-env && /tmp/mxnet-env/bin/pip install mxnet==1.9.1 "numpy<1.24"
-    python tests/conformance/record_layerwise_fixtures.py --mxnet-python /tmp/mxnet-env/bin/python
+    python -m venv <mxnet-env> && <mxnet-env>/bin/pip install mxnet==1.9.1 "numpy<1.24"
+    python tests/conformance/record_layerwise_fixtures.py --mxnet-python <mxnet-env>/bin/python
 
 The optax cases run in this interpreter; the MXNet cases run in a subprocess of the
 given interpreter (this same file with ``--mxnet-worker``). Without
