@@ -168,6 +168,22 @@ class Elementwise(Transform):
             state[slot.name] = _tree.unflatten(td, [slot.initial(p) for p in leaves])
         return state
 
+    # -- the reduction phase of stages that need one (none here) ----------------------
+
+    def reduction_context(
+        self, params: Any, grads: Any, g_leaves: list, count: int, ctx: dict[str, Any]
+    ) -> Any:
+        """What a reduction stage computes once per update before its per-tensor
+        scalars (global norms, masks); plain elementwise stages need nothing."""
+        return None
+
+    def tensor_scalars_of(
+        self, i: int, arrays: list, prepared: list, ns: Any, context: Any
+    ) -> dict[str, Any]:
+        """Scalars of tensor ``i`` that follow the step's scalars in the element
+        function's arguments (a per-tensor reduction's result); none here."""
+        return {}
+
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         g_leaves, td = _tree.flatten(grads)
         if self.uses_params:
@@ -177,6 +193,7 @@ class Elementwise(Transform):
         slot_leaves = [_tree.leaves_like(td, state[s.name]) for s in self.slots]
         count = int(state["count"]) if self.counted else 0
         scalars = self.scalars(count, ctx)
+        context = self.reduction_context(params, grads, g_leaves, count, ctx)
 
         updates = []
         new_slots: list[list] = [[] for _ in self.slots]
@@ -190,7 +207,9 @@ class Elementwise(Transform):
             if self.uses_params:
                 args.append(w_leaves[i])
             args.extend(sl[i] for sl in slot_leaves)
-            result = element_for(self.element, ns)(*args, *cast_cache[key])
+            prepared = cast_cache[key]
+            own = self.tensor_scalars_of(i, args, prepared, ns, context)
+            result = element_for(self.element, ns)(*args, *prepared, *cast_scalars(own, g))
             if self.slots:
                 u, *slot_values = result
                 for k, value in enumerate(slot_values):
@@ -232,7 +251,7 @@ class NormScaled(Elementwise):
     """
 
     def __init__(self, name: str, factor: Callable, hyperparams: dict, per_tensor: bool):
-        super().__init__(name, _scaled_by_factor, hyperparams=hyperparams)
+        super().__init__(name, _scaled_by_factor, hyperparams=hyperparams, prepare=lambda h, t: {})
         self.factor = factor
         self.per_tensor = per_tensor
 
@@ -243,13 +262,11 @@ class NormScaled(Elementwise):
             return [self.factor(s**0.5, h) for s in sums]
         return [self.factor(sum(sums) ** 0.5, h)] * len(sums)
 
-    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        g_leaves, td = _tree.flatten(grads)
-        count = int(state["count"]) if self.counted else 0
-        factors = self.factors([sum_of_squares(g) for g in g_leaves], count, ctx)
-        out = [
-            element_for(self.element, namespace_of(g))(g, *cast_scalars({"f": f}, g))
-            for g, f in zip(g_leaves, factors)
-        ]
-        new_state = {"count": np.asarray(count + 1, np.int64)} if self.counted else {}
-        return _tree.unflatten(td, out), new_state
+    def scalar_names(self) -> tuple[str, ...]:
+        return ()  # the factor is a per-tensor scalar from the reduction
+
+    def reduction_context(self, params, grads, g_leaves, count, ctx):
+        return self.factors([sum_of_squares(g) for g in g_leaves], count, ctx)
+
+    def tensor_scalars_of(self, i, arrays, prepared, ns, context):
+        return {"factor": context[i]}

@@ -59,13 +59,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .._core import tree as _tree
 from .._core.combine import _labels_for
-from .._core.elementwise import Elementwise, cast_scalars, resolve, sum_of_squares
-from .._core.namespaces import element_for, namespace_of
-from .._core.namespaces import nan_to_zero as _nan_to_zero
+from .._core.elementwise import Elementwise, resolve, sum_of_squares
+from .._core.namespaces import element_for
 from .._core.validate import Constraint, Interval, OneOf, hyperparams, nonnegative
 from .._core.xmath import clip
 
@@ -171,47 +167,16 @@ class PerTensorReduction(Elementwise):
         engine calls after its own reduction pass)."""
         return [self.combine(s, f, h) for s, f in zip(sums, flags)]
 
-    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        g_leaves, td = _tree.flatten(grads)
-        if self.uses_params:
-            if params is None:
-                raise ValueError(f"{self.name}: this transform needs params in update()")
-            w_leaves = _tree.leaves_like(td, params)
-        slot_leaves = [_tree.leaves_like(td, state[s.name]) for s in self.slots]
-        count = int(state["count"]) if self.counted else 0
+    # the eager engine's reduction phase (Elementwise.update runs the element phase)
+
+    def reduction_context(self, params, grads, g_leaves, count, ctx):
         h = resolve(self.hyperparams, count, ctx)
-        scalars = self.prepare(h, count)
-        flags = self.tensor_flags(params, grads, len(g_leaves))
+        return h, self.tensor_flags(params, grads, len(g_leaves))
 
-        updates = []
-        new_slots: list[list] = [[] for _ in self.slots]
-        for i, g in enumerate(g_leaves):
-            ns = namespace_of(g)
-            arrays = [g] + ([w_leaves[i]] if self.uses_params else [])
-            arrays += [sl[i] for sl in slot_leaves]
-            prepared = cast_scalars(scalars, g)
-            # reduction phase: this tensor's sums of squares, then its scalars
-            terms = element_for(self.norms, ns)(*arrays, *prepared)
-            sums = tuple(sum_of_squares(x) for x in terms)
-            own = self.combine(sums, flags[i], h)
-            # elementwise phase
-            result = element_for(self.element, ns)(*arrays, *prepared, *cast_scalars(own, g))
-            if self.slots:
-                u, *values = result
-                for k, value in enumerate(values):
-                    if self.clear_nan_slots:
-                        value = _nan_to_zero(value, ns)
-                    new_slots[k].append(ns.wrap(value))
-            else:
-                u = result
-            updates.append(ns.wrap(u))
-
-        new_state: dict[str, Any] = {}
-        if self.counted:
-            new_state["count"] = np.asarray(count + 1, dtype=np.int64)
-        for slot, values in zip(self.slots, new_slots):
-            new_state[slot.name] = _tree.unflatten(td, values)
-        return _tree.unflatten(td, updates), new_state
+    def tensor_scalars_of(self, i, arrays, prepared, ns, context):
+        h, flags = context
+        terms = element_for(self.norms, ns)(*arrays, *prepared)
+        return self.combine(tuple(sum_of_squares(x) for x in terms), flags[i], h)
 
 
 # -- the trust ratio of optax and LAMB ------------------------------------------------
