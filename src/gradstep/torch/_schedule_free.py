@@ -12,6 +12,10 @@ from ._base import TorchOptimizer, rule_factory
 from ._optimizer import scalar_dtype
 from ._state import STEP
 
+# group entries the schedulefree package keeps, so its checkpoints and code that reads
+# them find them
+_PACKAGE_GROUP_KEYS = dict(k=0, train_mode=False, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0)
+
 
 class _ScheduleFree(TorchOptimizer):
     """Base of the classes with the ``schedulefree`` package's names: the parameters
@@ -105,17 +109,12 @@ class SGDScheduleFree(_ScheduleFree):
             lr=lr,
             momentum=momentum,
             r=r,
-            k=0,
             warmup_steps=warmup_steps,
-            train_mode=False,
-            weight_sum=0.0,
-            lr_max=-1.0,
-            scheduled_lr=0.0,
             weight_lr_power=weight_lr_power,
             weight_decay=weight_decay,
             foreach=foreach,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, {**defaults, **_PACKAGE_GROUP_KEYS})
 
     def _transform_for(self, g: dict) -> Transform:
         return rule_factory("schedule_free_sgd")(
@@ -164,17 +163,12 @@ class AdamWScheduleFree(_ScheduleFree):
             betas=betas,
             eps=eps,
             r=r,
-            k=0,
             warmup_steps=warmup_steps,
-            train_mode=False,
-            weight_sum=0.0,
-            lr_max=-1.0,
-            scheduled_lr=0.0,
             weight_lr_power=weight_lr_power,
             weight_decay=weight_decay,
             foreach=foreach,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, {**defaults, **_PACKAGE_GROUP_KEYS})
 
     def _transform_for(self, g: dict) -> Transform:
         beta1, beta2 = g["betas"]
