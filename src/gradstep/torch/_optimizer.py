@@ -29,10 +29,11 @@ from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, OneOf, check
+from . import _cuda
 from . import _distributed as _dist
 from ._state import STEP, Layout, StateSplitError, shape_independent
 
-ENGINES = ("auto", "fused", "eager")
+ENGINES = ("auto", "fused", "eager", "triton")
 MASTER = "master_param"
 _FUSED_DTYPES = (torch.float32, torch.float64)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -717,13 +718,15 @@ class TransformOptimizer(torch.optim.Optimizer):
                 "put them in separate param groups"
             )
         for members in buckets.values():
-            self._run(rule, members, ctx, engine)
+            self._run(rule, members, ctx, engine, group.get("foreach"))
             self._after_step(group, members)
 
     def _after_step(self, group: dict, members: list[_Member]) -> None:
         """Keep state entries torch has and the rule derives (none here)."""
 
-    def _run(self, rule: _Rule, members: list[_Member], ctx: dict, engine: str) -> None:
+    def _run(
+        self, rule: _Rule, members: list[_Member], ctx: dict, engine: str, foreach: Any = None
+    ) -> None:
         mode = members[0].mode
         reducer = None
         if mode == "local" and rule.hooks:
@@ -734,6 +737,10 @@ class TransformOptimizer(torch.optim.Optimizer):
             if isinstance(hook, _ReducedCombine):
                 hook.calls = 0
         try:
+            device = members[0].w.device.type
+            if device == "cuda" or engine == "triton":
+                counted = self._run_device(rule, members, ctx, engine, foreach)
+                return self._finish_step(rule, members, counted)
             fused = (
                 engine != "eager"
                 and rule.fusable
@@ -755,13 +762,69 @@ class TransformOptimizer(torch.optim.Optimizer):
         finally:
             for hook in rule.hooks:
                 hook.reduce = None
+        self._finish_step(rule, members, counted)
+
+    def _finish_step(self, rule: _Rule, members: list[_Member], counted: bool) -> None:
+        """Advance the step counts the engine did not, and copy master weights back."""
         if rule.track_step and not counted:
             for m in members:
                 m.state[STEP] += 1
         for m in members:
             if m.master:
                 m.p.copy_(m.state[MASTER])
-        return None
+
+    def _run_device(
+        self, rule: _Rule, members: list[_Member], ctx: dict, engine: str, foreach: Any
+    ) -> bool:
+        """Step CUDA ``members`` (or any, for ``engine="triton"``): the Triton engine
+        where it can, else the transform's own update on the tensors; True if the
+        engine advanced the step counts."""
+        usable = rule.fusable and members[0].mode != "gather"
+        usable = usable and all(_cuda.member_runs_on_triton(m) for m in members)
+        wanted = engine in ("fused", "triton") or (engine == "auto" and foreach is not True)
+        if wanted and usable and not _cuda.triton_available():
+            if engine != "auto":
+                raise RuntimeError(
+                    f"{self._owner}: the fused GPU engine was required (fused=True or "
+                    f"engine={engine!r}) but Triton is not installed (pip install triton)"
+                )
+            _cuda.notice_no_triton()
+            usable = False
+        if engine in ("fused", "triton") and not usable:
+            why = (
+                "Triton is missing"
+                if rule.fusable
+                else f"the transform {rule.transform!r} has stages the fused engine cannot compile"
+            )
+            if rule.fusable and members[0].mode == "gather":
+                why = "sharded parameters of this transform need whole tensors"
+            elif rule.fusable:
+                m = next(m for m in members if not _cuda.member_runs_on_triton(m))
+                why = (
+                    f"a parameter is {m.w.dtype} on {m.w.device} "
+                    f"({'contiguous' if m.w.is_contiguous() else 'not contiguous'}), or its "
+                    "gradient or state differs from it in device, dtype or layout"
+                )
+            raise RuntimeError(
+                f"{self._owner}: the fused GPU engine was required (fused=True or "
+                f"engine={engine!r}) but {why}"
+            )
+        if not (wanted and usable):
+            self._run_eager(rule, members, ctx, numpy=False)
+            return False
+        rt = self._runtime()
+        key = ("triton", id(rule)) + tuple(id(m.p) for m in members)
+        signature = _signature(members)
+        bucket = rt.fused.get(key)
+        shared = _shared_values(rule, members[0])
+        if bucket is None or bucket.signature != signature:
+            bucket = rt.fused[key] = _cuda.TritonBucket(rule, members, signature, shared)
+        counted = bucket.step(members, ctx, shared, members[0].layout)
+        try:
+            torch.autograd.graph.increment_version([m.p for m in members if not m.master])
+        except (TypeError, RuntimeError):  # pragma: no cover - tensor subclasses
+            pass
+        return counted
 
     def _run_fused(self, rule: _Rule, members: list[_Member], ctx: dict) -> bool:
         """Step ``members`` on the fused engine; True if it advanced their steps."""

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.validate import Interval, hyperparams, nonnegative
 from .._core.xmath import maximum, minimum
@@ -33,11 +31,12 @@ def clip(max_delta: Any) -> Elementwise:
     )
 
 
-def _clip_factor(norm: float, h: dict) -> float:
-    # unchanged below the threshold (optax and Keras); a NaN norm gives NaN updates
-    if np.isnan(norm):
-        return float("nan")
-    return 1.0 if norm <= h["max_norm"] else h["max_norm"] / norm
+def _clip_factor(norm: Any, h: dict) -> Any:
+    # 1 below the threshold (optax and Keras), max_norm / norm above it; a NaN norm
+    # gives a NaN factor. Written without branches so that every engine can run it on
+    # its own arrays (the GPU engine computes it on the device).
+    max_norm = h["max_norm"]
+    return max_norm / maximum(norm, max_norm)
 
 
 @hyperparams(max_norm=_POSITIVE)

@@ -1,0 +1,193 @@
+"""The Triton engine computes what the eager engine computes, under Triton's interpreter.
+
+Every registered elementwise rule and composed chains run through the generated
+Triton kernels (``engine="triton"`` on CPU tensors, ``TRITON_INTERPRET=1``) and
+through the eager torch engine, over several steps, on odd sizes and long tensor
+lists, in float32, float64, bfloat16 and float16; they must agree within the
+storage dtype's tolerance.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+import gradstep
+import gradstep.torch as gt
+from gradstep import transforms as T
+from gradstep.engines.fused import NotFusable, Unsupported
+from gradstep.engines.triton import TritonEngine
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET") != "1", reason="needs Triton's interpreter on CPU tensors"
+)
+
+SIZES = (0, 1, 7, 33, 2100)
+LARGE = (100003,)
+TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 2e-2, torch.float16: 2e-3}
+
+
+def elementwise_rules():
+    for spec in gradstep.REGISTRY:
+        if "elementwise" in spec.capabilities:
+            yield pytest.param(spec.name, spec.test_hyperparams, id=spec.name)
+
+
+def run(transform, engine, dtype=torch.float32, sizes=SIZES, steps=3, nonfinite=False):
+    gen = torch.Generator().manual_seed(3)
+    params = [torch.nn.Parameter(torch.randn(n, generator=gen).to(dtype)) for n in sizes]
+    opt = gt.TransformOptimizer(params, transform, engine=engine)
+    for k in range(steps):
+        for i, p in enumerate(params):
+            g = (torch.sin(3 * p.detach().double() + k) + 0.1 * k).to(dtype)
+            if nonfinite and k in (1, 2) and i == 2:
+                g[0] = float("nan")
+                g[3] = float("inf")
+            p.grad = g
+        opt.step()
+    return [p.detach() for p in params], opt
+
+
+def assert_close(got, want, dtype):
+    tol = TOLERANCE[dtype]
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype == dtype
+        torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol, equal_nan=True)
+
+
+@pytest.mark.parametrize("rule, kwargs", list(elementwise_rules()))
+def test_every_elementwise_rule_equals_eager(rule, kwargs):
+    factory = gradstep.REGISTRY[rule].factory
+    got, _ = run(factory(**kwargs), "triton")
+    want, _ = run(factory(**kwargs), "eager")
+    assert_close(got, want, torch.float32)
+
+
+CHAINS = {
+    "clip+decay+adam+ema": lambda: gradstep.chain(
+        T.clip_by_global_norm(0.5), T.add_decayed_weights(0.01), gradstep.adam(1e-2)
+    ),
+    "clip_by_norm+adamw": lambda: gradstep.chain(T.clip_by_norm(0.3), gradstep.adamw(1e-2)),
+    "clear_nan+momentum": lambda: T.nonfinite_policy(gradstep.momentum(0.01, 0.9), "clear_nan"),
+    "zero+adam": lambda: T.nonfinite_policy(gradstep.adam(0.01), "zero"),
+    "lion": lambda: gradstep.lion(1e-3),
+    "masked decay": lambda: gradstep.chain(
+        T.masked(T.add_decayed_weights(0.1), lambda ps: [i % 2 == 0 for i in range(len(ps))]),
+        gradstep.adam(1e-2),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CHAINS))
+def test_composed_chains_equal_eager(name):
+    got, _ = run(CHAINS[name](), "triton", nonfinite="nan" in name or "zero" in name)
+    want, _ = run(CHAINS[name](), "eager", nonfinite="nan" in name or "zero" in name)
+    assert_close(got, want, torch.float32)
+
+
+def test_schedule_free_adamw_equals_eager():
+    got, _ = run(gradstep.schedule_free_adamw(1e-2), "triton")
+    want, _ = run(gradstep.schedule_free_adamw(1e-2), "eager")
+    assert_close(got, want, torch.float32)
+
+
+def run_rounded(transform, dtype, sizes=SIZES, steps=3):
+    """The eager engine in float32 with parameters and state rounded to ``dtype``
+    after every step: what a kernel that loads ``dtype``, computes in float32 and
+    stores ``dtype`` computes."""
+    gen = torch.Generator().manual_seed(3)
+    params = [torch.nn.Parameter(torch.randn(n, generator=gen).to(dtype).float()) for n in sizes]
+    opt = gt.TransformOptimizer(params, transform, engine="eager")
+    for k in range(steps):
+        for p in params:
+            p.grad = (torch.sin(3 * p.detach().double() + k) + 0.1 * k).to(dtype).float()
+        opt.step()
+        with torch.no_grad():
+            for p in params:
+                p.copy_(p.to(dtype).float())
+                for key, v in opt.state[p].items():
+                    if key != "step":
+                        v.copy_(v.to(dtype).float())
+    return [p.detach().to(dtype) for p in params]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_other_dtypes_keep_their_dtype_and_compute_in_float32(dtype):
+    got, opt = run(gradstep.adamw(1e-2), "triton", dtype=dtype)
+    if dtype == torch.float64:
+        want, _ = run(gradstep.adamw(1e-2), "eager", dtype=dtype)
+    else:
+        want = run_rounded(gradstep.adamw(1e-2), dtype)
+    assert_close(got, want, dtype)
+    for state in opt.state.values():
+        assert all(v.dtype == dtype for k, v in state.items() if k != "step")
+
+
+def test_a_large_tensor_in_full_and_tail_chunks():
+    got, _ = run(gradstep.adam(1e-2), "triton", sizes=LARGE, steps=2)
+    want, _ = run(gradstep.adam(1e-2), "eager", sizes=LARGE, steps=2)
+    assert_close(got, want, torch.float32)
+
+
+def test_hundreds_of_tensors_in_one_launch():
+    sizes = [(i * 7) % 61 for i in range(300)]
+    got, _ = run(gradstep.adam(1e-2), "triton", sizes=sizes, steps=2)
+    want, _ = run(gradstep.adam(1e-2), "eager", sizes=sizes, steps=2)
+    assert_close(got, want, torch.float32)
+
+
+def test_torch_classes_on_the_triton_engine_match_torch_optim():
+    gen = torch.Generator().manual_seed(0)
+    init = [torch.randn(n, generator=gen) for n in (5, 1000)]
+    ours = [torch.nn.Parameter(t.clone()) for t in init]
+    ref = [torch.nn.Parameter(t.clone()) for t in init]
+    a = gt.AdamW(ours, lr=1e-2, weight_decay=0.1)
+    b = torch.optim.AdamW(ref, lr=1e-2, weight_decay=0.1, foreach=False)
+    for group in a.param_groups:
+        group["engine"] = "triton"
+    for k in range(3):
+        for p, q in zip(ours, ref):
+            p.grad = torch.cos(p.detach() * (k + 1))
+            q.grad = torch.cos(q.detach() * (k + 1))
+        a.step()
+        b.step()
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p, q, rtol=2e-6, atol=2e-7)
+    assert float(a.state[ours[0]]["step"]) == 3.0
+
+
+def test_replaced_state_tensor_rebuilds_the_tables():
+    params = [torch.nn.Parameter(torch.ones(100))]
+    opt = gt.TransformOptimizer(params, gradstep.adam(0.1), engine="triton")
+    params[0].grad = torch.ones(100)
+    opt.step()
+    engine_before = next(iter(opt._runtime().fused.values())).engine
+    tables_before = engine_before._tables
+    state = opt.state[params[0]]
+    state["exp_avg" if "exp_avg" in state else "mu"] = torch.zeros(100)
+    opt.step()
+    bucket = next(iter(opt._runtime().fused.values()))
+    assert bucket.engine._tables is not tables_before or bucket.engine is not engine_before
+
+
+def test_engine_refuses_mismatched_gradients_and_changes_nothing():
+    engine = TritonEngine(gradstep.adam(0.1))
+    w = [torch.ones(10)]
+    state = {"scale_by_adam": {"count": 0, "mu": [torch.zeros(10)], "nu": [torch.zeros(10)]},
+             "learning_rate": {}}  # fmt: skip
+    with pytest.raises(ValueError, match="shape"):
+        engine.step_leaves(w, [torch.ones(11)], w, state, {})
+    with pytest.raises(Unsupported):
+        engine.step_leaves(w, [torch.ones(10, dtype=torch.float64)], w, state, {})
+    with pytest.raises(Unsupported):
+        engine.step_leaves(w, [torch.ones(20)[::2]], w, state, {})
+    assert torch.equal(w[0], torch.ones(10))
+    assert state["scale_by_adam"]["count"] == 0
+    assert torch.equal(state["scale_by_adam"]["mu"][0], torch.zeros(10))
+
+
+def test_non_elementwise_transforms_are_not_fusable():
+    with pytest.raises(NotFusable):
+        TritonEngine(gradstep.lbfgs())
