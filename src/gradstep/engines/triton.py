@@ -173,7 +173,16 @@ class TritonEngine:
                 values.append(float(v))
         return values, frozenset(flags)
 
-    def _launch(self, tables: _Tables, grads: torch.Tensor, counts: list[int], ctx: dict) -> None:
+    def launch(self, tables: _Tables, grads: list[int], counts: list[int], ctx: dict) -> None:
+        """Run this step over ``tables`` with the gradients at the addresses ``grads``.
+
+        For a caller that has checked, this step, that the tables still describe
+        its tensors and that each gradient is a contiguous tensor of its parameter's
+        shape, dtype and device (:meth:`step_leaves` does all of this itself).
+        """
+        self._launch(tables, grads, counts, ctx)
+
+    def _launch(self, tables: _Tables, grads: list[int], counts: list[int], ctx: dict) -> None:
         values, flags = self._scalars(counts, ctx)
         module = self._module(tables.row_dtypes, tables.math_name, flags)
         scal = tables.to_device(values or [0.0], tables.math)

@@ -9,6 +9,8 @@ missing CUDA steps run eager with a one-time notice.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import warnings
 from typing import Any
 
@@ -105,3 +107,96 @@ class TritonBucket:
 
 def _host_scalar(t: Any) -> bool:
     return isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.dim() == 0
+
+
+class FastStep:
+    """A group's whole step as one Triton launch, with the per-parameter work cut to
+    C-level passes over lists.
+
+    Built after a step in which every parameter of the group had a gradient and all
+    ran in one Triton bucket. Each later step checks, before launching, that nothing
+    the launch relies on moved: the same parameter objects at the same addresses,
+    every gradient dense and contiguous (torch already guarantees its shape, dtype
+    and device), the same state tensors at the same addresses, the same step count.
+    Anything else returns False and the group takes the general path, which
+    rebuilds what changed.
+    """
+
+    def __init__(self, opt: Any, group: dict, rule: Any, members: list, bucket: TritonBucket):
+        layout = members[0].layout
+        self.group = group
+        self.rule = rule
+        self.bucket = bucket
+        self.params = list(group["params"])
+        self.state_map = opt.state
+        self.dicts = [m.state for m in members]
+        keys = [rule.key(n) for n in layout.names if n not in layout.empty]
+        self.step_base = None
+        if rule.track_step:
+            keys.append(STEP)
+            self.step_base = _share_steps(self.dicts)
+        self.expected = [[d[k] for d in self.dicts] for k in keys]
+        self.keys = keys
+        self.w_ptrs = [p.data_ptr() for p in self.params]
+        self.state_ptrs = [list(map(torch.Tensor.data_ptr, row)) for row in self.expected]
+        self.count = int(float(self.dicts[0][STEP])) if rule.track_step else 0
+        engine = bucket.engine
+        self.engine = engine
+        self.tables = engine._tables
+
+    @staticmethod
+    def possible(opt: Any, group: dict, rule: Any, buckets: dict) -> bool:
+        if len(buckets) != 1 or group.get("master_weights") or rule.hooks or rule.maximize:
+            return False
+        (members,) = buckets.values()
+        layout = members[0].layout
+        return (
+            len(members) == len(group["params"])
+            and members[0].mode == "plain"
+            and not layout.shared_names()
+            and (not rule.track_step or all(_host_scalar(m.state.get(STEP)) for m in members))
+        )
+
+    def step(self, opt: Any, ctx: dict) -> bool:
+        """Launch this step; False (nothing changed) if the general path must run."""
+        params = self.group["params"]
+        if len(params) != len(self.params) or opt.state is not self.state_map:
+            return False
+        if not all(map(operator.is_, params, self.params)):
+            return False
+        grads = [p.grad for p in params]
+        try:
+            if not all(map(torch.Tensor.is_contiguous, grads)):
+                return False
+            g_ptrs = list(map(torch.Tensor.data_ptr, grads))
+        except (TypeError, RuntimeError):  # a missing or sparse gradient
+            return False
+        if list(map(torch.Tensor.data_ptr, params)) != self.w_ptrs:
+            return False
+        for key, row, ptrs in zip(self.keys, self.expected, self.state_ptrs):
+            if not all(map(operator.is_, map(dict.get, self.dicts, itertools.repeat(key)), row)):
+                return False
+            if list(map(torch.Tensor.data_ptr, row)) != ptrs:
+                return False
+        if self.engine._tables is not self.tables or self.tables.g_ptrs is None:
+            return False
+        if self.rule.track_step and float(self.dicts[0][STEP]) != self.count:
+            return False
+        counts = [self.count] * len(self.engine.stages)
+        self.engine.launch(self.tables, g_ptrs, counts, ctx)
+        self.count += 1
+        if self.step_base is not None:
+            self.step_base.add_(1)
+        torch.autograd.graph.increment_version(params)
+        return True
+
+
+def _share_steps(dicts: list[dict]) -> torch.Tensor:
+    """Make every parameter's ``step`` a view of one tensor, so that a step advances
+    them all with one operation (a torch operation per 0-d tensor costs microseconds
+    each). Each stays a 0-d tensor of its dtype, as torch.optim keeps it."""
+    steps = [d[STEP] for d in dicts]
+    base = torch.stack([s.detach() for s in steps])
+    for i, d in enumerate(dicts):
+        d[STEP] = base[i]
+    return base

@@ -452,7 +452,8 @@ class _Runtime:
 
     def __init__(self) -> None:
         self.rules: dict[int, tuple] = {}
-        self.fused: dict[tuple, _FusedBucket] = {}
+        self.fused: dict[tuple, Any] = {}
+        self.fast: dict[int, Any] = {}  # group id -> _cuda.FastStep
 
 
 # -- the optimizer --------------------------------------------------------------------
@@ -687,6 +688,11 @@ class TransformOptimizer(torch.optim.Optimizer):
         rule = self._rule(group)
         ctx = rule.ctx(group, self._owner)
         engine = self._engine(group)
+        fast = self._runtime().fast.get(id(group))
+        if fast is not None and fast.group is group and fast.rule is rule:
+            if fast.step(self, ctx):
+                return
+            del self._runtime().fast[id(group)]
         per_tensor = group.get("foreach") is False
         master_option = bool(group.get("master_weights", False))
         buckets: dict[tuple, list[_Member]] = {}
@@ -720,6 +726,21 @@ class TransformOptimizer(torch.optim.Optimizer):
         for members in buckets.values():
             self._run(rule, members, ctx, engine, group.get("foreach"))
             self._after_step(group, members)
+        self._remember_fast_step(group, rule, buckets)
+
+    def _remember_fast_step(self, group: dict, rule: _Rule, buckets: dict) -> None:
+        """After a group's step ran as one Triton launch, keep what the next steps
+        need to repeat it without the per-parameter bookkeeping."""
+        if type(self)._after_step is not TransformOptimizer._after_step:
+            return
+        if not _cuda.FastStep.possible(self, group, rule, buckets):
+            return
+        rt = self._runtime()
+        (members,) = buckets.values()
+        key = ("triton", id(rule)) + tuple(id(m.p) for m in members)
+        bucket = rt.fused.get(key)
+        if isinstance(bucket, _cuda.TritonBucket) and bucket.engine._tables is not None:
+            rt.fast[id(group)] = _cuda.FastStep(self, group, rule, members, bucket)
 
     def _after_step(self, group: dict, members: list[_Member]) -> None:
         """Keep state entries torch has and the rule derives (none here)."""
