@@ -405,6 +405,10 @@ def run_torch(args: argparse.Namespace) -> int:
     except ImportError:
         print("gradstep bench: --backend torch needs torch installed", file=sys.stderr)
         return 2
+    if getattr(args, "device", "cpu") == "cuda":
+        from .bench_cuda import run_cuda
+
+        return run_cuda(args)
 
     names = (
         ["adam"] if args.optimizers == "all" else [n.strip() for n in args.optimizers.split(",")]
@@ -477,6 +481,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--layouts",
         default=DEFAULT_LAYOUTS,
         help=f"comma-separated COUNTxSIZE (default {DEFAULT_LAYOUTS})",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="--backend torch: cuda times the Triton engine against torch.optim on a GPU "
+        "(see gradstep.cli.bench_cuda)",
+    )
+    parser.add_argument(
+        "--cuda-layouts",
+        default="all",
+        help="--device cuda: comma-separated layouts among gpt2, COUNTxSIZE (default all: "
+        "gpt2,200x100000,5000x1000,20000x64,1x20000000)",
+    )
+    parser.add_argument("--steps", type=int, default=20, help="--device cuda: steps per timed run")
+    parser.add_argument(
+        "--compile-torch",
+        action="store_true",
+        help="--device cuda: also time a torch.compile'd torch.optim.Adam step on GPT-2 small",
     )
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per case")
     parser.add_argument("--no-torch", action="store_true", help="skip torch.optim")

@@ -139,7 +139,8 @@ class FastStep:
         self.keys = keys
         self.w_ptrs = [p.data_ptr() for p in self.params]
         self.state_ptrs = [list(map(torch.Tensor.data_ptr, row)) for row in self.expected]
-        self.count = int(float(self.dicts[0][STEP])) if rule.track_step else 0
+        # without a step count the front tells the rule only "not the first step"
+        self.count = int(float(self.dicts[0][STEP])) if rule.track_step else 1
         engine = bucket.engine
         self.engine = engine
         self.tables = engine._tables
@@ -184,8 +185,8 @@ class FastStep:
             return False
         counts = [self.count] * len(self.engine.stages)
         self.engine.launch(self.tables, g_ptrs, counts, ctx)
-        self.count += 1
         if self.step_base is not None:
+            self.count += 1
             self.step_base.add_(1)
         torch.autograd.graph.increment_version(params)
         return True

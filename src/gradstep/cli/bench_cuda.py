@@ -1,0 +1,227 @@
+"""``gradstep bench --backend torch --device cuda``: the Triton engine against torch.optim on a GPU.
+
+For each optimizer and parameter layout (GPT-2 small's 148 tensors, 200 x 100k,
+5000 x 1k, 20000 x 64, one 20M tensor; float32, and GPT-2 small in bfloat16) it
+times, on the same parameters and gradients in the same run:
+
+- ``gradstep.torch`` (the Triton engine: one launch per step);
+- ``torch.optim`` with ``fused=True``, ``foreach=True`` and, for Adam on GPT-2
+  small, a ``torch.compile``d foreach step (where each exists);
+- the memory-traffic floor: the bytes the rule must move (read the gradient, the
+  parameter and each slot; write the parameter and each slot) over the device's
+  copy bandwidth measured in the same run (a device-to-device copy, bytes read and
+  written).
+
+Times come from CUDA events around a run of steps (so host overhead that starves
+the GPU counts), repeated, medians reported.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+GPT2_SMALL = (12, 768, 50257, 1024)
+LAYOUTS = ("gpt2", "200x100000", "5000x1000", "20000x64", "1x20000000")
+#: name -> (gradstep.torch class or transform factory, torch.optim class, kwargs, slots)
+CASES: dict[str, tuple] = {
+    "adam": ("Adam", "Adam", {"lr": 1e-3}, 2),
+    "adamw": ("AdamW", "AdamW", {"lr": 1e-3, "weight_decay": 0.01}, 2),
+    "sgd_momentum": ("SGD", "SGD", {"lr": 1e-2, "momentum": 0.9}, 1),
+    "rmsprop": ("RMSprop", "RMSprop", {"lr": 1e-3}, 1),
+    "adagrad": ("Adagrad", "Adagrad", {"lr": 1e-2}, 1),
+    "nadam": ("NAdam", "NAdam", {"lr": 1e-3}, 2),
+    "radam": ("RAdam", "RAdam", {"lr": 1e-3}, 2),
+    "lion": ("lion", None, {"learning_rate": 1e-4}, 1),
+    "schedule_free_adamw": ("schedule_free_adamw", None, {"learning_rate": 1e-3}, 3),
+    "clip+adamw": ("clip+adamw", "AdamW", {"lr": 1e-3, "weight_decay": 0.01}, 2),
+}
+
+
+def layout_shapes(name: str) -> list[tuple]:
+    from .bench import transformer_shapes
+
+    if name == "gpt2":
+        return transformer_shapes(*GPT2_SMALL)
+    count, _, size = name.partition("x")
+    return [(int(size),)] * int(count)
+
+
+def copy_bandwidth(torch: Any, device: str, nbytes: int = 2 << 30) -> float:
+    """Bytes read plus written per second by a device-to-device copy."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    times = []
+    for _ in range(12):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    del src, dst
+    return 2 * nbytes / min(times[2:])
+
+
+def event_time(torch: Any, step: Callable[[], None], steps: int, repeats: int) -> float:
+    """Median seconds per step over ``repeats`` runs of ``steps`` steps."""
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    per_step = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(steps):
+            step()
+        end.record()
+        end.synchronize()
+        per_step.append(start.elapsed_time(end) / 1e3 / steps)
+    return statistics.median(per_step)
+
+
+def gradstep_optimizer(case: str, params: list, gt: Any, gradstep: Any) -> Any:
+    first, _, kwargs, _ = CASES[case]
+    if case == "clip+adamw":
+        transform = gradstep.chain(
+            gradstep.transforms.clip_by_global_norm(1.0),
+            gradstep.adamw(kwargs["lr"], weight_decay=kwargs["weight_decay"]),
+        )
+        return gt.TransformOptimizer(params, transform)
+    if hasattr(gt, first):
+        return getattr(gt, first)(params, **kwargs)
+    return gt.TransformOptimizer(params, getattr(gradstep, first)(**kwargs))
+
+
+def torch_contenders(case: str, params: list, torch: Any, compiled: bool) -> dict[str, Any]:
+    _, torch_name, kwargs, _ = CASES[case]
+    out: dict[str, Callable] = {}
+    if torch_name is None:
+        return out
+    cls = getattr(torch.optim, torch_name)
+    for mode, flags in (("fused", {"fused": True}), ("foreach", {"foreach": True})):
+        try:
+            opt = cls(params, **kwargs, **flags)
+        except (TypeError, RuntimeError, ValueError):
+            continue
+        if case == "clip+adamw":
+
+            def step(opt=opt):
+                torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+                opt.step()
+
+            out[f"torch_{mode}"] = step
+        else:
+            out[f"torch_{mode}"] = opt.step
+    if compiled:
+        opt = cls(params, **kwargs, foreach=True)
+        out["torch_compiled"] = torch.compile(opt.step, fullgraph=False)
+    return out
+
+
+def bench_case(case: str, layout: str, dtype_name: str, args: Any, bandwidth: float) -> dict:
+    import torch
+
+    import gradstep
+    import gradstep.torch as gt
+
+    dtype = getattr(torch, dtype_name)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    shapes = layout_shapes(layout)
+    params = [
+        torch.nn.Parameter((torch.randn(s, generator=gen, device="cuda") * 0.02).to(dtype))
+        for s in shapes
+    ]
+    for p in params:
+        p.grad = (torch.randn(p.shape, generator=gen, device="cuda") * 1e-3).to(dtype)
+    n = sum(p.numel() for p in params)
+    slots = CASES[case][3]
+    moved = (3 + 2 * slots) * n * params[0].element_size()
+    row: dict[str, Any] = {
+        "optimizer": case,
+        "layout": layout,
+        "dtype": dtype_name,
+        "tensors": len(params),
+        "parameters": n,
+        "bytes_per_step": moved,
+        "floor_s": moved / bandwidth,
+    }
+    contenders: dict[str, Callable] = {
+        "gradstep": gradstep_optimizer(case, params, gt, gradstep).step
+    }
+    compiled = (
+        args.compile_torch and case == "adam" and layout == "gpt2" and dtype_name == "float32"
+    )
+    contenders.update(torch_contenders(case, params, torch, compiled))
+    with torch.no_grad():
+        for name, step in contenders.items():
+            try:
+                row[f"{name}_s"] = event_time(torch, step, args.steps, args.repeats)
+            except Exception as error:  # a contender that cannot run here is reported
+                row[f"{name}_error"] = f"{type(error).__name__}: {error}"[:300]
+    del params, contenders
+    torch.cuda.empty_cache()
+    return row
+
+
+def format_rows(rows: list[dict]) -> str:
+    head = ("optimizer", "layout", "dtype", "gradstep ms", "torch fused ms", "torch foreach ms",
+            "gs/fused", "gs/floor", "GB/s")  # fmt: skip
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for r in rows:
+        gs, fused = r.get("gradstep_s"), r.get("torch_fused_s")
+
+        def ms(v):
+            return "-" if v is None else f"{v * 1e3:.3f}"
+
+        lines.append(
+            " | ".join([
+                r["optimizer"], r["layout"], r["dtype"], ms(gs), ms(fused),
+                ms(r.get("torch_foreach_s")),
+                "-" if gs is None or fused is None else f"{gs / fused:.2f}",
+                "-" if gs is None else f"{gs / r['floor_s']:.2f}",
+                "-" if gs is None else f"{r['bytes_per_step'] / gs / 1e9:.0f}",
+            ])
+        )  # fmt: skip
+    return "\n".join("| " + line + " |" for line in lines)
+
+
+def run_cuda(args: Any) -> int:
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gradstep bench: --device cuda needs a CUDA GPU")
+        return 2
+    import triton
+
+    cases = list(CASES) if args.optimizers == "all" else args.optimizers.split(",")
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        print(f"gradstep bench: unknown CUDA case(s) {unknown}; known: {', '.join(CASES)}")
+        return 2
+    layouts = LAYOUTS if args.cuda_layouts == "all" else tuple(args.cuda_layouts.split(","))
+    bandwidth = copy_bandwidth(torch, "cuda")
+    print(f"{torch.cuda.get_device_name()}: copy bandwidth {bandwidth / 1e12:.2f} TB/s", flush=True)
+    rows = []
+    plan = [(c, lay, "float32") for c in cases for lay in layouts]
+    plan += [(c, "gpt2", "bfloat16") for c in ("adam", "adamw") if c in cases]
+    for case, layout, dtype in plan:
+        rows.append(bench_case(case, layout, dtype, args, bandwidth))
+        print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
+    print()
+    print(format_rows(rows))
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "copy_bandwidth_Bps": bandwidth,
+        "results": rows,
+    }
+    with open(args.json, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {args.json}")
+    return 0

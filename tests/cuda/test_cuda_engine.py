@@ -1,0 +1,142 @@
+"""On a CUDA GPU: gradstep.torch's classes, on the Triton engine, give torch.optim's numbers.
+
+Skipped where there is no GPU (CI). On a GPU (``benchmarks/gpu_check.sh`` runs it)
+every class with a torch.optim counterpart steps CUDA parameters through the
+Triton engine and must match torch.optim within float32 tolerance over many
+steps; half precision matches the eager reference rounded to its dtype.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
+    pytest.skip(
+        "needs a CUDA GPU (and Triton compiling, not interpreting)", allow_module_level=True
+    )
+pytest.importorskip("triton")
+
+import gradstep  # noqa: E402
+import gradstep.torch as gt  # noqa: E402
+from gradstep.torch import _cuda  # noqa: E402
+
+SHAPES = [(0,), (1,), (7,), (100003,), (64, 33), (4096,)]
+STEPS = 25
+
+CASES = {
+    "Adam": {"lr": 1e-2},
+    "Adam-amsgrad": {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1},
+    "AdamW": {"lr": 1e-2, "weight_decay": 0.1},
+    "SGD": {"lr": 1e-2, "momentum": 0.9, "nesterov": True},
+    "SGD-dampening": {"lr": 1e-2, "momentum": 0.9, "dampening": 0.1, "weight_decay": 1e-3},
+    "RMSprop": {"lr": 1e-3, "centered": True, "momentum": 0.5},
+    "Adagrad": {"lr": 1e-2, "lr_decay": 1e-3},
+    "Adadelta": {"lr": 1.0},
+    "Adamax": {"lr": 1e-2},
+    "NAdam": {"lr": 1e-2},
+    "RAdam": {"lr": 1e-2, "decoupled_weight_decay": True, "weight_decay": 0.1},
+}
+
+
+def make(shapes, dtype=torch.float32, seed=0):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    return [torch.randn(s, generator=gen, device="cuda", dtype=dtype) for s in shapes]
+
+
+def grads_at(k, params):
+    return [torch.sin(3 * p.detach().float() + k).to(p.dtype) * (1 + k % 3) for p in params]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_classes_match_torch_optim_on_cuda(case):
+    name = case.split("-")[0]
+    kwargs = CASES[case]
+    init = make(SHAPES)
+    ours = [torch.nn.Parameter(t.clone()) for t in init]
+    ref = [torch.nn.Parameter(t.clone()) for t in init]
+    a = getattr(gt, name)(ours, **kwargs)
+    b = getattr(torch.optim, name)(ref, **kwargs, foreach=False)
+    for k in range(STEPS):
+        for p, g in zip(ours, grads_at(k, ours)):
+            p.grad = g
+        for q, g in zip(ref, grads_at(k, ref)):
+            q.grad = g
+        a.step()
+        b.step()
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    runtime = a._runtime()
+    assert any(isinstance(v, _cuda.TritonBucket) for v in runtime.fused.values())
+    assert runtime.fast, "the steps after the first ran as one launch"
+
+
+def test_clip_by_global_norm_adamw_matches_torch():
+    init = make(SHAPES)
+    ours = [torch.nn.Parameter(t.clone()) for t in init]
+    ref = [torch.nn.Parameter(t.clone()) for t in init]
+    a = gt.TransformOptimizer(
+        ours,
+        gradstep.chain(
+            gradstep.transforms.clip_by_global_norm(0.5), gradstep.adamw(1e-2, weight_decay=0.1)
+        ),
+    )
+    b = torch.optim.AdamW(ref, lr=1e-2, weight_decay=0.1, foreach=False)
+    for k in range(STEPS):
+        for p, g in zip(ours, grads_at(k, ours)):
+            p.grad = g
+        for q, g in zip(ref, grads_at(k, ref)):
+            q.grad = g
+        a.step()
+        total = torch.sqrt(sum((q.grad.double() ** 2).sum() for q in ref))
+        scale = min(1.0, 0.5 / float(total))
+        for q in ref:
+            q.grad.mul_(scale)
+        b.step()
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_is_float32_math_rounded(dtype):
+    init = make(SHAPES, dtype)
+    ours = [torch.nn.Parameter(t.clone()) for t in init]
+    ref = [torch.nn.Parameter(t.float()) for t in init]
+    a = gt.AdamW(ours, lr=1e-2, weight_decay=0.1)
+    b = gt.AdamW(ref, lr=1e-2, weight_decay=0.1, fused=False)
+    for k in range(5):
+        for p, g in zip(ours, grads_at(k, ours)):
+            p.grad = g
+        for q, g in zip(ref, grads_at(k, ours)):
+            q.grad = g.float()
+        a.step()
+        b.step()
+        with torch.no_grad():
+            for q in ref:
+                q.copy_(q.to(dtype).float())
+                for key, v in b.state[q].items():
+                    if key != "step":
+                        v.copy_(v.to(dtype).float())
+    tol = 2e-2 if dtype == torch.bfloat16 else 2e-3
+    for p, q in zip(ours, ref):
+        assert p.dtype == dtype
+        torch.testing.assert_close(p.float(), q, rtol=tol, atol=tol)
+
+
+def test_fused_true_requires_and_uses_the_triton_engine():
+    params = [torch.nn.Parameter(t) for t in make([(1000,)])]
+    opt = gt.Adam(params, lr=1e-3, fused=True)
+    params[0].grad = torch.ones_like(params[0])
+    opt.step()
+    assert any(isinstance(v, _cuda.TritonBucket) for v in opt._runtime().fused.values())
+
+
+def test_foreach_true_runs_eager_torch_on_the_device():
+    params = [torch.nn.Parameter(t) for t in make([(1000,)])]
+    opt = gt.Adam(params, lr=1e-3, foreach=True)
+    params[0].grad = torch.ones_like(params[0])
+    opt.step()
+    assert not opt._runtime().fused
+    assert opt.state[params[0]]["exp_avg"].device.type == "cuda"
