@@ -271,3 +271,45 @@ def test_torch_classes_on_triton_match_torch_optim_over_many_steps(case):
         b.step()
     for p, q in zip(ours, ref):
         torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_capturable_computes_every_scalar_on_the_device():
+    """capturable=True keeps the step count as a tensor beside the parameters and
+    computes the bias corrections from it with torch operations (no host value):
+    the numbers equal the host path's, and torch.optim's capturable Adam's."""
+
+    def steps(capturable, engine="triton"):
+        gen = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(n, generator=gen)) for n in (1, 7, 300)]
+        opt = gt.AdamW(params, lr=1e-2, weight_decay=0.1, capturable=capturable)
+        for group in opt.param_groups:
+            group["engine"] = engine
+        for k in range(6):
+            for p in params:
+                p.grad = torch.cos(p.detach() * (k + 1))
+            opt.step()
+        return [p.detach() for p in params], opt
+
+    on_device, opt = steps(True)
+    on_host, _ = steps(False)
+    for a, b in zip(on_device, on_host):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    fast = next(iter(opt._runtime().fast.values()))
+    assert fast.on_device
+    assert float(opt.state[next(iter(opt.state))]["step"]) == 6.0
+
+
+def test_capturable_on_cpu_parameters_is_refused_at_step_as_torch_does():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = gt.Adam([p], capturable=True)
+    p.grad = torch.ones(3)
+    with pytest.raises(RuntimeError, match="capturable"):
+        opt.step()
+
+
+def test_chains_that_need_host_values_say_so_for_capturable():
+    engine = TritonEngine(gradstep.adam(1e-3))
+    assert engine.device_scalars_problem() is None
+    lasagne_adam = gradstep.adam(1e-3, epsilon_placement="outside_uncorrected")
+    problem = TritonEngine(lasagne_adam).device_scalars_problem()
+    assert problem is not None and "scale_by_adam" in problem

@@ -365,7 +365,6 @@ def test_deepcopy_continues_the_same_run():
     [
         (lambda ps: gt.Adam(ps, lr=-1.0), ValueError, "Adam: invalid lr=-1.0"),
         (lambda ps: gt.Adam(ps, betas=(0.9, 1.0)), ValueError, r"betas\[1\]"),
-        (lambda ps: gt.Adam(ps, capturable=True), ValueError, "capturable"),
         (lambda ps: gt.SGD(ps, differentiable=True), ValueError, "differentiable"),
         (lambda ps: gt.AdamW(ps, fused=True, foreach=True), RuntimeError, "cannot be `True`"),
         (lambda ps: gt.SGD(ps, lr=0.1, nesterov=True), ValueError, "Nesterov momentum requires"),

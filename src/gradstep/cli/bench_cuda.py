@@ -96,6 +96,41 @@ def gradstep_optimizer(case: str, params: list, gt: Any, gradstep: Any) -> Any:
     return gt.TransformOptimizer(params, getattr(gradstep, first)(**kwargs))
 
 
+GRAPH_CASES = ("adam", "adamw", "sgd_momentum", "clip+adamw")
+
+
+def captured_step(case: str, params: list, gt: Any, gradstep: Any) -> Callable:
+    """A capturable gradstep optimizer's step captured in a CUDA graph (its replay)."""
+    import torch
+
+    clones = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for c, p in zip(clones, params):
+        c.grad = p.grad
+    first, _, kwargs, _ = CASES[case]
+    if case == "clip+adamw":
+        transform = gradstep.chain(
+            gradstep.transforms.clip_by_global_norm(1.0), gradstep.adamw(1e-3, weight_decay=0.01)
+        )
+    elif case == "sgd_momentum":
+        transform = gradstep.momentum(kwargs["lr"], kwargs["momentum"])
+    else:
+        transform = None
+    if transform is None:
+        opt = getattr(gt, first)(clones, **kwargs, capturable=True)
+    else:
+        opt = gt.TransformOptimizer(clones, transform, capturable=True)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt.step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        opt.step()
+    return graph.replay
+
+
 def torch_contenders(case: str, params: list, torch: Any, compiled: bool) -> dict[str, Any]:
     _, torch_name, kwargs, _ = CASES[case]
     out: dict[str, Callable] = {}
@@ -152,6 +187,11 @@ def bench_case(case: str, layout: str, dtype_name: str, args: Any, bandwidth: fl
     contenders: dict[str, Callable] = {
         "gradstep": gradstep_optimizer(case, params, gt, gradstep).step
     }
+    if case in GRAPH_CASES and layout != "1x20000000":
+        try:
+            contenders["gradstep_graph"] = captured_step(case, params, gt, gradstep)
+        except Exception as error:  # reported, not fatal: the other contenders still run
+            row["gradstep_graph_error"] = f"{type(error).__name__}: {error}"[:300]
     compiled = (
         args.compile_torch and case == "adam" and layout == "gpt2" and dtype_name == "float32"
     )

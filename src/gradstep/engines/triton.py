@@ -173,19 +173,77 @@ class TritonEngine:
                 values.append(float(v))
         return values, frozenset(flags)
 
-    def launch(self, tables: _Tables, grads: list[int], counts: list[int], ctx: dict) -> None:
+    def launch(
+        self, tables: _Tables, grads: list[int], counts: Any, ctx: dict, on_device: bool = False
+    ) -> None:
         """Run this step over ``tables`` with the gradients at the addresses ``grads``.
 
         For a caller that has checked, this step, that the tables still describe
         its tensors and that each gradient is a contiguous tensor of its parameter's
         shape, dtype and device (:meth:`step_leaves` does all of this itself).
-        """
-        self._launch(tables, grads, counts, ctx)
 
-    def _launch(self, tables: _Tables, grads: list[int], counts: list[int], ctx: dict) -> None:
-        values, flags = self._scalars(counts, ctx)
+        ``on_device``: ``counts`` is one 0-d tensor on the device (the number of
+        updates so far) and every scalar is computed from it by torch operations on
+        the device, so that the step needs nothing from the host and can be captured
+        in a CUDA graph (see :meth:`device_scalars_problem`).
+        """
+        self._launch(tables, grads, counts, ctx, on_device)
+
+    def _flags(self, ctx: dict) -> frozenset[int]:
+        """Positions of boolean scalars (their type does not depend on the step)."""
+        flags = self.__dict__.get("_bool_flags")
+        if flags is None:
+            flags = self._bool_flags = self._scalars([0] * len(self.stages), ctx)[1]
+        return flags
+
+    def device_scalars(self, count: torch.Tensor, ctx: dict, dtype: torch.dtype) -> torch.Tensor:
+        """Every stage's scalars as one tensor on ``count``'s device, computed there by
+        the stages' own ``prepare`` on a tensor step count."""
+        parts = []
+        for st in self.stages:
+            if st.is_reduction:
+                continue
+            for v in st.stage.scalars(count, ctx).values():
+                if isinstance(v, torch.Tensor):
+                    parts.append(v.to(device=count.device, dtype=dtype).reshape(()))
+                else:
+                    parts.append(torch.full((), float(v), dtype=dtype, device=count.device))
+        if not parts:
+            return torch.zeros(1, dtype=dtype, device=count.device)
+        return torch.stack(parts)
+
+    def device_scalars_problem(self, ctx: dict | None = None) -> str | None:
+        """Why this chain's scalars cannot be computed on the device (None: they can).
+
+        Tried with a step count on torch's ``meta`` device, where any attempt to read
+        the value on the host (``float()``, ``math`` functions, a branch on it) fails,
+        as it would fail during CUDA-graph capture.
+        """
+        count = torch.zeros((), dtype=torch.float32, device="meta")
+        for st in self.stages:
+            try:
+                if st.is_reduction:
+                    resolve(st.stage.hyperparams, count, ctx or {})
+                else:
+                    self.device_scalars(count, ctx or {}, torch.float32)
+            except Exception as error:  # any failure means: needs host values
+                return (
+                    f"the stage {st.stage.name!r} computes its per-step scalars from host "
+                    f"values ({type(error).__name__}: {error})"
+                )
+        return None
+
+    def _launch(
+        self, tables: _Tables, grads: list[int], counts: Any, ctx: dict, on_device: bool = False
+    ) -> None:
+        if on_device:
+            flags = self._flags(ctx)
+            scal = self.device_scalars(counts, ctx, tables.math)
+            counts = [counts] * len(self.stages)
+        else:
+            values, flags = self._scalars(counts, ctx)
+            scal = tables.to_device(values or [0.0], tables.math)
         module = self._module(tables.row_dtypes, tables.math_name, flags)
-        scal = tables.to_device(values or [0.0], tables.math)
         ptrs = tables.ptrs_with_grads(grads)
         tscal = tables.tscal
         for st, count in zip(self.stages, counts):
@@ -341,6 +399,7 @@ class _Tables:
         self._host_ptrs = pointer_rows
         self.ptrs = self.to_device(pointer_rows, torch.int64)
         self.g_ptrs: list[int] | None = None
+        self._graph_sources: list[torch.Tensor] = []
         self.g_refs: list | None = None
         self.covered = covered
         masks = [[int(c) for c in row] for row in covered]
@@ -387,8 +446,20 @@ class _Tables:
 
     def ptrs_with_grads(self, g_ptrs: list[int]) -> torch.Tensor:
         """The pointer table with this step's gradient row (copied only when the
-        gradients moved)."""
-        if g_ptrs != self.g_ptrs:
+        gradients moved).
+
+        During CUDA-graph capture the row is copied from a pinned host buffer kept
+        for as long as the tables live (each replay copies from it again); once a
+        graph has been captured, the host no longer knows which row the device
+        holds, so every later step copies its own.
+        """
+        capturing = self.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        if capturing:
+            host = torch.tensor(g_ptrs, dtype=torch.int64, pin_memory=True)
+            self._graph_sources.append(host)
+            self.ptrs[0].copy_(host, non_blocking=True)
+            self.g_ptrs = None
+        elif g_ptrs != self.g_ptrs or self._graph_sources:
             self.ptrs[0].copy_(self.to_device(g_ptrs, torch.int64), non_blocking=True)
             self.g_ptrs = g_ptrs
         return self.ptrs

@@ -113,11 +113,6 @@ def _check_flags(owner: str, values: dict) -> None:
             check(owner, flag, values[flag], _FLAG)
     if values.get("fused") and values.get("foreach"):
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
-    if values.get("capturable"):
-        raise ValueError(
-            f"{owner}: capturable=True (state kept on the device for CUDA-graph capture) is "
-            "not supported by gradstep.torch; use capturable=False"
-        )
     if values.get("differentiable"):
         raise ValueError(
             f"{owner}: differentiable=True is not supported by gradstep.torch (its engines "

@@ -109,6 +109,10 @@ def _host_scalar(t: Any) -> bool:
     return isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.dim() == 0
 
 
+def _scalar(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and t.dim() == 0
+
+
 class FastStep:
     """A group's whole step as one Triton launch, with the per-parameter work cut to
     C-level passes over lists.
@@ -144,6 +148,16 @@ class FastStep:
         engine = bucket.engine
         self.engine = engine
         self.tables = engine._tables
+        # capturable: the step count lives on the device and every scalar is computed
+        # there from it, so the launch needs nothing from the host
+        self.on_device = bool(group.get("capturable")) and self.step_base is not None
+        if self.on_device:
+            problem = engine.device_scalars_problem()
+            if problem is not None:
+                raise RuntimeError(
+                    f"{type(opt).__name__}: capturable=True needs every per-step scalar "
+                    f"computed on the device, but {problem}"
+                )
 
     @staticmethod
     def possible(opt: Any, group: dict, rule: Any, buckets: dict) -> bool:
@@ -155,7 +169,7 @@ class FastStep:
             len(members) == len(group["params"])
             and members[0].mode == "plain"
             and not layout.shared_names()
-            and (not rule.track_step or all(_host_scalar(m.state.get(STEP)) for m in members))
+            and (not rule.track_step or all(_scalar(m.state.get(STEP)) for m in members))
         )
 
     def step(self, opt: Any, ctx: dict) -> bool:
@@ -181,6 +195,12 @@ class FastStep:
                 return False
         if self.engine._tables is not self.tables or self.tables.g_ptrs is None:
             return False
+        if self.on_device:
+            # read on the device: the views share one tensor, so all counts agree
+            self.engine.launch(self.tables, g_ptrs, self.step_base[0], ctx, on_device=True)
+            self.step_base.add_(1)
+            torch.autograd.graph.increment_version(params)
+            return True
         if self.rule.track_step and float(self.dicts[0][STEP]) != self.count:
             return False
         counts = [self.count] * len(self.engine.stages)
@@ -197,6 +217,8 @@ def _share_steps(dicts: list[dict]) -> torch.Tensor:
     them all with one operation (a torch operation per 0-d tensor costs microseconds
     each). Each stays a 0-d tensor of its dtype, as torch.optim keeps it."""
     steps = [d[STEP] for d in dicts]
+    if len({(s.device, s.dtype) for s in steps}) != 1:
+        steps = [s.to(device=steps[0].device, dtype=steps[0].dtype) for s in steps]
     base = torch.stack([s.detach() for s in steps])
     for i, d in enumerate(dicts):
         d[STEP] = base[i]

@@ -34,6 +34,8 @@ from . import _distributed as _dist
 from ._state import STEP, Layout, StateSplitError, shape_independent
 
 ENGINES = ("auto", "fused", "eager", "triton")
+#: group keys that are the front's own options, not hyperparameters of the transform
+FRONT_OPTIONS = ("params", "lr", "maximize", "foreach", "engine", "master_weights", "capturable")
 MASTER = "master_param"
 _FUSED_DTYPES = (torch.float32, torch.float64)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -470,9 +472,12 @@ class TransformOptimizer(torch.optim.Optimizer):
         hyperparameter of the transform under its gradstep name (``beta1``,
         ``weight_decay``, ...), and the front options ``maximize`` (False),
         ``foreach`` (None; False steps each tensor in its own call), ``engine``
-        (``"auto"``, ``"fused"`` to require the fused engine, ``"eager"``) and
-        ``master_weights`` (False; True keeps a float32 copy and float32 state for
-        float16/bfloat16 parameters).
+        (``"auto"``, ``"fused"`` to require the fused engine, ``"eager"``,
+        ``"triton"`` to require the Triton engine), ``master_weights`` (False; True
+        keeps a float32 copy and float32 state for float16/bfloat16 parameters) and
+        ``capturable`` (False; True keeps the step count on the parameters' CUDA
+        device and computes every per-step scalar there, so that ``step()`` can be
+        captured in a CUDA graph).
 
     A group's values are handed to the transform on every step by name, so a
     scheduler or a hand edit of ``group["lr"]`` takes effect on the next step; the
@@ -514,7 +519,7 @@ class TransformOptimizer(torch.optim.Optimizer):
         for name in known:
             if name != "learning_rate":
                 defaults[name] = baked.get(name)
-        defaults.update(maximize=False, foreach=None, engine="auto")
+        defaults.update(maximize=False, foreach=None, engine="auto", capturable=False)
         for key, value in given.items():
             if key == "learning_rate":
                 raise ValueError(
@@ -544,6 +549,7 @@ class TransformOptimizer(torch.optim.Optimizer):
         check(owner, "maximize", group.get("maximize", False), BOOL)
         check(owner, "foreach", group.get("foreach"), _FOREACH)
         check(owner, "master_weights", group.get("master_weights", False), BOOL)
+        check(owner, "capturable", group.get("capturable", False), BOOL)
         check(owner, "engine", self._engine(group), OneOf(ENGINES))
         rule = self._rule(group)
         rule.ctx(group, owner)
@@ -560,7 +566,7 @@ class TransformOptimizer(torch.optim.Optimizer):
         """The group's transform and which group keys feed which hyperparameters."""
         dynamic = {"lr": ("learning_rate",)}
         for key in group:
-            if key not in ("params", "lr", "maximize", "foreach", "engine", "master_weights"):
+            if key not in FRONT_OPTIONS:
                 dynamic[key] = (key,)
         return self._transform, dynamic
 
@@ -679,6 +685,13 @@ class TransformOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if _capturing():
+            for group in self.param_groups:
+                if not group.get("capturable", False):
+                    raise RuntimeError(
+                        f"{self._owner}: CUDA graph capture of step() needs capturable=True "
+                        "(this group keeps its step count on the host)"
+                    )
         with torch.no_grad():
             for group in self.param_groups:
                 self._step_group(group)
@@ -710,6 +723,8 @@ class TransformOptimizer(torch.optim.Optimizer):
             if state is None:
                 state = {}
             fresh = self._ensure_state(p, state, rule, master)
+            if group.get("capturable", False):
+                _step_on_device(p, state, interpreted=engine == "triton")
             if state and p not in self.state:
                 self.state[p] = state  # torch keeps no entry for a rule without state
             m = _Member(p, grad, state, master, fresh, rule)
@@ -918,6 +933,25 @@ class TransformOptimizer(torch.optim.Optimizer):
                     target = m.state.get(rule.key(name))
                     if _dist.is_dtensor(target):
                         _dist.local(target).copy_(_dist.local_chunk(value, target))
+
+
+def _capturing() -> bool:
+    """A CUDA graph is being captured on the current stream."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def _step_on_device(p: torch.Tensor, state: dict, interpreted: bool) -> None:
+    """capturable=True: the step count is a float32 tensor on the parameter's device,
+    as torch.optim keeps it (CPU parameters: torch refuses them at step time, except
+    here under ``engine="triton"``, Triton's interpreter, which the tests use)."""
+    if p.device.type == "cpu" and not interpreted:
+        raise RuntimeError(
+            "capturable=True needs parameters on a CUDA device (the step count is kept "
+            f"there for CUDA-graph capture), got a parameter on {p.device}"
+        )
+    step = state.get(STEP)
+    if isinstance(step, torch.Tensor) and (step.device != p.device or step.dtype != torch.float32):
+        state[STEP] = step.to(device=p.device, dtype=torch.float32)
 
 
 def _why_not_fused(rule: _Rule, members: list[_Member]) -> str:
