@@ -193,7 +193,7 @@ class FastStep:
                 return False
             if list(map(torch.Tensor.data_ptr, row)) != ptrs:
                 return False
-        if self.engine._tables is not self.tables or self.tables.g_ptrs is None:
+        if self.engine._tables is not self.tables:
             return False
         if self.on_device:
             # read on the device: the views share one tensor, so all counts agree
@@ -217,6 +217,13 @@ def _share_steps(dicts: list[dict]) -> torch.Tensor:
     them all with one operation (a torch operation per 0-d tensor costs microseconds
     each). Each stays a 0-d tensor of its dtype, as torch.optim keeps it."""
     steps = [d[STEP] for d in dicts]
+    base = steps[0]._base
+    if (
+        base is not None
+        and base.shape == (len(steps),)
+        and all(s._base is base and s.storage_offset() == i for i, s in enumerate(steps))
+    ):
+        return base  # already shared (a CUDA graph may hold this very tensor)
     if len({(s.device, s.dtype) for s in steps}) != 1:
         steps = [s.to(device=steps[0].device, dtype=steps[0].dtype) for s in steps]
     base = torch.stack([s.detach() for s in steps])
