@@ -313,3 +313,41 @@ def test_chains_that_need_host_values_say_so_for_capturable():
     lasagne_adam = gradstep.adam(1e-3, epsilon_placement="outside_uncorrected")
     problem = TritonEngine(lasagne_adam).device_scalars_problem()
     assert problem is not None and "scale_by_adam" in problem
+
+
+@pytest.mark.parametrize(
+    "engine, capturable", [("triton", False), ("triton", True), ("auto", False)]
+)
+def test_grad_scaler_steps_match_torch_optim_and_skip_infinite_steps(engine, capturable):
+    """GradScaler hands gradstep its scale and found-inf flag: the kernel unscales the
+    gradients and a step with an infinite gradient changes nothing (step counts
+    included), as torch.optim under the same scaler."""
+
+    def train(make):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1))
+        opt = make(model.parameters())
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=2)
+        data = torch.linspace(-1, 1, 48).reshape(8, 6)
+        for k in range(6):
+            opt.zero_grad()
+            loss = (model(data) ** 2).mean() * (1 + k)
+            scaler.scale(loss).backward()
+            if k == 3:
+                model[0].weight.grad[0, 0] = float("inf")
+            scaler.step(opt)
+            scaler.update()
+        return model, opt
+
+    def ours(ps):
+        opt = gt.Adam(ps, lr=1e-2, capturable=capturable)
+        for group in opt.param_groups:
+            group["engine"] = engine
+        return opt
+
+    got, opt = train(ours)
+    want, ref = train(lambda ps: torch.optim.Adam(ps, lr=1e-2, foreach=False))
+    for p, q in zip(got.parameters(), want.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    steps = [float(s["step"]) for s in opt.state.values()]
+    assert steps == [float(s["step"]) for s in ref.state.values()] == [5.0] * 4

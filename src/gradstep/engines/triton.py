@@ -174,7 +174,13 @@ class TritonEngine:
         return values, frozenset(flags)
 
     def launch(
-        self, tables: _Tables, grads: list[int], counts: Any, ctx: dict, on_device: bool = False
+        self,
+        tables: _Tables,
+        grads: list[int],
+        counts: Any,
+        ctx: dict,
+        on_device: bool = False,
+        amp: torch.Tensor | None = None,
     ) -> None:
         """Run this step over ``tables`` with the gradients at the addresses ``grads``.
 
@@ -186,8 +192,12 @@ class TritonEngine:
         updates so far) and every scalar is computed from it by torch operations on
         the device, so that the step needs nothing from the host and can be captured
         in a CUDA graph (see :meth:`device_scalars_problem`).
+
+        ``amp``: a 2-element tensor of the math dtype on the device, ``(1 / scale,
+        found_inf)`` (see :func:`amp_pair`): gradients are unscaled as they are
+        loaded, and a nonzero ``found_inf`` leaves every tensor unchanged.
         """
-        self._launch(tables, grads, counts, ctx, on_device)
+        self._launch(tables, grads, counts, ctx, on_device, amp)
 
     def _flags(self, ctx: dict) -> frozenset[int]:
         """Positions of boolean scalars (their type does not depend on the step)."""
@@ -234,8 +244,15 @@ class TritonEngine:
         return None
 
     def _launch(
-        self, tables: _Tables, grads: list[int], counts: Any, ctx: dict, on_device: bool = False
+        self,
+        tables: _Tables,
+        grads: list[int],
+        counts: Any,
+        ctx: dict,
+        on_device: bool = False,
+        amp: torch.Tensor | None = None,
     ) -> None:
+        amp = tables.no_amp if amp is None else amp
         if on_device:
             flags = self._flags(ctx)
             scal = self.device_scalars(counts, ctx, tables.math)
@@ -251,7 +268,7 @@ class TritonEngine:
                 acc = torch.empty(tables.n_chunks, dtype=torch.float64, device=tables.device)
                 kernel = getattr(module, f"reduce{st.index}")
                 kernel[(tables.n_chunks,)](
-                    tables.chunks, ptrs, scal, tscal, tables.tmask, tables.n_tensors,
+                    tables.chunks, ptrs, scal, tscal, tables.tmask, amp, tables.n_tensors,
                     tables.n_factor_columns, acc, BLOCK=self.block, ITERS=self.iters,
                     num_warps=self.num_warps, enable_fp_fusion=False,
                 )  # fmt: skip
@@ -259,7 +276,7 @@ class TritonEngine:
                 sums.index_add_(0, tables.chunk_tensor, acc)
                 tscal[:, st.reduction_column] = self._factors(st, sums, count, ctx).to(tscal.dtype)
         module.step[(tables.n_chunks,)](
-            tables.chunks, ptrs, scal, tscal, tables.tmask, tables.n_tensors,
+            tables.chunks, ptrs, scal, tscal, tables.tmask, amp, tables.n_tensors,
             tables.n_factor_columns, BLOCK=self.block, ITERS=self.iters, num_warps=self.num_warps,
             enable_fp_fusion=False,
         )  # fmt: skip
@@ -296,7 +313,7 @@ class TritonEngine:
         scalar = {"float32": "*fp32", "float64": "*fp64"}[math]
         signature = {
             "chunks": "*i64", "ptrs": "*i64", "scal": scalar, "tscal": scalar, "tmask": "*u8",
-            "n_tensors": "i64", "n_factors": "i64",
+            "amp": scalar, "n_tensors": "i64", "n_factors": "i64",
         }  # fmt: skip
         out = {}
         kernels = ["step"] + [f"reduce{st.index}" for st in self.stages if st.is_reduction]
@@ -319,6 +336,23 @@ class TritonEngine:
             )
             out[kernel_name] = compiled.asm["ptx"]
         return out
+
+
+def amp_pair(grad_scale: Any, found_inf: Any, like: torch.Tensor) -> torch.Tensor:
+    """GradScaler's ``grad_scale`` and ``found_inf`` (tensors on the device, or None)
+    as the kernels' ``(1 / scale, found_inf)`` pair, computed on the device."""
+    dtype = math_dtype(like.dtype)
+    inv = (
+        torch.ones((), dtype=dtype, device=like.device)
+        if grad_scale is None
+        else grad_scale.to(device=like.device, dtype=torch.float64).reciprocal().to(dtype)
+    )
+    found = (
+        torch.zeros((), dtype=dtype, device=like.device)
+        if found_inf is None
+        else found_inf.to(device=like.device, dtype=dtype)
+    )
+    return torch.stack([inv.reshape(()), found.reshape(())])
 
 
 def _node(state: dict, path: tuple[str, ...]) -> dict:
@@ -405,6 +439,7 @@ class _Tables:
         masks = [[int(c) for c in row] for row in covered]
         self.tmask = self.to_device(masks or [[1]], torch.uint8)
         self.n_factor_columns = max(engine.n_factors, 1)
+        self.no_amp = self.to_device([1.0, 0.0], self.math)
         self.tscal = torch.zeros(
             (len(ws), self.n_factor_columns), dtype=self.math, device=self.device
         )

@@ -11,7 +11,9 @@ The generated module holds, for one chain and one set of dtypes:
   stage on ``ITERS`` blocks of ``BLOCK`` elements: one read of ``g``, ``w`` and
   each slot, one write of ``w`` and each slot. Full chunks of tensors whose
   pointers are 16-byte aligned take an unmasked branch with alignment hints, so
-  loads and stores are 128-bit vectors; other chunks take a masked branch;
+  loads and stores are 128-bit vectors; other chunks take a masked branch. The
+  ``amp`` pair ``(1 / grad_scale, found_inf)`` unscales gradients as they are
+  loaded and, when ``found_inf`` is set, makes every program skip its chunk;
 - ``reduce<k>`` for a norm stage ``k``: the stages before it (pure, so they can be
   recomputed) and a float64 sum of squares per chunk.
 
@@ -83,7 +85,7 @@ class _Emitter:
         self.bool_scalars = bool_scalars
 
     def kernel(self, name: str, body: list[Stage], write: bool) -> list[str]:
-        args = "chunks, ptrs, scal, tscal, tmask, n_tensors, n_factors"
+        args = "chunks, ptrs, scal, tscal, tmask, amp, n_tensors, n_factors"
         if not write:
             args += ", acc"
         src = ["@triton.jit", f"def {name}({args}, BLOCK: tl.constexpr, ITERS: tl.constexpr):"]
@@ -93,6 +95,10 @@ class _Emitter:
             f"    off = tl.load(chunks + c * {CHUNK_COLUMNS} + 1)",
             f"    n = tl.load(chunks + c * {CHUNK_COLUMNS} + 2).to(tl.int32)",
             f"    full = tl.load(chunks + c * {CHUNK_COLUMNS} + 3)",
+            # mixed precision: gradients arrive scaled by GradScaler's scale; a step
+            # with an infinite gradient anywhere changes nothing (no host round trip)
+            f"    inv_scale = tl.load(amp).to({self.math})",
+            "    full = tl.where(tl.load(amp + 1) != 0, 2, full)",
             f"    gp = tl.load(ptrs + j).to(tl.pointer_type({self.rows[0]})) + off",
             f"    wp = tl.load(ptrs + n_tensors + j).to(tl.pointer_type({self.rows[1]})) + off",
         ]
@@ -120,13 +126,13 @@ class _Emitter:
         ]
         if not write:
             src.append("    total = tl.zeros([BLOCK], tl.float64)")
-        src.append("    if full != 0:")
+        src.append("    if full == 1:")
         # the table marks a chunk full only when all its tensor's pointers are
         # 16-byte aligned: the hint lets the compiler use 128-bit loads and stores
         for p in pointers:
             src.append(f"        {p} = tl.multiple_of({p}, 16)")
         src += ["        " + line for line in self._loop(body, write, masked=False)]
-        src.append("    else:")
+        src.append("    elif full == 0:")
         src += ["        " + line for line in self._loop(body, write, masked=True)]
         if not write:
             src.append("    tl.store(acc + c, tl.sum(total, axis=0))")
@@ -140,7 +146,7 @@ class _Emitter:
         lines = [loop, "    idx = it * BLOCK + tl.arange(0, BLOCK)"]
         if masked:
             lines.append("    inside = idx < n")
-        lines.append(f"    x = tl.load(gp + idx{mask}).to({self.math})")
+        lines.append(f"    x = tl.load(gp + idx{mask}).to({self.math}) * inv_scale")
         lines.append(f"    wi = tl.load(wp + idx{mask}).to({self.math})")
         for st in body:
             lines += ["    " + line for line in self._stage(st, write, mask, smask)]

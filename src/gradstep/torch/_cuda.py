@@ -66,6 +66,12 @@ def member_runs_on_triton(m: Any) -> bool:
     )
 
 
+def amp_pair(grad_scale: Any, found_inf: Any, like: torch.Tensor) -> torch.Tensor:
+    from ..engines.triton import amp_pair as pair
+
+    return pair(grad_scale, found_inf, like)
+
+
 class TritonBucket:
     """A Triton-engine call over fixed parameters, with the state tree built once.
 
@@ -172,8 +178,15 @@ class FastStep:
             and (not rule.track_step or all(_scalar(m.state.get(STEP)) for m in members))
         )
 
-    def step(self, opt: Any, ctx: dict) -> bool:
-        """Launch this step; False (nothing changed) if the general path must run."""
+    def step(self, opt: Any, ctx: dict, amp: tuple | None = None) -> bool:
+        """Launch this step; False (nothing changed) if the general path must run.
+
+        ``amp``: GradScaler's ``(grad_scale, found_inf)``: the kernel unscales the
+        gradients and skips the update on an infinite one. With ``capturable`` the
+        step count then advances on the device only when nothing was found, so the
+        step reads nothing on the host; without it the count lives on the host and
+        the flag is read there.
+        """
         params = self.group["params"]
         if len(params) != len(self.params) or opt.state is not self.state_map:
             return False
@@ -195,16 +208,24 @@ class FastStep:
                 return False
         if self.engine._tables is not self.tables:
             return False
+        pair = None if amp is None else amp_pair(amp[0], amp[1], params[0])
         if self.on_device:
             # read on the device: the views share one tensor, so all counts agree
-            self.engine.launch(self.tables, g_ptrs, self.step_base[0], ctx, on_device=True)
-            self.step_base.add_(1)
+            self.engine.launch(
+                self.tables, g_ptrs, self.step_base[0], ctx, on_device=True, amp=pair
+            )
+            if pair is None:
+                self.step_base.add_(1)
+            else:
+                self.step_base.add_(1 - pair[1].to(self.step_base.dtype))
             torch.autograd.graph.increment_version(params)
             return True
         if self.rule.track_step and float(self.dicts[0][STEP]) != self.count:
             return False
+        if amp is not None and amp[1] is not None and float(amp[1]) != 0:
+            return True  # an infinite gradient: the step changes nothing
         counts = [self.count] * len(self.engine.stages)
-        self.engine.launch(self.tables, g_ptrs, counts, ctx)
+        self.engine.launch(self.tables, g_ptrs, counts, ctx, amp=pair)
         if self.step_base is not None:
             self.count += 1
             self.step_base.add_(1)

@@ -24,6 +24,9 @@ class LBFGS(TorchOptimizer):
     CPU float32/float64 tensors.
     """
 
+    # its own step() evaluates a closure; GradScaler unscales for it, as for torch's
+    _step_supports_amp_scaling = False
+
     _args = {
         "lr": ("learning_rate",),
         "max_iter": ("max_iter",),

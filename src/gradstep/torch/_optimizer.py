@@ -493,6 +493,9 @@ class TransformOptimizer(torch.optim.Optimizer):
 
     _rename: dict[str, str] = {}
     _track_step = True
+    #: GradScaler passes ``grad_scale``/``found_inf`` to step() rather than unscaling
+    #: (the Triton engine unscales and skips inside its kernel)
+    _step_supports_amp_scaling = True
     _build_keys: tuple[str, ...] = ()
     _gradstep_names = True
 
@@ -692,20 +695,29 @@ class TransformOptimizer(torch.optim.Optimizer):
                         f"{self._owner}: CUDA graph capture of step() needs capturable=True "
                         "(this group keeps its step count on the host)"
                     )
+        # GradScaler hands over its scale and its found-inf flag instead of unscaling
+        # the gradients itself (_step_supports_amp_scaling); None outside AMP
+        amp = None
+        grad_scale = getattr(self, "grad_scale", None)
+        found_inf = getattr(self, "found_inf", None)
+        if grad_scale is not None or found_inf is not None:
+            amp = (grad_scale, found_inf)
         with torch.no_grad():
             for group in self.param_groups:
-                self._step_group(group)
+                self._step_group(group, amp)
         return loss
 
-    def _step_group(self, group: dict) -> None:
+    def _step_group(self, group: dict, amp: tuple | None = None) -> None:
         rule = self._rule(group)
         ctx = rule.ctx(group, self._owner)
         engine = self._engine(group)
         fast = self._runtime().fast.get(id(group))
         if fast is not None and fast.group is group and fast.rule is rule:
-            if fast.step(self, ctx):
+            if fast.step(self, ctx, amp):
                 return
             del self._runtime().fast[id(group)]
+        if amp is not None and not _unscaled(group, amp):
+            return  # GradScaler found an infinite gradient: the step changes nothing
         per_tensor = group.get("foreach") is False
         master_option = bool(group.get("master_weights", False))
         buckets: dict[tuple, list[_Member]] = {}
@@ -933,6 +945,21 @@ class TransformOptimizer(torch.optim.Optimizer):
                     target = m.state.get(rule.key(name))
                     if _dist.is_dtensor(target):
                         _dist.local(target).copy_(_dist.local_chunk(value, target))
+
+
+def _unscaled(group: dict, amp: tuple) -> bool:
+    """The general path's share of GradScaler's work: False if the step must be
+    skipped (an infinite gradient; this reads the flag on the host), else divide the
+    group's gradients by the scale in place, as ``GradScaler.unscale_`` would."""
+    grad_scale, found_inf = amp
+    if found_inf is not None and float(found_inf) != 0:
+        return False
+    if grad_scale is not None:
+        inv = grad_scale.double().reciprocal().float()
+        for p in group["params"]:
+            if p.grad is not None:
+                p.grad.mul_(inv.to(p.grad.device))
+    return True
 
 
 def _capturing() -> bool:

@@ -24,6 +24,10 @@ class _ScheduleFree(TorchOptimizer):
     mode raises, as in the package. The package's group counters (``k``,
     ``train_mode``) are kept; the rule counts steps per parameter (``step``)."""
 
+    # the group counter k must not advance on a skipped step: GradScaler skips the
+    # call instead
+    _step_supports_amp_scaling = False
+
     _track_step = True
     _beta_key = "momentum"
     _counters = ("k", "train_mode", "weight_sum", "lr_max", "scheduled_lr")
