@@ -351,3 +351,24 @@ def test_grad_scaler_steps_match_torch_optim_and_skip_infinite_steps(engine, cap
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
     steps = [float(s["step"]) for s in opt.state.values()]
     assert steps == [float(s["step"]) for s in ref.state.values()] == [5.0] * 4
+
+
+def test_without_triton_a_required_engine_fails_and_auto_gives_one_notice(monkeypatch):
+    from gradstep.torch import _cuda
+
+    monkeypatch.setattr(_cuda, "_triton_state", {"ok": False, "why": "No module named 'triton'"})
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = gt.Adam([p], lr=0.1)
+    for group in opt.param_groups:
+        group["engine"] = "triton"
+    p.grad = torch.ones(4)
+    with pytest.raises(RuntimeError, match="Triton is not installed"):
+        opt.step()
+    assert torch.equal(p.detach(), torch.ones(4))
+    with pytest.warns(RuntimeWarning, match="pip install triton"):
+        _cuda.notice_no_triton()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _cuda.notice_no_triton()  # once per process
