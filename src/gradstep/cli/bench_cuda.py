@@ -42,7 +42,7 @@ CASES: dict[str, tuple] = {
 
 
 def layout_shapes(name: str) -> list[tuple]:
-    from .bench import transformer_shapes
+    from .bench_torch import transformer_shapes
 
     if name == "gpt2":
         return transformer_shapes(*GPT2_SMALL)

@@ -1,0 +1,282 @@
+"""``gradstep bench`` (the default backend): the engines on NumPy arrays against torch.optim
+and the memory-traffic floor.
+
+For each optimizer and layout (one 20M tensor, 200 x 100k, 5000 x 1k by default), all
+on the same float32 data in the same run:
+
+- gradstep fused and eager (gradients reused each step, as ``p.grad`` buffers are);
+- gradstep fused with new gradient arrays every step (pointer look-ups included);
+- torch.optim with ``fused=True`` (where it exists), ``foreach=True`` and the for-loop;
+- the memory-traffic floor: the bytes the rule must move (read g, w and each slot,
+  write w and each slot) divided by the best bandwidth of parallel streaming kernels
+  (copy, scale, add, triad) measured in the same run;
+- peak extra memory allocated during one gradstep step (tracemalloc).
+
+``--compile`` adds the cold and warm compile time of each fused kernel, measured in
+fresh processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import tracemalloc
+from typing import Any
+
+import numpy as np
+
+import gradstep
+from gradstep.engines.fused import FusedEngine
+
+from ._bench_report import machine, median_time, ms, percent, ratio
+
+DEFAULT_LAYOUTS = "1x20000000,200x100000,5000x1000"
+
+
+def parse_layouts(text: str) -> list[tuple[int, int]]:
+    out = []
+    for item in text.split(","):
+        count, _, size = item.strip().partition("x")
+        try:
+            out.append((int(count), int(size)))
+        except ValueError:
+            raise SystemExit(f"gradstep bench: invalid layout {item!r}; use COUNTxSIZE") from None
+    return out
+
+
+# -- bandwidth -----------------------------------------------------------------
+
+
+def measure_bandwidth(n: int = 20_000_000, repeats: int = 7) -> dict[str, float]:
+    """GB/s of parallel streaming kernels on float32 arrays of ``n`` elements."""
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def copy(a, b, c, s):
+        for i in prange(a.shape[0]):
+            a[i] = b[i]
+
+    @njit(parallel=True)
+    def scale(a, b, c, s):
+        for i in prange(a.shape[0]):
+            a[i] = s * b[i]
+
+    @njit(parallel=True)
+    def add(a, b, c, s):
+        for i in prange(a.shape[0]):
+            a[i] = b[i] + c[i]
+
+    @njit(parallel=True)
+    def triad(a, b, c, s):
+        for i in prange(a.shape[0]):
+            a[i] = b[i] + s * c[i]
+
+    a, b, c = (np.ones(n, np.float32) for _ in range(3))
+    s = np.float32(0.5)
+    streams = {"copy": (copy, 2), "scale": (scale, 2), "add": (add, 3), "triad": (triad, 3)}
+    out = {}
+    for name, (kernel, arrays) in streams.items():
+        seconds = median_time(lambda k, f=kernel: f(a, b, c, s), repeats)
+        out[name] = arrays * 4 * n / seconds / 1e9
+    out["best"] = max(out.values())
+    return out
+
+
+# -- one optimizer on one layout ------------------------------------------------------
+
+
+def slot_count(transform: gradstep.Transform) -> int:
+    return sum(len(st.stage.slots) for st in FusedEngine(transform).stages)
+
+
+def make_data(count: int, size: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(size, dtype=np.float32) for _ in range(count)]
+    grads = [rng.standard_normal(size, dtype=np.float32) * 0.01 for _ in range(count)]
+    return params, grads
+
+
+def time_gradstep(spec, layout, engine, repeats, fresh_grads=False):
+    params, grads = make_data(*layout)
+    opt = gradstep.Optimizer(params, spec.factory(**spec.test_hyperparams), engine=engine)
+    pools = [grads, [g.copy() for g in grads]] if fresh_grads else [grads]
+    return median_time(lambda k: opt.step(pools[k % len(pools)]), repeats)
+
+
+def peak_extra_bytes(spec, layout, engine) -> int:
+    params, grads = make_data(*layout)
+    opt = gradstep.Optimizer(params, spec.factory(**spec.test_hyperparams), engine=engine)
+    opt.step(grads)
+    tracemalloc.start()
+    opt.step(grads)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def time_torch(spec, layout, mode, repeats) -> float | None:
+    import torch
+
+    name, kwargs = spec.torch_equivalent
+    params, grads = make_data(*layout)
+    tensors = [torch.from_numpy(p) for p in params]
+    for t, g in zip(tensors, grads):
+        t.grad = torch.from_numpy(g)
+    flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
+    try:
+        opt = getattr(torch.optim, name)(tensors, **kwargs, **flags[mode])
+        opt.step()
+    except (TypeError, RuntimeError):
+        return None  # this torch optimizer has no such implementation
+    with torch.no_grad():
+        return median_time(lambda k: opt.step(), repeats)
+
+
+def bench_case(spec, layout, repeats, bandwidth, with_torch) -> dict[str, Any]:
+    count, size = layout
+    transform = spec.factory(**spec.test_hyperparams)
+    n = count * size
+    traffic = 4 * n * (3 + 2 * slot_count(transform))
+    row: dict[str, Any] = {
+        "optimizer": spec.name,
+        "layout": f"{count}x{size}",
+        "traffic_bytes": traffic,
+        "floor_s": traffic / (bandwidth * 1e9),
+        "fused_s": time_gradstep(spec, layout, "fused", repeats),
+        "fused_new_grads_s": time_gradstep(spec, layout, "fused", repeats, fresh_grads=True),
+        "eager_s": time_gradstep(spec, layout, "eager", max(3, repeats // 2)),
+        "peak_extra_bytes_fused": peak_extra_bytes(spec, layout, "fused"),
+        "param_bytes": 4 * n,
+    }
+    if with_torch and spec.torch_equivalent:
+        for mode in ("fused", "foreach", "loop"):
+            row[f"torch_{mode}_s"] = time_torch(spec, layout, mode, repeats)
+    return row
+
+
+# -- compile time ---------------------------------------------------------------------
+
+_FIRST_STEP = """
+import time, numpy as np, gradstep
+spec = gradstep.REGISTRY[{name!r}]
+p = [np.zeros(1000, np.float32)]
+t0 = time.perf_counter()
+opt = gradstep.Optimizer(p, spec.factory(**spec.test_hyperparams), engine="fused")
+opt.step([np.ones(1000, np.float32)])
+t1 = time.perf_counter()
+opt.step([np.ones(1000, np.float32)])
+t2 = time.perf_counter()
+print((t1 - t0) - (t2 - t1))
+"""
+
+
+def compile_times(spec) -> dict[str, float]:
+    """Extra time of the first step over a later one, in a fresh process: cold (empty
+    kernel cache) and warm (kernel compiled by the previous process)."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "GRADSTEP_CACHE_DIR": cache}
+        code = _FIRST_STEP.format(name=spec.name)
+        runs = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", code],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for _ in range(2)
+        ]
+    return {"cold_s": runs[0], "warm_s": runs[1]}
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (
+        "optimizer",
+        "layout",
+        "fused ms",
+        "new-grads ms",
+        "eager ms",
+        "torch fused",
+        "torch foreach",
+        "torch loop",
+        "floor ms",
+        "fused/floor",
+        "fused/torch fused",
+        "fused/torch loop",
+        "peak extra",
+    )
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for r in rows:
+        lines.append(
+            " | ".join(
+                [
+                    r["optimizer"],
+                    r["layout"],
+                    ms(r["fused_s"]),
+                    ms(r["fused_new_grads_s"]),
+                    ms(r["eager_s"]),
+                    ms(r.get("torch_fused_s")),
+                    ms(r.get("torch_foreach_s")),
+                    ms(r.get("torch_loop_s")),
+                    ms(r["floor_s"]),
+                    ratio(r["fused_s"], r["floor_s"]),
+                    ratio(r["fused_s"], r.get("torch_fused_s")),
+                    ratio(r["fused_s"], r.get("torch_loop_s")),
+                    percent(r["peak_extra_bytes_fused"], r["param_bytes"]),
+                ]
+            )
+        )
+    return "\n".join("| " + line + " |" for line in lines)
+
+
+def run_numpy(args: Any) -> int:
+    specs = [s for s in gradstep.REGISTRY if "elementwise" in s.capabilities]
+    if args.optimizers != "all":
+        names = [n.strip() for n in args.optimizers.split(",")]
+        unknown = [n for n in names if n not in gradstep.REGISTRY]
+        if unknown:
+            print(
+                f"gradstep bench: unknown optimizer(s) {unknown}; known: "
+                f"{', '.join(s.name for s in specs)}",
+                file=sys.stderr,
+            )
+            return 2
+        specs = [gradstep.REGISTRY[n] for n in names]
+    if args.repeats < 1:
+        print("gradstep bench: invalid --repeats; valid values: an integer >= 1", file=sys.stderr)
+        return 2
+    with_torch = not args.no_torch
+    if with_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("gradstep bench: torch is not installed; measuring gradstep only")
+            with_torch = False
+    layouts = parse_layouts(args.layouts)
+    bandwidth = measure_bandwidth()
+    print("streaming bandwidth (GB/s): " + ", ".join(f"{k} {v:.1f}" for k, v in bandwidth.items()))
+    rows = []
+    for spec in specs:
+        for layout in layouts:
+            rows.append(bench_case(spec, layout, args.repeats, bandwidth["best"], with_torch))
+            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+    compiles = {s.name: compile_times(s) for s in specs} if args.compile else {}
+    print()
+    print(format_table(rows))
+    for name, t in compiles.items():
+        print(f"compile {name}: cold {t['cold_s']:.2f} s, warm {t['warm_s']:.2f} s")
+    report = {
+        "machine": machine(),
+        "bandwidth_gbs": bandwidth,
+        "results": rows,
+        "compile": compiles,
+    }
+    with open(args.json, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {args.json}")
+    return 0
