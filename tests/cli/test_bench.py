@@ -39,3 +39,24 @@ def test_bench_writes_a_report(tmp_path, capsys):
 def test_bench_rejects_unknown_optimizers(capsys):
     assert main(["bench", "--optimizers", "adamm"]) == 2
     assert "unknown optimizer" in capsys.readouterr().err
+
+
+def test_bench_writes_no_file_unless_asked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["bench", "--optimizers", "sgd", "--layouts", "2x10", "--repeats", "1"])
+    assert code == 0
+    assert list(tmp_path.iterdir()) == []
+    assert "sgd" in capsys.readouterr().out
+
+
+def test_contended_runs_are_reported(monkeypatch):
+    from gradstep.cli import _bench_report
+
+    monkeypatch.setattr(_bench_report, "SPREADS", [0.9, 1.2, 0.8, 0.1])
+    monkeypatch.setattr(_bench_report.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    warning = _bench_report.load_warning()
+    assert warning is not None and "3 of 4 cases varied" in warning
+    monkeypatch.setattr(_bench_report, "SPREADS", [0.1, 0.2])
+    assert _bench_report.load_warning() is None
+    monkeypatch.setattr(_bench_report.os, "getloadavg", lambda: (64.0, 0.0, 0.0))
+    assert "load average 64.0" in _bench_report.load_warning()

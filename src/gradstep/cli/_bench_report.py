@@ -14,8 +14,13 @@ import numpy as np
 
 import gradstep
 
+#: relative spread of every timed case of this run, for the contention warning
+SPREADS: list[float] = []
+
 
 def median_time(step: Callable[[int], None], repeats: int, warmup: int = 2) -> float:
+    """The median time of ``repeats`` calls of ``step`` after ``warmup`` calls; the
+    case's spread (max - min over the median) is recorded in :data:`SPREADS`."""
     for k in range(warmup):
         step(k)
     times = []
@@ -23,7 +28,45 @@ def median_time(step: Callable[[int], None], repeats: int, warmup: int = 2) -> f
         t0 = time.perf_counter()
         step(warmup + k)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    median = statistics.median(times)
+    if len(times) > 2 and median > 0:
+        SPREADS.append((max(times) - min(times)) / median)
+    return median
+
+
+def load_warning() -> str | None:
+    """A warning when the machine looks busy: a load average above its cores before
+    the run, or timings of one case that vary by more than half their median."""
+    notes = []
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - not on every platform
+        load = 0.0
+    cores = os.cpu_count() or 1
+    if load > 0.75 * cores:
+        notes.append(f"load average {load:.1f} on {cores} cores")
+    if SPREADS:
+        wide = sum(s > 0.5 for s in SPREADS)
+        if wide > len(SPREADS) // 4:
+            notes.append(f"{wide} of {len(SPREADS)} cases varied by more than 50% between steps")
+    if not notes:
+        return None
+    return (
+        "warning: the machine looks contended (" + "; ".join(notes) + "); other jobs slow "
+        "the contenders unevenly, so trust only ratios from a quiet run"
+    )
+
+
+def write_report(path: str | None, report: dict) -> None:
+    """Write the JSON report where ``--json`` says (nowhere by default)."""
+    import json
+
+    report["spread_median"] = statistics.median(SPREADS) if SPREADS else None
+    report["contention_warning"] = load_warning()
+    if path:
+        with open(path, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"wrote {path}")
 
 
 def machine() -> dict[str, Any]:

@@ -19,7 +19,6 @@ the GPU counts), repeated, medians reported.
 from __future__ import annotations
 
 import datetime
-import json
 import statistics
 from collections.abc import Callable
 from typing import Any
@@ -261,7 +260,7 @@ def run_cuda(args: Any) -> int:
         "copy_bandwidth_Bps": bandwidth,
         "results": rows,
     }
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {args.json}")
+    from ._bench_report import write_report
+
+    write_report(args.json, report)
     return 0

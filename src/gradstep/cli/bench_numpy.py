@@ -18,7 +18,6 @@ fresh processes.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import numpy as np
 import gradstep
 from gradstep.engines.fused import FusedEngine
 
-from ._bench_report import machine, median_time, ms, percent, ratio
+from ._bench_report import load_warning, machine, median_time, ms, percent, ratio, write_report
 
 DEFAULT_LAYOUTS = "1x20000000,200x100000,5000x1000"
 
@@ -276,7 +275,8 @@ def run_numpy(args: Any) -> int:
         "results": rows,
         "compile": compiles,
     }
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {args.json}")
+    warning = load_warning()
+    if warning:
+        print(warning)
+    write_report(args.json, report)
     return 0

@@ -10,7 +10,6 @@ machine slows them alike.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import Any
 
 import gradstep
 
-from ._bench_report import machine, ms, ratio
+from ._bench_report import load_warning, machine, ms, ratio, write_report
 
 TORCH_MODES = ("fused", "foreach", "loop")
 
@@ -159,7 +158,8 @@ def run_torch(args: Any) -> int:
         "model": {"layers": layers, "width": width, "vocab": args.vocab, "context": args.context},
         "results": rows,
     }
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {args.json}")
+    warning = load_warning()
+    if warning:
+        print(warning)
+    write_report(args.json, report)
     return 0
