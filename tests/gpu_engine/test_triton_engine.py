@@ -193,45 +193,51 @@ def test_non_elementwise_transforms_are_not_fusable():
         TritonEngine(gradstep.lbfgs())
 
 
-def test_fast_path_follows_replaced_parameters_state_and_missing_gradients(monkeypatch):
+EVENTS = {
+    "parameter tensor replaced": lambda opt, ps: setattr(ps[1], "data", torch.full((50,), -3.0)),
+    "slot replaced": lambda opt, ps: opt.state[ps[0]].__setitem__(
+        "exp_avg", torch.full((50,), 0.25)
+    ),
+    "state started afresh": lambda opt, ps: opt.state.__setitem__(ps[1], {}),
+    "gradient missing": lambda opt, ps: setattr(ps[2], "grad", None),
+}
+
+
+@pytest.mark.parametrize("event", list(EVENTS))
+def test_fast_path_notices_what_moved_between_steps(event, monkeypatch):
     """After the first step a group repeats its launch without the per-parameter
-    bookkeeping; whatever moved in between sends it back to the general path."""
+    bookkeeping; whatever moved in between sends it back to the general path, and the
+    numbers stay the eager engine's."""
+    from gradstep.torch import _cuda
+
+    took = []
+    original = _cuda.FastStep.step
+
+    def recorded(self, opt, ctx, amp=None):
+        result = original(self, opt, ctx, amp)
+        took.append(result)
+        return result
+
+    monkeypatch.setattr(_cuda.FastStep, "step", recorded)
 
     def scenario(engine):
         params = [torch.nn.Parameter(torch.full((50,), float(i + 1))) for i in range(3)]
         opt = gt.Adam(params, lr=0.1)
         for group in opt.param_groups:
             group["engine"] = engine
-        for k in range(7):
+        for k in range(5):
             for i, p in enumerate(params):
                 p.grad = torch.full_like(p, 0.5 * (k + 1) - i)
             if k == 2:
-                params[1].data = torch.full((50,), -3.0)  # a new tensor for the parameter
-            if k == 3:
-                opt.state[params[0]]["exp_avg"] = torch.full((50,), 0.25)  # a replaced slot
-            if k == 4:
-                params[2].grad = None  # a parameter without a gradient this step
+                EVENTS[event](opt, params)
             opt.step()
-        return [p.detach().clone() for p in params], opt
+        return [p.detach().clone() for p in params]
 
-    from gradstep.torch import _cuda
-
-    fast_steps = []
-    original = _cuda.FastStep.step
-
-    def counted(self, opt, ctx):
-        took = original(self, opt, ctx)
-        fast_steps.append(took)
-        return took
-
-    monkeypatch.setattr(_cuda.FastStep, "step", counted)
-    got, _ = scenario("triton")
-    want, _ = scenario("eager")
+    got = scenario("triton")
+    assert took[:2] == [True, False], took  # step 2 launched directly, step 3 could not
+    want = scenario("eager")
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=2e-6, atol=2e-6)
-    # steps 2 and 3 launched directly; the replaced tensor and slot sent steps 3 and 4
-    # back to the general path; the missing gradient split the group for good
-    assert fast_steps[:3] == [True, False, False], fast_steps
 
 
 TORCH_CASES = {

@@ -201,6 +201,8 @@ class FastStep:
             return False
         if list(map(torch.Tensor.data_ptr, params)) != self.w_ptrs:
             return False
+        if not all(map(operator.is_, map(self.state_map.get, params), self.dicts)):
+            return False  # a parameter's state dict was replaced
         for key, row, ptrs in zip(self.keys, self.expected, self.state_ptrs):
             if not all(map(operator.is_, map(dict.get, self.dicts, itertools.repeat(key)), row)):
                 return False
