@@ -66,8 +66,11 @@ def test_every_elementwise_rule_equals_eager(rule, kwargs):
 
 
 CHAINS = {
-    "clip+decay+adam+ema": lambda: gradstep.chain(
-        T.clip_by_global_norm(0.5), T.add_decayed_weights(0.01), gradstep.adam(1e-2)
+    "clip+decay+adam+ema": lambda: T.parameter_ema(
+        gradstep.chain(
+            T.clip_by_global_norm(0.5), T.add_decayed_weights(0.01), gradstep.adam(1e-2)
+        ),
+        momentum=0.9,
     ),
     "clip_by_norm+adamw": lambda: gradstep.chain(T.clip_by_norm(0.3), gradstep.adamw(1e-2)),
     "clear_nan+momentum": lambda: T.nonfinite_policy(gradstep.momentum(0.01, 0.9), "clear_nan"),
