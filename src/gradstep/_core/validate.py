@@ -13,13 +13,31 @@ the documentation and the tests read them instead of repeating them.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+# set while a front that mimics another library builds a transform from values that
+# library accepts (torch.optim.SGD takes momentum=2.0): numeric ranges are not checked
+_RANGES_WAIVED = contextvars.ContextVar("gradstep_ranges_waived", default=False)
+
+
+@contextlib.contextmanager
+def ranges_waived() -> Iterator[None]:
+    """Within the block, factories do not check their numeric ranges (option names
+    and types still are). For fronts that have applied another library's own checks
+    and must take every value that library takes."""
+    token = _RANGES_WAIVED.set(True)
+    try:
+        yield
+    finally:
+        _RANGES_WAIVED.reset(token)
 
 
 class Constraint:
@@ -135,7 +153,10 @@ def hyperparams(**constraints: Constraint) -> Callable:
         def checked(*args: Any, **kwargs: Any) -> Any:
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
+            waived = _RANGES_WAIVED.get()
             for name, constraint in constraints.items():
+                if waived and isinstance(constraint, Interval):
+                    continue
                 check(factory.__name__, name, bound.arguments[name], constraint)
             result = factory(*args, **kwargs)
             # the transform remembers the ranges, so values given at step time are

@@ -37,6 +37,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -51,17 +52,21 @@ PLACEMENTS = ("outside", "inside", "outside_uncorrected", "inside_uncorrected")
 AMSGRAD = (False, True, "raw", "corrected")
 
 
-def _adam(g, mu, nu, b1, c1, b2, c2, step_scale, v_scale, eps_in, eps_out):
+# The root is taken of the raw second moment and only then divided by the root of its
+# bias correction (as torch does): v / (1 - beta2^t) overflows float32 for v above
+# about 3.4e35 (|g| > ~1.8e19 at the first step) where sqrt(v) / sqrt(1 - beta2^t) is
+# still finite.
+def _adam(g, mu, nu, b1, c1, b2, c2, step_scale, root_div, eps_in, eps_out):
     mu = b1 * mu + c1 * g
     nu = b2 * nu + c2 * g * g
-    return mu * step_scale / (sqrt(nu * v_scale + eps_in) + eps_out), mu, nu
+    return mu * step_scale / (sqrt(nu + eps_in) / root_div + eps_out), mu, nu
 
 
-def _amsgrad(g, mu, nu, nu_max, b1, c1, b2, c2, max_scale, step_scale, v_scale, eps_in, eps_out):
+def _amsgrad(g, mu, nu, nu_max, b1, c1, b2, c2, max_scale, step_scale, root_div, eps_in, eps_out):
     mu = b1 * mu + c1 * g
     nu = b2 * nu + c2 * g * g
     nu_max = maximum(nu_max, nu * max_scale)
-    return mu * step_scale / (sqrt(nu_max * v_scale + eps_in) + eps_out), mu, nu, nu_max
+    return mu * step_scale / (sqrt(nu_max + eps_in) / root_div + eps_out), mu, nu, nu_max
 
 
 def _denominator_scalars(
@@ -69,15 +74,36 @@ def _denominator_scalars(
 ) -> dict:
     """Scalars that turn the one element formula into each epsilon placement.
 
-    The step is ``m * step_scale / (sqrt(v * v_scale + eps_in) + eps_out)``.
+    The step is ``m * step_scale / (sqrt(v + eps_in) / root_div + eps_out)``: for the
+    bias-corrected placements ``sqrt(v / bc2 + e) = sqrt(v + e * bc2) / sqrt(bc2)``.
     """
     if placement in ("outside", "inside"):
-        scales = {"step_scale": 1.0 / bc1, "v_scale": 1.0 / bc2}
+        scales = {"step_scale": 1.0 / bc1, "root_div": math.sqrt(bc2)}
+        inside = bc2
     else:
-        scales = {"step_scale": math.sqrt(bc2) / bc1, "v_scale": 1.0}
+        scales = {"step_scale": math.sqrt(bc2) / bc1, "root_div": 1.0}
+        inside = 1.0
     if placement.startswith("outside"):
-        return {**scales, "eps_in": eps_root, "eps_out": eps}
-    return {**scales, "eps_in": eps + eps_root, "eps_out": 0.0}
+        return {**scales, "eps_in": eps_root * inside, "eps_out": eps}
+    return {**scales, "eps_in": (eps + eps_root) * inside, "eps_out": 0.0}
+
+
+def _adam_prepare(
+    h: dict, count: int, *, mode: Any, epsilon: float, eps_root: float, epsilon_placement: str
+) -> dict:
+    t = count + 1
+    b1, b2 = h["beta1"], h["beta2"]
+    bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
+    scalars = {"b1": b1, "c1": 1.0 - b1, "b2": b2, "c2": 1.0 - b2}
+    if mode == "corrected":
+        # the maximum is taken over v-hat (optax), so the step uses it unscaled
+        denom = _denominator_scalars(epsilon_placement, epsilon, eps_root, bc1, 1.0)
+        scalars["max_scale"] = 1.0 / bc2
+    else:
+        denom = _denominator_scalars(epsilon_placement, epsilon, eps_root, bc1, bc2)
+        if mode == "raw":
+            scalars["max_scale"] = 1.0
+    return {**scalars, **denom}
 
 
 @hyperparams(
@@ -111,20 +137,13 @@ def scale_by_adam(
             "epsilon_placement 'outside' or 'inside'"
         )
 
-    def prepare(h: dict, count: int) -> dict:
-        t = count + 1
-        b1, b2 = h["beta1"], h["beta2"]
-        bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
-        scalars = {"b1": b1, "c1": 1.0 - b1, "b2": b2, "c2": 1.0 - b2}
-        denom = _denominator_scalars(epsilon_placement, epsilon, eps_root, bc1, bc2)
-        if mode == "corrected":
-            # the maximum is taken over v-hat, so the step uses it unscaled
-            scalars["max_scale"] = denom["v_scale"]
-            denom["v_scale"] = 1.0
-        elif mode == "raw":
-            scalars["max_scale"] = 1.0
-        return {**scalars, **denom}
-
+    prepare = functools.partial(
+        _adam_prepare,
+        mode=mode,
+        epsilon=epsilon,
+        eps_root=eps_root,
+        epsilon_placement=epsilon_placement,
+    )
     slots = (Slot("mu"), Slot("nu")) + ((Slot("nu_max"),) if mode else ())
     return Elementwise(
         "scale_by_adam",

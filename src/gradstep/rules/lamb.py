@@ -28,6 +28,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -40,23 +42,30 @@ from .layerwise import NoneOr, scale_by_trust_ratio
 _BOUND = NoneOr(Interval(0.0, lo_open=True))
 
 
+def _lamb_prepare(
+    h: dict, count: int, *, epsilon: float, eps_root: float, bias_correction: bool
+) -> dict:
+    t = count + 1
+    b1, b2 = h["beta1"], h["beta2"]
+    bc1, bc2 = (1.0 - b1**t, 1.0 - b2**t) if bias_correction else (1.0, 1.0)
+    return {
+        "b1": b1,
+        "c1": 1.0 - b1,
+        "b2": b2,
+        "c2": 1.0 - b2,
+        "step_scale": 1.0 / bc1,
+        "root_div": math.sqrt(bc2),  # sqrt(v / bc2 + e) = sqrt(v + e * bc2) / sqrt(bc2)
+        "eps_in": eps_root * bc2,
+        "eps_out": epsilon,
+    }
+
+
 def _lamb_direction(
     beta1: float, beta2: float, epsilon: float, eps_root: float, bias_correction: bool
 ) -> Elementwise:
-    def prepare(h: dict, count: int) -> dict:
-        t = count + 1
-        b1, b2 = h["beta1"], h["beta2"]
-        bc1, bc2 = (1.0 - b1**t, 1.0 - b2**t) if bias_correction else (1.0, 1.0)
-        return {
-            "b1": b1,
-            "c1": 1.0 - b1,
-            "b2": b2,
-            "c2": 1.0 - b2,
-            "step_scale": 1.0 / bc1,
-            "v_scale": 1.0 / bc2,
-            "eps_in": eps_root,
-            "eps_out": epsilon,
-        }
+    prepare = functools.partial(
+        _lamb_prepare, epsilon=epsilon, eps_root=eps_root, bias_correction=bias_correction
+    )
 
     return Elementwise(
         "scale_by_adam",

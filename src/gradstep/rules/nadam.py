@@ -48,6 +48,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,8 @@ def momentum_schedule(beta1: float, schedule_decay: float | None, t: int) -> flo
 def _nadam(g, mu, nu, b1, c1, b2, c2, g_coef, m_coef, inv_bc2, eps_root, eps):
     mu = b1 * mu + c1 * g
     nu = b2 * nu + c2 * g * g
+    # v is scaled before the root, as torch.optim.NAdam does (so the two agree also
+    # where v / (1 - beta2^t) overflows float32 and the step is 0)
     return (g_coef * g + m_coef * mu) / (sqrt(nu * inv_bc2 + eps_root) + eps), mu, nu
 
 
@@ -161,6 +164,23 @@ class ScaleByNadamShared(Transform):
 _SCHEDULE_DECAY = Optional(nonnegative())
 
 
+def _nadam_prepare(
+    h: dict,
+    count: int,
+    *,
+    beta1: float,
+    beta2: float,
+    epsilon: float,
+    eps_root: float,
+    schedule_decay: float | None,
+    products: _ProductCache,
+) -> dict:
+    t = count + 1
+    mu_t = momentum_schedule(beta1, schedule_decay, t)
+    mu_next = momentum_schedule(beta1, schedule_decay, t + 1)
+    return _scalars(beta1, beta2, epsilon, eps_root, mu_t, mu_next, products(t), t)
+
+
 @hyperparams(
     beta1=decay_rate(),
     beta2=decay_rate(),
@@ -182,14 +202,15 @@ def scale_by_nadam(
     rate); see the module docstring."""
     if schedule_scope == "shared":
         return ScaleByNadamShared(beta1, beta2, epsilon, eps_root, schedule_decay)
-    products = _ProductCache(beta1, schedule_decay)
-
-    def prepare(h: dict, count: int) -> dict:
-        t = count + 1
-        mu_t = momentum_schedule(beta1, schedule_decay, t)
-        mu_next = momentum_schedule(beta1, schedule_decay, t + 1)
-        return _scalars(beta1, beta2, epsilon, eps_root, mu_t, mu_next, products(t), t)
-
+    prepare = functools.partial(
+        _nadam_prepare,
+        beta1=beta1,
+        beta2=beta2,
+        epsilon=epsilon,
+        eps_root=eps_root,
+        schedule_decay=schedule_decay,
+        products=_ProductCache(beta1, schedule_decay),
+    )
     return Elementwise(
         "scale_by_nadam",
         _nadam,

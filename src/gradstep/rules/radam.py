@@ -42,6 +42,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -56,12 +57,13 @@ THRESHOLD_RULES = ("greater", "greater_equal")
 
 
 def _radam(
-    g, mu, nu, b1, c1, b2, c2, mu_scale, g_scale, rectify, step_scale, v_scale, eps_in, eps_out
+    g, mu, nu, b1, c1, b2, c2, mu_scale, g_scale, rectify, step_scale, root_div, eps_in, eps_out
 ):
     mu = b1 * mu + c1 * g
     nu = b2 * nu + c2 * g * g
     m_hat = mu * mu_scale + g * g_scale
-    adaptive = m_hat * step_scale / (sqrt(nu * v_scale + eps_in) + eps_out)
+    # root first, then the bias correction's root: v / (1 - beta2^t) can overflow
+    adaptive = m_hat * step_scale / (sqrt(nu + eps_in) / root_div + eps_out)
     return where(rectify, adaptive, m_hat), mu, nu
 
 
@@ -74,6 +76,51 @@ def rectification(beta2: float, t: int) -> tuple[float, float]:
         return rho_t, math.nan
     ratio = (rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
     return rho_t, math.sqrt(ratio)
+
+
+def _radam_prepare(
+    h: dict,
+    count: int,
+    *,
+    threshold: float,
+    inclusive: bool,
+    nesterov: bool,
+    epsilon: float,
+    eps_root: float,
+    epsilon_placement: str,
+) -> dict:
+    t = count + 1
+    b1, b2 = h["beta1"], h["beta2"]
+    bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
+    rho_t, r_t = rectification(b2, t)
+    rectify = rho_t >= threshold if inclusive else rho_t > threshold
+    if nesterov:
+        mu_scale, g_scale = b1 / (1.0 - b1 ** (t + 1)), (1.0 - b1) / bc1
+    else:
+        mu_scale, g_scale = 1.0 / bc1, 0.0
+    r = r_t if rectify else 0.0
+    if epsilon_placement in ("outside", "inside"):
+        # sqrt(v / bc2 + e) = sqrt(v + e * bc2) / sqrt(bc2)
+        step_scale, root_div, inside = r, math.sqrt(bc2), bc2
+    else:
+        step_scale, root_div, inside = r * math.sqrt(bc2), 1.0, 1.0
+    if epsilon_placement.startswith("outside"):
+        eps_in, eps_out = eps_root * inside, epsilon
+    else:
+        eps_in, eps_out = (epsilon + eps_root) * inside, 0.0
+    return {
+        "b1": b1,
+        "c1": 1.0 - b1,
+        "b2": b2,
+        "c2": 1.0 - b2,
+        "mu_scale": mu_scale,
+        "g_scale": g_scale,
+        "rectify": bool(rectify),
+        "step_scale": step_scale,
+        "root_div": root_div,
+        "eps_in": eps_in,
+        "eps_out": eps_out,
+    }
 
 
 @hyperparams(
@@ -103,38 +150,15 @@ def scale_by_radam(
     """
     inclusive = threshold_rule == "greater_equal"
 
-    def prepare(h: dict, count: int) -> dict:
-        t = count + 1
-        b1, b2 = h["beta1"], h["beta2"]
-        bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
-        rho_t, r_t = rectification(b2, t)
-        rectify = rho_t >= threshold if inclusive else rho_t > threshold
-        if nesterov:
-            mu_scale, g_scale = b1 / (1.0 - b1 ** (t + 1)), (1.0 - b1) / bc1
-        else:
-            mu_scale, g_scale = 1.0 / bc1, 0.0
-        r = r_t if rectify else 0.0
-        if epsilon_placement in ("outside", "inside"):
-            step_scale, v_scale = r, 1.0 / bc2
-        else:
-            step_scale, v_scale = r * math.sqrt(bc2), 1.0
-        if epsilon_placement.startswith("outside"):
-            eps_in, eps_out = eps_root, epsilon
-        else:
-            eps_in, eps_out = epsilon + eps_root, 0.0
-        return {
-            "b1": b1,
-            "c1": 1.0 - b1,
-            "b2": b2,
-            "c2": 1.0 - b2,
-            "mu_scale": mu_scale,
-            "g_scale": g_scale,
-            "rectify": bool(rectify),
-            "step_scale": step_scale,
-            "v_scale": v_scale,
-            "eps_in": eps_in,
-            "eps_out": eps_out,
-        }
+    prepare = functools.partial(
+        _radam_prepare,
+        threshold=threshold,
+        inclusive=inclusive,
+        nesterov=nesterov,
+        epsilon=epsilon,
+        eps_root=eps_root,
+        epsilon_placement=epsilon_placement,
+    )
 
     return Elementwise(
         "scale_by_radam",

@@ -34,7 +34,7 @@ from .._core.gradients import clip_weights as clip_weights_stage
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import sqrt
+from .._core.xmath import isfinite, sqrt, where
 from .sgd import apply_momentum
 
 PLACEMENTS = ("inside", "outside")
@@ -48,7 +48,10 @@ def _rms(g, nu, rho, c, eps_in, eps_out):
 def _centered_rms(g, nu, mu, rho, c, eps_in, eps_out):
     nu = rho * nu + c * g * g
     mu = rho * mu + c * g
-    return g / (sqrt(nu - mu * mu + eps_in) + eps_out), nu, mu
+    # mu * mu <= nu, so mu * mu overflows only where nu already has: keep nu's inf
+    # there (torch's fused multiply-add gives inf) instead of inf - inf = NaN
+    variance = where(isfinite(nu), nu - mu * mu, nu)
+    return g / (sqrt(variance + eps_in) + eps_out), nu, mu
 
 
 @hyperparams(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .._core.transform import Transform
-from .._core.validate import BOOL, OneOf, check, declared_ranges
+from .._core.validate import BOOL, OneOf, check, declared_ranges, ranges_waived
 from ._optimizer import TransformOptimizer, _number
 
 _FLAG = OneOf((None, False, True))
@@ -29,6 +29,10 @@ class TorchOptimizer(TransformOptimizer):
     _rules: tuple[str, ...] = ()  # registry names of the rules it builds
     _eager_state = False
     _sparse = False
+    #: torch's own constructor checks, ``(key, index or None, test)``: a class that
+    #: mimics torch.optim accepts exactly what torch accepts (None: the class mimics
+    #: another library, and its values are checked against gradstep's ranges)
+    _torch_checks: tuple[tuple[str, int | None, Callable[[Any], bool]], ...] | None = None
 
     def __init__(self, params: Any, defaults: dict[str, Any], master_weights: bool = False):
         owner = type(self).__name__
@@ -60,8 +64,19 @@ class TorchOptimizer(TransformOptimizer):
         self._check_args(group)
         super()._check_group(group)
 
+    @property
+    def _check_ranges(self) -> bool:  # type: ignore[override]
+        return self._torch_checks is None
+
     def _check_args(self, group: dict) -> None:
         owner = type(self).__name__
+        if self._torch_checks is not None:
+            # torch's constructor checks, also for groups added later (torch itself
+            # checks only the constructor's arguments)
+            torch_checks(owner, group, self._torch_checks)
+            _check_flags(owner, group)
+            self._check_extra(group)
+            return
         ranges: dict = {}
         for name in self._rules:
             ranges.update(declared_ranges(rule_factory(name)))
@@ -86,7 +101,11 @@ class TorchOptimizer(TransformOptimizer):
         values = {
             k: _number(v) if k != "betas" else tuple(map(_number, v)) for k, v in group.items()
         }
-        return self._transform_for(values), dict(self._args)
+        if self._torch_checks is None:
+            return self._transform_for(values), dict(self._args)
+        # torch's own checks ran in the constructor: build from every value torch takes
+        with ranges_waived():
+            return self._transform_for(values), dict(self._args)
 
     def _transform_for(self, g: dict) -> Transform:  # pragma: no cover - interface
         raise NotImplementedError
@@ -98,6 +117,75 @@ class TorchOptimizer(TransformOptimizer):
 
     def _sparse_reason(self, group: dict) -> str | None:
         return None
+
+
+def torch_checks(owner: str, values: dict, checks: tuple) -> None:
+    """Raise where torch.optim's constructor raises, with a message naming the
+    argument, the value and what torch takes."""
+    for key, index, test in checks:
+        if key not in values:
+            continue
+        value = values[key]
+        label = key
+        if index is not None:
+            if value[index] is None:
+                continue
+            value, label = value[index], f"{key}[{index}]"
+        number = _number(value)
+        if not test(number):
+            raise ValueError(
+                f"{owner}: invalid {label}={number!r}; torch.optim.{owner} takes "
+                f"{label} {_TAKES[test]}"
+            )
+
+
+def nonnegative(v: Any) -> bool:
+    """torch's ``if not 0.0 <= v: raise`` (NaN is refused)."""
+    return 0.0 <= v
+
+
+def not_negative(v: Any) -> bool:
+    """torch's ``if v < 0.0: raise`` (NaN is taken)."""
+    return not v < 0.0
+
+
+def unit_interval(v: Any) -> bool:
+    """torch's ``if not 0.0 <= v < 1.0: raise``."""
+    return 0.0 <= v < 1.0
+
+
+def closed_unit_interval(v: Any) -> bool:
+    """torch's ``if not 0.0 <= v <= 1.0: raise``."""
+    return 0.0 <= v <= 1.0
+
+
+def nonpositive(v: Any) -> bool:
+    """torch's ``if not 0.0 >= v: raise``."""
+    return 0.0 >= v
+
+
+def at_least_one(v: Any) -> bool:
+    """torch's ``if not 1.0 <= v: raise``."""
+    return 1.0 <= v
+
+
+_TAKES = {
+    nonnegative: ">= 0",
+    not_negative: ">= 0 (or NaN)",
+    unit_interval: "in [0, 1)",
+    closed_unit_interval: "in [0, 1]",
+    nonpositive: "<= 0",
+    at_least_one: ">= 1",
+}
+
+#: the checks torch.optim.Adam, AdamW, Adamax, RAdam and NAdam share
+ADAM_CHECKS = (
+    ("lr", None, nonnegative),
+    ("eps", None, nonnegative),
+    ("betas", 0, unit_interval),
+    ("betas", 1, unit_interval),
+    ("weight_decay", None, nonnegative),
+)
 
 
 def rule_factory(name: str) -> Callable:

@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from .._core.transform import Transform
-from .._core.validate import BOOL, check, declared_ranges
 from ..rules import (
     adadelta,
     adagrad,
@@ -27,7 +26,16 @@ from ..rules import (
     rmsprop,
     sgd,
 )
-from ._base import TorchOptimizer, rule_factory
+from ._base import (
+    ADAM_CHECKS,
+    TorchOptimizer,
+    at_least_one,
+    closed_unit_interval,
+    nonnegative,
+    nonpositive,
+    not_negative,
+    rule_factory,
+)
 from ._optimizer import _number, scalar_dtype
 
 
@@ -47,6 +55,11 @@ class SGD(TorchOptimizer):
     _rules = ("sgd", "momentum")
     _track_step = False
     _sparse = True
+    _torch_checks = (
+        ("lr", None, not_negative),
+        ("momentum", None, not_negative),
+        ("weight_decay", None, not_negative),
+    )
 
     def __init__(
         self,
@@ -74,12 +87,12 @@ class SGD(TorchOptimizer):
             differentiable=differentiable,
             fused=fused,
         )
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(
+                "SGD: Nesterov momentum requires a momentum > 0 and zero dampening, got "
+                f"momentum={momentum!r}, dampening={dampening!r}"
+            )
         super().__init__(params, defaults, master_weights)
-
-    def _check_extra(self, group: dict) -> None:
-        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        check("SGD", "dampening", group["dampening"], declared_ranges(momentum)["dampening"])
 
     def _transform_for(self, g: dict) -> Transform:
         if g["momentum"] == 0:
@@ -113,6 +126,7 @@ class Adam(TorchOptimizer):
     }
     _rename = {"mu": "exp_avg", "nu": "exp_avg_sq", "nu_max": "max_exp_avg_sq"}
     _rules = ("adam", "adamw")
+    _torch_checks = ADAM_CHECKS
 
     def __init__(
         self,
@@ -146,10 +160,6 @@ class Adam(TorchOptimizer):
         )
         super().__init__(params, defaults, master_weights)
 
-    def _check_extra(self, group: dict) -> None:
-        check(type(self).__name__, "amsgrad", group["amsgrad"], BOOL)
-        check(type(self).__name__, "decoupled_weight_decay", group["decoupled_weight_decay"], BOOL)
-
     def _transform_for(self, g: dict) -> Transform:
         factory = adamw if g["decoupled_weight_decay"] else adam
         beta1, beta2 = g["betas"]
@@ -159,7 +169,7 @@ class Adam(TorchOptimizer):
             beta2,
             g["eps"],
             weight_decay=g["weight_decay"],
-            amsgrad=g["amsgrad"],
+            amsgrad=bool(g["amsgrad"]),  # torch takes any truthy value
         )
 
 
@@ -215,6 +225,13 @@ class Adagrad(TorchOptimizer):
     }
     _rename = {"sum_sq": "sum"}
     _rules = ("adagrad",)
+    _torch_checks = (
+        ("lr", None, nonnegative),
+        ("lr_decay", None, nonnegative),
+        ("weight_decay", None, nonnegative),
+        ("initial_accumulator_value", None, nonnegative),
+        ("eps", None, nonnegative),
+    )
     _eager_state = True
     _sparse = True
 
@@ -277,6 +294,13 @@ class RMSprop(TorchOptimizer):
     }
     _rename = {"nu": "square_avg", "mu": "grad_avg", "velocity": "momentum_buffer"}
     _rules = ("rmsprop",)
+    _torch_checks = (
+        ("lr", None, nonnegative),
+        ("eps", None, nonnegative),
+        ("momentum", None, nonnegative),
+        ("weight_decay", None, nonnegative),
+        ("alpha", None, nonnegative),
+    )
 
     def __init__(
         self,
@@ -308,15 +332,12 @@ class RMSprop(TorchOptimizer):
         )
         super().__init__(params, defaults, master_weights)
 
-    def _check_extra(self, group: dict) -> None:
-        check("RMSprop", "centered", group["centered"], BOOL)
-
     def _transform_for(self, g: dict) -> Transform:
         return rmsprop(
             g["lr"],
             g["alpha"],
             g["eps"],
-            centered=g["centered"],
+            centered=bool(g["centered"]),  # torch takes any truthy value
             momentum=g["momentum"],
             lr_in_buffer=not g["momentum"] > 0,
             epsilon_placement="outside",
@@ -336,6 +357,12 @@ class Adadelta(TorchOptimizer):
     }
     _rename = {"nu": "square_avg", "nu_delta": "acc_delta"}
     _rules = ("adadelta",)
+    _torch_checks = (
+        ("lr", None, nonnegative),
+        ("rho", None, closed_unit_interval),
+        ("eps", None, nonnegative),
+        ("weight_decay", None, nonnegative),
+    )
 
     def __init__(
         self,
@@ -380,6 +407,7 @@ class Adamax(TorchOptimizer):
     }
     _rename = {"mu": "exp_avg", "inf_norm": "exp_inf"}
     _rules = ("adamax",)
+    _torch_checks = ADAM_CHECKS
 
     def __init__(
         self,
@@ -435,6 +463,7 @@ class NAdam(TorchOptimizer):
     }
     _rename = {"mu": "exp_avg", "nu": "exp_avg_sq"}
     _rules = ("nadam",)
+    _torch_checks = ADAM_CHECKS + (("momentum_decay", None, nonnegative),)
 
     def __init__(
         self,
@@ -475,7 +504,7 @@ class NAdam(TorchOptimizer):
             g["eps"],
             schedule_decay=g["momentum_decay"],
             weight_decay=g["weight_decay"],
-            decoupled_weight_decay=g["decoupled_weight_decay"],
+            decoupled_weight_decay=bool(g["decoupled_weight_decay"]),
         )
 
     def _ensure_state(self, p, state, rule, master) -> bool:
@@ -507,6 +536,7 @@ class RAdam(TorchOptimizer):
     }
     _rename = {"mu": "exp_avg", "nu": "exp_avg_sq"}
     _rules = ("radam",)
+    _torch_checks = ADAM_CHECKS
 
     def __init__(
         self,
@@ -544,7 +574,7 @@ class RAdam(TorchOptimizer):
             beta2,
             g["eps"],
             g["weight_decay"],
-            g["decoupled_weight_decay"],
+            bool(g["decoupled_weight_decay"]),
             threshold_rule="greater",
             epsilon_placement="outside_uncorrected",
         )
@@ -566,6 +596,14 @@ class Adafactor(TorchOptimizer):
     }
     _rename = {"v_row": "row_var", "v_col": "col_var", "v": "variance"}
     _rules = ("adafactor",)
+    _torch_checks = (
+        ("lr", None, nonnegative),
+        ("beta2_decay", None, nonpositive),
+        ("eps", 0, nonnegative),
+        ("eps", 1, nonnegative),
+        ("d", None, at_least_one),
+        ("weight_decay", None, nonnegative),
+    )
 
     def __init__(
         self,
@@ -590,15 +628,6 @@ class Adafactor(TorchOptimizer):
             maximize=maximize,
         )
         super().__init__(params, defaults, master_weights)
-
-    def _check_extra(self, group: dict) -> None:
-        if not group["beta2_decay"] <= 0:
-            raise ValueError(
-                f"Adafactor: invalid beta2_decay={group['beta2_decay']!r}; valid values: a "
-                "number <= 0"
-            )
-        if not group["d"] >= 1.0:
-            raise ValueError(f"Adafactor: invalid d={group['d']!r}; valid values: a number >= 1")
 
     def _transform_for(self, g: dict) -> Transform:
         eps1, eps2 = g["eps"]
@@ -630,6 +659,11 @@ class Muon(TorchOptimizer):
     _rename = {"mu": "momentum_buffer"}
     _rules = ("muon",)
     _track_step = False
+    _torch_checks = (
+        ("lr", None, nonnegative),
+        ("momentum", None, nonnegative),
+        ("weight_decay", None, nonnegative),
+    )
     _scales = {None: "width_out_in", "original": "width_out_in", "match_rms_adamw": "rms"}
 
     def __init__(
@@ -659,6 +693,13 @@ class Muon(TorchOptimizer):
         super().__init__(params, defaults, master_weights)
 
     def _check_extra(self, group: dict) -> None:
+        steps = group["ns_steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps >= 100:
+            # torch refuses these at the first step (range() and its own bound)
+            raise ValueError(
+                f"Muon: invalid ns_steps={steps!r}; torch.optim.Muon takes an integer "
+                "below 100 (the number of Newton-Schulz iterations)"
+            )
         if group["adjust_lr_fn"] not in self._scales:
             raise ValueError(
                 f"Adjust learning rate function {group['adjust_lr_fn']} is not supported"

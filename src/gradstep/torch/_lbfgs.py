@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .._core.transform import Transform
-from ._base import TorchOptimizer, rule_factory
+from ._base import TorchOptimizer, nonnegative, rule_factory
 from ._optimizer import _number
 
 
@@ -37,6 +37,7 @@ class LBFGS(TorchOptimizer):
         "line_search_fn": ("line_search_fn",),
     }
     _rules = ("lbfgs",)
+    _torch_checks = (("lr", None, nonnegative),)
 
     def __init__(
         self,
@@ -88,57 +89,67 @@ class LBFGS(TorchOptimizer):
     def step(self, closure: Callable) -> Any:  # type: ignore[override]
         """One optimisation step; ``closure`` re-evaluates the model and returns the
         loss. Returns the loss of the first evaluation, as torch."""
-        import numpy as np
-
         if closure is None:
             raise RuntimeError("LBFGS requires a closure that re-evaluates the loss")
         group = self.param_groups[0]
-        transform = self._transform_for(group)
-        params = group["params"]
-        for p in params:
-            if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.float64):
-                raise TypeError(
-                    "LBFGS: gradstep.torch runs L-BFGS on CPU float32/float64 tensors, got "
-                    f"{p.dtype} on {p.device}"
-                )
-        views = [p.detach().numpy() for p in params]
-        state = self.state[params[0]]
-        first: list = []
+        return closure_step(
+            "LBFGS", self._transform_for(group), group["params"], self.state, closure, group["lr"]
+        )
 
-        def loss_and_grad(trial):
-            with torch.no_grad():
-                for view, value in zip(views, trial):
-                    np.copyto(view, value, casting="same_kind")
-            with torch.enable_grad():
-                loss = closure()
-            first.append(loss)
-            grads = []
-            for p, view in zip(params, views):
-                g = p.grad
-                if g is None:
-                    grads.append(np.zeros_like(view))
-                else:
-                    grads.append((g.to_dense() if g.is_sparse else g).detach().numpy())
-            value = loss.detach() if isinstance(loss, torch.Tensor) else loss
-            return float(value), grads
 
-        start = [np.array(v, copy=True) for v in views]
-        try:
-            _, new_params, new_state = transform.step_with_closure(
-                loss_and_grad,
-                views,
-                _lbfgs_state(transform, views, state),
-                learning_rate=_number(group["lr"]),
+def closure_step(
+    owner: str, transform: Any, params: list, state: Any, closure: Callable, lr: Any
+) -> Any:
+    """One step of a rule that re-evaluates the loss itself (``transform`` has
+    ``step_with_closure``, e.g. ``gradstep.lbfgs``) over all ``params`` as one
+    vector; its state lives under torch.optim.LBFGS's keys in the first parameter's
+    entry of ``state``. Returns the loss of the first evaluation, as torch."""
+    import numpy as np
+
+    for p in params:
+        if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.float64):
+            raise TypeError(
+                f"{owner}: gradstep.torch runs L-BFGS on CPU float32/float64 tensors, got "
+                f"{p.dtype} on {p.device}"
             )
-        except BaseException:
-            for view, value in zip(views, start):
-                np.copyto(view, value)
-            raise
-        for view, value in zip(views, new_params):
-            np.copyto(view, value, casting="same_kind")
-        torch.autograd.graph.increment_version(params)
-        _torch_lbfgs_state(new_state, state, views[0].dtype if views else np.float64)
-        return first[0] if first else None
+    views = [p.detach().numpy() for p in params]
+    entry = state[params[0]]
+    first: list = []
+
+    def loss_and_grad(trial):
+        with torch.no_grad():
+            for view, value in zip(views, trial):
+                np.copyto(view, value, casting="same_kind")
+        with torch.enable_grad():
+            loss = closure()
+        first.append(loss)
+        grads = []
+        for p, view in zip(params, views):
+            g = p.grad
+            if g is None:
+                grads.append(np.zeros_like(view))
+            else:
+                grads.append((g.to_dense() if g.is_sparse else g).detach().numpy())
+        value = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        return float(value), grads
+
+    start = [np.array(v, copy=True) for v in views]
+    try:
+        _, new_params, new_state = transform.step_with_closure(
+            loss_and_grad,
+            views,
+            _lbfgs_state(transform, views, entry),
+            **({} if lr is None else {"learning_rate": _number(lr)}),
+        )
+    except BaseException:
+        for view, value in zip(views, start):
+            np.copyto(view, value)
+        raise
+    for view, value in zip(views, new_params):
+        np.copyto(view, value, casting="same_kind")
+    torch.autograd.graph.increment_version(params)
+    _torch_lbfgs_state(new_state, entry, views[0].dtype if views else np.float64)
+    return first[0] if first else None
 
 
 def _lbfgs_state(transform: Any, views: list, state: dict) -> dict:

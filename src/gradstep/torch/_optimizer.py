@@ -31,6 +31,7 @@ from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, OneOf, check
 from . import _cuda
 from . import _distributed as _dist
+from ._checks import check_loaded_state, check_member
 from ._state import STEP, Layout, StateSplitError, shape_independent
 
 ENGINES = ("auto", "fused", "eager", "triton")
@@ -195,8 +196,10 @@ class _Rule:
         maximize: bool,
         rename: dict[str, str],
         track_step: bool,
+        check_ranges: bool = True,
     ):
         self.transform = transform
+        self.check_ranges = check_ranges
         self.shape_independent = shape_independent(transform)
         self._layouts: dict = {}
         self._wanted: dict = {}
@@ -217,6 +220,7 @@ class _Rule:
         self.local_ok = _local_ok(transform)
         self.global_norm = _global_norm(transform)
         self._checked: dict[int, tuple] = {}
+        self.entry_shapes: dict[tuple, dict] = {}  # see _checks.expected_shapes
 
     def layout(self, like: Any) -> Layout:
         """The state layout for parameters like ``like`` (one for all when the state's
@@ -274,7 +278,7 @@ class _Rule:
                 out[name] = _number(v)
                 labels[name] = key if len(names) == 1 else f"{key}[{i}]"
         signature = tuple(out.items())
-        if self._checked.get(id(group)) != signature:
+        if self.check_ranges and self._checked.get(id(group)) != signature:
             for name, value in out.items():
                 constraint = self.ranges.get(name)
                 if constraint is not None:
@@ -496,6 +500,9 @@ class TransformOptimizer(torch.optim.Optimizer):
     #: GradScaler passes ``grad_scale``/``found_inf`` to step() rather than unscaling
     #: (the Triton engine unscales and skips inside its kernel)
     _step_supports_amp_scaling = True
+    # group values are checked against the transform's ranges (False: the class
+    # applies the checks of the library it mimics instead)
+    _check_ranges = True
     _build_keys: tuple[str, ...] = ()
     _gradstep_names = True
 
@@ -549,7 +556,8 @@ class TransformOptimizer(torch.optim.Optimizer):
 
     def _check_group(self, group: dict) -> None:
         owner = self._owner
-        check(owner, "maximize", group.get("maximize", False), BOOL)
+        if self._check_ranges:  # classes mimicking torch take any truthy maximize
+            check(owner, "maximize", group.get("maximize", False), BOOL)
         check(owner, "foreach", group.get("foreach"), _FOREACH)
         check(owner, "master_weights", group.get("master_weights", False), BOOL)
         check(owner, "capturable", group.get("capturable", False), BOOL)
@@ -590,7 +598,12 @@ class TransformOptimizer(torch.optim.Optimizer):
                 return rule
         transform, dynamic = self._build(group)
         rule = _Rule(
-            transform, dynamic, bool(group.get("maximize", False)), self._rename, self._track_step
+            transform,
+            dynamic,
+            bool(group.get("maximize", False)),
+            self._rename,
+            self._track_step,
+            self._check_ranges,
         )
         rule.layout(_first_param(group))  # a state that cannot split fails here
         if len(rt.rules) > 4 * len(self.param_groups) + 8:
@@ -644,6 +657,12 @@ class TransformOptimizer(torch.optim.Optimizer):
             for name, value in shared.items():
                 key = rule.key(name)
                 if name != STEP and key not in state:
+                    if np.size(value) != 1:
+                        raise TypeError(
+                            f"{self._owner}: {rule.transform!r} keeps state shared by all "
+                            f"parameters ({name!r} of shape {np.shape(value)}), which "
+                            "torch's per-parameter state cannot hold"
+                        )
                     # a Python number: torch would cast a tensor to the parameter's dtype
                     state[key] = np.asarray(value).item()
         if rule.track_step and STEP not in state:
@@ -658,7 +677,28 @@ class TransformOptimizer(torch.optim.Optimizer):
             for p in group["params"]:
                 self._ensure_state(p, self.state[p], rule, master and p.dtype in _LOW_PRECISION)
 
+    def _loaded_rule(self, values: dict) -> _Rule | None:
+        """The rule a group with ``values`` (a checkpoint's group) steps with, or None
+        where its state cannot be split per parameter."""
+        try:
+            transform, dynamic = self._build(values)
+            rule = _Rule(
+                transform,
+                dynamic,
+                bool(values.get("maximize", False)),
+                self._rename,
+                self._track_step,
+                self._check_ranges,
+            )
+            rule.layout(_first_param(values))
+        except (TypeError, ValueError, KeyError):
+            return None
+        return rule
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # a checkpoint whose tensors do not fit the parameters is refused before
+        # anything changes
+        check_loaded_state(self, state_dict)
         # torch casts every state tensor to its parameter's dtype: keep float32 master
         # weights and state of low-precision parameters in float32
         keep = []
@@ -684,6 +724,8 @@ class TransformOptimizer(torch.optim.Optimizer):
     def step(self, closure: Any = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` (optional)
         re-evaluates the loss first and its value is returned."""
+        if hasattr(self._transform, "step_with_closure"):
+            return self._closure_step(closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -706,6 +748,29 @@ class TransformOptimizer(torch.optim.Optimizer):
             for group in self.param_groups:
                 self._step_group(group, amp)
         return loss
+
+    def _closure_step(self, closure: Any) -> Any:
+        """A rule that re-evaluates the loss itself (L-BFGS): all parameters as one
+        vector, state under torch.optim.LBFGS's keys, as ``gradstep.torch.LBFGS``."""
+        from ._lbfgs import closure_step
+
+        owner = self._owner
+        if closure is None:
+            raise RuntimeError(
+                f"{owner}: {self._transform!r} requires a closure that "
+                "re-evaluates the loss: opt.step(closure)"
+            )
+        if len(self.param_groups) != 1:
+            raise ValueError(
+                f"{owner}: {self._transform!r} steps all parameters as one "
+                "vector; give them in one param group"
+            )
+        group = self.param_groups[0]
+        if group.get("maximize"):
+            raise ValueError(f"{owner}: maximize=True is not supported by {self._transform!r}")
+        return closure_step(
+            owner, self._transform, group["params"], self.state, closure, group["lr"]
+        )
 
     def _step_group(self, group: dict, amp: tuple | None = None) -> None:
         rule = self._rule(group)
@@ -740,6 +805,7 @@ class TransformOptimizer(torch.optim.Optimizer):
             if state and p not in self.state:
                 self.state[p] = state  # torch keeps no entry for a rule without state
             m = _Member(p, grad, state, master, fresh, rule)
+            check_member(self._owner, lambda p=p: self._where(p), p, m.w, m.entries, rule, m.layout)
             key = (m.mode, m.w.device, m.w.dtype, id(m.layout)) + m.shared_key(rule)
             if per_tensor:
                 key += (id(p),)
@@ -768,6 +834,14 @@ class TransformOptimizer(torch.optim.Optimizer):
         bucket = rt.fused.get(key)
         if isinstance(bucket, _cuda.TritonBucket) and bucket.engine._tables is not None:
             rt.fast[id(group)] = _cuda.FastStep(self, group, rule, members, bucket)
+
+    def _where(self, p: Any) -> str:
+        """``parameter i of param group j`` for ``p``, for error messages."""
+        for j, group in enumerate(self.param_groups):
+            for i, q in enumerate(group["params"]):
+                if q is p:
+                    return f"parameter {i} of param group {j}"
+        return "a parameter"  # pragma: no cover - p is always in a group
 
     def _after_step(self, group: dict, members: list[_Member]) -> None:
         """Keep state entries torch has and the rule derives (none here)."""

@@ -1,0 +1,126 @@
+"""Checks of per-parameter state tensors against their parameters: at load time (a
+checkpoint whose tensors do not fit is refused before anything changes) and on every
+step (a state entry replaced by hand), before any engine reads or writes them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _distributed as _dist
+
+
+def expected_shapes(rule: Any, layout: Any, shape: tuple) -> dict[str, tuple]:
+    """``{state key: shape}`` of the per-parameter entries a fresh state has for a
+    parameter of ``shape`` (cached on the rule: one initialisation per shape)."""
+    cache = rule.entry_shapes
+    key = (id(layout), shape)
+    shapes = cache.get(key)
+    if shapes is None:
+        probe = np.zeros(shape, np.float32)
+        own, _ = layout.init_entries(probe)
+        shapes = {
+            rule.key(name): tuple(np.shape(value))
+            for name, value in own.items()
+            if name not in layout.empty
+        }
+        cache[key] = shapes
+    return shapes
+
+
+def check_member(
+    owner: str,
+    where: Callable[[], str],
+    param: Any,
+    w: Any,
+    entries: dict,
+    rule: Any,
+    layout: Any,
+) -> None:
+    """Raise ``ValueError`` unless every state tensor of one parameter has the shape
+    a fresh state would have, a real floating dtype and the parameter's device.
+
+    ``entries`` maps layout names to the tensors one step reads (``w``: the tensor the
+    step updates, the parameter or its float32 master copy, possibly a local shard);
+    ``where()`` names the parameter in an error.
+    """
+    shapes = expected_shapes(rule, layout, tuple(w.shape))
+    for name, t in entries.items():
+        if name in layout.empty:
+            continue
+        key = rule.key(name)
+        expected = shapes.get(key)
+        if expected is not None and tuple(t.shape) != expected:
+            raise ValueError(
+                f"{owner}: state[{key!r}] of {where()} has shape {tuple(t.shape)}, but the "
+                f"parameter has shape {tuple(param.shape)} (its {key!r} must have shape "
+                f"{expected}); the state does not belong to this parameter"
+            )
+        if t.is_complex() or not t.is_floating_point():
+            raise ValueError(
+                f"{owner}: state[{key!r}] of {where()} has dtype {t.dtype}; it must be a real "
+                f"floating-point tensor like its parameter ({param.dtype})"
+            )
+        if t.device != w.device:
+            raise ValueError(
+                f"{owner}: state[{key!r}] of {where()} is on {t.device}, but its parameter "
+                f"is on {w.device}"
+            )
+
+
+def check_loaded_state(opt: Any, state_dict: dict) -> None:
+    """Refuse a state dict whose per-parameter tensors do not fit their parameters
+    (torch.optim only finds out at the next step, or never, reading past a buffer)."""
+    saved_groups = state_dict.get("param_groups", [])
+    saved_state = state_dict.get("state", {})
+    owner = opt._owner
+    for gi, (group, saved_group) in enumerate(zip(opt.param_groups, saved_groups)):
+        values = {**group, **{k: v for k, v in saved_group.items() if k != "params"}}
+        rule = opt._loaded_rule(values)
+        if rule is None:
+            continue
+        for i, (p, pid) in enumerate(zip(group["params"], saved_group.get("params", []))):
+            entry = saved_state.get(pid)
+            if not entry:
+                continue
+            where = f"parameter {i} of param group {gi}"
+            like = p.detach()
+            if _dist.is_dtensor(like):
+                continue  # sharded checkpoints are checked by the step
+            layout = rule.layout(like)
+            shapes = expected_shapes(rule, layout, tuple(like.shape))
+            for key, value in entry.items():
+                if key == "step" and isinstance(value, torch.Tensor) and value.numel() != 1:
+                    raise ValueError(
+                        f"{owner}: state['step'] of {where} has shape {tuple(value.shape)}; "
+                        "it must be a single number"
+                    )
+                expected = shapes.get(key)
+                if expected is None:
+                    continue
+                if not isinstance(value, torch.Tensor):
+                    raise ValueError(
+                        f"{owner}: state[{key!r}] of {where} is a {type(value).__name__}; it "
+                        f"must be a tensor of shape {expected} like its parameter "
+                        f"{tuple(p.shape)}"
+                    )
+                if tuple(value.shape) != expected:
+                    raise ValueError(
+                        f"{owner}: state[{key!r}] of {where} has shape {tuple(value.shape)}, "
+                        f"but the parameter has shape {tuple(p.shape)} (its {key!r} must "
+                        f"have shape {expected}); the checkpoint does not belong to these "
+                        "parameters"
+                    )
+                if value.is_complex() and not p.is_complex():
+                    raise ValueError(
+                        f"{owner}: state[{key!r}] of {where} is complex ({value.dtype}) but "
+                        f"the parameter is real ({p.dtype})"
+                    )
+                if not (value.is_floating_point() or value.is_complex()):
+                    raise ValueError(
+                        f"{owner}: state[{key!r}] of {where} has dtype {value.dtype}; it "
+                        "must be a floating-point tensor"
+                    )
