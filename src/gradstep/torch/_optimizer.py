@@ -878,9 +878,9 @@ class TransformOptimizer(torch.optim.Optimizer):
             if fused:
                 counted = self._run_fused(rule, members, ctx)
             elif engine != "eager" and all(m.numpy_ok() for m in members):
-                self._run_eager(rule, members, ctx, numpy=True)
+                counted = self._run_eager(rule, members, ctx, numpy=True)
             else:
-                self._run_eager(rule, members, ctx, numpy=False)
+                counted = self._run_eager(rule, members, ctx, numpy=False)
         finally:
             for hook in rule.hooks:
                 hook.reduce = None
@@ -967,9 +967,12 @@ class TransformOptimizer(torch.optim.Optimizer):
             view += 1
         return True
 
-    def _run_eager(self, rule: _Rule, members: list[_Member], ctx: dict, numpy: bool) -> None:
+    def _run_eager(self, rule: _Rule, members: list[_Member], ctx: dict, numpy: bool) -> bool:
         """The transform's own ``update``: on NumPy views of CPU float32/float64
-        tensors (``numpy``), else on the torch tensors themselves."""
+        tensors (``numpy``), else on the torch tensors themselves. True if it set the
+        members' steps (from the new state's count: a step the transform skipped,
+        e.g. ``nonfinite_policy(..., "skip")``, leaves the count, so it leaves
+        torch's ``step`` too)."""
         layout = members[0].layout
         view = _numpy if numpy else _same
         ws = [view(m.w) for m in members]
@@ -1006,6 +1009,20 @@ class TransformOptimizer(torch.optim.Optimizer):
             value = np.asarray(new_shared[name]).item()
             for m in members:
                 m.state[rule.key(name)] = value
+        counted = rule.track_step and STEP in new_shared
+        skipped = getattr(rule.transform, "skipped", None)
+        if rule.track_step and not counted and skipped is not None:
+            # a transform without a count of its own that skipped this step: torch's
+            # step, counted by the front, stays too
+            counted = bool(skipped(rule.unwrap(new)))
+        elif counted:
+            count = float(np.asarray(new_shared[STEP]))
+            for m in members:
+                step = m.state[STEP]
+                if isinstance(step, torch.Tensor):
+                    step.fill_(count)
+                else:
+                    m.state[STEP] = torch.tensor(count, dtype=scalar_dtype())
         if numpy:
             try:
                 torch.autograd.graph.increment_version([m.p for m in members if not m.master])
@@ -1019,6 +1036,7 @@ class TransformOptimizer(torch.optim.Optimizer):
                     target = m.state.get(rule.key(name))
                     if _dist.is_dtensor(target):
                         _dist.local(target).copy_(_dist.local_chunk(value, target))
+        return counted
 
 
 def _unscaled(group: dict, amp: tuple) -> bool:

@@ -63,6 +63,13 @@ class SkipNonfinite(Transform):
             inner_state = state["inner"]
         return updates, {"inner": inner_state, **counters}
 
+    def skipped(self, state: dict) -> bool:
+        """Whether the update that produced ``state`` skipped ``inner`` (fronts that
+        count steps themselves count only the steps taken)."""
+        run = int(state["notfinite_count"])
+        limit = self.max_consecutive_errors
+        return run > 0 and (limit is None or run <= limit)
+
 
 def skip_nonfinite(inner: Transform, max_consecutive_errors: int | None = None) -> Transform:
     """Skip steps with NaN or infinite gradients: zero updates, ``inner``'s state kept.
