@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 
 import gradstep
+from gradstep._core.validate import check, nonnegative
 from gradstep.transforms import mxnet as _mx
 
 __all__ = [
@@ -91,6 +92,20 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type] = {}
+
+# the learning rate, weight decay and multipliers are handed to the rule at each
+# update, so they are checked here, against the core's range for them
+_NONNEGATIVE = nonnegative()
+
+
+class _CheckedOnConstruction(type):
+    """Builds the rule once a constructor has run, so that every hyperparameter is
+    checked at the call (by the rule's own declaration), not at the first update."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        optimizer = super().__call__(*args, **kwargs)
+        optimizer._transform(None, optimizer.wd)
+        return optimizer
 
 
 def register(klass: type) -> type:
@@ -122,7 +137,7 @@ def _find(state: Any, key: str) -> Any:
     return found[0]
 
 
-class Optimizer:
+class Optimizer(metaclass=_CheckedOnConstruction):
     """MXNet 1.9.1's optimizer base: counts, learning rates, multipliers, states.
 
     Subclasses name the gradstep rule (:meth:`_rule`) and MXNet's conventions for it.
@@ -151,10 +166,14 @@ class Optimizer:
                 f"{type(self).__name__}: sym and param_dict are not supported; pass the "
                 "multipliers with set_lr_mult / set_wd_mult"
             )
+        owner = type(self).__name__
         self.rescale_grad = rescale_grad
         self.lr_scheduler = lr_scheduler
         if lr_scheduler is None and learning_rate is None:
             learning_rate = 0.01
+        if learning_rate is not None:
+            check(owner, "learning_rate", learning_rate, _NONNEGATIVE)
+        check(owner, "wd", wd, _NONNEGATIVE)
         self.lr = learning_rate
         if lr_scheduler is not None and learning_rate is not None:
             if hasattr(lr_scheduler, "base_lr"):
@@ -187,12 +206,15 @@ class Optimizer:
                 "set_learning_rate can mutate the value of the learning rate of the "
                 "optimizer only when the LRScheduler of the optimizer is undefined."
             )
+        check(f"{type(self).__name__}.set_learning_rate", "lr", lr, _NONNEGATIVE)
         self.lr = lr
 
     def set_lr_mult(self, args_lr_mult: dict) -> None:
+        _check_multipliers(f"{type(self).__name__}.set_lr_mult", args_lr_mult)
         self.lr_mult = dict(args_lr_mult)
 
     def set_wd_mult(self, args_wd_mult: dict) -> None:
+        _check_multipliers(f"{type(self).__name__}.set_wd_mult", args_wd_mult)
         self.wd_mult = {}
         for name in self.idx2name.values():
             if not (name.endswith("_weight") or name.endswith("_gamma")):
@@ -299,6 +321,13 @@ class Optimizer:
             weight[...] = master.astype(np.float16)
         else:
             self.update(index, weight, grad, state)
+
+
+def _check_multipliers(owner: str, table: dict) -> None:
+    if not isinstance(table, dict):
+        raise ValueError(f"{owner}: expected a dict of multipliers, got {type(table).__name__}")
+    for key, value in table.items():
+        check(owner, f"[{key!r}]", value, _NONNEGATIVE)
 
 
 def _replace(state: Any, new_state: Any) -> None:
@@ -431,6 +460,7 @@ class LARS(Optimizer):
         self.eta, self.eps, self.momentum_correction = eta, eps, momentum_correction
 
     def set_wd_mult(self, args_wd_mult: dict) -> None:
+        _check_multipliers("LARS.set_wd_mult", args_wd_mult)
         self.wd_mult = {}
         for name in self.idx2name.values():
             if not name.endswith("_weight"):

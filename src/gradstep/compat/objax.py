@@ -54,6 +54,7 @@ import numpy as np
 
 import gradstep
 from gradstep._core.transform import identity as _identity
+from gradstep._core.validate import check
 from gradstep.transforms import averaging as _averaging
 
 __all__ = ["SGD", "Adam", "ExponentialMovingAverage", "LARS", "Momentum"]
@@ -76,6 +77,7 @@ class _Optimizer:
     def __init__(self, vc: Any, transform: gradstep.Transform):
         self.train_vars = _arrays(vc)
         self._transform = transform
+        self._ranges = transform.hyperparameters()
         self.state = transform.init(self.train_vars)
 
     def _step(self, lr: float, grads: list, **overrides: Any) -> None:
@@ -84,8 +86,16 @@ class _Optimizer:
                 f"Expecting as many gradients as trainable variables: got {len(grads)} for "
                 f"{len(self.train_vars)}"
             )
-        grads = [np.asarray(g, dtype=p.dtype) for g, p in zip(grads, self.train_vars)]
         ctx = {k: v for k, v in overrides.items() if v is not None}
+        # values given at the call are checked there, against the rule's declared
+        # ranges (the same check and message as its constructor's)
+        ranges = self._ranges
+        owner = type(self).__name__
+        check(owner, "lr", lr, ranges["learning_rate"])
+        for name, value in ctx.items():
+            if name in ranges:
+                check(owner, name, value, ranges[name])
+        grads = [np.asarray(g, dtype=p.dtype) for g, p in zip(grads, self.train_vars)]
         updates, self.state = self._transform.update(
             grads, self.state, self.train_vars, learning_rate=lr, **ctx
         )
