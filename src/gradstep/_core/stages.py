@@ -77,11 +77,24 @@ def clear_nan_params() -> Elementwise:
 def with_clear_nan(transform: Transform) -> Transform:
     """``transform`` with Dandelion's ``clear_nan`` semantics.
 
-    Exactly what Dandelion's ``clear_nan=True`` does (semantics reference, sec. 3):
-    the new state slots have NaN elements replaced by 0, and so has the new
-    parameter; the gradient itself is not cleaned and the step count advances. An
-    infinite gradient element is not cleared: it can drive a parameter element to
-    NaN and so to 0 on every later step.
+    Exactly what Dandelion's ``clear_nan=True`` does (``do_clear_nan(x) =
+    switch(isnan(x), 0, x)`` in its ``update.py``; semantics reference, sec. 3): after
+    the arithmetic, NaN elements of the new state slots become 0, and so do NaN
+    elements of the new parameter; infinities are kept; the gradient itself is not
+    cleaned and the step count advances. For an infinite gradient element this means,
+    as in Dandelion: Adam's ``m`` and ``v`` become infinite there and stay so, each
+    step there is ``inf/inf`` = NaN, so that parameter element is 0 on this and every
+    later step; AdaDelta's accumulator becomes infinite and its parameter element 0;
+    SGD takes the element to -inf/+inf.
+
+    One case differs, because gradstep's updates are *added* to the parameters: a
+    parameter element that is already infinite and whose new value would be NaN
+    becomes NaN, where Dandelion sets it to 0 (``gradstep.compat.dandelion``, which
+    assigns new values as Dandelion does, gives 0).
+
+    Prefer ``gradstep.transforms.nonfinite_policy(rule, "zero")`` (non-finite
+    gradient elements replaced by 0 before the rule: the state stays finite) or
+    ``"skip"``; ``clear_nan`` is for reproducing Dandelion.
     """
     cleared = _clear_slots(transform)
     if isinstance(cleared, Chain):

@@ -32,7 +32,14 @@ AMSGrad with epsilon outside the root and not bias-corrected
 infinity norm, AdaGrad and RMSProp with epsilon inside the root, momentum buffers that
 hold learning-rate-scaled steps (``lr_in_buffer=True``). Defaults are Dandelion's where
 it differs from Lasagne (``sgd``'s ``learning_rate=1e-4``); ``clear_nan`` is
-Dandelion's (``sgd``, ``adam``, ``adadelta``).
+Dandelion's (``sgd``, ``adam``, ``adadelta``), exactly: after the arithmetic, NaN
+elements of the new state and of the new parameters become 0 and infinities stay
+(the gradient itself is not cleaned, despite Dandelion's documentation). So an
+infinite gradient element makes Adam's ``m`` and ``v`` infinite there, the step
+``inf/inf`` NaN and the parameter element 0, on this and every later step; SGD
+takes the parameter to -inf/+inf. ``gradstep.transforms.nonfinite_policy(rule,
+"zero")`` (non-finite gradient elements replaced by 0 before the rule) is the
+recommended policy outside Dandelion reproductions.
 
 Differences: Lasagne builds symbolic Theano expressions; here values are computed
 eagerly when the rule is called. ``learning_rate`` and the other hyperparameters
@@ -184,8 +191,18 @@ def _accumulators(rule: str, params: list, template: dict) -> dict:
     return state
 
 
-def _run(rule: str, transform: gradstep.Transform, grads: list, params: list) -> OrderedDict:
-    """One Lasagne-style update: new values for the params and the accumulators."""
+def _run(
+    rule: str,
+    transform: gradstep.Transform,
+    grads: list,
+    params: list,
+    clear_nan: bool = False,
+) -> OrderedDict:
+    """One Lasagne-style update: new values for the params and the accumulators.
+
+    ``clear_nan``: Dandelion's ``do_clear_nan`` of the new parameter values, here too
+    (the rule's last stage does it through the update, which cannot turn a parameter
+    that is already infinite into 0: inf + u is inf or NaN)."""
     values = [_value(p) for p in params]
     grads = [g.detach() if _is_torch(g) else np.asarray(g) for g in grads]
     template = transform.init(values)
@@ -194,7 +211,7 @@ def _run(rule: str, transform: gradstep.Transform, grads: list, params: list) ->
     updates, new_state = transform.update(grads, current, values)
     out: OrderedDict = OrderedDict()
     for p, v, u in zip(params, values, updates):
-        out[p] = v + u
+        out[p] = _nan_to_zero(v + u) if clear_nan else v + u
     for var, value in zip(_tree.leaves(shared_state), _tree.leaves(new_state)):
         out[var] = value
     return out
@@ -208,7 +225,7 @@ def sgd(
 ) -> OrderedDict:
     """``w <- w - learning_rate * g`` (Dandelion's default learning rate)."""
     grads = get_or_compute_grads(loss_or_grads, params)
-    return _run("sgd", gradstep.sgd(_hyper(learning_rate), clear_nan), grads, params)
+    return _run("sgd", gradstep.sgd(_hyper(learning_rate), clear_nan), grads, params, clear_nan)
 
 
 def apply_momentum(updates: dict, params: list | None = None, momentum: Any = 0.9) -> OrderedDict:
@@ -287,7 +304,7 @@ def adadelta(
     """AdaDelta (Zeiler), the step average accumulating the step without ``lr``."""
     grads = get_or_compute_grads(loss_or_grads, params)
     rule = gradstep.adadelta(_hyper(learning_rate), _hyper(rho), _hyper(epsilon), clear_nan)
-    return _run("adadelta", rule, grads, params)
+    return _run("adadelta", rule, grads, params, clear_nan)
 
 
 def adam(
@@ -310,7 +327,16 @@ def adam(
         clear_nan,
         epsilon_placement="outside_uncorrected",
     )
-    return _run("adam", rule, grads, params)
+    return _run("adam", rule, grads, params, clear_nan)
+
+
+def _nan_to_zero(x: Any) -> Any:
+    """Dandelion's ``do_clear_nan``: NaN elements become 0, infinities stay."""
+    if _is_torch(x):
+        import torch
+
+        return torch.where(torch.isnan(x), torch.zeros_like(x), x)
+    return np.where(np.isnan(x), np.zeros_like(x), x)
 
 
 def adamax(

@@ -1,9 +1,13 @@
 """What happens to NaN and infinite gradients: an explicit policy.
 
 - ``"propagate"``: nothing special; NaN spreads into the state and parameters.
-- ``"clear_nan"``: Dandelion's ``clear_nan``, exactly (:func:`with_clear_nan`).
-- ``"zero"``: non-finite gradient elements are replaced by 0 before the rule
-  (:func:`zero_nonfinite`): the rest of the step goes ahead.
+- ``"clear_nan"``: Dandelion's ``clear_nan``, exactly (:func:`with_clear_nan`): NaN
+  in the new state and parameters becomes 0 after the step, infinities are kept, so
+  an infinite gradient element leaves Adam's moments infinite and pins that
+  parameter element at 0 for good. For reproducing Dandelion only.
+- ``"zero"`` (recommended): non-finite gradient elements are replaced by 0 before
+  the rule (:func:`zero_nonfinite`): the rest of the step goes ahead and the state
+  stays finite.
 - ``"skip"``: a step whose gradients are not all finite changes nothing, neither the
   parameters nor the state (:func:`skip_nonfinite`).
 """
