@@ -77,6 +77,10 @@ def resolve(hyperparams: dict[str, Any], count: int, ctx: dict[str, Any]) -> dic
     return out
 
 
+def _no_scalars(h: dict[str, Any], count: int) -> dict[str, Any]:
+    return {}
+
+
 def _no_prepare(h: dict[str, Any], count: int) -> dict[str, Any]:
     return h
 
@@ -251,7 +255,7 @@ class NormScaled(Elementwise):
     """
 
     def __init__(self, name: str, factor: Callable, hyperparams: dict, per_tensor: bool):
-        super().__init__(name, _scaled_by_factor, hyperparams=hyperparams, prepare=lambda h, t: {})
+        super().__init__(name, _scaled_by_factor, hyperparams=hyperparams, prepare=_no_scalars)
         self.factor = factor
         self.per_tensor = per_tensor
 

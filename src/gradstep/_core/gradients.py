@@ -20,6 +20,7 @@ the core); :mod:`gradstep.transforms.mxnet` exports them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,26 @@ def _is_zero(value: Any) -> bool:
     return not callable(value) and value == 0
 
 
+def _gradient_scalars(
+    v: dict, count: int, *, lo: float | None = None, hi: float | None = None, decay_last=False
+) -> dict:
+    """The scalars of :func:`rescale_clip_decay`'s element functions, in their order:
+    ``s``, then ``wd`` and the bounds (``lo``, ``hi``, ``wd`` where the decay comes
+    after the clip)."""
+    out = {"s": v["rescale_grad"]}
+    if "weight_decay" in v and not decay_last:
+        out["wd"] = v["weight_decay"]
+    if lo is not None:
+        out["lo"], out["hi"] = lo, hi
+    if decay_last:
+        out["wd"] = v["weight_decay"]
+    return out
+
+
+def _bounds(lo: float, hi: float, h: dict, count: int) -> dict:
+    return {"lo": lo, "hi": hi}
+
+
 def rescale_clip_decay(
     rescale_grad: Any = 1.0,
     clip_gradient: float | None = None,
@@ -96,14 +117,14 @@ def rescale_clip_decay(
                 "rescale_clip_decay",
                 _rescaled_decayed,
                 hyperparams=h,
-                prepare=lambda v, t: {"s": v["rescale_grad"], "wd": v["weight_decay"]},
+                prepare=_gradient_scalars,
                 uses_params=True,
             )
         return Elementwise(
             "rescale_clip_decay",
             _rescaled,
             hyperparams=h,
-            prepare=lambda v, t: {"s": v["rescale_grad"]},
+            prepare=_gradient_scalars,
         )
     lo, hi = -float(clip_gradient), float(clip_gradient)
     if not decay:
@@ -111,26 +132,21 @@ def rescale_clip_decay(
             "rescale_clip_decay",
             _rescaled_clipped,
             hyperparams=h,
-            prepare=lambda v, t: {"s": v["rescale_grad"], "lo": lo, "hi": hi},
+            prepare=functools.partial(_gradient_scalars, lo=lo, hi=hi),
         )
     if decay_in_clip:
         return Elementwise(
             "rescale_clip_decay",
             _decay_then_clip,
             hyperparams=h,
-            prepare=lambda v, t: {
-                "s": v["rescale_grad"],
-                "wd": v["weight_decay"],
-                "lo": lo,
-                "hi": hi,
-            },
+            prepare=functools.partial(_gradient_scalars, lo=lo, hi=hi),
             uses_params=True,
         )
     return Elementwise(
         "rescale_clip_decay",
         _clip_then_decay,
         hyperparams=h,
-        prepare=lambda v, t: {"s": v["rescale_grad"], "lo": lo, "hi": hi, "wd": v["weight_decay"]},
+        prepare=functools.partial(_gradient_scalars, lo=lo, hi=hi, decay_last=True),
         uses_params=True,
     )
 
@@ -184,6 +200,6 @@ def clip_weights(bound: float) -> Elementwise:
     return Elementwise(
         "clip_weights",
         _clip_weights,
-        prepare=lambda h, t: {"lo": lo, "hi": hi},
+        prepare=functools.partial(_bounds, lo, hi),
         uses_params=True,
     )

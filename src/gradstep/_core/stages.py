@@ -19,13 +19,21 @@ def _scaled(g, factor):
     return g * factor
 
 
+def _step_size_factor(h: dict, count: int) -> dict:
+    return {"factor": h["step_size"]}
+
+
+def _descent_factor(h: dict, count: int) -> dict:
+    return {"factor": -h["learning_rate"]}
+
+
 def scale(step_size: Any) -> Elementwise:
     """Multiply updates by ``step_size`` (a number or a schedule)."""
     return Elementwise(
         "scale",
         _scaled,
         hyperparams={"step_size": step_size},
-        prepare=lambda h, t: {"factor": h["step_size"]},
+        prepare=_step_size_factor,
     )
 
 
@@ -39,7 +47,7 @@ def scale_by_learning_rate(learning_rate: Any) -> Elementwise:
         "learning_rate",
         _scaled,
         hyperparams={"learning_rate": learning_rate},
-        prepare=lambda h, t: {"factor": -h["learning_rate"]},
+        prepare=_descent_factor,
     )
 
 

@@ -81,9 +81,17 @@ class FunctionTransform(Transform):
         return self._update(grads, state, params, **ctx)
 
 
+def _no_state(params: Any) -> dict:
+    return {}
+
+
+def _pass_through(grads: Any, state: Any, params: Any = None, **ctx: Any) -> tuple:
+    return grads, state
+
+
 def identity() -> Transform:
     """The transform that passes gradients through unchanged and keeps no state."""
-    return FunctionTransform(lambda params: {}, lambda g, s, p=None, **ctx: (g, s), "identity")
+    return FunctionTransform(_no_state, _pass_through, "identity")
 
 
 class Chain(Transform):

@@ -16,6 +16,7 @@ Rules for element functions, so that every engine can run them:
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Callable
 
@@ -70,6 +71,8 @@ def bind(fn: Callable, namespace: dict[str, Callable]) -> Callable:
     unknown = set(namespace) - set(OPERATIONS)
     if unknown:
         raise ValueError(f"not element operations: {sorted(unknown)}")
+    if isinstance(fn, functools.partial):  # a module-level function with fixed options
+        return functools.partial(bind(fn.func, namespace), *fn.args, **fn.keywords)
     new_globals = dict(fn.__globals__)
     new_globals.update(namespace)
     bound = types.FunctionType(

@@ -20,6 +20,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -37,6 +38,10 @@ def _adadelta(g, nu, nu_delta, rho, c, eps):
     return delta, nu, nu_delta
 
 
+def _adadelta_prepare(h: dict, count: int, *, epsilon: float) -> dict:
+    return {"rho": h["rho"], "c": 1.0 - h["rho"], "eps": epsilon}
+
+
 @hyperparams(rho=Interval(0.0, 1.0, schedulable=True), epsilon=nonnegative())
 def scale_by_adadelta(rho: Any = 0.95, epsilon: float = 1e-6) -> Elementwise:
     """AdaDelta's step :math:`\\Delta` (no learning rate)."""
@@ -45,7 +50,7 @@ def scale_by_adadelta(rho: Any = 0.95, epsilon: float = 1e-6) -> Elementwise:
         _adadelta,
         slots=(Slot("nu"), Slot("nu_delta")),
         hyperparams={"rho": rho},
-        prepare=lambda h, t: {"rho": h["rho"], "c": 1.0 - h["rho"], "eps": epsilon},
+        prepare=functools.partial(_adadelta_prepare, epsilon=epsilon),
     )
 
 

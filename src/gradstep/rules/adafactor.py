@@ -47,6 +47,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -264,12 +265,15 @@ def _scaled(g, factor):
     return g * factor
 
 
+def _relative_step_prepare(h: dict, count: int, *, relative) -> dict:
+    lr = h["learning_rate"]
+    return {"factor": -min(lr, (count + 1) ** -0.5) if relative else -lr}
+
+
 def _relative_step(learning_rate: Any, relative: bool) -> Elementwise:
     """``u <- -rho_t u`` with ``rho_t = min(lr, 1/sqrt(t))`` or ``lr``."""
 
-    def prepare(h: dict, count: int) -> dict:
-        lr = h["learning_rate"]
-        return {"factor": -min(lr, (count + 1) ** -0.5) if relative else -lr}
+    prepare = functools.partial(_relative_step_prepare, relative=relative)
 
     return Elementwise(
         "learning_rate",
@@ -285,18 +289,27 @@ def _ema(g, mu, keep, gain):
     return mu, mu
 
 
+def _momentum_prepare(h: dict, count: int) -> dict:
+    return {"keep": h["momentum"], "gain": 1.0 - h["momentum"]}
+
+
 def _momentum(momentum: Any) -> Elementwise:
     return Elementwise(
         "momentum",
         _ema,
         slots=(Slot("mu"),),
         hyperparams={"momentum": momentum},
-        prepare=lambda h, t: {"keep": h["momentum"], "gain": 1.0 - h["momentum"]},
+        prepare=_momentum_prepare,
     )
 
 
 def _decayed(g, w, factor):
     return g + factor * w
+
+
+def _weight_decay_prepare(values: dict, count: int, *, scale) -> dict:
+    lr = values["learning_rate"] if scale == "learning_rate" else 1.0
+    return {"factor": -values["weight_decay"] * lr}
 
 
 def _weight_decay(weight_decay: Any, learning_rate: Any, scale: str, mask: Any) -> Transform:
@@ -305,9 +318,7 @@ def _weight_decay(weight_decay: Any, learning_rate: Any, scale: str, mask: Any) 
     if scale == "learning_rate":
         h["learning_rate"] = learning_rate
 
-    def prepare(values: dict, count: int) -> dict:
-        lr = values["learning_rate"] if scale == "learning_rate" else 1.0
-        return {"factor": -values["weight_decay"] * lr}
+    prepare = functools.partial(_weight_decay_prepare, scale=scale)
 
     stage = Elementwise("weight_decay", _decayed, hyperparams=h, prepare=prepare, uses_params=True)
     return masked(stage, mask)

@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -61,8 +62,16 @@ def scale_by_adagrad(
         "scale_by_adagrad",
         _adagrad,
         slots=(Slot("sum_sq", initial_accumulator_value),),
-        prepare=lambda h, t: eps,
+        prepare=functools.partial(_constant, eps),
     )
+
+
+def _constant(scalars: dict, h: dict, count: int) -> dict:
+    return scalars
+
+
+def _inverse_time_factor(h: dict, count: int) -> dict:
+    return {"factor": 1.0 / (1.0 + count * h["lr_decay"])}
 
 
 def inverse_time_decay(lr_decay: float) -> Elementwise:
@@ -71,7 +80,7 @@ def inverse_time_decay(lr_decay: float) -> Elementwise:
         "lr_decay",
         _scaled,
         hyperparams={"lr_decay": lr_decay},
-        prepare=lambda h, t: {"factor": 1.0 / (1.0 + t * h["lr_decay"])},
+        prepare=_inverse_time_factor,
         uses_count=True,
     )
 

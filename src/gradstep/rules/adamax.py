@@ -23,6 +23,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -41,6 +42,19 @@ def _adamax(g, mu, inf_norm, b1, c1, b2, step_scale, eps_in, eps_out):
     return mu * step_scale / (inf_norm + eps_out), mu, inf_norm
 
 
+def _adamax_prepare(h: dict, count: int, *, epsilon: float, epsilon_placement: str) -> dict:
+    b1 = h["beta1"]
+    eps_in, eps_out = (0.0, epsilon) if epsilon_placement == "outside" else (epsilon, 0.0)
+    return {
+        "b1": b1,
+        "c1": 1.0 - b1,
+        "b2": h["beta2"],
+        "step_scale": 1.0 / (1.0 - b1 ** (count + 1)),
+        "eps_in": eps_in,
+        "eps_out": eps_out,
+    }
+
+
 @hyperparams(
     beta1=decay_rate(),
     beta2=decay_rate(),
@@ -56,18 +70,9 @@ def scale_by_adamax(
 ) -> Elementwise:
     """AdaMax's direction (no learning rate); see the module docstring."""
 
-    def prepare(h: dict, count: int) -> dict:
-        b1 = h["beta1"]
-        eps_in, eps_out = (0.0, epsilon) if epsilon_placement == "outside" else (epsilon, 0.0)
-        return {
-            "b1": b1,
-            "c1": 1.0 - b1,
-            "b2": h["beta2"],
-            "step_scale": 1.0 / (1.0 - b1 ** (count + 1)),
-            "eps_in": eps_in,
-            "eps_out": eps_out,
-        }
-
+    prepare = functools.partial(
+        _adamax_prepare, epsilon=epsilon, epsilon_placement=epsilon_placement
+    )
     return Elementwise(
         "scale_by_adamax",
         _adamax,

@@ -62,6 +62,10 @@ def _compensated(g, w, prev_weight, wd, lamda, one):
     return g + wd * w + lamda * g * g * (w - prev_weight), w * one
 
 
+def _compensation_prepare(h: dict, count: int) -> dict:
+    return {"wd": h["weight_decay"], "lamda": h["lamda"], "one": 1.0}
+
+
 @hyperparams(lamda=nonnegative(schedulable=True), weight_decay=nonnegative(schedulable=True))
 def scale_by_delay_compensation(lamda: Any = 0.04, weight_decay: Any = 0.0) -> Elementwise:
     """:math:`u \\leftarrow u + \\lambda w + \\kappa u^2 (w - w')`, then
@@ -71,7 +75,7 @@ def scale_by_delay_compensation(lamda: Any = 0.04, weight_decay: Any = 0.0) -> E
         _compensated,
         slots=(Slot("prev_weight", "params"),),
         hyperparams={"weight_decay": weight_decay, "lamda": lamda},
-        prepare=lambda h, t: {"wd": h["weight_decay"], "lamda": h["lamda"], "one": 1.0},
+        prepare=_compensation_prepare,
         uses_params=True,
     )
 

@@ -34,6 +34,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -53,24 +54,27 @@ def _ftml(g, w, d, v, z, b1, c1, b2, c2, d_scale, inv_bc2, eps):
     return -z / d_t - w, d_t, v, z
 
 
+def _ftml_prepare(h: dict, count: int, *, beta1, beta2, epsilon) -> dict:
+    t = count + 1
+    b1, b2 = beta1, beta2
+    return {
+        "b1": b1,
+        "c1": 1.0 - b1,
+        "b2": b2,
+        "c2": 1.0 - b2,
+        "d_scale": (1.0 - b1**t) / h["learning_rate"],
+        "inv_bc2": 1.0 / (1.0 - b2**t),
+        "eps": epsilon,
+    }
+
+
 @hyperparams(learning_rate=_LR, beta1=decay_rate(), beta2=decay_rate(), epsilon=nonnegative())
 def scale_by_ftml(
     learning_rate: Any = 0.01, beta1: float = 0.6, beta2: float = 0.999, epsilon: float = 1e-8
 ) -> Elementwise:
     """FTML's whole step :math:`-z/d_t - w` (the learning rate is inside :math:`d_t`)."""
 
-    def prepare(h: dict, count: int) -> dict:
-        t = count + 1
-        b1, b2 = beta1, beta2
-        return {
-            "b1": b1,
-            "c1": 1.0 - b1,
-            "b2": b2,
-            "c2": 1.0 - b2,
-            "d_scale": (1.0 - b1**t) / h["learning_rate"],
-            "inv_bc2": 1.0 / (1.0 - b2**t),
-            "eps": epsilon,
-        }
+    prepare = functools.partial(_ftml_prepare, beta1=beta1, beta2=beta2, epsilon=epsilon)
 
     return Elementwise(
         "scale_by_ftml",

@@ -33,6 +33,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -50,6 +51,15 @@ def _ftrl(g, w, z, n, lr, lamda1, beta, wd):
     z = z + g - (sqrt(n_new) - sqrt(n)) * w / lr
     w_new = (sign(z) * lamda1 - z) / ((beta + sqrt(n_new)) / lr + wd)
     return where(absolute(z) > lamda1, w_new - w, -w), z, n_new
+
+
+def _ftrl_prepare(h: dict, count: int, *, beta: float) -> dict:
+    return {
+        "lr": h["learning_rate"],
+        "lamda1": h["lamda1"],
+        "beta": beta,
+        "wd": h["weight_decay"],
+    }
 
 
 @hyperparams(
@@ -71,12 +81,7 @@ def scale_by_ftrl(
             "lamda1": lamda1,
             "weight_decay": weight_decay,
         },
-        prepare=lambda h, t: {
-            "lr": h["learning_rate"],
-            "lamda1": h["lamda1"],
-            "beta": beta,
-            "wd": h["weight_decay"],
-        },
+        prepare=functools.partial(_ftrl_prepare, beta=beta),
         uses_params=True,
     )
 

@@ -58,13 +58,17 @@ def _scaled(g, factor):
     return g * factor
 
 
+def _half_descent_factor(h: dict, count: int) -> dict:
+    return {"factor": -0.5 * h["learning_rate"]}
+
+
 def half_step(learning_rate: Any) -> Elementwise:
     r""":math:`u \leftarrow -\tfrac{\eta}{2} u`: the drift of the Langevin step."""
     return Elementwise(
         "learning_rate",
         _scaled,
         hyperparams={"learning_rate": learning_rate},
-        prepare=lambda h, t: {"factor": -0.5 * h["learning_rate"]},
+        prepare=_half_descent_factor,
     )
 
 

@@ -54,6 +54,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,20 +191,31 @@ def _scaled(g, w, factor):
     return g * factor
 
 
+def _trust_ratio_combined(
+    sums: tuple[float, float], flags: dict, h: dict, *, epsilon, lower, trust_coefficient, upper
+) -> dict:
+    if not flags["trust_ratio"]:
+        return {"factor": 1.0}
+    u_norm, w_norm = math.sqrt(sums[0]), math.sqrt(sums[1])
+    if lower is not None:
+        w_norm = max(w_norm, lower)
+    if upper is not None:
+        w_norm = min(w_norm, upper)
+    if w_norm == 0.0 or u_norm == 0.0:
+        return {"factor": 1.0}
+    return {"factor": trust_coefficient * w_norm / (u_norm + epsilon)}
+
+
 def _trust_ratio_combine(
     trust_coefficient: float, epsilon: float, lower: float | None, upper: float | None
 ) -> Callable:
-    def combine(sums: tuple[float, float], flags: dict, h: dict) -> dict:
-        if not flags["trust_ratio"]:
-            return {"factor": 1.0}
-        u_norm, w_norm = math.sqrt(sums[0]), math.sqrt(sums[1])
-        if lower is not None:
-            w_norm = max(w_norm, lower)
-        if upper is not None:
-            w_norm = min(w_norm, upper)
-        if w_norm == 0.0 or u_norm == 0.0:
-            return {"factor": 1.0}
-        return {"factor": trust_coefficient * w_norm / (u_norm + epsilon)}
+    combine = functools.partial(
+        _trust_ratio_combined,
+        epsilon=epsilon,
+        lower=lower,
+        trust_coefficient=trust_coefficient,
+        upper=upper,
+    )
 
     return combine
 
@@ -276,26 +288,37 @@ def _lars_clipped(g, w, lo, hi, factor, decay):
     return factor * (clip(g, lo, hi) + decay * w)
 
 
+def _lars_combined(
+    sums: tuple[float, float], flags: dict, h: dict, *, epsilon, trust_coefficient, zero_norm
+) -> dict:
+    decay = h["weight_decay"] if flags["weight_decay"] else 0.0
+    if not flags["trust_ratio"]:
+        return {"factor": 1.0, "decay": decay}
+    g_norm, w_norm = math.sqrt(sums[0]), math.sqrt(sums[1])
+    zero = w_norm == 0.0 or g_norm == 0.0
+    if zero and zero_norm == "one":
+        return {"factor": 1.0, "decay": decay}
+    numerator = trust_coefficient * w_norm
+    denominator = g_norm + decay * w_norm + epsilon
+    if denominator == 0.0:  # objax with epsilon 0 and both norms 0: 0/0
+        ratio = math.nan if numerator == 0.0 else math.inf
+    else:
+        ratio = numerator / denominator
+    if zero and not math.isnan(ratio):  # objax's maximum propagates a NaN ratio
+        ratio = max(1.0, ratio)
+    return {"factor": ratio, "decay": decay}
+
+
 def _lars_combine(trust_coefficient: float, epsilon: float, zero_norm: str) -> Callable:
-    def combine(sums: tuple[float, float], flags: dict, h: dict) -> dict:
-        decay = h["weight_decay"] if flags["weight_decay"] else 0.0
-        if not flags["trust_ratio"]:
-            return {"factor": 1.0, "decay": decay}
-        g_norm, w_norm = math.sqrt(sums[0]), math.sqrt(sums[1])
-        zero = w_norm == 0.0 or g_norm == 0.0
-        if zero and zero_norm == "one":
-            return {"factor": 1.0, "decay": decay}
-        numerator = trust_coefficient * w_norm
-        denominator = g_norm + decay * w_norm + epsilon
-        if denominator == 0.0:  # objax with epsilon 0 and both norms 0: 0/0
-            ratio = math.nan if numerator == 0.0 else math.inf
-        else:
-            ratio = numerator / denominator
-        if zero and not math.isnan(ratio):  # objax's maximum propagates a NaN ratio
-            ratio = max(1.0, ratio)
-        return {"factor": ratio, "decay": decay}
+    combine = functools.partial(
+        _lars_combined, epsilon=epsilon, trust_coefficient=trust_coefficient, zero_norm=zero_norm
+    )
 
     return combine
+
+
+def _bounds(bounds: dict, h: dict, count: int) -> dict:
+    return dict(bounds)
 
 
 @hyperparams(
@@ -354,7 +377,7 @@ def scale_by_lars(
         element, prepare = _lars_scaled, _no_scalars
     else:
         bounds = {"lo": -float(clip_gradient), "hi": float(clip_gradient)}
-        element, prepare = _lars_clipped, lambda h, count: dict(bounds)
+        element, prepare = _lars_clipped, functools.partial(_bounds, bounds)
     return PerTensorReduction(
         "lars",
         element,

@@ -41,6 +41,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -102,6 +103,22 @@ def _lars_multiplier(sums: tuple[float, float], flags: dict, h: dict) -> dict:
     g2, w2 = sums
     ratio = math.sqrt(w2 / (g2 + h["weight_decay"] * w2 + 1e-18))
     return {"neg_lr": -h["learning_rate"] * min(max(ratio, 0.01), 100.0)}
+
+
+def _lbsgd_prepare(
+    h: dict, count: int, *, batch, bounds, first, has_momentum, warmup_steps, warmup_strategy
+) -> dict:
+    n = first + count
+    on = 1.0 if n % batch == 0 else 0.0
+    out = {"on": on, "off": 1.0 - on, "inv_batch": 1.0 / batch, "s": h["rescale_grad"]}
+    out["lo"], out["hi"] = bounds
+    out["weight_decay"] = h["weight_decay"]
+    if has_momentum:
+        out["keep"] = h["momentum"]
+    if warmup_strategy != "lars":
+        multiplier = warmup_multiplier(warmup_strategy, n, warmup_steps, batch)
+        out["neg_lr"] = -h["learning_rate"] * multiplier
+    return out
 
 
 @hyperparams(
@@ -185,18 +202,15 @@ def lbsgd(
     c = math.inf if clip_gradient is None else float(clip_gradient)
     bounds = (-c, c)
 
-    def prepare(h: dict, count: int) -> dict:
-        n = first + count
-        on = 1.0 if n % batch == 0 else 0.0
-        out = {"on": on, "off": 1.0 - on, "inv_batch": 1.0 / batch, "s": h["rescale_grad"]}
-        out["lo"], out["hi"] = bounds
-        out["weight_decay"] = h["weight_decay"]
-        if has_momentum:
-            out["keep"] = h["momentum"]
-        if warmup_strategy != "lars":
-            multiplier = warmup_multiplier(warmup_strategy, n, warmup_steps, batch)
-            out["neg_lr"] = -h["learning_rate"] * multiplier
-        return out
+    prepare = functools.partial(
+        _lbsgd_prepare,
+        batch=batch,
+        bounds=bounds,
+        first=first,
+        has_momentum=has_momentum,
+        warmup_steps=warmup_steps,
+        warmup_strategy=warmup_strategy,
+    )
 
     # One stage does accumulation, decay, learning rate and momentum: a call that only
     # accumulates must leave the velocity untouched, so they are gated together (and

@@ -25,6 +25,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -47,17 +48,20 @@ def _lion_refined(g, mu, b1, c1, b2, c2, one):
     return where(absolute(c) < one, c, sign(c)), b2 * mu + c2 * g
 
 
+def _lion_prepare(h: dict, count: int, *, mode) -> dict:
+    b1, b2 = h["beta1"], h["beta2"]
+    out = {"b1": b1, "c1": 1.0 - b1, "b2": b2, "c2": 1.0 - b2}
+    if mode == "refined":
+        out["one"] = 1.0
+    return out
+
+
 @hyperparams(beta1=_BETA, beta2=_BETA, mode=OneOf(MODES))
 def scale_by_lion(beta1: Any = 0.9, beta2: Any = 0.99, *, mode: str = "hard") -> Elementwise:
     """Lion's direction :math:`\\operatorname{sign}(\\beta_1 m + (1-\\beta_1) g)` (no
     learning rate); ``mode="refined"`` keeps values of magnitude below 1."""
 
-    def prepare(h: dict, count: int) -> dict:
-        b1, b2 = h["beta1"], h["beta2"]
-        out = {"b1": b1, "c1": 1.0 - b1, "b2": b2, "c2": 1.0 - b2}
-        if mode == "refined":
-            out["one"] = 1.0
-        return out
+    prepare = functools.partial(_lion_prepare, mode=mode)
 
     return Elementwise(
         "scale_by_lion",

@@ -219,6 +219,10 @@ def _is_matrix(x: Any) -> bool:
     return np.ndim(x) == 2
 
 
+def _muon_labels(params: Any) -> Any:
+    return _tree.tree_map(lambda p: "muon" if _is_matrix(p) else "fallback", params)
+
+
 @hyperparams(
     learning_rate=nonnegative(schedulable=True),
     weight_decay=nonnegative(schedulable=True),
@@ -313,7 +317,6 @@ def muon(
         return matrices
     other = adamw(learning_rate, weight_decay=0.0) if isinstance(fallback, str) else fallback
 
-    def labels(params: Any) -> Any:
-        return _tree.tree_map(lambda p: "muon" if _is_matrix(p) else "fallback", params)
+    labels = _muon_labels
 
     return rule("muon", partition({"muon": matrices, "fallback": other}, labels))

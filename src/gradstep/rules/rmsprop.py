@@ -26,6 +26,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -54,6 +55,10 @@ def _centered_rms(g, nu, mu, rho, c, eps_in, eps_out):
     return g / (sqrt(variance + eps_in) + eps_out), nu, mu
 
 
+def _rms_prepare(h: dict, count: int, *, eps_in: float, eps_out: float) -> dict:
+    return {"rho": h["rho"], "c": 1.0 - h["rho"], "eps_in": eps_in, "eps_out": eps_out}
+
+
 @hyperparams(
     rho=Interval(0.0, 1.0, schedulable=True),
     epsilon=nonnegative(),
@@ -72,9 +77,7 @@ def scale_by_rms(
     """RMSProp's direction :math:`d` (no learning rate); see the module docstring."""
     eps_in, eps_out = (epsilon, 0.0) if epsilon_placement == "inside" else (0.0, epsilon)
 
-    def prepare(h: dict, count: int) -> dict:
-        return {"rho": h["rho"], "c": 1.0 - h["rho"], "eps_in": eps_in, "eps_out": eps_out}
-
+    prepare = functools.partial(_rms_prepare, eps_in=eps_in, eps_out=eps_out)
     slots = (Slot("nu", initial_scale),) + ((Slot("mu"),) if centered else ())
     return Elementwise(
         "scale_by_rms",

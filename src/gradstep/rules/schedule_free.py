@@ -46,6 +46,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -139,6 +140,36 @@ def _fixed(owner: str, name: str, given: Any, configured: Any, why: str) -> None
         )
 
 
+def _no_extra_scalars(h: dict, count: int) -> dict:
+    return {}
+
+
+def _schedule_free_prepare(
+    h: dict, count: int, *, beta, beta_name, extra_scalars, learning_rate, owner, weights
+) -> dict:
+    if h["train_mode"] is not True:
+        raise ValueError(
+            f"{owner}: step taken in evaluation mode (train_mode={h['train_mode']!r}); "
+            "the parameters hold x, not y: switch back with "
+            "gradstep.modes.set_mode(optimizer, 'train') first"
+        )
+    configured = learning_rate(count) if callable(learning_rate) else learning_rate
+    _fixed(
+        owner,
+        "learning_rate",
+        h["learning_rate"],
+        configured,
+        "the averaging weights depend on every earlier step's learning rate; "
+        "give learning_rate a schedule instead of changing it per step",
+    )
+    _fixed(owner, beta_name, h[beta_name], beta, "it relates y, x and z")
+    lr, c = weights.at(count)
+    scalars = {"first": 1.0 if count == 0 else 0.0}
+    scalars.update(extra_scalars(h, count))
+    scalars.update(wd=h["weight_decay"], c=c, alpha=lr * (beta * (1 - c) - 1), lr=lr)
+    return scalars
+
+
 def _schedule_free_stage(
     owner: str,
     element,
@@ -155,28 +186,15 @@ def _schedule_free_stage(
 ) -> Elementwise:
     weights = AveragingWeights(learning_rate, warmup_steps, r, weight_lr_power)
 
-    def prepare(h: dict, count: int) -> dict:
-        if h["train_mode"] is not True:
-            raise ValueError(
-                f"{owner}: step taken in evaluation mode (train_mode={h['train_mode']!r}); "
-                "the parameters hold x, not y: switch back with "
-                "gradstep.modes.set_mode(optimizer, 'train') first"
-            )
-        configured = learning_rate(count) if callable(learning_rate) else learning_rate
-        _fixed(
-            owner,
-            "learning_rate",
-            h["learning_rate"],
-            configured,
-            "the averaging weights depend on every earlier step's learning rate; "
-            "give learning_rate a schedule instead of changing it per step",
-        )
-        _fixed(owner, beta_name, h[beta_name], beta, "it relates y, x and z")
-        lr, c = weights.at(count)
-        scalars = {"first": 1.0 if count == 0 else 0.0}
-        scalars.update(extra_scalars(h, count))
-        scalars.update(wd=h["weight_decay"], c=c, alpha=lr * (beta * (1 - c) - 1), lr=lr)
-        return scalars
+    prepare = functools.partial(
+        _schedule_free_prepare,
+        beta=beta,
+        beta_name=beta_name,
+        extra_scalars=extra_scalars,
+        learning_rate=learning_rate,
+        owner=owner,
+        weights=weights,
+    )
 
     stage = Elementwise(
         owner,
@@ -267,7 +285,7 @@ def schedule_free_sgd(
             r,
             weight_lr_power,
             {},
-            lambda h, count: {},
+            _no_extra_scalars,
         ),
     )
 

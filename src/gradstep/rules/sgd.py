@@ -33,6 +33,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -56,15 +57,17 @@ def _nesterov(g, velocity, keep, gain, momentum):
     return g + momentum * velocity, velocity
 
 
-def _trace(momentum: Any, nesterov: bool, dampening: float) -> Elementwise:
-    def prepare(h: dict, count: int) -> dict:
-        # torch stores g itself on the first step: no dampening then.
-        gain = 1.0 if count == 0 else 1.0 - dampening
-        out = {"keep": h["momentum"], "gain": gain}
-        if nesterov:
-            out["momentum"] = h["momentum"]
-        return out
+def _trace_prepare(h: dict, count: int, *, nesterov: bool, dampening: float) -> dict:
+    # torch stores g itself on the first step: no dampening then.
+    gain = 1.0 if count == 0 else 1.0 - dampening
+    out = {"keep": h["momentum"], "gain": gain}
+    if nesterov:
+        out["momentum"] = h["momentum"]
+    return out
 
+
+def _trace(momentum: Any, nesterov: bool, dampening: float) -> Elementwise:
+    prepare = functools.partial(_trace_prepare, nesterov=nesterov, dampening=dampening)
     return Elementwise(
         "nesterov_momentum" if nesterov else "momentum",
         _nesterov if nesterov else _heavy_ball,

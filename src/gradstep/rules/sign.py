@@ -62,6 +62,10 @@ def scale_by_sign() -> Elementwise:
     return Elementwise("scale_by_sign", _sign)
 
 
+def _signum_prepare(h: dict, count: int) -> dict:
+    return {"keep": h["momentum"], "gain": 1.0 - h["momentum"]}
+
+
 @hyperparams(momentum=decay_rate(schedulable=True))
 def scale_by_signum(momentum: Any = 0.9) -> Elementwise:
     """:math:`m \\leftarrow \\mu m + (1-\\mu) u,\\ u \\leftarrow \\mathrm{sign}(m)`."""
@@ -70,7 +74,7 @@ def scale_by_signum(momentum: Any = 0.9) -> Elementwise:
         _signum,
         slots=(Slot("mu"),),
         hyperparams={"momentum": momentum},
-        prepare=lambda h, t: {"keep": h["momentum"], "gain": 1.0 - h["momentum"]},
+        prepare=_signum_prepare,
     )
 
 

@@ -47,9 +47,13 @@ def _negated(g, factor):
     return g * factor
 
 
+def _negation(h: dict, count: int) -> dict:
+    return {"factor": -1.0}
+
+
 def maximize_stage() -> Elementwise:
     """``u <- -g``: torch's ``maximize=True``, placed before every other stage."""
-    return Elementwise("maximize", _negated, prepare=lambda h, t: {"factor": -1.0})
+    return Elementwise("maximize", _negated, prepare=_negation)
 
 
 def scalar_dtype() -> torch.dtype:

@@ -36,6 +36,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,15 @@ def debiased(average: Any, t: int, momentum: float, epsilon: float) -> np.ndarra
     """:math:`m_t / (1 - (1-\\epsilon)\\mu^t)`, in ``average``'s dtype."""
     m = np.asarray(average)
     return m / m.dtype.type(1.0 - (1.0 - epsilon) * momentum**t)
+
+
+def _parameter_ema_prepare(h: dict, count: int, *, one_minus, start) -> dict:
+    if h["train_mode"] is not True:
+        raise ValueError(
+            "parameter_ema: step taken while evaluating with the averaged weights "
+            f"(train_mode={h['train_mode']!r}); leave gradstep.modes.evaluating() first"
+        )
+    return {"rate": 1.0 if start == "first" and count == 0 else one_minus}
 
 
 @hyperparams(momentum=Interval(0.0, 1.0), debias=BOOL, epsilon=nonnegative(), start=OneOf(STARTS))
@@ -141,13 +151,7 @@ def parameter_ema(
         )
     one_minus = 1.0 - momentum
 
-    def prepare(h: dict, count: int) -> dict:
-        if h["train_mode"] is not True:
-            raise ValueError(
-                "parameter_ema: step taken while evaluating with the averaged weights "
-                f"(train_mode={h['train_mode']!r}); leave gradstep.modes.evaluating() first"
-            )
-        return {"rate": 1.0 if start == "first" and count == 0 else one_minus}
+    prepare = functools.partial(_parameter_ema_prepare, one_minus=one_minus, start=start)
 
     stage = Elementwise(
         "ema",

@@ -19,6 +19,10 @@ def _clipped(g, lo, hi):
     return minimum(maximum(g, lo), hi)
 
 
+def _clip_bounds(h: dict, count: int) -> dict:
+    return {"lo": -h["max_delta"], "hi": h["max_delta"]}
+
+
 @hyperparams(max_delta=nonnegative(schedulable=True))
 def clip(max_delta: Any) -> Elementwise:
     """Clip every element to ``[-max_delta, max_delta]`` (torch ``clip_grad_value_``,
@@ -27,7 +31,7 @@ def clip(max_delta: Any) -> Elementwise:
         "clip",
         _clipped,
         hyperparams={"max_delta": max_delta},
-        prepare=lambda h, t: {"lo": -h["max_delta"], "hi": h["max_delta"]},
+        prepare=_clip_bounds,
     )
 
 

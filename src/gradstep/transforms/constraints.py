@@ -7,6 +7,7 @@ clipping, which leave it unchanged (:mod:`gradstep.transforms.clipping`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,6 +90,10 @@ class _Constraint(Transform):
         return _tree.unflatten(td, [nw - w for nw, w in zip(new_w, w_leaves)]), state
 
 
+def _constrained_each(leaves, *, epsilon, max_norm, norm_axes):
+    return [norm_constraint(x, max_norm, norm_axes, epsilon) for x in leaves]
+
+
 @hyperparams(max_norm=_MAX_NORM, epsilon=nonnegative(), target=_TARGETS)
 def constrain_norm(
     max_norm: float,
@@ -104,10 +109,15 @@ def constrain_norm(
     the step (max-norm regularisation; place it last).
     """
 
-    def fn(leaves):
-        return [norm_constraint(x, max_norm, norm_axes, epsilon) for x in leaves]
+    fn = functools.partial(
+        _constrained_each, epsilon=epsilon, max_norm=max_norm, norm_axes=norm_axes
+    )
 
     return _Constraint("constrain_norm", fn, target)
+
+
+def _constrained_total(leaves, *, epsilon, max_norm):
+    return total_norm_constraint(leaves, max_norm, epsilon)
 
 
 @hyperparams(max_norm=_MAX_NORM, epsilon=nonnegative(), target=_TARGETS)
@@ -116,7 +126,6 @@ def constrain_total_norm(
 ) -> Transform:
     """:func:`total_norm_constraint` as a chain stage, over all leaves together."""
 
-    def fn(leaves):
-        return total_norm_constraint(leaves, max_norm, epsilon)
+    fn = functools.partial(_constrained_total, epsilon=epsilon, max_norm=max_norm)
 
     return _Constraint("constrain_total_norm", fn, target)

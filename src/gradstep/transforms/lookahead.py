@@ -25,6 +25,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,15 @@ class Lookahead(Chain):
         return _tree.tree_map(np.copy, node["slow"])
 
 
+def _lookahead_prepare(h: dict, count: int, *, slow_step_size, sync_period) -> dict:
+    sync = 1.0 if count % sync_period == sync_period - 1 else 0.0
+    return {
+        "first": 1.0 if count == 0 else 0.0,
+        "pull": sync * (1 - slow_step_size),
+        "push": slow_step_size * sync,
+    }
+
+
 @hyperparams(sync_period=Interval(1, integer=True), slow_step_size=Interval(0.0, 1.0))
 def lookahead(inner: Transform, sync_period: int = 6, slow_step_size: float = 0.5) -> Lookahead:
     r"""Wrap ``inner`` in Lookahead (see the module docstring for the math).
@@ -88,13 +98,9 @@ def lookahead(inner: Transform, sync_period: int = 6, slow_step_size: float = 0.
     if not isinstance(inner, Transform):
         raise TypeError(f"lookahead: expected a transform, got {type(inner).__name__}")
 
-    def prepare(h: dict, count: int) -> dict:
-        sync = 1.0 if count % sync_period == sync_period - 1 else 0.0
-        return {
-            "first": 1.0 if count == 0 else 0.0,
-            "pull": sync * (1 - slow_step_size),
-            "push": slow_step_size * sync,
-        }
+    prepare = functools.partial(
+        _lookahead_prepare, slow_step_size=slow_step_size, sync_period=sync_period
+    )
 
     stage = Elementwise(
         "lookahead",
