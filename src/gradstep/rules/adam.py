@@ -46,27 +46,48 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import maximum, sqrt
+from .._core.xmath import isfinite, maximum, sqrt, where
 
 PLACEMENTS = ("outside", "inside", "outside_uncorrected", "inside_uncorrected")
 AMSGRAD = (False, True, "raw", "corrected")
 
 
-# The root is taken of the raw second moment and only then divided by the root of its
-# bias correction (as torch does): v / (1 - beta2^t) overflows float32 for v above
-# about 3.4e35 (|g| > ~1.8e19 at the first step) where sqrt(v) / sqrt(1 - beta2^t) is
-# still finite.
-def _adam(g, mu, nu, b1, c1, b2, c2, step_scale, root_div, eps_in, eps_out):
+# The root of the bias-corrected moment is sqrt(v * v_scale + e) (optax's order,
+# which the recorded trajectories pin to float32 rounding). Where v * v_scale
+# overflows float32 (v above ~3.4e35 / v_scale: |g| > ~1.8e19 on the first step) and
+# sqrt(v) / sqrt(bc2) does not, the root is taken first, as torch does: the same value,
+# written sqrt(v + e / v_scale) / root_div, so no rule is less overflow-safe than torch.
+def _adam(g, mu, nu, b1, c1, b2, c2, step_scale, v_scale, eps_in, root_div, eps_root_in, eps_out):
     mu = b1 * mu + c1 * g
     nu = b2 * nu + c2 * g * g
-    return mu * step_scale / (sqrt(nu + eps_in) / root_div + eps_out), mu, nu
+    scaled = nu * v_scale + eps_in
+    root = where(isfinite(scaled), sqrt(scaled), sqrt(nu + eps_root_in) / root_div)
+    return mu * step_scale / (root + eps_out), mu, nu
 
 
-def _amsgrad(g, mu, nu, nu_max, b1, c1, b2, c2, max_scale, step_scale, root_div, eps_in, eps_out):
+def _amsgrad(
+    g,
+    mu,
+    nu,
+    nu_max,
+    b1,
+    c1,
+    b2,
+    c2,
+    max_scale,
+    step_scale,
+    v_scale,
+    eps_in,
+    root_div,
+    eps_root_in,
+    eps_out,
+):
     mu = b1 * mu + c1 * g
     nu = b2 * nu + c2 * g * g
     nu_max = maximum(nu_max, nu * max_scale)
-    return mu * step_scale / (sqrt(nu_max + eps_in) / root_div + eps_out), mu, nu, nu_max
+    scaled = nu_max * v_scale + eps_in
+    root = where(isfinite(scaled), sqrt(scaled), sqrt(nu_max + eps_root_in) / root_div)
+    return mu * step_scale / (root + eps_out), mu, nu, nu_max
 
 
 def _denominator_scalars(
@@ -74,18 +95,24 @@ def _denominator_scalars(
 ) -> dict:
     """Scalars that turn the one element formula into each epsilon placement.
 
-    The step is ``m * step_scale / (sqrt(v + eps_in) / root_div + eps_out)``: for the
-    bias-corrected placements ``sqrt(v / bc2 + e) = sqrt(v + e * bc2) / sqrt(bc2)``.
+    The step is ``m * step_scale / (sqrt(v * v_scale + eps_in) + eps_out)``, with the
+    same root written ``sqrt(v + eps_root_in) / root_div`` where ``v * v_scale``
+    overflows (``sqrt(v / bc2 + e) = sqrt(v + e * bc2) / sqrt(bc2)``).
     """
     if placement in ("outside", "inside"):
-        scales = {"step_scale": 1.0 / bc1, "root_div": math.sqrt(bc2)}
-        inside = bc2
+        scales = {"step_scale": 1.0 / bc1, "v_scale": 1.0 / bc2}
+        root_div = bc2**0.5  # not math.sqrt: the JAX engine traces prepare
     else:
-        scales = {"step_scale": math.sqrt(bc2) / bc1, "root_div": 1.0}
-        inside = 1.0
-    if placement.startswith("outside"):
-        return {**scales, "eps_in": eps_root * inside, "eps_out": eps}
-    return {**scales, "eps_in": (eps + eps_root) * inside, "eps_out": 0.0}
+        scales = {"step_scale": math.sqrt(bc2) / bc1, "v_scale": 1.0}
+        root_div = 1.0
+    eps_in, eps_out = (eps_root, eps) if placement.startswith("outside") else (eps + eps_root, 0.0)
+    return {
+        **scales,
+        "eps_in": eps_in,
+        "root_div": root_div,
+        "eps_root_in": eps_in / scales["v_scale"],
+        "eps_out": eps_out,
+    }
 
 
 def _adam_prepare(

@@ -29,7 +29,6 @@ References:
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -54,8 +53,11 @@ def _lamb_prepare(
         "b2": b2,
         "c2": 1.0 - b2,
         "step_scale": 1.0 / bc1,
-        "root_div": math.sqrt(bc2),  # sqrt(v / bc2 + e) = sqrt(v + e * bc2) / sqrt(bc2)
-        "eps_in": eps_root * bc2,
+        "v_scale": 1.0 / bc2,
+        "eps_in": eps_root,
+        # the same root where v / bc2 overflows: sqrt(v + e * bc2) / sqrt(bc2)
+        "root_div": bc2**0.5,  # not math.sqrt: the JAX engine traces prepare
+        "eps_root_in": eps_root * bc2,
         "eps_out": epsilon,
     }
 

@@ -50,20 +50,38 @@ from .._core.elementwise import Elementwise, Slot
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import sqrt, where
+from .._core.xmath import isfinite, sqrt, where
 from .adam import PLACEMENTS
 
 THRESHOLD_RULES = ("greater", "greater_equal")
 
 
 def _radam(
-    g, mu, nu, b1, c1, b2, c2, mu_scale, g_scale, rectify, step_scale, root_div, eps_in, eps_out
+    g,
+    mu,
+    nu,
+    b1,
+    c1,
+    b2,
+    c2,
+    mu_scale,
+    g_scale,
+    rectify,
+    step_scale,
+    v_scale,
+    eps_in,
+    root_div,
+    eps_root_in,
+    eps_out,
 ):
     mu = b1 * mu + c1 * g
     nu = b2 * nu + c2 * g * g
     m_hat = mu * mu_scale + g * g_scale
-    # root first, then the bias correction's root: v / (1 - beta2^t) can overflow
-    adaptive = m_hat * step_scale / (sqrt(nu + eps_in) / root_div + eps_out)
+    # as Adam's (see rules/adam.py): where v * v_scale overflows, the same root taken
+    # before the bias correction
+    scaled = nu * v_scale + eps_in
+    root = where(isfinite(scaled), sqrt(scaled), sqrt(nu + eps_root_in) / root_div)
+    adaptive = m_hat * step_scale / (root + eps_out)
     return where(rectify, adaptive, m_hat), mu, nu
 
 
@@ -100,14 +118,13 @@ def _radam_prepare(
         mu_scale, g_scale = 1.0 / bc1, 0.0
     r = r_t if rectify else 0.0
     if epsilon_placement in ("outside", "inside"):
-        # sqrt(v / bc2 + e) = sqrt(v + e * bc2) / sqrt(bc2)
-        step_scale, root_div, inside = r, math.sqrt(bc2), bc2
+        step_scale, v_scale = r, 1.0 / bc2
     else:
-        step_scale, root_div, inside = r * math.sqrt(bc2), 1.0, 1.0
+        step_scale, v_scale = r * math.sqrt(bc2), 1.0
     if epsilon_placement.startswith("outside"):
-        eps_in, eps_out = eps_root * inside, epsilon
+        eps_in, eps_out = eps_root, epsilon
     else:
-        eps_in, eps_out = (epsilon + eps_root) * inside, 0.0
+        eps_in, eps_out = epsilon + eps_root, 0.0
     return {
         "b1": b1,
         "c1": 1.0 - b1,
@@ -117,8 +134,11 @@ def _radam_prepare(
         "g_scale": g_scale,
         "rectify": bool(rectify),
         "step_scale": step_scale,
-        "root_div": root_div,
+        "v_scale": v_scale,
         "eps_in": eps_in,
+        # sqrt(v * v_scale + e) = sqrt(v + e / v_scale) / sqrt(1 / v_scale)
+        "root_div": (1.0 / v_scale) ** 0.5,  # not math.sqrt: the JAX engine traces it
+        "eps_root_in": eps_in / v_scale,
         "eps_out": eps_out,
     }
 
