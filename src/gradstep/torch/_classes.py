@@ -55,6 +55,7 @@ class SGD(TorchOptimizer):
     _rules = ("sgd", "momentum")
     _track_step = False
     _sparse = True
+    _repeat_starts_afresh = True
     _torch_checks = (
         ("lr", None, not_negative),
         ("momentum", None, not_negative),

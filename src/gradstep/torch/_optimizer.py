@@ -32,6 +32,7 @@ from .._core.validate import BOOL, OneOf, check
 from . import _cuda
 from . import _distributed as _dist
 from ._checks import check_loaded_state, check_member
+from ._overlap import rounds as _rounds
 from ._state import STEP, Layout, StateSplitError, shape_independent
 
 ENGINES = ("auto", "fused", "eager", "triton")
@@ -507,6 +508,9 @@ class TransformOptimizer(torch.optim.Optimizer):
     # group values are checked against the transform's ranges (False: the class
     # applies the checks of the library it mimics instead)
     _check_ranges = True
+    # a second occurrence of a parameter in one step, whose state that step created,
+    # starts from a fresh state again (torch's SGD momentum buffer)
+    _repeat_starts_afresh = False
     _build_keys: tuple[str, ...] = ()
     _gradstep_names = True
 
@@ -779,7 +783,6 @@ class TransformOptimizer(torch.optim.Optimizer):
     def _step_group(self, group: dict, amp: tuple | None = None) -> None:
         rule = self._rule(group)
         ctx = rule.ctx(group, self._owner)
-        engine = self._engine(group)
         fast = self._runtime().fast.get(id(group))
         if fast is not None and fast.group is group and fast.rule is rule:
             if fast.step(self, ctx, amp):
@@ -787,9 +790,7 @@ class TransformOptimizer(torch.optim.Optimizer):
             del self._runtime().fast[id(group)]
         if amp is not None and not _unscaled(group, amp):
             return  # GradScaler found an infinite gradient: the step changes nothing
-        per_tensor = group.get("foreach") is False
-        master_option = bool(group.get("master_weights", False))
-        buckets: dict[tuple, list[_Member]] = {}
+        stepped = []
         for p in group["params"]:
             grad = p.grad
             if grad is None:
@@ -799,11 +800,58 @@ class TransformOptimizer(torch.optim.Optimizer):
                 if reason is not None:
                     raise RuntimeError(reason)
                 grad = grad.to_dense()
+            stepped.append((p, grad))
+        rounds = _rounds(stepped)
+        if len(rounds) == 1:
+            buckets = self._step_round(group, rule, ctx, stepped, set())
+            self._remember_fast_step(group, rule, buckets)
+            return
+        # the same tensor twice, or overlapping views: stepped one occurrence after
+        # the other, as torch.optim's loop does (every state is checked first, so a
+        # refused step changes nothing)
+        if rule.global_norm:
+            raise ValueError(
+                f"{self._owner}: a global norm over a parameter list that holds the same "
+                "tensor twice (or overlapping views of one) is not defined; give each "
+                "tensor once"
+            )
+        for p, grad in stepped:
+            state = self.state.get(p)
+            if state:
+                master = bool(group.get("master_weights", False)) and p.dtype in _LOW_PRECISION
+                if not master or MASTER in state:
+                    m = _Member(p, grad, state, master, False, rule)
+                    check_member(
+                        self._owner, lambda p=p: self._where(p), p, m.w, m.entries, rule, m.layout
+                    )
+        started: set[int] = set()
+        for entries in rounds:
+            self._step_round(group, rule, ctx, entries, started)
+
+    def _step_round(self, group: dict, rule: _Rule, ctx: dict, entries: list, started: set) -> dict:
+        """Step ``entries`` (``(parameter, gradient)``, no two sharing memory); returns
+        the buckets it ran. ``started`` holds the ids of the parameters whose state an
+        earlier round of this step created."""
+        engine = self._engine(group)
+        per_tensor = group.get("foreach") is False
+        master_option = bool(group.get("master_weights", False))
+        buckets: dict[tuple, list[_Member]] = {}
+        for p, grad in entries:
             master = master_option and p.dtype in _LOW_PRECISION
             state = self.state.get(p)
             if state is None:
                 state = {}
             fresh = self._ensure_state(p, state, rule, master)
+            if id(p) in started and self._repeat_starts_afresh:
+                # torch's SGD makes the momentum buffer of a parameter that had none
+                # at the start of the step from the gradient, for every occurrence
+                for name in rule.layout(p.detach()).names:
+                    value = state.get(rule.key(name))
+                    if isinstance(value, torch.Tensor):
+                        value.zero_()
+                fresh = True
+            elif fresh:
+                started.add(id(p))
             if group.get("capturable", False):
                 _step_on_device(p, state, interpreted=engine == "triton")
             if state and p not in self.state:
@@ -823,7 +871,7 @@ class TransformOptimizer(torch.optim.Optimizer):
         for members in buckets.values():
             self._run(rule, members, ctx, engine, group.get("foreach"))
             self._after_step(group, members)
-        self._remember_fast_step(group, rule, buckets)
+        return buckets
 
     def _remember_fast_step(self, group: dict, rule: _Rule, buckets: dict) -> None:
         """After a group's step ran as one Triton launch, keep what the next steps
