@@ -984,8 +984,8 @@ class TransformOptimizer(torch.optim.Optimizer):
                 f"engine={engine!r}) but {why}"
             )
         if not (wanted and usable):
-            self._run_eager(rule, members, ctx, numpy=False)
-            return False
+            # True where the transform set the steps itself (a skipped step keeps them)
+            return self._run_eager(rule, members, ctx, numpy=False)
         rt = self._runtime()
         key = ("triton", id(rule)) + tuple(id(m.p) for m in members)
         signature = _signature(members)
