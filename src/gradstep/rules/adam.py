@@ -46,7 +46,7 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import isfinite, maximum, sqrt, where
+from .._core.xmath import maximum, sqrt, where
 
 PLACEMENTS = ("outside", "inside", "outside_uncorrected", "inside_uncorrected")
 AMSGRAD = (False, True, "raw", "corrected")
@@ -57,11 +57,13 @@ AMSGRAD = (False, True, "raw", "corrected")
 # overflows float32 (v above ~3.4e35 / v_scale: |g| > ~1.8e19 on the first step) and
 # sqrt(v) / sqrt(bc2) does not, the root is taken first, as torch does: the same value,
 # written sqrt(v + e / v_scale) / root_div, so no rule is less overflow-safe than torch.
-def _adam(g, mu, nu, b1, c1, b2, c2, step_scale, v_scale, eps_in, root_div, eps_root_in, eps_out):
+def _adam(
+    g, mu, nu, b1, c1, b2, c2, step_scale, v_scale, eps_in, root_div, eps_root_in, inf, eps_out
+):
     mu = b1 * mu + c1 * g
     nu = b2 * nu + c2 * g * g
-    scaled = nu * v_scale + eps_in
-    root = where(isfinite(scaled), sqrt(scaled), sqrt(nu + eps_root_in) / root_div)
+    scaled = nu * v_scale + eps_in  # >= 0: "< inf" is "finite" (also on Triton)
+    root = where(scaled < inf, sqrt(scaled), sqrt(nu + eps_root_in) / root_div)
     return mu * step_scale / (root + eps_out), mu, nu
 
 
@@ -80,13 +82,14 @@ def _amsgrad(
     eps_in,
     root_div,
     eps_root_in,
+    inf,
     eps_out,
 ):
     mu = b1 * mu + c1 * g
     nu = b2 * nu + c2 * g * g
     nu_max = maximum(nu_max, nu * max_scale)
     scaled = nu_max * v_scale + eps_in
-    root = where(isfinite(scaled), sqrt(scaled), sqrt(nu_max + eps_root_in) / root_div)
+    root = where(scaled < inf, sqrt(scaled), sqrt(nu_max + eps_root_in) / root_div)
     return mu * step_scale / (root + eps_out), mu, nu, nu_max
 
 
@@ -111,6 +114,7 @@ def _denominator_scalars(
         "eps_in": eps_in,
         "root_div": root_div,
         "eps_root_in": eps_in / scales["v_scale"],
+        "inf": math.inf,
         "eps_out": eps_out,
     }
 

@@ -29,6 +29,7 @@ References:
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -58,6 +59,7 @@ def _lamb_prepare(
         # the same root where v / bc2 overflows: sqrt(v + e * bc2) / sqrt(bc2)
         "root_div": bc2**0.5,  # not math.sqrt: the JAX engine traces prepare
         "eps_root_in": eps_root * bc2,
+        "inf": math.inf,
         "eps_out": epsilon,
     }
 

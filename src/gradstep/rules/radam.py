@@ -50,7 +50,7 @@ from .._core.elementwise import Elementwise, Slot
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import isfinite, sqrt, where
+from .._core.xmath import sqrt, where
 from .adam import PLACEMENTS
 
 THRESHOLD_RULES = ("greater", "greater_equal")
@@ -72,6 +72,7 @@ def _radam(
     eps_in,
     root_div,
     eps_root_in,
+    inf,
     eps_out,
 ):
     mu = b1 * mu + c1 * g
@@ -80,7 +81,7 @@ def _radam(
     # as Adam's (see rules/adam.py): where v * v_scale overflows, the same root taken
     # before the bias correction
     scaled = nu * v_scale + eps_in
-    root = where(isfinite(scaled), sqrt(scaled), sqrt(nu + eps_root_in) / root_div)
+    root = where(scaled < inf, sqrt(scaled), sqrt(nu + eps_root_in) / root_div)
     adaptive = m_hat * step_scale / (root + eps_out)
     return where(rectify, adaptive, m_hat), mu, nu
 
@@ -139,6 +140,7 @@ def _radam_prepare(
         # sqrt(v * v_scale + e) = sqrt(v + e / v_scale) / sqrt(1 / v_scale)
         "root_div": (1.0 / v_scale) ** 0.5,  # not math.sqrt: the JAX engine traces it
         "eps_root_in": eps_in / v_scale,
+        "inf": math.inf,
         "eps_out": eps_out,
     }
 

@@ -27,6 +27,7 @@ References:
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
@@ -35,7 +36,7 @@ from .._core.gradients import clip_weights as clip_weights_stage
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import isfinite, sqrt, where
+from .._core.xmath import sqrt, where
 from .sgd import apply_momentum
 
 PLACEMENTS = ("inside", "outside")
@@ -46,17 +47,23 @@ def _rms(g, nu, rho, c, eps_in, eps_out):
     return g / (sqrt(nu + eps_in) + eps_out), nu
 
 
-def _centered_rms(g, nu, mu, rho, c, eps_in, eps_out):
+def _centered_rms(g, nu, mu, rho, c, eps_in, inf, eps_out):
     nu = rho * nu + c * g * g
     mu = rho * mu + c * g
     # mu * mu <= nu, so mu * mu overflows only where nu already has: keep nu's inf
     # there (torch's fused multiply-add gives inf) instead of inf - inf = NaN
-    variance = where(isfinite(nu), nu - mu * mu, nu)
+    variance = where(nu < inf, nu - mu * mu, nu)
     return g / (sqrt(variance + eps_in) + eps_out), nu, mu
 
 
-def _rms_prepare(h: dict, count: int, *, eps_in: float, eps_out: float) -> dict:
-    return {"rho": h["rho"], "c": 1.0 - h["rho"], "eps_in": eps_in, "eps_out": eps_out}
+def _rms_prepare(
+    h: dict, count: int, *, eps_in: float, eps_out: float, centered: bool = False
+) -> dict:
+    out = {"rho": h["rho"], "c": 1.0 - h["rho"], "eps_in": eps_in}
+    if centered:
+        out["inf"] = math.inf  # the centered element function's "finite" test
+    out["eps_out"] = eps_out
+    return out
 
 
 @hyperparams(
@@ -77,7 +84,7 @@ def scale_by_rms(
     """RMSProp's direction :math:`d` (no learning rate); see the module docstring."""
     eps_in, eps_out = (epsilon, 0.0) if epsilon_placement == "inside" else (0.0, epsilon)
 
-    prepare = functools.partial(_rms_prepare, eps_in=eps_in, eps_out=eps_out)
+    prepare = functools.partial(_rms_prepare, eps_in=eps_in, eps_out=eps_out, centered=centered)
     slots = (Slot("nu", initial_scale),) + ((Slot("mu"),) if centered else ())
     return Elementwise(
         "scale_by_rms",
