@@ -54,6 +54,7 @@ from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.namespaces import element_for, namespace_of, nan_to_zero
 from .._core.transform import Chain, Transform
+from . import jax_namespace  # noqa: F401  (registers JAX's array namespace)
 
 SCALAR_MODES = ("auto", "host")
 FALLBACKS = ("error", "host")
