@@ -141,10 +141,11 @@ class JaxNamespace(Namespace):
         return jnp.where(value < top, value, top).astype(dtype)
 
     def normals(self, seed, count, likes, std):
-        key = jax.random.fold_in(jax.random.key(0), jnp.asarray(seed) & 0xFFFFFFFF)
-        if jnp.result_type(seed) == jnp.int64:  # the high word of a 64-bit seed
-            key = jax.random.fold_in(key, jnp.asarray(seed) >> 32)
-        key = jax.random.fold_in(key, count)
+        seed = jnp.asarray(seed)
+        key = jax.random.fold_in(jax.random.key(0), seed.astype(jnp.uint32))
+        if seed.dtype == jnp.int64:  # the high word of a 64-bit seed
+            key = jax.random.fold_in(key, (seed >> 32).astype(jnp.uint32))
+        key = jax.random.fold_in(key, jnp.asarray(count).astype(jnp.uint32))
         keys = jax.random.split(key, max(len(likes), 1))
         return [
             (std * jax.random.normal(k, jnp.shape(x), self.float_dtype(x))).astype(
