@@ -37,7 +37,8 @@ whose ``eps_root`` goes inside the root, :math:`\sqrt{v/(1-\beta_2^t) + \epsilon
   parameters the second one's first step is 0.739 of the first's at lr 1, g = 1).
   This scope depends on the order of the parameters within a step, so it is not an
   elementwise stage: it runs the same element function tensor by tensor, with each
-  tensor's own scalars, on the eager engine.
+  tensor's own scalars, written against the array namespace (NumPy, torch tensors on
+  their device, ``jax.jit``).
 
 References:
   Dozat (2016): Incorporating Nesterov Momentum into Adam. ICLR workshop.
@@ -53,8 +54,9 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
-from .._core.elementwise import Elementwise, Slot, cast_scalars, float_dtype
+from .._core.elementwise import Elementwise, Slot, cast_scalars
 from .._core.gradients import GRADIENT_RANGES, Optional, gradient_stage
+from .._core.namespaces import element_for, namespace_of
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
@@ -135,23 +137,26 @@ class ScaleByNadamShared(Transform):
         g_leaves, td = _tree.flatten(grads)
         mus = _tree.leaves_like(td, state["mu"])
         nus = _tree.leaves_like(td, state["nu"])
-        t = int(state["count"]) + 1
+        count_ns = namespace_of(state["count"])
+        product_ns = namespace_of(state["m_schedule"])
+        t = count_ns.count(state["count"]) + 1
         mu_t = momentum_schedule(self.beta1, self.schedule_decay, t)
         mu_next = momentum_schedule(self.beta1, self.schedule_decay, t + 1)
-        product = float(state["m_schedule"])
+        product = product_ns.astype(state["m_schedule"], state["m_schedule"])
         out, new_mu, new_nu = [], [], []
         for g, mu, nu in zip(g_leaves, mus, nus):
-            product *= mu_t  # once per parameter, as MXNet's Nadam.update
+            product = product * mu_t  # once per parameter, as MXNet's Nadam.update
             scalars = _scalars(
                 self.beta1, self.beta2, self.epsilon, self.eps_root, mu_t, mu_next, product, t
             )
-            u, mu, nu = _nadam(g, mu, nu, *cast_scalars(scalars, float_dtype(g)))
-            out.append(np.asarray(u))
-            new_mu.append(np.asarray(mu))
-            new_nu.append(np.asarray(nu))
+            ns = namespace_of(g)
+            u, mu, nu = element_for(_nadam, ns)(g, mu, nu, *cast_scalars(scalars, g))
+            out.append(ns.wrap(u))
+            new_mu.append(ns.wrap(mu))
+            new_nu.append(ns.wrap(nu))
         new_state = {
-            "count": np.asarray(t, np.int64),
-            "m_schedule": np.asarray(product, np.float64),
+            "count": count_ns.count_array(t, state["count"]),
+            "m_schedule": product_ns.wrap(product_ns.astype(product, state["m_schedule"])),
             "mu": _tree.unflatten(td, new_mu),
             "nu": _tree.unflatten(td, new_nu),
         }
