@@ -86,7 +86,7 @@ class Optimizer:
         if closure is not None:
             if grads is not None:
                 raise ValueError("Optimizer.step: give grads or a closure, not both")
-            from .rules.lbfgs import closure_step
+            from ._closure import closure_step
 
             return closure_step(self, closure, **ctx)
         if grads is None:

@@ -85,9 +85,9 @@ class Namespace:
     def astype(self, x: Any, like: Any) -> Any:
         """``x`` (an array or a number) in ``like``'s floating dtype."""
         dtype = self.float_dtype(like)
-        if isinstance(x, np.ndarray):
-            return x.astype(dtype, copy=False)
-        return dtype.type(x)
+        if isinstance(x, (int, float, np.generic)):
+            return dtype.type(x)
+        return np.asarray(x, dtype=dtype)
 
     # -- shapes ------------------------------------------------------------------------
 
@@ -136,7 +136,11 @@ class Namespace:
 
     def vdot(self, a: Any, b: Any) -> Any:
         """The dot product of two vectors, in their dtype."""
-        return np.dot(a, b)
+        return a @ b
+
+    def abs_sum(self, x: Any) -> Any:
+        """``sum |x|`` in ``x``'s dtype."""
+        return np.sum(np.abs(x))
 
     # -- elementwise on arrays and 0-d scalars -----------------------------------------
 
@@ -157,6 +161,10 @@ class Namespace:
         return float(np.finfo(self.float_dtype(x)).eps)
 
     # -- step counts and random keys ---------------------------------------------------
+
+    def is_traced(self, x: Any) -> bool:
+        """``x`` is a value being traced (JAX), which Python cannot branch on."""
+        return False
 
     def count(self, x: Any) -> Any:
         """A step count from the state, as a Python int (a traced array under jit)."""

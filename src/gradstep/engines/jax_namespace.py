@@ -114,6 +114,12 @@ class JaxNamespace(Namespace):
     def vdot(self, a, b):
         return jnp.dot(a, b)
 
+    def abs_sum(self, x):
+        return jnp.sum(jnp.abs(x))
+
+    def is_traced(self, x):
+        return isinstance(x, jax.core.Tracer)
+
     def sqrt(self, x):
         return jnp.sqrt(x)
 

@@ -152,6 +152,9 @@ class TorchNamespace(Namespace):
     def vdot(self, a, b):
         return torch.dot(a, b)
 
+    def abs_sum(self, x):
+        return torch.sum(torch.abs(x))
+
     def sqrt(self, x):
         return torch.sqrt(x) if isinstance(x, torch.Tensor) else float(np.sqrt(x))
 
