@@ -28,14 +28,11 @@ The eager engine (each transform's own ``update``) stays the reference.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import importlib.util
-import inspect
 import operator
 import os
 import sys
-import textwrap
 import weakref
 from ctypes import addressof as _addressof
 from ctypes import c_char
@@ -49,7 +46,8 @@ from .._core import tree as _tree
 from .._core.combine import Masked, _labels_for
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.transform import Chain, Transform
-from .._core.xmath import OPERATIONS
+from .._core.xmath import HELPERS, OPERATIONS
+from .element_source import SourceError, element_sources
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 CHUNK = 1 << 16  # elements per parallel work item
@@ -121,7 +119,7 @@ def _collect(t: Transform, path: tuple, mask: Any, out: list[Stage]) -> None:
 
 def _check_element_function(t: Elementwise) -> None:
     code = t.element.__code__
-    unknown = set(code.co_names) - set(OPERATIONS)
+    unknown = set(code.co_names) - set(OPERATIONS) - set(HELPERS)
     if unknown or code.co_freevars:
         raise NotFusable(
             f"element function of {t.name!r} uses names other than element operations: "
@@ -130,19 +128,6 @@ def _check_element_function(t: Elementwise) -> None:
 
 
 # -- code generation ----------------------------------------------------------------
-
-
-def _element_source(fn, new_name: str) -> str:
-    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    func = tree.body[0]
-    if not isinstance(func, ast.FunctionDef):
-        raise NotFusable(f"cannot read the element function {fn.__qualname__}")
-    func.name = new_name
-    func.decorator_list = []
-    func.returns = None
-    for arg in func.args.args:
-        arg.annotation = None
-    return ast.unparse(func)
 
 
 def generate_source(stages: list[Stage]) -> str:
@@ -155,9 +140,13 @@ def generate_source(stages: list[Stage]) -> str:
         f"from gradstep.engines._scalar_ops import as_pointer, {ops}",
         "",
     ]
-    for st in stages:
+    try:
+        sources = element_sources(stages)
+    except SourceError as err:
+        raise NotFusable(str(err)) from None
+    for source in sources:
         lines.append("@njit(cache=True, error_model='numpy')")
-        lines.append(_element_source(st.stage.element, f"_e{st.index}"))
+        lines.append(source)
         lines.append("")
     lines += _kernel("step", stages, stages, write=True)
     for st in stages:

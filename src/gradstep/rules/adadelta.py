@@ -27,13 +27,13 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, hyperparams, nonnegative
-from .._core.xmath import sqrt
+from .._core.xmath import ema_square, sqrt
 
 
 def _adadelta(g, nu, nu_delta, rho, c, eps):
-    nu = rho * nu + c * g * g
+    nu = ema_square(nu, g, rho, c)
     delta = sqrt(nu_delta + eps) / sqrt(nu + eps) * g
-    nu_delta = rho * nu_delta + c * delta * delta
+    nu_delta = ema_square(nu_delta, delta, rho, c)
     return delta, nu, nu_delta
 
 

@@ -67,6 +67,7 @@ from .._core.validate import (
     hyperparams,
     nonnegative,
 )
+from .._core.xmath import ema
 
 FACTORED = ("last_two", "largest_two", "none")
 EPSILON1_PLACEMENTS = ("clamp", "add")
@@ -290,7 +291,7 @@ def _relative_step(learning_rate: Any, relative: bool) -> Elementwise:
 
 
 def _ema(g, mu, keep, gain):
-    mu = keep * mu + gain * g
+    mu = ema(mu, g, keep, gain)
     return mu, mu
 
 

@@ -45,21 +45,21 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import maximum, sqrt
+from .._core.xmath import debias, ema, ema_square, maximum, sqrt
 
 PLACEMENTS = ("outside", "inside", "outside_uncorrected", "inside_uncorrected")
 AMSGRAD = (False, True, "raw", "corrected")
 
 
 def _adam(g, mu, nu, b1, c1, b2, c2, step_scale, v_scale, eps_in, eps_out):
-    mu = b1 * mu + c1 * g
-    nu = b2 * nu + c2 * g * g
+    mu = ema(mu, g, b1, c1)
+    nu = ema_square(nu, g, b2, c2)
     return mu * step_scale / (sqrt(nu * v_scale + eps_in) + eps_out), mu, nu
 
 
 def _amsgrad(g, mu, nu, nu_max, b1, c1, b2, c2, max_scale, step_scale, v_scale, eps_in, eps_out):
-    mu = b1 * mu + c1 * g
-    nu = b2 * nu + c2 * g * g
+    mu = ema(mu, g, b1, c1)
+    nu = ema_square(nu, g, b2, c2)
     nu_max = maximum(nu_max, nu * max_scale)
     return mu * step_scale / (sqrt(nu_max * v_scale + eps_in) + eps_out), mu, nu, nu_max
 
@@ -87,6 +87,7 @@ def _denominator_scalars(
     eps_root=nonnegative(),
     amsgrad=OneOf(AMSGRAD),
     epsilon_placement=OneOf(PLACEMENTS),
+    bias_correction=BOOL,
 )
 def scale_by_adam(
     beta1: Any = 0.9,
@@ -96,12 +97,15 @@ def scale_by_adam(
     eps_root: float = 0.0,
     amsgrad: bool | str = False,
     epsilon_placement: str = "outside",
+    bias_correction: bool = True,
 ) -> Elementwise:
     """Adam's direction :math:`\\hat m / (\\sqrt{\\hat v} + \\epsilon)` (no learning rate).
 
     ``eps_root`` is added inside the root on the bias-corrected scale, as optax's
     argument of that name. ``amsgrad``: False, True (= ``"raw"``), ``"raw"`` or
     ``"corrected"``. See the module docstring for ``epsilon_placement``.
+    ``bias_correction=False`` uses the moments as they are (:math:`\\hat m = m`,
+    :math:`\\hat v = v`; LAMB's option).
     """
     mode = "raw" if amsgrad is True else amsgrad
     if mode == "corrected" and epsilon_placement not in ("outside", "inside"):
@@ -114,7 +118,7 @@ def scale_by_adam(
     def prepare(h: dict, count: int) -> dict:
         t = count + 1
         b1, b2 = h["beta1"], h["beta2"]
-        bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
+        bc1, bc2 = (debias(b1, t), debias(b2, t)) if bias_correction else (1.0, 1.0)
         scalars = {"b1": b1, "c1": 1.0 - b1, "b2": b2, "c2": 1.0 - b2}
         denom = _denominator_scalars(epsilon_placement, epsilon, eps_root, bc1, bc2)
         if mode == "corrected":

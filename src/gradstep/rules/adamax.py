@@ -30,13 +30,13 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import absolute, maximum
+from .._core.xmath import absolute, debias, ema, maximum
 
 PLACEMENTS = ("outside", "in_max")
 
 
 def _adamax(g, mu, inf_norm, b1, c1, b2, step_scale, eps_in, eps_out):
-    mu = b1 * mu + c1 * g
+    mu = ema(mu, g, b1, c1)
     inf_norm = maximum(b2 * inf_norm, absolute(g) + eps_in)
     return mu * step_scale / (inf_norm + eps_out), mu, inf_norm
 
@@ -63,7 +63,7 @@ def scale_by_adamax(
             "b1": b1,
             "c1": 1.0 - b1,
             "b2": h["beta2"],
-            "step_scale": 1.0 / (1.0 - b1 ** (count + 1)),
+            "step_scale": 1.0 / debias(b1, count + 1),
             "eps_in": eps_in,
             "eps_out": eps_out,
         }

@@ -67,6 +67,7 @@ from .._core.namespaces import namespace_of
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, Constraint, Interval, OneOf, hyperparams, nonnegative
+from .._core.xmath import debias, ema
 from .adam import adamw
 
 UPDATE_SCALES = ("width_out_in", "width_in_out", "rms", "none")
@@ -147,12 +148,12 @@ def shape_scale(shape: tuple[int, int], rule_name: str, rms_scale: float) -> flo
 
 
 def _nesterov(g, mu, b, c, m_coef, g_coef):
-    mu = b * mu + c * g
+    mu = ema(mu, g, b, c)
     return m_coef * mu + g_coef * g, mu
 
 
 def _plain(g, mu, b, c, divisor):
-    mu = b * mu + c * g
+    mu = ema(mu, g, b, c)
     return mu / divisor, mu
 
 
@@ -164,7 +165,7 @@ def muon_momentum(momentum: float, nesterov: bool, bias_correction: bool) -> Ele
     def prepare(h: dict, count: int) -> dict:
         t = count + 1
         if bias_correction:
-            mu_div, g_div = 1.0 - beta ** (t + 1), 1.0 - beta**t
+            mu_div, g_div = debias(beta, t + 1), debias(beta, t)
         else:
             mu_div = g_div = 1.0
         scalars = {"b": beta, "c": 1.0 - beta}

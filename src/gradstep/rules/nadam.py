@@ -60,7 +60,7 @@ from .._core.namespaces import element_for, namespace_of
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import sqrt
+from .._core.xmath import debias, ema, ema_square, sqrt
 
 SCOPES = ("parameter", "shared")
 
@@ -74,8 +74,8 @@ def momentum_schedule(beta1: float, schedule_decay: float | None, t: int) -> flo
 
 
 def _nadam(g, mu, nu, b1, c1, b2, c2, g_coef, m_coef, inv_bc2, eps_root, eps):
-    mu = b1 * mu + c1 * g
-    nu = b2 * nu + c2 * g * g
+    mu = ema(mu, g, b1, c1)
+    nu = ema_square(nu, g, b2, c2)
     return (g_coef * g + m_coef * mu) / (sqrt(nu * inv_bc2 + eps_root) + eps), mu, nu
 
 
@@ -89,7 +89,7 @@ def _scalars(beta1, beta2, epsilon, eps_root, mu_t, mu_next, product, t) -> dict
         "c2": 1.0 - beta2,
         "g_coef": (1.0 - mu_t) / (1.0 - product),
         "m_coef": mu_next / (1.0 - product * mu_next),
-        "inv_bc2": 1.0 / (1.0 - beta2**t),
+        "inv_bc2": 1.0 / debias(beta2, t),
         "eps_root": eps_root,
         "eps": epsilon,
     }

@@ -49,7 +49,7 @@ from .._core.elementwise import Elementwise, Slot
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import sqrt, where
+from .._core.xmath import ema, ema_square, sqrt, where
 from .adam import PLACEMENTS
 
 THRESHOLD_RULES = ("greater", "greater_equal")
@@ -58,8 +58,8 @@ THRESHOLD_RULES = ("greater", "greater_equal")
 def _radam(
     g, mu, nu, b1, c1, b2, c2, mu_scale, g_scale, rectify, step_scale, v_scale, eps_in, eps_out
 ):
-    mu = b1 * mu + c1 * g
-    nu = b2 * nu + c2 * g * g
+    mu = ema(mu, g, b1, c1)
+    nu = ema_square(nu, g, b2, c2)
     m_hat = mu * mu_scale + g * g_scale
     adaptive = m_hat * step_scale / (sqrt(nu * v_scale + eps_in) + eps_out)
     return where(rectify, adaptive, m_hat), mu, nu

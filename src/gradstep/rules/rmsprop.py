@@ -34,20 +34,20 @@ from .._core.gradients import clip_weights as clip_weights_stage
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import sqrt
+from .._core.xmath import ema, ema_square, sqrt
 from .sgd import apply_momentum
 
 PLACEMENTS = ("inside", "outside")
 
 
 def _rms(g, nu, rho, c, eps_in, eps_out):
-    nu = rho * nu + c * g * g
+    nu = ema_square(nu, g, rho, c)
     return g / (sqrt(nu + eps_in) + eps_out), nu
 
 
 def _centered_rms(g, nu, mu, rho, c, eps_in, eps_out):
-    nu = rho * nu + c * g * g
-    mu = rho * mu + c * g
+    nu = ema_square(nu, g, rho, c)
+    mu = ema(mu, g, rho, c)
     return g / (sqrt(nu - mu * mu + eps_in) + eps_out), nu, mu
 
 
