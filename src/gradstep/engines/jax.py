@@ -636,9 +636,10 @@ class CallNode(_Node):
     """Any other transform: its own ``init``/``update`` called on the pytree.
 
     That works for transforms written with traceable operations (an optax transform,
-    a user's jnp code). One whose update reads array values in Python (gradstep's
-    NumPy transforms: Adafactor's factored moments, Muon, Lasagne's norm
-    constraints, SGLD's noise) raises :class:`NotTraceable`, or with
+    a user's jnp code, gradstep's rules written against the array namespace:
+    Adafactor, Muon, SGLD, L-BFGS's gradient steps, LARS's momentum correction,
+    NAdam's shared schedule). One whose update reads array values in Python
+    (Lasagne's norm constraints) raises :class:`NotTraceable`, or with
     ``fallback="host"`` runs on the host: its eager ``update`` on NumPy copies of
     the arrays, through :func:`jax.pure_callback` (correct, and as fast as the NumPy
     front plus two transfers; trees of dicts, lists and tuples only).
