@@ -8,7 +8,7 @@ s_i`, slot ``rho``), :math:`m` ``history_size``, :math:`\gamma` slot ``h_diag``,
 :math:`\eta` ``learning_rate``, ``max_iter``, ``max_eval``, :math:`\tau_g`
 ``tolerance_grad``, :math:`\tau_c` ``tolerance_change``.
 
-One optimisation step (``step_with_closure``, or :func:`closure_step` on the NumPy
+One optimisation step (``step_with_closure``, or :func:`gradstep.closure_step` on the NumPy
 front) evaluates the loss and gradient, returns at once if
 :math:`\max|g| \le \tau_g`, and then runs up to ``max_iter`` iterations:
 
