@@ -229,11 +229,6 @@ def namespace_of(x: Any) -> Namespace:
     return NUMPY
 
 
-def namespace_named(name: str) -> Namespace:
-    """A namespace already in use, by its name."""
-    return _BY_NAME[name]
-
-
 @functools.cache
 def _bound(fn: Callable, name: str) -> Callable:
     return fn if name == "numpy" else xmath.bind(fn, _BY_NAME[name].ops)
