@@ -144,12 +144,33 @@ def hyperparams(**constraints: Constraint) -> Callable:
                 result.declared_ranges = {**getattr(result, "declared_ranges", {}), **constraints}
             except AttributeError:
                 pass
+            _declare_inside(result, constraints)
             return result
 
         checked.declared_ranges = dict(constraints)
         return checked
 
     return decorate
+
+
+def _declare_inside(transform: Any, constraints: dict[str, Constraint]) -> None:
+    """Give the stages inside ``transform`` the ranges of the hyperparameters they
+    hold (their own declarations win), so that values a stage computes at step time
+    (schedules) are checked where they are computed."""
+    children = getattr(transform, "children", None)
+    if not callable(children):
+        return
+    for child in children():
+        own = getattr(child, "hyperparams", None)
+        if isinstance(own, dict):
+            declared = getattr(child, "declared_ranges", {})
+            inherited = {n: c for n, c in constraints.items() if n in own and n not in declared}
+            if inherited:
+                try:
+                    child.declared_ranges = {**declared, **inherited}
+                except AttributeError:
+                    pass
+        _declare_inside(child, constraints)
 
 
 def declared_ranges(factory: Callable) -> dict[str, Constraint]:

@@ -43,7 +43,7 @@ def scale_by_adadelta(rho: Any = 0.95, epsilon: float = 1e-6) -> Elementwise:
     return Elementwise(
         "scale_by_adadelta",
         _adadelta,
-        slots=(Slot("nu"), Slot("nu_delta")),
+        slots=(Slot("nu", nonnegative=True), Slot("nu_delta", nonnegative=True)),
         hyperparams={"rho": rho},
         prepare=lambda h, t: {"rho": h["rho"], "c": 1.0 - h["rho"], "eps": epsilon},
     )

@@ -129,7 +129,9 @@ def scale_by_adam(
             scalars["max_scale"] = 1.0
         return {**scalars, **denom}
 
-    slots = (Slot("mu"), Slot("nu")) + ((Slot("nu_max"),) if mode else ())
+    slots = (Slot("mu"), Slot("nu", nonnegative=True)) + (
+        (Slot("nu_max", nonnegative=True),) if mode else ()
+    )
     return Elementwise(
         "scale_by_adam",
         _amsgrad if mode else _adam,

@@ -198,7 +198,7 @@ def scale_by_nadam(
     return Elementwise(
         "scale_by_nadam",
         _nadam,
-        slots=(Slot("mu"), Slot("nu")),
+        slots=(Slot("mu"), Slot("nu", nonnegative=True)),
         prepare=prepare,
         uses_count=True,
     )

@@ -139,7 +139,7 @@ def scale_by_radam(
     return Elementwise(
         "scale_by_radam",
         _radam,
-        slots=(Slot("mu"), Slot("nu")),
+        slots=(Slot("mu"), Slot("nu", nonnegative=True)),
         hyperparams={"beta1": beta1, "beta2": beta2},
         prepare=prepare,
         uses_count=True,

@@ -72,7 +72,7 @@ def scale_by_rms(
     def prepare(h: dict, count: int) -> dict:
         return {"rho": h["rho"], "c": 1.0 - h["rho"], "eps_in": eps_in, "eps_out": eps_out}
 
-    slots = (Slot("nu", initial_scale),) + ((Slot("mu"),) if centered else ())
+    slots = (Slot("nu", initial_scale, nonnegative=True),) + ((Slot("mu"),) if centered else ())
     return Elementwise(
         "scale_by_rms",
         _centered_rms if centered else _rms,
