@@ -89,7 +89,8 @@ def test_first_moments_may_be_negative():
     sd = opt.state_dict()
     sd["state/scale_by_adam/mu/w"] = -np.abs(sd["state/scale_by_adam/mu/w"])
     opt.load_state_dict(sd)
-    np.testing.assert_array_equal(opt.state["scale_by_adam"]["mu"]["w"], sd["state/scale_by_adam/mu/w"])
+    loaded = opt.state["scale_by_adam"]["mu"]["w"]
+    np.testing.assert_array_equal(loaded, sd["state/scale_by_adam/mu/w"])
 
 
 def test_load_from_a_file_is_validated_too(tmp_path):

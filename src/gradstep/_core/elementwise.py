@@ -104,7 +104,8 @@ def check_scheduled(name: str, value: Any, count: Any, constraint: Any = None) -
     ):
         valid = "a finite number" if constraint is None else constraint.describe()
         raise ValueError(
-            f"the schedule of {name} gave {name}={_plain(number)!r} at step {count}; valid values: {valid}"
+            f"the schedule of {name} gave {name}={_plain(number)!r} at step {count}; "
+            f"valid values: {valid}"
         )
     return value
 
