@@ -192,9 +192,19 @@ class Optimizer:
                 )
 
     def __getstate__(self) -> dict:
+        # the engine is rebuilt for the copy's own arrays (compiled kernels and
+        # pointers belong to this process and these arrays)
         state = dict(self.__dict__)
+        state["_fused"] = self._fused is not None
         state["_notified"] = False
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if state["_fused"]:
+            self._fused = _fused_engine(self.transform, "fused")
+        else:
+            self._fused = None
 
     def _notify(self, reason: str) -> None:
         if not self._notified:

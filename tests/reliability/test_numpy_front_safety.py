@@ -268,3 +268,28 @@ def test_engine_reports_what_ran():
     opt = gradstep.Optimizer(q, gradstep.adam(0.1))
     opt.step([np.ones(3)])
     assert opt.engine == "fused"
+
+
+@pytest.mark.filterwarnings("ignore:gradstep.Optimizer. running the eager engine")
+@pytest.mark.parametrize("engine", ["fused", "eager", "auto-fallback"])
+def test_pickle_gives_an_independent_optimizer_that_continues_identically(engine):
+    import pickle
+
+    dtype = np.float16 if engine == "auto-fallback" else np.float64
+    params = {"a": np.linspace(-1, 1, 5).astype(dtype), "b": np.linspace(0, 2, 7).astype(dtype)}
+    rule = gradstep.chain(
+        gradstep.transforms.clip_by_global_norm(1.0),
+        gradstep.adam(gradstep.schedules.warmup_cosine_decay(0.0, 0.1, 3, 20)),
+    )
+    mode = "auto" if engine == "auto-fallback" else engine
+    opt = gradstep.Optimizer(params, rule, engine=mode)
+    opt.step(_grads(params))
+    clone = pickle.loads(pickle.dumps(opt))
+    before = copy.deepcopy(params)
+    for k in range(3):
+        clone.step(_grads(clone.params, k))
+    _assert_same_tree(params, before)
+    for k in range(3):
+        opt.step(_grads(params, k))
+    _assert_same_tree(opt.params, clone.params)
+    _assert_same_tree(opt.state, clone.state)
