@@ -236,12 +236,16 @@ def load_kernels(source: str):
     """
     name = _module_name(source)
     module = sys.modules.get(name)
-    if module is not None:
+    if module is not None and getattr(module, _LOADED, False):
         return module
-    try:
-        return _import_from(cache_dir(), name, source)
-    except Exception as error:  # the shared cache is unusable: build privately
-        return _load_privately(name, source, error)
+    with _LOAD_LOCK:  # one thread builds it; the others wait for the whole module
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, _LOADED, False):
+            return module
+        try:
+            return _import_from(cache_dir(), name, source)
+        except Exception as error:  # the shared cache is unusable: build privately
+            return _load_privately(name, source, error)
 
 
 def reload_kernels(source: str, error: BaseException):
@@ -249,11 +253,16 @@ def reload_kernels(source: str, error: BaseException):
     after using the shared copy failed with ``error`` (for example on unreadable
     compiler cache files, which are removed so the next process rebuilds them)."""
     name = _module_name(source)
-    module = sys.modules.get(name)
-    if module is not None and _is_private(module):
-        return module
-    _remove_compiled(cache_dir(), name)
-    return _load_privately(name, source, error)
+    with _LOAD_LOCK:
+        module = sys.modules.get(name)
+        if module is not None and _is_private(module) and getattr(module, _LOADED, False):
+            return module
+        _remove_compiled(cache_dir(), name)
+        return _load_privately(name, source, error)
+
+
+_LOAD_LOCK = threading.RLock()
+_LOADED = "__gradstep_loaded__"  # set once a kernel module has run to its end
 
 
 class _LaunchError(Exception):
@@ -302,6 +311,7 @@ def _import_from(folder: Path, name: str, source: str):
         if sys.modules.get(name) is module:
             del sys.modules[name]
         raise
+    setattr(module, _LOADED, True)
     return module
 
 
