@@ -115,10 +115,11 @@ class Optimizer:
         self._check_overrides(overrides)
         p_leaves = self._current_params()
         g_leaves = _tree.matching_leaves(self._treedef, grads, "Optimizer.step: gradients")
-        self._check_grads(p_leaves, g_leaves)
         if self._fused is not None:
             from .engines.fused import Unsupported
 
+            # the engine checks every array it touches before it writes anything;
+            # a refusal is explained here by path
             try:
                 self.state = self._fused.step_leaves(
                     p_leaves, g_leaves, self.params, self.state, overrides
@@ -126,7 +127,12 @@ class Optimizer:
                 self._ran = "fused"
                 return
             except Unsupported as reason:
+                self._check_grads(p_leaves, g_leaves)
                 self._notify(str(reason))
+            except ValueError:
+                self._check_grads(p_leaves, g_leaves)
+                raise
+        self._check_grads(p_leaves, g_leaves)
         grads = _tree.unflatten(self._treedef, g_leaves)
         updates, new_state = self.transform.update(grads, self.state, self.params, **overrides)
         u_leaves = [np.asarray(u) for u in _tree.leaves_like(self._treedef, updates)]

@@ -601,15 +601,23 @@ def _pointers(arrays: list, layout: dict, what: str, slot: str = "") -> list[int
     if len(arrays) != len(shapes):
         raise ValueError(f"{len(arrays)} {what}s for {len(shapes)} parameters")
     try:
-        if all(
-            type(a) is np.ndarray and a.dtype is dtype and a.shape == s
-            for a, s in zip(arrays, shapes)
+        # the fast path, all loops in C: a writable C-contiguous buffer of at least one
+        # byte each (from_buffer), exactly ndarrays of the dtype and the shapes
+        pointers = list(map(_addressof, map(_from_buffer, arrays)))
+        if (
+            list(map(_shape, arrays)) == shapes
+            and set(map(type, arrays)) == _NDARRAY
+            and set(map(_dtype, arrays)) == {dtype}
         ):
-            # a writable C-contiguous buffer of at least one byte: the fast path
-            return [_addressof(_from_buffer(a)) for a in arrays]
+            return pointers
     except (TypeError, ValueError, BufferError):
         pass
     return [_checked_pointer(j, a, layout, what, slot) for j, a in enumerate(arrays)]
+
+
+_shape = operator.attrgetter("shape")
+_dtype = operator.attrgetter("dtype")
+_NDARRAY = {np.ndarray}
 
 
 def _checked_pointer(j: int, a: Any, layout: dict, what: str = "gradient", slot: str = "") -> int:
