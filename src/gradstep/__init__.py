@@ -6,6 +6,7 @@ The functional API: every optimizer is a transform with pure ``init`` and
 """
 
 from . import modes, schedules, transforms
+from ._closure import closure_step
 from ._core import tree
 from ._core.combine import masked, partition
 from ._core.elementwise import Elementwise, Slot
@@ -33,7 +34,7 @@ from .rules.ftrl import ftrl
 from .rules.lamb import lamb
 from .rules.langevin import sgld
 from .rules.lars import lars
-from .rules.lbfgs import closure_step, lbfgs
+from .rules.lbfgs import lbfgs
 from .rules.lbsgd import lbsgd
 from .rules.lion import lion
 from .rules.muon import muon

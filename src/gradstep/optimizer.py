@@ -19,6 +19,8 @@ the reference. ``engine="eager"`` or ``"fused"`` chooses explicitly.
 
 from __future__ import annotations
 
+import math
+import operator
 import os
 import warnings
 from typing import Any
@@ -39,10 +41,18 @@ class Optimizer:
     """Apply ``transform`` to ``params`` (a tree of NumPy arrays) in place.
 
     Attributes:
-      params: the caller's tree; its arrays are updated in place by :meth:`step`.
+      params: the caller's tree; its arrays are updated in place by :meth:`step`. An
+        array replaced in it by one of the same shape and dtype is the one updated
+        from then on.
       state: the transform's state (a dict with named fields).
       hyperparams: overrides passed to every step by name, e.g.
         ``opt.hyperparams["learning_rate"] = 0.01``; saved with the state.
+
+    A step either completes or changes nothing: gradients are matched to the
+    parameters by structure and keys and checked before anything is written, and the
+    eager engine computes the new state aside and commits it with the parameters.
+    Copies (``copy.deepcopy``, ``pickle``) are independent optimizers over copied
+    arrays.
     """
 
     def __init__(self, params: Any, transform: Transform, *, engine: str = "auto"):
@@ -50,7 +60,8 @@ class Optimizer:
         if not isinstance(transform, Transform):
             raise TypeError(f"Optimizer: expected a transform, got {type(transform).__name__}")
         leaves, self._treedef = _tree.flatten(params)
-        for path, leaf in zip(_tree.leaf_paths(params), leaves):
+        paths = _tree.leaf_paths(params)
+        for path, leaf in zip(paths, leaves):
             if not isinstance(leaf, np.ndarray) or not np.issubdtype(leaf.dtype, np.floating):
                 raise TypeError(
                     f"Optimizer: parameter {path or '<root>'!s} must be a floating-point "
@@ -58,22 +69,31 @@ class Optimizer:
                 )
             if not leaf.flags.writeable:
                 raise ValueError(f"Optimizer: parameter {path or '<root>'} is read-only")
+        _check_distinct("Optimizer", leaves, paths)
         self.params = params
         self._param_leaves = leaves
+        self._paths = paths
+        self._kinds = [(leaf.shape, leaf.dtype) for leaf in leaves]
         self.transform = transform
         self.state = transform.init(params)
         self.hyperparams: dict[str, Any] = {}
         self._fused = None if engine == "eager" else _fused_engine(transform, engine)
+        self._ran: str | None = None
         self._notified = False
 
     @property
     def engine(self) -> str:
-        """``"fused"`` or ``"eager"``: the engine the steps run on."""
+        """``"fused"`` or ``"eager"``: the engine the last step ran on (before any
+        step, the one the next step will try)."""
+        if self._ran is not None:
+            return self._ran
         return "eager" if self._fused is None else "fused"
 
     def step(self, grads: Any = None, *, closure: Any = None, **ctx: Any) -> Any:
         """Update the parameters in place from ``grads`` (same structure as params).
 
+        ``grads`` is matched to the parameters by structure: dict entries by key,
+        sequences by position; a missing or unknown entry raises naming its path.
         ``ctx`` overrides hyperparameters for this step only; like
         :attr:`hyperparams`, each name must be a hyperparameter of the transform and
         each value within its declared range.
@@ -86,31 +106,111 @@ class Optimizer:
         if closure is not None:
             if grads is not None:
                 raise ValueError("Optimizer.step: give grads or a closure, not both")
-            from .rules.lbfgs import closure_step
+            from ._closure import closure_step
 
             return closure_step(self, closure, **ctx)
         if grads is None:
             raise ValueError("Optimizer.step: grads are required (or a closure)")
         overrides = {**self.hyperparams, **ctx}
         self._check_overrides(overrides)
-        g_leaves = _tree.leaves_like(self._treedef, grads)
+        p_leaves = self._current_params()
+        g_leaves = _tree.matching_leaves(self._treedef, grads, "Optimizer.step: gradients")
         if self._fused is not None:
             from .engines.fused import Unsupported
 
+            # the engine checks every array it touches before it writes anything;
+            # a refusal is explained here by path
             try:
                 self.state = self._fused.step_leaves(
-                    self._param_leaves, g_leaves, self.params, self.state, overrides
+                    p_leaves, g_leaves, self.params, self.state, overrides
                 )
+                self._ran = "fused"
                 return
             except Unsupported as reason:
+                self._check_grads(p_leaves, g_leaves)
                 self._notify(str(reason))
+            except ValueError:
+                self._check_grads(p_leaves, g_leaves)
+                raise
+        self._check_grads(p_leaves, g_leaves)
         grads = _tree.unflatten(self._treedef, g_leaves)
-        for i, (p, g) in enumerate(zip(self._param_leaves, g_leaves)):
-            if np.shape(g) != p.shape:
-                raise ValueError(f"gradient {i} has shape {np.shape(g)}, its parameter {p.shape}")
-        updates, self.state = self.transform.update(grads, self.state, self.params, **overrides)
-        for p, u in zip(self._param_leaves, _tree.leaves_like(self._treedef, updates)):
+        updates, new_state = self.transform.update(grads, self.state, self.params, **overrides)
+        u_leaves = [np.asarray(u) for u in _tree.leaves_like(self._treedef, updates)]
+        for path, p, u in zip(self._paths, p_leaves, u_leaves):
+            if u.shape != p.shape or not np.can_cast(u.dtype, p.dtype, "same_kind"):
+                raise ValueError(
+                    f"Optimizer.step: the update of {path or '<root>'} has shape {u.shape} "
+                    f"and dtype {u.dtype}; its parameter {p.shape} and {p.dtype}"
+                )
+            if not p.flags.writeable:
+                raise ValueError(f"Optimizer.step: parameter {path or '<root>'} is read-only")
+        # everything checked: commit the parameters and the new state together
+        for p, u in zip(p_leaves, u_leaves):
             np.add(p, u, out=p, casting="same_kind")
+        self.state = new_state
+        self._ran = "eager"
+
+    def _current_params(self) -> list:
+        """The arrays now in :attr:`params`; replacements are checked to fit the state."""
+        leaves, td = _tree.flatten(self.params)
+        if len(leaves) == len(self._param_leaves) and all(
+            map(operator.is_, leaves, self._param_leaves)
+        ):
+            return leaves
+        if td != self._treedef:
+            _tree.matching_leaves(self._treedef, self.params, "Optimizer: params")
+            raise ValueError("Optimizer: params changed structure")  # pragma: no cover
+        for path, leaf, (shape, dtype) in zip(self._paths, leaves, self._kinds):
+            if not (
+                isinstance(leaf, np.ndarray)
+                and leaf.shape == shape
+                and leaf.dtype == dtype
+                and leaf.flags.writeable
+            ):
+                raise ValueError(
+                    f"Optimizer: parameter {path or '<root>'} was replaced by "
+                    f"{_describe(leaf)}; the state is for a writable array of shape "
+                    f"{shape} and dtype {dtype}"
+                )
+        _check_distinct("Optimizer", leaves, self._paths)
+        self._param_leaves = leaves
+        return leaves
+
+    def _check_grads(self, p_leaves: list, g_leaves: list) -> None:
+        for i, (p, g) in enumerate(zip(p_leaves, g_leaves)):
+            if p.shape != self._kinds[i][0] or p.dtype != self._kinds[i][1]:
+                shape, dtype = self._kinds[i]
+                raise ValueError(
+                    f"Optimizer: parameter {self._paths[i] or '<root>'} now has shape "
+                    f"{p.shape} and dtype {p.dtype}; the state is for {shape} and {dtype}"
+                )
+            if type(g) is not np.ndarray:
+                g = g_leaves[i] = np.asarray(g)
+            if g.shape != p.shape:
+                raise ValueError(
+                    f"gradient {self._paths[i] or '<root>'} has shape {g.shape}, "
+                    f"its parameter {p.shape}"
+                )
+            if g.dtype.kind not in "fiu":
+                raise ValueError(
+                    f"gradient {self._paths[i] or '<root>'} has dtype {g.dtype}; a real "
+                    f"gradient is needed for the {p.dtype} parameter"
+                )
+
+    def __getstate__(self) -> dict:
+        # the engine is rebuilt for the copy's own arrays (compiled kernels and
+        # pointers belong to this process and these arrays)
+        state = dict(self.__dict__)
+        state["_fused"] = self._fused is not None
+        state["_notified"] = False
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if state["_fused"]:
+            self._fused = _fused_engine(self.transform, "fused")
+        else:
+            self._fused = None
 
     def _notify(self, reason: str) -> None:
         if not self._notified:
@@ -121,18 +221,18 @@ class Optimizer:
                 stacklevel=3,
             )
 
-    def _check_overrides(self, overrides: dict[str, Any]) -> None:
+    def _check_overrides(self, overrides: dict[str, Any], owner: str = "Optimizer.step") -> None:
         if not overrides:
             return
         known = self.transform.hyperparameters()
         for name, value in overrides.items():
             if name not in known:
                 raise ValueError(
-                    f"Optimizer.step: unknown hyperparameter {name!r}; this optimizer's "
+                    f"{owner}: unknown hyperparameter {name!r}; this optimizer's "
                     f"hyperparameters: {', '.join(sorted(known)) or 'none'}"
                 )
             if known[name] is not None:
-                check("Optimizer.step", name, value, known[name])
+                check(owner, name, value, known[name])
 
     # -- checkpoints -------------------------------------------------------------------
 
@@ -154,32 +254,49 @@ class Optimizer:
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; names, shapes and dtypes must match."""
+        """Restore a :meth:`state_dict`; names, shapes and dtypes must match.
+
+        Everything is checked before anything changes: hyperparameter overrides must
+        be known names with finite values in their declared range, step counts must
+        be non-negative, slots declared non-negative (second moments) must be.
+        """
+        owner = "load_state_dict"
         template = self.transform.init(self.params)
         paths = _tree.leaf_paths(template)
         expected = {_STATE + p for p in paths}
         given = {k for k in state_dict if k.startswith(_STATE)}
+        unknown = [k for k in state_dict if not k.startswith((_STATE, _HYPER))]
+        if unknown:
+            raise ValueError(f"{owner}: unexpected entry {unknown[0]!r}")
         if expected != given:
             missing, extra = sorted(expected - given), sorted(given - expected)
             raise ValueError(
-                f"load_state_dict: state does not fit this optimizer; missing {missing}, "
-                f"unexpected {extra}"
+                f"{owner}: state does not fit this optimizer; missing {missing}, unexpected {extra}"
             )
         leaves = []
         for path, ref in zip(paths, _tree.leaves(template)):
             value = np.asarray(state_dict[_STATE + path])
             if value.shape != np.shape(ref) or value.dtype != np.asarray(ref).dtype:
                 raise ValueError(
-                    f"load_state_dict: {path} has shape {value.shape} and dtype "
+                    f"{owner}: {path} has shape {value.shape} and dtype "
                     f"{value.dtype}; expected {np.shape(ref)} and {np.asarray(ref).dtype}"
                 )
             leaves.append(np.array(value, copy=True))
-        self.state = _tree.unflatten(_tree.structure(template), leaves)
-        self.hyperparams = {
-            k[len(_HYPER) :]: np.asarray(v).item()
-            for k, v in state_dict.items()
-            if k.startswith(_HYPER)
-        }
+        state = _tree.unflatten(_tree.structure(template), leaves)
+        _check_state_values(owner, self.transform, state)
+        hyperparams = {}
+        for key, value in state_dict.items():
+            if key.startswith(_HYPER):
+                value = np.asarray(value)
+                if value.shape != () or value.dtype.kind not in "biuf":
+                    raise ValueError(f"{owner}: {key} must be a number, got {value!r}")
+                value = value.item()
+                if not math.isfinite(value):
+                    raise ValueError(f"{owner}: invalid {key}={value!r}; it must be finite")
+                hyperparams[key[len(_HYPER) :]] = value
+        self._check_overrides(hyperparams, owner)
+        self.state = state
+        self.hyperparams = hyperparams
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to an ``.npz`` file."""
@@ -190,6 +307,90 @@ class Optimizer:
         """Read a file written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as data:
             self.load_state_dict({k: data[k] for k in data.files})
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, np.ndarray):
+        ro = "" if x.flags.writeable else "read-only "
+        return f"a {ro}array of shape {x.shape} and dtype {x.dtype}"
+    return f"a {type(x).__name__}"
+
+
+def _check_distinct(owner: str, leaves: list, paths: list[str]) -> None:
+    """Refuse a parameter given twice, or parameters whose memory overlaps (views of
+    one array): the step would update those elements twice."""
+    seen: dict[int, int] = {}
+    spans = []
+    for i, leaf in enumerate(leaves):
+        j = seen.setdefault(id(leaf), i)
+        if j != i:
+            raise ValueError(
+                f"{owner}: parameters {paths[j] or '<root>'} and {paths[i] or '<root>'} are "
+                "the same array; give each parameter once"
+            )
+        if leaf.size:
+            lo, hi = _byte_bounds(leaf)
+            spans.append((lo, hi, i))
+    spans.sort()
+    active: list[tuple[int, int]] = []  # (end, index) of spans that may still overlap
+    for lo, hi, i in spans:
+        active = [(end, j) for end, j in active if end > lo]
+        for _, j in active:
+            if np.shares_memory(leaves[i], leaves[j]):
+                a, b = sorted((i, j))
+                raise ValueError(
+                    f"{owner}: parameters {paths[a] or '<root>'} and {paths[b] or '<root>'} "
+                    "share memory (views of one array); give each element once"
+                )
+        active.append((hi, i))
+
+
+def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
+    """The first byte and one past the last byte ``a`` can touch."""
+    lo = hi = a.__array_interface__["data"][0]
+    for n, stride in zip(a.shape, a.strides):
+        if stride < 0:
+            lo += stride * (n - 1)
+        else:
+            hi += stride * (n - 1)
+    return lo, hi + a.itemsize
+
+
+def _check_state_values(owner: str, transform: Transform, state: dict) -> None:
+    """Step counts must be non-negative integers, slots declared non-negative must be
+    (checked where the stages' state can be located: elementwise chains)."""
+    for path, leaf in zip(_tree.leaf_paths(state), _tree.leaves(state)):
+        if path.rsplit("/", 1)[-1] == "count":
+            value = np.asarray(leaf)
+            if value.dtype.kind not in "iu" or np.any(value < 0):
+                raise ValueError(
+                    f"{owner}: invalid {_STATE + path}={value!r}; valid values: an integer >= 0"
+                )
+    from .engines.fused import NotFusable, flatten_stages
+
+    try:
+        stages = flatten_stages(transform)
+    except NotFusable:
+        return
+    for st in stages:
+        node = state
+        for key in st.state_path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        for slot in st.stage.slots:
+            if not getattr(slot, "nonnegative", False) or slot.name not in node:
+                continue
+            for path, leaf in zip(_tree.leaf_paths(node[slot.name]), _tree.leaves(node[slot.name])):
+                # NaN passes: a NaN gradient makes NaN moments in a real run, and its
+                # checkpoint must resume; a negative value comes from no run
+                bad = np.asarray(leaf) < 0
+                if np.any(bad):
+                    name = "/".join(st.state_path + (slot.name,) + ((path,) if path else ()))
+                    raise ValueError(
+                        f"{owner}: invalid {_STATE + name}: {int(np.sum(bad))} elements are "
+                        "negative; valid values: >= 0"
+                    )
 
 
 def _fused_engine(transform: Transform, engine: str):

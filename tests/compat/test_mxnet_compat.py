@@ -49,9 +49,9 @@ class _FixtureNoise:
     def __init__(self, noise_seed: int):
         self.noise_seed, self.rngs = noise_seed, {}
 
-    def __call__(self, spec, seed, count, std):
+    def __call__(self, likes, seed, count, std):
         rng = self.rngs.setdefault(count, np.random.default_rng([self.noise_seed, count]))
-        return [(std * rng.standard_normal(shape)).astype(dtype) for shape, dtype in spec]
+        return [(std * rng.standard_normal(np.shape(x))).astype(x.dtype) for x in likes]
 
 
 def replay(case: dict, use_updater: bool = False) -> list[list[np.ndarray]]:

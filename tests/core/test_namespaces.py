@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import gradstep
+import gradstep.torch  # noqa: F401  (registers torch's array namespace)
 from gradstep import transforms as T
 
 CHAINS = {

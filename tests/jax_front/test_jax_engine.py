@@ -302,16 +302,14 @@ def test_importing_gradstep_does_not_import_jax():
     "make",
     [
         lambda: gradstep.chain(T.constrain_norm(1.0, norm_axes=(0,)), gradstep.sgd(0.1)),
-        lambda: gradstep.REGISTRY["sgld"].factory(learning_rate=0.01, seed=7),
-        lambda: gradstep.REGISTRY["adafactor"].factory(
-            **gradstep.REGISTRY["adafactor"].test_hyperparams
-        ),
+        lambda: gradstep.chain(T.constrain_total_norm(1.0), gradstep.sgd(0.1)),
     ],
-    ids=["constrain_norm", "sgld", "adafactor"],
+    ids=["constrain_norm", "constrain_total_norm"],
 )
 def test_host_fallback_runs_numpy_transforms_exactly(make):
     """fallback="host": a stage that reads array values runs its eager NumPy update
-    on the host; the trajectory is the NumPy front's (SGLD: the same noise)."""
+    on the host; the trajectory is the NumPy front's. (Adafactor, Muon and SGLD are
+    written against the array namespace and trace: see test_cross_backend.py.)"""
     want = _numpy_run(make(), 5)
     opt = to_optax(make(), fallback="host")
     step = jax.jit(opt.update)

@@ -102,6 +102,8 @@ MAKERS = [
 @pytest.mark.parametrize("make", MAKERS, ids=["lars", "lars-optax", "lamb", "lbsgd-lars"])
 def test_torch_tensors_give_numpy_numbers(make):
     torch = pytest.importorskip("torch")
+    import gradstep.torch  # noqa: F401  (registers torch's array namespace)
+
     base = [np.linspace(-1.0, 1.0, 5), np.zeros(3)]
     want = _steps(make(), base, lambda a: a)
     got = _steps(make(), [torch.tensor(b) for b in base], torch.tensor)
@@ -113,6 +115,8 @@ def test_torch_tensors_give_numpy_numbers(make):
 def test_jax_arrays_give_numpy_numbers(make):
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
+
+    import gradstep.jax  # noqa: F401  (registers JAX's array namespace)
 
     with jax.enable_x64(True):
         base = [np.linspace(-1.0, 1.0, 5), np.zeros(3)]

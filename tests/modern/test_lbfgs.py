@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 CONFORMANCE = HERE.parent / "conformance"
 FIXTURES = CONFORMANCE / "fixtures" / "closure"
 LBFGS = importlib.import_module("gradstep.rules.lbfgs")
+LINE_SEARCH = importlib.import_module("gradstep.rules.line_search")
 
 
 def _recorder():
@@ -75,13 +76,13 @@ def test_closure_steps_match_torch(case):
 def test_fixtures_exercise_the_line_search_phases(monkeypatch):
     """Some replayed step extrapolates (cubic step with bounds) and some zooms."""
     calls = {"extrapolate": 0, "zoom": 0}
-    original = LBFGS.cubic_minimizer
+    original = LINE_SEARCH.cubic_minimizer
 
     def counting(p, q, bounds=None):
         calls["zoom" if bounds is None else "extrapolate"] += 1
         return original(p, q, bounds)
 
-    monkeypatch.setattr(LBFGS, "cubic_minimizer", counting)
+    monkeypatch.setattr(LINE_SEARCH, "cubic_minimizer", counting)
     for case in RUNS:
         replay(case)
     assert calls["extrapolate"] > 0 and calls["zoom"] > 0, calls
@@ -97,7 +98,9 @@ def test_strong_wolfe_matches_torch(case):
         trials.append(float(t))
         return RECORDER.rosenbrock2(x0 + t * d)
 
-    f, g, t, evals = LBFGS.strong_wolfe(probe, d, case["t0"], f0, g0, g0 @ d, case["max_evals"])
+    f, g, t, evals = LINE_SEARCH.strong_wolfe(
+        probe, d, case["t0"], f0, g0, g0 @ d, case["max_evals"]
+    )
     assert evals == case["evals"] == len(trials)
     np.testing.assert_allclose(trials, case["trials"], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(float(t), case["t"], rtol=1e-12, atol=1e-15)
@@ -111,7 +114,7 @@ def test_accepted_steps_satisfy_the_strong_wolfe_conditions():
             continue  # out of evaluations: the best point so far, not a Wolfe point
         x0, d = np.array(case["x0"]), np.array(case["direction"])
         f0, g0 = RECORDER.rosenbrock2(x0)
-        f, g, t, _ = LBFGS.strong_wolfe(
+        f, g, t, _ = LINE_SEARCH.strong_wolfe(
             lambda s, x0=x0, d=d: RECORDER.rosenbrock2(x0 + s * d),
             d,
             case["t0"],
@@ -120,19 +123,19 @@ def test_accepted_steps_satisfy_the_strong_wolfe_conditions():
             g0 @ d,
             case["max_evals"],
         )
-        assert f <= f0 + LBFGS.C1 * t * (g0 @ d), case["id"]
-        assert abs(g @ d) <= -LBFGS.C2 * (g0 @ d), case["id"]
+        assert f <= f0 + LINE_SEARCH.C1 * t * (g0 @ d), case["id"]
+        assert abs(g @ d) <= -LINE_SEARCH.C2 * (g0 @ d), case["id"]
 
 
 def test_cubic_minimizer_is_exact_on_a_cubic():
     # f(t) = (t - 1)^3 / 3 - (t - 1) + 4 has its local minimum at t = 2
     f = lambda t: (t - 1) ** 3 / 3 - (t - 1) + 4
     df = lambda t: (t - 1) ** 2 - 1
-    p = LBFGS._Point(1.5, f(1.5), None, df(1.5))
-    q = LBFGS._Point(3.0, f(3.0), None, df(3.0))
-    assert LBFGS.cubic_minimizer(p, q) == pytest.approx(2.0, rel=1e-14)
-    assert LBFGS.cubic_minimizer(q, p) == pytest.approx(2.0, rel=1e-14)
-    assert LBFGS.cubic_minimizer(p, q, bounds=(2.5, 4.0)) == 2.5
+    p = LINE_SEARCH._Point(1.5, f(1.5), None, df(1.5))
+    q = LINE_SEARCH._Point(3.0, f(3.0), None, df(3.0))
+    assert LINE_SEARCH.cubic_minimizer(p, q) == pytest.approx(2.0, rel=1e-14)
+    assert LINE_SEARCH.cubic_minimizer(q, p) == pytest.approx(2.0, rel=1e-14)
+    assert LINE_SEARCH.cubic_minimizer(p, q, bounds=(2.5, 4.0)) == 2.5
 
 
 # -- the closure API ------------------------------------------------------------------------

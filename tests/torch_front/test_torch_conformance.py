@@ -95,9 +95,6 @@ SETTINGS = [
 ]
 
 
-ADAFACTOR_EAGER = "Adafactor's math is NumPy code (not elementwise): no torch-operation path"
-
-
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 @pytest.mark.parametrize(
     "kind, dtype, engine",
@@ -105,8 +102,6 @@ ADAFACTOR_EAGER = "Adafactor's math is NumPy code (not elementwise): no torch-op
     ids=[f"{k}-{str(d)[6:]}-{e or 'auto'}" for k, d, e in SETTINGS],
 )
 def test_follows_torch(torch_models, case, kind, dtype, engine):
-    if case[0] == "Adafactor" and engine == "eager":
-        pytest.skip(reason=ADAFACTOR_EAGER)
     ref_model, ref_opt = run(torch_models, torch.optim, case, kind, dtype)
     model, opt = run(torch_models, gt, case, kind, dtype, engine)
     for (n, p), q in zip(ref_model.named_parameters(), model.parameters()):

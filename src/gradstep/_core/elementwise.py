@@ -18,6 +18,7 @@ to each array's dtype, so float32 math stays float32.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,11 +35,13 @@ class Slot:
     """A named per-element state array.
 
     ``fill`` is the initial value: a number, or ``"params"`` for a copy of the
-    parameter.
+    parameter. ``nonnegative``: every element is >= 0 (a second moment, an
+    accumulated square); a checkpoint that says otherwise is refused at load.
     """
 
     name: str
     fill: float | str = 0.0
+    nonnegative: bool = False
 
     def initial(self, param: Any) -> Any:
         """The slot's initial array for ``param``, of its library, shape and dtype
@@ -61,20 +64,54 @@ def cast_scalars(scalars: dict[str, Any], x: Any) -> list:
     return [cast(v) for v in scalars.values()]
 
 
-def resolve(hyperparams: dict[str, Any], count: int, ctx: dict[str, Any]) -> dict[str, Any]:
+def resolve(
+    hyperparams: dict[str, Any],
+    count: int,
+    ctx: dict[str, Any],
+    ranges: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Each hyperparameter's value for this step.
 
     A value given in ``ctx`` under the same name wins; a schedule is evaluated at
-    ``count`` (the number of updates made so far, 0 on the first).
+    ``count`` (the number of updates made so far, 0 on the first). A schedule's value
+    must be finite and, where ``ranges`` declares one for its name, in that range: a
+    ``ValueError`` names the hyperparameter, the step and the value otherwise. Only
+    host numbers are checked (cheap); a traced or device value is the engine's to
+    guard (see :mod:`gradstep.engines.jax`).
     """
     out = {}
     for name, value in hyperparams.items():
         if name in ctx:
             value = ctx[name]
-        elif callable(value):
-            value = value(count)
+        if callable(value):
+            value = check_scheduled(name, value(count), count, (ranges or {}).get(name))
         out[name] = value
     return out
+
+
+def check_scheduled(name: str, value: Any, count: Any, constraint: Any = None) -> Any:
+    """``value``, the schedule of ``name`` at ``count``, after checking it is a finite
+    number within ``constraint`` (any ``contains``-able range; ``None``: finite)."""
+    number = value
+    if type(number) is np.ndarray and number.ndim == 0:
+        number = number[()]
+    if not isinstance(number, (float, int, np.floating, np.integer)) or isinstance(
+        number, (bool, np.bool_)
+    ):
+        return value  # not a host number: nothing to check cheaply
+    if not math.isfinite(number) or (
+        constraint is not None and not constraint.contains(_plain(number))
+    ):
+        valid = "a finite number" if constraint is None else constraint.describe()
+        raise ValueError(
+            f"the schedule of {name} gave {name}={_plain(number)!r} at step {count}; "
+            f"valid values: {valid}"
+        )
+    return value
+
+
+def _plain(x: Any) -> float | int:
+    return int(x) if isinstance(x, (int, np.integer)) else float(x)
 
 
 def _no_scalars(h: dict[str, Any], count: int) -> dict[str, Any]:
@@ -142,7 +179,16 @@ class Elementwise(Transform):
 
     def scalars(self, count: int, ctx: dict[str, Any]) -> dict[str, Any]:
         """This step's scalars for the element function."""
-        return self.prepare(resolve(self.hyperparams, count, ctx), count)
+        ranges = self._scheduled_ranges(ctx)
+        return self.prepare(resolve(self.hyperparams, count, ctx, ranges), count)
+
+    def _scheduled_ranges(self, ctx: dict[str, Any]) -> dict[str, Any] | None:
+        """The declared ranges, when a schedule is about to be evaluated (else None:
+        looking them up costs more than the plain numbers need)."""
+        for name, value in self.hyperparams.items():
+            if callable(ctx.get(name, value)):
+                return self.hyperparameters()
+        return None
 
     def replace(self, **changes: Any) -> Elementwise:
         """A copy with some constructor arguments changed."""
@@ -261,7 +307,7 @@ class NormScaled(Elementwise):
 
     def factors(self, sums: list[float], count: int, ctx: dict[str, Any]) -> list[float]:
         """The multiplier of each tensor, from the tensors' sums of squares."""
-        h = resolve(self.hyperparams, count, ctx)
+        h = resolve(self.hyperparams, count, ctx, self._scheduled_ranges(ctx))
         if self.per_tensor:
             return [self.factor(s**0.5, h) for s in sums]
         return [self.factor(sum(sums) ** 0.5, h)] * len(sums)

@@ -1,11 +1,31 @@
-"""Array namespaces: what the eager engine needs to run on NumPy, torch or JAX arrays.
+"""Array namespaces: the operations every rule is written with, for NumPy and for the
+array libraries the fronts register (torch, JAX).
 
-The element functions of the rules name their operations through
-:mod:`gradstep._core.xmath` (NumPy by default). For torch tensors and JAX arrays the
-eager engine runs the same functions with those names bound to the library's own
-operations (:func:`gradstep._core.xmath.bind`), and creates state with the library's
-constructors, so tensors stay on their device and in their dtype. Torch and JAX are
-imported only when an array of theirs shows up.
+Two levels of operations live here:
+
+- **element operations** (:mod:`gradstep._core.xmath`): the names an element function
+  uses (``sqrt``, ``where``, ...). A namespace's :attr:`Namespace.ops` maps them to the
+  library's own functions, and :func:`element_for` runs an element function with
+  those bound, so the math of a rule exists once.
+- **array operations** (the methods of :class:`Namespace`): what non-elementwise
+  rules need (axis reductions, norms, matmul, reshapes, state creation, explicit
+  random keys). A rule written with them runs on NumPy arrays, on torch tensors on
+  their device (no host copy) and under :func:`jax.jit` (no callback). Per-step
+  scalars stay arrays of the library (0-d) so a traced or on-device value is never
+  read back; on NumPy they are NumPy scalars, whose float64 arithmetic is Python's.
+
+NumPy's namespace is built in. Other libraries are registered by the module that
+brings them (:func:`register_namespace`): the torch front on ``import gradstep.torch``,
+the JAX engine on ``import gradstep.jax``. An array of an unregistered library raises
+a ``TypeError`` saying which import registers it, rather than being read through
+NumPy.
+
+**Random numbers** (:meth:`Namespace.normal`) come from an explicit key: an integer
+seed kept in the state, the step count and the leaf's index. Each library draws
+with its own generator from that key (NumPy ``default_rng([seed, count])``, torch a
+``Generator`` seeded from the three, JAX ``fold_in`` of the three), so a run is
+reproducible on each library and a resumed run draws what the uninterrupted run
+drew, but NumPy, torch and JAX draw different numbers from the same key.
 """
 
 from __future__ import annotations
@@ -20,10 +40,12 @@ from . import xmath
 
 
 class Namespace:
-    """Operations of one array library, as the eager engine uses them."""
+    """Operations of one array library (NumPy here; see the module docstring)."""
 
     name: str = "numpy"
     ops: dict[str, Callable] = {}
+
+    # -- element math support ----------------------------------------------------------
 
     def is_float(self, x: Any) -> bool:
         return np.issubdtype(np.result_type(x), np.floating)
@@ -34,161 +56,187 @@ class Namespace:
         kind = dtype.type if np.issubdtype(dtype, np.floating) else np.float64
         return lambda v: v if isinstance(v, (bool, np.bool_)) else kind(v)
 
-    def full_like(self, x: Any, fill: float) -> Any:
-        p = np.asarray(x)
-        dtype = p.dtype if np.issubdtype(p.dtype, np.floating) else np.float64
-        return np.full(p.shape, fill, dtype=dtype)
-
-    def copy(self, x: Any) -> Any:
-        p = np.asarray(x)
-        dtype = p.dtype if np.issubdtype(p.dtype, np.floating) else np.float64
-        return np.array(p, dtype=dtype, copy=True)
-
-    def sum_of_squares(self, x: Any) -> float:
-        a = np.asarray(x, dtype=np.float64).ravel()
-        return float(np.dot(a, a))
-
     def wrap(self, x: Any) -> Any:
         """A result as an array (NumPy turns 0-d results into scalars)."""
         return np.asarray(x) if isinstance(x, np.generic) else x
 
+    # -- creating arrays ---------------------------------------------------------------
+
+    def float_dtype(self, x: Any) -> Any:
+        """The floating dtype math on ``x`` runs in (float64 for integer arrays)."""
+        dtype = np.result_type(x)
+        return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+    def full_like(self, x: Any, fill: float) -> Any:
+        p = np.asarray(x)
+        return np.full(p.shape, fill, dtype=self.float_dtype(p))
+
     def zeros_like(self, x: Any) -> Any:
         return np.zeros_like(x)
+
+    def zeros(self, shape: tuple[int, ...], like: Any) -> Any:
+        """Zeros of ``shape`` in ``like``'s floating dtype (and device)."""
+        return np.zeros(tuple(shape), self.float_dtype(like))
+
+    def copy(self, x: Any) -> Any:
+        p = np.asarray(x)
+        return np.array(p, dtype=self.float_dtype(p), copy=True)
+
+    def astype(self, x: Any, like: Any) -> Any:
+        """``x`` (an array or a number) in ``like``'s floating dtype."""
+        dtype = self.float_dtype(like)
+        if isinstance(x, (int, float, np.generic)):
+            return dtype.type(x)
+        return np.asarray(x, dtype=dtype)
+
+    # -- shapes ------------------------------------------------------------------------
+
+    def reshape(self, x: Any, shape: tuple[int, ...]) -> Any:
+        return np.reshape(x, tuple(shape))
+
+    def ravel(self, x: Any) -> Any:
+        return np.ravel(x)
+
+    def concatenate(self, xs: list) -> Any:
+        return np.concatenate(xs)
+
+    def matrix_transpose(self, x: Any) -> Any:
+        return np.swapaxes(x, -1, -2)
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        return np.matmul(a, b)
+
+    def set_row(self, x: Any, row: Any, value: Any) -> Any:
+        """``x`` with ``x[row] = value`` (a new array on libraries without in-place
+        updates; NumPy writes ``x`` itself)."""
+        x[row] = value
+        return x
+
+    # -- reductions --------------------------------------------------------------------
+
+    def sum(self, x: Any, axis: int | None = None, keepdims: bool = False) -> Any:
+        return np.sum(x, axis=axis, keepdims=keepdims)
+
+    def mean(self, x: Any, axis: int | None = None, keepdims: bool = False) -> Any:
+        return np.mean(x, axis=axis, keepdims=keepdims)
+
+    def square_sum(self, x: Any) -> Any:
+        """The sum of squares of ``x`` as a 0-d array of the library, accumulated in
+        float64 (float32 where the library or device has no float64)."""
+        a = np.asarray(x, dtype=np.float64).ravel()
+        return np.dot(a, a)
+
+    def sum_of_squares(self, x: Any) -> float:
+        """:meth:`square_sum` as a Python float (a host read on other libraries)."""
+        return float(self.square_sum(x))
+
+    def max_abs(self, x: Any) -> Any:
+        """``max |x|`` (0 for an empty array), in ``x``'s dtype."""
+        return np.max(np.abs(x)) if np.size(x) else self.astype(0.0, x)
+
+    def vdot(self, a: Any, b: Any) -> Any:
+        """The dot product of two vectors, in their dtype."""
+        return a @ b
+
+    def abs_sum(self, x: Any) -> Any:
+        """``sum |x|`` in ``x``'s dtype."""
+        return np.sum(np.abs(x))
+
+    # -- elementwise on arrays and 0-d scalars -----------------------------------------
+
+    def sqrt(self, x: Any) -> Any:
+        return np.sqrt(x)
+
+    def maximum(self, a: Any, b: Any) -> Any:
+        return np.maximum(a, b)
+
+    def minimum(self, a: Any, b: Any) -> Any:
+        return np.minimum(a, b)
+
+    def where(self, condition: Any, a: Any, b: Any) -> Any:
+        return np.where(condition, a, b)
+
+    def eps(self, x: Any) -> float:
+        """The machine epsilon of ``x``'s floating dtype."""
+        return float(np.finfo(self.float_dtype(x)).eps)
+
+    # -- step counts and random keys ---------------------------------------------------
+
+    def is_traced(self, x: Any) -> bool:
+        """``x`` is a value being traced (JAX), which Python cannot branch on."""
+        return False
+
+    def count(self, x: Any) -> Any:
+        """A step count from the state, as a Python int (a traced array under jit)."""
+        return int(x)
+
+    def count_array(self, value: Any, like: Any) -> Any:
+        """``value`` as the state's count, in the type of the old count ``like``."""
+        return np.asarray(value, np.int64)
+
+    def normals(self, seed: Any, count: Any, likes: list, std: Any) -> list:
+        """``std`` times standard normal noise shaped like each of ``likes``, in its
+        floating dtype, drawn from the key ``(seed, count)`` (see the module
+        docstring). NumPy: ``default_rng([seed, count]).standard_normal(shape)`` in
+        float64, leaf after leaf, then scaled and cast."""
+        rng = np.random.default_rng([int(seed), int(count)])
+        return [(std * rng.standard_normal(np.shape(x))).astype(self.float_dtype(x)) for x in likes]
 
 
 NUMPY = Namespace()
 
-
-class _Torch(Namespace):
-    name = "torch"
-
-    def __init__(self) -> None:
-        import torch
-
-        self.torch = torch
-
-        def maximum(a, b):
-            if not isinstance(a, torch.Tensor):
-                a, b = b, a
-            return torch.maximum(a, b) if isinstance(b, torch.Tensor) else a.clamp(min=b)
-
-        def minimum(a, b):
-            if not isinstance(a, torch.Tensor):
-                a, b = b, a
-            return torch.minimum(a, b) if isinstance(b, torch.Tensor) else a.clamp(max=b)
-
-        def where(condition, a, b):
-            # a per-step boolean scalar (e.g. RAdam's rectification switch) chooses
-            # between whole arrays
-            if not isinstance(condition, torch.Tensor):
-                return a if condition else b
-            return torch.where(condition, a, b)
-
-        self.ops = {
-            "sqrt": torch.sqrt,
-            "absolute": torch.abs,
-            "sign": torch.sign,
-            "maximum": maximum,
-            "minimum": minimum,
-            "where": where,
-            "isnan": torch.isnan,
-            "isfinite": torch.isfinite,
-            "nan_to_zero": lambda x: torch.where(torch.isnan(x), torch.zeros_like(x), x),
-            "finite_or_zero": lambda x: torch.where(torch.isfinite(x), x, torch.zeros_like(x)),
-            "clip": lambda x, lo, hi: x.clamp(min=lo, max=hi),
-        }
-
-    def is_float(self, x: Any) -> bool:
-        return x.is_floating_point()
-
-    def scalar_caster(self, x: Any) -> Callable[[Any], Any]:
-        # Python numbers are weakly typed in torch: the tensor keeps its dtype
-        return lambda v: v if isinstance(v, (bool, np.bool_)) else float(v)
-
-    def full_like(self, x: Any, fill: float) -> Any:
-        dtype = x.dtype if x.is_floating_point() else self.torch.float32
-        return self.torch.full_like(x, fill, dtype=dtype).detach()
-
-    def copy(self, x: Any) -> Any:
-        return x.detach().clone()
-
-    def sum_of_squares(self, x: Any) -> float:
-        return float(self.torch.sum(x.detach().double() ** 2))
-
-    def wrap(self, x: Any) -> Any:
-        return x
-
-    def zeros_like(self, x: Any) -> Any:
-        return self.torch.zeros_like(x)
+_REGISTERED: list[tuple[type, Callable[[], Namespace]]] = []
+_BY_NAME: dict[str, Namespace] = {"numpy": NUMPY}
+_MADE: dict[Callable, Namespace] = {}
 
 
-class _Jax(Namespace):
-    name = "jax"
-
-    def __init__(self) -> None:
-        import jax.numpy as jnp
-
-        self.jnp = jnp
-        self.ops = {
-            "sqrt": jnp.sqrt,
-            "absolute": jnp.abs,
-            "sign": jnp.sign,
-            "maximum": jnp.maximum,
-            "minimum": jnp.minimum,
-            "where": jnp.where,
-            "isnan": jnp.isnan,
-            "isfinite": jnp.isfinite,
-            "nan_to_zero": lambda x: jnp.where(jnp.isnan(x), jnp.zeros_like(x), x),
-            "finite_or_zero": lambda x: jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x)),
-            "clip": jnp.clip,
-        }
-
-    def is_float(self, x: Any) -> bool:
-        return self.jnp.issubdtype(x.dtype, self.jnp.floating)
-
-    def scalar_caster(self, x: Any) -> Callable[[Any], Any]:
-        # Python numbers are weakly typed in JAX: the array keeps its dtype
-        return lambda v: v if isinstance(v, (bool, np.bool_)) else float(v)
-
-    def full_like(self, x: Any, fill: float) -> Any:
-        return self.jnp.full_like(x, fill)
-
-    def copy(self, x: Any) -> Any:
-        return self.jnp.array(x, copy=True)
-
-    def sum_of_squares(self, x: Any) -> float:
-        a = np.asarray(x, dtype=np.float64).ravel()
-        return float(np.dot(a, a))
-
-    def wrap(self, x: Any) -> Any:
-        return x
-
-    def zeros_like(self, x: Any) -> Any:
-        return self.jnp.zeros_like(x)
+def register_namespace(array_type: type, factory: Callable[[], Namespace]) -> None:
+    """Make arrays of ``array_type`` (and its subclasses) run on the namespace
+    ``factory()`` (called once, on the first such array)."""
+    _REGISTERED.append((array_type, factory))
+    _lookup.cache_clear()
 
 
 @functools.cache
-def _library(name: str) -> Namespace:
-    return _Torch() if name == "torch" else _Jax()
+def _lookup(cls: type) -> Namespace | None:
+    for array_type, factory in _REGISTERED:
+        if issubclass(cls, array_type):
+            if factory not in _MADE:
+                _MADE[factory] = factory()
+                _BY_NAME[_MADE[factory].name] = _MADE[factory]
+            return _MADE[factory]
+    return None
 
 
 def namespace_of(x: Any) -> Namespace:
-    """The namespace of an array: NumPy's unless ``x`` is a torch tensor or a JAX array."""
-    module = type(x).__module__
-    if module.startswith("torch"):
-        return _library("torch")
-    if module.startswith(("jax", "jaxlib")):
-        return _library("jax")
+    """The namespace of an array: a registered library's, else NumPy's.
+
+    Raises ``TypeError`` for an array of a library nobody registered (one that
+    speaks DLPack but is not NumPy's): the import that registers it is missing.
+    """
+    cls = type(x)
+    if cls is np.ndarray or isinstance(x, (np.generic, int, float, bool)):
+        return NUMPY
+    ns = _lookup(cls)
+    if ns is not None:
+        return ns
+    if hasattr(x, "__dlpack__") and not isinstance(x, np.ndarray):
+        raise TypeError(
+            f"no array namespace is registered for {cls.__module__}.{cls.__qualname__}: "
+            "import the gradstep front of its library first (gradstep.torch for torch "
+            "tensors, gradstep.jax for JAX arrays)"
+        )
     return NUMPY
 
 
 @functools.cache
 def _bound(fn: Callable, name: str) -> Callable:
-    return fn if name == "numpy" else xmath.bind(fn, _library(name).ops)
+    return fn if name == "numpy" else xmath.bind(fn, _BY_NAME[name].ops)
 
 
 def element_for(fn: Callable, ns: Namespace) -> Callable:
     """``fn`` with its element operations resolved in ``ns``."""
+    _BY_NAME.setdefault(ns.name, ns)
     return _bound(fn, ns.name)
 
 

@@ -65,6 +65,14 @@ class Transform:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
+    def __reduce_ex__(self, protocol: int):
+        # a transform made by a factory pickles as that call: its functions are
+        # closures, which pickle cannot store (copies rebuild it the same way)
+        from .validate import reduce_by_recipe
+
+        reduced = reduce_by_recipe(self)
+        return reduced if reduced is not None else super().__reduce_ex__(protocol)
+
 
 class FunctionTransform(Transform):
     """A transform made of two plain functions."""

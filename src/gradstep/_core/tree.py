@@ -167,3 +167,77 @@ def _paths(td: TreeDef, prefix: tuple, sep: str) -> list[str]:
     for name, child in zip(names, td.children):
         out.extend(_paths(child, prefix + (name,), sep))
     return out
+
+
+def matching_leaves(td: TreeDef, tree: Any, what: str = "tree") -> list:
+    """The leaves of ``tree`` in the order of the structure ``td``, matched by
+    structure: dict entries by key (in any order), sequences by position.
+
+    A list may stand for a tuple and the reverse. Anything else that differs (a
+    missing or unknown key, another length, a container where a leaf belongs) raises
+    a ``ValueError`` naming ``what`` and the first path where the trees differ.
+    """
+    if (
+        td.kind in ("list", "tuple")
+        and type(tree) in (list, tuple)
+        and len(tree) == td.num_leaves == len(td.children)
+        and all(c.kind == "leaf" for c in td.children)
+        and all(type(v) is np.ndarray for v in tree)
+    ):
+        return list(tree)  # the common flat case, fast
+    out: list = []
+    _match(td, tree, (), out, what)
+    return out
+
+
+def _differ(what: str, path: tuple, problem: str) -> ValueError:
+    where = "/".join(str(p) for p in path) or "<root>"
+    return ValueError(f"{what}: tree structures differ at {where!r}: {problem}")
+
+
+def _kind(x: Any) -> str:
+    if x is None:
+        return "None"
+    if isinstance(x, dict):
+        return "a dict"
+    if isinstance(x, (list, tuple)):
+        return f"a {type(x).__name__} of {len(x)}"
+    return "a leaf"
+
+
+def _match(td: TreeDef, tree: Any, path: tuple, out: list, what: str) -> None:
+    if td.kind == "leaf":
+        if tree is None or isinstance(tree, (dict, list, tuple)):
+            raise _differ(what, path, f"expected a leaf, got {_kind(tree)}")
+        out.append(tree)
+        return
+    if td.kind == "none":
+        if tree is not None:
+            raise _differ(what, path, f"expected None, got {_kind(tree)}")
+        return
+    if td.kind == "dict":
+        if not isinstance(tree, dict):
+            raise _differ(what, path, f"expected a dict, got {_kind(tree)}")
+        for key in td.keys:
+            if key not in tree:
+                raise _differ(what, path + (key,), "missing")
+        if len(tree) != len(td.keys):
+            known = set(td.keys)
+            extra = next(k for k in tree if k not in known)
+            raise _differ(what, path + (extra,), "unexpected key")
+        for key, child in zip(td.keys, td.children):
+            _match(child, tree[key], path + (key,), out, what)
+        return
+    if td.kind == "namedtuple":
+        fields = td.keys._fields
+        if not _is_namedtuple(tree) or type(tree)._fields != fields:
+            raise _differ(what, path, f"expected a {td.keys.__name__}, got {_kind(tree)}")
+        for name, child, value in zip(fields, td.children, tree):
+            _match(child, value, path + (name,), out, what)
+        return
+    if not isinstance(tree, (list, tuple)) or _is_namedtuple(tree):
+        raise _differ(what, path, f"expected a {td.kind} of {len(td.children)}, got {_kind(tree)}")
+    if len(tree) != len(td.children):
+        raise _differ(what, path, f"expected {len(td.children)} entries, got {len(tree)}")
+    for i, (child, value) in enumerate(zip(td.children, tree)):
+        _match(child, value, path + (i,), out, what)

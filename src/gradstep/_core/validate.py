@@ -165,12 +165,58 @@ def hyperparams(**constraints: Constraint) -> Callable:
                 result.declared_ranges = {**getattr(result, "declared_ranges", {}), **constraints}
             except AttributeError:
                 pass
+            _declare_inside(result, constraints)
+            remember_recipe(result, checked, args, kwargs)
             return result
 
         checked.declared_ranges = dict(constraints)
         return checked
 
     return decorate
+
+
+def remember_recipe(result: Any, factory: Callable, args: tuple, kwargs: dict) -> None:
+    """Record on ``result`` the call that made it, so that it pickles as that call
+    (its functions are closures, which pickle cannot store). The record names the
+    object it was made for: a copy that changed parts of it pickles field by field."""
+    try:
+        result._recipe = (id(result), factory, args, kwargs)
+    except AttributeError:
+        pass
+
+
+def rebuild(factory: Callable, args: tuple, kwargs: dict) -> Any:
+    """Call ``factory`` again (the other half of :func:`reduce_by_recipe`)."""
+    return factory(*args, **kwargs)
+
+
+def reduce_by_recipe(obj: Any) -> tuple | None:
+    """``obj.__reduce__`` as the factory call that made it, or None when there is
+    none for this very object."""
+    recipe = getattr(obj, "__dict__", {}).get("_recipe")
+    if recipe is None or recipe[0] != id(obj):
+        return None
+    return rebuild, recipe[1:]
+
+
+def _declare_inside(transform: Any, constraints: dict[str, Constraint]) -> None:
+    """Give the stages inside ``transform`` the ranges of the hyperparameters they
+    hold (their own declarations win), so that values a stage computes at step time
+    (schedules) are checked where they are computed."""
+    children = getattr(transform, "children", None)
+    if not callable(children):
+        return
+    for child in children():
+        own = getattr(child, "hyperparams", None)
+        if isinstance(own, dict):
+            declared = getattr(child, "declared_ranges", {})
+            inherited = {n: c for n, c in constraints.items() if n in own and n not in declared}
+            if inherited:
+                try:
+                    child.declared_ranges = {**declared, **inherited}
+                except AttributeError:
+                    pass
+        _declare_inside(child, constraints)
 
 
 def declared_ranges(factory: Callable) -> dict[str, Constraint]:

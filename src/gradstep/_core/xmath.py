@@ -8,10 +8,21 @@ loop, torch or jax functions): :func:`bind` makes that copy without touching the
 source, so the math of a rule exists once.
 
 Rules for element functions, so that every engine can run them:
-- only the names below, arithmetic, comparisons and the arguments;
+- only the names below (operations and element helpers), arithmetic, comparisons
+  and the arguments;
 - no float literals: constants come in as scalars from ``prepare`` (a literal
   would change the precision of a float32 loop);
 - no branching on array values: use :func:`where`.
+
+**Element helpers** (:func:`element_helper`) are small element functions shared by
+rules, such as the moment update :func:`ema` (``b1 * mu + c1 * g``). They follow the
+same rules and may call operations and other helpers. The eager engines call them
+(bound to their namespace with the function that uses them, :func:`bind`); the code
+generators copy each helper a function references into the generated module
+(:func:`referenced_helpers`).
+
+Scalar helpers for ``prepare`` (:func:`debias`) are plain arithmetic of the
+hyperparameters and the step count, so the JAX engine can trace them.
 """
 
 from __future__ import annotations
@@ -62,11 +73,68 @@ OPERATIONS = (
 )
 
 
+#: element helpers by name (see :func:`element_helper`)
+HELPERS: dict[str, Callable] = {}
+
+
+def element_helper(fn: Callable) -> Callable:
+    """Register ``fn`` as an element helper under its name.
+
+    A helper is an element function (same rules: operations, other helpers,
+    arithmetic on its arguments, no float literals, no closures) that element
+    functions may call by name. Its name must not be an operation's.
+    """
+    code = fn.__code__
+    unknown = set(code.co_names) - set(OPERATIONS) - set(HELPERS)
+    if unknown or code.co_freevars or fn.__name__ in OPERATIONS:
+        raise ValueError(
+            f"element helper {fn.__name__}: uses names other than element operations "
+            f"and helpers: {sorted(unknown | set(code.co_freevars))}"
+        )
+    HELPERS[fn.__name__] = fn
+    return fn
+
+
+def referenced_helpers(fn: Callable) -> list[str]:
+    """The helpers ``fn`` calls, directly or through other helpers, each after the
+    helpers it calls itself (an order in which to define them)."""
+    order: list[str] = []
+
+    def visit(f: Callable) -> None:
+        for name in f.__code__.co_names:
+            if name in HELPERS and name not in order and f.__globals__.get(name) is HELPERS[name]:
+                visit(HELPERS[name])
+                order.append(name)
+
+    visit(fn)
+    return order
+
+
+@element_helper
+def ema(average, x, keep, gain):
+    """The moment update ``keep * average + gain * x`` (``b1 * mu + c1 * g``)."""
+    return keep * average + gain * x
+
+
+@element_helper
+def ema_square(average, x, keep, gain):
+    """The second-moment update ``keep * average + gain * x * x``
+    (``b2 * nu + c2 * g * g``)."""
+    return keep * average + gain * x * x
+
+
+def debias(beta, t):
+    """``1 - beta ** t``: the bias correction of a moment with decay ``beta`` after
+    ``t`` updates (a ``prepare`` helper, not an element helper)."""
+    return 1.0 - beta**t
+
+
 def bind(fn: Callable, namespace: dict[str, Callable]) -> Callable:
     """A copy of ``fn`` whose operation names resolve to ``namespace``.
 
     ``namespace`` maps names of :data:`OPERATIONS` to implementations; names it does
-    not give keep their NumPy meaning.
+    not give keep their NumPy meaning. The element helpers ``fn`` calls are bound
+    the same way.
     """
     unknown = set(namespace) - set(OPERATIONS)
     if unknown:
@@ -75,6 +143,8 @@ def bind(fn: Callable, namespace: dict[str, Callable]) -> Callable:
         return functools.partial(bind(fn.func, namespace), *fn.args, **fn.keywords)
     new_globals = dict(fn.__globals__)
     new_globals.update(namespace)
+    for name in referenced_helpers(fn):
+        new_globals[name] = bind(HELPERS[name], namespace)
     bound = types.FunctionType(
         fn.__code__, new_globals, fn.__name__, fn.__defaults__, fn.__closure__
     )

@@ -100,6 +100,8 @@ def _value(var: Any) -> Any:
     if isinstance(var, SharedVariable):
         return var.get_value(borrow=True)
     if _is_torch(var):
+        from ..engines import torch_namespace  # noqa: F401  (registers torch's namespace)
+
         return var.detach()
     raise ValueError(
         f"expected a shared variable (gradstep.compat.lasagne.shared or a torch tensor), "

@@ -28,15 +28,16 @@ The eager engine (each transform's own ``update``) stays the reference.
 
 from __future__ import annotations
 
-import ast
+import atexit
+import contextlib
 import hashlib
-import importlib.util
-import inspect
 import operator
 import os
+import shutil
 import sys
-import textwrap
-import weakref
+import tempfile
+import threading
+import types
 from ctypes import addressof as _addressof
 from ctypes import c_char
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ from .._core import tree as _tree
 from .._core.combine import Masked, _labels_for
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.transform import Chain, Transform
-from .._core.xmath import OPERATIONS
+from .._core.xmath import HELPERS, OPERATIONS
+from .element_source import SourceError, element_sources
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 CHUNK = 1 << 16  # elements per parallel work item
@@ -121,7 +123,7 @@ def _collect(t: Transform, path: tuple, mask: Any, out: list[Stage]) -> None:
 
 def _check_element_function(t: Elementwise) -> None:
     code = t.element.__code__
-    unknown = set(code.co_names) - set(OPERATIONS)
+    unknown = set(code.co_names) - set(OPERATIONS) - set(HELPERS)
     if unknown or code.co_freevars:
         raise NotFusable(
             f"element function of {t.name!r} uses names other than element operations: "
@@ -130,19 +132,6 @@ def _check_element_function(t: Elementwise) -> None:
 
 
 # -- code generation ----------------------------------------------------------------
-
-
-def _element_source(fn, new_name: str) -> str:
-    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    func = tree.body[0]
-    if not isinstance(func, ast.FunctionDef):
-        raise NotFusable(f"cannot read the element function {fn.__qualname__}")
-    func.name = new_name
-    func.decorator_list = []
-    func.returns = None
-    for arg in func.args.args:
-        arg.annotation = None
-    return ast.unparse(func)
 
 
 def generate_source(stages: list[Stage]) -> str:
@@ -155,9 +144,13 @@ def generate_source(stages: list[Stage]) -> str:
         f"from gradstep.engines._scalar_ops import as_pointer, {ops}",
         "",
     ]
-    for st in stages:
+    try:
+        sources = element_sources(stages)
+    except SourceError as err:
+        raise NotFusable(str(err)) from None
+    for source in sources:
         lines.append("@njit(cache=True, error_model='numpy')")
-        lines.append(_element_source(st.stage.element, f"_e{st.index}"))
+        lines.append(source)
         lines.append("")
     lines += _kernel("step", stages, stages, write=True)
     for st in stages:
@@ -231,23 +224,157 @@ def _stage_lines(st: Stage, write: bool) -> list[str]:
 
 
 def load_kernels(source: str):
-    """Import (writing it first if needed) the kernel module for ``source``."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    name = f"gradstep_kernel_{digest}"
-    if name in sys.modules:
-        return sys.modules[name]
-    folder = cache_dir()
+    """Import the kernel module for ``source`` (writing its file first if needed).
+
+    The module's file lives in :func:`cache_dir`, named by the hash of its source, so
+    compilers that cache next to the source (numba) find their work again in the next
+    process. The file is written atomically and compared byte for byte with
+    ``source``; an unreadable, truncated or foreign file is replaced. When the cache
+    folder cannot be used (read-only, full disk, unusable compiler caches) the module
+    is built in a folder private to this process instead (removed at exit); if that
+    fails too, :class:`KernelCacheError` names the cache folder.
+    """
+    name = _module_name(source)
+    module = sys.modules.get(name)
+    if module is not None and getattr(module, _LOADED, False):
+        return module
+    with _LOAD_LOCK:  # one thread builds it; the others wait for the whole module
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, _LOADED, False):
+            return module
+        try:
+            return _import_from(cache_dir(), name, source)
+        except Exception as error:  # the shared cache is unusable: build privately
+            return _load_privately(name, source, error)
+
+
+def reload_kernels(source: str, error: BaseException):
+    """The kernel module for ``source`` rebuilt in this process's private folder,
+    after using the shared copy failed with ``error`` (for example on unreadable
+    compiler cache files, which are removed so the next process rebuilds them)."""
+    name = _module_name(source)
+    with _LOAD_LOCK:
+        module = sys.modules.get(name)
+        if module is not None and _is_private(module) and getattr(module, _LOADED, False):
+            return module
+        _remove_compiled(cache_dir(), name)
+        return _load_privately(name, source, error)
+
+
+_LOAD_LOCK = threading.RLock()
+_LOADED = "__gradstep_loaded__"  # set once a kernel module has run to its end
+
+
+class _LaunchError(Exception):
+    """Loading, compiling or calling a kernel failed (the cause is attached)."""
+
+
+class KernelCacheError(Exception):
+    """Neither the kernel cache nor a private folder could build a kernel module."""
+
+
+def _module_name(source: str) -> str:
+    return f"gradstep_kernel_{hashlib.sha256(source.encode()).hexdigest()[:20]}"
+
+
+def _load_privately(name: str, source: str, first: BaseException):
+    try:
+        return _import_from(_private_dir(), name, source)
+    except Exception as error:
+        if isinstance(error, OSError) or isinstance(first, OSError):
+            raise KernelCacheError(
+                f"the kernel cache {cache_dir()} cannot be used ({first}) and no private "
+                f"folder could replace it ({error})"
+            ) from error
+        raise  # the same failure outside the cache: a real error, not the cache's
+
+
+def _import_from(folder: Path, name: str, source: str):
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.py"
-    if not path.exists() or path.read_text() != source:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
+    data = source.encode()
+    try:
+        current = path.read_bytes()
+    except OSError:
+        current = None
+    if current != data:
+        _write_atomically(path, data)
+    # the module runs the source we hold (a file changed under us cannot inject
+    # code); its functions name the real file, which compilers read and key on
+    code = compile(source, str(path), "exec")
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        exec(code, module.__dict__)
+    except BaseException:
+        if sys.modules.get(name) is module:
+            del sys.modules[name]
+        raise
+    setattr(module, _LOADED, True)
     return module
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, so
+    readers see the old file or the new one, never a part; nothing is left behind
+    on failure."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _remove_compiled(folder: Path, name: str) -> None:
+    """Remove compiler cache files of module ``name`` (best effort)."""
+    with contextlib.suppress(OSError):
+        for f in (folder / "__pycache__").glob(f"{name}.*"):
+            with contextlib.suppress(OSError):
+                f.unlink()
+
+
+_PRIVATE_DIR: list[Path] = []
+
+
+def _private_dir() -> Path:
+    if not _PRIVATE_DIR:
+        path = Path(tempfile.mkdtemp(prefix="gradstep-kernels-"))
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        _PRIVATE_DIR.append(path)
+    return _PRIVATE_DIR[0]
+
+
+def _is_private(module) -> bool:
+    return bool(_PRIVATE_DIR) and Path(module.__file__).parent == _PRIVATE_DIR[0]
+
+
+# -- launching: numba's workqueue threading layer is not thread-safe ------------------
+
+_LAUNCH_LOCK = threading.Lock()
+_THREADSAFE_LAYER: list[bool] = []  # known after the first parallel launch
+
+
+def _launch(kernel, *args) -> None:
+    """Call a parallel kernel; serialised across threads unless numba's threading
+    layer is known to be thread-safe (tbb, omp): concurrent launches on the
+    ``workqueue`` layer abort the process."""
+    if _THREADSAFE_LAYER and _THREADSAFE_LAYER[0]:
+        kernel(*args)
+        return
+    with _LAUNCH_LOCK:
+        kernel(*args)
+        if not _THREADSAFE_LAYER:
+            import numba
+
+            try:
+                _THREADSAFE_LAYER.append(numba.threading_layer() in ("tbb", "omp"))
+            except ValueError:  # no parallel region ran yet
+                pass
 
 
 # -- running ------------------------------------------------------------------------
@@ -281,12 +408,21 @@ class FusedEngine:
         self.source = generate_source(self.stages)
         self._kernels = None
         self._layout_cache: dict | None = None
+        self._broken: str | None = None  # why kernels cannot be built here
 
     @property
     def kernels(self):
         if self._kernels is None:
             self._kernels = load_kernels(self.source)
         return self._kernels
+
+    def __getstate__(self) -> dict:
+        # compiled modules and raw pointers belong to this process and these arrays:
+        # a copy rebuilds them lazily for its own arrays
+        state = dict(self.__dict__)
+        state["_kernels"] = None
+        state["_layout_cache"] = None
+        return state
 
     def step(self, params: Any, grads: Any, state: dict, ctx: dict) -> dict:
         """Update ``params`` and the slots of ``state`` in place; return the state with
@@ -299,15 +435,23 @@ class FusedEngine:
         self, w_leaves: list, g_leaves: list, params: Any, state: dict, ctx: dict
     ) -> dict:
         """:meth:`step` on already flattened parameters and gradients; ``params`` is
-        the tree, for masks that are functions of it."""
+        the tree, for masks that are functions of it.
+
+        Every array the kernel reads or writes (parameters, gradients, each state slot)
+        is checked this step, before anything is written: its type, dtype, shape,
+        contiguity, writeability, and its current address goes into the pointer table.
+        """
+        if self._broken is not None:
+            raise Unsupported(self._broken)
         if not w_leaves:
             return state
         layout = self._layout(w_leaves, params)
-        g_pointers = _grad_pointers(g_leaves, layout)
+        ptrs = layout["ptrs"]
+        ptrs[1] = _pointers(w_leaves, layout, "parameter")
+        ptrs[0] = _pointers(g_leaves, layout, "gradient")
         nodes = [_node(state, st.state_path) for st in self.stages]
         counts = [int(node["count"]) if "count" in node else 0 for node in nodes]
         self._slot_pointers(layout, nodes)
-        layout["ptrs"][0] = g_pointers
         self._run(layout, counts, ctx)
         for st, node, count in zip(self.stages, nodes, counts):
             if st.stage.counted:
@@ -328,24 +472,52 @@ class FusedEngine:
     def _run(self, layout: dict, counts: list[int], ctx: dict) -> None:
         dtype = layout["dtype"]
         n_tensors = len(layout["w"])
-        ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
         scal = np.zeros(self.n_scalars, dtype)
         tscal = np.zeros((n_tensors, max(self.n_factors, 1)), dtype)
         for st, count in zip(self.stages, counts):
             if not st.is_reduction:
                 values = list(st.stage.scalars(count, ctx).values())
                 scal[st.scalar_offset : st.scalar_offset + len(values)] = values
+        try:
+            self._launch_all(layout, counts, ctx, scal, tscal)
+        except _LaunchError as error:
+            # compiled kernels fail only while loading or compiling, before they touch
+            # memory: rebuild the module away from the shared cache, once
+            try:
+                self._kernels = reload_kernels(self.source, error.__cause__)
+                self._launch_all(layout, counts, ctx, scal, tscal)
+            except (KernelCacheError, _LaunchError) as failure:
+                cause = failure.__cause__ if isinstance(failure, _LaunchError) else failure
+                if not isinstance(cause, (KernelCacheError, OSError)):
+                    raise cause from None  # not the cache's fault: a real error
+                self._broken = f"the kernel cache {cache_dir()} is unusable: {cause}"
+                raise Unsupported(self._broken) from None
+
+    def _launch_all(self, layout, counts, ctx, scal, tscal) -> None:
+        try:
+            kernels = self.kernels
+        except Exception as error:
+            raise _LaunchError from error
+        ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
+        n_tensors = len(layout["w"])
         for st, count in zip(self.stages, counts):
             if st.is_reduction:
                 acc = np.zeros(len(chunks), np.float64)
-                getattr(self.kernels, f"reduce{st.index}")(chunks, ptrs, scal, tscal, tmask, acc)
+                reduce = getattr(kernels, f"reduce{st.index}")
+                try:
+                    _launch(reduce, chunks, ptrs, scal, tscal, tmask, acc)
+                except Exception as error:
+                    raise _LaunchError from error
                 sums = np.bincount(chunks[:, 0], weights=acc, minlength=n_tensors)
                 tscal[:, st.reduction_column] = st.stage.factors(list(sums), count, ctx)
-        self.kernels.step(chunks, ptrs, scal, tscal, tmask)
+        try:
+            _launch(kernels.step, chunks, ptrs, scal, tscal, tmask)
+        except Exception as error:
+            raise _LaunchError from error
 
     def _layout(self, ws: list, params: Any) -> dict:
-        """Chunk table, parameter pointers and masks, rebuilt when the parameters
-        change."""
+        """Chunk table and masks, rebuilt when the parameters change (the layout holds
+        them, so they stay alive; their addresses are checked every step)."""
         layout = self._layout_cache
         if layout is not None and _same_objects(layout["w"], ws):
             return layout
@@ -355,8 +527,6 @@ class FusedEngine:
                 raise Unsupported("parameters of mixed types or dtypes")
             if dtype not in SUPPORTED_DTYPES:
                 raise Unsupported(f"dtype {dtype} (the fused engine runs float32 and float64)")
-            if not (w.flags.c_contiguous and w.flags.aligned and w.flags.writeable):
-                raise Unsupported("non-contiguous or read-only parameters")
         rows = []
         for j, w in enumerate(ws):
             for start in range(0, w.size, CHUNK):
@@ -367,43 +537,44 @@ class FusedEngine:
             "shapes": [w.shape for w in ws],
             "chunks": np.array(rows, np.int64).reshape(-1, 3),
             "ptrs": np.zeros((self.n_rows, len(ws)), np.int64),
-            "slots": None,
-            "grads": None,
             "selected": [self._selection(st, params, len(ws)) for st in self.stages],
             "tmask": np.ones((len(self.stages), len(ws)), np.uint8),
         }
         for st, sel in zip(self.stages, layout["selected"]):
             layout["tmask"][st.index] = [k is not None for k in sel]
-        layout["ptrs"][1] = [_address(w) for w in ws]
         self._layout_cache = layout
         return layout
 
     def _slot_pointers(self, layout, nodes) -> None:
-        """Pointers to the slot arrays, refreshed when the state's containers change
-        (the engine updates slots in place, so they normally stay the same)."""
-        containers = [
-            node[slot.name] for st, node in zip(self.stages, nodes) for slot in st.stage.slots
-        ]
-        if layout["slots"] is not None and _same_objects(layout["slots"], containers):
-            return
-        arrays = []
+        """Pointers to the slot arrays as they are now (a slot replaced in the state
+        is picked up; one that does not fit its parameter is refused)."""
+        row = 2
         for st, node, sel in zip(self.stages, nodes, layout["selected"]):
             for slot in st.stage.slots:
                 leaves = _tree.leaves(node[slot.name])
-                arrays.append([None if k is None else leaves[k] for k in sel])
-        flat = [a for row in arrays for a in row]
-        dtype = layout["dtype"]
-        for a in flat:
-            if a is not None and not (
-                isinstance(a, np.ndarray)
-                and a.dtype == dtype
-                and a.flags.c_contiguous
-                and a.flags.writeable
-            ):
-                raise Unsupported("state slots of another dtype, or not contiguous")
-        for r, row in enumerate(arrays):
-            layout["ptrs"][2 + r] = [0 if a is None else _address(a) for a in row]
-        layout["slots"] = containers
+                if st.mask is None:
+                    arrays, shapes = leaves, layout["shapes"]
+                    if len(arrays) != len(shapes):
+                        raise ValueError(
+                            f"state slot {'/'.join(st.state_path + (slot.name,))} has "
+                            f"{len(arrays)} arrays for {len(shapes)} parameters"
+                        )
+                    layout["ptrs"][row] = _pointers(arrays, layout, "state slot", slot.name)
+                else:
+                    covered = [k for k in sel if k is not None]
+                    if len(leaves) != len(covered):
+                        raise ValueError(
+                            f"state slot {'/'.join(st.state_path + (slot.name,))} has "
+                            f"{len(leaves)} arrays for {len(covered)} parameters"
+                        )
+                    pointers = [0] * len(sel)
+                    for j, k in enumerate(sel):
+                        if k is not None:
+                            pointers[j] = _checked_pointer(
+                                j, leaves[k], layout, "state slot", slot.name
+                            )
+                    layout["ptrs"][row] = pointers
+                row += 1
 
 
 _from_buffer = c_char.from_buffer
@@ -423,41 +594,43 @@ def _address(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
 
 
-def _grad_pointers(grads: list, layout: dict) -> np.ndarray:
-    """Data pointers of the gradients, each checked against its parameter.
-
-    Reused when the gradients are the same objects as last step (remembered through
-    weak references, so old gradients are not kept alive).
-    """
-    cached = layout["grads"]
-    if cached is not None:
-        refs, pointers = cached
-        if len(refs) == len(grads) and all(r() is g for r, g in zip(refs, grads)):
-            return pointers
+def _pointers(arrays: list, layout: dict, what: str, slot: str = "") -> list[int]:
+    """Data pointers of ``arrays``, the ``j``-th checked to be a writable C-contiguous
+    array of the layout's dtype and the ``j``-th parameter's shape."""
     dtype, shapes = layout["dtype"], layout["shapes"]
-    fits = len(grads) == len(shapes) and all(
-        type(g) is np.ndarray and g.dtype is dtype and g.shape == s for g, s in zip(grads, shapes)
-    )
+    if len(arrays) != len(shapes):
+        raise ValueError(f"{len(arrays)} {what}s for {len(shapes)} parameters")
     try:
-        if not fits:
-            raise ValueError
-        # a writable C-contiguous buffer of at least one byte: the fast path
-        out = np.array([_addressof(_from_buffer(g)) for g in grads], np.int64)
-    except (TypeError, ValueError):
-        out = np.array([_checked_pointer(i, g, layout) for i, g in enumerate(grads)], np.int64)
-    layout["grads"] = ([weakref.ref(g) for g in grads], out)
-    return out
+        # the fast path, all loops in C: a writable C-contiguous buffer of at least one
+        # byte each (from_buffer), exactly ndarrays of the dtype and the shapes
+        pointers = list(map(_addressof, map(_from_buffer, arrays)))
+        if (
+            list(map(_shape, arrays)) == shapes
+            and set(map(type, arrays)) == _NDARRAY
+            and set(map(_dtype, arrays)) == {dtype}
+        ):
+            return pointers
+    except (TypeError, ValueError, BufferError):
+        pass
+    return [_checked_pointer(j, a, layout, what, slot) for j, a in enumerate(arrays)]
 
 
-def _checked_pointer(i: int, g: Any, layout: dict) -> int:
-    """The data pointer of gradient ``i``, or the reason it cannot be used."""
-    if not isinstance(g, np.ndarray):
-        raise Unsupported(f"gradients of type {type(g).__name__}")
-    if g.shape != layout["shapes"][i]:
-        raise ValueError(f"gradient {i} has shape {g.shape}, its parameter {layout['shapes'][i]}")
-    if g.dtype != layout["dtype"] or not g.flags.c_contiguous:
-        raise Unsupported(
-            f"gradient {i} is not a contiguous array of its parameter's dtype "
-            f"{layout['dtype']} (it is {g.dtype})"
-        )
-    return _address(g)
+_shape = operator.attrgetter("shape")
+_dtype = operator.attrgetter("dtype")
+_NDARRAY = {np.ndarray}
+
+
+def _checked_pointer(j: int, a: Any, layout: dict, what: str = "gradient", slot: str = "") -> int:
+    """The data pointer of array ``j``, or the reason it cannot be used."""
+    label = f"{what} {slot + ' ' if slot else ''}{j}"
+    if not isinstance(a, np.ndarray):
+        raise Unsupported(f"{label} of type {type(a).__name__}")
+    if a.shape != layout["shapes"][j]:
+        raise ValueError(f"{label} has shape {a.shape}, its parameter {layout['shapes'][j]}")
+    if a.dtype != layout["dtype"]:
+        raise Unsupported(f"{label} has dtype {a.dtype}, its parameter {layout['dtype']}")
+    if what != "gradient" and not a.flags.writeable:
+        raise Unsupported(f"{label} is read-only")
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        raise Unsupported(f"{label} is not a contiguous array")
+    return _address(a)

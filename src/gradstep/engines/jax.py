@@ -54,6 +54,7 @@ from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.namespaces import element_for, namespace_of, nan_to_zero
 from .._core.transform import Chain, Transform
+from . import jax_namespace  # noqa: F401  (registers JAX's array namespace)
 
 SCALAR_MODES = ("auto", "host")
 FALLBACKS = ("error", "host")
@@ -190,10 +191,17 @@ class Scalars:
         self.mode = mode
         self.pending: list[_Request] = []
         self.ready: dict[int, list] = {}
+        self.valid: list = []  # traced flags: each traced hyperparameter in its range
 
     def request(self, node, stage: Elementwise, count, ctx: dict) -> None:
         """Work out this step's scalars of ``stage`` (owned by ``node``)."""
         static_ctx, dynamic_ctx = split_overrides(stage, count, ctx)
+        if dynamic_ctx:
+            ranges = stage.hyperparameters()
+            for name, value in dynamic_ctx.items():
+                flag = in_declared_range(value, ranges.get(name))
+                if flag is not None:
+                    self.valid.append(flag)
         if count is None and not dynamic_ctx:
             # fixed for the whole run: computed now, in Python
             self.ready[id(node)] = list(stage.scalars(0, static_ctx).values())
@@ -305,6 +313,32 @@ def split_overrides(stage, count, ctx: dict) -> tuple[dict, dict]:
             if value is not None:
                 dynamic[name] = value
     return static, dynamic
+
+
+def in_declared_range(value, constraint) -> Any:
+    """A traced boolean: ``value`` is finite and within ``constraint`` (an
+    :class:`~gradstep._core.validate.Interval`); None for other constraints."""
+    lo, hi = getattr(constraint, "lo", None), getattr(constraint, "hi", None)
+    if not hasattr(constraint, "lo_open"):
+        return None
+    v = jnp.asarray(value)
+    ok = jnp.isfinite(v)
+    if lo is not None:
+        ok = ok & ((v > lo) if constraint.lo_open else (v >= lo))
+    if hi is not None:
+        ok = ok & ((v < hi) if constraint.hi_open else (v <= hi))
+    return jnp.all(ok)
+
+
+def _guarded(ok, updates: list, new_state: Any, old_state: Any) -> tuple[list, Any]:
+    """The step where ``ok``; where not, no step: zero updates and the old state."""
+    updates = [jnp.where(ok, u, jnp.zeros_like(u)) for u in updates]
+    new_leaves, new_td = tree_util.tree_flatten(new_state)
+    old_leaves = new_td.flatten_up_to(old_state)
+    kept = [
+        jnp.where(ok, n, jnp.asarray(o, jnp.result_type(n))) for n, o in zip(new_leaves, old_leaves)
+    ]
+    return updates, new_td.unflatten(kept)
 
 
 def _python_schedules(stage, static: dict, dynamic: dict) -> bool:
@@ -635,9 +669,10 @@ class CallNode(_Node):
     """Any other transform: its own ``init``/``update`` called on the pytree.
 
     That works for transforms written with traceable operations (an optax transform,
-    a user's jnp code). One whose update reads array values in Python (gradstep's
-    NumPy transforms: Adafactor's factored moments, Muon, Lasagne's norm
-    constraints, SGLD's noise) raises :class:`NotTraceable`, or with
+    a user's jnp code, gradstep's rules written against the array namespace:
+    Adafactor, Muon, SGLD, L-BFGS's gradient steps, LARS's momentum correction,
+    NAdam's shared schedule). One whose update reads array values in Python
+    (Lasagne's norm constraints) raises :class:`NotTraceable`, or with
     ``fallback="host"`` runs on the host: its eager ``update`` on NumPy copies of
     the arrays, through :func:`jax.pure_callback` (correct, and as fast as the NumPy
     front plus two transfers; trees of dicts, lists and tuples only).
@@ -794,6 +829,14 @@ class JaxEngine:
       fallback: what a transform that cannot be traced does: ``"error"`` (default:
         :class:`NotTraceable` when the step is traced) or ``"host"`` (its eager
         update runs on the host through a callback; see :class:`CallNode`).
+
+    Hyperparameter values known only at run time are checked against their declared
+    ranges. Python numbers and gradstep's schedules (evaluated on the host) are
+    checked by the core and raise ``ValueError`` (inside ``jax.jit``, as the error
+    of the host callback). Traced values (a traced ``learning_rate=`` override, a
+    schedule traced in the graph) cannot raise: a step in which one is NaN,
+    infinite or out of range is a **no-op** -- zero updates, the state (step counts
+    included) unchanged -- a NaN-safe guard that costs a few scalar operations.
     """
 
     def __init__(self, transform: Transform, *, scalars: str = "auto", fallback: str = "error"):
@@ -828,4 +871,9 @@ class JaxEngine:
         self.root.collect(state, ctx, req)
         req.resolve()
         updates, new_state = self.root.apply(g, w, state, td, ctx, req)
+        if req.valid:
+            # traced hyperparameter values cannot be checked on the host: a step with
+            # one that is NaN, infinite or outside its declared range does nothing
+            ok = jnp.all(jnp.stack(req.valid))
+            updates, new_state = _guarded(ok, updates, new_state, state)
         return td.unflatten(updates), new_state

@@ -25,7 +25,8 @@ dtype and converted once.
 from __future__ import annotations
 
 from .._core.xmath import OPERATIONS
-from .fused import Stage, _element_source
+from .element_source import element_sources
+from .fused import Stage
 
 #: Columns of the chunk table.
 CHUNK_COLUMNS = 4
@@ -63,9 +64,9 @@ def generate_source(
         f"from gradstep.engines._triton_ops import {ops}",
         "",
     ]
-    for st in stages:
+    for source in element_sources(stages):  # the element helpers, then each _e{index}
         lines.append("@triton.jit")
-        lines.append(_element_source(st.stage.element, f"_e{st.index}"))
+        lines.append(source)
         lines.append("")
     emit = _Emitter(stages, row_dtypes, math_dtype, bool_scalars)
     lines += emit.kernel("step", stages, write=True)

@@ -72,7 +72,7 @@ def to_optax(
         ``prepare`` is plain arithmetic, else computed on the host) or ``"host"``
         (always on the host: the NumPy engine's very scalars); see :class:`JaxEngine`.
       fallback: ``"error"`` (default) or ``"host"``: a stage that cannot be traced
-        (a NumPy transform such as Adafactor's or Muon's) runs its eager update on
+        (a NumPy transform such as Lasagne's norm constraints) runs its eager update on
         the host through a callback instead of raising :class:`NotTraceable`.
 
     Example:

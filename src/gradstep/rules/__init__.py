@@ -12,7 +12,7 @@ from .lamb import lamb
 from .langevin import sgld
 from .lars import lars
 from .layerwise import PerTensorReduction, scale_by_lars, scale_by_trust_ratio
-from .lbfgs import LBFGS, closure_step, lbfgs
+from .lbfgs import LBFGS, lbfgs
 from .lbsgd import lbsgd
 from .lion import lion, scale_by_lion
 from .muon import muon, newton_schulz
@@ -34,7 +34,6 @@ __all__ = [
     "adamw",
     "apply_momentum",
     "apply_nesterov_momentum",
-    "closure_step",
     "dcasgd",
     "ftml",
     "ftrl",

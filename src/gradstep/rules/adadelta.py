@@ -28,13 +28,13 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, hyperparams, nonnegative
-from .._core.xmath import sqrt
+from .._core.xmath import ema_square, sqrt
 
 
 def _adadelta(g, nu, nu_delta, rho, c, eps):
-    nu = rho * nu + c * g * g
+    nu = ema_square(nu, g, rho, c)
     delta = sqrt(nu_delta + eps) / sqrt(nu + eps) * g
-    nu_delta = rho * nu_delta + c * delta * delta
+    nu_delta = ema_square(nu_delta, delta, rho, c)
     return delta, nu, nu_delta
 
 
@@ -48,7 +48,7 @@ def scale_by_adadelta(rho: Any = 0.95, epsilon: float = 1e-6) -> Elementwise:
     return Elementwise(
         "scale_by_adadelta",
         _adadelta,
-        slots=(Slot("nu"), Slot("nu_delta")),
+        slots=(Slot("nu", nonnegative=True), Slot("nu_delta", nonnegative=True)),
         hyperparams={"rho": rho},
         prepare=functools.partial(_adadelta_prepare, epsilon=epsilon),
     )

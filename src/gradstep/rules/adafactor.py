@@ -48,13 +48,15 @@ References:
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
 
 from .._core import tree as _tree
 from .._core.combine import masked
-from .._core.elementwise import Elementwise, Slot, float_dtype, sum_of_squares
+from .._core.elementwise import Elementwise, Slot
+from .._core.namespaces import namespace_of
 from .._core.stages import rule
 from .._core.transform import Chain, Transform
 from .._core.validate import (
@@ -66,6 +68,7 @@ from .._core.validate import (
     hyperparams,
     nonnegative,
 )
+from .._core.xmath import ema
 
 FACTORED = ("last_two", "largest_two", "none")
 EPSILON1_PLACEMENTS = ("clamp", "add")
@@ -88,8 +91,8 @@ class OrNone(Constraint):
         return self.inner.invalid_example()
 
 
-def _empty(dtype: np.dtype) -> np.ndarray:
-    return np.zeros((0,), dtype)
+def _size(shape: tuple[int, ...]) -> int:
+    return math.prod(tuple(shape))
 
 
 def factored_axes(shape: tuple[int, ...], rule_name: str, min_size: int) -> tuple[int, int] | None:
@@ -99,6 +102,7 @@ def factored_axes(shape: tuple[int, ...], rule_name: str, min_size: int) -> tupl
     the two largest (optax, ties resolved as ``numpy.argsort`` orders them). Both
     axes must have at least ``min_size`` elements.
     """
+    shape = tuple(int(n) for n in shape)
     if rule_name == "none" or len(shape) < 2:
         return None
     if rule_name == "last_two":
@@ -113,7 +117,8 @@ def factored_axes(shape: tuple[int, ...], rule_name: str, min_size: int) -> tupl
 
 class ScaleByFactoredRms(Transform):
     """:math:`u = g / \\sqrt{\\hat V}` with the factored second moment (no clipping,
-    no step size); see the module docstring."""
+    no step size); see the module docstring. Written with the array namespace: it runs
+    on NumPy, on torch tensors on their device and under ``jax.jit``."""
 
     name = "scale_by_factored_rms"
 
@@ -128,18 +133,19 @@ class ScaleByFactoredRms(Transform):
         leaves, td = _tree.flatten(params)
         rows, cols, full = [], [], []
         for p in leaves:
-            p = np.asarray(p)
-            dtype = float_dtype(p)
-            axes = factored_axes(p.shape, self.factored, self.min_size)
+            ns = namespace_of(p)
+            shape = tuple(np.shape(p))
+            axes = factored_axes(shape, self.factored, self.min_size)
+            empty = ns.zeros((0,), p)
             if axes is None:
-                rows.append(_empty(dtype))
-                cols.append(_empty(dtype))
-                full.append(np.zeros(p.shape, dtype))
+                rows.append(empty)
+                cols.append(ns.zeros((0,), p))
+                full.append(ns.zeros(shape, p))
             else:
                 r, k = axes
-                rows.append(np.zeros(_with_one(p.shape, k), dtype))
-                cols.append(np.zeros(_with_one(p.shape, r), dtype))
-                full.append(_empty(dtype))
+                rows.append(ns.zeros(_with_one(shape, k), p))
+                cols.append(ns.zeros(_with_one(shape, r), p))
+                full.append(empty)
         return {
             "count": np.zeros((), np.int64),
             "v_row": _tree.unflatten(td, rows),
@@ -152,68 +158,72 @@ class ScaleByFactoredRms(Transform):
         rows = _tree.leaves_like(td, state["v_row"])
         cols = _tree.leaves_like(td, state["v_col"])
         full = _tree.leaves_like(td, state["v"])
-        t = int(state["count"]) + 1
-        gain = float(t) ** (-self.decay_rate)  # 1 - beta2_t, exactly 1 at t = 1
+        count_ns = namespace_of(state["count"])
+        t = count_ns.count(state["count"]) + 1
         out, new_rows, new_cols, new_full = [], [], [], []
         for g, v_row, v_col, v in zip(g_leaves, rows, cols, full):
-            g = np.asarray(g)
-            dtype = float_dtype(g)
-            eps = np.finfo(dtype).eps if self.epsilon1 is None else self.epsilon1
-            s = _Scalars(dtype, gain, eps)
-            axes = factored_axes(g.shape, self.factored, self.min_size)
-            if g.size == 0:
-                out.append(g.astype(dtype))
+            ns = namespace_of(g)
+            shape = tuple(np.shape(g))
+            # 1 - beta2_t, exactly 1 at t = 1
+            gain = float(t) ** (-self.decay_rate) if isinstance(t, int) else t**-self.decay_rate
+            eps = ns.eps(g) if self.epsilon1 is None else self.epsilon1
+            s = _Scalars(ns.scalar_caster(g), gain, eps)
+            axes = factored_axes(shape, self.factored, self.min_size)
+            if _size(shape) == 0:
+                out.append(ns.astype(g, g))
             elif axes is None:
                 sq = g * g + s.eps if self.placement == "add" else g * g
                 v = s.keep * v + s.gain * sq
-                out.append(self._scaled_full(g, v, s))
+                out.append(self._scaled_full(ns, g, v, s))
             else:
                 r, k = axes
                 sq = g * g + s.eps if self.placement == "add" else g * g
-                v_row = s.keep * v_row + s.gain * np.mean(sq, axis=k, keepdims=True)
-                v_col = s.keep * v_col + s.gain * np.mean(sq, axis=r, keepdims=True)
-                out.append(self._scaled_factored(g, v_row, v_col, r, s))
-            new_rows.append(v_row)
-            new_cols.append(v_col)
-            new_full.append(v)
+                v_row = s.keep * v_row + s.gain * ns.mean(sq, axis=k, keepdims=True)
+                v_col = s.keep * v_col + s.gain * ns.mean(sq, axis=r, keepdims=True)
+                out.append(self._scaled_factored(ns, g, v_row, v_col, r, s))
+            new_rows.append(ns.wrap(v_row))
+            new_cols.append(ns.wrap(v_col))
+            new_full.append(ns.wrap(v))
         new_state = {
-            "count": np.asarray(t, np.int64),
+            "count": count_ns.count_array(t, state["count"]),
             "v_row": _tree.unflatten(td, new_rows),
             "v_col": _tree.unflatten(td, new_cols),
             "v": _tree.unflatten(td, new_full),
         }
         return _tree.unflatten(td, out), new_state
 
-    def _scaled_full(self, g, v, s):
+    def _scaled_full(self, ns, g, v, s):
         if self.placement == "add":
             return g * v**s.minus_half
-        return g / np.sqrt(np.maximum(v, s.eps * s.eps))
+        return g / ns.sqrt(ns.maximum(v, s.eps * s.eps))
 
-    def _scaled_factored(self, g, v_row, v_col, r, s):
-        row_norm = np.mean(v_row, axis=r, keepdims=True)
+    def _scaled_factored(self, ns, g, v_row, v_col, r, s):
+        row_norm = ns.mean(v_row, axis=r, keepdims=True)
         if self.placement == "add":
             return g * (v_row / row_norm) ** s.minus_half * v_col**s.minus_half
-        estimate = v_row * v_col / np.maximum(row_norm, s.eps)
-        return g / np.sqrt(np.maximum(estimate, s.eps * s.eps))
+        estimate = v_row * v_col / ns.maximum(row_norm, s.eps)
+        return g / ns.sqrt(ns.maximum(estimate, s.eps * s.eps))
 
 
 class _Scalars:
-    """The step's scalars in the tensor's dtype (float32 math stays float32)."""
+    """The step's scalars as element math on the tensor takes them (in its dtype on
+    NumPy, so float32 math stays float32)."""
 
-    def __init__(self, dtype: np.dtype, gain: float, eps: float):
-        kind = dtype.type
-        self.gain = kind(gain)
-        self.keep = kind(1.0 - gain)
-        self.eps = kind(eps)
-        self.minus_half = kind(-0.5)
+    def __init__(self, cast, gain, eps: float):
+        self.gain = cast(gain)
+        self.keep = cast(1.0 - gain)
+        self.eps = cast(eps)
+        self.minus_half = cast(-0.5)
 
 
 def _with_one(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     return tuple(1 if i == axis else n for i, n in enumerate(shape))
 
 
-def _rms(x: np.ndarray) -> float:
-    return (sum_of_squares(x) / x.size) ** 0.5 if x.size else 0.0
+def _rms(x: Any, ns: Any) -> Any:
+    """:math:`\\mathrm{RMS}(x)` as a 0-d float64 array of ``x``'s library (0 when empty)."""
+    size = _size(np.shape(x))
+    return (ns.square_sum(x) / size) ** 0.5 if size else ns.astype(0.0, x)
 
 
 class ClipByBlockRms(Transform):
@@ -231,9 +241,9 @@ class ClipByBlockRms(Transform):
         g_leaves, td = _tree.flatten(grads)
         out = []
         for u in g_leaves:
-            u = np.asarray(u)
-            denom = max(1.0, _rms(u) / self.threshold)
-            out.append(u / float_dtype(u).type(denom))
+            ns = namespace_of(u)
+            denom = ns.maximum(1.0, _rms(u, ns) / self.threshold)
+            out.append(ns.wrap(u / ns.scalar_caster(u)(denom)))
         return _tree.unflatten(td, out), state
 
 
@@ -255,9 +265,9 @@ class ScaleByParamBlockRms(Transform):
         w_leaves = _tree.leaves_like(td, params)
         out = []
         for u, w in zip(g_leaves, w_leaves):
-            u = np.asarray(u)
-            scale = max(self.floor, _rms(np.asarray(w)))
-            out.append(u * float_dtype(u).type(scale))
+            ns = namespace_of(u)
+            scale = ns.maximum(self.floor, _rms(w, ns))
+            out.append(ns.wrap(u * ns.scalar_caster(u)(scale)))
         return _tree.unflatten(td, out), state
 
 
@@ -285,7 +295,7 @@ def _relative_step(learning_rate: Any, relative: bool) -> Elementwise:
 
 
 def _ema(g, mu, keep, gain):
-    mu = keep * mu + gain * g
+    mu = ema(mu, g, keep, gain)
     return mu, mu
 
 

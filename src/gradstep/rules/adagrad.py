@@ -61,7 +61,7 @@ def scale_by_adagrad(
     return Elementwise(
         "scale_by_adagrad",
         _adagrad,
-        slots=(Slot("sum_sq", initial_accumulator_value),),
+        slots=(Slot("sum_sq", initial_accumulator_value, nonnegative=True),),
         prepare=functools.partial(_constant, eps),
     )
 

@@ -46,7 +46,7 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import maximum, sqrt, where
+from .._core.xmath import debias, ema, ema_square, maximum, sqrt, where
 
 PLACEMENTS = ("outside", "inside", "outside_uncorrected", "inside_uncorrected")
 AMSGRAD = (False, True, "raw", "corrected")
@@ -57,36 +57,23 @@ AMSGRAD = (False, True, "raw", "corrected")
 # overflows float32 (v above ~3.4e35 / v_scale: |g| > ~1.8e19 on the first step) and
 # sqrt(v) / sqrt(bc2) does not, the root is taken first, as torch does: the same value,
 # written sqrt(v + e / v_scale) / root_div, so no rule is less overflow-safe than torch.
+# v * v_scale + e is never negative, so "< inf" is "finite" (on every engine).
 def _adam(
     g, mu, nu, b1, c1, b2, c2, step_scale, v_scale, eps_in, root_div, eps_root_in, inf, eps_out
 ):
-    mu = b1 * mu + c1 * g
-    nu = b2 * nu + c2 * g * g
-    scaled = nu * v_scale + eps_in  # >= 0: "< inf" is "finite" (also on Triton)
+    mu = ema(mu, g, b1, c1)
+    nu = ema_square(nu, g, b2, c2)
+    scaled = nu * v_scale + eps_in
     root = where(scaled < inf, sqrt(scaled), sqrt(nu + eps_root_in) / root_div)
     return mu * step_scale / (root + eps_out), mu, nu
 
 
 def _amsgrad(
-    g,
-    mu,
-    nu,
-    nu_max,
-    b1,
-    c1,
-    b2,
-    c2,
-    max_scale,
-    step_scale,
-    v_scale,
-    eps_in,
-    root_div,
-    eps_root_in,
-    inf,
-    eps_out,
-):
-    mu = b1 * mu + c1 * g
-    nu = b2 * nu + c2 * g * g
+    g, mu, nu, nu_max, b1, c1, b2, c2, max_scale, step_scale, v_scale, eps_in, root_div,
+    eps_root_in, inf, eps_out,
+):  # fmt: skip
+    mu = ema(mu, g, b1, c1)
+    nu = ema_square(nu, g, b2, c2)
     nu_max = maximum(nu_max, nu * max_scale)
     scaled = nu_max * v_scale + eps_in
     root = where(scaled < inf, sqrt(scaled), sqrt(nu_max + eps_root_in) / root_div)
@@ -100,40 +87,42 @@ def _denominator_scalars(
 
     The step is ``m * step_scale / (sqrt(v * v_scale + eps_in) + eps_out)``, with the
     same root written ``sqrt(v + eps_root_in) / root_div`` where ``v * v_scale``
-    overflows (``sqrt(v / bc2 + e) = sqrt(v + e * bc2) / sqrt(bc2)``).
+    overflows.
     """
     if placement in ("outside", "inside"):
         scales = {"step_scale": 1.0 / bc1, "v_scale": 1.0 / bc2}
-        root_div = bc2**0.5  # not math.sqrt: the JAX engine traces prepare
     else:
         scales = {"step_scale": math.sqrt(bc2) / bc1, "v_scale": 1.0}
-        root_div = 1.0
     eps_in, eps_out = (eps_root, eps) if placement.startswith("outside") else (eps + eps_root, 0.0)
+    return {**scales, **_root_scalars(scales["v_scale"], eps_in), "eps_out": eps_out}
+
+
+def _root_scalars(v_scale: Any, eps_in: Any) -> dict:
+    """``eps_in``, ``root_div``, ``eps_root_in`` and ``inf`` for a ``v_scale``
+    (``** 0.5``, not math.sqrt: the JAX engine traces prepare)."""
     return {
-        **scales,
         "eps_in": eps_in,
-        "root_div": root_div,
-        "eps_root_in": eps_in / scales["v_scale"],
+        "root_div": (1.0 / v_scale) ** 0.5,
+        "eps_root_in": eps_in / v_scale,
         "inf": math.inf,
-        "eps_out": eps_out,
     }
 
 
 def _adam_prepare(
-    h: dict, count: int, *, mode: Any, epsilon: float, eps_root: float, epsilon_placement: str
+    h: dict, count: int, *, bias_correction, eps_root, epsilon, epsilon_placement, mode
 ) -> dict:
     t = count + 1
     b1, b2 = h["beta1"], h["beta2"]
-    bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
+    bc1, bc2 = (debias(b1, t), debias(b2, t)) if bias_correction else (1.0, 1.0)
     scalars = {"b1": b1, "c1": 1.0 - b1, "b2": b2, "c2": 1.0 - b2}
+    denom = _denominator_scalars(epsilon_placement, epsilon, eps_root, bc1, bc2)
     if mode == "corrected":
-        # the maximum is taken over v-hat (optax), so the step uses it unscaled
-        denom = _denominator_scalars(epsilon_placement, epsilon, eps_root, bc1, 1.0)
-        scalars["max_scale"] = 1.0 / bc2
-    else:
-        denom = _denominator_scalars(epsilon_placement, epsilon, eps_root, bc1, bc2)
-        if mode == "raw":
-            scalars["max_scale"] = 1.0
+        # the maximum is taken over v-hat, so the step uses it unscaled
+        scalars["max_scale"] = denom["v_scale"]
+        denom["v_scale"] = 1.0
+        denom.update(_root_scalars(1.0, denom["eps_in"]))
+    elif mode == "raw":
+        scalars["max_scale"] = 1.0
     return {**scalars, **denom}
 
 
@@ -144,6 +133,7 @@ def _adam_prepare(
     eps_root=nonnegative(),
     amsgrad=OneOf(AMSGRAD),
     epsilon_placement=OneOf(PLACEMENTS),
+    bias_correction=BOOL,
 )
 def scale_by_adam(
     beta1: Any = 0.9,
@@ -153,12 +143,15 @@ def scale_by_adam(
     eps_root: float = 0.0,
     amsgrad: bool | str = False,
     epsilon_placement: str = "outside",
+    bias_correction: bool = True,
 ) -> Elementwise:
     """Adam's direction :math:`\\hat m / (\\sqrt{\\hat v} + \\epsilon)` (no learning rate).
 
     ``eps_root`` is added inside the root on the bias-corrected scale, as optax's
     argument of that name. ``amsgrad``: False, True (= ``"raw"``), ``"raw"`` or
     ``"corrected"``. See the module docstring for ``epsilon_placement``.
+    ``bias_correction=False`` uses the moments as they are (:math:`\\hat m = m`,
+    :math:`\\hat v = v`; LAMB's option).
     """
     mode = "raw" if amsgrad is True else amsgrad
     if mode == "corrected" and epsilon_placement not in ("outside", "inside"):
@@ -170,12 +163,16 @@ def scale_by_adam(
 
     prepare = functools.partial(
         _adam_prepare,
-        mode=mode,
-        epsilon=epsilon,
+        bias_correction=bias_correction,
         eps_root=eps_root,
+        epsilon=epsilon,
         epsilon_placement=epsilon_placement,
+        mode=mode,
     )
-    slots = (Slot("mu"), Slot("nu")) + ((Slot("nu_max"),) if mode else ())
+
+    slots = (Slot("mu"), Slot("nu", nonnegative=True)) + (
+        (Slot("nu_max", nonnegative=True),) if mode else ()
+    )
     return Elementwise(
         "scale_by_adam",
         _amsgrad if mode else _adam,

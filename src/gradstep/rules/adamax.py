@@ -31,25 +31,25 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import absolute, maximum
+from .._core.xmath import absolute, debias, ema, maximum
 
 PLACEMENTS = ("outside", "in_max")
 
 
 def _adamax(g, mu, inf_norm, b1, c1, b2, step_scale, eps_in, eps_out):
-    mu = b1 * mu + c1 * g
+    mu = ema(mu, g, b1, c1)
     inf_norm = maximum(b2 * inf_norm, absolute(g) + eps_in)
     return mu * step_scale / (inf_norm + eps_out), mu, inf_norm
 
 
-def _adamax_prepare(h: dict, count: int, *, epsilon: float, epsilon_placement: str) -> dict:
+def _adamax_prepare(h: dict, count: int, *, epsilon, epsilon_placement) -> dict:
     b1 = h["beta1"]
     eps_in, eps_out = (0.0, epsilon) if epsilon_placement == "outside" else (epsilon, 0.0)
     return {
         "b1": b1,
         "c1": 1.0 - b1,
         "b2": h["beta2"],
-        "step_scale": 1.0 / (1.0 - b1 ** (count + 1)),
+        "step_scale": 1.0 / debias(b1, count + 1),
         "eps_in": eps_in,
         "eps_out": eps_out,
     }
@@ -73,6 +73,7 @@ def scale_by_adamax(
     prepare = functools.partial(
         _adamax_prepare, epsilon=epsilon, epsilon_placement=epsilon_placement
     )
+
     return Elementwise(
         "scale_by_adamax",
         _adamax,

@@ -42,13 +42,13 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import rule
 from .._core.transform import Chain
 from .._core.validate import Interval, decay_rate, hyperparams, nonnegative
-from .._core.xmath import sqrt
+from .._core.xmath import debias, ema_square, sqrt
 
 _LR = Interval(0.0, lo_open=True, schedulable=True)
 
 
 def _ftml(g, w, d, v, z, b1, c1, b2, c2, d_scale, inv_bc2, eps):
-    v = b2 * v + c2 * g * g
+    v = ema_square(v, g, b2, c2)
     d_t = d_scale * (sqrt(v * inv_bc2) + eps)
     z = b1 * z + c1 * g - (d_t - b1 * d) * w
     return -z / d_t - w, d_t, v, z
@@ -63,7 +63,7 @@ def _ftml_prepare(h: dict, count: int, *, beta1, beta2, epsilon) -> dict:
         "b2": b2,
         "c2": 1.0 - b2,
         "d_scale": (1.0 - b1**t) / h["learning_rate"],
-        "inv_bc2": 1.0 / (1.0 - b2**t),
+        "inv_bc2": 1.0 / debias(b2, t),
         "eps": epsilon,
     }
 

@@ -28,57 +28,15 @@ References:
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any
 
-from .._core.elementwise import Elementwise, Slot
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, decay_rate, hyperparams, nonnegative
-from .adam import _adam
+from .adam import scale_by_adam
 from .layerwise import NoneOr, scale_by_trust_ratio
 
 _BOUND = NoneOr(Interval(0.0, lo_open=True))
-
-
-def _lamb_prepare(
-    h: dict, count: int, *, epsilon: float, eps_root: float, bias_correction: bool
-) -> dict:
-    t = count + 1
-    b1, b2 = h["beta1"], h["beta2"]
-    bc1, bc2 = (1.0 - b1**t, 1.0 - b2**t) if bias_correction else (1.0, 1.0)
-    return {
-        "b1": b1,
-        "c1": 1.0 - b1,
-        "b2": b2,
-        "c2": 1.0 - b2,
-        "step_scale": 1.0 / bc1,
-        "v_scale": 1.0 / bc2,
-        "eps_in": eps_root,
-        # the same root where v / bc2 overflows: sqrt(v + e * bc2) / sqrt(bc2)
-        "root_div": bc2**0.5,  # not math.sqrt: the JAX engine traces prepare
-        "eps_root_in": eps_root * bc2,
-        "inf": math.inf,
-        "eps_out": epsilon,
-    }
-
-
-def _lamb_direction(
-    beta1: float, beta2: float, epsilon: float, eps_root: float, bias_correction: bool
-) -> Elementwise:
-    prepare = functools.partial(
-        _lamb_prepare, epsilon=epsilon, eps_root=eps_root, bias_correction=bias_correction
-    )
-
-    return Elementwise(
-        "scale_by_adam",
-        _adam,
-        slots=(Slot("mu"), Slot("nu")),
-        hyperparams={"beta1": beta1, "beta2": beta2},
-        prepare=prepare,
-        uses_count=True,
-    )
 
 
 @hyperparams(
@@ -152,7 +110,7 @@ def lamb(
         )
     return rule(
         "lamb",
-        _lamb_direction(beta1, beta2, epsilon, eps_root, bias_correction),
+        scale_by_adam(beta1, beta2, epsilon, eps_root=eps_root, bias_correction=bias_correction),
         add_decayed_weights(weight_decay, weight_decay_mask) if has_decay else None,
         scale_by_trust_ratio(
             lower_bound=lower_bound, upper_bound=upper_bound, mask=trust_ratio_mask

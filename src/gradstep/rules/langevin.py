@@ -20,13 +20,18 @@ Metropolis correction. :math:`T < 1` samples the tempered posterior
 :math:`\exp(-L/T)` ("cold posterior"); :math:`T = 0` is plain gradient descent with
 step :math:`\eta/2`.
 
-**The noise.** It comes from NumPy's generator, seeded per step: on the update with
-step count :math:`k` (0 on the first), :math:`\xi` for the parameters in tree order is
-``numpy.random.default_rng([seed, k]).standard_normal(shape)`` drawn leaf after leaf,
-in float64, then scaled by :math:`\sqrt{\eta T}` and cast to the parameter's dtype.
-The state keeps the seed and the count, so a run resumed from a checkpoint draws the
-same noise as the uninterrupted run. The noise stage cannot be compiled into a fused
-kernel; the NumPy front runs SGLD on the eager engine.
+**The noise.** It comes from an explicit key kept in the state: the integer
+``seed`` and the step count :math:`k` (0 on the first update). Each array library
+draws with its own generator from that key (see
+:mod:`gradstep._core.namespaces`): on NumPy :math:`\xi` for the parameters in tree
+order is ``numpy.random.default_rng([seed, k]).standard_normal(shape)`` drawn leaf
+after leaf, in float64, then scaled by :math:`\sqrt{\eta T}` and cast to the
+parameter's dtype; torch tensors draw from a ``torch.Generator`` on their device
+seeded from ``(seed, k)``; under ``jax.jit`` the key is ``jax.random.fold_in`` of
+the seed and the traced count. A run is reproducible on each library, and a run
+resumed from a checkpoint draws the same noise as the uninterrupted run; NumPy,
+torch and JAX draw different numbers from the same key. The noise stage cannot be
+compiled into a fused kernel; the NumPy front runs SGLD on the eager engine.
 
 References:
   Welling & Teh (2011): Bayesian Learning via Stochastic Gradient Langevin Dynamics.
@@ -44,8 +49,9 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
-from .._core.elementwise import Elementwise, float_dtype, resolve
+from .._core.elementwise import Elementwise, resolve
 from .._core.gradients import CLIP_GRADIENT, RESCALE_GRAD, Optional, gradient_stage
+from .._core.namespaces import namespace_of
 from .._core.stages import rule
 from .._core.transform import Chain, Transform
 from .._core.validate import Interval, hyperparams, nonnegative
@@ -72,11 +78,13 @@ def half_step(learning_rate: Any) -> Elementwise:
     )
 
 
-def langevin_noise(shapes_dtypes: list, seed: int, count: int, std: float) -> list:
+def langevin_noise(likes: list, seed: Any, count: Any, std: Any) -> list:
     """The noise of the update with step count ``count`` (see the module docstring):
-    one array per ``(shape, dtype)``, in order."""
-    rng = np.random.default_rng([int(seed), int(count)])
-    return [(std * rng.standard_normal(shape)).astype(dtype) for shape, dtype in shapes_dtypes]
+    ``std`` times standard normal noise shaped like each array of ``likes``, in its
+    floating dtype and library."""
+    if not likes:
+        return []
+    return namespace_of(likes[0]).normals(seed, count, likes, std)
 
 
 class AddLangevinNoise(Transform):
@@ -93,19 +101,26 @@ class AddLangevinNoise(Transform):
 
     def init(self, params: Any) -> dict:
         seed = self.seed
-        if seed is None:  # fresh entropy, kept in the state so a resumed run repeats it
-            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        if seed is None:
+            # fresh entropy, kept in the state so a resumed run repeats it; 31 bits, so
+            # the state fits JAX's default int32 as well
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0] >> np.uint32(1))
         return {"count": np.zeros((), np.int64), "seed": np.asarray(seed, np.int64)}
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         leaves, td = _tree.flatten(grads)
-        count = int(state["count"])
+        count_ns = namespace_of(state["count"])
+        count = count_ns.count(state["count"])
         h = resolve(self.hyperparams, count, ctx)
-        std = float(np.sqrt(h["learning_rate"] * h["temperature"]))
-        spec = [(np.shape(u), float_dtype(u)) for u in leaves]
-        noise = langevin_noise(spec, int(state["seed"]), count, std)
-        out = [np.asarray(u + xi).astype(xi.dtype, copy=False) for u, xi in zip(leaves, noise)]
-        new_state = {"count": np.asarray(count + 1, np.int64), "seed": state["seed"]}
+        ns = namespace_of(leaves[0]) if leaves else count_ns
+        std = ns.sqrt(h["learning_rate"] * h["temperature"])
+        seed = namespace_of(state["seed"]).count(state["seed"])
+        noise = langevin_noise(leaves, seed, count, std)
+        out = [ns.wrap(ns.astype(u + xi, xi)) for u, xi in zip(leaves, noise)]
+        new_state = {
+            "count": count_ns.count_array(count + 1, state["count"]),
+            "seed": state["seed"],
+        }
         return _tree.unflatten(td, out), new_state
 
 

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
+from .._core.namespaces import NUMPY, namespace_of
 from .._core.stages import add_decayed_weights, rule, scale, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
@@ -60,6 +61,9 @@ def _scalar_dtype(leaf: Any) -> np.dtype:
     (or narrower) parameters, float64 otherwise."""
     name = str(getattr(leaf, "dtype", "float64"))
     return np.dtype(np.float32) if name.endswith(("float32", "float16")) else np.dtype(np.float64)
+
+
+_WIDE = np.zeros((), np.float64)
 
 
 def _value(value: Any, count: int) -> Any:
@@ -91,18 +95,24 @@ class MomentumCorrection(Transform):
         }
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        count = int(state["count"])
+        count_ns = namespace_of(state["count"])
+        count = count_ns.count(state["count"])
         last = state["last_learning_rate"]
-        current = last.dtype.type(_value(ctx.get("learning_rate", self.learning_rate), count))
+        ns = namespace_of(last)
+        # the ratio is taken in the state's dtype, so an unchanged rate gives exactly 1
+        current = ns.astype(_value(ctx.get("learning_rate", self.learning_rate), count), last)
         momentum = _value(ctx.get("momentum", self.momentum), count)
-        previous = current if count == 0 else last[()]
-        corrected = momentum * float(current / previous) if previous != 0 else momentum
+        previous = ns.where(count == 0, current, last)
+        usable = previous != 0
+        ratio = current / ns.where(usable, previous, ns.astype(1.0, last))
+        wide = ns.astype(ratio, _WIDE) if ns is NUMPY else ratio
+        corrected = ns.where(usable, momentum * wide, momentum)
         updates, inner = self.inner.update(
             grads, state["inner"], params, **{**ctx, "momentum": corrected}
         )
         new_state = {
-            "count": np.asarray(count + 1, np.int64),
-            "last_learning_rate": np.asarray(current, last.dtype),
+            "count": count_ns.count_array(count + 1, state["count"]),
+            "last_learning_rate": ns.wrap(current),
             "inner": inner,
         }
         return updates, new_state

@@ -64,7 +64,7 @@ from .._core.combine import _labels_for
 from .._core.elementwise import Elementwise, resolve, sum_of_squares
 from .._core.namespaces import element_for
 from .._core.validate import Constraint, Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import clip
+from .._core.xmath import clip, maximum, minimum, sqrt, where
 
 ZERO_NORM = ("one", "max")
 
@@ -196,19 +196,20 @@ def _trust_ratio_combined(
 ) -> dict:
     if not flags["trust_ratio"]:
         return {"factor": 1.0}
-    u_norm, w_norm = math.sqrt(sums[0]), math.sqrt(sums[1])
+    u_norm, w_norm = sqrt(sums[0]), sqrt(sums[1])
     if lower is not None:
-        w_norm = max(w_norm, lower)
+        w_norm = maximum(w_norm, lower)
     if upper is not None:
-        w_norm = min(w_norm, upper)
-    if w_norm == 0.0 or u_norm == 0.0:
-        return {"factor": 1.0}
-    return {"factor": trust_coefficient * w_norm / (u_norm + epsilon)}
+        w_norm = minimum(w_norm, upper)
+    zero = (w_norm == 0.0) | (u_norm == 0.0)
+    denominator = where(zero, 1.0, u_norm + epsilon)
+    return {"factor": where(zero, 1.0, trust_coefficient * w_norm / denominator)}
 
 
 def _trust_ratio_combine(
     trust_coefficient: float, epsilon: float, lower: float | None, upper: float | None
 ) -> Callable:
+    # element operations instead of branches on the norms: the JAX engine traces it
     combine = functools.partial(
         _trust_ratio_combined,
         epsilon=epsilon,
@@ -294,22 +295,23 @@ def _lars_combined(
     decay = h["weight_decay"] if flags["weight_decay"] else 0.0
     if not flags["trust_ratio"]:
         return {"factor": 1.0, "decay": decay}
-    g_norm, w_norm = math.sqrt(sums[0]), math.sqrt(sums[1])
-    zero = w_norm == 0.0 or g_norm == 0.0
-    if zero and zero_norm == "one":
-        return {"factor": 1.0, "decay": decay}
+    g_norm, w_norm = sqrt(sums[0]), sqrt(sums[1])
+    zero = (w_norm == 0.0) | (g_norm == 0.0)
     numerator = trust_coefficient * w_norm
     denominator = g_norm + decay * w_norm + epsilon
-    if denominator == 0.0:  # objax with epsilon 0 and both norms 0: 0/0
-        ratio = math.nan if numerator == 0.0 else math.inf
-    else:
-        ratio = numerator / denominator
-    if zero and not math.isnan(ratio):  # objax's maximum propagates a NaN ratio
-        ratio = max(1.0, ratio)
+    # objax with epsilon 0 and both norms 0 divides by 0: NaN for 0/0, else inf
+    by_zero = where(numerator == 0.0, math.nan, math.inf)
+    divided = numerator / where(denominator == 0.0, 1.0, denominator)
+    ratio = where(denominator == 0.0, by_zero, divided)
+    if zero_norm == "one":
+        ratio = where(zero, 1.0, ratio)
+    else:  # objax's max(1, ratio) at a zero norm, which propagates a NaN ratio
+        ratio = where(zero, maximum(1.0, ratio), ratio)
     return {"factor": ratio, "decay": decay}
 
 
 def _lars_combine(trust_coefficient: float, epsilon: float, zero_norm: str) -> Callable:
+    # element operations instead of branches on the norms: the JAX engine traces it
     combine = functools.partial(
         _lars_combined, epsilon=epsilon, trust_coefficient=trust_coefficient, zero_norm=zero_norm
     )

@@ -8,7 +8,7 @@ s_i`, slot ``rho``), :math:`m` ``history_size``, :math:`\gamma` slot ``h_diag``,
 :math:`\eta` ``learning_rate``, ``max_iter``, ``max_eval``, :math:`\tau_g`
 ``tolerance_grad``, :math:`\tau_c` ``tolerance_change``.
 
-One optimisation step (``step_with_closure``, or :func:`closure_step` on the NumPy
+One optimisation step (``step_with_closure``, or :func:`gradstep.closure_step` on the NumPy
 front) evaluates the loss and gradient, returns at once if
 :math:`\max|g| \le \tau_g`, and then runs up to ``max_iter`` iterations:
 
@@ -39,6 +39,12 @@ iteration count persist across steps, as in torch.
 runs exactly one iteration per gradient with a fixed step length: it requires
 ``max_iter=1`` and no line search, and then equals torch's ``LBFGS(max_iter=1)``.
 
+The math is written against the array namespace: NumPy arrays, torch tensors on any
+device (the vectors never leave it; the closure step's stopping tests read scalars)
+and, for ``update(grads)``, ``jax.jit`` (the history's ring buffer, the curvature
+test and the stopping tests become ``where`` selections on traced values). The
+strong-Wolfe search is :mod:`gradstep.rules.line_search`.
+
 References:
   Nocedal (1980): Updating Quasi-Newton Matrices with Limited Storage. Mathematics of
   Computation 35(151).
@@ -50,264 +56,179 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .._core import tree as _tree
-from .._core.elementwise import float_dtype, resolve
+from .._core.elementwise import resolve
+from .._core.namespaces import NUMPY, Namespace, namespace_of
 from .._core.transform import Transform
 from .._core.validate import Interval, OneOf, hyperparams, nonnegative
 from .adafactor import OrNone
+from .line_search import strong_wolfe
 
 LINE_SEARCHES = (None, "strong_wolfe")
-#: sufficient-decrease and curvature constants of the strong-Wolfe search
-C1, C2 = 1e-4, 0.9
-#: the line search stops shrinking its bracket below this width times max|d| (torch's
-#: fixed value, independent of ``tolerance_change``)
-LINE_SEARCH_TOLERANCE = 1e-9
 #: a pair (s, y) enters the history only if y.s exceeds this
 CURVATURE_THRESHOLD = 1e-10
+_COUNTS = ("n_iter", "func_evals", "history_len", "history_start")
+
+
+def _known(cond: Any) -> bool | None:
+    """``cond`` as a Python bool, or ``None`` when it is traced (decided in the graph)."""
+    return None if namespace_of(cond).is_traced(cond) else bool(cond)
+
+
+def _pick(ns: Namespace, cond: Any, a: Any, b: Any) -> Any:
+    """``a if cond else b``, as a ``where`` selection when ``cond`` is traced."""
+    known = _known(cond)
+    if known is not None:
+        return a if known else b
+    return ns.where(cond, a, b)
 
 
 # -- the state -------------------------------------------------------------------------
 
 
 class _History:
-    """The mutable working copy of the state during one step."""
+    """The working copy of the state during one step (arrays of ``ns``)."""
 
-    def __init__(self, state: dict, copy: bool = True):
-        take = (lambda a: np.array(a, copy=True)) if copy else np.asarray
-        self.n_iter = int(state["n_iter"])
-        self.func_evals = int(state["func_evals"])
-        self.direction = take(state["direction"])
-        self.step_size = take(state["step_size"])
-        self.prev_grad = take(state["prev_grad"])
-        self.h_diag = take(state["h_diag"])
-        self.s = take(state["s"])
-        self.y = take(state["y"])
-        self.rho = take(state["rho"])
-        self.length = int(state["history_len"])
-        self.start = int(state["history_start"])
+    def __init__(self, state: dict, ns: Namespace):
+        self.ns = ns
+        self._count_like = {name: state[name] for name in _COUNTS}
+        count = {name: namespace_of(state[name]).count(state[name]) for name in _COUNTS}
+        self.n_iter, self.func_evals = count["n_iter"], count["func_evals"]
+        self.length, self.start = count["history_len"], count["history_start"]
+        self.direction = ns.copy(state["direction"])
+        self.step_size = ns.copy(state["step_size"])
+        self.prev_grad = ns.copy(state["prev_grad"])
+        self.h_diag = ns.copy(state["h_diag"])
+        self.s = ns.copy(state["s"])
+        self.y = ns.copy(state["y"])
+        self.rho = ns.copy(state["rho"])
 
     def as_state(self) -> dict:
+        ns = self.ns
+
+        def count(name: str, value: Any) -> Any:
+            like = self._count_like[name]
+            return namespace_of(like).count_array(value, like)
+
         return {
-            "n_iter": np.asarray(self.n_iter, np.int64),
-            "func_evals": np.asarray(self.func_evals, np.int64),
+            "n_iter": count("n_iter", self.n_iter),
+            "func_evals": count("func_evals", self.func_evals),
             "direction": self.direction,
-            "step_size": np.asarray(self.step_size),
+            "step_size": ns.wrap(self.step_size),
             "prev_grad": self.prev_grad,
-            "h_diag": np.asarray(self.h_diag),
+            "h_diag": ns.wrap(self.h_diag),
             "s": self.s,
             "y": self.y,
             "rho": self.rho,
-            "history_len": np.asarray(self.length, np.int64),
-            "history_start": np.asarray(self.start, np.int64),
+            "history_len": count("history_len", self.length),
+            "history_start": count("history_start", self.start),
         }
 
-    def order(self) -> list[int]:
-        """Buffer rows from the oldest pair to the newest."""
-        size = self.s.shape[0]
-        return [(self.start + i) % size for i in range(self.length)]
+    def push(self, s: Any, y: Any, ys: Any, accept: Any) -> None:
+        """Store the pair when ``accept`` (dropping the oldest of a full buffer)."""
+        known = _known(accept)
+        if known is False:
+            return
+        ns, size = self.ns, self.s.shape[0]
+        full = self.length == size
+        row = _pick(ns, full, self.start, (self.start + self.length) % size)
+        start = _pick(ns, full, (self.start + 1) % size, self.start)
+        length = _pick(ns, full, self.length, self.length + 1)
+        new_s = ns.set_row(self.s, row, s)
+        new_y = ns.set_row(self.y, row, y)
+        new_rho = ns.set_row(self.rho, row, 1.0 / ys)
+        if known is None:
+            new_s = ns.where(accept, new_s, self.s)
+            new_y = ns.where(accept, new_y, self.y)
+            new_rho = ns.where(accept, new_rho, self.rho)
+        self.s, self.y, self.rho = new_s, new_y, new_rho
+        self.start = _pick(ns, accept, start, self.start)
+        self.length = _pick(ns, accept, length, self.length)
 
-    def push(self, s: np.ndarray, y: np.ndarray, ys) -> None:
-        size = self.s.shape[0]
-        if self.length == size:
-            row = self.start
-            self.start = (self.start + 1) % size
-        else:
-            row = (self.start + self.length) % size
-            self.length += 1
-        self.s[row] = s
-        self.y[row] = y
-        self.rho[row] = 1.0 / ys
-
-    def next_direction(self, g: np.ndarray) -> np.ndarray:
+    def next_direction(self, g: Any) -> Any:
         """Count the iteration and return its direction (step 1 of the docstring);
         also records ``g`` as the previous gradient."""
-        self.n_iter += 1
-        if self.n_iter == 1:
+        ns = self.ns
+        self.n_iter = self.n_iter + 1
+        first = self.n_iter == 1
+        known = _known(first)
+        if known:
             d = -g
             self.length = self.start = 0
-            self.h_diag = np.asarray(1.0, g.dtype)
+            self.h_diag = ns.astype(1.0, g)
         else:
             y = g - self.prev_grad
             s = self.direction * self.step_size
-            ys = y @ s
-            if ys > CURVATURE_THRESHOLD:
-                self.push(s, y, ys)
-                self.h_diag = ys / (y @ y)
+            ys = ns.vdot(y, s)
+            accept = ys > CURVATURE_THRESHOLD
+            self.push(s, y, ys, accept)
+            if _known(accept) is not False:
+                self.h_diag = _pick(ns, accept, ys / ns.vdot(y, y), self.h_diag)
             d = self._two_loop(g)
-        self.prev_grad = np.array(g, copy=True)
+            if known is None:  # traced: the first iteration's values where it is the first
+                d = ns.where(first, -g, d)
+                self.length = ns.where(first, 0, self.length)
+                self.start = ns.where(first, 0, self.start)
+                self.h_diag = ns.where(first, ns.astype(1.0, g), self.h_diag)
+        self.prev_grad = ns.copy(g)
         return d
 
-    def _two_loop(self, g: np.ndarray) -> np.ndarray:
-        rows = self.order()
+    def _two_loop(self, g: Any) -> Any:
+        ns, size = self.ns, self.s.shape[0]
+        traced = ns.is_traced(self.length) or ns.is_traced(self.start)
+        # traced: every buffer row, those past the history's length masked to 0
+        n = size if traced else self.length
+        rows = [(self.start + i) % size for i in range(n)]
+        zero = ns.astype(0.0, g)
+
+        def masked(i: int, value: Any) -> Any:
+            return ns.where(i < self.length, value, zero) if traced else value
+
         q = -g
-        a = {}
-        for i in reversed(rows):
-            a[i] = (self.s[i] @ q) * self.rho[i]
-            q = q - a[i] * self.y[i]
+        a = [zero] * n
+        for i in reversed(range(n)):
+            a[i] = masked(i, ns.vdot(self.s[rows[i]], q) * self.rho[rows[i]])
+            q = q - a[i] * self.y[rows[i]]
         r = q * self.h_diag
-        for i in rows:
-            b = (self.y[i] @ r) * self.rho[i]
-            r = r + (a[i] - b) * self.s[i]
+        for i in range(n):
+            b = masked(i, ns.vdot(self.y[rows[i]], r) * self.rho[rows[i]])
+            r = r + (a[i] - b) * self.s[rows[i]]
         return r
 
 
-# -- the strong-Wolfe line search --------------------------------------------------------
-
-
-@dataclass
-class _Point:
-    """A trial step length with the loss, gradient and slope found there."""
-
-    t: Any
-    f: float
-    g: np.ndarray
-    slope: Any
-
-
-def cubic_minimizer(p: _Point, q: _Point, bounds: tuple | None = None):
-    """The minimiser of the cubic matching ``f`` and its slope at ``p`` and ``q``,
-    clipped to ``bounds`` (default: between the two points); the middle of the
-    bounds when the cubic has no minimiser."""
-    lo, hi = bounds if bounds is not None else (min(p.t, q.t), max(p.t, q.t))
-    d1 = p.slope + q.slope - 3 * (p.f - q.f) / (p.t - q.t)
-    disc = d1**2 - p.slope * q.slope
-    if disc < 0:
-        return (lo + hi) / 2.0
-    d2 = np.sqrt(disc)
-    # written from the farther point of the two, as the interpolation formula has it
-    if p.t <= q.t:
-        t = q.t - (q.t - p.t) * ((q.slope + d2 - d1) / (q.slope - p.slope + 2 * d2))
-    else:
-        t = p.t - (p.t - q.t) * ((p.slope + d2 - d1) / (p.slope - q.slope + 2 * d2))
-    return min(max(t, lo), hi)
-
-
-def strong_wolfe(
-    probe: Callable[[Any], tuple[float, np.ndarray]],
-    d: np.ndarray,
-    t,
-    f0: float,
-    g0: np.ndarray,
-    slope0,
-    max_evals: int,
-    c1: float = C1,
-    c2: float = C2,
-    tolerance: float = LINE_SEARCH_TOLERANCE,
-) -> tuple[float, np.ndarray, Any, int]:
-    """A step length along ``d`` satisfying the strong Wolfe conditions.
-
-    ``probe(t)`` returns the loss and gradient at ``x + t d``. Returns ``(f, g, t,
-    evaluations)`` at the accepted step. Phase one extrapolates (cubic steps kept in
-    ``[t + 0.01 (t - t_prev), 10 t]``) until the interval between the last two
-    trials must contain an acceptable point; phase two shrinks that interval by
-    safeguarded cubic interpolation. After ``max_evals`` evaluations the better of
-    the start and the last trial is returned.
-    """
-
-    def at(step) -> _Point:
-        f, g = probe(step)
-        return _Point(step, f, g, g @ d)
-
-    def sufficient_decrease(p: _Point) -> bool:
-        return not p.f > f0 + c1 * p.t * slope0
-
-    def flat_enough(p: _Point) -> bool:
-        return abs(p.slope) <= -c2 * slope0
-
-    d_scale = np.max(np.abs(d))
-    start = _Point(0, f0, np.array(g0, copy=True), slope0)
-    prev, cur = start, at(t)
-    evals, trials = 1, 0
-    bracket: list[_Point] = []
-    found = False
-    # phase one: bracketing
-    while trials < max_evals:
-        if not sufficient_decrease(cur) or (trials > 1 and cur.f >= prev.f):
-            bracket = [prev, cur]
-            break
-        if flat_enough(cur):
-            bracket, found = [cur], True
-            break
-        if cur.slope >= 0:
-            bracket = [prev, cur]
-            break
-        bounds = (cur.t + 0.01 * (cur.t - prev.t), cur.t * 10)
-        step = cubic_minimizer(prev, cur, bounds)
-        prev, cur = cur, at(step)
-        evals += 1
-        trials += 1
-    if trials == max_evals:
-        # out of evaluations while extrapolating: the better of the start and the end
-        bracket = [_Point(0, f0, start.g, None), cur]
-
-    # phase two: zoom; ``low`` indexes the better end of the bracket
-    low = 0 if bracket[0].f <= bracket[-1].f else 1
-    stalled = False
-    while not found and trials < max_evals:
-        a, b = bracket
-        if abs(b.t - a.t) * d_scale < tolerance:
-            break
-        step = cubic_minimizer(a, b)
-        left, right = min(a.t, b.t), max(a.t, b.t)
-        margin = 0.1 * (right - left)
-        if min(right - step, step - left) < margin:
-            # too close to an end: accept once, move inside the second time (or at once
-            # when the interpolation landed on or beyond an end)
-            if stalled or step >= right or step <= left:
-                step = right - margin if abs(step - right) < abs(step - left) else left + margin
-                stalled = False
-            else:
-                stalled = True
-        else:
-            stalled = False
-        new = at(step)
-        evals += 1
-        trials += 1
-        high = 1 - low
-        if not sufficient_decrease(new) or new.f >= bracket[low].f:
-            bracket[high] = new
-            low = 0 if bracket[0].f <= bracket[1].f else 1
-        else:
-            if flat_enough(new):
-                found = True
-            elif new.slope * (bracket[high].t - bracket[low].t) >= 0:
-                bracket[high] = bracket[low]
-            bracket[low] = new
-    best = bracket[low]
-    return best.f, best.g, best.t, evals
-
-
-# -- the transform ---------------------------------------------------------------------------
-
-
 class _Layout:
-    """How the parameter leaves map onto one flat vector."""
+    """How the parameter leaves map onto one flat vector (of the widest dtype)."""
 
     def __init__(self, leaves: list):
-        arrays = [np.asarray(p) for p in leaves]
-        self.shapes = [a.shape for a in arrays]
-        self.dtypes = [float_dtype(a) for a in arrays]
-        self.sizes = [a.size for a in arrays]
-        self.dtype = np.result_type(*self.dtypes) if arrays else np.dtype(np.float64)
+        self.ns = namespace_of(leaves[0]) if leaves else NUMPY
+        self.leaves = list(leaves)
+        self.shapes = [tuple(np.shape(a)) for a in leaves]
+        self.sizes = [math.prod(s) for s in self.shapes]
+        widths = [self.ns.float_dtype(a).itemsize for a in leaves]
+        self.like = leaves[int(np.argmax(widths))] if leaves else np.zeros(0)
         self.size = sum(self.sizes)
 
-    def flat(self, leaves: list) -> np.ndarray:
+    def flat(self, leaves: list) -> Any:
+        ns = self.ns
         if not leaves:
-            return np.zeros(0, self.dtype)
-        return np.concatenate([np.asarray(x, self.dtype).ravel() for x in leaves])
+            return ns.zeros((0,), self.like)
+        return ns.concatenate([ns.ravel(ns.astype(x, self.like)) for x in leaves])
 
-    def split(self, x: np.ndarray) -> list[np.ndarray]:
-        out, offset = [], 0
-        for shape, dtype, n in zip(self.shapes, self.dtypes, self.sizes):
-            out.append(x[offset : offset + n].reshape(shape).astype(dtype, copy=False))
+    def split(self, x: Any) -> list:
+        ns, out, offset = self.ns, [], 0
+        for shape, like, n in zip(self.shapes, self.leaves, self.sizes):
+            out.append(ns.astype(ns.reshape(x[offset : offset + n], shape), like))
             offset += n
         return out
+
+    def zeros(self, shape: tuple[int, ...]) -> Any:
+        return self.ns.zeros(shape, self.like)
 
 
 class LBFGS(Transform):
@@ -340,22 +261,23 @@ class LBFGS(Transform):
 
     def _learning_rate(self, state: dict, ctx: dict) -> float:
         # a schedule of the learning rate is evaluated at the number of steps so far
-        return resolve(self.hyperparams, int(state["steps"]), ctx)["learning_rate"]
+        steps = namespace_of(state["steps"]).count(state["steps"])
+        return resolve(self.hyperparams, steps, ctx)["learning_rate"]
 
     def init(self, params: Any) -> dict:
         layout = _Layout(_tree.leaves(params))
-        n, m, dtype = layout.size, self.history_size, layout.dtype
+        n, m = layout.size, self.history_size
         return {
             "steps": np.zeros((), np.int64),
             "n_iter": np.zeros((), np.int64),
             "func_evals": np.zeros((), np.int64),
-            "direction": np.zeros(n, dtype),
-            "step_size": np.zeros((), dtype),
-            "prev_grad": np.zeros(n, dtype),
-            "h_diag": np.ones((), dtype),
-            "s": np.zeros((m, n), dtype),
-            "y": np.zeros((m, n), dtype),
-            "rho": np.zeros(m, dtype),
+            "direction": layout.zeros((n,)),
+            "step_size": layout.zeros(()),
+            "prev_grad": layout.zeros((n,)),
+            "h_diag": layout.ns.wrap(layout.ns.astype(1.0, layout.like)),
+            "s": layout.zeros((m, n)),
+            "y": layout.zeros((m, n)),
+            "rho": layout.zeros((m,)),
             "history_len": np.zeros((), np.int64),
             "history_start": np.zeros((), np.int64),
         }
@@ -372,27 +294,40 @@ class LBFGS(Transform):
             )
         g_leaves, td = _tree.flatten(grads)
         layout = _Layout(g_leaves)
+        ns = layout.ns
         g = layout.flat(g_leaves)
         lr = self._learning_rate(state, ctx)
-        h = _History(state)
-        h.func_evals += 1
-        new_state = {"steps": np.asarray(int(state["steps"]) + 1, np.int64)}
-        zero = _tree.unflatten(td, layout.split(np.zeros_like(g)))
-        if g.size == 0 or np.max(np.abs(g)) <= self.tolerance_grad:
-            return zero, {**new_state, **h.as_state()}
+        h = _History(state, ns)
+        h.func_evals = h.func_evals + 1
+        steps_ns = namespace_of(state["steps"])
+        steps = steps_ns.count(state["steps"])
+        new_state = {"steps": steps_ns.count_array(steps + 1, state["steps"])}
+        zero = ns.zeros((layout.size,), layout.like)
+        if layout.size == 0:
+            return _tree.unflatten(td, layout.split(zero)), {**new_state, **h.as_state()}
+        optimal = ns.max_abs(g) <= self.tolerance_grad
+        if _known(optimal):
+            return _tree.unflatten(td, layout.split(zero)), {**new_state, **h.as_state()}
+        before = h.as_state()
         d = h.next_direction(g)
         t = self._first_step_size(h, g, lr)
-        h.direction, h.step_size = d, np.asarray(t, g.dtype)
-        if g @ d > -self.tolerance_change:
-            return zero, {**new_state, **h.as_state()}
-        u = d * g.dtype.type(t)
-        return _tree.unflatten(td, layout.split(u)), {**new_state, **h.as_state()}
+        h.direction, h.step_size = d, ns.astype(t, g)
+        after = h.as_state()
+        flat = ns.vdot(g, d) > -self.tolerance_change
+        u = d * ns.astype(t, g)
+        if _known(optimal) is None:  # traced: select the state and the update
+            after = {k: _pick(ns, optimal, before[k], v) for k, v in after.items()}
+            flat = flat | optimal
+        u = _pick(ns, flat, zero, u)
+        return _tree.unflatten(td, layout.split(u)), {**new_state, **after}
 
     @staticmethod
-    def _first_step_size(h: _History, g: np.ndarray, lr: float):
-        if h.n_iter == 1:
-            return min(1.0, 1.0 / np.sum(np.abs(g))) * lr
-        return lr
+    def _first_step_size(h: _History, g: Any, lr: float):
+        ns, first = h.ns, h.n_iter == 1
+        if _known(first) is False:
+            return lr
+        scaled = ns.minimum(1.0, 1.0 / ns.abs_sum(g)) * lr
+        return _pick(ns, first, scaled, lr)
 
     # -- a full step with a closure --------------------------------------------------------
 
@@ -413,31 +348,32 @@ class LBFGS(Transform):
         leaves, td = _tree.flatten(params)
         layout = _Layout(leaves)
 
-        def evaluate(x: np.ndarray) -> tuple[float, np.ndarray]:
+        def evaluate(x: Any) -> tuple[float, Any]:
             loss, grads = loss_and_grad(_tree.unflatten(td, layout.split(x)))
             return float(loss), layout.flat(_tree.leaves_like(td, grads))
 
         x = layout.flat(leaves)
         lr = self._learning_rate(state, ctx)
-        h = _History(state)
+        h = _History(state, layout.ns)
         loss, x = self._minimize(evaluate, x, h, lr)
         new_state = {"steps": np.asarray(int(state["steps"]) + 1, np.int64), **h.as_state()}
         return loss, _tree.unflatten(td, layout.split(x)), new_state
 
-    def _minimize(self, evaluate, x: np.ndarray, h: _History, lr: float):
+    def _minimize(self, evaluate, x: Any, h: _History, lr: float):
+        ns = h.ns
         loss, g = evaluate(x)
         first_loss = loss
         evals = 1
         h.func_evals += 1
-        if g.size == 0 or np.max(np.abs(g)) <= self.tolerance_grad:
+        if math.prod(tuple(np.shape(g))) == 0 or ns.max_abs(g) <= self.tolerance_grad:
             return first_loss, x
         converged = False
         for k in range(1, self.max_iter + 1):
             d = h.next_direction(g)
             prev_loss = loss
             t = self._first_step_size(h, g, lr)
-            slope = g @ d
-            h.direction, h.step_size = d, np.asarray(t, g.dtype)
+            slope = ns.vdot(g, d)
+            h.direction, h.step_size = d, ns.astype(t, g)
             if slope > -self.tolerance_change:
                 break
             if self.line_search_fn == "strong_wolfe":
@@ -446,21 +382,21 @@ class LBFGS(Transform):
                     return evaluate(x + step * d)
 
                 loss, g, t, used = strong_wolfe(probe, d, t, loss, g, slope, self.max_eval - evals)
-                h.step_size = np.asarray(t, g.dtype)
+                h.step_size = ns.astype(t, g)
                 x = x + t * d
-                converged = bool(np.max(np.abs(g)) <= self.tolerance_grad)
+                converged = bool(ns.max_abs(g) <= self.tolerance_grad)
             else:
                 x = x + t * d
                 used = 0
                 if k != self.max_iter:
                     loss, g = evaluate(x)
                     used = 1
-                    converged = bool(np.max(np.abs(g)) <= self.tolerance_grad)
+                    converged = bool(ns.max_abs(g) <= self.tolerance_grad)
             evals += used
             h.func_evals += used
             if k == self.max_iter or evals >= self.max_eval or converged:
                 break
-            if np.max(np.abs(d * t)) <= self.tolerance_change:
+            if ns.max_abs(d * t) <= self.tolerance_change:
                 break
             if abs(loss - prev_loss) < self.tolerance_change:
                 break
@@ -534,44 +470,3 @@ def lbfgs(
         history_size,
         line_search_fn,
     )
-
-
-def closure_step(optimizer: Any, closure: Callable[[], tuple[Any, Any]], **ctx: Any) -> float:
-    """Run one closure-driven step of ``optimizer`` (a :class:`gradstep.Optimizer`
-    whose transform has ``step_with_closure``, such as :func:`lbfgs`).
-
-    ``closure()`` returns ``(loss, grads)`` for the optimizer's parameters as they
-    are when it is called: the step writes each trial point into the parameter
-    arrays before calling it, and leaves the arrays at the new point. ``ctx``
-    overrides hyperparameters for this step, as in ``Optimizer.step``. Returns the
-    loss at the starting point, as torch's ``LBFGS.step``.
-    """
-    transform = optimizer.transform
-    if not hasattr(transform, "step_with_closure"):
-        raise TypeError(
-            f"closure_step: {getattr(transform, 'name', type(transform).__name__)!r} does not "
-            "step with a closure; use Optimizer.step(grads)"
-        )
-    overrides = {**optimizer.hyperparams, **ctx}
-    optimizer._check_overrides(overrides)
-    live = _tree.leaves(optimizer.params)
-
-    def write(tree: Any) -> None:
-        for target, value in zip(live, _tree.leaves(tree)):
-            np.copyto(target, value, casting="same_kind")
-
-    def loss_and_grad(trial: Any):
-        write(trial)
-        return closure()
-
-    start = [np.array(p, copy=True) for p in live]
-    try:
-        loss, new_params, optimizer.state = transform.step_with_closure(
-            loss_and_grad, optimizer.params, optimizer.state, **overrides
-        )
-    except BaseException:
-        for target, value in zip(live, start):
-            np.copyto(target, value)
-        raise
-    write(new_params)
-    return loss

@@ -32,20 +32,20 @@ from .._core.elementwise import Elementwise, Slot
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import absolute, sign, where
+from .._core.xmath import absolute, ema, sign, where
 
 MODES = ("hard", "refined")
 _BETA = Interval(0.0, 1.0, schedulable=True)
 
 
 def _lion(g, mu, b1, c1, b2, c2):
-    direction = sign(b1 * mu + c1 * g)
-    return direction, b2 * mu + c2 * g
+    direction = sign(ema(mu, g, b1, c1))
+    return direction, ema(mu, g, b2, c2)
 
 
 def _lion_refined(g, mu, b1, c1, b2, c2, one):
-    c = b1 * mu + c1 * g
-    return where(absolute(c) < one, c, sign(c)), b2 * mu + c2 * g
+    c = ema(mu, g, b1, c1)
+    return where(absolute(c) < one, c, sign(c)), ema(mu, g, b2, c2)
 
 
 def _lion_prepare(h: dict, count: int, *, mode) -> dict:

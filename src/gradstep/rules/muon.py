@@ -36,6 +36,11 @@ weights stored output x input), :math:`\sqrt{\max(1, \text{cols}/\text{rows})}`
 \sqrt{\max(\text{rows}, \text{cols})}` (``"rms"``: an AdamW-like update RMS) or 1
 (``"none"``).
 
+The matrices' chain is :func:`muon_momentum` (an elementwise stage: it fuses and
+traces like any other), :class:`Orthogonalise` (the Newton-Schulz iteration, written
+against the array namespace, so it runs on torch tensors on their device and under
+``jax.jit``), the decay and the learning rate.
+
 Parameters that are not matrices (biases, norms, scalars, convolution kernels)
 follow ``fallback``: AdamW with the same learning rate and no decay by default.
 
@@ -57,10 +62,12 @@ import numpy as np
 
 from .._core import tree as _tree
 from .._core.combine import partition
-from .._core.elementwise import float_dtype, sum_of_squares
+from .._core.elementwise import Elementwise, Slot
+from .._core.namespaces import namespace_of
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, Constraint, Interval, OneOf, hyperparams, nonnegative
+from .._core.xmath import debias, ema
 from .adam import adamw
 
 UPDATE_SCALES = ("width_out_in", "width_in_out", "rms", "none")
@@ -97,33 +104,35 @@ class _TransformOr(OneOf):
 
 
 def newton_schulz(
-    m: np.ndarray,
+    m: Any,
     coefficients: tuple[float, float, float] = DEFAULT_COEFFICIENTS,
     steps: int = 5,
     epsilon: float = 1e-7,
     epsilon_placement: str = "clamp",
-) -> np.ndarray:
-    """The approximate orthogonal polar factor of the matrix ``m`` (same dtype).
+) -> Any:
+    """The approximate orthogonal polar factor of the matrix ``m`` (same dtype and
+    library: NumPy, torch on any device, JAX under jit).
 
     See the module docstring; the iteration runs on the wide orientation
     (rows <= columns), so its Gram matrices are the smaller ones.
     """
-    m = np.asarray(m)
-    if m.ndim != 2:
-        raise ValueError(f"newton_schulz: expected a matrix, got shape {m.shape}")
-    kind = float_dtype(m).type
-    if m.size == 0:
-        return m.astype(kind)
-    tall = m.shape[0] > m.shape[1]
-    x = m.T if tall else m
-    norm = sum_of_squares(x) ** 0.5
-    scale = max(norm, epsilon) if epsilon_placement == "clamp" else norm + epsilon
-    x = x / kind(scale)
-    a, b, c = (kind(v) for v in coefficients)
+    ns = namespace_of(m)
+    shape = tuple(np.shape(m))
+    if len(shape) != 2:
+        raise ValueError(f"newton_schulz: expected a matrix, got shape {shape}")
+    if shape[0] * shape[1] == 0:
+        return ns.astype(m, m)
+    tall = shape[0] > shape[1]
+    x = ns.matrix_transpose(m) if tall else m
+    norm = ns.square_sum(x) ** 0.5
+    scale = ns.maximum(norm, epsilon) if epsilon_placement == "clamp" else norm + epsilon
+    cast = ns.scalar_caster(x)
+    x = x / cast(scale)
+    a, b, c = (cast(v) for v in coefficients)
     for _ in range(steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * (gram @ gram)) @ x
-    return x.T if tall else x
+        gram = ns.matmul(x, ns.matrix_transpose(x))
+        x = a * x + ns.matmul(b * gram + c * ns.matmul(gram, gram), x)
+    return ns.wrap(ns.matrix_transpose(x) if tall else x)
 
 
 def shape_scale(shape: tuple[int, int], rule_name: str, rms_scale: float) -> float:
@@ -138,17 +147,49 @@ def shape_scale(shape: tuple[int, int], rule_name: str, rms_scale: float) -> flo
     return 1.0
 
 
-class ScaleByMuon(Transform):
-    """Momentum, orthogonalisation and shape scale for matrices (no decay, no
-    learning rate); every leaf it receives must be a matrix."""
+def _nesterov(g, mu, b, c, m_coef, g_coef):
+    mu = ema(mu, g, b, c)
+    return m_coef * mu + g_coef * g, mu
 
-    name = "scale_by_muon"
+
+def _plain(g, mu, b, c, divisor):
+    mu = ema(mu, g, b, c)
+    return mu / divisor, mu
+
+
+def muon_momentum(momentum: float, nesterov: bool, bias_correction: bool) -> Elementwise:
+    """The momentum :math:`M` of the module docstring: slot ``mu`` (and ``count`` with
+    ``bias_correction``); an elementwise stage, so it fuses and traces."""
+    beta = momentum
+
+    def prepare(h: dict, count: int) -> dict:
+        t = count + 1
+        if bias_correction:
+            mu_div, g_div = debias(beta, t + 1), debias(beta, t)
+        else:
+            mu_div = g_div = 1.0
+        scalars = {"b": beta, "c": 1.0 - beta}
+        if nesterov:
+            return {**scalars, "m_coef": beta / mu_div, "g_coef": (1.0 - beta) / g_div}
+        return {**scalars, "divisor": g_div}
+
+    return Elementwise(
+        "momentum",
+        _nesterov if nesterov else _plain,
+        slots=(Slot("mu"),),
+        prepare=prepare,
+        uses_count=bias_correction,
+    )
+
+
+class Orthogonalise(Transform):
+    """Each matrix's update replaced by :math:`s\\,O`, its Newton-Schulz polar factor
+    times the shape scale (stateless; every leaf must be a matrix)."""
+
+    name = "orthogonalise"
 
     def __init__(
         self,
-        momentum: float,
-        nesterov: bool,
-        bias_correction: bool,
         coefficients: tuple[float, float, float],
         steps: int,
         epsilon: float,
@@ -156,9 +197,6 @@ class ScaleByMuon(Transform):
         update_scale: str,
         rms_scale: float,
     ):
-        self.momentum = momentum
-        self.nesterov = nesterov
-        self.bias_correction = bias_correction
         self.coefficients = tuple(float(v) for v in coefficients)
         self.steps = int(steps)
         self.epsilon = epsilon
@@ -167,44 +205,22 @@ class ScaleByMuon(Transform):
         self.rms_scale = rms_scale
 
     def init(self, params: Any) -> dict:
-        leaves, td = _tree.flatten(params)
-        leaves = [np.asarray(p) for p in leaves]
-        for p in leaves:
-            _require_matrix(p.shape)
-        state = {"mu": _tree.unflatten(td, [np.zeros(p.shape, float_dtype(p)) for p in leaves])}
-        if self.bias_correction:
-            state = {"count": np.zeros((), np.int64), **state}
-        return state
+        for p in _tree.leaves(params):
+            _require_matrix(np.shape(p))
+        return {}
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         g_leaves, td = _tree.flatten(grads)
-        mu_leaves = _tree.leaves_like(td, state["mu"])
-        t = int(state["count"]) + 1 if self.bias_correction else 0
-        beta = self.momentum
-        if self.bias_correction:
-            mu_div, g_div = 1.0 - beta ** (t + 1), 1.0 - beta**t
-        else:
-            mu_div = g_div = 1.0
-        out, new_mu = [], []
-        for g, mu in zip(g_leaves, mu_leaves):
-            g = np.asarray(g)
-            _require_matrix(g.shape)
-            kind = float_dtype(g).type
-            mu = kind(beta) * mu + kind(1.0 - beta) * g
-            if self.nesterov:
-                m = kind(beta / mu_div) * mu + kind((1.0 - beta) / g_div) * g
-            else:
-                m = mu / kind(g_div) if self.bias_correction else mu
+        out = []
+        for m in g_leaves:
+            shape = tuple(np.shape(m))
+            _require_matrix(shape)
             o = newton_schulz(
                 m, self.coefficients, self.steps, self.epsilon, self.epsilon_placement
             )
-            s = shape_scale(g.shape, self.update_scale, self.rms_scale)
-            out.append(o * kind(s) if s != 1.0 else o)
-            new_mu.append(mu)
-        new_state = {"mu": _tree.unflatten(td, new_mu)}
-        if self.bias_correction:
-            new_state = {"count": np.asarray(t, np.int64), **new_state}
-        return _tree.unflatten(td, out), new_state
+            s = shape_scale(shape, self.update_scale, self.rms_scale)
+            out.append(o * namespace_of(o).scalar_caster(o)(s) if s != 1.0 else o)
+        return _tree.unflatten(td, out), state
 
 
 def _require_matrix(shape: tuple[int, ...]) -> None:
@@ -299,10 +315,8 @@ def muon(
         )
     matrices = rule(
         "muon",
-        ScaleByMuon(
-            momentum,
-            nesterov,
-            bias_correction,
+        muon_momentum(momentum, nesterov, bias_correction),
+        Orthogonalise(
             tuple(ns_coefficients),
             ns_steps,
             epsilon,

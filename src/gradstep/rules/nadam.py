@@ -37,7 +37,8 @@ whose ``eps_root`` goes inside the root, :math:`\sqrt{v/(1-\beta_2^t) + \epsilon
   parameters the second one's first step is 0.739 of the first's at lr 1, g = 1).
   This scope depends on the order of the parameters within a step, so it is not an
   elementwise stage: it runs the same element function tensor by tensor, with each
-  tensor's own scalars, on the eager engine.
+  tensor's own scalars, written against the array namespace (NumPy, torch tensors on
+  their device, ``jax.jit``).
 
 References:
   Dozat (2016): Incorporating Nesterov Momentum into Adam. ICLR workshop.
@@ -54,12 +55,13 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
-from .._core.elementwise import Elementwise, Slot, cast_scalars, float_dtype
+from .._core.elementwise import Elementwise, Slot, cast_scalars
 from .._core.gradients import GRADIENT_RANGES, Optional, gradient_stage
+from .._core.namespaces import element_for, namespace_of
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import sqrt
+from .._core.xmath import debias, ema, ema_square, sqrt
 
 SCOPES = ("parameter", "shared")
 
@@ -73,10 +75,8 @@ def momentum_schedule(beta1: float, schedule_decay: float | None, t: int) -> flo
 
 
 def _nadam(g, mu, nu, b1, c1, b2, c2, g_coef, m_coef, inv_bc2, eps_root, eps):
-    mu = b1 * mu + c1 * g
-    nu = b2 * nu + c2 * g * g
-    # v is scaled before the root, as torch.optim.NAdam does (so the two agree also
-    # where v / (1 - beta2^t) overflows float32 and the step is 0)
+    mu = ema(mu, g, b1, c1)
+    nu = ema_square(nu, g, b2, c2)
     return (g_coef * g + m_coef * mu) / (sqrt(nu * inv_bc2 + eps_root) + eps), mu, nu
 
 
@@ -90,7 +90,7 @@ def _scalars(beta1, beta2, epsilon, eps_root, mu_t, mu_next, product, t) -> dict
         "c2": 1.0 - beta2,
         "g_coef": (1.0 - mu_t) / (1.0 - product),
         "m_coef": mu_next / (1.0 - product * mu_next),
-        "inv_bc2": 1.0 / (1.0 - beta2**t),
+        "inv_bc2": 1.0 / debias(beta2, t),
         "eps_root": eps_root,
         "eps": epsilon,
     }
@@ -138,23 +138,26 @@ class ScaleByNadamShared(Transform):
         g_leaves, td = _tree.flatten(grads)
         mus = _tree.leaves_like(td, state["mu"])
         nus = _tree.leaves_like(td, state["nu"])
-        t = int(state["count"]) + 1
+        count_ns = namespace_of(state["count"])
+        product_ns = namespace_of(state["m_schedule"])
+        t = count_ns.count(state["count"]) + 1
         mu_t = momentum_schedule(self.beta1, self.schedule_decay, t)
         mu_next = momentum_schedule(self.beta1, self.schedule_decay, t + 1)
-        product = float(state["m_schedule"])
+        product = product_ns.astype(state["m_schedule"], state["m_schedule"])
         out, new_mu, new_nu = [], [], []
         for g, mu, nu in zip(g_leaves, mus, nus):
-            product *= mu_t  # once per parameter, as MXNet's Nadam.update
+            product = product * mu_t  # once per parameter, as MXNet's Nadam.update
             scalars = _scalars(
                 self.beta1, self.beta2, self.epsilon, self.eps_root, mu_t, mu_next, product, t
             )
-            u, mu, nu = _nadam(g, mu, nu, *cast_scalars(scalars, float_dtype(g)))
-            out.append(np.asarray(u))
-            new_mu.append(np.asarray(mu))
-            new_nu.append(np.asarray(nu))
+            ns = namespace_of(g)
+            u, mu, nu = element_for(_nadam, ns)(g, mu, nu, *cast_scalars(scalars, g))
+            out.append(ns.wrap(u))
+            new_mu.append(ns.wrap(mu))
+            new_nu.append(ns.wrap(nu))
         new_state = {
-            "count": np.asarray(t, np.int64),
-            "m_schedule": np.asarray(product, np.float64),
+            "count": count_ns.count_array(t, state["count"]),
+            "m_schedule": product_ns.wrap(product_ns.astype(product, state["m_schedule"])),
             "mu": _tree.unflatten(td, new_mu),
             "nu": _tree.unflatten(td, new_nu),
         }
@@ -165,15 +168,7 @@ _SCHEDULE_DECAY = Optional(nonnegative())
 
 
 def _nadam_prepare(
-    h: dict,
-    count: int,
-    *,
-    beta1: float,
-    beta2: float,
-    epsilon: float,
-    eps_root: float,
-    schedule_decay: float | None,
-    products: _ProductCache,
+    h: dict, count: int, *, beta1, beta2, eps_root, epsilon, products, schedule_decay
 ) -> dict:
     t = count + 1
     mu_t = momentum_schedule(beta1, schedule_decay, t)
@@ -202,19 +197,22 @@ def scale_by_nadam(
     rate); see the module docstring."""
     if schedule_scope == "shared":
         return ScaleByNadamShared(beta1, beta2, epsilon, eps_root, schedule_decay)
+    products = _ProductCache(beta1, schedule_decay)
+
     prepare = functools.partial(
         _nadam_prepare,
         beta1=beta1,
         beta2=beta2,
-        epsilon=epsilon,
         eps_root=eps_root,
+        epsilon=epsilon,
+        products=products,
         schedule_decay=schedule_decay,
-        products=_ProductCache(beta1, schedule_decay),
     )
+
     return Elementwise(
         "scale_by_nadam",
         _nadam,
-        slots=(Slot("mu"), Slot("nu")),
+        slots=(Slot("mu"), Slot("nu", nonnegative=True)),
         prepare=prepare,
         uses_count=True,
     )

@@ -50,7 +50,7 @@ from .._core.elementwise import Elementwise, Slot
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import sqrt, where
+from .._core.xmath import ema, ema_square, sqrt, where
 from .adam import PLACEMENTS
 
 THRESHOLD_RULES = ("greater", "greater_equal")
@@ -75,8 +75,8 @@ def _radam(
     inf,
     eps_out,
 ):
-    mu = b1 * mu + c1 * g
-    nu = b2 * nu + c2 * g * g
+    mu = ema(mu, g, b1, c1)
+    nu = ema_square(nu, g, b2, c2)
     m_hat = mu * mu_scale + g * g_scale
     # as Adam's (see rules/adam.py): where v * v_scale overflows, the same root taken
     # before the bias correction
@@ -185,7 +185,7 @@ def scale_by_radam(
     return Elementwise(
         "scale_by_radam",
         _radam,
-        slots=(Slot("mu"), Slot("nu")),
+        slots=(Slot("mu"), Slot("nu", nonnegative=True)),
         hyperparams={"beta1": beta1, "beta2": beta2},
         prepare=prepare,
         uses_count=True,

@@ -36,29 +36,27 @@ from .._core.gradients import clip_weights as clip_weights_stage
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import sqrt, where
+from .._core.xmath import ema, ema_square, sqrt, where
 from .sgd import apply_momentum
 
 PLACEMENTS = ("inside", "outside")
 
 
 def _rms(g, nu, rho, c, eps_in, eps_out):
-    nu = rho * nu + c * g * g
+    nu = ema_square(nu, g, rho, c)
     return g / (sqrt(nu + eps_in) + eps_out), nu
 
 
 def _centered_rms(g, nu, mu, rho, c, eps_in, inf, eps_out):
-    nu = rho * nu + c * g * g
-    mu = rho * mu + c * g
+    nu = ema_square(nu, g, rho, c)
+    mu = ema(mu, g, rho, c)
     # mu * mu <= nu, so mu * mu overflows only where nu already has: keep nu's inf
     # there (torch's fused multiply-add gives inf) instead of inf - inf = NaN
     variance = where(nu < inf, nu - mu * mu, nu)
     return g / (sqrt(variance + eps_in) + eps_out), nu, mu
 
 
-def _rms_prepare(
-    h: dict, count: int, *, eps_in: float, eps_out: float, centered: bool = False
-) -> dict:
+def _rms_prepare(h: dict, count: int, *, eps_in, eps_out, centered: bool = False) -> dict:
     out = {"rho": h["rho"], "c": 1.0 - h["rho"], "eps_in": eps_in}
     if centered:
         out["inf"] = math.inf  # the centered element function's "finite" test
@@ -85,7 +83,8 @@ def scale_by_rms(
     eps_in, eps_out = (epsilon, 0.0) if epsilon_placement == "inside" else (0.0, epsilon)
 
     prepare = functools.partial(_rms_prepare, eps_in=eps_in, eps_out=eps_out, centered=centered)
-    slots = (Slot("nu", initial_scale),) + ((Slot("mu"),) if centered else ())
+
+    slots = (Slot("nu", initial_scale, nonnegative=True),) + ((Slot("mu"),) if centered else ())
     return Elementwise(
         "scale_by_rms",
         _centered_rms if centered else _rms,

@@ -55,7 +55,7 @@ from .._core.elementwise import Elementwise, Slot
 from .._core.stages import rule
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, decay_rate, hyperparams, nonnegative
-from .._core.xmath import sqrt
+from .._core.xmath import ema_square, sqrt
 
 _INTERPOLATION = Interval(0.0, 1.0, lo_open=True, hi_open=True)
 _MARK_EVERY = 1024  # the averaging-weight history keeps a restart point this often
@@ -69,7 +69,7 @@ def _sf_sgd(g, w, z, first, wd, c, alpha, lr):
 
 def _sf_adamw(g, w, z, nu, first, b2, c2, bc2, eps, wd, c, alpha, lr):
     z = z + first * w
-    nu = b2 * nu + c2 * g * g
+    nu = ema_square(nu, g, b2, c2)
     d = g / (sqrt(nu / bc2) + eps) + wd * w
     return c * (z - w) + alpha * d, z - lr * d, nu
 

@@ -41,6 +41,7 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
+from .._core.xmath import ema
 
 _LR = nonnegative(schedulable=True)
 _MOMENTUM = Interval(0.0, 1.0, schedulable=True)
@@ -48,12 +49,12 @@ _DAMPENING = Interval(0.0, 1.0)
 
 
 def _heavy_ball(g, velocity, keep, gain):
-    velocity = keep * velocity + gain * g
+    velocity = ema(velocity, g, keep, gain)
     return velocity, velocity
 
 
 def _nesterov(g, velocity, keep, gain, momentum):
-    velocity = keep * velocity + gain * g
+    velocity = ema(velocity, g, keep, gain)
     return g + momentum * velocity, velocity
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Callable, Sequence
 
-from .._core.validate import Interval, hyperparams
+from .._core.validate import Interval, hyperparams, reduce_by_recipe, remember_recipe
 
 _REAL = Interval()
 _NONNEG = Interval(0.0)
@@ -28,6 +29,25 @@ class Schedule:
     def __repr__(self) -> str:
         return f"<Schedule {self.description}>"
 
+    def __reduce_ex__(self, protocol: int):
+        # pickled as the factory call that made it (its function is a closure)
+        reduced = reduce_by_recipe(self)
+        if reduced is None:
+            raise TypeError(f"cannot pickle {self!r}: it was not made by a schedule factory")
+        return reduced
+
+
+def _recorded(factory: Callable) -> Callable:
+    """Remember each call of a schedule factory without declared ranges, for pickle."""
+
+    @functools.wraps(factory)
+    def recorded(*args, **kwargs):
+        result = factory(*args, **kwargs)
+        remember_recipe(result, recorded, args, kwargs)
+        return result
+
+    return recorded
+
 
 def _check_boundaries(owner: str, boundaries: list[int]) -> None:
     if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])) or any(
@@ -45,6 +65,7 @@ def constant(value: float) -> Schedule:
     return Schedule(lambda t: value, f"constant({value})")
 
 
+@_recorded
 def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Schedule:
     """``values[i]`` for ``boundaries[i-1] <= count < boundaries[i]``.
 
@@ -161,6 +182,7 @@ def linear_warmup(peak_value: float, warmup_steps: int, init_value: float = 0.0)
     return Schedule(fn, f"linear_warmup({init_value} -> {peak_value}, {warmup_steps})")
 
 
+@_recorded
 def warmup_cosine_decay(
     init_value: float,
     peak_value: float,
@@ -220,6 +242,7 @@ def one_cycle(
     return Schedule(fn, f"one_cycle({transition_steps}, peak {peak_value})")
 
 
+@_recorded
 def join(schedules: Sequence[Callable[[int], float]], boundaries: Sequence[int]) -> Schedule:
     """``schedules[i]`` from ``boundaries[i-1]`` on, each given its local count.
 

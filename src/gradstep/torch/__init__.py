@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..engines import torch_namespace  # noqa: F401  (registers torch's array namespace)
 from ._base import TorchOptimizer
 from ._classes import (
     SGD,

@@ -637,7 +637,9 @@ class TransformOptimizer(torch.optim.Optimizer):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("_transform", None)
+        # torch's load_state_dict calls this with only state and param_groups: the
+        # transform stays (unpickling an old pickle without one gives None)
+        state.setdefault("_transform", self.__dict__.get("_transform"))
         super().__setstate__(state)
         self.__dict__.pop("_gs_runtime", None)
 

@@ -1,0 +1,165 @@
+"""JAX's array namespace: the rules' element and array operations on JAX arrays, all
+traceable by :func:`jax.jit` (registered by ``import gradstep.jax``).
+
+Importing this module registers it for ``jax.Array`` (concrete arrays and tracers;
+see :mod:`gradstep._core.namespaces`). Step counts stay traced arrays under jit
+(:meth:`JaxNamespace.count`), and random noise comes from ``jax.random`` keys folded
+from the state's seed and the step count, so a jitted step is traced once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._core.namespaces import Namespace, register_namespace
+
+
+def _default_float():
+    return jnp.dtype(jnp.float64) if jax.config.jax_enable_x64 else jnp.dtype(jnp.float32)
+
+
+class JaxNamespace(Namespace):
+    """See the module docstring."""
+
+    name = "jax"
+
+    def __init__(self) -> None:
+        self.ops = {
+            "sqrt": jnp.sqrt,
+            "absolute": jnp.abs,
+            "sign": jnp.sign,
+            "maximum": jnp.maximum,
+            "minimum": jnp.minimum,
+            "where": jnp.where,
+            "isnan": jnp.isnan,
+            "isfinite": jnp.isfinite,
+            "nan_to_zero": lambda x: jnp.where(jnp.isnan(x), jnp.zeros_like(x), x),
+            "finite_or_zero": lambda x: jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x)),
+            "clip": jnp.clip,
+        }
+
+    def is_float(self, x: Any) -> bool:
+        return jnp.issubdtype(x.dtype, jnp.floating)
+
+    def scalar_caster(self, x: Any) -> Callable[[Any], Any]:
+        # Python numbers are weakly typed in JAX: the array keeps its dtype
+        def cast(v):
+            if isinstance(v, (bool, np.bool_)):
+                return v
+            if isinstance(v, (jax.Array, np.ndarray, np.generic)):
+                return jnp.asarray(v).astype(self.float_dtype(x))
+            return float(v)
+
+        return cast
+
+    def wrap(self, x: Any) -> Any:
+        return x
+
+    def float_dtype(self, x: Any) -> Any:
+        dtype = jnp.result_type(x)
+        return dtype if jnp.issubdtype(dtype, jnp.floating) else _default_float()
+
+    def full_like(self, x: Any, fill: float) -> Any:
+        return jnp.full_like(x, fill, dtype=self.float_dtype(x))
+
+    def zeros_like(self, x: Any) -> Any:
+        return jnp.zeros_like(x)
+
+    def zeros(self, shape, like):
+        return jnp.zeros(tuple(shape), self.float_dtype(like))
+
+    def copy(self, x: Any) -> Any:
+        return jnp.array(x, copy=True)
+
+    def astype(self, x: Any, like: Any) -> Any:
+        return jnp.asarray(x).astype(self.float_dtype(like))
+
+    def reshape(self, x, shape):
+        return jnp.reshape(x, tuple(shape))
+
+    def ravel(self, x):
+        return jnp.ravel(x)
+
+    def concatenate(self, xs):
+        return jnp.concatenate(list(xs))
+
+    def matrix_transpose(self, x):
+        return jnp.swapaxes(x, -1, -2)
+
+    def matmul(self, a, b):
+        return jnp.matmul(a, b)
+
+    def set_row(self, x, row, value):
+        return x.at[row].set(value)
+
+    def sum(self, x, axis=None, keepdims=False):
+        return jnp.sum(x, axis=axis, keepdims=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        return jnp.mean(x, axis=axis, keepdims=keepdims)
+
+    def square_sum(self, x):
+        a = jnp.ravel(jnp.asarray(x)).astype(_default_float())
+        return jnp.dot(a, a)
+
+    def max_abs(self, x):
+        x = jnp.asarray(x)
+        return jnp.max(jnp.abs(x)) if x.size else jnp.zeros((), x.dtype)
+
+    def vdot(self, a, b):
+        return jnp.dot(a, b)
+
+    def abs_sum(self, x):
+        return jnp.sum(jnp.abs(x))
+
+    def is_traced(self, x):
+        return isinstance(x, jax.core.Tracer)
+
+    def sqrt(self, x):
+        return jnp.sqrt(x)
+
+    def maximum(self, a, b):
+        return jnp.maximum(a, b)
+
+    def minimum(self, a, b):
+        return jnp.minimum(a, b)
+
+    def where(self, condition, a, b):
+        return jnp.where(condition, a, b)
+
+    def eps(self, x):
+        return float(jnp.finfo(self.float_dtype(x)).eps)
+
+    def count(self, x):
+        return x if isinstance(x, jax.core.Tracer) else int(x)
+
+    def count_array(self, value, like):
+        dtype = jnp.result_type(like)
+        top = jnp.iinfo(dtype).max
+        if isinstance(value, int):
+            return jnp.asarray(min(value, top), dtype)
+        # stays at the maximum instead of wrapping
+        return jnp.where(value < top, value, top).astype(dtype)
+
+    def normals(self, seed, count, likes, std):
+        seed = jnp.asarray(seed)
+        key = jax.random.fold_in(jax.random.key(0), seed.astype(jnp.uint32))
+        if seed.dtype == jnp.int64:  # the high word of a 64-bit seed
+            key = jax.random.fold_in(key, (seed >> 32).astype(jnp.uint32))
+        key = jax.random.fold_in(key, jnp.asarray(count).astype(jnp.uint32))
+        keys = jax.random.split(key, max(len(likes), 1))
+        return [
+            (std * jax.random.normal(k, jnp.shape(x), self.float_dtype(x))).astype(
+                self.float_dtype(x)
+            )
+            for k, x in zip(keys, likes)
+        ]
+
+
+register_namespace(jax.Array, JaxNamespace)
+register_namespace(jax.core.Tracer, JaxNamespace)  # traced values are not jax.Array subclasses
