@@ -16,7 +16,7 @@ float32/float16/bfloat16 tensors, float64 for float64).
 import triton
 import triton.language as tl
 
-_INF: tl.constexpr = float("inf")
+_INF = tl.constexpr(float("inf"))
 
 
 @triton.jit
