@@ -8,6 +8,7 @@ stage such as weight decay skips biases and norms (``masked``).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,23 @@ class Partition(Transform):
 
     def children(self) -> tuple[Transform, ...]:
         return tuple(self.transforms.values())
+
+    def child_state_keys(self) -> tuple[str | None, ...]:
+        return tuple(self.transforms)
+
+    def child_leaves(self, params: Any, grads: Any, n: int) -> tuple[list[int] | None, ...]:
+        groups = self._groups(params, grads, n)
+        return tuple(groups[label] for label in self.transforms)
+
+    def with_children(self, children: tuple[Transform, ...]) -> Partition:
+        children = tuple(children)
+        if len(children) != len(self.transforms):
+            raise ValueError(
+                f"{self.name}: {len(children)} children given, it has {len(self.transforms)}"
+            )
+        clone = copy.copy(self)
+        clone.transforms = dict(zip(self.transforms, children))
+        return clone
 
     def _groups(self, params: Any, grads: Any, n: int) -> dict[str, list[int]]:
         labels = _labels_for(self.labels, params, grads)
@@ -96,6 +114,9 @@ class Masked(Transform):
         if len(flags) != n:
             raise ValueError(f"masked {self.name}: mask has {len(flags)} leaves, params {n}")
         return [i for i, f in enumerate(flags) if bool(f)]
+
+    def child_leaves(self, params: Any, grads: Any, n: int) -> tuple[list[int] | None, ...]:
+        return (self._selected(params, grads, n),)
 
     def init(self, params: Any) -> dict:
         leaves = _tree.leaves(params)

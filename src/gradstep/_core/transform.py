@@ -21,7 +21,9 @@ stages.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,10 +47,41 @@ class Transform:
     ) -> tuple[Any, dict]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    # -- the structural protocol: the one way anything walks a transform tree ------
+    #
+    # A transform with children says which they are, where each one's state lives in
+    # its own state, which parameter leaves each one sees, and how to rebuild itself
+    # with other children. :func:`walk`, :func:`map_transform` and
+    # :func:`fold_transform` are built on these four methods; engines, fronts and
+    # helpers use those functions instead of testing for Chain, Masked, ...
+
     def children(self) -> tuple[Transform, ...]:
         """The transforms this one runs (stages of a chain, the inner of a wrapper)."""
         inner = getattr(self, "inner", None)
         return (inner,) if isinstance(inner, Transform) else ()
+
+    def child_state_keys(self) -> tuple[str | None, ...]:
+        """For each child, the key of its state in this transform's state (``None``:
+        its state is not one entry, e.g. one copy per parameter)."""
+        return ("inner",) * len(self.children())
+
+    def child_leaves(self, params: Any, grads: Any, n: int) -> tuple[list[int] | None, ...]:
+        """For each child, the indices of the ``n`` parameter leaves it sees, in
+        order (``None``: all of them). ``params`` or ``grads`` may be ``None``."""
+        return (None,) * len(self.children())
+
+    def with_children(self, children: tuple[Transform, ...]) -> Transform:
+        """A shallow copy of this transform running ``children`` instead of its own."""
+        children = tuple(children)
+        if len(children) != len(self.children()):
+            raise ValueError(
+                f"{self.name}: {len(children)} children given, it has {len(self.children())}"
+            )
+        if not children:
+            return self
+        clone = copy.copy(self)
+        clone.inner = children[0]
+        return clone
 
     def hyperparameters(self) -> dict[str, Any]:
         """``{name: constraint or None}`` for every hyperparameter a step may override
@@ -113,6 +146,20 @@ class Chain(Transform):
     def children(self) -> tuple[Transform, ...]:
         return self.stages
 
+    def child_state_keys(self) -> tuple[str | None, ...]:
+        return self.stage_names
+
+    def with_children(self, children: tuple[Transform, ...]) -> Chain:
+        children = tuple(children)
+        if len(children) != len(self.stages):
+            raise ValueError(
+                f"{self.name}: {len(children)} stages given, it has {len(self.stages)}"
+            )
+        clone = copy.copy(self)  # keeps a subclass (Lookahead, ParameterEMA) and its fields
+        clone.stages = children
+        clone.stage_names = _unique_names([s.name for s in children])
+        return clone
+
     def init(self, params: Any) -> dict:
         return {n: s.init(params) for n, s in zip(self.stage_names, self.stages)}
 
@@ -121,16 +168,6 @@ class Chain(Transform):
         for stage_name, stage in zip(self.stage_names, self.stages):
             grads, new_state[stage_name] = stage.update(grads, state[stage_name], params, **ctx)
         return grads, new_state
-
-    def flat_stages(self) -> list[tuple[tuple[str, ...], Transform]]:
-        """Every non-chain stage with its path of state keys, nested chains expanded."""
-        out = []
-        for stage_name, stage in zip(self.stage_names, self.stages):
-            if isinstance(stage, Chain):
-                out.extend(((stage_name,) + p, s) for p, s in stage.flat_stages())
-            else:
-                out.append(((stage_name,), stage))
-        return out
 
 
 def _unique_names(names: list[str]) -> tuple[str, ...]:
@@ -162,3 +199,83 @@ def apply_updates(params: Any, updates: Any) -> Any:
         return (p_arr + u).astype(p_arr.dtype, copy=False)
 
     return _tree.tree_map(add, params, updates)
+
+
+# -- walking the tree ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One transform of a tree, as :func:`walk` reaches it.
+
+    ``path``: the keys from the root's state to this transform's state (``None``
+    below a child whose state is not one entry). ``parents``: the enclosing
+    transforms, outermost first. ``leaves``: the indices of the root's parameter
+    leaves this transform sees (``None`` when the walk was given no parameters).
+    """
+
+    transform: Transform
+    path: tuple[str, ...] | None
+    parents: tuple[Transform, ...]
+    leaves: list[int] | None
+
+    def state(self, root_state: Any) -> Any:
+        """This transform's part of ``root_state`` (``None`` if it has no single part)."""
+        if self.path is None:
+            return None
+        for key in self.path:
+            root_state = root_state[key]
+        return root_state
+
+
+def walk(transform: Transform, params: Any = None) -> Iterator[Visit]:
+    """Every transform of the tree, parents before children (depth first, in order).
+
+    With ``params`` (the root's parameter tree), each visit also knows which leaves
+    the transform sees (masks and partitions select some).
+    """
+    idx = None if params is None else list(range(len(_tree.leaves(params))))
+    yield from _walk(transform, (), (), idx, params)
+
+
+def _walk(t: Transform, path, parents, idx, params) -> Iterator[Visit]:
+    """``params``: the parameters exactly as ``t`` receives them (a wrapper that
+    selects leaves hands its children a list of the selected ones)."""
+    yield Visit(t, path, parents, idx)
+    children = t.children()
+    if not children:
+        return
+    keys = t.child_state_keys()
+    selections = (None,) * len(children)
+    if idx is not None:
+        selections = t.child_leaves(params, None, len(idx))
+        leaves = _tree.leaves(params)
+    for child, key, sel in zip(children, keys, selections):
+        child_path = None if path is None or key is None else path + (key,)
+        child_idx, child_params = idx, params
+        if idx is not None and sel is not None:
+            child_idx = [idx[i] for i in sel]
+            child_params = [leaves[i] for i in sel]
+        yield from _walk(child, child_path, parents + (t,), child_idx, child_params)
+
+
+def map_transform(fn: Callable[[Transform], Transform], transform: Transform) -> Transform:
+    """The tree with ``fn`` applied to every transform, children first.
+
+    ``fn(t)`` gets ``t`` already rebuilt with its mapped children and returns its
+    replacement (``t`` itself to keep it). Subtrees ``fn`` leaves alone are not
+    copied.
+    """
+
+    def rebuild(t: Transform, mapped: list[Transform]) -> Transform:
+        if any(m is not c for m, c in zip(mapped, t.children())):
+            t = t.with_children(tuple(mapped))
+        return fn(t)
+
+    return fold_transform(rebuild, transform)
+
+
+def fold_transform(fn: Callable[[Transform, list], Any], transform: Transform) -> Any:
+    """``fn(t, [results of t's children])``, computed bottom-up over the tree: how an
+    engine builds its own node for each transform from its children's nodes."""
+    return fn(transform, [fold_transform(fn, c) for c in transform.children()])

@@ -119,6 +119,9 @@ class PerParameter(Transform):
         # ``present`` is per-step context, not a hyperparameter: no range to check
         return {**super().hyperparameters(), "present": None}
 
+    def child_state_keys(self) -> tuple[str | None, ...]:
+        return (None,)  # one state per parameter, under "params"
+
     def init(self, params: Any) -> dict:
         return {"params": [self.inner.init([p]) for p in _tree.leaves(params)]}
 
