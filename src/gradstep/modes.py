@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 
 from ._core import tree as _tree
-from ._core.combine import Masked, Partition, _labels_for
-from ._core.transform import Chain, Transform
+from ._core.transform import Transform, walk
 from ._core.validate import OneOf, check
 from .rules.schedule_free import (
     interpolation,
@@ -47,35 +46,18 @@ from .transforms.averaging import ParameterEMA
 MODES = ("train", "eval")
 
 
-def _find(t: Transform, state: Any, params: Any, idx: list[int], out: list) -> None:
-    """Collect ``(kind, transform, state, leaf indices)`` for every EMA wrapper and
-    schedule-free stage, following chains, masks, partitions and wrappers."""
-    if isinstance(t, ParameterEMA):
-        out.append(("ema", t, state, idx))
-    elif is_schedule_free_stage(t):
-        out.append(("schedule_free", t, state, idx))
-    elif isinstance(t, Chain):
-        for name, stage in zip(t.stage_names, t.stages):
-            _find(stage, state[name], params, idx, out)
-    elif isinstance(t, Masked):
-        flags = _labels_for(t.mask, params, None)
-        sel = [i for i, f in enumerate(flags) if bool(f)]
-        leaves = _tree.leaves(params)
-        _find(t.inner, state["inner"], [leaves[i] for i in sel], [idx[i] for i in sel], out)
-    elif isinstance(t, Partition):
-        leaves = _tree.leaves(params)
-        for label, ids in t._groups(params, None, len(leaves)).items():
-            sub = [leaves[i] for i in ids]
-            _find(t.transforms[label], state[label], sub, [idx[i] for i in ids], out)
-    else:
-        inner = getattr(t, "inner", None)
-        if isinstance(inner, Transform) and isinstance(state, dict) and "inner" in state:
-            _find(inner, state["inner"], params, idx, out)
-
-
 def _located(transform: Transform, state: Any, params: Any) -> list:
+    """``(kind, transform, state, leaf indices)`` for every EMA wrapper and
+    schedule-free stage (not those inside an EMA wrapper: its averages decide)."""
     out: list = []
-    _find(transform, state, params, list(range(len(_tree.leaves(params)))), out)
+    for visit in walk(transform, params):
+        t = visit.transform
+        if visit.path is None or any(isinstance(p, ParameterEMA) for p in visit.parents):
+            continue
+        if isinstance(t, ParameterEMA):
+            out.append(("ema", t, visit.state(state), visit.leaves))
+        elif is_schedule_free_stage(t):
+            out.append(("schedule_free", t, visit.state(state), visit.leaves))
     return out
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .combine import masked
 from .elementwise import Elementwise
-from .transform import Chain, Transform
+from .transform import Chain, Transform, map_transform
 from .xmath import isnan, where
 
 
@@ -111,17 +111,15 @@ def with_clear_nan(transform: Transform) -> Transform:
 
 
 def _clear_slots(t: Transform) -> Transform:
-    if isinstance(t, Elementwise):
-        return t.replace(clear_nan_slots=True) if t.slots else t
-    if isinstance(t, Chain):
-        return Chain(tuple(_clear_slots(s) for s in t.stages), name=t.name)
-    inner = getattr(t, "inner", None)
-    if isinstance(inner, Transform):
-        copy = object.__new__(type(t))
-        copy.__dict__.update(t.__dict__)
-        copy.inner = _clear_slots(inner)
-        return copy
-    return t
+    """``t`` with every elementwise stage that keeps slots clearing their NaN, wherever
+    it sits (chains, masks, partitions, wrappers)."""
+
+    def clear(node: Transform) -> Transform:
+        if isinstance(node, Elementwise) and node.slots:
+            return node.replace(clear_nan_slots=True)
+        return node
+
+    return map_transform(clear, t)
 
 
 def rule(name: str, *stages: Transform | None, clear_nan: bool = False) -> Chain:

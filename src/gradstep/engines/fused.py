@@ -49,7 +49,7 @@ import numpy as np
 from .._core import tree as _tree
 from .._core.combine import Masked, _labels_for
 from .._core.elementwise import Elementwise, NormScaled
-from .._core.transform import Chain, Transform
+from .._core.transform import Chain, Transform, walk
 from .._core.xmath import HELPERS, OPERATIONS
 from .element_source import SourceError, element_sources
 
@@ -96,29 +96,28 @@ class Stage:
 
 
 def flatten_stages(transform: Transform) -> list[Stage]:
-    """The elementwise stages of ``transform`` in order, or :class:`NotFusable`."""
+    """The elementwise stages of ``transform`` in order, or :class:`NotFusable`.
+
+    Chains and one level of masks are compiled; any other transform is not."""
     out: list[Stage] = []
-    _collect(transform, (), None, out)
-    return out
-
-
-def _collect(t: Transform, path: tuple, mask: Any, out: list[Stage]) -> None:
-    if isinstance(t, Chain):
-        for name, stage in zip(t.stage_names, t.stages):
-            _collect(stage, path + (name,), mask, out)
-    elif isinstance(t, Masked):
-        if mask is not None:
+    for visit in walk(transform):
+        t = visit.transform
+        masks = [p.mask for p in visit.parents if isinstance(p, Masked)]
+        if len(masks) > 1:
             raise NotFusable("nested masks")
-        _collect(t.inner, path + ("inner",), t.mask, out)
-    elif isinstance(t, NormScaled):
-        if mask is not None:
-            raise NotFusable(f"masked reduction stage {t.name}")
-        out.append(Stage(len(out), t, path))
-    elif type(t) is Elementwise:
-        _check_element_function(t)
-        out.append(Stage(len(out), t, path, mask))
-    else:
-        raise NotFusable(f"{type(t).__name__} {t.name!r} is not an elementwise stage")
+        mask = masks[0] if masks else None
+        if isinstance(t, (Chain, Masked)):
+            continue
+        if isinstance(t, NormScaled):
+            if mask is not None:
+                raise NotFusable(f"masked reduction stage {t.name}")
+            out.append(Stage(len(out), t, visit.path))
+        elif type(t) is Elementwise:
+            _check_element_function(t)
+            out.append(Stage(len(out), t, visit.path, mask))
+        else:
+            raise NotFusable(f"{type(t).__name__} {t.name!r} is not an elementwise stage")
+    return out
 
 
 def _check_element_function(t: Elementwise) -> None:

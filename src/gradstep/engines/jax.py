@@ -42,6 +42,7 @@ params=None, **ctx) -> (updates, state)`` that run inside :func:`jax.jit`,
 
 from __future__ import annotations
 
+import copy as _copy
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +54,7 @@ from jax import tree_util
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.namespaces import element_for, namespace_of, nan_to_zero
-from .._core.transform import Chain, Transform
+from .._core.transform import Chain, Transform, fold_transform
 from . import jax_namespace  # noqa: F401  (registers JAX's array namespace)
 
 SCALAR_MODES = ("auto", "host")
@@ -74,16 +75,16 @@ class NotTraceable(Exception):
     """A stage of the transform cannot run under ``jax.jit`` (the reason is the message)."""
 
 
-_HANDLERS: dict[type, Callable[[Transform, Callable], Any]] = {}
+_HANDLERS: dict[type, Callable[[Transform, list], Any]] = {}
 
 
 def register(cls: type) -> Callable:
-    """Register ``factory(transform, plan) -> node`` for transforms of class ``cls``.
+    """Register ``factory(transform, children) -> node`` for transforms of class ``cls``.
 
-    ``plan(child)`` builds the node of a child transform (see :func:`make_plan`). A
-    node has
-    ``init(leaves, td)``, ``collect(state, ctx, req)`` and ``apply(g, w, state, td,
-    ctx, req, params_tree) -> (updates, state)``; see :class:`_Node`.
+    ``children`` are the nodes of the transform's children (its
+    :meth:`~gradstep._core.transform.Transform.children`, in order), built first. A
+    node has ``init(leaves, td)``, ``collect(state, ctx, req)`` and ``apply(g, w,
+    state, td, ctx, req) -> (updates, state)``; see :class:`_Node`.
     """
 
     def deco(factory):
@@ -360,8 +361,7 @@ def _traceable_copy(stage, attr: str):
     ``combine``) has the element operations of :mod:`gradstep._core.xmath` bound to
     :mod:`jax.numpy`, so a function written with them (``where`` instead of ``if``)
     traces."""
-    copy = object.__new__(type(stage))
-    copy.__dict__.update(stage.__dict__)
+    copy = _copy.copy(stage)
     setattr(copy, attr, element_for(getattr(stage, attr), _jax_ns()))
     return copy
 
@@ -551,9 +551,9 @@ def _value_row(dynamic: dict):
 
 
 class ChainNode(_Node):
-    def __init__(self, chain: Chain, plan: Callable):
+    def __init__(self, chain: Chain, children: list):
         self.names = chain.stage_names
-        self.nodes = [plan(s) for s in chain.stages]
+        self.nodes = list(children)
 
     def init(self, leaves, td):
         return {n: node.init(leaves, td) for n, node in zip(self.names, self.nodes)}
@@ -599,9 +599,9 @@ def _list_def(n: int):
 
 
 class MaskedNode(_Node):
-    def __init__(self, masked: Masked, plan: Callable):
+    def __init__(self, masked: Masked, children: list):
         self.masked = masked
-        self.inner = plan(masked.inner)
+        (self.inner,) = children
 
     def _idx(self, td, g, w):
         return [i for i, f in enumerate(_flat_labels(self.masked.mask, td, g, w)) if bool(f)]
@@ -625,9 +625,9 @@ class MaskedNode(_Node):
 
 
 class PartitionNode(_Node):
-    def __init__(self, part: Partition, plan: Callable):
+    def __init__(self, part: Partition, children: list):
         self.part = part
-        self.nodes = {label: plan(t) for label, t in part.transforms.items()}
+        self.nodes = dict(zip(part.child_state_keys(), children))
 
     def _groups(self, td, g, w):
         groups: dict = {label: [] for label in self.nodes}
@@ -793,25 +793,26 @@ def _host_struct(x) -> jax.ShapeDtypeStruct:
 
 
 def make_plan(fallback: str = "error") -> Callable[[Transform], _Node]:
-    """``plan(transform) -> node``: the node tree that runs a transform."""
+    """``plan(transform) -> node``: the node tree that runs a transform, built
+    bottom-up over the transform tree."""
 
-    def plan(transform: Transform) -> _Node:
+    def node_for(transform: Transform, children: list) -> _Node:
         for cls in type(transform).__mro__:
             if cls in _HANDLERS:
-                return _HANDLERS[cls](transform, plan)
+                return _HANDLERS[cls](transform, children)
         if isinstance(transform, NormScaled):
             return NormNode(transform)
         if isinstance(transform, Elementwise) and type(transform).update is Elementwise.update:
             return ElementNode(transform)
         if isinstance(transform, Chain):
-            return ChainNode(transform, plan)
+            return ChainNode(transform, children)
         if isinstance(transform, Masked):
-            return MaskedNode(transform, plan)
+            return MaskedNode(transform, children)
         if isinstance(transform, Partition):
-            return PartitionNode(transform, plan)
+            return PartitionNode(transform, children)
         return CallNode(transform, fallback)
 
-    return plan
+    return lambda transform: fold_transform(node_for, transform)
 
 
 class JaxEngine:

@@ -40,9 +40,9 @@ class SkipNonfiniteNode:
     or when the run of non-finite steps exceeds ``max_consecutive_errors``; otherwise
     the updates are zero and the inner state is kept."""
 
-    def __init__(self, transform: SkipNonfinite, plan):
+    def __init__(self, transform: SkipNonfinite, children):
         self.limit = transform.max_consecutive_errors
-        self.inner = plan(transform.inner)
+        (self.inner,) = children
 
     def init(self, leaves, td):
         return {
@@ -85,7 +85,7 @@ if PerTensorReduction is not None:
         arithmetic, else on the host with one callback for all tensors); then the
         element phase, as the eager engine does."""
 
-        def __init__(self, stage, plan):
+        def __init__(self, stage, children):
             super().__init__(stage)
             self.norms = element_for(stage.norms, _jax_ns())
             combine = element_for(stage.combine, _jax_ns())

@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._core.combine import Masked, Partition
+from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
-from .._core.transform import Chain, Transform
+from .._core.transform import Chain, Transform, map_transform, walk
 from .._core.validate import BOOL, OneOf, check
+from ..rules.layerwise import PerTensorReduction
 from . import _cuda
 from . import _distributed as _dist
 from ._checks import check_loaded_state, check_member
@@ -92,51 +93,34 @@ class _ReducedCombine:
         return self.combine(sums, flags, h)
 
 
-def _per_tensor_reduction_type():
-    try:
-        from ..rules.layerwise import PerTensorReduction
-    except ImportError:  # pragma: no cover - the layer-wise rules are optional here
-        return None
-    return PerTensorReduction
-
-
 def _instrument(t: Transform, hooks: list) -> Transform:
     """A copy of ``t`` whose reductions can be routed through a reducer."""
-    if isinstance(t, Chain):
-        return Chain(tuple(_instrument(s, hooks) for s in t.stages), name=t.name)
-    if isinstance(t, Masked):
-        return Masked(_instrument(t.inner, hooks), t.mask)
-    if isinstance(t, Partition):
-        return Partition({k: _instrument(v, hooks) for k, v in t.transforms.items()}, t.labels)
-    if type(t) is NormScaled:
-        copy = object.__new__(_ReducedNorm)
-        copy.__dict__.update(t.__dict__)
-        hooks.append(copy)
-        return copy
-    per_tensor = _per_tensor_reduction_type()
-    if per_tensor is not None and type(t) is per_tensor:
-        wrapper = _ReducedCombine(t.combine)
-        hooks.append(wrapper)
-        return t.replace(combine=wrapper)
-    return t
+
+    def instrument(node: Transform) -> Transform:
+        if type(node) is NormScaled:
+            copy = _ReducedNorm(node.name, node.factor, node.hyperparams, node.per_tensor)
+            hooks.append(copy)
+            return copy
+        if type(node) is PerTensorReduction:
+            wrapper = _ReducedCombine(node.combine)
+            hooks.append(wrapper)
+            return node.replace(combine=wrapper)
+        return node
+
+    return map_transform(instrument, t)
 
 
 def _local_ok(t: Transform) -> bool:
     """Every stage is elementwise math plus norms (so it can run on local shards)."""
-    if isinstance(t, Chain):
-        return all(_local_ok(s) for s in t.stages)
-    if isinstance(t, Masked):
-        return _local_ok(t.inner)
-    per_tensor = _per_tensor_reduction_type()
-    return type(t) in (Elementwise, NormScaled) or (
-        per_tensor is not None and type(t) is per_tensor
+    return all(
+        isinstance(v.transform, (Chain, Masked))
+        or type(v.transform) in (Elementwise, NormScaled, PerTensorReduction)
+        for v in walk(t)
     )
 
 
 def _global_norm(t: Transform) -> bool:
-    if isinstance(t, NormScaled) and not t.per_tensor:
-        return True
-    return any(_global_norm(c) for c in t.children())
+    return any(isinstance(v.transform, NormScaled) and not v.transform.per_tensor for v in walk(t))
 
 
 def _fusable(t: Transform) -> bool:
@@ -154,19 +138,15 @@ def baked_values(t: Transform) -> dict[str, Any]:
     schedule or differs between stages)."""
     out: dict[str, Any] = {}
     conflict: set[str] = set()
-
-    def visit(node: Transform) -> None:
-        if isinstance(node, Elementwise):
-            for name, value in node.hyperparams.items():
-                if callable(value) or not isinstance(value, numbers.Real):
-                    value = None
-                if name in out and out[name] != value:
-                    conflict.add(name)
-                out.setdefault(name, value)
-        for child in node.children():
-            visit(child)
-
-    visit(t)
+    for visit in walk(t):
+        if not isinstance(visit.transform, Elementwise):
+            continue
+        for name, value in visit.transform.hyperparams.items():
+            if callable(value) or not isinstance(value, numbers.Real):
+                value = None
+            if name in out and out[name] != value:
+                conflict.add(name)
+            out.setdefault(name, value)
     return {k: (None if k in conflict else v) for k, v in out.items()}
 
 

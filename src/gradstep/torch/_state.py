@@ -25,7 +25,7 @@ import numpy as np
 from .._core import tree as _tree
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise
-from .._core.transform import Chain, Transform
+from .._core.transform import Chain, Transform, walk
 
 STEP = "step"
 
@@ -304,8 +304,10 @@ def _walk_shared(node: _Node, value: Any):
 def shape_independent(t: Transform) -> bool:
     """Every stage keeps per-element state only and none is selected by a mask, so
     the state's structure does not depend on the parameter's shape."""
-    if isinstance(t, Chain):
-        return all(shape_independent(s) for s in t.stages)
-    if isinstance(t, Masked):
-        return t.mask is None  # a mask may select by shape
-    return isinstance(t, Elementwise)
+    for visit in walk(t):
+        node = visit.transform
+        if isinstance(node, Masked):
+            return False  # a mask may select by shape
+        if not isinstance(node, (Chain, Elementwise)):
+            return False
+    return True
