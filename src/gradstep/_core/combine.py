@@ -8,12 +8,11 @@ stage such as weight decay skips biases and norms (``masked``).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 from . import tree as _tree
-from .transform import Transform
+from .transform import Transform, shallow_copy
 
 
 def _labels_for(labels: Any, params: Any, grads: Any) -> list:
@@ -46,7 +45,7 @@ class Partition(Transform):
             raise ValueError(
                 f"{self.name}: {len(children)} children given, it has {len(self.transforms)}"
             )
-        clone = copy.copy(self)
+        clone = shallow_copy(self)
         clone.transforms = dict(zip(self.transforms, children))
         return clone
 

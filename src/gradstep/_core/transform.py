@@ -21,7 +21,6 @@ stages.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,11 @@ class Transform:
     """
 
     name: str = "transform"
+
+    #: False for a transform whose ``update`` reads array values in Python (NumPy
+    #: code): the JAX engine may then run it on the host through a callback
+    #: (``fallback="host"``) instead of tracing it. Nothing else is sent to the host.
+    traceable: bool = True
 
     def init(self, params: Any) -> dict:  # pragma: no cover - interface
         raise NotImplementedError
@@ -79,7 +83,7 @@ class Transform:
             )
         if not children:
             return self
-        clone = copy.copy(self)
+        clone = shallow_copy(self)
         clone.inner = children[0]
         return clone
 
@@ -105,6 +109,19 @@ class Transform:
 
         reduced = reduce_by_recipe(self)
         return reduced if reduced is not None else super().__reduce_ex__(protocol)
+
+
+def shallow_copy(t: Transform) -> Transform:
+    """A copy of ``t`` sharing its fields, about to get some of them replaced.
+
+    Not ``copy.copy``: a factory-made transform copies by calling its factory again
+    (:meth:`Transform.__reduce_ex__`), and the changed copy must not pickle as that
+    call; it keeps no recipe, so it pickles field by field.
+    """
+    clone = object.__new__(type(t))
+    clone.__dict__.update(t.__dict__)
+    clone.__dict__.pop("_recipe", None)
+    return clone
 
 
 class FunctionTransform(Transform):
@@ -155,7 +172,7 @@ class Chain(Transform):
             raise ValueError(
                 f"{self.name}: {len(children)} stages given, it has {len(self.stages)}"
             )
-        clone = copy.copy(self)  # keeps a subclass (Lookahead, ParameterEMA) and its fields
+        clone = shallow_copy(self)  # keeps a subclass (Lookahead, ParameterEMA) and its fields
         clone.stages = children
         clone.stage_names = _unique_names([s.name for s in children])
         return clone

@@ -203,20 +203,22 @@ def _declare_inside(transform: Any, constraints: dict[str, Constraint]) -> None:
     """Give the stages inside ``transform`` the ranges of the hyperparameters they
     hold (their own declarations win), so that values a stage computes at step time
     (schedules) are checked where they are computed."""
-    children = getattr(transform, "children", None)
-    if not callable(children):
+    from .transform import Transform, walk
+
+    if not isinstance(transform, Transform):
         return
-    for child in children():
+    for visit in walk(transform):
+        child = visit.transform
         own = getattr(child, "hyperparams", None)
-        if isinstance(own, dict):
-            declared = getattr(child, "declared_ranges", {})
-            inherited = {n: c for n, c in constraints.items() if n in own and n not in declared}
-            if inherited:
-                try:
-                    child.declared_ranges = {**declared, **inherited}
-                except AttributeError:
-                    pass
-        _declare_inside(child, constraints)
+        if child is transform or not isinstance(own, dict):
+            continue
+        declared = getattr(child, "declared_ranges", {})
+        inherited = {n: c for n, c in constraints.items() if n in own and n not in declared}
+        if inherited:
+            try:
+                child.declared_ranges = {**declared, **inherited}
+            except AttributeError:
+                pass
 
 
 def declared_ranges(factory: Callable) -> dict[str, Constraint]:

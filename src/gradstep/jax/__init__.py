@@ -26,7 +26,6 @@ import jax.numpy as jnp
 from .._core.transform import Transform
 from .._core.validate import check
 from ..engines.jax import JaxEngine, NotTraceable, register
-from . import _handlers  # noqa: F401  (registers the engine's handlers of wrappers)
 
 try:  # optax is optional: without it the same pair is a plain NamedTuple
     from optax import GradientTransformationExtraArgs as _Base

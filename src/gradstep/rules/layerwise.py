@@ -60,9 +60,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._core.combine import _labels_for
-from .._core.elementwise import Elementwise, resolve, sum_of_squares
-from .._core.namespaces import element_for
+from .._core.per_tensor import PerTensorReduction  # the stage kind (re-exported here)
 from .._core.validate import Constraint, Interval, OneOf, hyperparams, nonnegative
 from .._core.xmath import clip, maximum, minimum, sqrt, where
 
@@ -83,101 +81,6 @@ class NoneOr(Constraint):
 
     def invalid_example(self) -> Any:
         return self.inner.invalid_example()
-
-
-class PerTensorReduction(Elementwise):
-    """An elementwise stage whose element function also takes per-tensor scalars.
-
-    Args (besides :class:`~gradstep._core.elementwise.Elementwise`'s):
-      norms: ``norms(g, [w], *slots, *scalars) -> (x1, x2, ...)``: element math
-        giving the arrays whose sums of squares the stage needs (one tensor at a
-        time; float64 sums).
-      combine: ``combine(sums, flags, h) -> {name: value}``: plain Python turning one
-        tensor's sums, its mask flags and the step's hyperparameters into that
-        tensor's scalars, in the order of ``tensor_scalars``.
-      tensor_scalars: the names of the element function's last parameters, which
-        ``combine`` provides; the parameters before them come from ``prepare``.
-      flags: ``{name: mask}``: each mask a tree of booleans, a function of the
-        parameters returning one, or ``None`` (true for every tensor); ``combine``
-        receives ``{name: bool}`` for its tensor.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        element: Callable,
-        *,
-        norms: Callable,
-        combine: Callable,
-        tensor_scalars: tuple[str, ...],
-        flags: dict[str, Any] | None = None,
-        **elementwise: Any,
-    ):
-        super().__init__(name, element, **elementwise)
-        self.norms = norms
-        self.combine = combine
-        self.tensor_scalars = tuple(tensor_scalars)
-        self.flags = dict(flags or {})
-        names = super().scalar_names()
-        if names[len(names) - len(self.tensor_scalars) :] != self.tensor_scalars:
-            raise TypeError(
-                f"{name}: the element function's last parameters must be {self.tensor_scalars}"
-            )
-
-    def scalar_names(self) -> tuple[str, ...]:
-        """The element function's scalars that ``prepare`` makes (the per-tensor ones
-        follow them)."""
-        names = super().scalar_names()
-        return names[: len(names) - len(self.tensor_scalars)]
-
-    def replace(self, **changes: Any) -> PerTensorReduction:
-        args = dict(
-            name=self.name,
-            element=self.element,
-            norms=self.norms,
-            combine=self.combine,
-            tensor_scalars=self.tensor_scalars,
-            flags=self.flags,
-            slots=self.slots,
-            hyperparams=self.hyperparams,
-            prepare=self.prepare,
-            uses_params=self.uses_params,
-            uses_count=self.counted,
-            clear_nan_slots=self.clear_nan_slots,
-        )
-        args.update(changes)
-        name = args.pop("name")
-        element = args.pop("element")
-        return PerTensorReduction(name, element, **args)
-
-    def tensor_flags(self, params: Any, grads: Any, n: int) -> list[dict[str, bool]]:
-        """Each tensor's mask flags, ``{flag name: bool}``."""
-        out: list[dict[str, bool]] = [{} for _ in range(n)]
-        for flag, mask in self.flags.items():
-            values = [True] * n if mask is None else _labels_for(mask, params, grads)
-            if len(values) != n:
-                raise ValueError(f"{self.name}: {flag} mask has {len(values)} leaves, params {n}")
-            for i, v in enumerate(values):
-                out[i][flag] = bool(v)
-        return out
-
-    def tensor_scalar_values(
-        self, sums: list[tuple[float, ...]], flags: list[dict[str, bool]], h: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """The per-tensor scalars from each tensor's float64 sums of squares (what an
-        engine calls after its own reduction pass)."""
-        return [self.combine(s, f, h) for s, f in zip(sums, flags)]
-
-    # the eager engine's reduction phase (Elementwise.update runs the element phase)
-
-    def reduction_context(self, params, grads, g_leaves, count, ctx):
-        h = resolve(self.hyperparams, count, ctx)
-        return h, self.tensor_flags(params, grads, len(g_leaves))
-
-    def tensor_scalars_of(self, i, arrays, prepared, ns, context):
-        h, flags = context
-        terms = element_for(self.norms, ns)(*arrays, *prepared)
-        return self.combine(tuple(sum_of_squares(x) for x in terms), flags[i], h)
 
 
 # -- the trust ratio of optax and LAMB ------------------------------------------------

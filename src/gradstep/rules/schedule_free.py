@@ -196,6 +196,8 @@ def _schedule_free_stage(
         weights=weights,
     )
 
+    # the averaging weights are a dict keyed by Python step counts: no tracing
+    prepare.evaluate_on_host = True
     stage = Elementwise(
         owner,
         element,

@@ -27,9 +27,9 @@ import torch
 
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
+from .._core.per_tensor import PerTensorReduction
 from .._core.transform import Chain, Transform, map_transform, walk
 from .._core.validate import BOOL, OneOf, check
-from ..rules.layerwise import PerTensorReduction
 from . import _cuda
 from . import _distributed as _dist
 from ._checks import check_loaded_state, check_member

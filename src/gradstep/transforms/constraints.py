@@ -71,6 +71,8 @@ def total_norm_constraint(
 
 
 class _Constraint(Transform):
+    traceable = False  # NumPy code: JAX runs it on the host (fallback="host")
+
     def __init__(self, name: str, fn, target: str):
         self.name = name
         self.fn = fn

@@ -1,0 +1,54 @@
+"""The skip-a-step wrapper: run the inner transform only on steps whose gradients
+are all finite.
+
+A stage kind the engines must know (its control flow reads array values, so the
+JAX engine runs a traceable equivalent), hence in the core;
+:func:`gradstep.transforms.skip_nonfinite` builds it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import tree as _tree
+from .transform import Transform
+
+
+class SkipNonfinite(Transform):
+    """Run ``inner`` only on steps whose gradients are all finite."""
+
+    def __init__(self, inner: Transform, max_consecutive_errors: int | None):
+        self.inner = inner
+        self.max_consecutive_errors = max_consecutive_errors
+        self.name = inner.name
+
+    def init(self, params: Any) -> dict:
+        return {
+            "inner": self.inner.init(params),
+            "notfinite_count": np.zeros((), np.int64),
+            "total_notfinite": np.zeros((), np.int64),
+        }
+
+    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
+        finite = all(bool(np.all(np.isfinite(g))) for g in _tree.leaves(grads))
+        run_of_errors = 0 if finite else int(state["notfinite_count"]) + 1
+        limit = self.max_consecutive_errors
+        counters = {
+            "notfinite_count": np.asarray(run_of_errors, np.int64),
+            "total_notfinite": np.asarray(int(state["total_notfinite"]) + (not finite), np.int64),
+        }
+        if finite or (limit is not None and run_of_errors > limit):
+            updates, inner_state = self.inner.update(grads, state["inner"], params, **ctx)
+        else:
+            updates = _tree.tree_map(np.zeros_like, grads)
+            inner_state = state["inner"]
+        return updates, {"inner": inner_state, **counters}
+
+    def skipped(self, state: dict) -> bool:
+        """Whether the update that produced ``state`` skipped ``inner`` (fronts that
+        count steps themselves count only the steps taken)."""
+        run = int(state["notfinite_count"])
+        limit = self.max_consecutive_errors
+        return run > 0 and (limit is None or run <= limit)

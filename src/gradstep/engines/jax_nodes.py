@@ -1,0 +1,419 @@
+"""The JAX engine's nodes: how each kind of transform runs in the traced step
+(elementwise stages, norm and per-tensor reductions, chains, masks, partitions,
+skipping non-finite steps)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import tree_util
+
+from .._core.combine import Masked, Partition
+from .._core.elementwise import Elementwise, NormScaled, resolve
+from .._core.namespaces import element_for, nan_to_zero
+from .._core.skip import SkipNonfinite
+from .._core.transform import Chain
+from .jax_scalars import (
+    COUNT_DTYPE,
+    Scalars,
+    TracedAttempt,
+    cast,
+    count_row,
+    float_dtype,
+    host_call,
+    is_traced,
+    jax_ns,
+    leaf_dtype,
+    python_schedules,
+    safe_increment,
+    scalar_kinds,
+    split_overrides,
+    static_items,
+    traceable_copy,
+    value_row,
+)
+
+
+class NotTraceable(Exception):
+    """A stage of the transform cannot run under ``jax.jit`` (the reason is the message)."""
+
+
+# -- nodes: one per transform of the tree --------------------------------------------
+
+
+class _Node:
+    """How the engine runs one transform.
+
+    ``init(leaves, td)``: the state for these leaves (``td`` rebuilds their tree).
+    ``collect(state, ctx, req)``: ask ``req`` for the scalars this step needs.
+    ``apply(g, w, state, td, ctx, req)``: ``(update leaves, new state)``.
+    """
+
+    def init(self, leaves: list, td) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def collect(self, state: Any, ctx: dict, req: Scalars) -> None:
+        pass
+
+    def apply(self, g, w, state, td, ctx, req):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class ElementNode(_Node):
+    def __init__(self, stage: Elementwise):
+        self.stage = stage
+        self.fn = element_for(stage.element, jax_ns())
+        self._kinds: list[str] | None = None
+        copy = traceable_copy(stage, "prepare")
+
+        def prepare(dynamic, static):
+            count, overrides = dynamic
+            ctx = {**dict(static), **overrides}
+            return list(copy.scalars(0 if count is None else count, ctx).values())
+
+        self.traced_prepare = TracedAttempt(prepare, stage.prepare)
+
+    def kinds(self) -> list[str]:
+        if self._kinds is None:
+            self._kinds = scalar_kinds(self.stage)
+        return self._kinds
+
+    def init(self, leaves, td):
+        state = {}
+        if self.stage.counted:
+            state["count"] = jnp.zeros((), COUNT_DTYPE)
+        for slot in self.stage.slots:
+            state[slot.name] = td.unflatten([slot.initial(p) for p in leaves])
+        return state
+
+    def collect(self, state, ctx, req):
+        count = state["count"] if self.stage.counted else None
+        req.request(self, self.stage, count, ctx)
+
+    def apply(self, g, w, state, td, ctx, req, per_leaf=None):
+        """``per_leaf[i]``: scalars appended for leaf ``i`` only (per-tensor reductions)."""
+        stage = self.stage
+        if stage.uses_params and w is None:
+            raise ValueError(f"{stage.name}: this transform needs params in update()")
+        scalars = req.of(self)
+        slots = [td.flatten_up_to(state[s.name]) for s in stage.slots]
+        ns = jax_ns()
+        updates, new_slots = [], [[] for _ in stage.slots]
+        cache: dict = {}
+        for i, gi in enumerate(g):
+            key = leaf_dtype(gi)
+            if key not in cache:
+                cache[key] = cast(scalars, gi)
+            extra = [] if per_leaf is None else cast(per_leaf[i], gi)
+            result = self.fn(*self.arrays(g, w, slots, i), *cache[key], *extra)
+            if stage.slots:
+                u, *values = result
+                for k, value in enumerate(values):
+                    if stage.clear_nan_slots:
+                        value = nan_to_zero(value, ns)
+                    new_slots[k].append(jnp.asarray(value).astype(slots[k][i].dtype))
+            else:
+                u = result
+            updates.append(jnp.asarray(u))
+        new_state = {}
+        if stage.counted:
+            new_state["count"] = safe_increment(state["count"])
+        for slot, values in zip(stage.slots, new_slots):
+            new_state[slot.name] = td.unflatten(values)
+        return updates, new_state
+
+    def arrays(self, g, w, slots, i) -> list:
+        """The per-element inputs of leaf ``i``, in the element function's order."""
+        return [g[i]] + ([w[i]] if self.stage.uses_params else []) + [s[i] for s in slots]
+
+
+class NormNode(_Node):
+    """A :class:`NormScaled` stage: sums of squares in the graph, then the stage's
+    own ``factors``: traced where its ``factor`` is, else on the host."""
+
+    def __init__(self, stage: NormScaled):
+        self.stage = stage
+        self.fn = element_for(stage.element, jax_ns())
+        copy = traceable_copy(stage, "factor")
+
+        def factors(dynamic, static):
+            sums, count, overrides = dynamic
+            ctx = {**dict(static), **overrides}
+            return copy.factors(list(sums), 0 if count is None else count, ctx)
+
+        self.traced_factors = TracedAttempt(factors, stage.factor)
+
+    def init(self, leaves, td):
+        return {"count": jnp.zeros((), COUNT_DTYPE)} if self.stage.counted else {}
+
+    def apply(self, g, w, state, td, ctx, req):
+        stage = self.stage
+        count = state["count"] if stage.counted else None
+        acc = float_dtype()
+        sums = [jnp.sum(jnp.square(jnp.asarray(x).astype(acc))) for x in g]
+        static_ctx, dynamic_ctx = split_overrides(stage, count, ctx)
+        factors = None
+        if req.mode == "auto" and not python_schedules(stage, static_ctx, dynamic_ctx):
+            factors = self.traced_factors((sums, count, dynamic_ctx), static_items(static_ctx))
+        if factors is None:
+            factors = self._host_factors(sums, count, static_ctx, dynamic_ctx)
+        out = [self.fn(x, *cast([f], x)) for x, f in zip(g, factors)]
+        new_state = {"count": safe_increment(state["count"])} if stage.counted else {}
+        return out, new_state
+
+    def _host_factors(self, sums, count, static_ctx, dynamic_ctx):
+        stage = self.stage
+        n = len(sums)
+        if n == 0:
+            return []
+        fdtype = float_dtype()
+        names = list(dynamic_ctx)
+
+        def one(count_row, sums_row, value_row):
+            ctx = dict(static_ctx)
+            ctx.update({name: float(v) for name, v in zip(names, value_row)})
+            c = int(count_row[0]) if count_row.size else 0
+            factors = stage.factors([float(s) for s in sums_row], c, ctx)
+            return (np.asarray(factors, fdtype),)
+
+        (factors,) = host_call(
+            one,
+            (jax.ShapeDtypeStruct((n,), fdtype),),
+            count_row(count),
+            jnp.stack(sums).astype(fdtype),
+            value_row(dynamic_ctx),
+        )
+        return [factors[i] for i in range(n)]
+
+
+class ChainNode(_Node):
+    def __init__(self, chain: Chain, children: list):
+        self.names = chain.stage_names
+        self.nodes = list(children)
+
+    def init(self, leaves, td):
+        return {n: node.init(leaves, td) for n, node in zip(self.names, self.nodes)}
+
+    def collect(self, state, ctx, req):
+        for n, node in zip(self.names, self.nodes):
+            node.collect(state[n], ctx, req)
+
+    def apply(self, g, w, state, td, ctx, req):
+        new_state = {}
+        for n, node in zip(self.names, self.nodes):
+            g, new_state[n] = node.apply(g, w, state[n], td, ctx, req)
+        return g, new_state
+
+
+def _flat_labels(labels: Any, td, g, w) -> list:
+    """The labels (or mask flags) of the leaves, from a tree or a function of params."""
+    if callable(labels):
+        tree = td.unflatten(w if w is not None else g)
+        labels = labels(tree)
+    try:
+        flat = td.flatten_up_to(labels)
+    except (ValueError, TypeError):
+        flat = tree_util.tree_leaves(labels, is_leaf=lambda x: x is None)
+    if len(flat) != td.num_leaves:
+        raise ValueError(f"labels have {len(flat)} leaves, the parameters {td.num_leaves}")
+    for x in flat:
+        if is_traced(x):
+            raise NotTraceable(
+                "a mask or label is a traced array; masks and labels choose leaves while "
+                "tracing, so they must be Python values (a tree, or a function of the "
+                "parameters' structure and shapes)"
+            )
+    return flat
+
+
+def _sub(values: list | None, idx: list[int]) -> list | None:
+    return None if values is None else [values[i] for i in idx]
+
+
+def _list_def(n: int):
+    return tree_util.tree_structure([0] * n)
+
+
+class MaskedNode(_Node):
+    def __init__(self, masked: Masked, children: list):
+        self.masked = masked
+        (self.inner,) = children
+
+    def _idx(self, td, g, w):
+        return [i for i, f in enumerate(_flat_labels(self.masked.mask, td, g, w)) if bool(f)]
+
+    def init(self, leaves, td):
+        idx = self._idx(td, leaves, leaves)
+        return {"inner": self.inner.init(_sub(leaves, idx), _list_def(len(idx)))}
+
+    def collect(self, state, ctx, req):
+        self.inner.collect(state["inner"], ctx, req)
+
+    def apply(self, g, w, state, td, ctx, req):
+        idx = self._idx(td, g, w)
+        sub_u, inner = self.inner.apply(
+            _sub(g, idx), _sub(w, idx), state["inner"], _list_def(len(idx)), ctx, req
+        )
+        out = list(g)
+        for i, u in zip(idx, sub_u):
+            out[i] = u
+        return out, {"inner": inner}
+
+
+class PartitionNode(_Node):
+    def __init__(self, part: Partition, children: list):
+        self.part = part
+        self.nodes = dict(zip(part.child_state_keys(), children))
+
+    def _groups(self, td, g, w):
+        groups: dict = {label: [] for label in self.nodes}
+        for i, label in enumerate(_flat_labels(self.part.labels, td, g, w)):
+            if label is None:
+                continue
+            if label not in groups:
+                raise ValueError(
+                    f"{self.part.name}: label {label!r} has no transform; labels with a "
+                    f"transform: {sorted(map(str, groups))}"
+                )
+            groups[label].append(i)
+        return groups
+
+    def init(self, leaves, td):
+        groups = self._groups(td, leaves, leaves)
+        return {
+            label: self.nodes[label].init(_sub(leaves, idx), _list_def(len(idx)))
+            for label, idx in groups.items()
+        }
+
+    def collect(self, state, ctx, req):
+        for label, node in self.nodes.items():
+            node.collect(state[label], ctx, req)
+
+    def apply(self, g, w, state, td, ctx, req):
+        out = list(g)
+        new_state = {}
+        for label, idx in self._groups(td, g, w).items():
+            sub_u, new_state[label] = self.nodes[label].apply(
+                _sub(g, idx), _sub(w, idx), state[label], _list_def(len(idx)), ctx, req
+            )
+            for i, u in zip(idx, sub_u):
+                out[i] = u
+        return out, new_state
+
+
+class PerTensorNode(ElementNode):
+    """A per-tensor reduction stage (trust ratios): its ``norms`` element math and
+    the sums of squares run in the graph; its Python ``combine`` turns each
+    tensor's sums into that tensor's scalars (traced where it is plain
+    arithmetic, else on the host with one callback for all tensors); then the
+    element phase, as the eager engine does."""
+
+    def __init__(self, stage, children):
+        super().__init__(stage)
+        self.norms = element_for(stage.norms, jax_ns())
+        combine = element_for(stage.combine, jax_ns())
+
+        def traced(dynamic, static):
+            sums, overrides = dynamic
+            static_ctx, flags = static
+            h = resolve(stage.hyperparams, 0, {**dict(static_ctx), **overrides})
+            return [list(combine(tuple(s), dict(f), h).values()) for s, f in zip(sums, flags)]
+
+        self.traced_combine = TracedAttempt(traced, stage.combine)
+
+    def apply(self, g, w, state, td, ctx, req, per_leaf=None):
+        stage = self.stage
+        if stage.uses_params and w is None:
+            raise ValueError(f"{stage.name}: this transform needs params in update()")
+        scalars = req.of(self)
+        slots = [td.flatten_up_to(state[s.name]) for s in stage.slots]
+        acc = float_dtype()
+        sums = []
+        for i, gi in enumerate(g):
+            terms = self.norms(*self.arrays(g, w, slots, i), *cast(scalars, gi))
+            sums.append([jnp.sum(jnp.square(jnp.asarray(x).astype(acc))) for x in terms])
+        flags = self._flags(td, g, w)
+        count = state["count"] if stage.counted else None
+        static_ctx, dynamic_ctx = split_overrides(stage, count, ctx)
+        own = None
+        if req.mode == "auto" and not python_schedules(stage, static_ctx, dynamic_ctx):
+            frozen = tuple(tuple(sorted(f.items())) for f in flags)
+            own = self.traced_combine((sums, dynamic_ctx), (static_items(static_ctx), frozen))
+        if own is None:
+            own = self._host(sums, flags, count, static_ctx, dynamic_ctx)
+        return super().apply(g, w, state, td, ctx, req, per_leaf=own)
+
+    def _flags(self, td, g, w) -> list[dict]:
+        n = len(g)
+        out: list[dict] = [{} for _ in range(n)]
+        for flag, mask in self.stage.flags.items():
+            values = [True] * n if mask is None else _flat_labels(mask, td, g, w)
+            for i, v in enumerate(values):
+                out[i][flag] = bool(v)
+        return out
+
+    def _host(self, sums, flags, count, static_ctx, dynamic_ctx):
+        stage = self.stage
+        n, m = len(sums), len(stage.tensor_scalars)
+        if n == 0:
+            return []
+        k = len(sums[0])
+        fdtype = float_dtype()
+        names = list(dynamic_ctx)
+
+        def one(count_row, sums_row, value_row):
+            ctx = dict(static_ctx)
+            ctx.update({name: float(v) for name, v in zip(names, value_row)})
+            c = int(count_row[0]) if count_row.size else 0
+            h = resolve(stage.hyperparams, c, ctx)
+            rows = [tuple(float(x) for x in sums_row[i * k : (i + 1) * k]) for i in range(n)]
+            values = stage.tensor_scalar_values(rows, flags, h)
+            return (np.asarray([list(v.values()) for v in values], fdtype).reshape(n, m),)
+
+        flat = jnp.stack([x for row in sums for x in row]).astype(fdtype)
+        (table,) = host_call(
+            one,
+            (jax.ShapeDtypeStruct((n, m), fdtype),),
+            count_row(count),
+            flat,
+            value_row(dynamic_ctx),
+        )
+        return [[table[i, j] for j in range(m)] for i in range(n)]
+
+
+class SkipNonfiniteNode:
+    """:func:`gradstep.transforms.skip_nonfinite` under jit: the inner update is
+    computed every step and selected (``jnp.where``) when the gradients are finite,
+    or when the run of non-finite steps exceeds ``max_consecutive_errors``; otherwise
+    the updates are zero and the inner state is kept."""
+
+    def __init__(self, transform: SkipNonfinite, children):
+        self.limit = transform.max_consecutive_errors
+        (self.inner,) = children
+
+    def init(self, leaves, td):
+        return {
+            "inner": self.inner.init(leaves, td),
+            "notfinite_count": jnp.zeros((), COUNT_DTYPE),
+            "total_notfinite": jnp.zeros((), COUNT_DTYPE),
+        }
+
+    def collect(self, state, ctx, req):
+        self.inner.collect(state["inner"], ctx, req)
+
+    def apply(self, g, w, state, td, ctx, req):
+        finite = jnp.asarray(True)
+        for x in g:
+            finite = finite & jnp.all(jnp.isfinite(x))
+        run = jnp.where(finite, 0, state["notfinite_count"] + 1).astype(COUNT_DTYPE)
+        total = (state["total_notfinite"] + (~finite).astype(COUNT_DTYPE)).astype(COUNT_DTYPE)
+        take = finite if self.limit is None else finite | (run > self.limit)
+        updates, inner = self.inner.apply(g, w, state["inner"], td, ctx, req)
+        updates = [jnp.where(take, u, jnp.zeros_like(u)) for u in updates]
+        inner = tree_util.tree_map(
+            lambda new, old: jnp.where(take, new, old), inner, state["inner"]
+        )
+        return updates, {"inner": inner, "notfinite_count": run, "total_notfinite": total}
