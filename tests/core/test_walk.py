@@ -6,7 +6,7 @@ import pytest
 import gradstep
 from gradstep._core.combine import Masked, Partition
 from gradstep._core.elementwise import Elementwise
-from gradstep._core.transform import Chain, fold_transform, map_transform, walk
+from gradstep._core.transform import fold_transform, map_transform, walk
 from gradstep.transforms import clip_by_global_norm, lookahead, nonfinite_policy
 
 
@@ -93,5 +93,5 @@ def test_map_transform_rebuilds_only_what_changed_and_keeps_subclasses():
 
 def test_fold_counts_every_node():
     t = gradstep.chain(gradstep.adam(0.1), gradstep.partition({"a": gradstep.sgd(1.0)}, ["a"]))
-    assert fold_transform(lambda n, kids: 1 + sum(kids), t) == len(list(walk(t)))
-    assert isinstance(t, Chain)
+    # chain, adam's chain and its two stages, partition, sgd's chain and its stage(s)
+    assert fold_transform(lambda n, kids: 1 + sum(kids), t) == len(list(walk(t))) >= 7

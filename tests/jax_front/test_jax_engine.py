@@ -230,7 +230,13 @@ def test_optax_transform_as_a_gradstep_stage():
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
     # round trips
-    assert to_optax(from_optax(optax.sgd(0.1))) is not None
+    wrapped, original = to_optax(from_optax(optax.sgd(0.1))), optax.sgd(0.1)
+    params = _params()
+    grads = _grad(params, 0)
+    got, _ = jax.jit(wrapped.update)(grads, wrapped.init(params), params)
+    want, _ = original.update(grads, original.init(params), params)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_array_equal(a, b)
     t = gradstep.sgd(0.1)
     assert from_optax(to_optax(t)) is t
     # the eager engine runs it too, on JAX arrays

@@ -1,0 +1,46 @@
+"""Test-session setup shared by every test folder: an isolated kernel cache.
+
+The fused engine writes its generated kernels (and numba their compiled code) to
+``$GRADSTEP_CACHE_DIR``. The tests point it at a folder of this checkout's own --
+pytest's cache folder, or, when the cache plugin is off (``-p no:cacheprovider``),
+a temporary folder named after the checkout's path -- never the user's
+``~/.cache``. The folder is kept between runs: an empty numba cache makes the suite
+several times slower, and kernels are named by the hash of their source, so a stale
+entry is never loaded for changed code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SAVED = "_gradstep_saved_cache_dir"
+
+
+def kernel_cache(config: pytest.Config) -> Path:
+    """This checkout's kernel folder for test sessions."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("gradstep-kernels"))
+    key = hashlib.sha256(str(config.rootpath.resolve()).encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"gradstep-test-kernels-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.hookimpl(trylast=True)  # after the cache plugin has set config.cache
+def pytest_configure(config: pytest.Config) -> None:
+    setattr(config, _SAVED, os.environ.get("GRADSTEP_CACHE_DIR"))
+    os.environ["GRADSTEP_CACHE_DIR"] = str(kernel_cache(config))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    saved = getattr(config, _SAVED, None)
+    if saved is None:
+        os.environ.pop("GRADSTEP_CACHE_DIR", None)
+    else:
+        os.environ["GRADSTEP_CACHE_DIR"] = saved
