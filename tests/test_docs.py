@@ -24,7 +24,10 @@ def test_readme_lists_every_registered_optimizer():
 def test_readme_optimizer_table_is_the_registry_listing():
     from gradstep.cli.listing import markdown
 
-    assert markdown() in (ROOT / "README.md").read_text()
+    assert markdown() in (ROOT / "README.md").read_text(), (
+        "the README's optimizer table is not the registry's: regenerate it with "
+        "`gradstep list --markdown` (see CONTRIBUTING.md)"
+    )
 
 
 def test_readme_seed_system_examples_run():

@@ -14,38 +14,12 @@ from ._core.registry import OptimizerSpec
 from ._core.transform import Transform, apply_updates, chain, identity
 from .optimizer import Optimizer
 from .registry import REGISTRY
-from .rules import (
-    adadelta,
-    adagrad,
-    adam,
-    adamax,
-    adamw,
-    apply_momentum,
-    apply_nesterov_momentum,
-    momentum,
-    nesterov_momentum,
-    rmsprop,
-    sgd,
-)
-from .rules.adafactor import adafactor
-from .rules.delay import dcasgd
-from .rules.ftml import ftml
-from .rules.ftrl import ftrl
-from .rules.lamb import lamb
-from .rules.langevin import sgld
-from .rules.lars import lars
-from .rules.lbfgs import lbfgs
-from .rules.lbsgd import lbsgd
-from .rules.lion import lion
-from .rules.muon import muon
-from .rules.nadam import nadam
-from .rules.radam import radam
-from .rules.schedule_free import schedule_free_adamw, schedule_free_sgd
-from .rules.sign import signsgd, signum
+from .rules import apply_momentum, apply_nesterov_momentum
 from .transforms import norm_constraint, total_norm_constraint
 
 __version__ = "0.1.0"
 
+# what the package offers besides its optimizers; the optimizers follow
 __all__ = [
     "REGISTRY",
     "Elementwise",
@@ -53,44 +27,30 @@ __all__ = [
     "OptimizerSpec",
     "Slot",
     "Transform",
-    "adadelta",
-    "adafactor",
-    "adagrad",
-    "adam",
-    "adamax",
-    "adamw",
     "apply_momentum",
     "apply_nesterov_momentum",
     "apply_updates",
     "chain",
     "closure_step",
-    "dcasgd",
-    "ftml",
-    "ftrl",
     "identity",
-    "lamb",
-    "lars",
-    "lbfgs",
-    "lbsgd",
-    "lion",
     "masked",
     "modes",
-    "momentum",
-    "muon",
-    "nadam",
-    "nesterov_momentum",
     "norm_constraint",
     "partition",
-    "radam",
-    "rmsprop",
-    "schedule_free_adamw",
-    "schedule_free_sgd",
     "schedules",
-    "sgd",
-    "sgld",
-    "signsgd",
-    "signum",
     "total_norm_constraint",
     "transforms",
     "tree",
 ]
+
+# every registered optimizer is exported under its registry name: the registry is
+# the one list of them
+globals().update({spec.name: spec.factory for spec in REGISTRY})
+__all__ += REGISTRY.names()
+
+
+def __getattr__(name: str):
+    # an entry registered after import (a plugin, a test's toy rule)
+    if name in REGISTRY:
+        return REGISTRY[name].factory
+    raise AttributeError(f"module 'gradstep' has no attribute {name!r}")

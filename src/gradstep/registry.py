@@ -1,7 +1,8 @@
 """Every public optimizer, registered once.
 
-Tests, the command line and the documentation read :data:`REGISTRY`; adding an
-optimizer is one rule file plus one entry in a module of :mod:`gradstep.catalog`.
+Tests, the command line, the documentation and the package's exports read
+:data:`REGISTRY`; it is assembled here from the entries of :mod:`gradstep.catalog`
+(adding an optimizer: see ``CONTRIBUTING.md``).
 
 ``fixtures`` names the reference implementations whose recorded trajectories the
 optimizer must match (``tests/conformance/fixtures``); ``test_hyperparams`` are the
@@ -10,10 +11,11 @@ arguments the generic property tests use.
 
 from __future__ import annotations
 
+from . import catalog
 from ._core.registry import OptimizerSpec, Registry
 
 REGISTRY = Registry()
-
-from . import catalog  # noqa: E402,F401  (fills REGISTRY)
+for _spec in catalog.specs():
+    REGISTRY.register(_spec)
 
 __all__ = ["REGISTRY", "OptimizerSpec"]

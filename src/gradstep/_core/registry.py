@@ -1,8 +1,8 @@
 """The registry: one spec per public optimizer.
 
 Tests, the command line and the documentation iterate over the registry instead of
-naming optimizers, so adding an optimizer is one rule file plus one
-:func:`register` call, and every generic test then covers it.
+naming optimizers, so adding an optimizer is one rule file plus one catalog entry
+(see ``CONTRIBUTING.md``), and every generic test then covers it.
 """
 
 from __future__ import annotations
@@ -94,6 +94,13 @@ class Registry:
             raise ValueError(f"optimizer {spec.name!r} is registered twice")
         self._specs[spec.name] = spec
         return spec
+
+    def unregister(self, name: str) -> OptimizerSpec:
+        """Remove and return the entry ``name`` (a temporary entry: a plugin's, a test's)."""
+        try:
+            return self._specs.pop(name)
+        except KeyError:
+            raise KeyError(f"unknown optimizer {name!r}") from None
 
     def __getitem__(self, name: str) -> OptimizerSpec:
         try:

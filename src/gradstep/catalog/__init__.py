@@ -1,12 +1,19 @@
-"""Registry entries, one module per area. Importing this package fills
-:data:`gradstep.registry.REGISTRY`; each module registers its optimizers in order."""
+"""Registry entries, one module per area; each module's ``SPECS`` lists its
+optimizers. :mod:`gradstep.registry` assembles them into
+:data:`~gradstep.registry.REGISTRY`; nothing here imports the registry."""
 
-# entry modules (one import line per module; the order is the registry's order, so
-# the block is deliberately not sorted):
-# isort: off
-from . import classic  # noqa: F401
-from . import mxnet  # noqa: F401
-from . import layerwise  # noqa: F401
-from . import modern  # noqa: F401
-from . import averaging  # noqa: F401
-# isort: on
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .._core.registry import OptimizerSpec
+from . import averaging, classic, layerwise, modern, mxnet
+
+#: the entry modules, in the registry's order (a new area is one more module here)
+MODULES = (classic, mxnet, layerwise, modern, averaging)
+
+
+def specs() -> Iterator[OptimizerSpec]:
+    """Every entry of every module, in order."""
+    for module in MODULES:
+        yield from module.SPECS

@@ -1,7 +1,6 @@
 """Registry entries of the averaging rules: schedule-free SGD and AdamW."""
 
 from .._core.registry import OptimizerSpec
-from ..registry import REGISTRY
 from ..rules.schedule_free import schedule_free_adamw, schedule_free_sgd
 
 _SCHEDULE_FREE = (
@@ -9,7 +8,8 @@ _SCHEDULE_FREE = (
     "Scheduled. NeurIPS, arXiv:2405.15682",
 )
 
-for spec in (
+#: this area's entries, in the registry's order
+SPECS = (
     OptimizerSpec(
         "schedule_free_sgd",
         schedule_free_sgd,
@@ -32,5 +32,4 @@ for spec in (
         test_hyperparams={"learning_rate": 0.1},
         rosenbrock_hyperparams={"learning_rate": 0.02},
     ),
-):
-    REGISTRY.register(spec)
+)

@@ -2,7 +2,6 @@
 Adam, AdamW, AdaMax."""
 
 from .._core.registry import OptimizerSpec
-from ..registry import REGISTRY
 from ..rules import (
     adadelta,
     adagrad,
@@ -20,7 +19,8 @@ _ADAM_PAPER = (
 )
 _ELEMENTWISE = frozenset({"elementwise", "nan_policy"})
 
-for spec in (
+#: this area's entries, in the registry's order
+SPECS = (
     OptimizerSpec(
         "sgd",
         sgd,
@@ -148,5 +148,4 @@ for spec in (
         rosenbrock_hyperparams={"learning_rate": 0.02},
         torch_equivalent=("Adamax", {"lr": 0.05}),
     ),
-):
-    REGISTRY.register(spec)
+)

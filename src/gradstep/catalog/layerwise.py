@@ -7,7 +7,6 @@ elementwise and run fused when the NumPy front can).
 """
 
 from .._core.registry import OptimizerSpec
-from ..registry import REGISTRY
 from ..rules.lamb import lamb
 from ..rules.lars import lars
 from ..rules.lbsgd import lbsgd
@@ -19,7 +18,8 @@ _LARS_PAPER = (
 )
 _REDUCTION = frozenset({"reduction"})
 
-for spec in (
+#: this area's entries, in the registry's order
+SPECS = (
     OptimizerSpec(
         "lars",
         lars,
@@ -71,5 +71,4 @@ for spec in (
         },
         rosenbrock_hyperparams={"learning_rate": 5e-4},
     ),
-):
-    REGISTRY.register(spec)
+)

@@ -2,7 +2,6 @@
 Adafactor and Muon."""
 
 from .._core.registry import OptimizerSpec
-from ..registry import REGISTRY
 from ..rules.adafactor import adafactor
 from ..rules.lbfgs import lbfgs
 from ..rules.lion import lion
@@ -13,7 +12,8 @@ _ADAM_PAPER = (
     "Kingma & Ba (2015): Adam: A Method for Stochastic Optimization. ICLR, arXiv:1412.6980"
 )
 
-for spec in (
+#: this area's entries, in the registry's order
+SPECS = (
     OptimizerSpec(
         "lbfgs",
         lbfgs,
@@ -94,5 +94,4 @@ for spec in (
         rosenbrock_hyperparams=None,
         torch_equivalent=None,
     ),
-):
-    REGISTRY.register(spec)
+)

@@ -2,7 +2,6 @@
 FTML, FTRL, DC-ASGD and NAdam (the MXNet, torch and optax forms)."""
 
 from .._core.registry import OptimizerSpec
-from ..registry import REGISTRY
 from ..rules.delay import dcasgd
 from ..rules.ftml import ftml
 from ..rules.ftrl import ftrl
@@ -16,7 +15,8 @@ _SIGNSGD = (
     "Optimisation for Non-Convex Problems. ICML, arXiv:1802.04434",
 )
 
-for spec in (
+#: this area's entries, in the registry's order
+SPECS = (
     OptimizerSpec(
         "signsgd",
         signsgd,
@@ -105,5 +105,4 @@ for spec in (
         rosenbrock_hyperparams={"learning_rate": 0.02},
         torch_equivalent=("NAdam", {"lr": 0.05}),
     ),
-):
-    REGISTRY.register(spec)
+)
