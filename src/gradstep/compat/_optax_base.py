@@ -1,0 +1,42 @@
+"""What the optax-compatible modules share: argument ranges, wrapping a gradstep
+transform as an optax transformation, and refusing dtype arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._core.transform import Transform
+from .._core.validate import Interval, decay_rate, nonnegative
+from ..jax import GradstepTransformation, from_optax, to_optax
+
+LR = nonnegative(schedulable=True)
+DECAY = decay_rate()
+EPS = nonnegative()
+MOMENTUM = Interval(0.0, 1.0)
+WD = nonnegative(schedulable=True)
+
+
+def wrap(transform: Transform, **names: str) -> GradstepTransformation:
+    """``transform`` as an optax transformation; ``names`` maps optax's argument
+    names to the gradstep hyperparameters they set (for :func:`inject_hyperparams`)."""
+    out = to_optax(transform)
+    out.hyperparam_names = names
+    return out
+
+
+ADAM_NAMES = {"b1": "beta1", "b2": "beta2"}
+
+
+def as_stage(t: Any) -> Transform:
+    """A gradstep stage from a compat object, a gradstep transform or an optax one."""
+    if isinstance(t, Transform):
+        return t
+    return from_optax(t)
+
+
+def no_dtype(owner: str, name: str, value: Any) -> None:
+    if value is not None:
+        raise ValueError(
+            f"{owner}: invalid {name}={value!r}; valid values: None (gradstep keeps "
+            "every state slot in its parameter's dtype)"
+        )

@@ -1,0 +1,455 @@
+"""optax 0.2.8's optimizer aliases (``adam``, ``adamw``, ``sgd``, ...) mapped onto
+gradstep rules; variants that differ from another alias only by defaults are
+derived from it (:func:`_variant`)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from .._core.stages import add_decayed_weights as _add_decayed_weights
+from .._core.stages import rule as _rule
+from .._core.stages import scale_by_learning_rate as _scale_by_lr
+from .._core.transform import Transform
+from .._core.validate import BOOL, Interval, check, declared_ranges, hyperparams, nonnegative
+from ..jax import GradstepTransformation
+from ..rules.adadelta import scale_by_adadelta as _scale_by_adadelta
+from ..rules.adagrad import scale_by_adagrad as _scale_by_adagrad
+from ..rules.adam import scale_by_adam as _scale_by_adam
+from ..rules.adamax import scale_by_adamax as _scale_by_adamax
+from ..rules.rmsprop import scale_by_rms as _scale_by_rms
+from ..rules.sgd import apply_momentum, apply_nesterov_momentum
+from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, no_dtype, wrap
+
+# -- optimizers ---------------------------------------------------------------------
+
+
+def adam_direction(b1, b2, eps, eps_root, nesterov: bool, owner: str, amsgrad=False):
+    if nesterov:
+        return _nesterov_adam(b1, b2, eps, eps_root, owner)
+    return _scale_by_adam(b1, b2, eps, eps_root=eps_root, amsgrad=amsgrad)
+
+
+def _nesterov_adam(b1, b2, eps, eps_root, owner: str) -> Transform:
+    r"""optax's Nesterov form of Adam (``nadam``): gradstep's ``scale_by_nadam`` with
+    a constant :math:`\beta_1` (``schedule_decay=None``)."""
+    from ..rules.nadam import scale_by_nadam
+
+    return scale_by_nadam(b1, b2, eps, eps_root=eps_root, schedule_decay=None)
+
+
+@hyperparams(learning_rate=LR, b1=DECAY, b2=DECAY, eps=EPS, eps_root=EPS, nesterov=BOOL)
+def adam(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
+) -> GradstepTransformation:
+    """optax's ``adam``: :func:`gradstep.adam` with ``eps_root`` (epsilon outside the
+    root on the bias-corrected scale, ``eps_root`` inside it)."""
+    no_dtype("adam", "mu_dtype", mu_dtype)
+    return wrap(
+        _rule(
+            "adam",
+            adam_direction(b1, b2, eps, eps_root, nesterov, "adam"),
+            _scale_by_lr(learning_rate),
+        ),
+        **ADAM_NAMES,
+    )
+
+
+@hyperparams(
+    learning_rate=LR,
+    b1=DECAY,
+    b2=DECAY,
+    eps=EPS,
+    eps_root=EPS,
+    weight_decay=WD,
+    nesterov=BOOL,
+)
+def adamw(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    weight_decay: Any = 1e-4,
+    mask: Any = None,
+    *,
+    nesterov: bool = False,
+) -> GradstepTransformation:
+    """optax's ``adamw``: Adam, then decoupled decay :math:`\\lambda w` (restricted to
+    ``mask``), then the learning rate."""
+    no_dtype("adamw", "mu_dtype", mu_dtype)
+    return wrap(
+        _rule(
+            "adamw",
+            adam_direction(b1, b2, eps, eps_root, nesterov, "adamw"),
+            _add_decayed_weights(weight_decay, mask),
+            _scale_by_lr(learning_rate),
+        ),
+        **ADAM_NAMES,
+    )
+
+
+@hyperparams(learning_rate=LR, b1=DECAY, b2=DECAY, eps=EPS, eps_root=EPS)
+def amsgrad(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+) -> GradstepTransformation:
+    """optax's ``amsgrad``: the maximum is kept of the bias-corrected :math:`\\hat v`
+    (``amsgrad="corrected"``)."""
+    no_dtype("amsgrad", "mu_dtype", mu_dtype)
+    return wrap(
+        _rule(
+            "amsgrad",
+            _scale_by_adam(b1, b2, eps, eps_root=eps_root, amsgrad="corrected"),
+            _scale_by_lr(learning_rate),
+        ),
+        **ADAM_NAMES,
+    )
+
+
+@hyperparams(learning_rate=LR, nesterov=BOOL)
+def sgd(
+    learning_rate: Any,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    accumulator_dtype: Any = None,
+) -> GradstepTransformation:
+    """optax's ``sgd``: :math:`b \\leftarrow g + \\mu b`, :math:`u = -\\eta b` (or
+    :math:`-\\eta(g + \\mu b)` with ``nesterov``), the learning rate outside the buffer."""
+    no_dtype("sgd", "accumulator_dtype", accumulator_dtype)
+    if momentum is not None:
+        check("sgd", "momentum", momentum, MOMENTUM)
+    if momentum is None:
+        if nesterov:
+            raise ValueError(
+                "sgd: invalid nesterov=True with momentum=None; valid values: nesterov "
+                "only together with a momentum"
+            )
+        return wrap(_rule("sgd", _scale_by_lr(learning_rate)))
+    trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
+    return wrap(_rule("sgd", trace_, _scale_by_lr(learning_rate)))
+
+
+@hyperparams(
+    learning_rate=LR,
+    decay=Interval(0.0, 1.0),
+    eps=EPS,
+    initial_scale=nonnegative(),
+    eps_in_sqrt=BOOL,
+    centered=BOOL,
+    nesterov=BOOL,
+    bias_correction=BOOL,
+)
+def rmsprop(
+    learning_rate: Any,
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    centered: bool = False,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    bias_correction: bool = False,
+) -> GradstepTransformation:
+    """optax's ``rmsprop``: :func:`gradstep.rules.scale_by_rms`, the learning rate,
+    then momentum on the learning-rate-scaled steps."""
+    if momentum is not None:
+        check("rmsprop", "momentum", momentum, MOMENTUM)
+    if bias_correction:
+        raise NotImplementedError(
+            "rmsprop: bias_correction=True (optax's bias-corrected RMSProp) has no gradstep rule"
+        )
+    if momentum is None and nesterov:
+        raise ValueError(
+            "rmsprop: invalid nesterov=True with momentum=None; valid values: nesterov "
+            "only together with a momentum"
+        )
+    direction = _scale_by_rms(
+        decay,
+        eps,
+        centered=centered,
+        epsilon_placement="inside" if eps_in_sqrt else "outside",
+        initial_scale=initial_scale,
+    )
+    trace_ = None
+    if momentum is not None:
+        trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
+    return wrap(_rule("rmsprop", direction, _scale_by_lr(learning_rate), trace_), decay="rho")
+
+
+@hyperparams(learning_rate=LR, initial_accumulator_value=nonnegative(), eps=EPS)
+def adagrad(
+    learning_rate: Any, initial_accumulator_value: float = 0.1, eps: float = 1e-7
+) -> GradstepTransformation:
+    """optax's ``adagrad``: :math:`a \\leftarrow a + g^2`, :math:`u = -\\eta g /
+    \\sqrt{a + \\epsilon}` (the accumulator starts at 0.1)."""
+    if initial_accumulator_value == 0 and eps == 0:
+        raise ValueError(
+            "adagrad: invalid eps=0 with initial_accumulator_value=0; valid values: a "
+            "positive eps or initial value (optax masks 0/0 to 0, gradstep does not "
+            "special-case it)"
+        )
+    direction = _scale_by_adagrad(
+        eps, initial_accumulator_value=initial_accumulator_value, epsilon_placement="inside"
+    )
+    return wrap(_rule("adagrad", direction, _scale_by_lr(learning_rate)))
+
+
+def adadelta(
+    learning_rate: Any = None,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    weight_decay_mask: Any = None,
+) -> GradstepTransformation:
+    """optax's ``adadelta``: coupled decay, Zeiler's step, then the learning rate.
+
+    With optax's default ``learning_rate=None`` there is no learning-rate stage and
+    the returned update is the ascent direction :math:`+\\Delta` (optax's behaviour,
+    reproduced); pass ``learning_rate=1.0`` to descend.
+    """
+    if learning_rate is not None:
+        check("adadelta", "learning_rate", learning_rate, LR)
+    check("adadelta", "rho", rho, Interval(0.0, 1.0))
+    check("adadelta", "eps", eps, EPS)
+    check("adadelta", "weight_decay", weight_decay, nonnegative())
+    if weight_decay_mask is not None and weight_decay == 0:
+        raise ValueError(
+            "adadelta: invalid weight_decay_mask with weight_decay=0; valid values: a "
+            "mask only together with a weight_decay > 0"
+        )
+    return wrap(
+        _rule(
+            "adadelta",
+            _add_decayed_weights(weight_decay, weight_decay_mask) if weight_decay else None,
+            _scale_by_adadelta(rho, eps),
+            None if learning_rate is None else _scale_by_lr(learning_rate),
+        )
+    )
+
+
+@hyperparams(learning_rate=LR, b1=DECAY, b2=DECAY, eps=EPS)
+def adamax(
+    learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> GradstepTransformation:
+    """optax's ``adamax``: :math:`u \\leftarrow \\max(\\beta_2 u, |g| + \\epsilon)`
+    (``epsilon_placement="in_max"``), :math:`-\\eta \\hat m / u`."""
+    return wrap(
+        _rule(
+            "adamax",
+            _scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"),
+            _scale_by_lr(learning_rate),
+        ),
+        **ADAM_NAMES,
+    )
+
+
+@hyperparams(
+    learning_rate=LR,
+    b1=DECAY,
+    b2=DECAY,
+    eps=EPS,
+    eps_root=EPS,
+    threshold=Interval(4.0, lo_open=True),
+    nesterov=BOOL,
+)
+def radam(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    threshold: float = 5.0,
+    *,
+    nesterov: bool = False,
+) -> GradstepTransformation:
+    r"""optax's ``radam``: rectified when :math:`\rho_t \ge` ``threshold``
+    (``threshold_rule="greater_equal"``), epsilon on the bias-corrected root
+    (``epsilon_placement="outside"``). ``threshold`` must exceed 4: the rectification
+    takes :math:`\sqrt{\rho_t - 4}` (optax accepts lower values and gives NaN)."""
+    from ..rules.radam import scale_by_radam
+
+    direction = scale_by_radam(
+        b1,
+        b2,
+        eps,
+        eps_root=eps_root,
+        threshold=threshold,
+        threshold_rule="greater_equal",
+        epsilon_placement="outside",
+        nesterov=nesterov,
+    )
+    return wrap(_rule("radam", direction, _scale_by_lr(learning_rate)), **ADAM_NAMES)
+
+
+@hyperparams(learning_rate=LR, b1=Interval(0.0, 1.0), b2=Interval(0.0, 1.0), weight_decay=WD)
+def lion(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    mu_dtype: Any = None,
+    weight_decay: Any = 1e-3,
+    mask: Any = None,
+) -> GradstepTransformation:
+    r"""optax's ``lion``: :math:`-\eta(\mathrm{sign}((1-\beta_1) g + \beta_1 m) +
+    \lambda w)`, :math:`m \leftarrow (1-\beta_2) g + \beta_2 m` (default decay 1e-3)."""
+    from ..rules.lion import scale_by_lion
+
+    no_dtype("lion", "mu_dtype", mu_dtype)
+    return wrap(
+        _rule(
+            "lion",
+            scale_by_lion(b1, b2),
+            _add_decayed_weights(weight_decay, mask),
+            _scale_by_lr(learning_rate),
+        ),
+        **ADAM_NAMES,
+    )
+
+
+@hyperparams(learning_rate=LR, b1=DECAY, b2=DECAY, eps=EPS, eps_root=EPS, weight_decay=WD)
+def lamb(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
+) -> GradstepTransformation:
+    r"""optax's ``lamb``: Adam's direction plus :math:`\lambda w`, scaled per tensor by
+    :math:`\|w\| / \|u\|` (1 when either is 0), then the learning rate."""
+    from ..rules.layerwise import scale_by_trust_ratio
+
+    return wrap(
+        _rule(
+            "lamb",
+            _scale_by_adam(b1, b2, eps, eps_root=eps_root),
+            _add_decayed_weights(weight_decay, mask),
+            scale_by_trust_ratio(),
+            _scale_by_lr(learning_rate),
+        ),
+        **ADAM_NAMES,
+    )
+
+
+def _all_or(mask: Any) -> Any:
+    """optax's ``True`` mask (every leaf) as gradstep's ``None``."""
+    return None if mask is True else mask
+
+
+@hyperparams(
+    learning_rate=LR,
+    weight_decay=WD,
+    trust_coefficient=Interval(0.0, lo_open=True),
+    eps=EPS,
+    momentum=MOMENTUM,
+    nesterov=BOOL,
+)
+def lars(
+    learning_rate: Any,
+    weight_decay: Any = 0.0,
+    weight_decay_mask: Any = True,
+    trust_coefficient: float = 0.001,
+    eps: float = 0.0,
+    trust_ratio_mask: Any = True,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+) -> GradstepTransformation:
+    r"""optax's ``lars``: :math:`a = g + \lambda w`, scaled per tensor by
+    :math:`\eta_c \|w\| / (\|a\| + \epsilon)` (1 when either norm is 0), times
+    :math:`-\eta`, then momentum on the scaled steps (gradstep's ``lars(form="optax")``
+    stages)."""
+    from ..rules.layerwise import scale_by_trust_ratio
+
+    trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
+    return wrap(
+        _rule(
+            "lars",
+            _add_decayed_weights(weight_decay, _all_or(weight_decay_mask)),
+            scale_by_trust_ratio(trust_coefficient, eps, mask=_all_or(trust_ratio_mask)),
+            _scale_by_lr(learning_rate),
+            trace_,
+        ),
+    )
+
+
+@hyperparams(learning_rate=LR, b1=DECAY, b2=DECAY, eps=EPS, weight_decay=WD)
+def adamaxw(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: Any = 1e-4,
+    mask: Any = None,
+) -> GradstepTransformation:
+    """optax's ``adamaxw``: AdaMax's direction, then decoupled decay :math:`\\lambda w`
+    (restricted to ``mask``), then the learning rate."""
+    return wrap(
+        _rule(
+            "adamaxw",
+            _scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"),
+            _add_decayed_weights(weight_decay, mask),
+            _scale_by_lr(learning_rate),
+        ),
+        **ADAM_NAMES,
+    )
+
+
+# -- aliases that differ from another only by defaults --------------------------------
+
+
+def _variant(base: Callable, name: str, doc: str, **defaults: Any) -> Callable:
+    """``base`` under optax's other name ``name``, with other ``defaults``: one
+    signature, one set of ranges and one construction, declared once (validated
+    under ``name``)."""
+    impl = base.__wrapped__  # the factory without its validation
+    sig = inspect.signature(impl)
+    params = [
+        p.replace(default=defaults[p.name]) if p.name in defaults else p
+        for p in sig.parameters.values()
+    ]
+    variant_sig = sig.replace(parameters=params)
+
+    def variant(*args: Any, **kwargs: Any) -> GradstepTransformation:
+        bound = variant_sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        out = impl(*bound.args, **bound.kwargs)
+        out.transform.name = name  # the key of its state inside an outer chain
+        return out
+
+    variant.__name__ = variant.__qualname__ = name
+    variant.__doc__ = doc
+    variant.__signature__ = variant_sig
+    variant.__module__ = base.__module__
+    return hyperparams(**declared_ranges(base))(variant)
+
+
+nadam = _variant(
+    adam,
+    "nadam",
+    r"""optax's ``nadam``: :func:`adam` with ``nesterov=True``, i.e. :math:`\hat m =
+    \beta_1 m/(1-\beta_1^{t+1}) + (1-\beta_1) g /(1-\beta_1^t)` with a constant
+    :math:`\beta_1` (gradstep's ``scale_by_nadam`` with ``schedule_decay=None``).""",
+    nesterov=True,
+)
+nadamw = _variant(
+    adamw,
+    "nadamw",
+    """optax's ``nadamw``: :func:`adamw` with ``nesterov=True`` (the Nesterov direction
+    of :func:`nadam`).""",
+    nesterov=True,
+)

@@ -1,0 +1,168 @@
+"""optax 0.2.8's schedules on gradstep's closed-form schedules (evaluated on the host
+when called with a traced count)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import schedules as _sched
+
+# -- schedules ----------------------------------------------------------------------
+
+
+class Schedule(_sched.Schedule):
+    """A gradstep schedule that also accepts a traced step count (evaluated on the
+    host through a callback), so it can be handed to real optax too."""
+
+    evaluate_on_host = True
+
+    def __call__(self, count: Any) -> Any:
+        if isinstance(count, jax.core.Tracer):
+            return _host_schedule(self, count)
+        return super().__call__(count)
+
+
+def _host_schedule(schedule: Schedule, count):
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+    def host(c):
+        c = np.asarray(c)
+        out = np.vectorize(lambda n: schedule._fn(int(n)), otypes=[np.float64])(c)
+        return out.astype(dtype)
+
+    return jax.pure_callback(
+        host, jax.ShapeDtypeStruct(jnp.shape(count), dtype), count, vmap_method="expand_dims"
+    )
+
+
+def _as_compat(s: _sched.Schedule) -> Schedule:
+    out = Schedule(s._fn, s.description)
+    return out
+
+
+def _constant(value: float) -> Schedule:
+    return Schedule(lambda t: value, f"constant({value})")
+
+
+def constant_schedule(value: float) -> Schedule:
+    """optax's ``constant_schedule``."""
+    return _as_compat(_sched.constant(value))
+
+
+def polynomial_schedule(
+    init_value: float,
+    end_value: float,
+    power: float,
+    transition_steps: int,
+    transition_begin: int = 0,
+) -> Schedule:
+    """optax's ``polynomial_schedule``: ``transition_steps <= 0`` gives the constant
+    ``init_value`` and a negative ``transition_begin`` counts as 0, as in optax."""
+    if transition_steps <= 0:
+        return _constant(init_value)
+    return _as_compat(
+        _sched.polynomial_decay(
+            init_value, end_value, power, int(transition_steps), max(int(transition_begin), 0)
+        )
+    )
+
+
+def linear_schedule(
+    init_value: float, end_value: float, transition_steps: int, transition_begin: int = 0
+) -> Schedule:
+    """optax's ``linear_schedule``: ``polynomial_schedule`` with power 1."""
+    return polynomial_schedule(init_value, end_value, 1, transition_steps, transition_begin)
+
+
+def cosine_decay_schedule(
+    init_value: float, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0
+) -> Schedule:
+    """optax's ``cosine_decay_schedule``; ``decay_steps`` must be positive."""
+    if not decay_steps > 0:
+        raise ValueError(
+            f"cosine_decay_schedule: invalid decay_steps={decay_steps!r}; valid values: "
+            "a positive integer"
+        )
+    return _as_compat(_sched.cosine_decay(init_value, int(decay_steps), alpha, exponent))
+
+
+def warmup_cosine_decay_schedule(
+    init_value: float,
+    peak_value: float,
+    warmup_steps: int,
+    decay_steps: int,
+    end_value: float = 0.0,
+    exponent: float = 1.0,
+) -> Schedule:
+    """optax's ``warmup_cosine_decay_schedule``: linear ``init -> peak`` over
+    ``warmup_steps``, then cosine to ``end_value``; ``decay_steps`` includes the warm-up."""
+    alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
+    return join_schedules(
+        [
+            linear_schedule(init_value, peak_value, warmup_steps),
+            cosine_decay_schedule(peak_value, decay_steps - warmup_steps, alpha, exponent),
+        ],
+        [warmup_steps],
+    )
+
+
+def warmup_constant_schedule(init_value: float, peak_value: float, warmup_steps: int) -> Schedule:
+    """optax's ``warmup_constant_schedule``: linear ``init -> peak``, then constant."""
+    return join_schedules(
+        [linear_schedule(init_value, peak_value, warmup_steps), constant_schedule(peak_value)],
+        [warmup_steps],
+    )
+
+
+def exponential_decay(
+    init_value: float,
+    transition_steps: int,
+    decay_rate: float,
+    transition_begin: int = 0,
+    staircase: bool = False,
+    end_value: float | None = None,
+) -> Schedule:
+    """optax's ``exponential_decay``: ``transition_steps <= 0`` or ``decay_rate == 0``
+    give the constant ``init_value``; a negative ``transition_begin`` counts as 0."""
+    if transition_steps <= 0 or decay_rate == 0:
+        return _constant(init_value)
+    return _as_compat(
+        _sched.exponential_decay(
+            init_value,
+            int(transition_steps),
+            decay_rate,
+            max(int(transition_begin), 0),
+            staircase,
+            end_value,
+        )
+    )
+
+
+def piecewise_constant_schedule(
+    init_value: float, boundaries_and_scales: dict[int, float] | None = None
+) -> Schedule:
+    """optax's ``piecewise_constant_schedule``: from each boundary on, the value is
+    multiplied by its scale."""
+    items = sorted((boundaries_and_scales or {}).items())
+    if any(scale_ < 0 for _, scale_ in items):
+        raise ValueError(
+            "piecewise_constant_schedule: invalid boundaries_and_scales; valid values: "
+            "non-negative scale factors"
+        )
+    if not items:
+        return _constant(init_value)
+    values = [init_value]
+    for _, scale_ in items:
+        values.append(values[-1] * scale_)
+    return _as_compat(_sched.piecewise_constant([int(b) for b, _ in items], values))
+
+
+def join_schedules(schedules: list[Callable], boundaries: list[int]) -> Schedule:
+    """optax's ``join_schedules``: schedule ``i`` from ``boundaries[i-1]`` on, with the
+    count since that boundary."""
+    return _as_compat(_sched.join(list(schedules), [int(b) for b in boundaries]))
