@@ -191,7 +191,7 @@ class NormNode(_Node):
 
 class ChainNode(_Node):
     def __init__(self, chain: Chain, children: list):
-        self.names = chain.stage_names
+        self.names = chain.child_state_keys()
         self.nodes = list(children)
 
     def init(self, leaves, td):
