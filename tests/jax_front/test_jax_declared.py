@@ -109,3 +109,34 @@ def test_a_prepare_needing_python_numbers_still_runs_on_the_host():
     opt = gradstep.REGISTRY["schedule_free_sgd"]
     t = opt.factory(**opt.test_hyperparams)
     _run(t, "error")
+
+
+def _per_parameter():
+    from gradstep.transforms.mxnet import per_parameter
+
+    return per_parameter(gradstep.adam(0.1))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_per_parameter],
+    ids=["per_parameter"],
+)
+def test_numpy_transforms_are_declared_and_run_on_the_host(make):
+    """gradstep's NumPy transforms declare themselves, so fallback='host' keeps
+    running them (an undeclared one would raise NotTraceable)."""
+    want = make()
+    params = [np.ones((2, 3)), np.ones(3)]
+    state = want.init(params)
+    grads = [np.full((2, 3), 0.1), np.full(3, 0.2)]
+    expected, _ = want.update(grads, state, params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        engine = JaxEngine(make(), fallback="host")
+        jparams = [jnp.asarray(p) for p in params]
+        jstate = engine.init(jparams)
+        got, _ = jax.jit(lambda g, s: engine.update(g, s, jparams))(
+            [jnp.asarray(g) for g in grads], jstate
+        )
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-6)
