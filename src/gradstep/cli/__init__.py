@@ -7,7 +7,12 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import gradstep
+
     parser = argparse.ArgumentParser(prog="gradstep", description="gradstep optimizers")
+    parser.add_argument(
+        "--version", action="version", version=f"gradstep {gradstep.__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     from . import bench, compare, listing
 

@@ -1,21 +1,26 @@
 """Figures of ``gradstep compare`` (matplotlib, no display needed).
 
+- ``profile.png``: the performance profile, rho(tau) per optimizer (the score);
+- ``loss-<problem>.png``: the monitored loss per problem, the median over seeds with
+  a band from the lowest to the highest seed; ``losses.png``: all of them;
 - ``trajectories-<function>.png``: every optimizer's path over the contour plot of a
-  2-D function; ``trajectories.png``: all functions side by side;
-- ``loss-<problem>.png``: loss curves per problem; ``losses.png``: all of them;
+  2-D function, clipped to its window; ``trajectories.png``: all functions;
 - ``trajectories.gif`` (``--animate``): the paths drawn step by step.
 
-Each optimizer keeps its colour in every figure.
+Each optimizer keeps one colour, marker and line style in every figure; up to 40 of
+them stay distinct (20 colours, 7 markers, 2 line styles, cycled independently).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-_STYLES = ("-", "--", "-.", ":")
+_STYLES = ("-", "--")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "*")
 
 
 def _matplotlib():
@@ -33,12 +38,19 @@ def _matplotlib():
 
 
 def styles(names: list[str]) -> dict[str, dict]:
-    """A fixed colour and line style per optimizer, in race order."""
+    """A fixed colour, marker and line style per optimizer, in race order: the first
+    ten get the strong half of tab20, the next ten its light half (dashed); markers
+    cycle with a period prime to the colours', so 40 series never share all three."""
     import matplotlib
 
-    palette = list(matplotlib.colormaps["tab10"].colors)  # then again, dashed, ...
+    tab20 = list(matplotlib.colormaps["tab20"].colors)
+    palette = tab20[0::2] + tab20[1::2]
     return {
-        n: {"color": palette[i % len(palette)], "linestyle": _STYLES[(i // len(palette)) % 4]}
+        n: {
+            "color": palette[i % len(palette)],
+            "linestyle": _STYLES[(i // 10) % 2],
+            "marker": _MARKERS[i % len(_MARKERS)],
+        }
         for i, n in enumerate(names)
     }
 
@@ -109,7 +121,7 @@ def _paths(ax, runs, style, upto: int | None = None) -> list:
     order = sorted(drawn, key=lambda r: -length[r.optimizer])
     lines = []
     for z, run in enumerate(order):
-        path = run.path if upto is None else run.path[: upto + 1]
+        path = clip(run.path if upto is None else run.path[: upto + 1], (x0, x1, y0, y1))
         colour = style[run.optimizer]["color"]
         (line,) = ax.plot(
             path[:, 0],
@@ -117,12 +129,14 @@ def _paths(ax, runs, style, upto: int | None = None) -> list:
             linewidth=0.7 if length[run.optimizer] > erratic else 1.6,
             label=_label(run),
             zorder=2 + z / 100,
+            markevery=max(1, len(path) // 8),
+            markersize=4,
             **style[run.optimizer],
         )
         (dot,) = ax.plot(
             path[-1:, 0],
             path[-1:, 1],
-            marker="X" if run.status == "diverged" else "o",
+            marker="X" if run.status == "diverged" else style[run.optimizer]["marker"],
             markersize=6,
             markeredgecolor="white",
             markeredgewidth=0.6,
@@ -136,20 +150,92 @@ def _paths(ax, runs, style, upto: int | None = None) -> list:
     return lines
 
 
+def clip(path: np.ndarray, window, margin: float = 0.05) -> np.ndarray:
+    """The path with every point outside the window (widened by ``margin`` of its size)
+    replaced by NaN: matplotlib leaves gaps there instead of lines across the panel."""
+    x0, x1, y0, y1 = window
+    dx, dy = margin * (x1 - x0), margin * (y1 - y0)
+    with np.errstate(invalid="ignore"):
+        inside = (
+            (path[:, 0] >= x0 - dx)
+            & (path[:, 0] <= x1 + dx)
+            & (path[:, 1] >= y0 - dy)
+            & (path[:, 1] <= y1 + dy)
+        )
+    out = np.array(path, dtype=np.float64)
+    out[~inside] = np.nan
+    return out
+
+
+def seed_band(run) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(steps, median, low, high)`` over the seeds that recorded each step."""
+    steps = np.asarray(run.curve_steps)
+    curves = []
+    for r in run.seeds:
+        loss = np.full(len(steps), np.nan)
+        n = min(len(r.curve_loss), len(steps))
+        loss[:n] = r.curve_loss[:n]
+        curves.append(loss)
+    stack = np.vstack(curves)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return steps, np.nanmedian(stack, 0), np.nanmin(stack, 0), np.nanmax(stack, 0)
+
+
 def _loss_curves(ax, problem, runs, style) -> None:
     for run in runs:
         if not run.curve_steps:
             continue
-        loss = np.maximum(np.asarray(run.curve_loss), 1e-12)
-        ax.plot(run.curve_steps, loss, linewidth=1.4, label=_label(run), **style[run.optimizer])
+        steps, mid, low, high = seed_band(run)
+        s = style[run.optimizer]
+        floor = 1e-12
+        ax.plot(
+            steps,
+            np.maximum(mid, floor),
+            linewidth=1.4,
+            label=_label(run),
+            markevery=max(1, len(steps) // 6),
+            markersize=4,
+            **s,
+        )
+        if len(run.seeds) > 1:
+            ax.fill_between(
+                steps, np.maximum(low, floor), np.maximum(high, floor), color=s["color"], alpha=0.15
+            )
         if run.status == "diverged":
-            ax.plot(run.curve_steps[-1], loss[-1], marker="X", color=style[run.optimizer]["color"])
+            ax.plot(steps[-1], max(mid[-1], floor), marker="X", color=s["color"])
     ax.axhline(problem.target, color="0.3", linewidth=0.8, linestyle=":")
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss" if problem.kind == "data" else "f(x, y)")
+    ax.set_ylabel("validation loss" if problem.kind == "data" else "f(x, y)")
     ax.set_title(problem.title)
     ax.grid(True, which="major", alpha=0.3)
+
+
+def _profile(ax, results, style) -> None:
+    from ._compare_score import taus
+
+    board = results["leaderboard"]
+    tau_max = results["scoring"]["tau_max"]
+    grid = taus(tau_max=tau_max)
+    for r in board:
+        s = style[r["optimizer"]]
+        ax.step(
+            grid,
+            r["profile"],
+            where="post",
+            linewidth=1.6,
+            label=f"{r['optimizer']} ({r['score']:.2f})",
+            markevery=max(1, len(grid) // 6),
+            markersize=5,
+            **s,
+        )
+    ax.set_xlim(1, tau_max)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("tau: within this factor of the fastest optimizer's steps")
+    ax.set_ylabel("fraction of problems solved")
+    ax.set_title("Performance profile (legend: normalised area)")
+    ax.grid(True, alpha=0.3)
 
 
 def _save(fig, path: Path, dpi: int, keep: list | None = None) -> Path:
@@ -179,11 +265,27 @@ def _palette(image, keep):
     return palette
 
 
-def draw_all(problems, runs_by_problem, names, out: Path, animate: bool = False) -> list[Path]:
+def draw_all(
+    results, problems, runs_by_problem, names, out: Path, animate: bool = False
+) -> list[Path]:
     """Write every figure into ``out``; return their paths in report order."""
     style = styles(names)
     keep = list({s["color"] for s in style.values()})
     written: list[Path] = []
+    fig = _new_figure(9.0, 4.8)
+    ax = fig.subplots()
+    _profile(ax, results, style)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+    written.append(_save(fig, out / "profile.png", 90, keep))
+    rows, cols = _grid(len(problems))
+    fig = _new_figure(4.6 * cols + 2.2, 3.6 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, p in zip(axes, problems):
+        _loss_curves(ax, p, runs_by_problem[p.name], style)
+    for ax in axes[len(problems) :]:
+        ax.set_visible(False)
+    _legend(fig, axes, names)
+    written.append(_save(fig, out / "losses.png", 80, keep))
     surfaces = [p for p in problems if p.kind == "surface"]
     if surfaces:
         rows, cols = _grid(len(surfaces))
@@ -196,16 +298,12 @@ def draw_all(problems, runs_by_problem, names, out: Path, animate: bool = False)
             ax.set_visible(False)
         _legend(fig, axes, names)
         written.append(_save(fig, out / "trajectories.png", 80, keep))
-    rows, cols = _grid(len(problems))
-    fig = _new_figure(4.6 * cols + 2.2, 3.6 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, p in zip(axes, problems):
-        _loss_curves(ax, p, runs_by_problem[p.name], style)
-    for ax in axes[len(problems) :]:
-        ax.set_visible(False)
-    _legend(fig, axes, names)
-    written.append(_save(fig, out / "losses.png", 80, keep))
     for p in problems:
+        fig = _new_figure(8.4, 4.6)
+        ax = fig.subplots()
+        _loss_curves(ax, p, runs_by_problem[p.name], style)
+        _axis_legend(ax, names)
+        written.append(_save(fig, out / f"loss-{p.name}.png", 90, keep))
         if p.kind == "surface":
             fig = _new_figure(8.4, 5.6)
             ax = fig.subplots()
@@ -213,11 +311,6 @@ def draw_all(problems, runs_by_problem, names, out: Path, animate: bool = False)
             _paths(ax, runs_by_problem[p.name], style)
             _axis_legend(ax, names)
             written.append(_save(fig, out / f"trajectories-{p.name}.png", 90, keep))
-        fig = _new_figure(8.4, 4.6)
-        ax = fig.subplots()
-        _loss_curves(ax, p, runs_by_problem[p.name], style)
-        _axis_legend(ax, names)
-        written.append(_save(fig, out / f"loss-{p.name}.png", 90, keep))
     if animate and surfaces:
         written.append(
             animate_paths(
@@ -231,7 +324,15 @@ def _proxy(handle):
     """A legend line of even width in the handle's colour and style."""
     from matplotlib.lines import Line2D
 
-    return Line2D([], [], color=handle.get_color(), linestyle=handle.get_linestyle(), lw=2)
+    return Line2D(
+        [],
+        [],
+        color=handle.get_color(),
+        linestyle=handle.get_linestyle(),
+        marker=handle.get_marker(),
+        markersize=5,
+        lw=2,
+    )
 
 
 def _axis_legend(ax, names: list[str]) -> None:
@@ -273,8 +374,8 @@ def animate_paths(
     from PIL import Image
 
     rows, cols = _grid(len(surfaces))
-    fig = _new_figure(4.4 * cols + 2.0, 3.9 * rows)
-    fig.set_dpi(60)
+    fig = _new_figure(4.8 * cols + 2.2, 4.2 * rows)
+    fig.set_dpi(100)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     lines = []
     longest = 1
@@ -302,12 +403,18 @@ def animate_paths(
     ticks = np.unique(np.round(np.geomspace(1, longest, frames)).astype(int))
     palette = None
     images = []
+    clipped = {
+        id(line): clip(run.path, line.axes.get_xlim() + line.axes.get_ylim())
+        for run, line, _ in lines
+    }
     for t in ticks:
         canvas.restore_region(background)
         for run, line, dot in lines:
             upto = min(int(t), len(run.path) - 1)
-            line.set_data(run.path[: upto + 1, 0], run.path[: upto + 1, 1])
-            dot.set_data(run.path[upto : upto + 1, 0], run.path[upto : upto + 1, 1])
+            path = clipped[id(line)]
+            line.set_data(path[: upto + 1, 0], path[: upto + 1, 1])
+            line.set_markevery(max(1, upto // 8))
+            dot.set_data(path[upto : upto + 1, 0], path[upto : upto + 1, 1])
             line.axes.draw_artist(line)
             dot.axes.draw_artist(dot)
         counter.set_text(f"step {t}")

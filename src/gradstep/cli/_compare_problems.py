@@ -9,8 +9,12 @@ Every problem gives the same things to the race:
   ``--backend torch`` (autograd computes the gradient there);
 - ``batches(steps, seed)``: what each step sees (``None`` for the test functions,
   index arrays of a mini-batch for the data sets);
-- ``evaluate(params)``: the loss the leaderboard reports (the whole training set for
-  data) and, for data, test loss and accuracy.
+- ``monitor(params)``: what the loss curves record and the target is checked on (the
+  function's value; the validation loss for data, which tuning selects on);
+- ``evaluate(params)``: the numbers the leaderboard reports after the last step
+  (the whole training set's loss and, for data, validation and held-out test loss
+  and accuracy).
+- ``stochastic``: true where the steps see mini-batches (several seeds are run).
 
 The 2-D functions are classic optimizer test surfaces: a long curved valley
 (Rosenbrock), flat plateaus with steep walls (Beale), a saddle point to escape, and a
@@ -91,8 +95,10 @@ class Surface:
     minima: tuple[tuple[float, float], ...]
     window: tuple[float, float, float, float]  # x_min, x_max, y_min, y_max
     target: float
-    steps: int = 1000
+    steps: int = 150
     kind: str = field(default="surface", init=False)
+    stochastic: bool = field(default=False, init=False)
+    scored: bool = field(default=False, init=False)  # the gallery: pictures, not the score
 
     def init(self, seed: int) -> dict[str, np.ndarray]:
         # the start is the problem's: every seed races from the same point
@@ -113,6 +119,8 @@ class Surface:
     def loss(self, params: dict, batch: Any = None) -> float:
         x, y = params["xy"]
         return float(self.function(np, x, y))
+
+    monitor = loss
 
     def torch_loss(self, params: dict, batch: Any = None):
         import torch
@@ -138,12 +146,13 @@ class Surface:
 
 
 class Digits:
-    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), split into train and
-    test sets by the seed, standardized with the training set's statistics."""
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), split 60/20/20 into
+    training, validation and test sets by the seed (stratified), standardized with the
+    training set's statistics."""
 
     _cache: dict[tuple[int, float], Digits] = {}
 
-    def __init__(self, seed: int, test_fraction: float = 0.25):
+    def __init__(self, seed: int, held_out: float = 0.2):
         try:
             from sklearn.datasets import load_digits
         except ImportError as missing:
@@ -154,21 +163,25 @@ class Digits:
         x = np.asarray(data.data, dtype=np.float64) / 16.0
         y = np.asarray(data.target, dtype=np.int64)
         rng = np.random.default_rng([seed, 7])
-        test = np.zeros(len(y), dtype=bool)
+        part = np.zeros(len(y), dtype=np.int64)  # 0 train, 1 validation, 2 test
         for label in np.unique(y):  # stratified: each class split in the same ratio
             members = rng.permutation(np.flatnonzero(y == label))
-            test[members[: round(test_fraction * len(members))]] = True
-        mean = x[~test].mean(axis=0)
-        std = x[~test].std(axis=0)
+            k = round(held_out * len(members))
+            part[members[:k]] = 2
+            part[members[k : 2 * k]] = 1
+        train = part == 0
+        mean = x[train].mean(axis=0)
+        std = x[train].std(axis=0)
         std[std < 1e-8] = 1.0
         x = (x - mean) / std
-        self.x_train, self.y_train = x[~test], y[~test]
-        self.x_test, self.y_test = x[test], y[test]
+        self.x_train, self.y_train = x[train], y[train]
+        self.x_val, self.y_val = x[part == 1], y[part == 1]
+        self.x_test, self.y_test = x[part == 2], y[part == 2]
         self.classes = 10
 
     @classmethod
     def get(cls, seed: int) -> Digits:
-        key = (seed, 0.25)
+        key = (seed, 0.2)
         if key not in cls._cache:
             cls._cache[key] = cls(seed)
         return cls._cache[key]
@@ -201,13 +214,15 @@ class DigitsProblem:
     steps: int
     batch_size: int = 128
     kind: str = field(default="data", init=False)
+    stochastic: bool = field(default=True, init=False)
+    scored: bool = field(default=True, init=False)
     data: Digits | None = field(default=None, init=False, repr=False)
 
+    split_seed: int = 0  # the race sets it: every seed trains on the same split
+
     def _data(self, seed: int | None = None) -> Digits:
-        if seed is not None:
-            self.data = Digits.get(seed)
         if self.data is None:
-            self.data = Digits.get(0)
+            self.data = Digits.get(self.split_seed)
         return self.data
 
     def init(self, seed: int) -> dict[str, np.ndarray]:
@@ -281,24 +296,32 @@ class DigitsProblem:
         z, _ = self._forward(params, d.x_train)
         return _cross_entropy(z, d.y_train)[0]
 
+    def monitor(self, params: dict) -> float:
+        d = self._data()
+        z, _ = self._forward(params, d.x_val)
+        return _cross_entropy(z, d.y_val)[0]
+
     def evaluate(self, params: dict) -> dict[str, float]:
         d = self._data()
-        z_train, _ = self._forward(params, d.x_train)
-        z_test, _ = self._forward(params, d.x_test)
-        return {
-            "loss": _cross_entropy(z_train, d.y_train)[0],
-            "train_accuracy": float((z_train.argmax(axis=1) == d.y_train).mean()),
-            "test_loss": _cross_entropy(z_test, d.y_test)[0],
-            "test_accuracy": float((z_test.argmax(axis=1) == d.y_test).mean()),
-        }
+        out = {}
+        for part, x, y in (
+            ("", d.x_train, d.y_train),
+            ("val_", d.x_val, d.y_val),
+            ("test_", d.x_test, d.y_test),
+        ):
+            z, _ = self._forward(params, x)
+            out[f"{part or 'train_'}accuracy"] = float((z.argmax(axis=1) == y).mean())
+            out[f"{part}loss"] = _cross_entropy(z, y)[0]
+        return out
 
     @property
     def description(self) -> str:
         d = self._data()
         return (
-            f"{self.summary} Mini-batches of {self.batch_size}; {len(d.y_train)} training and "
-            f"{len(d.y_test)} test images (a stratified split drawn from the seed); the loss is "
-            "the mean cross-entropy on the whole training set."
+            f"{self.summary} Mini-batches of {self.batch_size}; {len(d.y_train)} training, "
+            f"{len(d.y_val)} validation and {len(d.y_test)} test images (a stratified split "
+            "drawn from the seed); the curves and the target are the mean cross-entropy on "
+            "the validation set, test numbers are reported only."
         )
 
     def info(self) -> dict[str, Any]:
@@ -308,15 +331,19 @@ class DigitsProblem:
             "kind": self.kind,
             "description": self.description,
             "train_size": len(d.y_train),
+            "validation_size": len(d.y_val),
             "test_size": len(d.y_test),
             "batch_size": self.batch_size,
             "target_loss": self.target,
         }
 
 
-def make_problems() -> dict[str, Surface | DigitsProblem]:
-    """Every problem, by name, in the order of the report."""
-    problems: list[Surface | DigitsProblem] = [
+def make_problems() -> dict[str, Any]:
+    """Every problem, by name, in the order of the report: the scored race first, then
+    the 2-D gallery."""
+    from ._compare_workloads import LeastSquares
+
+    gallery: list[Any] = [
         Surface(
             "rosenbrock",
             "Rosenbrock",
@@ -363,21 +390,24 @@ def make_problems() -> dict[str, Surface | DigitsProblem]:
             window=(-4.0, 4.0, -4.0, 4.0),
             target=0.5,
         ),
+    ]
+    race: list[Any] = [
         DigitsProblem(
             "logistic",
             "Logistic regression (digits)",
             "Multinomial logistic regression on scikit-learn's 8x8 digits.",
             hidden=0,
-            target=0.1,
-            steps=300,
+            target=0.15,
+            steps=100,
         ),
         DigitsProblem(
             "mlp",
             "MLP (digits)",
             "A 64-32-10 tanh network on scikit-learn's 8x8 digits.",
             hidden=32,
-            target=0.05,
-            steps=500,
+            target=0.12,
+            steps=150,
         ),
+        LeastSquares(),
     ]
-    return {p.name: p for p in problems}
+    return {p.name: p for p in race + gallery}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
 import inspect
 import math
 import re
@@ -37,20 +38,22 @@ import numpy as np
 
 import gradstep
 
-#: the "representative dozen", in order of preference; only registered names are used
+from . import _compare_score as score
+
+#: the representative selection, in order of preference; only registered names are used
 PREFERRED = (
     "sgd",
     "momentum",
-    "nesterov_momentum",
+    "adam",
     "adagrad",
     "rmsprop",
-    "adadelta",
-    "adam",
-    "nadam",
-    "radam",
     "lion",
     "lbfgs",
     "schedule_free_adamw",
+    "nesterov_momentum",
+    "adadelta",
+    "nadam",
+    "radam",
     "adamw",
     "adamax",
     "lamb",
@@ -58,7 +61,7 @@ PREFERRED = (
     "signum",
     "sgld",
 )
-DEFAULT_COUNT = 12
+DEFAULT_COUNT = 8
 
 #: a run is diverged when its loss or a parameter is not finite, or when the loss grows
 #: past this many times its starting value
@@ -90,7 +93,7 @@ def closure_stepper(backend: str):
     ``gradstep.closure_step(optimizer, closure)`` where the library has it (the closure
     returns ``(loss, grads)`` at the parameters' current values), else a ``closure``
     argument of ``Optimizer.step``."""
-    if backend == "torch":
+    if backend != "numpy":
         return None
     step = getattr(gradstep, "closure_step", None)
     if step is not None:
@@ -101,8 +104,9 @@ def closure_stepper(backend: str):
 
 
 def closure_support(backend: str) -> str | None:
-    """``None`` if ``backend`` can step optimizers that need a closure, else why not."""
-    if backend == "torch" or closure_stepper(backend) is not None:
+    """``None`` if ``backend`` can step optimizers that need a closure, else why not.
+    (torch: torch's closure convention; jax: the transform's ``step_with_closure``.)"""
+    if backend in ("torch", "jax") or closure_stepper(backend) is not None:
         return None
     return "needs a closure, and this gradstep's NumPy front has no closure step"
 
@@ -134,17 +138,30 @@ def skip_reason(spec, backend: str, given=()) -> str | None:
 
 
 def parse_names(text: str, valid: list[str], what: str, default: list[str]) -> list[str]:
-    """Comma-separated names, ``all``, or the default; unknown names raise InputError."""
+    """Comma-separated names (any case), ``all``, or the default; an unknown name raises
+    InputError with the closest valid names."""
     if text is None or text.strip() == "":
         return list(default)
-    if text.strip() == "all":
+    if text.strip().lower() == "all":
         return list(valid)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in valid]
+    by_lower = {v.lower(): v for v in valid}
+    names, unknown = [], []
+    for raw in (n.strip() for n in text.split(",") if n.strip()):
+        key = raw.lower().replace("-", "_")
+        if key in by_lower:
+            names.append(by_lower[key])
+        else:
+            unknown.append(raw)
     if unknown:
+        hints = []
+        for raw in unknown:
+            close = difflib.get_close_matches(raw.lower(), list(by_lower), n=2, cutoff=0.6)
+            if close:
+                hints.append(f"did you mean {' or '.join(by_lower[c] for c in close)}?")
         raise InputError(
-            f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"valid {what}s: {', '.join(valid)} (or 'all')"
+            f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+            + (f" ({'; '.join(hints)})" if hints else "")
+            + f"; valid {what}s: {', '.join(valid)} (or 'all')"
         )
     return list(dict.fromkeys(names))
 
@@ -175,6 +192,7 @@ def parse_sets(items: list[str] | None, racing: list[str]) -> dict[str, dict[str
             name, dot, arg = key.strip().partition(".")
             if not (eq and dot and name and arg):
                 raise InputError(f"--set {part!r}: use OPTIMIZER.ARGUMENT=VALUE")
+            name = next((n for n in racing if n.lower() == name.strip().lower()), name.strip())
             if name not in gradstep.REGISTRY:
                 raise InputError(
                     f"--set {part}: unknown optimizer {name!r}; racing: {', '.join(racing)}"
@@ -310,19 +328,35 @@ class Run:
     evaluations: int = 0
     notes: list[str] = field(default_factory=list)
     tuning: dict | None = None
+    seed: int = 0
+    replicas: list[Run] = field(default_factory=list)  # the same run on the other seeds
 
     @property
     def final_loss(self) -> float | None:
         return None if self.status != "ok" else self.final.get("loss")
 
-    def score(self) -> float:
-        """What tuning minimises: the final loss (infinite when not ok)."""
-        loss = self.final_loss
-        return math.inf if loss is None or not math.isfinite(loss) else loss
+    @property
+    def monitored(self) -> float | None:
+        """The last value of the monitored loss (validation on data), when ok."""
+        if self.status != "ok":
+            return None
+        return self.final.get("val_loss", self.final.get("loss"))
+
+    def score(self) -> tuple[float, float]:
+        """What tuning minimises: steps to target, then the final monitored loss
+        (validation loss on data; infinite when not ok)."""
+        loss = self.monitored
+        loss = math.inf if loss is None or not math.isfinite(loss) else loss
+        steps = math.inf if self.steps_to_target is None else self.steps_to_target
+        return (steps, loss)
+
+    @property
+    def seeds(self) -> list[Run]:
+        return [self, *self.replicas]
 
 
 def _eval_every(problem, steps: int) -> int:
-    return 1 if problem.kind == "surface" else max(1, steps // 100)
+    return 1 if problem.kind == "surface" else max(1, steps // 50)
 
 
 def _diverged(loss: float, start: float) -> bool:
@@ -349,8 +383,8 @@ def run_numpy(problem, entry: Entry, steps: int, seed: int, engine: str, **overr
             warm.step(problem.loss_and_grad(spare, batches[0] if batches else None)[1])
         opt = gradstep.Optimizer(params, entry.transform(seed, **overrides), engine=engine)
         run.engine = opt.engine
-        start = problem.loss(params)
-        _record(run, 0, start, problem, params)
+        start = problem.monitor(params)
+        _record(run, 0, start)
         t0 = time.perf_counter()
         step_time = 0.0
         for k, batch in enumerate(batches, start=1):
@@ -377,12 +411,15 @@ def run_numpy(problem, entry: Entry, steps: int, seed: int, engine: str, **overr
                 step_time += time.perf_counter() - s0
             if path is not None:
                 path.append(params["xy"].copy())
-            if k % every == 0 or k == steps:
-                loss = problem.loss(params)
+            x = run.evaluations if (stepper is not None) else k  # steps count gradient evaluations
+            if (stepper is not None) or k % every == 0 or k == steps:
+                loss = problem.monitor(params)
                 if _diverged(loss, start) or not _finite(params):
-                    run.status, run.diverged_at = "diverged", k
+                    run.status, run.diverged_at = "diverged", x
                     break
-                _record(run, k, loss, problem, params)
+                _record(run, x, loss)
+            if (stepper is not None) and run.evaluations >= steps:
+                break  # a closure step spends several evaluations of the budget
         run.wall_s = time.perf_counter() - t0
         run.step_s = step_time
     run.notes += sorted({str(w.message) for w in caught if "gradstep" in str(w.message)})
@@ -409,8 +446,8 @@ def run_torch(problem, entry: Entry, steps: int, seed: int, **overrides) -> Run:
         warnings.simplefilter("always")
         opt = TransformOptimizer(list(tensors.values()), entry.transform(seed, **overrides))
         run.engine = "torch"
-        start = problem.loss(numpy_params())
-        _record(run, 0, start, problem, numpy_params())
+        start = problem.monitor(numpy_params())
+        _record(run, 0, start)
         t0 = time.perf_counter()
         step_time = 0.0
         for k, batch in enumerate(batches, start=1):
@@ -439,32 +476,35 @@ def run_torch(problem, entry: Entry, steps: int, seed: int, **overrides) -> Run:
                 step_time += time.perf_counter() - s0
             if path is not None:
                 path.append(numpy_params()["xy"].copy())
-            if k % every == 0 or k == steps:
-                loss = problem.loss(numpy_params())
+            x = run.evaluations if closure_needed else k  # steps count gradient evaluations
+            if closure_needed or k % every == 0 or k == steps:
+                loss = problem.monitor(numpy_params())
                 if _diverged(loss, start) or not _finite(numpy_params()):
-                    run.status, run.diverged_at = "diverged", k
+                    run.status, run.diverged_at = "diverged", x
                     break
-                _record(run, k, loss, problem, numpy_params())
+                _record(run, x, loss)
+            if closure_needed and run.evaluations >= steps:
+                break  # a closure step spends several evaluations of the budget
         run.wall_s = time.perf_counter() - t0
         run.step_s = step_time
     run.notes += sorted({str(w.message) for w in caught if "gradstep" in str(w.message)})
     return _finish(run, problem, numpy_params(), path, steps)
 
 
-def _record(run: Run, k: int, loss: float, problem, params) -> None:
+def _record(run: Run, k: int, loss: float) -> None:
     run.curve_steps.append(k)
     run.curve_loss.append(float(loss))
-    if run.steps_to_target is None and loss <= problem.target:
-        run.steps_to_target = k
 
 
 def _finish(run: Run, problem, params, path, steps: int) -> Run:
     run.steps = steps if run.diverged_at is None else run.diverged_at
-    if run.evaluations > run.steps + 1:
-        run.notes.append(
-            f"{run.evaluations} gradient evaluations in {run.steps} steps on {problem.name} "
-            "(it steps with a closure)"
-        )
+    run.steps_to_target = score.steps_to_target(
+        run.curve_steps,
+        run.curve_loss,
+        problem.target,
+        ok=run.status == "ok",
+        width=score.SMOOTHING if problem.stochastic else 1,
+    )
     if path is not None:
         run.path = np.array(path[: run.steps + 1])
     if run.status == "ok":
@@ -484,11 +524,15 @@ def run_one(problem, entry: Entry, *, steps: int, seed: int, backend: str, engin
     On the NumPy front with ``engine="auto"``, a run the fused engine fails on is run
     again on the eager engine, with a note that says why."""
     if entry.skip:
-        return Run(entry.name, problem.name, status="skipped", reason=entry.skip)
+        return Run(entry.name, problem.name, status="skipped", reason=entry.skip, seed=seed)
     fallback = None
     try:
         if backend == "torch":
             run = run_torch(problem, entry, steps, seed, **kw)
+        elif backend == "jax":
+            from ._compare_jax import run_jax
+
+            run = run_jax(problem, entry, steps, seed, Run, _record, _finish, **kw)
         else:
             try:
                 run = run_numpy(problem, entry, steps, seed, engine, **kw)
@@ -498,7 +542,20 @@ def run_one(problem, entry: Entry, *, steps: int, seed: int, backend: str, engin
                 fallback = describe_error(error).splitlines()[0]
                 run = run_numpy(problem, entry, steps, seed, "eager", **kw)
     except Exception as error:  # one optimizer's failure must not stop the race
-        return Run(entry.name, problem.name, status="error", reason=describe_error(error))
+        return Run(
+            entry.name,
+            problem.name,
+            status="error",
+            reason=describe_error(error),
+            learning_rate=kw.get("learning_rate", entry.learning_rate),
+            seed=seed,
+        )
+    run.seed = seed
+    if "needs_closure" in entry.spec.capabilities:
+        run.notes.append(
+            "steps with a closure: its steps are counted in gradient evaluations, "
+            "line-search evaluations included"
+        )
     run.learning_rate = kw.get("learning_rate", entry.learning_rate)
     run.notes = entry.notes + run.notes
     if fallback:
@@ -506,54 +563,3 @@ def run_one(problem, entry: Entry, *, steps: int, seed: int, backend: str, engin
     if run.status == "diverged":
         run.reason = f"diverged at step {run.diverged_at}"
     return run
-
-
-# -- tuning ------------------------------------------------------------------------------------
-
-#: factors applied to the default (or --set) learning rate by --tune
-TUNE_FACTORS = tuple(10.0 ** (k / 2) for k in range(-4, 5))
-
-
-def tune_candidates(entry: Entry) -> list[float]:
-    """Learning rates to sweep: the default times 10^(k/2), k = -4..4, within range."""
-    lr = entry.learning_rate
-    if lr is None or lr <= 0 or "learning_rate" not in entry.spec.ranges:
-        return []
-    constraint = entry.spec.ranges["learning_rate"]
-    return [float(f"{lr * f:.3g}") for f in TUNE_FACTORS if constraint.contains(lr * f)]
-
-
-def tune(problem, entry: Entry, *, steps: int, seed: int, backend: str, engine: str, tick):
-    """Sweep the learning rate; keep the run with the lowest final training loss."""
-    candidates = tune_candidates(entry)
-    if entry.skip or not candidates:
-        run = run_one(problem, entry, steps=steps, seed=seed, backend=backend, engine=engine)
-        if not entry.skip:
-            run.tuning = {"candidates": [], "reason": "no numeric learning_rate to sweep"}
-        tick(len(TUNE_FACTORS))
-        return run
-    runs = []
-    for lr in candidates:
-        runs.append(
-            run_one(
-                problem,
-                entry,
-                steps=steps,
-                seed=seed,
-                backend=backend,
-                engine=engine,
-                learning_rate=lr,
-            )
-        )
-        tick(1)
-    tick(len(TUNE_FACTORS) - len(candidates))
-    best = min(range(len(runs)), key=lambda i: (runs[i].score(), i))
-    chosen = runs[best]
-    if chosen.status != "ok":  # every candidate diverged or failed: report the default
-        chosen = next((r for r in runs if r.learning_rate == entry.learning_rate), chosen)
-    chosen.tuning = {
-        "candidates": candidates,
-        "final_losses": [None if math.isinf(r.score()) else r.score() for r in runs],
-        "chosen": chosen.learning_rate,
-    }
-    return chosen

@@ -1,15 +1,15 @@
-"""What ``gradstep compare`` writes: the terminal leaderboard, ``results.json``,
-``results.csv`` and a single-file ``report.html`` with the figures embedded."""
+"""What ``gradstep compare`` records and prints: ``results.json`` (and back, for
+``--from``), ``results.csv``, the per-problem tables, the overall leaderboard and a
+summary in words. The HTML page is :mod:`._compare_html`."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import datetime
-import html
 import json
 import math
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,120 +17,176 @@ import numpy as np
 
 import gradstep
 
-CURVE_POINTS = 400  # curves and paths in results.json are thinned to about this many points
+from . import _compare_race as race
+from . import _compare_score as score
 
-# -- ranking and formatting -------------------------------------------------------------
+CURVE_POINTS = 1000  # paths longer than this are thinned in results.json
 
-
-def rank(problem, runs: list) -> list:
-    """Runs best first: data problems by test accuracy, then training loss; functions by
-    final value. Diverged, failed and skipped runs come last, in race order."""
-
-    def key(run):
-        if run.status != "ok":
-            return (1, 0.0, 0.0)
-        loss = run.final.get("loss", math.inf)
-        if problem.kind == "data":
-            return (0, -run.final.get("test_accuracy", 0.0), loss)
-        return (0, loss, 0.0)
-
-    return sorted(runs, key=key)
+# -- one optimizer on one problem, over its seeds ----------------------------------------
 
 
-def _num(value: float | None, digits: int = 3) -> str:
-    if value is None:
+def _median(values: list[float]) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.median(finite)) if finite else None
+
+
+def aggregate(run) -> dict[str, Any]:
+    """The numbers the tables show for one optimizer on one problem: ``ok`` when every
+    seed finished, the median steps to target over the seeds, medians and spread."""
+    seeds = run.seeds
+    ok = all(r.status == "ok" for r in seeds)
+    monitored = [r.monitored for r in seeds]
+    out = {
+        "optimizer": run.optimizer,
+        "ok": ok,
+        "time": score.median_steps([r.steps_to_target for r in seeds]),
+        "loss": _median(monitored) if ok else None,
+        "spread": (min(monitored), max(monitored)) if ok and len(seeds) > 1 else None,
+        "seeds": len(seeds),
+        "reached": sum(r.steps_to_target is not None for r in seeds),
+    }
+    for key in ("test_loss", "test_accuracy", "loss"):
+        out["final_" + key] = _median([r.final.get(key) for r in seeds]) if ok else None
+    return out
+
+
+def problem_table(problem, runs) -> list[tuple[Any, dict]]:
+    """``(run, aggregate)`` pairs of one problem, best first."""
+    by_name = {r.optimizer: r for r in runs}
+    order = score.problem_order([aggregate(r) for r in runs])
+    return [(by_name[a["optimizer"]], a) for a in order]
+
+
+def overall(problems, runs_by_problem) -> list[dict]:
+    """The leaderboard over the scored problems (the race, not the 2-D gallery)."""
+    scored = [p for p in problems if p.scored] or list(problems)
+    return score.leaderboard(
+        {p.name: [aggregate(r) for r in runs_by_problem[p.name]] for p in scored}
+    )
+
+
+# -- formatting -------------------------------------------------------------------------
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if value == 0 or 1e-3 <= abs(value) < 1e4:
         return f"{value:.{digits + 1}g}"
     return f"{value:.{digits - 1}e}"
 
 
-def _lr(run) -> str:
-    return "-" if run.learning_rate is None else f"{run.learning_rate:.3g}"
-
-
-def _status(run) -> str:
-    if run.status == "ok":
-        return "ok" + ("" if not run.notes else " *")
-    if run.status == "diverged":
-        return f"DIVERGED@{run.diverged_at}"
-    reason = run.reason.splitlines()[0] if run.reason else ""
+def status(run) -> str:
+    bad = [r for r in run.seeds if r.status != "ok"]
+    if not bad:
+        flagged = run.tuning and run.tuning.get("edge")
+        return "ok" + (" (lr at grid edge)" if flagged else "") + (" *" if run.notes else "")
+    first = bad[0]
+    of = f" ({len(bad)}/{len(run.seeds)} seeds)" if len(run.seeds) > 1 else ""
+    if first.status == "diverged":
+        return f"DIVERGED@{first.diverged_at}{of}"
+    reason = first.reason.splitlines()[0] if first.reason else ""
     reason = reason if len(reason) <= 70 else reason[:67] + "..."
-    return f"{run.status}: {reason}"
+    return f"{first.status}{of}: {reason}"
 
 
-def leaderboard_rows(problem, runs: list) -> tuple[list[str], list[list[str]]]:
-    head = ["#", "optimizer", "final loss"]
-    if problem.kind == "data":
-        head += ["test acc", "test loss"]
-    head += [f"steps to {problem.target:g}", "lr", "wall s", "status"]
-    rows = []
-    for i, run in enumerate(rank(problem, runs), start=1):
-        row = [str(i) if run.status == "ok" else "-", run.optimizer, _num(run.final_loss)]
-        if problem.kind == "data":
-            acc = run.final.get("test_accuracy") if run.status == "ok" else None
-            row += [
-                "-" if acc is None else f"{100 * acc:.1f}%",
-                _num(run.final.get("test_loss") if run.status == "ok" else None),
-            ]
-        row += [
-            "-" if run.steps_to_target is None else str(run.steps_to_target),
-            _lr(run),
-            "-" if run.status in ("skipped", "error") else f"{run.wall_s:.2f}",
-            _status(run),
-        ]
+def table_rows(problem, runs) -> tuple[list[str], list[list[str]], list[bool]]:
+    data = problem.kind == "data"
+    head = ["#", "optimizer", f"steps to {problem.target:g}", "val loss" if data else "final"]
+    if data:
+        head += ["spread", "test loss"]
+        if any(r.final.get("test_accuracy") is not None for r in runs):
+            head.append("test acc")
+    head += ["lr", "status"]
+    rows, bad = [], []
+    for place, (run, a) in enumerate(problem_table(problem, runs), start=1):
+        time = a["time"]
+        reached = "-" if not math.isfinite(time) else f"{time:g}"
+        if a["seeds"] > 1:
+            reached += f" ({a['reached']}/{a['seeds']})"
+        row = [str(place) if a["ok"] else "-", run.optimizer, reached, num(a["loss"])]
+        if data:
+            spread = a["spread"]
+            row += ["-" if spread is None else f"{num(spread[0])}..{num(spread[1])}"]
+            row += [num(a["final_test_loss"])]
+            if "test acc" in head:
+                acc = a["final_test_accuracy"]
+                row.append("-" if acc is None else f"{100 * acc:.1f}%")
+        row += ["-" if run.learning_rate is None else f"{run.learning_rate:.3g}", status(run)]
         rows.append(row)
-    return head, rows
+        bad.append(not a["ok"])
+    return head, rows, bad
 
 
 def format_table(head: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    right = {0, 2, 3, 4, 5, 6, 7} - {len(head) - 1, 1}
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)
+    ]
+    left = {1, len(head) - 1}
 
     def line(cells):
         return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
         ).rstrip()
 
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def mean_ranks(problems, runs_by_problem) -> list[tuple[str, float, int]]:
-    """``(optimizer, mean rank, problems finished)`` over the problems; a run that did not
-    finish counts as last place."""
-    places: dict[str, list[int]] = {}
-    finished: dict[str, int] = {}
-    for p in problems:
-        runs = runs_by_problem[p.name]
-        for i, run in enumerate(rank(p, runs), start=1):
-            ok = run.status == "ok"
-            places.setdefault(run.optimizer, []).append(i if ok else len(runs))
-            finished[run.optimizer] = finished.get(run.optimizer, 0) + ok
-    out = [(n, sum(v) / len(v), finished[n]) for n, v in places.items()]
-    return sorted(out, key=lambda t: (t[1], -t[2]))
-
-
-def terminal_report(problems, runs_by_problem) -> str:
-    parts = []
-    for p in problems:
-        steps = max((r.steps for r in runs_by_problem[p.name]), default=0)
-        parts.append(f"\n{p.title} [{p.name}]: {steps} steps, target loss {p.target:g}")
-        parts.append(format_table(*leaderboard_rows(p, runs_by_problem[p.name])))
-    if len(problems) > 1:
-        parts.append(f"\nOverall: mean rank over {len(problems)} problems")
-        rows = [
-            [str(i), n, f"{m:.2f}", f"{f}/{len(problems)}"]
-            for i, (n, m, f) in enumerate(mean_ranks(problems, runs_by_problem), start=1)
+def leaderboard_rows(results, problems) -> tuple[list[str], list[list[str]]]:
+    scored = [p.name for p in problems if p.scored] or [p.name for p in problems]
+    n = len(scored)
+    head = ["#", "optimizer", "score", "solved", "finished", *scored]
+    rows = [
+        [
+            str(i),
+            r["optimizer"],
+            f"{r['score']:.3f}",
+            f"{r['solved']}/{n}",
+            f"{r['finished']}/{n}",
+            *[str(r["ranks"].get(p, "-")) for p in scored],
         ]
-        parts.append(format_table(["#", "optimizer", "mean rank", "finished"], rows))
-    notes = _notes(problems, runs_by_problem)
+        for i, r in enumerate(results["leaderboard"], start=1)
+    ]
+    return head, rows
+
+
+def mode_line(cfg: dict) -> str:
+    if cfg["tune"]:
+        b = cfg["tuning_budget"]
+        how = (
+            f"learning rates TUNED per problem ({b['grid_points']} grid points + "
+            f"{b['extra_trials']} widening/refining trials each, selected on validation)"
+        )
+    else:
+        how = "DEFAULT hyperparameters, not tuned (--no-tune)"
+    seeds = max(len(s) for s in cfg["seeds"].values())
+    return f"{how}; {seeds} seed(s) per stochastic problem; backend {cfg['backend']}"
+
+
+def terminal_report(results, problems, runs_by_problem) -> str:
+    cfg = results["config"]
+    parts = [f"\n{mode_line(cfg)}"]
+    for p in problems:
+        role = "" if p.scored else " (gallery: not scored)"
+        parts.append(
+            f"\n{p.title} [{p.name}]{role}: {cfg['steps'][p.name]} steps, target {p.target:g}"
+        )
+        head, rows, _ = table_rows(p, runs_by_problem[p.name])
+        parts.append(format_table(head, rows))
+    parts.append(
+        f"\nOverall: performance-profile score (area under rho(tau), tau 1..{score.TAU_MAX:g}, "
+        "normalised) over the scored problems; columns: rank per problem"
+    )
+    parts.append(format_table(*leaderboard_rows(results, problems)))
+    parts.append("\n" + results["summary"])
+    notes = notes_of(problems, runs_by_problem)
     if notes:
         parts.append("\nNotes (marked * in the tables):")
         parts.append("\n".join(f"* {n}" for n in notes))
     return "\n".join(parts)
 
 
-def _notes(problems, runs_by_problem) -> list[str]:
+def notes_of(problems, runs_by_problem) -> list[str]:
     out = []
     for p in problems:
         for run in runs_by_problem[p.name]:
@@ -141,7 +197,52 @@ def _notes(problems, runs_by_problem) -> list[str]:
     return out
 
 
-# -- results.json / results.csv -----------------------------------------------------------
+def summary(config, problems, runs_by_problem, board) -> str:
+    """A few generated sentences: who leads, who solved what, rates, flags, failures."""
+    scored = [p for p in problems if p.scored] or list(problems)
+    mode = "tuned learning rates" if config["tune"] else "default hyperparameters (not tuned)"
+    out = [f"With {mode}, over {len(scored)} scored problem(s):"]
+    if board:
+        top = board[0]
+        out.append(
+            f"{top['optimizer']} leads with a profile score of {top['score']:.2f}, solving "
+            f"{top['solved']} of {len(scored)}."
+        )
+    for p in scored:
+        table = problem_table(p, runs_by_problem[p.name])
+        solved = [r.optimizer for r, a in table if math.isfinite(a["time"])]
+        if solved:
+            best, a = table[0]
+            out.append(
+                f"On {p.name}, {len(solved)} reached the target; fastest {best.optimizer} "
+                f"({a['time']:g} steps, lr {num(best.learning_rate)})."
+            )
+        else:
+            out.append(f"On {p.name}, no optimizer reached the target {p.target:g}.")
+    failed = sorted(
+        {
+            f"{r.optimizer} on {r.problem}"
+            for p in problems
+            for r in runs_by_problem[p.name]
+            if any(s.status != "ok" for s in r.seeds)
+        }
+    )
+    if failed:
+        out.append("Did not finish: " + ", ".join(failed) + ".")
+    edges = sorted(
+        {
+            f"{r.optimizer} on {r.problem}"
+            for p in problems
+            for r in runs_by_problem[p.name]
+            if r.tuning and r.tuning.get("edge")
+        }
+    )
+    if edges:
+        out.append("Learning rate at the edge of its sweep: " + ", ".join(edges) + ".")
+    return " ".join(out)
+
+
+# -- results.json / results.csv ----------------------------------------------------------
 
 
 def _clean(value: Any) -> Any:
@@ -160,60 +261,78 @@ def _clean(value: Any) -> Any:
 
 
 def _thin(n: int) -> np.ndarray:
-    return (
-        np.unique(np.linspace(0, n - 1, min(n, CURVE_POINTS)).round().astype(int))
-        if n
-        else np.array([], int)
-    )
+    if not n:
+        return np.array([], int)
+    return np.unique(np.linspace(0, n - 1, min(n, CURVE_POINTS)).round().astype(int))
 
 
-def run_record(problem, run, hyperparams: dict) -> dict:
-    keep = _thin(len(run.curve_steps))
-    used = dict(hyperparams)
-    if run.learning_rate is not None and "learning_rate" in used:  # tuned
-        used["learning_rate"] = run.learning_rate
-    record = {
-        "optimizer": run.optimizer,
-        "problem": run.problem,
-        "status": run.status,
-        "diverged": run.status == "diverged",
-        "reason": run.reason or None,
-        "final_loss": run.final_loss,
-        "test_accuracy": run.final.get("test_accuracy") if run.status == "ok" else None,
-        "test_loss": run.final.get("test_loss") if run.status == "ok" else None,
-        "train_accuracy": run.final.get("train_accuracy") if run.status == "ok" else None,
-        "best_loss": min(run.curve_loss) if run.curve_loss else None,
-        "target_loss": problem.target,
-        "steps_to_target": run.steps_to_target,
-        "steps": run.steps,
-        "diverged_at": run.diverged_at,
-        "wall_s": run.wall_s if run.status in ("ok", "diverged") else None,
-        "optimizer_step_s": run.step_s if run.status in ("ok", "diverged") else None,
-        "engine": run.engine or None,
-        "learning_rate": run.learning_rate,
-        "hyperparams": used,
-        "gradient_evaluations": run.evaluations,
-        "tuning": run.tuning,
-        "notes": run.notes,
-        "curve": {
-            "step": [run.curve_steps[i] for i in keep],
-            "loss": [run.curve_loss[i] for i in keep],
-        },
-    }
+RUN_FIELDS = (
+    "status",
+    "reason",
+    "learning_rate",
+    "steps",
+    "steps_to_target",
+    "diverged_at",
+    "wall_s",
+    "step_s",
+    "engine",
+    "evaluations",
+    "notes",
+    "tuning",
+    "seed",
+)
+
+
+def run_record(run) -> dict:
+    record = {"optimizer": run.optimizer, "problem": run.problem}
+    record.update({k: getattr(run, k) for k in RUN_FIELDS})
+    record["final"] = dict(run.final)
+    record["curve"] = {"step": list(run.curve_steps), "loss": list(run.curve_loss)}
     if run.path is not None:
         record["path"] = run.path[_thin(len(run.path))]
-    return _clean(record)
+    if run.replicas:
+        record["replicas"] = [run_record(r) for r in run.replicas]
+    return record
+
+
+def record_run(record: dict):
+    """A :class:`Run` back from its record."""
+    run = race.Run(record["optimizer"], record["problem"])
+    for k in RUN_FIELDS:
+        if k in record and record[k] is not None:
+            setattr(run, k, record[k])
+    run.reason = record.get("reason") or ""
+    run.final = {k: (math.nan if v is None else v) for k, v in record.get("final", {}).items()}
+    run.curve_steps = list(record["curve"]["step"])
+    run.curve_loss = [math.nan if v is None else v for v in record["curve"]["loss"]]
+    if record.get("path") is not None:
+        run.path = np.array(record["path"], dtype=np.float64)
+    run.replicas = [record_run(r) for r in record.get("replicas", [])]
+    return run
+
+
+def _versions(backend: str) -> dict[str, str]:
+    out = {"gradstep": gradstep.__version__, "python": platform.python_version()}
+    out["numpy"] = np.__version__
+    for name in ("torch", "jax", "matplotlib"):
+        module = sys.modules.get(name)
+        if module is not None:
+            out[name] = getattr(module, "__version__", "?")
+    return out
 
 
 def build_results(config, problems, runs_by_problem, hyperparams_by_name) -> dict:
+    board = overall(problems, runs_by_problem)
     return _clean(
         {
-            "gradstep": gradstep.__version__,
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
+            "format": "gradstep-compare/2",
+            "versions": _versions(config["backend"]),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "config": config,
-            "problems": {p.name: p.info() for p in problems},
+            "problems": {
+                p.name: {**p.info(), "scored": p.scored, "stochastic": p.stochastic}
+                for p in problems
+            },
             "optimizers": {
                 n: {
                     "hyperparams": h,
@@ -222,37 +341,51 @@ def build_results(config, problems, runs_by_problem, hyperparams_by_name) -> dic
                 }
                 for n, h in hyperparams_by_name.items()
             },
-            "results": [
-                run_record(p, run, hyperparams_by_name[run.optimizer])
-                for p in problems
-                for run in runs_by_problem[p.name]
-            ],
-            "mean_ranks": [
-                {"optimizer": n, "mean_rank": m, "finished": f}
-                for n, m, f in mean_ranks(problems, runs_by_problem)
-            ],
+            "scoring": {
+                "target": "first recorded step after which the monitored loss (validation "
+                "loss on data, smoothed over "
+                f"{score.SMOOTHING} points on stochastic problems) stays at or below the target",
+                "time": "median over seeds of the steps to target; a seed that never "
+                "reaches it counts as infinite",
+                "tau_max": score.TAU_MAX,
+            },
+            "summary": summary(config, problems, runs_by_problem, board),
+            "leaderboard": board,
+            "results": [run_record(run) for p in problems for run in runs_by_problem[p.name]],
         }
     )
 
 
-CSV_COLUMNS = (
-    "problem",
-    "optimizer",
-    "status",
-    "final_loss",
-    "test_accuracy",
-    "test_loss",
-    "best_loss",
-    "target_loss",
-    "steps_to_target",
-    "steps",
-    "diverged_at",
-    "learning_rate",
-    "wall_s",
-    "optimizer_step_s",
-    "engine",
-    "reason",
-)
+class ProblemView:
+    """A problem as results.json describes it, its functions (for the contour plots)
+    taken from the live problem of the same name."""
+
+    def __init__(self, name: str, info: dict, live: Any):
+        self.name, self._info, self._live = name, info, live
+        self.title = info["title"]
+        self.kind = info["kind"]
+        self.description = info["description"]
+        self.target = info["target_loss"]
+        self.scored = info.get("scored", self.kind == "data")
+        self.stochastic = info.get("stochastic", self.kind == "data")
+
+    def info(self) -> dict:
+        return dict(self._info)
+
+    def __getattr__(self, attr: str):
+        return getattr(self._live, attr)
+
+
+def from_results(results: dict, live_problems: dict) -> tuple[list, dict]:
+    """The problems and runs of a results.json, to draw the report from."""
+    problems = [
+        ProblemView(name, info, live_problems.get(name))
+        for name, info in results["problems"].items()
+    ]
+    runs_by_problem: dict[str, list] = {p.name: [] for p in problems}
+    for record in results["results"]:
+        runs_by_problem[record["problem"]].append(record_run(record))
+    return problems, runs_by_problem
 
 
 def to_json(value: Any, indent: str = "") -> str:
@@ -272,132 +405,38 @@ def write_json(results: dict, path: Path) -> None:
     path.write_text(to_json(results) + "\n")
 
 
+def read_json(path: Path) -> dict:
+    results = json.loads(path.read_text())
+    if results.get("format") != "gradstep-compare/2":
+        raise ValueError("not a results.json of this gradstep compare (format gradstep-compare/2)")
+    return results
+
+
+CSV_COLUMNS = (
+    "problem",
+    "optimizer",
+    "seed",
+    "status",
+    "learning_rate",
+    "steps_to_target",
+    "val_loss",
+    "loss",
+    "test_loss",
+    "test_accuracy",
+    "steps",
+    "diverged_at",
+    "wall_s",
+    "engine",
+    "reason",
+)
+
+
 def write_csv(results: dict, path: Path) -> None:
+    """One row per run and seed."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
-        for r in results["results"]:
-            writer.writerow(["" if r.get(c) is None else r.get(c) for c in CSV_COLUMNS])
-
-
-# -- report.html --------------------------------------------------------------------------
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1200px;padding:0 1em;color:#222;line-height:1.45}
-h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
-th,td{padding:.25em .7em;border-bottom:1px solid #e5e5e5;text-align:right}
-th{background:#f4f4f4}td.l,th.l{text-align:left}
-tr.bad td{color:#a33}img{max-width:100%;height:auto;margin:.5em 0}
-code{background:#f4f4f4;padding:0 .25em;border-radius:3px}
-.muted{color:#666;font-size:.9em}
-"""
-
-
-def _img(path: Path, alt: str) -> str:
-    mime = "image/gif" if path.suffix == ".gif" else "image/png"
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:{mime};base64,{data}">'
-
-
-def _html_table(head: list[str], rows: list[list[str]], bad: list[bool] | None = None) -> str:
-    left = {1, len(head) - 1}
-    out = ["<table><thead><tr>"]
-    out += [
-        f'<th class="{"l" if i in left else ""}">{html.escape(h)}</th>' for i, h in enumerate(head)
-    ]
-    out.append("</tr></thead><tbody>")
-    for k, row in enumerate(rows):
-        cls = ' class="bad"' if bad and bad[k] else ""
-        out.append(f"<tr{cls}>")
-        out += [
-            f'<td class="{"l" if i in left else ""}">{html.escape(c)}</td>'
-            for i, c in enumerate(row)
-        ]
-        out.append("</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-def write_html(results, problems, runs_by_problem, figures: list[Path], path: Path) -> None:
-    by_name = {f.name: f for f in figures}
-    cfg = results["config"]
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        "<meta name='viewport' content='width=device-width,initial-scale=1'>",
-        "<title>gradstep compare</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>gradstep compare</h1>",
-        f"<p class='muted'>gradstep {html.escape(results['gradstep'])}, "
-        f"{html.escape(results['date'])}, backend {html.escape(cfg['backend'])}, "
-        f"seed {cfg['seed']}"
-        f"{', learning rates tuned' if cfg['tune'] else ', default hyperparameters'}. "
-        f"Command: <code>{html.escape(cfg['command'])}</code></p>",
-    ]
-    if len(problems) > 1:
-        ranks = results["mean_ranks"]
-        parts.append(
-            "<h2>Overall</h2><p>Mean rank over the problems (a run that did not finish "
-            "counts as last).</p>"
-        )
-        parts.append(
-            _html_table(
-                ["#", "optimizer", "mean rank", "finished"],
-                [
-                    [
-                        str(i),
-                        r["optimizer"],
-                        f"{r['mean_rank']:.2f}",
-                        f"{r['finished']}/{len(problems)}",
-                    ]
-                    for i, r in enumerate(ranks, 1)
-                ],
-            )
-        )
-    for name, alt in (
-        ("trajectories.png", "paths on the 2-D functions"),
-        ("losses.png", "loss curves"),
-    ):
-        if name in by_name:
-            parts.append(_img(by_name[name], alt))
-    if "trajectories.gif" in by_name:
-        parts.append("<h2>Animation</h2>" + _img(by_name["trajectories.gif"], "animated paths"))
-    for p in problems:
-        runs = runs_by_problem[p.name]
-        head, rows = leaderboard_rows(p, runs)
-        ranked = rank(p, runs)
-        parts.append(f"<h2 id='{html.escape(p.name)}'>{html.escape(p.title)}</h2>")
-        parts.append(
-            f"<p>{html.escape(p.description)} Target loss {p.target:g}. "
-            + ("Ranked by test accuracy." if p.kind == "data" else "Ranked by final value.")
-            + "</p>"
-        )
-        parts.append(_html_table(head, rows, [r.status != "ok" for r in ranked]))
-        for fig in (f"trajectories-{p.name}.png", f"loss-{p.name}.png"):
-            if fig in by_name:
-                parts.append(_img(by_name[fig], fig))
-    parts.append(
-        "<h2>Hyperparameters</h2><p>Factory defaults, the registry's value for a required "
-        "argument, and <code>--set</code> overrides; with <code>--tune</code> the learning "
-        "rate chosen per problem is in the tables above.</p>"
-    )
-    parts.append(
-        _html_table(
-            ["optimizer", "arguments"],
-            [
-                [n, ", ".join(f"{k}={v}" for k, v in o["hyperparams"].items())]
-                for n, o in results["optimizers"].items()
-            ],
-        ).replace('<td class="">', '<td class="l">')
-    )
-    notes = _notes(problems, runs_by_problem)
-    if notes:
-        parts.append(
-            "<h2>Notes</h2><p>(marked * in the tables)</p><ul>"
-            + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-            + "</ul>"
-        )
-    also = "results.json, results.csv" + (" and the figures" if figures else "")
-    parts.append(f"<p class='muted'>Also written, in this folder: {also}.</p></body></html>")
-    path.write_text("\n".join(parts))
+        for top in results["results"]:
+            for r in [top, *top.get("replicas", [])]:
+                merged = {**r, **(r.get("final") or {})}
+                writer.writerow(["" if merged.get(c) is None else merged[c] for c in CSV_COLUMNS])

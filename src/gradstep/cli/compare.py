@@ -24,12 +24,19 @@ from pathlib import Path
 from . import _compare_race as race
 
 DESCRIPTION = (
-    "Race optimizers on 2-D test functions and on real data (scikit-learn's digits), print "
-    "a leaderboard and write a report: figures, results.json, results.csv and a "
-    "single-file report.html."
+    "Race optimizers, each with its learning rate tuned per problem, on real-data "
+    "workloads (digits, ill-conditioned least squares) and 2-D test functions; score "
+    "them by an AlgoPerf-style performance profile; write a report: figures, "
+    "results.json, results.csv and a single-file report.html."
 )
-PROBLEM_NAMES = ("rosenbrock", "beale", "saddle", "rastrigin", "logistic", "mlp")
-BACKENDS = ("numpy", "torch")
+PROBLEM_NAMES = ("logistic", "mlp", "lstsq", "rosenbrock", "beale", "saddle", "rastrigin")
+BACKENDS = ("numpy", "torch", "jax")
+#: what --quick, the default and --full set (each can be overridden by its own option)
+PRESETS = {
+    "quick": {"count": 6, "seeds": 1, "steps_scale": 0.5},
+    "default": {"count": 8, "seeds": 3, "steps_scale": 1.0},
+    "full": {"count": None, "seeds": 5, "steps_scale": 2.0},
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--optimizers",
         default="",
         metavar="NAMES",
-        help="comma-separated registry names, or 'all' (default: a representative dozen)",
+        help="comma-separated registry names (any case), or 'all' "
+        "(default: a representative eight; six with --quick, all with --full)",
     )
     parser.add_argument(
         "--problems",
@@ -50,34 +58,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME.ARG=VALUE",
-        help="override a hyperparameter, e.g. adam.learning_rate=0.01 (repeatable)",
+        help="override a hyperparameter, e.g. adam.learning_rate=0.01 (repeatable); a set "
+        "learning rate is the centre of the sweep",
+    )
+    preset = parser.add_mutually_exclusive_group()
+    preset.add_argument(
+        "--quick",
+        action="store_true",
+        help="six optimizers, one seed, half the steps, 3+2 learning-rate trials",
+    )
+    preset.add_argument(
+        "--full",
+        action="store_true",
+        help="every registered optimizer, five seeds, twice the steps, 7+3 trials",
     )
     parser.add_argument(
-        "--tune", action="store_true", help="sweep the learning rate per optimizer and problem"
+        "--no-tune",
+        action="store_true",
+        help="race every optimizer at its default learning rate (labelled as such)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds per stochastic problem (default 3; 1 with --quick, 5 with --full)",
     )
     parser.add_argument(
         "--steps",
         type=int,
         default=None,
-        help="steps per run for every problem (default: 1000 on the 2-D functions, "
-        "300 logistic, 500 mlp)",
+        help="steps per run for every problem (default per problem: 150, but 100 "
+        "for logistic; halved by --quick, doubled by --full)",
     )
-    parser.add_argument("--batch-size", type=int, default=128, help="mini-batch size (data)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of splits, batches and inits")
+    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (data)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed of splits, batches, inits")
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
         default="numpy",
-        help="numpy: gradstep.Optimizer, NumPy gradients (default); "
-        "torch: gradstep.torch, autograd gradients",
+        help="numpy: gradstep.Optimizer (default); torch: gradstep.torch with autograd "
+        "gradients; jax: gradstep.jax.to_optax under jax.jit (NumPy gradients)",
     )
     parser.add_argument(
         "--engine",
         choices=("auto", "fused", "eager"),
-        default="auto",
-        help="engine of the NumPy front (default auto: fused where it can)",
+        default="eager",
+        help="engine of the NumPy front (default eager: on these small problems its "
+        "per-step cost is lower than the fused kernels' and nothing is compiled; both "
+        "run the same rules)",
     )
     parser.add_argument("--out", default="gradstep-report", help="report folder")
+    parser.add_argument(
+        "--from",
+        dest="from_json",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="re-render the report of an earlier run from its results.json, without racing",
+    )
     parser.add_argument("--animate", action="store_true", help="also write trajectories.gif")
     parser.add_argument(
         "--no-figures", action="store_true", help="numbers only: no PNG/GIF (report.html without)"
@@ -125,6 +162,13 @@ class Progress:
 
 
 def check_backend(backend: str) -> None:
+    if backend == "jax":
+        from ._compare_jax import available
+
+        reason = available()
+        if reason:
+            raise race.BackendUnavailable(reason)
+        return
     if backend != "torch":
         return
     try:
@@ -142,47 +186,39 @@ def check_backend(backend: str) -> None:
         ) from None
 
 
+def preset_name(args) -> str:
+    return "quick" if args.quick else "full" if args.full else "default"
+
+
 def _check_numbers(args) -> None:
-    if args.steps is not None and args.steps < 1:
-        raise race.InputError(f"invalid --steps {args.steps}; valid values: an integer >= 1")
-    if args.batch_size < 1:
-        raise race.InputError(
-            f"invalid --batch-size {args.batch_size}; valid values: an integer >= 1"
-        )
+    for option, value in (("--steps", args.steps), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise race.InputError(f"invalid {option} {value}; valid values: an integer >= 1")
+    if args.seeds is not None and not 1 <= args.seeds <= 20:
+        raise race.InputError(f"invalid --seeds {args.seeds}; valid values: an integer in [1, 20]")
 
 
 def command_line(args: argparse.Namespace, names: list[str], problems: list[str]) -> str:
     """The command that repeats this run."""
     words = ["gradstep", "compare", "--optimizers", ",".join(names)]
     words += ["--problems", ",".join(problems), "--seed", str(args.seed)]
-    if args.steps is not None:
-        words += ["--steps", str(args.steps)]
-    if args.batch_size != 128:
-        words += ["--batch-size", str(args.batch_size)]
+    if args.quick or args.full:
+        words.append("--quick" if args.quick else "--full")
+    for option in ("steps", "batch_size", "seeds"):
+        value = getattr(args, option)
+        if value is not None:
+            words += ["--" + option.replace("_", "-"), str(value)]
     for item in args.set:
         words += ["--set", item]
-    if args.tune:
-        words.append("--tune")
+    if args.no_tune:
+        words.append("--no-tune")
     if args.backend != "numpy":
         words += ["--backend", args.backend]
-    if args.engine != "auto":
+    if args.engine != "eager":
         words += ["--engine", args.engine]
+    if args.animate:
+        words.append("--animate")
     return " ".join(shlex.quote(w) for w in words)
-
-
-def race_problem(problem, entries, args, progress) -> list:
-    """Every optimizer on one problem, in order."""
-    steps = args.steps or problem.steps
-    common = dict(steps=steps, seed=args.seed, backend=args.backend, engine=args.engine)
-    runs = []
-    for entry in entries:
-        progress.set(f"{entry.name} on {problem.name}")
-        if args.tune:
-            runs.append(race.tune(problem, entry, tick=progress.advance, **common))
-        else:
-            runs.append(race.run_one(problem, entry, **common))
-            progress.advance()
-    return runs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -193,81 +229,134 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+def _figures_available(args) -> None:
+    if args.no_figures:
+        return
+    try:
+        import matplotlib  # noqa: F401
+        import PIL  # noqa: F401
+    except ImportError:
+        raise race.InputError(
+            "gradstep compare draws figures with matplotlib: pip install 'gradstep[cli]' "
+            "(or pass --no-figures)"
+        ) from None
+
+
+def _out_folder(args) -> Path:
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise race.InputError(f"cannot write the report to --out {args.out}: {error}") from None
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
+    from . import _compare_report as report
+
+    if args.from_json:
+        try:
+            results = report.read_json(Path(args.from_json))
+        except (OSError, ValueError, KeyError) as error:
+            raise race.InputError(f"cannot read --from {args.from_json}: {error}") from None
+        _figures_available(args)
+        return render(results, _out_folder(args), args, started=time.perf_counter())
+    return _race(args)
+
+
+def _race(args: argparse.Namespace) -> int:
     import gradstep
 
     from . import _compare_problems as problems_module
+    from . import _compare_report as report
+    from . import _compare_tune as tuning
 
     _check_numbers(args)
     check_backend(args.backend)
+    preset = PRESETS[preset_name(args)]
+    points, extra = tuning.BUDGETS[preset_name(args)]
+    tuned = not args.no_tune
+    seeds_per = args.seeds or preset["seeds"]
     all_problems = problems_module.make_problems()
     problem_names = race.parse_names(args.problems, list(all_problems), "problem", PROBLEM_NAMES)
     names = race.parse_names(
         args.optimizers,
         gradstep.REGISTRY.names(),
         "optimizer",
-        race.default_selection(backend=args.backend),
+        race.default_selection(backend=args.backend, count=preset["count"] or 10**6),
     )
     if not names:
         raise race.InputError("no optimizer to race")
     sets = race.parse_sets(args.set, names)
     entries = race.make_entries(names, sets, args.backend)
     problems = [all_problems[n] for n in problem_names]
+    steps = {
+        p.name: args.steps or max(10, round(p.steps * preset["steps_scale"])) for p in problems
+    }
+    seeds = {
+        p.name: [args.seed + i for i in range(seeds_per if p.stochastic else 1)] for p in problems
+    }
     for p in problems:
         if p.kind == "data":
-            p.batch_size = args.batch_size
+            p.split_seed = args.seed
+            if args.batch_size is not None:
+                p.batch_size = args.batch_size
     try:
         for p in problems:  # load the data before the race starts
             p.init(args.seed)
     except RuntimeError as error:
         raise race.InputError(str(error)) from None
-    if not args.no_figures:
-        try:
-            import matplotlib  # noqa: F401
-            import PIL  # noqa: F401
-        except ImportError:
-            raise race.InputError(
-                "gradstep compare draws figures with matplotlib: pip install 'gradstep[cli]' "
-                "(or pass --no-figures)"
-            ) from None
-
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise race.InputError(f"cannot write the report to --out {args.out}: {error}") from None
-    per_run = len(race.TUNE_FACTORS) if args.tune else 1
-    progress = Progress(len(problems) * len(entries) * per_run, enabled=not args.no_progress)
+    _figures_available(args)
+    out = _out_folder(args)
+    total = sum(
+        len(entries) * tuning.units(tuned, len(seeds[p.name]), points, extra) for p in problems
+    )
+    progress = Progress(total, enabled=not args.no_progress)
+    budget = f"{points}+{extra} learning-rate trials each" if tuned else "DEFAULT hyperparameters"
     print(
         f"gradstep compare: {len(entries)} optimizers x {len(problems)} problems, "
-        f"backend {args.backend}, seed {args.seed}"
-        + (", tuning the learning rate" if args.tune else "")
+        f"{budget}, {seeds_per} seed{'s' if seeds_per > 1 else ''} per stochastic problem, "
+        f"backend {args.backend}"
     )
     started = time.perf_counter()
     runs_by_problem = {}
     try:
         with race.single_threaded():
             for p in problems:
-                runs_by_problem[p.name] = race_problem(p, entries, args, progress)
+                runs = []
+                for entry in entries:
+                    progress.set(f"{entry.name} on {p.name}")
+                    runs.append(
+                        tuning.race_pair(
+                            p,
+                            entry,
+                            steps=steps[p.name],
+                            seeds=seeds[p.name],
+                            backend=args.backend,
+                            engine=args.engine,
+                            tuned=tuned,
+                            points=points,
+                            extra=extra,
+                            tick=progress.advance,
+                        )
+                    )
+                runs_by_problem[p.name] = runs
     finally:
         progress.close()
     race_s = time.perf_counter() - started
-
-    from . import _compare_plots as plots
-    from . import _compare_report as report
-
-    print(report.terminal_report(problems, runs_by_problem))
     config = {
         "command": command_line(args, names, problem_names),
+        "preset": preset_name(args),
         "optimizers": names,
         "problems": problem_names,
         "backend": args.backend,
         "engine": args.engine if args.backend == "numpy" else None,
         "seed": args.seed,
-        "tune": args.tune,
-        "tune_factors": list(race.TUNE_FACTORS) if args.tune else None,
-        "steps": {p.name: args.steps or p.steps for p in problems},
-        "batch_size": args.batch_size,
+        "seeds": seeds,
+        "tune": tuned,
+        "tuning_budget": {"grid_points": points, "extra_trials": extra} if tuned else None,
+        "steps": steps,
+        "batch_size": {p.name: p.batch_size for p in problems if p.kind == "data"},
         "sets": sets,
         "divergence": f"loss or a parameter not finite, or loss > {race.DIVERGENCE_FACTOR:g} "
         "x max(1, starting loss)",
@@ -276,11 +365,34 @@ def _run(args: argparse.Namespace) -> int:
     hyper = {e.name: race.public_hyperparams(e) for e in entries}
     results = report.build_results(config, problems, runs_by_problem, hyper)
     report.write_json(results, out / "results.json")
+    # the report is drawn from what results.json holds, as --from draws it
+    return render(report.read_json(out / "results.json"), out, args, started=started)
+
+
+def render(results: dict, out: Path, args, started: float) -> int:
+    """Print the leaderboard and write the report from a results.json's content."""
+    from . import _compare_plots as plots
+    from . import _compare_problems as problems_module
+    from . import _compare_report as report
+
+    problems, runs_by_problem = report.from_results(results, problems_module.make_problems())
+    print(report.terminal_report(results, problems, runs_by_problem))
     report.write_csv(results, out / "results.csv")
+    if args.from_json:
+        report.write_json(results, out / "results.json")
     figures = []
     if not args.no_figures:
-        figures = plots.draw_all(problems, runs_by_problem, names, out, animate=args.animate)
-    report.write_html(results, problems, runs_by_problem, figures, out / "report.html")
+        figures = plots.draw_all(
+            results,
+            problems,
+            runs_by_problem,
+            results["config"]["optimizers"],
+            out,
+            animate=args.animate,
+        )
+    from . import _compare_html
+
+    _compare_html.write_html(results, problems, runs_by_problem, figures, out / "report.html")
     total = time.perf_counter() - started
     also = "results.json, results.csv" + (", figures" if figures else "")
     print(f"\nwrote {out / 'report.html'} ({also} in {out}) in {total:.1f} s")

@@ -1,0 +1,137 @@
+"""Generated workloads of ``gradstep compare`` (nothing downloaded): an ill-conditioned
+least-squares regression, where the curvature spans three orders of magnitude and plain
+gradient descent crawls along the flat directions.
+
+It gives the race the same things as the digits problems (see
+:mod:`._compare_problems`): ``init``, ``batches``, ``loss_and_grad``, ``torch_loss``,
+``monitor`` (validation loss), ``evaluate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class LeastSquaresData:
+    """Rows ``a = z * s @ V.T`` with ``z`` standard normal, singular values ``s`` spaced
+    geometrically from 1 to ``1 / sqrt(condition)`` and a random rotation ``V``, so the
+    Hessian of the mean squared error has condition number ``condition``; targets
+    ``b = a @ x_true + noise``, scaled so that the loss at zero is 0.5."""
+
+    _cache: dict[int, LeastSquaresData] = {}
+
+    def __init__(self, seed: int, rows: int = 1200, dim: int = 40, condition: float = 1e3):
+        rng = np.random.default_rng([seed, 17])
+        s = np.geomspace(1.0, 1.0 / np.sqrt(condition), dim)
+        v, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+        a = (rng.normal(size=(rows, dim)) * s) @ v.T
+        x_true = v @ rng.normal(size=dim)
+        b = a @ x_true + 0.01 * rng.normal(size=rows)
+        b /= np.sqrt(np.mean(b * b))
+        n_train, n_val = int(0.6 * rows), int(0.2 * rows)
+        self.a_train, self.b_train = a[:n_train], b[:n_train]
+        self.a_val, self.b_val = a[n_train : n_train + n_val], b[n_train : n_train + n_val]
+        self.a_test, self.b_test = a[n_train + n_val :], b[n_train + n_val :]
+        self.condition = condition
+
+    @classmethod
+    def get(cls, seed: int) -> LeastSquaresData:
+        if seed not in cls._cache:
+            cls._cache[seed] = cls(seed)
+        return cls._cache[seed]
+
+
+def _mse(a: np.ndarray, b: np.ndarray, x: np.ndarray) -> float:
+    r = a @ x - b
+    return 0.5 * float(np.mean(r * r))
+
+
+@dataclass
+class LeastSquares:
+    """Linear regression by mini-batch gradient steps on an ill-conditioned design."""
+
+    name: str = "lstsq"
+    title: str = "Ill-conditioned least squares"
+    target: float = 0.002
+    steps: int = 150
+    batch_size: int = 64
+    kind: str = field(default="data", init=False)
+    stochastic: bool = field(default=True, init=False)
+    scored: bool = field(default=True, init=False)
+    data: LeastSquaresData | None = field(default=None, init=False, repr=False)
+    split_seed: int = 0  # the race sets it: every seed fits the same data
+
+    def _data(self, seed: int | None = None) -> LeastSquaresData:
+        if self.data is None:
+            self.data = LeastSquaresData.get(self.split_seed)
+        return self.data
+
+    def init(self, seed: int) -> dict[str, np.ndarray]:
+        d = self._data(seed)
+        return {"x": np.zeros(d.a_train.shape[1])}
+
+    def batches(self, steps: int, seed: int) -> list[np.ndarray]:
+        n = len(self._data(seed).b_train)
+        size = min(self.batch_size, n)
+        rng = np.random.default_rng([seed, 19])
+        out: list[np.ndarray] = []
+        while len(out) < steps:
+            order = rng.permutation(n)
+            out.extend(order[i : i + size] for i in range(0, n - size + 1, size))
+        return out[:steps]
+
+    def loss_and_grad(self, params: dict, batch: Any) -> tuple[float, dict]:
+        d = self._data()
+        a, b = (d.a_train, d.b_train) if batch is None else (d.a_train[batch], d.b_train[batch])
+        r = a @ params["x"] - b
+        return 0.5 * float(np.mean(r * r)), {"x": a.T @ r / len(b)}
+
+    def torch_loss(self, params: dict, batch: Any):
+        import torch
+
+        d = self._data()
+        a, b = (d.a_train, d.b_train) if batch is None else (d.a_train[batch], d.b_train[batch])
+        r = torch.from_numpy(a) @ params["x"] - torch.from_numpy(b)
+        return 0.5 * (r * r).mean()
+
+    def loss(self, params: dict, batch: Any = None) -> float:
+        d = self._data()
+        return _mse(d.a_train, d.b_train, params["x"])
+
+    def monitor(self, params: dict) -> float:
+        d = self._data()
+        return _mse(d.a_val, d.b_val, params["x"])
+
+    def evaluate(self, params: dict) -> dict[str, float]:
+        d = self._data()
+        return {
+            "loss": _mse(d.a_train, d.b_train, params["x"]),
+            "val_loss": _mse(d.a_val, d.b_val, params["x"]),
+            "test_loss": _mse(d.a_test, d.b_test, params["x"]),
+        }
+
+    @property
+    def description(self) -> str:
+        d = self._data()
+        return (
+            f"Mean squared error of a linear model on {d.a_train.shape[1]} generated features "
+            f"whose Hessian has condition number {d.condition:g}; {len(d.b_train)} training, "
+            f"{len(d.b_val)} validation and {len(d.b_test)} test rows, mini-batches of "
+            f"{self.batch_size}. The loss at zero is 0.5; curves and target on validation."
+        )
+
+    def info(self) -> dict[str, Any]:
+        d = self._data()
+        return {
+            "title": self.title,
+            "kind": self.kind,
+            "description": self.description,
+            "train_size": len(d.b_train),
+            "validation_size": len(d.b_val),
+            "test_size": len(d.b_test),
+            "batch_size": self.batch_size,
+            "target_loss": self.target,
+        }
