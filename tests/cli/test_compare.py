@@ -15,7 +15,7 @@ from gradstep.cli import _compare_problems as problems
 from gradstep.cli import _compare_race as race
 from gradstep.cli import main
 
-TINY = ["--steps", "8", "--no-progress"]
+TINY = ["--steps", "8", "--no-progress", "--quick"]
 
 
 def compare(tmp_path, *args, name="report"):
@@ -28,95 +28,173 @@ def load(out):
     return json.loads((out / "results.json").read_text())
 
 
+def records(results):
+    """Every run of a results.json, the replicas (other seeds) included."""
+    for r in results["results"]:
+        yield r
+        yield from r.get("replicas", [])
+
+
 def assert_finite_or_diverged(record):
     if record["status"] == "ok":
-        assert math.isfinite(record["final_loss"]), record
+        assert math.isfinite(record["final"]["loss"]), record
         assert record["curve"]["loss"] and all(math.isfinite(v) for v in record["curve"]["loss"])
         assert record["wall_s"] >= 0
     else:
         assert record["status"] in ("diverged", "skipped", "error"), record
-        assert record["final_loss"] is None
+        assert record["final"] == {}
         assert record["reason"]
 
 
-def test_compare_writes_the_report(tmp_path, capsys):
-    code, out = compare(
-        tmp_path,
+@pytest.fixture(scope="module")
+def race_report(tmp_path_factory):
+    """One small tuned race with figures and the GIF, shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("race")
+    out = tmp / "report"
+    args = [
+        "compare",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--quick",
+        "--steps",
+        "12",
+        "--seeds",
+        "2",
         "--optimizers",
-        "sgd,adam,momentum",
+        "SGD,adam,momentum",
         "--problems",
-        "rosenbrock,saddle,logistic,mlp",
+        "rosenbrock,saddle,logistic,lstsq",
         "--set",
-        "sgd.learning_rate=10",  # diverges on Rosenbrock at once: marked, the race goes on
+        "sgd.learning_rate=1e4",  # every trial diverges: marked, the race goes on
         "--animate",
-    )
+    ]
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(args)
+    return code, out, printed.getvalue()
+
+
+def test_compare_writes_the_report(race_report):
+    code, out, printed = race_report
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "Rosenbrock [rosenbrock]" in printed and "DIVERGED@" in printed
-    assert "Overall: mean rank over 4 problems" in printed
+    assert "Rosenbrock [rosenbrock] (gallery: not scored)" in printed and "DIVERGED@" in printed
+    assert "Overall: performance-profile score" in printed
+    assert "learning rates TUNED per problem" in printed
 
     for name in [
         "results.json",
         "results.csv",
         "report.html",
+        "profile.png",
         "trajectories.png",
         "losses.png",
         "trajectories-rosenbrock.png",
         "trajectories-saddle.png",
         "loss-logistic.png",
-        "loss-mlp.png",
+        "loss-lstsq.png",
         "trajectories.gif",
     ]:
         assert (out / name).stat().st_size > 0, name
-    assert (out / "trajectories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "trajectories.gif").read_bytes()[:6] == b"GIF89a"
+    from PIL import Image
+
+    assert Image.open(out / "trajectories.gif").size[0] >= 800  # readable
 
     results = load(out)
     pairs = {(r["problem"], r["optimizer"]) for r in results["results"]}
     assert pairs == {
         (p, o)
-        for p in ("rosenbrock", "saddle", "logistic", "mlp")
+        for p in ("rosenbrock", "saddle", "logistic", "lstsq")
         for o in ("sgd", "adam", "momentum")
     }
     assert results["config"]["optimizers"] == ["sgd", "adam", "momentum"]
-    assert set(results["problems"]) == {"rosenbrock", "saddle", "logistic", "mlp"}
-    for record in results["results"]:
+    assert results["config"]["seeds"] == {
+        "rosenbrock": [0],
+        "saddle": [0],
+        "logistic": [0, 1],
+        "lstsq": [0, 1],
+    }
+    assert set(results["versions"]) >= {"gradstep", "python", "numpy"}
+    for record in records(results):
         assert_finite_or_diverged(record)
     by = {(r["problem"], r["optimizer"]): r for r in results["results"]}
     sgd = by["rosenbrock", "sgd"]
-    assert sgd["status"] == "diverged" and sgd["diverged"] and sgd["diverged_at"] == 1
-    assert sgd["learning_rate"] == 10 and sgd["hyperparams"]["learning_rate"] == 10
+    assert sgd["status"] == "diverged" and sgd["diverged_at"] == 1
+    assert sgd["tuning"]["edge"] == "no learning rate tried finished"
     adam = by["logistic", "adam"]
-    assert adam["status"] == "ok" and 0 <= adam["test_accuracy"] <= 1
-    assert (
-        adam["hyperparams"]["learning_rate"] == gradstep.REGISTRY["adam"].defaults["learning_rate"]
-    )
-    assert adam["curve"]["step"][0] == 0 and adam["curve"]["step"][-1] == 8
+    assert adam["status"] == "ok" and 0 <= adam["final"]["test_accuracy"] <= 1
+    assert len(adam["replicas"]) == 1 and adam["replicas"][0]["seed"] == 1
+    assert adam["replicas"][0]["learning_rate"] == adam["learning_rate"]  # the chosen rate
+    assert [t["learning_rate"] for t in adam["tuning"]["trials"]]  # every trial recorded
+    assert adam["curve"]["step"][0] == 0 and adam["curve"]["step"][-1] == 12
     path = np.array(by["saddle", "adam"]["path"])
-    assert path.shape == (9, 2) and path[0].tolist() == [1.5, 1e-3]
+    assert path.shape == (13, 2) and path[0].tolist() == [1.5, 1e-3]
+    # the leaderboard: sgd starts its sweep at 1e4 and widens down: last
+    board = results["leaderboard"]
+    assert board[-1]["optimizer"] == "sgd"
+    assert set(board[0]["ranks"]) == {"logistic", "lstsq"}  # the gallery is not scored
 
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 12 and {r["status"] for r in rows} >= {"ok", "diverged"}
+    assert len(rows) == 3 * (2 + 2 * 2) and {r["status"] for r in rows} >= {"ok", "diverged"}
 
     page = (out / "report.html").read_text()
     images = re.findall(r'src="data:image/(png|gif);base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == 2 + 2 + 4 + 1  # overviews, two contours, four loss plots, the GIF
+    # profile, two loss plots of the race, the gallery overview, the GIF, two gallery
+    # loss plots: each figure once
+    assert len(images) == len({data for _, data in images}) == 7
     assert base64.b64decode(images[0][1])[:4] == b"\x89PNG"
+    assert page.index("performance profile") < page.index("loss-logistic.png")
+    assert page.index("class='summary'") < page.index("<h2>Overall")
+    assert "gradstep compare --optimizers sgd,adam,momentum" in page  # how to reproduce
     # one file, readable offline: nothing is loaded from elsewhere
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
     assert "<script" not in page
     assert "DIVERGED@1" in page
 
 
-def test_every_optimizer_and_problem_name_is_reported(tmp_path):
-    names = ["sgd", "adagrad"]
-    code, out = compare(tmp_path, "--optimizers", ",".join(names), "--no-figures")
+def test_from_results_json_rerenders_the_same_report(race_report, tmp_path, capsys):
+    _, out, printed = race_report
+    again = tmp_path / "again"
+    assert (
+        main(["compare", "--from", str(out / "results.json"), "--out", str(again), "--animate"])
+        == 0
+    )
+    assert (again / "report.html").read_text() == (out / "report.html").read_text()
+    assert (again / "results.csv").read_text() == (out / "results.csv").read_text()
+    # the terminal report too, up to the last line's timing
+    redrawn = capsys.readouterr().out
+    assert (
+        redrawn.rsplit("wrote", 1)[0].strip()
+        == printed.split("\n", 1)[1].rsplit("wrote", 1)[0].strip()
+    )
+
+
+def test_no_tune_is_labelled_as_the_defaults_race(tmp_path, capsys):
+    code, out = compare(
+        tmp_path, "--optimizers", "adam", "--problems", "beale", "--no-tune", "--no-figures"
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "DEFAULT hyperparameters, not tuned (--no-tune)" in printed
+    results = load(out)
+    assert results["config"]["tune"] is False and "--no-tune" in results["config"]["command"]
+    (record,) = results["results"]
+    assert record["learning_rate"] == gradstep.REGISTRY["adam"].defaults["learning_rate"]
+    assert "not tuned" in (out / "report.html").read_text()
+
+
+def test_every_problem_name_is_reported(tmp_path):
+    code, out = compare(tmp_path, "--optimizers", "sgd", "--no-figures", "--no-tune")
     assert code == 0
     results = load(out)
     assert {r["problem"] for r in results["results"]} == set(problems.make_problems())
-    assert {r["optimizer"] for r in results["results"]} == set(names)
-    for record in results["results"]:
+    for record in records(results):
         assert_finite_or_diverged(record)
     assert not list(out.glob("*.png"))
 
@@ -128,16 +206,16 @@ def test_a_seed_reproduces_a_run(tmp_path):
         if "stochastic" in s.capabilities
         and race.make_entries([s.name], {}, "numpy")[0].seed_argument
     ]
-    names = ",".join(["adam", "momentum", *seeded])
-    args = ("--optimizers", names, "--problems", "rastrigin,mlp", "--no-figures")
+    names = ",".join(["adam", *seeded])
+    args = ("--optimizers", names, "--problems", "rastrigin,mlp", "--no-figures", "--no-tune")
     runs = [load(compare(tmp_path, *args, "--seed", "3", name=f"r{i}")[1]) for i in range(2)]
     other = load(compare(tmp_path, *args, "--seed", "4", name="other")[1])
 
     def numbers(results):
         return [
-            (r["problem"], r["optimizer"], r["status"], r["final_loss"], r["test_accuracy"])
+            (r["problem"], r["optimizer"], r["status"], r["final"].get("loss"))
             + tuple(r["curve"]["loss"])
-            for r in results["results"]
+            for r in records(results)
         ]
 
     assert numbers(runs[0]) == numbers(runs[1])
@@ -145,29 +223,17 @@ def test_a_seed_reproduces_a_run(tmp_path):
     assert mlp != [n for n in numbers(runs[0]) if n[0] == "mlp"]  # another split and init
 
 
-def test_tune_reports_the_chosen_learning_rates(tmp_path):
-    code, out = compare(
-        tmp_path, "--optimizers", "sgd,adam", "--problems", "beale", "--tune", "--no-figures"
-    )
-    assert code == 0
-    results = load(out)
-    assert results["config"]["tune"] is True
-    for record in results["results"]:
-        tuning = record["tuning"]
-        default = gradstep.REGISTRY[record["optimizer"]].defaults["learning_rate"]
-        assert len(tuning["candidates"]) == len(race.TUNE_FACTORS)
-        assert min(tuning["candidates"]) < default < max(tuning["candidates"])
-        assert tuning["chosen"] in tuning["candidates"]
-        assert record["learning_rate"] == tuning["chosen"]
-        finite = [v for v in tuning["final_losses"] if v is not None]
-        assert record["final_loss"] == min(finite)
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--optimizers", "adamm"], r"unknown optimizer 'adamm'; valid optimizers: .*\badam\b"),
-        (["--problems", "rosenbrok"], r"unknown problem 'rosenbrok'; valid problems: .*rosenbrock"),
+        (
+            ["--optimizers", "adamm"],
+            r"unknown optimizer 'adamm' \(did you mean adam.*\?\); valid optimizers: .*\badam\b",
+        ),
+        (
+            ["--problems", "rosenbrok"],
+            r"unknown problem 'rosenbrok' \(did you mean rosenbrock\?\); valid problems: .*beale",
+        ),
         (
             ["--optimizers", "adam", "--set", "adam.learning_rate=-1"],
             r"adam.learning_rate=-1.*invalid learning_rate=-1; valid values: a number in \[0, inf",
@@ -186,6 +252,8 @@ def test_tune_reports_the_chosen_learning_rates(tmp_path):
         (["--steps", "0"], r"invalid --steps 0; valid values: an integer >= 1"),
         (["--out", "results.json/report"], "cannot write the report to --out"),
         (["--batch-size", "0"], r"invalid --batch-size 0"),
+        (["--seeds", "0"], r"invalid --seeds 0; valid values: an integer in \[1, 20\]"),
+        (["--from", "missing.json"], r"cannot read --from missing.json"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(tmp_path, capsys, args, message):
@@ -218,7 +286,7 @@ def test_default_selection_falls_back_to_the_registry_order():
     few = [Spec("zeta"), Spec("adam"), Spec("omega")]
     assert race.default_selection(few) == ["adam", "zeta", "omega"]
     many = [Spec(f"opt{i}") for i in range(20)]
-    assert race.default_selection(many) == [f"opt{i}" for i in range(12)]
+    assert race.default_selection(many) == [f"opt{i}" for i in range(race.DEFAULT_COUNT)]
 
 
 def test_the_problem_names_in_the_help_are_the_problems():
@@ -313,7 +381,14 @@ def test_numpy_gradients_equal_autograd():
 
 
 def test_torch_backend_runs_the_same_race(tmp_path, capsys):
-    args = ("--optimizers", "sgd,adam", "--problems", "rosenbrock,logistic", "--no-figures")
+    args = (
+        "--optimizers",
+        "sgd,adam",
+        "--problems",
+        "rosenbrock,logistic",
+        "--no-figures",
+        "--no-tune",
+    )
     try:
         from gradstep.torch import TransformOptimizer  # noqa: F401
 
@@ -327,7 +402,7 @@ def test_torch_backend_runs_the_same_race(tmp_path, capsys):
     assert code == 0
     _, ref = compare(tmp_path, *args, name="numpy")
     torch_runs = {(r["problem"], r["optimizer"]): r for r in load(out)["results"]}
-    for r in load(ref)["results"]:
+    for r in records(load(ref)):
         t = torch_runs[r["problem"], r["optimizer"]]
         assert t["status"] == r["status"] == "ok"
         assert t["engine"] == "torch"

@@ -10,9 +10,7 @@ def build_parser() -> argparse.ArgumentParser:
     import gradstep
 
     parser = argparse.ArgumentParser(prog="gradstep", description="gradstep optimizers")
-    parser.add_argument(
-        "--version", action="version", version=f"gradstep {gradstep.__version__}"
-    )
+    parser.add_argument("--version", action="version", version=f"gradstep {gradstep.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     from . import bench, compare, listing
 

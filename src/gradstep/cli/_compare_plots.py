@@ -411,10 +411,10 @@ def animate_paths(
         canvas.restore_region(background)
         for run, line, dot in lines:
             upto = min(int(t), len(run.path) - 1)
-            path = clipped[id(line)]
-            line.set_data(path[: upto + 1, 0], path[: upto + 1, 1])
+            xy = clipped[id(line)]
+            line.set_data(xy[: upto + 1, 0], xy[: upto + 1, 1])
             line.set_markevery(max(1, upto // 8))
-            dot.set_data(path[upto : upto + 1, 0], path[upto : upto + 1, 1])
+            dot.set_data(xy[upto : upto + 1, 0], xy[upto : upto + 1, 1])
             line.axes.draw_artist(line)
             dot.axes.draw_artist(dot)
         counter.set_text(f"step {t}")
