@@ -57,3 +57,30 @@ def test_names_are_case_insensitive_and_misspellings_get_a_suggestion():
     ]
     with pytest.raises(race.InputError, match=r"'Adan' \(did you mean adam"):
         race.parse_names("Adan", valid, "optimizer", [])
+
+
+def test_list_keeps_its_columns_with_long_signatures():
+    from gradstep.cli import listing
+
+    column = 56
+    lines = listing.plain(width=100, column=column).splitlines()
+    summaries = {s.summary.split()[0] for s in gradstep.REGISTRY}
+    for line in lines:
+        assert len(line) <= 100 or line.rstrip().endswith(")"), line
+        if len(line) > column and line[column] == " " and line[:column].strip() == "":
+            continue  # a summary under a long signature, or a wrapped summary line
+        if line.endswith(")") and "(" in line:
+            continue  # a long signature on a line of its own
+        assert line[column] == " " and line[column + 1 :].split()[0] in summaries, line
+
+
+def test_a_schedule_learning_rate_is_shown_not_dashed():
+    (lars,) = race.make_entries(["lars"], {}, "numpy")
+    if lars.schedule is None:
+        pytest.skip("the registry gives lars a numeric learning rate")
+    from gradstep.cli import _compare_report as report
+
+    run = race.run_one(
+        problems.make_problems()["beale"], lars, steps=2, seed=0, backend="numpy", engine="eager"
+    )
+    assert report.lr_text(run) == lars.schedule and "(" in lars.schedule

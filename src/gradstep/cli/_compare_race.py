@@ -236,6 +236,14 @@ class Entry:
         lr = self.kwargs.get("learning_rate", self.spec.defaults.get("learning_rate"))
         return lr if isinstance(lr, int | float) else None
 
+    @property
+    def schedule(self) -> str | None:
+        """The learning rate when it is a schedule (shown instead of a number)."""
+        lr = self.kwargs.get("learning_rate", self.spec.defaults.get("learning_rate"))
+        if lr is None or isinstance(lr, int | float):
+            return None
+        return str(lr).removeprefix("<Schedule ").removesuffix(">")
+
 
 def make_entries(names: list[str], sets: dict, backend: str) -> list[Entry]:
     """Resolve every optimizer's arguments and validate them through its factory."""
@@ -328,6 +336,7 @@ class Run:
     evaluations: int = 0
     notes: list[str] = field(default_factory=list)
     tuning: dict | None = None
+    schedule: str | None = None  # the learning rate, when it is a schedule
     seed: int = 0
     replicas: list[Run] = field(default_factory=list)  # the same run on the other seeds
 
@@ -551,6 +560,7 @@ def run_one(problem, entry: Entry, *, steps: int, seed: int, backend: str, engin
             seed=seed,
         )
     run.seed = seed
+    run.schedule = getattr(entry, "schedule", None) if "learning_rate" not in kw else None
     if "needs_closure" in entry.spec.capabilities:
         run.notes.append(
             "steps with a closure: its steps are counted in gradient evaluations, "

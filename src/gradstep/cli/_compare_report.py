@@ -90,6 +90,12 @@ def status(run) -> str:
     return f"{first.status}{of}: {reason}"
 
 
+def lr_text(run) -> str:
+    if run.learning_rate is not None:
+        return f"{run.learning_rate:.3g}"
+    return run.schedule or "-"
+
+
 def table_rows(problem, runs) -> tuple[list[str], list[list[str]], list[bool]]:
     data = problem.kind == "data"
     head = ["#", "optimizer", f"steps to {problem.target:g}", "val loss" if data else "final"]
@@ -112,7 +118,7 @@ def table_rows(problem, runs) -> tuple[list[str], list[list[str]], list[bool]]:
             if "test acc" in head:
                 acc = a["final_test_accuracy"]
                 row.append("-" if acc is None else f"{100 * acc:.1f}%")
-        row += ["-" if run.learning_rate is None else f"{run.learning_rate:.3g}", status(run)]
+        row += [lr_text(run), status(run)]
         rows.append(row)
         bad.append(not a["ok"])
     return head, rows, bad
@@ -280,6 +286,7 @@ RUN_FIELDS = (
     "notes",
     "tuning",
     "seed",
+    "schedule",
 )
 
 

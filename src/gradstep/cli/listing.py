@@ -53,6 +53,25 @@ def run(args: argparse.Namespace) -> int:
     if args.markdown:
         print(markdown())
     else:
-        for spec in gradstep.REGISTRY:
-            print(f"{signature(spec):<72} {spec.summary}")
+        print(plain())
     return 0
+
+
+def plain(width: int = 100, column: int = 56) -> str:
+    """Signature and summary in two columns; a signature too long for its column gets
+    a line of its own and the summary goes under it, so the columns stay aligned. Long
+    summaries wrap inside their column."""
+    import textwrap
+
+    lines = []
+    for spec in gradstep.REGISTRY:
+        sig = signature(spec)
+        summary = textwrap.wrap(spec.summary, max(20, width - column - 1)) or [""]
+        if len(sig) > column:
+            lines.append(sig)
+            first = " " * column
+        else:
+            first = sig.ljust(column)
+        lines.append(f"{first} {summary[0]}")
+        lines += [" " * column + " " + rest for rest in summary[1:]]
+    return "\n".join(lines)
