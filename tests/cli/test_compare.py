@@ -92,8 +92,6 @@ def test_compare_writes_the_report(race_report):
         "profile.png",
         "trajectories.png",
         "losses.png",
-        "trajectories-rosenbrock.png",
-        "trajectories-saddle.png",
         "loss-logistic.png",
         "loss-lstsq.png",
         "trajectories.gif",

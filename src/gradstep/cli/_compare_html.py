@@ -154,9 +154,6 @@ def _problem_section(p, runs, cfg, by_name) -> list[str]:
         f"{p.target:g}, {seeds} seed{'s' if seeds > 1 else ''}.</p>",
         _table(head, rows, bad),
     ]
-    for fig in (f"loss-{p.name}.png", f"trajectories-{p.name}.png"):
-        if fig in by_name and not (
-            fig.startswith("trajectories") and "trajectories.png" in by_name
-        ):
-            out.append(_img(by_name[fig], fig))
+    if f"loss-{p.name}.png" in by_name:
+        out.append(_img(by_name[f"loss-{p.name}.png"], f"loss-{p.name}.png"))
     return out

@@ -3,8 +3,8 @@
 - ``profile.png``: the performance profile, rho(tau) per optimizer (the score);
 - ``loss-<problem>.png``: the monitored loss per problem, the median over seeds with
   a band from the lowest to the highest seed; ``losses.png``: all of them;
-- ``trajectories-<function>.png``: every optimizer's path over the contour plot of a
-  2-D function, clipped to its window; ``trajectories.png``: all functions;
+- ``trajectories.png``: every optimizer's path over the contour plot of each 2-D
+  function, clipped to its window;
 - ``trajectories.gif`` (``--animate``): the paths drawn step by step.
 
 Each optimizer keeps one colour, marker and line style in every figure; up to 40 of
@@ -304,13 +304,6 @@ def draw_all(
         _loss_curves(ax, p, runs_by_problem[p.name], style)
         _axis_legend(ax, names)
         written.append(_save(fig, out / f"loss-{p.name}.png", 90, keep))
-        if p.kind == "surface":
-            fig = _new_figure(8.4, 5.6)
-            ax = fig.subplots()
-            _contour(ax, p)
-            _paths(ax, runs_by_problem[p.name], style)
-            _axis_legend(ax, names)
-            written.append(_save(fig, out / f"trajectories-{p.name}.png", 90, keep))
     if animate and surfaces:
         written.append(
             animate_paths(
