@@ -188,7 +188,9 @@ def test_no_tune_is_labelled_as_the_defaults_race(tmp_path, capsys):
 
 
 def test_every_problem_name_is_reported(tmp_path):
-    code, out = compare(tmp_path, "--optimizers", "sgd", "--no-figures", "--no-tune")
+    code, out = compare(
+        tmp_path, "--optimizers", "sgd", "--problems", "all", "--no-figures", "--no-tune"
+    )
     assert code == 0
     results = load(out)
     assert {r["problem"] for r in results["results"]} == set(problems.make_problems())

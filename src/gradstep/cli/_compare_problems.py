@@ -341,7 +341,7 @@ class DigitsProblem:
 def make_problems() -> dict[str, Any]:
     """Every problem, by name, in the order of the report: the scored race first, then
     the 2-D gallery."""
-    from ._compare_workloads import LeastSquares
+    from ._compare_workloads import ConvDigits, LeastSquares
 
     gallery: list[Any] = [
         Surface(
@@ -409,5 +409,13 @@ def make_problems() -> dict[str, Any]:
             steps=150,
         ),
         LeastSquares(),
+        ConvDigits(
+            "conv",
+            "Conv net (digits)",
+            "A 3x3 convolution with 8 tanh channels and a linear layer on the 8x8 digits.",
+            hidden=0,
+            target=0.1,
+            steps=150,
+        ),
     ]
     return {p.name: p for p in race + gallery}

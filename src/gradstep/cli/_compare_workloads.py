@@ -1,6 +1,7 @@
-"""Generated workloads of ``gradstep compare`` (nothing downloaded): an ill-conditioned
-least-squares regression, where the curvature spans three orders of magnitude and plain
-gradient descent crawls along the flat directions.
+"""More workloads of ``gradstep compare`` (nothing downloaded): an ill-conditioned
+least-squares regression on generated data, where the curvature spans three orders of
+magnitude and plain gradient descent crawls along the flat directions, and a small
+convolutional net on the bundled 8x8 digits.
 
 It gives the race the same things as the digits problems (see
 :mod:`._compare_problems`): ``init``, ``batches``, ``loss_and_grad``, ``torch_loss``,
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ._compare_problems import DigitsProblem, _cross_entropy
 
 
 class LeastSquaresData:
@@ -135,3 +138,78 @@ class LeastSquares:
             "batch_size": self.batch_size,
             "target_loss": self.target,
         }
+
+
+def patches(images: np.ndarray) -> np.ndarray:
+    """The 3x3 patches of 8x8 images: ``(n, 36, 9)`` for the 6x6 valid positions."""
+    x = images.reshape(-1, 8, 8)
+    out = np.empty((len(x), 36, 9))
+    for i in range(6):
+        for j in range(6):
+            out[:, 6 * i + j, :] = x[:, i : i + 3, j : j + 3].reshape(len(x), 9)
+    return out
+
+
+@dataclass
+class ConvDigits(DigitsProblem):
+    """A small convolutional net on the 8x8 digits: ``channels`` filters of 3x3 (valid,
+    tanh), then a linear layer on the 6x6 maps. The digits split, batches, monitoring
+    and evaluation are :class:`DigitsProblem`'s; the patches of each part of the split
+    are cut once."""
+
+    channels: int = 8
+
+    def _patches_of(self, x: np.ndarray) -> np.ndarray:
+        d = self._data()
+        cache = d.__dict__.setdefault("patches", {})
+        for name in ("x_train", "x_val", "x_test"):
+            if x is getattr(d, name):
+                if name not in cache:
+                    cache[name] = patches(x)
+                return cache[name]
+        return patches(x)
+
+    def init(self, seed: int) -> dict[str, np.ndarray]:
+        self._data(seed)
+        rng = np.random.default_rng([seed, 23])
+        c = self.channels
+        return {
+            "K": rng.normal(0.0, 1.0 / 3.0, (9, c)),
+            "c": np.zeros(c),
+            "W": rng.normal(0.0, 1.0 / np.sqrt(36 * c), (36 * c, 10)),
+            "b": np.zeros(10),
+        }
+
+    def _forward(self, params: dict, x: np.ndarray):
+        return self._forward_patches(params, self._patches_of(x))
+
+    def _forward_patches(self, params: dict, p: np.ndarray):
+        h = np.tanh(p @ params["K"] + params["c"])  # (n, 36, channels)
+        return h.reshape(len(h), -1) @ params["W"] + params["b"], h
+
+    def _batch(self, batch):
+        d = self._data()
+        p = self._patches_of(d.x_train)
+        return (p, d.y_train) if batch is None else (p[batch], d.y_train[batch])
+
+    def loss_and_grad(self, params: dict, batch: np.ndarray | None) -> tuple[float, dict]:
+        p, y = self._batch(batch)
+        z, h = self._forward_patches(params, p)
+        loss, dz = _cross_entropy(z, y)
+        flat = h.reshape(len(h), -1)
+        dh = (dz @ params["W"].T).reshape(h.shape) * (1.0 - h * h)
+        return loss, {
+            "K": np.einsum("npk,npc->kc", p, dh),
+            "c": dh.sum(axis=(0, 1)),
+            "W": flat.T @ dz,
+            "b": dz.sum(axis=0),
+        }
+
+    def torch_loss(self, params: dict, batch: np.ndarray | None):
+        import torch
+        import torch.nn.functional as F
+
+        p, y = self._batch(batch)
+        h = torch.tanh(torch.from_numpy(p) @ params["K"] + params["c"])
+        z = h.reshape(len(p), -1) @ params["W"] + params["b"]
+        return F.cross_entropy(z, torch.from_numpy(y))

@@ -29,7 +29,10 @@ DESCRIPTION = (
     "them by an AlgoPerf-style performance profile; write a report: figures, "
     "results.json, results.csv and a single-file report.html."
 )
-PROBLEM_NAMES = ("logistic", "mlp", "lstsq", "rosenbrock", "beale", "saddle", "rastrigin")
+PROBLEM_NAMES = ("logistic", "mlp", "lstsq", "conv", "rosenbrock", "beale", "saddle", "rastrigin")
+#: the problems of a run without --problems; --full adds the rest (the conv net costs as
+#: much as all of these together)
+DEFAULT_PROBLEMS = ("logistic", "mlp", "lstsq", "rosenbrock", "beale", "saddle", "rastrigin")
 BACKENDS = ("numpy", "torch", "jax")
 #: what --quick, the default and --full set (each can be overridden by its own option)
 PRESETS = {
@@ -49,9 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--problems",
-        default="all",
+        default="",
         metavar="NAMES",
-        help=f"comma-separated, from {', '.join(PROBLEM_NAMES)}; default all",
+        help=f"comma-separated, from {', '.join(PROBLEM_NAMES)}, or 'all'; default all "
+        "but conv (--full: all)",
     )
     parser.add_argument(
         "--set",
@@ -278,7 +282,10 @@ def _race(args: argparse.Namespace) -> int:
     tuned = not args.no_tune
     seeds_per = args.seeds or preset["seeds"]
     all_problems = problems_module.make_problems()
-    problem_names = race.parse_names(args.problems, list(all_problems), "problem", PROBLEM_NAMES)
+    default_problems = PROBLEM_NAMES if args.full else DEFAULT_PROBLEMS
+    problem_names = race.parse_names(
+        args.problems, list(all_problems), "problem", list(default_problems)
+    )
     names = race.parse_names(
         args.optimizers,
         gradstep.REGISTRY.names(),
