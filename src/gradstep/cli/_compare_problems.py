@@ -341,7 +341,7 @@ class DigitsProblem:
 def make_problems() -> dict[str, Any]:
     """Every problem, by name, in the order of the report: the scored race first, then
     the 2-D gallery."""
-    from ._compare_workloads import ConvDigits, LeastSquares
+    from ._compare_workloads import ConvDigits, LeastSquares, NextToken
 
     gallery: list[Any] = [
         Surface(
@@ -415,6 +415,15 @@ def make_problems() -> dict[str, Any]:
             "A 3x3 convolution with 8 tanh channels and a linear layer on the 8x8 digits.",
             hidden=0,
             target=0.1,
+            steps=150,
+        ),
+        NextToken(
+            "text",
+            "Next token (synthetic language)",
+            "Next-token prediction on a generated Markov-chain language of 64 tokens with "
+            "Zipf-distributed frequencies, by an embedding of width 16 and a softmax.",
+            hidden=0,
+            target=3.85,
             steps=150,
         ),
     ]

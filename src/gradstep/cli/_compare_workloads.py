@@ -213,3 +213,88 @@ class ConvDigits(DigitsProblem):
         h = torch.tanh(torch.from_numpy(p) @ params["K"] + params["c"])
         z = h.reshape(len(p), -1) @ params["W"] + params["b"]
         return F.cross_entropy(z, torch.from_numpy(y))
+
+
+class MarkovText:
+    """A synthetic language: a Markov chain over ``vocab`` tokens whose frequencies are
+    heavy-tailed (Zipf), as words are; each token's successors mix the global Zipf law
+    with its own random preference. Consecutive pairs, split 60/20/20 in order."""
+
+    _cache: dict[int, MarkovText] = {}
+
+    def __init__(self, seed: int, vocab: int = 64, length: int = 6000):
+        rng = np.random.default_rng([seed, 29])
+        zipf = 1.0 / np.arange(1, vocab + 1) ** 1.1
+        zipf /= zipf.sum()
+        rows = np.array([0.5 * zipf + 0.5 * zipf[rng.permutation(vocab)] for _ in range(vocab)])
+        cumulative = np.cumsum(rows / rows.sum(axis=1, keepdims=True), axis=1)
+        draws = rng.random(length)
+        tokens = np.empty(length + 1, dtype=np.int64)
+        tokens[0] = 0
+        for t in range(length):
+            tokens[t + 1] = min(np.searchsorted(cumulative[tokens[t]], draws[t]), vocab - 1)
+        x, y = tokens[:-1], tokens[1:]
+        n_train, n_val = int(0.6 * length), int(0.2 * length)
+        self.x_train, self.y_train = x[:n_train], y[:n_train]
+        self.x_val, self.y_val = x[n_train : n_train + n_val], y[n_train : n_train + n_val]
+        self.x_test, self.y_test = x[n_train + n_val :], y[n_train + n_val :]
+        self.vocab = vocab
+
+    @classmethod
+    def get(cls, seed: int) -> MarkovText:
+        if seed not in cls._cache:
+            cls._cache[seed] = cls(seed)
+        return cls._cache[seed]
+
+
+@dataclass
+class NextToken(DigitsProblem):
+    """Next-token prediction on :class:`MarkovText` with an embedding of width
+    ``width`` and a softmax over the vocabulary (a factorised bigram model): rare
+    tokens' rows get rare, small gradients, where adaptive methods and SGD part ways."""
+
+    width: int = 16
+
+    def _data(self, seed: int | None = None):  # the split is MarkovText's
+        if self.data is None:
+            self.data = MarkovText.get(self.split_seed)
+            self.data.classes = self.data.vocab
+        return self.data
+
+    def init(self, seed: int) -> dict[str, np.ndarray]:
+        d = self._data(seed)
+        rng = np.random.default_rng([seed, 31])
+        return {
+            "E": rng.normal(0.0, 0.1, (d.vocab, self.width)),
+            "W": rng.normal(0.0, 1.0 / np.sqrt(self.width), (self.width, d.vocab)),
+            "b": np.zeros(d.vocab),
+        }
+
+    def _forward(self, params: dict, x: np.ndarray):
+        h = params["E"][x]
+        return h @ params["W"] + params["b"], h
+
+    def _loss_grad_on(self, params: dict, x: np.ndarray, y: np.ndarray):
+        z, h = self._forward(params, x)
+        loss, dz = _cross_entropy(z, y)
+        d_embedding = np.zeros_like(params["E"])
+        np.add.at(d_embedding, x, dz @ params["W"].T)
+        return loss, {"E": d_embedding, "W": h.T @ dz, "b": dz.sum(axis=0)}
+
+    def torch_loss(self, params: dict, batch: np.ndarray | None):
+        import torch
+        import torch.nn.functional as F
+
+        d = self._data()
+        x, y = (d.x_train, d.y_train) if batch is None else (d.x_train[batch], d.y_train[batch])
+        z = params["E"][torch.from_numpy(x)] @ params["W"] + params["b"]
+        return F.cross_entropy(z, torch.from_numpy(y))
+
+    @property
+    def description(self) -> str:
+        d = self._data()
+        return (
+            f"{self.summary} {len(d.y_train)} training, {len(d.y_val)} validation and "
+            f"{len(d.y_test)} test token pairs, mini-batches of {self.batch_size}; curves "
+            "and target on the validation cross-entropy."
+        )

@@ -24,14 +24,25 @@ from pathlib import Path
 from . import _compare_race as race
 
 DESCRIPTION = (
-    "Race optimizers, each with its learning rate tuned per problem, on real-data "
-    "workloads (digits, ill-conditioned least squares) and 2-D test functions; score "
+    "Race optimizers, each with its learning rate tuned per problem, on small "
+    "workloads (digits, ill-conditioned least squares; --full adds a conv net and a "
+    "synthetic language model) and 2-D test functions; score "
     "them by an AlgoPerf-style performance profile; write a report: figures, "
     "results.json, results.csv and a single-file report.html."
 )
-PROBLEM_NAMES = ("logistic", "mlp", "lstsq", "conv", "rosenbrock", "beale", "saddle", "rastrigin")
-#: the problems of a run without --problems; --full adds the rest (the conv net costs as
-#: much as all of these together)
+PROBLEM_NAMES = (
+    "logistic",
+    "mlp",
+    "lstsq",
+    "conv",
+    "text",
+    "rosenbrock",
+    "beale",
+    "saddle",
+    "rastrigin",
+)
+#: the problems of a run without --problems; --full adds the rest (the conv net and the
+#: language model would double the default run's time)
 DEFAULT_PROBLEMS = ("logistic", "mlp", "lstsq", "rosenbrock", "beale", "saddle", "rastrigin")
 BACKENDS = ("numpy", "torch", "jax")
 #: what --quick, the default and --full set (each can be overridden by its own option)
@@ -55,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         metavar="NAMES",
         help=f"comma-separated, from {', '.join(PROBLEM_NAMES)}, or 'all'; default all "
-        "but conv (--full: all)",
+        "but conv and text (--full: all)",
     )
     parser.add_argument(
         "--set",
