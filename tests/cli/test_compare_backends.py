@@ -39,6 +39,17 @@ def test_every_registered_optimizer_runs_on_every_backend(backend, request):
         pytest.xfail(f"known failure on {backend}: {sorted(known)}")
 
 
+def test_the_jax_backend_leaves_jax_precision_as_it_found_it():
+    jax = pytest.importorskip("jax")
+    before = bool(jax.config.jax_enable_x64)
+    (adam,) = race.make_entries(["adam"], {}, "jax")
+    run = race.run_one(
+        problems.make_problems()["beale"], adam, steps=2, seed=0, backend="jax", engine="eager"
+    )
+    assert run.status == "ok" and run.engine == "jax"
+    assert bool(jax.config.jax_enable_x64) == before
+
+
 def test_the_version_is_printed(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])

@@ -27,6 +27,19 @@ def available() -> str | None:
 
 
 def run_jax(problem, entry, steps: int, seed: int, Run, record, finish, **overrides):
+    """One run in float64 (the NumPy backend's precision); JAX's global x64 setting is
+    restored afterwards, so code running after the race sees what it set itself."""
+    import jax
+
+    before = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        return _run_x64(problem, entry, steps, seed, Run, record, finish, **overrides)
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+def _run_x64(problem, entry, steps: int, seed: int, Run, record, finish, **overrides):
     import jax
     import jax.numpy as jnp
 
@@ -43,7 +56,6 @@ def run_jax(problem, entry, steps: int, seed: int, Run, record, finish, **overri
     path = [params["xy"].copy()] if problem.kind == "surface" else None
     with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
         warnings.simplefilter("always")
-        jax.config.update("jax_enable_x64", True)
         if closure_needed:
             state = transform.init(params)
         else:
