@@ -11,13 +11,6 @@ from gradstep.cli import main
 BACKENDS = ["numpy", "torch", "jax"]
 
 
-def _broken_here(backend: str, name: str) -> bool:
-    # gradstep.torch.TransformOptimizer([w], gradstep.lbfgs()).step(closure) raises
-    # "can only convert an array of size 1 to a Python scalar" (issue 17); the fix is
-    # in the torch front. strict: this case fails loudly once the fix lands.
-    return backend == "torch" and name == "lbfgs"
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_registered_optimizer_runs_on_every_backend(backend, request):
     if backend == "torch":
@@ -33,10 +26,7 @@ def test_every_registered_optimizer_runs_on_every_backend(backend, request):
             failed[spec.name] = run.reason
         elif run.status == "ok":
             assert run.curve_steps[0] == 0 and len(run.curve_loss) >= 2, spec.name
-    known = {n for n in failed if _broken_here(backend, n)}
-    assert set(failed) - known == set(), failed
-    if known:
-        pytest.xfail(f"known failure on {backend}: {sorted(known)}")
+    assert failed == {}, failed
 
 
 def test_the_jax_backend_leaves_jax_precision_as_it_found_it():
