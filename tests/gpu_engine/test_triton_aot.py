@@ -32,6 +32,7 @@ SCRIPT = textwrap.dedent(
     cases["clip+adamw"] = (
         gradstep.chain(T.clip_by_global_norm(1.0), gradstep.adamw(1e-3)), torch.float32)
     cases["adamw-bfloat16"] = (gradstep.adamw(1e-3), torch.bfloat16)
+    cases["lamb"] = (gradstep.lamb(1e-3), torch.float32)  # a per-tensor reduction pass
     # isfinite and finite_or_zero read a module-level constant of _triton_ops
     cases["zero-policy+adam"] = (T.nonfinite_policy(gradstep.adam(1e-3), "zero"), torch.float32)
     cases["adam-float16"] = (gradstep.adam(1e-3), torch.float16)
@@ -78,3 +79,4 @@ def test_full_chunks_use_128_bit_vector_loads_and_stores(compiled):
         assert step["vector_loads"] >= 2, (name, step)
         assert step["vector_stores"] >= 1, (name, step)
     assert compiled["clip+adamw"]["reduce0"]["vector_loads"] >= 1
+    assert any(k.startswith("reduce") for k in compiled["lamb"])

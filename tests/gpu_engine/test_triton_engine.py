@@ -65,6 +65,32 @@ def test_every_elementwise_rule_equals_eager(rule, kwargs):
     assert_close(got, want, torch.float32)
 
 
+def triton_rules_beyond_elementwise():
+    for spec in gradstep.REGISTRY:
+        if "elementwise" in spec.capabilities:
+            continue
+        try:
+            TritonEngine(spec.factory(**spec.test_hyperparams))
+        except NotFusable:
+            continue
+        yield pytest.param(spec.name, spec.test_hyperparams, id=spec.name)
+
+
+def test_the_per_tensor_reductions_run_on_the_triton_engine():
+    names = [p.values[0] for p in triton_rules_beyond_elementwise()]
+    assert {"lamb", "lars"} <= set(names), names
+
+
+@pytest.mark.parametrize("rule, kwargs", list(triton_rules_beyond_elementwise()))
+def test_layerwise_rules_equal_eager(rule, kwargs):
+    """LAMB's and LARS's trust ratios: per-tensor sums of squares by a device pass,
+    the rule's own combine on torch operations, then the main pass."""
+    factory = gradstep.REGISTRY[rule].factory
+    got, _ = run(factory(**kwargs), "triton")
+    want, _ = run(factory(**kwargs), "eager")
+    assert_close(got, want, torch.float32)
+
+
 CHAINS = {
     "clip+decay+adam+ema": lambda: T.parameter_ema(
         gradstep.chain(

@@ -49,6 +49,7 @@ import numpy as np
 from .._core import tree as _tree
 from .._core.combine import Masked, _labels_for
 from .._core.elementwise import Elementwise, NormScaled
+from .._core.per_tensor import PerTensorReduction
 from .._core.transform import Chain, Transform, walk
 from .._core.xmath import HELPERS, OPERATIONS
 from .element_source import SourceError, element_sources
@@ -94,11 +95,19 @@ class Stage:
     def is_reduction(self) -> bool:
         return isinstance(self.stage, NormScaled)
 
+    @property
+    def is_per_tensor(self) -> bool:
+        """A stage whose element function also takes per-tensor scalars computed
+        from sums of squares (LAMB's and LARS's trust ratios)."""
+        return isinstance(self.stage, PerTensorReduction)
 
-def flatten_stages(transform: Transform) -> list[Stage]:
+
+def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage]:
     """The elementwise stages of ``transform`` in order, or :class:`NotFusable`.
 
-    Chains and one level of masks are compiled; any other transform is not."""
+    Chains and one level of masks are compiled; any other transform is not.
+    ``per_tensor``: the caller also runs per-tensor reduction stages (the Triton
+    engine does; this engine does not)."""
     out: list[Stage] = []
     for visit in walk(transform):
         t = visit.transform
@@ -115,13 +124,20 @@ def flatten_stages(transform: Transform) -> list[Stage]:
         elif type(t) is Elementwise:
             _check_element_function(t)
             out.append(Stage(len(out), t, visit.path, mask))
+        elif per_tensor and type(t) is PerTensorReduction and mask is None:
+            _check_element_function(t)
+            _check_element_function(t, t.norms)
+            out.append(Stage(len(out), t, visit.path))
         else:
             raise NotFusable(f"{type(t).__name__} {t.name!r} is not an elementwise stage")
     return out
 
 
-def _check_element_function(t: Elementwise) -> None:
-    code = t.element.__code__
+def _check_element_function(t: Elementwise, fn: Any = None) -> None:
+    fn = t.element if fn is None else fn
+    if not hasattr(fn, "__code__"):
+        raise NotFusable(f"{t.name!r}: {fn!r} is not a plain function")
+    code = fn.__code__
     unknown = set(code.co_names) - set(OPERATIONS) - set(HELPERS)
     if unknown or code.co_freevars:
         raise NotFusable(

@@ -79,7 +79,7 @@ class TritonEngine:
         num_warps: int = NUM_WARPS,
     ):
         self.transform = transform
-        self.stages = flatten_stages(transform)
+        self.stages = flatten_stages(transform, per_tensor=True)
         self.block, self.iters, self.num_warps = block, iters, num_warps
         row, offset, column = 2, 0, 0
         for st in self.stages:
@@ -91,7 +91,11 @@ class TritonEngine:
             else:
                 st.scalar_offset = offset
                 offset += len(st.stage.scalar_names())
+            if st.is_per_tensor:
+                st.reduction_column = column
+                column += len(st.stage.tensor_scalars)
         self.n_rows, self.n_scalars, self.n_factors = row, offset, column
+        self.terms = {st.index: _norm_terms(st.stage) for st in self.stages if st.is_per_tensor}
         self._modules: dict[tuple, Any] = {}
         self._tables: _Tables | None = None
         self._factor_fns: dict[int, Any] = {}
@@ -103,7 +107,9 @@ class TritonEngine:
     # -- the generated kernels -----------------------------------------------------
 
     def source(self, row_dtypes: list[str], math: str, bool_scalars: set[int]) -> str:
-        return triton_codegen.generate_source(self.stages, row_dtypes, math, bool_scalars)
+        return triton_codegen.generate_source(
+            self.stages, row_dtypes, math, bool_scalars, self.terms
+        )
 
     def _module(self, row_dtypes: tuple[str, ...], math: str, bool_scalars: frozenset[int]):
         key = (row_dtypes, math, bool_scalars)
@@ -130,7 +136,12 @@ class TritonEngine:
         nodes = [_node(state, st.state_path) for st in self.stages]
         counts = [int(node["count"]) if "count" in node else 0 for node in nodes]
         covered, slots = self._selection(nodes, params, len(w_leaves))
-        tables = self._checked_tables(w_leaves, slots, covered)
+        flags = {
+            st.index: st.stage.tensor_flags(params, None, len(w_leaves))
+            for st in self.stages
+            if st.is_per_tensor
+        }
+        tables = self._checked_tables(w_leaves, slots, covered, flags)
         grads = tables.check_grads(g_leaves)
         self._launch(tables, grads, counts, ctx)
         for st, node, count in zip(self.stages, nodes, counts):
@@ -155,10 +166,13 @@ class TritonEngine:
                 rows.append([next(leaves) if c else None for c in covered])
         return covered_by_stage, rows
 
-    def _checked_tables(self, ws: list, slots: list[list], covered: list[list]) -> _Tables:
+    def _checked_tables(
+        self, ws: list, slots: list[list], covered: list[list], flags: dict | None = None
+    ) -> _Tables:
         tables = self._tables
-        if tables is None or not tables.matches(ws, slots, covered):
-            tables = self._tables = _Tables(self, ws, slots, covered)
+        flags = flags or {}
+        if tables is None or not tables.matches(ws, slots, covered) or tables.flags != flags:
+            tables = self._tables = _Tables(self, ws, slots, covered, flags)
         return tables
 
     def _scalars(self, counts: list[int], ctx: dict) -> tuple[list, frozenset[int]]:
@@ -275,11 +289,48 @@ class TritonEngine:
                 sums = torch.zeros(tables.n_tensors, dtype=torch.float64, device=tables.device)
                 sums.index_add_(0, tables.chunk_tensor, acc)
                 tscal[:, st.reduction_column] = self._factors(st, sums, count, ctx).to(tscal.dtype)
+            elif st.is_per_tensor:
+                terms = self.terms[st.index]
+                acc = torch.empty(
+                    tables.n_chunks * terms, dtype=torch.float64, device=tables.device
+                )
+                kernel = getattr(module, f"reduce{st.index}")
+                kernel[(tables.n_chunks,)](
+                    tables.chunks, ptrs, scal, tscal, tables.tmask, amp, tables.n_tensors,
+                    tables.n_factor_columns, acc, BLOCK=self.block, ITERS=self.iters,
+                    num_warps=self.num_warps, enable_fp_fusion=False,
+                )  # fmt: skip
+                sums = torch.zeros(
+                    (tables.n_tensors, terms), dtype=torch.float64, device=tables.device
+                )
+                sums.index_add_(0, tables.chunk_tensor, acc.view(tables.n_chunks, terms))
+                self._tensor_scalars(st, tables, sums, count, ctx)
         module.step[(tables.n_chunks,)](
             tables.chunks, ptrs, scal, tscal, tables.tmask, amp, tables.n_tensors,
             tables.n_factor_columns, BLOCK=self.block, ITERS=self.iters, num_warps=self.num_warps,
             enable_fp_fusion=False,
         )  # fmt: skip
+
+    def _tensor_scalars(self, st, tables: _Tables, sums: torch.Tensor, count: Any, ctx: dict):
+        """A per-tensor reduction's scalars, on the device: the stage's own ``combine``
+        bound to torch operations, once per group of tensors with the same mask
+        flags, written into the stage's columns of the factor table."""
+        stage = st.stage
+        fn = self._factor_fns.get(st.index)
+        if fn is None:
+            combine = getattr(stage.combine, "__wrapped__", stage.combine)
+            fn = self._factor_fns[st.index] = element_for(combine, namespace_of(sums))
+        h = resolve(stage.hyperparams, count, ctx)
+        tscal = tables.tscal
+        for flags, idx in tables.flag_groups[st.index]:
+            chosen = sums.index_select(0, idx)
+            values = fn(tuple(chosen[:, t] for t in range(chosen.shape[1])), flags, h)
+            for k, name in enumerate(stage.tensor_scalars):
+                value = values[name]
+                if not isinstance(value, torch.Tensor):
+                    value = torch.full((), float(value), dtype=tscal.dtype, device=tscal.device)
+                column = tscal[:, st.reduction_column + k]
+                column.index_copy_(0, idx, value.to(tscal.dtype).expand(idx.shape[0]))
 
     def _factors(self, st, sums: torch.Tensor, count: int, ctx: dict) -> torch.Tensor:
         """Each tensor's factor from the sums of squares, on the device: the stage's
@@ -316,7 +367,9 @@ class TritonEngine:
             "amp": scalar, "n_tensors": "i64", "n_factors": "i64",
         }  # fmt: skip
         out = {}
-        kernels = ["step"] + [f"reduce{st.index}" for st in self.stages if st.is_reduction]
+        kernels = ["step"] + [
+            f"reduce{st.index}" for st in self.stages if st.is_reduction or st.is_per_tensor
+        ]
         for kernel_name in kernels:
             sig = dict(signature)
             if kernel_name != "step":
@@ -355,6 +408,18 @@ def amp_pair(grad_scale: Any, found_inf: Any, like: torch.Tensor) -> torch.Tenso
     return torch.stack([inv.reshape(()), found.reshape(())])
 
 
+def _norm_terms(stage: Any) -> int:
+    """How many arrays a per-tensor reduction's ``norms`` returns (evaluated once on
+    one-element NumPy arrays)."""
+    import numpy as np
+
+    one = np.ones(1)
+    arrays = [one] * (1 + stage.uses_params + len(stage.slots))
+    scalars = [1.0] * len(stage.scalar_names())
+    result = element_for(stage.norms, namespace_of(one))(*arrays, *scalars)
+    return len(result) if isinstance(result, tuple) else 1
+
+
 def _node(state: dict, path: tuple[str, ...]) -> dict:
     for key in path:
         state = state[key]
@@ -381,7 +446,14 @@ class _Tables:
     dtypes), so a replaced or reallocated tensor rebuilds them.
     """
 
-    def __init__(self, engine: TritonEngine, ws: list, slots: list[list], covered: list[list]):
+    def __init__(
+        self,
+        engine: TritonEngine,
+        ws: list,
+        slots: list[list],
+        covered: list[list],
+        flags: dict | None = None,
+    ):
         w0 = ws[0]
         if not isinstance(w0, torch.Tensor):
             raise Unsupported(f"parameters of type {type(w0).__name__}")
@@ -436,6 +508,16 @@ class _Tables:
         self._graph_sources: list[torch.Tensor] = []
         self.g_refs: list | None = None
         self.covered = covered
+        # per-tensor reductions: the tensors of each combination of mask flags
+        self.flags = flags or {}
+        self.flag_groups: dict[int, list] = {}
+        for index, per_tensor in self.flags.items():
+            groups: dict[tuple, list[int]] = {}
+            for i, f in enumerate(per_tensor):
+                groups.setdefault(tuple(sorted(f.items())), []).append(i)
+            self.flag_groups[index] = [
+                (dict(key), self.to_device(members, torch.int64)) for key, members in groups.items()
+            ]
         masks = [[int(c) for c in row] for row in covered]
         self.tmask = self.to_device(masks or [[1]], torch.uint8)
         self.n_factor_columns = max(engine.n_factors, 1)

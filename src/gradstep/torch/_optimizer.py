@@ -82,6 +82,7 @@ class _ReducedCombine:
 
     def __init__(self, combine):
         self.combine = combine
+        self.__wrapped__ = combine  # what an engine that reduces on its own calls
         self.reduce = None
         self.calls = 0
 
@@ -123,11 +124,13 @@ def _global_norm(t: Transform) -> bool:
     return any(isinstance(v.transform, NormScaled) and not v.transform.per_tensor for v in walk(t))
 
 
-def _fusable(t: Transform) -> bool:
+def _fusable(t: Transform, per_tensor: bool = False) -> bool:
+    """The numba engine can compile ``t`` (``per_tensor``: the Triton engine, which
+    also runs per-tensor reductions such as LAMB's trust ratio)."""
     from ..engines.fused import NotFusable, flatten_stages
 
     try:
-        flatten_stages(t)
+        flatten_stages(t, per_tensor=per_tensor)
     except NotFusable:
         return False
     return True
@@ -202,6 +205,7 @@ class _Rule:
             self.inner_name = run.stage_names[1]
         self.run = run
         self.fusable = _fusable(run)
+        self.triton_fusable = _fusable(run, per_tensor=True)
         self.local_ok = _local_ok(transform)
         self.global_norm = _global_norm(transform)
         self._checked: dict[int, tuple] = {}
@@ -935,7 +939,9 @@ class TransformOptimizer(torch.optim.Optimizer):
         """Step CUDA ``members`` (or any, for ``engine="triton"``): the Triton engine
         where it can, else the transform's own update on the tensors; True if the
         engine advanced the step counts."""
-        usable = rule.fusable and members[0].mode != "gather"
+        # sharded parameters whose norms must be reduced across ranks run eager
+        mode = members[0].mode
+        usable = rule.triton_fusable and (mode == "plain" or (mode == "local" and not rule.hooks))
         usable = usable and all(_cuda.member_runs_on_triton(m) for m in members)
         wanted = engine in ("fused", "triton") or (engine == "auto" and foreach is not True)
         if wanted and usable and not _cuda.triton_available():
@@ -949,12 +955,12 @@ class TransformOptimizer(torch.optim.Optimizer):
         if engine in ("fused", "triton") and not usable:
             why = (
                 "Triton is missing"
-                if rule.fusable
+                if rule.triton_fusable
                 else f"the transform {rule.transform!r} has stages the fused engine cannot compile"
             )
-            if rule.fusable and members[0].mode == "gather":
+            if rule.triton_fusable and members[0].mode == "gather":
                 why = "sharded parameters of this transform need whole tensors"
-            elif rule.fusable:
+            elif rule.triton_fusable:
                 m = next(m for m in members if not _cuda.member_runs_on_triton(m))
                 why = (
                     f"a parameter is {m.w.dtype} on {m.w.device} "
