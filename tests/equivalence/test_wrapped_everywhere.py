@@ -157,25 +157,6 @@ KNOWN_DIVERGENCES = {
         "shapes) in separate calls, so skip_nonfinite sees only some of the gradients "
         "and skips only the calls with a non-finite element, not the whole step",
     ),
-    ("torch", "accumulate"): (
-        {
-            "adam",
-            "adamw",
-            "adamax",
-            "ftml",
-            "nadam",
-            "lars",
-            "lamb",
-            "lbsgd",
-            "radam",
-            "muon",
-            "schedule_free_sgd",
-            "schedule_free_adamw",
-        },
-        "the torch front keeps one 'step' per parameter, advanced on every call, and "
-        "hands it to the rule as its step count; inside accumulate the rule's count "
-        "advances once per window, so its bias corrections use the wrong step",
-    ),
 }
 
 
