@@ -28,7 +28,6 @@ on CPU tensors, which is how the test suite checks them.
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Any
 
 import torch
@@ -39,28 +38,12 @@ from .._core.elementwise import resolve
 from .._core.namespaces import element_for, namespace_of
 from .._core.transform import Transform
 from . import triton_codegen
-from .fused import Unsupported, flatten_stages, load_kernels
+from .fused import flatten_stages, load_kernels
+from .triton_tables import STORAGE_DTYPES, _Tables, math_dtype
 
-STORAGE_DTYPES = {
-    torch.float32: "float32",
-    torch.float64: "float64",
-    torch.float16: "float16",
-    torch.bfloat16: "bfloat16",
-}
 BLOCK = 1024  # elements per block: 4 KB of float32, a 128-bit vector per lane
 ITERS = 4  # blocks per chunk
 NUM_WARPS = 4
-ALIGNMENT = 16  # bytes: the width of a vector load
-
-
-def interpreted() -> bool:
-    """Triton runs kernels on CPU tensors through its interpreter."""
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def math_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype element math on tensors of ``dtype`` runs in."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 class TritonEngine:
@@ -432,169 +415,6 @@ def _count_like(old: Any, value: int) -> Any:
     import numpy as np
 
     return np.asarray(value, dtype=np.int64)
-
-
-def _aligned(t: torch.Tensor) -> bool:
-    return t.data_ptr() % ALIGNMENT == 0
-
-
-class _Tables:
-    """The device tables of one list of tensors: chunks, pointers, masks, factors.
-
-    Built from the parameters and slots; ``matches`` tells, cheaply, whether they
-    still describe the same memory (same objects, same data pointers, shapes and
-    dtypes), so a replaced or reallocated tensor rebuilds them.
-    """
-
-    def __init__(
-        self,
-        engine: TritonEngine,
-        ws: list,
-        slots: list[list],
-        covered: list[list],
-        flags: dict | None = None,
-    ):
-        w0 = ws[0]
-        if not isinstance(w0, torch.Tensor):
-            raise Unsupported(f"parameters of type {type(w0).__name__}")
-        self.device = w0.device
-        self.dtype = w0.dtype
-        if self.dtype not in STORAGE_DTYPES:
-            raise Unsupported(f"dtype {self.dtype} (the Triton engine runs floating tensors)")
-        if self.device.type != "cuda" and not interpreted():
-            raise Unsupported(f"tensors on {self.device} (the Triton engine runs CUDA tensors)")
-        for i, w in enumerate(ws):
-            _check_tensor(f"parameter {i}", w, self.device, self.dtype, w.shape, write=True)
-        slot_dtypes = []
-        for r, row in enumerate(slots):
-            dtypes = {a.dtype for a in row if a is not None}
-            if len(dtypes) > 1:
-                raise Unsupported(f"slot row {r} mixes dtypes {sorted(map(str, dtypes))}")
-            dtype = dtypes.pop() if dtypes else self.dtype
-            if dtype not in STORAGE_DTYPES:
-                raise Unsupported(f"state of dtype {dtype}")
-            for i, a in enumerate(row):
-                if a is not None:
-                    _check_tensor(f"state slot {r} of parameter {i}", a, self.device, dtype,
-                                  ws[i].shape, write=True)  # fmt: skip
-            slot_dtypes.append(STORAGE_DTYPES[dtype])
-        self.ws = list(ws)
-        self.slots = [list(row) for row in slots]
-        self.math = math_dtype(self.dtype)
-        self.math_name = STORAGE_DTYPES[self.math]
-        self.row_dtypes = (STORAGE_DTYPES[self.dtype],) * 2 + tuple(slot_dtypes)
-        self.n_tensors = len(ws)
-        self.w_ptrs = [w.data_ptr() for w in ws]
-        self.slot_ptrs = [[0 if a is None else a.data_ptr() for a in row] for row in slots]
-        aligned = [
-            _aligned(w) and all(row[i] is None or _aligned(row[i]) for row in slots)
-            for i, w in enumerate(ws)
-        ]
-        chunk = engine.chunk
-        rows, owner = [], []
-        for j, w in enumerate(ws):
-            n = w.numel()
-            for start in range(0, n, chunk):
-                length = min(chunk, n - start)
-                rows.append((j, start, length, int(aligned[j] and length == chunk)))
-                owner.append(j)
-        self.n_chunks = len(rows)
-        self.chunks = self.to_device(rows, torch.int64).reshape(-1, 4)
-        self.chunk_tensor = self.to_device(owner, torch.int64)
-        pointer_rows = [[0] * len(ws), self.w_ptrs] + self.slot_ptrs
-        self._host_ptrs = pointer_rows
-        self.ptrs = self.to_device(pointer_rows, torch.int64)
-        self.g_ptrs: list[int] | None = None
-        self._graph_sources: list[torch.Tensor] = []
-        self.g_refs: list | None = None
-        self.covered = covered
-        # per-tensor reductions: the tensors of each combination of mask flags
-        self.flags = flags or {}
-        self.flag_groups: dict[int, list] = {}
-        for index, per_tensor in self.flags.items():
-            groups: dict[tuple, list[int]] = {}
-            for i, f in enumerate(per_tensor):
-                groups.setdefault(tuple(sorted(f.items())), []).append(i)
-            self.flag_groups[index] = [
-                (dict(key), self.to_device(members, torch.int64)) for key, members in groups.items()
-            ]
-        masks = [[int(c) for c in row] for row in covered]
-        self.tmask = self.to_device(masks or [[1]], torch.uint8)
-        self.n_factor_columns = max(engine.n_factors, 1)
-        self.no_amp = self.to_device([1.0, 0.0], self.math)
-        self.tscal = torch.zeros(
-            (len(ws), self.n_factor_columns), dtype=self.math, device=self.device
-        )
-
-    def to_device(self, values: list, dtype: torch.dtype) -> torch.Tensor:
-        """``values`` as a tensor on the device, copied without a host synchronisation
-        (pinned memory, asynchronous copy) on CUDA."""
-        if self.device.type != "cuda":
-            return torch.tensor(values, dtype=dtype, device=self.device)
-        host = torch.tensor(values, dtype=dtype, pin_memory=True)
-        return host.to(self.device, non_blocking=True)
-
-    def matches(self, ws: list, slots: list[list], covered: list[list]) -> bool:
-        """The same parameters and slots at the same addresses as when built."""
-        if len(ws) != self.n_tensors or len(slots) != len(self.slots) or covered != self.covered:
-            return False
-        for a, b in zip(ws, self.ws):
-            if a is not b:
-                return False
-        if [w.data_ptr() for w in ws] != self.w_ptrs:
-            return False
-        for row, old, ptrs in zip(slots, self.slots, self.slot_ptrs):
-            for a, b in zip(row, old):
-                if a is not b:
-                    return False
-            if [0 if a is None else a.data_ptr() for a in row] != ptrs:
-                return False
-        return all(w.is_contiguous() for w in ws) and all(
-            a is None or a.is_contiguous() for row in slots for a in row
-        )
-
-    def check_grads(self, grads: list) -> list[int]:
-        """The gradients' data pointers, each gradient checked against its parameter."""
-        if len(grads) != self.n_tensors:
-            raise ValueError(f"{len(grads)} gradients for {self.n_tensors} parameters")
-        for i, (g, w) in enumerate(zip(grads, self.ws)):
-            _check_tensor(f"gradient {i}", g, self.device, self.dtype, w.shape, write=False)
-        return [g.data_ptr() for g in grads]
-
-    def ptrs_with_grads(self, g_ptrs: list[int]) -> torch.Tensor:
-        """The pointer table with this step's gradient row (copied only when the
-        gradients moved).
-
-        During CUDA-graph capture the row is copied from a pinned host buffer kept
-        for as long as the tables live (each replay copies from it again); once a
-        graph has been captured, the host no longer knows which row the device
-        holds, so every later step copies its own.
-        """
-        capturing = self.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-        if capturing:
-            host = torch.tensor(g_ptrs, dtype=torch.int64, pin_memory=True)
-            self._graph_sources.append(host)
-            self.ptrs[0].copy_(host, non_blocking=True)
-            self.g_ptrs = None
-        elif g_ptrs != self.g_ptrs or self._graph_sources:
-            self.ptrs[0].copy_(self.to_device(g_ptrs, torch.int64), non_blocking=True)
-            self.g_ptrs = g_ptrs
-        return self.ptrs
-
-
-def _check_tensor(what: str, t: Any, device, dtype, shape, write: bool) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise Unsupported(f"{what} is a {type(t).__name__}, not a tensor")
-    if t.device != device or t.dtype != dtype:
-        raise Unsupported(f"{what} is {t.dtype} on {t.device}, expected {dtype} on {device}")
-    if t.shape != shape:
-        raise ValueError(f"{what} has shape {tuple(t.shape)}, its parameter {tuple(shape)}")
-    if t.layout != torch.strided or not t.is_contiguous():
-        raise Unsupported(f"{what} is not a contiguous dense tensor")
-    if (
-        write and t.requires_grad and torch.is_grad_enabled()
-    ):  # pragma: no cover - guarded by fronts
-        raise Unsupported(f"{what} requires grad; step under torch.no_grad()")
 
 
 def source_digest(source: str) -> str:
