@@ -61,3 +61,18 @@ def test_finite_wherever_torch_is(name, kwargs, magnitude, strided):
         f"{name} at |g|={magnitude:g}: torch {expected.tolist()}, gradstep {got.tolist()}"
     )
     torch.testing.assert_close(got[finite], expected[finite], rtol=2e-5, atol=1e-6)
+
+
+def test_sign_keeps_nan_on_torch_as_numpy_does():
+    """signSGD with a NaN gradient: the eager torch engine gives NumPy's NaN (torch's
+    own sign maps NaN to 0), so every engine and front agree."""
+    import gradstep
+
+    results = {}
+    for engine in ("auto", "eager"):
+        p = torch.nn.Parameter(torch.tensor([0.5]))
+        opt = gt.TransformOptimizer([p], gradstep.signsgd(0.01), engine=engine)
+        p.grad = torch.tensor([float("nan")])
+        opt.step()
+        results[engine] = p.detach().clone()
+    assert torch.isnan(results["auto"]).all() and torch.isnan(results["eager"]).all()

@@ -44,6 +44,11 @@ def _where(condition, a, b):
     return torch.where(condition, a, b)
 
 
+def _sign(x):
+    # NumPy's sign: NaN stays NaN (torch.sign maps NaN to 0)
+    return torch.where(torch.isnan(x), x, torch.sign(x))
+
+
 def _any_tensor(a, b) -> bool:
     return isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor)
 
@@ -57,7 +62,7 @@ class TorchNamespace(Namespace):
         self.ops = {
             "sqrt": torch.sqrt,
             "absolute": torch.abs,
-            "sign": torch.sign,
+            "sign": _sign,
             "maximum": _maximum,
             "minimum": _minimum,
             "where": _where,
