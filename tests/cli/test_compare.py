@@ -365,7 +365,7 @@ def test_optimizers_that_need_a_closure_race_or_are_skipped_with_a_reason(monkey
 
 
 def test_numpy_gradients_equal_autograd():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
     for problem in problems.make_problems().values():
         params = problem.init(0)
         if problem.kind == "surface":

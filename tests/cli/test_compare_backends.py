@@ -14,9 +14,9 @@ BACKENDS = ["numpy", "torch", "jax"]
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_registered_optimizer_runs_on_every_backend(backend, request):
     if backend == "torch":
-        pytest.importorskip("torch")
+        pytest.importorskip("torch", reason="needs torch (a test dependency)")
     if backend == "jax":
-        pytest.importorskip("jax")
+        pytest.importorskip("jax", reason="needs JAX (a test dependency)")
     beale = problems.make_problems()["beale"]
     failed = {}
     for spec in gradstep.REGISTRY:
@@ -30,7 +30,7 @@ def test_every_registered_optimizer_runs_on_every_backend(backend, request):
 
 
 def test_the_jax_backend_leaves_jax_precision_as_it_found_it():
-    jax = pytest.importorskip("jax")
+    jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
     before = bool(jax.config.jax_enable_x64)
     (adam,) = race.make_entries(["adam"], {}, "jax")
     run = race.run_one(

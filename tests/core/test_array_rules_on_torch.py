@@ -10,7 +10,7 @@ import pytest
 
 import gradstep
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
 import gradstep.torch  # noqa: E402, F401  (registers torch's array namespace)
 
 RULES = {

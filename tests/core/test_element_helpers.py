@@ -79,14 +79,14 @@ def test_every_engine_runs_the_helpers():
     for a, b in zip(fused, want):
         np.testing.assert_allclose(a, b, rtol=1e-14)
 
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
     import gradstep.torch  # noqa: F401  (registers torch's array namespace)
 
     got = _run(torch.tensor)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-14)
 
-    jax = pytest.importorskip("jax")
+    jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
     import jax.numpy as jnp
 
     import gradstep.jax  # noqa: F401  (registers JAX's array namespace)

@@ -12,12 +12,12 @@ import os
 
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
 if not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
     pytest.skip(
         "needs a CUDA GPU (and Triton compiling, not interpreting)", allow_module_level=True
     )
-pytest.importorskip("triton")
+pytest.importorskip("triton", reason="needs Triton (a test dependency on Linux)")
 
 import gradstep  # noqa: E402
 import gradstep.torch as gt  # noqa: E402

@@ -202,10 +202,10 @@ def test_wrapped_rule_matches_numpy_eager(spec, wrapper, front, reference):
     if front == "numpy fused":
         got = run_numpy(spec, wrapper, "fused")
     elif front == "torch":
-        pytest.importorskip("torch")
+        pytest.importorskip("torch", reason="needs torch (a test dependency)")
         got = run_torch(spec, wrapper)
     else:
-        pytest.importorskip("jax")
+        pytest.importorskip("jax", reason="needs JAX (a test dependency)")
         got = run_jax(spec, wrapper)
     _assert_same(got, want, f"{spec.name} in {wrapper} on {front}")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("jax")
-pytest.importorskip("torch")
+pytest.importorskip("jax", reason="needs JAX (a test dependency)")
+pytest.importorskip("torch", reason="needs torch (a test dependency)")
 
 _spec = importlib.util.spec_from_file_location(
     "cross_backend", Path(__file__).with_name("cross_backend.py")

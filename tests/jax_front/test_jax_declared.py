@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")
+jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
 import jax.numpy as jnp  # noqa: E402
 
 import gradstep  # noqa: E402

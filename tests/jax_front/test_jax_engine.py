@@ -10,8 +10,8 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")
-jnp = pytest.importorskip("jax.numpy")
+jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
+jnp = pytest.importorskip("jax.numpy", reason="needs JAX (a test dependency)")
 
 import gradstep  # noqa: E402
 from gradstep import schedules as S  # noqa: E402
@@ -208,7 +208,7 @@ def test_jax_grad_training_loop_converges():
 
 
 def test_inside_optax_chain_equals_optax():
-    optax = pytest.importorskip("optax")
+    optax = pytest.importorskip("optax", reason="needs optax (a test dependency)")
     ours = optax.chain(optax.clip_by_global_norm(1.0), to_optax(gradstep.adam(0.05)))
     theirs = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.05))
     p1 = p2 = _params()
@@ -222,7 +222,7 @@ def test_inside_optax_chain_equals_optax():
 
 
 def test_optax_transform_as_a_gradstep_stage():
-    optax = pytest.importorskip("optax")
+    optax = pytest.importorskip("optax", reason="needs optax (a test dependency)")
     mixed = gradstep.chain(from_optax(optax.clip(0.3), "clip"), gradstep.momentum(0.1, 0.9))
     pure = gradstep.chain(T.clip(0.3), gradstep.momentum(0.1, 0.9))
     got = _jax_run(mixed, 5)

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")
+jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
 
 import gradstep.compat.optax as cx  # noqa: E402
 

@@ -101,7 +101,7 @@ MAKERS = [
 
 @pytest.mark.parametrize("make", MAKERS, ids=["lars", "lars-optax", "lamb", "lbsgd-lars"])
 def test_torch_tensors_give_numpy_numbers(make):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
     import gradstep.torch  # noqa: F401  (registers torch's array namespace)
 
     base = [np.linspace(-1.0, 1.0, 5), np.zeros(3)]
@@ -113,7 +113,7 @@ def test_torch_tensors_give_numpy_numbers(make):
 
 @pytest.mark.parametrize("make", MAKERS, ids=["lars", "lars-optax", "lamb", "lbsgd-lars"])
 def test_jax_arrays_give_numpy_numbers(make):
-    jax = pytest.importorskip("jax")
+    jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
     import jax.numpy as jnp
 
     import gradstep.jax  # noqa: F401  (registers JAX's array namespace)

@@ -92,7 +92,7 @@ def test_public_export_and_listings_pick_it_up(toy):
 
 
 def test_torch_front_has_a_class_for_it(toy):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
     import gradstep.torch as gt
 
     cls = getattr(gt, gt.class_name(toy.name))
@@ -104,7 +104,7 @@ def test_torch_front_has_a_class_for_it(toy):
 
 
 def test_jax_front_runs_it_under_jit(toy):
-    jax = pytest.importorskip("jax")
+    jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
     import jax.numpy as jnp
 
     from gradstep.jax import to_optax

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")
-jnp = pytest.importorskip("jax.numpy")
+jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
+jnp = pytest.importorskip("jax.numpy", reason="needs JAX (a test dependency)")
 
 import gradstep  # noqa: E402
 from gradstep.jax import JaxEngine  # noqa: E402

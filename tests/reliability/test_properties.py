@@ -184,7 +184,7 @@ def test_numpy_front(c, dtype, data):
     dtype=st.sampled_from(["float16", "bfloat16", "float32", "float64"]),
 )
 def test_torch_front(c, dtype):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
     from gradstep.torch import TransformOptimizer
 
     tdtype = getattr(torch, dtype)

@@ -44,7 +44,7 @@ def test_schedules_inside_a_reduction_stage_are_checked():
 
 
 def test_the_torch_front_refuses_a_bad_scheduled_value():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
     from gradstep.torch import TransformOptimizer
 
     w = torch.nn.Parameter(torch.ones(3))

@@ -9,7 +9,7 @@ import pytest
 
 import gradstep
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
 
 
 def test_transform_optimizer_steps_after_load_state_dict():

@@ -57,7 +57,10 @@ def test_signatures_are_torchs(name):
     if hasattr(torch.optim, name):
         reference = getattr(torch.optim, name)
     else:
-        reference = getattr(pytest.importorskip("schedulefree"), name)
+        reference = getattr(
+            pytest.importorskip("schedulefree", reason="needs the schedulefree reference package"),
+            name,
+        )
     ours = inspect.signature(getattr(gt, name).__init__).parameters
     theirs = inspect.signature(reference.__init__).parameters
     assert [p for p in ours if p != "master_weights"] == list(theirs)
@@ -397,7 +400,9 @@ def test_invalid_arguments_raise(make, error, match):
     ],
 )
 def test_schedule_free_classes_follow_the_package(name, kwargs):
-    schedulefree = pytest.importorskip("schedulefree")
+    schedulefree = pytest.importorskip(
+        "schedulefree", reason="needs the schedulefree reference package"
+    )
     results = []
     for lib in (schedulefree, gt):
         model = mlp(torch.float64)
