@@ -8,7 +8,9 @@ steps; half precision matches the eager reference rounded to its dtype.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -26,19 +28,12 @@ from gradstep.torch import _cuda  # noqa: E402
 SHAPES = [(0,), (1,), (7,), (100003,), (64, 33), (4096,)]
 STEPS = 25
 
-CASES = {
-    "Adam": {"lr": 1e-2},
-    "Adam-amsgrad": {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1},
-    "AdamW": {"lr": 1e-2, "weight_decay": 0.1},
-    "SGD": {"lr": 1e-2, "momentum": 0.9, "nesterov": True},
-    "SGD-dampening": {"lr": 1e-2, "momentum": 0.9, "dampening": 0.1, "weight_decay": 1e-3},
-    "RMSprop": {"lr": 1e-3, "centered": True, "momentum": 0.5},
-    "Adagrad": {"lr": 1e-2, "lr_decay": 1e-3},
-    "Adadelta": {"lr": 1.0},
-    "Adamax": {"lr": 1e-2},
-    "NAdam": {"lr": 1e-2},
-    "RAdam": {"lr": 1e-2, "decoupled_weight_decay": True, "weight_decay": 0.1},
-}
+_spec = importlib.util.spec_from_file_location(
+    "torch_cases", Path(__file__).resolve().parents[1] / "gpu_engine" / "torch_cases.py"
+)
+_cases = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cases)
+CASES = _cases.TORCH_CASES
 
 
 def make(shapes, dtype=torch.float32, seed=0):

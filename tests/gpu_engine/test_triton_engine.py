@@ -9,7 +9,9 @@ storage dtype's tolerance.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +21,13 @@ import gradstep.torch as gt
 from gradstep import transforms as T
 from gradstep.engines.fused import NotFusable, Unsupported
 from gradstep.engines.triton import TritonEngine
+
+_spec = importlib.util.spec_from_file_location(
+    "torch_cases", Path(__file__).with_name("torch_cases.py")
+)
+_cases = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cases)
+TORCH_CASES = _cases.TORCH_CASES
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("TRITON_INTERPRET") != "1", reason="needs Triton's interpreter on CPU tensors"
@@ -267,21 +276,6 @@ def test_fast_path_notices_what_moved_between_steps(event, monkeypatch):
     want = scenario("eager")
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=2e-6, atol=2e-6)
-
-
-TORCH_CASES = {
-    "Adam": {"lr": 1e-2},
-    "Adam-amsgrad": {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1},
-    "AdamW": {"lr": 1e-2, "weight_decay": 0.1},
-    "SGD": {"lr": 1e-2, "momentum": 0.9, "nesterov": True},
-    "SGD-dampening": {"lr": 1e-2, "momentum": 0.9, "dampening": 0.1, "weight_decay": 1e-3},
-    "RMSprop": {"lr": 1e-3, "centered": True, "momentum": 0.5},
-    "Adagrad": {"lr": 1e-2, "lr_decay": 1e-3},
-    "Adadelta": {"lr": 1.0},
-    "Adamax": {"lr": 1e-2},
-    "NAdam": {"lr": 1e-2},
-    "RAdam": {"lr": 1e-2, "decoupled_weight_decay": True, "weight_decay": 0.1},
-}
 
 
 @pytest.mark.parametrize("case", list(TORCH_CASES))

@@ -133,6 +133,26 @@ def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage
     return out
 
 
+def place_stages(stages: list[Stage], first_scalar: int = 0) -> tuple[int, int, int]:
+    """Give each stage its rows of the pointer table (rows 0 and 1 are the gradient
+    and the parameter), its place in the scalar vector and its columns of the
+    per-tensor factor table; return the numbers of rows, scalars and columns."""
+    row, offset, column = 2, first_scalar, 0
+    for st in stages:
+        st.slot_rows = list(range(row, row + len(st.stage.slots)))
+        row += len(st.stage.slots)
+        if st.is_reduction:
+            st.reduction_column = column
+            column += 1
+            continue
+        st.scalar_offset = offset
+        offset += len(st.stage.scalar_names())
+        if st.is_per_tensor:
+            st.reduction_column = column
+            column += len(st.stage.tensor_scalars)
+    return row, offset, column
+
+
 def _check_element_function(t: Elementwise, fn: Any = None) -> None:
     fn = t.element if fn is None else fn
     if not hasattr(fn, "__code__"):
@@ -405,21 +425,8 @@ class FusedEngine:
     def __init__(self, transform: Transform):
         self.transform = transform
         self.stages = flatten_stages(transform)
-        row = 2
-        offset = 1  # scal[0] is the dtype witness
-        column = 0
-        for st in self.stages:
-            st.slot_rows = list(range(row, row + len(st.stage.slots)))
-            row += len(st.stage.slots)
-            if st.is_reduction:
-                st.reduction_column = column
-                column += 1
-            else:
-                st.scalar_offset = offset
-                offset += len(st.stage.scalar_names())
-        self.n_rows = row
-        self.n_scalars = offset
-        self.n_factors = column
+        # scal[0] is the dtype witness
+        self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages, first_scalar=1)
         self.source = generate_source(self.stages)
         self._kernels = None
         self._layout_cache: dict | None = None

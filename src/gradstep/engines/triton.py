@@ -38,7 +38,7 @@ from .._core.elementwise import resolve
 from .._core.namespaces import element_for, namespace_of
 from .._core.transform import Transform
 from . import triton_codegen
-from .fused import flatten_stages, load_kernels
+from .fused import flatten_stages, load_kernels, place_stages
 from .triton_tables import STORAGE_DTYPES, _Tables, math_dtype
 
 BLOCK = 1024  # elements per block: 4 KB of float32, a 128-bit vector per lane
@@ -64,20 +64,7 @@ class TritonEngine:
         self.transform = transform
         self.stages = flatten_stages(transform, per_tensor=True)
         self.block, self.iters, self.num_warps = block, iters, num_warps
-        row, offset, column = 2, 0, 0
-        for st in self.stages:
-            st.slot_rows = list(range(row, row + len(st.stage.slots)))
-            row += len(st.stage.slots)
-            if st.is_reduction:
-                st.reduction_column = column
-                column += 1
-            else:
-                st.scalar_offset = offset
-                offset += len(st.stage.scalar_names())
-            if st.is_per_tensor:
-                st.reduction_column = column
-                column += len(st.stage.tensor_scalars)
-        self.n_rows, self.n_scalars, self.n_factors = row, offset, column
+        self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages)
         self.terms = {st.index: _norm_terms(st.stage) for st in self.stages if st.is_per_tensor}
         self._modules: dict[tuple, Any] = {}
         self._tables: _Tables | None = None
@@ -262,37 +249,30 @@ class TritonEngine:
         tscal = tables.tscal
         for st, count in zip(self.stages, counts):
             if st.is_reduction:
-                acc = torch.empty(tables.n_chunks, dtype=torch.float64, device=tables.device)
-                kernel = getattr(module, f"reduce{st.index}")
-                kernel[(tables.n_chunks,)](
-                    tables.chunks, ptrs, scal, tscal, tables.tmask, amp, tables.n_tensors,
-                    tables.n_factor_columns, acc, BLOCK=self.block, ITERS=self.iters,
-                    num_warps=self.num_warps, enable_fp_fusion=False,
-                )  # fmt: skip
-                sums = torch.zeros(tables.n_tensors, dtype=torch.float64, device=tables.device)
-                sums.index_add_(0, tables.chunk_tensor, acc)
+                sums = self._sums(module, st, tables, ptrs, scal, amp)[:, 0]
                 tscal[:, st.reduction_column] = self._factors(st, sums, count, ctx).to(tscal.dtype)
             elif st.is_per_tensor:
-                terms = self.terms[st.index]
-                acc = torch.empty(
-                    tables.n_chunks * terms, dtype=torch.float64, device=tables.device
-                )
-                kernel = getattr(module, f"reduce{st.index}")
-                kernel[(tables.n_chunks,)](
-                    tables.chunks, ptrs, scal, tscal, tables.tmask, amp, tables.n_tensors,
-                    tables.n_factor_columns, acc, BLOCK=self.block, ITERS=self.iters,
-                    num_warps=self.num_warps, enable_fp_fusion=False,
-                )  # fmt: skip
-                sums = torch.zeros(
-                    (tables.n_tensors, terms), dtype=torch.float64, device=tables.device
-                )
-                sums.index_add_(0, tables.chunk_tensor, acc.view(tables.n_chunks, terms))
+                sums = self._sums(module, st, tables, ptrs, scal, amp)
                 self._tensor_scalars(st, tables, sums, count, ctx)
-        module.step[(tables.n_chunks,)](
-            tables.chunks, ptrs, scal, tscal, tables.tmask, amp, tables.n_tensors,
-            tables.n_factor_columns, BLOCK=self.block, ITERS=self.iters, num_warps=self.num_warps,
-            enable_fp_fusion=False,
+        self._run(module.step, tables, ptrs, scal, amp)
+
+    def _run(self, kernel, tables: _Tables, ptrs, scal, amp, *extra) -> None:
+        """One launch of ``kernel``: a program per chunk."""
+        kernel[(tables.n_chunks,)](
+            tables.chunks, ptrs, scal, tables.tscal, tables.tmask, amp, tables.n_tensors,
+            tables.n_factor_columns, *extra, BLOCK=self.block, ITERS=self.iters,
+            num_warps=self.num_warps, enable_fp_fusion=False,
         )  # fmt: skip
+
+    def _sums(self, module, st, tables: _Tables, ptrs, scal, amp) -> torch.Tensor:
+        """The reduction pass of stage ``st``: float64 sums of squares per tensor, one
+        column per array the stage reduces (``x`` for a norm stage, each array of its
+        ``norms`` for a per-tensor reduction)."""
+        terms = self.terms.get(st.index, 1)
+        acc = torch.empty(tables.n_chunks * terms, dtype=torch.float64, device=tables.device)
+        self._run(getattr(module, f"reduce{st.index}"), tables, ptrs, scal, amp, acc)
+        sums = torch.zeros((tables.n_tensors, terms), dtype=torch.float64, device=tables.device)
+        return sums.index_add_(0, tables.chunk_tensor, acc.view(tables.n_chunks, terms))
 
     def _tensor_scalars(self, st, tables: _Tables, sums: torch.Tensor, count: Any, ctx: dict):
         """A per-tensor reduction's scalars, on the device: the stage's own ``combine``

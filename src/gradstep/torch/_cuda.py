@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..engines.triton import TritonEngine, amp_pair  # neither imports Triton
 from ._state import STEP
 
 #: dtypes the Triton engine stores
@@ -66,12 +67,6 @@ def member_runs_on_triton(m: Any) -> bool:
     )
 
 
-def amp_pair(grad_scale: Any, found_inf: Any, like: torch.Tensor) -> torch.Tensor:
-    from ..engines.triton import amp_pair as pair
-
-    return pair(grad_scale, found_inf, like)
-
-
 class TritonBucket:
     """A Triton-engine call over fixed parameters, with the state tree built once.
 
@@ -81,8 +76,6 @@ class TritonBucket:
     """
 
     def __init__(self, rule: Any, members: list, signature: tuple, shared: dict):
-        from ..engines.triton import TritonEngine
-
         self.engine = TritonEngine(rule.run)
         self.signature = signature
         self.w = [m.w for m in members]
