@@ -192,7 +192,12 @@ class Elementwise(Transform):
 
     def replace(self, **changes: Any) -> Elementwise:
         """A copy with some constructor arguments changed."""
-        args = dict(
+        args = {**self._constructor_args(), **changes}
+        return self._rebuilt(args.pop("name"), args.pop("element"), args)
+
+    def _constructor_args(self) -> dict[str, Any]:
+        """The arguments that rebuild this stage (subclasses add their own)."""
+        return dict(
             name=self.name,
             element=self.element,
             slots=self.slots,
@@ -202,9 +207,8 @@ class Elementwise(Transform):
             uses_count=self.counted,
             clear_nan_slots=self.clear_nan_slots,
         )
-        args.update(changes)
-        name = args.pop("name")
-        element = args.pop("element")
+
+    def _rebuilt(self, name: str, element: Callable, args: dict[str, Any]) -> Elementwise:
         return Elementwise(name, element, **args)
 
     # -- the transform protocol (eager engine) -------------------------------------

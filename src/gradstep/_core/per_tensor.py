@@ -62,24 +62,17 @@ class PerTensorReduction(Elementwise):
         names = super().scalar_names()
         return names[: len(names) - len(self.tensor_scalars)]
 
-    def replace(self, **changes: Any) -> PerTensorReduction:
-        args = dict(
-            name=self.name,
-            element=self.element,
+    def _constructor_args(self) -> dict[str, Any]:
+        return dict(
+            super()._constructor_args(),
+            prepare=self.prepare,
             norms=self.norms,
             combine=self.combine,
             tensor_scalars=self.tensor_scalars,
             flags=self.flags,
-            slots=self.slots,
-            hyperparams=self.hyperparams,
-            prepare=self.prepare,
-            uses_params=self.uses_params,
-            uses_count=self.counted,
-            clear_nan_slots=self.clear_nan_slots,
         )
-        args.update(changes)
-        name = args.pop("name")
-        element = args.pop("element")
+
+    def _rebuilt(self, name: str, element: Callable, args: dict[str, Any]) -> PerTensorReduction:
         return PerTensorReduction(name, element, **args)
 
     def tensor_flags(self, params: Any, grads: Any, n: int) -> list[dict[str, bool]]:

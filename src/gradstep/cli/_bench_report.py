@@ -96,8 +96,8 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def ms(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{1e3 * seconds:.2f}"
+def ms(seconds: float | None, digits: int = 2) -> str:
+    return "n/a" if seconds is None else f"{1e3 * seconds:.{digits}f}"
 
 
 def ratio(a: float | None, b: float | None) -> str:
@@ -106,3 +106,10 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def percent(part: float, whole: float) -> str:
     return "n/a" if not whole else f"{100 * part / whole:.3f}%"
+
+
+def markdown_table(head: tuple[str, ...], rows: list[list[str]]) -> str:
+    """A Markdown table of already formatted cells."""
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    lines += [" | ".join(cells) for cells in rows]
+    return "\n".join("| " + line + " |" for line in lines)

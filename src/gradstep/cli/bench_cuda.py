@@ -23,6 +23,8 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+from ._bench_report import markdown_table, ms, ratio, write_report
+
 GPT2_SMALL = (12, 768, 50257, 1024)
 LAYOUTS = ("gpt2", "200x100000", "5000x1000", "20000x64", "1x20000000")
 #: name -> (gradstep.torch class or transform factory, torch.optim class, kwargs, slots)
@@ -209,23 +211,15 @@ def bench_case(case: str, layout: str, dtype_name: str, args: Any, bandwidth: fl
 def format_rows(rows: list[dict]) -> str:
     head = ("optimizer", "layout", "dtype", "gradstep ms", "torch fused ms", "torch foreach ms",
             "gs/fused", "gs/floor", "GB/s")  # fmt: skip
-    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    cells = []
     for r in rows:
         gs, fused = r.get("gradstep_s"), r.get("torch_fused_s")
-
-        def ms(v):
-            return "-" if v is None else f"{v * 1e3:.3f}"
-
-        lines.append(
-            " | ".join([
-                r["optimizer"], r["layout"], r["dtype"], ms(gs), ms(fused),
-                ms(r.get("torch_foreach_s")),
-                "-" if gs is None or fused is None else f"{gs / fused:.2f}",
-                "-" if gs is None else f"{gs / r['floor_s']:.2f}",
-                "-" if gs is None else f"{r['bytes_per_step'] / gs / 1e9:.0f}",
-            ])
-        )  # fmt: skip
-    return "\n".join("| " + line + " |" for line in lines)
+        cells.append([
+            r["optimizer"], r["layout"], r["dtype"], ms(gs, 3), ms(fused, 3),
+            ms(r.get("torch_foreach_s"), 3), ratio(gs, fused), ratio(gs, r["floor_s"]),
+            "n/a" if gs is None else f"{r['bytes_per_step'] / gs / 1e9:.0f}",
+        ])  # fmt: skip
+    return markdown_table(head, cells)
 
 
 def run_cuda(args: Any) -> int:
@@ -260,7 +254,5 @@ def run_cuda(args: Any) -> int:
         "copy_bandwidth_Bps": bandwidth,
         "results": rows,
     }
-    from ._bench_report import write_report
-
     write_report(args.json, report)
     return 0

@@ -30,7 +30,16 @@ import numpy as np
 import gradstep
 from gradstep.engines.fused import FusedEngine
 
-from ._bench_report import load_warning, machine, median_time, ms, percent, ratio, write_report
+from ._bench_report import (
+    load_warning,
+    machine,
+    markdown_table,
+    median_time,
+    ms,
+    percent,
+    ratio,
+    write_report,
+)
 
 DEFAULT_LAYOUTS = "1x20000000,200x100000,5000x1000"
 
@@ -209,28 +218,25 @@ def format_table(rows: list[dict]) -> str:
         "fused/torch loop",
         "peak extra",
     )
-    lines = [" | ".join(head), " | ".join("---" for _ in head)]
-    for r in rows:
-        lines.append(
-            " | ".join(
-                [
-                    r["optimizer"],
-                    r["layout"],
-                    ms(r["fused_s"]),
-                    ms(r["fused_new_grads_s"]),
-                    ms(r["eager_s"]),
-                    ms(r.get("torch_fused_s")),
-                    ms(r.get("torch_foreach_s")),
-                    ms(r.get("torch_loop_s")),
-                    ms(r["floor_s"]),
-                    ratio(r["fused_s"], r["floor_s"]),
-                    ratio(r["fused_s"], r.get("torch_fused_s")),
-                    ratio(r["fused_s"], r.get("torch_loop_s")),
-                    percent(r["peak_extra_bytes_fused"], r["param_bytes"]),
-                ]
-            )
-        )
-    return "\n".join("| " + line + " |" for line in lines)
+    cells = [
+        [
+            r["optimizer"],
+            r["layout"],
+            ms(r["fused_s"]),
+            ms(r["fused_new_grads_s"]),
+            ms(r["eager_s"]),
+            ms(r.get("torch_fused_s")),
+            ms(r.get("torch_foreach_s")),
+            ms(r.get("torch_loop_s")),
+            ms(r["floor_s"]),
+            ratio(r["fused_s"], r["floor_s"]),
+            ratio(r["fused_s"], r.get("torch_fused_s")),
+            ratio(r["fused_s"], r.get("torch_loop_s")),
+            percent(r["peak_extra_bytes_fused"], r["param_bytes"]),
+        ]
+        for r in rows
+    ]
+    return markdown_table(head, cells)
 
 
 def run_numpy(args: Any) -> int:

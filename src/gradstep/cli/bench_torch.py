@@ -17,7 +17,7 @@ from typing import Any
 
 import gradstep
 
-from ._bench_report import load_warning, machine, ms, ratio, write_report
+from ._bench_report import load_warning, machine, markdown_table, ms, ratio, write_report
 
 TORCH_MODES = ("fused", "foreach", "loop")
 
@@ -97,24 +97,21 @@ def format_torch_table(rows: list[dict]) -> str:
         "gradstep/torch fused",
         "gradstep/torch foreach",
     )
-    lines = [" | ".join(head), " | ".join("---" for _ in head)]
-    for r in rows:
-        lines.append(
-            " | ".join(
-                [
-                    r["optimizer"],
-                    f"{r['parameters'] / 1e6:.1f}M",
-                    str(r["tensors"]),
-                    ms(r["gradstep_s"]),
-                    ms(r["torch_fused_s"]),
-                    ms(r["torch_foreach_s"]),
-                    ms(r["torch_loop_s"]),
-                    ratio(r["gradstep_s"], r["torch_fused_s"]),
-                    ratio(r["gradstep_s"], r["torch_foreach_s"]),
-                ]
-            )
-        )
-    return "\n".join("| " + line + " |" for line in lines)
+    cells = [
+        [
+            r["optimizer"],
+            f"{r['parameters'] / 1e6:.1f}M",
+            str(r["tensors"]),
+            ms(r["gradstep_s"]),
+            ms(r["torch_fused_s"]),
+            ms(r["torch_foreach_s"]),
+            ms(r["torch_loop_s"]),
+            ratio(r["gradstep_s"], r["torch_fused_s"]),
+            ratio(r["gradstep_s"], r["torch_foreach_s"]),
+        ]
+        for r in rows
+    ]
+    return markdown_table(head, cells)
 
 
 def run_torch(args: Any) -> int:

@@ -113,7 +113,7 @@ class TritonEngine:
         }
         tables = self._checked_tables(w_leaves, slots, covered, flags)
         grads = tables.check_grads(g_leaves)
-        self._launch(tables, grads, counts, ctx)
+        self.launch(tables, grads, counts, ctx)
         for st, node, count in zip(self.stages, nodes, counts):
             if st.stage.counted:
                 node["count"] = _count_like(node["count"], count + 1)
@@ -156,32 +156,6 @@ class TritonEngine:
                     flags.add(len(values))
                 values.append(float(v))
         return values, frozenset(flags)
-
-    def launch(
-        self,
-        tables: _Tables,
-        grads: list[int],
-        counts: Any,
-        ctx: dict,
-        on_device: bool = False,
-        amp: torch.Tensor | None = None,
-    ) -> None:
-        """Run this step over ``tables`` with the gradients at the addresses ``grads``.
-
-        For a caller that has checked, this step, that the tables still describe
-        its tensors and that each gradient is a contiguous tensor of its parameter's
-        shape, dtype and device (:meth:`step_leaves` does all of this itself).
-
-        ``on_device``: ``counts`` is one 0-d tensor on the device (the number of
-        updates so far) and every scalar is computed from it by torch operations on
-        the device, so that the step needs nothing from the host and can be captured
-        in a CUDA graph (see :meth:`device_scalars_problem`).
-
-        ``amp``: a 2-element tensor of the math dtype on the device, ``(1 / scale,
-        found_inf)`` (see :func:`amp_pair`): gradients are unscaled as they are
-        loaded, and a nonzero ``found_inf`` leaves every tensor unchanged.
-        """
-        self._launch(tables, grads, counts, ctx, on_device, amp)
 
     def _flags(self, ctx: dict) -> frozenset[int]:
         """Positions of boolean scalars (their type does not depend on the step)."""
@@ -227,7 +201,7 @@ class TritonEngine:
                 )
         return None
 
-    def _launch(
+    def launch(
         self,
         tables: _Tables,
         grads: list[int],
@@ -236,6 +210,21 @@ class TritonEngine:
         on_device: bool = False,
         amp: torch.Tensor | None = None,
     ) -> None:
+        """Run this step over ``tables`` with the gradients at the addresses ``grads``.
+
+        For a caller that has checked, this step, that the tables still describe
+        its tensors and that each gradient is a contiguous tensor of its parameter's
+        shape, dtype and device (:meth:`step_leaves` does all of this itself).
+
+        ``on_device``: ``counts`` is one 0-d tensor on the device (the number of
+        updates so far) and every scalar is computed from it by torch operations on
+        the device, so that the step needs nothing from the host and can be captured
+        in a CUDA graph (see :meth:`device_scalars_problem`).
+
+        ``amp``: a 2-element tensor of the math dtype on the device, ``(1 / scale,
+        found_inf)`` (see :func:`amp_pair`): gradients are unscaled as they are
+        loaded, and a nonzero ``found_inf`` leaves every tensor unchanged.
+        """
         amp = tables.no_amp if amp is None else amp
         if on_device:
             flags = self._flags(ctx)

@@ -52,19 +52,9 @@ def notice_no_triton() -> None:
 
 
 def member_runs_on_triton(m: Any) -> bool:
-    """One parameter's tensors suit the Triton engine: dense, contiguous, one device,
-    the parameter's dtype for the gradient, one floating dtype for the state."""
-    w, g = m.w, m.g
-    if w.dtype not in TRITON_DTYPES or not w.is_contiguous():
-        return False
-    if g.layout != torch.strided or g.dtype != w.dtype or g.device != w.device:
-        return False
-    if not g.is_contiguous():
-        return False
-    return all(
-        t.device == w.device and t.dtype in TRITON_DTYPES and t.is_contiguous()
-        for t in m.entries.values()
-    )
+    """One parameter's tensors suit the Triton engine: dense and contiguous on one
+    device, the gradient in the parameter's dtype, the state in any floating dtype."""
+    return m.dense(TRITON_DTYPES, TRITON_DTYPES)
 
 
 class TritonBucket:

@@ -330,18 +330,27 @@ class _Member:
             for t in self.entries.values()
         )
 
-    def fusable(self) -> bool:
+    def dense(self, dtypes: tuple, state_dtypes: tuple | None = None) -> bool:
+        """Parameter, gradient and state are contiguous dense tensors on one device,
+        the parameter of one of ``dtypes``, the gradient of its dtype, the state of
+        ``state_dtypes`` (None: the parameter's dtype): what a fused engine runs."""
         w, g = self.w, self.g
-        if w.device.type != "cpu" or w.dtype not in _FUSED_DTYPES or not w.is_contiguous():
+        if w.dtype not in dtypes or not w.is_contiguous():
             return False
         if g.layout != torch.strided or g.dtype != w.dtype or g.device != w.device:
             return False
         if not g.is_contiguous():
             return False
         return all(
-            t.device == w.device and t.dtype == w.dtype and t.is_contiguous()
+            t.device == w.device
+            and (t.dtype == w.dtype if state_dtypes is None else t.dtype in state_dtypes)
+            and t.is_contiguous()
             for t in self.entries.values()
         )
+
+    def fusable(self) -> bool:
+        """The numba engine can run it: :meth:`dense` CPU float32/float64."""
+        return self.w.device.type == "cpu" and self.dense(_FUSED_DTYPES)
 
 
 def _same(t):
