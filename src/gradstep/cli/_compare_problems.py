@@ -202,6 +202,18 @@ def _cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     return float(loss), dz / n
 
 
+def shuffled_batches(n: int, batch_size: int, steps: int, seed: int, stream: int) -> list:
+    """Index arrays of ``steps`` mini-batches over ``n`` examples: shuffled epochs,
+    the same for every optimizer of one run (``stream`` keeps problems apart)."""
+    size = min(batch_size, n)
+    rng = np.random.default_rng([seed, stream])
+    out: list[np.ndarray] = []
+    while len(out) < steps:
+        order = rng.permutation(n)
+        out.extend(order[i : i + size] for i in range(0, n - size + 1, size))
+    return out[:steps]
+
+
 @dataclass
 class DigitsProblem:
     """A classifier trained on mini-batches of the digits training set."""
@@ -244,14 +256,7 @@ class DigitsProblem:
     def batches(self, steps: int, seed: int) -> list[np.ndarray]:
         """Mini-batch indices for every step: shuffled epochs, the same for every
         optimizer of one run."""
-        n = len(self._data(seed).y_train)
-        size = min(self.batch_size, n)
-        rng = np.random.default_rng([seed, 13])
-        out: list[np.ndarray] = []
-        while len(out) < steps:
-            order = rng.permutation(n)
-            out.extend(order[i : i + size] for i in range(0, n - size + 1, size))
-        return out[:steps]
+        return shuffled_batches(len(self._data(seed).y_train), self.batch_size, steps, seed, 13)
 
     def _forward(self, params: dict, x: np.ndarray):
         if not self.hidden:

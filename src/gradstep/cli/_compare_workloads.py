@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._compare_problems import DigitsProblem, _cross_entropy
+from ._compare_problems import DigitsProblem, _cross_entropy, shuffled_batches
 
 
 class LeastSquaresData:
@@ -77,14 +77,7 @@ class LeastSquares:
         return {"x": np.zeros(d.a_train.shape[1])}
 
     def batches(self, steps: int, seed: int) -> list[np.ndarray]:
-        n = len(self._data(seed).b_train)
-        size = min(self.batch_size, n)
-        rng = np.random.default_rng([seed, 19])
-        out: list[np.ndarray] = []
-        while len(out) < steps:
-            order = rng.permutation(n)
-            out.extend(order[i : i + size] for i in range(0, n - size + 1, size))
-        return out[:steps]
+        return shuffled_batches(len(self._data(seed).b_train), self.batch_size, steps, seed, 19)
 
     def loss_and_grad(self, params: dict, batch: Any) -> tuple[float, dict]:
         d = self._data()
