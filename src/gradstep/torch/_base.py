@@ -10,7 +10,8 @@ import torch
 
 from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check, declared_ranges, ranges_waived
-from ._optimizer import TransformOptimizer, _number
+from ._optimizer import TransformOptimizer
+from ._rule import _number
 
 _FLAG = OneOf((None, False, True))
 

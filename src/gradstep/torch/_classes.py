@@ -36,7 +36,7 @@ from ._base import (
     not_negative,
     rule_factory,
 )
-from ._optimizer import _number, scalar_dtype
+from ._rule import _number, scalar_dtype
 
 
 class SGD(TorchOptimizer):

@@ -10,7 +10,7 @@ import torch
 
 from .._core.transform import Transform
 from ._base import TorchOptimizer, nonnegative, rule_factory
-from ._optimizer import _number
+from ._rule import _number
 
 
 class LBFGS(TorchOptimizer):

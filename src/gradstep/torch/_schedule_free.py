@@ -9,7 +9,7 @@ import torch
 
 from .._core.transform import Transform
 from ._base import TorchOptimizer, rule_factory
-from ._optimizer import scalar_dtype
+from ._rule import scalar_dtype
 from ._state import STEP
 
 # group entries the schedulefree package keeps, so its checkpoints and code that reads

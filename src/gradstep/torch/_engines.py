@@ -1,0 +1,241 @@
+"""How a bucket of parameters is stepped: the numba engine, the Triton engine or the
+transform's own ``update`` (eager, on NumPy views or torch tensors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _cuda
+from . import _distributed as _dist
+from ._members import (
+    _FusedBucket,
+    _Member,
+    _numpy,
+    _same,
+    _shared_values,
+    _signature,
+    _to_torch,
+)
+from ._rule import (
+    MASTER,
+    _ReducedCombine,
+    _Rule,
+    scalar_dtype,
+)
+from ._state import STEP
+
+
+class EngineRuns:
+    """The engine-running half of :class:`~gradstep.torch._optimizer.TransformOptimizer`."""
+
+    def _run(
+        self, rule: _Rule, members: list[_Member], ctx: dict, engine: str, foreach: Any = None
+    ) -> None:
+        mode = members[0].mode
+        reducer = None
+        if mode == "local" and rule.hooks:
+            groups = [_dist.shard_groups(m.p) for m in members]
+            reducer = _dist.Reducer(groups, members[0].w.device)
+        for hook in rule.hooks:
+            hook.reduce = reducer
+            if isinstance(hook, _ReducedCombine):
+                hook.calls = 0
+        try:
+            device = members[0].w.device.type
+            if device == "cuda" or engine == "triton":
+                counted = self._run_device(rule, members, ctx, engine, foreach)
+                return self._finish_step(rule, members, counted)
+            fused = (
+                engine != "eager"
+                and rule.fusable
+                and mode != "gather"
+                and all(m.fusable() for m in members)
+            )
+            if engine == "fused" and not fused:
+                raise RuntimeError(
+                    f"{self._owner}: the fused engine was required (fused=True or "
+                    f"engine='fused') but {_why_not_fused(rule, members)}"
+                )
+            counted = False
+            if fused:
+                counted = self._run_fused(rule, members, ctx)
+            elif engine != "eager" and all(m.numpy_ok() for m in members):
+                counted = self._run_eager(rule, members, ctx, numpy=True)
+            else:
+                counted = self._run_eager(rule, members, ctx, numpy=False)
+        finally:
+            for hook in rule.hooks:
+                hook.reduce = None
+        self._finish_step(rule, members, counted)
+
+    def _finish_step(self, rule: _Rule, members: list[_Member], counted: bool) -> None:
+        """Advance the step counts the engine did not, and copy master weights back."""
+        if rule.track_step and not counted:
+            for m in members:
+                m.state[STEP] += 1
+        for m in members:
+            if m.master:
+                m.p.copy_(m.state[MASTER])
+
+    def _run_device(
+        self, rule: _Rule, members: list[_Member], ctx: dict, engine: str, foreach: Any
+    ) -> bool:
+        """Step CUDA ``members`` (or any, for ``engine="triton"``): the Triton engine
+        where it can, else the transform's own update on the tensors; True if the
+        engine advanced the step counts."""
+        # sharded parameters whose norms must be reduced across ranks run eager
+        mode = members[0].mode
+        usable = rule.triton_fusable and (mode == "plain" or (mode == "local" and not rule.hooks))
+        usable = usable and all(_cuda.member_runs_on_triton(m) for m in members)
+        wanted = engine in ("fused", "triton") or (engine == "auto" and foreach is not True)
+        if wanted and usable and not _cuda.triton_available():
+            if engine != "auto":
+                raise RuntimeError(
+                    f"{self._owner}: the fused GPU engine was required (fused=True or "
+                    f"engine={engine!r}) but Triton is not installed (pip install triton)"
+                )
+            _cuda.notice_no_triton()
+            usable = False
+        if engine in ("fused", "triton") and not usable:
+            why = (
+                "Triton is missing"
+                if rule.triton_fusable
+                else f"the transform {rule.transform!r} has stages the fused engine cannot compile"
+            )
+            if rule.triton_fusable and members[0].mode == "gather":
+                why = "sharded parameters of this transform need whole tensors"
+            elif rule.triton_fusable:
+                m = next(m for m in members if not _cuda.member_runs_on_triton(m))
+                why = (
+                    f"a parameter is {m.w.dtype} on {m.w.device} "
+                    f"({'contiguous' if m.w.is_contiguous() else 'not contiguous'}), or its "
+                    "gradient or state differs from it in device, dtype or layout"
+                )
+            raise RuntimeError(
+                f"{self._owner}: the fused GPU engine was required (fused=True or "
+                f"engine={engine!r}) but {why}"
+            )
+        if not (wanted and usable):
+            # True where the transform set the steps itself (a skipped step keeps them)
+            return self._run_eager(rule, members, ctx, numpy=False)
+        rt = self._runtime()
+        key = ("triton", id(rule)) + tuple(id(m.p) for m in members)
+        signature = _signature(members)
+        bucket = rt.fused.get(key)
+        shared = _shared_values(rule, members[0])
+        if bucket is None or bucket.signature != signature:
+            bucket = rt.fused[key] = _cuda.TritonBucket(rule, members, signature, shared)
+        counted = bucket.step(members, ctx, shared, members[0].layout)
+        try:
+            torch.autograd.graph.increment_version([m.p for m in members if not m.master])
+        except (TypeError, RuntimeError):  # pragma: no cover - tensor subclasses
+            pass
+        return counted
+
+    def _run_fused(self, rule: _Rule, members: list[_Member], ctx: dict) -> bool:
+        """Step ``members`` on the fused engine; True if it advanced their steps."""
+        rt = self._runtime()
+        key = (id(rule),) + tuple(id(m.p) for m in members)
+        signature = _signature(members)
+        bucket = rt.fused.get(key)
+        if bucket is None or bucket.signature != signature:
+            bucket = rt.fused[key] = _FusedBucket(rule, members, signature)
+        bucket.step(rule, members, ctx)
+        try:
+            torch.autograd.graph.increment_version([m.p for m in members if not m.master])
+        except (TypeError, RuntimeError):  # pragma: no cover - tensor subclasses
+            pass
+        if bucket.steps is None:
+            return False
+        for view in bucket.steps:
+            view += 1
+        return True
+
+    def _run_eager(self, rule: _Rule, members: list[_Member], ctx: dict, numpy: bool) -> bool:
+        """The transform's own ``update``: on NumPy views of CPU float32/float64
+        tensors (``numpy``), else on the torch tensors themselves. True if it set the
+        members' steps (from the new state's count: a step the transform skipped,
+        e.g. ``nonfinite_policy(..., "skip")``, leaves the count, so it leaves
+        torch's ``step`` too)."""
+        layout = members[0].layout
+        view = _numpy if numpy else _same
+        ws = [view(m.w) for m in members]
+        entries = [{n: view(t) for n, t in m.entries.items()} for m in members]
+        shared = _shared_values(rule, members[0])
+        tree, _ = layout.build(entries, shared)
+        try:
+            updates, new = rule.run.update([view(m.g) for m in members], rule.wrap(tree), ws, **ctx)
+        except (TypeError, ValueError, AttributeError, RuntimeError) as error:
+            if numpy:
+                raise
+            w = members[0].w
+            raise TypeError(
+                f"{self._owner}: {rule.transform!r} failed on {w.dtype} tensors on {w.device} "
+                f"(its eager math may be NumPy-only; CPU float32/float64 parameters run it "
+                f"on NumPy): {error}"
+            ) from error
+        for w, u in zip(ws, updates):
+            if numpy:
+                np.add(w, u, out=w, casting="same_kind")
+            else:
+                w.add_(_to_torch(u, w))
+        own, new_shared = layout.read(rule.unwrap(new), len(members))
+        for targets, values in zip(entries, own):
+            for name, value in values.items():
+                target = targets[name]
+                if value is target:
+                    continue
+                if numpy:
+                    np.copyto(target, value, casting="same_kind")
+                else:
+                    target.copy_(_to_torch(value, target))
+        for name in layout.shared_names():
+            value = np.asarray(new_shared[name]).item()
+            for m in members:
+                m.state[rule.key(name)] = value
+        counted = rule.track_step and STEP in new_shared
+        skipped = getattr(rule.transform, "skipped", None)
+        if rule.track_step and not counted and skipped is not None:
+            # a transform without a count of its own that skipped this step: torch's
+            # step, counted by the front, stays too
+            counted = bool(skipped(rule.unwrap(new)))
+        elif counted:
+            count = float(np.asarray(new_shared[STEP]))
+            for m in members:
+                step = m.state[STEP]
+                if isinstance(step, torch.Tensor):
+                    step.fill_(count)
+                else:
+                    m.state[STEP] = torch.tensor(count, dtype=scalar_dtype())
+        if numpy:
+            try:
+                torch.autograd.graph.increment_version([m.p for m in members if not m.master])
+            except (TypeError, RuntimeError):  # pragma: no cover - tensor subclasses
+                pass
+        if members[0].mode == "gather":
+            for m in members:
+                store = m.state[MASTER] if m.master else m.p
+                _dist.local(store).copy_(_dist.local_chunk(m.w, store))
+                for name, value in m.entries.items():
+                    target = m.state.get(rule.key(name))
+                    if _dist.is_dtensor(target):
+                        _dist.local(target).copy_(_dist.local_chunk(value, target))
+        return counted
+
+
+def _why_not_fused(rule: _Rule, members: list[_Member]) -> str:
+    if not rule.fusable:
+        return f"the transform {rule.transform!r} has stages the fused engine cannot compile"
+    if members[0].mode == "gather":
+        return "sharded parameters of this transform need whole tensors"
+    for m in members:
+        if not m.fusable():
+            return (
+                f"a parameter is {m.w.dtype} on {m.w.device} "
+                f"({'contiguous' if m.w.is_contiguous() else 'not contiguous'}); the fused "
+                "engine takes contiguous CPU float32/float64 tensors"
+            )
+    return "the parameters cannot be run by it"  # pragma: no cover

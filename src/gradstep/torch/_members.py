@@ -1,0 +1,198 @@
+"""The parameters of one step call: each parameter's tensors, and the numba engine's
+bucket over fixed parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _distributed as _dist
+from ._rule import (
+    _FUSED_DTYPES,
+    MASTER,
+    _Rule,
+)
+from ._state import STEP
+
+
+class _Member:
+    """One parameter in one step: the tensors its math reads and writes."""
+
+    __slots__ = ("p", "state", "master", "fresh", "mode", "w", "g", "entries", "layout")
+
+    def __init__(self, p, grad, state, master: bool, fresh: bool, rule: _Rule):
+        self.p = p
+        self.state = state
+        self.master = master
+        self.fresh = fresh
+        store = state[MASTER] if master else p
+        if not _dist.is_dtensor(p):
+            self.mode = "plain"
+            convert = _same
+        elif rule.local_ok:
+            self.mode = "local"
+            convert = _dist.local
+        else:
+            self.mode = "gather"
+            convert = _dist.full
+        self.w = convert(store.detach())
+        g = convert(grad)
+        self.g = g.to(torch.float32) if master else g
+        self.layout = layout = rule.layout(self.w)
+        self.entries = {
+            name: (
+                self.w.new_empty((0,)) if name in layout.empty else convert(state[rule.key(name)])
+            )
+            for name in layout.names
+        }
+
+    def shared_key(self, rule: _Rule) -> tuple:
+        if rule.track_step:
+            step = float(self.state[STEP])
+        else:
+            step = 0.0 if self.fresh else 1.0
+        others = tuple(float(self.state[rule.key(n)]) for n in self.layout.shared_names())
+        return (step,) + others
+
+    def numpy_ok(self) -> bool:
+        """All its tensors can be seen as NumPy arrays (CPU float32/float64)."""
+        w, g = self.w, self.g
+        if w.device.type != "cpu" or w.dtype not in _FUSED_DTYPES:
+            return False
+        if g.layout != torch.strided or g.dtype != w.dtype or g.device != w.device:
+            return False
+        return all(
+            t.device.type == "cpu" and t.dtype not in (torch.bfloat16,) and not t.is_complex()
+            for t in self.entries.values()
+        )
+
+    def dense(self, dtypes: tuple, state_dtypes: tuple | None = None) -> bool:
+        """Parameter, gradient and state are contiguous dense tensors on one device,
+        the parameter of one of ``dtypes``, the gradient of its dtype, the state of
+        ``state_dtypes`` (None: the parameter's dtype): what a fused engine runs."""
+        w, g = self.w, self.g
+        if w.dtype not in dtypes or not w.is_contiguous():
+            return False
+        if g.layout != torch.strided or g.dtype != w.dtype or g.device != w.device:
+            return False
+        if not g.is_contiguous():
+            return False
+        return all(
+            t.device == w.device
+            and (t.dtype == w.dtype if state_dtypes is None else t.dtype in state_dtypes)
+            and t.is_contiguous()
+            for t in self.entries.values()
+        )
+
+    def fusable(self) -> bool:
+        """The numba engine can run it: :meth:`dense` CPU float32/float64."""
+        return self.w.device.type == "cpu" and self.dense(_FUSED_DTYPES)
+
+
+def _same(t):
+    return t
+
+
+def _first_param(group: dict) -> Any:
+    params = group["params"]
+    return params[0].detach() if params else torch.zeros(2)
+
+
+def _init_view(t: Any) -> Any:
+    """What a transform's ``init`` is given for ``t``: a NumPy view of CPU
+    float32/float64 tensors (every rule can initialise NumPy arrays), else ``t``."""
+    if (
+        isinstance(t, torch.Tensor)
+        and not _dist.is_dtensor(t)
+        and t.device.type == "cpu"
+        and t.dtype in _FUSED_DTYPES
+        and t.layout == torch.strided
+    ):
+        return _numpy(t)
+    return t
+
+
+def _as_tensor(value: Any, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    array = np.asarray(value)
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.array(array, copy=True)
+    return torch.from_numpy(array).to(like.device)
+
+
+def _to_torch(value: Any, like: torch.Tensor) -> Any:
+    """A result of a rule whose math converts its inputs to NumPy, as a tensor."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return torch.as_tensor(np.asarray(value), device=like.device)
+    return value
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().resolve_neg().numpy()
+
+
+class _FusedBucket:
+    """A fused-engine call over fixed parameters, with its NumPy views kept."""
+
+    def __init__(self, rule: _Rule, members: list[_Member], signature: tuple):
+        from ..engines.fused import FusedEngine
+
+        self.engine = FusedEngine(rule.run)
+        self.signature = signature
+        self.w = [_numpy(m.w) for m in members]
+        entries = [{n: _numpy(t) for n, t in m.entries.items()} for m in members]
+        shared = _shared_values(rule, members[0])
+        tree, self.refs = members[0].layout.build(entries, shared)
+        self.tree = rule.wrap(tree)
+        # the step counts, advanced through views (cheaper than a torch op each)
+        steps = [m.state.get(STEP) for m in members] if rule.track_step else []
+        self.steps = None
+        if steps and all(_cpu_scalar(t) for t in steps):
+            self.steps = [_numpy(t) for t in steps]
+
+    def step(self, rule: _Rule, members: list[_Member], ctx: dict) -> None:
+        shared = _shared_values(rule, members[0])
+        layout = members[0].layout
+        for container, key, name in self.refs:
+            value = shared[name]
+            container[key] = (
+                np.asarray(int(value), np.int64)
+                if name == STEP
+                else np.asarray(value, layout.shared[name])
+            )
+        grads = [_numpy(m.g) for m in members]
+        self.engine.step_leaves(self.w, grads, self.w, self.tree, ctx)
+
+
+def _signature(members: list[_Member]) -> tuple:
+    return tuple(
+        (id(m.p), m.w.data_ptr(), tuple(m.w.shape), id(m.state.get(STEP)))
+        + tuple((n, t.data_ptr(), tuple(t.shape)) for n, t in m.entries.items())
+        for m in members
+    )
+
+
+def _cpu_scalar(t: Any) -> bool:
+    return (
+        isinstance(t, torch.Tensor)
+        and t.device.type == "cpu"
+        and t.dim() == 0
+        and t.dtype in _FUSED_DTYPES
+        and not _dist.is_dtensor(t)
+    )
+
+
+def _shared_values(rule: _Rule, m: _Member) -> dict[str, Any]:
+    return dict(zip([STEP] + m.layout.shared_names(), m.shared_key(rule)))
+
+
+class _Runtime:
+    """What a TransformOptimizer derives from its groups and state (never saved)."""
+
+    def __init__(self) -> None:
+        self.rules: dict[int, tuple] = {}
+        self.fused: dict[tuple, Any] = {}
+        self.fast: dict[int, Any] = {}  # group id -> _cuda.FastStep

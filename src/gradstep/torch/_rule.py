@@ -1,0 +1,256 @@
+"""A param group's transform prepared for stepping: hyperparameters from the group,
+torch's ``maximize``, norms that can be reduced across ranks, the state layout."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._core.combine import Masked
+from .._core.elementwise import Elementwise, NormScaled
+from .._core.per_tensor import PerTensorReduction
+from .._core.transform import Chain, Transform, map_transform, walk
+from .._core.validate import OneOf, check
+from ._state import Layout, StateSplitError, shape_independent
+
+ENGINES = ("auto", "fused", "eager", "triton")
+#: group keys that are the front's own options, not hyperparameters of the transform
+FRONT_OPTIONS = ("params", "lr", "maximize", "foreach", "engine", "master_weights", "capturable")
+MASTER = "master_param"
+_FUSED_DTYPES = (torch.float32, torch.float64)
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_FOREACH = OneOf((None, False, True))
+
+
+def _negated(g, factor):
+    return g * factor
+
+
+def _negation(h: dict, count: int) -> dict:
+    return {"factor": -1.0}
+
+
+def maximize_stage() -> Elementwise:
+    """``u <- -g``: torch's ``maximize=True``, placed before every other stage."""
+    return Elementwise("maximize", _negated, prepare=_negation)
+
+
+def scalar_dtype() -> torch.dtype:
+    """The dtype torch.optim gives its ``step`` tensors."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+# -- reductions that see every rank ---------------------------------------------------
+
+
+class _ReducedNorm(NormScaled):
+    """A norm-scaled stage whose per-tensor sums go through ``reduce`` first."""
+
+    reduce = None
+
+    def factors(self, sums, count, ctx):
+        if self.reduce is not None:
+            sums = self.reduce(sums)
+        return super().factors(sums, count, ctx)
+
+
+class _ReducedCombine:
+    """Wraps a per-tensor reduction's ``combine``: the i-th call is tensor i."""
+
+    def __init__(self, combine):
+        self.combine = combine
+        self.__wrapped__ = combine  # what an engine that reduces on its own calls
+        self.reduce = None
+        self.calls = 0
+
+    def __call__(self, sums, flags, h):
+        i = self.calls
+        self.calls += 1
+        if self.reduce is not None:
+            sums = self.reduce.one(i, sums)
+        return self.combine(sums, flags, h)
+
+
+def _instrument(t: Transform, hooks: list) -> Transform:
+    """A copy of ``t`` whose reductions can be routed through a reducer."""
+
+    def instrument(node: Transform) -> Transform:
+        if type(node) is NormScaled:
+            copy = _ReducedNorm(node.name, node.factor, node.hyperparams, node.per_tensor)
+            hooks.append(copy)
+            return copy
+        if type(node) is PerTensorReduction:
+            wrapper = _ReducedCombine(node.combine)
+            hooks.append(wrapper)
+            return node.replace(combine=wrapper)
+        return node
+
+    return map_transform(instrument, t)
+
+
+def _local_ok(t: Transform) -> bool:
+    """Every stage is elementwise math plus norms (so it can run on local shards)."""
+    return all(
+        isinstance(v.transform, (Chain, Masked))
+        or type(v.transform) in (Elementwise, NormScaled, PerTensorReduction)
+        for v in walk(t)
+    )
+
+
+def _global_norm(t: Transform) -> bool:
+    return any(isinstance(v.transform, NormScaled) and not v.transform.per_tensor for v in walk(t))
+
+
+def _fusable(t: Transform, per_tensor: bool = False) -> bool:
+    """The numba engine can compile ``t`` (``per_tensor``: the Triton engine, which
+    also runs per-tensor reductions such as LAMB's trust ratio)."""
+    from ..engines.fused import NotFusable, flatten_stages
+
+    try:
+        flatten_stages(t, per_tensor=per_tensor)
+    except NotFusable:
+        return False
+    return True
+
+
+def baked_values(t: Transform) -> dict[str, Any]:
+    """The number each overridable hyperparameter has in ``t`` (None where it is a
+    schedule or differs between stages)."""
+    out: dict[str, Any] = {}
+    conflict: set[str] = set()
+    for visit in walk(t):
+        if not isinstance(visit.transform, Elementwise):
+            continue
+        for name, value in visit.transform.hyperparams.items():
+            if callable(value) or not isinstance(value, numbers.Real):
+                value = None
+            if name in out and out[name] != value:
+                conflict.add(name)
+            out.setdefault(name, value)
+    return {k: (None if k in conflict else v) for k, v in out.items()}
+
+
+def _number(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f"a tensor hyperparameter must have one element, got shape {v.shape}")
+        return float(v)
+    return v
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return ("tensor", float(v)) if v.numel() == 1 else ("tensor", id(v))
+    if isinstance(v, (list, tuple)):
+        return tuple(_freeze(x) for x in v)
+    if callable(v):
+        return ("callable", id(v))
+    return v
+
+
+# -- one group's rule ------------------------------------------------------------------
+
+
+class _Rule:
+    """A group's transform, prepared for stepping."""
+
+    def __init__(
+        self,
+        transform: Transform,
+        dynamic: dict[str, tuple[str, ...]],
+        maximize: bool,
+        rename: dict[str, str],
+        track_step: bool,
+        check_ranges: bool = True,
+    ):
+        self.transform = transform
+        self.check_ranges = check_ranges
+        self.shape_independent = shape_independent(transform)
+        self._layouts: dict = {}
+        self._wanted: dict = {}
+        self.ranges = transform.hyperparameters()
+        self.dynamic = {
+            k: names for k, names in dynamic.items() if all(n in self.ranges for n in names)
+        }
+        self.rename = rename
+        self.track_step = track_step
+        self.hooks: list = []
+        run = _instrument(transform, self.hooks)
+        self.maximize = maximize
+        if maximize:
+            run = Chain((maximize_stage(), run), name=transform.name)
+            self.inner_name = run.stage_names[1]
+        self.run = run
+        self.fusable = _fusable(run)
+        self.triton_fusable = _fusable(run, per_tensor=True)
+        self.local_ok = _local_ok(transform)
+        self.global_norm = _global_norm(transform)
+        self._checked: dict[int, tuple] = {}
+        self.entry_shapes: dict[tuple, dict] = {}  # see _checks.expected_shapes
+
+    def layout(self, like: Any) -> Layout:
+        """The state layout for parameters like ``like`` (one for all when the state's
+        structure does not depend on the shape)."""
+        key = None if self.shape_independent else (tuple(like.shape), str(like.dtype))
+        layout = self._layouts.get(key)
+        if layout is None:
+            probe = None
+            if key is not None:
+                dtype = {torch.float32: np.float32}.get(like.dtype, np.float64)
+                probe = np.zeros(tuple(like.shape), dtype)
+            try:
+                layout = Layout(self.transform, probe)
+            except StateSplitError as error:
+                raise TypeError(f"gradstep.torch: {error}") from None
+            self._layouts[key] = layout
+        return layout
+
+    def wanted(self, layout: Layout) -> list[str]:
+        """The state keys a parameter of ``layout`` must have."""
+        keys = self._wanted.get(id(layout))
+        if keys is None:
+            keys = [self.key(n) for n in layout.names if n not in layout.empty]
+            keys += [self.key(n) for n in layout.shared_names()]
+            self._wanted[id(layout)] = keys
+        return keys
+
+    def key(self, name: str) -> str:
+        """The state key of the layout entry ``name``."""
+        return self.rename.get(name, name)
+
+    def wrap(self, tree: Any) -> Any:
+        return {"maximize": {}, self.inner_name: tree} if self.maximize else tree
+
+    def unwrap(self, tree: Any) -> Any:
+        return tree[self.inner_name] if self.maximize else tree
+
+    def ctx(self, group: dict, owner: str) -> dict[str, Any]:
+        """This step's hyperparameter values from the group, checked when they change."""
+        out: dict[str, Any] = {}
+        labels: dict[str, str] = {}
+        for key, names in self.dynamic.items():
+            value = group.get(key)
+            if value is None:
+                continue
+            if len(names) == 1:
+                values = [value]
+            else:
+                values = list(value)
+                if len(values) != len(names):
+                    raise ValueError(f"{owner}: {key} must have {len(names)} values, got {value!r}")
+            for i, (name, v) in enumerate(zip(names, values)):
+                if callable(v) and not isinstance(v, torch.Tensor):
+                    continue  # a schedule is part of the transform itself
+                out[name] = _number(v)
+                labels[name] = key if len(names) == 1 else f"{key}[{i}]"
+        signature = tuple(out.items())
+        if self.check_ranges and self._checked.get(id(group)) != signature:
+            for name, value in out.items():
+                constraint = self.ranges.get(name)
+                if constraint is not None:
+                    check(owner, labels[name], value, constraint)
+            self._checked[id(group)] = signature
+        return out
