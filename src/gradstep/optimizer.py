@@ -116,7 +116,7 @@ class Optimizer:
         p_leaves = self._current_params()
         g_leaves = _tree.matching_leaves(self._treedef, grads, "Optimizer.step: gradients")
         if self._fused is not None:
-            from .engines.fused import Unsupported
+            from .engines.plan import Unsupported
 
             # the engine checks every array it touches before it writes anything;
             # a refusal is explained here by path
@@ -366,7 +366,7 @@ def _check_state_values(owner: str, transform: Transform, state: dict) -> None:
                 raise ValueError(
                     f"{owner}: invalid {_STATE + path}={value!r}; valid values: an integer >= 0"
                 )
-    from .engines.fused import NotFusable, flatten_stages
+    from .engines.plan import NotFusable, flatten_stages
 
     try:
         stages = flatten_stages(transform)
@@ -394,7 +394,8 @@ def _check_state_values(owner: str, transform: Transform, state: dict) -> None:
 
 
 def _fused_engine(transform: Transform, engine: str):
-    from .engines.fused import FusedEngine, NotFusable
+    from .engines.fused import FusedEngine
+    from .engines.plan import NotFusable
 
     try:
         return FusedEngine(transform)

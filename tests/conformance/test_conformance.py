@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import gradstep
-from gradstep.engines.fused import NotFusable, flatten_stages
+from gradstep.engines.plan import NotFusable, flatten_stages
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOLERANCE = {"float64": dict(rtol=1e-11, atol=1e-13), "float32": dict(rtol=2e-5, atol=2e-6)}

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from gradstep.engines.fused import cache_dir
+from gradstep.engines.kernel_cache import cache_dir
 
 
 def test_kernels_go_to_the_sessions_folder_not_the_users_cache():

@@ -20,7 +20,8 @@ import pytest
 
 import gradstep
 from gradstep import transforms as T
-from gradstep.engines.fused import FusedEngine, NotFusable
+from gradstep.engines.fused import FusedEngine
+from gradstep.engines.plan import NotFusable
 
 FIXTURES = Path(__file__).resolve().parents[1] / "conformance" / "fixtures"
 SIZES = [(0,), (1,), (7,), (100003,), (3, 5)]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import gradstep
-from gradstep.engines.fused import NotFusable, flatten_stages
+from gradstep.engines.plan import NotFusable, flatten_stages
 from gradstep.transforms import accumulate, lookahead, nonfinite_policy
 from gradstep.transforms.nonfinite import POLICIES
 

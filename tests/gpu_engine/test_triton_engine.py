@@ -19,7 +19,7 @@ import torch
 import gradstep
 import gradstep.torch as gt
 from gradstep import transforms as T
-from gradstep.engines.fused import NotFusable, Unsupported
+from gradstep.engines.plan import NotFusable, Unsupported
 from gradstep.engines.triton import TritonEngine
 
 _spec = importlib.util.spec_from_file_location(

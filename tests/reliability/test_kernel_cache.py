@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import gradstep
-from gradstep.engines import fused
+from gradstep.engines import fused, kernel_cache
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
@@ -30,12 +30,12 @@ def cache(tmp_path, monkeypatch):
     (so this test builds it)."""
     folder = tmp_path / "cache"
     monkeypatch.setenv("GRADSTEP_CACHE_DIR", str(folder))
-    monkeypatch.setattr(fused, "_PRIVATE_DIR", [], raising=False)
+    monkeypatch.setattr(kernel_cache, "_PRIVATE_DIR", [], raising=False)
     name = _module_name(fused.FusedEngine(_rule()).source)
     monkeypatch.delitem(sys.modules, name, raising=False)
     yield folder
     sys.modules.pop(name, None)  # never leave a module of a deleted folder loaded
-    for private in fused._PRIVATE_DIR:
+    for private in kernel_cache._PRIVATE_DIR:
         import shutil
 
         shutil.rmtree(private, ignore_errors=True)
@@ -74,7 +74,7 @@ def _temporary_files(*folders):
 def test_a_working_cache_is_used(cache):
     params, opt = _run()
     assert opt.engine == "fused" and _module_path(cache).exists()
-    assert not fused._PRIVATE_DIR
+    assert not kernel_cache._PRIVATE_DIR
     _assert_right_numbers(params)
 
 
@@ -84,7 +84,7 @@ def test_a_cache_folder_that_cannot_be_created_falls_back_to_a_private_folder(ca
     os.environ["GRADSTEP_CACHE_DIR"] = str(blocker / "kernels")
     params, opt = _run()
     assert opt.engine == "fused"
-    assert fused._PRIVATE_DIR and _module_path(fused._PRIVATE_DIR[0]).exists()
+    assert kernel_cache._PRIVATE_DIR and _module_path(kernel_cache._PRIVATE_DIR[0]).exists()
     _assert_right_numbers(params)
 
 
@@ -117,7 +117,7 @@ def test_a_full_disk_runs_eagerly_with_one_warning_naming_the_cache(cache, monke
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         opt.step([np.ones(9), np.ones(70000)])  # no second warning
-    assert not _temporary_files(cache, *fused._PRIVATE_DIR)
+    assert not _temporary_files(cache, *kernel_cache._PRIVATE_DIR)
 
 
 def test_a_full_disk_gives_the_eager_numbers(cache, monkeypatch):
@@ -160,16 +160,16 @@ def test_garbage_compiler_cache_files_are_rebuilt(cache, which):
         f.write_bytes(b"\x80\x05garbage\xff" * 7)
     params, opt = _run()
     assert opt.engine == "fused"
-    assert not _temporary_files(cache, *fused._PRIVATE_DIR)
+    assert not _temporary_files(cache, *kernel_cache._PRIVATE_DIR)
     _assert_right_numbers(params)
     # the garbage is gone: the next process compiles afresh instead of failing
     assert all(not f.exists() or b"garbage" not in f.read_bytes() for f in files)
 
 
 def test_load_kernels_keeps_its_contract(cache):
-    module = fused.load_kernels("VALUE = 41 + 1\n")
+    module = kernel_cache.load_kernels("VALUE = 41 + 1\n")
     assert module.VALUE == 42
-    assert fused.load_kernels("VALUE = 41 + 1\n") is module
-    assert fused.cache_dir() == cache
+    assert kernel_cache.load_kernels("VALUE = 41 + 1\n") is module
+    assert kernel_cache.cache_dir() == cache
     assert os.path.isfile(module.__file__)  # compilers read the real file
     del sys.modules[module.__name__]

@@ -28,143 +28,24 @@ The eager engine (each transform's own ``update``) stays the reference.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import hashlib
 import operator
-import os
-import shutil
-import sys
-import tempfile
 import threading
-import types
 from ctypes import addressof as _addressof
 from ctypes import c_char
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._core import tree as _tree
-from .._core.combine import Masked, _labels_for
-from .._core.elementwise import Elementwise, NormScaled
-from .._core.per_tensor import PerTensorReduction
-from .._core.transform import Chain, Transform, walk
-from .._core.xmath import HELPERS, OPERATIONS
+from .._core.combine import _labels_for
+from .._core.transform import Transform
+from .._core.xmath import OPERATIONS
 from .element_source import SourceError, element_sources
+from .kernel_cache import KernelCacheError, cache_dir, load_kernels, reload_kernels
+from .plan import NotFusable, Stage, Unsupported, flatten_stages, place_stages
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 CHUNK = 1 << 16  # elements per parallel work item
-
-
-class NotFusable(Exception):
-    """The transform contains something the fused engine cannot compile."""
-
-
-class Unsupported(Exception):
-    """These arrays cannot be updated by the fused engine (the reason is the message);
-    nothing was changed."""
-
-
-def cache_dir() -> Path:
-    """Where generated kernels live: ``$GRADSTEP_CACHE_DIR`` or the user cache."""
-    root = os.environ.get("GRADSTEP_CACHE_DIR")
-    if root:
-        return Path(root)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gradstep" / "kernels"
-
-
-# -- the plan: which stages, where their state lives ---------------------------------
-
-
-@dataclass
-class Stage:
-    """One elementwise stage of the flattened chain."""
-
-    index: int
-    stage: Elementwise
-    state_path: tuple[str, ...]
-    mask: Any = None  # the Masked wrapper's mask, or None
-    slot_rows: list[int] = field(default_factory=list)  # rows of the pointer table
-    scalar_offset: int = 0  # position of its scalars in the scalar vector
-    reduction_column: int = -1  # column of the per-tensor factor table
-
-    @property
-    def is_reduction(self) -> bool:
-        return isinstance(self.stage, NormScaled)
-
-    @property
-    def is_per_tensor(self) -> bool:
-        """A stage whose element function also takes per-tensor scalars computed
-        from sums of squares (LAMB's and LARS's trust ratios)."""
-        return isinstance(self.stage, PerTensorReduction)
-
-
-def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage]:
-    """The elementwise stages of ``transform`` in order, or :class:`NotFusable`.
-
-    Chains and one level of masks are compiled; any other transform is not.
-    ``per_tensor``: the caller also runs per-tensor reduction stages (the Triton
-    engine does; this engine does not)."""
-    out: list[Stage] = []
-    for visit in walk(transform):
-        t = visit.transform
-        masks = [p.mask for p in visit.parents if isinstance(p, Masked)]
-        if len(masks) > 1:
-            raise NotFusable("nested masks")
-        mask = masks[0] if masks else None
-        if isinstance(t, (Chain, Masked)):
-            continue
-        if isinstance(t, NormScaled):
-            if mask is not None:
-                raise NotFusable(f"masked reduction stage {t.name}")
-            out.append(Stage(len(out), t, visit.path))
-        elif type(t) is Elementwise:
-            _check_element_function(t)
-            out.append(Stage(len(out), t, visit.path, mask))
-        elif per_tensor and type(t) is PerTensorReduction and mask is None:
-            _check_element_function(t)
-            _check_element_function(t, t.norms)
-            out.append(Stage(len(out), t, visit.path))
-        else:
-            raise NotFusable(f"{type(t).__name__} {t.name!r} is not an elementwise stage")
-    return out
-
-
-def place_stages(stages: list[Stage], first_scalar: int = 0) -> tuple[int, int, int]:
-    """Give each stage its rows of the pointer table (rows 0 and 1 are the gradient
-    and the parameter), its place in the scalar vector and its columns of the
-    per-tensor factor table; return the numbers of rows, scalars and columns."""
-    row, offset, column = 2, first_scalar, 0
-    for st in stages:
-        st.slot_rows = list(range(row, row + len(st.stage.slots)))
-        row += len(st.stage.slots)
-        if st.is_reduction:
-            st.reduction_column = column
-            column += 1
-            continue
-        st.scalar_offset = offset
-        offset += len(st.stage.scalar_names())
-        if st.is_per_tensor:
-            st.reduction_column = column
-            column += len(st.stage.tensor_scalars)
-    return row, offset, column
-
-
-def _check_element_function(t: Elementwise, fn: Any = None) -> None:
-    fn = t.element if fn is None else fn
-    if not hasattr(fn, "__code__"):
-        raise NotFusable(f"{t.name!r}: {fn!r} is not a plain function")
-    code = fn.__code__
-    unknown = set(code.co_names) - set(OPERATIONS) - set(HELPERS)
-    if unknown or code.co_freevars:
-        raise NotFusable(
-            f"element function of {t.name!r} uses names other than element operations: "
-            f"{sorted(unknown | set(code.co_freevars))}"
-        )
-
 
 # -- code generation ----------------------------------------------------------------
 
@@ -258,134 +139,8 @@ def _stage_lines(st: Stage, write: bool) -> list[str]:
     return [f"if m{k}:"] + ["    " + line for line in body]
 
 
-def load_kernels(source: str):
-    """Import the kernel module for ``source`` (writing its file first if needed).
-
-    The module's file lives in :func:`cache_dir`, named by the hash of its source, so
-    compilers that cache next to the source (numba) find their work again in the next
-    process. The file is written atomically and compared byte for byte with
-    ``source``; an unreadable, truncated or foreign file is replaced. When the cache
-    folder cannot be used (read-only, full disk, unusable compiler caches) the module
-    is built in a folder private to this process instead (removed at exit); if that
-    fails too, :class:`KernelCacheError` names the cache folder.
-    """
-    name = _module_name(source)
-    module = sys.modules.get(name)
-    if module is not None and getattr(module, _LOADED, False):
-        return module
-    with _LOAD_LOCK:  # one thread builds it; the others wait for the whole module
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, _LOADED, False):
-            return module
-        try:
-            return _import_from(cache_dir(), name, source)
-        except Exception as error:  # the shared cache is unusable: build privately
-            return _load_privately(name, source, error)
-
-
-def reload_kernels(source: str, error: BaseException):
-    """The kernel module for ``source`` rebuilt in this process's private folder,
-    after using the shared copy failed with ``error`` (for example on unreadable
-    compiler cache files, which are removed so the next process rebuilds them)."""
-    name = _module_name(source)
-    with _LOAD_LOCK:
-        module = sys.modules.get(name)
-        if module is not None and _is_private(module) and getattr(module, _LOADED, False):
-            return module
-        _remove_compiled(cache_dir(), name)
-        return _load_privately(name, source, error)
-
-
-_LOAD_LOCK = threading.RLock()
-_LOADED = "__gradstep_loaded__"  # set once a kernel module has run to its end
-
-
 class _LaunchError(Exception):
     """Loading, compiling or calling a kernel failed (the cause is attached)."""
-
-
-class KernelCacheError(Exception):
-    """Neither the kernel cache nor a private folder could build a kernel module."""
-
-
-def _module_name(source: str) -> str:
-    return f"gradstep_kernel_{hashlib.sha256(source.encode()).hexdigest()[:20]}"
-
-
-def _load_privately(name: str, source: str, first: BaseException):
-    try:
-        return _import_from(_private_dir(), name, source)
-    except Exception as error:
-        if isinstance(error, OSError) or isinstance(first, OSError):
-            raise KernelCacheError(
-                f"the kernel cache {cache_dir()} cannot be used ({first}) and no private "
-                f"folder could replace it ({error})"
-            ) from error
-        raise  # the same failure outside the cache: a real error, not the cache's
-
-
-def _import_from(folder: Path, name: str, source: str):
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.py"
-    data = source.encode()
-    try:
-        current = path.read_bytes()
-    except OSError:
-        current = None
-    if current != data:
-        _write_atomically(path, data)
-    # the module runs the source we hold (a file changed under us cannot inject
-    # code); its functions name the real file, which compilers read and key on
-    code = compile(source, str(path), "exec")
-    module = types.ModuleType(name)
-    module.__file__ = str(path)
-    sys.modules[name] = module
-    try:
-        exec(code, module.__dict__)
-    except BaseException:
-        if sys.modules.get(name) is module:
-            del sys.modules[name]
-        raise
-    setattr(module, _LOADED, True)
-    return module
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, so
-    readers see the old file or the new one, never a part; nothing is left behind
-    on failure."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _remove_compiled(folder: Path, name: str) -> None:
-    """Remove compiler cache files of module ``name`` (best effort)."""
-    with contextlib.suppress(OSError):
-        for f in (folder / "__pycache__").glob(f"{name}.*"):
-            with contextlib.suppress(OSError):
-                f.unlink()
-
-
-_PRIVATE_DIR: list[Path] = []
-
-
-def _private_dir() -> Path:
-    if not _PRIVATE_DIR:
-        path = Path(tempfile.mkdtemp(prefix="gradstep-kernels-"))
-        atexit.register(shutil.rmtree, path, ignore_errors=True)
-        _PRIVATE_DIR.append(path)
-    return _PRIVATE_DIR[0]
-
-
-def _is_private(module) -> bool:
-    return bool(_PRIVATE_DIR) and Path(module.__file__).parent == _PRIVATE_DIR[0]
 
 
 # -- launching: numba's workqueue threading layer is not thread-safe ------------------

@@ -38,7 +38,8 @@ from .._core.elementwise import resolve
 from .._core.namespaces import element_for, namespace_of
 from .._core.transform import Transform
 from . import triton_codegen
-from .fused import flatten_stages, load_kernels, place_stages
+from .kernel_cache import load_kernels
+from .plan import flatten_stages, place_stages
 from .triton_tables import STORAGE_DTYPES, _Tables, math_dtype
 
 BLOCK = 1024  # elements per block: 4 KB of float32, a 128-bit vector per lane
@@ -49,7 +50,7 @@ NUM_WARPS = 4
 class TritonEngine:
     """Runs one transform over lists of CUDA tensors (CPU tensors when interpreted), in place.
 
-    Raises :class:`~gradstep.engines.fused.NotFusable` at construction when the
+    Raises :class:`~gradstep.engines.plan.NotFusable` at construction when the
     transform has a stage that is not elementwise (or a norm reduction).
     """
 
@@ -98,7 +99,7 @@ class TritonEngine:
         the gradients ``g_leaves``; return the state with its step counts advanced.
 
         ``params`` is the parameters' tree, for masks that are functions of it.
-        Raises :class:`~gradstep.engines.fused.Unsupported` (changing nothing) for
+        Raises :class:`~gradstep.engines.plan.Unsupported` (changing nothing) for
         tensors it cannot run.
         """
         if not w_leaves:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .._core.xmath import OPERATIONS
 from .element_source import element_sources, function_source
-from .fused import Stage
+from .plan import Stage
 
 #: Columns of the chunk table.
 CHUNK_COLUMNS = 4

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .fused import Unsupported
+from .plan import Unsupported
 
 STORAGE_DTYPES = {
     torch.float32: "float32",

@@ -107,7 +107,7 @@ def _global_norm(t: Transform) -> bool:
 def _fusable(t: Transform, per_tensor: bool = False) -> bool:
     """The numba engine can compile ``t`` (``per_tensor``: the Triton engine, which
     also runs per-tensor reductions such as LAMB's trust ratio)."""
-    from ..engines.fused import NotFusable, flatten_stages
+    from ..engines.plan import NotFusable, flatten_stages
 
     try:
         flatten_stages(t, per_tensor=per_tensor)

@@ -1,0 +1,109 @@
+"""The plan both fused engines compile: a transform flattened into elementwise stages,
+each placed in the pointer table, the scalar vector and the factor table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._core.combine import Masked
+from .._core.elementwise import Elementwise, NormScaled
+from .._core.per_tensor import PerTensorReduction
+from .._core.transform import Chain, Transform, walk
+from .._core.xmath import HELPERS, OPERATIONS
+
+
+class NotFusable(Exception):
+    """The transform contains something the fused engine cannot compile."""
+
+
+class Unsupported(Exception):
+    """These arrays cannot be updated by the fused engine (the reason is the message);
+    nothing was changed."""
+
+
+@dataclass
+class Stage:
+    """One elementwise stage of the flattened chain."""
+
+    index: int
+    stage: Elementwise
+    state_path: tuple[str, ...]
+    mask: Any = None  # the Masked wrapper's mask, or None
+    slot_rows: list[int] = field(default_factory=list)  # rows of the pointer table
+    scalar_offset: int = 0  # position of its scalars in the scalar vector
+    reduction_column: int = -1  # column of the per-tensor factor table
+
+    @property
+    def is_reduction(self) -> bool:
+        return isinstance(self.stage, NormScaled)
+
+    @property
+    def is_per_tensor(self) -> bool:
+        """A stage whose element function also takes per-tensor scalars computed
+        from sums of squares (LAMB's and LARS's trust ratios)."""
+        return isinstance(self.stage, PerTensorReduction)
+
+
+def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage]:
+    """The elementwise stages of ``transform`` in order, or :class:`NotFusable`.
+
+    Chains and one level of masks are compiled; any other transform is not.
+    ``per_tensor``: the caller also runs per-tensor reduction stages (the Triton
+    engine does; this engine does not)."""
+    out: list[Stage] = []
+    for visit in walk(transform):
+        t = visit.transform
+        masks = [p.mask for p in visit.parents if isinstance(p, Masked)]
+        if len(masks) > 1:
+            raise NotFusable("nested masks")
+        mask = masks[0] if masks else None
+        if isinstance(t, (Chain, Masked)):
+            continue
+        if isinstance(t, NormScaled):
+            if mask is not None:
+                raise NotFusable(f"masked reduction stage {t.name}")
+            out.append(Stage(len(out), t, visit.path))
+        elif type(t) is Elementwise:
+            _check_element_function(t)
+            out.append(Stage(len(out), t, visit.path, mask))
+        elif per_tensor and type(t) is PerTensorReduction and mask is None:
+            _check_element_function(t)
+            _check_element_function(t, t.norms)
+            out.append(Stage(len(out), t, visit.path))
+        else:
+            raise NotFusable(f"{type(t).__name__} {t.name!r} is not an elementwise stage")
+    return out
+
+
+def place_stages(stages: list[Stage], first_scalar: int = 0) -> tuple[int, int, int]:
+    """Give each stage its rows of the pointer table (rows 0 and 1 are the gradient
+    and the parameter), its place in the scalar vector and its columns of the
+    per-tensor factor table; return the numbers of rows, scalars and columns."""
+    row, offset, column = 2, first_scalar, 0
+    for st in stages:
+        st.slot_rows = list(range(row, row + len(st.stage.slots)))
+        row += len(st.stage.slots)
+        if st.is_reduction:
+            st.reduction_column = column
+            column += 1
+            continue
+        st.scalar_offset = offset
+        offset += len(st.stage.scalar_names())
+        if st.is_per_tensor:
+            st.reduction_column = column
+            column += len(st.stage.tensor_scalars)
+    return row, offset, column
+
+
+def _check_element_function(t: Elementwise, fn: Any = None) -> None:
+    fn = t.element if fn is None else fn
+    if not hasattr(fn, "__code__"):
+        raise NotFusable(f"{t.name!r}: {fn!r} is not a plain function")
+    code = fn.__code__
+    unknown = set(code.co_names) - set(OPERATIONS) - set(HELPERS)
+    if unknown or code.co_freevars:
+        raise NotFusable(
+            f"element function of {t.name!r} uses names other than element operations: "
+            f"{sorted(unknown | set(code.co_freevars))}"
+        )
