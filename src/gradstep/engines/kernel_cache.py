@@ -1,6 +1,8 @@
-"""The kernel cache: generated kernel modules written to files named by the hash of
-their source (numba and Triton compile only code that lives in a file) and imported,
-robust to unusable cache folders."""
+"""The kernel cache: generated kernel modules, written to files and imported.
+
+Files are named by the hash of their source (numba and Triton compile only code that
+lives in a file); an unusable cache folder falls back to a private one.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The plan both fused engines compile: a transform flattened into elementwise stages,
-each placed in the pointer table, the scalar vector and the factor table."""
+"""The plan both fused engines compile: a transform's elementwise stages, placed.
+
+Each stage gets its rows of the pointer table, its place in the scalar vector and its
+columns of the per-tensor factor table.
+"""
 
 from __future__ import annotations
 

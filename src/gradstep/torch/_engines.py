@@ -1,5 +1,4 @@
-"""How a bucket of parameters is stepped: the numba engine, the Triton engine or the
-transform's own ``update`` (eager, on NumPy views or torch tensors)."""
+"""How a bucket of parameters is stepped: numba, Triton or the transform's own update."""
 
 from __future__ import annotations
 

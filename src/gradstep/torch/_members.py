@@ -1,5 +1,4 @@
-"""The parameters of one step call: each parameter's tensors, and the numba engine's
-bucket over fixed parameters."""
+"""The parameters of one step call, and the numba engine's bucket over them."""
 
 from __future__ import annotations
 

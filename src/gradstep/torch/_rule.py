@@ -1,5 +1,8 @@
-"""A param group's transform prepared for stepping: hyperparameters from the group,
-torch's ``maximize``, norms that can be reduced across ranks, the state layout."""
+"""A param group's transform, prepared for stepping.
+
+Hyperparameters from the group, torch's ``maximize``, norms that can be reduced
+across ranks, the state layout.
+"""
 
 from __future__ import annotations
 
