@@ -21,19 +21,8 @@ from typing import Any
 
 from ..engines import torch_namespace  # noqa: F401  (registers torch's array namespace)
 from ._base import TorchOptimizer
-from ._classes import (
-    SGD,
-    Adadelta,
-    Adafactor,
-    Adagrad,
-    Adam,
-    Adamax,
-    AdamW,
-    Muon,
-    NAdam,
-    RAdam,
-    RMSprop,
-)
+from ._classes import SGD, Adadelta, Adafactor, Adagrad, Muon, RMSprop
+from ._classes_adam import Adam, Adamax, AdamW, NAdam, RAdam
 from ._generated import (
     TORCH_CLASSES,
     RegistryOptimizer,

@@ -11,19 +11,8 @@ import torch
 
 from .._core.transform import Transform
 from ._base import TorchOptimizer
-from ._classes import (
-    SGD,
-    Adadelta,
-    Adafactor,
-    Adagrad,
-    Adam,
-    Adamax,
-    AdamW,
-    Muon,
-    NAdam,
-    RAdam,
-    RMSprop,
-)
+from ._classes import SGD, Adadelta, Adafactor, Adagrad, Muon, RMSprop
+from ._classes_adam import Adam, Adamax, AdamW, NAdam, RAdam
 from ._lbfgs import LBFGS
 from ._optimizer import TransformOptimizer
 from ._schedule_free import AdamWScheduleFree, SGDScheduleFree

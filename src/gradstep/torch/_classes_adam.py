@@ -1,0 +1,313 @@
+"""The Adam family with torch.optim's names: Adam, AdamW, Adamax, NAdam, RAdam.
+
+As every class with torch's name (see :mod:`gradstep.torch._classes`): torch's
+arguments, defaults and state keys over the gradstep rule that reproduces torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._core.transform import Transform
+from ..rules import (
+    adam,
+    adamax,
+    adamw,
+)
+from ._base import (
+    ADAM_CHECKS,
+    TorchOptimizer,
+    nonnegative,
+    rule_factory,
+)
+from ._rule import _number, scalar_dtype
+
+
+class Adam(TorchOptimizer):
+    """``torch.optim.Adam`` on ``gradstep.adam`` (``gradstep.adamw`` with
+    ``decoupled_weight_decay=True``): epsilon outside the bias-corrected root, AMSGrad
+    over the raw second moment.
+
+    Arguments, defaults and state keys (``step``, ``exp_avg``, ``exp_avg_sq``,
+    ``max_exp_avg_sq``) are torch's, so checkpoints move both ways. ``fused=True``
+    requires the fused engine, ``fused=False`` the eager one, ``foreach=False`` steps
+    each tensor alone. Extension: ``master_weights``.
+    """
+
+    _args = {
+        "lr": ("learning_rate",),
+        "betas": ("beta1", "beta2"),
+        "eps": ("epsilon",),
+        "weight_decay": ("weight_decay",),
+    }
+    _rename = {"mu": "exp_avg", "nu": "exp_avg_sq", "nu_max": "max_exp_avg_sq"}
+    _rules = ("adam", "adamw")
+    _torch_checks = ADAM_CHECKS
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | torch.Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+        master_weights: bool = False,
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
+        super().__init__(params, defaults, master_weights)
+
+    def _transform_for(self, g: dict) -> Transform:
+        factory = adamw if g["decoupled_weight_decay"] else adam
+        beta1, beta2 = g["betas"]
+        return factory(
+            g["lr"],
+            beta1,
+            beta2,
+            g["eps"],
+            weight_decay=g["weight_decay"],
+            amsgrad=bool(g["amsgrad"]),  # torch takes any truthy value
+        )
+
+
+class AdamW(Adam):
+    """``torch.optim.AdamW``: :class:`Adam` with decoupled weight decay (default
+    0.01), on ``gradstep.adamw``. Extension: ``master_weights``."""
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | torch.Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        master_weights: bool = False,
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
+        )
+        TorchOptimizer.__init__(self, params, defaults, master_weights)
+
+
+class Adamax(TorchOptimizer):
+    """``torch.optim.Adamax`` on ``gradstep.adamax`` with epsilon inside the maximum
+    (``epsilon_placement="in_max"``). State keys ``step``, ``exp_avg``, ``exp_inf``.
+    Extension: ``master_weights``."""
+
+    _args = {
+        "lr": ("learning_rate",),
+        "betas": ("beta1", "beta2"),
+        "eps": ("epsilon",),
+        "weight_decay": ("weight_decay",),
+    }
+    _rename = {"mu": "exp_avg", "inf_norm": "exp_inf"}
+    _rules = ("adamax",)
+    _torch_checks = ADAM_CHECKS
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | torch.Tensor = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+        master_weights: bool = False,
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+            capturable=capturable,
+        )
+        super().__init__(params, defaults, master_weights)
+
+    def _transform_for(self, g: dict) -> Transform:
+        beta1, beta2 = g["betas"]
+        return adamax(
+            g["lr"],
+            beta1,
+            beta2,
+            g["eps"],
+            epsilon_placement="in_max",
+            weight_decay=g["weight_decay"],
+        )
+
+
+class NAdam(TorchOptimizer):
+    """``torch.optim.NAdam`` on ``gradstep.nadam`` (torch's per-parameter momentum
+    schedule, ``momentum_decay`` = gradstep's ``schedule_decay``; NAdamW with
+    ``decoupled_weight_decay``). State keys ``step``, ``mu_product``, ``exp_avg``,
+    ``exp_avg_sq``; the rule derives the schedule's product from ``step``, and
+    ``mu_product`` is kept alongside for torch. Extension: ``master_weights``."""
+
+    _args = {
+        "lr": ("learning_rate",),
+        "betas": ("beta1", "beta2"),
+        "eps": ("epsilon",),
+        "weight_decay": ("weight_decay",),
+        "momentum_decay": ("schedule_decay",),
+    }
+    _rename = {"mu": "exp_avg", "nu": "exp_avg_sq"}
+    _rules = ("nadam",)
+    _torch_checks = ADAM_CHECKS + (("momentum_decay", None, nonnegative),)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | torch.Tensor = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        master_weights: bool = False,
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum_decay=momentum_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+        )
+        super().__init__(params, defaults, master_weights)
+
+    def _transform_for(self, g: dict) -> Transform:
+        beta1, beta2 = g["betas"]
+        return rule_factory("nadam")(
+            g["lr"],
+            beta1,
+            beta2,
+            g["eps"],
+            schedule_decay=g["momentum_decay"],
+            weight_decay=g["weight_decay"],
+            decoupled_weight_decay=bool(g["decoupled_weight_decay"]),
+        )
+
+    def _ensure_state(self, p, state, rule, master) -> bool:
+        missing = super()._ensure_state(p, state, rule, master)
+        if "mu_product" not in state:
+            state["mu_product"] = torch.tensor(1.0, dtype=scalar_dtype())
+        return missing
+
+    def _after_step(self, group: dict, members: list) -> None:
+        from ..rules.nadam import momentum_schedule
+
+        beta1 = _number(group["betas"][0])
+        for m in members:
+            step = int(m.state["step"])
+            m.state["mu_product"].mul_(momentum_schedule(beta1, group["momentum_decay"], step))
+
+
+class RAdam(TorchOptimizer):
+    """``torch.optim.RAdam`` on ``gradstep.radam`` (rectified when
+    :math:`\rho_t > 5`, epsilon on the uncorrected root; RAdamW with
+    ``decoupled_weight_decay``). State keys ``step``, ``exp_avg``, ``exp_avg_sq``.
+    Extension: ``master_weights``."""
+
+    _args = {
+        "lr": ("learning_rate",),
+        "betas": ("beta1", "beta2"),
+        "eps": ("epsilon",),
+        "weight_decay": ("weight_decay",),
+    }
+    _rename = {"mu": "exp_avg", "nu": "exp_avg_sq"}
+    _rules = ("radam",)
+    _torch_checks = ADAM_CHECKS
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | torch.Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        master_weights: bool = False,
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            decoupled_weight_decay=decoupled_weight_decay,
+            differentiable=differentiable,
+        )
+        super().__init__(params, defaults, master_weights)
+
+    def _transform_for(self, g: dict) -> Transform:
+        beta1, beta2 = g["betas"]
+        return rule_factory("radam")(
+            g["lr"],
+            beta1,
+            beta2,
+            g["eps"],
+            g["weight_decay"],
+            bool(g["decoupled_weight_decay"]),
+            threshold_rule="greater",
+            epsilon_placement="outside_uncorrected",
+        )
