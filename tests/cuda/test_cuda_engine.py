@@ -23,7 +23,7 @@ pytest.importorskip("triton", reason="needs Triton (a test dependency on Linux)"
 
 import gradstep  # noqa: E402
 import gradstep.torch as gt  # noqa: E402
-from gradstep.torch import _cuda  # noqa: E402
+from gradstep.engines.triton import TritonEngine  # noqa: E402
 
 SHAPES = [(0,), (1,), (7,), (100003,), (64, 33), (4096,)]
 STEPS = 25
@@ -71,7 +71,7 @@ def test_classes_match_torch_optim_on_cuda(case):
     b = getattr(torch.optim, name)(ref, **kwargs, foreach=False)
     step_both(a, ours, b, ref)
     runtime = a._runtime()
-    assert any(isinstance(v, _cuda.TritonBucket) for v in runtime.fused.values())
+    assert any(isinstance(v.engine, TritonEngine) for v in runtime.fused.values())
     assert runtime.fast, "the steps after the first ran as one launch"
 
 
@@ -120,7 +120,7 @@ def test_fused_true_requires_and_uses_the_triton_engine():
     opt = gt.Adam(params, lr=1e-3, fused=True)
     params[0].grad = torch.ones_like(params[0])
     opt.step()
-    assert any(isinstance(v, _cuda.TritonBucket) for v in opt._runtime().fused.values())
+    assert any(isinstance(v.engine, TritonEngine) for v in opt._runtime().fused.values())
 
 
 def test_foreach_true_runs_eager_torch_on_the_device():

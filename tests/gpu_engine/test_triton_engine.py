@@ -401,3 +401,16 @@ def test_without_triton_a_required_engine_fails_and_auto_gives_one_notice(monkey
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _cuda.notice_no_triton()  # once per process
+
+
+def test_grad_scaler_hands_over_only_where_the_kernel_unscales():
+    """On the numba and eager paths GradScaler's own unscaling (one pass that also
+    finds infinities) is cheaper than checking, then unscaling again: the optimizer
+    asks for the scale only where the Triton kernel takes it."""
+    params = [torch.nn.Parameter(torch.ones(3))]
+    opt = gt.Adam(params, lr=0.1)
+    assert not opt._step_supports_amp_scaling
+    for group in opt.param_groups:
+        group["engine"] = "triton"
+    assert opt._step_supports_amp_scaling
+    assert not gt.LBFGS(params)._step_supports_amp_scaling

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..engines.triton import TritonEngine, amp_pair  # neither imports Triton
+from ..engines.triton import amp_pair  # imports no Triton
 from ._state import STEP
 
 #: dtypes the Triton engine stores
@@ -57,47 +57,6 @@ def member_runs_on_triton(m: Any) -> bool:
     return m.dense(TRITON_DTYPES, TRITON_DTYPES)
 
 
-class TritonBucket:
-    """A Triton-engine call over fixed parameters, with the state tree built once.
-
-    The tree's leaves are the very state tensors of ``optimizer.state``, so the
-    kernel updates them in place; the engine re-checks every tensor's address each
-    step and rebuilds its tables when one moved.
-    """
-
-    def __init__(self, rule: Any, members: list, signature: tuple, shared: dict):
-        self.engine = TritonEngine(rule.run)
-        self.signature = signature
-        self.w = [m.w for m in members]
-        entries = [dict(m.entries) for m in members]
-        tree, self.refs = members[0].layout.build(entries, shared)
-        self.tree = rule.wrap(tree)
-        steps = [m.state.get(STEP) for m in members] if rule.track_step else []
-        self.steps = steps if steps and all(_host_scalar(t) for t in steps) else None
-
-    def step(self, members: list, ctx: dict, shared: dict, layout: Any) -> bool:
-        """Step ``members``; True if their step counts were advanced here."""
-        import numpy as np
-
-        for container, key, name in self.refs:
-            value = shared[name]
-            container[key] = (
-                np.asarray(int(value), np.int64)
-                if name == STEP
-                else np.asarray(value, layout.shared[name])
-            )
-        grads = [m.g for m in members]
-        self.engine.step_leaves(self.w, grads, self.w, self.tree, ctx)
-        if self.steps is None:
-            return False
-        torch._foreach_add_(self.steps, 1)
-        return True
-
-
-def _host_scalar(t: Any) -> bool:
-    return isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.dim() == 0
-
-
 def _scalar(t: Any) -> bool:
     return isinstance(t, torch.Tensor) and t.dim() == 0
 
@@ -115,7 +74,7 @@ class FastStep:
     rebuilds what changed.
     """
 
-    def __init__(self, opt: Any, group: dict, rule: Any, members: list, bucket: TritonBucket):
+    def __init__(self, opt: Any, group: dict, rule: Any, members: list, bucket: Any):
         layout = members[0].layout
         self.group = group
         self.rule = rule

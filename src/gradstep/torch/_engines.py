@@ -10,7 +10,7 @@ import torch
 from . import _cuda
 from . import _distributed as _dist
 from ._members import (
-    _FusedBucket,
+    EngineBucket,
     _Member,
     _numpy,
     _same,
@@ -120,38 +120,31 @@ class EngineRuns:
         if not (wanted and usable):
             # True where the transform set the steps itself (a skipped step keeps them)
             return self._run_eager(rule, members, ctx, numpy=False)
+        from ..engines.triton import TritonEngine
+
+        return self._run_bucket(TritonEngine, rule, members, ctx, _same)
+
+    def _run_fused(self, rule: _Rule, members: list[_Member], ctx: dict) -> bool:
+        """Step ``members`` on the numba engine; True if it advanced their steps."""
+        from ..engines.fused import FusedEngine
+
+        return self._run_bucket(FusedEngine, rule, members, ctx, _numpy)
+
+    def _run_bucket(self, engine: type, rule: _Rule, members: list[_Member], ctx, view) -> bool:
+        """Step ``members`` with a fused ``engine`` over ``view``s of their tensors,
+        reusing the bucket built for the same parameters and state tensors."""
         rt = self._runtime()
-        key = ("triton", id(rule)) + tuple(id(m.p) for m in members)
+        key = (engine.__name__, id(rule)) + tuple(id(m.p) for m in members)
         signature = _signature(members)
         bucket = rt.fused.get(key)
-        shared = _shared_values(rule, members[0])
         if bucket is None or bucket.signature != signature:
-            bucket = rt.fused[key] = _cuda.TritonBucket(rule, members, signature, shared)
-        counted = bucket.step(members, ctx, shared, members[0].layout)
+            bucket = rt.fused[key] = EngineBucket(engine(rule.run), rule, members, signature, view)
+        counted = bucket.step(rule, members, ctx)
         try:
             torch.autograd.graph.increment_version([m.p for m in members if not m.master])
         except (TypeError, RuntimeError):  # pragma: no cover - tensor subclasses
             pass
         return counted
-
-    def _run_fused(self, rule: _Rule, members: list[_Member], ctx: dict) -> bool:
-        """Step ``members`` on the fused engine; True if it advanced their steps."""
-        rt = self._runtime()
-        key = (id(rule),) + tuple(id(m.p) for m in members)
-        signature = _signature(members)
-        bucket = rt.fused.get(key)
-        if bucket is None or bucket.signature != signature:
-            bucket = rt.fused[key] = _FusedBucket(rule, members, signature)
-        bucket.step(rule, members, ctx)
-        try:
-            torch.autograd.graph.increment_version([m.p for m in members if not m.master])
-        except (TypeError, RuntimeError):  # pragma: no cover - tensor subclasses
-            pass
-        if bucket.steps is None:
-            return False
-        for view in bucket.steps:
-            view += 1
-        return True
 
     def _run_eager(self, rule: _Rule, members: list[_Member], ctx: dict, numpy: bool) -> bool:
         """The transform's own ``update``: on NumPy views of CPU float32/float64

@@ -133,26 +133,28 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().resolve_neg().numpy()
 
 
-class _FusedBucket:
-    """A fused-engine call over fixed parameters, with its NumPy views kept."""
+class EngineBucket:
+    """One fused engine's call over fixed parameters (the numba engine on NumPy views,
+    the Triton engine on the tensors), with the state tree built once: its leaves are
+    views of the state tensors in ``optimizer.state``, which the engine updates in
+    place (checking every address each step)."""
 
-    def __init__(self, rule: _Rule, members: list[_Member], signature: tuple):
-        from ..engines.fused import FusedEngine
-
-        self.engine = FusedEngine(rule.run)
+    def __init__(self, engine: Any, rule: _Rule, members: list[_Member], signature: tuple, view):
+        self.engine = engine
         self.signature = signature
-        self.w = [_numpy(m.w) for m in members]
-        entries = [{n: _numpy(t) for n, t in m.entries.items()} for m in members]
-        shared = _shared_values(rule, members[0])
-        tree, self.refs = members[0].layout.build(entries, shared)
+        self.view = view
+        self.w = [view(m.w) for m in members]
+        entries = [{n: view(t) for n, t in m.entries.items()} for m in members]
+        tree, self.refs = members[0].layout.build(entries, _shared_values(rule, members[0]))
         self.tree = rule.wrap(tree)
-        # the step counts, advanced through views (cheaper than a torch op each)
+        # the step counts, advanced through NumPy views (a torch op each costs more)
         steps = [m.state.get(STEP) for m in members] if rule.track_step else []
         self.steps = None
         if steps and all(_cpu_scalar(t) for t in steps):
             self.steps = [_numpy(t) for t in steps]
 
-    def step(self, rule: _Rule, members: list[_Member], ctx: dict) -> None:
+    def step(self, rule: _Rule, members: list[_Member], ctx: dict) -> bool:
+        """Step ``members``; True if their step counts were advanced here."""
         shared = _shared_values(rule, members[0])
         layout = members[0].layout
         for container, key, name in self.refs:
@@ -162,8 +164,13 @@ class _FusedBucket:
                 if name == STEP
                 else np.asarray(value, layout.shared[name])
             )
-        grads = [_numpy(m.g) for m in members]
+        grads = [self.view(m.g) for m in members]
         self.engine.step_leaves(self.w, grads, self.w, self.tree, ctx)
+        if self.steps is None:
+            return False
+        for view in self.steps:
+            view += 1
+        return True
 
 
 def _signature(members: list[_Member]) -> tuple:

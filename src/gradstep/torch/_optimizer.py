@@ -84,9 +84,6 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
 
     _rename: dict[str, str] = {}
     _track_step = True
-    #: GradScaler passes ``grad_scale``/``found_inf`` to step() rather than unscaling
-    #: (the Triton engine unscales and skips inside its kernel)
-    _step_supports_amp_scaling = True
     # group values are checked against the transform's ranges (False: the class
     # applies the checks of the library it mimics instead)
     _check_ranges = True
@@ -103,6 +100,20 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             )
         self._transform = transform
         super().__init__(params, self._transform_defaults(transform, group_defaults))
+
+    @property
+    def _step_supports_amp_scaling(self) -> bool:
+        """GradScaler hands ``grad_scale``/``found_inf`` to step() instead of unscaling
+        the gradients itself: where the Triton engine runs, which unscales and skips
+        inside its kernel. Elsewhere GradScaler's own single unscaling pass is the
+        cheaper one (groups are judged by their first parameter)."""
+        if not _cuda.triton_available():
+            return False
+        return all(
+            group.get("engine") == "triton" or group["params"][0].is_cuda
+            for group in self.param_groups
+            if group["params"]
+        )
 
     # -- groups ------------------------------------------------------------------------
 
@@ -466,9 +477,9 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             return
         rt = self._runtime()
         (members,) = buckets.values()
-        key = ("triton", id(rule)) + tuple(id(m.p) for m in members)
+        key = ("TritonEngine", id(rule)) + tuple(id(m.p) for m in members)
         bucket = rt.fused.get(key)
-        if isinstance(bucket, _cuda.TritonBucket) and bucket.engine._tables is not None:
+        if bucket is not None and getattr(bucket.engine, "_tables", None) is not None:
             rt.fast[id(group)] = _cuda.FastStep(self, group, rule, members, bucket)
 
     def _where(self, p: Any) -> str:
