@@ -42,7 +42,15 @@ from .._core.transform import Transform
 from .._core.xmath import OPERATIONS
 from .element_source import SourceError, element_sources
 from .kernel_cache import KernelCacheError, cache_dir, load_kernels, reload_kernels
-from .plan import NotFusable, Stage, Unsupported, flatten_stages, place_stages
+from .plan import (
+    NotFusable,
+    Stage,
+    Unsupported,
+    advance_counts,
+    flatten_stages,
+    place_stages,
+    stage_nodes,
+)
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 CHUNK = 1 << 16  # elements per parallel work item
@@ -226,13 +234,10 @@ class FusedEngine:
         ptrs = layout["ptrs"]
         ptrs[1] = _pointers(w_leaves, layout, "parameter")
         ptrs[0] = _pointers(g_leaves, layout, "gradient")
-        nodes = [_node(state, st.state_path) for st in self.stages]
-        counts = [int(node["count"]) if "count" in node else 0 for node in nodes]
+        nodes, counts = stage_nodes(self.stages, state)
         self._slot_pointers(layout, nodes)
         self._run(layout, counts, ctx)
-        for st, node, count in zip(self.stages, nodes, counts):
-            if st.stage.counted:
-                node["count"] = np.asarray(count + 1, dtype=np.int64)
+        advance_counts(self.stages, nodes, counts)
         return state
 
     def _selection(self, st: Stage, params: Any, n: int) -> list[int | None]:
@@ -355,12 +360,6 @@ class FusedEngine:
 
 
 _from_buffer = c_char.from_buffer
-
-
-def _node(state: dict, path: tuple[str, ...]) -> dict:
-    for key in path:
-        state = state[key]
-    return state
 
 
 def _same_objects(a: list, b: list) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.per_tensor import PerTensorReduction
@@ -110,3 +112,21 @@ def _check_element_function(t: Elementwise, fn: Any = None) -> None:
             f"element function of {t.name!r} uses names other than element operations: "
             f"{sorted(unknown | set(code.co_freevars))}"
         )
+
+
+def stage_nodes(stages: list[Stage], state: dict) -> tuple[list[dict], list[int]]:
+    """Each stage's node of the state tree, and its step count (0 where it keeps none)."""
+    nodes = []
+    for st in stages:
+        node = state
+        for key in st.state_path:
+            node = node[key]
+        nodes.append(node)
+    return nodes, [int(node["count"]) if "count" in node else 0 for node in nodes]
+
+
+def advance_counts(stages: list[Stage], nodes: list[dict], counts: list[int]) -> None:
+    """After a step: the count of every stage that keeps one, advanced by one."""
+    for st, node, count in zip(stages, nodes, counts):
+        if st.stage.counted:
+            node["count"] = np.asarray(count + 1, dtype=np.int64)

@@ -27,7 +27,6 @@ on CPU tensors, which is how the test suite checks them.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import torch
@@ -39,7 +38,7 @@ from .._core.namespaces import element_for, namespace_of
 from .._core.transform import Transform
 from . import triton_codegen
 from .kernel_cache import load_kernels
-from .plan import flatten_stages, place_stages
+from .plan import advance_counts, flatten_stages, place_stages, stage_nodes
 from .triton_tables import STORAGE_DTYPES, _Tables, math_dtype
 
 BLOCK = 1024  # elements per block: 4 KB of float32, a 128-bit vector per lane
@@ -104,8 +103,7 @@ class TritonEngine:
         """
         if not w_leaves:
             return state
-        nodes = [_node(state, st.state_path) for st in self.stages]
-        counts = [int(node["count"]) if "count" in node else 0 for node in nodes]
+        nodes, counts = stage_nodes(self.stages, state)
         covered, slots = self._selection(nodes, params, len(w_leaves))
         flags = {
             st.index: st.stage.tensor_flags(params, None, len(w_leaves))
@@ -115,9 +113,7 @@ class TritonEngine:
         tables = self._checked_tables(w_leaves, slots, covered, flags)
         grads = tables.check_grads(g_leaves)
         self.launch(tables, grads, counts, ctx)
-        for st, node, count in zip(self.stages, nodes, counts):
-            if st.stage.counted:
-                node["count"] = _count_like(node["count"], count + 1)
+        advance_counts(self.stages, nodes, counts)
         return state
 
     def _selection(self, nodes: list[dict], params: Any, n: int) -> tuple[list, list]:
@@ -371,21 +367,3 @@ def _norm_terms(stage: Any) -> int:
     scalars = [1.0] * len(stage.scalar_names())
     result = element_for(stage.norms, namespace_of(one))(*arrays, *scalars)
     return len(result) if isinstance(result, tuple) else 1
-
-
-def _node(state: dict, path: tuple[str, ...]) -> dict:
-    for key in path:
-        state = state[key]
-    return state
-
-
-def _count_like(old: Any, value: int) -> Any:
-    if isinstance(old, torch.Tensor):
-        return torch.tensor(value, dtype=old.dtype, device=old.device)
-    import numpy as np
-
-    return np.asarray(value, dtype=np.int64)
-
-
-def source_digest(source: str) -> str:
-    return hashlib.sha256(source.encode()).hexdigest()[:20]
