@@ -47,8 +47,10 @@ from .plan import (
     Stage,
     Unsupported,
     advance_counts,
+    call_args,
     flatten_stages,
     place_stages,
+    slot_names,
     stage_nodes,
 )
 
@@ -130,11 +132,10 @@ def _kernel(name: str, body: list[Stage], all_stages: list[Stage], write: bool) 
 def _stage_lines(st: Stage, write: bool) -> list[str]:
     e = st.stage
     k = st.index
-    slots = [f"s{k}_{i}" for i in range(len(e.slots))]
     if st.is_reduction:
         return [f"x = _e{k}(x, f{k})"]
-    args = ["x"] + (["wi"] if e.uses_params else []) + slots
-    args += [f"c{k}_{i}" for i in range(len(e.scalar_names()))]
+    slots = slot_names(st)
+    args = call_args(st)
     target = ", ".join(["x"] + slots)
     lines = [f"s{k}_{i} = a{k}_{i}[i]" for i in range(len(slots))]
     lines.append(f"{target} = _e{k}({', '.join(args)})")

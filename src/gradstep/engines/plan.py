@@ -114,6 +114,23 @@ def _check_element_function(t: Elementwise, fn: Any = None) -> None:
         )
 
 
+def slot_names(st: Stage) -> list[str]:
+    """The generated kernels' names of stage ``st``'s slot values: ``s{stage}_{slot}``."""
+    return [f"s{st.index}_{i}" for i in range(len(st.stage.slots))]
+
+
+def call_args(st: Stage, tensor_scalars: bool = False) -> list[str]:
+    """The arguments a generated kernel passes to stage ``st``'s element function:
+    the update ``x``, the parameter ``wi`` if it takes it, its slots, its scalars
+    ``c{stage}_{k}`` and (``tensor_scalars``) its per-tensor scalars ``t{stage}_{k}``."""
+    e, k = st.stage, st.index
+    args = ["x"] + (["wi"] if e.uses_params else []) + slot_names(st)
+    args += [f"c{k}_{i}" for i in range(len(e.scalar_names()))]
+    if tensor_scalars:
+        args += [f"t{k}_{i}" for i in range(len(e.tensor_scalars))]
+    return args
+
+
 def stage_nodes(stages: list[Stage], state: dict) -> tuple[list[dict], list[int]]:
     """Each stage's node of the state tree, and its step count (0 where it keeps none)."""
     nodes = []

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .._core.xmath import OPERATIONS
 from .element_source import element_sources, function_source
-from .plan import Stage
+from .plan import Stage, call_args, slot_names
 
 #: Columns of the chunk table.
 CHUNK_COLUMNS = 4
@@ -203,13 +203,11 @@ class _Emitter:
             names = ["x"]
             if target is not None:
                 e, k = target.stage, target.index
-                slots = [f"s{k}_{i}" for i in range(len(e.slots))]
                 lines += [
                     f"    s{k}_{i} = tl.load(a{k}_{i} + idx{mask}).to({self.math})"
-                    for i in range(len(slots))
+                    for i in range(len(e.slots))
                 ]
-                args = ["x"] + (["wi"] if e.uses_params else []) + slots
-                args += [f"c{k}_{i}" for i in range(len(e.scalar_names()))]
+                args = call_args(target)
                 names = [f"q{t}" for t in range(terms)]
                 lines.append(
                     f"    {', '.join(names)}{',' if terms == 1 else ''} = _n{k}({', '.join(args)})"
@@ -226,11 +224,8 @@ class _Emitter:
         k = st.index
         if st.is_reduction:
             return [f"x = _e{k}(x, f{k})"]
-        slots = [f"s{k}_{i}" for i in range(len(e.slots))]
-        args = ["x"] + (["wi"] if e.uses_params else []) + slots
-        args += [f"c{k}_{i}" for i in range(len(e.scalar_names()))]
-        if st.is_per_tensor:
-            args += [f"t{k}_{i}" for i in range(len(e.tensor_scalars))]
+        slots = slot_names(st)
+        args = call_args(st, tensor_scalars=st.is_per_tensor)
         lines = [
             f"s{k}_{i} = tl.load(a{k}_{i} + idx{mask}).to({self.math})" for i in range(len(slots))
         ]
