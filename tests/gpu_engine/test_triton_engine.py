@@ -414,3 +414,24 @@ def test_grad_scaler_hands_over_only_where_the_kernel_unscales():
         group["engine"] = "triton"
     assert opt._step_supports_amp_scaling
     assert not gt.LBFGS(params)._step_supports_amp_scaling
+
+
+def test_a_step_count_edited_by_hand_is_followed():
+    """Bias corrections come from the step counts in ``optimizer.state``: one edited
+    between steps sends the group back to the general path, which honours it."""
+
+    def scenario(engine):
+        params = [torch.nn.Parameter(torch.ones(20)), torch.nn.Parameter(torch.ones(5))]
+        opt = gt.Adam(params, lr=0.1)
+        for group in opt.param_groups:
+            group["engine"] = engine
+        for k in range(4):
+            for p in params:
+                p.grad = torch.full_like(p, 0.3 * (k + 1))
+            if k == 2:
+                opt.state[params[1]]["step"].fill_(10.0)
+            opt.step()
+        return [p.detach().clone() for p in params]
+
+    for a, b in zip(scenario("triton"), scenario("eager")):
+        torch.testing.assert_close(a, b, rtol=2e-6, atol=2e-6)

@@ -91,8 +91,6 @@ class FastStep:
         self.keys = keys
         self.w_ptrs = [p.data_ptr() for p in self.params]
         self.state_ptrs = [list(map(torch.Tensor.data_ptr, row)) for row in self.expected]
-        # without a step count the front tells the rule only "not the first step"
-        self.count = int(float(self.dicts[0][STEP])) if rule.track_step else 1
         engine = bucket.engine
         self.engine = engine
         self.tables = engine._tables
@@ -164,14 +162,16 @@ class FastStep:
                 self.step_base.add_(1 - pair[1].to(self.step_base.dtype))
             torch.autograd.graph.increment_version(params)
             return True
-        if self.rule.track_step and float(self.dicts[0][STEP]) != self.count:
-            return False
+        # without a step count the front tells the rule only "not the first step"
+        count = 1
+        if self.step_base is not None:
+            count = int(self.step_base[0])
+            if not bool((self.step_base == count).all()):
+                return False  # a step edited by hand: the general path regroups
         if amp is not None and amp[1] is not None and float(amp[1]) != 0:
             return True  # an infinite gradient: the step changes nothing
-        counts = [self.count] * len(self.engine.stages)
-        self.engine.launch(self.tables, g_ptrs, counts, ctx, amp=pair)
+        self.engine.launch(self.tables, g_ptrs, [count] * len(self.engine.stages), ctx, amp=pair)
         if self.step_base is not None:
-            self.count += 1
             self.step_base.add_(1)
         torch.autograd.graph.increment_version(params)
         return True
