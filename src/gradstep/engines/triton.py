@@ -50,7 +50,7 @@ class TritonEngine:
     """Runs one transform over lists of CUDA tensors (CPU tensors when interpreted), in place.
 
     Raises :class:`~gradstep.engines.plan.NotFusable` at construction when the
-    transform has a stage that is not elementwise (or a norm reduction).
+    transform has a stage that is not elementwise (or a norm or per-tensor reduction).
     """
 
     def __init__(
