@@ -13,7 +13,7 @@ resumed from it follows exactly the trajectory of the uninterrupted run.
 
 By default a chain of elementwise stages runs on the fused engine (one compiled pass
 over memory, :mod:`gradstep.engines.fused`); anything else, and arrays the fused
-engine cannot take (dtypes other than float32/float64), runs on the eager engine,
+engine cannot take (dtypes other than float16/bfloat16/float32/float64), runs on the eager engine,
 the reference. ``engine="eager"`` or ``"fused"`` chooses explicitly.
 """
 
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._core import tree as _tree
+from ._core.namespaces import is_floating
 from ._core.transform import Transform
 from ._core.validate import OneOf, check
 
@@ -62,7 +63,7 @@ class Optimizer:
         leaves, self._treedef = _tree.flatten(params)
         paths = _tree.leaf_paths(params)
         for path, leaf in zip(paths, leaves):
-            if not isinstance(leaf, np.ndarray) or not np.issubdtype(leaf.dtype, np.floating):
+            if not isinstance(leaf, np.ndarray) or not is_floating(leaf.dtype):
                 raise TypeError(
                     f"Optimizer: parameter {path or '<root>'!s} must be a floating-point "
                     f"numpy array to be updated in place, got {type(leaf).__name__}"
@@ -191,7 +192,7 @@ class Optimizer:
                     f"gradient {self._paths[i] or '<root>'} has shape {g.shape}, "
                     f"its parameter {p.shape}"
                 )
-            if g.dtype.kind not in "fiu":
+            if g.dtype.kind not in "fiu" and not is_floating(g.dtype):
                 raise ValueError(
                     f"gradient {self._paths[i] or '<root>'} has dtype {g.dtype}; a real "
                     f"gradient is needed for the {p.dtype} parameter"

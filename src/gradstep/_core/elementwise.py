@@ -12,7 +12,9 @@ An elementwise stage declares
 
 The eager engine (this module) calls the element function on whole arrays; the fused
 engine calls the same function on scalars inside one generated loop. Scalars are cast
-to each array's dtype, so float32 math stays float32.
+to each array's dtype, so float32 math stays float32. 16-bit arrays (parameters,
+gradients, slots stored in float16/bfloat16) are widened to float32 for the math and
+each new slot is rounded to its storage dtype (:mod:`gradstep._core.precision`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import tree as _tree
-from .namespaces import element_for, namespace_of, nan_to_zero
+from .namespaces import element_for, is_floating, namespace_of, nan_to_zero
 from .transform import Transform
 
 
@@ -37,23 +39,28 @@ class Slot:
     ``fill`` is the initial value: a number, or ``"params"`` for a copy of the
     parameter. ``nonnegative``: every element is >= 0 (a second moment, an
     accumulated square); a checkpoint that says otherwise is refused at load.
+    ``dtype``: the storage dtype's name (:mod:`gradstep._core.precision`); None
+    stores the slot in its parameter's dtype.
     """
 
     name: str
     fill: float | str = 0.0
     nonnegative: bool = False
+    dtype: str | None = None
 
     def initial(self, param: Any) -> Any:
-        """The slot's initial array for ``param``, of its library, shape and dtype
-        (float64 for a NumPy parameter that is not floating-point)."""
+        """The slot's initial array for ``param``, of its library and shape, in the
+        slot's storage dtype (else the parameter's; float64 for a NumPy parameter that
+        is not floating-point)."""
         ns = namespace_of(param)
-        return ns.copy(param) if self.fill == "params" else ns.full_like(param, self.fill)
+        value = ns.copy(param) if self.fill == "params" else ns.full_like(param, self.fill)
+        return value if self.dtype is None else ns.stored(value, self.dtype)
 
 
 def float_dtype(x: Any) -> np.dtype:
     """The floating dtype in which element math on the NumPy array ``x`` runs."""
     dtype = np.result_type(x)
-    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+    return dtype if is_floating(dtype) else np.dtype(np.float64)
 
 
 def cast_scalars(scalars: dict[str, Any], x: Any) -> list:
@@ -254,13 +261,14 @@ class Elementwise(Transform):
         cast_cache: dict[Any, list] = {}
         for i, g in enumerate(g_leaves):
             ns = namespace_of(g)
+            stored = [sl[i] for sl in slot_leaves]
+            args = [g] + ([w_leaves[i]] if self.uses_params else []) + stored
+            # the math runs in float32 or wider, whatever the storage ("opmath")
+            args = [ns.widened(a) for a in args]
+            g = args[0]
             key = (ns.name, getattr(g, "dtype", None))
             if key not in cast_cache:
                 cast_cache[key] = cast_scalars(scalars, g)
-            args = [g]
-            if self.uses_params:
-                args.append(w_leaves[i])
-            args.extend(sl[i] for sl in slot_leaves)
             prepared = cast_cache[key]
             own = self.tensor_scalars_of(i, args, prepared, ns, context)
             result = element_for(self.element, ns)(*args, *prepared, *cast_scalars(own, g))
@@ -273,7 +281,7 @@ class Elementwise(Transform):
                         # a slot that keeps an input (w_prev <- w) must not alias it:
                         # the front updates parameters in place
                         value = ns.copy(value)
-                    new_slots[k].append(ns.wrap(value))
+                    new_slots[k].append(ns.stored_like(ns.wrap(value), stored[k]))
             else:
                 u = result
             updates.append(ns.wrap(u))

@@ -39,6 +39,26 @@ import numpy as np
 from . import xmath
 
 
+def is_floating(dtype: Any) -> bool:
+    """A NumPy floating dtype, ``ml_dtypes``' bfloat16 included (NumPy files it as
+    ``kind "V"``)."""
+    dtype = np.dtype(dtype)
+    return dtype.kind == "f" or dtype.name == "bfloat16"
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The NumPy dtype of a storage dtype's name (bfloat16 from ``ml_dtypes``)."""
+    if name != "bfloat16":
+        return np.dtype(name)
+    try:
+        import ml_dtypes
+    except ImportError:  # pragma: no cover - ml_dtypes comes with jax
+        raise ValueError(
+            "bfloat16 NumPy arrays need the ml_dtypes package (pip install ml_dtypes)"
+        ) from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
 class Namespace:
     """Operations of one array library (NumPy here; see the module docstring)."""
 
@@ -48,12 +68,12 @@ class Namespace:
     # -- element math support ----------------------------------------------------------
 
     def is_float(self, x: Any) -> bool:
-        return np.issubdtype(np.result_type(x), np.floating)
+        return is_floating(np.result_type(x))
 
     def scalar_caster(self, x: Any) -> Callable[[Any], Any]:
         """How a per-step scalar is handed to element math on ``x``."""
         dtype = np.result_type(x)
-        kind = dtype.type if np.issubdtype(dtype, np.floating) else np.float64
+        kind = dtype.type if is_floating(dtype) else np.float64
         return lambda v: v if isinstance(v, (bool, np.bool_)) else kind(v)
 
     def wrap(self, x: Any) -> Any:
@@ -65,7 +85,28 @@ class Namespace:
     def float_dtype(self, x: Any) -> Any:
         """The floating dtype math on ``x`` runs in (float64 for integer arrays)."""
         dtype = np.result_type(x)
-        return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+        return dtype if is_floating(dtype) else np.dtype(np.float64)
+
+    # -- storage precision (gradstep._core.precision) ----------------------------------
+
+    def widened(self, x: Any) -> Any:
+        """``x`` itself, or in float32 where it is a 16-bit float array: element math
+        runs in float32 or wider whatever the storage."""
+        dtype = getattr(x, "dtype", None)
+        if dtype is not None and dtype.itemsize == 2 and is_floating(dtype):
+            return np.asarray(x, np.float32)
+        return x
+
+    def stored(self, x: Any, name: str) -> Any:
+        """``x`` in the storage dtype ``name`` (rounded to the nearest, ties to even)."""
+        return np.asarray(x).astype(numpy_dtype(name), copy=False)
+
+    def stored_like(self, x: Any, like: Any) -> Any:
+        """``x`` in ``like``'s dtype (itself where it already is)."""
+        dtype = getattr(like, "dtype", None)
+        if dtype is None or getattr(x, "dtype", None) == dtype:
+            return x
+        return np.asarray(x).astype(dtype)
 
     def full_like(self, x: Any, fill: float) -> Any:
         p = np.asarray(x)

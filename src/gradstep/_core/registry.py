@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .precision import with_precision_option
 from .validate import Constraint, declared_ranges
 
 #: capabilities a spec may declare
@@ -32,7 +33,9 @@ class OptimizerSpec:
 
     Args:
       name: the public name (``gradstep.<name>``).
-      factory: the functional factory returning a transform.
+      factory: the functional factory returning a transform; the spec keeps it
+        with the state-precision options added (``state_dtype`` and optax's names:
+        :func:`gradstep._core.precision.with_precision_option`).
       family: the rule file it lives in (``"adam"``, ``"sgd"``, ...).
       summary: one line.
       capabilities: a subset of :data:`CAPABILITIES`.
@@ -60,6 +63,8 @@ class OptimizerSpec:
         unknown = set(self.capabilities) - CAPABILITIES
         if unknown:
             raise ValueError(f"{self.name}: unknown capabilities {sorted(unknown)}")
+        # every optimizer takes the state-precision options (one declaration for all)
+        object.__setattr__(self, "factory", with_precision_option(self.factory, self.name))
 
     @property
     def defaults(self) -> dict[str, Any]:

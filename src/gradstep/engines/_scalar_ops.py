@@ -9,6 +9,7 @@ silently widen it and halve its speed).
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
@@ -75,3 +76,116 @@ def as_pointer(typingctx, address, witness):
         return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
 
     return signature, codegen
+
+
+# -- 16-bit storage: float16 and bfloat16 kept as uint16 bit patterns ------------------
+# numba has no CPU float16 or bfloat16 type: the generated kernel reads and writes
+# their bits as uint16 and converts to and from float32 here, with integer arithmetic
+# only (no library calls), rounding to the nearest, ties to even.
+
+
+@intrinsic
+def float_bits(typingctx, x):
+    """The bits of a float32 as a uint32."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(x), codegen
+
+
+@intrinsic
+def bits_float(typingctx, x):
+    """The float32 whose bits are the low 32 bits of the integer ``x``."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        value = args[0]
+        if x.bitwidth > 32:
+            value = builder.trunc(value, ir.IntType(32))
+        elif x.bitwidth < 32:
+            value = builder.zext(value, ir.IntType(32))
+        return builder.bitcast(value, ir.FloatType())
+
+    return types.float32(x), codegen
+
+
+@njit(inline="always")
+def bf16_load(bits):
+    """bfloat16 bits -> float32 (exact: bfloat16 is float32's upper half)."""
+    return bits_float(np.uint32(bits) << np.uint32(16))
+
+
+@njit(inline="always")
+def bf16_store(x):
+    """float32 -> bfloat16 bits, to the nearest, ties to even; NaN stays a quiet NaN."""
+    u = np.uint32(float_bits(x))
+    if (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
+        return np.uint16((u >> np.uint32(16)) | np.uint32(0x0040))
+    bias = np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))
+    return np.uint16((u + bias) >> np.uint32(16))
+
+
+_HALF_SUBNORMAL = np.float32(2.0**-24)
+
+
+@njit(inline="always")
+def f16_load(bits):
+    """float16 bits -> float32 (exact)."""
+    h = np.uint32(bits)
+    sign = (h & np.uint32(0x8000)) << np.uint32(16)
+    exponent = (h >> np.uint32(10)) & np.uint32(0x1F)
+    mantissa = h & np.uint32(0x3FF)
+    if exponent == np.uint32(0):
+        # zero or subnormal: mantissa * 2**-24, exact in float32
+        value = np.float32(mantissa) * _HALF_SUBNORMAL
+        return -value if sign else value
+    if exponent == np.uint32(0x1F):  # infinity or NaN
+        return bits_float(sign | np.uint32(0x7F800000) | (mantissa << np.uint32(13)))
+    rebiased = (exponent + np.uint32(112)) << np.uint32(23)  # exponent bias 15 -> 127
+    return bits_float(sign | rebiased | (mantissa << np.uint32(13)))
+
+
+@njit(inline="always")
+def f16_store(x):
+    """float32 -> float16 bits, to the nearest, ties to even (overflow to infinity)."""
+    u = np.uint32(float_bits(x))
+    sign = (u >> np.uint32(16)) & np.uint32(0x8000)
+    a = u & np.uint32(0x7FFFFFFF)
+    if a >= np.uint32(0x7F800000):  # infinity or NaN (kept quiet)
+        nan = np.uint32(0x0200) if a > np.uint32(0x7F800000) else np.uint32(0)
+        return np.uint16(sign | np.uint32(0x7C00) | nan)
+    if a >= np.uint32(0x477FF000):  # rounds to 65520 or more: infinity
+        return np.uint16(sign | np.uint32(0x7C00))
+    if a < np.uint32(0x38800000):
+        # below float16's smallest normal: adding 0.5 makes float32's own rounding
+        # (to a multiple of 2**-24) the float16 subnormal's, ties to even
+        r = float_bits(bits_float(a) + np.float32(0.5))
+        return np.uint16(sign | (np.uint32(r) - np.uint32(0x3F000000)))
+    odd = (a >> np.uint32(13)) & np.uint32(1)
+    # rebias the exponent (127 -> 15) and round the 13 dropped bits, ties to even
+    a = a - np.uint32(0x38000000) + np.uint32(0xFFF) + odd
+    return np.uint16(sign | (a >> np.uint32(13)))
+
+
+@njit(inline="always")
+def to_odd32(x):
+    """float64 -> float32 rounded to odd (truncated, the last bit set when inexact):
+    rounding that to a 16-bit float to the nearest is the single rounding of ``x``
+    (float32 keeps more than two bits beyond either 16-bit format)."""
+    t = np.float32(x)
+    wide = np.float64(t)
+    if wide != x and x == x:
+        u = float_bits(t)
+        if (u & np.uint32(1)) == np.uint32(0):
+            # round-to-nearest went to an even neighbour: take the odd one next to
+            # it on x's side
+            if abs(wide) > abs(x):
+                u = u - np.uint32(1)
+            else:
+                u = u + np.uint32(1)
+            t = bits_float(u)
+    return t

@@ -64,6 +64,19 @@ class JaxNamespace(Namespace):
         dtype = jnp.result_type(x)
         return dtype if jnp.issubdtype(dtype, jnp.floating) else _default_float()
 
+    def widened(self, x: Any) -> Any:
+        dtype = getattr(x, "dtype", None)
+        if dtype is not None and jnp.dtype(dtype) in (jnp.float16, jnp.bfloat16):
+            return jnp.asarray(x, jnp.float32)
+        return x
+
+    def stored(self, x: Any, name: str) -> Any:
+        return jnp.asarray(x).astype(jnp.dtype(name))
+
+    def stored_like(self, x: Any, like: Any) -> Any:
+        dtype = getattr(like, "dtype", None)
+        return x if dtype is None else jnp.asarray(x).astype(dtype)
+
     def full_like(self, x: Any, fill: float) -> Any:
         return jnp.full_like(x, fill, dtype=self.float_dtype(x))
 

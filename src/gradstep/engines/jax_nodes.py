@@ -104,11 +104,14 @@ class ElementNode(_Node):
         updates, new_slots = [], [[] for _ in stage.slots]
         cache: dict = {}
         for i, gi in enumerate(g):
+            # the math runs in float32 or wider, whatever the storage ("opmath")
+            arrays = [ns.widened(a) for a in self.arrays(g, w, slots, i)]
+            gi = arrays[0]
             key = leaf_dtype(gi)
             if key not in cache:
                 cache[key] = cast(scalars, gi)
             extra = [] if per_leaf is None else cast(per_leaf[i], gi)
-            result = self.fn(*self.arrays(g, w, slots, i), *cache[key], *extra)
+            result = self.fn(*arrays, *cache[key], *extra)
             if stage.slots:
                 u, *values = result
                 for k, value in enumerate(values):

@@ -94,6 +94,19 @@ class TorchNamespace(Namespace):
         dtype = x.dtype if isinstance(x, torch.Tensor) else torch.float32
         return dtype if dtype.is_floating_point else torch.float32
 
+    def widened(self, x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.dtype in (torch.float16, torch.bfloat16):
+            return x.float()
+        return x
+
+    def stored(self, x: Any, name: str) -> Any:
+        return x.to(getattr(torch, name))
+
+    def stored_like(self, x: Any, like: Any) -> Any:
+        if not isinstance(like, torch.Tensor) or not isinstance(x, torch.Tensor):
+            return x
+        return x if x.dtype == like.dtype else x.to(like.dtype)
+
     def _wide(self, x: Any) -> torch.dtype:
         # MPS has no float64: accumulate in float32 there
         return torch.float32 if x.device.type == "mps" else _WIDE

@@ -35,12 +35,20 @@ class TorchOptimizer(TransformOptimizer):
     #: another library, and its values are checked against gradstep's ranges)
     _torch_checks: tuple[tuple[str, int | None, Callable[[Any], bool]], ...] | None = None
 
-    def __init__(self, params: Any, defaults: dict[str, Any], master_weights: bool = False):
+    def __init__(
+        self,
+        params: Any,
+        defaults: dict[str, Any],
+        master_weights: bool = False,
+        state_dtype: Any = None,
+    ):
         owner = type(self).__name__
         check(owner, "master_weights", master_weights, BOOL)
         _check_flags(owner, defaults)
         if master_weights:
             defaults["master_weights"] = True
+        if state_dtype is not None:  # extension: the state's storage dtype
+            defaults["state_dtype"] = state_dtype
         self._transform = None
         torch.optim.Optimizer.__init__(self, params, defaults)
         if self._eager_state:

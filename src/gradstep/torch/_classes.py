@@ -44,7 +44,8 @@ class SGD(TorchOptimizer):
     Arguments, defaults and the state key (``momentum_buffer``) are torch's; sparse
     gradients are taken (as the same zero-filled dense step torch's sparse arithmetic
     makes). ``fused=True`` requires the fused engine, ``fused=False`` the eager one,
-    ``foreach=False`` steps each tensor alone. Extension: ``master_weights``.
+    ``foreach=False`` steps each tensor alone. Extensions: ``master_weights``,
+    ``state_dtype`` (the momentum buffer's storage dtype; :mod:`gradstep._core.precision`).
     """
 
     _args = {"lr": ("learning_rate",), "momentum": ("momentum",), "weight_decay": ("weight_decay",)}
@@ -73,6 +74,7 @@ class SGD(TorchOptimizer):
         differentiable: bool = False,
         fused: bool | None = None,
         master_weights: bool = False,
+        state_dtype: Any = None,
     ):
         defaults = dict(
             lr=lr,
@@ -90,7 +92,7 @@ class SGD(TorchOptimizer):
                 "SGD: Nesterov momentum requires a momentum > 0 and zero dampening, got "
                 f"momentum={momentum!r}, dampening={dampening!r}"
             )
-        super().__init__(params, defaults, master_weights)
+        super().__init__(params, defaults, master_weights, state_dtype)
 
     def _transform_for(self, g: dict) -> Transform:
         if g["momentum"] == 0:

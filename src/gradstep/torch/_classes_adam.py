@@ -33,7 +33,9 @@ class Adam(TorchOptimizer):
     Arguments, defaults and state keys (``step``, ``exp_avg``, ``exp_avg_sq``,
     ``max_exp_avg_sq``) are torch's, so checkpoints move both ways. ``fused=True``
     requires the fused engine, ``fused=False`` the eager one, ``foreach=False`` steps
-    each tensor alone. Extension: ``master_weights``.
+    each tensor alone. Extensions: ``master_weights``; ``state_dtype`` (None: torch's
+    state in the parameter's dtype; e.g. ``torch.bfloat16`` or ``{"mu": ...}``: the
+    moments' storage dtype, arithmetic in float32; :mod:`gradstep._core.precision`).
     """
 
     _args = {
@@ -62,6 +64,7 @@ class Adam(TorchOptimizer):
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
         master_weights: bool = False,
+        state_dtype: Any = None,
     ):
         defaults = dict(
             lr=lr,
@@ -76,7 +79,7 @@ class Adam(TorchOptimizer):
             fused=fused,
             decoupled_weight_decay=decoupled_weight_decay,
         )
-        super().__init__(params, defaults, master_weights)
+        super().__init__(params, defaults, master_weights, state_dtype)
 
     def _transform_for(self, g: dict) -> Transform:
         factory = adamw if g["decoupled_weight_decay"] else adam
@@ -93,7 +96,7 @@ class Adam(TorchOptimizer):
 
 class AdamW(Adam):
     """``torch.optim.AdamW``: :class:`Adam` with decoupled weight decay (default
-    0.01), on ``gradstep.adamw``. Extension: ``master_weights``."""
+    0.01), on ``gradstep.adamw``. Extensions: ``master_weights``, ``state_dtype``."""
 
     def __init__(
         self,
@@ -110,6 +113,7 @@ class AdamW(Adam):
         differentiable: bool = False,
         fused: bool | None = None,
         master_weights: bool = False,
+        state_dtype: Any = None,
     ):
         defaults = dict(
             lr=lr,
@@ -124,7 +128,7 @@ class AdamW(Adam):
             fused=fused,
             decoupled_weight_decay=True,
         )
-        TorchOptimizer.__init__(self, params, defaults, master_weights)
+        TorchOptimizer.__init__(self, params, defaults, master_weights, state_dtype)
 
 
 class Adamax(TorchOptimizer):

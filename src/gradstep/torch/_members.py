@@ -10,6 +10,7 @@ import torch
 from . import _distributed as _dist
 from ._rule import (
     _FUSED_DTYPES,
+    _NUMBA_DTYPES,
     MASTER,
     _Rule,
 )
@@ -56,15 +57,15 @@ class _Member:
         return (step,) + others
 
     def numpy_ok(self) -> bool:
-        """All its tensors can be seen as NumPy arrays (CPU float32/float64)."""
+        """All its tensors can be seen as NumPy arrays (CPU float32/float64, with state
+        in any storage dtype of the numba engine)."""
         w, g = self.w, self.g
         if w.device.type != "cpu" or w.dtype not in _FUSED_DTYPES:
             return False
         if g.layout != torch.strided or g.dtype != w.dtype or g.device != w.device:
             return False
         return all(
-            t.device.type == "cpu" and t.dtype not in (torch.bfloat16,) and not t.is_complex()
-            for t in self.entries.values()
+            t.device.type == "cpu" and t.dtype in _NUMBA_DTYPES for t in self.entries.values()
         )
 
     def dense(self, dtypes: tuple, state_dtypes: tuple | None = None) -> bool:
@@ -86,8 +87,9 @@ class _Member:
         )
 
     def fusable(self) -> bool:
-        """The numba engine can run it: :meth:`dense` CPU float32/float64."""
-        return self.w.device.type == "cpu" and self.dense(_FUSED_DTYPES)
+        """The numba engine can run it: :meth:`dense` CPU tensors of its storage dtypes
+        (float32, float64, float16, bfloat16; the state in any of them)."""
+        return self.w.device.type == "cpu" and self.dense(_NUMBA_DTYPES, _NUMBA_DTYPES)
 
 
 def _same(t):
@@ -119,6 +121,8 @@ def _as_tensor(value: Any, like: torch.Tensor) -> torch.Tensor:
     array = np.asarray(value)
     if not array.flags.writeable or not array.flags.c_contiguous:
         array = np.array(array, copy=True)
+    if array.dtype.name == "bfloat16":  # ml_dtypes' bfloat16: torch takes its bits
+        return torch.from_numpy(array.view(np.uint16)).view(torch.bfloat16).to(like.device)
     return torch.from_numpy(array).to(like.device)
 
 
@@ -130,6 +134,10 @@ def _to_torch(value: Any, like: torch.Tensor) -> Any:
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
+    if t.dtype == torch.bfloat16:  # NumPy's bfloat16 is ml_dtypes': a view of the bits
+        from .._core.namespaces import numpy_dtype
+
+        return t.detach().view(torch.uint16).numpy().view(numpy_dtype("bfloat16"))
     return t.detach().resolve_neg().numpy()
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._core.precision import StateDtype, with_state_dtype
 from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check
 from . import _cuda
@@ -68,7 +69,10 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         keeps a float32 copy and float32 state for float16/bfloat16 parameters) and
         ``capturable`` (False; True keeps the step count on the parameters' CUDA
         device and computes every per-step scalar there, so that ``step()`` can be
-        captured in a CUDA graph).
+        captured in a CUDA graph) and ``state_dtype`` (None: each state tensor in
+        its parameter's dtype; a dtype such as ``torch.bfloat16``, or ``{slot name:
+        dtype}``: the storage of the rule's slots, :mod:`gradstep._core.precision`;
+        a param group may set its own).
 
     A group's values are handed to the transform on every step by name, so a
     scheduler or a hand edit of ``group["lr"]`` takes effect on the next step; the
@@ -137,10 +141,10 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
                     "TransformOptimizer: give the learning rate as lr=... (the key torch's "
                     "schedulers write)"
                 )
-            if key not in defaults and key != "master_weights":
+            if key not in defaults and key not in ("master_weights", "state_dtype"):
                 raise ValueError(
                     f"TransformOptimizer: unknown option {key!r}; valid options: "
-                    f"{', '.join(list(defaults) + ['master_weights'])}"
+                    f"{', '.join(list(defaults) + ['master_weights', 'state_dtype'])}"
                 )
             defaults[key] = value
         return defaults
@@ -162,6 +166,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         check(owner, "foreach", group.get("foreach"), _FOREACH)
         check(owner, "master_weights", group.get("master_weights", False), BOOL)
         check(owner, "capturable", group.get("capturable", False), BOOL)
+        check(owner, "state_dtype", group.get("state_dtype"), StateDtype())
         check(owner, "engine", self._engine(group), OneOf(ENGINES))
         rule = self._rule(group)
         rule.ctx(group, owner)
@@ -198,6 +203,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             if key == self._rule_key(group, rule.dynamic):
                 return rule
         transform, dynamic = self._build(group)
+        transform = with_state_dtype(transform, group.get("state_dtype"), self._owner)
         rule = _Rule(
             transform,
             dynamic,
@@ -285,6 +291,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         where its state cannot be split per parameter."""
         try:
             transform, dynamic = self._build(values)
+            transform = with_state_dtype(transform, values.get("state_dtype"), self._owner)
             rule = _Rule(
                 transform,
                 dynamic,

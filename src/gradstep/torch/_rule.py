@@ -6,6 +6,7 @@ across ranks, the state layout.
 
 from __future__ import annotations
 
+import importlib.util
 import numbers
 from typing import Any
 
@@ -21,9 +22,17 @@ from ._state import Layout, StateSplitError, shape_independent
 
 ENGINES = ("auto", "fused", "eager", "triton")
 #: group keys that are the front's own options, not hyperparameters of the transform
-FRONT_OPTIONS = ("params", "lr", "maximize", "foreach", "engine", "master_weights", "capturable")
+FRONT_OPTIONS = (
+    "params", "lr", "maximize", "foreach", "engine", "master_weights", "capturable", "state_dtype",
+)  # fmt: skip
 MASTER = "master_param"
 _FUSED_DTYPES = (torch.float32, torch.float64)
+#: what the numba engine reads and writes (bfloat16 as ml_dtypes' NumPy bfloat16)
+_NUMBA_DTYPES = (
+    _FUSED_DTYPES
+    + (torch.float16,)
+    + ((torch.bfloat16,) if importlib.util.find_spec("ml_dtypes") else ())
+)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _FOREACH = OneOf((None, False, True))
 

@@ -1,0 +1,259 @@
+"""State precision: the dtype each state slot is stored in, an option of every rule.
+
+A rule's math is written once, in its element function; how its state is *stored*
+is not the rule's business. Every slot (:class:`~gradstep._core.elementwise.Slot`)
+has a storage dtype: by default its parameter's (as torch and optax keep state), or
+one chosen with :func:`with_state_dtype`, which every registered optimizer offers
+as its ``state_dtype`` argument (and, where optax names the option, as optax's
+name: ``mu_dtype`` for the first moment of the Adam family and Lion,
+``accumulator_dtype`` for SGD's momentum).
+
+The storage dtype changes only what is kept between steps. The arithmetic of a step
+always runs in float32 or wider ("opmath", as torch's kernels do): every engine
+widens 16-bit inputs (parameters, gradients, slots) to float32 when it reads them,
+runs the element function, and rounds each new slot to its storage dtype (to the
+nearest, ties to even) when it writes it. Updates of 16-bit parameters stay
+float32, so the front rounds the new parameter once.
+
+Storage dtypes: ``"float16"``, ``"bfloat16"`` (NumPy arrays use ``ml_dtypes``'
+bfloat16), ``"float32"``, ``"float64"``; given by name or as a NumPy, torch or JAX
+dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .transform import Transform, map_transform, shallow_copy, walk
+from .validate import Constraint, remember_recipe
+
+#: the dtypes a slot can be stored in
+STORAGE_DTYPES = ("float16", "bfloat16", "float32", "float64")
+#: the 16-bit ones, whose arithmetic runs in float32
+HALF_DTYPES = ("float16", "bfloat16")
+
+#: optax's names for the dtype of one slot, by registry name: ``{option: slot}``
+OPTAX_OPTIONS: dict[str, dict[str, str]] = {
+    "adam": {"mu_dtype": "mu"},
+    "adamw": {"mu_dtype": "mu"},
+    "nadam": {"mu_dtype": "mu"},
+    "lion": {"mu_dtype": "mu"},
+    "sgd": {"accumulator_dtype": "velocity"},
+}
+
+
+def dtype_name(value: Any) -> str:
+    """The storage dtype's name for ``value`` (a name, or a NumPy/torch/JAX dtype);
+    ``ValueError`` for anything else."""
+    name = None
+    if isinstance(value, str):
+        name = value.removeprefix("torch.")
+    elif type(value).__module__ == "torch":  # torch.dtype, without importing torch
+        name = str(value).removeprefix("torch.")
+    else:
+        try:
+            import numpy as np
+
+            name = np.dtype(value).name
+        except TypeError:
+            name = None
+    if name not in STORAGE_DTYPES:
+        raise ValueError(
+            f"invalid state dtype {value!r}; valid values: {', '.join(STORAGE_DTYPES)}"
+        )
+    return name
+
+
+def is_storage_dtype(value: Any) -> bool:
+    try:
+        dtype_name(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class StateDtype(Constraint):
+    """``None`` (each slot in its parameter's dtype), one storage dtype for every slot,
+    or a mapping ``{slot name: storage dtype}``."""
+
+    per_slot: bool = True
+
+    def contains(self, value: Any) -> bool:
+        if value is None:
+            return True
+        if self.per_slot and isinstance(value, Mapping):
+            return all(isinstance(k, str) and is_storage_dtype(v) for k, v in value.items())
+        return is_storage_dtype(value)
+
+    def describe(self) -> str:
+        one = f"None or a dtype ({', '.join(STORAGE_DTYPES)})"
+        return one + (" or a mapping {slot name: dtype}" if self.per_slot else "")
+
+    def invalid_example(self) -> Any:
+        return "complex64"
+
+
+def _stateful_elsewhere(t: Transform) -> bool:
+    """``t`` keeps per-element state outside the slots of the elementwise protocol."""
+    from .elementwise import Elementwise
+
+    if isinstance(t, Elementwise):
+        return type(t).init is not Elementwise.init
+    if t.children():
+        return False
+    try:
+        import numpy as np
+
+        state = t.init(np.zeros(2, np.float32))
+    except Exception:  # a transform that cannot say: assume it keeps state
+        return True
+    from . import tree as _tree
+
+    return any(getattr(leaf, "ndim", 0) > 0 for leaf in _tree.leaves(state))
+
+
+def with_state_dtype(
+    transform: Transform, state_dtype: Any, owner: str = "state_dtype"
+) -> Transform:
+    """``transform`` with its slots stored in ``state_dtype``: one dtype for every slot
+    or ``{slot name: dtype}`` (a name stands for the slots of that name in every
+    stage). ``None`` returns ``transform`` itself.
+
+    Raises ``ValueError`` for a slot name the transform does not have, and for a
+    transform that keeps per-element state outside the elementwise slots (which this
+    option could not reach: it would be accepted and ignored).
+    """
+    from .elementwise import Elementwise
+
+    if state_dtype is None:
+        return transform
+    if not StateDtype().contains(state_dtype):
+        raise ValueError(
+            f"{owner}: invalid state_dtype={state_dtype!r}; valid values: {StateDtype().describe()}"
+        )
+    wanted: dict | None = None  # per slot name
+    everything: str | None = None  # for every slot
+    if isinstance(state_dtype, Mapping):
+        wanted = {name: dtype_name(v) for name, v in state_dtype.items()}
+    else:
+        everything = dtype_name(state_dtype)
+    slots: set[str] = set()
+    for visit in walk(transform):
+        t = visit.transform
+        if _stateful_elsewhere(t):
+            raise ValueError(
+                f"{owner}: invalid state_dtype={state_dtype!r} for {transform!r}: its stage "
+                f"{getattr(t, 'name', type(t).__name__)!r} keeps state outside elementwise "
+                "slots; valid values: None"
+            )
+        if isinstance(t, Elementwise):
+            slots.update(s.name for s in t.slots)
+    if wanted is not None:
+        unknown = sorted(set(wanted) - slots)
+        if unknown:
+            raise ValueError(
+                f"{owner}: invalid state_dtype={state_dtype!r}: no slot named {unknown[0]!r}; "
+                f"valid slot names: {', '.join(sorted(slots)) or 'none (it keeps no state)'}"
+            )
+
+    def store(t: Transform) -> Transform:
+        if not isinstance(t, Elementwise) or not t.slots:
+            return t
+        new = tuple(dataclasses.replace(s, dtype=_chosen(s, wanted, everything)) for s in t.slots)
+        if new == t.slots:
+            return t
+        clone = shallow_copy(t)
+        clone.slots = new
+        return clone
+
+    return map_transform(store, transform)
+
+
+def _chosen(slot: Any, wanted: dict | None, everything: str | None) -> str | None:
+    return everything if wanted is None else wanted.get(slot.name, slot.dtype)
+
+
+def slot_dtypes(transform: Transform) -> dict[str, str | None]:
+    """``{slot name: storage dtype or None}`` of every elementwise slot of ``transform``."""
+    from .elementwise import Elementwise
+
+    out: dict[str, str | None] = {}
+    for visit in walk(transform):
+        if isinstance(visit.transform, Elementwise):
+            for s in visit.transform.slots:
+                out.setdefault(s.name, s.dtype)
+    return out
+
+
+# -- the option on every registered optimizer ------------------------------------------
+
+
+def _precise(factory: Callable, precision: dict, *args: Any, **kwargs: Any) -> Transform:
+    """``factory(*args, **kwargs)`` with ``precision`` (``{"state_dtype": ...}`` and
+    optax-named slot options, already resolved to a ``state_dtype``) applied."""
+    result = factory(*args, **kwargs)
+    dtype = precision.get("state_dtype")
+    if dtype is None:
+        return result
+    out = with_state_dtype(result, dtype, owner=getattr(factory, "__name__", "state_dtype"))
+    out.declared_ranges = getattr(result, "declared_ranges", {})
+    remember_recipe(out, functools.partial(_precise, factory, precision), args, kwargs)
+    return out
+
+
+def with_precision_option(factory: Callable, name: str) -> Callable:
+    """``factory`` (a registered optimizer's) also taking the keyword-only
+    ``state_dtype`` and the optax-named options of :data:`OPTAX_OPTIONS` for ``name``.
+    """
+    if getattr(factory, "_precision_option", False):
+        return factory
+    sig = inspect.signature(factory)
+    if "state_dtype" in sig.parameters:
+        return factory
+    aliases = {k: v for k, v in OPTAX_OPTIONS.get(name, {}).items() if k not in sig.parameters}
+    owner = getattr(factory, "__name__", name)
+
+    @functools.wraps(factory)
+    def precise(*args: Any, state_dtype: Any = None, **kwargs: Any) -> Any:
+        per_slot = {option: kwargs.pop(option) for option in list(aliases) if option in kwargs}
+        constraint = StateDtype()
+        if not constraint.contains(state_dtype):
+            raise ValueError(
+                f"{owner}: invalid state_dtype={state_dtype!r}; valid values: "
+                f"{constraint.describe()}"
+            )
+        for option, value in per_slot.items():
+            if not StateDtype(per_slot=False).contains(value):
+                raise ValueError(
+                    f"{owner}: invalid {option}={value!r}; valid values: "
+                    f"{StateDtype(per_slot=False).describe()}"
+                )
+        chosen = {aliases[o]: v for o, v in per_slot.items() if v is not None}
+        if chosen:
+            if isinstance(state_dtype, Mapping):
+                state_dtype = {**state_dtype, **chosen}
+            elif state_dtype is None:
+                state_dtype = chosen
+            else:
+                raise ValueError(f"{owner}: give state_dtype or {', '.join(per_slot)}, not both")
+        return _precise(factory, {"state_dtype": state_dtype}, *args, **kwargs)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = list(sig.parameters.values())
+    extra = [inspect.Parameter("state_dtype", keyword, default=None)]
+    extra += [inspect.Parameter(a, keyword, default=None) for a in aliases]
+    variadic = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+    params = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    precise.__signature__ = sig.replace(parameters=params + extra + variadic)
+    precise.declared_ranges = {
+        **getattr(factory, "declared_ranges", {}),
+        "state_dtype": StateDtype(),
+        **{a: StateDtype(per_slot=False) for a in aliases},
+    }
+    precise._precision_option = True
+    return precise
