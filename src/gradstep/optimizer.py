@@ -255,7 +255,10 @@ class Optimizer:
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; names, shapes and dtypes must match.
+        """Restore a :meth:`state_dict`; names and shapes must match, and dtypes, except
+        that floating-point state saved in another precision is converted to this
+        optimizer's storage dtype (a checkpoint of ``state_dtype="bfloat16"`` resumes
+        in float32 and back).
 
         Everything is checked before anything changes: hyperparameter overrides must
         be known names with finite values in their declared range, step counts must
@@ -277,7 +280,12 @@ class Optimizer:
         leaves = []
         for path, ref in zip(paths, _tree.leaves(template)):
             value = np.asarray(state_dict[_STATE + path])
-            if value.shape != np.shape(ref) or value.dtype != np.asarray(ref).dtype:
+            dtype = np.asarray(ref).dtype
+            if value.shape == np.shape(ref) and is_floating(value.dtype) and is_floating(dtype):
+                # a state saved in another precision (state_dtype) is stored in this
+                # optimizer's: rounded to the nearest, ties to even
+                value = value.astype(dtype, copy=False)
+            if value.shape != np.shape(ref) or value.dtype != dtype:
                 raise ValueError(
                     f"{owner}: {path} has shape {value.shape} and dtype "
                     f"{value.dtype}; expected {np.shape(ref)} and {np.asarray(ref).dtype}"
@@ -307,7 +315,16 @@ class Optimizer:
     def load(self, path: str | os.PathLike) -> None:
         """Read a file written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as data:
-            self.load_state_dict({k: data[k] for k in data.files})
+            self.load_state_dict({k: _bfloat16_restored(data[k]) for k in data.files})
+
+
+def _bfloat16_restored(a: np.ndarray) -> np.ndarray:
+    """NumPy files ml_dtypes' bfloat16 as raw 2-byte records (``V2``): viewed back."""
+    if a.dtype.kind == "V" and a.dtype.itemsize == 2 and a.dtype.names is None:
+        from ._core.namespaces import numpy_dtype
+
+        return a.view(numpy_dtype("bfloat16"))
+    return a
 
 
 def _describe(x: Any) -> str:

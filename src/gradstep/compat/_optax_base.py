@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._core.precision import StateDtype, with_state_dtype
 from .._core.transform import Transform
 from .._core.validate import Interval, decay_rate, nonnegative
 from ..jax import GradstepTransformation, from_optax, to_optax
@@ -34,9 +35,21 @@ def as_stage(t: Any) -> Transform:
     return from_optax(t)
 
 
-def no_dtype(owner: str, name: str, value: Any) -> None:
-    if value is not None:
+def stored_in(owner: str, option: str, value: Any, transform: Transform, slot: str) -> Transform:
+    """``transform`` with its slot ``slot`` stored in ``value`` (optax's ``mu_dtype``,
+    ``accumulator_dtype``; None: the parameter's dtype), the math still in float32 or
+    wider (:mod:`gradstep._core.precision`)."""
+    if value is None:
+        return transform
+    if not StateDtype(per_slot=False).contains(value):
         raise ValueError(
-            f"{owner}: invalid {name}={value!r}; valid values: None (gradstep keeps "
-            "every state slot in its parameter's dtype)"
+            f"{owner}: invalid {option}={value!r}; valid values: "
+            f"{StateDtype(per_slot=False).describe()}"
         )
+    try:
+        return with_state_dtype(transform, {slot: value}, owner)
+    except ValueError:
+        raise ValueError(
+            f"{owner}: invalid {option}={value!r} with these options (their state is not "
+            "kept in elementwise slots); valid values: None"
+        ) from None

@@ -20,7 +20,7 @@ from ..rules.adam import scale_by_adam as _scale_by_adam
 from ..rules.adamax import scale_by_adamax as _scale_by_adamax
 from ..rules.rmsprop import scale_by_rms as _scale_by_rms
 from ..rules.sgd import apply_momentum, apply_nesterov_momentum
-from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, no_dtype, wrap
+from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, stored_in, wrap
 
 # -- optimizers ---------------------------------------------------------------------
 
@@ -52,11 +52,11 @@ def adam(
 ) -> GradstepTransformation:
     """optax's ``adam``: :func:`gradstep.adam` with ``eps_root`` (epsilon outside the
     root on the bias-corrected scale, ``eps_root`` inside it)."""
-    no_dtype("adam", "mu_dtype", mu_dtype)
+    direction = adam_direction(b1, b2, eps, eps_root, nesterov, "adam")
     return wrap(
         _rule(
             "adam",
-            adam_direction(b1, b2, eps, eps_root, nesterov, "adam"),
+            stored_in("adam", "mu_dtype", mu_dtype, direction, "mu"),
             _scale_by_lr(learning_rate),
         ),
         **ADAM_NAMES,
@@ -86,11 +86,11 @@ def adamw(
 ) -> GradstepTransformation:
     """optax's ``adamw``: Adam, then decoupled decay :math:`\\lambda w` (restricted to
     ``mask``), then the learning rate."""
-    no_dtype("adamw", "mu_dtype", mu_dtype)
+    direction = adam_direction(b1, b2, eps, eps_root, nesterov, "adamw")
     return wrap(
         _rule(
             "adamw",
-            adam_direction(b1, b2, eps, eps_root, nesterov, "adamw"),
+            stored_in("adamw", "mu_dtype", mu_dtype, direction, "mu"),
             _add_decayed_weights(weight_decay, mask),
             _scale_by_lr(learning_rate),
         ),
@@ -109,11 +109,11 @@ def amsgrad(
 ) -> GradstepTransformation:
     """optax's ``amsgrad``: the maximum is kept of the bias-corrected :math:`\\hat v`
     (``amsgrad="corrected"``)."""
-    no_dtype("amsgrad", "mu_dtype", mu_dtype)
+    direction = _scale_by_adam(b1, b2, eps, eps_root=eps_root, amsgrad="corrected")
     return wrap(
         _rule(
             "amsgrad",
-            _scale_by_adam(b1, b2, eps, eps_root=eps_root, amsgrad="corrected"),
+            stored_in("amsgrad", "mu_dtype", mu_dtype, direction, "mu"),
             _scale_by_lr(learning_rate),
         ),
         **ADAM_NAMES,
@@ -129,7 +129,6 @@ def sgd(
 ) -> GradstepTransformation:
     """optax's ``sgd``: :math:`b \\leftarrow g + \\mu b`, :math:`u = -\\eta b` (or
     :math:`-\\eta(g + \\mu b)` with ``nesterov``), the learning rate outside the buffer."""
-    no_dtype("sgd", "accumulator_dtype", accumulator_dtype)
     if momentum is not None:
         check("sgd", "momentum", momentum, MOMENTUM)
     if momentum is None:
@@ -138,8 +137,14 @@ def sgd(
                 "sgd: invalid nesterov=True with momentum=None; valid values: nesterov "
                 "only together with a momentum"
             )
+        if accumulator_dtype is not None:
+            raise ValueError(
+                f"sgd: invalid accumulator_dtype={accumulator_dtype!r} with momentum=None "
+                "(there is no accumulator); valid values: None"
+            )
         return wrap(_rule("sgd", _scale_by_lr(learning_rate)))
     trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
+    trace_ = stored_in("sgd", "accumulator_dtype", accumulator_dtype, trace_, "velocity")
     return wrap(_rule("sgd", trace_, _scale_by_lr(learning_rate)))
 
 
@@ -308,11 +313,10 @@ def lion(
     \lambda w)`, :math:`m \leftarrow (1-\beta_2) g + \beta_2 m` (default decay 1e-3)."""
     from ..rules.lion import scale_by_lion
 
-    no_dtype("lion", "mu_dtype", mu_dtype)
     return wrap(
         _rule(
             "lion",
-            scale_by_lion(b1, b2),
+            stored_in("lion", "mu_dtype", mu_dtype, scale_by_lion(b1, b2), "mu"),
             _add_decayed_weights(weight_decay, mask),
             _scale_by_lr(learning_rate),
         ),

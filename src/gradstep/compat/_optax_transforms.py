@@ -24,7 +24,7 @@ from ..rules.sgd import apply_momentum, apply_nesterov_momentum
 from ..transforms.clipping import clip as _clip
 from ..transforms.clipping import clip_by_global_norm as _clip_by_global_norm
 from ..transforms.nonfinite import skip_nonfinite as _skip_nonfinite
-from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, as_stage, no_dtype, wrap
+from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, as_stage, stored_in, wrap
 from ._optax_optimizers import adam_direction
 
 # -- transforms ---------------------------------------------------------------------
@@ -74,8 +74,9 @@ def trace(
 ) -> GradstepTransformation:
     """optax's ``trace``: :math:`b \\leftarrow u + \\mu b`, output :math:`b` (or
     :math:`u + \\mu b` with ``nesterov``)."""
-    no_dtype("trace", "accumulator_dtype", accumulator_dtype)
-    return wrap((apply_nesterov_momentum if nesterov else apply_momentum)(decay), decay="momentum")
+    stage = (apply_nesterov_momentum if nesterov else apply_momentum)(decay)
+    stage = stored_in("trace", "accumulator_dtype", accumulator_dtype, stage, "velocity")
+    return wrap(stage, decay="momentum")
 
 
 @hyperparams(b1=DECAY, b2=DECAY, eps=EPS, eps_root=EPS, nesterov=BOOL)
@@ -89,8 +90,9 @@ def scale_by_adam(
     nesterov: bool = False,
 ) -> GradstepTransformation:
     """optax's ``scale_by_adam``: Adam's direction, no learning rate."""
-    no_dtype("scale_by_adam", "mu_dtype", mu_dtype)
-    return wrap(adam_direction(b1, b2, eps, eps_root, nesterov, "scale_by_adam"), **ADAM_NAMES)
+    direction = adam_direction(b1, b2, eps, eps_root, nesterov, "scale_by_adam")
+    direction = stored_in("scale_by_adam", "mu_dtype", mu_dtype, direction, "mu")
+    return wrap(direction, **ADAM_NAMES)
 
 
 @hyperparams(

@@ -17,9 +17,12 @@ What differs from optax, on purpose:
   made; a per-step value is passed to ``update`` by its gradstep name
   (``update(g, s, p, learning_rate=lr)``) or injected with
   :func:`inject_hyperparams`.
-- ``mu_dtype``/``accumulator_dtype`` other than ``None`` and ``rmsprop``'s
-  ``bias_correction=True`` are refused (gradstep keeps state in the parameters'
-  dtype and has no bias-corrected RMSProp); no argument is accepted and ignored.
+- ``mu_dtype``/``accumulator_dtype`` store that slot in the given dtype (e.g.
+  ``jnp.bfloat16``), as optax does; the arithmetic stays in float32 or wider
+  (optax multiplies the stored moment by its decay in the stored dtype: an extra
+  rounding gradstep does not make, see :mod:`gradstep._core.precision`).
+  ``rmsprop``'s ``bias_correction=True`` is refused (gradstep has no
+  bias-corrected RMSProp); no argument is accepted and ignored.
 - Schedules are gradstep schedules (Python functions of the step count); called
   with a traced count they evaluate on the host, so they also work inside real
   optax.

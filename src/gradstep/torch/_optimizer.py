@@ -328,6 +328,28 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         for p, key, value in keep:
             self.state[p][key] = value.to(device=p.device, copy=True)
         self.__dict__.pop("_gs_runtime", None)
+        self._restore_state_dtypes()
+
+    def _restore_state_dtypes(self) -> None:
+        """torch's loading casts every state tensor to its parameter's dtype: groups
+        with a ``state_dtype`` get their slots back in their storage dtype."""
+        for group in self.param_groups:
+            if group.get("state_dtype") is None:
+                continue
+            rule = self._rule(group)
+            master = bool(group.get("master_weights", False))
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state or _dist.is_dtensor(p):
+                    continue
+                like = state.get(MASTER, p) if master else p
+                own, _ = rule.layout(like.detach()).init_entries(_init_view(like.detach()))
+                for name, fresh in own.items():
+                    value = state.get(rule.key(name))
+                    dtype = _as_tensor(fresh, like).dtype
+                    if isinstance(value, torch.Tensor) and value.is_floating_point():
+                        if value.dtype != dtype:
+                            state[rule.key(name)] = value.to(dtype)
 
     # -- stepping ----------------------------------------------------------------------
 
