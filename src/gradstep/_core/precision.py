@@ -6,7 +6,8 @@ has a storage dtype: by default its parameter's (as torch and optax keep state),
 one chosen with :func:`with_state_dtype`, which every registered optimizer offers
 as its ``state_dtype`` argument (and, where optax names the option, as optax's
 name: ``mu_dtype`` for the first moment of the Adam family and Lion,
-``accumulator_dtype`` for SGD's momentum).
+``accumulator_dtype`` for the momentum of ``momentum``/``nesterov_momentum``, optax's
+``sgd(momentum=...)``).
 
 The storage dtype changes only what is kept between steps. The arithmetic of a step
 always runs in float32 or wider ("opmath", as torch's kernels do): every engine
@@ -42,7 +43,8 @@ OPTAX_OPTIONS: dict[str, dict[str, str]] = {
     "adamw": {"mu_dtype": "mu"},
     "nadam": {"mu_dtype": "mu"},
     "lion": {"mu_dtype": "mu"},
-    "sgd": {"accumulator_dtype": "velocity"},
+    "momentum": {"accumulator_dtype": "velocity"},
+    "nesterov_momentum": {"accumulator_dtype": "velocity"},
 }
 
 
