@@ -60,3 +60,18 @@ def test_contended_runs_are_reported(monkeypatch):
     assert _bench_report.load_warning() is None
     monkeypatch.setattr(_bench_report.os, "getloadavg", lambda: (64.0, 0.0, 0.0))
     assert "load average 64.0" in _bench_report.load_warning()
+
+
+def test_bench_reports_state_bytes_per_parameter(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--optimizers", "adam", "--layouts", "2x1000", "--repeats", "1"]
+    code = main(args + ["--state-dtypes", "param,bfloat16", "--no-torch", "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["state_dtype"] for r in rows] == ["param", "bfloat16"]
+    # two slots of 4 and of 2 bytes per parameter (and the step count)
+    assert rows[0]["state_bytes_per_param"] == (2 * 4 * 2000 + 8) / 2000
+    assert rows[1]["state_bytes_per_param"] == (2 * 2 * 2000 + 8) / 2000
+    assert rows[1]["traffic_bytes"] == 4 * 2000 * 3 + 2 * 2 * 2000 * 2
+    assert "| adam | 2x1000 | bfloat16 | 4.00 |" in capsys.readouterr().out
+    assert main(args + ["--state-dtypes", "int8"]) == 2

@@ -74,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="--device cuda: also time a torch.compile'd torch.optim.Adam step on GPT-2 small",
     )
+    parser.add_argument(
+        "--state-dtypes",
+        default="param",
+        help="comma-separated storage dtypes of the optimizer state to time and size: "
+        "param (the parameters' float32, default), float32, bfloat16, float16",
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per case")
     parser.add_argument("--no-torch", action="store_true", help="skip torch.optim")
     parser.add_argument(

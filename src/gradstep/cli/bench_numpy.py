@@ -10,7 +10,10 @@ on the same float32 data in the same run:
 - the memory-traffic floor: the bytes the rule must move (read g, w and each slot,
   write w and each slot) divided by the best bandwidth of parallel streaming kernels
   (copy, scale, add, triad) measured in the same run;
-- peak extra memory allocated during one gradstep step (tracemalloc).
+- peak extra memory allocated during one gradstep step (tracemalloc);
+- the optimizer state's bytes per parameter, for each ``--state-dtypes`` setting
+  (``param``: the parameters' float32; ``bfloat16``, ``float16``: the
+  ``state_dtype`` option, :mod:`gradstep._core.precision`).
 
 ``--compile`` adds the cold and warm compile time of each fused kernel, measured in
 fresh processes.
@@ -42,6 +45,17 @@ from ._bench_report import (
 )
 
 DEFAULT_LAYOUTS = "1x20000000,200x100000,5000x1000"
+
+
+def parse_state_dtypes(text: str) -> list[str | None] | None:
+    """``param,bfloat16`` -> ``[None, "bfloat16"]`` (None: invalid)."""
+    out: list[str | None] = []
+    for item in text.split(","):
+        item = item.strip()
+        if item not in ("param", "float32", "bfloat16", "float16"):
+            return None
+        out.append(None if item == "param" else item)
+    return out
 
 
 def parse_layouts(text: str) -> list[tuple[int, int]]:
@@ -107,22 +121,34 @@ def make_data(count: int, size: int, seed: int = 0):
     return params, grads
 
 
-def time_gradstep(spec, layout, engine, repeats, fresh_grads=False):
+def make_transform(spec, state_dtype: str | None = None) -> gradstep.Transform:
+    """The benchmarked transform: the spec's test hyperparameters, its state stored in
+    ``state_dtype`` (None: the parameters' dtype)."""
+    return spec.factory(**spec.test_hyperparams, state_dtype=state_dtype)
+
+
+def state_bytes(opt: gradstep.Optimizer) -> int:
+    """Bytes of every array of an optimizer's state (slots, counts)."""
+    return sum(np.asarray(leaf).nbytes for leaf in gradstep.tree.leaves(opt.state))
+
+
+def time_gradstep(spec, layout, engine, repeats, fresh_grads=False, state_dtype=None):
     params, grads = make_data(*layout)
-    opt = gradstep.Optimizer(params, spec.factory(**spec.test_hyperparams), engine=engine)
+    opt = gradstep.Optimizer(params, make_transform(spec, state_dtype), engine=engine)
     pools = [grads, [g.copy() for g in grads]] if fresh_grads else [grads]
     return median_time(lambda k: opt.step(pools[k % len(pools)]), repeats)
 
 
-def peak_extra_bytes(spec, layout, engine) -> int:
+def peak_extra_bytes(spec, layout, engine, state_dtype=None) -> tuple[int, int]:
+    """Peak bytes allocated during one step, and the state's bytes."""
     params, grads = make_data(*layout)
-    opt = gradstep.Optimizer(params, spec.factory(**spec.test_hyperparams), engine=engine)
+    opt = gradstep.Optimizer(params, make_transform(spec, state_dtype), engine=engine)
     opt.step(grads)
     tracemalloc.start()
     opt.step(grads)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return peak
+    return peak, state_bytes(opt)
 
 
 def time_torch(spec, layout, mode, repeats) -> float | None:
@@ -143,23 +169,33 @@ def time_torch(spec, layout, mode, repeats) -> float | None:
         return median_time(lambda k: opt.step(), repeats)
 
 
-def bench_case(spec, layout, repeats, bandwidth, with_torch) -> dict[str, Any]:
+def bench_case(
+    spec, layout, repeats, bandwidth, with_torch, state_dtype: str | None = None
+) -> dict[str, Any]:
     count, size = layout
-    transform = spec.factory(**spec.test_hyperparams)
+    transform = make_transform(spec, state_dtype)
     n = count * size
-    traffic = 4 * n * (3 + 2 * slot_count(transform))
+    slot_size = 4 if state_dtype in (None, "float32") else 2  # bytes per slot element
+    traffic = 4 * n * 3 + 2 * slot_size * n * slot_count(transform)
+    peak, kept = peak_extra_bytes(spec, layout, "fused", state_dtype)
     row: dict[str, Any] = {
         "optimizer": spec.name,
         "layout": f"{count}x{size}",
+        "state_dtype": state_dtype or "param",
+        "state_bytes_per_param": kept / n if n else None,
         "traffic_bytes": traffic,
         "floor_s": traffic / (bandwidth * 1e9),
-        "fused_s": time_gradstep(spec, layout, "fused", repeats),
-        "fused_new_grads_s": time_gradstep(spec, layout, "fused", repeats, fresh_grads=True),
-        "eager_s": time_gradstep(spec, layout, "eager", max(3, repeats // 2)),
-        "peak_extra_bytes_fused": peak_extra_bytes(spec, layout, "fused"),
+        "fused_s": time_gradstep(spec, layout, "fused", repeats, state_dtype=state_dtype),
+        "fused_new_grads_s": time_gradstep(
+            spec, layout, "fused", repeats, fresh_grads=True, state_dtype=state_dtype
+        ),
+        "eager_s": time_gradstep(
+            spec, layout, "eager", max(3, repeats // 2), state_dtype=state_dtype
+        ),
+        "peak_extra_bytes_fused": peak,
         "param_bytes": 4 * n,
     }
-    if with_torch and spec.torch_equivalent:
+    if with_torch and spec.torch_equivalent and state_dtype is None:
         for mode in ("fused", "foreach", "loop"):
             row[f"torch_{mode}_s"] = time_torch(spec, layout, mode, repeats)
     return row
@@ -206,6 +242,8 @@ def format_table(rows: list[dict]) -> str:
     head = (
         "optimizer",
         "layout",
+        "state",
+        "state B/param",
         "fused ms",
         "new-grads ms",
         "eager ms",
@@ -222,6 +260,8 @@ def format_table(rows: list[dict]) -> str:
         [
             r["optimizer"],
             r["layout"],
+            r.get("state_dtype", "param"),
+            "-" if r.get("state_bytes_per_param") is None else f"{r['state_bytes_per_param']:.2f}",
             ms(r["fused_s"]),
             ms(r["fused_new_grads_s"]),
             ms(r["eager_s"]),
@@ -263,13 +303,25 @@ def run_numpy(args: Any) -> int:
             print("gradstep bench: torch is not installed; measuring gradstep only")
             with_torch = False
     layouts = parse_layouts(args.layouts)
+    state_dtypes = parse_state_dtypes(getattr(args, "state_dtypes", "param"))
+    if state_dtypes is None:
+        print(
+            "gradstep bench: invalid --state-dtypes; valid values: comma-separated among "
+            "param, float32, bfloat16, float16",
+            file=sys.stderr,
+        )
+        return 2
     bandwidth = measure_bandwidth()
     print("streaming bandwidth (GB/s): " + ", ".join(f"{k} {v:.1f}" for k, v in bandwidth.items()))
     rows = []
     for spec in specs:
         for layout in layouts:
-            rows.append(bench_case(spec, layout, args.repeats, bandwidth["best"], with_torch))
-            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+            for state_dtype in state_dtypes:
+                row = bench_case(
+                    spec, layout, args.repeats, bandwidth["best"], with_torch, state_dtype
+                )
+                rows.append(row)
+                print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     compiles = {s.name: compile_times(s) for s in specs} if args.compile else {}
     print()
     print(format_table(rows))
