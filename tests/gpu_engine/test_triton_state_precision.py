@@ -1,0 +1,42 @@
+"""The Triton engine with the state-precision option: the same storage mechanism as
+the numba engine (each pointer-table row in its storage dtype, math in float32), run
+under Triton's interpreter on CPU tensors."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs torch")
+pytest.importorskip("ml_dtypes", reason="the numba engine's bfloat16 views need ml_dtypes")
+
+import gradstep  # noqa: E402
+import gradstep.torch as gt  # noqa: E402
+
+
+@pytest.mark.parametrize("param_dtype", [torch.float32, torch.bfloat16])
+def test_triton_and_numba_store_the_same_bfloat16_state(param_dtype):
+    gen = torch.Generator().manual_seed(0)
+    w0 = torch.randn(300, generator=gen).to(param_dtype)
+    params = {e: torch.nn.Parameter(w0.clone()) for e in ("triton", "fused")}
+    rule = gradstep.adamw(1e-2, state_dtype="bfloat16")
+    opts = {e: gt.TransformOptimizer([p], rule, engine=e) for e, p in params.items()}
+    for _ in range(3):
+        g = torch.randn(300, generator=gen).to(param_dtype)
+        for e, p in params.items():
+            p.grad = g.clone()
+            opts[e].step()
+    state = {e: opts[e].state[p] for e, p in params.items()}
+    assert state["triton"]["mu"].dtype == torch.bfloat16
+    # Triton 3.9's interpreter truncates float32 -> bfloat16 (a GPU rounds to the
+    # nearest even, as the numba engine): the slots agree to one bfloat16 unit at
+    # their scale, and the parameters to what that moves in 3 steps of lr 1e-2
+    unit = torch.finfo(torch.bfloat16).eps
+    for key in ("mu", "nu"):
+        want = state["fused"][key].float()
+        got = state["triton"][key].float()
+        torch.testing.assert_close(got, want, rtol=unit, atol=unit * want.abs().max().item())
+    # (bfloat16 parameters: also their own last unit, truncated on each of the 3 steps)
+    rtol = 4 * unit if param_dtype == torch.bfloat16 else 0.0
+    torch.testing.assert_close(
+        params["triton"].float(), params["fused"].float(), rtol=rtol, atol=3 * 1e-2 * 4 * unit
+    )
