@@ -63,12 +63,14 @@ def test_signatures_are_torchs(name):
         )
     ours = inspect.signature(getattr(gt, name).__init__).parameters
     theirs = inspect.signature(reference.__init__).parameters
-    assert [p for p in ours if p != "master_weights"] == list(theirs)
+    extensions = ("master_weights", "state_dtype")
+    assert [p for p in ours if p not in extensions] == list(theirs)
     for key, p in theirs.items():
         assert ours[key].kind == p.kind, key
         assert ours[key].default == p.default, key
-    if "master_weights" in ours:
-        assert ours["master_weights"].kind is inspect.Parameter.KEYWORD_ONLY
+    for key in extensions:
+        if key in ours:
+            assert ours[key].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 @pytest.mark.parametrize("spec", list(gradstep.REGISTRY), ids=lambda s: s.name)

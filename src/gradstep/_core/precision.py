@@ -48,6 +48,10 @@ OPTAX_OPTIONS: dict[str, dict[str, str]] = {
 }
 
 
+#: the keyword-only arguments :func:`with_precision_option` adds
+PRECISION_OPTIONS = frozenset({"state_dtype"}).union(*OPTAX_OPTIONS.values())
+
+
 def dtype_name(value: Any) -> str:
     """The storage dtype's name for ``value`` (a name, or a NumPy/torch/JAX dtype);
     ``ValueError`` for anything else."""

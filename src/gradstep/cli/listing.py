@@ -7,6 +7,7 @@ import argparse
 import inspect
 
 import gradstep
+from gradstep._core.precision import PRECISION_OPTIONS
 
 
 def signature(spec: gradstep.OptimizerSpec) -> str:
@@ -20,8 +21,12 @@ def signature(spec: gradstep.OptimizerSpec) -> str:
 
 
 def _has_options(spec: gradstep.OptimizerSpec) -> bool:
-    kinds = [p.kind for p in inspect.signature(spec.factory).parameters.values()]
-    return inspect.Parameter.KEYWORD_ONLY in kinds
+    """Keyword-only options of the rule's own (the state-precision options every rule
+    takes are documented once, in docs/precision.md)."""
+    return any(
+        p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in PRECISION_OPTIONS
+        for p in inspect.signature(spec.factory).parameters.values()
+    )
 
 
 def engine(spec: gradstep.OptimizerSpec) -> str:
