@@ -73,6 +73,8 @@ from .jax_nodes import (
 )
 from .jax_scalars import Scalars, guarded
 
+_HALF = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+
 __all__ = ["FALLBACKS", "SCALAR_MODES", "JaxEngine", "NotTraceable", "make_plan", "register"]
 
 SCALAR_MODES = ("auto", "host")
@@ -189,6 +191,12 @@ class JaxEngine:
         self.root.collect(state, ctx, req)
         req.resolve()
         updates, new_state = self.root.apply(g, w, state, td, ctx, req)
+        # the math of 16-bit leaves ran in float32; their updates come back in the
+        # gradient's dtype, as optax gives them (p + u keeps the parameter's dtype)
+        updates = [
+            u.astype(x.dtype) if u.dtype != x.dtype and x.dtype in _HALF else u
+            for u, x in zip(updates, g)
+        ]
         if req.valid:
             # traced hyperparameter values cannot be checked on the host: a step with
             # one that is NaN, infinite or outside its declared range does nothing
