@@ -54,6 +54,17 @@ def _poisoned(rng, shape, dtype, hits):
     return g
 
 
+def _close_half(a, b, eps):
+    """Within a few units of a 16-bit dtype with machine epsilon ``eps``."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    finite = np.isfinite(a)
+    np.testing.assert_array_equal(np.isfinite(b), finite)
+    np.testing.assert_array_equal(a[~finite], b[~finite])
+    a, b = a[finite], b[finite]
+    scale = float(np.max(np.abs(a), initial=0.0))
+    assert np.all(np.abs(a - b) <= 4 * eps * (np.abs(a) + scale))
+
+
 def _close(a, b, dtype):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     assert a.shape == b.shape
@@ -241,7 +252,9 @@ def test_torch_front(c, dtype):
         if dtype in ("float32", "float64"):
             _close(b, a, np.dtype(dtype))
         else:
-            _exact(a, b)
+            # both engines compute in float32 and round to 16 bits; their float32
+            # operations may differ in the last bit, which can move a rounding
+            _close_half(b, a, 2.0**-8 if dtype == "bfloat16" else 2.0**-11)
     if resumed is not None:
         for a, b in zip(fused_p, resumed_p):
             assert _same_tensor(a, b)
