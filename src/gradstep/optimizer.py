@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._core import tree as _tree
+from ._core.elementwise import wide_updates
 from ._core.namespaces import is_floating
 from ._core.transform import Transform
 from ._core.validate import OneOf, check
@@ -135,7 +136,8 @@ class Optimizer:
                 raise
         self._check_grads(p_leaves, g_leaves)
         grads = _tree.unflatten(self._treedef, g_leaves)
-        updates, new_state = self.transform.update(grads, self.state, self.params, **overrides)
+        with wide_updates():  # 16-bit parameters: the new value rounded once
+            updates, new_state = self.transform.update(grads, self.state, self.params, **overrides)
         u_leaves = [np.asarray(u) for u in _tree.leaves_like(self._treedef, updates)]
         for path, p, u in zip(self._paths, p_leaves, u_leaves):
             if u.shape != p.shape or not np.can_cast(u.dtype, p.dtype, "same_kind"):

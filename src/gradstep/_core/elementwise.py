@@ -19,6 +19,8 @@ each new slot is rounded to its storage dtype (:mod:`gradstep._core.precision`).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import math
 from collections.abc import Callable
@@ -30,6 +32,23 @@ import numpy as np
 from . import tree as _tree
 from .namespaces import element_for, is_floating, namespace_of, nan_to_zero
 from .transform import Transform
+
+# set by the stateful fronts while they run a transform's update: the updates of
+# 16-bit gradients stay float32 between stages and reach the parameter unrounded, so
+# the new parameter is rounded once (as the fused kernels do); a functional caller gets
+# them in the gradient's dtype (p + u keeps a bfloat16 parameter bfloat16)
+_WIDE_UPDATES = contextvars.ContextVar("gradstep_wide_updates", default=False)
+
+
+@contextlib.contextmanager
+def wide_updates():
+    """Within the block, elementwise stages return the updates of 16-bit gradients in
+    float32 (their math dtype) instead of the gradient's dtype."""
+    token = _WIDE_UPDATES.set(True)
+    try:
+        yield
+    finally:
+        _WIDE_UPDATES.reset(token)
 
 
 @dataclass(frozen=True)
@@ -262,6 +281,7 @@ class Elementwise(Transform):
         for i, g in enumerate(g_leaves):
             ns = namespace_of(g)
             stored = [sl[i] for sl in slot_leaves]
+            given = g
             args = [g] + ([w_leaves[i]] if self.uses_params else []) + stored
             # the math runs in float32 or wider, whatever the storage ("opmath")
             args = [ns.widened(a) for a in args]
@@ -284,6 +304,8 @@ class Elementwise(Transform):
                     new_slots[k].append(ns.stored_like(ns.wrap(value), stored[k]))
             else:
                 u = result
+            if g is not given and not _WIDE_UPDATES.get():
+                u = ns.stored_like(ns.wrap(u), given)  # a 16-bit gradient's own dtype
             updates.append(ns.wrap(u))
 
         new_state: dict[str, Any] = {}

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._core.elementwise import wide_updates
 from . import _cuda
 from . import _distributed as _dist
 from ._members import (
@@ -159,7 +160,10 @@ class EngineRuns:
         shared = _shared_values(rule, members[0])
         tree, _ = layout.build(entries, shared)
         try:
-            updates, new = rule.run.update([view(m.g) for m in members], rule.wrap(tree), ws, **ctx)
+            with wide_updates():  # 16-bit parameters: the new value rounded once
+                updates, new = rule.run.update(
+                    [view(m.g) for m in members], rule.wrap(tree), ws, **ctx
+                )
         except (TypeError, ValueError, AttributeError, RuntimeError) as error:
             if numpy:
                 raise
