@@ -13,8 +13,10 @@ The storage dtype changes only what is kept between steps. The arithmetic of a s
 always runs in float32 or wider ("opmath", as torch's kernels do): every engine
 widens 16-bit inputs (parameters, gradients, slots) to float32 when it reads them,
 runs the element function, and rounds each new slot to its storage dtype (to the
-nearest, ties to even) when it writes it. Updates of 16-bit parameters stay
-float32, so the front rounds the new parameter once.
+nearest, ties to even) when it writes it. The stateful fronts keep the updates of
+16-bit parameters in float32, so the new parameter is rounded once
+(:func:`gradstep._core.elementwise.wide_updates`); a functional ``update`` returns them
+in the gradient's dtype.
 
 Storage dtypes: ``"float16"``, ``"bfloat16"`` (NumPy arrays use ``ml_dtypes``'
 bfloat16), ``"float32"``, ``"float64"``; given by name or as a NumPy, torch or JAX
