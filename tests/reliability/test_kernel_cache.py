@@ -24,6 +24,13 @@ def _rule():
     return gradstep.chain(gradstep.transforms.clip(0.7), gradstep.momentum(0.05, momentum=0.8))
 
 
+def _source() -> str:
+    """The kernel module's source for the float64 arrays these tests step (one module
+    per combination of storage dtypes)."""
+    engine = fused.FusedEngine(_rule())
+    return engine.source_for(("float64",) * engine.n_rows)
+
+
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     """An empty cache folder, a fresh private folder, and the kernel module unloaded
@@ -31,7 +38,7 @@ def cache(tmp_path, monkeypatch):
     folder = tmp_path / "cache"
     monkeypatch.setenv("GRADSTEP_CACHE_DIR", str(folder))
     monkeypatch.setattr(kernel_cache, "_PRIVATE_DIR", [], raising=False)
-    name = _module_name(fused.FusedEngine(_rule()).source)
+    name = _module_name(_source())
     monkeypatch.delitem(sys.modules, name, raising=False)
     yield folder
     sys.modules.pop(name, None)  # never leave a module of a deleted folder loaded
@@ -42,7 +49,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def _module_path(folder):
-    return folder / f"{_module_name(fused.FusedEngine(_rule()).source)}.py"
+    return folder / f"{_module_name(_source())}.py"
 
 
 def _module_name(source):
@@ -138,7 +145,7 @@ def test_a_full_disk_gives_the_eager_numbers(cache, monkeypatch):
 def test_a_corrupt_kernel_source_is_replaced(cache, garbage):
     path = _module_path(cache)
     cache.mkdir()
-    source = fused.FusedEngine(_rule()).source.encode()
+    source = _source().encode()
     path.write_bytes(source[: len(source) // 2] if garbage == "half" else garbage)
     params, opt = _run()
     assert opt.engine == "fused"
