@@ -26,7 +26,7 @@ import torch
 
 from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check
-from . import _cuda
+from . import _cuda, _whole_step
 from . import _distributed as _dist
 from ._checks import check_loaded_state, check_member
 from ._engines import EngineRuns
@@ -463,9 +463,19 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
                 "together (different dtypes, devices or step counts, or foreach=False); "
                 "put them in separate param groups"
             )
+        counters = None
+        if rule.whole_step_skip is not None and len(buckets) > 1:
+            # one decision for the whole step, not one per call (see _whole_step)
+            everyone = [m for members in buckets.values() for m in members]
+            run, counters = _whole_step.decide(rule.whole_step_skip, rule, everyone)
+            if not run:
+                _whole_step.set_counters(rule.whole_step_skip, rule, everyone, counters)
+                return buckets
         for members in buckets.values():
             self._run(rule, members, ctx, engine, group.get("foreach"))
             self._after_step(group, members)
+        if counters is not None:
+            _whole_step.set_counters(rule.whole_step_skip, rule, everyone, counters)
         return buckets
 
     def _remember_fast_step(self, group: dict, rule: _Rule, buckets: dict) -> None:

@@ -18,6 +18,7 @@ from .._core.per_tensor import PerTensorReduction
 from .._core.transform import Chain, Transform, map_transform, walk
 from .._core.validate import OneOf, check
 from ._state import Layout, StateSplitError, shape_independent
+from ._whole_step import whole_step_skip
 
 ENGINES = ("auto", "fused", "eager", "triton")
 #: group keys that are the front's own options, not hyperparameters of the transform
@@ -172,6 +173,7 @@ class _Rule:
         self.transform = transform
         self.check_ranges = check_ranges
         self.shape_independent = shape_independent(transform)
+        self.whole_step_skip = whole_step_skip(transform)
         self._layouts: dict = {}
         self._wanted: dict = {}
         self.ranges = transform.hyperparameters()
