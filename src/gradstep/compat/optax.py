@@ -52,6 +52,7 @@ Mapping (optax name -> gradstep):
 from __future__ import annotations
 
 from ..jax import GradstepTransformation, apply_updates
+from ._optax_extra import *  # noqa: F403  (schedules and transforms beyond the above)
 from ._optax_optimizers import (
     adadelta,
     adagrad,
