@@ -1,5 +1,5 @@
 """optax 0.2.8's names for gradstep's further schedules and transforms: SGDR,
-one-cycles, piecewise interpolation, warm-up + exponential decay."""
+one-cycles, piecewise interpolation, warm-up + exponential decay, reduce-on-plateau."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import schedules as _sched
+from ..jax import GradstepTransformation
+from ..transforms.plateau import reduce_on_plateau as _reduce_on_plateau
+from ._optax_base import wrap
 from ._optax_schedules import (
     Schedule,
     _as_compat,
@@ -21,6 +24,7 @@ __all__ = [
     "cosine_onecycle_schedule",
     "linear_onecycle_schedule",
     "piecewise_interpolate_schedule",
+    "reduce_on_plateau",
     "sgdr_schedule",
     "warmup_exponential_decay_schedule",
 ]
@@ -144,3 +148,35 @@ def sgdr_schedule(cosine_kwargs: Iterable[dict[str, Any]]) -> Schedule:
         step += kwargs["decay_steps"]
         boundaries.append(step)
     return join_schedules(schedules, boundaries[:-1])
+
+
+# -- transforms -----------------------------------------------------------------------
+
+
+def reduce_on_plateau(
+    factor: float = 0.1,
+    patience: int = 10,
+    rtol: float = 1e-4,
+    atol: float = 0.0,
+    cooldown: int = 0,
+    accumulation_size: int = 1,
+    min_scale: float = 0.0,
+) -> GradstepTransformation:
+    """optax.contrib's ``reduce_on_plateau``: updates times a scale that drops by
+    ``factor`` after ``patience`` evaluations in a row without improvement of the
+    ``value`` given to ``update`` (:func:`gradstep.transforms.reduce_on_plateau` with
+    ``patience - 1``: optax counts the evaluation that triggers the drop). An update
+    without ``value`` leaves the state unchanged (optax requires one)."""
+    if not isinstance(patience, int) or patience < 1:
+        raise ValueError(
+            f"reduce_on_plateau: invalid patience={patience!r}; valid values: an integer "
+            ">= 1 (optax's patience=0 never reduces on a plateau)"
+        )
+    if rtol == 0.0 and atol == 0.0:
+        raise ValueError(
+            "reduce_on_plateau: invalid rtol=0.0 with atol=0.0; valid values: at least one "
+            "of them positive (as optax)"
+        )
+    return wrap(
+        _reduce_on_plateau(factor, patience - 1, rtol, atol, cooldown, accumulation_size, min_scale)
+    )

@@ -22,6 +22,7 @@ from .constraints import (
 )
 from .lookahead import lookahead
 from .nonfinite import nonfinite_policy, skip_nonfinite, zero_nonfinite
+from .plateau import reduce_on_plateau
 
 __all__ = [
     "accumulate",
@@ -40,6 +41,7 @@ __all__ = [
     "norm_constraint",
     "parameter_ema",
     "partition",
+    "reduce_on_plateau",
     "scale",
     "scale_by_learning_rate",
     "skip_nonfinite",
