@@ -23,6 +23,7 @@ from .constraints import (
 from .lookahead import lookahead
 from .nonfinite import nonfinite_policy, skip_nonfinite, zero_nonfinite
 from .plateau import reduce_on_plateau
+from .swa import parameter_swa
 
 __all__ = [
     "accumulate",
@@ -40,6 +41,7 @@ __all__ = [
     "nonfinite_policy",
     "norm_constraint",
     "parameter_ema",
+    "parameter_swa",
     "partition",
     "reduce_on_plateau",
     "scale",
