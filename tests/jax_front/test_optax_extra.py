@@ -20,6 +20,14 @@ COUNTS = np.arange(0, 130)
 #: compat names whose comparison with optax lives beside their transform's tests
 TESTED_ELSEWHERE = {
     "reduce_on_plateau",  # tests/transforms/test_plateau.py
+    # tests/transforms/test_optax_transforms.py
+    "adaptive_grad_clip",
+    "clip_by_block_rms",
+    "freeze",
+    "keep_params_nonnegative",
+    "selective_transform",
+    "set_to_zero",
+    "skip_large_updates",
 }
 
 

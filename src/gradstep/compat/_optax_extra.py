@@ -1,15 +1,22 @@
 """optax 0.2.8's names for gradstep's further schedules and transforms: SGDR,
-one-cycles, piecewise interpolation, warm-up + exponential decay, reduce-on-plateau."""
+one-cycles, piecewise interpolation, warm-up + exponential decay, reduce-on-plateau,
+block and adaptive clipping, freezing, non-negative parameters, skipping large steps."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
 from .. import schedules as _sched
 from ..jax import GradstepTransformation
+from ..transforms import block_clipping as _block
+from ..transforms import freezing as _freezing
+from ..transforms.nonnegative import keep_params_nonnegative as _keep_params_nonnegative
 from ..transforms.plateau import reduce_on_plateau as _reduce_on_plateau
-from ._optax_base import wrap
+from ._optax_base import as_stage, wrap
 from ._optax_schedules import (
     Schedule,
     _as_compat,
@@ -21,11 +28,18 @@ from ._optax_schedules import (
 )
 
 __all__ = [
+    "adaptive_grad_clip",
+    "clip_by_block_rms",
     "cosine_onecycle_schedule",
+    "freeze",
+    "keep_params_nonnegative",
     "linear_onecycle_schedule",
     "piecewise_interpolate_schedule",
     "reduce_on_plateau",
+    "selective_transform",
+    "set_to_zero",
     "sgdr_schedule",
+    "skip_large_updates",
     "warmup_exponential_decay_schedule",
 ]
 
@@ -180,3 +194,50 @@ def reduce_on_plateau(
     return wrap(
         _reduce_on_plateau(factor, patience - 1, rtol, atol, cooldown, accumulation_size, min_scale)
     )
+
+
+def clip_by_block_rms(threshold: float) -> GradstepTransformation:
+    """optax's ``clip_by_block_rms``: each tensor divided by ``max(1, rms / threshold)``."""
+    return wrap(_block.clip_by_block_rms(threshold))
+
+
+def adaptive_grad_clip(
+    clipping: float, eps: float = 1e-3, axis: Any = None
+) -> GradstepTransformation:
+    """optax's ``adaptive_grad_clip``: AGC with optax's units
+    (:func:`gradstep.transforms.adaptive_clip` with ``layout="jax"``)."""
+    return wrap(_block.adaptive_clip(clipping, eps, layout="jax", axis=axis))
+
+
+def keep_params_nonnegative() -> GradstepTransformation:
+    """optax's ``keep_params_nonnegative``: a step never takes a parameter below 0."""
+    return wrap(_keep_params_nonnegative())
+
+
+def set_to_zero() -> GradstepTransformation:
+    """optax's ``set_to_zero``: every update 0."""
+    return wrap(_freezing.set_to_zero())
+
+
+def freeze(mask: Any) -> GradstepTransformation:
+    """optax's ``freeze``: zero updates where ``mask`` (a tree or one boolean) is true."""
+    return wrap(_freezing.freeze(mask))
+
+
+def selective_transform(optimizer: Any, *, freeze_mask: Any) -> GradstepTransformation:
+    """optax's ``selective_transform``: ``optimizer`` on the leaves not frozen, zero
+    updates and no optimizer state on the frozen ones."""
+    return wrap(_freezing.selective_transform(as_stage(optimizer), freeze_mask=freeze_mask))
+
+
+def skip_large_updates(
+    updates: Any, gradient_step: Any, params: Any, max_squared_norm: float
+) -> tuple[Any, dict]:
+    """optax's ``skip_large_updates``: the ``should_skip_update_fn`` of
+    ``optax.MultiSteps`` that skips when the squared norm of ``updates`` is not below
+    ``max_squared_norm`` (NaN included); returns ``(should_skip, {"norm_squared": ...})``.
+    As a wrapper of any transform: :func:`gradstep.transforms.skip_large_updates`."""
+    del gradient_step, params
+    leaves = jax.tree_util.tree_leaves(updates)
+    norm_sq = jnp.sum(jnp.asarray([jnp.sum(jnp.square(x)) for x in leaves]))
+    return jnp.logical_not(norm_sq < max_squared_norm), {"norm_squared": norm_sq}

@@ -385,13 +385,15 @@ class PerTensorNode(ElementNode):
 
 
 class SkipNonfiniteNode:
-    """:func:`gradstep.transforms.skip_nonfinite` under jit: the inner update is
-    computed every step and selected (``jnp.where``) when the gradients are finite,
+    """:func:`gradstep.transforms.skip_nonfinite` (and ``skip_large_updates``) under
+    jit: the inner update is computed every step and selected (``jnp.where``) when
+    the gradients are finite (and their sum of squares below the bound),
     or when the run of non-finite steps exceeds ``max_consecutive_errors``; otherwise
     the updates are zero and the inner state is kept."""
 
     def __init__(self, transform: SkipNonfinite, children):
         self.limit = transform.max_consecutive_errors
+        self.bound = getattr(transform, "max_squared_norm", None)
         (self.inner,) = children
 
     def init(self, leaves, td):
@@ -408,6 +410,10 @@ class SkipNonfiniteNode:
         finite = jnp.asarray(True)
         for x in g:
             finite = finite & jnp.all(jnp.isfinite(x))
+        if self.bound is not None:
+            acc = float_dtype()
+            total = sum((jnp.sum(jnp.square(jnp.asarray(x).astype(acc))) for x in g), 0.0)
+            finite = finite & (total < self.bound)
         run = jnp.where(finite, 0, state["notfinite_count"] + 1).astype(COUNT_DTYPE)
         total = (state["total_notfinite"] + (~finite).astype(COUNT_DTYPE)).astype(COUNT_DTYPE)
         take = finite if self.limit is None else finite | (run > self.limit)

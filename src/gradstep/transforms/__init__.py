@@ -13,6 +13,7 @@ from .._core.transform import chain, identity
 from . import mxnet  # noqa: F401  (gradstep.transforms.mxnet: MXNet gradient handling)
 from .accumulation import accumulate
 from .averaging import parameter_ema
+from .block_clipping import adaptive_clip, clip_by_block_rms
 from .clipping import clip, clip_by_global_norm, clip_by_norm
 from .constraints import (
     constrain_norm,
@@ -20,22 +21,28 @@ from .constraints import (
     norm_constraint,
     total_norm_constraint,
 )
+from .freezing import freeze, selective_transform, set_to_zero
 from .lookahead import lookahead
-from .nonfinite import nonfinite_policy, skip_nonfinite, zero_nonfinite
+from .nonfinite import nonfinite_policy, skip_large_updates, skip_nonfinite, zero_nonfinite
+from .nonnegative import keep_params_nonnegative
 from .plateau import reduce_on_plateau
 from .swa import parameter_swa
 
 __all__ = [
     "accumulate",
+    "adaptive_clip",
     "add_decayed_weights",
     "chain",
     "clear_nan_params",
     "clip",
+    "clip_by_block_rms",
     "clip_by_global_norm",
     "clip_by_norm",
     "constrain_norm",
     "constrain_total_norm",
+    "freeze",
     "identity",
+    "keep_params_nonnegative",
     "lookahead",
     "masked",
     "nonfinite_policy",
@@ -46,6 +53,9 @@ __all__ = [
     "reduce_on_plateau",
     "scale",
     "scale_by_learning_rate",
+    "selective_transform",
+    "set_to_zero",
+    "skip_large_updates",
     "skip_nonfinite",
     "total_norm_constraint",
     "with_clear_nan",
