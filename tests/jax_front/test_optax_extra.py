@@ -28,6 +28,10 @@ TESTED_ELSEWHERE = {
     "selective_transform",
     "set_to_zero",
     "skip_large_updates",
+    # tests/transforms/test_privacy.py
+    "differentially_private_aggregate",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
 }
 
 

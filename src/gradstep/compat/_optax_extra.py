@@ -1,6 +1,7 @@
 """optax 0.2.8's names for gradstep's further schedules and transforms: SGDR,
 one-cycles, piecewise interpolation, warm-up + exponential decay, reduce-on-plateau,
-block and adaptive clipping, freezing, non-negative parameters, skipping large steps."""
+block and adaptive clipping, freezing, non-negative parameters, skipping large steps,
+per-example clipping and DP aggregation."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import schedules as _sched
 from ..jax import GradstepTransformation
 from ..transforms import block_clipping as _block
 from ..transforms import freezing as _freezing
+from ..transforms import privacy as _privacy
 from ..transforms.nonnegative import keep_params_nonnegative as _keep_params_nonnegative
 from ..transforms.plateau import reduce_on_plateau as _reduce_on_plateau
 from ._optax_base import as_stage, wrap
@@ -31,9 +34,12 @@ __all__ = [
     "adaptive_grad_clip",
     "clip_by_block_rms",
     "cosine_onecycle_schedule",
+    "differentially_private_aggregate",
     "freeze",
     "keep_params_nonnegative",
     "linear_onecycle_schedule",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
     "piecewise_interpolate_schedule",
     "reduce_on_plateau",
     "selective_transform",
@@ -241,3 +247,40 @@ def skip_large_updates(
     leaves = jax.tree_util.tree_leaves(updates)
     norm_sq = jnp.sum(jnp.asarray([jnp.sum(jnp.square(x)) for x in leaves]))
     return jnp.logical_not(norm_sq < max_squared_norm), {"norm_squared": norm_sq}
+
+
+def per_example_global_norm_clip(grads: Any, l2_norm_clip: float) -> tuple[Any, Any]:
+    """optax's ``per_example_global_norm_clip``: ``(sum of the per-example gradients
+    each clipped to a global norm of l2_norm_clip, number clipped)``."""
+    return _privacy.per_example_global_norm_clip(grads, l2_norm_clip)
+
+
+def per_example_layer_norm_clip(
+    grads: Any, global_l2_norm_clip: float, uniform: bool = True
+) -> tuple[Any, Any]:
+    """optax's ``per_example_layer_norm_clip``: each leaf clipped per example on its
+    own, to ``C / sqrt(K)`` (``uniform``) or ``C * sqrt(D_i / D)``."""
+    return _privacy.per_example_layer_norm_clip(grads, global_l2_norm_clip, uniform)
+
+
+def differentially_private_aggregate(
+    l2_norm_clip: float, noise_multiplier: float, key: Any = None, *, seed: int | None = None
+) -> GradstepTransformation:
+    """optax.contrib's ``differentially_private_aggregate``: per-example gradients in,
+    their clipped sum plus Gaussian noise (``noise_multiplier * l2_norm_clip``), over
+    the batch size, out. ``key`` (or the deprecated ``seed``) is an integer seed; the
+    noise is gradstep's (drawn from the seed and the step count), not optax's draws."""
+    if key is not None and seed is not None:
+        raise ValueError("differentially_private_aggregate: give key or seed, not both")
+    chosen = key if key is not None else seed
+    if chosen is not None and not isinstance(chosen, (int, np.integer)):
+        raise ValueError(
+            f"differentially_private_aggregate: invalid key={chosen!r}; valid values: an "
+            "integer seed or None (a JAX key array is not taken: gradstep's noise is drawn "
+            "from an integer seed and the step count)"
+        )
+    return wrap(
+        _privacy.differentially_private_aggregate(
+            l2_norm_clip, noise_multiplier, 0 if chosen is None else int(chosen)
+        )
+    )

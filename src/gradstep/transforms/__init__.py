@@ -26,6 +26,11 @@ from .lookahead import lookahead
 from .nonfinite import nonfinite_policy, skip_large_updates, skip_nonfinite, zero_nonfinite
 from .nonnegative import keep_params_nonnegative
 from .plateau import reduce_on_plateau
+from .privacy import (
+    differentially_private_aggregate,
+    per_example_global_norm_clip,
+    per_example_layer_norm_clip,
+)
 from .swa import parameter_swa
 
 __all__ = [
@@ -40,6 +45,7 @@ __all__ = [
     "clip_by_norm",
     "constrain_norm",
     "constrain_total_norm",
+    "differentially_private_aggregate",
     "freeze",
     "identity",
     "keep_params_nonnegative",
@@ -50,6 +56,8 @@ __all__ = [
     "parameter_ema",
     "parameter_swa",
     "partition",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
     "reduce_on_plateau",
     "scale",
     "scale_by_learning_rate",
