@@ -32,6 +32,10 @@ TESTED_ELSEWHERE = {
     "differentially_private_aggregate",
     "per_example_global_norm_clip",
     "per_example_layer_norm_clip",
+    # tests/transforms/test_monitoring.py
+    "measure_with_ema",
+    "monitor",
+    "snapshot",
 }
 
 

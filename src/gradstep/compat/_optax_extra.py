@@ -1,7 +1,7 @@
 """optax 0.2.8's names for gradstep's further schedules and transforms: SGDR,
 one-cycles, piecewise interpolation, warm-up + exponential decay, reduce-on-plateau,
 block and adaptive clipping, freezing, non-negative parameters, skipping large steps,
-per-example clipping and DP aggregation."""
+per-example clipping and DP aggregation, monitoring."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from .. import schedules as _sched
 from ..jax import GradstepTransformation
 from ..transforms import block_clipping as _block
 from ..transforms import freezing as _freezing
+from ..transforms import monitoring as _monitoring
 from ..transforms import privacy as _privacy
 from ..transforms.nonnegative import keep_params_nonnegative as _keep_params_nonnegative
 from ..transforms.plateau import reduce_on_plateau as _reduce_on_plateau
-from ._optax_base import as_stage, wrap
+from ._optax_base import as_stage, no_dtype, wrap
 from ._optax_schedules import (
     Schedule,
     _as_compat,
@@ -38,6 +39,8 @@ __all__ = [
     "freeze",
     "keep_params_nonnegative",
     "linear_onecycle_schedule",
+    "measure_with_ema",
+    "monitor",
     "per_example_global_norm_clip",
     "per_example_layer_norm_clip",
     "piecewise_interpolate_schedule",
@@ -45,6 +48,7 @@ __all__ = [
     "selective_transform",
     "set_to_zero",
     "sgdr_schedule",
+    "snapshot",
     "skip_large_updates",
     "warmup_exponential_decay_schedule",
 ]
@@ -284,3 +288,31 @@ def differentially_private_aggregate(
             l2_norm_clip, noise_multiplier, 0 if chosen is None else int(chosen)
         )
     )
+
+
+def _measure(measure: Any) -> Any:
+    """A compat measure: a transformation (``measure_with_ema``) or a function."""
+    if hasattr(measure, "init") and hasattr(measure, "update"):
+        return as_stage(measure)
+    return measure
+
+
+def snapshot(measure_name: str, measure: Any) -> GradstepTransformation:
+    """optax's ``snapshot``: updates unchanged, ``measure(updates)`` kept in the state
+    (``optax.tree.get(state, measure_name)`` finds it)."""
+    return wrap(_monitoring.monitor({measure_name: measure}))
+
+
+def measure_with_ema(
+    measure: Any, decay: float, debias: bool = True, accumulator_dtype: Any = None
+) -> GradstepTransformation:
+    """optax's ``measure_with_ema``: outputs the (debiased) moving average of
+    ``measure(updates)``; used inside :func:`monitor`."""
+    no_dtype("measure_with_ema", "accumulator_dtype", accumulator_dtype)
+    return wrap(_monitoring.measure_with_ema(measure, decay, debias))
+
+
+def monitor(measures: dict[str, Any]) -> GradstepTransformation:
+    """optax's ``monitor``: updates unchanged, each measure's value kept in the state
+    under its name."""
+    return wrap(_monitoring.monitor({k: _measure(m) for k, m in measures.items()}))

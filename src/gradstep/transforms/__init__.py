@@ -1,5 +1,6 @@
 """Transforms to compose with rules: clipping, norm constraints, weight decay,
-scaling, non-finite policies, masking and partitioning."""
+scaling, non-finite policies, masking and partitioning, freezing, averaging,
+reduce-on-plateau, differential privacy and monitoring."""
 
 from .._core.combine import masked, partition
 from .._core.stages import (
@@ -23,6 +24,7 @@ from .constraints import (
 )
 from .freezing import freeze, selective_transform, set_to_zero
 from .lookahead import lookahead
+from .monitoring import measure_with_ema, monitor
 from .nonfinite import nonfinite_policy, skip_large_updates, skip_nonfinite, zero_nonfinite
 from .nonnegative import keep_params_nonnegative
 from .plateau import reduce_on_plateau
@@ -51,6 +53,8 @@ __all__ = [
     "keep_params_nonnegative",
     "lookahead",
     "masked",
+    "measure_with_ema",
+    "monitor",
     "nonfinite_policy",
     "norm_constraint",
     "parameter_ema",
