@@ -55,10 +55,27 @@ class ReduceOnPlateau(Transform):
 
     name = "reduce_on_plateau"
 
-    def __init__(self, **options: Any):
-        self.options = options
-        for key, value in options.items():
-            setattr(self, key, value)
+    def __init__(
+        self,
+        factor: float,
+        patience: int,
+        rtol: float,
+        atol: float,
+        cooldown: int,
+        accumulation_size: int,
+        min_scale: float,
+        mode: str,
+        takes_effect: str,
+    ):
+        self.factor = factor
+        self.patience = patience
+        self.rtol = rtol
+        self.atol = atol
+        self.cooldown = cooldown
+        self.accumulation_size = accumulation_size
+        self.min_scale = min_scale
+        self.mode = mode
+        self.takes_effect = takes_effect
 
     def hyperparameters(self) -> dict[str, Any]:
         # the metric is given per step by name; any number (NaN counts as no
@@ -181,13 +198,5 @@ def reduce_on_plateau(
     dtype (here float64 on NumPy, JAX's default float under jit).
     """
     return ReduceOnPlateau(
-        factor=factor,
-        patience=patience,
-        rtol=rtol,
-        atol=atol,
-        cooldown=cooldown,
-        accumulation_size=accumulation_size,
-        min_scale=min_scale,
-        mode=mode,
-        takes_effect=takes_effect,
+        factor, patience, rtol, atol, cooldown, accumulation_size, min_scale, mode, takes_effect
     )
