@@ -86,10 +86,10 @@ def warmup_stable_decay(
       >>> [s(t) for t in range(9)]
       [0.0, 0.5, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
 
-    Differences: Hugging Face ``get_wsd_schedule`` is this schedule with
-    ``init_value=0``, ``end_value=min_lr_ratio * peak``; its ``num_cycles`` (a cosine
-    cool-down that is not half a period) is not offered. torch and optax have no WSD
-    schedule.
+    Differences: Hugging Face ``get_wsd_schedule`` (linear warm-up) is this schedule
+    with ``init_value = end_value = min_lr_ratio * peak``; its cosine and 1-sqrt
+    warm-ups and ``num_cycles`` (a cosine cool-down that is not half a period) are
+    not offered. torch and optax have no WSD schedule.
     """
 
     def fn(t: int) -> float:
