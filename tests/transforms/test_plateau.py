@@ -74,6 +74,24 @@ def test_torch_front_takes_torch_scheduler():
     np.testing.assert_array_equal(got, want)
 
 
+def test_transform_optimizer_takes_the_metric_as_a_group_value():
+    import gradstep.torch as gt
+
+    kwargs = TORCH_CASES[1]
+    want = torch_trajectory(kwargs, METRIC)
+    w = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    t = chain(gradstep.sgd(0.8), reduce_on_plateau(**gradstep_options(kwargs)))
+    opt = gt.TransformOptimizer([w], t)
+    got = []
+    for value in METRIC:
+        w.grad = torch.tensor([1.0, -2.0], dtype=torch.float64)
+        opt.param_groups[0]["value"] = value
+        opt.step()
+        got.append(w.detach().numpy().copy())
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-14, atol=1e-15)
+    assert int(opt.state[w]["step"]) == len(METRIC)
+
+
 def test_step_without_value_keeps_the_state_and_now_applies_at_once():
     w = np.zeros(1)
     opt = gradstep.Optimizer(w, chain(gradstep.sgd(1.0), reduce_on_plateau(0.5, 0)))

@@ -1,7 +1,8 @@
 r"""Reduce the step size when a metric stops improving (reduce-on-plateau).
 
 Symbols: :math:`v_t` the metric given to the update (``value=``), :math:`a` its mean
-over ``accumulation_size`` values (state ``avg_value``), :math:`b` the best mean so
+over ``accumulation_size`` values (state ``avg_value``, counted in ``value_count``;
+optax's ``count``), :math:`b` the best mean so
 far (``best_value``), :math:`\rho` ``rtol``, :math:`\alpha` ``atol``, :math:`n` the
 number of evaluations in a row without improvement (``plateau_count``), :math:`p`
 ``patience``, :math:`c` the cool-down left (``cooldown_count``), :math:`\phi`
@@ -26,7 +27,9 @@ nothing of the state, so the metric can be given once per epoch.
 
 The state is a handful of scalars updated with array operations of the state's
 library (no Python branch on a value), so the transform runs on NumPy, on torch
-tensors and under :func:`jax.jit` with a traced ``value``.
+tensors and under :func:`jax.jit` with a traced ``value``. On
+:class:`gradstep.torch.TransformOptimizer` the metric is the group value
+``group["value"]`` (None: no evaluation), set before ``step()``.
 
 References:
   torch ``torch.optim.lr_scheduler.ReduceLROnPlateau``; optax
@@ -89,15 +92,15 @@ class ReduceOnPlateau(Transform):
             "best_value": np.asarray(worst, np.float64),
             "plateau_count": np.zeros((), np.int64),
             "cooldown_count": np.zeros((), np.int64),
-            "count": np.zeros((), np.int64),
+            "value_count": np.zeros((), np.int64),
             "avg_value": np.zeros((), np.float64),
         }
 
     def evaluate(self, state: dict, value: Any) -> dict:
         """The state after taking in ``value`` (see the module docstring)."""
         ns = namespace_of(state["scale"])
-        count = state["count"] + 1
-        avg = (state["count"] * state["avg_value"] + value) / count
+        count = state["value_count"] + 1
+        avg = (state["value_count"] * state["avg_value"] + value) / count
         ready = count == self.accumulation_size
         best = state["best_value"]
         if self.mode == "min":
@@ -115,10 +118,10 @@ class ReduceOnPlateau(Transform):
             "cooldown_count": ns.where(
                 cooling, state["cooldown_count"] - 1, ns.where(reduce, self.cooldown, 0)
             ),
-            "count": ns.where(ready, 0, count),
+            "value_count": ns.where(ready, 0, count),
             "avg_value": ns.where(ready, 0.0, avg),
         }
-        kept = {**state, "count": count, "avg_value": avg}
+        kept = {**state, "value_count": count, "avg_value": avg}
         return {k: ns.wrap(ns.where(ready, evaluated[k], kept[k])) for k in state}
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
