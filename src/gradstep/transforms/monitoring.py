@@ -25,7 +25,10 @@ Its *output* is :math:`\hat a_t`, not the updates: use it inside :func:`monitor`
 
 Norms are accumulated in float64 where the library has it (JAX: its default float).
 The monitor is not an elementwise stage: an optimizer containing one runs on the
-eager path of the NumPy front.
+eager path of the NumPy front. On :class:`gradstep.torch.TransformOptimizer` the
+measures cover the parameters of one call (usually one parameter: the front steps
+tensors whose state depends on their shape one by one), and each parameter's state
+holds the values of its call.
 
 References:
   optax ``snapshot``, ``monitor`` and ``measure_with_ema``
