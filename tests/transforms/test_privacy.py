@@ -61,12 +61,12 @@ def test_aggregate_without_noise_matches_optax_under_jit():
             optax.contrib.differentially_private_aggregate,
             cx.differentially_private_aggregate,
         ):
-            opt = optax.chain(make(0.8, 0.0, 7), optax.sgd(0.1, 0.9))
+            opt = make(0.8, 0.0, 7)
             state = opt.init(params)
             step = jax.jit(opt.update)
             us = []
-            for k in range(3):
-                u, state = step(as_jax([g * (k + 1) for g in PER_EXAMPLE]), state, params)
+            for k in range(2):
+                u, state = step(as_jax([g * (k + 1) for g in PER_EXAMPLE]), state)
                 us.append([np.asarray(x) for x in u])
             outs.append(us)
     for ours, theirs in zip(outs[1], outs[0]):
