@@ -1,6 +1,7 @@
 """A non-finite skip decided over the whole step when a group runs in several calls.
 
-``nonfinite_policy(rule, "skip")`` skips a step when any gradient is not finite. The
+``nonfinite_policy(rule, "skip")`` skips a step when any gradient is not finite
+(``skip_large_updates`` also when their squared global norm reaches its bound). The
 torch front steps a param group in one call per bucket (parameters of one device,
 dtype and, for rules whose state depends on the shape such as Adafactor and Muon,
 one shape). Each call's own skip would then see only its bucket's gradients and skip
@@ -33,6 +34,7 @@ class WholeStepSkip:
 
     path: tuple[str, ...]
     limit: int | None
+    max_squared_norm: float | None = None  # skip_large_updates' bound
 
     def keys(self, rule, layout) -> tuple[str, str]:
         """The state keys of its two counters for parameters of ``layout``."""
@@ -49,7 +51,8 @@ def whole_step_skip(transform: Transform) -> WholeStepSkip | None:
         if not isinstance(node, SkipNonfinite):
             continue
         if visit.path is not None and all(isinstance(p, Chain) for p in visit.parents):
-            return WholeStepSkip(visit.path, node.max_consecutive_errors)
+            bound = getattr(node, "max_squared_norm", None)
+            return WholeStepSkip(visit.path, node.max_consecutive_errors, bound)
     return None
 
 
@@ -70,6 +73,9 @@ def decide(skip: WholeStepSkip, rule, members: list) -> tuple[bool, tuple[int, i
     whether the calls run, and the counters to set on every member afterwards
     (``None``: the calls set them themselves)."""
     finite = all(bool(torch.isfinite(m.g).all()) for m in members)
+    if finite and skip.max_squared_norm is not None:
+        total = sum(float(torch.sum(torch.square(m.g.double()))) for m in members)
+        finite = total < skip.max_squared_norm
     if finite:
         return True, None
     count_key, total_key = skip.keys(rule, members[0].layout)

@@ -59,8 +59,8 @@ def skip_large_updates(inner: Transform, max_squared_norm: float) -> Transform:
     Symbols: :math:`g` the gradients of all leaves, :math:`M` ``max_squared_norm``.
     The step runs ``inner`` iff :math:`\sum g^2 < M` (false for NaN). The state's
     ``notfinite_count`` and ``total_notfinite`` count the skipped steps. On the
-    torch front the sum covers the parameters stepped in one call (a group of one
-    device and dtype).
+    torch front the sum covers the parameter group (one decision per step, however
+    many calls the group is stepped in).
 
     Args:
       inner: the optimizer to protect.
