@@ -152,5 +152,11 @@ def test_values_outside_gradsteps_ranges_give_torchs_numbers(name, kwargs):
 
 def test_refusal_names_the_argument_and_what_torch_takes():
     p = torch.nn.Parameter(torch.zeros(2))
-    with pytest.raises(ValueError, match=r"Adam: invalid betas\[1\]=1.0; torch.optim.Adam takes"):
+    # torch's own words first, then the argument and what torch takes
+    with pytest.raises(
+        ValueError,
+        match=r"^Invalid beta parameter at index 1: 1.0 \(torch.optim.Adam takes betas\[1\] in",
+    ):
         gt.Adam([p], betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match=r"^Invalid learning rate: -1 "):
+        gt.Adam(None, lr=-1)  # before params are looked at, as torch
