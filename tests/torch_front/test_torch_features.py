@@ -263,7 +263,7 @@ def test_hooks_groups_and_zero_grad():
     assert all(float(opt.state[p]["step"]) == 1 for p in params)
     opt.zero_grad()
     assert all(p.grad is None for p in params)
-    with pytest.raises(ValueError, match=r"invalid betas\[1\]=1.0"):
+    with pytest.raises(ValueError, match=r"Invalid beta parameter at index 1: 1.0"):
         opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "betas": (0.9, 1.0)})
 
 
@@ -366,7 +366,8 @@ def test_deepcopy_continues_the_same_run():
 @pytest.mark.parametrize(
     "make, error, match",
     [
-        (lambda ps: gt.Adam(ps, lr=-1.0), ValueError, "Adam: invalid lr=-1.0"),
+        (lambda ps: gt.Adam(ps, lr=-1.0), ValueError, "Invalid learning rate: -1.0"),
+        (lambda ps: gt.Adam(None, lr=-1), ValueError, "Invalid learning rate: -1"),
         (lambda ps: gt.Adam(ps, betas=(0.9, 1.0)), ValueError, r"betas\[1\]"),
         (lambda ps: gt.SGD(ps, differentiable=True), ValueError, "differentiable"),
         (lambda ps: gt.AdamW(ps, fused=True, foreach=True), RuntimeError, "cannot be `True`"),
@@ -381,7 +382,9 @@ def test_deepcopy_continues_the_same_run():
             "parameter groups",
         ),
         (
-            lambda ps: gt.Adam([torch.nn.Parameter(torch.zeros(2, dtype=torch.complex64))]),
+            lambda ps: gt.TransformOptimizer(
+                [torch.nn.Parameter(torch.zeros(2, dtype=torch.complex64))], gradstep.adam()
+            ),
             TypeError,
             "real floating-point",
         ),

@@ -27,7 +27,11 @@ class _Member:
         self.master = master
         self.fresh = fresh
         store = state[MASTER] if master else p
-        if not _dist.is_dtensor(p):
+        if p.is_complex():
+            # a complex parameter is stepped as its real view, as torch.optim does
+            self.mode = "plain"
+            convert = _real_view
+        elif not _dist.is_dtensor(p):
             self.mode = "plain"
             convert = _same
         elif rule.local_ok:
@@ -92,6 +96,12 @@ class _Member:
 
 def _same(t):
     return t
+
+
+def _real_view(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor's real and imaginary parts as a real tensor with a trailing
+    dimension of 2 (a view; a conjugated gradient is resolved first)."""
+    return torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
 
 
 def _first_param(group: dict) -> Any:

@@ -92,6 +92,11 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
     _repeat_starts_afresh = False
     _build_keys: tuple[str, ...] = ()
     _gradstep_names = True
+    # complex parameters: None refuses them at construction; True steps each as its
+    # real view (torch.view_as_real: real and imaginary parts as independent
+    # elements, as torch.optim does), its state kept complex like the parameter;
+    # False raises torch's RuntimeError at the step (classes torch refuses them in)
+    _complex: bool | None = None
 
     def __init__(self, params: Any, transform: Transform, **group_defaults: Any):
         if not isinstance(transform, Transform):
@@ -166,6 +171,8 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         rule = self._rule(group)
         rule.ctx(group, owner)
         for p in group["params"]:
+            if p.is_complex() and self._complex is not None:
+                continue  # stepped as its real view, or refused at the step as torch does
             if p.is_complex() or not p.is_floating_point():
                 raise TypeError(
                     f"{owner}: parameters must be real floating-point tensors, got {p.dtype}"
@@ -243,6 +250,9 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         if master and MASTER not in state:
             state[MASTER] = p.detach().to(torch.float32, copy=True)
         like = (state[MASTER] if master else p).detach()
+        complex_param = like.is_complex()
+        if complex_param:
+            like = torch.view_as_real(like)
         gathered = _dist.is_dtensor(like) and not rule.local_ok
         base = _dist.full(like) if gathered else like
         layout = rule.layout(base)
@@ -254,6 +264,8 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
                 if key in state or name in layout.empty:
                     continue
                 value = _as_tensor(value, base)
+                if complex_param and tuple(value.shape) == tuple(like.shape):
+                    value = torch.view_as_complex(value.contiguous())  # torch keeps it complex
                 if gathered and tuple(value.shape) == tuple(like.shape):
                     value = _dist.distribute_like(value, like)  # sharded as its parameter
                 state[key] = value
@@ -390,6 +402,8 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             grad = p.grad
             if grad is None:
                 continue
+            if p.is_complex() and not self._complex:
+                raise RuntimeError(f"{self._owner} does not support complex parameters")
             if grad.layout != torch.strided:
                 reason = self._sparse_error(group)
                 if reason is not None:
