@@ -25,6 +25,11 @@ It writes
   every class torch declares complex support for (a complex128 matrix beside a
   float64 vector; complex tensors stored as their real views), replayed by
   ``tests/torch_front/test_torch_extra.py``;
+- ``tests/conformance/fixtures/torch_front/differentiable.json``: ``differentiable=True``
+  runs with a tensor learning rate on a non-leaf copy of the weights: the loss after
+  a few steps and its gradients with respect to the learning rate and the initial
+  weights (through gradients taken with ``create_graph`` where the case says so),
+  replayed by ``tests/torch_front/test_torch_extra.py``;
 - ``tests/conformance/fixtures/MANIFEST-torch-extra.json``: the library versions.
 
 torch keeps ASGD's ``eta`` and ``mu`` in its default dtype: each run sets the default
@@ -46,6 +51,7 @@ FIXTURES = HERE / "fixtures"
 ERRORS_OUT = FIXTURES / "torch_front" / "error_inputs.json"
 OUT = FIXTURES / "torch_extra.json"
 COMPLEX_OUT = FIXTURES / "torch_front" / "complex.json"
+DIFFERENTIABLE_OUT = FIXTURES / "torch_front" / "differentiable.json"
 MANIFEST = FIXTURES / "MANIFEST-torch-extra.json"
 
 
@@ -276,6 +282,98 @@ def record_complex() -> list[dict]:
     return out
 
 
+# -- differentiable steps -----------------------------------------------------------------
+
+# (id, torch class, kwargs, create_graph): the classes whose differentiable path
+# takes a tensor learning rate in torch 2.13 (the others fail there with
+# ``argument 'alpha' must be Number, not Tensor`` or an in-place error)
+DIFFERENTIABLE_CASES = [
+    ("sgd_nesterov_wd", "SGD", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}, True),
+    ("sgd_plain", "SGD", {"weight_decay": 0.01}, True),
+    ("adam_amsgrad", "Adam", {"amsgrad": True}, False),
+    ("adam", "Adam", {}, True),
+    ("adamw", "AdamW", {"weight_decay": 0.1}, True),
+    ("radam", "RAdam", {}, True),
+]
+DIFFERENTIABLE_STEPS = 4
+#: torch's SGD starts its momentum buffer from ``grad.detach()``: no gradient reaches
+#: the initial weights through it (gradstep's does), so only the learning rate's
+#: gradient is compared there
+W0_GRADIENT_DIFFERS = {"sgd_nesterov_wd": "torch detaches the first momentum buffer"}
+
+
+def differentiable_problem(seed: int):
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    w0 = torch.randn(3, 4, dtype=torch.float64, generator=gen)
+    x = torch.randn(6, 4, dtype=torch.float64, generator=gen)
+    y = torch.randn(6, 3, dtype=torch.float64, generator=gen)
+    return w0, x, y
+
+
+def hypergradients(optim, name, kwargs, create_graph, w0, x, y, lr=0.05):
+    """The loss after ``DIFFERENTIABLE_STEPS`` steps of ``optim.<name>(...,
+    differentiable=True)`` on a non-leaf copy of ``w0`` with a tensor learning rate,
+    and its gradients with respect to the learning rate and ``w0``."""
+    import torch
+
+    rate = torch.tensor(lr, dtype=torch.float64, requires_grad=True)
+    start = w0.clone().requires_grad_(True)
+    w = start.clone()
+    opt = getattr(optim, name)([w], lr=rate, differentiable=True, **kwargs)
+    for _ in range(DIFFERENTIABLE_STEPS):
+        loss = ((x @ w.T - y) ** 2).mean()
+        (w.grad,) = torch.autograd.grad(loss, w, create_graph=create_graph)
+        opt.step()
+    final = ((x @ w.T - y) ** 2).mean()
+    d_rate, d_start = torch.autograd.grad(final, (rate, start))
+    return float(final.detach()), float(d_rate), d_start
+
+
+def record_differentiable() -> list[dict]:
+    import torch
+
+    out = []
+    old = torch.get_default_dtype()
+    # torch's differentiable Adam computes its bias corrections from the step tensor,
+    # kept in the default dtype
+    torch.set_default_dtype(torch.float64)
+    try:
+        runs = [
+            (case, hypergradients(torch.optim, case[1], case[2], case[3], *problem))
+            for case, problem in (
+                (case, differentiable_problem(seed))
+                for seed, case in enumerate(DIFFERENTIABLE_CASES, 900)
+            )
+        ]
+    finally:
+        torch.set_default_dtype(old)
+    for seed, ((case_id, name, kwargs, create_graph), (loss, d_rate, d_start)) in enumerate(
+        runs, 900
+    ):
+        w0, x, y = differentiable_problem(seed)
+        out.append(
+            {
+                "id": f"torch-differentiable-{case_id}",
+                "class": name,
+                "kwargs": kwargs,
+                "create_graph": create_graph,
+                "steps": DIFFERENTIABLE_STEPS,
+                "lr": 0.05,
+                "seed": seed,
+                "w0": w0.tolist(),
+                "x": x.tolist(),
+                "y": y.tolist(),
+                "loss": loss,
+                "d_lr": d_rate,
+                "d_w0": d_start.tolist(),
+                "d_w0_differs": W0_GRADIENT_DIFFERS.get(case_id),
+            }
+        )
+    return out
+
+
 def main() -> None:
     import torch
 
@@ -286,6 +384,9 @@ def main() -> None:
     complex_runs = record_complex()
     COMPLEX_OUT.write_text(json.dumps(complex_runs, indent=0))
     print(f"complex runs: {len(complex_runs)}")
+    differentiable = record_differentiable()
+    DIFFERENTIABLE_OUT.write_text(json.dumps(differentiable, indent=0))
+    print(f"differentiable runs: {len(differentiable)}")
     trajectories = record_trajectories()
     OUT.write_text(json.dumps(trajectories, indent=0))
     print(f"trajectories: {len(trajectories)}")
@@ -296,6 +397,7 @@ def main() -> None:
             "tests/conformance/fixtures/torch_front/error_inputs.json",
             "tests/conformance/fixtures/torch_extra.json",
             "tests/conformance/fixtures/torch_front/complex.json",
+            "tests/conformance/fixtures/torch_front/differentiable.json",
         ],
         "versions": {
             "python": platform.python_version(),

@@ -223,3 +223,111 @@ def test_what_torch_takes_is_taken():
 
     opt.step(closure)
     assert float(p.detach().abs().max()) < 1e-6
+
+
+DIFFERENTIABLE_RUNS = json.loads((FIXTURES / "differentiable.json").read_text())
+
+
+@pytest.mark.parametrize("run", DIFFERENTIABLE_RUNS, ids=lambda r: r["id"])
+def test_differentiable_steps_give_torchs_hypergradients(run):
+    """differentiable=True with a tensor learning rate: the loss after k steps and its
+    gradient with respect to the learning rate (and to the initial weights) are
+    torch.optim's (recorded)."""
+    rate = torch.tensor(run["lr"], dtype=torch.float64, requires_grad=True)
+    start = torch.tensor(run["w0"], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor(run["x"], dtype=torch.float64)
+    y = torch.tensor(run["y"], dtype=torch.float64)
+    w = start.clone()  # a non-leaf parameter, as in meta-learning
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # as recorded (torch's step tensors)
+    try:
+        opt = getattr(gt, run["class"])([w], lr=rate, differentiable=True, **run["kwargs"])
+        for _ in range(run["steps"]):
+            loss = ((x @ w.T - y) ** 2).mean()
+            (w.grad,) = torch.autograd.grad(loss, w, create_graph=run["create_graph"])
+            opt.step()
+    finally:
+        torch.set_default_dtype(old)
+    final = ((x @ w.T - y) ** 2).mean()
+    d_rate, d_start = torch.autograd.grad(final, (rate, start))
+    assert float(final.detach()) == pytest.approx(run["loss"], rel=1e-12)
+    assert float(d_rate) == pytest.approx(run["d_lr"], rel=1e-10)
+    if run["d_w0_differs"] is None:
+        torch.testing.assert_close(
+            d_start, torch.tensor(run["d_w0"], dtype=torch.float64), rtol=1e-10, atol=1e-12
+        )
+
+
+@pytest.mark.parametrize("name", ["Adagrad", "RMSprop", "Rprop", "ASGD", "NAdam"])
+def test_differentiable_steps_where_torchs_own_fail(name):
+    """torch 2.13 cannot take a tensor learning rate in these classes' differentiable
+    paths; gradstep's gradient with respect to it matches a finite difference."""
+
+    def final_loss(rate):
+        torch.manual_seed(0)
+        w = torch.randn(3, 4, dtype=torch.float64).requires_grad_().clone()
+        x, y = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64)
+        opt = getattr(gt, name)([w], lr=rate, differentiable=True)
+        for _ in range(3):
+            loss = ((x @ w.T - y) ** 2).mean()
+            (w.grad,) = torch.autograd.grad(loss, w, create_graph=True)
+            opt.step()
+        return ((x @ w.T - y) ** 2).mean()
+
+    rate = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
+    (d_rate,) = torch.autograd.grad(final_loss(rate), rate)
+    h = 1e-6
+    up, down = (
+        float(final_loss(torch.tensor(0.05 + s * h, dtype=torch.float64)).detach()) for s in (1, -1)
+    )
+    assert float(d_rate) == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("Adam", {"lr": 1e-2, "weight_decay": 0.01}),
+        ("Adam", {"lr": 1e-2, "amsgrad": True}),
+        ("AdamW", {"lr": 1e-2}),
+        ("Adagrad", {"lr": 0.05, "lr_decay": 0.01}),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+def test_fused_half_precision_on_cpu_gives_torchs_numbers(name, kwargs, dtype):
+    """fused=True with float16/bfloat16 CPU parameters: float32 math on the loaded
+    values, each result rounded once into its tensor, as torch's CPU fused kernels;
+    results agree to the last bit but where the float32 operation order rounds the
+    other way (one unit in the last place, carried to the end). SGD is left out:
+    torch 2.13's fused CPU SGD moves bfloat16/float16 parameters by other amounts than
+    its own for-loop and than float32 arithmetic rounded once (0.17 off after one
+    plain step with weight decay); gradstep gives the latter."""
+    torch.manual_seed(0)
+    w0 = torch.randn(16, 33).to(dtype)
+    grads = [torch.randn(16, 33).to(dtype) for _ in range(12)]
+    results = []
+    for lib in (torch.optim, gt):
+        w = torch.nn.Parameter(w0.clone())
+        opt = getattr(lib, name)([w], fused=True, **kwargs)
+        for g in grads:
+            w.grad = g.clone()
+            opt.step()
+        results.append((w.detach(), opt.state_dict()["state"].get(0, {})))
+    (ref, ref_state), (got, state) = results
+    assert got.dtype == dtype and all(
+        v.dtype == dtype for k, v in state.items() if k != "step" and isinstance(v, torch.Tensor)
+    )
+    ulp = torch.finfo(dtype).eps
+    # a one-ulp difference at some step is carried along: at most an ulp of 1
+    torch.testing.assert_close(got, ref, rtol=ulp, atol=ulp)
+    assert float((got == ref).float().mean()) > 0.8
+
+
+def test_fused_half_precision_sgd_rounds_float32_math_once():
+    torch.manual_seed(0)
+    w0, g = torch.randn(16, 33).to(torch.bfloat16), torch.randn(16, 33).to(torch.bfloat16)
+    w = torch.nn.Parameter(w0.clone())
+    opt = gt.SGD([w], lr=0.05, weight_decay=0.01, fused=True)
+    w.grad = g.clone()
+    opt.step()
+    expected = (w0.float() - 0.05 * (g.float() + 0.01 * w0.float())).to(torch.bfloat16)
+    assert torch.equal(w.detach(), expected)

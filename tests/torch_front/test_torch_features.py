@@ -369,7 +369,11 @@ def test_deepcopy_continues_the_same_run():
         (lambda ps: gt.Adam(ps, lr=-1.0), ValueError, "Invalid learning rate: -1.0"),
         (lambda ps: gt.Adam(None, lr=-1), ValueError, "Invalid learning rate: -1"),
         (lambda ps: gt.Adam(ps, betas=(0.9, 1.0)), ValueError, r"betas\[1\]"),
-        (lambda ps: gt.SGD(ps, differentiable=True), ValueError, "differentiable"),
+        (
+            lambda ps: gt.SGD(ps, differentiable=True, fused=True),
+            RuntimeError,
+            "`fused` does not support `differentiable`",
+        ),
         (lambda ps: gt.AdamW(ps, fused=True, foreach=True), RuntimeError, "cannot be `True`"),
         (lambda ps: gt.SGD(ps, lr=0.1, nesterov=True), ValueError, "Nesterov momentum requires"),
         (lambda ps: gt.RMSprop(ps, alpha=-0.1), ValueError, "alpha"),  # torch takes 1.5

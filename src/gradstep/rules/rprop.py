@@ -43,10 +43,16 @@ from .._core.validate import Interval, hyperparams, nonnegative
 from .._core.xmath import clip, sign, where
 
 
-def _rprop(g, prev, step_size, eta_minus, eta_plus, min_step, max_step, one, zero):
+def _rprop(g, prev, step_size, eta_minus, eta_plus, min_step, max_step, zero):
     agreement = g * prev
-    factor = where(agreement > zero, eta_plus, where(agreement < zero, eta_minus, one))
-    step_size = clip(step_size * factor, min_step, max_step)
+    # every branch an array: a choice between two scalars would take the library's
+    # default dtype on some backends
+    step_size = where(
+        agreement > zero,
+        step_size * eta_plus,
+        where(agreement < zero, step_size * eta_minus, step_size),
+    )
+    step_size = clip(step_size, min_step, max_step)
     used = where(agreement < zero, zero, g)
     return sign(used) * step_size, used, step_size
 
@@ -57,7 +63,6 @@ def _rprop_scalars(h: dict, count: int) -> dict:
         "eta_plus": h["eta_plus"],
         "min_step": h["min_step_size"],
         "max_step": h["max_step_size"],
-        "one": 1.0,
         "zero": 0.0,
     }
 

@@ -239,13 +239,10 @@ def _check_flags(owner: str, values: dict) -> None:
     for flag in ("foreach", "fused"):
         if flag in values:
             check(owner, flag, values[flag], _FLAG)
+    if values.get("fused") and values.get("differentiable"):
+        raise RuntimeError("`fused` does not support `differentiable`")
     if values.get("fused") and values.get("foreach"):
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
-    if values.get("differentiable"):
-        raise ValueError(
-            f"{owner}: differentiable=True is not supported by gradstep.torch (its engines "
-            "update parameters in place, outside autograd)"
-        )
 
 
 # -- the classes torch.optim also has ---------------------------------------------------

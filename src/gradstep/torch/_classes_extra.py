@@ -135,6 +135,18 @@ class Rprop(TorchOptimizer):
         )
         super().__init__(params, defaults, master_weights)
 
+    def _ensure_state(self, p, state, rule, master) -> bool:
+        missing = super()._ensure_state(p, state, rule, master)
+        group = next(g for g in self.param_groups if any(q is p for q in g["params"]))
+        lr = group["lr"]
+        if missing and group.get("differentiable") and isinstance(lr, torch.Tensor):
+            # the initial step sizes carry the tensor lr, so gradients reach it
+            sizes = state["step_size"]
+            ones = torch.ones_like(torch.view_as_real(sizes) if sizes.is_complex() else sizes)
+            sizes = ones * lr.to(ones.dtype)
+            state["step_size"] = torch.view_as_complex(sizes) if p.is_complex() else sizes
+        return missing
+
     def _transform_for(self, g: dict) -> Transform:
         (eta_minus, eta_plus), (smallest, largest) = g["etas"], g["step_sizes"]
         return rule_factory("rprop")(g["lr"], eta_minus, eta_plus, smallest, largest)

@@ -19,13 +19,28 @@ from ._state import STEP
 class _Member:
     """One parameter in one step: the tensors its math reads and writes."""
 
-    __slots__ = ("p", "state", "master", "fresh", "mode", "w", "g", "entries", "layout")
+    __slots__ = (
+        "p",
+        "state",
+        "master",
+        "fresh",
+        "mode",
+        "w",
+        "g",
+        "entries",
+        "layout",
+        "differentiable",
+    )
 
-    def __init__(self, p, grad, state, master: bool, fresh: bool, rule: _Rule):
+    def __init__(
+        self, p, grad, state, master: bool, fresh: bool, rule: _Rule, differentiable=False
+    ):
         self.p = p
         self.state = state
         self.master = master
         self.fresh = fresh
+        # differentiable=True: the step is recorded by autograd on the tensors themselves
+        self.differentiable = differentiable
         store = state[MASTER] if master else p
         if p.is_complex():
             # a complex parameter is stepped as its real view, as torch.optim does
@@ -40,7 +55,7 @@ class _Member:
         else:
             self.mode = "gather"
             convert = _dist.full
-        self.w = convert(store.detach())
+        self.w = convert(store if differentiable else store.detach())
         g = convert(grad)
         self.g = g.to(torch.float32) if master else g
         self.layout = layout = rule.layout(self.w)

@@ -359,7 +359,8 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         found_inf = getattr(self, "found_inf", None)
         if grad_scale is not None or found_inf is not None:
             amp = (grad_scale, found_inf)
-        with torch.no_grad():
+        # differentiable=True: the step is recorded by autograd, as torch.optim's
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
             for group in self.param_groups:
                 self._step_group(group, amp)
         return loss
@@ -389,7 +390,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
 
     def _step_group(self, group: dict, amp: tuple | None = None) -> None:
         rule = self._rule(group)
-        ctx = rule.ctx(group, self._owner)
+        ctx = rule.ctx(group, self._owner, keep_tensors=bool(group.get("differentiable")))
         fast = self._runtime().fast.get(id(group))
         if fast is not None and fast.group is group and fast.rule is rule:
             if fast.step(self, ctx, amp):
@@ -441,7 +442,9 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         """Step ``entries`` (``(parameter, gradient)``, no two sharing memory); returns
         the buckets it ran. ``started`` holds the ids of the parameters whose state an
         earlier round of this step created."""
-        engine = self._engine(group)
+        differentiable = bool(group.get("differentiable", False))
+        # differentiable=True runs the rule's own math on the tensors under autograd
+        engine = "eager" if differentiable else self._engine(group)
         per_tensor = group.get("foreach") is False
         master_option = bool(group.get("master_weights", False))
         buckets: dict[tuple, list[_Member]] = {}
@@ -465,7 +468,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
                 _step_on_device(p, state, interpreted=engine == "triton")
             if state and p not in self.state:
                 self.state[p] = state  # torch keeps no entry for a rule without state
-            m = _Member(p, grad, state, master, fresh, rule)
+            m = _Member(p, grad, state, master, fresh, rule, differentiable)
             check_member(self._owner, lambda p=p: self._where(p), p, m.w, m.entries, rule, m.layout)
             key = (m.mode, m.w.device, m.w.dtype, id(m.layout)) + m.shared_key(rule)
             if per_tensor:
