@@ -66,8 +66,9 @@ EDGES: dict[str, dict[str, list]] = {
         **FLAGS,
     },
     "Adamax": dict(ADAM_LIKE),
-    "NAdam": {**ADAM_LIKE, "momentum_decay": [-1.0, 0.0, 1.0, NAN]},
-    "RAdam": dict(ADAM_LIKE),
+    # decoupled decay with the default zero decay (torch takes it: the usual bias group)
+    "NAdam": {**ADAM_LIKE, "momentum_decay": [-1.0, 0.0, 1.0, NAN], "decoupled_weight_decay": [1]},
+    "RAdam": {**ADAM_LIKE, "decoupled_weight_decay": [True]},
     "Adafactor": {
         "lr": [0.0, -1.0, NAN, 5.0],
         "beta2_decay": [0.0, 0.5, -2.0, NAN],
@@ -84,6 +85,20 @@ EDGES: dict[str, dict[str, list]] = {
         "ns_steps": [0, 1, -1, 99, 100, 101, 2.5],
         "nesterov": [False],
         "adjust_lr_fn": ["original", "match_rms_adamw", "other"],
+    },
+    "ASGD": {
+        "lr": LR,
+        "weight_decay": WEIGHT_DECAY,
+        "lambd": [-1.0, 0.0, NAN],
+        "alpha": [-1.0, 0.0, NAN],
+        "t0": [-5.0, 0.0, NAN],
+        "maximize": [True],
+    },
+    "Rprop": {
+        "lr": LR,
+        "etas": [(0.5, 1.2), (1.0, 0.5), (0.0, 1.2), (0.5, 1.0), (NAN, 1.2), (0.5, INF)],
+        "step_sizes": [(0.0, 50.0), (-1.0, 1.0), (1.0, 0.5), (1e-6, INF)],
+        "maximize": [True],
     },
 }
 

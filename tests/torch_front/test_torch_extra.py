@@ -331,3 +331,11 @@ def test_fused_half_precision_sgd_rounds_float32_math_once():
     opt.step()
     expected = (w0.float() - 0.05 * (g.float() + 0.01 * w0.float())).to(torch.bfloat16)
     assert torch.equal(w.detach(), expected)
+
+
+def test_fused_on_the_meta_device_raises_torchs_error():
+    p = torch.nn.Parameter(torch.zeros(3, device="meta"))
+    opt = gt.Adam([p], fused=True)
+    p.grad = torch.zeros(3, device="meta")
+    with pytest.raises(RuntimeError, match="`fused=True` requires all the params to be floating"):
+        opt.step()

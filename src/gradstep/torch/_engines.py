@@ -61,7 +61,8 @@ class EngineRuns:
                 return self._finish_step(rule, members, counted)
             if engine == "fused" and not fused:
                 raise RuntimeError(
-                    f"{self._owner}: the fused engine was required (fused=True or "
+                    _torch_fused_refusal(members)
+                    + f"{self._owner}: the fused engine was required (fused=True or "
                     f"engine='fused') but {_why_not_fused(rule, members)}"
                 )
             counted = False
@@ -251,6 +252,24 @@ class EngineRuns:
                     if _dist.is_dtensor(target):
                         _dist.local(target).copy_(_dist.local_chunk(value, target))
         return counted
+
+
+def _torch_fused_refusal(members: list[_Member]) -> str:
+    """torch's own words where torch's fused kernels refuse a parameter's device or
+    dtype (followed by gradstep's reason), else nothing."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        devices = _get_fused_kernels_supported_devices()
+    except ImportError:  # pragma: no cover - older torch
+        devices = ["cuda", "cpu"]
+    for m in members:
+        if m.p.device.type not in devices or not m.p.is_floating_point():
+            return (
+                "`fused=True` requires all the params to be floating point Tensors of "
+                f"supported devices: {devices} but {m.p.dtype} and {m.p.device.type}. "
+            )
+    return ""
 
 
 def _low_precision(rule: _Rule, members: list[_Member]) -> bool:
