@@ -117,13 +117,22 @@ def test_new_classes_follow_torch_on_a_model(torch_models, name, kwargs, schedul
             torch.testing.assert_close(state["state"][index][key].to(value.dtype), value, **tol)
 
 
-@pytest.mark.parametrize("name", ["ASGD", "Rprop"])
-def test_torch_checkpoints_load_and_continue(name):
+@pytest.mark.parametrize(
+    "name, dtype",
+    [
+        ("ASGD", torch.float64),
+        ("Rprop", torch.float64),
+        ("ASGD", torch.complex128),
+        ("Rprop", torch.complex128),
+        ("Adam", torch.complex128),
+    ],
+)
+def test_torch_checkpoints_load_and_continue(name, dtype):
     """A checkpoint of torch.optim's class continues identically in gradstep's, and
-    the other way round."""
+    the other way round (complex state included)."""
     torch.manual_seed(0)
-    w0 = torch.randn(4, 3, dtype=torch.float64)
-    grads = [torch.randn(4, 3, dtype=torch.float64) for _ in range(6)]
+    w0 = torch.randn(4, 3, dtype=dtype)
+    grads = [torch.randn(4, 3, dtype=dtype) for _ in range(6)]
 
     def run(first, second):
         w = torch.nn.Parameter(w0.clone())
