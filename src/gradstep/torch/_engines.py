@@ -53,9 +53,16 @@ class EngineRuns:
                 and mode != "gather"
                 and all(m.fusable() for m in members)
             )
+            if engine == "fused" and not fused and _low_precision(rule, members):
+                # torch's CPU fused kernels take float16/bfloat16: its numbers through
+                # float32 math on upcast copies, rounded back (the numba engine has
+                # no half-precision kernels yet)
+                counted = self._run_upcast(rule, members, ctx)
+                return self._finish_step(rule, members, counted)
             if engine == "fused" and not fused:
                 raise RuntimeError(
-                    f"{self._owner}: the fused engine was required (fused=True or "
+                    _torch_fused_refusal(members)
+                    + f"{self._owner}: the fused engine was required (fused=True or "
                     f"engine='fused') but {_why_not_fused(rule, members)}"
                 )
             counted = False
@@ -124,6 +131,27 @@ class EngineRuns:
 
         return self._run_bucket(TritonEngine, rule, members, ctx, _same)
 
+    def _run_upcast(self, rule: _Rule, members: list[_Member], ctx: dict) -> bool:
+        """Step float16/bfloat16 ``members`` as torch's CPU fused kernels do: load
+        parameter, gradient and state into float32, run the rule's element math in
+        float32 once, round each result back to its tensor's dtype. True if the rule
+        advanced the step counts."""
+        wide = []
+        for m in members:
+            copy = object.__new__(_Member)
+            for name in _Member.__slots__:
+                setattr(copy, name, getattr(m, name))
+            copy.w = m.w.to(torch.float32)
+            copy.g = m.g.to(torch.float32)
+            copy.entries = {n: t.to(torch.float32) for n, t in m.entries.items()}
+            wide.append(copy)
+        counted = self._run_eager(rule, wide, ctx, numpy=True)
+        for m, copy in zip(members, wide):
+            m.w.copy_(copy.w)
+            for name, t in m.entries.items():
+                t.copy_(copy.entries[name])
+        return counted
+
     def _run_fused(self, rule: _Rule, members: list[_Member], ctx: dict) -> bool:
         """Step ``members`` on the numba engine; True if it advanced their steps."""
         from ..engines.fused import FusedEngine
@@ -157,9 +185,17 @@ class EngineRuns:
         ws = [view(m.w) for m in members]
         entries = [{n: view(t) for n, t in m.entries.items()} for m in members]
         shared = _shared_values(rule, members[0])
-        tree, _ = layout.build(entries, shared)
+        inputs, tree_entries = ws, entries
+        if members[0].differentiable:
+            # autograd keeps what the math reads; the tensors written in place below
+            # must not be among them (torch's differentiable paths clone the same way)
+            inputs = [w.clone() for w in ws]
+            tree_entries = [{n: t.clone() for n, t in e.items()} for e in entries]
+        tree, _ = layout.build(tree_entries, shared)
         try:
-            updates, new = rule.run.update([view(m.g) for m in members], rule.wrap(tree), ws, **ctx)
+            updates, new = rule.run.update(
+                [view(m.g) for m in members], rule.wrap(tree), inputs, **ctx
+            )
         except (TypeError, ValueError, AttributeError, RuntimeError) as error:
             if numpy:
                 raise
@@ -216,6 +252,40 @@ class EngineRuns:
                     if _dist.is_dtensor(target):
                         _dist.local(target).copy_(_dist.local_chunk(value, target))
         return counted
+
+
+def _torch_fused_refusal(members: list[_Member]) -> str:
+    """torch's own words where torch's fused kernels refuse a parameter's device or
+    dtype (followed by gradstep's reason), else nothing."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        devices = _get_fused_kernels_supported_devices()
+    except ImportError:  # pragma: no cover - older torch
+        devices = ["cuda", "cpu"]
+    for m in members:
+        if m.p.device.type not in devices or not m.p.is_floating_point():
+            return (
+                "`fused=True` requires all the params to be floating point Tensors of "
+                f"supported devices: {devices} but {m.p.dtype} and {m.p.device.type}. "
+            )
+    return ""
+
+
+def _low_precision(rule: _Rule, members: list[_Member]) -> bool:
+    """CPU float16/bfloat16 parameters (state and gradient of the same dtype) of a
+    rule the fused engine compiles: what torch's CPU fused kernels take."""
+    return (
+        rule.fusable
+        and members[0].mode == "plain"
+        and all(
+            not m.master
+            and m.w.device.type == "cpu"
+            and m.dense((torch.float16, torch.bfloat16))
+            and m.w.dtype == members[0].w.dtype
+            for m in members
+        )
+    )
 
 
 def _why_not_fused(rule: _Rule, members: list[_Member]) -> str:

@@ -19,15 +19,34 @@ from ._state import STEP
 class _Member:
     """One parameter in one step: the tensors its math reads and writes."""
 
-    __slots__ = ("p", "state", "master", "fresh", "mode", "w", "g", "entries", "layout")
+    __slots__ = (
+        "p",
+        "state",
+        "master",
+        "fresh",
+        "mode",
+        "w",
+        "g",
+        "entries",
+        "layout",
+        "differentiable",
+    )
 
-    def __init__(self, p, grad, state, master: bool, fresh: bool, rule: _Rule):
+    def __init__(
+        self, p, grad, state, master: bool, fresh: bool, rule: _Rule, differentiable=False
+    ):
         self.p = p
         self.state = state
         self.master = master
         self.fresh = fresh
+        # differentiable=True: the step is recorded by autograd on the tensors themselves
+        self.differentiable = differentiable
         store = state[MASTER] if master else p
-        if not _dist.is_dtensor(p):
+        if p.is_complex():
+            # a complex parameter is stepped as its real view, as torch.optim does
+            self.mode = "plain"
+            convert = _real_view
+        elif not _dist.is_dtensor(p):
             self.mode = "plain"
             convert = _same
         elif rule.local_ok:
@@ -36,7 +55,7 @@ class _Member:
         else:
             self.mode = "gather"
             convert = _dist.full
-        self.w = convert(store.detach())
+        self.w = convert(store if differentiable else store.detach())
         g = convert(grad)
         self.g = g.to(torch.float32) if master else g
         self.layout = layout = rule.layout(self.w)
@@ -92,6 +111,12 @@ class _Member:
 
 def _same(t):
     return t
+
+
+def _real_view(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor's real and imaginary parts as a real tensor with a trailing
+    dimension of 2 (a view; a conjugated gradient is resolved first)."""
+    return torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
 
 
 def _first_param(group: dict) -> Any:

@@ -141,13 +141,13 @@ def _number(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         if v.numel() != 1:
             raise ValueError(f"a tensor hyperparameter must have one element, got shape {v.shape}")
-        return float(v)
+        return float(v.detach())
     return v
 
 
 def _freeze(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
-        return ("tensor", float(v)) if v.numel() == 1 else ("tensor", id(v))
+        return ("tensor", float(v.detach())) if v.numel() == 1 else ("tensor", id(v))
     if isinstance(v, (list, tuple)):
         return tuple(_freeze(x) for x in v)
     if callable(v):
@@ -232,10 +232,13 @@ class _Rule:
     def unwrap(self, tree: Any) -> Any:
         return tree[self.inner_name] if self.maximize else tree
 
-    def ctx(self, group: dict, owner: str) -> dict[str, Any]:
-        """This step's hyperparameter values from the group, checked when they change."""
+    def ctx(self, group: dict, owner: str, keep_tensors: bool = False) -> dict[str, Any]:
+        """This step's hyperparameter values from the group, checked when they change
+        (``keep_tensors``: values given as tensors are handed over as they are, so
+        that autograd sees them: ``differentiable=True``)."""
         out: dict[str, Any] = {}
         labels: dict[str, str] = {}
+        tensors: dict[str, Any] = {}
         for key, names in self.dynamic.items():
             value = group.get(key)
             if value is None:
@@ -251,6 +254,8 @@ class _Rule:
                     continue  # a schedule is part of the transform itself
                 out[name] = _number(v)
                 labels[name] = key if len(names) == 1 else f"{key}[{i}]"
+                if keep_tensors and isinstance(v, torch.Tensor):
+                    tensors[name] = v
         signature = tuple(out.items())
         if self.check_ranges and self._checked.get(id(group)) != signature:
             for name, value in out.items():
@@ -258,4 +263,6 @@ class _Rule:
                 if constraint is not None:
                     check(owner, labels[name], value, constraint)
             self._checked[id(group)] = signature
+        if keep_tensors:
+            out.update(tensors)
         return out
