@@ -21,6 +21,64 @@ from ..rules.adamax import scale_by_adamax as _scale_by_adamax
 from ..rules.rmsprop import scale_by_rms as _scale_by_rms
 from ..rules.sgd import apply_momentum, apply_nesterov_momentum
 from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, no_dtype, wrap
+from ._optax_state import (
+    EMPTY,
+    Counter,
+    Masked,
+    Scalar,
+    ScaleByAdaDeltaState,
+    ScaleByAdamState,
+    ScaleByAmsgradState,
+    ScaleByLionState,
+    ScaleByRmsState,
+    ScaleByRssState,
+    ScaleByRStdDevState,
+    Seq,
+    Slots,
+    TraceState,
+    Tree,
+    WeightDecaySchedule,
+    schedule_state,
+)
+
+# -- optax's state of each stage, over the core stage's slots ------------------------
+
+ADAM_STATE = Slots(ScaleByAdamState, count=Scalar("count"), mu=Tree("mu"), nu=Tree("nu"))
+AMSGRAD_STATE = Slots(
+    ScaleByAmsgradState, count=Scalar("count"), mu=Tree("mu"), nu=Tree("nu"), nu_max=Tree("nu_max")
+)
+ADAMAX_STATE = Slots(ScaleByAdamState, count=Scalar("count"), mu=Tree("mu"), nu=Tree("inf_norm"))
+TRACE_STATE = Slots(TraceState, trace=Tree("velocity"))
+LION_STATE = Slots(ScaleByLionState, count=Counter(), mu=Tree("mu"))
+
+
+def decay_state(weight_decay: Any, mask: Any):
+    """optax's ``add_decayed_weights``: ``WeightDecaySchedule(count)`` for a
+    schedule, in ``MaskedState`` when a mask is given."""
+    inner = schedule_state(weight_decay, WeightDecaySchedule)
+    return inner if mask is None else Masked(inner, _all_or(mask))
+
+
+def optimizer(name: str, *pairs: tuple[Transform | None, Any], **names: str):
+    """A named chain of the core stages in ``pairs``, its state optax's tuple of the
+    paired layouts (a ``None`` stage is left out of the core chain and has optax's
+    state of nothing, such as ``EmptyState()``)."""
+    chain = _rule(name, *[stage for stage, _ in pairs])
+    return wrap(chain, Seq.of(chain, *pairs), **names)
+
+
+def lr_stage(learning_rate: Any):
+    """optax's ``scale_by_learning_rate`` and its state."""
+    return _scale_by_lr(learning_rate), schedule_state(learning_rate)
+
+
+def decay_stage(weight_decay: Any, mask: Any):
+    return _add_decayed_weights(weight_decay, mask), decay_state(weight_decay, mask)
+
+
+def direction_state(direction: Transform, amsgrad: Any = False):
+    return direction, AMSGRAD_STATE if amsgrad else ADAM_STATE
+
 
 # -- optimizers ---------------------------------------------------------------------
 
@@ -53,12 +111,10 @@ def adam(
     """optax's ``adam``: :func:`gradstep.adam` with ``eps_root`` (epsilon outside the
     root on the bias-corrected scale, ``eps_root`` inside it)."""
     no_dtype("adam", "mu_dtype", mu_dtype)
-    return wrap(
-        _rule(
-            "adam",
-            adam_direction(b1, b2, eps, eps_root, nesterov, "adam"),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "adam",
+        direction_state(adam_direction(b1, b2, eps, eps_root, nesterov, "adam")),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 
@@ -87,13 +143,11 @@ def adamw(
     """optax's ``adamw``: Adam, then decoupled decay :math:`\\lambda w` (restricted to
     ``mask``), then the learning rate."""
     no_dtype("adamw", "mu_dtype", mu_dtype)
-    return wrap(
-        _rule(
-            "adamw",
-            adam_direction(b1, b2, eps, eps_root, nesterov, "adamw"),
-            _add_decayed_weights(weight_decay, mask),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "adamw",
+        direction_state(adam_direction(b1, b2, eps, eps_root, nesterov, "adamw")),
+        decay_stage(weight_decay, mask),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 
@@ -110,12 +164,10 @@ def amsgrad(
     """optax's ``amsgrad``: the maximum is kept of the bias-corrected :math:`\\hat v`
     (``amsgrad="corrected"``)."""
     no_dtype("amsgrad", "mu_dtype", mu_dtype)
-    return wrap(
-        _rule(
-            "amsgrad",
-            _scale_by_adam(b1, b2, eps, eps_root=eps_root, amsgrad="corrected"),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "amsgrad",
+        direction_state(_scale_by_adam(b1, b2, eps, eps_root=eps_root, amsgrad="corrected"), True),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 
@@ -138,9 +190,9 @@ def sgd(
                 "sgd: invalid nesterov=True with momentum=None; valid values: nesterov "
                 "only together with a momentum"
             )
-        return wrap(_rule("sgd", _scale_by_lr(learning_rate)))
+        return optimizer("sgd", (None, EMPTY), lr_stage(learning_rate))
     trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
-    return wrap(_rule("sgd", trace_, _scale_by_lr(learning_rate)))
+    return optimizer("sgd", (trace_, TRACE_STATE), lr_stage(learning_rate))
 
 
 @hyperparams(
@@ -187,7 +239,13 @@ def rmsprop(
     trace_ = None
     if momentum is not None:
         trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
-    return wrap(_rule("rmsprop", direction, _scale_by_lr(learning_rate), trace_), decay="rho")
+    return optimizer(
+        "rmsprop",
+        (direction, rms_state(centered)),
+        lr_stage(learning_rate),
+        (trace_, EMPTY if trace_ is None else TRACE_STATE),
+        decay="rho",
+    )
 
 
 @hyperparams(learning_rate=LR, initial_accumulator_value=nonnegative(), eps=EPS)
@@ -205,7 +263,11 @@ def adagrad(
     direction = _scale_by_adagrad(
         eps, initial_accumulator_value=initial_accumulator_value, epsilon_placement="inside"
     )
-    return wrap(_rule("adagrad", direction, _scale_by_lr(learning_rate)))
+    return optimizer(
+        "adagrad",
+        (direction, Slots(ScaleByRssState, sum_of_squares=Tree("sum_sq"))),
+        lr_stage(learning_rate),
+    )
 
 
 def adadelta(
@@ -231,13 +293,19 @@ def adadelta(
             "adadelta: invalid weight_decay_mask with weight_decay=0; valid values: a "
             "mask only together with a weight_decay > 0"
         )
-    return wrap(
-        _rule(
-            "adadelta",
-            _add_decayed_weights(weight_decay, weight_decay_mask) if weight_decay else None,
+    decay = (None, EMPTY)
+    if weight_decay:
+        decay = decay_stage(weight_decay, weight_decay_mask)
+    elif weight_decay_mask is not None:  # pragma: no cover - refused above
+        raise AssertionError
+    return optimizer(
+        "adadelta",
+        decay,
+        (
             _scale_by_adadelta(rho, eps),
-            None if learning_rate is None else _scale_by_lr(learning_rate),
-        )
+            Slots(ScaleByAdaDeltaState, e_g=Tree("nu"), e_x=Tree("nu_delta")),
+        ),
+        (None, EMPTY) if learning_rate is None else lr_stage(learning_rate),
     )
 
 
@@ -247,12 +315,10 @@ def adamax(
 ) -> GradstepTransformation:
     """optax's ``adamax``: :math:`u \\leftarrow \\max(\\beta_2 u, |g| + \\epsilon)`
     (``epsilon_placement="in_max"``), :math:`-\\eta \\hat m / u`."""
-    return wrap(
-        _rule(
-            "adamax",
-            _scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "adamax",
+        (_scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"), ADAMAX_STATE),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 
@@ -292,7 +358,7 @@ def radam(
         epsilon_placement="outside",
         nesterov=nesterov,
     )
-    return wrap(_rule("radam", direction, _scale_by_lr(learning_rate)), **ADAM_NAMES)
+    return optimizer("radam", (direction, ADAM_STATE), lr_stage(learning_rate), **ADAM_NAMES)
 
 
 @hyperparams(learning_rate=LR, b1=Interval(0.0, 1.0), b2=Interval(0.0, 1.0), weight_decay=WD)
@@ -309,13 +375,11 @@ def lion(
     from ..rules.lion import scale_by_lion
 
     no_dtype("lion", "mu_dtype", mu_dtype)
-    return wrap(
-        _rule(
-            "lion",
-            scale_by_lion(b1, b2),
-            _add_decayed_weights(weight_decay, mask),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "lion",
+        (scale_by_lion(b1, b2), LION_STATE),
+        decay_stage(weight_decay, mask),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 
@@ -334,16 +398,21 @@ def lamb(
     :math:`\|w\| / \|u\|` (1 when either is 0), then the learning rate."""
     from ..rules.layerwise import scale_by_trust_ratio
 
-    return wrap(
-        _rule(
-            "lamb",
-            _scale_by_adam(b1, b2, eps, eps_root=eps_root),
-            _add_decayed_weights(weight_decay, mask),
-            scale_by_trust_ratio(),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "lamb",
+        (_scale_by_adam(b1, b2, eps, eps_root=eps_root), ADAM_STATE),
+        decay_stage(weight_decay, mask),
+        (scale_by_trust_ratio(), EMPTY),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
+
+
+def rms_state(centered: bool) -> Slots:
+    """optax's ``ScaleByRStdDevState(mu, nu)`` (centered) or ``ScaleByRmsState(nu)``."""
+    if centered:
+        return Slots(ScaleByRStdDevState, mu=Tree("mu"), nu=Tree("nu"))
+    return Slots(ScaleByRmsState, nu=Tree("nu"))
 
 
 def _all_or(mask: Any) -> Any:
@@ -376,14 +445,19 @@ def lars(
     from ..rules.layerwise import scale_by_trust_ratio
 
     trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
-    return wrap(
-        _rule(
-            "lars",
-            _add_decayed_weights(weight_decay, _all_or(weight_decay_mask)),
-            scale_by_trust_ratio(trust_coefficient, eps, mask=_all_or(trust_ratio_mask)),
-            _scale_by_lr(learning_rate),
-            trace_,
+    decay = _add_decayed_weights(weight_decay, _all_or(weight_decay_mask))
+    return optimizer(
+        "lars",
+        (
+            decay,
+            Masked(schedule_state(weight_decay, WeightDecaySchedule), _all_or(weight_decay_mask)),
         ),
+        (
+            scale_by_trust_ratio(trust_coefficient, eps, mask=_all_or(trust_ratio_mask)),
+            Masked(EMPTY),  # the rule applies the mask itself: no mask wrapper
+        ),
+        lr_stage(learning_rate),
+        (trace_, TRACE_STATE),
     )
 
 
@@ -398,13 +472,11 @@ def adamaxw(
 ) -> GradstepTransformation:
     """optax's ``adamaxw``: AdaMax's direction, then decoupled decay :math:`\\lambda w`
     (restricted to ``mask``), then the learning rate."""
-    return wrap(
-        _rule(
-            "adamaxw",
-            _scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"),
-            _add_decayed_weights(weight_decay, mask),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "adamaxw",
+        (_scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"), ADAMAX_STATE),
+        decay_stage(weight_decay, mask),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 

@@ -80,8 +80,10 @@ from ._optax_schedules import (
     warmup_constant_schedule,
     warmup_cosine_decay_schedule,
 )
-from ._optax_transforms import (
+from ._optax_state import (
     InjectHyperparamsState,
+)
+from ._optax_transforms import (
     add_decayed_weights,
     apply_if_finite,
     chain,
