@@ -44,6 +44,13 @@ def wrap(transform: Transform, layout: Layout = RAW, **names: str) -> GradstepTr
     return out
 
 
+def with_update(t: GradstepTransformation, update: Any) -> GradstepTransformation:
+    """``t`` with another ``update`` (its transform, engine and layout kept)."""
+    out = GradstepTransformation(t.init, update)
+    out.__dict__.update(t.__dict__)
+    return out
+
+
 def concrete(params: Any) -> Any:
     """Abstract leaves (``jax.ShapeDtypeStruct``, e.g. from ``jax.eval_shape``) as
     zeros of their shape, dtype and sharding: optax's ``init`` accepts them (its

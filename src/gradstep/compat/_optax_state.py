@@ -90,14 +90,17 @@ WeightDecaySchedule = state_class("WeightDecaySchedule", ("count",), "optax.tran
 class Ctx:
     """The parameter tree being converted for: the root's structure, which of its
     leaves the current transform sees (``index``; ``None``: all, and the core's
-    slots are whole trees), and that transform's own view: its tree structure and
-    leaves of the updates and parameters, as the JAX engine hands them to it."""
+    slots are whole trees), that transform's own view (its tree structure and the
+    leaves of the updates and parameters, as the JAX engine hands them to it), and
+    ``shown``: the structure optax gives its per-parameter trees here (the seen
+    subtrees, ``MaskedNode()`` in place of each masked-out subtree of the mask)."""
 
     root: Any
     index: list[int] | None
     td: Any
     grads: list | None
     params: list | None
+    shown: Any = None
 
     @staticmethod
     def of(params: Any, grads: Any) -> Ctx:
@@ -113,18 +116,41 @@ class Ctx:
         g = self.grads if self.grads is not None else self.params
         return flat_labels(labels, self.td, g, self.params)
 
-    def sub(self, sel: list[int]) -> Ctx:
-        """The context of a child that sees the leaves ``sel`` of these."""
+    def tree(self) -> Any:
+        return self.td.unflatten(self.params if self.params is not None else self.grads)
+
+    def sub(self, sel: list[int], keep: Callable[[Any], bool], labels: Any) -> Ctx:
+        """The context of a child that sees the leaves ``sel`` of these, chosen by
+        ``labels`` (a tree, a prefix tree or a function of the parameters) through
+        ``keep(label)``."""
         index = list(range(self.td.num_leaves)) if self.index is None else self.index
         pick = lambda xs: None if xs is None else [xs[i] for i in sel]  # noqa: E731
         td = jax.tree_util.tree_structure([0] * len(sel))
-        return Ctx(self.root, [index[i] for i in sel], td, pick(self.grads), pick(self.params))
+        shown = None
+        if self.index is None:  # optax's masked tree: MaskedNode() per masked-out label
+            tree = self.tree()
+            label_tree = labels(tree) if callable(labels) else labels
+            try:
+                skeleton = jax.tree_util.tree_map(
+                    lambda label, sub: sub if keep(label) else MaskedNode(),
+                    label_tree,
+                    tree,
+                    is_leaf=lambda x: x is None,
+                )
+                shown = jax.tree_util.tree_structure(skeleton)
+            except (ValueError, TypeError):
+                shown = None
+        return Ctx(
+            self.root, [index[i] for i in sel], td, pick(self.grads), pick(self.params), shown
+        )
 
     def expand(self, leaves: Any) -> Any:
         """A core slot (a flat list of the seen leaves) as optax's tree, with
         ``MaskedNode()`` where a leaf is not seen."""
         if self.index is None:
             return leaves
+        if self.shown is not None:
+            return self.shown.unflatten(leaves)
         full: list[Any] = [MaskedNode()] * self.root.num_leaves
         for i, x in zip(self.index, leaves):
             full[i] = x
@@ -134,6 +160,8 @@ class Ctx:
         """optax's tree back to the core's flat list of seen leaves."""
         if self.index is None:
             return tree
+        if self.shown is not None:
+            return self.shown.flatten_up_to(tree)
         leaves = self.root.flatten_up_to(tree)
         return [leaves[i] for i in self.index]
 
@@ -289,17 +317,17 @@ class Seq(Layout):
 
 
 class Named(Layout):
-    """optax's ``named_chain``: a dict of stage states keyed by the given names (the
-    core chain's stage keys are those names)."""
+    """optax's ``named_chain``: an ``OrderedDict`` of stage states keyed by the given
+    names (the core chain's stage keys are those names)."""
 
     def __init__(self, layouts: list[Layout]):
         self.layouts = layouts
 
     def to_optax(self, core, node, ctx, prev):
-        return {
-            k: lay.to_optax(core[k], s, ctx, None if prev is None else prev[k])
+        return collections.OrderedDict(  # optax's: the stages in order, not sorted
+            (k, lay.to_optax(core[k], s, ctx, None if prev is None else prev[k]))
             for k, s, lay in zip(node.child_state_keys(), node.children(), self.layouts)
-        }
+        )
 
     def from_optax(self, state, node, ctx):
         return {
@@ -319,7 +347,7 @@ class Masked(Layout):
 
     def _child(self, node, ctx):
         sel = [i for i, f in enumerate(ctx.labels(self.mask)) if bool(f)]
-        return node.children()[0], node.child_state_keys()[0], ctx.sub(sel)
+        return node.children()[0], node.child_state_keys()[0], ctx.sub(sel, bool, self.mask)
 
     def to_optax(self, core, node, ctx, prev):
         p = None if prev is None else prev.inner_state
@@ -345,7 +373,8 @@ class Partition(Layout):
     def _children(self, node, ctx):
         flat = ctx.labels(self.labels)
         for key, child in zip(node.child_state_keys(), node.children()):
-            yield key, child, ctx.sub([i for i, label in enumerate(flat) if label == key])
+            sel = [i for i, label in enumerate(flat) if label == key]
+            yield key, child, ctx.sub(sel, lambda label, key=key: label == key, self.labels)
 
     def to_optax(self, core, node, ctx, prev):
         out = {}

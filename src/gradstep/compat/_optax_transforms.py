@@ -37,6 +37,7 @@ from ._optax_base import (
     as_stage,
     concrete,
     no_dtype,
+    with_update,
     wrap,
 )
 from ._optax_optimizers import (
@@ -104,7 +105,18 @@ def scale_by_learning_rate(learning_rate: Any, *, flip_sign: bool = True) -> Gra
 @hyperparams(weight_decay=WD)
 def add_decayed_weights(weight_decay: Any = 0.0, mask: Any = None) -> GradstepTransformation:
     """optax's ``add_decayed_weights``: :math:`u + \\lambda w` on the leaves of ``mask``."""
-    return wrap(_add_decayed_weights(weight_decay, mask), decay_state(weight_decay, mask))
+    out = wrap(_add_decayed_weights(weight_decay, mask), decay_state(weight_decay, mask))
+    update = out.update
+
+    def update_none(updates: Any, state: Any, params: Any = None, **extra: Any):
+        if updates is None and params is not None:
+            # optax maps the decay over the updates' leaves: no updates, no decay (a
+            # schedule's count still advances, as optax's does)
+            zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+            return None, update(zeros, state, params, **extra)[1]
+        return update(updates, state, params, **extra)
+
+    return with_update(out, update_none)
 
 
 @hyperparams(decay=MOMENTUM, nesterov=BOOL)

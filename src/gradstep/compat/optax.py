@@ -52,6 +52,27 @@ Mapping (optax name -> gradstep):
 from __future__ import annotations
 
 from ..jax import GradstepTransformation, apply_updates
+from ._optax_aliases import (
+    EmaState,
+    global_norm,
+    named_chain,
+    safe_norm,
+    scale_by_adadelta,
+    scale_by_adamax,
+    scale_by_amsgrad,
+    scale_by_lion,
+    scale_by_radam,
+    scale_by_rss,
+    scale_by_schedule,
+    scale_by_sign,
+    scale_by_stddev,
+    scale_by_trust_ratio,
+    set_to_zero,
+    sign_sgd,
+    signum,
+    stateless,
+    stateless_with_tree_map,
+)
 from ._optax_optimizers import (
     adadelta,
     adagrad,
@@ -81,7 +102,22 @@ from ._optax_schedules import (
     warmup_cosine_decay_schedule,
 )
 from ._optax_state import (
+    ApplyIfFiniteState,
+    EmptyState,
     InjectHyperparamsState,
+    InjectStatefulHyperparamsState,
+    MaskedNode,
+    MaskedState,
+    PartitionState,
+    ScaleByAdaDeltaState,
+    ScaleByAdamState,
+    ScaleByAmsgradState,
+    ScaleByLionState,
+    ScaleByRmsState,
+    ScaleByRssState,
+    ScaleByRStdDevState,
+    ScaleByScheduleState,
+    TraceState,
 )
 from ._optax_transforms import (
     add_decayed_weights,
@@ -91,6 +127,7 @@ from ._optax_transforms import (
     clip_by_global_norm,
     identity,
     inject_hyperparams,
+    inject_stateful_hyperparams,
     masked,
     multi_transform,
     partition,
@@ -102,9 +139,25 @@ from ._optax_transforms import (
 )
 
 __all__ = [
+    "ApplyIfFiniteState",
+    "EmaState",
+    "EmptyState",
     "GradientTransformation",
     "GradientTransformationExtraArgs",
     "InjectHyperparamsState",
+    "InjectStatefulHyperparamsState",
+    "MaskedNode",
+    "MaskedState",
+    "PartitionState",
+    "ScaleByAdaDeltaState",
+    "ScaleByAdamState",
+    "ScaleByAmsgradState",
+    "ScaleByLionState",
+    "ScaleByRStdDevState",
+    "ScaleByRmsState",
+    "ScaleByRssState",
+    "ScaleByScheduleState",
+    "TraceState",
     "adadelta",
     "adagrad",
     "adam",
@@ -121,27 +174,46 @@ __all__ = [
     "constant_schedule",
     "cosine_decay_schedule",
     "exponential_decay",
+    "global_norm",
     "identity",
     "inject_hyperparams",
+    "inject_stateful_hyperparams",
     "join_schedules",
     "lamb",
     "lars",
-    "lion",
     "linear_schedule",
+    "lion",
     "masked",
     "multi_transform",
     "nadam",
     "nadamw",
+    "named_chain",
     "partition",
     "piecewise_constant_schedule",
     "polynomial_schedule",
     "radam",
     "rmsprop",
+    "safe_norm",
     "scale",
+    "scale_by_adadelta",
     "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_amsgrad",
     "scale_by_learning_rate",
+    "scale_by_lion",
+    "scale_by_radam",
     "scale_by_rms",
+    "scale_by_rss",
+    "scale_by_schedule",
+    "scale_by_sign",
+    "scale_by_stddev",
+    "scale_by_trust_ratio",
+    "set_to_zero",
     "sgd",
+    "sign_sgd",
+    "signum",
+    "stateless",
+    "stateless_with_tree_map",
     "trace",
     "warmup_constant_schedule",
     "warmup_cosine_decay_schedule",
@@ -150,3 +222,17 @@ __all__ = [
 
 GradientTransformation = GradstepTransformation
 GradientTransformationExtraArgs = GradstepTransformation
+
+#: optax's pytree utilities, which read the state of this module's transformations
+#: as they read optax's own (the same NamedTuples): ``tree.get``/``tree.set``,
+#: ``tree_utils.tree_get``/``tree_set``, ``tree_map_params``. They are optax's,
+#: reached here when optax is installed.
+_FROM_OPTAX = ("tree", "tree_utils", "tree_map_params")
+
+
+def __getattr__(name: str):
+    if name in _FROM_OPTAX:
+        import optax
+
+        return getattr(optax, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
