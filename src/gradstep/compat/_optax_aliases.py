@@ -4,6 +4,7 @@ the norm helpers, each with optax's arguments, defaults and state."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -306,12 +307,14 @@ def set_to_zero() -> GradstepTransformation:
 # -- norms ----------------------------------------------------------------------------------
 
 
+@jax.jit
 def global_norm(updates: Any) -> jax.Array:
     """optax's ``global_norm``: :math:`\\sqrt{\\sum_i \\|u_i\\|^2}` over every leaf."""
     leaves = jax.tree_util.tree_leaves(updates)
     return jnp.sqrt(sum(jnp.sum(jnp.real(jnp.conj(x) * x)) for x in leaves))
 
 
+@functools.partial(jax.jit, static_argnames=("ord", "axis", "keepdims"))
 def safe_norm(
     x: Any, min_norm: Any, ord: Any = None, axis: Any = None, keepdims: bool = False
 ) -> jax.Array:

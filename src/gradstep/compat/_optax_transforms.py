@@ -246,6 +246,14 @@ def _highest_dtype(params: Any, fallback: Any) -> Any:
     return functools.reduce(jnp.promote_types, [jnp.result_type(x) for x in leaves])
 
 
+def _number(value: Any) -> Any:
+    """A one-element array as a Python number (the inner optimizer is built from
+    numbers; the injected arrays reach each step as overrides in their own dtype)."""
+    if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0:
+        return np.asarray(value).item()
+    return value
+
+
 def _first_value(schedule: Any) -> Any:
     """A schedule's value at its initial state, as a Python number where it is one."""
     value = np.asarray(schedule(schedule.init()))
@@ -299,7 +307,7 @@ def inject_hyperparams(
         # optax builds the inner transformation from numbers: a schedule's first value
         # stands for it (the state of a stage with a number, e.g. EmptyState())
         first = {k: _first_value(f) for k, f in scheduled.items()}
-        probe = inner_factory(**fixed, **numeric, **first)
+        probe = inner_factory(**fixed, **{k: _number(v) for k, v in numeric.items()}, **first)
         if isinstance(getattr(probe, "transform", None), Transform) and hasattr(probe, "layout"):
             names = getattr(probe, "hyperparam_names", {})
             known = probe.transform.hyperparameters()
