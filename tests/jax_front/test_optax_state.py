@@ -257,3 +257,28 @@ def test_norms():
         g_got = jax.grad(lambda v: cx.safe_norm(v, 0.5))(jnp.zeros(3))
         g_want = jax.grad(lambda v: optax.safe_norm(v, 0.5))(jnp.zeros(3))
     np.testing.assert_array_equal(g_got, g_want)
+
+
+@pytest.mark.parametrize("engine", ["eager", "fused"])
+def test_bias_corrected_rms_on_the_numpy_front(engine):
+    """The rule's ``bias_correction`` option (recorded through the compat module in
+    the fixtures) gives optax's numbers on the NumPy front's engines too."""
+    import gradstep
+    from gradstep.rules.rmsprop import scale_by_rms
+
+    with jax.enable_x64(True):
+        w = np.linspace(-1.0, 1.0, 6)
+        opt = gradstep.Optimizer(
+            w,
+            gradstep.chain(scale_by_rms(0.9, 0.1, bias_correction=True, centered=True)),
+            engine=engine,
+        )
+        tx = optax.scale_by_stddev(eps=0.1, bias_correction=True)
+        state, want = tx.init(jnp.asarray(w)), []
+        for k in range(4):
+            g = np.sin(w * (k + 1)) + 0.1
+            u, state = tx.update(jnp.asarray(g), state)
+            want = np.asarray(u)
+            before = w.copy()
+            opt.step(g)
+            np.testing.assert_allclose(w - before, want, rtol=1e-9, atol=1e-12)

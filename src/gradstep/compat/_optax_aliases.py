@@ -195,19 +195,15 @@ def scale_by_stddev(
 ) -> GradstepTransformation:
     """optax's ``scale_by_stddev``: centered RMSProp's direction
     :math:`g / \\sqrt{\\nu - \\mu^2 + \\epsilon}`."""
-    if bias_correction:
-        raise ValueError(
-            "scale_by_stddev: invalid bias_correction=True; valid values: False "
-            "(gradstep's RMSProp has no bias correction)"
-        )
     stage = _scale_by_rms(
         decay,
         eps,
         centered=True,
         epsilon_placement="inside" if eps_in_sqrt else "outside",
         initial_scale=initial_scale,
+        bias_correction=bias_correction,
     )
-    return wrap(stage, rms_state(True), decay="rho")
+    return wrap(stage, rms_state(True, bias_correction), decay="rho")
 
 
 @hyperparams(trust_coefficient=Interval(0.0, lo_open=True), eps=EPS)

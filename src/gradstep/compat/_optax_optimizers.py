@@ -31,8 +31,10 @@ from ._optax_state import (
     ScaleByAmsgradState,
     ScaleByLionState,
     ScaleByRmsState,
+    ScaleByRmsWithCountState,
     ScaleByRssState,
     ScaleByRStdDevState,
+    ScaleByRStdDevWithCountState,
     Seq,
     Slots,
     TraceState,
@@ -220,10 +222,6 @@ def rmsprop(
     then momentum on the learning-rate-scaled steps."""
     if momentum is not None:
         check("rmsprop", "momentum", momentum, MOMENTUM)
-    if bias_correction:
-        raise NotImplementedError(
-            "rmsprop: bias_correction=True (optax's bias-corrected RMSProp) has no gradstep rule"
-        )
     if momentum is None and nesterov:
         raise ValueError(
             "rmsprop: invalid nesterov=True with momentum=None; valid values: nesterov "
@@ -235,13 +233,14 @@ def rmsprop(
         centered=centered,
         epsilon_placement="inside" if eps_in_sqrt else "outside",
         initial_scale=initial_scale,
+        bias_correction=bias_correction,
     )
     trace_ = None
     if momentum is not None:
         trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
     return optimizer(
         "rmsprop",
-        (direction, rms_state(centered)),
+        (direction, rms_state(centered, bias_correction)),
         lr_stage(learning_rate),
         (trace_, EMPTY if trace_ is None else TRACE_STATE),
         decay="rho",
@@ -408,11 +407,14 @@ def lamb(
     )
 
 
-def rms_state(centered: bool) -> Slots:
-    """optax's ``ScaleByRStdDevState(mu, nu)`` (centered) or ``ScaleByRmsState(nu)``."""
-    if centered:
-        return Slots(ScaleByRStdDevState, mu=Tree("mu"), nu=Tree("nu"))
-    return Slots(ScaleByRmsState, nu=Tree("nu"))
+def rms_state(centered: bool, bias_correction: bool = False) -> Slots:
+    """optax's ``ScaleByRStdDevState(mu, nu)`` (centered) or ``ScaleByRmsState(nu)``,
+    with a count (``...WithCountState``) under bias correction."""
+    fields = {"mu": Tree("mu"), "nu": Tree("nu")} if centered else {"nu": Tree("nu")}
+    if bias_correction:
+        cls = ScaleByRStdDevWithCountState if centered else ScaleByRmsWithCountState
+        return Slots(cls, count=Scalar("count"), **fields)
+    return Slots(ScaleByRStdDevState if centered else ScaleByRmsState, **fields)
 
 
 def _all_or(mask: Any) -> Any:

@@ -76,6 +76,11 @@ ScaleByAmsgradState = state_class("ScaleByAmsgradState", ("count", "mu", "nu", "
 ScaleByLionState = state_class("ScaleByLionState", ("count", "mu"))
 ScaleByRmsState = state_class("ScaleByRmsState", ("nu",))
 ScaleByRStdDevState = state_class("ScaleByRStdDevState", ("mu", "nu"))
+_TRANSFORM = "optax._src.transform"  # where optax keeps these, not exported at its top
+ScaleByRmsWithCountState = state_class("ScaleByRmsWithCountState", ("count", "nu"), _TRANSFORM)
+ScaleByRStdDevWithCountState = state_class(
+    "ScaleByRStdDevWithCountState", ("count", "mu", "nu"), _TRANSFORM
+)
 ScaleByRssState = state_class("ScaleByRssState", ("sum_of_squares",))
 ScaleByAdaDeltaState = state_class("ScaleByAdaDeltaState", ("e_g", "e_x"))
 ScaleByScheduleState = state_class("ScaleByScheduleState", ("count",))

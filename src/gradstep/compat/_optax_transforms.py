@@ -161,16 +161,15 @@ def scale_by_rms(
     bias_correction: bool = False,
 ) -> GradstepTransformation:
     """optax's ``scale_by_rms``: :math:`g / \\sqrt{\\nu + \\epsilon}`."""
-    if bias_correction:
-        raise NotImplementedError("scale_by_rms: bias_correction=True has no gradstep rule")
     return wrap(
         _scale_by_rms(
             decay,
             eps,
             epsilon_placement="inside" if eps_in_sqrt else "outside",
             initial_scale=initial_scale,
+            bias_correction=bias_correction,
         ),
-        rms_state(False),
+        rms_state(False, bias_correction),
         decay="rho",
     )
 
