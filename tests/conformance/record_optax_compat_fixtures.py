@@ -356,6 +356,8 @@ CASES = [
     # optax's names for gradstep's existing stages and optimizers
     ("scale_by_sign", S("chain", S("scale_by_sign"), S("scale", -0.01)), {}),
     ("sign_sgd", S("sign_sgd", 0.01), {}),
+    ("ema", S("chain", S("ema", 0.8), S("scale", -0.05)), {}),
+    ("ema_no_debias", S("chain", S("ema", 0.5, debias=False), S("scale", -0.05)), {}),
     ("signum", S("signum", 0.01, beta=0.8), {}),
     ("scale_by_adamax", S("chain", S("scale_by_adamax", b1=0.8), S("scale", -0.05)), {}),
     (

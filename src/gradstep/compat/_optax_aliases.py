@@ -26,6 +26,7 @@ from ..rules.radam import scale_by_radam as _scale_by_radam
 from ..rules.rmsprop import scale_by_rms as _scale_by_rms
 from ..rules.sign import scale_by_sign as _scale_by_sign
 from ..rules.sign import scale_by_signum as _scale_by_signum
+from ..transforms.ema import scale_by_ema as _scale_by_ema
 from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, as_stage, no_dtype, wrap
 from ._optax_optimizers import (
     ADAM_STATE,
@@ -40,6 +41,7 @@ from ._optax_state import (
     EMPTY,
     Counter,
     Named,
+    Scalar,
     ScaleByAdaDeltaState,
     ScaleByRssState,
     Slots,
@@ -226,6 +228,16 @@ def scale_by_schedule(step_size_fn: Callable) -> GradstepTransformation:
             "function of the step count"
         )
     return wrap(_scale(step_size_fn), schedule_state(step_size_fn))
+
+
+@hyperparams(decay=Interval(0.0, 1.0, hi_open=True), debias=BOOL)
+def ema(decay: float, debias: bool = True, accumulator_dtype: Any = None):
+    """optax's ``ema``: :math:`m \\leftarrow \beta m + (1-\beta) u`, output
+    :math:`m / (1-\beta^t)` (or :math:`m` without ``debias``); state
+    ``EmaState(count, ema)``."""
+    no_dtype("ema", "accumulator_dtype", accumulator_dtype)
+    count = Scalar("count") if debias else Counter()  # the rule counts only to debias
+    return wrap(_scale_by_ema(decay, debias=debias), Slots(EmaState, count=count, ema=Tree("ema")))
 
 
 # -- optimizers --------------------------------------------------------------------------

@@ -68,7 +68,7 @@ Mapping (optax name -> gradstep):
   ``scale_by_schedule``, ``add_decayed_weights``, ``trace``, ``scale_by_adam``,
   ``scale_by_amsgrad``, ``scale_by_adamax``, ``scale_by_radam``, ``scale_by_lion``,
   ``scale_by_adadelta``, ``scale_by_rss``, ``scale_by_rms``, ``scale_by_stddev``,
-  ``scale_by_trust_ratio``, ``scale_by_sign``, ``identity``, ``set_to_zero``,
+  ``scale_by_trust_ratio``, ``scale_by_sign``, ``ema``, ``identity``, ``set_to_zero``,
   ``stateless``, ``stateless_with_tree_map``, ``chain``, ``named_chain``,
   ``masked``, ``multi_transform``/``partition``, ``apply_if_finite``,
   ``inject_hyperparams``/``inject_stateful_hyperparams`` -> the gradstep stage or
@@ -84,6 +84,7 @@ from __future__ import annotations
 from ..jax import GradstepTransformation, apply_updates
 from ._optax_aliases import (
     EmaState,
+    ema,
     global_norm,
     named_chain,
     safe_norm,
@@ -206,6 +207,7 @@ __all__ = [
     "clip",
     "clip_by_global_norm",
     "constant_schedule",
+    "ema",
     "cosine_decay_schedule",
     "exponential_decay",
     "global_norm",

@@ -20,6 +20,7 @@ from .constraints import (
     norm_constraint,
     total_norm_constraint,
 )
+from .ema import scale_by_ema
 from .lookahead import lookahead
 from .nonfinite import nonfinite_policy, skip_nonfinite, zero_nonfinite
 
@@ -41,6 +42,7 @@ __all__ = [
     "parameter_ema",
     "partition",
     "scale",
+    "scale_by_ema",
     "scale_by_learning_rate",
     "skip_nonfinite",
     "total_norm_constraint",
