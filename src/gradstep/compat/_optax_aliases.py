@@ -28,7 +28,7 @@ from ..rules.sign import scale_by_sign as _scale_by_sign
 from ..rules.sign import scale_by_signum as _scale_by_signum
 from ..transforms.ema import scale_by_ema as _scale_by_ema
 from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, as_stage, no_dtype, wrap
-from ._optax_optimizers import (
+from ._optax_layouts import (
     ADAM_STATE,
     ADAMAX_STATE,
     AMSGRAD_STATE,

@@ -40,13 +40,8 @@ from ._optax_base import (
     with_update,
     wrap,
 )
-from ._optax_optimizers import (
-    ADAM_STATE,
-    TRACE_STATE,
-    adam_direction,
-    decay_state,
-    rms_state,
-)
+from ._optax_layouts import ADAM_STATE, TRACE_STATE, decay_state, rms_state
+from ._optax_optimizers import adam_direction
 from ._optax_state import (
     EMPTY,
     ApplyIfFinite,
