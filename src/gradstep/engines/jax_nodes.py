@@ -210,12 +210,14 @@ class ChainNode(_Node):
 
 def _flat_labels(labels: Any, td, g, w) -> list:
     """The labels (or mask flags) of the leaves, from a tree or a function of params."""
+    tree = td.unflatten(w if w is not None else g)
     if callable(labels):
-        tree = td.unflatten(w if w is not None else g)
         labels = labels(tree)
     try:
         flat = td.flatten_up_to(labels)
     except (ValueError, TypeError):
+        flat = _prefix_labels(labels, tree)
+    if flat is None:
         flat = tree_util.tree_leaves(labels, is_leaf=lambda x: x is None)
     if len(flat) != td.num_leaves:
         raise ValueError(f"labels have {len(flat)} leaves, the parameters {td.num_leaves}")
@@ -227,6 +229,22 @@ def _flat_labels(labels: Any, td, g, w) -> list:
                 "parameters' structure and shapes)"
             )
     return flat
+
+
+def _prefix_labels(labels: Any, tree: Any) -> list | None:
+    """A tree of labels that is a prefix of the parameters' (optax's masks and labels:
+    ``{"encoder": False, "head": True}`` over nested parameters): each label given to
+    every leaf below it. ``None`` when ``labels`` is no prefix of ``tree``."""
+    is_label = lambda x: x is None  # noqa: E731 - None is a label ("no label")
+    prefix = tree_util.tree_structure(labels, is_leaf=is_label)
+    try:
+        subtrees = prefix.flatten_up_to(tree)
+    except (ValueError, TypeError):
+        return None
+    out: list = []
+    for label, sub in zip(tree_util.tree_leaves(labels, is_leaf=is_label), subtrees):
+        out.extend([label] * len(tree_util.tree_leaves(sub)))
+    return out
 
 
 def _sub(values: list | None, idx: list[int]) -> list | None:

@@ -22,6 +22,7 @@ from .constraints import (
     norm_constraint,
     total_norm_constraint,
 )
+from .ema import scale_by_ema
 from .freezing import freeze, selective_transform, set_to_zero
 from .lookahead import lookahead
 from .monitoring import measure_with_ema, monitor
@@ -64,6 +65,7 @@ __all__ = [
     "per_example_layer_norm_clip",
     "reduce_on_plateau",
     "scale",
+    "scale_by_ema",
     "scale_by_learning_rate",
     "selective_transform",
     "set_to_zero",
