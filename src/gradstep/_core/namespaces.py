@@ -120,6 +120,10 @@ class Namespace:
     def mean(self, x: Any, axis: int | None = None, keepdims: bool = False) -> Any:
         return np.mean(x, axis=axis, keepdims=keepdims)
 
+    def amax(self, x: Any, axis: int | tuple[int, ...] | None = None) -> Any:
+        """The largest element of ``x`` along ``axis`` (all axes: ``None``)."""
+        return np.max(x, axis=axis)
+
     def square_sum(self, x: Any) -> Any:
         """The sum of squares of ``x`` as a 0-d array of the library, accumulated in
         float64 (float32 where the library or device has no float64)."""

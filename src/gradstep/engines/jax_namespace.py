@@ -103,6 +103,9 @@ class JaxNamespace(Namespace):
     def mean(self, x, axis=None, keepdims=False):
         return jnp.mean(x, axis=axis, keepdims=keepdims)
 
+    def amax(self, x, axis=None):
+        return jnp.max(x, axis=axis)
+
     def square_sum(self, x):
         a = jnp.ravel(jnp.asarray(x)).astype(_default_float())
         return jnp.dot(a, a)

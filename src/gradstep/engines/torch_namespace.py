@@ -145,6 +145,9 @@ class TorchNamespace(Namespace):
             return torch.mean(x)
         return torch.mean(x, dim=axis, keepdim=keepdims)
 
+    def amax(self, x, axis=None):
+        return torch.amax(x) if axis is None else torch.amax(x, dim=axis)
+
     def square_sum(self, x):
         a = x.detach().reshape(-1).to(self._wide(x))
         return torch.dot(a, a)

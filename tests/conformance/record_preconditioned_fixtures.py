@@ -1,0 +1,239 @@
+"""Record reference trajectories of the preconditioned rules and optax's long tail:
+optax 0.2.8 (fromage, sm3, optimistic_gradient_descent, optimistic_adam and
+optimistic_adam_v2) and pytorch_optimizer (SOAP).
+
+Run from the repository root (needs torch, optax/jax and pytorch_optimizer; the
+tests do not)::
+
+    python tests/conformance/record_preconditioned_fixtures.py
+
+Cases go to ``fixtures/preconditioned.json`` in the format of ``record_fixtures.py``
+(30 steps, gradients ``h * (w - target) + noise`` at the reference's own iterates,
+one column of the first tensor always zero; the problem is
+``record_modern_fixtures.problem``) and are replayed by ``test_conformance.py``.
+``fixtures/MANIFEST-preconditioned.json`` records the library versions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+FIXTURES = HERE / "fixtures"
+OUT = FIXTURES / "preconditioned.json"
+MANIFEST = FIXTURES / "MANIFEST-preconditioned.json"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MODERN = _load("record_modern_fixtures")
+BASE = MODERN.BASE
+VECTOR = MODERN.VECTOR
+WITH_3D = MODERN.WITH_3D
+
+# (id, reference, reference kwargs, gradstep rule, gradstep kwargs, options); the
+# reference is an optax name, or "scale_by_sm3" for optax's transform chained with
+# optax.scale(-learning_rate) (the alias does not expose b2 and eps)
+OPTAX_CASES = [
+    ("fromage", "fromage", {"learning_rate": 0.05}, "fromage", {"learning_rate": 0.05}, {}),
+    (
+        # small gradients: the min_norm floor of the gradient norm is active
+        "fromage_min_norm_lr_change",
+        "fromage",
+        {"learning_rate": 0.1, "min_norm": 0.05},
+        "fromage",
+        {"learning_rate": 0.1, "min_norm": 0.05},
+        {"lrs": True, "grad_scale": 1e-2},
+    ),
+    ("sm3", "sm3", {"learning_rate": 0.1}, "sm3", {"learning_rate": 0.1}, {"shapes": WITH_3D}),
+    (
+        "sm3_momentum_lr_change",
+        "sm3",
+        {"learning_rate": 0.05, "momentum": 0.5},
+        "sm3",
+        {"learning_rate": 0.05, "momentum": 0.5},
+        {"shapes": WITH_3D, "lrs": True},
+    ),
+    (
+        "sm3_decay_eps",
+        "scale_by_sm3",
+        {"learning_rate": 0.05, "b1": 0.8, "b2": 0.9, "eps": 1e-3},
+        "sm3",
+        {"learning_rate": 0.05, "momentum": 0.8, "beta2": 0.9, "epsilon": 1e-3},
+        {"shapes": WITH_3D},
+    ),
+    (
+        "optimistic_gradient_descent",
+        "optimistic_gradient_descent",
+        {"learning_rate": 0.1},
+        "optimistic_gradient_descent",
+        {"learning_rate": 0.1},
+        {},
+    ),
+    (
+        "optimistic_gradient_descent_alpha_beta_lr_change",
+        "optimistic_gradient_descent",
+        {"learning_rate": 0.05, "alpha": 0.5, "beta": 2.0},
+        "optimistic_gradient_descent",
+        {"learning_rate": 0.05, "alpha": 0.5, "beta": 2.0},
+        {"lrs": True},
+    ),
+    (
+        "optimistic_adam_v2",
+        "optimistic_adam_v2",
+        {"learning_rate": 0.05},
+        "optimistic_adam",
+        {"learning_rate": 0.05},
+        {},
+    ),
+    (
+        "optimistic_adam_v2_plain_lr_change",
+        "optimistic_adam_v2",
+        {
+            "learning_rate": 0.05,
+            "alpha": 0.7,
+            "beta": 0.3,
+            "b1": 0.8,
+            "b2": 0.99,
+            "eps_root": 1e-8,
+            "nesterov": False,
+        },
+        "optimistic_adam",
+        {
+            "learning_rate": 0.05,
+            "alpha": 0.7,
+            "beta": 0.3,
+            "beta1": 0.8,
+            "beta2": 0.99,
+            "eps_root": 1e-8,
+            "nesterov": False,
+        },
+        {"lrs": True},
+    ),
+    (
+        # the deprecated form: its learning rate is alpha, its optimism beta
+        "optimistic_adam",
+        "optimistic_adam",
+        {"learning_rate": 0.05, "optimism": 0.02},
+        "optimistic_adam",
+        {"learning_rate": 1.0, "alpha": 0.05, "beta": 0.02},
+        {},
+    ),
+]
+
+FLOAT32_CASES = {
+    "optax": {
+        "fromage",
+        "sm3_momentum_lr_change",
+        "optimistic_gradient_descent",
+        "optimistic_adam_v2",
+    },
+}
+
+
+def _optax_factory(name: str):
+    import optax
+
+    if name == "scale_by_sm3":
+
+        def chained(learning_rate, b1, b2, eps):
+            return optax.chain(optax.scale_by_sm3(b1, b2, eps), optax.scale(-learning_rate))
+
+        return chained
+    return getattr(optax, name)
+
+
+def run_optax(name: str, kwargs: dict, dtype: str, options: dict, seed: int) -> dict:
+    import warnings
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    w0, grad = MODERN.problem(seed, options.get("shapes", VECTOR), options.get("grad_scale", 1.0))
+    factory = _optax_factory(name)
+    lrs = BASE.changing_lrs(kwargs["learning_rate"]) if options.get("lrs") else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # optimistic_adam (v1)
+        if lrs:  # only the learning rate changes; every other argument stays as given
+            static = tuple(k for k in kwargs if k != "learning_rate")
+            opt = optax.inject_hyperparams(factory, static_args=static)(**kwargs)
+        else:
+            opt = factory(**kwargs)
+    params = [jnp.asarray(w, dtype=dtype) for w in w0]
+    state = {"opt": opt.init(params), "params": params}
+
+    def step(g, k):
+        if lrs is not None:
+            state["opt"].hyperparams["learning_rate"] = jnp.asarray(lrs[k], dtype=dtype)
+        g = [jnp.asarray(x, dtype=dtype) for x in g]
+        updates, state["opt"] = opt.update(g, state["opt"], state["params"])
+        state["params"] = optax.apply_updates(state["params"], updates)
+        return [np.asarray(jax.device_get(p)) for p in state["params"]]
+
+    return BASE._record(w0, grad, lrs, dtype, params, step)
+
+
+def record(library: str, cases: list, runner, seed0: int, prefix: str) -> list[dict]:
+    out = []
+    for seed, (case_id, ref, ref_kwargs, rule, rule_kwargs, options) in enumerate(cases, seed0):
+        dtypes = ["float64"] + (["float32"] if case_id in FLOAT32_CASES[library] else [])
+        for dtype in dtypes:
+            data = runner(ref, ref_kwargs, dtype, options, seed)
+            case = {
+                "id": f"{library}-{case_id}-{dtype}",
+                "reference": f"{prefix}{ref}",
+                "reference_kwargs": {
+                    k: list(v) if isinstance(v, tuple) else v for k, v in ref_kwargs.items()
+                },
+                "rule": rule,
+                "rule_kwargs": rule_kwargs,
+                "dtype": dtype,
+                **data,
+            }
+            if "tolerance" in options:
+                reason, rtol, atol = options["tolerance"]
+                case["tolerance"] = {"rtol": rtol, "atol": atol}
+                case["tolerance_reason"] = reason
+            out.append(case)
+    return out
+
+
+def main() -> None:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import optax
+
+    records = record("optax", OPTAX_CASES, run_optax, 700, "optax.")
+    OUT.write_text(json.dumps(records, indent=0))
+    print(f"preconditioned.json: {len(records)} trajectories")
+    manifest = {
+        "generator": "tests/conformance/record_preconditioned_fixtures.py",
+        "steps": BASE.STEPS,
+        "files": ["preconditioned.json"],
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "jax": jax.__version__,
+            "optax": optax.__version__,
+        },
+        "platform": f"{platform.system()} {platform.machine()}",
+        "command": " ".join([Path(sys.executable).name] + sys.argv[:1]),
+    }
+    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
