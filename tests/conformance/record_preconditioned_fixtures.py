@@ -20,6 +20,7 @@ import importlib.util
 import json
 import platform
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,26 @@ MODERN = _load("record_modern_fixtures")
 BASE = MODERN.BASE
 VECTOR = MODERN.VECTOR
 WITH_3D = MODERN.WITH_3D
+
+
+def problem(seed: int, options: dict):
+    """``record_modern_fixtures.problem``; with ``options["dense"]`` the first
+    tensor's first column keeps its gradient (see :data:`TORCH_CASES`)."""
+    shapes, scale = options.get("shapes", VECTOR), options.get("grad_scale", 1.0)
+    w0, grad = MODERN.problem(seed, shapes, scale)
+    if not options.get("dense"):
+        return w0, grad
+    rng = np.random.default_rng(seed)
+    w0 = [rng.normal(size=s) for s in shapes]
+    target = [rng.normal(size=s) for s in shapes]
+    curvature = [rng.uniform(0.5, 2.0, size=s) for s in shapes]
+    noise = [[0.1 * rng.normal(size=s) for s in shapes] for _ in range(BASE.STEPS)]
+
+    def dense(k: int, w: list[np.ndarray]) -> list[np.ndarray]:
+        return [scale * (c * (x - t) + n) for x, t, c, n in zip(w, target, curvature, noise[k])]
+
+    return w0, dense
+
 
 # (id, reference, reference kwargs, gradstep rule, gradstep kwargs, options); the
 # reference is an optax name, or "scale_by_sm3" for optax's transform chained with
@@ -132,7 +153,83 @@ OPTAX_CASES = [
     ),
 ]
 
+QR_FLOAT32_REASON = (
+    "pytorch_optimizer's SOAP runs the QR decomposition of the basis refresh in float32 "
+    "even for float64 parameters; gradstep in the parameter's dtype"
+)
+# Two things make a basis implementation-defined, so these cases avoid them. A
+# gradient direction that is exactly zero ("dense": False, the usual zero column):
+# the reference's float32 QR leaves noise of order 1e-8 in it, which the Adam
+# normalisation turns into steps of order lr (gradstep's float64 QR leaves 1e-16).
+# A statistic with a repeated eigenvalue (the rank-one statistic of a vector longer
+# than 2 on the first step): its eigenvectors there are any basis of the eigenspace,
+# and each LAPACK build picks another.
+
+# (id, pytorch_optimizer class, its kwargs, gradstep rule, gradstep kwargs, options)
+TORCH_CASES = [
+    (
+        # no basis refresh within the run: the eigendecomposition of step 1 only
+        "soap_eigenbasis",
+        "SOAP",
+        {"lr": 0.01, "precondition_frequency": 100},
+        "soap",
+        {"learning_rate": 0.01, "precondition_frequency": 100},
+        {"shapes": WITH_3D},
+    ),
+    (
+        "soap_power_iteration_decay_lr_change",
+        "SOAP",
+        {
+            "lr": 0.01,
+            "betas": (0.9, 0.99),
+            "shampoo_beta": 0.8,
+            "weight_decay": 0.05,
+            "precondition_frequency": 3,
+        },
+        "soap",
+        {
+            "learning_rate": 0.01,
+            "beta1": 0.9,
+            "beta2": 0.99,
+            "shampoo_beta": 0.8,
+            "weight_decay": 0.05,
+            "precondition_frequency": 3,
+        },
+        {
+            "shapes": WITH_3D,
+            "lrs": True,
+            "dense": True,
+            "tolerance": (QR_FLOAT32_REASON, 1e-5, 1e-6),
+        },
+    ),
+    (
+        # axis 1 of the matrix is too long for a matrix; the vector (of length 2: its
+        # rank-one first statistic has distinct eigenvalues) gets one
+        "soap_1d_max_dim_normalized_uncorrected",
+        "SOAP",
+        {
+            "lr": 0.01,
+            "precondition_1d": True,
+            "max_precondition_dim": 4,
+            "normalize_gradient": True,
+            "correct_bias": False,
+            "precondition_frequency": 100,
+        },
+        "soap",
+        {
+            "learning_rate": 0.01,
+            "precondition_1d": True,
+            "max_precondition_dim": 4,
+            "normalize_gradient": True,
+            "bias_correction": False,
+            "precondition_frequency": 100,
+        },
+        {"shapes": ((3, 5), (2,))},
+    ),
+]
+
 FLOAT32_CASES = {
+    "pytorch_optimizer": {"soap_eigenbasis", "soap_power_iteration_decay_lr_change"},
     "optax": {
         "fromage",
         "sm3_momentum_lr_change",
@@ -161,7 +258,7 @@ def run_optax(name: str, kwargs: dict, dtype: str, options: dict, seed: int) -> 
     import jax.numpy as jnp
     import optax
 
-    w0, grad = MODERN.problem(seed, options.get("shapes", VECTOR), options.get("grad_scale", 1.0))
+    w0, grad = problem(seed, options)
     factory = _optax_factory(name)
     lrs = BASE.changing_lrs(kwargs["learning_rate"]) if options.get("lrs") else None
     with warnings.catch_warnings():
@@ -185,6 +282,27 @@ def run_optax(name: str, kwargs: dict, dtype: str, options: dict, seed: int) -> 
     return BASE._record(w0, grad, lrs, dtype, params, step)
 
 
+def run_torch_library(name: str, kwargs: dict, dtype: str, options: dict, seed: int) -> dict:
+    """A torch.optim-like class of pytorch_optimizer, stepped on the recorded gradients."""
+    import pytorch_optimizer
+    import torch
+
+    w0, grad = problem(seed, options)
+    params = [torch.tensor(w, dtype=getattr(torch, dtype)) for w in w0]
+    opt = getattr(pytorch_optimizer, name)(params, **kwargs)
+    lrs = BASE.changing_lrs(opt.param_groups[0]["lr"]) if options.get("lrs") else None
+
+    def step(g, k):
+        for p, x in zip(params, g):
+            p.grad = torch.tensor(x, dtype=p.dtype)
+        if lrs is not None:
+            opt.param_groups[0]["lr"] = lrs[k]
+        opt.step()
+        return [p.detach().numpy().copy() for p in params]
+
+    return BASE._record(w0, grad, lrs, dtype, params, step)
+
+
 def record(library: str, cases: list, runner, seed0: int, prefix: str) -> list[dict]:
     out = []
     for seed, (case_id, ref, ref_kwargs, rule, rule_kwargs, options) in enumerate(cases, seed0):
@@ -202,7 +320,7 @@ def record(library: str, cases: list, runner, seed0: int, prefix: str) -> list[d
                 "dtype": dtype,
                 **data,
             }
-            if "tolerance" in options:
+            if "tolerance" in options and dtype == "float64":
                 reason, rtol, atol = options["tolerance"]
                 case["tolerance"] = {"rtol": rtol, "atol": atol}
                 case["tolerance_reason"] = reason
@@ -215,8 +333,11 @@ def main() -> None:
 
     jax.config.update("jax_enable_x64", True)
     import optax
+    import torch
 
-    records = record("optax", OPTAX_CASES, run_optax, 700, "optax.")
+    records = record("optax", OPTAX_CASES, run_optax, 700, "optax.") + record(
+        "pytorch_optimizer", TORCH_CASES, run_torch_library, 800, "pytorch_optimizer."
+    )
     OUT.write_text(json.dumps(records, indent=0))
     print(f"preconditioned.json: {len(records)} trajectories")
     manifest = {
@@ -228,6 +349,8 @@ def main() -> None:
             "numpy": np.__version__,
             "jax": jax.__version__,
             "optax": optax.__version__,
+            "torch": torch.__version__,
+            "pytorch_optimizer": version("pytorch_optimizer"),
         },
         "platform": f"{platform.system()} {platform.machine()}",
         "command": " ".join([Path(sys.executable).name] + sys.argv[:1]),

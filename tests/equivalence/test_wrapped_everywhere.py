@@ -152,7 +152,7 @@ FRONTS = ["numpy fused", "torch", "jax jit"]
 #: such case is a strict xfail: a fix makes it fail until its entry is removed.
 KNOWN_DIVERGENCES = {
     ("torch", "nonfinite_skip"): (
-        {"adafactor", "muon", "sm3"},
+        {"adafactor", "muon", "sm3", "soap"},
         "their state's structure depends on the parameter's shape, so the torch front "
         "steps parameters of different shapes in separate calls, and skip_nonfinite sees "
         "only some of the gradients: it skips only the calls with a non-finite element, "

@@ -62,8 +62,7 @@ SPECS = (
         frozenset({"elementwise"}),
         (
             _OPTIMISM,
-            "Kingma & Ba (2015): Adam: A Method for Stochastic Optimization. ICLR, "
-            "arXiv:1412.6980",
+            "Kingma & Ba (2015): Adam: A Method for Stochastic Optimization. ICLR, arXiv:1412.6980",
         ),
         fixtures=("optax.optimistic_adam_v2", "optax.optimistic_adam"),
         test_hyperparams={"learning_rate": 0.03},

@@ -97,6 +97,32 @@ class JaxNamespace(Namespace):
     def set_row(self, x, row, value):
         return x.at[row].set(value)
 
+    def moveaxis(self, x, source, destination):
+        return jnp.moveaxis(x, source, destination)
+
+    def take(self, x, indices, axis):
+        return jnp.take(x, indices, axis=axis)
+
+    def flip(self, x, axis):
+        return jnp.flip(x, axis=axis)
+
+    def eigh(self, a):
+        return jnp.linalg.eigh(a)
+
+    def qr(self, a):
+        return jnp.linalg.qr(a, mode="reduced")[0]
+
+    def argsort(self, x):
+        return jnp.argsort(x, stable=True)
+
+    def eye(self, n, like):
+        return jnp.eye(n, dtype=self.float_dtype(like))
+
+    def cond(self, predicate, if_true, if_false, *operands):
+        if isinstance(predicate, jax.core.Tracer):
+            return jax.lax.cond(predicate, if_true, if_false, *operands)
+        return if_true(*operands) if predicate else if_false(*operands)
+
     def sum(self, x, axis=None, keepdims=False):
         return jnp.sum(x, axis=axis, keepdims=keepdims)
 

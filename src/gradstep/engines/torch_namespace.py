@@ -135,6 +135,27 @@ class TorchNamespace(Namespace):
         x[row] = value
         return x
 
+    def moveaxis(self, x, source, destination):
+        return torch.movedim(x, source, destination)
+
+    def take(self, x, indices, axis):
+        return torch.index_select(x, axis, indices)
+
+    def flip(self, x, axis):
+        return torch.flip(x, dims=(axis,))
+
+    def eigh(self, a):
+        return torch.linalg.eigh(a)
+
+    def qr(self, a):
+        return torch.linalg.qr(a, mode="reduced")[0]
+
+    def argsort(self, x):
+        return torch.argsort(x, stable=True)
+
+    def eye(self, n, like):
+        return torch.eye(n, dtype=self.float_dtype(like), device=like.device)
+
     def sum(self, x, axis=None, keepdims=False):
         if axis is None:
             return torch.sum(x)
