@@ -1,6 +1,7 @@
 """Record reference trajectories of the preconditioned rules and optax's long tail:
 optax 0.2.8 (fromage, sm3, optimistic_gradient_descent, optimistic_adam and
-optimistic_adam_v2) and pytorch_optimizer (SOAP).
+optimistic_adam_v2, contrib.sam) and pytorch_optimizer (SOAP, and SAM driven by a
+closure).
 
 Run from the repository root (needs torch, optax/jax and pytorch_optimizer; the
 tests do not)::
@@ -11,6 +12,11 @@ Cases go to ``fixtures/preconditioned.json`` in the format of ``record_fixtures.
 (30 steps, gradients ``h * (w - target) + noise`` at the reference's own iterates,
 one column of the first tensor always zero; the problem is
 ``record_modern_fixtures.problem``) and are replayed by ``test_conformance.py``.
+pytorch_optimizer's SAM with its closure goes to ``fixtures/closure/sam.json``,
+replayed by ``tests/modern/test_sam.py``: the problem of
+``record_modern_fixtures.closure_problem`` (a quadratic plus a Rosenbrock chain, the
+loss and gradient computed by the same NumPy code on both sides), the options, and
+per ``step(closure)`` the loss at the start and the parameters after it.
 ``fixtures/MANIFEST-preconditioned.json`` records the library versions.
 """
 
@@ -28,6 +34,7 @@ import numpy as np
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
 OUT = FIXTURES / "preconditioned.json"
+SAM_OUT = FIXTURES / "closure" / "sam.json"
 MANIFEST = FIXTURES / "MANIFEST-preconditioned.json"
 
 
@@ -93,6 +100,24 @@ OPTAX_CASES = [
         "sm3",
         {"learning_rate": 0.05, "momentum": 0.8, "beta2": 0.9, "epsilon": 1e-3},
         {"shapes": WITH_3D},
+    ),
+    (
+        # the alternating form: even updates ascend, odd ones descend (fed the
+        # gradient at the perturbed point, as the recorder computes it there)
+        "sam",
+        "contrib.sam",
+        {"learning_rate": 0.1, "rho": 0.05},
+        "sam",
+        {"learning_rate": 0.1, "rho": 0.05, "epsilon": 0.0},
+        {},
+    ),
+    (
+        "sam_large_rho_lr_change",
+        "contrib.sam",
+        {"learning_rate": 0.05, "rho": 0.5},
+        "sam",
+        {"learning_rate": 0.05, "rho": 0.5, "epsilon": 0.0},
+        {"lrs": True},
     ),
     (
         "optimistic_gradient_descent",
@@ -235,6 +260,7 @@ FLOAT32_CASES = {
         "sm3_momentum_lr_change",
         "optimistic_gradient_descent",
         "optimistic_adam_v2",
+        "sam",
     },
 }
 
@@ -242,6 +268,13 @@ FLOAT32_CASES = {
 def _optax_factory(name: str):
     import optax
 
+    if name == "contrib.sam":
+
+        def sam(learning_rate, rho):
+            adversary = optax.chain(optax.contrib.normalize(), optax.sgd(rho))
+            return optax.contrib.sam(optax.sgd(learning_rate), adversary, sync_period=2)
+
+        return sam
     if name == "scale_by_sm3":
 
         def chained(learning_rate, b1, b2, eps):
@@ -303,6 +336,85 @@ def run_torch_library(name: str, kwargs: dict, dtype: str, options: dict, seed: 
     return BASE._record(w0, grad, lrs, dtype, params, step)
 
 
+# -- SAM with a closure ----------------------------------------------------------------
+
+SAM_NORM_REASON = (
+    "pytorch_optimizer's SAM computes the global gradient norm in float32 even for "
+    "float64 parameters; gradstep in float64"
+)
+
+# (id, pytorch_optimizer SAM kwargs, torch base optimizer and its kwargs, gradstep sam
+#  kwargs, gradstep base rule and its kwargs (None: sam's own SGD), step() calls, seed)
+SAM_CLOSURE_CASES = [
+    (
+        "sam_sgd",
+        {"rho": 0.05},
+        ("SGD", {"lr": 1e-3}),
+        {"learning_rate": 1e-3, "rho": 0.05},
+        None,
+        6,
+        900,
+    ),
+    (
+        "asam_adamw",
+        {"rho": 0.5, "adaptive": True},
+        ("AdamW", {"lr": 0.01, "weight_decay": 0.1}),
+        {"rho": 0.5, "adaptive": True},
+        ("adamw", {"learning_rate": 0.01, "weight_decay": 0.1}),
+        6,
+        901,
+    ),
+]
+
+
+def run_sam_closure(sam_kwargs: dict, base: tuple, prob: dict, calls: int) -> list[dict]:
+    import pytorch_optimizer
+    import torch
+
+    params = [torch.tensor(np.array(w), dtype=torch.float64) for w in prob["params0"]]
+    base_name, base_kwargs = base
+    opt = pytorch_optimizer.SAM(
+        params, getattr(torch.optim, base_name), **sam_kwargs, **base_kwargs
+    )
+
+    def closure():
+        loss, grads = MODERN.loss_and_grad(prob, [p.detach().numpy() for p in params])
+        for p, g in zip(params, grads):
+            p.grad = torch.tensor(g, dtype=torch.float64)
+        return loss
+
+    out = []
+    for _ in range(calls):
+        loss = closure()  # pytorch_optimizer's SAM wants the first gradient before step()
+        opt.step(closure)
+        out.append({"loss": loss, "params": [p.detach().numpy().tolist() for p in params]})
+    return out
+
+
+def record_sam_closure() -> list[dict]:
+    out = []
+    for case_id, sam_kwargs, base, rule_kwargs, rule_base, calls, seed in SAM_CLOSURE_CASES:
+        prob = MODERN.closure_problem(seed)
+        out.append(
+            {
+                "id": f"pytorch_optimizer-{case_id}-closure-float64",
+                "reference": "pytorch_optimizer.SAM",
+                "reference_kwargs": {**sam_kwargs, "base_optimizer": base[0], **base[1]},
+                "rule": "sam",
+                "rule_kwargs": rule_kwargs,
+                "base": None
+                if rule_base is None
+                else {"rule": rule_base[0], "kwargs": rule_base[1]},
+                "dtype": "float64",
+                "problem": prob,
+                "tolerance": {"rtol": 1e-6, "atol": 1e-9},
+                "tolerance_reason": SAM_NORM_REASON,
+                "steps": run_sam_closure(sam_kwargs, base, prob, calls),
+            }
+        )
+    return out
+
+
 def record(library: str, cases: list, runner, seed0: int, prefix: str) -> list[dict]:
     out = []
     for seed, (case_id, ref, ref_kwargs, rule, rule_kwargs, options) in enumerate(cases, seed0):
@@ -340,10 +452,14 @@ def main() -> None:
     )
     OUT.write_text(json.dumps(records, indent=0))
     print(f"preconditioned.json: {len(records)} trajectories")
+    closure = record_sam_closure()
+    SAM_OUT.parent.mkdir(parents=True, exist_ok=True)
+    SAM_OUT.write_text(json.dumps(closure, indent=0))
+    print(f"closure/sam.json: {len(closure)} closure-driven runs")
     manifest = {
         "generator": "tests/conformance/record_preconditioned_fixtures.py",
         "steps": BASE.STEPS,
-        "files": ["preconditioned.json"],
+        "files": ["preconditioned.json", "closure/sam.json"],
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,
