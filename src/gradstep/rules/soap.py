@@ -48,6 +48,11 @@ coordinates both moments along it are rounding noise of the basis (about
 noise or a step of order :math:`\eta`. Libraries, and gradstep's backends, round
 differently there; an :math:`\epsilon` well above the dtype's rounding (e.g.
 :math:`10^{-3}` in float32) makes the step there negligible.
+A statistic with a repeated eigenvalue has no unique eigenbasis: the first
+statistic of a vector (``precondition_1d``) has rank one, so on the first step
+its eigenvalue 0 is repeated and each library (NumPy, torch, JAX, each LAPACK
+build) picks its own basis of that eigenspace; the steps until the statistic has
+full rank depend on that choice.
 
 The matrix work (eigendecomposition, QR, axis products) is written once against
 the array namespace: it runs on NumPy, on torch tensors on their device and under
