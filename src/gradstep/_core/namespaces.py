@@ -138,10 +138,6 @@ class Namespace:
         """Indices that sort the vector ``x`` ascending (stable)."""
         return np.argsort(x, kind="stable")
 
-    def eye(self, n: int, like: Any) -> Any:
-        """The ``n`` x ``n`` identity in ``like``'s floating dtype (and device)."""
-        return np.eye(n, dtype=self.float_dtype(like))
-
     def cond(self, predicate: Any, if_true: Callable, if_false: Callable, *operands: Any) -> Any:
         """``if_true(*operands)`` where ``predicate`` holds, else ``if_false(*operands)``:
         a Python branch on a host value; a traced branch under ``jax.jit`` (both

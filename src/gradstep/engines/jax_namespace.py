@@ -115,9 +115,6 @@ class JaxNamespace(Namespace):
     def argsort(self, x):
         return jnp.argsort(x, stable=True)
 
-    def eye(self, n, like):
-        return jnp.eye(n, dtype=self.float_dtype(like))
-
     def cond(self, predicate, if_true, if_false, *operands):
         if isinstance(predicate, jax.core.Tracer):
             return jax.lax.cond(predicate, if_true, if_false, *operands)

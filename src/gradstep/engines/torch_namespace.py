@@ -153,9 +153,6 @@ class TorchNamespace(Namespace):
     def argsort(self, x):
         return torch.argsort(x, stable=True)
 
-    def eye(self, n, like):
-        return torch.eye(n, dtype=self.float_dtype(like), device=like.device)
-
     def sum(self, x, axis=None, keepdims=False):
         if axis is None:
             return torch.sum(x)
