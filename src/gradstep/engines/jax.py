@@ -56,6 +56,7 @@ from jax import tree_util
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.per_tensor import PerTensorReduction
+from .._core.sharpness import SharpnessAware
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain, Transform, fold_transform
 from . import jax_namespace  # noqa: F401  (registers JAX's array namespace)
@@ -68,6 +69,7 @@ from .jax_nodes import (
     NotTraceable,
     PartitionNode,
     PerTensorNode,
+    SharpnessNode,
     SkipNonfiniteNode,
     _Node,
 )
@@ -95,6 +97,7 @@ _HANDLERS: dict[type, Callable[[Transform, list], Any]] = {
     NormScaled: lambda stage, children: NormNode(stage),
     PerTensorReduction: PerTensorNode,
     SkipNonfinite: SkipNonfiniteNode,
+    SharpnessAware: SharpnessNode,
 }
 
 

@@ -1,6 +1,6 @@
 """The JAX engine's nodes: how each kind of transform runs in the traced step
 (elementwise stages, norm and per-tensor reductions, chains, masks, partitions,
-skipping non-finite steps)."""
+skipping non-finite steps, the sharpness-aware wrapper)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from jax import tree_util
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled, resolve
 from .._core.namespaces import element_for, nan_to_zero
+from .._core.sharpness import SharpnessAware, perturbation
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain
 from .jax_scalars import (
@@ -441,3 +442,43 @@ class SkipNonfiniteNode:
             lambda new, old: jnp.where(take, new, old), inner, state["inner"]
         )
         return updates, {"inner": inner, "notfinite_count": run, "total_notfinite": total}
+
+
+class SharpnessNode:
+    """:func:`gradstep.sam` under jit: both the ascent and the descent are computed
+    every update and the one of this update's phase selected (``jnp.where``); the
+    inner state advances on descents only."""
+
+    def __init__(self, transform: SharpnessAware, children):
+        self.transform = transform
+        (self.inner,) = children
+
+    def init(self, leaves, td):
+        return {
+            "phase": jnp.zeros((), COUNT_DTYPE),
+            "cache": td.unflatten([jnp.array(p, copy=True) for p in leaves]),
+            "inner": self.inner.init(leaves, td),
+        }
+
+    def collect(self, state, ctx, req):
+        self.inner.collect(state["inner"], ctx, req)
+
+    def apply(self, g, w, state, td, ctx, req):
+        if w is None:
+            raise ValueError(f"{self.transform.name}: this transform needs params in update()")
+        t = self.transform
+        ascent = state["phase"] == 0
+        cache = td.flatten_up_to(state["cache"])
+        perturbed = perturbation(g, w, t.rho, t.adaptive, t.epsilon)
+        inner_updates, inner = self.inner.apply(g, cache, state["inner"], td, ctx, req)
+        back = [c - x + u for c, x, u in zip(cache, w, inner_updates)]
+        updates = [jnp.where(ascent, e, b) for e, b in zip(perturbed, back)]
+        new_cache = [jnp.where(ascent, x, c) for x, c in zip(w, cache)]
+        inner = tree_util.tree_map(
+            lambda new, old: jnp.where(ascent, old, new), inner, state["inner"]
+        )
+        return updates, {
+            "phase": (1 - state["phase"]).astype(COUNT_DTYPE),
+            "cache": td.unflatten(new_cache),
+            "inner": inner,
+        }

@@ -135,6 +135,24 @@ class TorchNamespace(Namespace):
         x[row] = value
         return x
 
+    def moveaxis(self, x, source, destination):
+        return torch.movedim(x, source, destination)
+
+    def take(self, x, indices, axis):
+        return torch.index_select(x, axis, indices)
+
+    def flip(self, x, axis):
+        return torch.flip(x, dims=(axis,))
+
+    def eigh(self, a):
+        return torch.linalg.eigh(a)
+
+    def qr(self, a):
+        return torch.linalg.qr(a, mode="reduced")[0]
+
+    def argsort(self, x):
+        return torch.argsort(x, stable=True)
+
     def sum(self, x, axis=None, keepdims=False):
         if axis is None:
             return torch.sum(x)
@@ -144,6 +162,9 @@ class TorchNamespace(Namespace):
         if axis is None:
             return torch.mean(x)
         return torch.mean(x, dim=axis, keepdim=keepdims)
+
+    def amax(self, x, axis=None):
+        return torch.amax(x) if axis is None else torch.amax(x, dim=axis)
 
     def square_sum(self, x):
         a = x.detach().reshape(-1).to(self._wide(x))

@@ -339,8 +339,10 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
     def step(self, closure: Any = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` (optional)
         re-evaluates the loss first and its value is returned."""
-        if hasattr(self._transform, "step_with_closure"):
+        if hasattr(self._transform, "step_with_closure") and not self._closure_updates():
             return self._closure_step(closure)
+        if closure is not None and self._closure_updates() > 1:
+            return self._repeated_closure_step(closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -363,6 +365,26 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
             for group in self.param_groups:
                 self._step_group(group, amp)
+        return loss
+
+    def _closure_updates(self) -> int:
+        """How many updates a closure-driven step makes (``updates_per_closure`` of
+        the groups' transforms, e.g. 2 for SAM's ascent and descent); 0 if none says."""
+        return max(
+            (getattr(self._rule(g).transform, "updates_per_closure", 0) for g in self.param_groups),
+            default=0,
+        )
+
+    def _repeated_closure_step(self, closure: Any) -> Any:
+        """Evaluate ``closure`` and update, as many times as the transform's step
+        takes (SAM: the ascent, then the descent with the gradient at the perturbed
+        point); returns the loss of the first evaluation."""
+        loss = None
+        for k in range(self._closure_updates()):
+            with torch.enable_grad():
+                value = closure()
+            loss = value if k == 0 else loss
+            self.step()
         return loss
 
     def _closure_step(self, closure: Any) -> Any:

@@ -15,6 +15,7 @@ import torch
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.per_tensor import PerTensorReduction
+from .._core.sharpness import SharpnessAware
 from .._core.transform import Chain, Transform, map_transform, walk
 from .._core.validate import OneOf, check
 from ._state import Layout, StateSplitError, shape_independent
@@ -105,7 +106,11 @@ def _local_ok(t: Transform) -> bool:
 
 
 def _global_norm(t: Transform) -> bool:
-    return any(isinstance(v.transform, NormScaled) and not v.transform.per_tensor for v in walk(t))
+    return any(
+        (isinstance(v.transform, NormScaled) and not v.transform.per_tensor)
+        or isinstance(v.transform, SharpnessAware)  # its perturbation's norm is global
+        for v in walk(t)
+    )
 
 
 def _fusable(t: Transform, per_tensor: bool = False) -> bool:

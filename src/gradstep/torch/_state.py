@@ -25,6 +25,7 @@ import numpy as np
 from .._core import tree as _tree
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise
+from .._core.sharpness import SharpnessAware
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain, Transform, walk
 
@@ -309,7 +310,8 @@ def shape_independent(t: Transform) -> bool:
         node = visit.transform
         if isinstance(node, Masked):
             return False  # a mask may select by shape
-        # skip_nonfinite keeps two shared counters besides its inner state
-        if not isinstance(node, (Chain, Elementwise, SkipNonfinite)):
+        # skip_nonfinite keeps two shared counters besides its inner state; SAM a
+        # shared counter and a per-element copy of the parameters
+        if not isinstance(node, (Chain, Elementwise, SkipNonfinite, SharpnessAware)):
             return False
     return True
