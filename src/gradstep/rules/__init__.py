@@ -17,6 +17,7 @@ from .lbsgd import lbsgd
 from .lion import lion, scale_by_lion
 from .muon import muon, newton_schulz
 from .nadam import nadam, scale_by_nadam
+from .prodigy import prodigy, scale_by_prodigy
 from .radam import radam, scale_by_radam
 from .rmsprop import rmsprop, scale_by_rms
 from .schedule_free import schedule_free_adamw, schedule_free_sgd
@@ -48,6 +49,7 @@ __all__ = [
     "nadam",
     "nesterov_momentum",
     "newton_schulz",
+    "prodigy",
     "radam",
     "rmsprop",
     "scale_by_adadelta",
@@ -60,6 +62,7 @@ __all__ = [
     "scale_by_lars",
     "scale_by_lion",
     "scale_by_nadam",
+    "scale_by_prodigy",
     "scale_by_radam",
     "scale_by_rms",
     "scale_by_sign",

@@ -1,0 +1,29 @@
+"""Registry entries of the learning-rate-free rules: Prodigy.
+
+Each estimates its step size from sums over every element of every tensor (a global
+reduction with scalar state, :class:`~gradstep._core.global_reduction.GlobalReduction`),
+so none is declared ``"elementwise"``; the numba and Triton engines still run each as a
+reduction pass plus one fused elementwise pass.
+"""
+
+from .._core.registry import OptimizerSpec
+from ..rules.prodigy import prodigy
+
+_REDUCTION = frozenset({"reduction"})
+
+#: this area's entries, in the registry's order
+SPECS = (
+    OptimizerSpec(
+        "prodigy",
+        prodigy,
+        "prodigy",
+        "Adam stepped by a running estimate of the distance to the solution (D-Adaptation's successor).",
+        _REDUCTION,
+        (
+            "Mishchenko & Defazio (2024): Prodigy: An Expeditiously Adaptive Parameter-Free "
+            "Learner. ICML, arXiv:2306.06101",
+        ),
+        fixtures=("prodigyopt.Prodigy",),
+        test_hyperparams={"learning_rate": 1.0, "d0": 1e-3},
+    ),
+)

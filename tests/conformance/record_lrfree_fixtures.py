@@ -1,0 +1,187 @@
+"""Record reference trajectories of the learning-rate-free rules: the authors' packages
+(``prodigyopt``, ``dadaptation``).
+
+Run from the repository root (needs torch and the reference packages installed; the
+tests do not)::
+
+    python tests/conformance/record_lrfree_fixtures.py
+
+The cases go to ``fixtures/lrfree.json`` in the format of ``record_fixtures.py`` (30
+steps, gradients ``h * (w - target) + noise`` at the reference's own iterates, one
+column of the first tensor always zero) and are replayed by ``test_conformance.py``.
+``fixtures/MANIFEST-lrfree.json`` records the library versions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+FIXTURES = HERE / "fixtures"
+OUT = FIXTURES / "lrfree.json"
+MANIFEST = FIXTURES / "MANIFEST-lrfree.json"
+
+
+def _base():
+    """``record_fixtures.py`` beside this file (the problem, learning rates, records)."""
+    spec = importlib.util.spec_from_file_location("record_fixtures", HERE / "record_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BASE = _base()
+
+PRODIGY_FLOAT32 = (
+    "prodigyopt sums g (w0 - w) per tensor in float32 (torch.dot) and the sum cancels: "
+    "its d differs from gradstep's float64 sum by ~1e-5 relative from the second step on",
+    1e-3,
+    1e-5,
+)
+
+# (id, "package.Class", reference kwargs, gradstep rule, gradstep kwargs, options)
+# options: "lrs" (the learning rate changes between steps), "float32": recorded in
+# float32 too, with (reason, rtol, atol) replacing float32's tolerance; "grad_scale"
+CASES = [
+    ("prodigy_default", "prodigyopt.Prodigy", {}, "prodigy", {}, {"float32": PRODIGY_FLOAT32}),
+    (
+        "prodigy_bias_correction_decoupled_wd_lr_change",
+        "prodigyopt.Prodigy",
+        {
+            "lr": 0.5,
+            "betas": (0.8, 0.99),
+            "weight_decay": 0.05,
+            "use_bias_correction": True,
+            "d0": 1e-3,
+        },
+        "prodigy",
+        {
+            "learning_rate": 0.5,
+            "beta1": 0.8,
+            "beta2": 0.99,
+            "weight_decay": 0.05,
+            "use_bias_correction": True,
+            "d0": 1e-3,
+        },
+        {"lrs": True, "float32": PRODIGY_FLOAT32},
+    ),
+    (
+        "prodigy_coupled_wd_safeguard_growth",
+        "prodigyopt.Prodigy",
+        {
+            "weight_decay": 0.1,
+            "decouple": False,
+            "safeguard_warmup": True,
+            "growth_rate": 1.5,
+            "d_coef": 0.5,
+            "beta3": 0.95,
+            "eps": 1e-6,
+        },
+        "prodigy",
+        {
+            "weight_decay": 0.1,
+            "decouple": False,
+            "safeguard_warmup": True,
+            "growth_rate": 1.5,
+            "d_coef": 0.5,
+            "beta3": 0.95,
+            "epsilon": 1e-6,
+        },
+        {},
+    ),
+    (
+        "prodigy_no_momentum_decoupled_wd",
+        "prodigyopt.Prodigy",
+        {"betas": (0.0, 0.99), "weight_decay": 0.02, "d0": 1e-4},
+        "prodigy",
+        {"beta1": 0.0, "beta2": 0.99, "weight_decay": 0.02, "d0": 1e-4},
+        {},
+    ),
+]
+
+
+def reference_class(name: str):
+    module, cls = name.rsplit(".", 1)
+    return getattr(importlib.import_module(module), cls)
+
+
+def run_torch_package(name: str, kwargs: dict, dtype: str, options: dict, seed: int) -> dict:
+    import torch
+
+    w0, grad = BASE.problem(seed, options.get("grad_scale", 1.0))
+    params = [torch.tensor(w, dtype=getattr(torch, dtype)) for w in w0]
+    opt = reference_class(name)(params, **kwargs)
+    lrs = BASE.changing_lrs(opt.param_groups[0]["lr"]) if options.get("lrs") else None
+
+    def step(g, k):
+        for p, x in zip(params, g):
+            p.grad = torch.tensor(x, dtype=p.dtype)
+        if lrs is not None:
+            opt.param_groups[0]["lr"] = lrs[k]
+        opt.step()
+        return [p.detach().numpy().copy() for p in params]
+
+    return BASE._record(w0, grad, lrs, dtype, params, step)
+
+
+def record() -> list[dict]:
+    out = []
+    for seed, (case_id, ref, ref_kwargs, rule, rule_kwargs, options) in enumerate(CASES, 500):
+        dtypes = ["float64"] + (["float32"] if options.get("float32") else [])
+        for dtype in dtypes:
+            data = run_torch_package(ref, ref_kwargs, dtype, options, seed)
+            case = {
+                "id": f"{ref.split('.')[0]}-{case_id}-{dtype}",
+                "reference": ref,
+                "reference_kwargs": {
+                    k: list(v) if isinstance(v, tuple) else v for k, v in ref_kwargs.items()
+                },
+                "rule": rule,
+                "rule_kwargs": rule_kwargs,
+                "dtype": dtype,
+                **data,
+            }
+            if dtype == "float32" and options["float32"] is not True:
+                reason, rtol, atol = options["float32"]
+                case["tolerance"] = {"rtol": rtol, "atol": atol}
+                case["tolerance_reason"] = reason
+            out.append(case)
+    return out
+
+
+def main() -> None:
+    import torch
+
+    records = record()
+    OUT.write_text(json.dumps(records, indent=0))
+    print(f"{OUT.name}: {len(records)} trajectories")
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+    }
+    for package in sorted({ref.split(".")[0] for _, ref, *_ in CASES}):
+        from importlib.metadata import version
+
+        versions[package] = version(package)
+    manifest = {
+        "generator": "tests/conformance/record_lrfree_fixtures.py",
+        "steps": BASE.STEPS,
+        "files": [OUT.name],
+        "versions": versions,
+        "platform": f"{platform.system()} {platform.machine()}",
+        "command": "python tests/conformance/record_lrfree_fixtures.py",
+    }
+    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(" ".join(sys.argv), "->", MANIFEST.name)
+
+
+if __name__ == "__main__":
+    main()
