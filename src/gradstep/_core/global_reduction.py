@@ -42,6 +42,10 @@ def _fixed(values: dict, h: dict, count: int) -> dict:
     return values
 
 
+def _hyperparameters_only(carried: tuple, h: dict, count: int) -> dict:
+    return {k: v for k, v in h.items() if k not in carried}
+
+
 class GlobalReduction(Elementwise):
     """An elementwise stage whose element function also takes scalars reduced over
     every tensor, and which carries scalar state.
@@ -52,8 +56,9 @@ class GlobalReduction(Elementwise):
       combine: ``combine(sums, h, scalars) -> (carried, reduced)``.
       reduced_scalars: the names of the element function's last parameters, which
         ``combine`` provides; the parameters before them come from ``prepare``.
-      carried: ``{name: initial value}`` of the scalar state kept in the stage's state
-        (float64 where the library has it).
+      carried: ``{name: initial value}`` of the scalar state kept in the stage's state,
+        in the parameters' floating dtype (float32 parameters: float32, as every other
+        state); ``combine`` computes in float64 where the library has it.
     """
 
     def __init__(
@@ -67,6 +72,8 @@ class GlobalReduction(Elementwise):
         carried: dict[str, float],
         **elementwise: Any,
     ):
+        if elementwise.get("prepare") is None:  # the hyperparameters, without the state
+            elementwise["prepare"] = functools.partial(_hyperparameters_only, tuple(carried))
         super().__init__(name, element, **elementwise)
         self.terms = terms
         self.combine = combine
@@ -119,6 +126,11 @@ class GlobalReduction(Elementwise):
         result = self.terms(*arrays, *([1.0] * len(self.scalar_names())))
         return len(result) if isinstance(result, tuple) else 1
 
+    def scalars(self, count: int, ctx: dict[str, Any]) -> dict[str, Any]:
+        """The ``prepare`` scalars at the initial carried state (engines use
+        :meth:`step_scalars` with the state's)."""
+        return self.step_scalars(self.carried, count, ctx)[1]
+
     def carried_of(self, state: dict) -> dict[str, Any]:
         """The carried state's values in the stage's state node."""
         return {name: state[name] for name in self.carried}
@@ -126,9 +138,16 @@ class GlobalReduction(Elementwise):
     # -- the eager engine ---------------------------------------------------------------
 
     def init(self, params: Any) -> dict:
+        """Slots as an elementwise stage's; the carried state as NumPy 0-d arrays of
+        the parameters' floating dtype (float64 without parameters)."""
         state = super().init(params)
+        leaves = _tree.leaves(params)
+        dtype = np.float64
+        if leaves:
+            like = namespace_of(leaves[0]).float_dtype(leaves[0])
+            dtype = np.float32 if str(like).endswith("float32") else np.float64
         for name, value in self.carried.items():
-            state[name] = np.asarray(value, dtype=np.float64)
+            state[name] = np.asarray(value, dtype=dtype)
         return state
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
@@ -183,5 +202,5 @@ def _stored(value: Any, old: Any) -> Any:
     """A new carried value in the form the state keeps it (NumPy float64 0-d arrays
     stay so; a library's 0-d arrays stay that library's)."""
     if isinstance(old, np.ndarray) and namespace_of(value).name == "numpy":
-        return np.asarray(value, dtype=np.float64)
+        return np.asarray(value, dtype=old.dtype)
     return value

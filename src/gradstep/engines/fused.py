@@ -51,10 +51,10 @@ from .plan import (
     advance_counts,
     call_args,
     flatten_stages,
-    terms_args,
     place_stages,
     slot_names,
     stage_nodes,
+    terms_args,
 )
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -94,8 +94,11 @@ def generate_source(stages: list[Stage]) -> str:
 
 
 def global_terms(st: Stage) -> int:
-    """How many arrays a global reduction stage's ``terms`` returns."""
-    return st.stage.n_terms()
+    """How many arrays a global reduction stage's ``terms`` returns (cached on the
+    stage's plan entry: counting calls the function)."""
+    if "n_terms" not in st.__dict__:
+        st.__dict__["n_terms"] = st.stage.n_terms()
+    return st.__dict__["n_terms"]
 
 
 def _kernel(
@@ -272,7 +275,8 @@ class FusedEngine:
         self._slot_pointers(layout, nodes)
         carried = self._run(layout, nodes, counts, ctx)
         for st, values in carried.items():
-            nodes[st].update({k: np.asarray(v, np.float64) for k, v in values.items()})
+            node = nodes[st]
+            node.update({k: np.asarray(v, np.asarray(node[k]).dtype) for k, v in values.items()})
         advance_counts(self.stages, nodes, counts)
         return state
 
