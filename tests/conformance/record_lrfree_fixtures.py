@@ -1,8 +1,8 @@
 """Record reference trajectories of the learning-rate-free rules: the authors' packages
-(``prodigyopt``, ``dadaptation``).
+(``prodigyopt``, ``dadaptation``) and ``optax.contrib``.
 
-Run from the repository root (needs torch and the reference packages installed; the
-tests do not)::
+Run from the repository root (needs torch, jax/optax and the reference packages
+installed; the tests do not)::
 
     python tests/conformance/record_lrfree_fixtures.py
 
@@ -42,6 +42,12 @@ BASE = _base()
 PRODIGY_FLOAT32 = (
     "prodigyopt sums g (w0 - w) per tensor in float32 (torch.dot) and the sum cancels: "
     "its d differs from gradstep's float64 sum by ~1e-5 relative from the second step on",
+    1e-3,
+    1e-5,
+)
+DADAPT_FLOAT32 = (
+    "dadaptation sums g s / (sqrt(v) + eps) per tensor in float32 (torch.dot) and the sum "
+    "cancels: its d differs from gradstep's float64 sum by ~1e-5 relative",
     1e-3,
     1e-5,
 )
@@ -104,6 +110,95 @@ CASES = [
         {"beta1": 0.0, "beta2": 0.99, "weight_decay": 0.02, "d0": 1e-4},
         {},
     ),
+    (
+        "dadapt_adam_default",
+        "dadaptation.DAdaptAdam",
+        {},
+        "dadapt_adam",
+        {},
+        {"float32": DADAPT_FLOAT32},
+    ),
+    (
+        "dadapt_adam_bias_correction_decoupled_wd_lr_change",
+        "dadaptation.DAdaptAdam",
+        {
+            "lr": 0.5,
+            "betas": (0.8, 0.99),
+            "weight_decay": 0.05,
+            "decouple": True,
+            "use_bias_correction": True,
+            "d0": 1e-3,
+        },
+        "dadapt_adam",
+        {
+            "learning_rate": 0.5,
+            "beta1": 0.8,
+            "beta2": 0.99,
+            "weight_decay": 0.05,
+            "decouple": True,
+            "use_bias_correction": True,
+            "d0": 1e-3,
+        },
+        {"lrs": True, "float32": DADAPT_FLOAT32},
+    ),
+    (
+        "dadapt_adam_coupled_wd_growth",
+        "dadaptation.DAdaptAdam",
+        {"weight_decay": 0.1, "growth_rate": 1.5, "eps": 1e-6, "d0": 1e-4},
+        "dadapt_adam",
+        {"weight_decay": 0.1, "growth_rate": 1.5, "epsilon": 1e-6, "d0": 1e-4},
+        {},
+    ),
+    (
+        "prodigy_wd_safeguard_lr_change",
+        "optax.contrib.prodigy",
+        {"learning_rate": 0.5, "weight_decay": 0.05, "safeguard_warmup": True, "estim_lr0": 1e-3},
+        "prodigy",
+        {
+            "learning_rate": 0.5,
+            "weight_decay": 0.05,
+            "safeguard_warmup": True,
+            "d0": 1e-3,
+            "use_bias_correction": True,
+        },
+        {"lrs": True},
+    ),
+    (
+        "prodigy_betas_coef",
+        "optax.contrib.prodigy",
+        {"betas": (0.8, 0.99), "beta3": 0.9, "estim_lr_coef": 0.5},
+        "prodigy",
+        {"beta1": 0.8, "beta2": 0.99, "beta3": 0.9, "d_coef": 0.5, "use_bias_correction": True},
+        {},
+    ),
+    (
+        "dadapt_adamw_wd_lr_change",
+        "optax.contrib.dadapt_adamw",
+        {"learning_rate": 0.5, "weight_decay": 0.05, "estim_lr0": 1e-3},
+        "dadapt_adam",
+        {
+            "learning_rate": 0.5,
+            "weight_decay": 0.05,
+            "decouple": True,
+            "use_bias_correction": True,
+            "d0": 1e-3,
+        },
+        {"lrs": True},
+    ),
+    (
+        "dadapt_adamw_betas",
+        "optax.contrib.dadapt_adamw",
+        {"betas": (0.8, 0.99), "eps": 1e-6},
+        "dadapt_adam",
+        {
+            "beta1": 0.8,
+            "beta2": 0.99,
+            "epsilon": 1e-6,
+            "use_bias_correction": True,
+            "decouple": True,
+        },
+        {},
+    ),
 ]
 
 
@@ -131,12 +226,43 @@ def run_torch_package(name: str, kwargs: dict, dtype: str, options: dict, seed: 
     return BASE._record(w0, grad, lrs, dtype, params, step)
 
 
+def run_optax(name: str, kwargs: dict, dtype: str, options: dict, seed: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    w0, grad = BASE.problem(seed, options.get("grad_scale", 1.0))
+    factory = optax
+    for part in name.split(".")[1:]:
+        factory = getattr(factory, part)
+    kwargs = dict(kwargs)
+    lrs = BASE.changing_lrs(kwargs["learning_rate"]) if options.get("lrs") else None
+    if lrs:  # only the learning rate changes; every other argument stays as given
+        static = tuple(k for k in kwargs if k != "learning_rate")
+        opt = optax.inject_hyperparams(factory, static_args=static)(**kwargs)
+    else:
+        opt = factory(**kwargs)
+    params = [jnp.asarray(w, dtype=dtype) for w in w0]
+    state = {"opt": opt.init(params), "params": params}
+
+    def step(g, k):
+        if lrs is not None:
+            state["opt"].hyperparams["learning_rate"] = jnp.asarray(lrs[k], dtype=dtype)
+        g = [jnp.asarray(x, dtype=dtype) for x in g]
+        updates, state["opt"] = opt.update(g, state["opt"], state["params"])
+        state["params"] = optax.apply_updates(state["params"], updates)
+        return [np.asarray(jax.device_get(p)) for p in state["params"]]
+
+    return BASE._record(w0, grad, lrs, dtype, params, step)
+
+
 def record() -> list[dict]:
     out = []
     for seed, (case_id, ref, ref_kwargs, rule, rule_kwargs, options) in enumerate(CASES, 500):
         dtypes = ["float64"] + (["float32"] if options.get("float32") else [])
         for dtype in dtypes:
-            data = run_torch_package(ref, ref_kwargs, dtype, options, seed)
+            runner = run_optax if ref.startswith("optax.") else run_torch_package
+            data = runner(ref, ref_kwargs, dtype, options, seed)
             case = {
                 "id": f"{ref.split('.')[0]}-{case_id}-{dtype}",
                 "reference": ref,
@@ -157,6 +283,9 @@ def record() -> list[dict]:
 
 
 def main() -> None:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
     import torch
 
     records = record()
@@ -167,7 +296,7 @@ def main() -> None:
         "numpy": np.__version__,
         "torch": torch.__version__,
     }
-    for package in sorted({ref.split(".")[0] for _, ref, *_ in CASES}):
+    for package in sorted({ref.split(".")[0] for _, ref, *_ in CASES} | {"jax"}):
         from importlib.metadata import version
 
         versions[package] = version(package)

@@ -1,4 +1,4 @@
-"""Registry entries of the learning-rate-free rules: Prodigy.
+"""Registry entries of the learning-rate-free rules: Prodigy and D-Adaptation.
 
 Each estimates its step size from sums over every element of every tensor (a global
 reduction with scalar state, :class:`~gradstep._core.global_reduction.GlobalReduction`),
@@ -7,9 +7,14 @@ reduction pass plus one fused elementwise pass.
 """
 
 from .._core.registry import OptimizerSpec
+from ..rules.dadapt_adam import dadapt_adam
 from ..rules.prodigy import prodigy
 
 _REDUCTION = frozenset({"reduction"})
+_DADAPTATION = (
+    "Defazio & Mishchenko (2023): Learning-Rate-Free Learning by D-Adaptation. ICML, "
+    "arXiv:2301.07733",
+)
 
 #: this area's entries, in the registry's order
 SPECS = (
@@ -23,9 +28,20 @@ SPECS = (
             "Mishchenko & Defazio (2024): Prodigy: An Expeditiously Adaptive Parameter-Free "
             "Learner. ICML, arXiv:2306.06101",
         ),
-        fixtures=("prodigyopt.Prodigy",),
+        fixtures=("prodigyopt.Prodigy", "optax.contrib.prodigy"),
         test_hyperparams={"learning_rate": 1.0, "d0": 1e-3},
         # the estimated step oscillates across the curved valley: a tenth of it settles
+        rosenbrock_hyperparams={"learning_rate": 0.1},
+    ),
+    OptimizerSpec(
+        "dadapt_adam",
+        dadapt_adam,
+        "dadapt_adam",
+        "Adam stepped by a lower bound on the distance to the solution (D-Adaptation).",
+        _REDUCTION,
+        _DADAPTATION,
+        fixtures=("dadaptation.DAdaptAdam", "optax.contrib.dadapt_adamw"),
+        test_hyperparams={"learning_rate": 1.0, "d0": 1e-3},
         rosenbrock_hyperparams={"learning_rate": 0.1},
     ),
 )

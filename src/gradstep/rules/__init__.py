@@ -5,6 +5,7 @@ from .adafactor import adafactor
 from .adagrad import adagrad, inverse_time_decay, scale_by_adagrad
 from .adam import adam, adamw, scale_by_adam
 from .adamax import adamax, scale_by_adamax
+from .dadapt_adam import dadapt_adam, scale_by_dadapt_adam
 from .delay import dcasgd, scale_by_delay_compensation
 from .ftml import ftml, scale_by_ftml
 from .ftrl import ftrl, scale_by_ftrl
@@ -33,6 +34,7 @@ __all__ = [
     "adam",
     "adamax",
     "adamw",
+    "dadapt_adam",
     "apply_momentum",
     "apply_nesterov_momentum",
     "dcasgd",
@@ -56,6 +58,7 @@ __all__ = [
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_dadapt_adam",
     "scale_by_delay_compensation",
     "scale_by_ftml",
     "scale_by_ftrl",

@@ -285,8 +285,11 @@ def prodigy(
     :math:`g(w_0-w)` in the parameters' dtype per tensor (``torch.dot``); gradstep
     accumulates every sum in float64. ``learning_rate`` must stay > 0 (the reference
     skips a step whose rate is 0, gradstep refuses the rate). optax's
-    ``contrib.prodigy`` follows an earlier version of the algorithm (no
-    ``d == d0`` first-growth rule, the decay always decoupled).
+    ``contrib.prodigy(learning_rate, betas, beta3, eps, estim_lr0, estim_lr_coef,
+    weight_decay, safeguard_warmup)`` is this rule with ``use_bias_correction=True``,
+    ``decouple=True``, ``growth_rate=inf``, ``d0=estim_lr0`` and
+    ``d_coef=estim_lr_coef`` (it has no early return: a first step with all gradients
+    zero gives NaN there).
     """
     coupled = weight_decay != 0 and not decouple
     return rule(
