@@ -7,7 +7,9 @@ reduction pass plus one fused elementwise pass.
 """
 
 from .._core.registry import OptimizerSpec
+from ..rules.dadapt_adagrad import dadapt_adagrad
 from ..rules.dadapt_adam import dadapt_adam
+from ..rules.dadapt_sgd import dadapt_sgd
 from ..rules.prodigy import prodigy
 
 _REDUCTION = frozenset({"reduction"})
@@ -43,5 +45,26 @@ SPECS = (
         fixtures=("dadaptation.DAdaptAdam", "optax.contrib.dadapt_adamw"),
         test_hyperparams={"learning_rate": 1.0, "d0": 1e-3},
         rosenbrock_hyperparams={"learning_rate": 0.1},
+    ),
+    OptimizerSpec(
+        "dadapt_sgd",
+        dadapt_sgd,
+        "dadapt_sgd",
+        "Dual-averaging SGD stepped by a lower bound on the distance to the solution.",
+        _REDUCTION,
+        _DADAPTATION,
+        fixtures=("dadaptation.DAdaptSGD",),
+        # without momentum the estimated step overshoots Rosenbrock's valley
+        test_hyperparams={"learning_rate": 1.0, "d0": 1e-3, "momentum": 0.9},
+    ),
+    OptimizerSpec(
+        "dadapt_adagrad",
+        dadapt_adagrad,
+        "dadapt_adagrad",
+        "AdaGrad-weighted dual averaging stepped by a distance estimate.",
+        _REDUCTION,
+        _DADAPTATION,
+        fixtures=("dadaptation.DAdaptAdaGrad",),
+        test_hyperparams={"learning_rate": 1.0, "d0": 1e-3},
     ),
 )

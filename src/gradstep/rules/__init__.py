@@ -5,7 +5,9 @@ from .adafactor import adafactor
 from .adagrad import adagrad, inverse_time_decay, scale_by_adagrad
 from .adam import adam, adamw, scale_by_adam
 from .adamax import adamax, scale_by_adamax
+from .dadapt_adagrad import dadapt_adagrad
 from .dadapt_adam import dadapt_adam, scale_by_dadapt_adam
+from .dadapt_sgd import dadapt_sgd
 from .delay import dcasgd, scale_by_delay_compensation
 from .ftml import ftml, scale_by_ftml
 from .ftrl import ftrl, scale_by_ftrl
@@ -34,7 +36,9 @@ __all__ = [
     "adam",
     "adamax",
     "adamw",
+    "dadapt_adagrad",
     "dadapt_adam",
+    "dadapt_sgd",
     "apply_momentum",
     "apply_nesterov_momentum",
     "dcasgd",
