@@ -1,4 +1,4 @@
-"""Registry entries of the learning-rate-free rules: Prodigy and D-Adaptation.
+"""Registry entries of the learning-rate-free rules: Prodigy, D-Adaptation, DoG and DoWG.
 
 Each estimates its step size from sums over every element of every tensor (a global
 reduction with scalar state, :class:`~gradstep._core.global_reduction.GlobalReduction`),
@@ -10,6 +10,8 @@ from .._core.registry import OptimizerSpec
 from ..rules.dadapt_adagrad import dadapt_adagrad
 from ..rules.dadapt_adam import dadapt_adam
 from ..rules.dadapt_sgd import dadapt_sgd
+from ..rules.dog import dog
+from ..rules.dowg import dowg
 from ..rules.prodigy import prodigy
 
 _REDUCTION = frozenset({"reduction"})
@@ -66,5 +68,31 @@ SPECS = (
         _DADAPTATION,
         fixtures=("dadaptation.DAdaptAdaGrad",),
         test_hyperparams={"learning_rate": 1.0, "d0": 1e-3},
+    ),
+    OptimizerSpec(
+        "dog",
+        dog,
+        "dog",
+        "SGD stepped by the largest distance travelled over the summed gradient norms.",
+        _REDUCTION,
+        (
+            "Ivgi, Hinder & Carmon (2023): DoG is SGD's Best Friend: A Parameter-Free Dynamic "
+            "Step Size Schedule. ICML, arXiv:2302.12022",
+        ),
+        fixtures=("optax.contrib.dog",),
+        test_hyperparams={"init_step_value": 1e-3},
+    ),
+    OptimizerSpec(
+        "dowg",
+        dowg,
+        "dowg",
+        "SGD stepped by the squared distance travelled over distance-weighted gradient norms.",
+        _REDUCTION,
+        (
+            "Khaled, Mishchenko & Jin (2023): DoWG Unleashed: An Efficient Universal "
+            "Parameter-Free Gradient Descent Method. NeurIPS, arXiv:2305.16284",
+        ),
+        fixtures=("optax.contrib.dowg",),
+        test_hyperparams={},
     ),
 )

@@ -9,6 +9,8 @@ from .dadapt_adagrad import dadapt_adagrad
 from .dadapt_adam import dadapt_adam, scale_by_dadapt_adam
 from .dadapt_sgd import dadapt_sgd
 from .delay import dcasgd, scale_by_delay_compensation
+from .dog import dog, scale_by_dog
+from .dowg import dowg, scale_by_dowg
 from .ftml import ftml, scale_by_ftml
 from .ftrl import ftrl, scale_by_ftrl
 from .lamb import lamb
@@ -42,6 +44,8 @@ __all__ = [
     "apply_momentum",
     "apply_nesterov_momentum",
     "dcasgd",
+    "dog",
+    "dowg",
     "ftml",
     "ftrl",
     "inverse_time_decay",
@@ -64,6 +68,8 @@ __all__ = [
     "scale_by_adamax",
     "scale_by_dadapt_adam",
     "scale_by_delay_compensation",
+    "scale_by_dog",
+    "scale_by_dowg",
     "scale_by_ftml",
     "scale_by_ftrl",
     "scale_by_lars",
