@@ -202,6 +202,15 @@ CASES = [
         {"lrs": True, "float32": DADAPT_FLOAT32},
     ),
     ("dog_default", "optax.contrib.dog", {}, "dog", {}, {"float32": True}),
+    ("cocob_default", "optax.contrib.cocob", {}, "cocob", {}, {"float32": True}),
+    (
+        "cocob_alpha_eps_wd_lr_change",
+        "optax.contrib.cocob",
+        {"learning_rate": 0.5, "alpha": 10.0, "eps": 1e-4, "weight_decay": 0.01},
+        "cocob",
+        {"learning_rate": 0.5, "alpha": 10.0, "epsilon": 1e-4, "weight_decay": 0.01},
+        {"lrs": True, "float32": True},
+    ),
     (
         "dog_first_learning_rate_wd_lr_change",
         "optax.contrib.dog",

@@ -1,12 +1,15 @@
-"""Registry entries of the learning-rate-free rules: Prodigy, D-Adaptation, DoG and DoWG.
+"""Registry entries of the learning-rate-free rules: Prodigy, D-Adaptation, DoG, DoWG
+and COCOB.
 
 Each estimates its step size from sums over every element of every tensor (a global
 reduction with scalar state, :class:`~gradstep._core.global_reduction.GlobalReduction`),
 so none is declared ``"elementwise"``; the numba and Triton engines still run each as a
-reduction pass plus one fused elementwise pass.
+reduction pass plus one fused elementwise pass. COCOB bets per coordinate: it is
+elementwise.
 """
 
 from .._core.registry import OptimizerSpec
+from ..rules.cocob import cocob
 from ..rules.dadapt_adagrad import dadapt_adagrad
 from ..rules.dadapt_adam import dadapt_adam
 from ..rules.dadapt_sgd import dadapt_sgd
@@ -93,6 +96,19 @@ SPECS = (
             "Parameter-Free Gradient Descent Method. NeurIPS, arXiv:2305.16284",
         ),
         fixtures=("optax.contrib.dowg",),
+        test_hyperparams={},
+    ),
+    OptimizerSpec(
+        "cocob",
+        cocob,
+        "cocob",
+        "Per-coordinate coin betting on the gradient's sign (COCOB-Backprop).",
+        frozenset({"elementwise"}),
+        (
+            "Orabona & Tommasi (2017): Training Deep Networks without Learning Rates Through "
+            "Coin Betting. NeurIPS, arXiv:1705.07795",
+        ),
+        fixtures=("optax.contrib.cocob",),
         test_hyperparams={},
     ),
 )

@@ -5,6 +5,7 @@ from .adafactor import adafactor
 from .adagrad import adagrad, inverse_time_decay, scale_by_adagrad
 from .adam import adam, adamw, scale_by_adam
 from .adamax import adamax, scale_by_adamax
+from .cocob import cocob, scale_by_cocob
 from .dadapt_adagrad import dadapt_adagrad
 from .dadapt_adam import dadapt_adam, scale_by_dadapt_adam
 from .dadapt_sgd import dadapt_sgd
@@ -43,6 +44,7 @@ __all__ = [
     "dadapt_sgd",
     "apply_momentum",
     "apply_nesterov_momentum",
+    "cocob",
     "dcasgd",
     "dog",
     "dowg",
@@ -66,6 +68,7 @@ __all__ = [
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_cocob",
     "scale_by_dadapt_adam",
     "scale_by_delay_compensation",
     "scale_by_dog",
