@@ -122,7 +122,7 @@ def dadapt_adagrad(
       >>> import numpy as np, gradstep
       >>> w = np.array([1.0, -2.0])
       >>> opt = gradstep.Optimizer(w, gradstep.dadapt_adagrad())
-      >>> for _ in range(3):
+      >>> for _ in range(10):
       ...     opt.step(w.copy())
       >>> float(opt.state["dadapt_adagrad"]["d"]) > 1e-6
       True
