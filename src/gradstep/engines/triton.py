@@ -288,11 +288,13 @@ class TritonEngine:
         h = stage.step_values(carried, count, ctx)
         prepared = prepare(h, count)
         start = st.scalar_offset
-        scal[start : start + len(prepared)] = _stacked(prepared.values(), scal)
+        if prepared:
+            scal[start : start + len(prepared)] = _stacked(prepared.values(), scal)
         sums = self._sums(module, st, tables, ptrs, scal, amp).sum(dim=0)
         new_carried, reduced = combine(tuple(sums[t] for t in range(sums.shape[0])), h, prepared)
         start += len(prepared)
-        scal[start : start + len(reduced)] = _stacked(reduced.values(), scal)
+        if reduced:
+            scal[start : start + len(reduced)] = _stacked(reduced.values(), scal)
         return {
             k: torch.as_tensor(v, dtype=torch.float64, device=device)
             for k, v in new_carried.items()
