@@ -158,7 +158,12 @@ class GlobalReduction(Elementwise):
             w_leaves = _tree.leaves_like(td, params)
         slot_leaves = [_tree.leaves_like(td, state[s.name]) for s in self.slots]
         count = int(state["count"]) if self.counted else 0
-        carried = self.carried_of(state)
+        # NumPy state (float32 for float32 parameters) is computed with in float64, as
+        # the fused engines do
+        carried = {
+            k: np.float64(v) if isinstance(v, np.ndarray | np.generic) else v
+            for k, v in self.carried_of(state).items()
+        }
         h, scalars = self.step_scalars(carried, count, ctx)
         sums: list = []
         for i, g in enumerate(g_leaves):
@@ -199,8 +204,8 @@ def _like(value: Any, like: Any) -> Any:
 
 
 def _stored(value: Any, old: Any) -> Any:
-    """A new carried value in the form the state keeps it (NumPy float64 0-d arrays
-    stay so; a library's 0-d arrays stay that library's)."""
+    """A new carried value in the form the state keeps it (NumPy 0-d arrays keep their
+    dtype; a library's 0-d arrays stay that library's)."""
     if isinstance(old, np.ndarray) and namespace_of(value).name == "numpy":
         return np.asarray(value, dtype=old.dtype)
     return value
