@@ -162,6 +162,11 @@ class Namespace:
         a = np.asarray(x, dtype=np.float64).ravel()
         return np.dot(a, a)
 
+    def wide_sum(self, x: Any) -> Any:
+        """The sum of ``x`` as a 0-d array of the library, accumulated in float64
+        (float32 where the library or device has no float64)."""
+        return np.sum(np.asarray(x, dtype=np.float64))
+
     def sum_of_squares(self, x: Any) -> float:
         """:meth:`square_sum` as a Python float (a host read on other libraries)."""
         return float(self.square_sum(x))

@@ -7,10 +7,30 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .._core.registry import OptimizerSpec
-from . import averaging, classic, layerwise, modern, mxnet, optax_tail, preconditioned, torch_extra
+from . import (
+    averaging,
+    classic,
+    layerwise,
+    learning_rate_free,
+    modern,
+    mxnet,
+    optax_tail,
+    preconditioned,
+    torch_extra,
+)
 
 #: the entry modules, in the registry's order (a new area is one more module here)
-MODULES = (classic, mxnet, layerwise, modern, averaging, torch_extra, optax_tail, preconditioned)
+MODULES = (
+    classic,
+    mxnet,
+    layerwise,
+    modern,
+    averaging,
+    torch_extra,
+    learning_rate_free,
+    optax_tail,
+    preconditioned,
+)
 
 
 def specs() -> Iterator[OptimizerSpec]:

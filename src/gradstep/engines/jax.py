@@ -33,7 +33,8 @@ params=None, **ctx) -> (updates, state)`` that run inside :func:`jax.jit`,
   host with one callback.
 - **Stage kinds**: the core's :class:`~gradstep._core.transform.Chain`,
   :class:`~gradstep._core.combine.Masked`, :class:`~gradstep._core.combine.Partition`,
-  :class:`~gradstep._core.per_tensor.PerTensorReduction` and
+  :class:`~gradstep._core.per_tensor.PerTensorReduction`,
+  :class:`~gradstep._core.global_reduction.GlobalReduction` and
   :class:`~gradstep._core.skip.SkipNonfinite` have nodes of their own
   (:mod:`.jax_nodes`), registered in this module's table; the node tree is built
   bottom-up with the transform protocol (:func:`~gradstep._core.transform.fold_transform`).
@@ -55,11 +56,13 @@ from jax import tree_util
 
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
+from .._core.global_reduction import GlobalReduction
 from .._core.per_tensor import PerTensorReduction
 from .._core.sharpness import SharpnessAware
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain, Transform, fold_transform
 from . import jax_namespace  # noqa: F401  (registers JAX's array namespace)
+from .jax_global import GlobalNode
 from .jax_host import CallNode
 from .jax_nodes import (
     ChainNode,
@@ -96,6 +99,7 @@ _HANDLERS: dict[type, Callable[[Transform, list], Any]] = {
     Elementwise: _element_node,
     NormScaled: lambda stage, children: NormNode(stage),
     PerTensorReduction: PerTensorNode,
+    GlobalReduction: GlobalNode,
     SkipNonfinite: SkipNonfiniteNode,
     SharpnessAware: SharpnessNode,
 }

@@ -133,6 +133,9 @@ class JaxNamespace(Namespace):
         a = jnp.ravel(jnp.asarray(x)).astype(_default_float())
         return jnp.dot(a, a)
 
+    def wide_sum(self, x):
+        return jnp.sum(jnp.asarray(x).astype(_default_float()))
+
     def max_abs(self, x):
         x = jnp.asarray(x)
         return jnp.max(jnp.abs(x)) if x.size else jnp.zeros((), x.dtype)

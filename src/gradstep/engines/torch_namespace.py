@@ -170,6 +170,9 @@ class TorchNamespace(Namespace):
         a = x.detach().reshape(-1).to(self._wide(x))
         return torch.dot(a, a)
 
+    def wide_sum(self, x):
+        return torch.sum(x.detach().to(self._wide(x)))
+
     def max_abs(self, x):
         if x.numel() == 0:
             return torch.zeros((), dtype=x.dtype, device=x.device)

@@ -5,7 +5,13 @@ from .adafactor import adafactor
 from .adagrad import adagrad, inverse_time_decay, scale_by_adagrad
 from .adam import adam, adamw, scale_by_adam
 from .adamax import adamax, scale_by_adamax
+from .cocob import cocob, scale_by_cocob
+from .dadapt_adagrad import dadapt_adagrad
+from .dadapt_adam import dadapt_adam, scale_by_dadapt_adam
+from .dadapt_sgd import dadapt_sgd
 from .delay import dcasgd, scale_by_delay_compensation
+from .dog import dog, scale_by_dog
+from .dowg import dowg, scale_by_dowg
 from .ftml import ftml, scale_by_ftml
 from .ftrl import ftrl, scale_by_ftrl
 from .lamb import lamb
@@ -17,6 +23,7 @@ from .lbsgd import lbsgd
 from .lion import lion, scale_by_lion
 from .muon import muon, newton_schulz
 from .nadam import nadam, scale_by_nadam
+from .prodigy import prodigy, scale_by_prodigy
 from .radam import radam, scale_by_radam
 from .rmsprop import rmsprop, scale_by_rms
 from .schedule_free import schedule_free_adamw, schedule_free_sgd
@@ -32,9 +39,15 @@ __all__ = [
     "adam",
     "adamax",
     "adamw",
+    "dadapt_adagrad",
+    "dadapt_adam",
+    "dadapt_sgd",
     "apply_momentum",
     "apply_nesterov_momentum",
+    "cocob",
     "dcasgd",
+    "dog",
+    "dowg",
     "ftml",
     "ftrl",
     "inverse_time_decay",
@@ -48,18 +61,24 @@ __all__ = [
     "nadam",
     "nesterov_momentum",
     "newton_schulz",
+    "prodigy",
     "radam",
     "rmsprop",
     "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_cocob",
+    "scale_by_dadapt_adam",
     "scale_by_delay_compensation",
+    "scale_by_dog",
+    "scale_by_dowg",
     "scale_by_ftml",
     "scale_by_ftrl",
     "scale_by_lars",
     "scale_by_lion",
     "scale_by_nadam",
+    "scale_by_prodigy",
     "scale_by_radam",
     "scale_by_rms",
     "scale_by_sign",

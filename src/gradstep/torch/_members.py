@@ -191,6 +191,17 @@ class EngineBucket:
             )
         grads = [self.view(m.g) for m in members]
         self.engine.step_leaves(self.w, grads, self.w, self.tree, ctx)
+        # scalar state the engine changed in the tree (a global reduction's carried
+        # state) goes back to the members, as the eager path stores it
+        for container, key, name in self.refs:
+            if name == STEP:
+                continue
+            value = np.asarray(container[key]).item() if _on_host(container[key]) else None
+            if value is None:
+                value = container[key].item()  # a device value: one read per step
+            if value != shared[name]:
+                for m in members:
+                    m.state[rule.key(name)] = value
         if self.steps is None:
             return False
         for view in self.steps:
@@ -204,6 +215,10 @@ def _signature(members: list[_Member]) -> tuple:
         + tuple((n, t.data_ptr(), tuple(t.shape)) for n, t in m.entries.items())
         for m in members
     )
+
+
+def _on_host(x: Any) -> bool:
+    return not isinstance(x, torch.Tensor) or x.device.type == "cpu"
 
 
 def _cpu_scalar(t: Any) -> bool:
