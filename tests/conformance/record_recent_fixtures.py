@@ -9,8 +9,10 @@ installed; the tests need none of them)::
 
 It writes ``fixtures/recent.json`` in the format of ``record_fixtures.py`` (30 steps,
 gradients ``h * (w - target) + noise`` at the reference's own iterates, one column
-of the first tensor always zero), replayed by ``test_conformance.py``, and
-``fixtures/MANIFEST-recent.json`` with the library versions.
+of the first tensor always zero), replayed by ``test_conformance.py``;
+``tests/recent/fixtures/cautious_wrapped.json``, the cautious wrapper around
+directions no registry entry names (replayed by ``tests/recent/test_cautious.py``);
+and ``fixtures/MANIFEST-recent.json`` with the library versions.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
 OUT = FIXTURES / "recent.json"
+WRAPPED_OUT = HERE.parent / "recent" / "fixtures" / "cautious_wrapped.json"
 MANIFEST = FIXTURES / "MANIFEST-recent.json"
 SEED0 = 700  # problems of their own, distinct from the other recorders'
 
@@ -248,6 +251,34 @@ CASES = [
 ]
 
 
+# The cautious wrapper around a direction that no registry entry names: (id, reference,
+# reference kwargs, gradstep direction factory in gradstep.rules, its kwargs, the
+# wrapper's kwargs, learning rate, options); replayed by tests/recent/test_cautious.py
+# as chain(cautious(direction, **wrapper), scale_by_learning_rate(lr)).
+WRAPPED_CASES = [
+    (
+        "cautious_adopt",
+        "pytorch_optimizer.ADOPT",
+        {"lr": 0.02, "cautious": True},
+        "scale_by_adopt",
+        {},
+        {"normalization": "count_plus_one"},
+        0.02,
+        {"float32": True},
+    ),
+    (
+        "cautious_adopt_no_clip",
+        "pytorch_optimizer.ADOPT",
+        {"lr": 0.05, "betas": (0.8, 0.99), "clip_lambda": None, "cautious": True},
+        "scale_by_adopt",
+        {"beta1": 0.8, "beta2": 0.99, "clip_exponent": None},
+        {"normalization": "count_plus_one"},
+        0.05,
+        {},
+    ),
+]
+
+
 def _reference_class(reference: str):
     library, name = reference.split(".", 1)
     if library == "pytorch_optimizer":
@@ -348,6 +379,28 @@ def record() -> list[dict]:
     return out
 
 
+def record_wrapped() -> list[dict]:
+    out = []
+    for seed, case in enumerate(WRAPPED_CASES, SEED0 + len(CASES)):
+        case_id, reference, ref_kwargs, direction, kwargs, wrapper, lr, options = case
+        for dtype in ["float64"] + (["float32"] if options.get("float32") else []):
+            data = run_torch_like(reference, ref_kwargs, dtype, options, seed)
+            out.append(
+                {
+                    "id": f"{reference.split('.')[0]}-{case_id}-{dtype}",
+                    "reference": reference,
+                    "reference_kwargs": {k: _plain(v) for k, v in ref_kwargs.items()},
+                    "direction": direction,
+                    "direction_kwargs": kwargs,
+                    "wrapper_kwargs": wrapper,
+                    "learning_rate": lr,
+                    "dtype": dtype,
+                    **data,
+                }
+            )
+    return out
+
+
 def main() -> None:
     import jax
 
@@ -355,13 +408,17 @@ def main() -> None:
     records = record()
     OUT.write_text(json.dumps(records, indent=0))
     print(f"recent: {len(records)} trajectories")
+    wrapped = record_wrapped()
+    WRAPPED_OUT.parent.mkdir(parents=True, exist_ok=True)
+    WRAPPED_OUT.write_text(json.dumps(wrapped, indent=0))
+    print(f"cautious wrapped: {len(wrapped)} trajectories")
     versions = {"python": platform.python_version(), "numpy": np.__version__}
     for package in ("torch", "pytorch_optimizer", "timm", "jax", "optax"):
         versions[package] = importlib.metadata.version(package)
     manifest = {
         "generator": "tests/conformance/record_recent_fixtures.py",
         "steps": BASE.STEPS,
-        "files": [OUT.name],
+        "files": [OUT.name, "../../recent/fixtures/cautious_wrapped.json"],
         "versions": versions,
         "platform": f"{platform.system()} {platform.machine()}",
         "command": " ".join([Path(sys.executable).name] + sys.argv[:1]),

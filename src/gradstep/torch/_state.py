@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
+from .._core.cautious import Cautious
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise
 from .._core.skip import SkipNonfinite
@@ -309,7 +310,8 @@ def shape_independent(t: Transform) -> bool:
         node = visit.transform
         if isinstance(node, Masked):
             return False  # a mask may select by shape
-        # skip_nonfinite keeps two shared counters besides its inner state
-        if not isinstance(node, (Chain, Elementwise, SkipNonfinite)):
+        # skip_nonfinite keeps two shared counters besides its inner state; the
+        # cautious wrapper keeps only its inner state
+        if not isinstance(node, (Chain, Elementwise, SkipNonfinite, Cautious)):
             return False
     return True
