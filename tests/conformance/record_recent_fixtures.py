@@ -248,6 +248,25 @@ CASES = [
         },
         {"lrs": True},
     ),
+    # LaProp: constant learning rates only (pytorch-optimizer keeps the learning rate
+    # inside its momentum; see gradstep.laprop's Differences) and no decay (applied
+    # after the step there)
+    (
+        "laprop",
+        "pytorch_optimizer.LaProp",
+        {"lr": 0.02},
+        "laprop",
+        {"learning_rate": 0.02, "eps_root": 1e-15},
+        {"float32": True},
+    ),
+    (
+        "laprop_beta2_below_beta1",
+        "pytorch_optimizer.LaProp",
+        {"lr": 0.05, "betas": (0.9, 0.8), "eps": 1e-8},
+        "laprop",
+        {"learning_rate": 0.05, "beta1": 0.9, "beta2": 0.8, "epsilon": 1e-8, "eps_root": 1e-15},
+        {"float32": True},
+    ),
 ]
 
 

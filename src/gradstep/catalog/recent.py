@@ -5,6 +5,7 @@ from .._core.registry import OptimizerSpec
 from ..rules.ademamix import ademamix, simplified_ademamix
 from ..rules.adopt import adopt
 from ..rules.cautious import cautious_adamw, cautious_lion
+from ..rules.laprop import laprop
 
 _CAUTIOUS_PAPER = (
     "Liang, Chen, Liu & Liu (2024): Cautious Optimizers: Improving Training with One Line "
@@ -87,6 +88,20 @@ SPECS = (
         ),
         fixtures=("timm.Lion", "pytorch_optimizer.Lion"),
         test_hyperparams={"learning_rate": 0.01},
+        torch_equivalent=None,
+    ),
+    OptimizerSpec(
+        "laprop",
+        laprop,
+        "laprop",
+        "Momentum over RMSProp-normalised gradients (Adam with decoupled moments).",
+        frozenset({"elementwise"}),
+        (
+            "Ziyin, Wang & Ueda (2020): LaProp: Separating Momentum and Adaptivity in "
+            "Adam. arXiv:2002.04839",
+        ),
+        fixtures=("pytorch_optimizer.LaProp",),
+        test_hyperparams={"learning_rate": 0.05},
         torch_equivalent=None,
     ),
 )
