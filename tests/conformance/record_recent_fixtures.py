@@ -267,6 +267,36 @@ CASES = [
         {"learning_rate": 0.05, "beta1": 0.9, "beta2": 0.8, "epsilon": 1e-8, "eps_root": 1e-15},
         {"float32": True},
     ),
+    (
+        "stable_adamw",
+        "pytorch_optimizer.StableAdamW",
+        {"lr": 0.05},
+        "stable_adamw",
+        {"learning_rate": 0.05},
+        {"float32": True},
+    ),
+    (
+        "stable_adamw_betas_decay_lr_change",
+        "pytorch_optimizer.StableAdamW",
+        {"lr": 0.1, "betas": (0.8, 0.95), "weight_decay": 0.1, "eps": 1e-6},
+        "stable_adamw",
+        {
+            "learning_rate": 0.1,
+            "beta1": 0.8,
+            "beta2": 0.95,
+            "weight_decay": 0.1,
+            "epsilon": 1e-6,
+        },
+        {"lrs": True},
+    ),
+    (
+        "stable_adamw_coupled_decay",
+        "pytorch_optimizer.StableAdamW",
+        {"lr": 0.05, "weight_decay": 0.05, "weight_decouple": False},
+        "stable_adamw",
+        {"learning_rate": 0.05, "weight_decay": 0.05, "decoupled_weight_decay": False},
+        {"float32": True},
+    ),
 ]
 
 
@@ -400,7 +430,7 @@ def record() -> list[dict]:
 
 def record_wrapped() -> list[dict]:
     out = []
-    for seed, case in enumerate(WRAPPED_CASES, SEED0 + len(CASES)):
+    for seed, case in enumerate(WRAPPED_CASES, SEED0 + 100):
         case_id, reference, ref_kwargs, direction, kwargs, wrapper, lr, options = case
         for dtype in ["float64"] + (["float32"] if options.get("float32") else []):
             data = run_torch_like(reference, ref_kwargs, dtype, options, seed)

@@ -1,11 +1,12 @@
 """Registry entries of the recent first-order rules: ADOPT, AdEMAMix and its
-simplified form, the cautious variants, LaProp."""
+simplified form, the cautious variants of AdamW and Lion, LaProp and StableAdamW."""
 
 from .._core.registry import OptimizerSpec
 from ..rules.ademamix import ademamix, simplified_ademamix
 from ..rules.adopt import adopt
 from ..rules.cautious import cautious_adamw, cautious_lion
 from ..rules.laprop import laprop
+from ..rules.stable_adamw import stable_adamw
 
 _CAUTIOUS_PAPER = (
     "Liang, Chen, Liu & Liu (2024): Cautious Optimizers: Improving Training with One Line "
@@ -102,6 +103,21 @@ SPECS = (
         ),
         fixtures=("pytorch_optimizer.LaProp",),
         test_hyperparams={"learning_rate": 0.05},
+        torch_equivalent=None,
+    ),
+    OptimizerSpec(
+        "stable_adamw",
+        stable_adamw,
+        "stable_adamw",
+        "AdamW with each tensor's step divided by the RMS of g^2/v (update clipping).",
+        frozenset({"reduction"}),
+        (
+            "Wortsman, Dettmers, Zettlemoyer, Morcos, Farhadi & Schmidt (2023): Stable and "
+            "low-precision training for large-scale vision-language models. NeurIPS, "
+            "arXiv:2304.13013",
+        ),
+        fixtures=("pytorch_optimizer.StableAdamW",),
+        test_hyperparams={"learning_rate": 0.05, "weight_decay": 0.0},
         torch_equivalent=None,
     ),
 )
