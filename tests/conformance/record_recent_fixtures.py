@@ -1,9 +1,9 @@
-"""Record reference trajectories of the recent first-order rules: pytorch-optimizer,
-optax.contrib and timm (ADOPT, AdEMAMix and its simplified form, the cautious
-wrapper around AdamW and Lion, ...).
+"""Record reference trajectories of the recent first-order rules (ADOPT, AdEMAMix and
+its simplified form, the cautious wrapper around AdamW and Lion, LaProp, StableAdamW)
+from pytorch-optimizer, optax.contrib, timm and bitsandbytes (32-bit state).
 
-Run from the repository root (needs torch, pytorch_optimizer, timm, jax and optax
-installed; the tests need none of them)::
+Run from the repository root (needs torch, pytorch_optimizer, timm, bitsandbytes, jax
+and optax installed; the tests need none of them)::
 
     python tests/conformance/record_recent_fixtures.py
 
@@ -46,10 +46,16 @@ def _base():
 
 BASE = _base()
 
+BNB_FLOAT32 = (
+    "bitsandbytes keeps its 32-bit optimizer state in float32 also for float64 "
+    "parameters, so only float32 runs are compared"
+)
+
 # (id, reference, reference kwargs, gradstep rule, gradstep kwargs, options); the
 # reference is "<library>.<name>": pytorch_optimizer.<class>, timm.<class> (both
 # torch.optim-like) or optax.contrib.<factory>. options: "lrs" (the learning rate
-# changes between steps), "float32" (also record float32), "grad_scale".
+# changes between steps), "float32" (also record float32), "float32_only" (the reason
+# float64 is not recorded), "grad_scale".
 CASES = [
     (
         "adopt_default",
@@ -297,6 +303,37 @@ CASES = [
         {"learning_rate": 0.05, "weight_decay": 0.05, "decoupled_weight_decay": False},
         {"float32": True},
     ),
+    (
+        "ademamix_32bit",
+        "bitsandbytes.AdEMAMix",
+        {"lr": 0.02},
+        "ademamix",
+        {"learning_rate": 0.02, "weight_decay": 0.01},
+        {"float32_only": BNB_FLOAT32},
+    ),
+    (
+        "ademamix_32bit_warmup_lr_change",
+        "bitsandbytes.AdEMAMix",
+        {
+            "lr": 0.03,
+            "betas": (0.8, 0.99, 0.999),
+            "alpha": 3.0,
+            "t_alpha": 20,
+            "t_beta3": 20,
+            "weight_decay": 0.05,
+        },
+        "ademamix",
+        {
+            "learning_rate": 0.03,
+            "beta1": 0.8,
+            "beta2": 0.99,
+            "beta3": 0.999,
+            "alpha": 3.0,
+            "warmup_steps": 20,
+            "weight_decay": 0.05,
+        },
+        {"lrs": True, "float32_only": BNB_FLOAT32},
+    ),
 ]
 
 
@@ -334,6 +371,10 @@ def _reference_class(reference: str):
         import pytorch_optimizer
 
         return getattr(pytorch_optimizer, name)
+    if library == "bitsandbytes":
+        import bitsandbytes
+
+        return getattr(bitsandbytes.optim, name)
     return getattr(_timm_optim(), name)
 
 
@@ -361,7 +402,9 @@ def run_torch_like(reference: str, kwargs: dict, dtype: str, options: dict, seed
 
     w0, grad = BASE.problem(seed, options.get("grad_scale", 1.0))
     params = [torch.tensor(w, dtype=getattr(torch, dtype)) for w in w0]
-    opt = _reference_class(reference)(params, **kwargs, foreach=False)
+    # bitsandbytes steps in its own kernels (no foreach switch); 32-bit state
+    extra = {"optim_bits": 32} if reference.startswith("bitsandbytes.") else {"foreach": False}
+    opt = _reference_class(reference)(params, **kwargs, **extra)
     lrs = BASE.changing_lrs(opt.param_groups[0]["lr"]) if options.get("lrs") else None
     return BASE._record(
         w0, grad, lrs, dtype, params, lambda g, k: BASE._torch_step(opt, params, g, k, lrs)
@@ -412,7 +455,8 @@ def record() -> list[dict]:
     ):
         library = reference.split(".", 1)[0]
         runner = run_optax if library == "optax" else run_torch_like
-        for dtype in ["float64"] + (["float32"] if options.get("float32") else []):
+        dtypes = ["float64"] + (["float32"] if options.get("float32") else [])
+        for dtype in ["float32"] if options.get("float32_only") else dtypes:
             data = runner(reference, ref_kwargs, dtype, options, seed)
             out.append(
                 {
@@ -462,7 +506,7 @@ def main() -> None:
     WRAPPED_OUT.write_text(json.dumps(wrapped, indent=0))
     print(f"cautious wrapped: {len(wrapped)} trajectories")
     versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for package in ("torch", "pytorch_optimizer", "timm", "jax", "optax"):
+    for package in ("torch", "pytorch_optimizer", "timm", "bitsandbytes", "jax", "optax"):
         versions[package] = importlib.metadata.version(package)
     manifest = {
         "generator": "tests/conformance/record_recent_fixtures.py",

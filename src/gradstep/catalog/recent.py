@@ -41,7 +41,11 @@ SPECS = (
         "Adam whose step mixes a fast and a slow (long-memory) momentum.",
         frozenset({"elementwise"}),
         (_ADEMAMIX_PAPER,),
-        fixtures=("pytorch_optimizer.AdEMAMix", "optax.contrib.ademamix"),
+        fixtures=(
+            "pytorch_optimizer.AdEMAMix",
+            "optax.contrib.ademamix",
+            "bitsandbytes.AdEMAMix",
+        ),
         test_hyperparams={"learning_rate": 0.05, "beta3": 0.99, "alpha": 2.0},
         torch_equivalent=None,
     ),
