@@ -121,3 +121,10 @@ def test_jax_engine_runs_the_wrapper_under_jit():
     g = [jnp.array([0.5, -2.0, 0.0])]
     updates, _ = jax.jit(opt.update)(g, opt.init(params), params)
     np.testing.assert_allclose(np.asarray(updates[0]), [-0.15, 0.15, 0.0], rtol=1e-6)
+
+
+def test_a_nan_direction_is_not_hidden_by_the_mask():
+    t = cautious(_passthrough())
+    g = np.array([np.nan, 1.0])
+    u, _ = t.update([g], {"inner": {"mu": [np.array([np.nan, 1.0])]}})
+    assert np.isnan(u[0][0]) and u[0][1] == 2.0

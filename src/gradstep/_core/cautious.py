@@ -27,14 +27,16 @@ def cautious_mask(u: Any, g: Any, ns: Any, normalization: str, min_fraction: flo
     :math:`n / (\sum\phi + 1)` with :math:`n` the number of elements.
     """
     zero = ns.astype(0.0, u)
-    agree = u * g > zero
-    kept = ns.where(agree, u, ns.zeros_like(u))
+    # a product, not a selection: a NaN or infinite direction stays non-finite where
+    # it is masked (NaN * 0), as in the references, instead of being hidden
+    mask = ns.where(u * g > zero, ns.astype(1.0, u), zero)
+    kept = u * mask
     n = 1
     for size in getattr(u, "shape", ()):
         n *= int(size)
     if n == 0:
         return kept
-    count = ns.sum(ns.where(agree, ns.astype(1.0, u), zero))
+    count = ns.sum(mask)
     if normalization == "mean":
         factor = 1.0 / ns.maximum(count / n, ns.astype(min_fraction, u))
     else:
