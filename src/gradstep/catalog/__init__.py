@@ -16,6 +16,7 @@ from . import (
     mxnet,
     optax_tail,
     preconditioned,
+    recent,
     torch_extra,
 )
 
@@ -27,6 +28,7 @@ MODULES = (
     modern,
     averaging,
     torch_extra,
+    recent,
     learning_rate_free,
     optax_tail,
     preconditioned,

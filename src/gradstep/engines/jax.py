@@ -34,8 +34,9 @@ params=None, **ctx) -> (updates, state)`` that run inside :func:`jax.jit`,
 - **Stage kinds**: the core's :class:`~gradstep._core.transform.Chain`,
   :class:`~gradstep._core.combine.Masked`, :class:`~gradstep._core.combine.Partition`,
   :class:`~gradstep._core.per_tensor.PerTensorReduction`,
-  :class:`~gradstep._core.global_reduction.GlobalReduction` and
-  :class:`~gradstep._core.skip.SkipNonfinite` have nodes of their own
+  :class:`~gradstep._core.global_reduction.GlobalReduction`,
+  :class:`~gradstep._core.skip.SkipNonfinite` and
+  :class:`~gradstep._core.cautious.Cautious` have nodes of their own
   (:mod:`.jax_nodes`), registered in this module's table; the node tree is built
   bottom-up with the transform protocol (:func:`~gradstep._core.transform.fold_transform`).
   Other transforms are called as they are (``init``/``update`` on the pytree), which
@@ -54,6 +55,7 @@ from typing import Any
 import jax.numpy as jnp
 from jax import tree_util
 
+from .._core.cautious import Cautious
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.global_reduction import GlobalReduction
@@ -65,6 +67,7 @@ from . import jax_namespace  # noqa: F401  (registers JAX's array namespace)
 from .jax_global import GlobalNode
 from .jax_host import CallNode
 from .jax_nodes import (
+    CautiousNode,
     ChainNode,
     ElementNode,
     MaskedNode,
@@ -102,6 +105,7 @@ _HANDLERS: dict[type, Callable[[Transform, list], Any]] = {
     GlobalReduction: GlobalNode,
     SkipNonfinite: SkipNonfiniteNode,
     SharpnessAware: SharpnessNode,
+    Cautious: CautiousNode,
 }
 
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import tree_util
 
+from .._core.cautious import Cautious, cautious_mask
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled, resolve
 from .._core.namespaces import element_for, nan_to_zero
@@ -482,3 +483,29 @@ class SharpnessNode:
             "cache": td.unflatten(new_cache),
             "inner": inner,
         }
+
+
+class CautiousNode(_Node):
+    """:func:`gradstep.rules.cautious.cautious` under jit: the inner node's update,
+    masked and rescaled per tensor by the core's :func:`cautious_mask` on
+    ``jax.numpy``."""
+
+    def __init__(self, transform: Cautious, children):
+        self.normalization = transform.normalization
+        self.min_fraction = transform.min_fraction
+        (self.inner,) = children
+
+    def init(self, leaves, td):
+        return {"inner": self.inner.init(leaves, td)}
+
+    def collect(self, state, ctx, req):
+        self.inner.collect(state["inner"], ctx, req)
+
+    def apply(self, g, w, state, td, ctx, req):
+        updates, inner = self.inner.apply(g, w, state["inner"], td, ctx, req)
+        ns = jax_ns()
+        masked = [
+            cautious_mask(u, x, ns, self.normalization, self.min_fraction)
+            for u, x in zip(updates, g)
+        ]
+        return masked, {"inner": inner}

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
+from .._core.cautious import Cautious
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise
 from .._core.sharpness import SharpnessAware
@@ -311,7 +312,8 @@ def shape_independent(t: Transform) -> bool:
         if isinstance(node, Masked):
             return False  # a mask may select by shape
         # skip_nonfinite keeps two shared counters besides its inner state; SAM a
-        # shared counter and a per-element copy of the parameters
-        if not isinstance(node, (Chain, Elementwise, SkipNonfinite, SharpnessAware)):
+        # shared counter and a per-element copy of the parameters; the cautious
+        # wrapper keeps only its inner state
+        if not isinstance(node, (Chain, Elementwise, SkipNonfinite, SharpnessAware, Cautious)):
             return False
     return True
