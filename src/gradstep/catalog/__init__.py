@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .._core.registry import OptimizerSpec
-from . import averaging, classic, layerwise, modern, mxnet
+from . import averaging, classic, community, layerwise, modern, mxnet
 
 #: the entry modules, in the registry's order (a new area is one more module here)
-MODULES = (classic, mxnet, layerwise, modern, averaging)
+MODULES = (classic, mxnet, layerwise, modern, averaging, community)
 
 
 def specs() -> Iterator[OptimizerSpec]:

@@ -1,0 +1,219 @@
+"""Record reference trajectories of the community optimizers: optax (adabelief, yogi,
+adan, novograd, ...) and pytorch-optimizer (AdaBelief, Yogi, Adan, ...).
+
+Run from the repository root (needs torch, pytorch-optimizer and optax/jax installed;
+the tests do not)::
+
+    python tests/conformance/record_community_fixtures.py
+
+The cases go to ``fixtures/community.json`` in the format of ``record_fixtures.py``
+(30 steps, gradients ``h * (w - target) + noise`` at the reference's own iterates,
+one column of the first tensor always zero) and are replayed by
+``test_conformance.py``; ``fixtures/MANIFEST-community.json`` records the library
+versions. pytorch-optimizer runs its per-parameter path (``foreach=False``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+FIXTURES = HERE / "fixtures"
+OUT = FIXTURES / "community.json"
+MANIFEST = FIXTURES / "MANIFEST-community.json"
+
+
+def _load(name: str):
+    """A recorder module beside this file."""
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MODERN = _load("record_modern_fixtures")  # problem(), run_optax()
+BASE = MODERN.BASE  # changing_lrs(), _record()
+
+# (id, reference, reference kwargs, gradstep rule, gradstep kwargs, options); options:
+# "lrs" (the learning rate changes between steps), "float32" (also record float32),
+# "shapes", "grad_scale"
+OPTAX_CASES = [
+    ("adabelief", "adabelief", {"learning_rate": 0.02}, "adabelief", {"learning_rate": 0.02}, {}),
+    (
+        "adabelief_nesterov_eps_lr_change",
+        "adabelief",
+        {"learning_rate": 0.05, "b1": 0.8, "b2": 0.99, "eps": 1e-8, "eps_root": 1e-10,
+         "nesterov": True},
+        "adabelief",
+        {"learning_rate": 0.05, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-8,
+         "eps_root": 1e-10, "nesterov": True},
+        {"lrs": True, "float32": True},
+    ),
+    ("yogi", "yogi", {"learning_rate": 0.02}, "yogi", {"learning_rate": 0.02}, {"float32": True}),
+    (
+        "yogi_betas_eps_lr_change",
+        "yogi",
+        {"learning_rate": 0.05, "b1": 0.8, "b2": 0.99, "eps": 1e-6},
+        "yogi",
+        {"learning_rate": 0.05, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-6},
+        {"lrs": True},
+    ),
+    (
+        "adan",
+        "adan",
+        {"learning_rate": 0.02},
+        "adan",
+        {"learning_rate": 0.02, "eps_root": 1e-8, "correction_weight": "one_minus_beta2"},
+        {"float32": True},
+    ),
+    (
+        "adan_wd_betas_lr_change",
+        "adan",
+        {"learning_rate": 0.05, "b1": 0.9, "b2": 0.8, "b3": 0.95, "eps_root": 0.0,
+         "weight_decay": 0.05},
+        "adan",
+        {"learning_rate": 0.05, "beta1": 0.9, "beta2": 0.8, "beta3": 0.95, "weight_decay": 0.05,
+         "correction_weight": "one_minus_beta2", "weight_decay_mode": "decoupled"},
+        {"lrs": True},
+    ),
+]  # fmt: skip
+
+PYTORCH_OPTIMIZER_CASES = [
+    (
+        "adabelief_default",
+        "AdaBelief",
+        {"lr": 0.02},
+        "adabelief",
+        {"learning_rate": 0.02},
+        {"float32": True},
+    ),
+    (
+        "adabelief_eps_decoupled_wd_lr_change",
+        "AdaBelief",
+        {"lr": 0.05, "betas": (0.8, 0.99), "eps": 1e-8, "weight_decay": 0.05},
+        "adabelief",
+        {"learning_rate": 0.05, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-8, "eps_root": 1e-8,
+         "weight_decay": 0.05},
+        {"lrs": True},
+    ),
+    (
+        "adabelief_rectify_coupled_wd",
+        "AdaBelief",
+        {"lr": 0.05, "betas": (0.9, 0.99), "eps": 1e-12, "rectify": True, "weight_decay": 0.01,
+         "weight_decouple": False},
+        "adabelief",
+        {"learning_rate": 0.05, "beta2": 0.99, "epsilon": 1e-12, "eps_root": 1e-12,
+         "rectify": True, "weight_decay": 0.01, "decoupled_weight_decay": False},
+        {},
+    ),
+    ("yogi_default", "Yogi", {}, "yogi", {}, {"float32": True}),
+    (
+        "yogi_coupled_wd_lr_change",
+        "Yogi",
+        {"lr": 0.05, "betas": (0.8, 0.99), "eps": 1e-4, "initial_accumulator": 1e-3,
+         "weight_decay": 0.02, "weight_decouple": False},
+        "yogi",
+        {"learning_rate": 0.05, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-4,
+         "initial_accumulator_value": 1e-3, "weight_decay": 0.02,
+         "decoupled_weight_decay": False},
+        {"lrs": True},
+    ),
+    ("adan_default", "Adan", {"lr": 0.02}, "adan", {"learning_rate": 0.02}, {"float32": True}),
+    (
+        "adan_proximal_wd_lr_change",
+        "Adan",
+        {"lr": 0.05, "betas": (0.9, 0.8, 0.95), "weight_decay": 0.05},
+        "adan",
+        {"learning_rate": 0.05, "beta1": 0.9, "beta2": 0.8, "beta3": 0.95, "weight_decay": 0.05},
+        {"lrs": True},
+    ),
+    (
+        "adan_decoupled_wd",
+        "Adan",
+        {"lr": 0.05, "weight_decay": 0.1, "weight_decouple": True},
+        "adan",
+        {"learning_rate": 0.05, "weight_decay": 0.1, "weight_decay_mode": "decoupled"},
+        {},
+    ),
+]  # fmt: skip
+
+
+def run_pytorch_optimizer(name: str, kwargs: dict, dtype: str, options: dict, seed: int) -> dict:
+    import pytorch_optimizer
+    import torch
+
+    w0, grad = MODERN.problem(seed, options.get("shapes", MODERN.VECTOR), 1.0)
+    params = [torch.tensor(w, dtype=getattr(torch, dtype)) for w in w0]
+    opt = getattr(pytorch_optimizer, name)(params, **kwargs, foreach=False)
+    lrs = BASE.changing_lrs(opt.param_groups[0]["lr"]) if options.get("lrs") else None
+
+    def step(g, k):
+        for p, x in zip(params, g):
+            p.grad = torch.tensor(x, dtype=p.dtype)
+        if lrs is not None:
+            opt.param_groups[0]["lr"] = lrs[k]
+        opt.step()
+        return [p.detach().numpy().copy() for p in params]
+
+    return BASE._record(w0, grad, lrs, dtype, params, step)
+
+
+def record(library: str, cases: list, runner, seed0: int) -> list[dict]:
+    out = []
+    for seed, (case_id, ref, ref_kwargs, rule, rule_kwargs, options) in enumerate(cases, seed0):
+        for dtype in ["float64"] + (["float32"] if options.get("float32") else []):
+            out.append(
+                {
+                    "id": f"{library}-{case_id}-{dtype}",
+                    "reference": f"{library}.{ref}",
+                    "reference_kwargs": {
+                        k: list(v) if isinstance(v, tuple) else v for k, v in ref_kwargs.items()
+                    },
+                    "rule": rule,
+                    "rule_kwargs": rule_kwargs,
+                    "dtype": dtype,
+                    **runner(ref, ref_kwargs, dtype, options, seed),
+                }
+            )
+    return out
+
+
+def main() -> None:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import optax
+    import torch
+
+    records = record("optax", OPTAX_CASES, MODERN.run_optax, 500) + record(
+        "pytorch_optimizer", PYTORCH_OPTIMIZER_CASES, run_pytorch_optimizer, 600
+    )
+    OUT.write_text(json.dumps(records, indent=0))
+    print(f"community.json: {len(records)} trajectories")
+    manifest = {
+        "generator": "tests/conformance/record_community_fixtures.py",
+        "steps": BASE.STEPS,
+        "files": ["community.json"],
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "jax": jax.__version__,
+            "optax": optax.__version__,
+            "pytorch_optimizer": importlib.metadata.version("pytorch_optimizer"),
+        },
+        "platform": f"{platform.system()} {platform.machine()}",
+        "command": " ".join([Path(sys.executable).name] + sys.argv[:1]),
+    }
+    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
