@@ -1,5 +1,6 @@
 """Record reference trajectories of the community optimizers: optax (adabelief, yogi,
-adan, novograd, ...) and pytorch-optimizer (AdaBelief, Yogi, Adan, ...).
+novograd, adan), pytorch-optimizer (AdaBelief, Yogi, NovoGrad, AdamP, SGDP, Adan) and
+timm (AdamP, SGDP).
 
 Run from the repository root (needs torch, pytorch-optimizer and optax/jax installed;
 the tests do not)::
@@ -10,7 +11,9 @@ The cases go to ``fixtures/community.json`` in the format of ``record_fixtures.p
 (30 steps, gradients ``h * (w - target) + noise`` at the reference's own iterates,
 one column of the first tensor always zero) and are replayed by
 ``test_conformance.py``; ``fixtures/MANIFEST-community.json`` records the library
-versions. pytorch-optimizer runs its per-parameter path (``foreach=False``).
+versions. pytorch-optimizer runs its per-parameter path (``foreach=False``); timm's
+optimizer files are loaded without ``import timm`` (which needs a matching
+torchvision).
 """
 
 from __future__ import annotations
@@ -63,6 +66,24 @@ OPTAX_CASES = [
         {"learning_rate": 0.05, "b1": 0.8, "b2": 0.99, "eps": 1e-6},
         "yogi",
         {"learning_rate": 0.05, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-6},
+        {"lrs": True},
+    ),
+    (
+        "novograd",
+        "novograd",
+        {"learning_rate": 0.02},
+        "novograd",
+        {"learning_rate": 0.02},
+        {"float32": True},
+    ),
+    (
+        "novograd_wd_betas_eps_root_lr_change",
+        "novograd",
+        {"learning_rate": 0.05, "b1": 0.8, "b2": 0.5, "eps": 1e-8, "eps_root": 1e-6,
+         "weight_decay": 0.05},
+        "novograd",
+        {"learning_rate": 0.05, "beta1": 0.8, "beta2": 0.5, "epsilon": 1e-8, "eps_root": 1e-6,
+         "weight_decay": 0.05},
         {"lrs": True},
     ),
     (
@@ -125,6 +146,67 @@ PYTORCH_OPTIMIZER_CASES = [
          "decoupled_weight_decay": False},
         {"lrs": True},
     ),
+    (
+        "novograd_default",
+        "NovoGrad",
+        {"lr": 0.02},
+        "novograd",
+        {"learning_rate": 0.02, "beta1": 0.95, "beta2": 0.98, "epsilon": 1e-8},
+        {"float32": True},
+    ),
+    (
+        "novograd_grad_averaging_coupled_wd_lr_change",
+        "NovoGrad",
+        {"lr": 0.05, "betas": (0.9, 0.5), "weight_decay": 0.05, "grad_averaging": True},
+        "novograd",
+        {"learning_rate": 0.05, "beta2": 0.5, "epsilon": 1e-8, "weight_decay": 0.05,
+         "grad_averaging": True},
+        {"lrs": True},
+    ),
+    (
+        "novograd_decoupled_wd",
+        "NovoGrad",
+        {"lr": 0.05, "weight_decay": 0.1, "weight_decouple": True},
+        "novograd",
+        {"learning_rate": 0.05, "beta1": 0.95, "beta2": 0.98, "epsilon": 1e-8,
+         "weight_decay": 0.1, "decoupled_weight_decay": True},
+        {},
+    ),
+    (
+        "adamp_projection",
+        "AdamP",
+        {"lr": 0.02},
+        "adamp",
+        {"learning_rate": 0.02},
+        {"problem": "projection", "float32": True},
+    ),
+    (
+        "adamp_projection_wd_delta_lr_change",
+        "AdamP",
+        {"lr": 0.05, "betas": (0.8, 0.99), "weight_decay": 0.1, "delta": 0.2, "wd_ratio": 0.3},
+        "adamp",
+        {"learning_rate": 0.05, "beta1": 0.8, "beta2": 0.99, "weight_decay": 0.1, "delta": 0.2,
+         "wd_ratio": 0.3},
+        {"problem": "projection", "lrs": True},
+    ),
+    (
+        "sgdp_projection_wd",
+        "SGDP",
+        {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1},
+        "sgdp",
+        {"learning_rate": 0.05, "momentum": 0.9, "weight_decay": 0.1},
+        {"problem": "projection", "float32": True},
+    ),
+    (
+        "sgdp_nesterov_dampening_lr_change",
+        "SGDP",
+        {"lr": 0.05, "momentum": 0.8, "dampening": 0.3, "nesterov": True, "weight_decay": 0.05,
+         "wd_ratio": 0.5},
+        "sgdp",
+        {"learning_rate": 0.05, "momentum": 0.8, "dampening": 0.3, "nesterov": True,
+         "weight_decay": 0.05, "wd_ratio": 0.5},
+        {"problem": "projection", "lrs": True},
+    ),
     ("adan_default", "Adan", {"lr": 0.02}, "adan", {"learning_rate": 0.02}, {"float32": True}),
     (
         "adan_proximal_wd_lr_change",
@@ -145,13 +227,94 @@ PYTORCH_OPTIMIZER_CASES = [
 ]  # fmt: skip
 
 
+PROJECTION_SHAPES = ((3, 4), (5,), (4, 3), (2, 3))
+
+
+def projection_problem(seed: int):
+    """``MODERN.problem``'s gradients over :data:`PROJECTION_SHAPES`, made to look
+    scale invariant where AdamP/SGDP project: the first tensor's rows are made
+    orthogonal to its rows (the channel view holds), the third tensor orthogonal to
+    it as a whole (only the layer view holds); the vector and the last tensor are
+    left alone."""
+    w0, base = MODERN.problem(seed, PROJECTION_SHAPES, 1.0)
+
+    def grad(k: int, w: list[np.ndarray]) -> list[np.ndarray]:
+        g = base(k, w)
+        rows = np.sum(g[0] * w[0], axis=1, keepdims=True) / np.sum(w[0] ** 2, axis=1, keepdims=True)
+        g[0] = g[0] - rows * w[0]
+        g[2] = g[2] - np.sum(g[2] * w[2]) / np.sum(w[2] ** 2) * w[2]
+        return g
+
+    return w0, grad
+
+
+def _problem(seed: int, options: dict):
+    if options.get("problem") == "projection":
+        return projection_problem(seed)
+    return MODERN.problem(seed, options.get("shapes", MODERN.VECTOR), 1.0)
+
+
+def _timm_class(name: str):
+    """timm's optimizer class from its own file (``import timm`` needs a matching
+    torchvision; the optimizer files need only torch)."""
+    import types
+
+    import torch  # noqa: F401
+
+    spec = importlib.util.find_spec("timm")
+    package = types.ModuleType("timm_optim")
+    package.__path__ = [str(Path(spec.origin).parent / "optim")]
+    sys.modules.setdefault("timm_optim", package)
+    module = importlib.import_module(f"timm_optim.{name.lower()}")
+    return getattr(module, name)
+
+
+TIMM_CASES = [
+    (
+        "adamp_projection_wd",
+        "AdamP",
+        {"lr": 0.02, "weight_decay": 0.1},
+        "adamp",
+        {"learning_rate": 0.02, "weight_decay": 0.1, "epsilon_placement": "outside"},
+        {"problem": "projection", "float32": True},
+    ),
+    (
+        "adamp_projection_eps_lr_change",
+        "AdamP",
+        {"lr": 0.05, "betas": (0.8, 0.99), "eps": 1e-3, "delta": 0.2},
+        "adamp",
+        {"learning_rate": 0.05, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-3, "delta": 0.2,
+         "epsilon_placement": "outside"},
+        {"problem": "projection", "lrs": True},
+    ),
+    (
+        "sgdp_projection_wd",
+        "SGDP",
+        {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1},
+        "sgdp",
+        {"learning_rate": 0.05, "momentum": 0.9, "weight_decay": 0.1},
+        {"problem": "projection"},
+    ),
+]  # fmt: skip
+
+
+def run_timm(name: str, kwargs: dict, dtype: str, options: dict, seed: int) -> dict:
+    return _run_torch_class(_timm_class(name), kwargs, dtype, options, seed)
+
+
 def run_pytorch_optimizer(name: str, kwargs: dict, dtype: str, options: dict, seed: int) -> dict:
     import pytorch_optimizer
+
+    cls = getattr(pytorch_optimizer, name)
+    return _run_torch_class(cls, {**kwargs, "foreach": False}, dtype, options, seed)
+
+
+def _run_torch_class(cls, kwargs: dict, dtype: str, options: dict, seed: int) -> dict:
     import torch
 
-    w0, grad = MODERN.problem(seed, options.get("shapes", MODERN.VECTOR), 1.0)
+    w0, grad = _problem(seed, options)
     params = [torch.tensor(w, dtype=getattr(torch, dtype)) for w in w0]
-    opt = getattr(pytorch_optimizer, name)(params, **kwargs, foreach=False)
+    opt = cls(params, **kwargs)
     lrs = BASE.changing_lrs(opt.param_groups[0]["lr"]) if options.get("lrs") else None
 
     def step(g, k):
@@ -192,8 +355,10 @@ def main() -> None:
     import optax
     import torch
 
-    records = record("optax", OPTAX_CASES, MODERN.run_optax, 500) + record(
-        "pytorch_optimizer", PYTORCH_OPTIMIZER_CASES, run_pytorch_optimizer, 600
+    records = (
+        record("optax", OPTAX_CASES, MODERN.run_optax, 500)
+        + record("pytorch_optimizer", PYTORCH_OPTIMIZER_CASES, run_pytorch_optimizer, 600)
+        + record("timm", TIMM_CASES, run_timm, 700)
     )
     OUT.write_text(json.dumps(records, indent=0))
     print(f"community.json: {len(records)} trajectories")
@@ -208,6 +373,7 @@ def main() -> None:
             "jax": jax.__version__,
             "optax": optax.__version__,
             "pytorch_optimizer": importlib.metadata.version("pytorch_optimizer"),
+            "timm": importlib.metadata.version("timm"),
         },
         "platform": f"{platform.system()} {platform.machine()}",
         "command": " ".join([Path(sys.executable).name] + sys.argv[:1]),

@@ -1,12 +1,20 @@
 """Registry entries of the optimizers users import from optax, pytorch-optimizer and
-timm next: AdaBelief, Yogi, Adan."""
+timm next: AdaBelief, Yogi, NovoGrad,
+AdamP, SGDP, Adan."""
 
 from .._core.registry import OptimizerSpec
 from ..rules.adabelief import adabelief
+from ..rules.adamp import adamp, sgdp
 from ..rules.adan import adan
+from ..rules.novograd import novograd
 from ..rules.yogi import yogi
+from ..schedules import polynomial_decay
 
 _ELEMENTWISE = frozenset({"elementwise"})
+_ADAMP_PAPER = (
+    "Heo, Chun, Oh, Han, Yun, Kim, Uh & Ha (2021): AdamP: Slowing Down the Slowdown for "
+    "Momentum Optimizers on Scale-invariant Weights. ICLR, arXiv:2006.08217",
+)
 
 #: this area's entries, in the registry's order
 SPECS = (
@@ -38,6 +46,44 @@ SPECS = (
         fixtures=("optax.yogi", "pytorch_optimizer.Yogi"),
         test_hyperparams={"learning_rate": 0.05},
         rosenbrock_hyperparams={"learning_rate": 5e-3},
+    ),
+    OptimizerSpec(
+        "novograd",
+        novograd,
+        "novograd",
+        "Momentum of gradients normalised by a per-tensor second moment.",
+        frozenset({"reduction"}),
+        (
+            "Ginsburg, Castonguay, Hrinchuk, Kuchaiev, Lavrukhin, Leary, Li, Nguyen, Zhang & "
+            "Cohen (2019): Stochastic Gradient Methods with Layer-wise Adaptive Moments for "
+            "Training of Deep Networks. arXiv:1905.11286",
+        ),
+        fixtures=("optax.novograd", "pytorch_optimizer.NovoGrad"),
+        # normalised steps need a decaying rate to settle
+        test_hyperparams={"learning_rate": polynomial_decay(0.1, 0.0, 2, 500)},
+        rosenbrock_hyperparams={"learning_rate": polynomial_decay(0.02, 0.0, 2, 5000)},
+    ),
+    OptimizerSpec(
+        "adamp",
+        adamp,
+        "adamp",
+        "Adam with the radial part of the step removed on scale-invariant weights.",
+        frozenset({"reduction"}),
+        _ADAMP_PAPER,
+        fixtures=("pytorch_optimizer.AdamP", "timm.AdamP"),
+        test_hyperparams={"learning_rate": 0.05},
+        rosenbrock_hyperparams={"learning_rate": 5e-3},
+    ),
+    OptimizerSpec(
+        "sgdp",
+        sgdp,
+        "adamp",
+        "SGD with momentum, the radial part removed on scale-invariant weights.",
+        frozenset({"reduction"}),
+        _ADAMP_PAPER,
+        fixtures=("pytorch_optimizer.SGDP", "timm.SGDP"),
+        test_hyperparams={"learning_rate": 0.05},
+        rosenbrock_hyperparams={"learning_rate": 5e-4},
     ),
     OptimizerSpec(
         "adan",

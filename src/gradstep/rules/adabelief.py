@@ -188,9 +188,7 @@ def adabelief(
     return rule(
         "adabelief",
         None if decoupled_weight_decay else decay,
-        scale_by_belief(
-            beta1, beta2, epsilon, eps_root, nesterov=nesterov, rectify=rectify
-        ),
+        scale_by_belief(beta1, beta2, epsilon, eps_root, nesterov=nesterov, rectify=rectify),
         decay if decoupled_weight_decay else None,
         scale_by_learning_rate(learning_rate),
     )
