@@ -1,12 +1,13 @@
 """Registry entries of the optimizers users import from optax, pytorch-optimizer and
 timm next: AdaBelief, Yogi, NovoGrad,
-AdamP, SGDP, Adan."""
+AdamP, SGDP, Adan and Ranger."""
 
 from .._core.registry import OptimizerSpec
 from ..rules.adabelief import adabelief
 from ..rules.adamp import adamp, sgdp
 from ..rules.adan import adan
 from ..rules.novograd import novograd
+from ..rules.ranger import ranger
 from ..rules.yogi import yogi
 from ..schedules import polynomial_decay
 
@@ -96,6 +97,26 @@ SPECS = (
             "Faster Optimizing Deep Models. IEEE TPAMI, arXiv:2208.06677",
         ),
         fixtures=("optax.adan", "pytorch_optimizer.Adan"),
+        test_hyperparams={"learning_rate": 0.05},
+        rosenbrock_hyperparams={"learning_rate": 5e-3},
+    ),
+    OptimizerSpec(
+        "ranger",
+        ranger,
+        "ranger",
+        "Gradient centralisation, RAdam and Lookahead, composed.",
+        frozenset({"reduction"}),
+        (
+            "Wright (2019): New Deep Learning Optimizer, Ranger: Synergistic combination of "
+            "RAdam + LookAhead for the best of both. Blog post",
+            "Liu, Jiang, He, Chen, Liu, Gao & Han (2020): On the Variance of the Adaptive "
+            "Learning Rate and Beyond. ICLR, arXiv:1908.03265",
+            "Zhang, Lucas, Hinton & Ba (2019): Lookahead Optimizer: k steps forward, 1 step "
+            "back. NeurIPS, arXiv:1907.08610",
+            "Yong, Huang, Hua & Zhang (2020): Gradient Centralization: A New Optimization "
+            "Technique for Deep Neural Networks. ECCV, arXiv:2004.01461",
+        ),
+        fixtures=("pytorch_optimizer.Ranger",),
         test_hyperparams={"learning_rate": 0.05},
         rosenbrock_hyperparams={"learning_rate": 5e-3},
     ),

@@ -35,7 +35,9 @@ dampening applies on the first step too, unlike torch's SGD), :math:`u = b`, or
 :math:`u = g + \mu b` with ``nesterov``.
 
 The projection is written once against the array namespace (row sums and norms of
-each tensor), so it runs on NumPy, torch and JAX arrays, under ``jax.jit`` too.
+each tensor), so it runs on NumPy, torch and JAX arrays. Under ``jax.jit`` the stage
+runs on the host (``fallback="host"``): it steps the wrapped direction through that
+stage's eager ``update``, which reads the step count in Python.
 
 References:
   Heo, Chun, Oh, Han, Yun, Kim, Uh & Ha (2021): AdamP: Slowing Down the Slowdown for
@@ -101,6 +103,9 @@ class ScaleByProjection(Transform):
     the gradient and the parameter, plus the decay :math:`\\lambda \\rho s w`."""
 
     name = "projection"
+    # the wrapped stage's eager update reads its step count in Python: JAX runs this
+    # on the host (fallback="host")
+    traceable = False
 
     def __init__(
         self,

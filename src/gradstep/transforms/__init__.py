@@ -1,5 +1,5 @@
 """Transforms to compose with rules: clipping, norm constraints, weight decay,
-scaling, non-finite policies, masking and partitioning."""
+scaling, gradient centralisation, non-finite policies, masking and partitioning."""
 
 from .._core.combine import masked, partition
 from .._core.stages import (
@@ -13,6 +13,7 @@ from .._core.transform import chain, identity
 from . import mxnet  # noqa: F401  (gradstep.transforms.mxnet: MXNet gradient handling)
 from .accumulation import accumulate
 from .averaging import parameter_ema
+from .centralization import centralize
 from .clipping import clip, clip_by_global_norm, clip_by_norm
 from .constraints import (
     constrain_norm,
@@ -26,6 +27,7 @@ from .nonfinite import nonfinite_policy, skip_nonfinite, zero_nonfinite
 __all__ = [
     "accumulate",
     "add_decayed_weights",
+    "centralize",
     "chain",
     "clear_nan_params",
     "clip",
