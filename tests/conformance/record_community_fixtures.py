@@ -10,7 +10,9 @@ the tests do not)::
 The cases go to ``fixtures/community.json`` in the format of ``record_fixtures.py``
 (30 steps, gradients ``h * (w - target) + noise`` at the reference's own iterates,
 one column of the first tensor always zero) and are replayed by
-``test_conformance.py``; ``fixtures/MANIFEST-community.json`` records the library
+``test_conformance.py``; ``fixtures/transforms/centralize.json`` holds
+``optax.centralize`` runs (replayed by ``test_centralize.py``);
+``fixtures/MANIFEST-community.json`` records the library
 versions. pytorch-optimizer runs its per-parameter path (``foreach=False``); timm's
 optimizer files are loaded without ``import timm`` (which needs a matching
 torchvision).
@@ -374,6 +376,47 @@ def record(library: str, cases: list, runner, seed0: int) -> list[dict]:
     return out
 
 
+CENTRALIZE_OUT = FIXTURES / "transforms" / "centralize.json"
+CENTRALIZE_SHAPES = ((3, 4), (5,), (2, 3, 2))
+
+
+def record_centralize() -> list[dict]:
+    """``optax.centralize()`` alone (the updates it returns) and chained before
+    ``optax.adam``, on a tree with a matrix, a vector and a rank-3 tensor; replayed
+    by ``tests/conformance/test_centralize.py``."""
+    import jax.numpy as jnp
+    import optax
+
+    out = []
+    for case_id, tail, seed in (("alone", None, 800), ("before_adam", 0.05, 801)):
+        for dtype in ("float64", "float32"):
+            w0, grad = MODERN.problem(seed, CENTRALIZE_SHAPES, 1.0)
+            opt = (
+                optax.centralize()
+                if tail is None
+                else optax.chain(optax.centralize(), optax.adam(tail))
+            )
+            params = [jnp.asarray(w, dtype=dtype) for w in w0]
+            state = {"opt": opt.init(params), "params": params}
+
+            def step(g, k, opt=opt, state=state, dtype=dtype):
+                g = [jnp.asarray(x, dtype=dtype) for x in g]
+                updates, state["opt"] = opt.update(g, state["opt"], state["params"])
+                state["params"] = optax.apply_updates(state["params"], updates)
+                return [np.asarray(p) for p in state["params"]]
+
+            out.append(
+                {
+                    "id": f"optax-centralize-{case_id}-{dtype}",
+                    "reference": "optax.centralize" + ("" if tail is None else " + optax.adam"),
+                    "adam_learning_rate": tail,
+                    "dtype": dtype,
+                    **BASE._record(w0, grad, None, dtype, params, step),
+                }
+            )
+    return out
+
+
 def main() -> None:
     import jax
 
@@ -388,10 +431,12 @@ def main() -> None:
     )
     OUT.write_text(json.dumps(records, indent=0))
     print(f"community.json: {len(records)} trajectories")
+    CENTRALIZE_OUT.parent.mkdir(parents=True, exist_ok=True)
+    CENTRALIZE_OUT.write_text(json.dumps(record_centralize(), indent=0))
     manifest = {
         "generator": "tests/conformance/record_community_fixtures.py",
         "steps": BASE.STEPS,
-        "files": ["community.json"],
+        "files": ["community.json", "transforms/centralize.json"],
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,
