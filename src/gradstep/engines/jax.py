@@ -33,8 +33,9 @@ params=None, **ctx) -> (updates, state)`` that run inside :func:`jax.jit`,
   host with one callback.
 - **Stage kinds**: the core's :class:`~gradstep._core.transform.Chain`,
   :class:`~gradstep._core.combine.Masked`, :class:`~gradstep._core.combine.Partition`,
-  :class:`~gradstep._core.per_tensor.PerTensorReduction` and
-  :class:`~gradstep._core.skip.SkipNonfinite` have nodes of their own
+  :class:`~gradstep._core.per_tensor.PerTensorReduction`,
+  :class:`~gradstep._core.skip.SkipNonfinite` and
+  :class:`~gradstep._core.finishing.Finishing` have nodes of their own
   (:mod:`.jax_nodes`), registered in this module's table; the node tree is built
   bottom-up with the transform protocol (:func:`~gradstep._core.transform.fold_transform`).
   Other transforms are called as they are (``init``/``update`` on the pytree), which
@@ -55,6 +56,7 @@ from jax import tree_util
 
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
+from .._core.finishing import Finishing
 from .._core.per_tensor import PerTensorReduction
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain, Transform, fold_transform
@@ -63,6 +65,7 @@ from .jax_host import CallNode
 from .jax_nodes import (
     ChainNode,
     ElementNode,
+    FinishingNode,
     MaskedNode,
     NormNode,
     NotTraceable,
@@ -95,6 +98,7 @@ _HANDLERS: dict[type, Callable[[Transform, list], Any]] = {
     NormScaled: lambda stage, children: NormNode(stage),
     PerTensorReduction: PerTensorNode,
     SkipNonfinite: SkipNonfiniteNode,
+    Finishing: FinishingNode,
 }
 
 

@@ -13,6 +13,7 @@ from jax import tree_util
 
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled, resolve
+from .._core.finishing import Finishing
 from .._core.namespaces import element_for, nan_to_zero
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain
@@ -417,3 +418,25 @@ class SkipNonfiniteNode:
             lambda new, old: jnp.where(take, new, old), inner, state["inner"]
         )
         return updates, {"inner": inner, "notfinite_count": run, "total_notfinite": total}
+
+
+class FinishingNode:
+    """A :class:`~gradstep._core.finishing.Finishing` stage under jit: the inner
+    transform as its own node, then the stage's ``finish`` (array-namespace code) in
+    the graph."""
+
+    def __init__(self, transform: Finishing, children):
+        self.stage = transform
+        (self.inner,) = children
+
+    def init(self, leaves, td):
+        return {"inner": self.inner.init(leaves, td)}
+
+    def collect(self, state, ctx, req):
+        self.inner.collect(state["inner"], ctx, req)
+
+    def apply(self, g, w, state, td, ctx, req):
+        if w is None:
+            raise ValueError(f"{self.stage.name}: this transform needs params in update()")
+        updates, inner = self.inner.apply(g, w, state["inner"], td, ctx, req)
+        return self.stage.finish(list(updates), list(g), list(w), ctx), {"inner": inner}

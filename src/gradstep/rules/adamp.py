@@ -35,9 +35,8 @@ dampening applies on the first step too, unlike torch's SGD), :math:`u = b`, or
 :math:`u = g + \mu b` with ``nesterov``.
 
 The projection is written once against the array namespace (row sums and norms of
-each tensor), so it runs on NumPy, torch and JAX arrays. Under ``jax.jit`` the stage
-runs on the host (``fallback="host"``): it steps the wrapped direction through that
-stage's eager ``update``, which reads the step count in Python.
+each tensor), as a finishing stage (:mod:`gradstep._core.finishing`) around the
+base direction, so it runs on NumPy, torch and JAX arrays, under ``jax.jit`` too.
 
 References:
   Heo, Chun, Oh, Han, Yun, Kim, Uh & Ha (2021): AdamP: Slowing Down the Slowdown for
@@ -49,10 +48,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import numpy as np
-
-from .._core import tree as _tree
-from .._core.elementwise import Elementwise, Slot, resolve
+from .._core.elementwise import Elementwise, Slot
+from .._core.finishing import Finishing
 from .._core.namespaces import namespace_of
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
@@ -98,14 +95,13 @@ def project_radial(
     return ns.reshape(U, shape), rho
 
 
-class ScaleByProjection(Transform):
+class ScaleByProjection(Finishing):
     """``inner``'s direction, projected per tensor (:func:`project_radial`) against
     the gradient and the parameter, plus the decay :math:`\\lambda \\rho s w`."""
 
     name = "projection"
-    # the wrapped stage's eager update reads its step count in Python: JAX runs this
-    # on the host (fallback="host")
-    traceable = False
+    per_element_state = True  # only the wrapped stage's: the torch front may step
+    # parameters of any shapes together
 
     def __init__(
         self,
@@ -113,49 +109,34 @@ class ScaleByProjection(Transform):
         delta: float,
         wd_ratio: float,
         epsilon: float,
-        weight_decay: Any,
+        weight_decay: float,
         decay_scale: float,
     ):
-        self.inner = inner
+        super().__init__(inner)
         self.delta = delta
         self.wd_ratio = wd_ratio
         self.epsilon = epsilon
         self.weight_decay = weight_decay
         self.decay_scale = decay_scale
-        self.declared_ranges = {"weight_decay": nonnegative(schedulable=True)}
+        self.declared_ranges = {"weight_decay": nonnegative()}
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "weight_decay": self.declared_ranges["weight_decay"]}
 
-    def init(self, params: Any) -> dict:
-        state = {"inner": self.inner.init(params)}
-        if callable(self.weight_decay):
-            state["count"] = np.zeros((), dtype=np.int64)
-        return state
-
-    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        if params is None:
-            raise ValueError(f"{self.name}: this transform needs params in update()")
-        direction, inner_state = self.inner.update(grads, state["inner"], params, **ctx)
-        count = int(state["count"]) if "count" in state else 0
-        h = resolve({"weight_decay": self.weight_decay}, count, ctx, self.declared_ranges)
-        decay = h["weight_decay"] * self.decay_scale
-        u_leaves, td = _tree.flatten(direction)
-        g_leaves = _tree.leaves_like(td, grads)
-        w_leaves = _tree.leaves_like(td, params)
+    def finish(self, updates: list, grads: list, params: list, ctx: dict[str, Any]) -> list:
+        weight_decay = ctx.get("weight_decay", self.weight_decay)
+        # a traced override (JAX) is not a number: decay with it
+        decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
         out = []
-        for u, g, w in zip(u_leaves, g_leaves, w_leaves):
+        for u, g, w in zip(updates, grads, params):
             ns = namespace_of(u)
             rho = 1.0
             if len(w.shape) > 1:
                 u, rho = project_radial(w, g, u, self.delta, self.wd_ratio, self.epsilon)
-            if callable(self.weight_decay) or self.weight_decay != 0:
-                u = u + ns.scalar_caster(u)(decay) * rho * w
+            if decays:
+                u = u + ns.scalar_caster(u)(self.decay_scale) * weight_decay * rho * w
             out.append(ns.wrap(u))
-        new_state = {"inner": inner_state}
-        if "count" in state:
-            new_state["count"] = np.asarray(count + 1, dtype=np.int64)
-        return _tree.unflatten(td, out), new_state
+        return out
 
 
 def _sgdp_momentum(g, buf, keep, gain):
@@ -189,7 +170,7 @@ _PROJECTION = dict(
     delta=_POSITIVE,
     wd_ratio=Interval(0.0, 1.0),
     epsilon=nonnegative(),
-    weight_decay=nonnegative(schedulable=True),
+    weight_decay=nonnegative(),
 )
 
 
@@ -205,7 +186,7 @@ def adamp(
     beta1: float = 0.9,
     beta2: float = 0.999,
     epsilon: float = 1e-8,
-    weight_decay: Any = 0.0,
+    weight_decay: float = 0.0,
     *,
     delta: float = 0.1,
     wd_ratio: float = 0.1,
@@ -220,8 +201,8 @@ def adamp(
       beta2: :math:`\beta_2` in [0, 1). Default 0.999.
       epsilon: :math:`\epsilon` >= 0, of Adam's denominator and of the projection.
         Default 1e-8.
-      weight_decay: :math:`\lambda` >= 0, or a schedule: decoupled, scaled by
-        :math:`\rho`. Default 0.
+      weight_decay: :math:`\lambda` >= 0: decoupled, scaled by :math:`\rho`.
+        Default 0.
       delta: :math:`\delta` > 0, the cosine threshold. Default 0.1.
       wd_ratio: :math:`r` in [0, 1], the decay's scale on projected tensors.
         Default 0.1.
@@ -270,7 +251,7 @@ def sgdp(
     learning_rate: Any = 0.1,
     momentum: float = 0.9,
     dampening: float = 0.0,
-    weight_decay: Any = 0.0,
+    weight_decay: float = 0.0,
     *,
     nesterov: bool = False,
     delta: float = 0.1,
@@ -284,7 +265,7 @@ def sgdp(
       learning_rate: :math:`\eta` >= 0, or a schedule. Default 0.1.
       momentum: :math:`\mu` in [0, 1). Default 0.9.
       dampening: :math:`\tau` in [0, 1], applied from the first step. Default 0.
-      weight_decay: :math:`\lambda` >= 0, or a schedule: decoupled, scaled by
+      weight_decay: :math:`\lambda` >= 0: decoupled, scaled by
         :math:`\rho / (1-\mu)`. Default 0.
       nesterov: :math:`u = g + \mu b`. Default False.
       delta: :math:`\delta` > 0, the cosine threshold. Default 0.1.

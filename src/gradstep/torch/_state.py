@@ -309,7 +309,11 @@ def shape_independent(t: Transform) -> bool:
         node = visit.transform
         if isinstance(node, Masked):
             return False  # a mask may select by shape
-        # skip_nonfinite keeps two shared counters besides its inner state
-        if not isinstance(node, (Chain, Elementwise, SkipNonfinite)):
+        # skip_nonfinite keeps two shared counters besides its inner state; another
+        # transform says so itself (``per_element_state = True``: its own state, if
+        # any, is per-element arrays and shared counts, whatever the shapes)
+        if not isinstance(node, (Chain, Elementwise, SkipNonfinite)) and not getattr(
+            node, "per_element_state", False
+        ):
             return False
     return True
