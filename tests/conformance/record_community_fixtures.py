@@ -1,6 +1,6 @@
 """Record reference trajectories of the community optimizers: optax (adabelief, yogi,
-novograd, adan), pytorch-optimizer (AdaBelief, Yogi, NovoGrad, AdamP, SGDP, Adan) and
-timm (AdamP, SGDP).
+novograd, contrib.madgrad, adan), pytorch-optimizer (AdaBelief, Yogi, NovoGrad, AdamP,
+SGDP, MADGRAD, Adan, Ranger) and timm (AdamP, SGDP).
 
 Run from the repository root (needs torch, pytorch-optimizer and optax/jax installed;
 the tests do not)::
@@ -46,9 +46,14 @@ def _load(name: str):
 MODERN = _load("record_modern_fixtures")  # problem(), run_optax()
 BASE = MODERN.BASE  # changing_lrs(), _record()
 
+MADGRAD_OPTAX_REASON = (
+    "optax.contrib.madgrad weighs each gradient by (lr + eps) * sqrt(count + 1) in "
+    "float32 (the count is int32) even for float64 parameters; gradstep in float64"
+)
+
 # (id, reference, reference kwargs, gradstep rule, gradstep kwargs, options); options:
 # "lrs" (the learning rate changes between steps), "float32" (also record float32),
-# "shapes", "grad_scale"
+# "shapes", "problem" ("projection"), "tolerance" ((reason, rtol, atol) for float64)
 OPTAX_CASES = [
     ("adabelief", "adabelief", {"learning_rate": 0.02}, "adabelief", {"learning_rate": 0.02}, {}),
     (
@@ -87,6 +92,22 @@ OPTAX_CASES = [
         {"learning_rate": 0.05, "beta1": 0.8, "beta2": 0.5, "epsilon": 1e-8, "eps_root": 1e-6,
          "weight_decay": 0.05},
         {"lrs": True},
+    ),
+    (
+        "madgrad",
+        "contrib.madgrad",
+        {"learning_rate": 0.02},
+        "madgrad",
+        {"learning_rate": 0.02},
+        {"float32": True, "tolerance": (MADGRAD_OPTAX_REASON, 1e-6, 1e-8)},
+    ),
+    (
+        "madgrad_momentum_eps_wd_lr_change",
+        "contrib.madgrad",
+        {"learning_rate": 0.05, "momentum": 0.5, "eps": 1e-8, "weight_decay": 0.05},
+        "madgrad",
+        {"learning_rate": 0.05, "momentum": 0.5, "epsilon": 1e-8, "weight_decay": 0.05},
+        {"lrs": True, "tolerance": (MADGRAD_OPTAX_REASON, 1e-6, 1e-8)},
     ),
     (
         "adan",
@@ -235,6 +256,25 @@ PYTORCH_OPTIMIZER_CASES = [
         {"learning_rate": 0.05, "gc_min_rank": 4},
         {"shapes": ((3, 4), (5,), (2, 3, 2, 2))},
     ),
+    ("madgrad_lr", "MADGRAD", {"lr": 0.02}, "madgrad", {"learning_rate": 0.02}, {"float32": True}),
+    (
+        "madgrad_no_momentum_decoupled_wd_lr_change",
+        "MADGRAD",
+        {"lr": 0.05, "momentum": 0.0, "weight_decay": 0.05, "weight_decouple": True, "eps": 0.0},
+        "madgrad",
+        {"learning_rate": 0.05, "momentum": 0.0, "weight_decay": 0.05,
+         "decoupled_weight_decay": True, "epsilon": 0.0},
+        {"lrs": True},
+    ),
+    (
+        # the per-parameter path cannot take a coupled decay: the batched one
+        "madgrad_coupled_wd_foreach",
+        "MADGRAD",
+        {"lr": 0.05, "weight_decay": 0.05, "foreach": True},
+        "madgrad",
+        {"learning_rate": 0.05, "weight_decay": 0.05},
+        {},
+    ),
     ("adan_default", "Adan", {"lr": 0.02}, "adan", {"learning_rate": 0.02}, {"float32": True}),
     (
         "adan_proximal_wd_lr_change",
@@ -334,7 +374,7 @@ def run_pytorch_optimizer(name: str, kwargs: dict, dtype: str, options: dict, se
     import pytorch_optimizer
 
     cls = getattr(pytorch_optimizer, name)
-    return _run_torch_class(cls, {**kwargs, "foreach": False}, dtype, options, seed)
+    return _run_torch_class(cls, {"foreach": False, **kwargs}, dtype, options, seed)
 
 
 def _run_torch_class(cls, kwargs: dict, dtype: str, options: dict, seed: int) -> dict:
@@ -360,6 +400,10 @@ def record(library: str, cases: list, runner, seed0: int) -> list[dict]:
     out = []
     for seed, (case_id, ref, ref_kwargs, rule, rule_kwargs, options) in enumerate(cases, seed0):
         for dtype in ["float64"] + (["float32"] if options.get("float32") else []):
+            stated = {}
+            if "tolerance" in options and dtype == "float64":
+                reason, rtol, atol = options["tolerance"]
+                stated = {"tolerance": {"rtol": rtol, "atol": atol}, "tolerance_reason": reason}
             out.append(
                 {
                     "id": f"{library}-{case_id}-{dtype}",
@@ -371,6 +415,7 @@ def record(library: str, cases: list, runner, seed0: int) -> list[dict]:
                     "rule_kwargs": rule_kwargs,
                     "dtype": dtype,
                     **runner(ref, ref_kwargs, dtype, options, seed),
+                    **stated,
                 }
             )
     return out

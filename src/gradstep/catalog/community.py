@@ -1,11 +1,13 @@
 """Registry entries of the optimizers users import from optax, pytorch-optimizer and
 timm next: AdaBelief, Yogi, NovoGrad,
-AdamP, SGDP, Adan and Ranger."""
+AdamP, SGDP, MADGRAD, Adan and
+Ranger."""
 
 from .._core.registry import OptimizerSpec
 from ..rules.adabelief import adabelief
 from ..rules.adamp import adamp, sgdp
 from ..rules.adan import adan
+from ..rules.madgrad import madgrad
 from ..rules.novograd import novograd
 from ..rules.ranger import ranger
 from ..rules.yogi import yogi
@@ -85,6 +87,21 @@ SPECS = (
         fixtures=("pytorch_optimizer.SGDP", "timm.SGDP"),
         test_hyperparams={"learning_rate": 0.05},
         rosenbrock_hyperparams={"learning_rate": 5e-4},
+    ),
+    OptimizerSpec(
+        "madgrad",
+        madgrad,
+        "madgrad",
+        "Momentumised, adaptive, dual-averaged gradient descent.",
+        _ELEMENTWISE,
+        (
+            "Defazio & Jelassi (2022): Adaptivity without Compromise: A Momentumized, "
+            "Adaptive, Dual Averaged Gradient Method for Stochastic Optimization. JMLR 23, "
+            "arXiv:2101.11075",
+        ),
+        fixtures=("optax.contrib.madgrad", "pytorch_optimizer.MADGRAD"),
+        test_hyperparams={"learning_rate": 0.05},
+        rosenbrock_hyperparams={"learning_rate": 5e-3},
     ),
     OptimizerSpec(
         "adan",
