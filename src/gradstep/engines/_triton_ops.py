@@ -35,9 +35,11 @@ def cbrt(x):
     # interpreter): 2^(log2|x| / 3), refined by one Newton step, with x's sign;
     # 0 and infinities are returned as they are, NaN propagates
     a = tl.abs(x)
-    y = tl.exp2(tl.log2(a) / 3.0)
-    y = y - (y * y * y - a) / (3.0 * y * y)
-    y = tl.where((a == 0) | (a == _INF), a, y)
+    special = (a == 0) | (a == _INF)
+    b = tl.where(special, 1.0, a).to(x.dtype)  # no 0/0 in the Newton step
+    y = tl.exp2(tl.log2(b) / 3.0)
+    y = y - (y * y * y - b) / (3.0 * y * y)
+    y = tl.where(special, a, y)
     return tl.where(x < 0, -y, y).to(x.dtype)
 
 
