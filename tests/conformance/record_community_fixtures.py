@@ -267,7 +267,7 @@ PYTORCH_OPTIMIZER_CASES = [
         {"lrs": True},
     ),
     (
-        # the per-parameter path cannot take a coupled decay: the batched one
+        # its batched path (the same arithmetic as the per-parameter one)
         "madgrad_coupled_wd_foreach",
         "MADGRAD",
         {"lr": 0.05, "weight_decay": 0.05, "foreach": True},

@@ -111,9 +111,7 @@ def madgrad(
     Differences: ``optax.contrib.madgrad(learning_rate, momentum, weight_decay,
     eps)`` is this rule with coupled decay, except that it adds :math:`\epsilon` to a
     zero learning rate too. pytorch-optimizer's ``MADGRAD`` defaults to
-    ``lr=1e-3``; its per-parameter path cannot take a coupled decay (it calls a
-    sparse-tensor method on the dense gradient), its batched path (the default)
-    computes this rule. pytorch-optimizer and the authors' package take
+    ``lr=1e-3``. pytorch-optimizer and the authors' package take
     :math:`G^{1/3}` with ``pow(1/3)``, optax with ``cbrt`` (they differ in the last
     bit). Keeping :math:`w_0` costs one parameter-sized slot, as in optax and in
     pytorch-optimizer with momentum; without momentum pytorch-optimizer
