@@ -49,12 +49,15 @@ from .._core.validate import BOOL, decay_rate, hyperparams, nonnegative
 from .._core.xmath import cbrt, where
 
 
-def _madgrad(g, w, grad_sum_sq, grad_sum, initial, weight, eps, zero, toward, decay, anchor_decay):
+def _madgrad(
+    g, w, grad_sum_sq, grad_sum, initial, weight, eps, zero, one, toward, decay, anchor_decay
+):
     grad_sum_sq = grad_sum_sq + weight * g * g
     grad_sum = grad_sum + weight * g
     root = cbrt(grad_sum_sq) + eps
-    # epsilon 0 and nothing summed yet: the coordinate stays at its start
-    z = initial - where(root > zero, grad_sum / root, zero * grad_sum)
+    # a zero root (epsilon 0) means nothing summed yet: grad_sum is 0 there too, and
+    # the coordinate stays at its start (divided by 1, not 0)
+    z = initial - grad_sum / where(root > zero, root, one)
     return toward * (z - w) - decay * w, grad_sum_sq, grad_sum, initial - anchor_decay * w
 
 
@@ -66,6 +69,7 @@ def _madgrad_prepare(h: dict, count: int, *, epsilon, momentum, decoupled) -> di
         "weight": lr_eps * (count + 1) ** 0.5,  # not math.sqrt: the JAX engine traces it
         "eps": epsilon,
         "zero": 0.0,
+        "one": 1.0,
         "toward": 1.0 - momentum,
         "decay": decay,
         # without momentum the references rebuild w_0 from w, decay included
