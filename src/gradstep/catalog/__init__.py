@@ -10,6 +10,7 @@ from .._core.registry import OptimizerSpec
 from . import (
     averaging,
     classic,
+    community,
     layerwise,
     learning_rate_free,
     modern,
@@ -27,6 +28,7 @@ MODULES = (
     layerwise,
     modern,
     averaging,
+    community,
     torch_extra,
     recent,
     learning_rate_free,

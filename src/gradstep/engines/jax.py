@@ -35,8 +35,9 @@ params=None, **ctx) -> (updates, state)`` that run inside :func:`jax.jit`,
   :class:`~gradstep._core.combine.Masked`, :class:`~gradstep._core.combine.Partition`,
   :class:`~gradstep._core.per_tensor.PerTensorReduction`,
   :class:`~gradstep._core.global_reduction.GlobalReduction`,
-  :class:`~gradstep._core.skip.SkipNonfinite` and
-  :class:`~gradstep._core.cautious.Cautious` have nodes of their own
+  :class:`~gradstep._core.skip.SkipNonfinite`,
+  :class:`~gradstep._core.cautious.Cautious` and
+  :class:`~gradstep._core.finishing.Finishing` have nodes of their own
   (:mod:`.jax_nodes`), registered in this module's table; the node tree is built
   bottom-up with the transform protocol (:func:`~gradstep._core.transform.fold_transform`).
   Other transforms are called as they are (``init``/``update`` on the pytree), which
@@ -58,6 +59,7 @@ from jax import tree_util
 from .._core.cautious import Cautious
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
+from .._core.finishing import Finishing
 from .._core.global_reduction import GlobalReduction
 from .._core.per_tensor import PerTensorReduction
 from .._core.sharpness import SharpnessAware
@@ -70,6 +72,7 @@ from .jax_nodes import (
     CautiousNode,
     ChainNode,
     ElementNode,
+    FinishingNode,
     MaskedNode,
     NormNode,
     NotTraceable,
@@ -106,6 +109,7 @@ _HANDLERS: dict[type, Callable[[Transform, list], Any]] = {
     SkipNonfinite: SkipNonfiniteNode,
     SharpnessAware: SharpnessNode,
     Cautious: CautiousNode,
+    Finishing: FinishingNode,
 }
 
 

@@ -31,6 +31,7 @@ class JaxNamespace(Namespace):
     def __init__(self) -> None:
         self.ops = {
             "sqrt": jnp.sqrt,
+            "cbrt": jnp.cbrt,
             "absolute": jnp.abs,
             "sign": jnp.sign,
             "maximum": jnp.maximum,

@@ -14,6 +14,7 @@ from jax import tree_util
 from .._core.cautious import Cautious, cautious_mask
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled, resolve
+from .._core.finishing import Finishing
 from .._core.namespaces import element_for, nan_to_zero
 from .._core.sharpness import SharpnessAware, perturbation
 from .._core.skip import SkipNonfinite
@@ -509,3 +510,25 @@ class CautiousNode(_Node):
             for u, x in zip(updates, g)
         ]
         return masked, {"inner": inner}
+
+
+class FinishingNode:
+    """A :class:`~gradstep._core.finishing.Finishing` stage under jit: the inner
+    transform as its own node, then the stage's ``finish`` (array-namespace code) in
+    the graph."""
+
+    def __init__(self, transform: Finishing, children):
+        self.stage = transform
+        (self.inner,) = children
+
+    def init(self, leaves, td):
+        return {"inner": self.inner.init(leaves, td)}
+
+    def collect(self, state, ctx, req):
+        self.inner.collect(state["inner"], ctx, req)
+
+    def apply(self, g, w, state, td, ctx, req):
+        if w is None:
+            raise ValueError(f"{self.stage.name}: this transform needs params in update()")
+        updates, inner = self.inner.apply(g, w, state["inner"], td, ctx, req)
+        return self.stage.finish(list(updates), list(g), list(w), ctx), {"inner": inner}

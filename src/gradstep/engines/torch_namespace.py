@@ -61,6 +61,8 @@ class TorchNamespace(Namespace):
     def __init__(self) -> None:
         self.ops = {
             "sqrt": torch.sqrt,
+            # torch has no cube root: |x|^(1/3) with x's sign (NaN stays NaN)
+            "cbrt": lambda x: torch.sign(x) * torch.abs(x).pow(1.0 / 3.0),
             "absolute": torch.abs,
             "sign": _sign,
             "maximum": _maximum,

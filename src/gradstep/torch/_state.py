@@ -313,7 +313,10 @@ def shape_independent(t: Transform) -> bool:
             return False  # a mask may select by shape
         # skip_nonfinite keeps two shared counters besides its inner state; SAM a
         # shared counter and a per-element copy of the parameters; the cautious
-        # wrapper keeps only its inner state
-        if not isinstance(node, (Chain, Elementwise, SkipNonfinite, SharpnessAware, Cautious)):
+        # wrapper keeps only its inner state; another transform says so itself
+        # (``per_element_state = True``: its own state, if any, is per-element arrays
+        # and shared counts, whatever the shapes)
+        kinds = (Chain, Elementwise, SkipNonfinite, SharpnessAware, Cautious)
+        if not isinstance(node, kinds) and not getattr(node, "per_element_state", False):
             return False
     return True

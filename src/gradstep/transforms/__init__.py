@@ -1,6 +1,6 @@
 """Transforms to compose with rules: clipping, norm constraints, weight decay,
-scaling, non-finite policies, masking and partitioning, freezing, averaging,
-reduce-on-plateau, differential privacy and monitoring."""
+scaling, gradient centralisation, non-finite policies, masking and partitioning,
+freezing, averaging, reduce-on-plateau, differential privacy and monitoring."""
 
 from .._core.combine import masked, partition
 from .._core.stages import (
@@ -15,6 +15,7 @@ from . import mxnet  # noqa: F401  (gradstep.transforms.mxnet: MXNet gradient ha
 from .accumulation import accumulate
 from .averaging import parameter_ema
 from .block_clipping import adaptive_clip, clip_by_block_rms
+from .centralization import centralize
 from .clipping import clip, clip_by_global_norm, clip_by_norm
 from .constraints import (
     constrain_norm,
@@ -40,6 +41,7 @@ __all__ = [
     "accumulate",
     "adaptive_clip",
     "add_decayed_weights",
+    "centralize",
     "chain",
     "clear_nan_params",
     "clip",
