@@ -20,6 +20,14 @@ import pytest
 
 _SAVED = "_gradstep_saved_cache_dir"
 
+# Under pytest-xdist every worker is a process of its own: give each an equal share of
+# the cores for numba's parallel loops (read when numba is first imported), so that
+# the workers' thread pools do not oversubscribe the machine.
+_WORKERS = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+if _WORKERS and "NUMBA_NUM_THREADS" not in os.environ:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    os.environ["NUMBA_NUM_THREADS"] = str(max(1, (_cores or 1) // int(_WORKERS)))
+
 
 def kernel_cache(config: pytest.Config) -> Path:
     """This checkout's kernel folder for test sessions."""

@@ -11,7 +11,7 @@ def test_readme_starts_with_the_two_setup_commands():
     lines = (ROOT / "README.md").read_text().splitlines()
     block = lines[lines.index("```bash") + 1 : lines.index("```bash") + 3]
     assert block[0] == 'pip install -e ".[cli]" && gradstep compare'
-    assert block[1] == 'pip install -e ".[test]" -c constraints.txt && python -m pytest'
+    assert block[1] == 'pip install -e ".[test]" -c constraints.txt && python -m pytest -n auto'
     assert block[1] in (ROOT / ".ci" / "run").read_text()
 
 

@@ -1,11 +1,13 @@
-"""Training and evaluation weights: schedule-free's ``x`` and parameter EMAs.
+"""Training and evaluation weights: schedule-free's ``x`` and parameter averages
+(EMA, SWA).
 
 Some optimizers evaluate at another point than the one they train at:
 
 - schedule-free rules (:mod:`gradstep.rules.schedule_free`) keep ``y`` in the
   parameters while training; the point to evaluate, ``x``, follows from ``y`` and
   the state slot ``z``, and back;
-- :func:`gradstep.transforms.parameter_ema` keeps an average of the parameters.
+- :func:`gradstep.transforms.parameter_ema` and
+  :func:`gradstep.transforms.parameter_swa` keep an average of the parameters.
 
 The functional API maps parameters without changing anything
 (:func:`evaluation_params`, :func:`schedule_free_eval_params`,
@@ -41,20 +43,21 @@ from .rules.schedule_free import (
     to_evaluation,
     to_training,
 )
-from .transforms.averaging import ParameterEMA
+from .transforms.averaging import ParameterAverage
 
 MODES = ("train", "eval")
 
 
 def _located(transform: Transform, state: Any, params: Any) -> list:
-    """``(kind, transform, state, leaf indices)`` for every EMA wrapper and
-    schedule-free stage (not those inside an EMA wrapper: its averages decide)."""
+    """``(kind, transform, state, leaf indices)`` for every parameter-average wrapper
+    (EMA, SWA; kind ``"ema"``) and schedule-free stage (not those inside an average
+    wrapper: its averages decide)."""
     out: list = []
     for visit in walk(transform, params):
         t = visit.transform
-        if visit.path is None or any(isinstance(p, ParameterEMA) for p in visit.parents):
+        if visit.path is None or any(isinstance(p, ParameterAverage) for p in visit.parents):
             continue
-        if isinstance(t, ParameterEMA):
+        if isinstance(t, ParameterAverage):
             out.append(("ema", t, visit.state(state), visit.leaves))
         elif is_schedule_free_stage(t):
             out.append(("schedule_free", t, visit.state(state), visit.leaves))
@@ -91,8 +94,9 @@ def _replaced(params: Any, values: dict[int, Any]) -> Any:
 
 
 def evaluation_params(transform: Transform, state: Any, params: Any) -> Any:
-    """The weights to evaluate with, from training-mode ``params``: EMA averages
-    where a :func:`~gradstep.transforms.parameter_ema` covers a leaf, schedule-free's
+    """The weights to evaluate with, from training-mode ``params``: the averages
+    where a :func:`~gradstep.transforms.parameter_ema` or
+    :func:`~gradstep.transforms.parameter_swa` covers a leaf, schedule-free's
     ``x`` where a schedule-free rule does, the parameter itself elsewhere. Pure: new
     arrays for the mapped leaves, the given ones for the others."""
     found = _located(transform, state, params)
@@ -154,7 +158,7 @@ def set_mode(opt, mode: str) -> None:
 def evaluating(opt):
     """Evaluate with the evaluation weights inside the block, then switch back.
 
-    Inside, ``opt``'s arrays hold the EMA averages or schedule-free's ``x`` (see
+    Inside, ``opt``'s arrays hold the parameter averages or schedule-free's ``x`` (see
     :func:`evaluation_params`) and :meth:`~gradstep.Optimizer.step` raises; on exit
     the training weights are restored bit for bit. Raises ``ValueError`` if the
     optimizer has neither.
@@ -162,8 +166,8 @@ def evaluating(opt):
     found = _located(opt.transform, opt.state, opt.params)
     if not found:
         raise ValueError(
-            "evaluating: this optimizer has no evaluation weights (no parameter_ema, "
-            "no schedule-free stage)"
+            "evaluating: this optimizer has no evaluation weights (no parameter_ema or "
+            "parameter_swa, no schedule-free stage)"
         )
     kinds = ("ema", "schedule_free") if get_mode(opt) == "train" else ("ema",)
     leaves = _tree.leaves(opt.params)

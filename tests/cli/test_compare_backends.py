@@ -56,8 +56,8 @@ def test_names_are_case_insensitive_and_misspellings_get_a_suggestion():
         "sgd",
         "lbfgs",
     ]
-    with pytest.raises(race.InputError, match=r"'Adan' \(did you mean adam"):
-        race.parse_names("Adan", valid, "optimizer", [])
+    with pytest.raises(race.InputError, match=r"'Addam' \(did you mean adam"):
+        race.parse_names("Addam", valid, "optimizer", [])
 
 
 def test_list_keeps_its_columns_with_long_signatures():

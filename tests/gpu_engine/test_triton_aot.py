@@ -33,6 +33,7 @@ SCRIPT = textwrap.dedent(
         gradstep.chain(T.clip_by_global_norm(1.0), gradstep.adamw(1e-3)), torch.float32)
     cases["adamw-bfloat16"] = (gradstep.adamw(1e-3), torch.bfloat16)
     cases["lamb"] = (gradstep.lamb(1e-3), torch.float32)  # a per-tensor reduction pass
+    cases["prodigy"] = (gradstep.prodigy(), torch.float32)  # a global reduction pass
     # isfinite and finite_or_zero read a module-level constant of _triton_ops
     cases["zero-policy+adam"] = (T.nonfinite_policy(gradstep.adam(1e-3), "zero"), torch.float32)
     cases["adam-float16"] = (gradstep.adam(1e-3), torch.float16)

@@ -196,6 +196,29 @@ def test_torch_classes_on_the_triton_engine_match_torch_optim():
     assert float(a.state[ours[0]]["step"]) == 3.0
 
 
+@pytest.mark.parametrize("name", ["Adam", "Rprop"])
+def test_complex_parameters_on_the_triton_engine_match_torch_optim(name):
+    """A complex parameter is stepped as its real view, beside a real one."""
+    gen = torch.Generator().manual_seed(0)
+    init = [torch.randn(3, 4, dtype=torch.complex64, generator=gen), torch.randn(7, generator=gen)]
+    grads = [[torch.randn_like(t) for t in init] for _ in range(3)]
+    results = []
+    for lib, extra in ((torch.optim, {"foreach": False}), (gt, {})):
+        params = [torch.nn.Parameter(t.clone()) for t in init]
+        opt = getattr(lib, name)(params, lr=0.05, **extra)
+        for group in opt.param_groups:
+            if lib is gt:
+                group["engine"] = "triton"
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = g.clone()
+            opt.step()
+        results.append(params)
+    for p, q in zip(*results):
+        torch.testing.assert_close(q, p, rtol=2e-6, atol=2e-7)
+    assert results[1][0].dtype == torch.complex64
+
+
 def test_replaced_state_tensor_rebuilds_the_tables():
     params = [torch.nn.Parameter(torch.ones(100))]
     opt = gt.TransformOptimizer(params, gradstep.adam(0.1), engine="triton")

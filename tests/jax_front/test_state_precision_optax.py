@@ -23,7 +23,6 @@ from ._load import CONFORMANCE  # noqa: E402
 
 FIXTURES = CONFORMANCE / "fixtures" / "precision"
 CASES = json.loads((FIXTURES / "precision.json").read_text())
-GRADSTEP_SLOT = {"mu": "mu", "trace": "velocity"}
 
 
 def _recorder():
@@ -73,8 +72,8 @@ def _compare(case, k, params, slot):
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_compat_optax_matches_optax(case):
-    slot = GRADSTEP_SLOT[case["slot"]]
-    got = REC.run(cx, case["spec"], slot, 0, grads=_given(case))
+    # compat.optax's state is optax's: the slot has optax's field name
+    got = REC.run(cx, case["spec"], case["slot"], 0, grads=_given(case))
     assert got["slot_dtype"] == case["slot_dtype"] == "bfloat16"
     for k in range(len(case["params"])):
         _compare(case, k, got["params"][k], got["slot"][k])
@@ -100,3 +99,18 @@ def test_manifest_records_versions():
     manifest = json.loads((FIXTURES / "MANIFEST-precision.json").read_text())
     assert manifest["versions"]["optax"] == "0.2.8"
     assert {c["slot_dtype"] for c in CASES} == {"bfloat16"}
+
+
+def test_stored_slot_lives_in_optax_state_structure():
+    import jax.numpy as jnp
+    import optax
+
+    opt = cx.adam(0.05, mu_dtype=jnp.bfloat16)
+    params = {"w": jnp.ones(3, jnp.float32)}
+    state = opt.init(params)
+    assert isinstance(state[0], optax.ScaleByAdamState)
+    assert state[0].mu["w"].dtype == jnp.bfloat16 and state[0].nu["w"].dtype == jnp.float32
+    _, state = opt.update({"w": jnp.full(3, 0.5, jnp.float32)}, state, params)
+    assert optax.tree_utils.tree_get(state, "mu")["w"].dtype == jnp.bfloat16
+    trace = cx.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.bfloat16).init(params)
+    assert isinstance(trace[0], optax.TraceState) and trace[0].trace["w"].dtype == jnp.bfloat16

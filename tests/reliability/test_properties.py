@@ -20,9 +20,6 @@ from hypothesis import strategies as st
 import gradstep
 
 SPECS = [s for s in gradstep.REGISTRY if "needs_closure" not in s.capabilities]
-# found by this test on the torch front, reported to its owner: adafactor's eager math
-# fails on torch tensors (`mean(keepdims=...)`), sgld fails on float16 tensors
-TORCH_SPECS = [s for s in SPECS if s.name not in ("adafactor", "sgld")]
 SIZES = [(0,), (1,), (7,), (100003,), (3, 5)]
 STEPS = 3
 SETTINGS = settings(
@@ -111,7 +108,6 @@ def _case(specs):
 
 
 case = _case(SPECS)
-torch_case = _case(TORCH_SPECS)
 
 
 # -- the NumPy front ------------------------------------------------------------------
@@ -191,7 +187,7 @@ def test_numpy_front(c, dtype, data):
 
 @SETTINGS
 @given(
-    c=torch_case,
+    c=case,
     dtype=st.sampled_from(["float16", "bfloat16", "float32", "float64"]),
 )
 def test_torch_front(c, dtype):
@@ -247,7 +243,11 @@ def test_torch_front(c, dtype):
                 for p, g in zip(params, grads):
                     p.grad = torch.from_numpy(g).to(tdtype)
                 opt.step()
-    for a, b in zip(fused_p, eager_p):
+    # SGLD's noise comes from each array library's own generator (see its docstring):
+    # on CPU float32/float64 the default engine runs the rule on NumPy views, the eager
+    # one on torch tensors, so only their half-precision runs (torch on both) agree
+    noise_differs = c["spec"].name == "sgld" and dtype in ("float32", "float64")
+    for a, b in zip(fused_p, eager_p) if not noise_differs else ():
         a, b = a.detach().to(torch.float64).numpy(), b.detach().to(torch.float64).numpy()
         if dtype in ("float32", "float64"):
             _close(b, a, np.dtype(dtype))

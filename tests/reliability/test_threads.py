@@ -41,7 +41,8 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("layer", ["workqueue", "default"])
 def test_two_threads_stepping_their_own_optimizers(layer, tmp_path):
-    env = {**os.environ, "GRADSTEP_CACHE_DIR": str(tmp_path)}
+    # a pool of several threads, whatever share of the cores this test worker has
+    env = {**os.environ, "GRADSTEP_CACHE_DIR": str(tmp_path), "NUMBA_NUM_THREADS": "2"}
     if layer != "default":
         env["NUMBA_THREADING_LAYER"] = layer
     run = subprocess.run(

@@ -66,8 +66,9 @@ EDGES: dict[str, dict[str, list]] = {
         **FLAGS,
     },
     "Adamax": dict(ADAM_LIKE),
-    "NAdam": {**ADAM_LIKE, "momentum_decay": [-1.0, 0.0, 1.0, NAN]},
-    "RAdam": dict(ADAM_LIKE),
+    # decoupled decay with the default zero decay (torch takes it: the usual bias group)
+    "NAdam": {**ADAM_LIKE, "momentum_decay": [-1.0, 0.0, 1.0, NAN], "decoupled_weight_decay": [1]},
+    "RAdam": {**ADAM_LIKE, "decoupled_weight_decay": [True]},
     "Adafactor": {
         "lr": [0.0, -1.0, NAN, 5.0],
         "beta2_decay": [0.0, 0.5, -2.0, NAN],
@@ -84,6 +85,20 @@ EDGES: dict[str, dict[str, list]] = {
         "ns_steps": [0, 1, -1, 99, 100, 101, 2.5],
         "nesterov": [False],
         "adjust_lr_fn": ["original", "match_rms_adamw", "other"],
+    },
+    "ASGD": {
+        "lr": LR,
+        "weight_decay": WEIGHT_DECAY,
+        "lambd": [-1.0, 0.0, NAN],
+        "alpha": [-1.0, 0.0, NAN],
+        "t0": [-5.0, 0.0, NAN],
+        "maximize": [True],
+    },
+    "Rprop": {
+        "lr": LR,
+        "etas": [(0.5, 1.2), (1.0, 0.5), (0.0, 1.2), (0.5, 1.0), (NAN, 1.2), (0.5, INF)],
+        "step_sizes": [(0.0, 50.0), (-1.0, 1.0), (1.0, 0.5), (1e-6, INF)],
+        "maximize": [True],
     },
 }
 
@@ -152,5 +167,11 @@ def test_values_outside_gradsteps_ranges_give_torchs_numbers(name, kwargs):
 
 def test_refusal_names_the_argument_and_what_torch_takes():
     p = torch.nn.Parameter(torch.zeros(2))
-    with pytest.raises(ValueError, match=r"Adam: invalid betas\[1\]=1.0; torch.optim.Adam takes"):
+    # torch's own words first, then the argument and what torch takes
+    with pytest.raises(
+        ValueError,
+        match=r"^Invalid beta parameter at index 1: 1.0 \(torch.optim.Adam takes betas\[1\] in",
+    ):
         gt.Adam([p], betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match=r"^Invalid learning rate: -1 "):
+        gt.Adam(None, lr=-1)  # before params are looked at, as torch

@@ -153,6 +153,38 @@ class Namespace:
         x[row] = value
         return x
 
+    def moveaxis(self, x: Any, source: int, destination: int) -> Any:
+        return np.moveaxis(x, source, destination)
+
+    def take(self, x: Any, indices: Any, axis: int) -> Any:
+        """The slices ``indices`` (an integer vector) of ``x`` along ``axis``."""
+        return np.take(x, indices, axis=axis)
+
+    def flip(self, x: Any, axis: int) -> Any:
+        return np.flip(x, axis=axis)
+
+    # -- linear algebra (matrix rules: Shampoo, SOAP) -----------------------------------
+
+    def eigh(self, a: Any) -> tuple[Any, Any]:
+        """Eigenvalues (ascending) and eigenvectors (columns) of the symmetric matrix
+        ``a``, in its dtype."""
+        return np.linalg.eigh(a)
+
+    def qr(self, a: Any) -> Any:
+        """The orthonormal factor of the reduced QR decomposition of ``a``
+        (Householder: the sign convention of LAPACK's ``geqrf``)."""
+        return np.linalg.qr(a, mode="reduced")[0]
+
+    def argsort(self, x: Any) -> Any:
+        """Indices that sort the vector ``x`` ascending (stable)."""
+        return np.argsort(x, kind="stable")
+
+    def cond(self, predicate: Any, if_true: Callable, if_false: Callable, *operands: Any) -> Any:
+        """``if_true(*operands)`` where ``predicate`` holds, else ``if_false(*operands)``:
+        a Python branch on a host value; a traced branch under ``jax.jit`` (both
+        branches must then return arrays of the same shapes and dtypes)."""
+        return if_true(*operands) if predicate else if_false(*operands)
+
     # -- reductions --------------------------------------------------------------------
 
     def sum(self, x: Any, axis: int | None = None, keepdims: bool = False) -> Any:
@@ -161,11 +193,20 @@ class Namespace:
     def mean(self, x: Any, axis: int | None = None, keepdims: bool = False) -> Any:
         return np.mean(x, axis=axis, keepdims=keepdims)
 
+    def amax(self, x: Any, axis: int | tuple[int, ...] | None = None) -> Any:
+        """The largest element of ``x`` along ``axis`` (all axes: ``None``)."""
+        return np.max(x, axis=axis)
+
     def square_sum(self, x: Any) -> Any:
         """The sum of squares of ``x`` as a 0-d array of the library, accumulated in
         float64 (float32 where the library or device has no float64)."""
         a = np.asarray(x, dtype=np.float64).ravel()
         return np.dot(a, a)
+
+    def wide_sum(self, x: Any) -> Any:
+        """The sum of ``x`` as a 0-d array of the library, accumulated in float64
+        (float32 where the library or device has no float64)."""
+        return np.sum(np.asarray(x, dtype=np.float64))
 
     def sum_of_squares(self, x: Any) -> float:
         """:meth:`square_sum` as a Python float (a host read on other libraries)."""

@@ -112,16 +112,28 @@ def _stateful_elsewhere(t: Transform) -> bool:
 
     if isinstance(t, Elementwise):
         return type(t).init is not Elementwise.init
-    if t.children():
-        return False
-    try:
-        import numpy as np
+    import numpy as np
 
+    from . import tree as _tree
+
+    if t.children():
+        # a wrapper's own entries (sharpness-aware's cached gradient) are not slots;
+        # its children's entries are checked when the walk visits them
+        keys = t.child_state_keys()
+        if None in keys:
+            return False
+        try:
+            state = t.init(np.zeros(2, np.float32))
+        except Exception:  # a wrapper that cannot say: its children speak for it
+            return False
+        if not isinstance(state, Mapping):
+            return False
+        own = [v for k, v in state.items() if k not in keys]
+        return any(getattr(leaf, "ndim", 0) > 0 for leaf in _tree.leaves(own))
+    try:
         state = t.init(np.zeros(2, np.float32))
     except Exception:  # a transform that cannot say: assume it keeps state
         return True
-    from . import tree as _tree
-
     return any(getattr(leaf, "ndim", 0) > 0 for leaf in _tree.leaves(state))
 
 

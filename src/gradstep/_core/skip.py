@@ -1,5 +1,5 @@
 """The skip-a-step wrapper: run the inner transform only on steps whose gradients
-are all finite.
+are all finite (and, optionally, whose squared global norm is below a bound).
 
 A stage kind the engines must know (its control flow reads array values, so the
 JAX engine runs a traceable equivalent), hence in the core;
@@ -13,15 +13,24 @@ from typing import Any
 import numpy as np
 
 from . import tree as _tree
+from .namespaces import namespace_of
 from .transform import Transform
 
 
 class SkipNonfinite(Transform):
-    """Run ``inner`` only on steps whose gradients are all finite."""
+    """Run ``inner`` only on steps whose gradients are all finite and, with
+    ``max_squared_norm``, whose sum of squares is below it (a step that fails counts
+    as a non-finite one)."""
 
-    def __init__(self, inner: Transform, max_consecutive_errors: int | None):
+    def __init__(
+        self,
+        inner: Transform,
+        max_consecutive_errors: int | None,
+        max_squared_norm: float | None = None,
+    ):
         self.inner = inner
         self.max_consecutive_errors = max_consecutive_errors
+        self.max_squared_norm = max_squared_norm
         self.name = inner.name
 
     def init(self, params: Any) -> dict:
@@ -32,7 +41,11 @@ class SkipNonfinite(Transform):
         }
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        finite = all(bool(np.all(np.isfinite(g))) for g in _tree.leaves(grads))
+        leaves = _tree.leaves(grads)
+        finite = all(bool(np.all(np.isfinite(g))) for g in leaves)
+        bound = getattr(self, "max_squared_norm", None)  # absent in older pickles
+        if finite and bound is not None:
+            finite = sum(namespace_of(g).sum_of_squares(g) for g in leaves) < bound
         run_of_errors = 0 if finite else int(state["notfinite_count"]) + 1
         limit = self.max_consecutive_errors
         counters = {

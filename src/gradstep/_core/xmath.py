@@ -34,6 +34,7 @@ from collections.abc import Callable
 import numpy as np
 
 sqrt = np.sqrt
+cbrt = np.cbrt
 absolute = np.abs
 sign = np.sign
 maximum = np.maximum
@@ -60,6 +61,7 @@ def clip(x, lo, hi):
 
 OPERATIONS = (
     "sqrt",
+    "cbrt",
     "absolute",
     "sign",
     "maximum",

@@ -7,10 +7,34 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .._core.registry import OptimizerSpec
-from . import averaging, classic, layerwise, modern, mxnet
+from . import (
+    averaging,
+    classic,
+    community,
+    layerwise,
+    learning_rate_free,
+    modern,
+    mxnet,
+    optax_tail,
+    preconditioned,
+    recent,
+    torch_extra,
+)
 
 #: the entry modules, in the registry's order (a new area is one more module here)
-MODULES = (classic, mxnet, layerwise, modern, averaging)
+MODULES = (
+    classic,
+    mxnet,
+    layerwise,
+    modern,
+    averaging,
+    community,
+    torch_extra,
+    recent,
+    learning_rate_free,
+    optax_tail,
+    preconditioned,
+)
 
 
 def specs() -> Iterator[OptimizerSpec]:

@@ -9,8 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .._core.stages import add_decayed_weights as _add_decayed_weights
-from .._core.stages import rule as _rule
-from .._core.stages import scale_by_learning_rate as _scale_by_lr
 from .._core.transform import Transform
 from .._core.validate import BOOL, Interval, check, declared_ranges, hyperparams, nonnegative
 from ..jax import GradstepTransformation
@@ -20,7 +18,21 @@ from ..rules.adam import scale_by_adam as _scale_by_adam
 from ..rules.adamax import scale_by_adamax as _scale_by_adamax
 from ..rules.rmsprop import scale_by_rms as _scale_by_rms
 from ..rules.sgd import apply_momentum, apply_nesterov_momentum
-from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, stored_in, wrap
+from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, stored_in
+from ._optax_layouts import (
+    ADAM_STATE,
+    ADAMAX_STATE,
+    LION_STATE,
+    TRACE_STATE,
+    all_or,
+    decay_stage,
+    decay_state,
+    direction_state,
+    lr_stage,
+    optimizer,
+    rms_state,
+)
+from ._optax_state import EMPTY, Masked, ScaleByAdaDeltaState, ScaleByRssState, Slots, Tree
 
 # -- optimizers ---------------------------------------------------------------------
 
@@ -53,12 +65,10 @@ def adam(
     """optax's ``adam``: :func:`gradstep.adam` with ``eps_root`` (epsilon outside the
     root on the bias-corrected scale, ``eps_root`` inside it)."""
     direction = adam_direction(b1, b2, eps, eps_root, nesterov, "adam")
-    return wrap(
-        _rule(
-            "adam",
-            stored_in("adam", "mu_dtype", mu_dtype, direction, "mu"),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "adam",
+        direction_state(stored_in("adam", "mu_dtype", mu_dtype, direction, "mu")),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 
@@ -87,13 +97,11 @@ def adamw(
     """optax's ``adamw``: Adam, then decoupled decay :math:`\\lambda w` (restricted to
     ``mask``), then the learning rate."""
     direction = adam_direction(b1, b2, eps, eps_root, nesterov, "adamw")
-    return wrap(
-        _rule(
-            "adamw",
-            stored_in("adamw", "mu_dtype", mu_dtype, direction, "mu"),
-            _add_decayed_weights(weight_decay, mask),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "adamw",
+        direction_state(stored_in("adamw", "mu_dtype", mu_dtype, direction, "mu")),
+        decay_stage(weight_decay, mask),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 
@@ -110,12 +118,10 @@ def amsgrad(
     """optax's ``amsgrad``: the maximum is kept of the bias-corrected :math:`\\hat v`
     (``amsgrad="corrected"``)."""
     direction = _scale_by_adam(b1, b2, eps, eps_root=eps_root, amsgrad="corrected")
-    return wrap(
-        _rule(
-            "amsgrad",
-            stored_in("amsgrad", "mu_dtype", mu_dtype, direction, "mu"),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "amsgrad",
+        direction_state(stored_in("amsgrad", "mu_dtype", mu_dtype, direction, "mu"), True),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 
@@ -142,10 +148,10 @@ def sgd(
                 f"sgd: invalid accumulator_dtype={accumulator_dtype!r} with momentum=None "
                 "(there is no accumulator); valid values: None"
             )
-        return wrap(_rule("sgd", _scale_by_lr(learning_rate)))
+        return optimizer("sgd", (None, EMPTY), lr_stage(learning_rate))
     trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
     trace_ = stored_in("sgd", "accumulator_dtype", accumulator_dtype, trace_, "velocity")
-    return wrap(_rule("sgd", trace_, _scale_by_lr(learning_rate)))
+    return optimizer("sgd", (trace_, TRACE_STATE), lr_stage(learning_rate))
 
 
 @hyperparams(
@@ -173,10 +179,6 @@ def rmsprop(
     then momentum on the learning-rate-scaled steps."""
     if momentum is not None:
         check("rmsprop", "momentum", momentum, MOMENTUM)
-    if bias_correction:
-        raise NotImplementedError(
-            "rmsprop: bias_correction=True (optax's bias-corrected RMSProp) has no gradstep rule"
-        )
     if momentum is None and nesterov:
         raise ValueError(
             "rmsprop: invalid nesterov=True with momentum=None; valid values: nesterov "
@@ -188,11 +190,18 @@ def rmsprop(
         centered=centered,
         epsilon_placement="inside" if eps_in_sqrt else "outside",
         initial_scale=initial_scale,
+        bias_correction=bias_correction,
     )
     trace_ = None
     if momentum is not None:
         trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
-    return wrap(_rule("rmsprop", direction, _scale_by_lr(learning_rate), trace_), decay="rho")
+    return optimizer(
+        "rmsprop",
+        (direction, rms_state(centered, bias_correction)),
+        lr_stage(learning_rate),
+        (trace_, EMPTY if trace_ is None else TRACE_STATE),
+        decay="rho",
+    )
 
 
 @hyperparams(learning_rate=LR, initial_accumulator_value=nonnegative(), eps=EPS)
@@ -210,7 +219,11 @@ def adagrad(
     direction = _scale_by_adagrad(
         eps, initial_accumulator_value=initial_accumulator_value, epsilon_placement="inside"
     )
-    return wrap(_rule("adagrad", direction, _scale_by_lr(learning_rate)))
+    return optimizer(
+        "adagrad",
+        (direction, Slots(ScaleByRssState, sum_of_squares=Tree("sum_sq"))),
+        lr_stage(learning_rate),
+    )
 
 
 def adadelta(
@@ -236,13 +249,19 @@ def adadelta(
             "adadelta: invalid weight_decay_mask with weight_decay=0; valid values: a "
             "mask only together with a weight_decay > 0"
         )
-    return wrap(
-        _rule(
-            "adadelta",
-            _add_decayed_weights(weight_decay, weight_decay_mask) if weight_decay else None,
+    decay = (None, EMPTY)
+    if weight_decay:
+        decay = decay_stage(weight_decay, weight_decay_mask)
+    elif weight_decay_mask is not None:  # pragma: no cover - refused above
+        raise AssertionError
+    return optimizer(
+        "adadelta",
+        decay,
+        (
             _scale_by_adadelta(rho, eps),
-            None if learning_rate is None else _scale_by_lr(learning_rate),
-        )
+            Slots(ScaleByAdaDeltaState, e_g=Tree("nu"), e_x=Tree("nu_delta")),
+        ),
+        (None, EMPTY) if learning_rate is None else lr_stage(learning_rate),
     )
 
 
@@ -252,12 +271,10 @@ def adamax(
 ) -> GradstepTransformation:
     """optax's ``adamax``: :math:`u \\leftarrow \\max(\\beta_2 u, |g| + \\epsilon)`
     (``epsilon_placement="in_max"``), :math:`-\\eta \\hat m / u`."""
-    return wrap(
-        _rule(
-            "adamax",
-            _scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "adamax",
+        (_scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"), ADAMAX_STATE),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 
@@ -297,7 +314,7 @@ def radam(
         epsilon_placement="outside",
         nesterov=nesterov,
     )
-    return wrap(_rule("radam", direction, _scale_by_lr(learning_rate)), **ADAM_NAMES)
+    return optimizer("radam", (direction, ADAM_STATE), lr_stage(learning_rate), **ADAM_NAMES)
 
 
 @hyperparams(learning_rate=LR, b1=Interval(0.0, 1.0), b2=Interval(0.0, 1.0), weight_decay=WD)
@@ -313,13 +330,11 @@ def lion(
     \lambda w)`, :math:`m \leftarrow (1-\beta_2) g + \beta_2 m` (default decay 1e-3)."""
     from ..rules.lion import scale_by_lion
 
-    return wrap(
-        _rule(
-            "lion",
-            stored_in("lion", "mu_dtype", mu_dtype, scale_by_lion(b1, b2), "mu"),
-            _add_decayed_weights(weight_decay, mask),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "lion",
+        (stored_in("lion", "mu_dtype", mu_dtype, scale_by_lion(b1, b2), "mu"), LION_STATE),
+        decay_stage(weight_decay, mask),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 
@@ -338,21 +353,14 @@ def lamb(
     :math:`\|w\| / \|u\|` (1 when either is 0), then the learning rate."""
     from ..rules.layerwise import scale_by_trust_ratio
 
-    return wrap(
-        _rule(
-            "lamb",
-            _scale_by_adam(b1, b2, eps, eps_root=eps_root),
-            _add_decayed_weights(weight_decay, mask),
-            scale_by_trust_ratio(),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "lamb",
+        (_scale_by_adam(b1, b2, eps, eps_root=eps_root), ADAM_STATE),
+        decay_stage(weight_decay, mask),
+        (scale_by_trust_ratio(), EMPTY),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
-
-
-def _all_or(mask: Any) -> Any:
-    """optax's ``True`` mask (every leaf) as gradstep's ``None``."""
-    return None if mask is True else mask
 
 
 @hyperparams(
@@ -380,14 +388,19 @@ def lars(
     from ..rules.layerwise import scale_by_trust_ratio
 
     trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
-    return wrap(
-        _rule(
-            "lars",
-            _add_decayed_weights(weight_decay, _all_or(weight_decay_mask)),
-            scale_by_trust_ratio(trust_coefficient, eps, mask=_all_or(trust_ratio_mask)),
-            _scale_by_lr(learning_rate),
-            trace_,
+    decay = _add_decayed_weights(weight_decay, all_or(weight_decay_mask))
+    return optimizer(
+        "lars",
+        (
+            decay,
+            Masked(decay_state(weight_decay, None), all_or(weight_decay_mask)),
         ),
+        (
+            scale_by_trust_ratio(trust_coefficient, eps, mask=all_or(trust_ratio_mask)),
+            Masked(EMPTY),  # the rule applies the mask itself: no mask wrapper
+        ),
+        lr_stage(learning_rate),
+        (trace_, TRACE_STATE),
     )
 
 
@@ -402,13 +415,11 @@ def adamaxw(
 ) -> GradstepTransformation:
     """optax's ``adamaxw``: AdaMax's direction, then decoupled decay :math:`\\lambda w`
     (restricted to ``mask``), then the learning rate."""
-    return wrap(
-        _rule(
-            "adamaxw",
-            _scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"),
-            _add_decayed_weights(weight_decay, mask),
-            _scale_by_lr(learning_rate),
-        ),
+    return optimizer(
+        "adamaxw",
+        (_scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"), ADAMAX_STATE),
+        decay_stage(weight_decay, mask),
+        lr_stage(learning_rate),
         **ADAM_NAMES,
     )
 

@@ -16,24 +16,35 @@ from .. import schedules as _sched
 
 
 class Schedule(_sched.Schedule):
-    """A gradstep schedule that also accepts a traced step count (evaluated on the
-    host through a callback), so it can be handed to real optax too."""
+    """A gradstep schedule that also accepts what optax's schedules accept: a traced
+    step count (evaluated on the host through a callback, so it can be handed to
+    real optax too) and an array of step counts (``schedule(np.arange(100))``:
+    the values of every count, in an array of that shape)."""
 
     evaluate_on_host = True
 
     def __call__(self, count: Any) -> Any:
         if isinstance(count, jax.core.Tracer):
             return _host_schedule(self, count)
+        if np.ndim(count) > 0:
+            return jnp.asarray(_values(self, np.asarray(count)), _float_dtype())
         return super().__call__(count)
 
 
+def _float_dtype():
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+def _values(schedule: Schedule, counts: np.ndarray) -> np.ndarray:
+    """The schedule at each of ``counts`` (the core's function of one count)."""
+    return np.vectorize(lambda n: schedule._fn(int(n)), otypes=[np.float64])(counts)
+
+
 def _host_schedule(schedule: Schedule, count):
-    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    dtype = _float_dtype()
 
     def host(c):
-        c = np.asarray(c)
-        out = np.vectorize(lambda n: schedule._fn(int(n)), otypes=[np.float64])(c)
-        return out.astype(dtype)
+        return _values(schedule, np.asarray(c)).astype(dtype)
 
     return jax.pure_callback(
         host, jax.ShapeDtypeStruct(jnp.shape(count), dtype), count, vmap_method="expand_dims"
@@ -82,13 +93,23 @@ def linear_schedule(
 def cosine_decay_schedule(
     init_value: float, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0
 ) -> Schedule:
-    """optax's ``cosine_decay_schedule``; ``decay_steps`` must be positive."""
+    """optax's ``cosine_decay_schedule``; ``decay_steps`` must be positive, ``alpha``
+    any number (optax's range; outside [0, 1] the schedule rises or crosses zero)."""
     if not decay_steps > 0:
         raise ValueError(
             f"cosine_decay_schedule: invalid decay_steps={decay_steps!r}; valid values: "
             "a positive integer"
         )
-    return _as_compat(_sched.cosine_decay(init_value, int(decay_steps), alpha, exponent))
+    if 0.0 <= alpha <= 1.0:
+        return _as_compat(_sched.cosine_decay(init_value, int(decay_steps), alpha, exponent))
+    # optax takes any alpha (above 1 the schedule rises to alpha * init_value, below
+    # 0 it crosses zero): value = init * ((1 - alpha) * c + alpha), c the pure cosine
+    # part, which is gradstep's cosine_decay with init 1 and alpha 0
+    cosine = _sched.cosine_decay(1.0, int(decay_steps), 0.0, exponent)
+    return Schedule(
+        lambda t: init_value * ((1.0 - alpha) * cosine._fn(t) + alpha),
+        f"cosine_decay_schedule({init_value}, {decay_steps}, alpha={alpha}, exponent={exponent})",
+    )
 
 
 def warmup_cosine_decay_schedule(

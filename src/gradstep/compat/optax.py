@@ -9,23 +9,43 @@ returns a :class:`gradstep.jax.GradstepTransformation`: an
 works inside real ``optax.chain``; its ``transform`` attribute is the gradstep
 transform (usable with :class:`gradstep.Optimizer` on NumPy arrays).
 
+The state is optax's: a chain's state is the tuple of its stages' states, each
+optax's own NamedTuple with optax's field names (``state[0].mu``,
+``ScaleByAdamState``, ``MaskedState`` whose trees hold ``MaskedNode()``,
+``InjectStatefulHyperparamsState.hyperparams["learning_rate"]``,
+``ApplyIfFiniteState.last_finite``), so optax code that reads or edits the state
+(``optax.tree_utils.tree_get(state, "count")``, ``tree_set``, ``_replace``) works
+unchanged; optax's own classes are used when optax is installed. The core keeps
+its named dicts; :mod:`gradstep.compat._optax_state` maps them to optax's
+structures and back at every call. ``init`` takes abstract parameters
+(``jax.ShapeDtypeStruct``, e.g. from ``jax.eval_shape``; zeros of their shape,
+dtype and sharding, as optax's ``zeros_like``) and is traceable (``jax.eval_shape``,
+``jax.jit`` with ``out_shardings``). Masks and labels are taken as optax takes
+them: full trees, prefix trees (``{"encoder": False, "head": True}``) or functions
+of the parameters. ``tree``, ``tree_utils`` and ``tree_map_params`` are optax's
+own, reached through this module when optax is installed.
+
 What differs from optax, on purpose:
 
-- The state is gradstep's: a dict named after the stages
-  (``state["scale_by_adam"]["mu"]``), not optax's tuple of NamedTuples.
 - Hyperparameters are Python numbers or schedules, validated when the optimizer is
   made; a per-step value is passed to ``update`` by its gradstep name
   (``update(g, s, p, learning_rate=lr)``) or injected with
-  :func:`inject_hyperparams`.
-- ``mu_dtype``/``accumulator_dtype`` store that slot in the given dtype (e.g.
-  ``jnp.bfloat16``), as optax does; the arithmetic stays in float32 or wider
-  (optax multiplies the stored moment by its decay in the stored dtype: an extra
-  rounding gradstep does not make, see :mod:`gradstep._core.precision`).
-  ``rmsprop``'s ``bias_correction=True`` is refused (gradstep has no
-  bias-corrected RMSProp); no argument is accepted and ignored.
+  :func:`inject_hyperparams`, which puts into ``state.hyperparams`` only the
+  arguments that set a per-step hyperparameter of the rule (``learning_rate``,
+  ``b1``, ``b2``, ``decay``, ``momentum``, ``weight_decay``, ...): optax also puts
+  ``eps``, ``eps_root``, ``initial_scale``, ... there, which gradstep's rules fix at
+  construction, and a change to them would be ignored.
+- ``mu_dtype``/``accumulator_dtype`` store that slot (the same field of optax's
+  state) in the given dtype (e.g. ``jnp.bfloat16``), as optax does; the arithmetic
+  stays in float32 or wider (optax multiplies the stored moment by its decay in the
+  stored dtype: an extra rounding gradstep does not make, see
+  :mod:`gradstep._core.precision`). No argument is accepted and ignored.
 - Schedules are gradstep schedules (Python functions of the step count); called
   with a traced count they evaluate on the host, so they also work inside real
-  optax.
+  optax; called with an array of counts they give an array of values.
+- A mask inside a mask (``masked(masked(t, m1), m2)``) gives the inner transform
+  the selected leaves as a list, not optax's tree with ``MaskedNode()`` holes, so
+  the inner mask must be a function or a flat list of flags for those leaves.
 
 Mapping (optax name -> gradstep):
 
@@ -42,10 +62,20 @@ Mapping (optax name -> gradstep):
   with optax's default ``learning_rate=None`` the update is the *ascent* direction,
   exactly as optax returns it).
 - ``adamax`` -> ``scale_by_adamax(epsilon_placement="in_max")``.
+- ``rmsprop(bias_correction=True)``, ``scale_by_rms``/``scale_by_stddev`` with it
+  -> ``scale_by_rms(bias_correction=True)``.
+- ``sign_sgd`` -> ``scale_by_sign`` + learning rate; ``signum`` ->
+  ``scale_by_signum(beta)`` + learning rate (optax's ``ema(debias=False)`` and
+  ``scale_by_sign``: one gradstep stage shown as optax's two states).
 - ``clip_by_global_norm``, ``clip``, ``scale``, ``scale_by_learning_rate``,
-  ``add_decayed_weights``, ``trace``, ``scale_by_adam``, ``scale_by_rms``,
-  ``identity``, ``chain``, ``masked``, ``multi_transform``/``partition``,
-  ``apply_if_finite`` -> the gradstep stage or combinator of the same meaning.
+  ``scale_by_schedule``, ``add_decayed_weights``, ``trace``, ``scale_by_adam``,
+  ``scale_by_amsgrad``, ``scale_by_adamax``, ``scale_by_radam``, ``scale_by_lion``,
+  ``scale_by_adadelta``, ``scale_by_rss``, ``scale_by_rms``, ``scale_by_stddev``,
+  ``scale_by_trust_ratio``, ``scale_by_sign``, ``ema``, ``identity``, ``set_to_zero``,
+  ``stateless``, ``stateless_with_tree_map``, ``chain``, ``named_chain``,
+  ``masked``, ``multi_transform``/``partition``, ``apply_if_finite``,
+  ``inject_hyperparams``/``inject_stateful_hyperparams`` -> the gradstep stage or
+  combinator of the same meaning; ``global_norm`` and ``safe_norm`` as optax's.
 - Schedules: ``constant_schedule``, ``linear_schedule``, ``polynomial_schedule``,
   ``cosine_decay_schedule``, ``warmup_cosine_decay_schedule``,
   ``warmup_constant_schedule``, ``exponential_decay``,
@@ -55,6 +85,29 @@ Mapping (optax name -> gradstep):
 from __future__ import annotations
 
 from ..jax import GradstepTransformation, apply_updates
+from ._optax_aliases import (
+    EmaState,
+    ema,
+    global_norm,
+    named_chain,
+    safe_norm,
+    scale_by_adadelta,
+    scale_by_adamax,
+    scale_by_amsgrad,
+    scale_by_lion,
+    scale_by_radam,
+    scale_by_rss,
+    scale_by_schedule,
+    scale_by_sign,
+    scale_by_stddev,
+    scale_by_trust_ratio,
+    sign_sgd,
+    signum,
+    stateless,
+    stateless_with_tree_map,
+)
+from ._optax_extra import *  # noqa: F403  (schedules and transforms beyond the above)
+from ._optax_extra import set_to_zero
 from ._optax_optimizers import (
     adadelta,
     adagrad,
@@ -83,8 +136,27 @@ from ._optax_schedules import (
     warmup_constant_schedule,
     warmup_cosine_decay_schedule,
 )
-from ._optax_transforms import (
+from ._optax_state import (
+    ApplyIfFiniteState,
+    EmptyState,
     InjectHyperparamsState,
+    InjectStatefulHyperparamsState,
+    MaskedNode,
+    MaskedState,
+    PartitionState,
+    ScaleByAdaDeltaState,
+    ScaleByAdamState,
+    ScaleByAmsgradState,
+    ScaleByLionState,
+    ScaleByRmsState,
+    ScaleByRmsWithCountState,
+    ScaleByRssState,
+    ScaleByRStdDevState,
+    ScaleByRStdDevWithCountState,
+    ScaleByScheduleState,
+    TraceState,
+)
+from ._optax_transforms import (
     add_decayed_weights,
     apply_if_finite,
     chain,
@@ -92,6 +164,7 @@ from ._optax_transforms import (
     clip_by_global_norm,
     identity,
     inject_hyperparams,
+    inject_stateful_hyperparams,
     masked,
     multi_transform,
     partition,
@@ -103,9 +176,27 @@ from ._optax_transforms import (
 )
 
 __all__ = [
+    "ApplyIfFiniteState",
+    "EmaState",
+    "EmptyState",
     "GradientTransformation",
     "GradientTransformationExtraArgs",
     "InjectHyperparamsState",
+    "InjectStatefulHyperparamsState",
+    "MaskedNode",
+    "MaskedState",
+    "PartitionState",
+    "ScaleByAdaDeltaState",
+    "ScaleByAdamState",
+    "ScaleByAmsgradState",
+    "ScaleByLionState",
+    "ScaleByRStdDevState",
+    "ScaleByRStdDevWithCountState",
+    "ScaleByRmsWithCountState",
+    "ScaleByRmsState",
+    "ScaleByRssState",
+    "ScaleByScheduleState",
+    "TraceState",
     "adadelta",
     "adagrad",
     "adam",
@@ -120,29 +211,49 @@ __all__ = [
     "clip",
     "clip_by_global_norm",
     "constant_schedule",
+    "ema",
     "cosine_decay_schedule",
     "exponential_decay",
+    "global_norm",
     "identity",
     "inject_hyperparams",
+    "inject_stateful_hyperparams",
     "join_schedules",
     "lamb",
     "lars",
-    "lion",
     "linear_schedule",
+    "lion",
     "masked",
     "multi_transform",
     "nadam",
     "nadamw",
+    "named_chain",
     "partition",
     "piecewise_constant_schedule",
     "polynomial_schedule",
     "radam",
     "rmsprop",
+    "safe_norm",
     "scale",
+    "scale_by_adadelta",
     "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_amsgrad",
     "scale_by_learning_rate",
+    "scale_by_lion",
+    "scale_by_radam",
     "scale_by_rms",
+    "scale_by_rss",
+    "scale_by_schedule",
+    "scale_by_sign",
+    "scale_by_stddev",
+    "scale_by_trust_ratio",
+    "set_to_zero",
     "sgd",
+    "sign_sgd",
+    "signum",
+    "stateless",
+    "stateless_with_tree_map",
     "trace",
     "warmup_constant_schedule",
     "warmup_cosine_decay_schedule",
@@ -151,3 +262,17 @@ __all__ = [
 
 GradientTransformation = GradstepTransformation
 GradientTransformationExtraArgs = GradstepTransformation
+
+#: optax's pytree utilities, which read the state of this module's transformations
+#: as they read optax's own (the same NamedTuples): ``tree.get``/``tree.set``,
+#: ``tree_utils.tree_get``/``tree_set``, ``tree_map_params``. They are optax's,
+#: reached here when optax is installed.
+_FROM_OPTAX = ("tree", "tree_utils", "tree_map_params")
+
+
+def __getattr__(name: str):
+    if name in _FROM_OPTAX:
+        import optax
+
+        return getattr(optax, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

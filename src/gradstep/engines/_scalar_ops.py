@@ -14,6 +14,7 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 sqrt = np.sqrt
+cbrt = np.cbrt  # float32 stays float32 in numba
 absolute = np.abs
 sign = np.sign
 maximum = np.maximum

@@ -7,7 +7,8 @@ semantics of the NumPy/torch operation it stands for:
 - ``maximum``/``minimum`` (and so ``clip``) propagate NaN, as NumPy and torch do
   (Triton's own default drops it);
 - ``sqrt`` is correctly rounded (``sqrt_rn``; Triton's ``sqrt`` is approximate);
-- ``sign`` maps 0 to 0 and NaN to NaN.
+- ``sign`` maps 0 to 0 and NaN to NaN;
+- ``cbrt`` is a Newton-refined ``exp2(log2|x|/3)`` with the sign of ``x``.
 
 Arithmetic runs in the dtype the kernel loaded the values in (float32 for
 float32/float16/bfloat16 tensors, float64 for float64).
@@ -26,6 +27,20 @@ def sqrt(x):
         return tl.sqrt(x)
     else:
         return tl.sqrt_rn(x)
+
+
+@triton.jit
+def cbrt(x):
+    # no cube root in Triton's core language (libdevice's does not run in the CPU
+    # interpreter): 2^(log2|x| / 3), refined by one Newton step, with x's sign;
+    # 0 and infinities are returned as they are, NaN propagates
+    a = tl.abs(x)
+    special = (a == 0) | (a == _INF)
+    b = tl.where(special, 1.0, a).to(x.dtype)  # no 0/0 in the Newton step
+    y = tl.exp2(tl.log2(b) / 3.0)
+    y = y - (y * y * y - b) / (3.0 * y * y)
+    y = tl.where(special, a, y)
+    return tl.where(x < 0, -y, y).to(x.dtype)
 
 
 @triton.jit

@@ -15,7 +15,9 @@ written twice.
   call, not 5000.
 - **Reductions** (norm clipping) run as their own pass: a kernel that recomputes the
   stages before the reduction (they are pure) and sums squares per chunk; the sums
-  become scalars of the main pass.
+  become scalars of the main pass. A global reduction stage (Prodigy's distance
+  estimate) sums its ``terms`` per chunk the same way; its ``combine`` turns the
+  totals into the scalars of the main pass and the stage's new scalar state.
 - **Precision**: each row of the pointer table (gradient, parameter, each slot) has
   its storage dtype, float16, bfloat16, float32 or float64, and the kernel is
   generated for that combination (:mod:`gradstep._core.precision`): values are
@@ -46,7 +48,7 @@ from .._core import tree as _tree
 from .._core.combine import _labels_for
 from .._core.transform import Transform
 from .._core.xmath import OPERATIONS
-from .element_source import SourceError, element_sources
+from .element_source import SourceError, element_sources, function_source
 from .kernel_cache import KernelCacheError, cache_dir, load_kernels, reload_kernels
 from .plan import (
     NotFusable,
@@ -58,6 +60,7 @@ from .plan import (
     place_stages,
     slot_names,
     stage_nodes,
+    terms_args,
 )
 
 #: storage dtypes the kernels read and write
@@ -121,6 +124,7 @@ def generate_source(
         sources = element_sources(stages)
     except SourceError as err:
         raise NotFusable(str(err)) from None
+    sources += [function_source(st.stage.terms, f"_n{st.index}") for st in stages if st.is_global]
     for source in sources:
         lines.append("@njit(cache=True, error_model='numpy')")
         lines.append(source)
@@ -129,14 +133,36 @@ def generate_source(
     for st in stages:
         if st.is_reduction:
             lines += _kernel(f"reduce{st.index}", stages[: st.index], rows, math, write=False)
+        elif st.is_global:
+            lines += _kernel(
+                f"reduce{st.index}", stages[: st.index], rows, math, write=False, target=st
+            )
     return "\n".join(lines) + "\n"
 
 
-def _kernel(name: str, body: list[Stage], rows: list[str], math: str, write: bool) -> list[str]:
+def global_terms(st: Stage) -> int:
+    """How many arrays a global reduction stage's ``terms`` returns (cached on the
+    stage's plan entry: counting calls the function)."""
+    if "n_terms" not in st.__dict__:
+        st.__dict__["n_terms"] = st.stage.n_terms()
+    return st.__dict__["n_terms"]
+
+
+def _kernel(
+    name: str,
+    body: list[Stage],
+    rows: list[str],
+    math: str,
+    write: bool,
+    target: Stage | None = None,
+) -> list[str]:
     """A parallel loop over chunks running ``body``.
 
-    ``write``: store slots and ``w + u``; else accumulate ``sum(u**2)`` per chunk.
+    ``write``: store slots and ``w + u``; else accumulate ``sum(u**2)`` per chunk, or,
+    for a global reduction ``target``, the sum of each array its ``terms`` returns
+    (``acc[chunk * terms + t]``).
     """
+    loaded = body + ([target] if target is not None else [])
     args = "chunks, ptrs, scal, tscal, tmask" + ("" if write else ", acc")
     src = ["@njit(parallel=True, cache=True, error_model='numpy')", f"def {name}({args}):"]
     for dtype in sorted(set(rows)):
@@ -146,8 +172,8 @@ def _kernel(name: str, body: list[Stage], rows: list[str], math: str, write: boo
         dtype = rows[row]
         return f"carray(as_pointer(ptrs[{row}, j] + off * {_SIZE[dtype]}, z_{dtype}), (n,))"
 
-    for st in body:
-        for k in range(len(st.stage.scalar_names()) if not st.is_reduction else 0):
+    for st in loaded:
+        for k in range(st.n_scalars):
             src.append(f"    c{st.index}_{k} = scal[{st.scalar_offset + k}]")
     src += [
         "    for c in prange(chunks.shape[0]):",
@@ -157,15 +183,16 @@ def _kernel(name: str, body: list[Stage], rows: list[str], math: str, write: boo
         f"        g = {view(0)}",
         f"        w = {view(1)}",
     ]
-    for st in body:
+    for st in loaded:
         for k, row in enumerate(st.slot_rows):
             src.append(f"        a{st.index}_{k} = {view(row)}")
         if st.mask is not None:
             src.append(f"        m{st.index} = tmask[{st.index}, j]")
         if st.is_reduction:
             src.append(f"        f{st.index} = tscal[j, {st.reduction_column}]")
+    terms = global_terms(target) if target is not None else 1
     if not write:
-        src.append("        total = 0.0")
+        src += [f"        total{t} = 0.0" for t in range(terms)]
     src += [
         "        for i in range(n):",
         f"            x = {_load(rows[0], math, 'g[i]')}",
@@ -180,9 +207,22 @@ def _kernel(name: str, body: list[Stage], rows: list[str], math: str, write: boo
                     value = _store(rows[row], math, f"s{st.index}_{k}")
                     src.append(f"            a{st.index}_{k}[i] = {value}")
         src.append(f"            w[i] = {_store(rows[1], math, 'wi + x')}")
+    elif target is None:
+        src.append("            total0 += np.float64(x) * np.float64(x)")
+        src.append("        acc[c] = total0")
     else:
-        src.append("            total += np.float64(x) * np.float64(x)")
-        src.append("        acc[c] = total")
+        k = target.index
+        src += [
+            f"            s{k}_{i} = {_load(rows[row], math, f'a{k}_{i}[i]')}"
+            for i, row in enumerate(target.slot_rows)
+        ]
+        names = [f"q{t}" for t in range(terms)]
+        comma = "," if terms == 1 else ""
+        src.append(
+            f"            {', '.join(names)}{comma} = _n{k}({', '.join(terms_args(target))})"
+        )
+        src += [f"            total{t} += np.float64(q{t})" for t in range(terms)]
+        src += [f"        acc[c * {terms} + {t}] = total{t}" for t in range(terms)]
     return src + [""]
 
 
@@ -315,7 +355,10 @@ class FusedEngine:
         ptrs[0] = _pointers(g_leaves, layout, "gradient")  # of its parameter's dtype
         nodes, counts = stage_nodes(self.stages, state)
         self._slot_pointers(layout, nodes)
-        self._run(layout, counts, ctx)
+        carried = self._run(layout, nodes, counts, ctx)
+        for st, values in carried.items():
+            node = nodes[st]
+            node.update({k: np.asarray(v, np.asarray(node[k]).dtype) for k, v in values.items()})
         advance_counts(self.stages, nodes, counts)
         return state
 
@@ -330,24 +373,33 @@ class FusedEngine:
             k += bool(flag)
         return out
 
-    def _run(self, layout: dict, counts: list[int], ctx: dict) -> None:
+    def _run(self, layout: dict, nodes: list[dict], counts: list[int], ctx: dict) -> dict:
+        """Launch the passes; return the new carried state of each global reduction
+        stage (by stage index), for the caller to store once the step is done."""
         dtype = np.dtype(math_dtype(layout["rows"][1]))
         n_tensors = len(layout["w"])
         scal = np.zeros(self.n_scalars, dtype)
         tscal = np.zeros((n_tensors, max(self.n_factors, 1)), dtype)
-        for st, count in zip(self.stages, counts):
-            if not st.is_reduction:
+        steps = {}  # global reduction stages: (h, prepare scalars) of this step
+        for st, node, count in zip(self.stages, nodes, counts):
+            if st.is_global:
+                carried = {k: np.float64(v) for k, v in st.stage.carried_of(node).items()}
+                steps[st.index] = st.stage.step_scalars(carried, count, ctx)
+                values = list(steps[st.index][1].values())
+            elif not st.is_reduction:
                 values = list(st.stage.scalars(count, ctx).values())
-                scal[st.scalar_offset : st.scalar_offset + len(values)] = values
+            else:
+                continue
+            scal[st.scalar_offset : st.scalar_offset + len(values)] = values
         try:
-            self._launch_all(layout, counts, ctx, scal, tscal)
+            return self._launch_all(layout, counts, ctx, scal, tscal, steps)
         except _LaunchError as error:
             # compiled kernels fail only while loading or compiling, before they touch
             # memory: rebuild the module away from the shared cache, once
             try:
                 rows = tuple(layout["rows"])
                 self._modules[rows] = reload_kernels(self.source_for(rows), error.__cause__)
-                self._launch_all(layout, counts, ctx, scal, tscal)
+                return self._launch_all(layout, counts, ctx, scal, tscal, steps)
             except (KernelCacheError, _LaunchError) as failure:
                 cause = failure.__cause__ if isinstance(failure, _LaunchError) else failure
                 if not isinstance(cause, (KernelCacheError, OSError)):
@@ -355,14 +407,29 @@ class FusedEngine:
                 self._broken = f"the kernel cache {cache_dir()} is unusable: {cause}"
                 raise Unsupported(self._broken) from None
 
-    def _launch_all(self, layout, counts, ctx, scal, tscal) -> None:
+    def _launch_all(self, layout, counts, ctx, scal, tscal, steps) -> dict:
         try:
             kernels = self.kernels_for(tuple(layout["rows"]))
         except Exception as error:
             raise _LaunchError from error
         ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
         n_tensors = len(layout["w"])
+        carried = {}
         for st, count in zip(self.stages, counts):
+            if st.is_global:
+                terms = global_terms(st)
+                acc = np.zeros(len(chunks) * terms, np.float64)
+                try:
+                    _launch(
+                        getattr(kernels, f"reduce{st.index}"), chunks, ptrs, scal, tscal, tmask, acc
+                    )
+                except Exception as error:
+                    raise _LaunchError from error
+                sums = tuple(np.float64(x) for x in acc.reshape(len(chunks), terms).sum(axis=0))
+                h, prepared = steps[st.index]
+                carried[st.index], reduced = st.stage.combine(sums, h, prepared)
+                start = st.scalar_offset + len(prepared)
+                scal[start : start + len(reduced)] = list(reduced.values())
             if st.is_reduction:
                 acc = np.zeros(len(chunks), np.float64)
                 reduce = getattr(kernels, f"reduce{st.index}")
@@ -376,6 +443,7 @@ class FusedEngine:
             _launch(kernels.step, chunks, ptrs, scal, tscal, tmask)
         except Exception as error:
             raise _LaunchError from error
+        return carried
 
     def _layout(self, ws: list, params: Any) -> dict:
         """Chunk table and masks, rebuilt when the parameters change (the layout holds

@@ -33,8 +33,11 @@ params=None, **ctx) -> (updates, state)`` that run inside :func:`jax.jit`,
   host with one callback.
 - **Stage kinds**: the core's :class:`~gradstep._core.transform.Chain`,
   :class:`~gradstep._core.combine.Masked`, :class:`~gradstep._core.combine.Partition`,
-  :class:`~gradstep._core.per_tensor.PerTensorReduction` and
-  :class:`~gradstep._core.skip.SkipNonfinite` have nodes of their own
+  :class:`~gradstep._core.per_tensor.PerTensorReduction`,
+  :class:`~gradstep._core.global_reduction.GlobalReduction`,
+  :class:`~gradstep._core.skip.SkipNonfinite`,
+  :class:`~gradstep._core.cautious.Cautious` and
+  :class:`~gradstep._core.finishing.Finishing` have nodes of their own
   (:mod:`.jax_nodes`), registered in this module's table; the node tree is built
   bottom-up with the transform protocol (:func:`~gradstep._core.transform.fold_transform`).
   Other transforms are called as they are (``init``/``update`` on the pytree), which
@@ -53,21 +56,29 @@ from typing import Any
 import jax.numpy as jnp
 from jax import tree_util
 
+from .._core.cautious import Cautious
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
+from .._core.finishing import Finishing
+from .._core.global_reduction import GlobalReduction
 from .._core.per_tensor import PerTensorReduction
+from .._core.sharpness import SharpnessAware
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain, Transform, fold_transform
 from . import jax_namespace  # noqa: F401  (registers JAX's array namespace)
+from .jax_global import GlobalNode
 from .jax_host import CallNode
 from .jax_nodes import (
+    CautiousNode,
     ChainNode,
     ElementNode,
+    FinishingNode,
     MaskedNode,
     NormNode,
     NotTraceable,
     PartitionNode,
     PerTensorNode,
+    SharpnessNode,
     SkipNonfiniteNode,
     _Node,
 )
@@ -96,7 +107,11 @@ _HANDLERS: dict[type, Callable[[Transform, list], Any]] = {
     Elementwise: _element_node,
     NormScaled: lambda stage, children: NormNode(stage),
     PerTensorReduction: PerTensorNode,
+    GlobalReduction: GlobalNode,
     SkipNonfinite: SkipNonfiniteNode,
+    SharpnessAware: SharpnessNode,
+    Cautious: CautiousNode,
+    Finishing: FinishingNode,
 }
 
 

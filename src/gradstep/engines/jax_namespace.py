@@ -31,6 +31,7 @@ class JaxNamespace(Namespace):
     def __init__(self) -> None:
         self.ops = {
             "sqrt": jnp.sqrt,
+            "cbrt": jnp.cbrt,
             "absolute": jnp.abs,
             "sign": jnp.sign,
             "maximum": jnp.maximum,
@@ -110,15 +111,44 @@ class JaxNamespace(Namespace):
     def set_row(self, x, row, value):
         return x.at[row].set(value)
 
+    def moveaxis(self, x, source, destination):
+        return jnp.moveaxis(x, source, destination)
+
+    def take(self, x, indices, axis):
+        return jnp.take(x, indices, axis=axis)
+
+    def flip(self, x, axis):
+        return jnp.flip(x, axis=axis)
+
+    def eigh(self, a):
+        return jnp.linalg.eigh(a)
+
+    def qr(self, a):
+        return jnp.linalg.qr(a, mode="reduced")[0]
+
+    def argsort(self, x):
+        return jnp.argsort(x, stable=True)
+
+    def cond(self, predicate, if_true, if_false, *operands):
+        if isinstance(predicate, jax.core.Tracer):
+            return jax.lax.cond(predicate, if_true, if_false, *operands)
+        return if_true(*operands) if predicate else if_false(*operands)
+
     def sum(self, x, axis=None, keepdims=False):
         return jnp.sum(x, axis=axis, keepdims=keepdims)
 
     def mean(self, x, axis=None, keepdims=False):
         return jnp.mean(x, axis=axis, keepdims=keepdims)
 
+    def amax(self, x, axis=None):
+        return jnp.max(x, axis=axis)
+
     def square_sum(self, x):
         a = jnp.ravel(jnp.asarray(x)).astype(_default_float())
         return jnp.dot(a, a)
+
+    def wide_sum(self, x):
+        return jnp.sum(jnp.asarray(x).astype(_default_float()))
 
     def max_abs(self, x):
         x = jnp.asarray(x)

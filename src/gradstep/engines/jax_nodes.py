@@ -1,6 +1,6 @@
 """The JAX engine's nodes: how each kind of transform runs in the traced step
 (elementwise stages, norm and per-tensor reductions, chains, masks, partitions,
-skipping non-finite steps)."""
+skipping non-finite steps, the sharpness-aware wrapper)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import tree_util
 
+from .._core.cautious import Cautious, cautious_mask
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled, resolve
+from .._core.finishing import Finishing
 from .._core.namespaces import element_for, nan_to_zero
+from .._core.sharpness import SharpnessAware, perturbation
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain
 from .jax_scalars import (
@@ -213,12 +216,14 @@ class ChainNode(_Node):
 
 def _flat_labels(labels: Any, td, g, w) -> list:
     """The labels (or mask flags) of the leaves, from a tree or a function of params."""
+    tree = td.unflatten(w if w is not None else g)
     if callable(labels):
-        tree = td.unflatten(w if w is not None else g)
         labels = labels(tree)
     try:
         flat = td.flatten_up_to(labels)
     except (ValueError, TypeError):
+        flat = _prefix_labels(labels, tree)
+    if flat is None:
         flat = tree_util.tree_leaves(labels, is_leaf=lambda x: x is None)
     if len(flat) != td.num_leaves:
         raise ValueError(f"labels have {len(flat)} leaves, the parameters {td.num_leaves}")
@@ -230,6 +235,22 @@ def _flat_labels(labels: Any, td, g, w) -> list:
                 "parameters' structure and shapes)"
             )
     return flat
+
+
+def _prefix_labels(labels: Any, tree: Any) -> list | None:
+    """A tree of labels that is a prefix of the parameters' (optax's masks and labels:
+    ``{"encoder": False, "head": True}`` over nested parameters): each label given to
+    every leaf below it. ``None`` when ``labels`` is no prefix of ``tree``."""
+    is_label = lambda x: x is None  # noqa: E731 - None is a label ("no label")
+    prefix = tree_util.tree_structure(labels, is_leaf=is_label)
+    try:
+        subtrees = prefix.flatten_up_to(tree)
+    except (ValueError, TypeError):
+        return None
+    out: list = []
+    for label, sub in zip(tree_util.tree_leaves(labels, is_leaf=is_label), subtrees):
+        out.extend([label] * len(tree_util.tree_leaves(sub)))
+    return out
 
 
 def _sub(values: list | None, idx: list[int]) -> list | None:
@@ -388,13 +409,15 @@ class PerTensorNode(ElementNode):
 
 
 class SkipNonfiniteNode:
-    """:func:`gradstep.transforms.skip_nonfinite` under jit: the inner update is
-    computed every step and selected (``jnp.where``) when the gradients are finite,
+    """:func:`gradstep.transforms.skip_nonfinite` (and ``skip_large_updates``) under
+    jit: the inner update is computed every step and selected (``jnp.where``) when
+    the gradients are finite (and their sum of squares below the bound),
     or when the run of non-finite steps exceeds ``max_consecutive_errors``; otherwise
     the updates are zero and the inner state is kept."""
 
     def __init__(self, transform: SkipNonfinite, children):
         self.limit = transform.max_consecutive_errors
+        self.bound = getattr(transform, "max_squared_norm", None)
         (self.inner,) = children
 
     def init(self, leaves, td):
@@ -411,6 +434,10 @@ class SkipNonfiniteNode:
         finite = jnp.asarray(True)
         for x in g:
             finite = finite & jnp.all(jnp.isfinite(x))
+        if self.bound is not None:
+            acc = float_dtype()
+            total = sum((jnp.sum(jnp.square(jnp.asarray(x).astype(acc))) for x in g), 0.0)
+            finite = finite & (total < self.bound)
         run = jnp.where(finite, 0, state["notfinite_count"] + 1).astype(COUNT_DTYPE)
         total = (state["total_notfinite"] + (~finite).astype(COUNT_DTYPE)).astype(COUNT_DTYPE)
         take = finite if self.limit is None else finite | (run > self.limit)
@@ -420,3 +447,91 @@ class SkipNonfiniteNode:
             lambda new, old: jnp.where(take, new, old), inner, state["inner"]
         )
         return updates, {"inner": inner, "notfinite_count": run, "total_notfinite": total}
+
+
+class SharpnessNode:
+    """:func:`gradstep.sam` under jit: both the ascent and the descent are computed
+    every update and the one of this update's phase selected (``jnp.where``); the
+    inner state advances on descents only."""
+
+    def __init__(self, transform: SharpnessAware, children):
+        self.transform = transform
+        (self.inner,) = children
+
+    def init(self, leaves, td):
+        return {
+            "phase": jnp.zeros((), COUNT_DTYPE),
+            "cache": td.unflatten([jnp.array(p, copy=True) for p in leaves]),
+            "inner": self.inner.init(leaves, td),
+        }
+
+    def collect(self, state, ctx, req):
+        self.inner.collect(state["inner"], ctx, req)
+
+    def apply(self, g, w, state, td, ctx, req):
+        if w is None:
+            raise ValueError(f"{self.transform.name}: this transform needs params in update()")
+        t = self.transform
+        ascent = state["phase"] == 0
+        cache = td.flatten_up_to(state["cache"])
+        perturbed = perturbation(g, w, t.rho, t.adaptive, t.epsilon)
+        inner_updates, inner = self.inner.apply(g, cache, state["inner"], td, ctx, req)
+        back = [c - x + u for c, x, u in zip(cache, w, inner_updates)]
+        updates = [jnp.where(ascent, e, b) for e, b in zip(perturbed, back)]
+        new_cache = [jnp.where(ascent, x, c) for x, c in zip(w, cache)]
+        inner = tree_util.tree_map(
+            lambda new, old: jnp.where(ascent, old, new), inner, state["inner"]
+        )
+        return updates, {
+            "phase": (1 - state["phase"]).astype(COUNT_DTYPE),
+            "cache": td.unflatten(new_cache),
+            "inner": inner,
+        }
+
+
+class CautiousNode(_Node):
+    """:func:`gradstep.rules.cautious.cautious` under jit: the inner node's update,
+    masked and rescaled per tensor by the core's :func:`cautious_mask` on
+    ``jax.numpy``."""
+
+    def __init__(self, transform: Cautious, children):
+        self.normalization = transform.normalization
+        self.min_fraction = transform.min_fraction
+        (self.inner,) = children
+
+    def init(self, leaves, td):
+        return {"inner": self.inner.init(leaves, td)}
+
+    def collect(self, state, ctx, req):
+        self.inner.collect(state["inner"], ctx, req)
+
+    def apply(self, g, w, state, td, ctx, req):
+        updates, inner = self.inner.apply(g, w, state["inner"], td, ctx, req)
+        ns = jax_ns()
+        masked = [
+            cautious_mask(u, x, ns, self.normalization, self.min_fraction)
+            for u, x in zip(updates, g)
+        ]
+        return masked, {"inner": inner}
+
+
+class FinishingNode:
+    """A :class:`~gradstep._core.finishing.Finishing` stage under jit: the inner
+    transform as its own node, then the stage's ``finish`` (array-namespace code) in
+    the graph."""
+
+    def __init__(self, transform: Finishing, children):
+        self.stage = transform
+        (self.inner,) = children
+
+    def init(self, leaves, td):
+        return {"inner": self.inner.init(leaves, td)}
+
+    def collect(self, state, ctx, req):
+        self.inner.collect(state["inner"], ctx, req)
+
+    def apply(self, g, w, state, td, ctx, req):
+        if w is None:
+            raise ValueError(f"{self.stage.name}: this transform needs params in update()")
+        updates, inner = self.inner.apply(g, w, state["inner"], td, ctx, req)
+        return self.stage.finish(list(updates), list(g), list(w), ctx), {"inner": inner}

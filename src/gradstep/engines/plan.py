@@ -1,7 +1,9 @@
 """The plan both fused engines compile: a transform's elementwise stages, placed.
 
 Each stage gets its rows of the pointer table, its place in the scalar vector and its
-columns of the per-tensor factor table.
+columns of the per-tensor factor table. A global reduction stage's reduced scalars
+(the same for every tensor) follow its ``prepare`` scalars in the scalar vector: the
+engine writes them there between its reduction pass and the main pass.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
+from .._core.global_reduction import GlobalReduction
 from .._core.per_tensor import PerTensorReduction
 from .._core.transform import Chain, Transform, walk
 from .._core.xmath import HELPERS, OPERATIONS
@@ -49,6 +52,21 @@ class Stage:
         from sums of squares (LAMB's and LARS's trust ratios)."""
         return isinstance(self.stage, PerTensorReduction)
 
+    @property
+    def is_global(self) -> bool:
+        """A stage whose element function also takes scalars reduced over every
+        element of every tensor, with scalar state (Prodigy's distance estimate)."""
+        return isinstance(self.stage, GlobalReduction)
+
+    @property
+    def n_scalars(self) -> int:
+        """How many scalars of the scalar vector its element function takes (its
+        ``prepare`` scalars, then a global reduction's reduced scalars)."""
+        if self.is_reduction:
+            return 0
+        extra = len(self.stage.reduced_scalars) if self.is_global else 0
+        return len(self.stage.scalar_names()) + extra
+
 
 def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage]:
     """The elementwise stages of ``transform`` in order, or :class:`NotFusable`.
@@ -76,6 +94,10 @@ def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage
             _check_element_function(t)
             _check_element_function(t, t.norms)
             out.append(Stage(len(out), t, visit.path))
+        elif type(t) is GlobalReduction and mask is None:
+            _check_element_function(t)
+            _check_element_function(t, t.terms)
+            out.append(Stage(len(out), t, visit.path))
         else:
             raise NotFusable(f"{type(t).__name__} {t.name!r} is not an elementwise stage")
     return out
@@ -94,7 +116,7 @@ def place_stages(stages: list[Stage], first_scalar: int = 0) -> tuple[int, int, 
             column += 1
             continue
         st.scalar_offset = offset
-        offset += len(st.stage.scalar_names())
+        offset += st.n_scalars
         if st.is_per_tensor:
             st.reduction_column = column
             column += len(st.stage.tensor_scalars)
@@ -125,10 +147,17 @@ def call_args(st: Stage, tensor_scalars: bool = False) -> list[str]:
     ``c{stage}_{k}`` and (``tensor_scalars``) its per-tensor scalars ``t{stage}_{k}``."""
     e, k = st.stage, st.index
     args = ["x"] + (["wi"] if e.uses_params else []) + slot_names(st)
-    args += [f"c{k}_{i}" for i in range(len(e.scalar_names()))]
+    args += [f"c{k}_{i}" for i in range(st.n_scalars)]
     if tensor_scalars:
         args += [f"t{k}_{i}" for i in range(len(e.tensor_scalars))]
     return args
+
+
+def terms_args(st: Stage) -> list[str]:
+    """The arguments a generated reduction kernel passes to a global reduction
+    stage's ``terms``: as :func:`call_args` without the reduced scalars."""
+    args = call_args(st)
+    return args[: len(args) - len(st.stage.reduced_scalars)]
 
 
 def stage_nodes(stages: list[Stage], state: dict) -> tuple[list[dict], list[int]]:

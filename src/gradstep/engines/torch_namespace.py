@@ -61,6 +61,8 @@ class TorchNamespace(Namespace):
     def __init__(self) -> None:
         self.ops = {
             "sqrt": torch.sqrt,
+            # torch has no cube root: |x|^(1/3) with x's sign (NaN stays NaN)
+            "cbrt": lambda x: torch.sign(x) * torch.abs(x).pow(1.0 / 3.0),
             "absolute": torch.abs,
             "sign": _sign,
             "maximum": _maximum,
@@ -148,6 +150,24 @@ class TorchNamespace(Namespace):
         x[row] = value
         return x
 
+    def moveaxis(self, x, source, destination):
+        return torch.movedim(x, source, destination)
+
+    def take(self, x, indices, axis):
+        return torch.index_select(x, axis, indices)
+
+    def flip(self, x, axis):
+        return torch.flip(x, dims=(axis,))
+
+    def eigh(self, a):
+        return torch.linalg.eigh(a)
+
+    def qr(self, a):
+        return torch.linalg.qr(a, mode="reduced")[0]
+
+    def argsort(self, x):
+        return torch.argsort(x, stable=True)
+
     def sum(self, x, axis=None, keepdims=False):
         if axis is None:
             return torch.sum(x)
@@ -158,9 +178,15 @@ class TorchNamespace(Namespace):
             return torch.mean(x)
         return torch.mean(x, dim=axis, keepdim=keepdims)
 
+    def amax(self, x, axis=None):
+        return torch.amax(x) if axis is None else torch.amax(x, dim=axis)
+
     def square_sum(self, x):
         a = x.detach().reshape(-1).to(self._wide(x))
         return torch.dot(a, a)
+
+    def wide_sum(self, x):
+        return torch.sum(x.detach().to(self._wide(x)))
 
     def max_abs(self, x):
         if x.numel() == 0:

@@ -66,6 +66,7 @@ class TritonEngine:
         self.block, self.iters, self.num_warps = block, iters, num_warps
         self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages)
         self.terms = {st.index: _norm_terms(st.stage) for st in self.stages if st.is_per_tensor}
+        self.terms.update({st.index: st.stage.n_terms() for st in self.stages if st.is_global})
         self._modules: dict[tuple, Any] = {}
         self._tables: _Tables | None = None
         self._factor_fns: dict[int, Any] = {}
@@ -112,7 +113,9 @@ class TritonEngine:
         }
         tables = self._checked_tables(w_leaves, slots, covered, flags)
         grads = tables.check_grads(g_leaves)
-        self.launch(tables, grads, counts, ctx)
+        carried = self.launch(tables, grads, counts, ctx, nodes=nodes)
+        for index, values in carried.items():
+            nodes[index].update(values)
         advance_counts(self.stages, nodes, counts)
         return state
 
@@ -148,6 +151,9 @@ class TritonEngine:
         for st, count in zip(self.stages, counts):
             if st.is_reduction:
                 continue
+            if st.is_global:  # computed on the device from the carried state
+                values += [0.0] * st.n_scalars
+                continue
             for v in st.stage.scalars(count, ctx).values():
                 if isinstance(v, bool) or type(v).__name__ == "bool_":
                     flags.add(len(values))
@@ -168,6 +174,9 @@ class TritonEngine:
         for st in self.stages:
             if st.is_reduction:
                 continue
+            if st.is_global:  # computed on the device from the carried state
+                parts += [torch.zeros((), dtype=dtype, device=count.device)] * st.n_scalars
+                continue
             for v in st.stage.scalars(count, ctx).values():
                 if isinstance(v, torch.Tensor):
                     parts.append(v.to(device=count.device, dtype=dtype).reshape(()))
@@ -186,6 +195,8 @@ class TritonEngine:
         """
         count = torch.zeros((), dtype=torch.float32, device="meta")
         for st in self.stages:
+            if st.is_global:
+                return f"the stage {st.stage.name!r} carries scalar state between steps"
             try:
                 if st.is_reduction:
                     resolve(st.stage.hyperparams, count, ctx or {})
@@ -206,7 +217,8 @@ class TritonEngine:
         ctx: dict,
         on_device: bool = False,
         amp: torch.Tensor | None = None,
-    ) -> None:
+        nodes: list[dict] | None = None,
+    ) -> dict:
         """Run this step over ``tables`` with the gradients at the addresses ``grads``.
 
         For a caller that has checked, this step, that the tables still describe
@@ -221,6 +233,10 @@ class TritonEngine:
         ``amp``: a 2-element tensor of the math dtype on the device, ``(1 / scale,
         found_inf)`` (see :func:`amp_pair`): gradients are unscaled as they are
         loaded, and a nonzero ``found_inf`` leaves every tensor unchanged.
+
+        ``nodes``: each stage's node of the state tree, where a global reduction stage
+        keeps its carried state. Returns the new carried state of each such stage (by
+        stage index): 0-d float64 tensors on the device, for the caller to store.
         """
         amp = tables.no_amp if amp is None else amp
         if on_device:
@@ -233,14 +249,56 @@ class TritonEngine:
         module = self._module(tables.row_dtypes, tables.math_name, flags)
         ptrs = tables.ptrs_with_grads(grads)
         tscal = tables.tscal
+        carried = {}
         for st, count in zip(self.stages, counts):
-            if st.is_reduction:
+            if st.is_global:
+                carried[st.index] = self._global_pass(
+                    module, st, tables, ptrs, scal, amp, nodes, count, ctx
+                )
+            elif st.is_reduction:
                 sums = self._sums(module, st, tables, ptrs, scal, amp)[:, 0]
                 tscal[:, st.reduction_column] = self._factors(st, sums, count, ctx).to(tscal.dtype)
             elif st.is_per_tensor:
                 sums = self._sums(module, st, tables, ptrs, scal, amp)
                 self._tensor_scalars(st, tables, sums, count, ctx)
         self._run(module.step, tables, ptrs, scal, amp)
+        return carried
+
+    def _global_pass(self, module, st, tables: _Tables, ptrs, scal, amp, nodes, count, ctx):
+        """A global reduction stage, on the device: its ``prepare`` and ``combine``
+        bound to torch operations on the carried state (0-d float64 tensors), its
+        scalars written into the scalar vector around the reduction pass. Returns the
+        new carried state."""
+        stage = st.stage
+        fns = self._factor_fns.get(st.index)
+        if fns is None:
+            ns = namespace_of(tables.tscal)
+            fns = self._factor_fns[st.index] = (
+                element_for(stage.prepare, ns),
+                element_for(stage.combine, ns),
+            )
+        prepare, combine = fns
+        device = tables.device
+        if nodes is None:
+            raise ValueError(f"{stage.name}: a global reduction stage needs the state nodes")
+        carried = {
+            k: torch.as_tensor(v, dtype=torch.float64).to(device)
+            for k, v in stage.carried_of(nodes[st.index]).items()
+        }
+        h = stage.step_values(carried, count, ctx)
+        prepared = prepare(h, count)
+        start = st.scalar_offset
+        if prepared:
+            scal[start : start + len(prepared)] = _stacked(prepared.values(), scal)
+        sums = self._sums(module, st, tables, ptrs, scal, amp).sum(dim=0)
+        new_carried, reduced = combine(tuple(sums[t] for t in range(sums.shape[0])), h, prepared)
+        start += len(prepared)
+        if reduced:
+            scal[start : start + len(reduced)] = _stacked(reduced.values(), scal)
+        return {
+            k: torch.as_tensor(v, dtype=torch.float64, device=device)
+            for k, v in new_carried.items()
+        }
 
     def _run(self, kernel, tables: _Tables, ptrs, scal, amp, *extra) -> None:
         """One launch of ``kernel``: a program per chunk."""
@@ -317,7 +375,9 @@ class TritonEngine:
         }  # fmt: skip
         out = {}
         kernels = ["step"] + [
-            f"reduce{st.index}" for st in self.stages if st.is_reduction or st.is_per_tensor
+            f"reduce{st.index}"
+            for st in self.stages
+            if st.is_reduction or st.is_per_tensor or st.is_global
         ]
         for kernel_name in kernels:
             sig = dict(signature)
@@ -355,6 +415,13 @@ def amp_pair(grad_scale: Any, found_inf: Any, like: torch.Tensor) -> torch.Tenso
         else found_inf.to(device=like.device, dtype=dtype)
     )
     return torch.stack([inv.reshape(()), found.reshape(())])
+
+
+def _stacked(values: Any, like: torch.Tensor) -> torch.Tensor:
+    """Scalars (numbers or 0-d tensors) as one tensor of ``like``'s dtype and device."""
+    return torch.stack(
+        [torch.as_tensor(v).to(dtype=like.dtype, device=like.device).reshape(()) for v in values]
+    )
 
 
 def _norm_terms(stage: Any) -> int:

@@ -15,7 +15,9 @@ The generated module holds, for one chain and one set of dtypes:
   ``amp`` pair ``(1 / grad_scale, found_inf)`` unscales gradients as they are
   loaded and, when ``found_inf`` is set, makes every program skip its chunk;
 - ``reduce<k>`` for a norm stage ``k``: the stages before it (pure, so they can be
-  recomputed) and a float64 sum of squares per chunk.
+  recomputed) and a float64 sum of squares per chunk; for a per-tensor reduction,
+  the sums of squares of each array its ``norms`` returns; for a global reduction,
+  the plain sums of each array its ``terms`` returns.
 
 Arithmetic runs in float32 for float32, float16 and bfloat16 tensors and in
 float64 for float64 tensors (torch's "opmath"); values are loaded in their storage
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from .._core.xmath import OPERATIONS
 from .element_source import element_sources, function_source
-from .plan import Stage, call_args, slot_names
+from .plan import Stage, call_args, slot_names, terms_args
 
 #: Columns of the chunk table.
 CHUNK_COLUMNS = 4
@@ -75,6 +77,7 @@ def generate_source(
     sources += [
         function_source(st.stage.norms, f"_n{st.index}") for st in stages if st.is_per_tensor
     ]
+    sources += [function_source(st.stage.terms, f"_n{st.index}") for st in stages if st.is_global]
     for source in sources:
         lines.append("@triton.jit")
         lines.append(source)
@@ -84,7 +87,7 @@ def generate_source(
     for st in stages:
         if st.is_reduction:
             lines += emit.kernel(f"reduce{st.index}", stages[: st.index], write=False)
-        elif st.is_per_tensor:
+        elif st.is_per_tensor or st.is_global:
             lines += emit.kernel(
                 f"reduce{st.index}",
                 stages[: st.index],
@@ -146,7 +149,7 @@ class _Emitter:
                     f"    f{st.index} = tl.load(tscal + j * n_factors + {st.reduction_column})"
                 )
             else:
-                for k in range(len(st.stage.scalar_names())):
+                for k in range(st.n_scalars):
                     pos = st.scalar_offset + k
                     load = f"tl.load(scal + {pos})"
                     if pos in self.bool_scalars:
@@ -207,13 +210,15 @@ class _Emitter:
                     f"    s{k}_{i} = tl.load(a{k}_{i} + idx{mask}).to({self.math})"
                     for i in range(len(e.slots))
                 ]
-                args = call_args(target)
+                args = terms_args(target) if target.is_global else call_args(target)
                 names = [f"q{t}" for t in range(terms)]
                 lines.append(
                     f"    {', '.join(names)}{',' if terms == 1 else ''} = _n{k}({', '.join(args)})"
                 )
             for t, name in enumerate(names):
                 square = f"{name}.to(tl.float64) * {name}.to(tl.float64)"
+                if target is not None and target.is_global:  # plain sums
+                    square = f"{name}.to(tl.float64)"
                 if masked:
                     square = f"tl.where(inside, {square}, 0.0)"
                 lines.append(f"    total{t} += {square}")

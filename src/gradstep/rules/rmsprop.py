@@ -14,6 +14,10 @@ Symbols: :math:`n` slot ``nu`` (mean square, initial value ``initial_scale``),
     d = g / \sqrt{s + \epsilon}\ \ (\text{"inside"})\quad\text{or}\quad
     d = g / (\sqrt{s} + \epsilon)\ \ (\text{"outside"})
 
+With ``bias_correction`` (optax's option) :math:`n` and :math:`\bar g` enter
+:math:`s` divided by :math:`1 - \rho^t` (:math:`t` the 1-based step), as Adam's
+moments: :math:`s = n/(1-\rho^t) - (\bar g/(1-\rho^t))^2`.
+
 then :math:`w \leftarrow w - \eta d`, or with momentum the velocity of
 :func:`gradstep.momentum` (``lr_in_buffer`` chooses the convention).
 
@@ -36,7 +40,7 @@ from .._core.gradients import clip_weights as clip_weights_stage
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import ema, ema_square, sqrt, where
+from .._core.xmath import debias, ema, ema_square, sqrt, where
 from .sgd import apply_momentum
 
 PLACEMENTS = ("inside", "outside")
@@ -56,8 +60,36 @@ def _centered_rms(g, nu, mu, rho, c, eps_in, inf, eps_out):
     return g / (sqrt(variance + eps_in) + eps_out), nu, mu
 
 
-def _rms_prepare(h: dict, count: int, *, eps_in, eps_out, centered: bool = False) -> dict:
-    out = {"rho": h["rho"], "c": 1.0 - h["rho"], "eps_in": eps_in}
+def _debiased_rms(g, nu, rho, c, correction, eps_in, eps_out):
+    nu = ema_square(nu, g, rho, c)
+    return g / (sqrt(nu / correction + eps_in) + eps_out), nu
+
+
+def _debiased_centered_rms(g, nu, mu, rho, c, correction, eps_in, inf, eps_out):
+    nu = ema_square(nu, g, rho, c)
+    mu = ema(mu, g, rho, c)
+    # divided, not multiplied by the reciprocal: n-hat - m-hat^2 cancels, and the
+    # division rounds as optax's does
+    nu_hat = nu / correction
+    mu_hat = mu / correction
+    variance = where(nu_hat < inf, nu_hat - mu_hat * mu_hat, nu_hat)
+    return g / (sqrt(variance + eps_in) + eps_out), nu, mu
+
+
+def _rms_prepare(
+    h: dict,
+    count: int,
+    *,
+    eps_in,
+    eps_out,
+    centered: bool = False,
+    bias_correction: bool = False,
+) -> dict:
+    # in the element function's order (engines pass the scalars in this order)
+    out = {"rho": h["rho"], "c": 1.0 - h["rho"]}
+    if bias_correction:
+        out["correction"] = debias(h["rho"], count + 1)
+    out["eps_in"] = eps_in
     if centered:
         out["inf"] = math.inf  # the centered element function's "finite" test
     out["eps_out"] = eps_out
@@ -70,6 +102,7 @@ def _rms_prepare(h: dict, count: int, *, eps_in, eps_out, centered: bool = False
     centered=BOOL,
     epsilon_placement=OneOf(PLACEMENTS),
     initial_scale=nonnegative(),
+    bias_correction=BOOL,
 )
 def scale_by_rms(
     rho: Any = 0.9,
@@ -78,19 +111,36 @@ def scale_by_rms(
     centered: bool = False,
     epsilon_placement: str = "inside",
     initial_scale: float = 0.0,
+    bias_correction: bool = False,
 ) -> Elementwise:
-    """RMSProp's direction :math:`d` (no learning rate); see the module docstring."""
+    """RMSProp's direction :math:`d` (no learning rate); see the module docstring.
+
+    ``bias_correction`` divides the averages by :math:`1 - \rho^t` (optax's
+    ``bias_correction=True``; a positive ``initial_scale`` is then corrected too, as
+    optax does). Default False.
+    """
     eps_in, eps_out = (epsilon, 0.0) if epsilon_placement == "inside" else (0.0, epsilon)
 
-    prepare = functools.partial(_rms_prepare, eps_in=eps_in, eps_out=eps_out, centered=centered)
+    prepare = functools.partial(
+        _rms_prepare,
+        eps_in=eps_in,
+        eps_out=eps_out,
+        centered=centered,
+        bias_correction=bias_correction,
+    )
+    if bias_correction:
+        element = _debiased_centered_rms if centered else _debiased_rms
+    else:
+        element = _centered_rms if centered else _rms
 
     slots = (Slot("nu", initial_scale, nonnegative=True),) + ((Slot("mu"),) if centered else ())
     return Elementwise(
         "scale_by_rms",
-        _centered_rms if centered else _rms,
+        element,
         slots=slots,
         hyperparams={"rho": rho},
         prepare=prepare,
+        uses_count=bias_correction,
     )
 
 

@@ -6,6 +6,9 @@ import bisect
 import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
 
 from .._core.validate import Interval, hyperparams, reduce_by_recipe, remember_recipe
 
@@ -17,14 +20,21 @@ _BEGIN = Interval(0, integer=True)
 
 
 class Schedule:
-    """A named function of the step count."""
+    """A named function of the step count.
+
+    Called with an integer, it returns a float; called with an array of counts (any
+    shape), a float64 NumPy array of the values at each count.
+    """
 
     def __init__(self, fn: Callable[[int], float], description: str):
         self._fn = fn
         self.description = description
 
-    def __call__(self, count: int) -> float:
-        return float(self._fn(int(count)))
+    def __call__(self, count: Any) -> Any:
+        if np.ndim(count) == 0:
+            return float(self._fn(int(count)))
+        one = lambda n: float(self._fn(int(n)))
+        return np.vectorize(one, otypes=[np.float64])(np.asarray(count))
 
     def __repr__(self) -> str:
         return f"<Schedule {self.description}>"
@@ -205,41 +215,6 @@ def warmup_cosine_decay(
         ],
         [warmup_steps],
     )
-
-
-@hyperparams(
-    transition_steps=_STEPS,
-    peak_value=_REAL,
-    pct_start=Interval(0.0, 1.0, lo_open=True, hi_open=True),
-    div_factor=_POSITIVE,
-    final_div_factor=_POSITIVE,
-)
-def one_cycle(
-    transition_steps: int,
-    peak_value: float,
-    pct_start: float = 0.3,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
-) -> Schedule:
-    """The one-cycle policy (Smith & Topin, 2018) with cosine annealing.
-
-    Rises from ``peak / div_factor`` to ``peak`` over the first ``pct_start`` of
-    ``transition_steps``, then falls to ``peak / (div_factor * final_div_factor)``.
-    """
-    start = peak_value / div_factor
-    end = start / final_div_factor
-    rise = max(int(pct_start * transition_steps), 1)
-    fall = max(transition_steps - rise, 1)
-
-    def anneal(a: float, b: float, frac: float) -> float:
-        return b + (a - b) * 0.5 * (1 + math.cos(math.pi * frac))
-
-    def fn(t: int) -> float:
-        if t < rise:
-            return anneal(start, peak_value, t / rise)
-        return anneal(peak_value, end, min(t - rise, fall) / fall)
-
-    return Schedule(fn, f"one_cycle({transition_steps}, peak {peak_value})")
 
 
 @_recorded

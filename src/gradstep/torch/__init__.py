@@ -23,6 +23,7 @@ from ..engines import torch_namespace  # noqa: F401  (registers torch's array na
 from ._base import TorchOptimizer
 from ._classes import SGD, Adadelta, Adafactor, Adagrad, Muon, RMSprop
 from ._classes_adam import Adam, Adamax, AdamW, NAdam, RAdam
+from ._classes_extra import ASGD, Rprop, SparseAdam
 from ._generated import (
     TORCH_CLASSES,
     RegistryOptimizer,
@@ -35,6 +36,7 @@ from ._optimizer import TransformOptimizer
 from ._schedule_free import AdamWScheduleFree, SGDScheduleFree
 
 __all__ = [
+    "ASGD",
     "SGD",
     "SGDScheduleFree",
     "TORCH_CLASSES",
@@ -51,6 +53,8 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "RegistryOptimizer",
+    "Rprop",
+    "SparseAdam",
     "TorchOptimizer",
     "TransformOptimizer",
     "all_classes",

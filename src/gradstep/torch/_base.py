@@ -29,11 +29,14 @@ class TorchOptimizer(TransformOptimizer):
     _args: dict[str, tuple[str, ...]] = {}
     _rules: tuple[str, ...] = ()  # registry names of the rules it builds
     _eager_state = False
+    _complex = True  # torch.optim steps complex parameters as their real views
+    # torch's foreach implementation of the class refuses a tensor lr without capturable
+    _tensor_lr_foreach_refused = False
     _sparse = False
     #: torch's own constructor checks, ``(key, index or None, test)``: a class that
     #: mimics torch.optim accepts exactly what torch accepts (None: the class mimics
     #: another library, and its values are checked against gradstep's ranges)
-    _torch_checks: tuple[tuple[str, int | None, Callable[[Any], bool]], ...] | None = None
+    _torch_checks: tuple[tuple[str, int | None, Callable[[Any], bool], str], ...] | None = None
 
     def __init__(
         self,
@@ -44,7 +47,8 @@ class TorchOptimizer(TransformOptimizer):
     ):
         owner = type(self).__name__
         check(owner, "master_weights", master_weights, BOOL)
-        _check_flags(owner, defaults)
+        # torch checks every hyperparameter before it looks at ``params``
+        self._check_values(defaults)
         if master_weights:
             defaults["master_weights"] = True
         if state_dtype is not None:  # extension: the state's storage dtype
@@ -78,33 +82,42 @@ class TorchOptimizer(TransformOptimizer):
         return self._torch_checks is None
 
     def _check_args(self, group: dict) -> None:
+        self._check_values(group)
+        self._check_params(group)
+
+    def _check_values(self, values: dict) -> None:
+        """torch's constructor checks of the hyperparameters in ``values`` (a group or
+        the defaults), in torch's order and with torch's messages; also run for
+        groups added later (torch itself checks only the constructor's arguments)."""
         owner = type(self).__name__
         if self._torch_checks is not None:
-            # torch's constructor checks, also for groups added later (torch itself
-            # checks only the constructor's arguments)
-            torch_checks(owner, group, self._torch_checks)
-            _check_flags(owner, group)
-            self._check_extra(group)
+            tensor_lr(values, self._tensor_lr_foreach_refused)
+            torch_checks(owner, values, self._torch_checks)
+            _check_flags(owner, values)
+            self._check_extra(values)
             return
         ranges: dict = {}
         for name in self._rules:
             ranges.update(declared_ranges(rule_factory(name)))
         for key, names in self._args.items():
-            if key not in group:
+            if key not in values:
                 continue
-            value = group[key]
-            values = [value] if len(names) == 1 else list(value)
-            if len(values) != len(names):
+            value = values[key]
+            items = [value] if len(names) == 1 else list(value)
+            if len(items) != len(names):
                 raise ValueError(f"{owner}: {key} must have {len(names)} values, got {value!r}")
-            for i, (name, v) in enumerate(zip(names, values)):
+            for i, (name, v) in enumerate(zip(names, items)):
                 constraint = ranges.get(name)
                 if constraint is not None:
                     check(owner, key if len(names) == 1 else f"{key}[{i}]", _number(v), constraint)
-        _check_flags(owner, group)
-        self._check_extra(group)
+        _check_flags(owner, values)
+        self._check_extra(values)
 
-    def _check_extra(self, group: dict) -> None:
+    def _check_extra(self, values: dict) -> None:
         """Checks of combinations (torch's own, where gradstep's ranges do not say)."""
+
+    def _check_params(self, group: dict) -> None:
+        """Checks of a group's parameters that torch makes in its constructor."""
 
     def _build(self, group: dict) -> tuple[Transform, dict]:
         values = {
@@ -129,9 +142,10 @@ class TorchOptimizer(TransformOptimizer):
 
 
 def torch_checks(owner: str, values: dict, checks: tuple) -> None:
-    """Raise where torch.optim's constructor raises, with a message naming the
-    argument, the value and what torch takes."""
-    for key, index, test in checks:
+    """Raise where torch.optim's constructor raises: ``checks`` are ``(key, index or
+    None, test, message)`` in torch's order, ``message`` torch's own words (formatted
+    with the value ``v``), followed by what torch takes."""
+    for key, index, test, message in checks:
         if key not in values:
             continue
         value = values[key]
@@ -140,12 +154,23 @@ def torch_checks(owner: str, values: dict, checks: tuple) -> None:
             if value[index] is None:
                 continue
             value, label = value[index], f"{key}[{index}]"
-        number = _number(value)
+        number = tuple(map(_number, value)) if isinstance(value, (tuple, list)) else _number(value)
         if not test(number):
             raise ValueError(
-                f"{owner}: invalid {label}={number!r}; torch.optim.{owner} takes "
-                f"{label} {_TAKES[test]}"
+                f"{message.format(v=value)} (torch.optim.{owner} takes {label} {_TAKES[test]})"
             )
+
+
+def tensor_lr(values: dict, foreach_refused: bool = False) -> None:
+    """torch's checks of a learning rate given as a tensor (``foreach_refused``: the
+    classes whose foreach implementation cannot take one without ``capturable``)."""
+    lr = values.get("lr")
+    if not isinstance(lr, torch.Tensor):
+        return
+    if foreach_refused and values.get("foreach") and not values.get("capturable"):
+        raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
+    if lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
 
 
 def nonnegative(v: Any) -> bool:
@@ -178,6 +203,16 @@ def at_least_one(v: Any) -> bool:
     return 1.0 <= v
 
 
+def positive(v: Any) -> bool:
+    """torch's ``if not 0.0 < v: raise``."""
+    return 0.0 < v
+
+
+def etas_around_one(v: Any) -> bool:
+    """torch's Rprop ``if not 0.0 < etas[0] < 1.0 < etas[1]: raise``."""
+    return 0.0 < v[0] < 1.0 < v[1]
+
+
 _TAKES = {
     nonnegative: ">= 0",
     not_negative: ">= 0 (or NaN)",
@@ -185,16 +220,20 @@ _TAKES = {
     closed_unit_interval: "in [0, 1]",
     nonpositive: "<= 0",
     at_least_one: ">= 1",
+    positive: "> 0",
+    etas_around_one: "with 0 < etas[0] < 1 < etas[1]",
 }
 
-#: the checks torch.optim.Adam, AdamW, Adamax, RAdam and NAdam share
-ADAM_CHECKS = (
-    ("lr", None, nonnegative),
-    ("eps", None, nonnegative),
-    ("betas", 0, unit_interval),
-    ("betas", 1, unit_interval),
-    ("weight_decay", None, nonnegative),
+LR = ("lr", None, nonnegative, "Invalid learning rate: {v}")
+EPS = ("eps", None, nonnegative, "Invalid epsilon value: {v}")
+WEIGHT_DECAY = ("weight_decay", None, nonnegative, "Invalid weight_decay value: {v}")
+BETAS = (
+    ("betas", 0, unit_interval, "Invalid beta parameter at index 0: {v}"),
+    ("betas", 1, unit_interval, "Invalid beta parameter at index 1: {v}"),
 )
+
+#: the checks torch.optim.Adam, AdamW, Adamax, RAdam and NAdam share
+ADAM_CHECKS = (LR, EPS, *BETAS, WEIGHT_DECAY)
 
 
 def rule_factory(name: str) -> Callable:
@@ -208,13 +247,10 @@ def _check_flags(owner: str, values: dict) -> None:
     for flag in ("foreach", "fused"):
         if flag in values:
             check(owner, flag, values[flag], _FLAG)
+    if values.get("fused") and values.get("differentiable"):
+        raise RuntimeError("`fused` does not support `differentiable`")
     if values.get("fused") and values.get("foreach"):
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
-    if values.get("differentiable"):
-        raise ValueError(
-            f"{owner}: differentiable=True is not supported by gradstep.torch (its engines "
-            "update parameters in place, outside autograd)"
-        )
 
 
 # -- the classes torch.optim also has ---------------------------------------------------

@@ -26,6 +26,9 @@ from ..rules import (
     sgd,
 )
 from ._base import (
+    EPS,
+    LR,
+    WEIGHT_DECAY,
     TorchOptimizer,
     at_least_one,
     closed_unit_interval,
@@ -55,9 +58,9 @@ class SGD(TorchOptimizer):
     _sparse = True
     _repeat_starts_afresh = True
     _torch_checks = (
-        ("lr", None, not_negative),
-        ("momentum", None, not_negative),
-        ("weight_decay", None, not_negative),
+        ("lr", None, not_negative, "Invalid learning rate: {v}"),
+        ("momentum", None, not_negative, "Invalid momentum value: {v}"),
+        ("weight_decay", None, not_negative, "Invalid weight_decay value: {v}"),
     )
 
     def __init__(
@@ -87,12 +90,16 @@ class SGD(TorchOptimizer):
             differentiable=differentiable,
             fused=fused,
         )
+        super().__init__(params, defaults, master_weights, state_dtype)
+
+    def _check_extra(self, values: dict) -> None:
+        nesterov, momentum = values.get("nesterov"), values.get("momentum", 0)
+        dampening = values.get("dampening", 0)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(
-                "SGD: Nesterov momentum requires a momentum > 0 and zero dampening, got "
-                f"momentum={momentum!r}, dampening={dampening!r}"
+                "Nesterov momentum requires a momentum and zero dampening (got "
+                f"momentum={momentum!r}, dampening={dampening!r})"
             )
-        super().__init__(params, defaults, master_weights, state_dtype)
 
     def _transform_for(self, g: dict) -> Transform:
         if g["momentum"] == 0:
@@ -124,11 +131,16 @@ class Adagrad(TorchOptimizer):
     _rename = {"sum_sq": "sum"}
     _rules = ("adagrad",)
     _torch_checks = (
-        ("lr", None, nonnegative),
-        ("lr_decay", None, nonnegative),
-        ("weight_decay", None, nonnegative),
-        ("initial_accumulator_value", None, nonnegative),
-        ("eps", None, nonnegative),
+        LR,
+        ("lr_decay", None, nonnegative, "Invalid lr_decay value: {v}"),
+        WEIGHT_DECAY,
+        (
+            "initial_accumulator_value",
+            None,
+            nonnegative,
+            "Invalid initial_accumulator_value value: {v}",
+        ),
+        EPS,
     )
     _eager_state = True
     _sparse = True
@@ -193,11 +205,11 @@ class RMSprop(TorchOptimizer):
     _rename = {"nu": "square_avg", "mu": "grad_avg", "velocity": "momentum_buffer"}
     _rules = ("rmsprop",)
     _torch_checks = (
-        ("lr", None, nonnegative),
-        ("eps", None, nonnegative),
-        ("momentum", None, nonnegative),
-        ("weight_decay", None, nonnegative),
-        ("alpha", None, nonnegative),
+        LR,
+        EPS,
+        ("momentum", None, nonnegative, "Invalid momentum value: {v}"),
+        WEIGHT_DECAY,
+        ("alpha", None, nonnegative, "Invalid alpha value: {v}"),
     )
 
     def __init__(
@@ -256,10 +268,10 @@ class Adadelta(TorchOptimizer):
     _rename = {"nu": "square_avg", "nu_delta": "acc_delta"}
     _rules = ("adadelta",)
     _torch_checks = (
-        ("lr", None, nonnegative),
-        ("rho", None, closed_unit_interval),
-        ("eps", None, nonnegative),
-        ("weight_decay", None, nonnegative),
+        LR,
+        ("rho", None, closed_unit_interval, "Invalid rho value: {v}"),
+        EPS,
+        WEIGHT_DECAY,
     )
 
     def __init__(
@@ -308,13 +320,14 @@ class Adafactor(TorchOptimizer):
     }
     _rename = {"v_row": "row_var", "v_col": "col_var", "v": "variance"}
     _rules = ("adafactor",)
+    _complex = False  # torch raises at the step
     _torch_checks = (
-        ("lr", None, nonnegative),
-        ("beta2_decay", None, nonpositive),
-        ("eps", 0, nonnegative),
-        ("eps", 1, nonnegative),
-        ("d", None, at_least_one),
-        ("weight_decay", None, nonnegative),
+        ("lr", None, nonnegative, "Learning rate should be >= 0 but is: {v}"),
+        ("beta2_decay", None, nonpositive, "beta2_decay should be <= 0 but is: {v}"),
+        ("eps", 0, nonnegative, "epsilon1 should be >= 0 but is: {v}"),
+        ("eps", 1, nonnegative, "epsilon2 should be >= 0 but is: {v}"),
+        ("d", None, at_least_one, "Clipping threshold d should be >= 1 but is: {v}"),
+        ("weight_decay", None, nonnegative, "weight_decay should be >= 0 but is: {v}"),
     )
 
     def __init__(
@@ -370,11 +383,12 @@ class Muon(TorchOptimizer):
     }
     _rename = {"mu": "momentum_buffer"}
     _rules = ("muon",)
+    _complex = False  # torch raises at the step
     _track_step = False
     _torch_checks = (
-        ("lr", None, nonnegative),
-        ("momentum", None, nonnegative),
-        ("weight_decay", None, nonnegative),
+        ("lr", None, nonnegative, "Learning rate should be >= 0 but is: {v}"),
+        ("momentum", None, nonnegative, "momentum should be >= 0 but is: {v}"),
+        ("weight_decay", None, nonnegative, "weight decay should be >= 0 but is: {v}"),
     )
     _scales = {None: "width_out_in", "original": "width_out_in", "match_rms_adamw": "rms"}
 
@@ -404,18 +418,20 @@ class Muon(TorchOptimizer):
         )
         super().__init__(params, defaults, master_weights)
 
-    def _check_extra(self, group: dict) -> None:
-        steps = group["ns_steps"]
+    def _check_extra(self, values: dict) -> None:
+        if "adjust_lr_fn" in values and values["adjust_lr_fn"] not in self._scales:
+            raise ValueError(
+                f"Adjust learning rate function {values['adjust_lr_fn']} is not supported"
+            )
+        steps = values.get("ns_steps", 5)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps >= 100:
             # torch refuses these at the first step (range() and its own bound)
             raise ValueError(
                 f"Muon: invalid ns_steps={steps!r}; torch.optim.Muon takes an integer "
                 "below 100 (the number of Newton-Schulz iterations)"
             )
-        if group["adjust_lr_fn"] not in self._scales:
-            raise ValueError(
-                f"Adjust learning rate function {group['adjust_lr_fn']} is not supported"
-            )
+
+    def _check_params(self, group: dict) -> None:
         for p in group["params"]:
             if p.ndim != 2:
                 raise ValueError(

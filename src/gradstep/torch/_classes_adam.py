@@ -47,6 +47,7 @@ class Adam(TorchOptimizer):
     _rename = {"mu": "exp_avg", "nu": "exp_avg_sq", "nu_max": "max_exp_avg_sq"}
     _rules = ("adam", "adamw")
     _torch_checks = ADAM_CHECKS
+    _tensor_lr_foreach_refused = True
 
     def __init__(
         self,
@@ -80,6 +81,23 @@ class Adam(TorchOptimizer):
             decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults, master_weights, state_dtype)
+
+    def _check_extra(self, values: dict) -> None:
+        betas = values.get("betas")
+        if betas is None:
+            return
+        floats = all(isinstance(b, float) for b in betas)
+        if not floats and not all(isinstance(b, torch.Tensor) for b in betas):
+            raise ValueError("betas must be either both floats or both Tensors")
+        for i, beta in enumerate(betas):
+            if not isinstance(beta, torch.Tensor):
+                continue
+            if values.get("foreach") and not values.get("capturable"):
+                raise ValueError(
+                    f"betas[{i}] as a Tensor is not supported for capturable=False and foreach=True"
+                )
+            if beta.numel() != 1:
+                raise ValueError(f"Tensor betas[{i}] must be 1-element")
 
     def _transform_for(self, g: dict) -> Transform:
         factory = adamw if g["decoupled_weight_decay"] else adam
@@ -200,7 +218,9 @@ class NAdam(TorchOptimizer):
     }
     _rename = {"mu": "exp_avg", "nu": "exp_avg_sq"}
     _rules = ("nadam",)
-    _torch_checks = ADAM_CHECKS + (("momentum_decay", None, nonnegative),)
+    _torch_checks = ADAM_CHECKS + (
+        ("momentum_decay", None, nonnegative, "Invalid momentum_decay value: {v}"),
+    )
 
     def __init__(
         self,
@@ -241,7 +261,9 @@ class NAdam(TorchOptimizer):
             g["eps"],
             schedule_decay=g["momentum_decay"],
             weight_decay=g["weight_decay"],
-            decoupled_weight_decay=bool(g["decoupled_weight_decay"]),
+            # torch takes the flag with a zero decay (the usual bias group): nothing
+            # to decouple then; a decay switched on later rebuilds the transform
+            decoupled_weight_decay=bool(g["decoupled_weight_decay"]) and g["weight_decay"] != 0,
         )
 
     def _ensure_state(self, p, state, rule, master) -> bool:

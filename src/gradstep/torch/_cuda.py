@@ -113,6 +113,8 @@ class FastStep:
         layout = members[0].layout
         return (
             len(members) == len(group["params"])
+            # complex parameters: the general path resolves a conjugated gradient
+            and not any(m.p.is_complex() for m in members)
             and members[0].mode == "plain"
             and not layout.shared_names()
             and (not rule.track_step or all(_scalar(m.state.get(STEP)) for m in members))

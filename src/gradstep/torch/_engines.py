@@ -56,7 +56,8 @@ class EngineRuns:
             )
             if engine == "fused" and not fused:
                 raise RuntimeError(
-                    f"{self._owner}: the fused engine was required (fused=True or "
+                    _torch_fused_refusal(members)
+                    + f"{self._owner}: the fused engine was required (fused=True or "
                     f"engine='fused') but {_why_not_fused(rule, members)}"
                 )
             counted = False
@@ -158,11 +159,17 @@ class EngineRuns:
         ws = [view(m.w) for m in members]
         entries = [{n: view(t) for n, t in m.entries.items()} for m in members]
         shared = _shared_values(rule, members[0])
-        tree, _ = layout.build(entries, shared)
+        inputs, tree_entries = ws, entries
+        if members[0].differentiable:
+            # autograd keeps what the math reads; the tensors written in place below
+            # must not be among them (torch's differentiable paths clone the same way)
+            inputs = [w.clone() for w in ws]
+            tree_entries = [{n: t.clone() for n, t in e.items()} for e in entries]
+        tree, _ = layout.build(tree_entries, shared)
         try:
             with wide_updates():  # 16-bit parameters: the new value rounded once
                 updates, new = rule.run.update(
-                    [view(m.g) for m in members], rule.wrap(tree), ws, **ctx
+                    [view(m.g) for m in members], rule.wrap(tree), inputs, **ctx
                 )
         except (TypeError, ValueError, AttributeError, RuntimeError) as error:
             if numpy:
@@ -222,6 +229,24 @@ class EngineRuns:
         return counted
 
 
+def _torch_fused_refusal(members: list[_Member]) -> str:
+    """torch's own words where torch's fused kernels refuse a parameter's device or
+    dtype (followed by gradstep's reason), else nothing."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        devices = _get_fused_kernels_supported_devices()
+    except ImportError:  # pragma: no cover - older torch
+        devices = ["cuda", "cpu"]
+    for m in members:
+        if m.p.device.type not in devices or not m.p.is_floating_point():
+            return (
+                "`fused=True` requires all the params to be floating point Tensors of "
+                f"supported devices: {devices} but {m.p.dtype} and {m.p.device.type}. "
+            )
+    return ""
+
+
 def _why_not_fused(rule: _Rule, members: list[_Member]) -> str:
     if not rule.fusable:
         return f"the transform {rule.transform!r} has stages the fused engine cannot compile"
@@ -232,6 +257,6 @@ def _why_not_fused(rule: _Rule, members: list[_Member]) -> str:
             return (
                 f"a parameter is {m.w.dtype} on {m.w.device} "
                 f"({'contiguous' if m.w.is_contiguous() else 'not contiguous'}); the fused "
-                "engine takes contiguous CPU float32/float64 tensors"
+                "engine takes contiguous CPU float32/float64/float16/bfloat16 tensors"
             )
     return "the parameters cannot be run by it"  # pragma: no cover

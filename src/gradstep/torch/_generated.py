@@ -13,6 +13,7 @@ from .._core.transform import Transform
 from ._base import TorchOptimizer
 from ._classes import SGD, Adadelta, Adafactor, Adagrad, Muon, RMSprop
 from ._classes_adam import Adam, Adamax, AdamW, NAdam, RAdam
+from ._classes_extra import ASGD, Rprop
 from ._lbfgs import LBFGS
 from ._optimizer import TransformOptimizer
 from ._schedule_free import AdamWScheduleFree, SGDScheduleFree
@@ -30,6 +31,8 @@ _TORCH = {
     "adafactor": Adafactor,
     "muon": Muon,
     "lbfgs": LBFGS,
+    "asgd": ASGD,
+    "rprop": Rprop,
     "schedule_free_sgd": SGDScheduleFree,
     "schedule_free_adamw": AdamWScheduleFree,
 }

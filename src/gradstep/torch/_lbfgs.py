@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from .._core.transform import Transform
-from ._base import TorchOptimizer, nonnegative, rule_factory
+from .._core.validate import ranges_waived
+from ._base import LR, TorchOptimizer, rule_factory
 from ._rule import _number
 
 
@@ -37,7 +38,7 @@ class LBFGS(TorchOptimizer):
         "line_search_fn": ("line_search_fn",),
     }
     _rules = ("lbfgs",)
-    _torch_checks = (("lr", None, nonnegative),)
+    _torch_checks = (LR,)
 
     def __init__(
         self,
@@ -70,12 +71,15 @@ class LBFGS(TorchOptimizer):
         self._check_args(group)
         self._transform_for(group)
         for p in group["params"]:
-            if p.is_complex() or not p.is_floating_point():
-                raise TypeError(
-                    f"LBFGS: parameters must be real floating-point tensors, got {p.dtype}"
-                )
+            if not (p.is_complex() or p.is_floating_point()):
+                raise TypeError(f"LBFGS: parameters must be floating-point tensors, got {p.dtype}")
 
     def _transform_for(self, g: dict) -> Transform:
+        # torch checks only lr: every value it takes is built (e.g. tolerance_grad=-inf)
+        with ranges_waived():
+            return self._lbfgs(g)
+
+    def _lbfgs(self, g: dict) -> Transform:
         return rule_factory("lbfgs")(
             _number(g["lr"]),
             g["max_iter"],
@@ -106,13 +110,15 @@ def closure_step(
     entry of ``state``. Returns the loss of the first evaluation, as torch."""
     import numpy as np
 
-    for p in params:
-        if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.float64):
+    real = [torch.view_as_real(p) if p.is_complex() else p for p in params]
+    for p, r in zip(params, real):
+        if r.device.type != "cpu" or r.dtype not in (torch.float32, torch.float64):
             raise TypeError(
-                f"{owner}: gradstep.torch runs L-BFGS on CPU float32/float64 tensors, got "
-                f"{p.dtype} on {p.device}"
+                f"{owner}: gradstep.torch runs L-BFGS on CPU float32/float64 (or "
+                f"complex64/complex128) tensors, got {p.dtype} on {p.device}"
             )
-    views = [p.detach().numpy() for p in params]
+    # a complex parameter is its real and imaginary parts, as in torch.optim.LBFGS
+    views = [r.detach().numpy() for r in real]
     entry = state[params[0]]
     first: list = []
 
@@ -129,7 +135,9 @@ def closure_step(
             if g is None:
                 grads.append(np.zeros_like(view))
             else:
-                grads.append((g.to_dense() if g.is_sparse else g).detach().numpy())
+                g = g.to_dense() if g.is_sparse else g
+                g = torch.view_as_real(g.resolve_conj()) if g.is_complex() else g
+                grads.append(g.detach().numpy())
         value = loss.detach() if isinstance(loss, torch.Tensor) else loss
         return float(value), grads
 

@@ -20,15 +20,34 @@ from ._state import STEP
 class _Member:
     """One parameter in one step: the tensors its math reads and writes."""
 
-    __slots__ = ("p", "state", "master", "fresh", "mode", "w", "g", "entries", "layout")
+    __slots__ = (
+        "p",
+        "state",
+        "master",
+        "fresh",
+        "mode",
+        "w",
+        "g",
+        "entries",
+        "layout",
+        "differentiable",
+    )
 
-    def __init__(self, p, grad, state, master: bool, fresh: bool, rule: _Rule):
+    def __init__(
+        self, p, grad, state, master: bool, fresh: bool, rule: _Rule, differentiable=False
+    ):
         self.p = p
         self.state = state
         self.master = master
         self.fresh = fresh
+        # differentiable=True: the step is recorded by autograd on the tensors themselves
+        self.differentiable = differentiable
         store = state[MASTER] if master else p
-        if not _dist.is_dtensor(p):
+        if p.is_complex():
+            # a complex parameter is stepped as its real view, as torch.optim does
+            self.mode = "plain"
+            convert = _real_view
+        elif not _dist.is_dtensor(p):
             self.mode = "plain"
             convert = _same
         elif rule.local_ok:
@@ -37,7 +56,7 @@ class _Member:
         else:
             self.mode = "gather"
             convert = _dist.full
-        self.w = convert(store.detach())
+        self.w = convert(store if differentiable else store.detach())
         g = convert(grad)
         self.g = g.to(torch.float32) if master else g
         self.layout = layout = rule.layout(self.w)
@@ -94,6 +113,12 @@ class _Member:
 
 def _same(t):
     return t
+
+
+def _real_view(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor's real and imaginary parts as a real tensor with a trailing
+    dimension of 2 (a view; a conjugated gradient is resolved first)."""
+    return torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
 
 
 def _first_param(group: dict) -> Any:
@@ -174,6 +199,17 @@ class EngineBucket:
             )
         grads = [self.view(m.g) for m in members]
         self.engine.step_leaves(self.w, grads, self.w, self.tree, ctx)
+        # scalar state the engine changed in the tree (a global reduction's carried
+        # state) goes back to the members, as the eager path stores it
+        for container, key, name in self.refs:
+            if name == STEP:
+                continue
+            value = np.asarray(container[key]).item() if _on_host(container[key]) else None
+            if value is None:
+                value = container[key].item()  # a device value: one read per step
+            if value != shared[name]:
+                for m in members:
+                    m.state[rule.key(name)] = value
         if self.steps is None:
             return False
         for view in self.steps:
@@ -187,6 +223,10 @@ def _signature(members: list[_Member]) -> tuple:
         + tuple((n, t.data_ptr(), tuple(t.shape)) for n, t in m.entries.items())
         for m in members
     )
+
+
+def _on_host(x: Any) -> bool:
+    return not isinstance(x, torch.Tensor) or x.device.type == "cpu"
 
 
 def _cpu_scalar(t: Any) -> bool:

@@ -27,7 +27,7 @@ import torch
 from .._core.precision import StateDtype, with_state_dtype
 from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check
-from . import _cuda
+from . import _cuda, _whole_step
 from . import _distributed as _dist
 from ._checks import check_loaded_state, check_member
 from ._engines import EngineRuns
@@ -96,6 +96,11 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
     _repeat_starts_afresh = False
     _build_keys: tuple[str, ...] = ()
     _gradstep_names = True
+    # complex parameters: None refuses them at construction; True steps each as its
+    # real view (torch.view_as_real: real and imaginary parts as independent
+    # elements, as torch.optim does), its state kept complex like the parameter;
+    # False raises torch's RuntimeError at the step (classes torch refuses them in)
+    _complex: bool | None = None
 
     def __init__(self, params: Any, transform: Transform, **group_defaults: Any):
         if not isinstance(transform, Transform):
@@ -171,6 +176,8 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         rule = self._rule(group)
         rule.ctx(group, owner)
         for p in group["params"]:
+            if p.is_complex() and self._complex is not None:
+                continue  # stepped as its real view, or refused at the step as torch does
             if p.is_complex() or not p.is_floating_point():
                 raise TypeError(
                     f"{owner}: parameters must be real floating-point tensors, got {p.dtype}"
@@ -249,6 +256,9 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         if master and MASTER not in state:
             state[MASTER] = p.detach().to(torch.float32, copy=True)
         like = (state[MASTER] if master else p).detach()
+        complex_param = like.is_complex()
+        if complex_param:
+            like = torch.view_as_real(like)
         gathered = _dist.is_dtensor(like) and not rule.local_ok
         base = _dist.full(like) if gathered else like
         layout = rule.layout(base)
@@ -260,6 +270,8 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
                 if key in state or name in layout.empty:
                     continue
                 value = _as_tensor(value, base)
+                if complex_param and tuple(value.shape) == tuple(like.shape):
+                    value = torch.view_as_complex(value.contiguous())  # torch keeps it complex
                 if gathered and tuple(value.shape) == tuple(like.shape):
                     value = _dist.distribute_like(value, like)  # sharded as its parameter
                 state[key] = value
@@ -356,8 +368,10 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
     def step(self, closure: Any = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` (optional)
         re-evaluates the loss first and its value is returned."""
-        if hasattr(self._transform, "step_with_closure"):
+        if hasattr(self._transform, "step_with_closure") and not self._closure_updates():
             return self._closure_step(closure)
+        if closure is not None and self._closure_updates() > 1:
+            return self._repeated_closure_step(closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -376,9 +390,30 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         found_inf = getattr(self, "found_inf", None)
         if grad_scale is not None or found_inf is not None:
             amp = (grad_scale, found_inf)
-        with torch.no_grad():
+        # differentiable=True: the step is recorded by autograd, as torch.optim's
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
             for group in self.param_groups:
                 self._step_group(group, amp)
+        return loss
+
+    def _closure_updates(self) -> int:
+        """How many updates a closure-driven step makes (``updates_per_closure`` of
+        the groups' transforms, e.g. 2 for SAM's ascent and descent); 0 if none says."""
+        return max(
+            (getattr(self._rule(g).transform, "updates_per_closure", 0) for g in self.param_groups),
+            default=0,
+        )
+
+    def _repeated_closure_step(self, closure: Any) -> Any:
+        """Evaluate ``closure`` and update, as many times as the transform's step
+        takes (SAM: the ascent, then the descent with the gradient at the perturbed
+        point); returns the loss of the first evaluation."""
+        loss = None
+        for k in range(self._closure_updates()):
+            with torch.enable_grad():
+                value = closure()
+            loss = value if k == 0 else loss
+            self.step()
         return loss
 
     def _closure_step(self, closure: Any) -> Any:
@@ -406,7 +441,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
 
     def _step_group(self, group: dict, amp: tuple | None = None) -> None:
         rule = self._rule(group)
-        ctx = rule.ctx(group, self._owner)
+        ctx = rule.ctx(group, self._owner, keep_tensors=bool(group.get("differentiable")))
         fast = self._runtime().fast.get(id(group))
         if fast is not None and fast.group is group and fast.rule is rule:
             if fast.step(self, ctx, amp):
@@ -419,6 +454,8 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             grad = p.grad
             if grad is None:
                 continue
+            if p.is_complex() and not self._complex:
+                raise RuntimeError(f"{self._owner} does not support complex parameters")
             if grad.layout != torch.strided:
                 reason = self._sparse_error(group)
                 if reason is not None:
@@ -456,7 +493,9 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         """Step ``entries`` (``(parameter, gradient)``, no two sharing memory); returns
         the buckets it ran. ``started`` holds the ids of the parameters whose state an
         earlier round of this step created."""
-        engine = self._engine(group)
+        differentiable = bool(group.get("differentiable", False))
+        # differentiable=True runs the rule's own math on the tensors under autograd
+        engine = "eager" if differentiable else self._engine(group)
         per_tensor = group.get("foreach") is False
         master_option = bool(group.get("master_weights", False))
         buckets: dict[tuple, list[_Member]] = {}
@@ -480,7 +519,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
                 _step_on_device(p, state, interpreted=engine == "triton")
             if state and p not in self.state:
                 self.state[p] = state  # torch keeps no entry for a rule without state
-            m = _Member(p, grad, state, master, fresh, rule)
+            m = _Member(p, grad, state, master, fresh, rule, differentiable)
             check_member(self._owner, lambda p=p: self._where(p), p, m.w, m.entries, rule, m.layout)
             key = (m.mode, m.w.device, m.w.dtype, id(m.layout)) + m.shared_key(rule)
             if per_tensor:
@@ -492,9 +531,19 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
                 "together (different dtypes, devices or step counts, or foreach=False); "
                 "put them in separate param groups"
             )
+        counters = None
+        if rule.whole_step_skip is not None and len(buckets) > 1:
+            # one decision for the whole step, not one per call (see _whole_step)
+            everyone = [m for members in buckets.values() for m in members]
+            run, counters = _whole_step.decide(rule.whole_step_skip, rule, everyone)
+            if not run:
+                _whole_step.set_counters(rule.whole_step_skip, rule, everyone, counters)
+                return buckets
         for members in buckets.values():
             self._run(rule, members, ctx, engine, group.get("foreach"))
             self._after_step(group, members)
+        if counters is not None:
+            _whole_step.set_counters(rule.whole_step_skip, rule, everyone, counters)
         return buckets
 
     def _remember_fast_step(self, group: dict, rule: _Rule, buckets: dict) -> None:

@@ -16,9 +16,11 @@ import torch
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.per_tensor import PerTensorReduction
+from .._core.sharpness import SharpnessAware
 from .._core.transform import Chain, Transform, map_transform, walk
 from .._core.validate import OneOf, check
 from ._state import Layout, StateSplitError, shape_independent
+from ._whole_step import whole_step_skip
 
 ENGINES = ("auto", "fused", "eager", "triton")
 #: group keys that are the front's own options, not hyperparameters of the transform
@@ -113,7 +115,11 @@ def _local_ok(t: Transform) -> bool:
 
 
 def _global_norm(t: Transform) -> bool:
-    return any(isinstance(v.transform, NormScaled) and not v.transform.per_tensor for v in walk(t))
+    return any(
+        (isinstance(v.transform, NormScaled) and not v.transform.per_tensor)
+        or isinstance(v.transform, SharpnessAware)  # its perturbation's norm is global
+        for v in walk(t)
+    )
 
 
 def _fusable(t: Transform, per_tensor: bool = False) -> bool:
@@ -149,13 +155,13 @@ def _number(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         if v.numel() != 1:
             raise ValueError(f"a tensor hyperparameter must have one element, got shape {v.shape}")
-        return float(v)
+        return float(v.detach())
     return v
 
 
 def _freeze(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
-        return ("tensor", float(v)) if v.numel() == 1 else ("tensor", id(v))
+        return ("tensor", float(v.detach())) if v.numel() == 1 else ("tensor", id(v))
     if isinstance(v, (list, tuple)):
         return tuple(_freeze(x) for x in v)
     if callable(v):
@@ -181,6 +187,7 @@ class _Rule:
         self.transform = transform
         self.check_ranges = check_ranges
         self.shape_independent = shape_independent(transform)
+        self.whole_step_skip = whole_step_skip(transform)
         self._layouts: dict = {}
         self._wanted: dict = {}
         self.ranges = transform.hyperparameters()
@@ -239,10 +246,13 @@ class _Rule:
     def unwrap(self, tree: Any) -> Any:
         return tree[self.inner_name] if self.maximize else tree
 
-    def ctx(self, group: dict, owner: str) -> dict[str, Any]:
-        """This step's hyperparameter values from the group, checked when they change."""
+    def ctx(self, group: dict, owner: str, keep_tensors: bool = False) -> dict[str, Any]:
+        """This step's hyperparameter values from the group, checked when they change
+        (``keep_tensors``: values given as tensors are handed over as they are, so
+        that autograd sees them: ``differentiable=True``)."""
         out: dict[str, Any] = {}
         labels: dict[str, str] = {}
+        tensors: dict[str, Any] = {}
         for key, names in self.dynamic.items():
             value = group.get(key)
             if value is None:
@@ -258,6 +268,8 @@ class _Rule:
                     continue  # a schedule is part of the transform itself
                 out[name] = _number(v)
                 labels[name] = key if len(names) == 1 else f"{key}[{i}]"
+                if keep_tensors and isinstance(v, torch.Tensor):
+                    tensors[name] = v
         signature = tuple(out.items())
         if self.check_ranges and self._checked.get(id(group)) != signature:
             for name, value in out.items():
@@ -265,4 +277,6 @@ class _Rule:
                 if constraint is not None:
                     check(owner, labels[name], value, constraint)
             self._checked[id(group)] = signature
+        if keep_tensors:
+            out.update(tensors)
         return out

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
+from .._core.cautious import Cautious
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise
+from .._core.sharpness import SharpnessAware
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain, Transform, walk
 
@@ -309,7 +311,12 @@ def shape_independent(t: Transform) -> bool:
         node = visit.transform
         if isinstance(node, Masked):
             return False  # a mask may select by shape
-        # skip_nonfinite keeps two shared counters besides its inner state
-        if not isinstance(node, (Chain, Elementwise, SkipNonfinite)):
+        # skip_nonfinite keeps two shared counters besides its inner state; SAM a
+        # shared counter and a per-element copy of the parameters; the cautious
+        # wrapper keeps only its inner state; another transform says so itself
+        # (``per_element_state = True``: its own state, if any, is per-element arrays
+        # and shared counts, whatever the shapes)
+        kinds = (Chain, Elementwise, SkipNonfinite, SharpnessAware, Cautious)
+        if not isinstance(node, kinds) and not getattr(node, "per_element_state", False):
             return False
     return True

@@ -1,5 +1,6 @@
 """Transforms to compose with rules: clipping, norm constraints, weight decay,
-scaling, non-finite policies, masking and partitioning."""
+scaling, gradient centralisation, non-finite policies, masking and partitioning,
+freezing, averaging, reduce-on-plateau, differential privacy and monitoring."""
 
 from .._core.combine import masked, partition
 from .._core.stages import (
@@ -13,6 +14,8 @@ from .._core.transform import chain, identity
 from . import mxnet  # noqa: F401  (gradstep.transforms.mxnet: MXNet gradient handling)
 from .accumulation import accumulate
 from .averaging import parameter_ema
+from .block_clipping import adaptive_clip, clip_by_block_rms
+from .centralization import centralize
 from .clipping import clip, clip_by_global_norm, clip_by_norm
 from .constraints import (
     constrain_norm,
@@ -20,28 +23,55 @@ from .constraints import (
     norm_constraint,
     total_norm_constraint,
 )
+from .ema import scale_by_ema
+from .freezing import freeze, selective_transform, set_to_zero
 from .lookahead import lookahead
-from .nonfinite import nonfinite_policy, skip_nonfinite, zero_nonfinite
+from .monitoring import measure_with_ema, monitor
+from .nonfinite import nonfinite_policy, skip_large_updates, skip_nonfinite, zero_nonfinite
+from .nonnegative import keep_params_nonnegative
+from .plateau import reduce_on_plateau
+from .privacy import (
+    differentially_private_aggregate,
+    per_example_global_norm_clip,
+    per_example_layer_norm_clip,
+)
+from .swa import parameter_swa
 
 __all__ = [
     "accumulate",
+    "adaptive_clip",
     "add_decayed_weights",
+    "centralize",
     "chain",
     "clear_nan_params",
     "clip",
+    "clip_by_block_rms",
     "clip_by_global_norm",
     "clip_by_norm",
     "constrain_norm",
     "constrain_total_norm",
+    "differentially_private_aggregate",
+    "freeze",
     "identity",
+    "keep_params_nonnegative",
     "lookahead",
     "masked",
+    "measure_with_ema",
+    "monitor",
     "nonfinite_policy",
     "norm_constraint",
     "parameter_ema",
+    "parameter_swa",
     "partition",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
+    "reduce_on_plateau",
     "scale",
+    "scale_by_ema",
     "scale_by_learning_rate",
+    "selective_transform",
+    "set_to_zero",
+    "skip_large_updates",
     "skip_nonfinite",
     "total_norm_constraint",
     "with_clear_nan",

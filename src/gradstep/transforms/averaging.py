@@ -54,16 +54,9 @@ def _ema(g, w, average, rate):
     return g, average + rate * (w + g - average)
 
 
-class ParameterEMA(Chain):
-    """``inner`` followed by the averaging stage; ``inner`` is the wrapped optimizer."""
-
-    def __init__(
-        self, inner: Transform, stage: Elementwise, momentum: float, debias: bool, epsilon: float
-    ):
-        super().__init__((inner, stage), name="parameter_ema")
-        self.momentum = momentum
-        self.debias = debias
-        self.epsilon = epsilon
+class ParameterAverage(Chain):
+    """``inner`` followed by a stage that averages the parameters it produces (the
+    kind :mod:`gradstep.modes` evaluates with); ``inner`` is the wrapped optimizer."""
 
     @property
     def inner(self) -> Transform:
@@ -72,6 +65,22 @@ class ParameterEMA(Chain):
     def stage_state(self, state: dict) -> dict:
         """The averaging stage's part of this transform's state."""
         return state[self.stage_names[1]]
+
+    def averages(self, state: dict) -> Any:  # pragma: no cover - interface
+        """The averaged weights (a tree shaped like the parameters)."""
+        raise NotImplementedError
+
+
+class ParameterEMA(ParameterAverage):
+    """``inner`` followed by the exponential averaging stage."""
+
+    def __init__(
+        self, inner: Transform, stage: Elementwise, momentum: float, debias: bool, epsilon: float
+    ):
+        super().__init__((inner, stage), name="parameter_ema")
+        self.momentum = momentum
+        self.debias = debias
+        self.epsilon = epsilon
 
     def averages(self, state: dict) -> Any:
         """The averaged weights :math:`\\hat w_t` (a tree shaped like the parameters)."""

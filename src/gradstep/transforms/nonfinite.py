@@ -51,6 +51,39 @@ def skip_nonfinite(inner: Transform, max_consecutive_errors: int | None = None) 
     return SkipNonfinite(inner, max_consecutive_errors)
 
 
+def skip_large_updates(inner: Transform, max_squared_norm: float) -> Transform:
+    r"""Skip steps whose gradients have a squared global L2 norm of at least
+    ``max_squared_norm`` (or any NaN or infinite element): zero updates, ``inner``'s
+    state kept.
+
+    Symbols: :math:`g` the gradients of all leaves, :math:`M` ``max_squared_norm``.
+    The step runs ``inner`` iff :math:`\sum g^2 < M` (false for NaN). The state's
+    ``notfinite_count`` and ``total_notfinite`` count the skipped steps. On the
+    torch front the sum covers the parameter group (one decision per step, however
+    many calls the group is stepped in).
+
+    Args:
+      inner: the optimizer to protect.
+      max_squared_norm: :math:`M` > 0.
+
+    Example:
+      >>> import numpy as np, gradstep
+      >>> from gradstep.transforms import skip_large_updates
+      >>> w = np.array([0.0, 0.0])
+      >>> opt = gradstep.Optimizer(w, skip_large_updates(gradstep.sgd(1.0), 4.0))
+      >>> opt.step(np.array([1.0, 1.0])); opt.step(np.array([2.0, 0.0])); w
+      array([-1., -1.])
+
+    Differences: optax's ``skip_large_updates`` is a ``should_skip_update_fn`` for
+    ``MultiSteps`` (the same test, on the gradients given to it); here it wraps any
+    transform and runs on every engine's skip path (JAX: in the graph).
+    """
+    check("skip_large_updates", "max_squared_norm", max_squared_norm, Interval(0.0, lo_open=True))
+    if not isinstance(inner, Transform):
+        raise TypeError(f"skip_large_updates: expected a transform, got {type(inner).__name__}")
+    return SkipNonfinite(inner, None, max_squared_norm)
+
+
 def nonfinite_policy(transform: Transform, policy: str) -> Transform:
     """``transform`` with the named non-finite policy (see the module docstring)."""
     check("nonfinite_policy", "policy", policy, OneOf(POLICIES))

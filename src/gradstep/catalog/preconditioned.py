@@ -1,0 +1,54 @@
+"""Registry entries of the preconditioned (matrix) rules, SOAP, and the
+sharpness-aware wrapper SAM.
+
+Their matrix work (eigendecompositions, QR) runs per tensor on the eager engines
+of every front, so none is declared ``"elementwise"``.
+"""
+
+from .._core.registry import OptimizerSpec
+from ..rules.sam import sam
+from ..rules.soap import soap
+
+_SHAMPOO_PAPER = (
+    "Gupta, Koren & Singer (2018): Shampoo: Preconditioned Stochastic Tensor "
+    "Optimization. ICML, arXiv:1802.09568"
+)
+
+#: this area's entries, in the registry's order
+SPECS = (
+    OptimizerSpec(
+        "soap",
+        soap,
+        "soap",
+        "Adam in the eigenbasis of Shampoo's preconditioner, refreshed by power iteration.",
+        frozenset({"reduction"}),
+        (
+            "Vyas, Morwani, Zhao, Kwun, Shapira, Brandfonbrener, Janson & Kakade (2025): "
+            "SOAP: Improving and Stabilizing Shampoo using Adam. ICLR, arXiv:2409.11321",
+            _SHAMPOO_PAPER,
+        ),
+        fixtures=("pytorch_optimizer.SOAP",),
+        # the test problems have a gradient column that is always zero: in its rotated
+        # coordinate both moments are rounding noise, which epsilon 1e-8 would turn
+        # into steps that differ between libraries (see the rule's docstring)
+        test_hyperparams={"learning_rate": 0.05, "weight_decay": 0.0, "epsilon": 1e-3},
+    ),
+    OptimizerSpec(
+        "sam",
+        sam,
+        "sam",
+        "Sharpness-aware minimisation (SAM, ASAM) around any base rule.",
+        # a closure step evaluates the gradient twice; without one, update()
+        # alternates between the ascent and the descent
+        frozenset({"needs_closure", "reduction"}),
+        (
+            "Foret, Kleiner, Mobahi & Neyshabur (2021): Sharpness-Aware Minimization for "
+            "Efficiently Improving Generalization. ICLR, arXiv:2010.01412",
+            "Kwon, Kim, Park & Choi (2021): ASAM: Adaptive Sharpness-Aware Minimization for "
+            "Scale-Invariant Learning of Deep Neural Networks. ICML, arXiv:2102.11600",
+        ),
+        fixtures=("optax.contrib.sam",),
+        test_hyperparams={"learning_rate": 0.1, "rho": 0.01},
+        rosenbrock_hyperparams={"learning_rate": 1e-3},
+    ),
+)

@@ -1,0 +1,318 @@
+"""optax 0.2.8's names for gradstep's further schedules and transforms: SGDR,
+one-cycles, piecewise interpolation, warm-up + exponential decay, reduce-on-plateau,
+block and adaptive clipping, freezing, non-negative parameters, skipping large steps,
+per-example clipping and DP aggregation, monitoring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import schedules as _sched
+from ..jax import GradstepTransformation
+from ..transforms import block_clipping as _block
+from ..transforms import freezing as _freezing
+from ..transforms import monitoring as _monitoring
+from ..transforms import privacy as _privacy
+from ..transforms.nonnegative import keep_params_nonnegative as _keep_params_nonnegative
+from ..transforms.plateau import reduce_on_plateau as _reduce_on_plateau
+from ._optax_base import as_stage, no_dtype, wrap
+from ._optax_schedules import (
+    Schedule,
+    _as_compat,
+    _constant,
+    exponential_decay,
+    join_schedules,
+    linear_schedule,
+    warmup_cosine_decay_schedule,
+)
+
+__all__ = [
+    "adaptive_grad_clip",
+    "clip_by_block_rms",
+    "cosine_onecycle_schedule",
+    "differentially_private_aggregate",
+    "freeze",
+    "keep_params_nonnegative",
+    "linear_onecycle_schedule",
+    "measure_with_ema",
+    "monitor",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
+    "piecewise_interpolate_schedule",
+    "reduce_on_plateau",
+    "selective_transform",
+    "set_to_zero",
+    "sgdr_schedule",
+    "snapshot",
+    "skip_large_updates",
+    "warmup_exponential_decay_schedule",
+]
+
+# -- schedules ----------------------------------------------------------------------
+
+_INTERPOLATIONS = {"linear": "linear", "cosine": "cos"}
+
+
+def piecewise_interpolate_schedule(
+    interpolate_type: str, init_value: float, boundaries_and_scales: dict[int, float] | None = None
+) -> Schedule:
+    """optax's ``piecewise_interpolate_schedule``: from each boundary on the value is
+    multiplied by its scale, and interpolated (``"linear"`` or ``"cosine"``) between
+    the boundaries (:func:`gradstep.schedules.piecewise_interpolate`)."""
+    if interpolate_type not in _INTERPOLATIONS:
+        raise ValueError(
+            f"piecewise_interpolate_schedule: invalid interpolate_type={interpolate_type!r}; "
+            "valid values: 'linear', 'cosine'"
+        )
+    items = sorted((boundaries_and_scales or {}).items())
+    if any(s < 0 for _, s in items):
+        raise ValueError(
+            "piecewise_interpolate_schedule: invalid boundaries_and_scales; valid values: "
+            "non-negative scale factors"
+        )
+    if not items:
+        return _constant(init_value)
+    values, value = [], float(init_value)
+    for _, s in items:
+        value *= s
+        values.append(value)
+    return _as_compat(
+        _sched.piecewise_interpolate(
+            init_value, [int(b) for b, _ in items], values, _INTERPOLATIONS[interpolate_type]
+        )
+    )
+
+
+def _positive_steps(owner: str, transition_steps: int) -> None:
+    if not transition_steps > 0:
+        raise ValueError(
+            f"{owner}: invalid transition_steps={transition_steps!r}; valid values: a "
+            "positive integer"
+        )
+
+
+def linear_onecycle_schedule(
+    transition_steps: int,
+    peak_value: float,
+    pct_start: float = 0.3,
+    pct_final: float = 0.85,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> Schedule:
+    """optax's ``linear_onecycle_schedule``: three linear phases, ``peak / div`` up to
+    ``peak``, back down to ``peak / div``, then to ``peak / (div * final_div)``."""
+    _positive_steps("linear_onecycle_schedule", transition_steps)
+    return piecewise_interpolate_schedule(
+        "linear",
+        peak_value / div_factor,
+        {
+            int(pct_start * transition_steps): div_factor,
+            int(pct_final * transition_steps): 1.0 / div_factor,
+            transition_steps: 1.0 / final_div_factor,
+        },
+    )
+
+
+def cosine_onecycle_schedule(
+    transition_steps: int,
+    peak_value: float,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> Schedule:
+    """optax's ``cosine_onecycle_schedule``: ``peak / div`` up to ``peak`` along half a
+    cosine, then down to ``peak / (div * final_div)``."""
+    _positive_steps("cosine_onecycle_schedule", transition_steps)
+    return piecewise_interpolate_schedule(
+        "cosine",
+        peak_value / div_factor,
+        {
+            int(pct_start * transition_steps): div_factor,
+            int(transition_steps): 1.0 / (div_factor * final_div_factor),
+        },
+    )
+
+
+def warmup_exponential_decay_schedule(
+    init_value: float,
+    peak_value: float,
+    warmup_steps: int,
+    transition_steps: int,
+    decay_rate: float,
+    transition_begin: int = 0,
+    staircase: bool = False,
+    end_value: float | None = None,
+) -> Schedule:
+    """optax's ``warmup_exponential_decay_schedule``: linear ``init -> peak`` over
+    ``warmup_steps``, then ``exponential_decay`` of ``peak`` counted from there."""
+    return join_schedules(
+        [
+            linear_schedule(init_value, peak_value, warmup_steps),
+            exponential_decay(
+                peak_value, transition_steps, decay_rate, transition_begin, staircase, end_value
+            ),
+        ],
+        [warmup_steps],
+    )
+
+
+def sgdr_schedule(cosine_kwargs: Iterable[dict[str, Any]]) -> Schedule:
+    """optax's ``sgdr_schedule``: one ``warmup_cosine_decay_schedule`` per dict of
+    ``cosine_kwargs``, each lasting its ``decay_steps``, joined end to end (warm
+    restarts; :func:`gradstep.schedules.cosine_warm_restarts` is the closed form of
+    torch's periodic version)."""
+    schedules, boundaries, step = [], [], 0
+    for kwargs in cosine_kwargs:
+        schedules.append(warmup_cosine_decay_schedule(**kwargs))
+        step += kwargs["decay_steps"]
+        boundaries.append(step)
+    return join_schedules(schedules, boundaries[:-1])
+
+
+# -- transforms -----------------------------------------------------------------------
+
+
+def reduce_on_plateau(
+    factor: float = 0.1,
+    patience: int = 10,
+    rtol: float = 1e-4,
+    atol: float = 0.0,
+    cooldown: int = 0,
+    accumulation_size: int = 1,
+    min_scale: float = 0.0,
+) -> GradstepTransformation:
+    """optax.contrib's ``reduce_on_plateau``: updates times a scale that drops by
+    ``factor`` after ``patience`` evaluations in a row without improvement of the
+    ``value`` given to ``update`` (:func:`gradstep.transforms.reduce_on_plateau` with
+    ``patience - 1``: optax counts the evaluation that triggers the drop). An update
+    without ``value`` leaves the state unchanged (optax requires one)."""
+    if not isinstance(patience, int) or patience < 1:
+        raise ValueError(
+            f"reduce_on_plateau: invalid patience={patience!r}; valid values: an integer "
+            ">= 1 (optax's patience=0 never reduces on a plateau)"
+        )
+    if rtol == 0.0 and atol == 0.0:
+        raise ValueError(
+            "reduce_on_plateau: invalid rtol=0.0 with atol=0.0; valid values: at least one "
+            "of them positive (as optax)"
+        )
+    return wrap(
+        _reduce_on_plateau(factor, patience - 1, rtol, atol, cooldown, accumulation_size, min_scale)
+    )
+
+
+def clip_by_block_rms(threshold: float) -> GradstepTransformation:
+    """optax's ``clip_by_block_rms``: each tensor divided by ``max(1, rms / threshold)``."""
+    return wrap(_block.clip_by_block_rms(threshold))
+
+
+def adaptive_grad_clip(
+    clipping: float, eps: float = 1e-3, axis: Any = None
+) -> GradstepTransformation:
+    """optax's ``adaptive_grad_clip``: AGC with optax's units
+    (:func:`gradstep.transforms.adaptive_clip` with ``layout="jax"``)."""
+    return wrap(_block.adaptive_clip(clipping, eps, layout="jax", axis=axis))
+
+
+def keep_params_nonnegative() -> GradstepTransformation:
+    """optax's ``keep_params_nonnegative``: a step never takes a parameter below 0."""
+    return wrap(_keep_params_nonnegative())
+
+
+def set_to_zero() -> GradstepTransformation:
+    """optax's ``set_to_zero``: every update 0."""
+    return wrap(_freezing.set_to_zero())
+
+
+def freeze(mask: Any) -> GradstepTransformation:
+    """optax's ``freeze``: zero updates where ``mask`` (a tree or one boolean) is true."""
+    return wrap(_freezing.freeze(mask))
+
+
+def selective_transform(optimizer: Any, *, freeze_mask: Any) -> GradstepTransformation:
+    """optax's ``selective_transform``: ``optimizer`` on the leaves not frozen, zero
+    updates and no optimizer state on the frozen ones."""
+    return wrap(_freezing.selective_transform(as_stage(optimizer), freeze_mask=freeze_mask))
+
+
+def skip_large_updates(
+    updates: Any, gradient_step: Any, params: Any, max_squared_norm: float
+) -> tuple[Any, dict]:
+    """optax's ``skip_large_updates``: the ``should_skip_update_fn`` of
+    ``optax.MultiSteps`` that skips when the squared norm of ``updates`` is not below
+    ``max_squared_norm`` (NaN included); returns ``(should_skip, {"norm_squared": ...})``.
+    As a wrapper of any transform: :func:`gradstep.transforms.skip_large_updates`."""
+    del gradient_step, params
+    leaves = jax.tree_util.tree_leaves(updates)
+    norm_sq = jnp.sum(jnp.asarray([jnp.sum(jnp.square(x)) for x in leaves]))
+    return jnp.logical_not(norm_sq < max_squared_norm), {"norm_squared": norm_sq}
+
+
+def per_example_global_norm_clip(grads: Any, l2_norm_clip: float) -> tuple[Any, Any]:
+    """optax's ``per_example_global_norm_clip``: ``(sum of the per-example gradients
+    each clipped to a global norm of l2_norm_clip, number clipped)``."""
+    return _privacy.per_example_global_norm_clip(grads, l2_norm_clip)
+
+
+def per_example_layer_norm_clip(
+    grads: Any, global_l2_norm_clip: float, uniform: bool = True
+) -> tuple[Any, Any]:
+    """optax's ``per_example_layer_norm_clip``: each leaf clipped per example on its
+    own, to ``C / sqrt(K)`` (``uniform``) or ``C * sqrt(D_i / D)``."""
+    return _privacy.per_example_layer_norm_clip(grads, global_l2_norm_clip, uniform)
+
+
+def differentially_private_aggregate(
+    l2_norm_clip: float, noise_multiplier: float, key: Any = None, *, seed: int | None = None
+) -> GradstepTransformation:
+    """optax.contrib's ``differentially_private_aggregate``: per-example gradients in,
+    their clipped sum plus Gaussian noise (``noise_multiplier * l2_norm_clip``), over
+    the batch size, out. ``key`` (or the deprecated ``seed``) is an integer seed; the
+    noise is gradstep's (drawn from the seed and the step count), not optax's draws."""
+    if key is not None and seed is not None:
+        raise ValueError("differentially_private_aggregate: give key or seed, not both")
+    chosen = key if key is not None else seed
+    if chosen is not None and not isinstance(chosen, (int, np.integer)):
+        raise ValueError(
+            f"differentially_private_aggregate: invalid key={chosen!r}; valid values: an "
+            "integer seed or None (a JAX key array is not taken: gradstep's noise is drawn "
+            "from an integer seed and the step count)"
+        )
+    return wrap(
+        _privacy.differentially_private_aggregate(
+            l2_norm_clip, noise_multiplier, 0 if chosen is None else int(chosen)
+        )
+    )
+
+
+def _measure(measure: Any) -> Any:
+    """A compat measure: a transformation (``measure_with_ema``) or a function."""
+    if hasattr(measure, "init") and hasattr(measure, "update"):
+        return as_stage(measure)
+    return measure
+
+
+def snapshot(measure_name: str, measure: Any) -> GradstepTransformation:
+    """optax's ``snapshot``: updates unchanged, ``measure(updates)`` kept in the state
+    (``optax.tree.get(state, measure_name)`` finds it)."""
+    return wrap(_monitoring.monitor({measure_name: measure}))
+
+
+def measure_with_ema(
+    measure: Any, decay: float, debias: bool = True, accumulator_dtype: Any = None
+) -> GradstepTransformation:
+    """optax's ``measure_with_ema``: outputs the (debiased) moving average of
+    ``measure(updates)``; used inside :func:`monitor`."""
+    no_dtype("measure_with_ema", "accumulator_dtype", accumulator_dtype)
+    return wrap(_monitoring.measure_with_ema(measure, decay, debias))
+
+
+def monitor(measures: dict[str, Any]) -> GradstepTransformation:
+    """optax's ``monitor``: updates unchanged, each measure's value kept in the state
+    under its name."""
+    return wrap(_monitoring.monitor({k: _measure(m) for k, m in measures.items()}))

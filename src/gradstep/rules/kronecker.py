@@ -1,0 +1,77 @@
+r"""Per-axis (Kronecker-factored) matrices of a tensor, shared by Shampoo and SOAP:
+which axes get one, their statistics, products along an axis, and how a tensor's
+matrices are kept in the state as one flat vector.
+
+A tensor :math:`G` of shape :math:`(n_1, \dots, n_k)` gets an :math:`n_i \times n_i`
+matrix for each *preconditioned* axis :math:`i`. Its statistic is the Gram matrix
+of the axis, :math:`G_{(i)} G_{(i)}^\top`, with :math:`G_{(i)}` the
+:math:`n_i \times \prod_{j \ne i} n_j` unfolding of :math:`G` along axis :math:`i`.
+A product along axis :math:`i` with a matrix :math:`M` is :math:`G \times_i M`:
+every fibre of :math:`G` along axis :math:`i` multiplied by :math:`M^\top` (so
+:math:`G \times_1 M = M^\top G` for a matrix :math:`G`).
+
+Everything is written against the array namespace (NumPy, torch on the tensor's
+device, JAX under ``jax.jit``). A tensor's matrices live in the state as one flat
+vector (each matrix raveled, axis 0's first), so the state has one array per
+parameter whatever its rank.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def axes_to_precondition(
+    shape: tuple[int, ...], max_dim: int, precondition_1d: bool = True
+) -> tuple[bool, ...]:
+    """For each axis of ``shape``, whether it gets a matrix: at most ``max_dim``
+    elements long, and for a vector only with ``precondition_1d``."""
+    if len(shape) == 1 and not precondition_1d:
+        return (False,)
+    return tuple(n <= max_dim for n in shape)
+
+
+def packed_size(shape: tuple[int, ...], axes: tuple[bool, ...]) -> int:
+    """Length of the flat vector holding a tensor's matrices."""
+    return sum(n * n for n, on in zip(shape, axes) if on)
+
+
+def unpack(ns: Any, flat: Any, shape: tuple[int, ...], axes: tuple[bool, ...]) -> list:
+    """The matrices of a flat vector: one per axis, ``None`` for an axis without."""
+    out, start = [], 0
+    for n, on in zip(shape, axes):
+        if on:
+            out.append(ns.reshape(flat[start : start + n * n], (n, n)))
+            start += n * n
+        else:
+            out.append(None)
+    return out
+
+
+def pack(ns: Any, matrices: list, like: Any) -> Any:
+    """The flat vector of ``matrices`` (``None`` entries left out)."""
+    parts = [ns.reshape(m, (int(np.prod(np.shape(m))),)) for m in matrices if m is not None]
+    return ns.concatenate(parts) if parts else ns.zeros((0,), like)
+
+
+def axis_gram(ns: Any, g: Any, axis: int) -> Any:
+    """:math:`G_{(i)} G_{(i)}^\\top`, the Gram matrix of axis ``axis``."""
+    shape = tuple(np.shape(g))
+    unfolded = ns.reshape(ns.moveaxis(g, axis, 0), (shape[axis], -1))
+    return ns.matmul(unfolded, ns.matrix_transpose(unfolded))
+
+
+def multiply_axes(ns: Any, g: Any, matrices: list, transpose: bool = False) -> Any:
+    r""":math:`G \times_1 M_1 \times_2 M_2 \cdots` (a ``None`` matrix is the identity);
+    with ``transpose``, by each :math:`M_i^\top` instead.
+
+    Axis 0 is multiplied and moved last, then the next, so after all axes the order
+    is restored (each product contracts the first axis).
+    """
+    for m in matrices:
+        g = ns.moveaxis(g, 0, -1) if np.ndim(g) > 1 else g
+        if m is not None:
+            g = ns.matmul(g, ns.matrix_transpose(m) if transpose else m)
+    return g

@@ -1,0 +1,172 @@
+r"""Piecewise interpolation between anchor values, and the one-cycle policy built on it.
+
+Symbols: :math:`t` the count, :math:`b_0 = 0 < b_1 < \dots < b_n` the boundaries
+(``boundaries``), :math:`v_0` ``init_value``, :math:`v_i` ``values[i-1]``.
+
+.. math::
+
+    s(t) = \operatorname{interp}\Big(v_i, v_{i+1},
+           \frac{t - b_i}{\max(b_{i+1} - b_i, 1)}\Big)
+    \quad\text{for } b_i \le t < b_{i+1}, \qquad s(t) = v_n \text{ for } t \ge b_n
+
+with :math:`\operatorname{interp}(a, b, p) = a + (b - a)\,p` (``"linear"``) or
+:math:`b + (a - b)\,\tfrac12(1 + \cos \pi p)` (``"cos"``).
+
+The one-cycle policy (Smith & Topin) rises from :math:`\eta_{\max}/d` to
+:math:`\eta_{\max}` (``peak_value``, :math:`d` ``div_factor``), then falls to
+:math:`\eta_{\max}/(d f)` (:math:`f` ``final_div_factor``); with ``pct_final`` it
+first falls back to :math:`\eta_{\max}/d` and only then to the final value (three
+phases). Where the phases end depends on the library (``convention``):
+
+- ``"optax"``: at :math:`\lfloor p_s T\rfloor`, (:math:`\lfloor p_f T\rfloor`,)
+  :math:`T` (optax ``cosine_onecycle_schedule``, ``linear_onecycle_schedule``);
+- ``"torch"``: at :math:`p_s T - 1`, (:math:`p_f T - 2`,) :math:`T - 1` (torch
+  ``OneCycleLR``; its ``three_phase=True`` is ``pct_final = 2 * pct_start``).
+
+References:
+  Smith (2017): Cyclical Learning Rates for Training Neural Networks. WACV,
+  arXiv:1506.01186.
+  Smith & Topin (2019): Super-Convergence: Very Fast Training of Neural Networks
+  Using Large Learning Rates. arXiv:1708.07120.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+
+from .._core.validate import Interval, OneOf, check, hyperparams
+from .schedules import Schedule, _check_boundaries, _recorded
+
+INTERPOLATIONS = ("linear", "cos")
+CONVENTIONS = ("optax", "torch")
+_FRACTION = Interval(0.0, 1.0, lo_open=True, hi_open=True)
+_POSITIVE = Interval(0.0, lo_open=True)
+
+
+def interpolated(kind: str, start: float, end: float, pct: float) -> float:
+    """``start`` to ``end`` at fraction ``pct``: linearly or along half a cosine."""
+    if kind == "linear":
+        return start + (end - start) * pct
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * pct))
+
+
+@_recorded
+def piecewise_interpolate(
+    init_value: float,
+    boundaries: Sequence[int],
+    values: Sequence[float],
+    interpolation: str = "linear",
+) -> Schedule:
+    """``init_value`` at count 0, ``values[i]`` at ``boundaries[i]``, interpolated in
+    between (``"linear"`` or ``"cos"``), ``values[-1]`` from the last boundary on
+    (see the module docstring).
+
+    Example:
+      >>> s = piecewise_interpolate(1.0, [4, 8], [0.1, 0.001])
+      >>> [round(s(t), 6) for t in (0, 2, 4, 6, 8, 10)]
+      [1.0, 0.55, 0.1, 0.0505, 0.001, 0.001]
+    """
+    boundaries = [int(b) for b in boundaries]
+    values = [float(v) for v in values]
+    check("piecewise_interpolate", "interpolation", interpolation, OneOf(INTERPOLATIONS))
+    if len(values) != len(boundaries):
+        raise ValueError(
+            f"piecewise_interpolate: values has {len(values)} entries; it needs one per "
+            f"boundary ({len(boundaries)})"
+        )
+    _check_boundaries("piecewise_interpolate", boundaries)
+    starts = [0] + boundaries
+    anchors = [float(init_value)] + values
+
+    def fn(t: int) -> float:
+        i = bisect.bisect_right(starts, t) - 1
+        if i >= len(boundaries):
+            return anchors[-1]
+        pct = (t - starts[i]) / max(starts[i + 1] - starts[i], 1)
+        return interpolated(interpolation, anchors[i], anchors[i + 1], pct)
+
+    return Schedule(fn, f"piecewise_interpolate({interpolation}, {anchors} at {starts})")
+
+
+@hyperparams(
+    transition_steps=Interval(1, integer=True),
+    peak_value=Interval(),
+    pct_start=_FRACTION,
+    div_factor=_POSITIVE,
+    final_div_factor=_POSITIVE,
+    anneal=OneOf(INTERPOLATIONS),
+    convention=OneOf(CONVENTIONS),
+)
+def one_cycle(
+    transition_steps: int,
+    peak_value: float,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    *,
+    anneal: str = "cos",
+    pct_final: float | None = None,
+    convention: str = "optax",
+) -> Schedule:
+    r"""The one-cycle policy (see the module docstring for the phases).
+
+    Args:
+      transition_steps: :math:`T`, an integer >= 1: the length of the cycle.
+      peak_value: :math:`\eta_{\max}`.
+      pct_start: :math:`p_s` in (0, 1): the fraction of the cycle spent rising.
+        Default 0.3 (torch, optax).
+      div_factor: :math:`d` > 0: the start value is :math:`\eta_{\max}/d`. Default 25.
+      final_div_factor: :math:`f` > 0: the final value is :math:`\eta_{\max}/(d f)`.
+        Default 1e4.
+      anneal: ``"cos"`` (default; torch's default, optax ``cosine_onecycle``) or
+        ``"linear"`` (torch ``anneal_strategy="linear"``, optax ``linear_onecycle``).
+      pct_final: :math:`p_f` in (:math:`p_s`, 1): three phases, the second ending at
+        :math:`p_f` back at :math:`\eta_{\max}/d`. Default None (two phases).
+      convention: where the phases end, ``"optax"`` (default) or ``"torch"``.
+
+    Example:
+      >>> s = one_cycle(100, 1.0, pct_start=0.3, div_factor=10, final_div_factor=100)
+      >>> round(s(0), 6), round(s(30), 6), round(s(100), 6)
+      (0.1, 1.0, 0.001)
+
+    Differences: torch ``OneCycleLR`` raises after ``total_steps`` steps and also
+    cycles the momentum (give the momentum its own schedule here); after the cycle
+    this schedule stays at the final value. optax's one-cycles are this schedule with
+    ``convention="optax"``; its ``linear_onecycle_schedule`` always has three phases
+    (``pct_final=0.85``).
+    """
+    if pct_final is not None and not pct_start < pct_final < 1.0:
+        raise ValueError(
+            f"one_cycle: invalid pct_final={pct_final!r}; valid values: None or a number "
+            f"in (pct_start={pct_start}, 1)"
+        )
+    start = peak_value / div_factor
+    final = start / final_div_factor
+    T = transition_steps
+    if pct_final is None:
+        levels = [start, peak_value, final]
+        ends = [pct_start * T - 1, T - 1.0] if convention == "torch" else [int(pct_start * T), T]
+    else:
+        levels = [start, peak_value, start, final]
+        if convention == "torch":
+            ends = [pct_start * T - 1, pct_final * T - 2, T - 1.0]
+        else:
+            ends = [int(pct_start * T), int(pct_final * T), T]
+    description = f"one_cycle({T}, peak {peak_value}, {anneal}, {convention})"
+    if convention == "optax":
+        inner = piecewise_interpolate(start, ends, levels[1:], anneal)
+        return Schedule(inner._fn, description)
+
+    def fn(t: int) -> float:
+        # torch: the phase whose end is not yet passed (the last one at the end)
+        begin = 0.0
+        for k, end in enumerate(ends):
+            if t <= end or k == len(ends) - 1:
+                pct = min((t - begin) / (end - begin), 1.0) if end > begin else 1.0
+                return interpolated(anneal, levels[k], levels[k + 1], pct)
+            begin = end
+        return final  # pragma: no cover - the loop always returns
+
+    return Schedule(fn, description)

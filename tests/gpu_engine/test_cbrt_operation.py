@@ -1,0 +1,77 @@
+"""The ``cbrt`` element operation (MADGRAD's cube root) on every engine: NumPy's
+``np.cbrt`` is the reference, including 0, negative numbers, infinities and NaN."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import triton
+import triton.language as tl
+
+from gradstep._core.xmath import cbrt
+from gradstep.engines._triton_ops import cbrt as triton_cbrt
+
+VALUES = [-27.0, -0.5, -0.0, 0.0, 1e-30, 1e-3, 2.0, 8.0, 3.5e12, np.inf, -np.inf, np.nan]
+TOLERANCE = {"float32": 5e-7, "float64": 4e-15}  # a few units in the last place
+
+
+def check(got, dtype: str) -> None:
+    want = cbrt(np.array(VALUES, dtype=dtype))
+    got = np.asarray(got, dtype=np.float64)
+    np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype], atol=0.0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numba_scalar_operation(dtype):
+    from numba import njit
+
+    from gradstep.engines._scalar_ops import cbrt as scalar_cbrt
+
+    @njit
+    def each(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = scalar_cbrt(x[i])
+        return out
+
+    x = np.array(VALUES, dtype=dtype)
+    got = each(x)
+    assert got.dtype == x.dtype
+    check(got, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_and_jax_namespaces(dtype):
+    import gradstep.jax  # noqa: F401  (registers the JAX namespace)
+    import gradstep.torch  # noqa: F401
+    from gradstep._core.namespaces import namespace_of
+
+    t = torch.tensor(VALUES, dtype=getattr(torch, dtype))
+    check(namespace_of(t).ops["cbrt"](t), dtype)
+    jnp = pytest.importorskip("jax.numpy", reason="needs JAX (a test dependency)")
+    import jax
+
+    with jax.enable_x64(dtype == "float64"):
+        a = jnp.asarray(VALUES, dtype=dtype)
+        check(namespace_of(a).ops["cbrt"](a), dtype)
+
+
+@triton.jit
+def _cbrt_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    i = tl.arange(0, BLOCK)
+    keep = i < n
+    tl.store(y_ptr + i, triton_cbrt(tl.load(x_ptr + i, mask=keep)), mask=keep)
+
+
+@pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET") != "1", reason="needs Triton's interpreter on CPU tensors"
+)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_triton_operation(dtype):
+    x = torch.tensor(VALUES, dtype=getattr(torch, dtype))
+    y = torch.empty_like(x)
+    _cbrt_kernel[(1,)](x, y, x.numel(), BLOCK=16)
+    check(y, dtype)
