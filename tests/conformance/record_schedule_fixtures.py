@@ -6,7 +6,7 @@ Run with both libraries importable (Keras on its JAX backend)::
 
     KERAS_BACKEND=jax python tests/conformance/record_schedule_fixtures.py
 
-It writes ``tests/conformance/fixtures/schedules.json`` (each case: the reference's
+It writes ``tests/conformance/fixtures/schedules/schedules.json`` (each case: the reference's
 arguments, the gradstep call that should match, and the value at every count) and
 ``MANIFEST-schedules.json`` (the library versions).
 """
@@ -18,7 +18,7 @@ import os
 import platform
 from pathlib import Path
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "fixtures" / "schedules"
 STEPS = 60
 
 # (id, get_wsd_schedule kwargs, gradstep.schedules.warmup_stable_decay kwargs)
@@ -126,7 +126,7 @@ def main() -> None:
     manifest = {
         "generator": "tests/conformance/record_schedule_fixtures.py",
         "steps": STEPS,
-        "files": ["tests/conformance/fixtures/schedules.json"],
+        "files": ["tests/conformance/fixtures/schedules/schedules.json"],
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,

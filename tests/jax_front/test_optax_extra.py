@@ -46,6 +46,13 @@ def reference(schedule, counts=COUNTS) -> np.ndarray:
         return np.asarray(jax.vmap(schedule)(jnp.asarray(counts)))
 
 
+def ours_at(schedule, counts=COUNTS) -> np.ndarray:
+    """Our compat schedule at each count in float64 (like optax's, an array of counts
+    gives values in JAX's default float dtype: float64 only with x64 on)."""
+    with jax.enable_x64(True):
+        return np.asarray(schedule(counts))
+
+
 SCHEDULE_CASES = {
     "sgdr_schedule": (
         [
@@ -72,16 +79,16 @@ def test_schedule_matches_optax(name):
     args, kwargs = SCHEDULE_CASES[name]
     want = reference(getattr(optax, name)(*args, **kwargs))
     ours = getattr(cx, name)(*args, **kwargs)
-    np.testing.assert_allclose(ours(COUNTS), want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ours_at(ours), want, rtol=1e-12, atol=1e-15)
     # a traced count goes through the host (usable inside real optax and jax.jit)
     traced = jax.jit(ours)(jnp.asarray(COUNTS[:20]))
-    np.testing.assert_allclose(np.asarray(traced), ours(COUNTS[:20]), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(traced), ours_at(ours, COUNTS[:20]), rtol=1e-6)
 
 
 def test_piecewise_interpolate_linear_and_empty_match_optax():
     for args in (("linear", 1.0, {4: 0.1, 8: 0.01}), ("linear", 3.0, None)):
         want = reference(optax.piecewise_interpolate_schedule(*args))
-        np.testing.assert_allclose(cx.piecewise_interpolate_schedule(*args)(COUNTS), want, 1e-12)
+        np.testing.assert_allclose(ours_at(cx.piecewise_interpolate_schedule(*args)), want, 1e-12)
     with pytest.raises(ValueError, match="interpolate_type"):
         cx.piecewise_interpolate_schedule("cubic", 1.0)
     with pytest.raises(ValueError, match="scale"):

@@ -12,7 +12,7 @@ import pytest
 
 from gradstep import schedules as S
 
-FIXTURES = Path(__file__).parents[1] / "conformance" / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "conformance" / "fixtures" / "schedules"
 CASES = json.loads((FIXTURES / "schedules.json").read_text())
 
 

@@ -308,6 +308,12 @@ def stateless_with_tree_map(f: Callable[[Any, Any], Any]) -> GradstepTransformat
     return stateless(update)
 
 
+def set_to_zero() -> GradstepTransformation:
+    """optax's ``set_to_zero``: zero updates (NaN gradients included), no state;
+    with :func:`partition` it freezes parameters."""
+    return stateless(lambda updates, params: jax.tree_util.tree_map(jnp.zeros_like, updates))
+
+
 # -- norms ----------------------------------------------------------------------------------
 
 

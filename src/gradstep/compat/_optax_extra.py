@@ -46,7 +46,6 @@ __all__ = [
     "piecewise_interpolate_schedule",
     "reduce_on_plateau",
     "selective_transform",
-    "set_to_zero",
     "sgdr_schedule",
     "snapshot",
     "skip_large_updates",
@@ -222,11 +221,6 @@ def adaptive_grad_clip(
 def keep_params_nonnegative() -> GradstepTransformation:
     """optax's ``keep_params_nonnegative``: a step never takes a parameter below 0."""
     return wrap(_keep_params_nonnegative())
-
-
-def set_to_zero() -> GradstepTransformation:
-    """optax's ``set_to_zero``: every update 0."""
-    return wrap(_freezing.set_to_zero())
 
 
 def freeze(mask: Any) -> GradstepTransformation:

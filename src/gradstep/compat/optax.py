@@ -101,13 +101,13 @@ from ._optax_aliases import (
     scale_by_sign,
     scale_by_stddev,
     scale_by_trust_ratio,
+    set_to_zero,
     sign_sgd,
     signum,
     stateless,
     stateless_with_tree_map,
 )
 from ._optax_extra import *  # noqa: F403  (schedules and transforms beyond the above)
-from ._optax_extra import set_to_zero
 from ._optax_optimizers import (
     adadelta,
     adagrad,
