@@ -456,6 +456,10 @@ class FusedEngine:
             if not isinstance(w, np.ndarray) or w.dtype != dtype:
                 raise Unsupported("parameters of mixed types or dtypes")
         name = _storage_name(dtype)
+        if name in ("float16", "bfloat16") and any(st.is_global for st in self.stages):
+            # the eager engine sums a global reduction's terms of 16-bit parameters in
+            # its own order and width: the kernels would not reproduce its carried state
+            raise Unsupported("a global reduction over float16/bfloat16 parameters")
         rows = []
         for j, w in enumerate(ws):
             for start in range(0, w.size, CHUNK):
