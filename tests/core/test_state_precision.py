@@ -110,7 +110,7 @@ def test_fused_engine_equals_eager_bit_for_bit(param, state):
 
 
 def test_sixteen_bit_conversions_match_numpy_and_ml_dtypes_bit_for_bit():
-    numba = pytest.importorskip("numba")
+    numba = pytest.importorskip("numba", reason="needs numba (a dependency of the fused engine)")
     from gradstep.engines._scalar_ops import bf16_load, bf16_store, f16_load, f16_store
 
     @numba.njit

@@ -66,7 +66,7 @@ def test_numpy_closure_step_matches_reference(case):
 
 @pytest.mark.parametrize("case", RUNS, ids=[c["id"] for c in RUNS])
 def test_torch_step_with_closure_matches_reference(case):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
     from gradstep.torch import TransformOptimizer
 
     prob = case["problem"]
