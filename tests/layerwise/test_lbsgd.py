@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import gradstep
-from gradstep.engines.fused import FusedEngine, NotFusable
+from gradstep.engines.fused import FusedEngine
+from gradstep.engines.plan import NotFusable
 from gradstep.rules.lbsgd import warmup_multiplier
 
 

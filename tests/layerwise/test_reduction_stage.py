@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import gradstep
-from gradstep.engines.fused import FusedEngine, NotFusable
+from gradstep.engines.fused import FusedEngine
+from gradstep.engines.plan import NotFusable
 from gradstep.rules import PerTensorReduction, scale_by_lars, scale_by_trust_ratio
 
 FIXTURES = Path(__file__).resolve().parents[1] / "conformance" / "fixtures"
