@@ -29,7 +29,18 @@ SPECS = (
             "for Deep Learning. arXiv:2002.09018",
         ),
         fixtures=("pytorch_optimizer.ScalableShampoo",),
-        test_hyperparams={"learning_rate": 0.1, "start_preconditioning_step": 2},
+        # blocks (the test problems' 4-long axes split 3 + 1), a start, and roots and
+        # statistics not every step: every front and wrapper runs those code paths
+        test_hyperparams={
+            "learning_rate": 0.1,
+            "graft": "adagrad",
+            "block_size": 3,
+            "start_preconditioning_step": 2,
+            "preconditioning_compute_steps": 2,
+            "statistics_compute_steps": 2,
+        },
+        # a vector gets no matrix: the grafted AdaGrad with summed momentum
+        rosenbrock_hyperparams={"learning_rate": 0.05},
     ),
     OptimizerSpec(
         "soap",

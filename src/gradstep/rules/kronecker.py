@@ -127,7 +127,13 @@ def inverse_root(ns: Any, statistic: Any, root: int, shift: Any) -> Any:
     r""":math:`(S + cI)^{-1/r}` of a symmetric positive semi-definite :math:`S` (``shift``
     :math:`c > 0`), from its eigendecomposition :math:`S = V \Lambda V^\top`:
     :math:`V (\max(\Lambda, 0) + c)^{-1/r} V^\top`. Eigenvalues that rounding made
-    negative count as 0, so the result is finite for any :math:`c > 0`."""
-    values, vectors = ns.eigh(statistic)
+    negative count as 0, so the result is finite for any :math:`c > 0`.
+
+    A statistic with a NaN or infinite entry gives a root of NaN (some libraries'
+    eigensolvers raise on such input instead: the decomposition sees zeros there).
+    """
+    finite = statistic * 0 == 0
+    poison = ns.sum(statistic * 0)  # 0, or NaN where an entry is not finite
+    values, vectors = ns.eigh(ns.where(finite, statistic, ns.zeros_like(statistic)))
     scale = (ns.maximum(values, ns.zeros_like(values)) + shift) ** (-1.0 / root)
-    return ns.matmul(vectors * scale, ns.matrix_transpose(vectors))
+    return ns.matmul(vectors * scale, ns.matrix_transpose(vectors)) + poison

@@ -1,7 +1,7 @@
 r"""Shampoo: each axis of a tensor preconditioned by an inverse root of its Gram
 statistic, in blocks, with the step length grafted from a diagonal method.
 
-Symbols: :math:`G` gradient of a tensor of shape :math:`(n_1, \dots, n_k)`, split
+Symbols: :math:`G` gradient of a tensor of shape :math:`(n_1, \dots, n_r)`, split
 along every axis into blocks of at most :math:`b` (``block_size``) elements;
 :math:`G_B` one block; :math:`\Sigma_{B,i}` slot ``statistics`` (the Gram statistic
 of axis :math:`i` of block :math:`B`), :math:`P_{B,i}` slot ``roots`` (its inverse
@@ -25,12 +25,12 @@ Every :math:`s` steps each block's statistics take the gradient, with
 and every :math:`f` steps the roots are recomputed from the regularised
 statistic :math:`L_{B,i} = \Sigma_{B,i} + \epsilon \beta_2^{\lfloor k/s \rfloor} I`
 (the paper's :math:`L_0 = \epsilon I`, decayed with the statistic), with
-:math:`p = 2k'` for a tensor of rank :math:`k'`:
+:math:`p = 2r`:
 
 .. math::
 
     P_{B,i} = L_{B,i}^{-1/p},\qquad
-    S_B = G_B \times_1 P_{B,1} \cdots \times_{k'} P_{B,k'}
+    S_B = G_B \times_1 P_{B,1} \cdots \times_r P_{B,r}
 
 (:math:`S = G` before the first recomputation, :math:`k < f`; a tensor of rank 0
 or 1 gets no matrix, :math:`S = H`). The grafted method gives the direction
@@ -61,11 +61,14 @@ w - \eta (U + \lambda w)`, :math:`\lambda` kept out of :math:`S` and :math:`H`).
 **Numerics.** The roots come from the eigendecomposition
 :math:`\Sigma = V \Lambda V^\top` of the statistic:
 :math:`P = V(\max(\Lambda, 0) + \epsilon\beta_2^{\lfloor k/s \rfloor})^{-1/p}
-V^\top`, exact to rounding (no iteration, no tolerance). A statistic whose decayed
-regulariser falls below its rounding (about :math:`10^{-7}\lVert\Sigma\rVert` in
-float32) has inverse roots of rounding noise along its null directions; the
-gradient has no component there, so the noise is multiplied by about 0, and the
-grafting fixes the length.
+V^\top`, exact to rounding (no iteration, no tolerance). A statistic of lower rank
+than its order (a block that has seen fewer gradients than it has rows, a weight
+that never gets a gradient) has eigenvalues that are 0 up to rounding (about
+:math:`10^{-7}\lVert\Sigma\rVert` in float32). Where the decayed regulariser
+falls below that rounding, the root along those directions is rounding noise, and
+a later gradient with a component there is scaled by it: libraries (and gradstep's
+backends) then differ far beyond their rounding. An :math:`\epsilon` well above
+the statistics' rounding avoids this.
 
 The matrix work (blocks, eigendecompositions, axis products) is written once
 against the array namespace: it runs on NumPy, on torch tensors on their device and
@@ -387,9 +390,9 @@ def shampoo(
       >>> opt = gradstep.Optimizer(
       ...     w, gradstep.shampoo(0.1, beta1=0.0, start_preconditioning_step=1))
       >>> g = np.array([[3.0, 0.0], [0.0, 4.0]])
-      >>> opt.step(g); w  # L^(-1/4) G R^(-1/4) = G / sqrt|G|, grafted to |G| = 5
-      array([[-0.2920..., -0.        ],
-             [-0.        , -0.3372...]])
+      >>> opt.step(g); w.round(4)  # L^(-1/4) G R^(-1/4) = sign(G), grafted to |G| = 5
+      array([[-0.3535,  0.    ],
+             [ 0.    , -0.3536]])
 
     Differences: the reference is pytorch_optimizer's ``ScalableShampoo`` with
     ``use_svd=True`` (inverse roots from an SVD, which equals the eigendecomposition
