@@ -49,3 +49,21 @@ def test_coupled_decay_without_the_parameters_is_an_error():
     state = transform.init([np.ones((2, 2))])
     with pytest.raises(ValueError, match="weight_decay"):
         transform.update([np.ones((2, 2))], state)
+
+
+def test_sixteen_bit_parameters_step_in_float32():
+    """Eigensolvers take no float16: the matrices are kept in float32, the
+    parameters and their slots in float16, near the float32 run."""
+    rng = np.random.default_rng(4)
+    grads = [rng.normal(size=(3, 4)).astype(np.float16) for _ in range(4)]
+    runs = {}
+    for dtype in (np.float16, np.float32):
+        w = np.ones((3, 4), dtype)
+        opt = gradstep.Optimizer(w, gradstep.shampoo(0.1, start_preconditioning_step=2))
+        for g in grads:
+            opt.step(g.astype(dtype))
+        runs[dtype] = w
+        state = opt.state["scale_by_shampoo"]
+        assert state["statistics"].dtype == np.float32
+        assert state["mu"].dtype == w.dtype == dtype
+    np.testing.assert_allclose(runs[np.float16], runs[np.float32], rtol=1e-2, atol=1e-2)

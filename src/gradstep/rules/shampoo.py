@@ -68,7 +68,9 @@ that never gets a gradient) has eigenvalues that are 0 up to rounding (about
 falls below that rounding, the root along those directions is rounding noise, and
 a later gradient with a component there is scaled by it: libraries (and gradstep's
 backends) then differ far beyond their rounding. An :math:`\epsilon` well above
-the statistics' rounding avoids this.
+the statistics' rounding avoids this. A float16 or bfloat16 tensor steps in float32,
+its statistics and roots kept in float32 (eigensolvers take no 16-bit input), its
+other slots in its own dtype.
 
 The matrix work (blocks, eigendecompositions, axis products) is written once
 against the array namespace: it runs on NumPy, on torch tensors on their device and
@@ -175,9 +177,10 @@ class ScaleByShampoo(Transform):
             ns = namespace_of(p)
             shape = tuple(np.shape(p))
             size = sum(n * n for n in self._sizes(shape))
-            fields["statistics"].append(ns.zeros((size,), p))
+            # the matrices in float32 at least: eigensolvers take no 16-bit input
+            fields["statistics"].append(ns.zeros((size,), ns.widened(p)))
             # read only from the first recomputation on, so zeros until then
-            fields["roots"].append(ns.zeros((size,), p))
+            fields["roots"].append(ns.zeros((size,), ns.widened(p)))
             for k in names[2:]:
                 fields[k].append(ns.zeros(shape, p))
         state = {"count": np.zeros((), np.int64)}
@@ -198,11 +201,13 @@ class ScaleByShampoo(Transform):
         out: list = []
         new: list[list] = [[] for _ in names]
         for g, w, *slots in zip(g_leaves, w_leaves, *old):
-            direction, slots = self._tensor(step, g, w, dict(zip(names, slots)))
             ns = namespace_of(g)
-            out.append(ns.wrap(direction))
-            for k, name in enumerate(names):
-                new[k].append(ns.wrap(slots[name]))
+            # 16-bit tensors step in float32 and store back in their dtype
+            wide = [ns.widened(x) if x is not None else None for x in (g, w, *slots)]
+            direction, wide_slots = self._tensor(step, *wide[:2], dict(zip(names, wide[2:])))
+            out.append(ns.wrap(ns.stored_like(direction, g)))
+            for k, (name, like) in enumerate(zip(names, slots)):
+                new[k].append(ns.wrap(ns.stored_like(wide_slots[name], like)))
         new_state = {"count": count_ns.count_array(step, state["count"])}
         new_state.update({k: _tree.unflatten(td, v) for k, v in zip(names, new)})
         return _tree.unflatten(td, out), new_state
