@@ -1,6 +1,7 @@
 r"""Per-axis (Kronecker-factored) matrices of a tensor, shared by Shampoo and SOAP:
-which axes get one, their statistics, products along an axis, and how a tensor's
-matrices are kept in the state as one flat vector.
+which axes get one, their statistics, products along an axis, how a tensor's
+matrices are kept in the state as one flat vector, and Shampoo's blocks (a tensor
+split along every axis, each block with its own matrices) and inverse roots.
 
 A tensor :math:`G` of shape :math:`(n_1, \dots, n_k)` gets an :math:`n_i \times n_i`
 matrix for each *preconditioned* axis :math:`i`. Its statistic is the Gram matrix

@@ -12,8 +12,8 @@ of this step (1 on the first), :math:`\eta` ``learning_rate``, :math:`\beta_1,
 ``graft_epsilon``, :math:`\lambda` ``weight_decay``, :math:`f`
 ``preconditioning_compute_steps``, :math:`s` ``statistics_compute_steps``,
 :math:`k_0` ``start_preconditioning_step``. :math:`X \times_i M` multiplies every
-fibre of :math:`X` along axis :math:`i` by :math:`M` (see
-:mod:`gradstep.rules.kronecker`).
+fibre of :math:`X` along axis :math:`i` by the (here symmetric) matrix :math:`M`
+(see :mod:`gradstep.rules.kronecker`).
 
 Every :math:`s` steps each block's statistics take the gradient, with
 :math:`c_2 = 1-\beta_2` (:math:`c_2 = 1` when :math:`\beta_2 = 1`: the paper's sum):
