@@ -279,7 +279,7 @@ class ScaleByShampoo(Transform):
             grams = [axis_gram(ns, g[block], i) for block in blocks for i in range(rank)]
             return [cast(b2) * old + gain * gram for old, gram in zip(stats, grams)]
 
-        def keep(*matrices):
+        def keep(*matrices):  # the other branch of both conds: the last operand as is
             return matrices[-1]
 
         stats = ns.cond(step % s == 0, accumulate, keep, stats)
