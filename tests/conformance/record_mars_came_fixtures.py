@@ -10,6 +10,9 @@ It writes ``fixtures/mars_came.json`` in the format of ``record_fixtures.py`` (3
 steps, gradients ``h * (w - target) + noise`` at the reference's own iterates, one
 column of the first tensor always zero; a (3, 4) and a (5,) tensor, so CAME's factored
 and unfactored paths both run), replayed by ``test_conformance.py``, and
+``tests/recent/fixtures/mars_default_split.json``, pytorch-optimizer's MARS with its
+default ``optimize_1d=False`` (tensors of rank < 2 take AdamW), replayed by
+``tests/recent/test_mars_came.py`` as a partition of ``mars`` and ``adamw``; and
 ``fixtures/MANIFEST-mars-came.json`` with the library versions.
 """
 
@@ -27,6 +30,7 @@ import numpy as np
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
 OUT = FIXTURES / "mars_came.json"
+SPLIT_OUT = HERE.parent / "recent" / "fixtures" / "mars_default_split.json"
 MANIFEST = FIXTURES / "MANIFEST-mars-came.json"
 SEED0 = 900  # problems of their own, distinct from the other recorders'
 
@@ -139,6 +143,26 @@ CASES = [
 ]
 
 
+# pytorch-optimizer's MARS with its default optimize_1d=False: (id, reference kwargs,
+# gradstep mars kwargs for the tensors of rank >= 2, gradstep adamw kwargs for the
+# others, options); replayed by tests/recent/test_mars_came.py
+SPLIT_CASES = [
+    (
+        "mars_default_split",
+        {"lr": 0.01, "weight_decay": 0.05, "foreach": False},
+        {"learning_rate": 0.01, "weight_decay": 0.05, **PYTORCH_OPTIMIZER_ROOT},
+        {
+            "learning_rate": 0.003,
+            "beta1": 0.9,
+            "beta2": 0.95,
+            "weight_decay": 0.1,
+            "epsilon_placement": "outside_uncorrected",
+        },
+        {"float32": True},
+    ),
+]
+
+
 def _reference_class(reference: str):
     library, name = reference.split(".", 1)
     if library == "pytorch_optimizer":
@@ -189,17 +213,41 @@ def record() -> list[dict]:
     return out
 
 
+def record_split() -> list[dict]:
+    out = []
+    for seed, (case_id, ref_kwargs, mars_kwargs, adamw_kwargs, options) in enumerate(
+        SPLIT_CASES, SEED0 + 100
+    ):
+        for dtype in ["float64"] + (["float32"] if options.get("float32") else []):
+            data = run("pytorch_optimizer.MARS", ref_kwargs, dtype, options, seed)
+            out.append(
+                {
+                    "id": f"pytorch_optimizer-{case_id}-{dtype}",
+                    "reference": "pytorch_optimizer.MARS",
+                    "reference_kwargs": ref_kwargs,
+                    "mars_kwargs": mars_kwargs,
+                    "adamw_kwargs": adamw_kwargs,
+                    "dtype": dtype,
+                    **data,
+                }
+            )
+    return out
+
+
 def main() -> None:
     records = record()
     OUT.write_text(json.dumps(records, indent=0))
     print(f"mars, came: {len(records)} trajectories")
+    split = record_split()
+    SPLIT_OUT.write_text(json.dumps(split, indent=0))
+    print(f"mars default split: {len(split)} trajectories")
     versions = {"python": platform.python_version(), "numpy": np.__version__}
     for package in ("torch", "pytorch_optimizer", "came-pytorch"):
         versions[package] = importlib.metadata.version(package)
     manifest = {
         "generator": "tests/conformance/record_mars_came_fixtures.py",
         "steps": BASE.STEPS,
-        "files": [OUT.name],
+        "files": [OUT.name, "../../recent/fixtures/mars_default_split.json"],
         "versions": versions,
         "platform": f"{platform.system()} {platform.machine()}",
         "command": " ".join([Path(sys.executable).name] + sys.argv[:1]),
