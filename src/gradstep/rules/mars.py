@@ -18,8 +18,9 @@ step's gradient instead of a second gradient evaluation at the previous iterate)
 
     m \leftarrow \beta_1 m + (1-\beta_1)\, c_t
 
-with :math:`\|\cdot\|` the Euclidean norm of one tensor. ``variant="adamw"``
-(MARS-AdamW):
+with :math:`\|\cdot\|` the Euclidean norm of one tensor. :math:`g_0 = 0` (as in
+pytorch-optimizer), so the first correction is :math:`(1 + \gamma\beta_1/(1-\beta_1))
+g_1` before the clipping. ``variant="adamw"`` (MARS-AdamW):
 
 .. math::
 
@@ -33,8 +34,11 @@ with :math:`\|\cdot\|` the Euclidean norm of one tensor. ``variant="adamw"``
 :math:`v`: :math:`w \leftarrow w - \eta\,(\operatorname{sign}(m) + \lambda w)`.
 
 The norm of :math:`\tilde c_t` is a reduction over one tensor: the stage is a
-per-tensor reduction (a reduction pass for the norms, then one fused elementwise pass
-that reads :math:`g`, :math:`g_{t-1}`, :math:`m`, :math:`v` once and writes them once).
+per-tensor reduction (a pass for the norms, then one elementwise pass that reads
+:math:`g`, :math:`g_{t-1}`, :math:`m`, :math:`v` once and writes them once; the Triton
+engine generates both, the NumPy front runs it on the eager engine, JAX traces it).
+The three are elementwise slots, so ``state_dtype`` stores them in a 16-bit dtype
+(:mod:`gradstep._core.precision`).
 
 References:
   Yuan, Liu, Wu, Zhou & Gu (2024): MARS: Unleashing the Power of Variance Reduction
@@ -167,7 +171,10 @@ def mars(
     is ``epsilon_placement="outside_uncorrected", eps_root=1e-15``. Its default
     ``optimize_1d=False`` steps tensors of rank < 2 with plain AdamW of their own
     hyperparameters (``lr_1d``, ``betas_1d``, ``weight_decay_1d``); here every
-    tensor takes the MARS step (combine ``mars`` and ``adamw`` with a partition for that split). Its
+    tensor takes the MARS step, and that split is ``gradstep.partition({"mars":
+    mars(...), "adamw": adamw(lr_1d, 0.9, 0.95, weight_decay=0.1,
+    epsilon_placement="outside_uncorrected")}, labels)`` with the labels chosen by
+    rank (``docs/recent.md``; replayed against it in the tests). Its
     coupled decay (``weight_decouple=False``) adds :math:`\lambda w` to the gradient
     only after the step is computed (it reaches the stored previous gradient, not
     the step), and ``fixed_decay``, ``ams_bound``, ``cautious`` and
