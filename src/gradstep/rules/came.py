@@ -66,10 +66,10 @@ def _axes(shape: tuple[int, ...]) -> tuple[int, int] | None:
     return factored_axes(shape, "last_two", 0)
 
 
-def _factor_slots(params: Any, factored: bool) -> tuple[Any, Any, Any]:
-    """Zero row factors, column factors and full moments for ``params``: each tensor
-    has either its two factors (``factored`` and rank >= 2) or its full moment (else),
-    the others empty."""
+def _factor_slots(params: Any, full_moments: bool) -> tuple[Any, Any, Any]:
+    """Zero row factors, column factors and full moments for ``params``: a tensor of
+    rank >= 2 has its two factors, one of lower rank its full moment if
+    ``full_moments``; the others are empty."""
     leaves, td = _tree.flatten(params)
     rows, cols, full = [], [], []
     for p in leaves:
@@ -79,7 +79,7 @@ def _factor_slots(params: Any, factored: bool) -> tuple[Any, Any, Any]:
         if axes is None:
             rows.append(ns.zeros((0,), p))
             cols.append(ns.zeros((0,), p))
-            full.append(ns.zeros(shape, p) if factored else ns.zeros((0,), p))
+            full.append(ns.zeros(shape if full_moments else (0,), p))
         else:
             r, k = axes
             rows.append(ns.zeros(_with_one(shape, k), p))
