@@ -1,5 +1,5 @@
 """Record reference trajectories of MARS (pytorch-optimizer's ``MARS``) and CAME (the
-authors' package ``came_pytorch``).
+authors' package ``came_pytorch``, and pytorch-optimizer's ``CAME``).
 
 Run from the repository root (needs torch, pytorch_optimizer and came-pytorch
 installed; the tests need none of them)::
@@ -53,7 +53,7 @@ MARS_EVERY_TENSOR = {"optimize_1d": True, "foreach": False}
 PYTORCH_OPTIMIZER_ROOT = {"epsilon_placement": "outside_uncorrected", "eps_root": 1e-15}
 
 # (id, reference, reference kwargs, gradstep rule, gradstep kwargs, options); the
-# reference is "pytorch_optimizer.MARS" or "came_pytorch.CAME" (torch.optim-like).
+# reference is "pytorch_optimizer.<class>" or "came_pytorch.CAME" (torch.optim-like).
 # options: "lrs" (the learning rate changes between steps), "float32" (also record
 # float32), "grad_scale" (scales the problem's gradients).
 CASES = [
@@ -138,6 +138,14 @@ CASES = [
             "clipping_threshold": 0.5,
             "weight_decay": 0.1,
         },
+        {"lrs": True, "float32": True},
+    ),
+    (
+        "came_decay_lr_change",
+        "pytorch_optimizer.CAME",
+        {"lr": 0.01, "weight_decay": 0.05, "eps2": 1e-14, "foreach": False},
+        "came",
+        {"learning_rate": 0.01, "weight_decay": 0.05, "epsilon2": 1e-14},
         {"lrs": True, "float32": True},
     ),
 ]

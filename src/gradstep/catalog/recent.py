@@ -151,7 +151,7 @@ SPECS = (
             "Luo, Ren, Zheng, Jiang, Jiang & You (2023): CAME: Confidence-guided "
             "Adaptive Memory Efficient Optimization. ACL, arXiv:2307.02047",
         ),
-        fixtures=("came_pytorch.CAME",),
+        fixtures=("came_pytorch.CAME", "pytorch_optimizer.CAME"),
         test_hyperparams={"learning_rate": 0.01},
         torch_equivalent=None,
     ),

@@ -241,8 +241,9 @@ def came(
     ``(epsilon1, epsilon2)`` and ``betas`` is ``(beta1, beta2, beta3)``; it has no
     default learning rate) is this rule; its 16-bit gradients are widened to
     float32, here the engine's business. pytorch-optimizer's ``CAME`` is the same
-    with decoupled decay (default); its coupled decay (``weight_decouple=False``),
-    ``fixed_decay`` and ``ams_bound`` are not offered. ``state_dtype`` is refused:
+    rule with decoupled decay (its default; ``eps1``, ``eps2`` are the epsilons);
+    its coupled decay (``weight_decouple=False``), ``fixed_decay`` and
+    ``ams_bound`` are not offered. ``state_dtype`` is refused:
     the factors are not elementwise slots. Neither torch nor optax has CAME.
     """
     has_decay = callable(weight_decay) or weight_decay != 0
