@@ -79,6 +79,23 @@ def test_came_factors_the_last_two_axes():
     assert moments["v"][0].shape == (0,)
 
 
+def test_came_runs_16_bit_parameters_in_float32():
+    # epsilon1 = 1e-30 is 0 in float16: 16-bit arithmetic would divide 0 by 0 where a
+    # gradient is 0; the steps, computed in float32, match a float32 run to float16
+    rng = np.random.default_rng(1)
+    start = rng.normal(size=(3, 4))
+    half, single = start.astype(np.float16), start.astype(np.float32)
+    opts = [gradstep.Optimizer(w, gradstep.came(0.01)) for w in (half, single)]
+    for _ in range(3):
+        g = rng.normal(size=(3, 4))
+        g[:, 0] = 0.0
+        for opt, w in zip(opts, (half, single)):
+            opt.step(g.astype(w.dtype))
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half, single, rtol=2e-3, atol=2e-3)
+    np.testing.assert_array_equal(half[:, 0], start[:, 0].astype(np.float16))
+
+
 def _default_split(case: dict) -> gradstep.Transform:
     """pytorch-optimizer's default MARS: MARS on matrices, AdamW on the rest."""
     return gradstep.partition(

@@ -37,7 +37,9 @@ paper's code). No moment is bias-corrected.
 The factored factors and the two RMS reductions are array math written once against
 the array namespace (NumPy, torch on its device, ``jax.jit``); the second moment is
 Adafactor's with a constant decay and :math:`\epsilon_1` added to :math:`g^2`, and the
-clipping is Adafactor's stage (:mod:`gradstep.rules.adafactor`).
+clipping is Adafactor's stage (:mod:`gradstep.rules.adafactor`). The arithmetic runs
+in float32 or wider for 16-bit parameters (as the authors' code and the element
+functions of every other rule), the state is stored in the parameter's dtype.
 
 References:
   Luo, Ren, Zheng, Jiang, Jiang & You (2023): CAME: Confidence-guided Adaptive Memory
@@ -121,8 +123,11 @@ class ScaleByFactoredSecondMoment(Transform):
         g_leaves, td = _tree.flatten(grads)
         slots = [_tree.leaves_like(td, state[key]) for key in ("v_row", "v_col", "v")]
         out, new_rows, new_cols, new_full = [], [], [], []
-        for g, row, col, v in zip(g_leaves, *slots):
-            ns = namespace_of(g)
+        for stored in zip(g_leaves, *slots):
+            ns = namespace_of(stored[0])
+            # the math runs in float32 or wider whatever the storage, as an element
+            # function's: 16-bit arithmetic would lose epsilon1 (1e-30 is 0 in float16)
+            g, row, col, v = (ns.widened(x) for x in stored)
             cast = ns.scalar_caster(g)
             keep, gain, eps = cast(self.beta2), cast(1.0 - self.beta2), cast(self.epsilon1)
             axes = _axes(tuple(np.shape(g)))
@@ -134,9 +139,10 @@ class ScaleByFactoredSecondMoment(Transform):
             else:
                 row, col = _factored_average(ns, g * g + eps, row, col, axes, keep, gain)
                 out.append(g * _inverse_root(ns, row, col, axes[0], cast(-0.5)))
-            new_rows.append(ns.wrap(row))
-            new_cols.append(ns.wrap(col))
-            new_full.append(ns.wrap(v))
+            out[-1] = ns.stored_like(ns.wrap(out[-1]), stored[0])
+            new_rows.append(ns.stored_like(ns.wrap(row), stored[1]))
+            new_cols.append(ns.stored_like(ns.wrap(col), stored[2]))
+            new_full.append(ns.stored_like(ns.wrap(v), stored[3]))
         new_state = {
             "v_row": _tree.unflatten(td, new_rows),
             "v_col": _tree.unflatten(td, new_cols),
@@ -168,8 +174,9 @@ class ScaleByConfidence(Transform):
         u_leaves, td = _tree.flatten(grads)
         slots = [_tree.leaves_like(td, state[key]) for key in ("mu", "res_row", "res_col")]
         out, new_mu, new_rows, new_cols = [], [], [], []
-        for u, mu, row, col in zip(u_leaves, *slots):
-            ns = namespace_of(u)
+        for stored in zip(u_leaves, *slots):
+            ns = namespace_of(stored[0])
+            u, mu, row, col = (ns.widened(x) for x in stored)  # as in the stage above
             cast = ns.scalar_caster(u)
             axes = _axes(tuple(np.shape(u)))
             mu = cast(self.beta1) * mu + cast(1.0 - self.beta1) * u
@@ -180,9 +187,10 @@ class ScaleByConfidence(Transform):
                 keep, gain = cast(self.beta3), cast(1.0 - self.beta3)
                 row, col = _factored_average(ns, residual, row, col, axes, keep, gain)
                 out.append(mu * _inverse_root(ns, row, col, axes[0], cast(-0.5)))
-            new_mu.append(ns.wrap(mu))
-            new_rows.append(ns.wrap(row))
-            new_cols.append(ns.wrap(col))
+            out[-1] = ns.stored_like(ns.wrap(out[-1]), stored[0])
+            new_mu.append(ns.stored_like(ns.wrap(mu), stored[1]))
+            new_rows.append(ns.stored_like(ns.wrap(row), stored[2]))
+            new_cols.append(ns.stored_like(ns.wrap(col), stored[3]))
         new_state = {
             "mu": _tree.unflatten(td, new_mu),
             "res_row": _tree.unflatten(td, new_rows),
