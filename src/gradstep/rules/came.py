@@ -38,8 +38,8 @@ The factored factors and the two RMS reductions are array math written once agai
 the array namespace (NumPy, torch on its device, ``jax.jit``); the second moment is
 Adafactor's with a constant decay and :math:`\epsilon_1` added to :math:`g^2`, and the
 clipping is Adafactor's stage (:mod:`gradstep.rules.adafactor`). The arithmetic runs
-in float32 or wider for 16-bit parameters (as the authors' code and the element
-functions of every other rule), the state is stored in the parameter's dtype.
+in float32 or wider for 16-bit parameters (as in the authors' code, and as element
+functions run), the state is stored in the parameter's dtype.
 
 References:
   Luo, Ren, Zheng, Jiang, Jiang & You (2023): CAME: Confidence-guided Adaptive Memory
