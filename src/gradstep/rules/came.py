@@ -34,7 +34,7 @@ A tensor of rank < 2 keeps :math:`V \leftarrow \beta_2 V + (1-\beta_2) G`, takes
 :math:`u = g/\sqrt V` and steps by :math:`m` itself (no confidence factor, as the
 paper's code). No moment is bias-corrected.
 
-The factored factors and the two RMS reductions are array math written once against
+The factors, their means and the RMS of the clipping are array math written once against
 the array namespace (NumPy, torch on its device, ``jax.jit``); the second moment is
 Adafactor's with a constant decay and :math:`\epsilon_1` added to :math:`g^2`, and the
 clipping is Adafactor's stage (:mod:`gradstep.rules.adafactor`). The arithmetic runs
