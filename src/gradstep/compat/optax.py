@@ -174,6 +174,7 @@ from ._optax_transforms import (
     scale_by_rms,
     trace,
 )
+from ._optax_wrappers import *  # noqa: F403  (wrappers: MultiSteps, lookahead, flatten, ...)
 
 __all__ = [
     "ApplyIfFiniteState",
@@ -266,8 +267,9 @@ GradientTransformationExtraArgs = GradstepTransformation
 #: optax's pytree utilities, which read the state of this module's transformations
 #: as they read optax's own (the same NamedTuples): ``tree.get``/``tree.set``,
 #: ``tree_utils.tree_get``/``tree_set``, ``tree_map_params``. They are optax's,
-#: reached here when optax is installed.
-_FROM_OPTAX = ("tree", "tree_utils", "tree_map_params")
+#: reached here when optax is installed. ``microbatching`` (splitting a batch's
+#: gradient computation) is optax's module too: it holds no optimizer state.
+_FROM_OPTAX = ("tree", "tree_utils", "tree_map_params", "microbatching")
 
 
 def __getattr__(name: str):
