@@ -240,6 +240,14 @@ def _highest_dtype(params: Any, fallback: Any) -> Any:
     return functools.reduce(jnp.promote_types, [jnp.result_type(x) for x in leaves])
 
 
+def _is_dtype(value: Any) -> bool:
+    """A dtype argument such as adafactor's ``dtype_momentum=jnp.float32``: callable,
+    but no schedule (optax would call it as one and inject a meaningless 0.0)."""
+    if isinstance(value, type) and issubclass(value, np.generic):
+        return True
+    return callable(value) and isinstance(getattr(value, "dtype", None), np.dtype)
+
+
 def _number(value: Any) -> Any:
     """A one-element array as a Python number (the inner optimizer is built from
     numbers; the injected arrays reach each step as overrides in their own dtype)."""
@@ -288,7 +296,7 @@ def inject_hyperparams(
         bound.apply_defaults()
         scheduled, numeric, fixed = {}, {}, {}
         for name, value in bound.arguments.items():
-            if name in static or isinstance(value, bool):
+            if name in static or isinstance(value, bool) or _is_dtype(value):
                 fixed[name] = value
             elif hasattr(value, "init") and hasattr(value, "update") and callable(value):
                 scheduled[name] = value

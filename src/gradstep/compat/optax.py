@@ -85,6 +85,7 @@ Mapping (optax name -> gradstep):
 from __future__ import annotations
 
 from ..jax import GradstepTransformation, apply_updates
+from ._optax_adafactor import FactoredState, adafactor, scale_by_factored_rms
 from ._optax_aliases import (
     EmaState,
     ema,
@@ -180,6 +181,7 @@ __all__ = [
     "ApplyIfFiniteState",
     "EmaState",
     "EmptyState",
+    "FactoredState",
     "GradientTransformation",
     "GradientTransformationExtraArgs",
     "InjectHyperparamsState",
@@ -199,6 +201,7 @@ __all__ = [
     "ScaleByScheduleState",
     "TraceState",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
@@ -240,6 +243,7 @@ __all__ = [
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_amsgrad",
+    "scale_by_factored_rms",
     "scale_by_learning_rate",
     "scale_by_lion",
     "scale_by_radam",
