@@ -157,3 +157,16 @@ def test_bad_arguments_raise(make, match):
         make()
     with pytest.raises(ValueError):  # optax refuses a sync period below 1 too
         optax.lookahead(optax.sgd(0.1), 0, 0.5)
+
+
+def test_complex_parameters():
+    """Complex parameters: refused by what keeps per-parameter state (gradstep's
+    moments are real; optax's complex meaning is not written yet), computed as
+    optax's by stateless transforms."""
+    params = {"z": jnp.asarray([1 + 2j, -0.5 + 0.1j], jnp.complex64)}
+    grads = {"z": jnp.asarray([0.3 - 1j, 2 + 0.5j], jnp.complex64)}
+    for make in (lambda m: m.adam(0.1), lambda m: m.sgd(0.1, momentum=0.9)):
+        with pytest.raises(ValueError, match="complex64"):
+            make(cx).init(params)
+    ours = cx.scale(-0.1).update(grads, cx.scale(-0.1).init(params), params)
+    assert_same(ours, optax.scale(-0.1).update(grads, optax.scale(-0.1).init(params), params))

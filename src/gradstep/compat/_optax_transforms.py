@@ -36,6 +36,7 @@ from ._optax_base import (
     WD,
     as_stage,
     concrete,
+    injectable,
     stored_in,
     with_update,
     wrap,
@@ -158,17 +159,15 @@ def scale_by_rms(
     bias_correction: bool = False,
 ) -> GradstepTransformation:
     """optax's ``scale_by_rms``: :math:`g / \\sqrt{\\nu + \\epsilon}`."""
-    return wrap(
-        _scale_by_rms(
-            decay,
-            eps,
-            epsilon_placement="inside" if eps_in_sqrt else "outside",
-            initial_scale=initial_scale,
-            bias_correction=bias_correction,
-        ),
-        rms_state(False, bias_correction),
-        decay="rho",
+    stage = _scale_by_rms(
+        decay,
+        eps,
+        epsilon_placement="inside" if eps_in_sqrt else "outside",
+        initial_scale=initial_scale,
+        bias_correction=bias_correction,
     )
+    stage = injectable(stage, epsilon=("eps_in" if eps_in_sqrt else "eps_out", EPS))
+    return wrap(stage, rms_state(False, bias_correction), decay="rho", eps="epsilon")
 
 
 def identity() -> GradstepTransformation:
