@@ -54,10 +54,10 @@ CASES = {
         m.linear_schedule(0.1, 0.01, 4),
         min_dim_size_to_factor=3,
         multiply_by_parameter_scale=False,
+        factored=False,
         decay_rate=0.7,
         eps=1e-20,
     ),
-    "not_factored": lambda m: m.adafactor(0.1, min_dim_size_to_factor=2, factored=False),
     "scale_by_factored_rms": lambda m: m.chain(
         m.scale_by_factored_rms(min_dim_size_to_factor=2), m.scale(-0.1)
     ),

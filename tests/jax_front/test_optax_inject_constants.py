@@ -21,9 +21,7 @@ PARAMS = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.asarray([0.5, 
 CASES = {
     "adam": ("adam", dict(eps=0.3, eps_root=0.01), dict(eps=0.05, eps_root=0.2)),
     "nadamw": ("nadamw", dict(eps=0.2), dict(b1=0.5, b2=0.9, eps=0.02)),
-    "amsgrad": ("amsgrad", dict(eps=0.3), dict(eps=0.01, eps_root=0.1)),
     "radam": ("radam", dict(b2=0.99, eps=0.1), dict(eps=0.3, threshold=4.5)),
-    "lamb": ("lamb", dict(eps=0.3), dict(eps=0.05)),
     "rmsprop": ("rmsprop", dict(eps=0.3), dict(eps=0.02)),
     "rmsprop_outside": (
         "rmsprop",
