@@ -265,11 +265,9 @@ def adadelta(
             "adadelta: invalid weight_decay_mask with weight_decay=0; valid values: a "
             "mask only together with a weight_decay > 0"
         )
-    decay = (None, EMPTY)
-    if weight_decay:
-        decay = decay_stage(weight_decay, weight_decay_mask)
-    elif weight_decay_mask is not None:  # pragma: no cover - refused above
-        raise AssertionError
+    # the decay stage is built even for weight_decay=0 (u + 0 w = u), as optax's: it
+    # is then a per-step hyperparameter that inject_hyperparams can change
+    decay = decay_stage(weight_decay, weight_decay_mask)
     return optimizer(
         "adadelta",
         decay,
