@@ -35,8 +35,9 @@ References:
 
 Differences: ``apply_every``'s ``k`` and ``lookahead``'s ``sync_period`` must be
 integers >= 1 and ``slow_step_size`` in [0, 1] (optax raises for ``sync_period < 1``
-only); ``MultiSteps`` selects the skipped step's result with ``jnp.where`` where
-optax branches with ``lax.cond`` (the same numbers; the wrapped update is traced once).
+only); ``MultiSteps`` and ``conditionally_*`` select the result of a skipped step
+with ``jnp.where`` where optax branches with ``lax.cond`` (the same numbers; the
+wrapped update is traced once and computed on every step).
 """
 
 from __future__ import annotations
