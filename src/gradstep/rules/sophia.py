@@ -132,22 +132,29 @@ class HessianAverage(Transform):
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         hessian, hvp = ctx.pop("hessian", None), ctx.pop("hvp", None)
+        if hessian is not None and hvp is not None:
+            raise ValueError("sophia: hessian= and hvp= given; valid values: one of them")
+        g_leaves, td = _tree.flatten(grads)
+        # an estimate is checked whenever it is given, used on refresh steps
+        estimates = None if hessian is None else _estimate_leaves(td, hessian, g_leaves)
         inner = state["inner"]
         step = namespace_of(inner["count"]).count(inner["count"])
         due = step % self.update_interval == 0
-        fold = (hessian is not None or hvp is not None) and due is not False
+        fold = (estimates is not None or hvp is not None) and due is not False
         if fold and self.refresh == "before":
-            inner = {**inner, "nu": self._folded(grads, inner["nu"], hessian, hvp, step, due)}
+            inner = {**inner, "nu": self._folded(td, inner["nu"], estimates, hvp, step, due)}
         updates, inner = self._step(grads, inner, step, ctx)
         if fold and self.refresh == "after":
-            inner = {**inner, "nu": self._folded(grads, inner["nu"], hessian, hvp, step, due)}
+            inner = {**inner, "nu": self._folded(td, inner["nu"], estimates, hvp, step, due)}
         return updates, {"inner": inner}
 
     def _step(self, grads: Any, inner: dict, step: Any, ctx: dict) -> tuple[Any, dict]:
-        """The inner stage's element function over every leaf, with the step count
-        as the state holds it (a traced count under ``jax.jit``, which
-        :meth:`Elementwise.update` would read in Python)."""
+        """The inner stage's step: :meth:`Elementwise.update` where the count is a
+        number; under ``jax.jit`` (a traced count, which that method would read in
+        Python) the same element function over every leaf."""
         stage = self.inner
+        if not namespace_of(inner["count"]).is_traced(inner["count"]):
+            return stage.update(grads, inner, None, **ctx)
         g_leaves, td = _tree.flatten(grads)
         slots = [_tree.leaves_like(td, inner[s.name]) for s in stage.slots]
         scalars = stage.scalars(step, ctx)
@@ -165,38 +172,40 @@ class HessianAverage(Transform):
             new_inner[slot.name] = _tree.unflatten(td, values)
         return _tree.unflatten(td, updates), new_inner
 
-    def _folded(self, grads, nu, hessian, hvp, step, due) -> Any:
+    def _folded(self, td, nu, estimates, hvp, step, due) -> Any:
         """``nu`` with the step's estimate folded in (where ``due``, under tracing)."""
-        g_leaves, td = _tree.flatten(grads)
         nu_leaves = _tree.leaves_like(td, nu)
-        if hessian is None:
+        if estimates is None:
             estimates = hutchinson(hvp, nu_leaves, td, self.seed, step)
-        else:
-            estimates = _estimate_leaves(td, hessian)
         out = []
         for v, e in zip(nu_leaves, estimates):
             ns = namespace_of(v)
-            e = ns.astype(e if hasattr(e, "shape") else np.asarray(e), v)
-            if tuple(np.shape(e)) != tuple(np.shape(v)):
-                raise ValueError(
-                    f"sophia: a Hessian estimate of shape {tuple(np.shape(e))} for a "
-                    f"parameter of shape {tuple(np.shape(v))}; valid values: a tree "
-                    "like the gradients"
-                )
             cast = ns.scalar_caster(v)
-            folded = cast(self.beta2) * v + cast(1.0 - self.beta2) * e
+            folded = cast(self.beta2) * v + cast(1.0 - self.beta2) * ns.astype(e, v)
             out.append(ns.wrap(folded if due is True else ns.where(due, folded, v)))
         return _tree.unflatten(td, out)
 
 
-def _estimate_leaves(td: Any, hessian: Any) -> list:
-    """The leaves of ``hessian`` matched to the gradients' structure ``td``; for a
-    flat sequence of parameters, its entries may be any array-likes (nested lists:
-    what a recorded fixture holds)."""
+def _estimate_leaves(td: Any, hessian: Any, g_leaves: list) -> list:
+    """The leaves of ``hessian`` matched to the gradients' structure ``td`` and shapes
+    (a ``ValueError`` otherwise); for a flat sequence of parameters, its entries may
+    be any array-likes (nested lists: what a recorded fixture holds)."""
     flat = td.kind in ("list", "tuple") and all(c.kind == "leaf" for c in td.children)
     if flat and type(hessian) in (list, tuple) and len(hessian) == td.num_leaves:
-        return list(hessian)
-    return _tree.matching_leaves(td, hessian, "sophia: hessian")
+        leaves = list(hessian)
+    else:
+        leaves = _tree.matching_leaves(td, hessian, "sophia: hessian")
+    out = []
+    for e, g in zip(leaves, g_leaves):
+        e = e if hasattr(e, "shape") else np.asarray(e)
+        if tuple(np.shape(e)) != tuple(np.shape(g)):
+            raise ValueError(
+                f"sophia: invalid hessian: an estimate of shape {tuple(np.shape(e))} for a "
+                f"gradient of shape {tuple(np.shape(g))}; valid values: a tree like the "
+                "gradients"
+            )
+        out.append(e)
+    return out
 
 
 def hutchinson(hvp: Any, likes: list, td: Any, seed: int, step: Any) -> list:
