@@ -1,8 +1,9 @@
-"""Record reference trajectories of Adam-mini (pytorch-optimizer's ``AdamMini``) and
+"""Record reference trajectories of Adam-mini (pytorch-optimizer's ``AdamMini``, the
+authors' ``adam-mini`` package's ``Adam_mini``) and
 Sophia (pytorch-optimizer's ``SophiaH``, optax's ``contrib.sophia``).
 
-Run from the repository root (needs torch, pytorch_optimizer, jax and optax
-installed; the tests need none of them)::
+Run from the repository root (needs torch, pytorch_optimizer, adam-mini, jax and
+optax installed; the tests need none of them)::
 
     python tests/conformance/record_adammini_sophia_fixtures.py
 
@@ -16,7 +17,10 @@ model here has a plain tensor (one block per tensor, ``partition="tensor"``), or
 ``q_proj.weight`` whose head size is one row (``num_embeds=num_heads=4`` on a
 ``(3, 4)`` tensor: ``partition="rows"``), and a tensor whose name contains ``norm``
 (no decay: ``weight_decay_mask``). It keeps its state and does its math in float32
-whatever the parameter dtype, so only float32 runs are recorded.
+whatever the parameter dtype, so only float32 runs are recorded. The authors'
+``Adam_mini`` (version 1.1.1) takes named parameters: a name without keywords is one
+block per tensor, ``mlp`` gives one block per row (neuron), ``norm`` no decay; it steps
+in the parameters' dtype (float64 and float32 recorded).
 
 **Sophia.** The gradients are those of a quadratic :math:`\\tfrac12 (x-t)^\\top A
 (x-t) + n_k^\\top x` per tensor, with a dense :math:`A` (so Hutchinson's estimate
@@ -122,6 +126,48 @@ def run_adam_mini(names, kwargs, dtype, options, seed) -> dict:
         )
         params.append(getattr(owner, leaf))
     opt = pytorch_optimizer.AdamMini(model, **kwargs, foreach=False)
+    lrs = BASE.changing_lrs(kwargs["lr"]) if options.get("lrs") else None
+    return BASE._record(
+        w0, grad, lrs, dtype, params, lambda g, k: BASE._torch_step(opt, params, g, k, lrs)
+    )
+
+
+# the authors' package: (id, names of the two tensors, Adam_mini kwargs, gradstep
+# kwargs, options); it steps in the parameters' dtype, so float64 is recorded too
+AUTHORS_CASES = [
+    (
+        "adam_mini_authors_per_tensor_lr_change",
+        ("w", "scale"),
+        {"lr": 0.05, "weight_decay": 0.1},
+        {"learning_rate": 0.05, "weight_decay": 0.1},
+        {"lrs": True},
+    ),
+    (
+        "adam_mini_authors_per_neuron_norm_exempt",
+        ("mlp.weight", "norm.weight"),
+        {"lr": 0.02, "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.05},
+        {
+            "learning_rate": 0.02,
+            "beta1": 0.8,
+            "beta2": 0.95,
+            "epsilon": 1e-6,
+            "weight_decay": 0.05,
+            "weight_decay_mask": [True, False],
+            "partition": "rows",
+            "rows_per_block": 1,
+        },
+        {},
+    ),
+]
+
+
+def run_authors_adam_mini(names, kwargs, dtype, options, seed) -> dict:
+    import adam_mini
+    import torch
+
+    w0, grad = BASE.problem(seed, 1.0)
+    params = [torch.nn.Parameter(torch.tensor(w, dtype=getattr(torch, dtype))) for w in w0]
+    opt = adam_mini.Adam_mini(list(zip(names, params)), **kwargs, verbose=False)
     lrs = BASE.changing_lrs(kwargs["lr"]) if options.get("lrs") else None
     return BASE._record(
         w0, grad, lrs, dtype, params, lambda g, k: BASE._torch_step(opt, params, g, k, lrs)
@@ -428,6 +474,22 @@ def record() -> list[dict]:
             }
         )
         seed += 1
+    for case_id, names, ref_kwargs, rule_kwargs, options in AUTHORS_CASES:
+        for dtype in ("float64", "float32"):
+            data = run_authors_adam_mini(names, ref_kwargs, dtype, options, seed)
+            out.append(
+                {
+                    "id": f"adam_mini-{case_id}-{dtype}",
+                    "reference": "adam_mini.Adam_mini",
+                    "reference_kwargs": {k: _plain(v) for k, v in ref_kwargs.items()},
+                    "reference_parameter_names": list(names),
+                    "rule": "adam_mini",
+                    "rule_kwargs": rule_kwargs,
+                    "dtype": dtype,
+                    **data,
+                }
+            )
+        seed += 1
     for case_id, reference, ref_kwargs, rule_kwargs, options in SOPHIA_CASES:
         library = reference.split(".", 1)[0]
         for dtype in ["float64"] + (["float32"] if options.get("float32") else []):
@@ -458,7 +520,7 @@ def main() -> None:
     OUT.write_text(json.dumps(records, indent=0))
     print(f"adam-mini and sophia: {len(records)} trajectories")
     versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for package in ("torch", "pytorch_optimizer", "jax", "optax"):
+    for package in ("torch", "pytorch_optimizer", "adam-mini", "jax", "optax"):
         versions[package] = importlib.metadata.version(package)
     manifest = {
         "generator": "tests/conformance/record_adammini_sophia_fixtures.py",

@@ -19,7 +19,7 @@ SPECS = (
             "Zhang, Chen, Li, Ding, Chen, Ye, Luo & Sun (2025): Adam-mini: Use Fewer "
             "Learning Rates To Gain More. ICLR, arXiv:2406.16793",
         ),
-        fixtures=("pytorch_optimizer.AdamMini",),
+        fixtures=("pytorch_optimizer.AdamMini", "adam_mini.Adam_mini"),
         test_hyperparams={"learning_rate": 0.05, "weight_decay": 0.0},
     ),
     OptimizerSpec(
