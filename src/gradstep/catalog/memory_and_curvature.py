@@ -16,8 +16,8 @@ SPECS = (
         # state: the stage runs on the eager path of every front
         frozenset({"reduction"}),
         (
-            "Zhang, Chen, Li, Ding, Chen, Ye, Luo & Sun (2025): Adam-mini: Use Fewer "
-            "Learning Rates To Gain More. ICLR, arXiv:2406.16793",
+            "Zhang, Chen, Li, Ding, Wu, Kingma, Ye, Luo & Sun (2025): Adam-mini: Use "
+            "Fewer Learning Rates To Gain More. ICLR, arXiv:2406.16793",
         ),
         fixtures=("pytorch_optimizer.AdamMini", "adam_mini.Adam_mini"),
         test_hyperparams={"learning_rate": 0.05, "weight_decay": 0.0},

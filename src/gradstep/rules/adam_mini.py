@@ -24,13 +24,15 @@ Adam's state.
 
 Blocks (``partition``):
 
-- ``"tensor"``: each tensor is one block (the paper's partition of the layers it
-  does not single out: normalisation, value/output projections, MLPs).
+- ``"tensor"``: each tensor is one block (the paper's block for normalisation
+  weights and other small tensors; pytorch-optimizer's for every tensor it does not
+  single out by name).
 - ``"rows"``: a tensor of rank >= 2 is cut along its first axis into blocks of
-  ``rows_per_block`` consecutive rows (the paper's per-head blocks of query and key
-  projections stored ``(heads * head_dim, d_model)``: ``rows_per_block=head_dim``;
-  one row per block is the per-output-neuron partition); a tensor of rank <= 1 is
-  one block.
+  ``rows_per_block`` consecutive rows; a tensor of rank <= 1 is one block.
+  ``rows_per_block=head_dim`` gives the paper's per-head blocks of query and key
+  projections stored ``(heads * head_dim, d_model)``; ``rows_per_block=1`` its
+  per-neuron blocks of values, attention outputs and MLPs stored ``(out, in)``
+  (the authors' package; per token for an embedding stored ``(vocab, d)``).
 
 The block means are reductions over slices of a tensor, so the stage is written
 against the array namespace (NumPy, torch on its device, ``jax.jit``) and runs on
@@ -38,7 +40,7 @@ the eager path of every front; the fused kernels compile elementwise stages and
 per-tensor scalars without carried per-tensor state, which :math:`v_B` is.
 
 References:
-  Zhang, Chen, Li, Ding, Chen, Ye, Luo & Sun (2025): Adam-mini: Use Fewer Learning
+  Zhang, Chen, Li, Ding, Wu, Kingma, Ye, Luo & Sun (2025): Adam-mini: Use Fewer Learning
   Rates To Gain More. ICLR, arXiv:2406.16793.
 """
 
@@ -184,7 +186,7 @@ def adam_mini(
       epsilon: :math:`\epsilon` >= 0, outside the root on the bias-corrected
         scale. Default 1e-8.
       weight_decay: :math:`\lambda` >= 0, or a schedule: decoupled decay. Default
-        0.1 (the authors' package and pytorch-optimizer).
+        0.1 (pytorch-optimizer; the authors' package: 0).
       bias_correction: divide the moments by :math:`1-\beta^t`. Default True.
       partition: ``"tensor"`` (default) or ``"rows"``: the blocks sharing one
         second moment.
@@ -202,18 +204,22 @@ def adam_mini(
       >>> w.round(6)  # one second moment: mean(g^2) = 12.5
       array([0.915147, 1.113137])
 
-    Differences: pytorch-optimizer's ``AdamMini`` and the authors' ``adam-mini``
-    package choose the blocks from parameter *names* (embedding and output layers:
-    Adam's per-element second moment; ``q_proj``/``k_proj``: per head; fused
-    ``qkv``: per head of each of q, k, v; anything else: per tensor) and read
-    ``num_embeds``/``num_heads`` for the head size; gradstep knows no names: a
-    per-element second moment is :func:`gradstep.adamw` (combine the two with
-    :func:`gradstep.partition`), per-head blocks are ``partition="rows"`` with
-    ``rows_per_block`` the head dimension, and the fused-``qkv`` layout and the
-    name-based exemption of normalisation layers from decay
-    (``weight_decay_mask``) are the caller's to map. Their model-sharding all-reduce
-    of the block sums is not offered. pytorch-optimizer keeps ``m`` and ``v`` in
-    float32 whatever the parameter dtype (here: state precision options).
+    Differences: the references choose the blocks from parameter *names*.
+    pytorch-optimizer's ``AdamMini(model, num_embeds, num_heads)``: embedding and
+    output layers get Adam's per-element second moment, ``q_proj``/``k_proj`` one
+    per head, a fused ``qkv`` one per head of each of q, k and v, anything else one
+    per tensor; names with ``norm`` are not decayed; ``m`` and ``v`` are float32
+    whatever the parameter dtype. The authors' ``adam_mini.Adam_mini(named_parameters,
+    dim, n_heads)`` (1.1.1): ``bias`` tensors get Adam's, queries and keys one per
+    head, embeddings, outputs, values, attention projections and MLPs one per row
+    (neuron), anything else one per tensor; ``norm``/``ln``/``bias`` are not
+    decayed; default decay 0. gradstep knows no names: one per tensor is the
+    default, per head or per row is ``partition="rows"`` with ``rows_per_block``
+    the head dimension or 1, Adam's per-element moment is :func:`gradstep.adamw`
+    (combine them with :func:`gradstep.partition`), the decay exemption is
+    ``weight_decay_mask``. Not offered: the fused-``qkv`` layout and the
+    model-sharding all-reduce of the block sums. torch, optax, MXNet and Keras have
+    no Adam-mini.
     """
     if partition == "tensor" and rows_per_block != 1:
         raise ValueError(
