@@ -61,7 +61,7 @@ import numpy as np
 
 from .._core import tree as _tree
 from .._core.elementwise import Elementwise, Slot, cast_scalars
-from .._core.namespaces import element_for, namespace_of
+from .._core.namespaces import element_for, namespace_of, nan_to_zero
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, Interval, OneOf, decay_rate, hyperparams, nonnegative
@@ -165,6 +165,8 @@ class HessianAverage(Transform):
             args = [ns.widened(a) for a in [g, *stored]]
             u, *values = element_for(stage.element, ns)(*args, *cast_scalars(scalars, args[0]))
             for k, value in enumerate(values):
+                if stage.clear_nan_slots:  # Dandelion's clear_nan, as Elementwise.update
+                    value = nan_to_zero(value, ns)
                 new_slots[k].append(ns.stored_like(ns.wrap(value), stored[k]))
             updates.append(ns.wrap(u if args[0] is g else ns.stored_like(ns.wrap(u), g)))
         new_inner = {"count": namespace_of(inner["count"]).count_array(step + 1, inner["count"])}
