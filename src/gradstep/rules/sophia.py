@@ -175,17 +175,27 @@ class HessianAverage(Transform):
         return _tree.unflatten(td, updates), new_inner
 
     def _folded(self, td, nu, estimates, hvp, step, due) -> Any:
-        """``nu`` with the step's estimate folded in (where ``due``, under tracing)."""
+        """``nu`` with the step's estimate folded in; under ``jax.jit`` (``due``
+        traced) a branch of the graph, so ``hvp`` runs on refresh steps only."""
         nu_leaves = _tree.leaves_like(td, nu)
-        if estimates is None:
-            estimates = hutchinson(hvp, nu_leaves, td, self.seed, step)
-        out = []
-        for v, e in zip(nu_leaves, estimates):
-            ns = namespace_of(v)
-            cast = ns.scalar_caster(v)
-            folded = cast(self.beta2) * v + cast(1.0 - self.beta2) * ns.astype(e, v)
-            out.append(ns.wrap(folded if due is True else ns.where(due, folded, v)))
-        return _tree.unflatten(td, out)
+        if not nu_leaves:
+            return nu
+
+        def fold(leaves: list) -> list:
+            found = estimates
+            if found is None:
+                found = hutchinson(hvp, leaves, td, self.seed, step)
+            out = []
+            for v, e in zip(leaves, found):
+                ns = namespace_of(v)
+                cast = ns.scalar_caster(v)
+                out.append(ns.wrap(cast(self.beta2) * v + cast(1.0 - self.beta2) * ns.astype(e, v)))
+            return out
+
+        if due is True:
+            return _tree.unflatten(td, fold(nu_leaves))
+        kept = namespace_of(nu_leaves[0]).cond(due, fold, list, nu_leaves)
+        return _tree.unflatten(td, list(kept))
 
 
 def _estimate_leaves(td: Any, hessian: Any, g_leaves: list) -> list:
