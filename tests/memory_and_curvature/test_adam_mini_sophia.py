@@ -125,3 +125,49 @@ def test_adam_mini_validates_its_blocks():
         gradstep.adam_mini(partition="heads")
     with pytest.raises(ValueError, match="rows_per_block=2"):
         gradstep.adam_mini(partition="rows", rows_per_block=2).init([np.zeros((3, 2))])
+
+
+def _torch_replay(case, estimates, tensors):
+    """Replay the ``tensors`` (indices) of ``case`` through ``gradstep.torch.Sophia``:
+    the loss of step k is a quadratic with the case's curvature whose gradient at the
+    step's point is the recorded one (the tensors do not interact, so any of them
+    replays alone); ``estimates(k)`` gives the step's keyword arguments."""
+    torch = pytest.importorskip("torch", reason="the torch class of Sophia")
+    import gradstep.torch as gt
+
+    dtype = getattr(torch, case["dtype"])
+    params = [torch.nn.Parameter(torch.tensor(case["params0"][i], dtype=dtype)) for i in tensors]
+    matrices = [torch.tensor(case["hessian_matrices"][i], dtype=dtype) for i in tensors]
+    opt = gt.Sophia(params, **case["rule_kwargs"])
+    for k, grads in enumerate(case["grads"]):
+        for group in opt.param_groups:
+            group["lr"] = case["lrs"][k] if case["lrs"] else group["lr"]
+        loss = 0.0
+        for p, a, i in zip(params, matrices, tensors):
+            d = (p - p.detach()).reshape(-1)
+            slope = torch.tensor(grads[i], dtype=dtype).reshape(-1)
+            loss = loss + 0.5 * d @ (a @ d) + slope @ p.reshape(-1)
+        loss.backward(create_graph=True)
+        opt.step(**estimates(k))
+        for p in params:
+            p.grad = None
+        for p, i in zip(params, tensors):
+            want = np.array(case["trajectory"][k][i])
+            np.testing.assert_allclose(p.detach().numpy(), want, **TOLERANCE[case["dtype"]])
+
+
+@pytest.mark.parametrize("case", HUTCHINSON, ids=[c["id"] for c in HUTCHINSON])
+def test_torch_class_takes_the_hutchinson_estimate_of_create_graph_gradients(case):
+    # one parameter: the probes of the torch class are drawn per bucket of parameters
+    # it steps together, those of the recorded case over both tensors, the first first
+    _torch_replay(case, lambda k: {}, [0])
+
+
+def test_torch_class_takes_given_estimates():
+    (case,) = [
+        c
+        for c in json.loads(FIXTURES.read_text())
+        if c["id"] == "pytorch_optimizer-sophiah_given_decay_floor-float64"
+    ]
+    case = dict(case, hessian_matrices=[np.zeros((n, n)) for n in (12, 5)])
+    _torch_replay(case, lambda k: case["ctx"][k], [0, 1])

@@ -41,7 +41,9 @@ Both are keyword arguments of the step: ``Optimizer.step(grads, hessian=h)``,
 JAX arrays (under ``jax.jit``: close over ``hvp``, e.g.
 ``lambda z: jax.jvp(jax.grad(loss), (params,), (z,))[1]``; on torch,
 ``torch.autograd.grad(grads, params, z)`` of gradients taken with
-``create_graph=True``). A refresh step without either leaves :math:`h` as it is,
+``create_graph=True``). The torch class ``gradstep.torch.Sophia`` takes
+``step(hessian=[...])``, or builds ``hvp=`` itself from gradients taken with
+``create_graph=True``. A refresh step without either leaves :math:`h` as it is,
 so a run that never supplies one is clipped sign momentum.
 
 References:
