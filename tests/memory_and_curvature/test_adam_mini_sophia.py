@@ -7,6 +7,8 @@ cover (those run Sophia's gradient-only form and replay the recorded estimates a
   curvature matrices);
 - the estimate is taken on refresh steps only, a refresh step without one keeps the
   average, and the hook works on torch tensors and under ``jax.jit``;
+- ``gradstep.torch.Sophia`` takes ``step(hessian=...)`` and Hutchinson's estimate of
+  gradients taken with ``create_graph=True`` (the same recorded cases);
 - the element math is one elementwise stage, which the fused engine compiles;
 - Adam-mini's row blocks and their validation.
 """
@@ -171,3 +173,18 @@ def test_torch_class_takes_given_estimates():
     ]
     case = dict(case, hessian_matrices=[np.zeros((n, n)) for n in (12, 5)])
     _torch_replay(case, lambda k: case["ctx"][k], [0, 1])
+
+
+def test_torch_step_inputs_are_checked():
+    torch = pytest.importorskip("torch", reason="the torch class of Sophia")
+    import gradstep.torch as gt
+
+    params = [torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(ValueError, match="hessian has 1 tensors for 2 parameters"):
+        gt.Sophia(params, 0.1).step(hessian=[torch.ones(2)])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'curvature'"):
+        gt.Sophia(params, 0.1).step(curvature=[torch.ones(2), torch.ones(3)])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'hessian'"):
+        gt.Lion(params, 0.1).step(hessian=[torch.ones(2), torch.ones(3)])
