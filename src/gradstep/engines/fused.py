@@ -47,7 +47,14 @@ import numpy as np
 from .._core import tree as _tree
 from .._core.combine import _labels_for
 from .._core.transform import Transform
-from .fused_codegen import CHUNK, VIEW_TYPES, generate_source, global_terms, math_dtype
+from .fused_codegen import (
+    CHUNK,
+    VIEW_TYPES,
+    generate_source,
+    global_terms,
+    math_dtype,
+    stochastic_rows,
+)
 from .kernel_cache import KernelCacheError, cache_dir, load_kernels, reload_kernels
 from .plan import (
     Stage,
@@ -222,6 +229,8 @@ class FusedEngine:
             raise _LaunchError from error
         ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
         n_tensors = len(layout["w"])
+        keys = _stream_keys(self.stages, layout["rows"], counts, ptrs.shape)
+        tmask = (tmask, keys) if keys is not None else (tmask,)
         carried = {}
         for st, count in zip(self.stages, counts):
             if st.is_global:
@@ -229,7 +238,7 @@ class FusedEngine:
                 acc = np.zeros(len(chunks) * terms, np.float64)
                 try:
                     _launch(
-                        getattr(kernels, f"reduce{st.index}"), chunks, ptrs, scal, tscal, tmask, acc
+                        getattr(kernels, f"reduce{st.index}"), chunks, ptrs, scal, tscal, *tmask, acc
                     )
                 except Exception as error:
                     raise _LaunchError from error
@@ -242,13 +251,13 @@ class FusedEngine:
                 acc = np.zeros(len(chunks), np.float64)
                 reduce = getattr(kernels, f"reduce{st.index}")
                 try:
-                    _launch(reduce, chunks, ptrs, scal, tscal, tmask, acc)
+                    _launch(reduce, chunks, ptrs, scal, tscal, *tmask, acc)
                 except Exception as error:
                     raise _LaunchError from error
                 sums = np.bincount(chunks[:, 0], weights=acc, minlength=n_tensors)
                 tscal[:, st.reduction_column] = st.stage.factors(list(sums), count, ctx)
         try:
-            _launch(kernels.step, chunks, ptrs, scal, tscal, tmask)
+            _launch(kernels.step, chunks, ptrs, scal, tscal, *tmask)
         except Exception as error:
             raise _LaunchError from error
         return carried
@@ -324,6 +333,21 @@ class FusedEngine:
 
 
 _from_buffer = c_char.from_buffer
+
+
+def _stream_keys(stages, rows, counts, shape) -> np.ndarray | None:
+    """The stochastic-rounding stream key of each (row, tensor), or None when no row
+    is rounded stochastically (:mod:`gradstep._core.rounding`)."""
+    sr = stochastic_rows(stages, rows)
+    if not sr:
+        return None
+    from .._core.rounding import slot_id, stream_keys
+
+    keys = np.zeros(shape, np.uint32)
+    tensors = np.arange(shape[1])
+    for row, (seed, stage, name) in sr.items():
+        keys[row] = stream_keys(seed, counts[stage], tensors, slot_id(name))
+    return keys
 
 
 def _same_objects(a: list, b: list) -> bool:

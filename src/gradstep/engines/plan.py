@@ -17,6 +17,7 @@ from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.global_reduction import GlobalReduction
 from .._core.per_tensor import PerTensorReduction
+from .._core.rounding import ParameterStore
 from .._core.transform import Chain, Transform, walk
 from .._core.xmath import HELPERS, OPERATIONS
 
@@ -88,8 +89,13 @@ def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage
                 raise NotFusable(f"masked reduction stage {t.name}")
             out.append(Stage(len(out), t, visit.path))
         elif type(t) is Elementwise:
+            if mask is not None and any(s.stochastic_seed is not None for s in t.slots):
+                # its stream is keyed by the index among the masked leaves
+                raise NotFusable(f"masked stage {t.name!r} with stochastic rounding")
             _check_element_function(t)
             out.append(Stage(len(out), t, visit.path, mask))
+        elif type(t) is ParameterStore and mask is None and not visit.parents[1:]:
+            out.append(Stage(len(out), t, visit.path))
         elif per_tensor and type(t) is PerTensorReduction and mask is None:
             _check_element_function(t)
             _check_element_function(t, t.norms)
