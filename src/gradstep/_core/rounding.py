@@ -15,7 +15,7 @@ beside ``state_dtype`` (:mod:`gradstep._core.precision`):
   extra slot ``compensation`` per parameter, stored in the parameter's dtype:
   :math:`y = u + c`, :math:`w' = \\mathrm{round}(w + y)`, :math:`c' = y - (w' - w)`,
   so what rounding drops from one step is added to the next (optimi's
-  ``kahan_sum``). For 16-bit (bfloat16, float16) parameters.
+  ``kahan_sum``). Meant for 16-bit parameters; float32 ones are compensated too.
 
 **The random stream** is a counter-based hash, not a stateful generator: the bits
 of element :math:`i` of tensor :math:`t` of slot :math:`s` at step :math:`k` are
@@ -164,24 +164,6 @@ class ParameterStore(Elementwise):
     def _rebuilt(self, name, element, args):
         return ParameterStore(self.seed, self.kahan, self.rounds_slots)
 
-    def init(self, params: Any) -> dict:
-        from . import tree as _tree
-
-        for p in _tree.leaves(params):
-            dtype = str(getattr(p, "dtype", "")).removeprefix("torch.")
-            if self.kahan and dtype not in ("bfloat16", "float16"):
-                raise ValueError(
-                    f"kahan_summation=True compensates the rounding of 16-bit parameters; "
-                    f"a parameter is {dtype}; valid values: False"
-                )
-            if self.seed is not None and not self.rounds_slots and dtype != "bfloat16":
-                raise ValueError(
-                    "stochastic_rounding=True rounds values stored in bfloat16; the "
-                    f"parameters are {dtype} and no slot is stored in bfloat16 (give "
-                    "state_dtype='bfloat16'); valid values: False"
-                )
-        return super().init(params)
-
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         from . import tree as _tree
 
@@ -194,6 +176,8 @@ class ParameterStore(Elementwise):
         keys = None
         if self.seed is not None:
             keys = stream_keys(self.seed, count, np.arange(len(g_leaves)), slot_id("params"))
+        if self.seed is not None and not self.rounds_slots:
+            check_rounds_something([str(getattr(w, "dtype", "")) for w in w_leaves])
         updates, compensation = [], []
         for i, (g, w) in enumerate(zip(g_leaves, w_leaves)):
             ns = namespace_of(g)
@@ -214,6 +198,18 @@ class ParameterStore(Elementwise):
         if self.kahan:
             new_state["compensation"] = _tree.unflatten(td, compensation)
         return _tree.unflatten(td, updates), new_state
+
+
+def check_rounds_something(param_dtypes: list[str]) -> None:
+    """``ValueError`` unless some parameter is bfloat16 (called when no slot is
+    stored in bfloat16: stochastic rounding would be accepted and do nothing)."""
+    names = {d.removeprefix("torch.") for d in param_dtypes}
+    if "bfloat16" not in names:
+        raise ValueError(
+            "stochastic_rounding=True rounds values stored in bfloat16; the parameters "
+            f"are {', '.join(sorted(names))} and no slot is stored in bfloat16 (give "
+            "state_dtype='bfloat16'); valid values: False"
+        )
 
 
 def _plain(g, w):

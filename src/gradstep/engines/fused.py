@@ -53,7 +53,6 @@ from .fused_codegen import (
     generate_source,
     global_terms,
     math_dtype,
-    stochastic_rows,
 )
 from .kernel_cache import KernelCacheError, cache_dir, load_kernels, reload_kernels
 from .plan import (
@@ -63,6 +62,7 @@ from .plan import (
     flatten_stages,
     place_stages,
     stage_nodes,
+    stream_key_table,
 )
 
 
@@ -229,7 +229,7 @@ class FusedEngine:
             raise _LaunchError from error
         ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
         n_tensors = len(layout["w"])
-        keys = _stream_keys(self.stages, layout["rows"], counts, ptrs.shape)
+        keys = stream_key_table(self.stages, layout["rows"], counts, ptrs.shape)
         tmask = (tmask, keys) if keys is not None else (tmask,)
         carried = {}
         for st, count in zip(self.stages, counts):
@@ -333,21 +333,6 @@ class FusedEngine:
 
 
 _from_buffer = c_char.from_buffer
-
-
-def _stream_keys(stages, rows, counts, shape) -> np.ndarray | None:
-    """The stochastic-rounding stream key of each (row, tensor), or None when no row
-    is rounded stochastically (:mod:`gradstep._core.rounding`)."""
-    sr = stochastic_rows(stages, rows)
-    if not sr:
-        return None
-    from .._core.rounding import slot_id, stream_keys
-
-    keys = np.zeros(shape, np.uint32)
-    tensors = np.arange(shape[1])
-    for row, (seed, stage, name) in sr.items():
-        keys[row] = stream_keys(seed, counts[stage], tensors, slot_id(name))
-    return keys
 
 
 def _same_objects(a: list, b: list) -> bool:

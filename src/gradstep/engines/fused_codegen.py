@@ -15,7 +15,7 @@ import numpy as np
 from .._core.rounding import ParameterStore
 from .._core.xmath import OPERATIONS
 from .element_source import SourceError, element_sources, function_source
-from .plan import NotFusable, Stage, call_args, slot_names, terms_args
+from .plan import NotFusable, Stage, call_args, slot_names, stochastic_rows, terms_args
 
 #: storage dtypes the kernels read and write
 SUPPORTED_DTYPES = tuple(np.dtype(n) for n in ("float32", "float64", "float16")) + ("bfloat16",)
@@ -55,21 +55,6 @@ def _store_sr(math: str, value: str, row: int) -> str:
     if math != "float32":
         value = f"np.float32({value})"
     return f"bf16_store_sr({value}, k{row}, off + i)"
-
-
-def stochastic_rows(stages: list[Stage], rows: list[str]) -> dict[int, tuple[int, int, str]]:
-    """The pointer-table rows stored with stochastic rounding (bfloat16 rows of a slot
-    or parameter store with a seed): ``{row: (seed, stage index, stream name)}``."""
-    out = {}
-    for st in stages:
-        if isinstance(st.stage, ParameterStore):
-            if st.stage.seed is not None and rows[1] == "bfloat16":
-                out[1] = (st.stage.seed, st.index, "params")
-            continue
-        for slot, row in zip(st.stage.slots, st.slot_rows):
-            if slot.stochastic_seed is not None and rows[row] == "bfloat16":
-                out[row] = (slot.stochastic_seed, st.index, slot.name)
-    return out
 
 
 def math_dtype(param_dtype: str) -> str:
