@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from .elementwise import _WIDE_UPDATES, Elementwise, Slot
+from .elementwise import Elementwise, Slot
 from .namespaces import namespace_of
 from .transform import Chain, Transform, map_transform, shallow_copy, walk
 from .validate import BOOL, Interval
@@ -142,8 +142,9 @@ class ParameterStore(Elementwise):
     parameters, ``seed`` not None) and/or Kahan-compensated (slot ``compensation``).
 
     Its update is the change of the parameter, :math:`\\mathrm{round}(w + y) - w`,
-    computed in the math dtype; a front that adds it to :math:`w` gets the rounded
-    value back (exactly, except where an update cancels a weight to within
+    in the math dtype (float32 for 16-bit parameters, whatever the gradient's dtype:
+    rounded to 16 bits it would lose the rounding it carries); a front, or
+    ``apply_updates``, that adds it to :math:`w` gets the rounded value back (exactly, except where an update cancels a weight to within
     :math:`2^{-16}` of it). The fused engines store :math:`\\mathrm{round}(w + y)`
     directly.
     """
@@ -191,8 +192,6 @@ class ParameterStore(Elementwise):
             change = ns.widened(rounded) - w_wide
             if self.kahan:
                 compensation.append(ns.stored_like(ns.wrap(y - change), c_leaves[i]))
-            if change is not u and not _WIDE_UPDATES.get():
-                change = ns.stored_like(ns.wrap(change), g)
             updates.append(ns.wrap(change))
         new_state = {"count": np.asarray(count + 1, dtype=np.int64)}
         if self.kahan:
