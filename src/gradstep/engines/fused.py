@@ -223,13 +223,13 @@ class FusedEngine:
                 raise Unsupported(self._broken) from None
 
     def _launch_all(self, layout, counts, ctx, scal, tscal, steps) -> dict:
+        ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
+        keys = stream_key_table(self.stages, layout["rows"], counts, ptrs.shape)
         try:
             kernels = self.kernels_for(tuple(layout["rows"]))
         except Exception as error:
             raise _LaunchError from error
-        ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
         n_tensors = len(layout["w"])
-        keys = stream_key_table(self.stages, layout["rows"], counts, ptrs.shape)
         tmask = (tmask, keys) if keys is not None else (tmask,)
         carried = {}
         for st, count in zip(self.stages, counts):
