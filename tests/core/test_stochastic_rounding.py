@@ -84,7 +84,7 @@ def test_same_distribution_as_torchaos_stochastic_rounding():
     x = np.linspace(1.0, 1.0078125, 64, endpoint=False, dtype=np.float32)  # one spacing
     n = 1000
     many = np.tile(x, n)  # n roundings of each value, in one call each
-    ours = (round_bf16_stochastic(many, random_bits(5, many.size)).astype(np.float32) > many)
+    ours = round_bf16_stochastic(many, random_bits(5, many.size)).astype(np.float32) > many
     torch.manual_seed(0)
     t = torch.from_numpy(many)
     theirs = (quant_utils._fp32_to_bf16_sr(t).float() > t).numpy()

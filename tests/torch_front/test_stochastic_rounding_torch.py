@@ -64,7 +64,11 @@ def test_the_options_are_checked_and_change_the_result():
         gt.AdamW([{"params": _params(), "kahan_summation": "yes"}], lr=1e-2)
     grads = _grads(2)
     results = []
-    for options in ({}, {"stochastic_rounding": True}, {"stochastic_rounding": True, "rounding_seed": 1}):
+    for options in (
+        {},
+        {"stochastic_rounding": True},
+        {"stochastic_rounding": True, "rounding_seed": 1},
+    ):
         params = _params()
         _steps(gt.SGD([{"params": params, **options}], lr=0.1), params, grads)
         results.append(params[0].detach().clone())

@@ -308,7 +308,11 @@ class Elementwise(Transform):
                     if seed is None:
                         new_slots[k].append(ns.stored_like(ns.wrap(value), stored[k]))
                     else:  # stochastically rounded where stored in bfloat16
-                        new_slots[k].append(_stored_stochastically(value, stored[k], seed, count, i, self.slots[k].name))
+                        new_slots[k].append(
+                            _stored_stochastically(
+                                value, stored[k], seed, count, i, self.slots[k].name
+                            )
+                        )
             else:
                 u = result
             if g is not given and not _WIDE_UPDATES.get():

@@ -133,7 +133,9 @@ def stored_stochastically(value: Any, like: Any, key: int) -> Any:
 # -- the parameter store: the last stage of a chain with these options ------------------
 
 
-def _compensated(g, w, c):  # the element math of the store, for documentation only
+def _compensated(g, w, c):
+    # the stage's declared signature (update, parameter, compensation); the engines
+    # implement the store itself (ParameterStore.update, the kernels' generators)
     return g, c
 
 
@@ -144,8 +146,9 @@ class ParameterStore(Elementwise):
     Its update is the change of the parameter, :math:`\\mathrm{round}(w + y) - w`,
     in the math dtype (float32 for 16-bit parameters, whatever the gradient's dtype:
     rounded to 16 bits it would lose the rounding it carries); a front, or
-    ``apply_updates``, that adds it to :math:`w` gets the rounded value back (exactly, except where an update cancels a weight to within
-    :math:`2^{-16}` of it). The fused engines store :math:`\\mathrm{round}(w + y)`
+    ``apply_updates``, that adds it to :math:`w` gets the rounded value back
+    (exactly, except where an update cancels a weight to within :math:`2^{-16}` of
+    it). The fused engines store :math:`\\mathrm{round}(w + y)`
     directly.
     """
 

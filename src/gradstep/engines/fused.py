@@ -238,7 +238,13 @@ class FusedEngine:
                 acc = np.zeros(len(chunks) * terms, np.float64)
                 try:
                     _launch(
-                        getattr(kernels, f"reduce{st.index}"), chunks, ptrs, scal, tscal, *tmask, acc
+                        getattr(kernels, f"reduce{st.index}"),
+                        chunks,
+                        ptrs,
+                        scal,
+                        tscal,
+                        *tmask,
+                        acc,
                     )
                 except Exception as error:
                     raise _LaunchError from error

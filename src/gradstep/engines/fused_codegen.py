@@ -212,7 +212,10 @@ def _parameter_store_lines(st: Stage, rows: list[str], math: str, sr: dict) -> l
     lines = []
     if st.stage.kahan:
         lines += [f"s{k}_0 = {_load(rows[st.slot_rows[0]], math, f'a{k}_0[i]')}", f"x = x + s{k}_0"]
-    lines += [f"wr = {_store_row(rows, 1, math, 'wi + x', sr)}", f"wn = {_load(rows[1], math, 'wr')}"]
+    lines += [
+        f"wr = {_store_row(rows, 1, math, 'wi + x', sr)}",
+        f"wn = {_load(rows[1], math, 'wr')}",
+    ]
     if st.stage.kahan:
         lines.append(f"s{k}_0 = x - (wn - wi)")
     return lines + ["x = wn - wi"]

@@ -279,7 +279,9 @@ class TritonEngine:
         n_rows = len(tables.row_dtypes)
         keys = None
         if not on_device:
-            keys = stream_key_table(self.stages, tables.row_dtypes, counts, (n_rows, tables.n_tensors))
+            keys = stream_key_table(
+                self.stages, tables.row_dtypes, counts, (n_rows, tables.n_tensors)
+            )
         elif stochastic_rows(self.stages, tables.row_dtypes):
             raise ValueError("stochastic rounding needs host step counts (on_device=False)")
         if keys is None:

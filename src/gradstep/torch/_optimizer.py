@@ -235,7 +235,11 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
     def _rule_key(self, group: dict, dynamic: dict) -> tuple:
         keys = [k for k in self._build_keys if k not in dynamic]
         storage = tuple(_freeze(group.get(k)) for k in ROUNDING_OPTIONS)
-        return (bool(group.get("maximize", False)),) + tuple(_freeze(group.get(k)) for k in keys) + storage
+        return (
+            (bool(group.get("maximize", False)),)
+            + tuple(_freeze(group.get(k)) for k in keys)
+            + storage
+        )
 
     def _runtime(self) -> _Runtime:
         rt = self.__dict__.get("_gs_runtime")
