@@ -71,6 +71,11 @@ class ParameterStoreNode(ElementNode):
             check_rounds_something([str(jnp.dtype(x.dtype)) for x in w])
         updates, new_comp = [], []
         for i, (gi, wi) in enumerate(zip(g, w)):
+            if not stage.kahan and not (
+                stage.seed is not None and jnp.dtype(wi.dtype) == jnp.bfloat16
+            ):
+                updates.append(gi)  # nothing to round here but apply_updates' rounding
+                continue
             wide = jnp.float64 if jnp.dtype(wi.dtype) == jnp.float64 else jnp.float32
             y = jnp.asarray(gi, wide)
             if stage.kahan:
