@@ -207,11 +207,12 @@ def mix32(x):
 
 
 @njit(inline="always")
-def bf16_store_sr(x, key, index):
-    """float32 -> bfloat16 bits, rounded stochastically with the random bits of
-    element ``index`` under ``key``; NaN as :func:`bf16_store`."""
+def bf16_store_sr(x, key, hashed_index):
+    """float32 -> bfloat16 bits, rounded stochastically with the random bits of the
+    element whose ``mix32(index)`` is ``hashed_index`` (computed once per element for
+    every row) under ``key``; NaN as :func:`bf16_store`."""
     u = np.uint32(float_bits(x))
     if (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
         return np.uint16((u >> np.uint32(16)) | np.uint32(0x0040))
-    r = mix32(np.uint32(key) ^ mix32(np.uint32(index))) >> np.uint32(16)
+    r = mix32(np.uint32(key) ^ np.uint32(hashed_index)) >> np.uint32(16)
     return np.uint16((u + r) >> np.uint32(16))

@@ -54,7 +54,7 @@ def _store_sr(math: str, value: str, row: int) -> str:
     """A bfloat16 store rounded stochastically with row ``row``'s stream key."""
     if math != "float32":
         value = f"np.float32({value})"
-    return f"bf16_store_sr({value}, k{row}, off + i)"
+    return f"bf16_store_sr({value}, k{row}, hi)"
 
 
 def math_dtype(param_dtype: str) -> str:
@@ -82,7 +82,7 @@ def generate_source(
     ]
     sr = stochastic_rows(stages, rows)
     if sr:
-        lines.append("from gradstep.engines._scalar_ops import bf16_store_sr")
+        lines.append("from gradstep.engines._scalar_ops import bf16_store_sr, mix32")
     lines += [
         "",
     ]
@@ -170,6 +170,8 @@ def _kernel(
         f"            x = {_load(rows[0], math, 'g[i]')}",
         f"            wi = {_load(rows[1], math, 'w[i]')}",
     ]
+    if write and sr:  # the element's hashed index, shared by every rounded row
+        src.append("            hi = mix32(np.uint32(off + i))")
     for st in body:
         src += ["            " + line for line in _stage_lines(st, write, rows, math, sr)]
     if write:
