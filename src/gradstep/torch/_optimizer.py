@@ -73,7 +73,10 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         captured in a CUDA graph) and ``state_dtype`` (None: each state tensor in
         its parameter's dtype; a dtype such as ``torch.bfloat16``, or ``{slot name:
         dtype}``: the storage of the rule's slots, :mod:`gradstep._core.precision`;
-        a param group may set its own).
+        a param group may set its own), ``stochastic_rounding``, ``rounding_seed``
+        and ``kahan_summation`` (False, 0, False: bfloat16 stores rounded
+        stochastically, the parameter update Kahan-compensated;
+        :mod:`gradstep._core.rounding`; a param group may set its own).
 
     A group's values are handed to the transform on every step by name, so a
     scheduler or a hand edit of ``group["lr"]`` takes effect on the next step; the
