@@ -185,6 +185,15 @@ def test_options_are_validated():
         gradstep.adam(1e-3, stochastic_rounding=True, rounding_seed=-1)
     with pytest.raises(ValueError, match="keeps state outside"):
         gradstep.adafactor(1e-3, stochastic_rounding=True)
+    with pytest.raises(ValueError, match="give them once"):
+        from gradstep._core.rounding import with_rounding
+
+        with_rounding(gradstep.adam(1e-3, kahan_summation=True), True, 0, False)
+    # the compensation stays in its parameter's dtype whatever the state's
+    t = gradstep.adam(1e-3, kahan_summation=True, state_dtype="float16")
+    state = t.init([np.ones(2, BF16)])
+    assert state["parameter_store"]["compensation"][0].dtype == BF16
+    assert state["scale_by_adam"]["mu"][0].dtype == np.float16
     # nothing stored in bfloat16: the option would do nothing
     for engine in ("eager", "fused"):
         w = np.ones(4, np.float32)

@@ -31,7 +31,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .rounding import ROUNDING_OPTIONS, ROUNDING_RANGES, with_rounding
+from .rounding import ROUNDING_OPTIONS, ROUNDING_RANGES, ParameterStore, with_rounding
 from .transform import Transform, map_transform, shallow_copy, walk
 from .validate import Constraint, remember_recipe
 
@@ -183,8 +183,8 @@ def with_state_dtype(
             )
 
     def store(t: Transform) -> Transform:
-        if not isinstance(t, Elementwise) or not t.slots:
-            return t
+        if not isinstance(t, Elementwise) or not t.slots or isinstance(t, ParameterStore):
+            return t  # (a Kahan compensation is kept in its parameter's dtype)
         new = tuple(dataclasses.replace(s, dtype=_chosen(s, wanted, everything)) for s in t.slots)
         if new == t.slots:
             return t

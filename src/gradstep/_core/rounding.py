@@ -237,6 +237,11 @@ def with_rounding(
     and/or its parameter update Kahan-compensated (``kahan``)."""
     if not (stochastic or kahan):
         return transform
+    if any(isinstance(v.transform, ParameterStore) for v in walk(transform)):
+        raise ValueError(
+            f"{owner}: {transform!r} already has its storage options (stochastic_rounding, "
+            "kahan_summation); give them once"
+        )
     rounds_slots = False
     if stochastic:
         from .precision import _stateful_elsewhere
