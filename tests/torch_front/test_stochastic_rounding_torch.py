@@ -74,3 +74,21 @@ def test_the_options_are_checked_and_change_the_result():
         results.append(params[0].detach().clone())
     assert not torch.equal(results[0], results[1])
     assert not torch.equal(results[1], results[2])
+
+
+def test_registry_classes_take_the_options_as_arguments():
+    # a class generated from a registry entry passes them to its factory
+    grads = _grads(2)
+    results = []
+    for make in (
+        lambda ps: gt.Lion(ps, learning_rate=1e-3, stochastic_rounding=True, kahan_summation=True),
+        lambda ps: gt.Lion(
+            [{"params": ps, "stochastic_rounding": True, "kahan_summation": True}], learning_rate=1e-3
+        ),
+    ):
+        params = _params()
+        opt = make(params)
+        _steps(opt, params, grads)
+        assert "compensation" in opt.state[params[0]]
+        results.append(params[0].detach().clone())
+    assert torch.equal(results[0], results[1])

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from .._core.precision import StateDtype, with_state_dtype
-from .._core.rounding import ROUNDING_OPTIONS, ROUNDING_RANGES, with_rounding
-from .._core.transform import Transform
+from .._core.rounding import ROUNDING_OPTIONS, ROUNDING_RANGES, ParameterStore, with_rounding
+from .._core.transform import Transform, walk
 from .._core.validate import BOOL, OneOf, check
 from . import _cuda, _whole_step
 from . import _distributed as _dist
@@ -624,10 +624,10 @@ def _stored(transform: Transform, group: dict, owner: str) -> Transform:
     ``stochastic_rounding`` / ``rounding_seed`` / ``kahan_summation``
     (:mod:`gradstep._core.rounding`)."""
     transform = with_state_dtype(transform, group.get("state_dtype"), owner)
-    return with_rounding(
-        transform,
-        bool(group.get("stochastic_rounding", False)),
-        int(group.get("rounding_seed", 0)),
-        bool(group.get("kahan_summation", False)),
-        owner,
-    )
+    stochastic = bool(group.get("stochastic_rounding", False))
+    seed = int(group.get("rounding_seed", 0))
+    kahan = bool(group.get("kahan_summation", False))
+    built = [v.transform for v in walk(transform) if isinstance(v.transform, ParameterStore)]
+    if built and (built[0].seed, built[0].kahan) == (seed if stochastic else None, kahan):
+        return transform  # a registry class's factory took the group's options already
+    return with_rounding(transform, stochastic, seed, kahan, owner)
