@@ -80,11 +80,10 @@ def test_registry_classes_take_the_options_as_arguments():
     # a class generated from a registry entry passes them to its factory
     grads = _grads(2)
     results = []
+    options = {"stochastic_rounding": True, "kahan_summation": True}
     for make in (
-        lambda ps: gt.Lion(ps, learning_rate=1e-3, stochastic_rounding=True, kahan_summation=True),
-        lambda ps: gt.Lion(
-            [{"params": ps, "stochastic_rounding": True, "kahan_summation": True}], learning_rate=1e-3
-        ),
+        lambda ps: gt.Lion(ps, learning_rate=1e-3, **options),
+        lambda ps: gt.Lion([{"params": ps, **options}], learning_rate=1e-3),
     ):
         params = _params()
         opt = make(params)
