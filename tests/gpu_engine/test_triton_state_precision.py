@@ -63,3 +63,13 @@ def test_triton_numba_and_torch_eager_round_stochastically_with_the_same_bits():
             assert torch.equal(a, b), e
             for key in ("mu", "nu"):
                 assert torch.equal(opts[e].state[a][key], opts["fused"].state[b][key]), (e, key)
+
+
+def test_triton_kernels_without_stochastic_stores_are_unchanged():
+    from gradstep.engines.triton import TritonEngine
+
+    plain = TritonEngine(gradstep.adamw(1e-3))
+    rounded = TritonEngine(gradstep.adamw(1e-3, stochastic_rounding=True))
+    assert "bf16_store_sr" not in plain.source(["bfloat16"] * plain.n_rows, "float32", set())
+    assert "bf16_store_sr" not in rounded.source(["float32"] * rounded.n_rows, "float32", set())
+    assert "bf16_store_sr" in rounded.source(["bfloat16"] * rounded.n_rows, "float32", set())
