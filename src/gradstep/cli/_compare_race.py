@@ -474,7 +474,7 @@ def run_one(problem, entry: Entry, *, steps: int, seed: int, backend: str, engin
         if backend == "torch":
             from ._compare_torch import run_torch
 
-            run = run_torch(problem, entry, steps, seed, **kw)
+            run = run_torch(problem, entry, steps, seed, engine, **kw)
         elif backend == "jax":
             from ._compare_jax import run_jax
 

@@ -12,7 +12,7 @@ import numpy as np
 from ._compare_race import Entry, Run, _diverged, _eval_every, _finish, _finite, _record
 
 
-def run_torch(problem, entry: Entry, steps: int, seed: int, **overrides) -> Run:
+def run_torch(problem, entry: Entry, steps: int, seed: int, engine: str, **overrides) -> Run:
     import torch
 
     from gradstep.torch import TransformOptimizer
@@ -30,7 +30,9 @@ def run_torch(problem, entry: Entry, steps: int, seed: int, **overrides) -> Run:
     path = [init["xy"].copy()] if problem.kind == "surface" else None
     with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
         warnings.simplefilter("always")
-        opt = TransformOptimizer(list(tensors.values()), entry.transform(seed, **overrides))
+        opt = TransformOptimizer(
+            list(tensors.values()), entry.transform(seed, **overrides), engine=engine
+        )
         run.engine = "torch"
         start = problem.monitor(numpy_params())
         _record(run, 0, start)

@@ -47,13 +47,8 @@ import numpy as np
 from .._core import tree as _tree
 from .._core.combine import _labels_for
 from .._core.transform import Transform
-from .fused_codegen import (
-    CHUNK,
-    VIEW_TYPES,
-    generate_source,
-    global_terms,
-    math_dtype,
-)
+from . import array_table
+from .fused_codegen import CHUNK, VIEW_TYPES, generate_source, global_terms, math_dtype
 from .kernel_cache import KernelCacheError, cache_dir, load_kernels, reload_kernels
 from .plan import (
     Stage,
@@ -292,6 +287,7 @@ class FusedEngine:
             "dtype": dtype,
             "rows": [name] * self.n_rows,  # each row's storage dtype, set every step
             "shapes": [w.shape for w in ws],
+            "table": array_table.ShapeTable([w.shape for w in ws]),
             "chunks": np.array(rows, np.int64).reshape(-1, 3),
             "ptrs": np.zeros((self.n_rows, len(ws)), np.int64),
             "selected": [self._selection(st, params, len(ws)) for st in self.stages],
@@ -349,9 +345,14 @@ def _address(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
 
 
+_NAMES: dict = {}  # dtype -> its name (dtype.name is slow, and asked every step)
+
+
 def _storage_name(dtype: np.dtype) -> str:
     """The storage dtype's name of arrays of ``dtype``, or :class:`Unsupported`."""
-    name = dtype.name
+    name = _NAMES.get(dtype)
+    if name is None:
+        name = _NAMES[dtype] = dtype.name
     if name not in VIEW_TYPES or (name == "bfloat16" and dtype.itemsize != 2):
         raise Unsupported(
             f"dtype {dtype} (the fused engine runs float32, float64, float16 and bfloat16)"
@@ -376,6 +377,9 @@ def _pointers(
     dtype = layout["dtype"] if dtype is None else dtype
     if len(arrays) != len(shapes):
         raise ValueError(f"{len(arrays)} {what}s for {len(shapes)} parameters")
+    checked = array_table.pointers(arrays, layout["table"], dtype, writable=what != "gradient")
+    if checked is not None:
+        return checked
     try:
         # the fast path, all loops in C: a writable C-contiguous buffer of at least one
         # byte each (from_buffer), exactly ndarrays of the dtype and the shapes

@@ -70,21 +70,18 @@ from . import jax_namespace  # noqa: F401  (registers JAX's array namespace)
 from .jax_global import GlobalNode
 from .jax_host import CallNode
 from .jax_nodes import (
-    CautiousNode,
     ChainNode,
     ElementNode,
-    FinishingNode,
     MaskedNode,
     NormNode,
     NotTraceable,
     PartitionNode,
     PerTensorNode,
-    SharpnessNode,
-    SkipNonfiniteNode,
     _Node,
 )
 from .jax_rounding import parameter_store_node
 from .jax_scalars import Scalars, guarded
+from .jax_wrapper_nodes import CautiousNode, FinishingNode, SharpnessNode, SkipNonfiniteNode
 
 _HALF = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
