@@ -73,3 +73,26 @@ def test_triton_kernels_without_stochastic_stores_are_unchanged():
     assert "bf16_store_sr" not in plain.source(["bfloat16"] * plain.n_rows, "float32", set())
     assert "bf16_store_sr" not in rounded.source(["float32"] * rounded.n_rows, "float32", set())
     assert "bf16_store_sr" in rounded.source(["bfloat16"] * rounded.n_rows, "float32", set())
+
+
+def test_triton_kahan_compensated_store_follows_numba():
+    # the compensation is stored to the nearest, which the interpreter truncates:
+    # parameters and compensation agree to one bfloat16 unit of their scale
+    gen = torch.Generator().manual_seed(0)
+    w0 = torch.randn(300, generator=gen).to(torch.bfloat16)
+    grads = [torch.randn(300, generator=gen).to(torch.bfloat16) for _ in range(2)]
+    rule = gradstep.adamw(1e-3, stochastic_rounding=True, kahan_summation=True)
+    params, opts = {}, {}
+    for e in ("triton", "fused"):
+        params[e] = torch.nn.Parameter(w0.clone())
+        opts[e] = gt.TransformOptimizer([params[e]], rule, engine=e)
+        for g in grads:
+            params[e].grad = g.clone()
+            opts[e].step()
+    unit = torch.finfo(torch.bfloat16).eps
+    got, want = params["triton"].float(), params["fused"].float()
+    torch.testing.assert_close(got, want, rtol=unit, atol=0.0)
+    assert (got != want).float().mean() < 0.05
+    comp = {e: opts[e].state[params[e]]["compensation"].float() for e in params}
+    scale = comp["fused"].abs().max().item()
+    torch.testing.assert_close(comp["triton"], comp["fused"], rtol=unit, atol=unit * scale)
