@@ -57,6 +57,7 @@ from .plan import (
     flatten_stages,
     place_stages,
     stage_nodes,
+    stream_key_table,
 )
 
 
@@ -217,12 +218,14 @@ class FusedEngine:
                 raise Unsupported(self._broken) from None
 
     def _launch_all(self, layout, counts, ctx, scal, tscal, steps) -> dict:
+        ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
+        keys = stream_key_table(self.stages, layout["rows"], counts, ptrs.shape)
         try:
             kernels = self.kernels_for(tuple(layout["rows"]))
         except Exception as error:
             raise _LaunchError from error
-        ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
         n_tensors = len(layout["w"])
+        tmask = (tmask, keys) if keys is not None else (tmask,)
         carried = {}
         for st, count in zip(self.stages, counts):
             if st.is_global:
@@ -230,7 +233,13 @@ class FusedEngine:
                 acc = np.zeros(len(chunks) * terms, np.float64)
                 try:
                     _launch(
-                        getattr(kernels, f"reduce{st.index}"), chunks, ptrs, scal, tscal, tmask, acc
+                        getattr(kernels, f"reduce{st.index}"),
+                        chunks,
+                        ptrs,
+                        scal,
+                        tscal,
+                        *tmask,
+                        acc,
                     )
                 except Exception as error:
                     raise _LaunchError from error
@@ -243,13 +252,13 @@ class FusedEngine:
                 acc = np.zeros(len(chunks), np.float64)
                 reduce = getattr(kernels, f"reduce{st.index}")
                 try:
-                    _launch(reduce, chunks, ptrs, scal, tscal, tmask, acc)
+                    _launch(reduce, chunks, ptrs, scal, tscal, *tmask, acc)
                 except Exception as error:
                     raise _LaunchError from error
                 sums = np.bincount(chunks[:, 0], weights=acc, minlength=n_tensors)
                 tscal[:, st.reduction_column] = st.stage.factors(list(sums), count, ctx)
         try:
-            _launch(kernels.step, chunks, ptrs, scal, tscal, tmask)
+            _launch(kernels.step, chunks, ptrs, scal, tscal, *tmask)
         except Exception as error:
             raise _LaunchError from error
         return carried

@@ -116,7 +116,7 @@ class ElementNode(_Node):
                 for k, value in enumerate(values):
                     if stage.clear_nan_slots:
                         value = nan_to_zero(value, ns)
-                    new_slots[k].append(jnp.asarray(value).astype(slots[k][i].dtype))
+                    new_slots[k].append(_stored(value, slots[k][i], stage.slots[k], state, i))
             else:
                 u = result
             updates.append(jnp.asarray(u))
@@ -130,6 +130,14 @@ class ElementNode(_Node):
     def arrays(self, g, w, slots, i) -> list:
         """The per-element inputs of leaf ``i``, in the element function's order."""
         return [g[i]] + ([w[i]] if self.stage.uses_params else []) + [s[i] for s in slots]
+
+
+def _stored(value: Any, like: Any, slot: Any, state: dict, i: int) -> Any:
+    if slot.stochastic_seed is None:
+        return jnp.asarray(value).astype(like.dtype)
+    from .jax_rounding import stored  # stochastic rounding (gradstep._core.rounding)
+
+    return stored(value, like, slot.stochastic_seed, state["count"], i, slot.name)
 
 
 class NormNode(_Node):
