@@ -209,7 +209,26 @@ class Elementwise(Transform):
     def scalars(self, count: int, ctx: dict[str, Any]) -> dict[str, Any]:
         """This step's scalars for the element function."""
         ranges = self._scheduled_ranges(ctx)
-        return self.prepare(resolve(self.hyperparams, count, ctx, ranges), count)
+        out = self.prepare(resolve(self.hyperparams, count, ctx, ranges), count)
+        if not self._names_checked:
+            self._check_scalar_names(out)
+        return out
+
+    _names_checked = False
+
+    def _check_scalar_names(self, prepared: dict[str, Any]) -> None:
+        """Every engine hands ``prepare``'s scalars to the element function by
+        position: their names must be its trailing parameters, in order (the
+        parameters after them are per-tensor or reduced scalars)."""
+        names = self.scalar_names()
+        keys = tuple(prepared)
+        if names[: len(keys)] != keys:
+            raise TypeError(
+                f"{self.name}: prepare returns the scalars {list(keys)}, but the element "
+                f"function's scalar parameters are {list(names)}: engines pass them by "
+                "position, so the names and their order must agree"
+            )
+        self._names_checked = True
 
     def _scheduled_ranges(self, ctx: dict[str, Any]) -> dict[str, Any] | None:
         """The declared ranges, when a schedule is about to be evaluated (else None:
