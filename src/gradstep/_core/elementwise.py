@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import tree as _tree
-from .namespaces import element_for, is_floating, namespace_of, nan_to_zero
+from .namespaces import element_for, is_floating, namespace_of, nan_to_zero, value_dtype
 from .transform import Transform
 
 # set by the stateful fronts while they run a transform's update: the updates of
@@ -81,7 +81,7 @@ class Slot:
 
 def float_dtype(x: Any) -> np.dtype:
     """The floating dtype in which element math on the NumPy array ``x`` runs."""
-    dtype = np.result_type(x)
+    dtype = value_dtype(x)
     return dtype if is_floating(dtype) else np.dtype(np.float64)
 
 

@@ -59,6 +59,13 @@ def numpy_dtype(name: str) -> np.dtype:
     return np.dtype(ml_dtypes.bfloat16)
 
 
+def value_dtype(x: Any) -> np.dtype:
+    """The NumPy dtype of an array of any library or a Python number (an array is
+    not handed to ``np.result_type`` itself: NumPy deprecates reading its dtype so)."""
+    dtype = getattr(x, "dtype", None)
+    return dtype if isinstance(dtype, np.dtype) else np.result_type(x)
+
+
 class Namespace:
     """Operations of one array library (NumPy here; see the module docstring)."""
 
@@ -68,11 +75,11 @@ class Namespace:
     # -- element math support ----------------------------------------------------------
 
     def is_float(self, x: Any) -> bool:
-        return is_floating(np.result_type(x))
+        return is_floating(value_dtype(x))
 
     def scalar_caster(self, x: Any) -> Callable[[Any], Any]:
         """How a per-step scalar is handed to element math on ``x``."""
-        dtype = np.result_type(x)
+        dtype = value_dtype(x)
         kind = dtype.type if is_floating(dtype) else np.float64
         return lambda v: v if isinstance(v, (bool, np.bool_)) else kind(v)
 
@@ -84,7 +91,7 @@ class Namespace:
 
     def float_dtype(self, x: Any) -> Any:
         """The floating dtype math on ``x`` runs in (float64 for integer arrays)."""
-        dtype = np.result_type(x)
+        dtype = value_dtype(x)
         return dtype if is_floating(dtype) else np.dtype(np.float64)
 
     # -- storage precision (gradstep._core.precision) ----------------------------------
