@@ -244,3 +244,23 @@ def test_muon_rms_scale_needs_the_rms_update_scale():
     with pytest.raises(ValueError, match="rms_scale"):
         gradstep.muon(rms_scale=0.3)
     assert isinstance(gradstep.muon(update_scale="rms", rms_scale=0.3), gradstep.Transform)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (5,)], ids=["factored", "full"])
+def test_adafactor_on_float16_keeps_epsilon1_and_stays_finite(shape):
+    # optax's and Keras' setting: epsilon1 = 1e-30 added to g**2 is 0 in float16; the
+    # stage's math must run in float32, as an element function's does, or a zero
+    # gradient divides 0 by 0
+    placement = "add"
+    w16 = np.ones(shape, np.float16)
+    w32 = np.ones(shape, np.float32)
+    rule = dict(learning_rate=0.01, epsilon1=1e-30, epsilon1_placement=placement)
+    grads = [np.zeros(shape), np.full(shape, 0.5), np.full(shape, -0.25)]
+    o16 = gradstep.Optimizer(w16, gradstep.adafactor(**rule))
+    o32 = gradstep.Optimizer(w32, gradstep.adafactor(**rule))
+    for g in grads:
+        o16.step(g.astype(np.float16))
+        o32.step(g.astype(np.float32))
+    assert np.isfinite(w16).all()
+    np.testing.assert_array_equal(w16, w32.astype(np.float16))
+    assert o16.state["scale_by_factored_rms"]["v_row"].dtype == np.float16

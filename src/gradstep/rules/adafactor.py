@@ -161,8 +161,11 @@ class ScaleByFactoredRms(Transform):
         count_ns = namespace_of(state["count"])
         t = count_ns.count(state["count"]) + 1
         out, new_rows, new_cols, new_full = [], [], [], []
-        for g, v_row, v_col, v in zip(g_leaves, rows, cols, full):
-            ns = namespace_of(g)
+        for stored in zip(g_leaves, rows, cols, full):
+            ns = namespace_of(stored[0])
+            # the math runs in float32 or wider whatever the storage, as an element
+            # function's: 16-bit arithmetic would lose epsilon1 (1e-30 is 0 in float16)
+            g, v_row, v_col, v = (ns.widened(x) for x in stored)
             shape = tuple(np.shape(g))
             # 1 - beta2_t, exactly 1 at t = 1
             gain = float(t) ** (-self.decay_rate) if isinstance(t, int) else t**-self.decay_rate
@@ -181,9 +184,10 @@ class ScaleByFactoredRms(Transform):
                 v_row = s.keep * v_row + s.gain * ns.mean(sq, axis=k, keepdims=True)
                 v_col = s.keep * v_col + s.gain * ns.mean(sq, axis=r, keepdims=True)
                 out.append(self._scaled_factored(ns, g, v_row, v_col, r, s))
-            new_rows.append(ns.wrap(v_row))
-            new_cols.append(ns.wrap(v_col))
-            new_full.append(ns.wrap(v))
+            out[-1] = ns.stored_like(ns.wrap(out[-1]), stored[0])
+            new_rows.append(ns.stored_like(ns.wrap(v_row), stored[1]))
+            new_cols.append(ns.stored_like(ns.wrap(v_col), stored[2]))
+            new_full.append(ns.stored_like(ns.wrap(v), stored[3]))
         new_state = {
             "count": count_ns.count_array(t, state["count"]),
             "v_row": _tree.unflatten(td, new_rows),
