@@ -116,7 +116,8 @@ def _combine(sums, h, scalars, *, beta1, beta2, growth, bias, decay):
     return carried, ({"decay": where(skip, 0.0, decay * dlr)} if decay else {})
 
 
-@hyperparams(
+#: the arguments' ranges, shared by the direction and the optimizer
+_RANGES = dict(
     learning_rate=Interval(0.0, lo_open=True, schedulable=True),
     beta1=decay_rate(),
     beta2=decay_rate(),
@@ -127,6 +128,9 @@ def _combine(sums, h, scalars, *, beta1, beta2, growth, bias, decay):
     d0=_POSITIVE,
     growth_rate=Interval(1.0),
 )
+
+
+@hyperparams(**_RANGES)
 def scale_by_dadapt_adam(
     learning_rate: Any = 1.0,
     beta1: float = 0.9,
@@ -166,17 +170,7 @@ def scale_by_dadapt_adam(
     )
 
 
-@hyperparams(
-    learning_rate=Interval(0.0, lo_open=True, schedulable=True),
-    beta1=decay_rate(),
-    beta2=decay_rate(),
-    epsilon=_POSITIVE,
-    weight_decay=nonnegative(),
-    decouple=BOOL,
-    use_bias_correction=BOOL,
-    d0=_POSITIVE,
-    growth_rate=Interval(1.0),
-)
+@hyperparams(**_RANGES)
 def dadapt_adam(
     learning_rate: Any = 1.0,
     beta1: float = 0.9,

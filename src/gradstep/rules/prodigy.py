@@ -157,7 +157,8 @@ def _combine(sums, h, scalars, *, beta1, beta2, beta3, d0, d_coef, growth, eps, 
     return carried, reduced
 
 
-@hyperparams(
+#: the arguments' ranges, shared by the direction and the optimizer
+_RANGES = dict(
     learning_rate=Interval(0.0, lo_open=True, schedulable=True),
     beta1=decay_rate(),
     beta2=decay_rate(),
@@ -171,6 +172,9 @@ def _combine(sums, h, scalars, *, beta1, beta2, beta3, d0, d_coef, growth, eps, 
     d_coef=_POSITIVE,
     growth_rate=Interval(1.0),
 )
+
+
+@hyperparams(**_RANGES)
 def scale_by_prodigy(
     learning_rate: Any = 1.0,
     beta1: float = 0.9,
@@ -218,20 +222,7 @@ def scale_by_prodigy(
     )
 
 
-@hyperparams(
-    learning_rate=Interval(0.0, lo_open=True, schedulable=True),
-    beta1=decay_rate(),
-    beta2=decay_rate(),
-    beta3=NoneOr(decay_rate()),
-    epsilon=_POSITIVE,
-    weight_decay=nonnegative(),
-    decouple=BOOL,
-    use_bias_correction=BOOL,
-    safeguard_warmup=BOOL,
-    d0=_POSITIVE,
-    d_coef=_POSITIVE,
-    growth_rate=Interval(1.0),
-)
+@hyperparams(**_RANGES)
 def prodigy(
     learning_rate: Any = 1.0,
     beta1: float = 0.9,
