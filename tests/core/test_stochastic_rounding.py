@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-ml_dtypes = pytest.importorskip("ml_dtypes")
+ml_dtypes = pytest.importorskip(
+    "ml_dtypes", reason="bfloat16 storage needs ml_dtypes (comes with JAX)"
+)
 
 import gradstep  # noqa: E402
 from gradstep._core import tree  # noqa: E402
@@ -79,8 +81,10 @@ def test_the_mean_of_many_roundings_is_the_float32_value():
 
 
 def test_same_distribution_as_torchaos_stochastic_rounding():
-    torch = pytest.importorskip("torch")
-    quant_utils = pytest.importorskip("torchao.optim.quant_utils")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
+    quant_utils = pytest.importorskip(
+        "torchao.optim.quant_utils", reason="compares with torchao, installed only to check"
+    )
     x = np.linspace(1.0, 1.0078125, 64, endpoint=False, dtype=np.float32)  # one spacing
     n = 1000
     many = np.tile(x, n)  # n roundings of each value, in one call each
@@ -126,7 +130,7 @@ OPTIONS = dict(
 
 
 def test_eager_and_numba_round_the_same_bits_whatever_the_threads():
-    numba = pytest.importorskip("numba")
+    numba = pytest.importorskip("numba", reason="the fused engine needs numba")
     kwargs = OPTIONS
     eager, opt_e = _run(kwargs, "eager")
     threads = numba.get_num_threads()
@@ -208,7 +212,7 @@ def test_options_are_validated():
 
 
 def test_numba_kernels_of_float32_state_are_unchanged_by_the_option():
-    fused = pytest.importorskip("gradstep.engines.fused")
+    fused = pytest.importorskip("gradstep.engines.fused", reason="the fused engine needs numba")
     plain = fused.FusedEngine(gradstep.adamw(1e-3))
     rounded = fused.FusedEngine(gradstep.adamw(1e-3, stochastic_rounding=True))
     assert "bf16_store_sr" not in plain.source

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
-ml_dtypes = pytest.importorskip("ml_dtypes")
+ml_dtypes = pytest.importorskip(
+    "ml_dtypes", reason="bfloat16 storage needs ml_dtypes (comes with JAX)"
+)
 
 import jax.numpy as jnp  # noqa: E402
 
