@@ -24,6 +24,7 @@ from .layerwise import PerTensorReduction, scale_by_lars, scale_by_trust_ratio
 from .lbfgs import LBFGS, lbfgs
 from .lbsgd import lbsgd
 from .lion import lion, scale_by_lion
+from .mechanic import mechanic, mechanize
 from .muon import muon, newton_schulz
 from .nadam import nadam, scale_by_nadam
 from .novograd import novograd, scale_by_novograd
@@ -65,6 +66,8 @@ __all__ = [
     "lbfgs",
     "lbsgd",
     "lion",
+    "mechanic",
+    "mechanize",
     "momentum",
     "muon",
     "nadam",
