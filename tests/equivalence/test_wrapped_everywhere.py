@@ -29,6 +29,8 @@ NOT_COMPARED = {
     "needs_closure": "re-evaluates the loss inside the step, which these fronts' "
     "plain step(grads) does not",
     "stochastic": "draws random numbers; each backend has its own generator",
+    "needs_value": "takes the loss every step, which these fronts' plain step(grads) "
+    "does not give; tests/jax_front/test_cross_backend.py compares it on every backend",
 }
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .._core.precision import StateDtype, with_state_dtype
-from .._core.transform import Transform
+from .._core.transform import Transform, walk
 from .._core.validate import BOOL, OneOf, check
 from . import _cuda, _whole_step
 from . import _distributed as _dist
@@ -393,7 +393,12 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         # differentiable=True: the step is recorded by autograd, as torch.optim's
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
             for group in self.param_groups:
-                self._step_group(group, amp)
+                extra = None
+                if loss is not None and group.get("value") is None and _takes_loss(self, group):
+                    # a rule stepped by the loss (Polyak's step): the closure's loss is
+                    # this step's value, unless the group gives one
+                    extra = {"value": float(loss.detach())}
+                self._step_group(group, amp, extra)
         return loss
 
     def _closure_updates(self) -> int:
@@ -439,9 +444,11 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             owner, self._transform, group["params"], self.state, closure, group["lr"]
         )
 
-    def _step_group(self, group: dict, amp: tuple | None = None) -> None:
+    def _step_group(self, group: dict, amp: tuple | None = None, extra: dict | None = None) -> None:
         rule = self._rule(group)
         ctx = rule.ctx(group, self._owner, keep_tensors=bool(group.get("differentiable")))
+        if extra:
+            ctx = {**ctx, **extra}
         fast = self._runtime().fast.get(id(group))
         if fast is not None and fast.group is group and fast.rule is rule:
             if fast.step(self, ctx, amp):
@@ -604,3 +611,10 @@ def _step_on_device(p: torch.Tensor, state: dict, interpreted: bool) -> None:
     step = state.get(STEP)
     if isinstance(step, torch.Tensor) and (step.device != p.device or step.dtype != torch.float32):
         state[STEP] = step.to(device=p.device, dtype=torch.float32)
+
+
+def _takes_loss(opt: Any, group: dict) -> bool:
+    """The group's transform has a stage that takes the loss as ``value``
+    (``takes_loss = True``, e.g. :func:`gradstep.polyak_sgd`)."""
+    transform = opt._rule(group).transform
+    return any(getattr(v.transform, "takes_loss", False) for v in walk(transform))
