@@ -46,6 +46,7 @@ import numpy as np
 
 from .._core import tree as _tree
 from .._core.combine import _labels_for
+from .._core.namespaces import NUMPY
 from .._core.transform import Transform
 from .fused_codegen import CHUNK, VIEW_TYPES, generate_source, global_terms, math_dtype
 from .kernel_cache import KernelCacheError, cache_dir, load_kernels, reload_kernels
@@ -246,7 +247,13 @@ class FusedEngine:
                 except Exception as error:
                     raise _LaunchError from error
                 sums = np.bincount(chunks[:, 0], weights=acc, minlength=n_tensors)
-                tscal[:, st.reduction_column] = st.stage.factors(list(sums), count, ctx)
+                if st.is_cautious:  # counts of the elements kept, as the eager engine's
+                    sizes = [int(np.prod(shape)) for shape in layout["shapes"]]
+                    like = np.zeros((), tscal.dtype)
+                    factors = st.stage.factors_of_counts(sums, sizes, NUMPY, like)
+                else:
+                    factors = st.stage.factors(list(sums), count, ctx)
+                tscal[:, st.reduction_column] = factors
         try:
             _launch(kernels.step, chunks, ptrs, scal, tscal, tmask)
         except Exception as error:
@@ -268,6 +275,9 @@ class FusedEngine:
             # the eager engine sums a global reduction's terms of 16-bit parameters in
             # its own order and width: the kernels would not reproduce its carried state
             raise Unsupported("a global reduction over float16/bfloat16 parameters")
+        if name in ("float16", "bfloat16") and any(st.is_cautious for st in self.stages):
+            # the eager engine masks 16-bit directions in their own dtype
+            raise Unsupported("a cautious wrapper over float16/bfloat16 parameters")
         rows = []
         for j, w in enumerate(ws):
             for start in range(0, w.size, CHUNK):

@@ -85,7 +85,10 @@ def generate_source(
     lines += _kernel("step", stages, rows, math, write=True)
     for st in stages:
         if st.is_reduction:
-            lines += _kernel(f"reduce{st.index}", stages[: st.index], rows, math, write=False)
+            counted = st if st.is_cautious else None
+            lines += _kernel(
+                f"reduce{st.index}", stages[: st.index], rows, math, write=False, counted=counted
+            )
         elif st.is_global:
             lines += _kernel(
                 f"reduce{st.index}", stages[: st.index], rows, math, write=False, target=st
@@ -108,12 +111,14 @@ def _kernel(
     math: str,
     write: bool,
     target: Stage | None = None,
+    counted: Stage | None = None,
 ) -> list[str]:
     """A parallel loop over chunks running ``body``.
 
     ``write``: store slots and ``w + u``; else accumulate ``sum(u**2)`` per chunk, or,
     for a global reduction ``target``, the sum of each array its ``terms`` returns
-    (``acc[chunk * terms + t]``).
+    (``acc[chunk * terms + t]``), or, for a cautious end ``counted``, the number of
+    elements its mask keeps.
     """
     loaded = body + ([target] if target is not None else [])
     args = "chunks, ptrs, scal, tscal, tmask" + ("" if write else ", acc")
@@ -160,6 +165,10 @@ def _kernel(
                     value = _store(rows[row], math, f"s{st.index}_{k}")
                     src.append(f"            a{st.index}_{k}[i] = {value}")
         src.append(f"            w[i] = {_store(rows[1], math, 'wi + x')}")
+    elif target is None and counted is not None:
+        # a cautious end: the elements its mask keeps (u g > 0), counted exactly
+        src.append(f"            total0 += 1.0 if x * gc{counted.partner} > 0 else 0.0")
+        src.append("        acc[c] = total0")
     elif target is None:
         src.append("            total0 += np.float64(x) * np.float64(x)")
         src.append("        acc[c] = total0")
@@ -182,8 +191,12 @@ def _kernel(
 def _stage_lines(st: Stage, write: bool, rows: list[str], math: str) -> list[str]:
     e = st.stage
     k = st.index
+    if st.is_cautious:
+        return [f"x = _e{k}(x, gc{st.partner}, f{k})"]
     if st.is_reduction:
         return [f"x = _e{k}(x, f{k})"]
+    if st.is_cautious_start:
+        return [f"gc{k} = x"]
     slots = slot_names(st)
     args = call_args(st)
     target = ", ".join(["x"] + slots)
