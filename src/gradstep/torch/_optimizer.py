@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .._core.precision import StateDtype, with_state_dtype
+from .._core.rounding import ROUNDING_OPTIONS, ROUNDING_RANGES, ParameterStore, with_rounding
 from .._core.transform import Transform, walk
 from .._core.validate import BOOL, OneOf, check
 from . import _cuda, _whole_step
@@ -72,7 +73,10 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         captured in a CUDA graph) and ``state_dtype`` (None: each state tensor in
         its parameter's dtype; a dtype such as ``torch.bfloat16``, or ``{slot name:
         dtype}``: the storage of the rule's slots, :mod:`gradstep._core.precision`;
-        a param group may set its own).
+        a param group may set its own), ``stochastic_rounding``, ``rounding_seed``
+        and ``kahan_summation`` (False, 0, False: bfloat16 stores rounded
+        stochastically, the parameter update Kahan-compensated;
+        :mod:`gradstep._core.rounding`; a param group may set its own).
 
     A group's values are handed to the transform on every step by name, so a
     scheduler or a hand edit of ``group["lr"]`` takes effect on the next step; the
@@ -146,10 +150,11 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
                     "TransformOptimizer: give the learning rate as lr=... (the key torch's "
                     "schedulers write)"
                 )
-            if key not in defaults and key not in ("master_weights", "state_dtype"):
+            extensions = ["master_weights", "state_dtype", *ROUNDING_OPTIONS]
+            if key not in defaults and key not in extensions:
                 raise ValueError(
                     f"TransformOptimizer: unknown option {key!r}; valid options: "
-                    f"{', '.join(list(defaults) + ['master_weights', 'state_dtype'])}"
+                    f"{', '.join(list(defaults) + extensions)}"
                 )
             defaults[key] = value
         return defaults
@@ -172,6 +177,9 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         check(owner, "master_weights", group.get("master_weights", False), BOOL)
         check(owner, "capturable", group.get("capturable", False), BOOL)
         check(owner, "state_dtype", group.get("state_dtype"), StateDtype())
+        for option in ROUNDING_OPTIONS:
+            if option in group:
+                check(owner, option, group[option], ROUNDING_RANGES[option])
         check(owner, "engine", self._engine(group), OneOf(ENGINES))
         rule = self._rule(group)
         rule.ctx(group, owner)
@@ -210,7 +218,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             if key == self._rule_key(group, rule.dynamic):
                 return rule
         transform, dynamic = self._build(group)
-        transform = with_state_dtype(transform, group.get("state_dtype"), self._owner)
+        transform = _stored(transform, group, self._owner)
         rule = _Rule(
             transform,
             dynamic,
@@ -229,7 +237,12 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
 
     def _rule_key(self, group: dict, dynamic: dict) -> tuple:
         keys = [k for k in self._build_keys if k not in dynamic]
-        return (bool(group.get("maximize", False)),) + tuple(_freeze(group.get(k)) for k in keys)
+        storage = tuple(_freeze(group.get(k)) for k in ROUNDING_OPTIONS)
+        return (
+            (bool(group.get("maximize", False)),)
+            + tuple(_freeze(group.get(k)) for k in keys)
+            + storage
+        )
 
     def _runtime(self) -> _Runtime:
         rt = self.__dict__.get("_gs_runtime")
@@ -303,7 +316,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         where its state cannot be split per parameter."""
         try:
             transform, dynamic = self._build(values)
-            transform = with_state_dtype(transform, values.get("state_dtype"), self._owner)
+            transform = _stored(transform, values, self._owner)
             rule = _Rule(
                 transform,
                 dynamic,
@@ -611,6 +624,20 @@ def _step_on_device(p: torch.Tensor, state: dict, interpreted: bool) -> None:
     step = state.get(STEP)
     if isinstance(step, torch.Tensor) and (step.device != p.device or step.dtype != torch.float32):
         state[STEP] = step.to(device=p.device, dtype=torch.float32)
+
+
+def _stored(transform: Transform, group: dict, owner: str) -> Transform:
+    """The group's transform with its storage options: ``state_dtype``, and
+    ``stochastic_rounding`` / ``rounding_seed`` / ``kahan_summation``
+    (:mod:`gradstep._core.rounding`)."""
+    transform = with_state_dtype(transform, group.get("state_dtype"), owner)
+    stochastic = bool(group.get("stochastic_rounding", False))
+    seed = int(group.get("rounding_seed", 0))
+    kahan = bool(group.get("kahan_summation", False))
+    built = [v.transform for v in walk(transform) if isinstance(v.transform, ParameterStore)]
+    if built and (built[0].seed, built[0].kahan) == (seed if stochastic else None, kahan):
+        return transform  # a registry class's factory took the group's options already
+    return with_rounding(transform, stochastic, seed, kahan, owner)
 
 
 def _takes_loss(opt: Any, group: dict) -> bool:
