@@ -406,12 +406,12 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         # differentiable=True: the step is recorded by autograd, as torch.optim's
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
             for group in self.param_groups:
-                extra = None
                 if loss is not None and group.get("value") is None and _takes_loss(self, group):
                     # a rule stepped by the loss (Polyak's step): the closure's loss is
                     # this step's value, unless the group gives one
-                    extra = {"value": float(loss.detach())}
-                self._step_group(group, amp, extra)
+                    self._step_group(group, amp, {"value": float(loss.detach())})
+                else:
+                    self._step_group(group, amp)
         return loss
 
     def _closure_updates(self) -> int:
