@@ -292,6 +292,36 @@ CASES = [
         },
         {},
     ),
+    (
+        "mechanize_adam_default",
+        "optax.contrib.mechanize",
+        {"base_optimizer": ("adam", {"learning_rate": 1.0})},
+        "mechanic",
+        {},
+        {"float32": True},
+    ),
+    (
+        "mechanize_adam_wd_eps_s_init_betas",
+        "optax.contrib.mechanize",
+        {
+            "base_optimizer": ("adam", {"learning_rate": 0.05, "b1": 0.8, "b2": 0.99}),
+            "weight_decay": 0.1,
+            "eps": 1e-6,
+            "s_init": 1e-4,
+            "num_betas": 4,
+        },
+        "mechanic",
+        {
+            "learning_rate": 0.05,
+            "beta1": 0.8,
+            "beta2": 0.99,
+            "weight_decay": 0.1,
+            "mechanic_epsilon": 1e-6,
+            "s_init": 1e-4,
+            "num_betas": 4,
+        },
+        {"float32": True},
+    ),
 ]
 
 
@@ -329,6 +359,9 @@ def run_optax(name: str, kwargs: dict, dtype: str, options: dict, seed: int) -> 
     for part in name.split(".")[1:]:
         factory = getattr(factory, part)
     kwargs = dict(kwargs)
+    if "base_optimizer" in kwargs:  # a wrapper: (optax name, its kwargs) of the rule inside
+        base, base_kwargs = kwargs["base_optimizer"]
+        kwargs["base_optimizer"] = getattr(optax, base)(**base_kwargs)
     lrs = BASE.changing_lrs(kwargs["learning_rate"]) if options.get("lrs") else None
     if lrs:  # only the learning rate changes; every other argument stays as given
         static = tuple(k for k in kwargs if k != "learning_rate")

@@ -17,7 +17,7 @@ import pytest
 
 import gradstep
 from gradstep.engines.plan import NotFusable, flatten_stages
-from gradstep.transforms import accumulate, lookahead, nonfinite_policy
+from gradstep.transforms import accumulate, lookahead, nonfinite_policy, parameter_swa
 from gradstep.transforms.nonfinite import POLICIES
 
 SHAPES = ((3, 2), (4,))
@@ -29,6 +29,8 @@ NOT_COMPARED = {
     "needs_closure": "re-evaluates the loss inside the step, which these fronts' "
     "plain step(grads) does not",
     "stochastic": "draws random numbers; each backend has its own generator",
+    "needs_value": "takes the loss every step, which these fronts' plain step(grads) "
+    "does not give; tests/jax_front/test_cross_backend.py compares it on every backend",
 }
 
 
@@ -58,6 +60,13 @@ WRAPPERS = {
     "lookahead": lambda t: lookahead(t, sync_period=2),
 }
 
+#: wrappers run around a sample of the rules only, one of each stage kind (every
+#: rule in them would cost more than it finds): SWA averages the iterates without
+#: changing them, so the trajectories compared are the inner rule's, through the
+#: wrapper's state on every front
+SAMPLED_WRAPPERS = {"swa": lambda t: parameter_swa(t, start=2)}
+SAMPLE = {"prodigy", "lamb", "cautious_adamw", "mechanic"}
+
 SPECS = [s for s in gradstep.REGISTRY if not set(NOT_COMPARED) & set(s.capabilities)]
 
 
@@ -71,7 +80,8 @@ def _problem(with_nan: bool):
 
 
 def _make(spec, wrapper):
-    return WRAPPERS[wrapper](spec.factory(**spec.test_hyperparams))
+    wrap = WRAPPERS.get(wrapper) or SAMPLED_WRAPPERS[wrapper]
+    return wrap(spec.factory(**spec.test_hyperparams))
 
 
 def run_numpy(spec, wrapper, engine):
@@ -177,7 +187,7 @@ CASES = [
         id=f"{spec.name}-{wrapper}-{front.replace(' ', '_')}",
     )
     for spec in SPECS
-    for wrapper in WRAPPERS
+    for wrapper in list(WRAPPERS) + (list(SAMPLED_WRAPPERS) if spec.name in SAMPLE else [])
     for front in FRONTS
     if front != "numpy fused" or _fusable(spec, wrapper)
 ]
@@ -208,6 +218,10 @@ def test_wrapped_rule_matches_numpy_eager(spec, wrapper, front, reference):
         pytest.importorskip("jax", reason="needs JAX (a test dependency)")
         got = run_jax(spec, wrapper)
     _assert_same(got, want, f"{spec.name} in {wrapper} on {front}")
+
+
+def test_the_sample_is_registered():
+    assert SAMPLE <= {s.name for s in SPECS}
 
 
 def test_every_registered_rule_takes_part_or_says_why():

@@ -14,8 +14,9 @@ Every registered rule takes part, with its registry test settings: rules that st
 with a closure run their gradient-only form (the registry's settings allow it), and
 stochastic rules run with their noise switched off (:data:`NOISE_OFF`; each library
 draws its own noise from the same key, which ``test_cross_backend.py`` checks
-separately). :data:`VARIANTS` adds rows for option settings whose code paths the
-defaults do not take.
+separately), and rules that take the loss every step (``needs_value``) get the same
+values on every backend (:data:`VALUES`). :data:`VARIANTS` adds rows for option
+settings whose code paths the defaults do not take.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ TOLERANCE_OF = {
     ("soap", "float32"): 1e-4,
 }
 
-#: hyperparameters that switch a capability's randomness off, for the comparison
-NOISE_OFF = {"stochastic": {"temperature": 0.0}}
+#: per stochastic rule: the hyperparameters that switch its randomness off, for the
+#: comparison (a new stochastic rule must say)
+NOISE_OFF = {"sgld": {"temperature": 0.0}, "noisy_sgd": {"eta": 0.0}}
 
 #: extra rows: ``(rule, label, overrides of its test settings)``
 VARIANTS = (
@@ -88,14 +90,28 @@ def problem(dtype: str, seed: int = 0):
     return cast(params), [cast(g) for g in grads]
 
 
+#: the loss value of each step, for rules that take it (``needs_value``): fixed
+#: numbers, as the gradients are
+VALUES = [2.0 / (1 + k) for k in range(STEPS)]
+
+
+def values_for(make) -> list:
+    """Each step's extra keywords: ``value`` for a rule made by ``make`` that takes
+    the loss (a stage with ``takes_loss``), else nothing."""
+    from gradstep._core.transform import walk
+
+    takes = any(getattr(v.transform, "takes_loss", False) for v in walk(make()))
+    return [{"value": v} if takes else {} for v in VALUES]
+
+
 def run_numpy(make, dtype: str, engine: str):
     params, grads = problem(dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         opt = gradstep.Optimizer(params, make(), engine=engine)
         out = []
-        for g in grads:
-            opt.step(g)
+        for g, extra in zip(grads, values_for(make)):
+            opt.step(g, **extra)
             out.append([p.copy() for p in params])
     return out
 
@@ -110,8 +126,8 @@ def run_torch(make, dtype: str):
     t = make()
     state = t.init(params)
     out = []
-    for g in grads:
-        updates, state = t.update([torch.tensor(x) for x in g], state, params)
+    for g, extra in zip(grads, values_for(make)):
+        updates, state = t.update([torch.tensor(x) for x in g], state, params, **extra)
         params = [p + torch.as_tensor(u) for p, u in zip(params, updates)]
         out.append([p.numpy().copy() for p in params])
     return out
@@ -130,8 +146,9 @@ def run_jax(make, dtype: str, scalars: str, fallback: str = "error"):
         step = jax.jit(opt.update)
         state = opt.init(params)
         out = []
-        for g in grads:
-            updates, state = step([jnp.asarray(x) for x in g], state, params)
+        for g, extra in zip(grads, values_for(make)):
+            extra = {k: jnp.asarray(v, dtype) for k, v in extra.items()}
+            updates, state = step([jnp.asarray(x) for x in g], state, params, **extra)
             params = apply_updates(params, updates)
             out.append([np.asarray(p) for p in params])
     return out
@@ -155,9 +172,8 @@ class Case:
     def __init__(self, spec, label: str = "", overrides: dict | None = None):
         self.spec, self.label = spec, label
         self.kwargs = dict(spec.test_hyperparams)
-        for capability, off in NOISE_OFF.items():
-            if capability in spec.capabilities:
-                self.kwargs.update(off)
+        if "stochastic" in spec.capabilities:
+            self.kwargs.update(NOISE_OFF[spec.name])
         self.kwargs.update(overrides or {})
         self.name = spec.name if not label else f"{spec.name} ({label})"
 

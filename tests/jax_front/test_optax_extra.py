@@ -36,6 +36,12 @@ TESTED_ELSEWHERE = {
     "measure_with_ema",
     "monitor",
     "snapshot",
+    # tests/jax_front/test_optax_tail.py
+    "add_noise",
+    "mechanize",
+    "noisy_sgd",
+    "polyak_sgd",
+    "scale_by_polyak",
 }
 
 

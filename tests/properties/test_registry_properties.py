@@ -44,18 +44,31 @@ def rosenbrock(p):
     return float((1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2)
 
 
-def run(transform, params, grad, steps, **ctx):
+def run(transform, params, grad, steps, loss=None, **ctx):
+    """``steps`` updates; ``loss``: a rule that takes the loss (``needs_value``) gets
+    ``value=loss(params)`` every step."""
     opt = gradstep.Optimizer(params, transform)
     for _ in range(steps):
-        opt.step(grad(params), **ctx)
+        value = {} if loss is None else {"value": loss(params)}
+        opt.step(grad(params), **value, **ctx)
     return opt
+
+
+def value_of(spec, loss, params) -> dict:
+    """``{"value": loss(params)}`` for a rule that takes the loss every step, else {}."""
+    return {"value": loss(params)} if "needs_value" in spec.capabilities else {}
+
+
+def loss_for(spec, loss):
+    """``loss`` for a rule that takes the loss every step, else None."""
+    return loss if "needs_value" in spec.capabilities else None
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_converges_on_a_quadratic(spec):
     params, loss, grad = quadratic()
     start = loss(params)
-    run(make(spec), params, grad, 500)
+    run(make(spec), params, grad, 500, loss_for(spec, loss))
     assert loss(params) < 1e-3 * start
 
 
@@ -79,7 +92,7 @@ def test_converges_on_rosenbrock(spec):
     opt = gradstep.Optimizer(params, spec.factory(**hp))
     held = 0
     for k in range(1, ROSENBROCK_STEPS + 1):
-        opt.step(rosenbrock_grad(params))
+        opt.step(rosenbrock_grad(params), **value_of(spec, rosenbrock, params))
         if k % ROSENBROCK_CHECK == 0 or k == ROSENBROCK_STEPS:
             held = held + 1 if converged() else 0
             if held == 2:
@@ -93,11 +106,13 @@ def _float_leaves(t):
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_keeps_float32_as_float32(spec):
-    params, _, grad = quadratic(np.float32)
+    params, loss, grad = quadratic(np.float32)
     transform = make(spec)
     state = transform.init(params)
     for _ in range(3):
-        updates, state = transform.update(grad(params), state, params)
+        updates, state = transform.update(
+            grad(params), state, params, **value_of(spec, loss, params)
+        )
         params = gradstep.apply_updates(params, updates)
     for leaf in _float_leaves(updates) + _float_leaves(state) + tree.leaves(params):
         assert np.asarray(leaf).dtype == np.float32
@@ -113,28 +128,28 @@ def _signature(state):
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_state_structure_is_stable(spec):
-    params, _, grad = quadratic()
+    params, loss, grad = quadratic()
     transform = make(spec)
     state = transform.init(params)
     first = _signature(state)
     for _ in range(3):
-        _, state = transform.update(grad(params), state, params)
+        _, state = transform.update(grad(params), state, params, **value_of(spec, loss, params))
         assert _signature(state) == first
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_resume_from_checkpoint_gives_the_same_trajectory(spec, tmp_path):
-    params, _, grad = quadratic()
-    opt = run(make(spec), params, grad, 5)
+    params, loss, grad = quadratic()
+    opt = run(make(spec), params, grad, 5, loss_for(spec, loss))
     opt.save(tmp_path / "ckpt.npz")
     params_at_save = tree.tree_map(np.copy, params)
     for _ in range(5):
-        opt.step(grad(params))
+        opt.step(grad(params), **value_of(spec, loss, params))
 
     resumed = gradstep.Optimizer(params_at_save, make(spec))
     resumed.load(tmp_path / "ckpt.npz")
     for _ in range(5):
-        resumed.step(grad(params_at_save))
+        resumed.step(grad(params_at_save), **value_of(spec, loss, params_at_save))
     for a, b in zip(tree.leaves(params), tree.leaves(params_at_save)):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(tree.leaves(opt.state), tree.leaves(resumed.state)):
@@ -143,8 +158,8 @@ def test_resume_from_checkpoint_gives_the_same_trajectory(spec, tmp_path):
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_state_dict_round_trip(spec):
-    params, _, grad = quadratic()
-    opt = run(make(spec), params, grad, 3)
+    params, loss, grad = quadratic()
+    opt = run(make(spec), params, grad, 3, loss_for(spec, loss))
     saved = opt.state_dict()
     other = gradstep.Optimizer(tree.tree_map(np.copy, params), make(spec))
     other.load_state_dict(saved)
@@ -157,26 +172,28 @@ def test_state_dict_round_trip(spec):
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_ignores_unknown_context(spec):
-    params, _, grad = quadratic()
+    params, loss, grad = quadratic()
     transform = make(spec)
     state = transform.init(params)
-    plain, _ = transform.update(grad(params), state, params)
-    with_ctx, _ = transform.update(grad(params), state, params, unknown_context=3)
+    value = value_of(spec, loss, params)
+    plain, _ = transform.update(grad(params), state, params, **value)
+    with_ctx, _ = transform.update(grad(params), state, params, unknown_context=3, **value)
     for a, b in zip(tree.leaves(plain), tree.leaves(with_ctx)):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_update_is_pure(spec):
-    params, _, grad = quadratic()
+    params, loss, grad = quadratic()
     transform = make(spec)
     state = transform.init(params)
-    _, state = transform.update(grad(params), state, params)
+    value = value_of(spec, loss, params)
+    _, state = transform.update(grad(params), state, params, **value)
     before = [np.copy(x) for x in tree.leaves(state)]
     g = grad(params)
     g_copy = tree.tree_map(np.copy, g)
-    first, _ = transform.update(g, state, params)
-    second, _ = transform.update(g, state, params)
+    first, _ = transform.update(g, state, params, **value)
+    second, _ = transform.update(g, state, params, **value)
     for a, b in zip(before, tree.leaves(state)):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(tree.leaves(g), tree.leaves(g_copy)):

@@ -13,35 +13,44 @@ from __future__ import annotations
 from typing import Any
 
 from . import tree as _tree
-from .namespaces import namespace_of
+from .namespaces import element_for, namespace_of
 from .transform import Transform
+from .xmath import where
 
 NORMALIZATIONS = ("mean", "count_plus_one")
 
 
-def cautious_mask(u: Any, g: Any, ns: Any, normalization: str, min_fraction: float) -> Any:
-    r"""``u`` where :math:`u g > 0`, else 0, times the tensor's rescaling factor.
+def cautious_element(u, g, factor):
+    """The element math of the mask: ``u`` where :math:`u g > 0`, else ``u * 0``,
+    times the tensor's ``factor``. A product, not a selection, where masked: a NaN
+    or infinite direction stays non-finite (NaN * 0), as in the references, instead
+    of being hidden; ``factor - factor`` is a zero of the math dtype."""
+    zero = factor - factor
+    return where(u * g > zero, u, u * zero) * factor
 
-    ``"mean"``: :math:`1/\max(\bar\phi, f)` with :math:`\bar\phi` the fraction of
-    elements kept and :math:`f` ``min_fraction``; ``"count_plus_one"``:
-    :math:`n / (\sum\phi + 1)` with :math:`n` the number of elements.
-    """
-    zero = ns.astype(0.0, u)
-    # a product, not a selection: a NaN or infinite direction stays non-finite where
-    # it is masked (NaN * 0), as in the references, instead of being hidden
-    mask = ns.where(u * g > zero, ns.astype(1.0, u), zero)
-    kept = u * mask
+
+def cautious_factor(count: Any, n: int, ns: Any, like: Any, normalization: str, min_fraction):
+    r"""The tensor's rescaling factor from the number ``count`` of elements kept (in
+    ``like``'s dtype) among its ``n``: ``"mean"``, :math:`1/\max(\bar\phi, f)` with
+    :math:`\bar\phi` the fraction kept and :math:`f` ``min_fraction``;
+    ``"count_plus_one"``: :math:`n / (\sum\phi + 1)`."""
+    if normalization == "mean":
+        return 1.0 / ns.maximum(count / n, ns.astype(min_fraction, like))
+    return n / (count + 1.0)
+
+
+def cautious_mask(u: Any, g: Any, ns: Any, normalization: str, min_fraction: float) -> Any:
+    r"""``u`` where :math:`u g > 0`, else 0, times the tensor's rescaling factor
+    (:func:`cautious_factor` of the number of elements kept)."""
     n = 1
     for size in getattr(u, "shape", ()):
         n *= int(size)
     if n == 0:
-        return kept
-    count = ns.sum(mask)
-    if normalization == "mean":
-        factor = 1.0 / ns.maximum(count / n, ns.astype(min_fraction, u))
-    else:
-        factor = n / (count + 1.0)
-    return kept * ns.astype(factor, u)
+        return u
+    zero = ns.astype(0.0, u)
+    count = ns.sum(ns.where(u * g > zero, ns.astype(1.0, u), zero))
+    factor = cautious_factor(count, n, ns, u, normalization, min_fraction)
+    return element_for(cautious_element, ns)(u, g, ns.astype(factor, u))
 
 
 class Cautious(Transform):

@@ -21,6 +21,7 @@ CAPABILITIES = frozenset(
         "elementwise",  # every stage is elementwise: the fused engine can run it whole
         "reduction",  # some stage needs a reduction over a tensor or the whole tree
         "needs_closure",  # the step re-evaluates the loss
+        "needs_value",  # every step takes the loss at the current parameters (value=)
         "stochastic",  # the update draws random numbers
         "nan_policy",  # accepts clear_nan (Dandelion's NaN handling)
     }

@@ -1,11 +1,13 @@
-"""Registry entries of the learning-rate-free rules: Prodigy, D-Adaptation, DoG, DoWG
-and COCOB.
+"""Registry entries of the learning-rate-free rules: Prodigy, D-Adaptation, DoG, DoWG,
+COCOB and Mechanic.
 
 Each estimates its step size from sums over every element of every tensor (a global
 reduction with scalar state, :class:`~gradstep._core.global_reduction.GlobalReduction`),
 so none is declared ``"elementwise"``; the numba and Triton engines still run each as a
 reduction pass plus one fused elementwise pass. COCOB bets per coordinate: it is
-elementwise.
+elementwise. Mechanic wraps a whole rule (:class:`~gradstep._core.mechanic.Mechanize`,
+which reads the raw gradient beside the rule's update); the fused engines run it
+eagerly.
 """
 
 from .._core.registry import OptimizerSpec
@@ -15,6 +17,7 @@ from ..rules.dadapt_adam import dadapt_adam
 from ..rules.dadapt_sgd import dadapt_sgd
 from ..rules.dog import dog
 from ..rules.dowg import dowg
+from ..rules.mechanic import mechanic
 from ..rules.prodigy import prodigy
 
 _REDUCTION = frozenset({"reduction"})
@@ -110,5 +113,20 @@ SPECS = (
         ),
         fixtures=("optax.contrib.cocob",),
         test_hyperparams={},
+    ),
+    OptimizerSpec(
+        "mechanic",
+        mechanic,
+        "mechanic",
+        "Adam whose cumulative step is rescaled by a learned scale (Mechanic).",
+        _REDUCTION,
+        (
+            "Cutkosky, Defazio & Mehta (2023): Mechanic: A Learning Rate Tuner. NeurIPS, "
+            "arXiv:2306.00144",
+        ),
+        fixtures=("optax.contrib.mechanize",),
+        test_hyperparams={},
+        # the learned scale follows the curved valley slowly; shorter memories help
+        rosenbrock_hyperparams={"beta1": 0.95, "beta2": 0.99},
     ),
 )

@@ -1,9 +1,11 @@
-"""Registry entries of optax's long tail: Fromage, SM3, optimistic gradient descent
-and optimistic Adam (each recorded against optax 0.2.8)."""
+"""Registry entries of optax's long tail: Fromage, SM3, optimistic gradient descent,
+optimistic Adam, noisy SGD and Polyak SGD (each recorded against optax 0.2.8)."""
 
 from .._core.registry import OptimizerSpec
 from ..rules.fromage import fromage
+from ..rules.noisy_sgd import noisy_sgd
 from ..rules.optimistic import optimistic_adam, optimistic_gradient_descent
+from ..rules.polyak import polyak_sgd
 from ..rules.sm3 import sm3
 from ..schedules import polynomial_decay
 
@@ -67,5 +69,34 @@ SPECS = (
         fixtures=("optax.optimistic_adam_v2", "optax.optimistic_adam"),
         test_hyperparams={"learning_rate": 0.03},
         rosenbrock_hyperparams={"learning_rate": 5e-3},
+    ),
+    OptimizerSpec(
+        "noisy_sgd",
+        noisy_sgd,
+        "noisy_sgd",
+        "SGD on the gradient plus Gaussian noise whose variance decays as t^-gamma.",
+        frozenset({"stochastic"}),
+        (
+            "Neelakantan, Vilnis, Le, Sutskever, Kaiser, Kurach & Martens (2015): Adding "
+            "Gradient Noise Improves Learning for Very Deep Networks. arXiv:1511.06807",
+        ),
+        fixtures=("optax.noisy_sgd",),
+        # nearly noiseless: the property tests measure minimisation
+        test_hyperparams={"learning_rate": 0.05, "eta": 1e-12, "seed": 0},
+        rosenbrock_hyperparams={"learning_rate": 1e-3},
+    ),
+    OptimizerSpec(
+        "polyak_sgd",
+        polyak_sgd,
+        "polyak",
+        "SGD stepped by (loss - f*) / |g|^2, capped (the stochastic Polyak step).",
+        frozenset({"reduction", "needs_value"}),
+        (
+            "Loizou, Vaswani, Laradji & Lacoste-Julien (2021): Stochastic Polyak Step-size "
+            "for SGD: An Adaptive Learning Rate for Fast Convergence. AISTATS, "
+            "arXiv:2002.10542",
+        ),
+        fixtures=("optax.polyak_sgd",),
+        test_hyperparams={"max_learning_rate": 1.0},
     ),
 )

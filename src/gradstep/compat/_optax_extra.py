@@ -1,7 +1,8 @@
 """optax 0.2.8's names for gradstep's further schedules and transforms: SGDR,
 one-cycles, piecewise interpolation, warm-up + exponential decay, reduce-on-plateau,
 block and adaptive clipping, freezing, non-negative parameters, skipping large steps,
-per-example clipping and DP aggregation, monitoring."""
+per-example clipping and DP aggregation, monitoring; and optimizers of optax's tail:
+noisy SGD, Polyak SGD, Mechanic."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import schedules as _sched
+from .._core.mechanic import VECTORS as _MECHANIC_VECTORS
 from ..jax import GradstepTransformation
+from ..rules.mechanic import mechanize as _mechanize
+from ..rules.noisy_sgd import add_noise as _add_noise
+from ..rules.polyak import scale_by_polyak as _scale_by_polyak
 from ..transforms import block_clipping as _block
 from ..transforms import freezing as _freezing
 from ..transforms import monitoring as _monitoring
@@ -21,6 +26,8 @@ from ..transforms import privacy as _privacy
 from ..transforms.nonnegative import keep_params_nonnegative as _keep_params_nonnegative
 from ..transforms.plateau import reduce_on_plateau as _reduce_on_plateau
 from ._optax_base import as_stage, no_dtype, wrap
+from ._optax_layouts import lr_stage, optimizer
+from ._optax_optimizers import sgd
 from ._optax_schedules import (
     Schedule,
     _as_compat,
@@ -30,9 +37,15 @@ from ._optax_schedules import (
     linear_schedule,
     warmup_cosine_decay_schedule,
 )
+from ._optax_state import EMPTY, Layout, Scalar, Slots, layout_of, state_class
 
 __all__ = [
     "adaptive_grad_clip",
+    "add_noise",
+    "mechanize",
+    "noisy_sgd",
+    "polyak_sgd",
+    "scale_by_polyak",
     "clip_by_block_rms",
     "cosine_onecycle_schedule",
     "differentially_private_aggregate",
@@ -310,3 +323,119 @@ def monitor(measures: dict[str, Any]) -> GradstepTransformation:
     """optax's ``monitor``: updates unchanged, each measure's value kept in the state
     under its name."""
     return wrap(_monitoring.monitor({k: _measure(m) for k, m in measures.items()}))
+
+
+# -- optimizers of optax's tail ------------------------------------------------------
+
+AddNoiseState = state_class("AddNoiseState", ("count", "rng_key"), "optax._src.transform")
+MechanicState = state_class(
+    "MechanicState", ("base_optimizer_state", "count", "r", "m", "v", "s", "x0"), "optax.contrib"
+)
+#: optax's ``AddNoiseState``; its ``rng_key`` holds gradstep's integer seed
+_NOISE_STATE = Slots(AddNoiseState, count=Scalar("count"), rng_key=Scalar("seed"))
+
+
+def _seed(owner: str, key: Any, seed: Any) -> int:
+    """optax's ``key`` (or its deprecated ``seed``) as gradstep's integer seed (optax
+    uses 0 when neither is given)."""
+    if key is not None and seed is not None:
+        raise ValueError(f"{owner}: give key or seed, not both")
+    chosen = key if key is not None else seed
+    if chosen is not None and not isinstance(chosen, (int, np.integer)):
+        raise ValueError(
+            f"{owner}: invalid key={chosen!r}; valid values: an integer seed or None (a JAX "
+            "key array is not taken: gradstep's noise is drawn from an integer seed and the "
+            "step count)"
+        )
+    return 0 if chosen is None else int(chosen)
+
+
+def add_noise(eta: float, gamma: float, key: Any = None, *, seed: Any = None):
+    """optax's ``add_noise``: Gaussian noise of variance ``eta / t**gamma`` added to
+    the updates (:func:`gradstep.rules.add_noise`). The noise is gradstep's, drawn
+    from the integer ``key`` and the step count (each library with its own
+    generator), not optax's draws; the state's ``rng_key`` is that integer."""
+    return wrap(_add_noise(eta, gamma, _seed("add_noise", key, seed)), _NOISE_STATE)
+
+
+def noisy_sgd(
+    learning_rate: Any, eta: float = 0.01, gamma: float = 0.55, key: Any = None, *, seed: Any = None
+):
+    """optax's ``noisy_sgd``: :func:`add_noise` then the learning rate
+    (:func:`gradstep.noisy_sgd`), with the noise of :func:`add_noise`."""
+    noise = _add_noise(eta, gamma, _seed("noisy_sgd", key, seed))
+    return optimizer("noisy_sgd", (noise, _NOISE_STATE), lr_stage(learning_rate))
+
+
+def scale_by_polyak(
+    f_min: float = 0.0, max_learning_rate: float = 1.0, eps: float = 0.0, variant: str = "sps"
+):
+    """optax's ``scale_by_polyak``: updates times ``min((value - f_min) / (|u|^2 +
+    eps), max_learning_rate)``, ``value`` the loss given to ``update``
+    (:func:`gradstep.rules.scale_by_polyak`)."""
+    return wrap(_scale_by_polyak(f_min, max_learning_rate, eps, variant), EMPTY)
+
+
+def polyak_sgd(
+    max_learning_rate: float = 1.0,
+    scaling: Any = 1.0,
+    f_min: float = 0.0,
+    eps: float = 0.0,
+    variant: str = "sps",
+):
+    """optax's ``polyak_sgd``: ``sgd(scaling)`` then :func:`scale_by_polyak`
+    (:func:`gradstep.polyak_sgd`); ``update`` takes the loss as ``value=``."""
+    descent = sgd(scaling)
+    polyak = _scale_by_polyak(f_min, max_learning_rate, eps, variant)
+    return optimizer(
+        "polyak_sgd", (descent.transform, descent.layout), (polyak, EMPTY), scaling="learning_rate"
+    )
+
+
+class _Mechanic(Layout):
+    """optax's ``MechanicState``: the base optimizer's state in its own layout, the
+    per-beta scalars of the core (``r1, r2, ...``) as optax's vectors ``r, m, v, s``,
+    the reference point as ``x0``."""
+
+    def __init__(self, inner: Layout):
+        self.inner = inner
+
+    def to_optax(self, core, node, ctx, prev):
+        n = node.num_betas
+
+        def vector(name: str) -> Any:
+            return jnp.stack([jnp.asarray(core[f"{name}{j}"]) for j in range(1, n + 1)])
+
+        base = None if prev is None else prev.base_optimizer_state
+        return MechanicState(
+            base_optimizer_state=self.inner.to_optax(core["inner"], node.children()[0], ctx, base),
+            count=core["count"],
+            **{name: vector(name) for name in _MECHANIC_VECTORS},
+            x0=ctx.expand(core["reference"]),
+        )
+
+    def from_optax(self, state, node, ctx):
+        core = {
+            "count": state.count,
+            "inner": self.inner.from_optax(state.base_optimizer_state, node.children()[0], ctx),
+            "reference": ctx.compress(state.x0),
+        }
+        for name in _MECHANIC_VECTORS:
+            vector = getattr(state, name)
+            for j in range(1, node.num_betas + 1):
+                core[f"{name}{j}"] = vector[j - 1]
+        return core
+
+
+def mechanize(
+    base_optimizer: Any,
+    weight_decay: float = 1e-2,
+    eps: float = 1e-8,
+    s_init: float = 1e-6,
+    num_betas: int = 6,
+):
+    """optax.contrib's ``mechanize``: ``base_optimizer``'s cumulative step rescaled by
+    Mechanic's learned scale (:func:`gradstep.rules.mechanize`); the state is optax's
+    ``MechanicState`` around the base's own state."""
+    core = _mechanize(as_stage(base_optimizer), weight_decay, eps, s_init, num_betas)
+    return wrap(core, _Mechanic(layout_of(base_optimizer)))

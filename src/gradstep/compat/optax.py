@@ -95,6 +95,11 @@ Mapping (optax name -> gradstep):
   ``cosine_decay_schedule``, ``warmup_cosine_decay_schedule``,
   ``warmup_constant_schedule``, ``exponential_decay``,
   ``piecewise_constant_schedule``, ``join_schedules``.
+- ``noisy_sgd``/``add_noise`` -> :func:`gradstep.noisy_sgd` (the noise drawn by
+  gradstep from the integer ``key``, not optax's draws); ``polyak_sgd``/
+  ``scale_by_polyak`` -> :func:`gradstep.polyak_sgd` (``update(..., value=loss)``);
+  ``contrib.mechanize`` as ``mechanize`` -> :func:`gradstep.rules.mechanize`, its
+  state optax's ``MechanicState``.
 """
 
 from __future__ import annotations

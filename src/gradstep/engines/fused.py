@@ -46,6 +46,7 @@ import numpy as np
 
 from .._core import tree as _tree
 from .._core.combine import _labels_for
+from .._core.namespaces import NUMPY
 from .._core.transform import Transform
 from . import array_table
 from .fused_codegen import CHUNK, VIEW_TYPES, generate_source, global_terms, math_dtype
@@ -256,7 +257,13 @@ class FusedEngine:
                 except Exception as error:
                     raise _LaunchError from error
                 sums = np.bincount(chunks[:, 0], weights=acc, minlength=n_tensors)
-                tscal[:, st.reduction_column] = st.stage.factors(list(sums), count, ctx)
+                if st.is_cautious:  # counts of the elements kept, as the eager engine's
+                    sizes = [int(np.prod(shape)) for shape in layout["shapes"]]
+                    like = np.zeros((), tscal.dtype)
+                    factors = st.stage.factors_of_counts(sums, sizes, NUMPY, like)
+                else:
+                    factors = st.stage.factors(list(sums), count, ctx)
+                tscal[:, st.reduction_column] = factors
         try:
             _launch(kernels.step, chunks, ptrs, scal, tscal, *tmask)
         except Exception as error:

@@ -98,7 +98,10 @@ def generate_source(
     lines += _kernel("step", stages, rows, math, write=True, sr=sr)
     for st in stages:
         if st.is_reduction:
-            lines += _kernel(f"reduce{st.index}", stages[: st.index], rows, math, False, sr=sr)
+            counted = st if st.is_cautious else None
+            lines += _kernel(
+                f"reduce{st.index}", stages[: st.index], rows, math, False, sr=sr, counted=counted
+            )
         elif st.is_global:
             lines += _kernel(
                 f"reduce{st.index}", stages[: st.index], rows, math, False, target=st, sr=sr
@@ -122,12 +125,14 @@ def _kernel(
     write: bool,
     target: Stage | None = None,
     sr: dict | None = None,
+    counted: Stage | None = None,
 ) -> list[str]:
     """A parallel loop over chunks running ``body``.
 
     ``write``: store slots and ``w + u``; else accumulate ``sum(u**2)`` per chunk, or,
     for a global reduction ``target``, the sum of each array its ``terms`` returns
-    (``acc[chunk * terms + t]``). ``sr``: the rows stored with stochastic rounding
+    (``acc[chunk * terms + t]``), or, for a cautious end ``counted``, the number of
+    elements its mask keeps. ``sr``: the rows stored with stochastic rounding
     (:func:`stochastic_rows`); their stream keys are the extra argument ``keys``.
     """
     sr = sr or {}
@@ -184,6 +189,10 @@ def _kernel(
             src.append("            w[i] = wr")
         else:
             src.append(f"            w[i] = {_store(rows[1], math, 'wi + x')}")
+    elif target is None and counted is not None:
+        # a cautious end: the elements its mask keeps (u g > 0), counted exactly
+        src.append(f"            total0 += 1.0 if x * gc{counted.partner} > 0 else 0.0")
+        src.append("        acc[c] = total0")
     elif target is None:
         src.append("            total0 += np.float64(x) * np.float64(x)")
         src.append("        acc[c] = total0")
@@ -226,8 +235,12 @@ def _parameter_store_lines(st: Stage, rows: list[str], math: str, sr: dict) -> l
 def _stage_lines(st: Stage, write: bool, rows: list[str], math: str, sr: dict) -> list[str]:
     e = st.stage
     k = st.index
+    if st.is_cautious:
+        return [f"x = _e{k}(x, gc{st.partner}, f{k})"]
     if st.is_reduction:
         return [f"x = _e{k}(x, f{k})"]
+    if st.is_cautious_start:
+        return [f"gc{k} = x"]
     if isinstance(e, ParameterStore):
         return _parameter_store_lines(st, rows, math, sr)
     slots = slot_names(st)

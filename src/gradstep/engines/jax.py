@@ -36,7 +36,8 @@ params=None, **ctx) -> (updates, state)`` that run inside :func:`jax.jit`,
   :class:`~gradstep._core.per_tensor.PerTensorReduction`,
   :class:`~gradstep._core.global_reduction.GlobalReduction`,
   :class:`~gradstep._core.skip.SkipNonfinite`,
-  :class:`~gradstep._core.cautious.Cautious` and
+  :class:`~gradstep._core.cautious.Cautious`,
+  :class:`~gradstep._core.mechanic.Mechanize` and
   :class:`~gradstep._core.finishing.Finishing` have nodes of their own
   (:mod:`.jax_nodes`), registered in this module's table; the node tree is built
   bottom-up with the transform protocol (:func:`~gradstep._core.transform.fold_transform`).
@@ -61,6 +62,7 @@ from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.finishing import Finishing
 from .._core.global_reduction import GlobalReduction
+from .._core.mechanic import Mechanize
 from .._core.per_tensor import PerTensorReduction
 from .._core.rounding import ParameterStore
 from .._core.sharpness import SharpnessAware
@@ -69,6 +71,7 @@ from .._core.transform import Chain, Transform, fold_transform
 from . import jax_namespace  # noqa: F401  (registers JAX's array namespace)
 from .jax_global import GlobalNode
 from .jax_host import CallNode
+from .jax_mechanic import MechanicNode
 from .jax_nodes import (
     ChainNode,
     ElementNode,
@@ -110,6 +113,7 @@ _HANDLERS: dict[type, Callable[[Transform, list], Any]] = {
     SkipNonfinite: SkipNonfiniteNode,
     SharpnessAware: SharpnessNode,
     Cautious: CautiousNode,
+    Mechanize: MechanicNode,
     Finishing: FinishingNode,
     ParameterStore: parameter_store_node,
 }

@@ -4,6 +4,13 @@ Each stage gets its rows of the pointer table, its place in the scalar vector an
 columns of the per-tensor factor table. A global reduction stage's reduced scalars
 (the same for every tensor) follow its ``prepare`` scalars in the scalar vector: the
 engine writes them there between its reduction pass and the main pass.
+
+The cautious wrapper (:class:`~gradstep._core.cautious.Cautious`) becomes two plan
+entries around its inner stages: :class:`CautiousStart` keeps the value it receives
+(the gradient the mask compares with) in a kernel variable, and :class:`CautiousEnd`,
+a per-tensor reduction stage, masks and rescales. Its reduction pass counts the
+elements kept per tensor; :func:`~gradstep._core.cautious.cautious_factor` turns the
+counts into its column of the factor table.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._core.cautious import Cautious, cautious_element, cautious_factor
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.global_reduction import GlobalReduction
@@ -43,9 +51,20 @@ class Stage:
     scalar_offset: int = 0  # position of its scalars in the scalar vector
     reduction_column: int = -1  # column of the per-tensor factor table
 
+    partner: int = -1  # a cautious end's start (its kept gradient ``gc{partner}``)
+
     @property
     def is_reduction(self) -> bool:
         return isinstance(self.stage, NormScaled)
+
+    @property
+    def is_cautious_start(self) -> bool:
+        return isinstance(self.stage, CautiousStart)
+
+    @property
+    def is_cautious(self) -> bool:
+        """A cautious end: a per-tensor factor from a count of the elements kept."""
+        return isinstance(self.stage, CautiousEnd)
 
     @property
     def is_per_tensor(self) -> bool:
@@ -69,19 +88,71 @@ class Stage:
         return len(self.stage.scalar_names()) + extra
 
 
+def _received(g):
+    return g
+
+
+class CautiousStart(Elementwise):
+    """The plan's mark where a cautious wrapper's inner stages begin (its element
+    function passes the value through; the kernels keep it as ``gc{index}``)."""
+
+    def __init__(self, wrapper: Cautious):
+        super().__init__(wrapper.name, _received)
+
+
+def _no_factor(norm, h):  # pragma: no cover - the factors come from cautious_factor
+    raise NotImplementedError
+
+
+class CautiousEnd(NormScaled):
+    """The plan's mask after a cautious wrapper's inner stages: the element function
+    :func:`~gradstep._core.cautious.cautious_element` of the inner output, the kept
+    gradient and the tensor's factor."""
+
+    def __init__(self, wrapper: Cautious):
+        super().__init__(wrapper.name, _no_factor, {}, per_tensor=True)
+        self.element = cautious_element
+        self.normalization = wrapper.normalization
+        self.min_fraction = wrapper.min_fraction
+
+    def factors_of_counts(self, counts: Any, sizes: list[int], ns: Any, like: Any) -> list:
+        """Each tensor's factor from its number of elements kept (in ``like``'s
+        dtype, as the eager engine counts) and its size."""
+        return [
+            ns.astype(1.0, like)
+            if n == 0
+            else cautious_factor(
+                ns.astype(c, like), n, ns, like, self.normalization, self.min_fraction
+            )
+            for c, n in zip(counts, sizes)
+        ]
+
+
 def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage]:
     """The elementwise stages of ``transform`` in order, or :class:`NotFusable`.
 
-    Chains and one level of masks are compiled; any other transform is not.
-    ``per_tensor``: the caller also runs per-tensor reduction stages (the Triton
-    engine does; this engine does not)."""
+    Chains, one level of masks and cautious wrappers (not masked, not nested, with no
+    mask inside) are compiled; any other transform is not. ``per_tensor``: the caller
+    also runs per-tensor reduction stages (the Triton engine does; this engine does
+    not)."""
     out: list[Stage] = []
+    open_cautious: list = []  # (wrapper, its start's index) while its stages come
     for visit in walk(transform):
         t = visit.transform
         masks = [p.mask for p in visit.parents if isinstance(p, Masked)]
         if len(masks) > 1:
             raise NotFusable("nested masks")
         mask = masks[0] if masks else None
+        if open_cautious and not any(p is open_cautious[0][0] for p in visit.parents):
+            _close(out, *open_cautious.pop())
+        if isinstance(t, Cautious):
+            if mask is not None or any(isinstance(p, Cautious) for p in visit.parents):
+                raise NotFusable(f"a masked or nested cautious wrapper {t.name!r}")
+            out.append(Stage(len(out), CautiousStart(t), visit.path))
+            open_cautious.append((t, len(out) - 1, visit.path))
+            continue
+        if open_cautious and isinstance(t, Masked):
+            raise NotFusable(f"a mask inside the cautious wrapper {open_cautious[0][0].name!r}")
         if isinstance(t, (Chain, Masked)):
             continue
         if isinstance(t, NormScaled):
@@ -106,7 +177,14 @@ def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage
             out.append(Stage(len(out), t, visit.path))
         else:
             raise NotFusable(f"{type(t).__name__} {t.name!r} is not an elementwise stage")
+    if open_cautious:
+        _close(out, *open_cautious.pop())
     return out
+
+
+def _close(out: list[Stage], wrapper: Cautious, start: int, path: tuple) -> None:
+    """The end of a cautious wrapper's stages: its mask, paired with its start."""
+    out.append(Stage(len(out), CautiousEnd(wrapper), path, partner=start))
 
 
 def place_stages(stages: list[Stage], first_scalar: int = 0) -> tuple[int, int, int]:

@@ -263,6 +263,9 @@ class TritonEngine:
                 carried[st.index] = self._global_pass(
                     module, st, tables, ptrs, scal, amp, nodes, count, ctx
                 )
+            elif st.is_cautious:
+                counts = self._sums(module, st, tables, ptrs, scal, amp)[:, 0]
+                tscal[:, st.reduction_column] = self._cautious_factors(st, tables, counts)
             elif st.is_reduction:
                 sums = self._sums(module, st, tables, ptrs, scal, amp)[:, 0]
                 tscal[:, st.reduction_column] = self._factors(st, sums, count, ctx).to(tscal.dtype)
@@ -362,6 +365,14 @@ class TritonEngine:
                     value = torch.full((), float(value), dtype=tscal.dtype, device=tscal.device)
                 column = tscal[:, st.reduction_column + k]
                 column.index_copy_(0, idx, value.to(tscal.dtype).expand(idx.shape[0]))
+
+    def _cautious_factors(self, st, tables: _Tables, counts: torch.Tensor) -> torch.Tensor:
+        """A cautious end's factor per tensor, on the device, from the number of
+        elements its mask keeps (in the math dtype, as the eager engine counts)."""
+        like = tables.tscal
+        sizes = [w.numel() for w in tables.ws]
+        factors = st.stage.factors_of_counts(list(counts), sizes, namespace_of(like), like)
+        return torch.stack([torch.as_tensor(f, dtype=like.dtype) for f in factors])
 
     def _factors(self, st, sums: torch.Tensor, count: int, ctx: dict) -> torch.Tensor:
         """Each tensor's factor from the sums of squares, on the device: the stage's

@@ -91,7 +91,10 @@ def generate_source(
     lines += emit.kernel("step", stages, write=True)
     for st in stages:
         if st.is_reduction:
-            lines += emit.kernel(f"reduce{st.index}", stages[: st.index], write=False)
+            counted = st if st.is_cautious else None
+            lines += emit.kernel(
+                f"reduce{st.index}", stages[: st.index], write=False, counted=counted
+            )
         elif st.is_per_tensor or st.is_global:
             lines += emit.kernel(
                 f"reduce{st.index}",
@@ -125,10 +128,12 @@ class _Emitter:
         write: bool,
         target: Stage | None = None,
         terms: int = 1,
+        counted: Stage | None = None,
     ) -> list[str]:
         """A kernel running ``body``; ``write``: the step, storing slots and
         parameters; else a reduction storing per-chunk sums of squares of ``x`` (or,
-        for a per-tensor ``target``, of each of its ``terms`` norm arrays)."""
+        for a per-tensor ``target``, of each of its ``terms`` norm arrays; for a
+        cautious end ``counted``, the number of elements its mask keeps)."""
         loaded = body + ([target] if target is not None else [])
         args = "chunks, ptrs, scal, tscal, tmask, amp, n_tensors, n_factors"
         if not write:
@@ -187,9 +192,11 @@ class _Emitter:
         # 16-byte aligned: the hint lets the compiler use 128-bit loads and stores
         for p in pointers:
             src.append(f"        {p} = tl.multiple_of({p}, 16)")
-        src += ["        " + line for line in self._loop(body, write, False, target, terms)]
+        src += [
+            "        " + line for line in self._loop(body, write, False, target, terms, counted)
+        ]
         src.append("    elif full == 0:")
-        src += ["        " + line for line in self._loop(body, write, True, target, terms)]
+        src += ["        " + line for line in self._loop(body, write, True, target, terms, counted)]
         if not write:
             src += [
                 f"    tl.store(acc + c * {terms} + {t}, tl.sum(total{t}, axis=0))"
@@ -198,7 +205,13 @@ class _Emitter:
         return src + [""]
 
     def _loop(
-        self, body: list[Stage], write: bool, masked: bool, target: Stage | None, terms: int
+        self,
+        body: list[Stage],
+        write: bool,
+        masked: bool,
+        target: Stage | None,
+        terms: int,
+        counted: Stage | None = None,
     ) -> list[str]:
         mask = ", mask=inside, other=0" if masked else ""
         smask = ", mask=inside" if masked else ""
@@ -240,6 +253,8 @@ class _Emitter:
                 square = f"{name}.to(tl.float64) * {name}.to(tl.float64)"
                 if target is not None and target.is_global:  # plain sums
                     square = f"{name}.to(tl.float64)"
+                if counted is not None:  # the elements a cautious mask keeps
+                    square = f"tl.where(x * gc{counted.partner} > 0, 1.0, 0.0).to(tl.float64)"
                 if masked:
                     square = f"tl.where(inside, {square}, 0.0)"
                 lines.append(f"    total{t} += {square}")
@@ -267,8 +282,12 @@ class _Emitter:
     def _stage(self, st: Stage, write: bool, mask: str, smask: str) -> list[str]:
         e = st.stage
         k = st.index
+        if st.is_cautious:
+            return [f"x = _e{k}(x, gc{st.partner}, f{k})"]
         if st.is_reduction:
             return [f"x = _e{k}(x, f{k})"]
+        if st.is_cautious_start:
+            return [f"gc{k} = x"]
         if isinstance(e, ParameterStore):
             return self._parameter_store(st, mask)
         slots = slot_names(st)

@@ -24,9 +24,12 @@ from .layerwise import PerTensorReduction, scale_by_lars, scale_by_trust_ratio
 from .lbfgs import LBFGS, lbfgs
 from .lbsgd import lbsgd
 from .lion import lion, scale_by_lion
+from .mechanic import mechanic, mechanize
 from .muon import muon, newton_schulz
 from .nadam import nadam, scale_by_nadam
+from .noisy_sgd import add_noise, noisy_sgd
 from .novograd import novograd, scale_by_novograd
+from .polyak import polyak_sgd, scale_by_polyak
 from .prodigy import prodigy, scale_by_prodigy
 from .radam import radam, scale_by_radam
 from .ranger import ranger
@@ -38,6 +41,7 @@ from .yogi import scale_by_yogi, yogi
 
 __all__ = [
     "LBFGS",
+    "add_noise",
     "PerTensorReduction",
     "adabelief",
     "adadelta",
@@ -65,13 +69,17 @@ __all__ = [
     "lbfgs",
     "lbsgd",
     "lion",
+    "mechanic",
+    "mechanize",
     "momentum",
     "muon",
     "nadam",
     "nesterov_momentum",
     "newton_schulz",
     "prodigy",
+    "noisy_sgd",
     "novograd",
+    "polyak_sgd",
     "proximal_weight_decay",
     "radam",
     "ranger",
@@ -92,6 +100,7 @@ __all__ = [
     "scale_by_lars",
     "scale_by_lion",
     "scale_by_nadam",
+    "scale_by_polyak",
     "scale_by_prodigy",
     "scale_by_novograd",
     "scale_by_radam",

@@ -61,12 +61,10 @@ class EngineRuns:
                     + f"{self._owner}: the fused engine was required (fused=True or "
                     f"engine='fused') but {_why_not_fused(rule, members)}"
                 )
-            counted = False
-            if fused:
-                counted = self._run_fused(rule, members, ctx)
-            elif engine != "eager" and all(m.numpy_ok() for m in members):
+            counted = self._run_fused_or_refused(rule, members, ctx, engine) if fused else None
+            if counted is None and engine != "eager" and all(m.numpy_ok() for m in members):
                 counted = self._run_eager(rule, members, ctx, numpy=True)
-            else:
+            elif counted is None:
                 counted = self._run_eager(rule, members, ctx, numpy=False)
         finally:
             for hook in rule.hooks:
@@ -126,6 +124,19 @@ class EngineRuns:
         from ..engines.triton import TritonEngine
 
         return self._run_bucket(TritonEngine, rule, members, ctx, _same)
+
+    def _run_fused_or_refused(self, rule, members, ctx, engine: str) -> bool | None:
+        """:meth:`_run_fused`, or None where the engine refuses these arrays at the
+        step (its ``Unsupported``, nothing changed: 16-bit parameters of a global
+        reduction) and the engine is not required (``engine="fused"`` raises)."""
+        from ..engines.plan import Unsupported
+
+        try:
+            return self._run_fused(rule, members, ctx)
+        except Unsupported:
+            if engine == "fused":
+                raise
+            return None
 
     def _run_fused(self, rule: _Rule, members: list[_Member], ctx: dict) -> bool:
         """Step ``members`` on the numba engine; True if it advanced their steps."""

@@ -406,7 +406,12 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         # differentiable=True: the step is recorded by autograd, as torch.optim's
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
             for group in self.param_groups:
-                self._step_group(group, amp)
+                if loss is not None and group.get("value") is None and _takes_loss(self, group):
+                    # a rule stepped by the loss (Polyak's step): the closure's loss is
+                    # this step's value, unless the group gives one
+                    self._step_group(group, amp, {"value": float(loss.detach())})
+                else:
+                    self._step_group(group, amp)
         return loss
 
     def _closure_updates(self) -> int:
@@ -452,9 +457,11 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             owner, self._transform, group["params"], self.state, closure, group["lr"]
         )
 
-    def _step_group(self, group: dict, amp: tuple | None = None) -> None:
+    def _step_group(self, group: dict, amp: tuple | None = None, extra: dict | None = None) -> None:
         rule = self._rule(group)
         ctx = rule.ctx(group, self._owner, keep_tensors=bool(group.get("differentiable")))
+        if extra:
+            ctx = {**ctx, **extra}
         fast = self._runtime().fast.get(id(group))
         if fast is not None and fast.group is group and fast.rule is rule:
             if fast.step(self, ctx, amp):
@@ -631,3 +638,10 @@ def _stored(transform: Transform, group: dict, owner: str) -> Transform:
     if built and (built[0].seed, built[0].kahan) == (seed if stochastic else None, kahan):
         return transform  # a registry class's factory took the group's options already
     return with_rounding(transform, stochastic, seed, kahan, owner)
+
+
+def _takes_loss(opt: Any, group: dict) -> bool:
+    """The group's transform has a stage that takes the loss as ``value``
+    (``takes_loss = True``, e.g. :func:`gradstep.polyak_sgd`)."""
+    transform = opt._rule(group).transform
+    return any(getattr(v.transform, "takes_loss", False) for v in walk(transform))
