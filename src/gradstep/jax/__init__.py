@@ -65,6 +65,11 @@ def to_optax(
 ) -> GradstepTransformation:
     """``transform`` as an optax gradient transformation run by the JAX engine.
 
+    Complex parameters are stepped as their real and imaginary parts, as torch.optim
+    and gradstep's other fronts do (``torch.view_as_real``); the state holds those
+    real views. (:mod:`gradstep.compat.optax` refuses complex parameters for stateful
+    stages, whose meaning in optax differs.)
+
     Args:
       transform: a gradstep transform (an optimizer from :mod:`gradstep` or a chain).
       scalars: ``"auto"`` (default: per-step scalars traced where the stage's
@@ -90,18 +95,40 @@ def to_optax(
     known = transform.hyperparameters()
 
     def init(params: Any) -> Any:
-        return engine.init(params)
+        return engine.init(_real_views(params))
 
     def update(updates: Any, state: Any, params: Any = None, **extra: Any):
         for name, value in extra.items():
             if known.get(name) is not None and not isinstance(value, (jax.Array, jax.core.Tracer)):
                 check("update", name, value, known[name])
-        return engine.update(updates, state, params, **extra)
+        new, state = engine.update(_real_views(updates), state, _real_views(params), **extra)
+        return _complex_like(new, updates), state
 
     out = GradstepTransformation(init, update)
     out.transform = transform
     out.engine = engine
     return out
+
+
+def _real_views(tree: Any) -> Any:
+    """Complex leaves as their real and imaginary parts in a last axis of 2, as every
+    other gradstep engine steps them (``torch.view_as_real``); others as they are."""
+    if tree is None:
+        return None
+    return jax.tree_util.tree_map(
+        lambda x: jnp.stack([x.real, x.imag], axis=-1) if jnp.iscomplexobj(x) else x, tree
+    )
+
+
+def _complex_like(updates: Any, like: Any) -> Any:
+    """The updates of complex leaves of ``like`` back as complex arrays."""
+
+    def back(u: Any, g: Any) -> Any:
+        if not jnp.iscomplexobj(g):
+            return u
+        return jax.lax.complex(u[..., 0], u[..., 1]).astype(jnp.result_type(g))
+
+    return jax.tree_util.tree_map(back, updates, like)
 
 
 class OptaxStage(Transform):
