@@ -21,6 +21,18 @@ in the gradient's dtype.
 Storage dtypes: ``"float16"``, ``"bfloat16"`` (NumPy arrays use ``ml_dtypes``'
 bfloat16), ``"float32"``, ``"float64"``; given by name or as a NumPy, torch or JAX
 dtype.
+
+``"blockwise8"`` (also spelled ``"int8"``): 8-bit blockwise-quantised state, as
+bitsandbytes' and torchao's 8-bit optimizers keep it: uint8 codes into a dynamic
+quantisation map and one float32 scale per block of 256 elements, stored beside
+the codes as ``<slot>_absmax`` (:mod:`gradstep._core.blockwise8`). It is valid for
+slots that start from a constant (moments, momenta, accumulators: the Adam family,
+Lion, momentum SGD, RMSprop, Adagrad, ...) of plain elementwise stages; a slot that
+starts as a copy of the parameter (a previous or averaged parameter) and a slot
+read by a global reduction (Prodigy's, D-Adaptation's) refuse it with a
+``ValueError``, as do rules whose state is not elementwise slots. The eager engine
+(NumPy, torch, JAX arrays) and the numba engine run it; the JAX ``jit`` engine and
+the Triton engine do not yet.
 """
 
 from __future__ import annotations
@@ -34,8 +46,10 @@ from typing import Any
 from .transform import Transform, map_transform, shallow_copy, walk
 from .validate import Constraint, remember_recipe
 
-#: the dtypes a slot can be stored in
-STORAGE_DTYPES = ("float16", "bfloat16", "float32", "float64")
+#: the dtypes a slot can be stored in (blockwise8: :mod:`gradstep._core.blockwise8`)
+STORAGE_DTYPES = ("float16", "bfloat16", "float32", "float64", "blockwise8")
+#: other names of storage dtypes
+ALIASES = {"int8": "blockwise8"}
 #: the 16-bit ones, whose arithmetic runs in float32
 HALF_DTYPES = ("float16", "bfloat16")
 
@@ -69,9 +83,11 @@ def dtype_name(value: Any) -> str:
             name = np.dtype(value).name
         except TypeError:
             name = None
+    name = ALIASES.get(name, name)
     if name not in STORAGE_DTYPES:
         raise ValueError(
             f"invalid state dtype {value!r}; valid values: {', '.join(STORAGE_DTYPES)}"
+            f" (or {', '.join(ALIASES)})"
         )
     return name
 
@@ -185,6 +201,7 @@ def with_state_dtype(
         if not isinstance(t, Elementwise) or not t.slots:
             return t
         new = tuple(dataclasses.replace(s, dtype=_chosen(s, wanted, everything)) for s in t.slots)
+        _check_blockwise8(t, new, state_dtype, owner)
         if new == t.slots:
             return t
         clone = shallow_copy(t)
@@ -192,6 +209,27 @@ def with_state_dtype(
         return clone
 
     return map_transform(store, transform)
+
+
+def _check_blockwise8(t: Transform, slots: tuple, state_dtype: Any, owner: str) -> None:
+    """8-bit blocks hold moments and accumulators: refuse them where they could not be
+    run as declared (a copy of the parameter, a slot a global reduction reads)."""
+    from .global_reduction import GlobalReduction
+
+    for slot in slots:
+        if slot.dtype != "blockwise8":
+            continue
+        why = None
+        if slot.fill == "params":
+            why = "it starts as a copy of the parameter, which 8 bits cannot hold"
+        elif isinstance(t, GlobalReduction):
+            why = "a global reduction reads it"
+        if why:
+            raise ValueError(
+                f"{owner}: invalid state_dtype={state_dtype!r}: slot {slot.name!r} of "
+                f"{getattr(t, 'name', type(t).__name__)!r} cannot be stored in 8-bit blocks "
+                f"({why}); valid values for it: float16, bfloat16, float32, float64"
+            )
 
 
 def _chosen(slot: Any, wanted: dict | None, everything: str | None) -> str | None:
