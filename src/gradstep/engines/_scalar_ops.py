@@ -190,3 +190,33 @@ def to_odd32(x):
                 u = u + np.uint32(1)
             t = bits_float(u)
     return t
+
+
+# -- 8-bit blockwise state (gradstep._core.blockwise8) ---------------------------------
+
+
+@njit(inline="always")
+def q8_code(v, table):
+    """The code of the normalised float32 ``v`` in the sorted 256-entry ``table``:
+    the largest ``table[lo] <= v`` by binary search (NaN: 0), then ``lo + 1`` when
+    ``v`` is at least half way to it (the eager quantiser's rule, step by step)."""
+    lo = 128 if v >= table[128] else 0
+    if v >= table[lo + 64]:
+        lo += 64
+    if v >= table[lo + 32]:
+        lo += 32
+    if v >= table[lo + 16]:
+        lo += 16
+    if v >= table[lo + 8]:
+        lo += 8
+    if v >= table[lo + 4]:
+        lo += 4
+    if v >= table[lo + 2]:
+        lo += 2
+    if v >= table[lo + 1]:
+        lo += 1
+    hi = min(lo + 1, 255)
+    below = table[lo]
+    if v - below >= (table[hi] - below) * np.float32(0.5):
+        return np.uint8(hi)
+    return np.uint8(lo)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._core.blockwise8 import BLOCK
 from .._core.xmath import OPERATIONS
 from .element_source import SourceError, element_sources, function_source
 from .plan import NotFusable, Stage, call_args, slot_names, terms_args
@@ -28,8 +29,9 @@ VIEW_TYPES = {
     "float64": "np.float64",
     "float16": "np.uint16",
     "bfloat16": "np.uint16",
+    "blockwise8": "np.uint8",  # codes; the block scales are a float32 row of their own
 }
-_SIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
+_SIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "blockwise8": 1}
 
 
 def _load(dtype: str, math: str, value: str) -> str:
@@ -73,6 +75,13 @@ def generate_source(
         "from gradstep.engines._scalar_ops import to_odd32",
         "",
     ]
+    if "blockwise8" in rows:
+        lines[-1:-1] = [
+            "from gradstep._core.blockwise8 import MIN_SCALE, dynamic_map",
+            "from gradstep.engines._scalar_ops import q8_code",
+            "Q8S = dynamic_map(True)",
+            "Q8U = dynamic_map(False)",
+        ]
     try:
         sources = element_sources(stages)
     except SourceError as err:
@@ -139,6 +148,12 @@ def _kernel(
     for st in loaded:
         for k, row in enumerate(st.slot_rows):
             src.append(f"        a{st.index}_{k} = {view(row)}")
+        for k, row in st.scale_rows.items():
+            # the chunk's block scales: chunks start at multiples of BLOCK
+            src.append(
+                f"        b{st.index}_{k} = carray(as_pointer(ptrs[{row}, j] + (off // {BLOCK})"
+                f" * 4, z_float32), ((n + {BLOCK - 1}) // {BLOCK},))"
+            )
         if st.mask is not None:
             src.append(f"        m{st.index} = tmask[{st.index}, j]")
         if st.is_reduction:
@@ -146,28 +161,57 @@ def _kernel(
     terms = global_terms(target) if target is not None else 1
     if not write:
         src += [f"        total{t} = 0.0" for t in range(terms)]
+    eight = [(st, k) for st in body for k in st.scale_rows] if write else []
+    loop = ["        for i in range(n):"]
+    pad = "            "
+    if eight:
+        # 8-bit slots: a block's new values go to a small buffer until the block's
+        # scale is known, then are quantised and stored
+        loop = [f"        buf{st.index}_{k} = np.empty({BLOCK}, np.float32)" for st, k in eight]
+        loop += [f"        for blk in range((n + {BLOCK - 1}) // {BLOCK}):"]
+        loop += [f"            top{st.index}_{k} = np.float32(0)" for st, k in eight]
+        loop += [
+            f"            start = blk * {BLOCK}",
+            f"            stop = min(start + {BLOCK}, n)",
+            "            for i in range(start, stop):",
+        ]
+        pad += "    "
+    src += loop
     src += [
-        "        for i in range(n):",
-        f"            x = {_load(rows[0], math, 'g[i]')}",
-        f"            wi = {_load(rows[1], math, 'w[i]')}",
+        f"{pad}x = {_load(rows[0], math, 'g[i]')}",
+        f"{pad}wi = {_load(rows[1], math, 'w[i]')}",
     ]
     for st in body:
-        src += ["            " + line for line in _stage_lines(st, write, rows, math)]
+        src += [pad + line for line in _stage_lines(st, write, rows, math)]
     if write:
         for st in body:
             if st.mask is None:
                 for k, row in enumerate(st.slot_rows):
+                    if k in st.scale_rows:
+                        v, top = f"np.float32(s{st.index}_{k})", f"top{st.index}_{k}"
+                        src.append(f"{pad}buf{st.index}_{k}[i - start] = {v}")
+                        src.append(f"{pad}{top} = np.maximum({top}, abs({v}))")
+                        continue
                     value = _store(rows[row], math, f"s{st.index}_{k}")
-                    src.append(f"            a{st.index}_{k}[i] = {value}")
-        src.append(f"            w[i] = {_store(rows[1], math, 'wi + x')}")
+                    src.append(f"{pad}a{st.index}_{k}[i] = {value}")
+        src.append(f"{pad}w[i] = {_store(rows[1], math, 'wi + x')}")
+        for st, k in eight:
+            table = "Q8U" if st.stage.slots[k].nonnegative else "Q8S"
+            scale = f"b{st.index}_{k}[blk]"
+            src += [
+                f"            {scale} = np.maximum(top{st.index}_{k}, MIN_SCALE)",
+                "            for i in range(start, stop):",
+                f"                a{st.index}_{k}[i] = q8_code("
+                f"buf{st.index}_{k}[i - start] / {scale}, {table})",
+            ]
     elif target is None:
         src.append("            total0 += np.float64(x) * np.float64(x)")
         src.append("        acc[c] = total0")
     else:
         k = target.index
         src += [
-            f"            s{k}_{i} = {_load(rows[row], math, f'a{k}_{i}[i]')}"
-            for i, row in enumerate(target.slot_rows)
+            f"            s{k}_{i} = {_slot_load(target, i, rows, math)}"
+            for i in range(len(target.slot_rows))
         ]
         names = [f"q{t}" for t in range(terms)]
         comma = "," if terms == 1 else ""
@@ -179,6 +223,17 @@ def _kernel(
     return src + [""]
 
 
+def _slot_load(st: Stage, i: int, rows: list[str], math: str) -> str:
+    """The value of slot ``i`` of stage ``st`` at element ``i`` of the chunk, in the
+    math dtype (an 8-bit slot: its code's map value times its block's scale)."""
+    k = st.index
+    if i in st.scale_rows:
+        table = "Q8U" if st.stage.slots[i].nonnegative else "Q8S"
+        value = f"{table}[a{k}_{i}[i]] * b{k}_{i}[i // {BLOCK}]"
+        return value if math == "float32" else f"np.{math}({value})"
+    return _load(rows[st.slot_rows[i]], math, f"a{k}_{i}[i]")
+
+
 def _stage_lines(st: Stage, write: bool, rows: list[str], math: str) -> list[str]:
     e = st.stage
     k = st.index
@@ -187,9 +242,7 @@ def _stage_lines(st: Stage, write: bool, rows: list[str], math: str) -> list[str
     slots = slot_names(st)
     args = call_args(st)
     target = ", ".join(["x"] + slots)
-    lines = [
-        f"s{k}_{i} = {_load(rows[row], math, f'a{k}_{i}[i]')}" for i, row in enumerate(st.slot_rows)
-    ]
+    lines = [f"s{k}_{i} = {_slot_load(st, i, rows, math)}" for i in range(len(st.slot_rows))]
     lines.append(f"{target} = _e{k}({', '.join(args)})")
     if e.clear_nan_slots:
         lines += [f"{s} = nan_to_zero({s})" for s in slots]
