@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._core.blockwise8 import ABSMAX_SUFFIX
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.per_tensor import PerTensorReduction
@@ -237,8 +238,13 @@ class _Rule:
         return keys
 
     def key(self, name: str) -> str:
-        """The state key of the layout entry ``name``."""
-        return self.rename.get(name, name)
+        """The state key of the layout entry ``name`` (an 8-bit slot's block scales
+        follow its codes' torch name: ``exp_avg_absmax``)."""
+        key = self.rename.get(name)
+        if key is None and name.endswith(ABSMAX_SUFFIX):
+            slot = self.rename.get(name[: -len(ABSMAX_SUFFIX)])
+            key = None if slot is None else slot + ABSMAX_SUFFIX
+        return name if key is None else key
 
     def wrap(self, tree: Any) -> Any:
         return {"maximize": {}, self.inner_name: tree} if self.maximize else tree
