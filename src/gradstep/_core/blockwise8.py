@@ -31,8 +31,14 @@ boundaries as float32 ``linspace`` from both ends, midpoints and scaling in
 float32), so the map is theirs bit for bit and codes mean the same values.
 ``nearest`` rounds to the nearest map value, a tie (or better) upwards, tested in
 float32 as ``v - Q[lo] >= (Q[lo+1] - Q[lo]) / 2`` after a binary search for the
-largest ``Q[lo] <= v`` (torchao's ``quantize_8bit_with_qmap`` rule); a NaN gets
-code 0 (its block's scale is NaN, so every value of the block reads NaN).
+largest ``Q[lo] <= v`` (torchao's ``quantize_8bit_with_qmap`` rule), except that
+a nonzero value never becomes 0: where 0 is the nearest, it takes the nearest
+nonzero code of its sign. Without that, a second moment below ``1.6e-7`` of its
+block's largest (a gradient 2500 times smaller than the block's largest) is stored
+as 0 while its first moment is not, and the next Adam step is ``m / epsilon``: a
+step of hundreds of learning rates (measured with torchao 0.18, whose quantiser
+is the plain nearest one). A NaN gets code 0 (its block's scale is NaN, so every
+value of the block reads NaN).
 
 The element function runs on the dequantised values in float32 and the parameter
 update uses the new slot values *before* they are requantised, as bitsandbytes'
@@ -43,9 +49,11 @@ Everything here is written against the array namespace, so the same code runs on
 NumPy, torch and JAX (under ``jax.jit``); the fused engine's kernel does the same
 arithmetic per block (:mod:`gradstep.engines.fused_codegen`).
 
-Differences: bitsandbytes' CPU quantiser (0.50.2) is not always the nearest code
-for small normalised values (below about 0.1 it may pick a neighbour), so its
-trajectories match within a tolerance, not bit for bit; bitsandbytes stores a
+Differences: torchao's quantiser is the nearest code without the nonzero rule
+(the codes are equal wherever its code is not the zero code); bitsandbytes' CPU
+quantiser (0.50.2) is not always the nearest code for small normalised values
+(below about 0.1 it may pick a larger neighbour; it too keeps tiny values off
+zero), so its trajectories match within a tolerance, not bit for bit; bitsandbytes stores a
 zero block's absmax as 0 where this stores 1e-12 (torchao's clip: the values read
 0 either way). Neither library quantises small tensors (below 4096 elements) by
 default; here every tensor of a ``blockwise8`` slot is quantised.
@@ -116,6 +124,11 @@ def dynamic_map(signed: bool) -> np.ndarray:
     return table
 
 
+def zero_code(signed: bool) -> int:
+    """The code of 0 in the dynamic map (127 signed, 0 unsigned)."""
+    return 127 if signed else 0
+
+
 def _blocks(x: Any, ns: Any) -> Any:
     """``x`` flattened and zero-padded to whole blocks, shaped ``(blocks, BLOCK)``."""
     flat = ns.ravel(x)
@@ -146,6 +159,11 @@ def quantised(values: Any, signed: bool) -> tuple[Any, Any]:
     hi = ns.minimum(lo + 1, 255)
     below, above = ns.take(table, lo, 0), ns.take(table, hi, 0)
     codes = ns.where(v - below >= (above - below) * np.float32(0.5), hi, lo)
+    # a nonzero value keeps its sign: the nearest nonzero code where 0 is nearer
+    zero = zero_code(signed)
+    codes = ns.where((v > 0) & (codes == zero), zero + 1, codes)
+    if signed:
+        codes = ns.where((v < 0) & (codes == zero), zero - 1, codes)
     codes = ns.reshape(ns.as_uint8(codes)[:size], shape)
     return codes, absmax
 

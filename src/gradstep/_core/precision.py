@@ -27,10 +27,10 @@ bitsandbytes' and torchao's 8-bit optimizers keep it: uint8 codes into a dynamic
 quantisation map and one float32 scale per block of 256 elements, stored beside
 the codes as ``<slot>_absmax`` (:mod:`gradstep._core.blockwise8`). It is valid for
 slots that start from a constant (moments, momenta, accumulators: the Adam family,
-Lion, momentum SGD, RMSprop, Adagrad, ...) of plain elementwise stages; a slot that
-starts as a copy of the parameter (a previous or averaged parameter) and a slot
-read by a global reduction (Prodigy's, D-Adaptation's) refuse it with a
-``ValueError``, as do rules whose state is not elementwise slots. The eager engine
+Lion, momentum SGD, RMSprop, Adagrad, ...) of elementwise stages; a slot that
+starts as a copy of the parameter (a previous or averaged parameter) refuses it
+with a ``ValueError``, as do rules whose state is not elementwise slots (Adafactor's
+factored moments, global reductions such as Prodigy's). The eager engine
 (NumPy, torch, JAX arrays) and the numba engine run it; the JAX ``jit`` engine and
 the Triton engine do not yet.
 """
@@ -48,7 +48,7 @@ from .validate import Constraint, remember_recipe
 
 #: the dtypes a slot can be stored in (blockwise8: :mod:`gradstep._core.blockwise8`)
 STORAGE_DTYPES = ("float16", "bfloat16", "float32", "float64", "blockwise8")
-#: other names of storage dtypes
+#: other names of storage dtypes (given as strings)
 ALIASES = {"int8": "blockwise8"}
 #: the 16-bit ones, whose arithmetic runs in float32
 HALF_DTYPES = ("float16", "bfloat16")
@@ -73,7 +73,8 @@ def dtype_name(value: Any) -> str:
     ``ValueError`` for anything else."""
     name = None
     if isinstance(value, str):
-        name = value.removeprefix("torch.")
+        # an alias by name only: torch.int8 or np.int8 is not 8-bit blockwise state
+        name = ALIASES.get(value, value.removeprefix("torch."))
     elif type(value).__module__ == "torch":  # torch.dtype, without importing torch
         name = str(value).removeprefix("torch.")
     else:
@@ -83,7 +84,6 @@ def dtype_name(value: Any) -> str:
             name = np.dtype(value).name
         except TypeError:
             name = None
-    name = ALIASES.get(name, name)
     if name not in STORAGE_DTYPES:
         raise ValueError(
             f"invalid state dtype {value!r}; valid values: {', '.join(STORAGE_DTYPES)}"
@@ -212,23 +212,16 @@ def with_state_dtype(
 
 
 def _check_blockwise8(t: Transform, slots: tuple, state_dtype: Any, owner: str) -> None:
-    """8-bit blocks hold moments and accumulators: refuse them where they could not be
-    run as declared (a copy of the parameter, a slot a global reduction reads)."""
-    from .global_reduction import GlobalReduction
-
+    """8-bit blocks hold moments and accumulators, not a copy of the parameter (a
+    previous or averaged parameter: 8 bits relative to a block's largest would lose
+    it). Stages that keep their own state (global reductions) never get here."""
     for slot in slots:
-        if slot.dtype != "blockwise8":
-            continue
-        why = None
-        if slot.fill == "params":
-            why = "it starts as a copy of the parameter, which 8 bits cannot hold"
-        elif isinstance(t, GlobalReduction):
-            why = "a global reduction reads it"
-        if why:
+        if slot.dtype == "blockwise8" and slot.fill == "params":
             raise ValueError(
                 f"{owner}: invalid state_dtype={state_dtype!r}: slot {slot.name!r} of "
-                f"{getattr(t, 'name', type(t).__name__)!r} cannot be stored in 8-bit blocks "
-                f"({why}); valid values for it: float16, bfloat16, float32, float64"
+                f"{getattr(t, 'name', type(t).__name__)!r} starts as a copy of the "
+                "parameter, which 8-bit blocks cannot hold; valid values for it: float16, "
+                "bfloat16, float32, float64"
             )
 
 

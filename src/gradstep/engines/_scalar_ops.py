@@ -196,10 +196,11 @@ def to_odd32(x):
 
 
 @njit(inline="always")
-def q8_code(v, table):
-    """The code of the normalised float32 ``v`` in the sorted 256-entry ``table``:
-    the largest ``table[lo] <= v`` by binary search (NaN: 0), then ``lo + 1`` when
-    ``v`` is at least half way to it (the eager quantiser's rule, step by step)."""
+def q8_code(v, table, zero):
+    """The code of the normalised float32 ``v`` in the sorted 256-entry ``table``
+    whose code ``zero`` is 0: the largest ``table[lo] <= v`` by binary search (NaN:
+    0), then ``lo + 1`` when ``v`` is at least half way to it, and a nonzero ``v``
+    kept off 0 (the eager quantiser's rule, step by step)."""
     lo = 128 if v >= table[128] else 0
     if v >= table[lo + 64]:
         lo += 64
@@ -218,5 +219,10 @@ def q8_code(v, table):
     hi = min(lo + 1, 255)
     below = table[lo]
     if v - below >= (table[hi] - below) * np.float32(0.5):
-        return np.uint8(hi)
+        lo = hi
+    if lo == zero:
+        if v > 0:
+            lo = zero + 1
+        elif v < 0 and zero > 0:
+            lo = zero - 1
     return np.uint8(lo)

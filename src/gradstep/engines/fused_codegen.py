@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._core.blockwise8 import BLOCK
+from .._core.blockwise8 import BLOCK, zero_code
 from .._core.xmath import OPERATIONS
 from .element_source import SourceError, element_sources, function_source
 from .plan import NotFusable, Stage, call_args, slot_names, terms_args
@@ -196,13 +196,14 @@ def _kernel(
                     src.append(f"{pad}a{st.index}_{k}[i] = {value}")
         src.append(f"{pad}w[i] = {_store(rows[1], math, 'wi + x')}")
         for st, k in eight:
-            table = "Q8U" if st.stage.slots[k].nonnegative else "Q8S"
+            signed = not st.stage.slots[k].nonnegative
+            table = "Q8S" if signed else "Q8U"
             scale = f"b{st.index}_{k}[blk]"
             src += [
                 f"            {scale} = np.maximum(top{st.index}_{k}, MIN_SCALE)",
                 "            for i in range(start, stop):",
                 f"                a{st.index}_{k}[i] = q8_code("
-                f"buf{st.index}_{k}[i - start] / {scale}, {table})",
+                f"buf{st.index}_{k}[i - start] / {scale}, {table}, {zero_code(signed)})",
             ]
     elif target is None:
         src.append("            total0 += np.float64(x) * np.float64(x)")
