@@ -294,3 +294,35 @@ def test_map_and_quantiser_match_bitsandbytes_and_torchao():
         zero = q8.zero_code(signed)
         differ = codes != want
         assert np.all(want[differ] == zero) and np.all(x[differ] != 0)
+
+
+def test_kernel_quantiser_equals_the_eager_one_on_every_kind_of_value():
+    """The numba kernels find the code from a 16-bit bucket and a short search; the
+    eager engine by binary search: the same code for normalised values of every
+    magnitude, signed zeros, the ends of the range and random bit patterns."""
+    numba = pytest.importorskip("numba", reason="the fused engine's quantiser")
+    from gradstep.engines._scalar_ops import q8_code
+
+    @numba.njit
+    def codes_of(v, out, table, starts, zero):
+        for i in range(v.size):
+            out[i] = q8_code(v[i], table, starts, zero)
+
+    rng = np.random.default_rng(7)
+    ends = [0.0, -0.0, 1.0, -1.0, 1e-45, -1e-45, 0.99999994, -0.99999994]
+    bits = rng.integers(0, 2**32, 50_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    for signed in (True, False):
+        v = np.concatenate([ends, _values(rng, 50_000) / 60, bits])
+        v = (v if signed else np.abs(v)).astype(np.float32)
+        v = v[np.abs(v) <= 1]  # normalised values (NaN apart, below)
+        table = q8.dynamic_map(signed)
+        have = np.zeros(v.size, np.uint8)
+        codes_of(v, have, table, q8.bucket_codes(signed), q8.zero_code(signed))
+        # the eager quantiser, on blocks led by a 1.0 (so each block's scale is 1)
+        rows = np.pad(v, (0, -v.size % 255)).reshape(-1, 255)
+        blocks = np.concatenate([np.ones((rows.shape[0], 1), np.float32), rows], axis=1)
+        codes, _ = q8.quantised(blocks.ravel(), signed)
+        np.testing.assert_array_equal(have, codes.reshape(-1, 256)[:, 1:].ravel()[: v.size])
+    nan = np.zeros(1, np.uint8)
+    codes_of(np.array([np.nan], np.float32), nan, table, q8.bucket_codes(False), 0)
+    assert nan[0] == 0  # as the eager quantiser's binary search gives

@@ -124,6 +124,24 @@ def dynamic_map(signed: bool) -> np.ndarray:
     return table
 
 
+@functools.cache
+def bucket_codes(signed: bool) -> np.ndarray:
+    """For each value of the top 16 bits of a float32 ``v`` (sign, exponent, 7
+    mantissa bits), a code ``lo`` with ``Q[lo] <= v`` for every ``v`` of those bits
+    (0 where none is, and for infinities and NaN): the start of a short upward search
+    for the largest such code, which the fused kernels use in place of the binary
+    search (one lookup and one or two comparisons instead of eight)."""
+    table = dynamic_map(signed)
+    top = np.arange(1 << 16, dtype=np.uint32)
+    # the lowest float32 with those top bits: the largest magnitude for a negative
+    low = np.where(top >= 0x8000, (top << 16) | 0xFFFF, top << 16).astype(np.uint32)
+    codes = np.searchsorted(table, low.view(np.float32), side="right") - 1
+    codes[(top & 0x7F80) == 0x7F80] = 0  # infinities and NaN
+    codes = np.clip(codes, 0, 255).astype(np.uint8)
+    codes.flags.writeable = False
+    return codes
+
+
 def zero_code(signed: bool) -> int:
     """The code of 0 in the dynamic map (127 signed, 0 unsigned)."""
     return 127 if signed else 0

@@ -196,25 +196,14 @@ def to_odd32(x):
 
 
 @njit(inline="always")
-def q8_code(v, table, zero):
+def q8_code(v, table, starts, zero):
     """The code of the normalised float32 ``v`` in the sorted 256-entry ``table``
-    whose code ``zero`` is 0: the largest ``table[lo] <= v`` by binary search (NaN:
-    0), then ``lo + 1`` when ``v`` is at least half way to it, and a nonzero ``v``
-    kept off 0 (the eager quantiser's rule, step by step)."""
-    lo = 128 if v >= table[128] else 0
-    if v >= table[lo + 64]:
-        lo += 64
-    if v >= table[lo + 32]:
-        lo += 32
-    if v >= table[lo + 16]:
-        lo += 16
-    if v >= table[lo + 8]:
-        lo += 8
-    if v >= table[lo + 4]:
-        lo += 4
-    if v >= table[lo + 2]:
-        lo += 2
-    if v >= table[lo + 1]:
+    whose code ``zero`` is 0, as the eager quantiser finds it: the largest
+    ``table[lo] <= v`` (NaN: 0), then ``lo + 1`` when ``v`` is at least half way to
+    it, and a nonzero ``v`` kept off 0. The search starts at ``starts`` of ``v``'s top
+    16 bits (:func:`gradstep._core.blockwise8.bucket_codes`) and steps up."""
+    lo = np.int64(starts[float_bits(v) >> np.uint32(16)])
+    while lo < 255 and v >= table[lo + 1]:
         lo += 1
     hi = min(lo + 1, 255)
     below = table[lo]

@@ -77,10 +77,12 @@ def generate_source(
     ]
     if "blockwise8" in rows:
         lines[-1:-1] = [
-            "from gradstep._core.blockwise8 import MIN_SCALE, dynamic_map",
+            "from gradstep._core.blockwise8 import MIN_SCALE, bucket_codes, dynamic_map",
             "from gradstep.engines._scalar_ops import q8_code",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
+            "Q8S_START = bucket_codes(True)",
+            "Q8U_START = bucket_codes(False)",
         ]
     try:
         sources = element_sources(stages)
@@ -203,7 +205,8 @@ def _kernel(
                 f"            {scale} = np.maximum(top{st.index}_{k}, MIN_SCALE)",
                 "            for i in range(start, stop):",
                 f"                a{st.index}_{k}[i] = q8_code("
-                f"buf{st.index}_{k}[i - start] / {scale}, {table}, {zero_code(signed)})",
+                f"buf{st.index}_{k}[i - start] / {scale}, {table}, {table}_START, "
+                f"{zero_code(signed)})",
             ]
     elif target is None:
         src.append("            total0 += np.float64(x) * np.float64(x)")
