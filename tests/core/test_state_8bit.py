@@ -152,6 +152,18 @@ def test_torch_and_jax_arrays_quantise_as_numpy_does():
     j_codes, j_absmax = q8.quantised(jnp.asarray(x), True)
     np.testing.assert_array_equal(np.asarray(j_codes), codes)
     np.testing.assert_array_equal(np.asarray(j_absmax), absmax)
+    # the JAX engine under jit keeps the same codes and scales
+    jax = pytest.importorskip("jax", reason="the JAX engine")
+    opt = gradstep.jax.to_optax(gradstep.adamw(0.01, state_dtype="int8"))
+    w0 = rng.standard_normal(600).astype(np.float32)
+    state = opt.init({"w": jnp.asarray(w0)})
+    _, state = jax.jit(opt.update)({"w": jnp.asarray(x)}, state, {"w": jnp.asarray(w0)})
+    w = w0.copy()
+    eager = gradstep.Optimizer({"w": w}, gradstep.adamw(0.01, state_dtype="int8"), engine="eager")
+    eager.step({"w": x})
+    for name in ("mu", "mu_absmax", "nu", "nu_absmax"):
+        have = np.asarray(state["scale_by_adam"][name]["w"])
+        np.testing.assert_array_equal(have, eager.state["scale_by_adam"][name]["w"])
 
 
 def test_npz_checkpoints_hold_codes_and_scales_and_resume_bit_exact(tmp_path):

@@ -31,8 +31,8 @@ Lion, momentum SGD, RMSprop, Adagrad, ...) of elementwise stages; a slot that
 starts as a copy of the parameter (a previous or averaged parameter) refuses it
 with a ``ValueError``, as do rules whose state is not elementwise slots (Adafactor's
 factored moments, global reductions such as Prodigy's). The eager engine
-(NumPy, torch, JAX arrays) and the numba engine run it; the JAX ``jit`` engine and
-the Triton engine do not yet.
+(NumPy, torch, JAX arrays), the JAX engine (under ``jax.jit``) and the numba engine
+run it; the Triton engine does not yet (CUDA tensors with 8-bit state run eager).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._core.blockwise8 import ABSMAX_SUFFIX
+from .._core.blockwise8 import ABSMAX_SUFFIX, BLOCKWISE8
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.per_tensor import PerTensorReduction
@@ -129,10 +129,12 @@ def _fusable(t: Transform, per_tensor: bool = False) -> bool:
     from ..engines.plan import NotFusable, flatten_stages
 
     try:
-        flatten_stages(t, per_tensor=per_tensor)
+        stages = flatten_stages(t, per_tensor=per_tensor)
     except NotFusable:
         return False
-    return True
+    # the Triton engine does not quantise 8-bit blockwise state (the numba one does)
+    eight_bit = any(s.dtype == BLOCKWISE8 for st in stages for s in st.stage.slots)
+    return not (per_tensor and eight_bit)
 
 
 def baked_values(t: Transform) -> dict[str, Any]:
