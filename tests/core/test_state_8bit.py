@@ -245,6 +245,14 @@ def test_rules_that_cannot_hold_8bit_state_refuse_it(call, message):
         call()
 
 
+def test_optax_compat_refuses_8bit_state_it_could_not_map():
+    pytest.importorskip("jax", reason="gradstep.compat.optax runs on JAX")
+    import gradstep.compat.optax as optax
+
+    with pytest.raises(ValueError, match="invalid mu_dtype='int8'"):
+        optax.adam(1e-3, mu_dtype="int8")
+
+
 def test_a_slot_copied_from_the_parameter_refuses_8bit():
     from gradstep._core.elementwise import Elementwise, Slot
     from gradstep._core.precision import with_state_dtype
