@@ -336,7 +336,7 @@ def test_kernel_quantiser_equals_the_eager_one_on_every_kind_of_value():
             out[i] = q8_code(v[i], table, starts, zero)
 
     rng = np.random.default_rng(7)
-    ends = [0.0, -0.0, 1.0, -1.0, 1e-45, -1e-45, 0.99999994, -0.99999994]
+    ends = np.array([0.0, -0.0, 1.0, -1.0, 1e-45, -1e-45, 0.99999994, -0.99999994], np.float32)
     bits = rng.integers(0, 2**32, 50_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
     for signed in (True, False):
         v = np.concatenate([ends, _values(rng, 50_000) / 60, bits])
