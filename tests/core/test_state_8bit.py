@@ -331,9 +331,9 @@ def test_kernel_quantiser_equals_the_eager_one_on_every_kind_of_value():
     from gradstep.engines._scalar_ops import q8_code
 
     @numba.njit
-    def codes_of(v, out, table, starts, zero):
+    def codes_of(v, out, up, starts, zero):
         for i in range(v.size):
-            out[i] = q8_code(v[i], table, starts, zero)
+            out[i] = q8_code(v[i], up, starts, zero)
 
     rng = np.random.default_rng(7)
     ends = np.array([0.0, -0.0, 1.0, -1.0, 1e-45, -1e-45, 0.99999994, -0.99999994], np.float32)
@@ -344,15 +344,29 @@ def test_kernel_quantiser_equals_the_eager_one_on_every_kind_of_value():
         v = v[np.abs(v) <= 1]  # normalised values (NaN apart, below)
         table = q8.dynamic_map(signed)
         have = np.zeros(v.size, np.uint8)
-        codes_of(v, have, table, q8.bucket_codes(signed), q8.zero_code(signed))
+        up = np.append(table, np.float32(np.inf))
+        codes_of(v, have, up, q8.bucket_codes(signed), q8.zero_code(signed))
         # the eager quantiser, on blocks led by a 1.0 (so each block's scale is 1)
         rows = np.pad(v, (0, -v.size % 255)).reshape(-1, 255)
         blocks = np.concatenate([np.ones((rows.shape[0], 1), np.float32), rows], axis=1)
         codes, _ = q8.quantised(blocks.ravel(), signed)
         np.testing.assert_array_equal(have, codes.reshape(-1, 256)[:, 1:].ravel()[: v.size])
     nan = np.zeros(1, np.uint8)
-    codes_of(np.array([np.nan], np.float32), nan, table, q8.bucket_codes(False), 0)
+    codes_of(np.array([np.nan], np.float32), nan, up, q8.bucket_codes(False), 0)
     assert nan[0] == 0  # as the eager quantiser's binary search gives
+
+
+def test_bucket_starts_are_at_most_one_code_below_the_answer():
+    """What the kernels' single upward step relies on, for every finite bucket."""
+    top = np.arange(1 << 16, dtype=np.uint32)
+    finite = (top & 0x7F80) != 0x7F80
+    # the highest float32 of each bucket (the smallest magnitude for a negative one)
+    high = np.where(top >= 0x8000, top << 16, (top << 16) | 0xFFFF).astype(np.uint32)
+    for signed in (True, False):
+        table = q8.dynamic_map(signed)
+        last = np.clip(np.searchsorted(table, high.view(np.float32), side="right") - 1, 0, 255)
+        steps = last - q8.bucket_codes(signed).astype(int)
+        assert steps[finite].min() >= 0 and steps[finite].max() <= 1
 
 
 def test_checkpoints_move_between_8bit_and_float32():

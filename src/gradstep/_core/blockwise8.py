@@ -128,9 +128,10 @@ def dynamic_map(signed: bool) -> np.ndarray:
 def bucket_codes(signed: bool) -> np.ndarray:
     """For each value of the top 16 bits of a float32 ``v`` (sign, exponent, 7
     mantissa bits), a code ``lo`` with ``Q[lo] <= v`` for every ``v`` of those bits
-    (0 where none is, and for infinities and NaN): the start of a short upward search
-    for the largest such code, which the fused kernels use in place of the binary
-    search (one lookup and one or two comparisons instead of eight)."""
+    (0 where none is, and for infinities and NaN): at most one code below the largest
+    such code (no two map values fall between float32 values of the same top 16
+    bits), which the fused kernels use in place of the binary search (one lookup and
+    one comparison instead of eight)."""
     table = dynamic_map(signed)
     top = np.arange(1 << 16, dtype=np.uint32)
     # the lowest float32 with those top bits: the largest magnitude for a negative

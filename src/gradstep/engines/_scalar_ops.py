@@ -196,22 +196,16 @@ def to_odd32(x):
 
 
 @njit(inline="always")
-def q8_code(v, table, starts, zero):
-    """The code of the normalised float32 ``v`` in the sorted 256-entry ``table``
-    whose code ``zero`` is 0, as the eager quantiser finds it: the largest
-    ``table[lo] <= v`` (NaN: 0), then ``lo + 1`` when ``v`` is at least half way to
-    it, and a nonzero ``v`` kept off 0. The search starts at ``starts`` of ``v``'s top
-    16 bits (:func:`gradstep._core.blockwise8.bucket_codes`) and steps up."""
+def q8_code(v, up, starts, zero):
+    """The code of the normalised float32 ``v`` in the sorted 256-entry map whose code
+    ``zero`` is 0, as the eager quantiser finds it: the largest ``map[lo] <= v`` (NaN:
+    0), then ``lo + 1`` when ``v`` is at least half way to it, and a nonzero ``v`` kept
+    off 0. ``up`` is the map followed by +inf; the search starts at ``starts`` of
+    ``v``'s top 16 bits (:func:`gradstep._core.blockwise8.bucket_codes`), at most one
+    code below the answer. Without branches: the comparisons are data, not jumps."""
     lo = np.int64(starts[float_bits(v) >> np.uint32(16)])
-    while lo < 255 and v >= table[lo + 1]:
-        lo += 1
-    hi = min(lo + 1, 255)
-    below = table[lo]
-    if v - below >= (table[hi] - below) * np.float32(0.5):
-        lo = hi
-    if lo == zero:
-        if v > 0:
-            lo = zero + 1
-        elif v < 0 and zero > 0:
-            lo = zero - 1
-    return np.uint8(lo)
+    lo += np.int64(v >= up[lo + 1])
+    below = up[lo]
+    lo += np.int64(v - below >= (up[lo + 1] - below) * np.float32(0.5))
+    at_zero = lo == zero
+    return np.uint8(lo + np.int64(at_zero and v > 0) - np.int64(at_zero and v < 0 and zero > 0))

@@ -83,6 +83,8 @@ def generate_source(
             "Q8U = dynamic_map(False)",
             "Q8S_START = bucket_codes(True)",
             "Q8U_START = bucket_codes(False)",
+            "Q8S_UP = np.append(Q8S, np.float32(np.inf))",
+            "Q8U_UP = np.append(Q8U, np.float32(np.inf))",
         ]
     try:
         sources = element_sources(stages)
@@ -205,7 +207,7 @@ def _kernel(
                 f"            {scale} = np.maximum(top{st.index}_{k}, MIN_SCALE)",
                 "            for i in range(start, stop):",
                 f"                a{st.index}_{k}[i] = q8_code("
-                f"buf{st.index}_{k}[i - start] / {scale}, {table}, {table}_START, "
+                f"buf{st.index}_{k}[i - start] / {scale}, {table}_UP, {table}_START, "
                 f"{zero_code(signed)})",
             ]
     elif target is None:
