@@ -120,6 +120,25 @@ def test_fused_engine_equals_eager_bit_for_bit(make, dtype):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_nonfinite_gradient_poisons_its_block_alike_in_both_engines():
+    rng = np.random.default_rng(9)
+    w0 = rng.standard_normal(1000).astype(np.float32)
+    g = _values(rng, 1000)
+    g[300], g[700] = np.nan, np.inf
+    out = {}
+    for engine in ("fused", "eager"):
+        w = w0.copy()
+        opt = gradstep.Optimizer(w, gradstep.adamw(0.01, state_dtype="blockwise8"), engine=engine)
+        with np.errstate(invalid="ignore", over="ignore"):
+            opt.step(g)
+            opt.step(np.ones(1000, np.float32))
+        out[engine] = [w] + gradstep.tree.leaves(opt.state)
+    for a, b in zip(out["fused"], out["eager"]):
+        np.testing.assert_array_equal(a, b)  # NaN where NaN
+    scales = opt.state["scale_by_adam"]["nu_absmax"]
+    assert np.isnan(scales[1]) and np.isnan(scales[2]) and np.isfinite(scales[[0, 3]]).all()
+
+
 def test_a_reduction_pass_reads_the_8bit_slots():
     """A norm clip after Adam: the reduction kernel recomputes Adam from its 8-bit
     moments (loads only), then the main pass stores them."""
