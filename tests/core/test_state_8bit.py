@@ -290,25 +290,21 @@ def test_bytes_per_parameter():
 
 
 @pytest.mark.parametrize("case", FIXTURES, ids=[c["id"] for c in FIXTURES])
-def test_recorded_8bit_adam_trajectories(case):
-    h = case["hyperparams"]
+def test_recorded_8bit_trajectories(case):
     w0, target, curvature = recorder.problem(case["seed"], case["size"])
-    args = dict(learning_rate=h["lr"], beta1=h["betas"][0], beta2=h["betas"][1])
-    if case["rule"] == "adamw":
-        args["weight_decay"] = h["weight_decay"]
-    make = getattr(gradstep, case["rule"])
+    args = recorder.RULE_ARGS[case["rule"]](case["hyperparams"])
     w = w0.copy()
-    opt = gradstep.Optimizer(w, make(**args, epsilon=h["eps"], state_dtype="blockwise8"))
+    opt = gradstep.Optimizer(w, getattr(gradstep, case["rule"])(**args, state_dtype="int8"))
     for k in range(1, recorder.STEPS + 1):
         opt.step(recorder.gradient(w, target, curvature))
         if str(k) in case["params"]:
             want = recorder.decode(case["params"][str(k)])
             travel = np.abs(want - w0).max()
             assert np.abs(w - want).max() <= case["params_travel_fraction"] * travel, k
-    state = opt.state["scale_by_adam"]
-    for name, signed in (("mu", True), ("nu", False)):
+    (state,) = [node for node in opt.state.values() if "mu" in node]
+    for name, _, _, signed in recorder.SLOTS[case["rule"]]:
         have = q8.dequantised(state[name], state[q8.absmax_name(name)], signed)
-        want = recorder.decode(case[name])
+        want = recorder.decode(case["slots"][name])
         assert np.abs(have - want).max() <= case["moment_fraction"] * np.abs(want).max()
 
 
