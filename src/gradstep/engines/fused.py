@@ -25,7 +25,9 @@ written twice.
   parameters), and each result is rounded to its storage dtype when stored.
   float16 and bfloat16 travel as uint16 bit patterns converted inside the kernel
   (:mod:`gradstep.engines._scalar_ops`). Every scalar is handed to the kernel in
-  the math dtype.
+  the math dtype. An 8-bit blockwise slot (:mod:`gradstep._core.blockwise8`) takes
+  two rows, its uint8 codes and its float32 block scales (placed after every other
+  row, :func:`~gradstep.engines.plan.place_scales`).
 - **Compile once**: kernels are written to a cache folder as modules named by the
   hash of their source and compiled with numba's on-disk cache, so a second process
   loads them instead of compiling.

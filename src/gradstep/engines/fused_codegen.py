@@ -5,7 +5,10 @@ element operations bound to :mod:`gradstep.engines._scalar_ops`), the main kerne
 that runs the whole chain in one pass over a table of chunks, and one reduction
 kernel per norm or global-reduction stage. Each row of the pointer table (gradient,
 parameter, each slot) has its storage dtype; values are converted when loaded and
-rounded when stored, and the arithmetic runs in :func:`math_dtype`.
+rounded when stored, and the arithmetic runs in :func:`math_dtype`. An 8-bit slot
+(:mod:`gradstep._core.blockwise8`) has a row of uint8 codes and a row of float32
+block scales; the main kernel then walks each chunk block by block, keeping the
+block's new slot values in a small buffer until its scale is known.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from .plan import NotFusable, Stage, call_args, slot_names, terms_args
 #: storage dtypes the kernels read and write
 SUPPORTED_DTYPES = tuple(np.dtype(n) for n in ("float32", "float64", "float16")) + ("bfloat16",)
 CHUNK = 1 << 16  # elements per parallel work item
+# 8-bit slots are quantised in blocks of BLOCK elements within a chunk: chunks start at
+# multiples of BLOCK, so a chunk's first block is a tensor's block
+assert CHUNK % BLOCK == 0
 
 # how a generated kernel sees each storage dtype: the element type of its views
 # (16-bit floats as their uint16 bits), the bytes per element, how a value becomes
@@ -229,15 +235,15 @@ def _kernel(
     return src + [""]
 
 
-def _slot_load(st: Stage, i: int, rows: list[str], math: str) -> str:
-    """The value of slot ``i`` of stage ``st`` at element ``i`` of the chunk, in the
-    math dtype (an 8-bit slot: its code's map value times its block's scale)."""
+def _slot_load(st: Stage, slot: int, rows: list[str], math: str) -> str:
+    """The value of slot number ``slot`` of stage ``st`` at the kernel's element ``i``,
+    in the math dtype (an 8-bit slot: its code's map value times its block's scale)."""
     k = st.index
-    if i in st.scale_rows:
-        table = "Q8U" if st.stage.slots[i].nonnegative else "Q8S"
-        value = f"{table}[a{k}_{i}[i]] * b{k}_{i}[i // {BLOCK}]"
+    if slot in st.scale_rows:
+        table = "Q8U" if st.stage.slots[slot].nonnegative else "Q8S"
+        value = f"{table}[a{k}_{slot}[i]] * b{k}_{slot}[i // {BLOCK}]"
         return value if math == "float32" else f"np.{math}({value})"
-    return _load(rows[st.slot_rows[i]], math, f"a{k}_{i}[i]")
+    return _load(rows[st.slot_rows[slot]], math, f"a{k}_{slot}[i]")
 
 
 def _stage_lines(st: Stage, write: bool, rows: list[str], math: str) -> list[str]:
