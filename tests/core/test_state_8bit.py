@@ -196,7 +196,8 @@ def test_npz_checkpoints_hold_codes_and_scales_and_resume_bit_exact(tmp_path):
     rng = np.random.default_rng(5)
     w0 = rng.standard_normal(600).astype(np.float32)
     grads = [_values(rng, 600) for _ in range(4)]
-    make = lambda: gradstep.adam(0.01, state_dtype="blockwise8")  # noqa: E731
+    # the kernel of the fused test above (compiled once)
+    make = lambda: gradstep.adamw(0.01, state_dtype="blockwise8")  # noqa: E731
     w = w0.copy()
     whole = gradstep.Optimizer(w, make())
     for g in grads:
@@ -294,7 +295,9 @@ def test_recorded_8bit_trajectories(case):
     w0, target, curvature = recorder.problem(case["seed"], case["size"])
     args = recorder.RULE_ARGS[case["rule"]](case["hyperparams"])
     w = w0.copy()
-    opt = gradstep.Optimizer(w, getattr(gradstep, case["rule"])(**args, state_dtype="int8"))
+    rule = getattr(gradstep, case["rule"])(**args, state_dtype="int8")
+    # the eager reference (the fused engine equals it bit for bit, tested above)
+    opt = gradstep.Optimizer(w, rule, engine="eager")
     for k in range(1, recorder.STEPS + 1):
         opt.step(recorder.gradient(w, target, curvature))
         if str(k) in case["params"]:
@@ -388,20 +391,23 @@ def test_checkpoints_move_between_8bit_and_float32():
     rng = np.random.default_rng(8)
     w = {"a": rng.standard_normal(300).astype(np.float32), "b": np.ones(3, np.float32)}
     grads = {"a": _values(rng, 300), "b": np.ones(3, np.float32)}
-    low = gradstep.Optimizer(
-        {k: v.copy() for k, v in w.items()}, gradstep.adam(0.1, state_dtype="int8")
-    )
+
+    def optimizer(state_dtype):  # eager: the conversion is the front's, not an engine's
+        params = {k: v.copy() for k, v in w.items()}
+        return gradstep.Optimizer(
+            params, gradstep.adam(0.1, state_dtype=state_dtype), engine="eager"
+        )
+
+    low = optimizer("int8")
     low.step(grads)
-    full = gradstep.Optimizer({k: v.copy() for k, v in w.items()}, gradstep.adam(0.1))
+    full = optimizer(None)
     full.load_state_dict(low.state_dict())  # dequantised exactly
     moments = low.state["scale_by_adam"]
     for name, signed in (("mu", True), ("nu", False)):
         for leaf in ("a", "b"):
             want = q8.dequantised(moments[name][leaf], moments[name + "_absmax"][leaf], signed)
             np.testing.assert_array_equal(full.state["scale_by_adam"][name][leaf], want)
-    again = gradstep.Optimizer(
-        {k: v.copy() for k, v in w.items()}, gradstep.adam(0.1, state_dtype="int8")
-    )
+    again = optimizer("int8")
     again.load_state_dict(full.state_dict())  # requantised
     back = again.state["scale_by_adam"]
     for name, signed in (("mu", True), ("nu", False)):
