@@ -91,6 +91,8 @@ def absmax_name(slot_name: str) -> str:
 
 
 def n_blocks(size: int) -> int:
+    """How many block scales a tensor of ``size`` elements has (the last block may be
+    short)."""
     return math.ceil(size / BLOCK)
 
 
