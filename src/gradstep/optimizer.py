@@ -260,13 +260,15 @@ class Optimizer:
         """Restore a :meth:`state_dict`; names and shapes must match, and dtypes, except
         that floating-point state saved in another precision is converted to this
         optimizer's storage dtype (a checkpoint of ``state_dtype="bfloat16"`` resumes
-        in float32 and back).
+        in float32 and back; one of 8-bit state is dequantised into a floating-point
+        optimizer, and floating-point state is quantised into an 8-bit one).
 
         Everything is checked before anything changes: hyperparameter overrides must
         be known names with finite values in their declared range, step counts must
         be non-negative, slots declared non-negative (second moments) must be.
         """
         owner = "load_state_dict"
+        state_dict = _blockwise8_converted(self.transform, state_dict)
         template = self.transform.init(self.params)
         paths = _tree.leaf_paths(template)
         expected = {_STATE + p for p in paths}
@@ -318,6 +320,39 @@ class Optimizer:
         """Read a file written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as data:
             self.load_state_dict({k: _bfloat16_restored(data[k]) for k in data.files})
+
+
+def _blockwise8_converted(transform: Transform, state_dict: dict[str, Any]) -> dict[str, Any]:
+    """``state_dict`` with each slot saved in another precision than this optimizer's
+    8-bit blocks (:mod:`gradstep._core.blockwise8`) converted: float values quantised
+    into codes and block scales where this optimizer keeps 8-bit state, 8-bit codes
+    dequantised where it keeps floats; anything else is left for the checks."""
+    from ._core import blockwise8
+    from ._core.elementwise import Elementwise
+    from ._core.transform import walk
+
+    out = dict(state_dict)
+    for visit in walk(transform):
+        t = visit.transform
+        if not isinstance(t, Elementwise) or visit.path is None:
+            continue
+        for slot in t.slots:
+            prefix = _STATE + "/".join(visit.path + (slot.name,))
+            scales = _STATE + "/".join(visit.path + (blockwise8.absmax_name(slot.name),))
+            keys = [k for k in out if k == prefix or k.startswith(prefix + "/")]
+            saved_8bit = any(k == scales or k.startswith(scales + "/") for k in out)
+            signed = not slot.nonnegative
+            for key in keys:
+                value, scale_key = np.asarray(out[key]), scales + key[len(prefix) :]
+                if slot.dtype == blockwise8.BLOCKWISE8 and not saved_8bit:
+                    if is_floating(value.dtype):
+                        wide = value.astype(np.float32)
+                        out[key], out[scale_key] = blockwise8.quantised(wide, signed)
+                elif slot.dtype != blockwise8.BLOCKWISE8 and saved_8bit and scale_key in out:
+                    if value.dtype == np.uint8:
+                        scale = np.asarray(out.pop(scale_key), np.float32)
+                        out[key] = blockwise8.dequantised(value, scale, signed)
+    return out
 
 
 def _bfloat16_restored(a: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ def test_slots_get_their_storage_dtype_and_others_keep_the_parameters():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: gradstep.adam(state_dtype="int8"), "invalid state_dtype='int8'"),
+        (lambda: gradstep.adam(state_dtype="int16"), "invalid state_dtype='int16'"),
         (lambda: gradstep.adam(state_dtype={"moment": "bfloat16"}), "no slot named 'moment'"),
         (lambda: gradstep.adam(mu_dtype="complex64"), "invalid mu_dtype='complex64'"),
         (lambda: gradstep.adam(mu_dtype="bfloat16", state_dtype="float16"), "not both"),

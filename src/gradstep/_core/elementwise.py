@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from . import blockwise8
 from . import tree as _tree
+from .blockwise8 import BLOCKWISE8, absmax_name
 from .namespaces import element_for, is_floating, namespace_of, nan_to_zero, value_dtype
 from .transform import Transform
 
@@ -59,9 +61,12 @@ class Slot:
     parameter. ``nonnegative``: every element is >= 0 (a second moment, an
     accumulated square); a checkpoint that says otherwise is refused at load.
     ``dtype``: the storage dtype's name (:mod:`gradstep._core.precision`); None
-    stores the slot in its parameter's dtype. ``stochastic_seed``: when stored in
-    bfloat16, rounded stochastically with this seed's stream
-    (:mod:`gradstep._core.rounding`); None: to the nearest.
+    stores the slot in its parameter's dtype; ``"blockwise8"`` keeps uint8 codes
+    under the slot's name and float32 block scales beside them
+    (:mod:`gradstep._core.blockwise8`; the signed map, or the unsigned one for a
+    ``nonnegative`` slot). ``stochastic_seed``: when stored in bfloat16, rounded
+    stochastically with this seed's stream (:mod:`gradstep._core.rounding`); None:
+    to the nearest.
     """
 
     name: str
@@ -74,6 +79,11 @@ class Slot:
         """The slot's initial array for ``param``, of its library and shape, in the
         slot's storage dtype (else the parameter's; float64 for a NumPy parameter that
         is not floating-point)."""
+        if self.dtype == BLOCKWISE8:
+            raise TypeError(
+                f"slot {self.name!r} is stored in 8-bit blocks: codes and block scales, "
+                "two arrays (gradstep._core.blockwise8.initial)"
+            )
         ns = namespace_of(param)
         value = ns.copy(param) if self.fill == "params" else ns.full_like(param, self.fill)
         return value if self.dtype is None else ns.stored(value, self.dtype)
@@ -267,7 +277,12 @@ class Elementwise(Transform):
         if self.counted:
             state["count"] = np.zeros((), dtype=np.int64)
         for slot in self.slots:
-            state[slot.name] = _tree.unflatten(td, [slot.initial(p) for p in leaves])
+            if slot.dtype == BLOCKWISE8:
+                pairs = [blockwise8.initial(p, slot.fill, not slot.nonnegative) for p in leaves]
+                state[slot.name] = _tree.unflatten(td, [codes for codes, _ in pairs])
+                state[absmax_name(slot.name)] = _tree.unflatten(td, [a for _, a in pairs])
+            else:
+                state[slot.name] = _tree.unflatten(td, [slot.initial(p) for p in leaves])
         return state
 
     # -- the reduction phase of stages that need one (none here) ----------------------
@@ -293,12 +308,19 @@ class Elementwise(Transform):
                 raise ValueError(f"{self.name}: this transform needs params in update()")
             w_leaves = _tree.leaves_like(td, params)
         slot_leaves = [_tree.leaves_like(td, state[s.name]) for s in self.slots]
+        # 8-bit slots: their block scales (None for the others)
+        scale_leaves = [
+            _tree.leaves_like(td, state[absmax_name(s.name)]) if s.dtype == BLOCKWISE8 else None
+            for s in self.slots
+        ]
+        first_slot = 1 + self.uses_params
         count = int(state["count"]) if self.counted else 0
         scalars = self.scalars(count, ctx)
         context = self.reduction_context(params, grads, g_leaves, count, ctx)
 
         updates = []
         new_slots: list[list] = [[] for _ in self.slots]
+        new_scales: list[list] = [[] for _ in self.slots]
         cast_cache: dict[Any, list] = {}
         for i, g in enumerate(g_leaves):
             ns = namespace_of(g)
@@ -307,6 +329,10 @@ class Elementwise(Transform):
             args = [g] + ([w_leaves[i]] if self.uses_params else []) + stored
             # the math runs in float32 or wider, whatever the storage ("opmath")
             args = [ns.widened(a) for a in args]
+            for k, scales in enumerate(scale_leaves):
+                if scales is not None:
+                    signed = not self.slots[k].nonnegative
+                    args[first_slot + k] = blockwise8.dequantised(stored[k], scales[i], signed)
             g = args[0]
             key = (ns.name, getattr(g, "dtype", None))
             if key not in cast_cache:
@@ -323,6 +349,12 @@ class Elementwise(Transform):
                         # a slot that keeps an input (w_prev <- w) must not alias it:
                         # the front updates parameters in place
                         value = ns.copy(value)
+                    if scale_leaves[k] is not None:
+                        value = ns.stored(ns.wrap(value), "float32")
+                        codes, scales = blockwise8.quantised(value, not self.slots[k].nonnegative)
+                        new_slots[k].append(codes)
+                        new_scales[k].append(scales)
+                        continue
                     seed = self.slots[k].stochastic_seed
                     if seed is None:
                         new_slots[k].append(ns.stored_like(ns.wrap(value), stored[k]))
@@ -341,8 +373,10 @@ class Elementwise(Transform):
         new_state: dict[str, Any] = {}
         if self.counted:
             new_state["count"] = np.asarray(count + 1, dtype=np.int64)
-        for slot, values in zip(self.slots, new_slots):
+        for slot, values, scales in zip(self.slots, new_slots, new_scales):
             new_state[slot.name] = _tree.unflatten(td, values)
+            if slot.dtype == BLOCKWISE8:
+                new_state[absmax_name(slot.name)] = _tree.unflatten(td, scales)
         return _tree.unflatten(td, updates), new_state
 
 

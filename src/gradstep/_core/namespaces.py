@@ -123,6 +123,19 @@ class Namespace:
         x = np.asarray(x, np.float32)
         return round_bf16_stochastic(x, random_bits(key, x.size).reshape(x.shape))
 
+    def constant(self, values: np.ndarray, like: Any) -> Any:
+        """The NumPy array ``values`` (a table of constants) as an array of this
+        library, on ``like``'s device."""
+        return values
+
+    def as_uint8(self, x: Any) -> Any:
+        """The integer array ``x`` (values 0..255) as uint8 (8-bit state's codes)."""
+        return np.asarray(x).astype(np.uint8)
+
+    def as_index(self, x: Any) -> Any:
+        """The integer array ``x`` as indices :meth:`take` accepts."""
+        return np.asarray(x).astype(np.intp)
+
     def full_like(self, x: Any, fill: float) -> Any:
         p = np.asarray(x)
         return np.full(p.shape, fill, dtype=self.float_dtype(p))

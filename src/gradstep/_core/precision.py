@@ -21,6 +21,18 @@ in the gradient's dtype.
 Storage dtypes: ``"float16"``, ``"bfloat16"`` (NumPy arrays use ``ml_dtypes``'
 bfloat16), ``"float32"``, ``"float64"``; given by name or as a NumPy, torch or JAX
 dtype.
+
+``"blockwise8"`` (also spelled ``"int8"``): 8-bit blockwise-quantised state, as
+bitsandbytes' and torchao's 8-bit optimizers keep it: uint8 codes into a dynamic
+quantisation map and one float32 scale per block of 256 elements, stored beside
+the codes as ``<slot>_absmax`` (:mod:`gradstep._core.blockwise8`). It is valid for
+slots that start from a constant (moments, momenta, accumulators: the Adam family,
+Lion, momentum SGD, RMSprop, Adagrad, ...) of elementwise stages; a slot that
+starts as a copy of the parameter (a previous or averaged parameter) refuses it
+with a ``ValueError``, as do rules whose state is not elementwise slots (Adafactor's
+factored moments, global reductions such as Prodigy's). The eager engine
+(NumPy, torch, JAX arrays), the JAX engine (under ``jax.jit``) and the numba engine
+run it; the Triton engine does not yet (CUDA tensors with 8-bit state run eager).
 """
 
 from __future__ import annotations
@@ -35,8 +47,10 @@ from .rounding import ROUNDING_OPTIONS, ROUNDING_RANGES, ParameterStore, with_ro
 from .transform import Transform, map_transform, shallow_copy, walk
 from .validate import Constraint, remember_recipe
 
-#: the dtypes a slot can be stored in
-STORAGE_DTYPES = ("float16", "bfloat16", "float32", "float64")
+#: the dtypes a slot can be stored in (blockwise8: :mod:`gradstep._core.blockwise8`)
+STORAGE_DTYPES = ("float16", "bfloat16", "float32", "float64", "blockwise8")
+#: other names of storage dtypes (given as strings)
+ALIASES = {"int8": "blockwise8"}
 #: the 16-bit ones, whose arithmetic runs in float32
 HALF_DTYPES = ("float16", "bfloat16")
 
@@ -60,7 +74,8 @@ def dtype_name(value: Any) -> str:
     ``ValueError`` for anything else."""
     name = None
     if isinstance(value, str):
-        name = value.removeprefix("torch.")
+        # an alias by name only: torch.int8 or np.int8 is not 8-bit blockwise state
+        name = ALIASES.get(value, value.removeprefix("torch."))
     elif type(value).__module__ == "torch":  # torch.dtype, without importing torch
         name = str(value).removeprefix("torch.")
     else:
@@ -73,6 +88,7 @@ def dtype_name(value: Any) -> str:
     if name not in STORAGE_DTYPES:
         raise ValueError(
             f"invalid state dtype {value!r}; valid values: {', '.join(STORAGE_DTYPES)}"
+            f" (or {', '.join(ALIASES)})"
         )
     return name
 
@@ -186,6 +202,7 @@ def with_state_dtype(
         if not isinstance(t, Elementwise) or not t.slots or isinstance(t, ParameterStore):
             return t  # (a Kahan compensation is kept in its parameter's dtype)
         new = tuple(dataclasses.replace(s, dtype=_chosen(s, wanted, everything)) for s in t.slots)
+        _check_blockwise8(t, new, state_dtype, owner)
         if new == t.slots:
             return t
         clone = shallow_copy(t)
@@ -193,6 +210,20 @@ def with_state_dtype(
         return clone
 
     return map_transform(store, transform)
+
+
+def _check_blockwise8(t: Transform, slots: tuple, state_dtype: Any, owner: str) -> None:
+    """8-bit blocks hold moments and accumulators, not a copy of the parameter (a
+    previous or averaged parameter: 8 bits relative to a block's largest would lose
+    it). Stages that keep their own state (global reductions) never get here."""
+    for slot in slots:
+        if slot.dtype == "blockwise8" and slot.fill == "params":
+            raise ValueError(
+                f"{owner}: invalid state_dtype={state_dtype!r}: slot {slot.name!r} of "
+                f"{getattr(t, 'name', type(t).__name__)!r} starts as a copy of the "
+                "parameter, which 8-bit blocks cannot hold; valid values for it: float16, "
+                "bfloat16, float32, float64"
+            )
 
 
 def _chosen(slot: Any, wanted: dict | None, everything: str | None) -> str | None:

@@ -12,8 +12,10 @@ on the same float32 data in the same run:
   (copy, scale, add, triad) measured in the same run;
 - peak extra memory allocated during one gradstep step (tracemalloc);
 - the optimizer state's bytes per parameter, for each ``--state-dtypes`` setting
-  (``param``: the parameters' float32; ``bfloat16``, ``float16``: the
-  ``state_dtype`` option, :mod:`gradstep._core.precision`).
+  (``param``: the parameters' float32; ``bfloat16``, ``float16``, ``blockwise8``
+  (or ``int8``: 8-bit codes with a float32 scale per 256 elements, Adam 2.03 bytes
+  per parameter against 8.00): the ``state_dtype`` option,
+  :mod:`gradstep._core.precision`).
 
 ``--compile`` adds the cold and warm compile time of each fused kernel, measured in
 fresh processes.
@@ -47,15 +49,28 @@ from ._bench_report import (
 DEFAULT_LAYOUTS = "1x20000000,200x100000,5000x1000"
 
 
+#: bytes per element of a slot stored in each ``--state-dtypes`` setting (8-bit
+#: blockwise: a code and a quarter of a float32 scale per 256 elements)
+SLOT_BYTES = {
+    None: 4,
+    "float32": 4,
+    "bfloat16": 2,
+    "bfloat16-sr": 2,
+    "float16": 2,
+    "blockwise8": 1 + 4 / 256,
+}
+_STATE_DTYPE_NAMES = {"param": None, "int8": "blockwise8"}
+
+
 def parse_state_dtypes(text: str) -> list[str | None] | None:
-    """``param,bfloat16`` -> ``[None, "bfloat16"]`` (None: invalid); ``bfloat16-sr``:
-    bfloat16 state rounded stochastically (:mod:`gradstep._core.rounding`)."""
+    """``param,bfloat16,int8`` -> ``[None, "bfloat16", "blockwise8"]`` (None: invalid);
+    ``bfloat16-sr``: bfloat16 state rounded stochastically (:mod:`gradstep._core.rounding`)."""
     out: list[str | None] = []
     for item in text.split(","):
-        item = item.strip()
-        if item not in ("param", "float32", "bfloat16", "float16", "bfloat16-sr"):
+        item = _STATE_DTYPE_NAMES.get(item.strip(), item.strip())
+        if item not in SLOT_BYTES:
             return None
-        out.append(None if item == "param" else item)
+        out.append(item)
     return out
 
 
@@ -180,8 +195,7 @@ def bench_case(
     count, size = layout
     transform = make_transform(spec, state_dtype)
     n = count * size
-    slot_size = 4 if state_dtype in (None, "float32") else 2  # bytes per slot element
-    traffic = 4 * n * 3 + 2 * slot_size * n * slot_count(transform)
+    traffic = 4 * n * 3 + round(2 * SLOT_BYTES[state_dtype] * n) * slot_count(transform)
     peak, kept = peak_extra_bytes(spec, layout, "fused", state_dtype)
     row: dict[str, Any] = {
         "optimizer": spec.name,
@@ -312,7 +326,7 @@ def run_numpy(args: Any) -> int:
     if state_dtypes is None:
         print(
             "gradstep bench: invalid --state-dtypes; valid values: comma-separated among "
-            "param, float32, bfloat16, float16, bfloat16-sr",
+            "param, float32, bfloat16, float16, bfloat16-sr, blockwise8 (or int8)",
             file=sys.stderr,
         )
         return 2

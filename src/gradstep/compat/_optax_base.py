@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .._core.precision import StateDtype, with_state_dtype
+from .._core.precision import StateDtype, dtype_name, with_state_dtype
 from .._core.transform import Transform
 from .._core.validate import Interval, decay_rate, nonnegative
 from ..jax import GradstepTransformation, from_optax, to_optax
@@ -101,10 +101,13 @@ def stored_in(owner: str, option: str, value: Any, transform: Transform, slot: s
     wider (:mod:`gradstep._core.precision`)."""
     if value is None:
         return transform
-    if not StateDtype(per_slot=False).contains(value):
+    if not StateDtype(per_slot=False).contains(value) or dtype_name(value) == "blockwise8":
+        # optax's state classes have no field for 8-bit block scales: gradstep's own
+        # rules take it (gradstep.jax.to_optax(gradstep.adam(state_dtype="int8")))
         raise ValueError(
-            f"{owner}: invalid {option}={value!r}; valid values: "
-            f"{StateDtype(per_slot=False).describe()}"
+            f"{owner}: invalid {option}={value!r}; valid values: None, float16, bfloat16, "
+            "float32, float64 (8-bit state: gradstep.jax.to_optax of a gradstep rule "
+            "with state_dtype='int8')"
         )
     try:
         return with_state_dtype(transform, {slot: value}, owner)

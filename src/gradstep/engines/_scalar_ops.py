@@ -216,3 +216,22 @@ def bf16_store_sr(x, key, hashed_index):
         return np.uint16((u >> np.uint32(16)) | np.uint32(0x0040))
     r = mix32(np.uint32(key) ^ np.uint32(hashed_index)) >> np.uint32(16)
     return np.uint16((u + r) >> np.uint32(16))
+
+
+# -- 8-bit blockwise state (gradstep._core.blockwise8) ---------------------------------
+
+
+@njit(inline="always")
+def q8_code(v, up, starts, zero):
+    """The code of the normalised float32 ``v`` in the sorted 256-entry map whose code
+    ``zero`` is 0, as the eager quantiser finds it: the largest ``map[lo] <= v`` (NaN:
+    0), then ``lo + 1`` when ``v`` is at least half way to it, and a nonzero ``v`` kept
+    off 0. ``up`` is the map followed by +inf; the search starts at ``starts`` of
+    ``v``'s top 16 bits (:func:`gradstep._core.blockwise8.bucket_codes`), at most one
+    code below the answer. Without branches: the comparisons are data, not jumps."""
+    lo = np.int64(starts[float_bits(v) >> np.uint32(16)])
+    lo += np.int64(v >= up[lo + 1])
+    below = up[lo]
+    lo += np.int64(v - below >= (up[lo + 1] - below) * np.float32(0.5))
+    at_zero = lo == zero
+    return np.uint8(lo + np.int64(at_zero and v > 0) - np.int64(at_zero and v < 0 and zero > 0))

@@ -25,7 +25,9 @@ written twice.
   parameters), and each result is rounded to its storage dtype when stored.
   float16 and bfloat16 travel as uint16 bit patterns converted inside the kernel
   (:mod:`gradstep.engines._scalar_ops`). Every scalar is handed to the kernel in
-  the math dtype.
+  the math dtype. An 8-bit blockwise slot (:mod:`gradstep._core.blockwise8`) takes
+  two rows, its uint8 codes and its float32 block scales (placed after every other
+  row, :func:`~gradstep.engines.plan.place_scales`).
 - **Compile once**: kernels are written to a cache folder as modules named by the
   hash of their source and compiled with numba's on-disk cache, so a second process
   loads them instead of compiling.
@@ -45,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
+from .._core.blockwise8 import BLOCK, absmax_name, n_blocks
 from .._core.combine import _labels_for
 from .._core.namespaces import NUMPY
 from .._core.transform import Transform
@@ -56,6 +59,7 @@ from .plan import (
     Unsupported,
     advance_counts,
     flatten_stages,
+    place_scales,
     place_stages,
     stage_nodes,
     stream_key_table,
@@ -105,9 +109,17 @@ class FusedEngine:
         self.stages = flatten_stages(transform)
         # scal[0] is the dtype witness
         self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages, first_scalar=1)
+        self.n_rows = place_scales(self.stages, self.n_rows)
         # the kernels of float32 arrays; other storage dtypes get their own
-        self.source = generate_source(self.stages)
-        self._sources: dict[tuple[str, ...], str] = {("float32",) * self.n_rows: self.source}
+        self._float32_rows = ("float32",) * self.n_rows
+        for st in self.stages:
+            for k in st.scale_rows:  # 8-bit codes, whatever the parameters' dtype
+                row = st.slot_rows[k]
+                self._float32_rows = (
+                    self._float32_rows[:row] + ("blockwise8",) + self._float32_rows[row + 1 :]
+                )
+        self.source = generate_source(self.stages, list(self._float32_rows))
+        self._sources: dict[tuple[str, ...], str] = {self._float32_rows: self.source}
         self._modules: dict[tuple[str, ...], Any] = {}
         self._layout_cache: dict | None = None
         self._broken: str | None = None  # why kernels cannot be built here
@@ -115,7 +127,7 @@ class FusedEngine:
     @property
     def kernels(self):
         """The kernels of float32 parameters, gradients and state."""
-        return self.kernels_for(("float32",) * self.n_rows)
+        return self.kernels_for(self._float32_rows)
 
     def source_for(self, rows: tuple[str, ...]) -> str:
         """The kernel module's source for pointer-table rows of the storage dtypes
@@ -292,7 +304,8 @@ class FusedEngine:
         layout = {
             "w": list(ws),
             "dtype": dtype,
-            "rows": [name] * self.n_rows,  # each row's storage dtype, set every step
+            # each row's storage dtype (slots: set every step; 8-bit block scales: float32)
+            "rows": [name] * self.n_rows,
             "shapes": [w.shape for w in ws],
             "table": array_table.ShapeTable([w.shape for w in ws]),
             "chunks": np.array(rows, np.int64).reshape(-1, 3),
@@ -310,7 +323,11 @@ class FusedEngine:
         is picked up; one that does not fit its parameter is refused)."""
         row = 2
         for st, node, sel in zip(self.stages, nodes, layout["selected"]):
-            for slot in st.stage.slots:
+            for k, slot in enumerate(st.stage.slots):
+                if k in st.scale_rows:
+                    _blockwise8_pointers(st, k, node, layout)
+                    row += 1
+                    continue
                 leaves = _tree.leaves(node[slot.name])
                 dtype = _row_dtype(leaves, f"state slot {slot.name}") if leaves else layout["dtype"]
                 layout["rows"][row] = _storage_name(dtype)
@@ -339,6 +356,42 @@ class FusedEngine:
                             )
                     layout["ptrs"][row] = pointers
                 row += 1
+
+
+_UINT8 = np.dtype(np.uint8)
+
+
+def _blockwise8_pointers(st: Stage, k: int, node: dict, layout: dict) -> None:
+    """The rows of the 8-bit slot ``k`` of stage ``st``: its uint8 codes, shaped like
+    the parameters, and its float32 block scales (``ceil(size / BLOCK)`` each)."""
+    slot = st.stage.slots[k]
+    codes = _tree.leaves(node[slot.name])
+    scales = _tree.leaves(node[absmax_name(slot.name)])
+    row = st.slot_rows[k]
+    layout["rows"][row] = "blockwise8"
+    layout["rows"][st.scale_rows[k]] = "float32"
+    if codes and codes[0].dtype != np.uint8:
+        raise Unsupported(f"state slot {slot.name} of dtype {codes[0].dtype} (8-bit codes: uint8)")
+    layout["ptrs"][row] = _pointers(codes, layout, "state slot", slot.name, dtype=_UINT8)
+    if len(scales) != len(layout["shapes"]):
+        raise ValueError(
+            f"state entry {absmax_name(slot.name)} has {len(scales)} arrays for "
+            f"{len(layout['shapes'])} parameters"
+        )
+    pointers = []
+    for j, (a, w) in enumerate(zip(scales, layout["w"])):
+        label = f"state entry {absmax_name(slot.name)} {j}"
+        if not isinstance(a, np.ndarray):
+            raise Unsupported(f"{label} of type {type(a).__name__}")
+        if a.shape != (n_blocks(w.size),) or a.dtype != np.float32:
+            raise ValueError(
+                f"{label} has shape {a.shape} and dtype {a.dtype}; expected "
+                f"({n_blocks(w.size)},) and float32 (a scale per {BLOCK} elements)"
+            )
+        if not (a.flags.writeable and a.flags.c_contiguous and a.flags.aligned):
+            raise Unsupported(f"{label} is not a writable contiguous array")
+        pointers.append(_address(a))
+    layout["ptrs"][st.scale_rows[k]] = pointers
 
 
 _from_buffer = c_char.from_buffer

@@ -5,13 +5,17 @@ element operations bound to :mod:`gradstep.engines._scalar_ops`), the main kerne
 that runs the whole chain in one pass over a table of chunks, and one reduction
 kernel per norm or global-reduction stage. Each row of the pointer table (gradient,
 parameter, each slot) has its storage dtype; values are converted when loaded and
-rounded when stored, and the arithmetic runs in :func:`math_dtype`.
+rounded when stored, and the arithmetic runs in :func:`math_dtype`. An 8-bit slot
+(:mod:`gradstep._core.blockwise8`) has a row of uint8 codes and a row of float32
+block scales; the main kernel then walks each chunk block by block, keeping the
+block's new slot values in a small buffer until its scale is known.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .._core.blockwise8 import BLOCK, zero_code
 from .._core.rounding import ParameterStore
 from .._core.xmath import OPERATIONS
 from .element_source import SourceError, element_sources, function_source
@@ -20,6 +24,9 @@ from .plan import NotFusable, Stage, call_args, slot_names, stochastic_rows, ter
 #: storage dtypes the kernels read and write
 SUPPORTED_DTYPES = tuple(np.dtype(n) for n in ("float32", "float64", "float16")) + ("bfloat16",)
 CHUNK = 1 << 16  # elements per parallel work item
+# 8-bit slots are quantised in blocks of BLOCK elements within a chunk: chunks start at
+# multiples of BLOCK, so a chunk's first block is a tensor's block
+assert CHUNK % BLOCK == 0
 
 # how a generated kernel sees each storage dtype: the element type of its views
 # (16-bit floats as their uint16 bits), the bytes per element, how a value becomes
@@ -29,8 +36,9 @@ VIEW_TYPES = {
     "float64": "np.float64",
     "float16": "np.uint16",
     "bfloat16": "np.uint16",
+    "blockwise8": "np.uint8",  # codes; the block scales are a float32 row of their own
 }
-_SIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
+_SIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "blockwise8": 1}
 
 
 def _load(dtype: str, math: str, value: str) -> str:
@@ -86,6 +94,17 @@ def generate_source(
     lines += [
         "",
     ]
+    if "blockwise8" in rows:
+        lines[-1:-1] = [
+            "from gradstep._core.blockwise8 import MIN_SCALE, bucket_codes, dynamic_map",
+            "from gradstep.engines._scalar_ops import q8_code",
+            "Q8S = dynamic_map(True)",
+            "Q8U = dynamic_map(False)",
+            "Q8S_START = bucket_codes(True)",
+            "Q8U_START = bucket_codes(False)",
+            "Q8S_UP = np.append(Q8S, np.float32(np.inf))",
+            "Q8U_UP = np.append(Q8U, np.float32(np.inf))",
+        ]
     try:
         sources = element_sources([st for st in stages if not isinstance(st.stage, ParameterStore)])
     except SourceError as err:
@@ -163,6 +182,12 @@ def _kernel(
     for st in loaded:
         for k, row in enumerate(st.slot_rows):
             src.append(f"        a{st.index}_{k} = {view(row)}")
+        for k, row in st.scale_rows.items():
+            # the chunk's block scales: chunks start at multiples of BLOCK
+            src.append(
+                f"        b{st.index}_{k} = carray(as_pointer(ptrs[{row}, j] + (off // {BLOCK})"
+                f" * 4, z_float32), ((n + {BLOCK - 1}) // {BLOCK},))"
+            )
         if st.mask is not None:
             src.append(f"        m{st.index} = tmask[{st.index}, j]")
         if st.is_reduction:
@@ -170,28 +195,59 @@ def _kernel(
     terms = global_terms(target) if target is not None else 1
     if not write:
         src += [f"        total{t} = 0.0" for t in range(terms)]
+    eight = [(st, k) for st in body for k in st.scale_rows] if write else []
+    loop = ["        for i in range(n):"]
+    pad = "            "
+    if eight:
+        # 8-bit slots: a block's new values go to a small buffer until the block's
+        # scale is known, then are quantised and stored
+        loop = [f"        buf{st.index}_{k} = np.empty({BLOCK}, np.float32)" for st, k in eight]
+        loop += [f"        for blk in range((n + {BLOCK - 1}) // {BLOCK}):"]
+        loop += [f"            top{st.index}_{k} = np.float32(0)" for st, k in eight]
+        loop += [
+            f"            start = blk * {BLOCK}",
+            f"            stop = min(start + {BLOCK}, n)",
+            "            for i in range(start, stop):",
+        ]
+        pad += "    "
+    src += loop
     src += [
-        "        for i in range(n):",
-        f"            x = {_load(rows[0], math, 'g[i]')}",
-        f"            wi = {_load(rows[1], math, 'w[i]')}",
+        f"{pad}x = {_load(rows[0], math, 'g[i]')}",
+        f"{pad}wi = {_load(rows[1], math, 'w[i]')}",
     ]
     if write and sr:  # the element's hashed index, shared by every rounded row
-        src.append("            hi = mix32(np.uint32(off + i))")
+        src.append(f"{pad}hi = mix32(np.uint32(off + i))")
     for st in body:
-        src += ["            " + line for line in _stage_lines(st, write, rows, math, sr)]
+        src += [pad + line for line in _stage_lines(st, write, rows, math, sr)]
     if write:
         for st in body:
             if st.mask is None:
                 for k, row in enumerate(st.slot_rows):
+                    if k in st.scale_rows:
+                        v, top = f"np.float32(s{st.index}_{k})", f"top{st.index}_{k}"
+                        src.append(f"{pad}buf{st.index}_{k}[i - start] = {v}")
+                        src.append(f"{pad}{top} = np.maximum({top}, abs({v}))")
+                        continue
                     value = _store_row(rows, row, math, f"s{st.index}_{k}", sr)
-                    src.append(f"            a{st.index}_{k}[i] = {value}")
+                    src.append(f"{pad}a{st.index}_{k}[i] = {value}")
         if any(isinstance(st.stage, ParameterStore) for st in body):
-            src.append("            w[i] = wr")
+            src.append(f"{pad}w[i] = wr")
         else:
-            src.append(f"            w[i] = {_store(rows[1], math, 'wi + x')}")
+            src.append(f"{pad}w[i] = {_store(rows[1], math, 'wi + x')}")
+        for st, k in eight:
+            signed = not st.stage.slots[k].nonnegative
+            table = "Q8S" if signed else "Q8U"
+            scale = f"b{st.index}_{k}[blk]"
+            src += [
+                f"            {scale} = np.maximum(top{st.index}_{k}, MIN_SCALE)",
+                "            for i in range(start, stop):",
+                f"                a{st.index}_{k}[i] = q8_code("
+                f"buf{st.index}_{k}[i - start] / {scale}, {table}_UP, {table}_START, "
+                f"{zero_code(signed)})",
+            ]
     elif target is None and counted is not None:
         # a cautious end: the elements its mask keeps (u g > 0), counted exactly
-        src.append(f"            total0 += 1.0 if x * gc{counted.partner} > 0 else 0.0")
+        src.append(f"{pad}total0 += 1.0 if x * gc{counted.partner} > 0 else 0.0")
         src.append("        acc[c] = total0")
     elif target is None:
         src.append("            total0 += np.float64(x) * np.float64(x)")
@@ -199,8 +255,8 @@ def _kernel(
     else:
         k = target.index
         src += [
-            f"            s{k}_{i} = {_load(rows[row], math, f'a{k}_{i}[i]')}"
-            for i, row in enumerate(target.slot_rows)
+            f"            s{k}_{i} = {_slot_load(target, i, rows, math)}"
+            for i in range(len(target.slot_rows))
         ]
         names = [f"q{t}" for t in range(terms)]
         comma = "," if terms == 1 else ""
@@ -222,7 +278,7 @@ def _parameter_store_lines(st: Stage, rows: list[str], math: str, sr: dict) -> l
     k = st.index
     lines = []
     if st.stage.kahan:
-        lines += [f"s{k}_0 = {_load(rows[st.slot_rows[0]], math, f'a{k}_0[i]')}", f"x = x + s{k}_0"]
+        lines += [f"s{k}_0 = {_slot_load(st, 0, rows, math)}", f"x = x + s{k}_0"]
     lines += [
         f"wr = {_store_row(rows, 1, math, 'wi + x', sr)}",
         f"wn = {_load(rows[1], math, 'wr')}",
@@ -230,6 +286,17 @@ def _parameter_store_lines(st: Stage, rows: list[str], math: str, sr: dict) -> l
     if st.stage.kahan:
         lines.append(f"s{k}_0 = x - (wn - wi)")
     return lines + ["x = wn - wi"]
+
+
+def _slot_load(st: Stage, slot: int, rows: list[str], math: str) -> str:
+    """The value of slot number ``slot`` of stage ``st`` at the kernel's element ``i``,
+    in the math dtype (an 8-bit slot: its code's map value times its block's scale)."""
+    k = st.index
+    if slot in st.scale_rows:
+        table = "Q8U" if st.stage.slots[slot].nonnegative else "Q8S"
+        value = f"{table}[a{k}_{slot}[i]] * b{k}_{slot}[i // {BLOCK}]"
+        return value if math == "float32" else f"np.{math}({value})"
+    return _load(rows[st.slot_rows[slot]], math, f"a{k}_{slot}[i]")
 
 
 def _stage_lines(st: Stage, write: bool, rows: list[str], math: str, sr: dict) -> list[str]:
@@ -246,9 +313,7 @@ def _stage_lines(st: Stage, write: bool, rows: list[str], math: str, sr: dict) -
     slots = slot_names(st)
     args = call_args(st)
     target = ", ".join(["x"] + slots)
-    lines = [
-        f"s{k}_{i} = {_load(rows[row], math, f'a{k}_{i}[i]')}" for i, row in enumerate(st.slot_rows)
-    ]
+    lines = [f"s{k}_{i} = {_slot_load(st, i, rows, math)}" for i in range(len(st.slot_rows))]
     lines.append(f"{target} = _e{k}({', '.join(args)})")
     if e.clear_nan_slots:
         lines += [f"{s} = nan_to_zero({s})" for s in slots]

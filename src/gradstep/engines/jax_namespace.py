@@ -78,6 +78,15 @@ class JaxNamespace(Namespace):
         dtype = getattr(like, "dtype", None)
         return x if dtype is None else jnp.asarray(x).astype(dtype)
 
+    def constant(self, values, like):
+        return jnp.asarray(values)
+
+    def as_uint8(self, x):
+        return jnp.asarray(x).astype(jnp.uint8)
+
+    def as_index(self, x):
+        return jnp.asarray(x).astype(jnp.int32)
+
     def full_like(self, x: Any, fill: float) -> Any:
         return jnp.full_like(x, fill, dtype=self.float_dtype(x))
 

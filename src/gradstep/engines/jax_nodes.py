@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import tree_util
 
+from .._core import blockwise8
+from .._core.blockwise8 import BLOCKWISE8, absmax_name
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled, resolve
 from .._core.namespaces import element_for, nan_to_zero
@@ -85,7 +87,12 @@ class ElementNode(_Node):
         if self.stage.counted:
             state["count"] = jnp.zeros((), COUNT_DTYPE)
         for slot in self.stage.slots:
-            state[slot.name] = td.unflatten([slot.initial(p) for p in leaves])
+            if slot.dtype == BLOCKWISE8:
+                pairs = [blockwise8.initial(p, slot.fill, not slot.nonnegative) for p in leaves]
+                state[slot.name] = td.unflatten([codes for codes, _ in pairs])
+                state[absmax_name(slot.name)] = td.unflatten([a for _, a in pairs])
+            else:
+                state[slot.name] = td.unflatten([slot.initial(p) for p in leaves])
         return state
 
     def collect(self, state, ctx, req):
@@ -99,12 +106,24 @@ class ElementNode(_Node):
             raise ValueError(f"{stage.name}: this transform needs params in update()")
         scalars = req.of(self)
         slots = [td.flatten_up_to(state[s.name]) for s in stage.slots]
+        # 8-bit slots (gradstep._core.blockwise8): their block scales, else None
+        scales = [
+            td.flatten_up_to(state[absmax_name(s.name)]) if s.dtype == BLOCKWISE8 else None
+            for s in stage.slots
+        ]
+        first_slot = 1 + stage.uses_params
         ns = jax_ns()
         updates, new_slots = [], [[] for _ in stage.slots]
+        new_scales: list[list] = [[] for _ in stage.slots]
         cache: dict = {}
         for i, gi in enumerate(g):
             # the math runs in float32 or wider, whatever the storage ("opmath")
             arrays = [ns.widened(a) for a in self.arrays(g, w, slots, i)]
+            for k, slot in enumerate(stage.slots):
+                if scales[k] is not None:
+                    codes = slots[k][i]
+                    signed = not slot.nonnegative
+                    arrays[first_slot + k] = blockwise8.dequantised(codes, scales[k][i], signed)
             gi = arrays[0]
             key = leaf_dtype(gi)
             if key not in cache:
@@ -116,6 +135,12 @@ class ElementNode(_Node):
                 for k, value in enumerate(values):
                     if stage.clear_nan_slots:
                         value = nan_to_zero(value, ns)
+                    if scales[k] is not None:
+                        value = jnp.asarray(value).astype(jnp.float32)
+                        codes, scale = blockwise8.quantised(value, not stage.slots[k].nonnegative)
+                        new_slots[k].append(codes)
+                        new_scales[k].append(scale)
+                        continue
                     new_slots[k].append(_stored(value, slots[k][i], stage.slots[k], state, i))
             else:
                 u = result
@@ -123,8 +148,10 @@ class ElementNode(_Node):
         new_state = {}
         if stage.counted:
             new_state["count"] = safe_increment(state["count"])
-        for slot, values in zip(stage.slots, new_slots):
+        for slot, values, scale in zip(stage.slots, new_slots, new_scales):
             new_state[slot.name] = td.unflatten(values)
+            if slot.dtype == BLOCKWISE8:
+                new_state[absmax_name(slot.name)] = td.unflatten(scale)
         return updates, new_state
 
     def arrays(self, g, w, slots, i) -> list:

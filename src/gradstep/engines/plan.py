@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._core.blockwise8 import BLOCKWISE8
 from .._core.cautious import Cautious, cautious_element, cautious_factor
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
@@ -50,6 +51,8 @@ class Stage:
     slot_rows: list[int] = field(default_factory=list)  # rows of the pointer table
     scalar_offset: int = 0  # position of its scalars in the scalar vector
     reduction_column: int = -1  # column of the per-tensor factor table
+    # 8-bit slots (gradstep._core.blockwise8): slot index -> row of its block scales
+    scale_rows: dict[int, int] = field(default_factory=dict)
 
     partner: int = -1  # a cautious end's start (its kept gradient ``gc{partner}``)
 
@@ -205,6 +208,20 @@ def place_stages(stages: list[Stage], first_scalar: int = 0) -> tuple[int, int, 
             st.reduction_column = column
             column += len(st.stage.tensor_scalars)
     return row, offset, column
+
+
+def place_scales(stages: list[Stage], first_row: int) -> int:
+    """Give each 8-bit slot (``dtype="blockwise8"``) a row of the pointer table for
+    its block scales, from ``first_row`` on; return the number of rows."""
+    row = first_row
+    for st in stages:
+        for i, slot in enumerate(st.stage.slots):
+            if slot.dtype == BLOCKWISE8:
+                if st.mask is not None:
+                    raise NotFusable(f"8-bit state in the masked stage {st.stage.name!r}")
+                st.scale_rows[i] = row
+                row += 1
+    return row
 
 
 def _check_element_function(t: Elementwise, fn: Any = None) -> None:

@@ -125,6 +125,15 @@ class TorchNamespace(Namespace):
         # MPS has no float64: accumulate in float32 there
         return torch.float32 if x.device.type == "mps" else _WIDE
 
+    def constant(self, values, like):
+        return torch.as_tensor(values.copy(), device=like.device)
+
+    def as_uint8(self, x):
+        return x.to(torch.uint8)
+
+    def as_index(self, x):
+        return x.to(torch.int64)
+
     def full_like(self, x: Any, fill: float) -> Any:
         return torch.full_like(x, fill, dtype=self.float_dtype(x)).detach()
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .._core import tree as _tree
+from .._core.blockwise8 import BLOCKWISE8
 from .._core.combine import _labels_for
 from .._core.elementwise import resolve
 from .._core.namespaces import element_for, namespace_of
@@ -40,6 +41,7 @@ from .._core.transform import Transform
 from . import triton_codegen
 from .kernel_cache import load_kernels
 from .plan import (
+    NotFusable,
     advance_counts,
     flatten_stages,
     place_stages,
@@ -71,6 +73,9 @@ class TritonEngine:
     ):
         self.transform = transform
         self.stages = flatten_stages(transform, per_tensor=True)
+        if any(s.dtype == BLOCKWISE8 for st in self.stages for s in st.stage.slots):
+            # the numba kernels' block loop has no Triton counterpart yet: eager runs it
+            raise NotFusable("8-bit blockwise state (the Triton engine does not quantise)")
         self.block, self.iters, self.num_warps = block, iters, num_warps
         self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages)
         self.terms = {st.index: _norm_terms(st.stage) for st in self.stages if st.is_per_tensor}

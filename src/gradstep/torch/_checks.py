@@ -28,7 +28,19 @@ def expected_shapes(rule: Any, layout: Any, shape: tuple) -> dict[str, tuple]:
             if name not in layout.empty
         }
         cache[key] = shapes
+        cache[key + ("codes",)] = {
+            rule.key(name)
+            for name, value in own.items()
+            if name not in layout.empty and np.asarray(value).dtype == np.uint8
+        }
     return shapes
+
+
+def code_keys(rule: Any, layout: Any, shape: tuple) -> set:
+    """The state keys of 8-bit codes (uint8; :mod:`gradstep._core.blockwise8`) in a
+    fresh state for a parameter of ``shape``."""
+    expected_shapes(rule, layout, shape)
+    return rule.entry_shapes[(id(layout), shape, "codes")]
 
 
 def check_member(
@@ -48,6 +60,7 @@ def check_member(
     ``where()`` names the parameter in an error.
     """
     shapes = expected_shapes(rule, layout, tuple(w.shape))
+    codes = code_keys(rule, layout, tuple(w.shape))
     for name, t in entries.items():
         if name in layout.empty:
             continue
@@ -59,7 +72,13 @@ def check_member(
                 f"parameter has shape {tuple(param.shape)} (its {key!r} must have shape "
                 f"{expected}); the state does not belong to this parameter"
             )
-        if t.is_complex() or not t.is_floating_point():
+        if key in codes:
+            if t.dtype != torch.uint8:
+                raise ValueError(
+                    f"{owner}: state[{key!r}] of {where()} has dtype {t.dtype}; its 8-bit "
+                    "codes must be torch.uint8"
+                )
+        elif t.is_complex() or not t.is_floating_point():
             raise ValueError(
                 f"{owner}: state[{key!r}] of {where()} has dtype {t.dtype}; it must be a real "
                 f"floating-point tensor like its parameter ({param.dtype})"
@@ -92,6 +111,7 @@ def check_loaded_state(opt: Any, state_dict: dict) -> None:
                 continue  # sharded checkpoints are checked by the step
             layout = rule.layout(like)
             shapes = expected_shapes(rule, layout, tuple(like.shape))
+            codes = code_keys(rule, layout, tuple(like.shape))
             for key, value in entry.items():
                 if key == "step" and isinstance(value, torch.Tensor) and value.numel() != 1:
                     raise ValueError(
@@ -119,7 +139,13 @@ def check_loaded_state(opt: Any, state_dict: dict) -> None:
                         f"{owner}: state[{key!r}] of {where} is complex ({value.dtype}) but "
                         f"the parameter is real ({p.dtype})"
                     )
-                if not (value.is_floating_point() or value.is_complex()):
+                if key in codes:
+                    if value.dtype != torch.uint8:
+                        raise ValueError(
+                            f"{owner}: state[{key!r}] of {where} has dtype {value.dtype}; "
+                            "its 8-bit codes must be torch.uint8"
+                        )
+                elif not (value.is_floating_point() or value.is_complex()):
                     raise ValueError(
                         f"{owner}: state[{key!r}] of {where} has dtype {value.dtype}; it "
                         "must be a floating-point tensor"

@@ -84,7 +84,7 @@ class _Member:
         if g.layout != torch.strided or g.dtype != w.dtype or g.device != w.device:
             return False
         return all(
-            t.device.type == "cpu" and t.dtype in _NUMBA_DTYPES for t in self.entries.values()
+            t.device.type == "cpu" and t.dtype in _STATE_DTYPES for t in self.entries.values()
         )
 
     def dense(self, dtypes: tuple, state_dtypes: tuple | None = None) -> bool:
@@ -108,7 +108,12 @@ class _Member:
     def fusable(self) -> bool:
         """The numba engine can run it: :meth:`dense` CPU tensors of its storage dtypes
         (float32, float64, float16, bfloat16; the state in any of them)."""
-        return self.w.device.type == "cpu" and self.dense(_NUMBA_DTYPES, _NUMBA_DTYPES)
+        return self.w.device.type == "cpu" and self.dense(_NUMBA_DTYPES, _STATE_DTYPES)
+
+
+# what state tensors the numba engine reads: its storage dtypes, and the uint8 codes of
+# 8-bit state (gradstep._core.blockwise8; the checks allow uint8 only there)
+_STATE_DTYPES = _NUMBA_DTYPES + (torch.uint8,)
 
 
 def _same(t):

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._core.blockwise8 import ABSMAX_SUFFIX, BLOCKWISE8
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.per_tensor import PerTensorReduction
@@ -129,10 +130,12 @@ def _fusable(t: Transform, per_tensor: bool = False) -> bool:
     from ..engines.plan import NotFusable, flatten_stages
 
     try:
-        flatten_stages(t, per_tensor=per_tensor)
+        stages = flatten_stages(t, per_tensor=per_tensor)
     except NotFusable:
         return False
-    return True
+    # the Triton engine does not quantise 8-bit blockwise state (the numba one does)
+    eight_bit = any(s.dtype == BLOCKWISE8 for st in stages for s in st.stage.slots)
+    return not (per_tensor and eight_bit)
 
 
 def baked_values(t: Transform) -> dict[str, Any]:
@@ -238,8 +241,13 @@ class _Rule:
         return keys
 
     def key(self, name: str) -> str:
-        """The state key of the layout entry ``name``."""
-        return self.rename.get(name, name)
+        """The state key of the layout entry ``name`` (an 8-bit slot's block scales
+        follow its codes' torch name: ``exp_avg_absmax``)."""
+        key = self.rename.get(name)
+        if key is None and name.endswith(ABSMAX_SUFFIX):
+            slot = self.rename.get(name[: -len(ABSMAX_SUFFIX)])
+            key = None if slot is None else slot + ABSMAX_SUFFIX
+        return name if key is None else key
 
     def wrap(self, tree: Any) -> Any:
         return {"maximize": {}, self.inner_name: tree} if self.maximize else tree
