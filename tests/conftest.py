@@ -20,13 +20,13 @@ import pytest
 
 _SAVED = "_gradstep_saved_cache_dir"
 
-# Compiler optimisation levels for the test session (read when numba and JAX are first
-# imported). Most of the suite's time is compiling small kernels that then run a few
-# steps on tiny arrays: LLVM's and XLA's optimisation passes cost more there than they
-# save. Neither changes results (no fast-math in either), and
-# tests/equivalence/test_production_compilers.py reruns a selection of the engine tests
-# at the levels users get. Set either variable to override.
-os.environ.setdefault("NUMBA_OPT", "0")
+# XLA's optimisation level for the test session (read when JAX is first imported).
+# Much of the JAX tests' time is compiling small functions that then run a few steps
+# on tiny arrays: XLA's optimisation passes cost more there than they save, and they
+# do not change results (no fast-math). tests/equivalence/test_production_compilers.py
+# reruns a selection of the JAX tests at the level users get. Set the variable to
+# override. (numba keeps its default level: below it, numba cannot cache the kernels
+# on disk, and the test workers would each compile every kernel.)
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 # Under pytest-xdist every worker is a process of its own: give each an equal share of
@@ -41,11 +41,9 @@ if _WORKERS and "NUMBA_NUM_THREADS" not in os.environ:
 def kernel_cache(config: pytest.Config) -> Path:
     """This checkout's kernel folder for test sessions."""
     cache = getattr(config, "cache", None)
-    level = os.environ.get("NUMBA_OPT", "default")  # kernels of one level never mix
     if cache is not None:
-        return Path(cache.mkdir(f"gradstep-kernels-O{level}"))
-    root = f"{config.rootpath.resolve()}:O{level}"
-    key = hashlib.sha256(root.encode()).hexdigest()[:16]
+        return Path(cache.mkdir("gradstep-kernels"))
+    key = hashlib.sha256(str(config.rootpath.resolve()).encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / f"gradstep-test-kernels-{key}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder

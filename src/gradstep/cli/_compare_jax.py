@@ -72,9 +72,10 @@ class JaxStepper:
         loss, self._grads = self.problem.loss_and_grad(self._params, batch)
         return loss
 
-    def apply(self) -> None:
+    def apply(self, value=None) -> None:
         g = {n: self.jnp.asarray(v) for n, v in self._grads.items()}
-        updates, self.state = self.update(g, self.state, self.jparams)
+        extra = {} if value is None else {"value": self.jnp.asarray(value)}
+        updates, self.state = self.update(g, self.state, self.jparams, **extra)
         self.jparams = self.apply_updates(self.jparams, updates)
         self._params = {n: np.asarray(v) for n, v in self.jparams.items()}
 

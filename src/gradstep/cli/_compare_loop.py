@@ -10,7 +10,8 @@ timing, the final scores -- happens here once. A stepper has:
 - ``params()``: the parameters now, as a dict of NumPy arrays;
 - ``gradient(batch)``: compute the loss and the gradient at the current
   parameters; return the loss (the gradient stays with the stepper);
-- ``apply()``: step the optimizer with that gradient;
+- ``apply(value)``: step the optimizer with that gradient (``value``: the loss
+  there, for a rule that takes it every step, ``needs_value``; else None);
 - ``closure_step(batch, counted)``: one step of an optimizer that re-evaluates the
   loss through a closure; ``counted()`` is called once per evaluation; return the
   loss at the step's start.
@@ -103,6 +104,7 @@ def train(problem, entry, steps: int, seed: int, make_stepper: Callable) -> Run:
     batches = problem.batches(steps, seed)
     every = eval_every(problem, steps)
     closure = "needs_closure" in entry.spec.capabilities
+    takes_value = "needs_value" in entry.spec.capabilities
 
     def counted() -> None:
         run.evaluations += 1
@@ -132,7 +134,7 @@ def train(problem, entry, steps: int, seed: int, make_stepper: Callable) -> Run:
                     run.status, run.diverged_at = "diverged", k - 1
                     break
                 s0 = time.perf_counter()
-                stepper.apply()
+                stepper.apply(loss if takes_value else None)
                 step_time += time.perf_counter() - s0
             params = stepper.params()
             if path is not None:

@@ -11,7 +11,14 @@ class NumpyStepper:
     the kernel before the timed steps."""
 
     def __init__(
-        self, problem, params: dict, transform_for, engine: str, first_batch, closure_step=None
+        self,
+        problem,
+        params: dict,
+        transform_for,
+        engine: str,
+        first_batch,
+        closure_step=None,
+        takes_value: bool = False,
     ):
         self.problem = problem
         self._params = params
@@ -19,7 +26,8 @@ class NumpyStepper:
         if closure_step is None:
             spare = {k: v.copy() for k, v in self._params.items()}
             warm = gradstep.Optimizer(spare, transform_for(), engine=engine)
-            warm.step(problem.loss_and_grad(spare, first_batch)[1])
+            loss, grads = problem.loss_and_grad(spare, first_batch)
+            warm.step(grads, **({"value": loss} if takes_value else {}))
         self.opt = gradstep.Optimizer(self._params, transform_for(), engine=engine)
         self.engine = self.opt.engine
         self._grads = None
@@ -31,8 +39,8 @@ class NumpyStepper:
         loss, self._grads = self.problem.loss_and_grad(self._params, batch)
         return loss
 
-    def apply(self) -> None:
-        self.opt.step(self._grads)
+    def apply(self, value=None) -> None:
+        self.opt.step(self._grads, **({} if value is None else {"value": value}))
 
     def closure_step(self, batch, counted) -> float:
         def closure():

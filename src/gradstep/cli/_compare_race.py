@@ -66,7 +66,7 @@ _GENERATOR_ARGUMENTS = ("rng", "generator")
 #: capabilities the race knows how to serve; an optimizer declaring another one is
 #: skipped with the reason
 SUPPORTED_CAPABILITIES = frozenset(
-    {"elementwise", "reduction", "needs_closure", "stochastic", "nan_policy"}
+    {"elementwise", "reduction", "needs_closure", "needs_value", "stochastic", "nan_policy"}
 )
 
 
@@ -321,6 +321,7 @@ def run_numpy(problem, entry: Entry, steps: int, seed: int, engine: str, **overr
             engine,
             batches[0] if batches else None,
             closure_step=stepper,
+            takes_value="needs_value" in entry.spec.capabilities,
         )
 
     return train(problem, entry, steps, seed, make)

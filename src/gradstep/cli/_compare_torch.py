@@ -31,10 +31,14 @@ class TorchStepper:
         return loss
 
     def gradient(self, batch) -> float:
-        return float(self._loss(batch).detach())
+        self._last = self._loss(batch).detach()
+        return float(self._last)
 
-    def apply(self) -> None:
-        self.opt.step()
+    def apply(self, value=None) -> None:
+        if value is None:
+            self.opt.step()
+        else:  # torch's convention: the loss reaches the rule through a closure
+            self.opt.step(lambda: self._last)
 
     def closure_step(self, batch, counted) -> float:
         def closure():

@@ -1,10 +1,9 @@
-"""The engine tests hold at the compiler optimisation levels users get.
+"""The JAX tests hold at the compiler optimisation level users get.
 
-The test session compiles numba kernels without LLVM optimisation and JAX functions
-with most XLA optimisations off (tests/conftest.py), because compiling dominates the
-suite's time. This test reruns a selection of the engine equivalence tests in a fresh
-process at the levels a user's process has: numba's default ``NUMBA_OPT`` and XLA's
-default optimisations, with an empty kernel cache of its own.
+The test session compiles JAX functions with most XLA optimisations off
+(tests/conftest.py), because compiling dominates those tests' time. This test reruns
+a selection of the cross-backend tests in a fresh process with XLA's default
+optimisations.
 """
 
 from __future__ import annotations
@@ -16,12 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: (test file, -k expression): kernels of each stage kind, fused and under jax.jit
+#: (test file, -k expression): elementwise and global-reduction stages under jax.jit
 SELECTION = [
-    (
-        "tests/equivalence/test_fused_vs_eager.py",
-        "(composed_chains and clip) or (prodigy and f32)",
-    ),
     (
         "tests/jax_front/test_cross_backend.py",
         "same_trajectory and (adam-float32 or prodigy-float64)",
@@ -29,11 +24,9 @@ SELECTION = [
 ]
 
 
-def test_engine_tests_pass_at_the_default_optimisation_levels(tmp_path):
+def test_jax_tests_pass_at_the_default_optimisation_level():
     env = dict(os.environ)
-    env["NUMBA_OPT"] = "3"  # numba's default
     env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "0"
-    env["GRADSTEP_CACHE_DIR"] = str(tmp_path / "kernels")
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_XDIST_WORKER_COUNT", None)
     for path, pattern in SELECTION:
