@@ -111,7 +111,8 @@ def generate_source(
         raise NotFusable(str(err)) from None
     sources += [function_source(st.stage.terms, f"_n{st.index}") for st in stages if st.is_global]
     for source in sources:
-        lines.append("@njit(cache=True, error_model='numpy')")
+        # inlined into the kernels: one compilation unit per module, not one per stage
+        lines.append("@njit(cache=True, error_model='numpy', inline='always')")
         lines.append(source)
         lines.append("")
     lines += _kernel("step", stages, rows, math, write=True, sr=sr)
