@@ -1,0 +1,61 @@
+"""A param group's step is one step of its transform over every parameter of the
+group: a reduction across tensors sees them all, even where the torch front keeps
+their state in different layouts (dtypes, or shapes under a shape-dependent rule),
+and the trajectory equals the NumPy front's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradstep
+
+torch = pytest.importorskip("torch", reason="torch is a test dependency")
+
+# (rule, shapes, dtypes): each group holds parameters the front keeps apart
+CASES = {
+    # a global reduction (DoWG's distance estimate) over float32 + float64
+    "dowg_two_dtypes": (
+        lambda: gradstep.dowg(1.0),
+        [(3, 2), (4,)],
+        [np.float32, np.float64],
+    ),
+    # a global norm clip in front of a rule whose state depends on the shape
+    "global_clip_adafactor_two_shapes": (
+        lambda: gradstep.chain(
+            gradstep.transforms.clip_by_global_norm(0.5), gradstep.adafactor(0.05)
+        ),
+        [(3, 4), (5,)],
+        [np.float64, np.float64],
+    ),
+    # a global reduction inside a mask, over two shapes
+    "masked_dog_two_shapes": (
+        lambda: gradstep.masked(gradstep.dog(1.0), lambda ps: [True for _ in ps]),
+        [(3, 2), (4,)],
+        [np.float64, np.float64],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_group_step_sees_every_parameter(case):
+    import gradstep.torch as gt
+
+    make, shapes, dtypes = CASES[case]
+    rng = np.random.default_rng(3)
+    starts = [rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)]
+    steps = [[rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)] for _ in range(3)]
+    ws = [s.copy() for s in starts]
+    ref = gradstep.Optimizer(ws, make(), engine="eager")
+    params = [torch.nn.Parameter(torch.from_numpy(s.copy())) for s in starts]
+    opt = gt.TransformOptimizer(params, make())
+    for k, gs in enumerate(steps):
+        ref.step(gs)
+        for p, g in zip(params, gs):
+            p.grad = torch.from_numpy(g.copy())
+        opt.step()
+        for i, (p, w) in enumerate(zip(params, ws)):
+            rtol = 1e-6 if w.dtype == np.float32 else 1e-10  # the same math in float64
+            np.testing.assert_allclose(
+                p.detach().numpy(), w, rtol=rtol, atol=0, err_msg=f"step {k} tensor {i}"
+            )
