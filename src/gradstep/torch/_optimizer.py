@@ -27,7 +27,7 @@ import torch
 from .._core.precision import StateDtype, with_state_dtype
 from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check
-from . import _cuda, _whole_step
+from . import _cuda
 from . import _distributed as _dist
 from ._checks import check_loaded_state, check_member
 from ._engines import EngineRuns
@@ -499,6 +499,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         per_tensor = group.get("foreach") is False
         master_option = bool(group.get("master_weights", False))
         buckets: dict[tuple, list[_Member]] = {}
+        order: list[_Member] = []  # the group's order, which one step keeps
         for p, grad in entries:
             master = master_option and p.dtype in _LOW_PRECISION
             state = self.state.get(p)
@@ -525,25 +526,21 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             if per_tensor:
                 key += (id(p),)
             buckets.setdefault(key, []).append(m)
-        if rule.global_norm and len(buckets) > 1:
+            order.append(m)
+        runs = [(members, False) for members in buckets.values()]
+        if len(runs) > 1 and not rule.separable:
+            # the transform may couple the tensors: one step over the whole group
+            # (as far as one tree can hold them), not one per bucket
+            runs = _whole_steps(rule, order)
+        if rule.global_norm and len(runs) > 1:
             raise ValueError(
                 f"{self._owner}: a global norm over parameters that cannot be stepped "
-                "together (different dtypes, devices or step counts, or foreach=False); "
-                "put them in separate param groups"
+                "together (different devices or step counts); put them in separate param "
+                "groups"
             )
-        counters = None
-        if rule.whole_step_skip is not None and len(buckets) > 1:
-            # one decision for the whole step, not one per call (see _whole_step)
-            everyone = [m for members in buckets.values() for m in members]
-            run, counters = _whole_step.decide(rule.whole_step_skip, rule, everyone)
-            if not run:
-                _whole_step.set_counters(rule.whole_step_skip, rule, everyone, counters)
-                return buckets
-        for members in buckets.values():
-            self._run(rule, members, ctx, engine, group.get("foreach"))
+        for members, whole in runs:
+            self._run(rule, members, ctx, engine, group.get("foreach"), whole)
             self._after_step(group, members)
-        if counters is not None:
-            _whole_step.set_counters(rule.whole_step_skip, rule, everyone, counters)
         return buckets
 
     def _remember_fast_step(self, group: dict, rule: _Rule, buckets: dict) -> None:
@@ -570,6 +567,32 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
 
     def _after_step(self, group: dict, members: list[_Member]) -> None:
         """Keep state entries torch has and the rule derives (none here)."""
+
+
+def _whole_steps(rule: _Rule, members: list[_Member]) -> list[tuple[list[_Member], bool]]:
+    """``(members, whole)`` runs that make one step of a transform that may couple its
+    tensors: the members that can share one state tree (one mode, device and step
+    count, in the group's order; the shared values are the first one's, as the
+    transform's ``init`` of the whole list takes its first parameter's) in one run;
+    ``whole`` where an
+    engine's bucket cannot hold them (dtypes or state layouts differ), so that the
+    transform's own update runs once over all of them. Members whose layouts cannot
+    be joined into one tree stay in their buckets."""
+    classes: dict[tuple, list[_Member]] = {}
+    for m in members:
+        classes.setdefault((m.mode, m.w.device, m.shared_key(rule)[0]), []).append(m)
+    runs = []
+    for group in classes.values():
+        if len({(m.w.dtype, id(m.layout)) for m in group}) == 1:
+            runs.append((group, False))  # one engine bucket holds them all
+        elif rule.group_layout([m.layout for m in group]) is not None:
+            runs.append((group, True))
+        else:
+            parts: dict[tuple, list[_Member]] = {}
+            for m in group:
+                parts.setdefault((m.w.dtype, id(m.layout)), []).append(m)
+            runs.extend((part, False) for part in parts.values())
+    return runs
 
 
 def _unscaled(group: dict, amp: tuple) -> bool:
