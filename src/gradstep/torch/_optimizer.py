@@ -12,9 +12,12 @@ step, a ``step`` count per parameter, parameters without a gradient skipped,
 - DTensor parameters (FSDP2) run on their local shards with norms reduced across
   ranks, or, for transforms that need whole tensors, on all-gathered tensors.
 
-Parameters of one group are stepped together as far as they can share one call:
-same engine, dtype and device, and the same step count (a parameter that missed
-steps keeps its own count, as in torch).
+A group's step is one step of its transform over every parameter of the group. An
+engine runs parameters of one dtype, device and state layout in one call, so where a
+group holds several, a transform that computes each tensor's update from that tensor
+alone runs one call per bucket, and any other (global norms and reductions, skips,
+accumulation) one call of its own update over one state tree of all of them. A
+parameter that missed steps keeps its own count, as in torch, and steps apart.
 """
 
 from __future__ import annotations
