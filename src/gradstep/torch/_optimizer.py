@@ -24,24 +24,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from .._core.precision import StateDtype, with_state_dtype
 from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check
 from . import _cuda
-from . import _distributed as _dist
-from ._checks import check_loaded_state, check_member
+from ._checks import check_member
 from ._engines import EngineRuns
 from ._members import (
-    _as_tensor,
     _first_param,
-    _init_view,
     _Member,
     _Runtime,
+    whole_steps,
 )
 from ._overlap import rounds as _rounds
+from ._param_state import ParamState
 from ._rule import (
     _FOREACH,
     _LOW_PRECISION,
@@ -51,12 +49,11 @@ from ._rule import (
     _freeze,
     _Rule,
     baked_values,
-    scalar_dtype,
 )
 from ._state import STEP
 
 
-class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
+class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
     r"""Any gradstep transform as a ``torch.optim.Optimizer``.
 
     Args:
@@ -252,120 +249,6 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         super().__setstate__(state)
         self.__dict__.pop("_gs_runtime", None)
 
-    # -- state -------------------------------------------------------------------------
-
-    def _ensure_state(self, p, state: dict, rule: _Rule, master: bool) -> bool:
-        """Create what the rule needs in ``state``; True if anything was missing."""
-        if master and MASTER not in state:
-            state[MASTER] = p.detach().to(torch.float32, copy=True)
-        like = (state[MASTER] if master else p).detach()
-        complex_param = like.is_complex()
-        if complex_param:
-            like = torch.view_as_real(like)
-        gathered = _dist.is_dtensor(like) and not rule.local_ok
-        base = _dist.full(like) if gathered else like
-        layout = rule.layout(base)
-        missing = [k for k in rule.wanted(layout) if k not in state]
-        if missing:
-            own, shared = layout.init_entries(_init_view(base))
-            for name, value in own.items():
-                key = rule.key(name)
-                if key in state or name in layout.empty:
-                    continue
-                value = _as_tensor(value, base)
-                if complex_param and tuple(value.shape) == tuple(like.shape):
-                    value = torch.view_as_complex(value.contiguous())  # torch keeps it complex
-                if gathered and tuple(value.shape) == tuple(like.shape):
-                    value = _dist.distribute_like(value, like)  # sharded as its parameter
-                state[key] = value
-            for name, value in shared.items():
-                key = rule.key(name)
-                if name != STEP and key not in state:
-                    if np.size(value) != 1:
-                        raise TypeError(
-                            f"{self._owner}: {rule.transform!r} keeps state shared by all "
-                            f"parameters ({name!r} of shape {np.shape(value)}), which "
-                            "torch's per-parameter state cannot hold"
-                        )
-                    # a Python number: torch would cast a tensor to the parameter's dtype
-                    state[key] = np.asarray(value).item()
-        if rule.track_step and STEP not in state:
-            state[STEP] = torch.tensor(0.0, dtype=scalar_dtype())
-        return bool(missing)
-
-    def _init_all_state(self) -> None:
-        """Create every parameter's state now (torch's Adagrad does so in __init__)."""
-        for group in self.param_groups:
-            rule = self._rule(group)
-            master = bool(group.get("master_weights", False))
-            for p in group["params"]:
-                self._ensure_state(p, self.state[p], rule, master and p.dtype in _LOW_PRECISION)
-
-    def _loaded_rule(self, values: dict) -> _Rule | None:
-        """The rule a group with ``values`` (a checkpoint's group) steps with, or None
-        where its state cannot be split per parameter."""
-        try:
-            transform, dynamic = self._build(values)
-            transform = with_state_dtype(transform, values.get("state_dtype"), self._owner)
-            rule = _Rule(
-                transform,
-                dynamic,
-                bool(values.get("maximize", False)),
-                self._rename,
-                self._track_step,
-                self._check_ranges,
-            )
-            rule.layout(_first_param(values))
-        except (TypeError, ValueError, KeyError):
-            return None
-        return rule
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # a checkpoint whose tensors do not fit the parameters is refused before
-        # anything changes
-        check_loaded_state(self, state_dict)
-        # torch casts every state tensor to its parameter's dtype: keep float32 master
-        # weights and state of low-precision parameters in float32
-        keep = []
-        saved = state_dict.get("param_groups", [])
-        for group, saved_group in zip(self.param_groups, saved):
-            if not saved_group.get("master_weights", False):
-                continue
-            for p, pid in zip(group["params"], saved_group["params"]):
-                entry = state_dict.get("state", {}).get(pid)
-                if entry is None or p.dtype not in _LOW_PRECISION:
-                    continue
-                for key, value in entry.items():
-                    if isinstance(value, torch.Tensor) and value.dtype == torch.float32:
-                        if key != STEP:
-                            keep.append((p, key, value))
-        super().load_state_dict(state_dict)
-        for p, key, value in keep:
-            self.state[p][key] = value.to(device=p.device, copy=True)
-        self.__dict__.pop("_gs_runtime", None)
-        self._restore_state_dtypes()
-
-    def _restore_state_dtypes(self) -> None:
-        """torch's loading casts every state tensor to its parameter's dtype: groups
-        with a ``state_dtype`` get their slots back in their storage dtype."""
-        for group in self.param_groups:
-            if group.get("state_dtype") is None:
-                continue
-            rule = self._rule(group)
-            master = bool(group.get("master_weights", False))
-            for p in group["params"]:
-                state = self.state.get(p)
-                if not state or _dist.is_dtensor(p):
-                    continue
-                like = state.get(MASTER, p) if master else p
-                own, _ = rule.layout(like.detach()).init_entries(_init_view(like.detach()))
-                for name, fresh in own.items():
-                    value = state.get(rule.key(name))
-                    dtype = _as_tensor(fresh, like).dtype
-                    if isinstance(value, torch.Tensor) and value.is_floating_point():
-                        if value.dtype != dtype:
-                            state[rule.key(name)] = value.to(dtype)
-
     # -- stepping ----------------------------------------------------------------------
 
     def step(self, closure: Any = None) -> Any:
@@ -534,7 +417,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         if len(runs) > 1 and not rule.separable:
             # the transform may couple the tensors: one step over the whole group
             # (as far as one tree can hold them), not one per bucket
-            runs = _whole_steps(rule, order)
+            runs = whole_steps(rule, order)
         if rule.global_norm and len(runs) > 1:
             raise ValueError(
                 f"{self._owner}: a global norm over parameters that cannot be stepped "
@@ -570,32 +453,6 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
 
     def _after_step(self, group: dict, members: list[_Member]) -> None:
         """Keep state entries torch has and the rule derives (none here)."""
-
-
-def _whole_steps(rule: _Rule, members: list[_Member]) -> list[tuple[list[_Member], bool]]:
-    """``(members, whole)`` runs that make one step of a transform that may couple its
-    tensors: the members that can share one state tree (one mode, device and step
-    count, in the group's order; the shared values are the first one's, as the
-    transform's ``init`` of the whole list takes its first parameter's) in one run;
-    ``whole`` where an
-    engine's bucket cannot hold them (dtypes or state layouts differ), so that the
-    transform's own update runs once over all of them. Members whose layouts cannot
-    be joined into one tree stay in their buckets."""
-    classes: dict[tuple, list[_Member]] = {}
-    for m in members:
-        classes.setdefault((m.mode, m.w.device, m.shared_key(rule)[0]), []).append(m)
-    runs = []
-    for group in classes.values():
-        if len({(m.w.dtype, id(m.layout)) for m in group}) == 1:
-            runs.append((group, False))  # one engine bucket holds them all
-        elif rule.group_layout([m.layout for m in group]) is not None:
-            runs.append((group, True))
-        else:
-            parts: dict[tuple, list[_Member]] = {}
-            for m in group:
-                parts.setdefault((m.w.dtype, id(m.layout)), []).append(m)
-            runs.extend((part, False) for part in parts.values())
-    return runs
 
 
 def _unscaled(group: dict, amp: tuple) -> bool:
