@@ -28,6 +28,12 @@ CASES = {
         [(3, 4), (5,)],
         [np.float64, np.float64],
     ),
+    # a global norm clip in front of a rule the numba engine compiles, over two dtypes
+    "global_clip_adam_two_dtypes": (
+        lambda: gradstep.chain(gradstep.transforms.clip_by_global_norm(0.5), gradstep.adam(0.1)),
+        [(3, 2), (4,)],
+        [np.float32, np.float64],
+    ),
     # a global reduction inside a mask, over two shapes
     "masked_dog_two_shapes": (
         lambda: gradstep.masked(gradstep.dog(1.0), lambda ps: [True for _ in ps]),
@@ -61,3 +67,16 @@ def test_group_step_sees_every_parameter(case):
             np.testing.assert_allclose(
                 p.detach().numpy(), w, rtol=rtol, atol=0, err_msg=f"step {k} tensor {i}"
             )
+
+
+def test_a_required_fused_engine_refuses_a_coupled_step_over_two_dtypes():
+    import gradstep.torch as gt
+
+    transform = gradstep.chain(gradstep.transforms.clip_by_global_norm(0.5), gradstep.adam(0.1))
+    params = [torch.nn.Parameter(torch.ones(3, dtype=d)) for d in (torch.float32, torch.float64)]
+    opt = gt.TransformOptimizer(params, transform, engine="fused")
+    for p in params:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(RuntimeError, match="couples the group's parameters"):
+        opt.step()
+    assert all(torch.equal(p.detach(), torch.ones_like(p)) for p in params)
