@@ -11,8 +11,9 @@ be ambiguous; every ``count`` is the parameter's ``step``), and builds the tree 
 any set of parameters from their entries, or reads entries back from a new tree.
 
 Leaves outside the parameter lists (step counts, per-step scalars) are *shared*: a
-tree for several parameters can only be built from parameters whose shared values
-agree, so the front groups parameters by them.
+tree for several parameters holds one value of each. Where the structure depends on
+the shape, each shape has its layout, and a :class:`MixedLayout` joins several into
+one tree, so that one step of the transform sees parameters of every shape.
 """
 
 from __future__ import annotations
