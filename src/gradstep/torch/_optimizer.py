@@ -63,7 +63,8 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         ``learning_rate``: what torch's lr schedulers write), any other
         hyperparameter of the transform under its gradstep name (``beta1``,
         ``weight_decay``, ...), and the front options ``maximize`` (False),
-        ``foreach`` (None; False steps each tensor in its own call), ``engine``
+        ``foreach`` (None; False steps each tensor in its own call, except under
+        a transform that couples the tensors, whose step stays one), ``engine``
         (``"auto"``, ``"fused"`` to require the fused engine, ``"eager"``,
         ``"triton"`` to require the Triton engine), ``master_weights`` (False; True
         keeps a float32 copy and float32 state for float16/bfloat16 parameters) and
