@@ -20,6 +20,15 @@ import pytest
 
 _SAVED = "_gradstep_saved_cache_dir"
 
+# Compiler optimisation levels for the test session (read when numba and JAX are first
+# imported). Most of the suite's time is compiling small kernels that then run a few
+# steps on tiny arrays: LLVM's and XLA's optimisation passes cost more there than they
+# save. Neither changes results (no fast-math in either), and
+# tests/equivalence/test_production_compilers.py reruns a selection of the engine tests
+# at the levels users get. Set either variable to override.
+os.environ.setdefault("NUMBA_OPT", "0")
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+
 # Under pytest-xdist every worker is a process of its own: give each an equal share of
 # the cores for numba's parallel loops (read when numba is first imported), so that
 # the workers' thread pools do not oversubscribe the machine.
@@ -32,9 +41,11 @@ if _WORKERS and "NUMBA_NUM_THREADS" not in os.environ:
 def kernel_cache(config: pytest.Config) -> Path:
     """This checkout's kernel folder for test sessions."""
     cache = getattr(config, "cache", None)
+    level = os.environ.get("NUMBA_OPT", "default")  # kernels of one level never mix
     if cache is not None:
-        return Path(cache.mkdir("gradstep-kernels"))
-    key = hashlib.sha256(str(config.rootpath.resolve()).encode()).hexdigest()[:16]
+        return Path(cache.mkdir(f"gradstep-kernels-O{level}"))
+    root = f"{config.rootpath.resolve()}:O{level}"
+    key = hashlib.sha256(root.encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / f"gradstep-test-kernels-{key}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder

@@ -309,7 +309,7 @@ CASES = [
     (
         "inject_hyperparams_lr",
         {**S("inject_hyperparams", {"attr": "adam"}), "call": {"learning_rate": 0.05, "b1": 0.8}},
-        {"hyperparams": True, "fixed_hyperparams": ["eps", "eps_root"]},
+        {"hyperparams": True},
     ),
     (
         "inject_hyperparams_scheduled_decay",
@@ -318,7 +318,7 @@ CASES = [
             "call": {"learning_rate": 0.01, "decay": S("linear_schedule", 0.5, 0.99, 10)},
         },
         {
-            "fixed_hyperparams": ["eps", "initial_scale"],
+            "fixed_hyperparams": ["initial_scale"],
             "float32_in_optax": [".hyperparams['decay']"],
             **F32_SCHEDULE,
         },
@@ -408,9 +408,9 @@ CASES = [
 # "float32_in_optax": state leaves optax keeps in float32 even with jax_enable_x64
 # (the schedule's value, see F32_SCHEDULE), gradstep in float64.
 # "fixed_hyperparams": numeric arguments optax puts into ``state.hyperparams`` that
-# gradstep's rule takes as fixed at construction (they set no per-step
-# hyperparameter), so gradstep's ``inject_hyperparams`` leaves them out of the state
-# rather than accept changes it would ignore.
+# act only when the state is made (rmsprop's ``initial_scale``), so gradstep's
+# ``inject_hyperparams`` leaves them out of the state rather than accept changes it
+# would ignore (``eps``, ``eps_root`` are per-step hyperparameters and injected).
 
 
 def changing_lr(lr: float, k: int) -> float:

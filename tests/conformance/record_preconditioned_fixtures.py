@@ -1,7 +1,7 @@
 """Record reference trajectories of the preconditioned rules and optax's long tail:
 optax 0.2.8 (fromage, sm3, optimistic_gradient_descent, optimistic_adam and
-optimistic_adam_v2, contrib.sam) and pytorch_optimizer (SOAP, and SAM driven by a
-closure).
+optimistic_adam_v2, contrib.sam) and pytorch_optimizer (SOAP, ScalableShampoo, and SAM
+driven by a closure).
 
 Run from the repository root (needs torch, optax/jax and pytorch_optimizer; the
 tests do not)::
@@ -253,8 +253,146 @@ TORCH_CASES = [
     ),
 ]
 
+# ScalableShampoo with inverse roots from an SVD (use_svd: the eigendecomposition of the
+# symmetric statistic; its default Newton iteration stops at a residual of 1e-3 and
+# starts a power iteration from a random vector) and the tensors' own shapes
+# (shape_interpretation would merge a tensor of at most block_size elements into a
+# vector, which gets no matrix); graft_type by its LayerWiseGrafting name
+SHAMPOO_REFERENCE = {"use_svd": True, "shape_interpretation": False}
+TORCH_CASES += [
+    (
+        # the grafted SGD for 4 steps, then Shampoo with SGD's length every step
+        "shampoo_sgd_graft_lr_change",
+        "ScalableShampoo",
+        {
+            **SHAMPOO_REFERENCE,
+            "lr": 0.05,
+            "start_preconditioning_step": 5,
+            "preconditioning_compute_steps": 1,
+        },
+        "shampoo",
+        {"learning_rate": 0.05, "start_preconditioning_step": 5},
+        {"shapes": WITH_3D, "lrs": True},
+    ),
+    (
+        # blocks of 2 (the 3-long axis in 2 + 1), statistics every 2 steps, roots every
+        # 3, AdaGrad's length, coupled decay, from the first step
+        "shampoo_blocked_adagrad_graft_decay",
+        "ScalableShampoo",
+        {
+            **SHAMPOO_REFERENCE,
+            "lr": 0.02,
+            "betas": (0.8, 0.99),
+            "block_size": 2,
+            "graft_type": "ADAGRAD",
+            "start_preconditioning_step": 1,
+            "preconditioning_compute_steps": 3,
+            "statistics_compute_steps": 2,
+            "weight_decay": 0.05,
+            "matrix_eps": 1e-4,
+            "diagonal_eps": 1e-8,
+        },
+        "shampoo",
+        {
+            "learning_rate": 0.02,
+            "beta1": 0.8,
+            "beta2": 0.99,
+            "block_size": 2,
+            "graft": "adagrad",
+            "start_preconditioning_step": 1,
+            "preconditioning_compute_steps": 3,
+            "statistics_compute_steps": 2,
+            "weight_decay": 0.05,
+            "epsilon": 1e-4,
+            "graft_epsilon": 1e-8,
+        },
+        {"shapes": WITH_3D},
+    ),
+    (
+        "shampoo_rmsprop_graft_average_decoupled_lr_change",
+        "ScalableShampoo",
+        {
+            **SHAMPOO_REFERENCE,
+            "lr": 0.02,
+            "betas": (0.9, 0.9),
+            "block_size": 3,
+            "graft_type": "RMSPROP",
+            "moving_average_for_momentum": True,
+            "nesterov": False,
+            "start_preconditioning_step": 3,
+            "preconditioning_compute_steps": 2,
+            "weight_decay": 0.1,
+            "decoupled_weight_decay": True,
+        },
+        "shampoo",
+        {
+            "learning_rate": 0.02,
+            "beta1": 0.9,
+            "beta2": 0.9,
+            "block_size": 3,
+            "graft": "rmsprop",
+            "moving_average_momentum": True,
+            "nesterov": False,
+            "start_preconditioning_step": 3,
+            "preconditioning_compute_steps": 2,
+            "weight_decay": 0.1,
+            "decoupled_weight_decay": True,
+        },
+        {"shapes": WITH_3D, "lrs": True},
+    ),
+    (
+        # Shampoo's own length, no momentum (the reference refuses the paper's summed
+        # statistics, beta2 = 1)
+        "shampoo_no_graft_no_momentum",
+        "ScalableShampoo",
+        {
+            **SHAMPOO_REFERENCE,
+            "lr": 0.05,
+            "betas": (0.0, 0.99),
+            "graft_type": "NONE",
+            "start_preconditioning_step": 1,
+            "preconditioning_compute_steps": 1,
+            "matrix_eps": 1e-3,
+        },
+        "shampoo",
+        {
+            "learning_rate": 0.05,
+            "beta1": 0.0,
+            "beta2": 0.99,
+            "graft": "none",
+            "start_preconditioning_step": 1,
+            "epsilon": 1e-3,
+        },
+        {"shapes": WITH_3D},
+    ),
+    (
+        "shampoo_sqrt_n_graft",
+        "ScalableShampoo",
+        {
+            **SHAMPOO_REFERENCE,
+            "lr": 0.01,
+            "graft_type": "SQRTN",
+            "start_preconditioning_step": 2,
+            "preconditioning_compute_steps": 4,
+        },
+        "shampoo",
+        {
+            "learning_rate": 0.01,
+            "graft": "sqrt_n",
+            "start_preconditioning_step": 2,
+            "preconditioning_compute_steps": 4,
+        },
+        {"shapes": WITH_3D},
+    ),
+]
+
 FLOAT32_CASES = {
-    "pytorch_optimizer": {"soap_eigenbasis", "soap_power_iteration_decay_lr_change"},
+    "pytorch_optimizer": {
+        "soap_eigenbasis",
+        "soap_power_iteration_decay_lr_change",
+        "shampoo_sgd_graft_lr_change",
+        "shampoo_blocked_adagrad_graft_decay",
+    },
     "optax": {
         "fromage",
         "sm3_momentum_lr_change",
@@ -322,6 +460,10 @@ def run_torch_library(name: str, kwargs: dict, dtype: str, options: dict, seed: 
 
     w0, grad = problem(seed, options)
     params = [torch.tensor(w, dtype=getattr(torch, dtype)) for w in w0]
+    if isinstance(kwargs.get("graft_type"), str):
+        from pytorch_optimizer.optimizer.utils.graft import LayerWiseGrafting
+
+        kwargs = {**kwargs, "graft_type": LayerWiseGrafting[kwargs["graft_type"]]}
     opt = getattr(pytorch_optimizer, name)(params, **kwargs)
     lrs = BASE.changing_lrs(opt.param_groups[0]["lr"]) if options.get("lrs") else None
 

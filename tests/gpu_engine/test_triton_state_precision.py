@@ -40,3 +40,59 @@ def test_triton_and_numba_store_the_same_bfloat16_state(param_dtype):
     torch.testing.assert_close(
         params["triton"].float(), params["fused"].float(), rtol=rtol, atol=3 * 1e-2 * 4 * unit
     )
+
+
+def test_triton_numba_and_torch_eager_round_stochastically_with_the_same_bits():
+    # stochastic rounding adds the stream's bits to float32's bit pattern and
+    # truncates: no float-to-bfloat16 conversion, so even the interpreter matches
+    gen = torch.Generator().manual_seed(0)
+    sizes = (300, 5000)  # the second spans two chunks of the Triton engine
+    w0 = [torch.randn(n, generator=gen).to(torch.bfloat16) for n in sizes]
+    grads = [[torch.randn(n, generator=gen).to(torch.bfloat16) for n in sizes] for _ in range(2)]
+    rule = gradstep.adamw(1e-2, state_dtype="bfloat16", stochastic_rounding=True)
+    params, opts = {}, {}
+    for e in ("triton", "fused", "eager"):
+        params[e] = [torch.nn.Parameter(w.clone()) for w in w0]
+        opts[e] = gt.TransformOptimizer(params[e], rule, engine=e)
+        for gs in grads:
+            for p, g in zip(params[e], gs):
+                p.grad = g.clone()
+            opts[e].step()
+    for e in ("triton", "eager"):
+        for a, b in zip(params[e], params["fused"]):
+            assert torch.equal(a, b), e
+            for key in ("mu", "nu"):
+                assert torch.equal(opts[e].state[a][key], opts["fused"].state[b][key]), (e, key)
+
+
+def test_triton_kernels_without_stochastic_stores_are_unchanged():
+    from gradstep.engines.triton import TritonEngine
+
+    plain = TritonEngine(gradstep.adamw(1e-3))
+    rounded = TritonEngine(gradstep.adamw(1e-3, stochastic_rounding=True))
+    assert "bf16_store_sr" not in plain.source(["bfloat16"] * plain.n_rows, "float32", set())
+    assert "bf16_store_sr" not in rounded.source(["float32"] * rounded.n_rows, "float32", set())
+    assert "bf16_store_sr" in rounded.source(["bfloat16"] * rounded.n_rows, "float32", set())
+
+
+def test_triton_kahan_compensated_store_follows_numba():
+    # the compensation is stored to the nearest, which the interpreter truncates:
+    # parameters and compensation agree to one bfloat16 unit of their scale
+    gen = torch.Generator().manual_seed(0)
+    w0 = torch.randn(300, generator=gen).to(torch.bfloat16)
+    grads = [torch.randn(300, generator=gen).to(torch.bfloat16) for _ in range(2)]
+    rule = gradstep.adamw(1e-3, stochastic_rounding=True, kahan_summation=True)
+    params, opts = {}, {}
+    for e in ("triton", "fused"):
+        params[e] = torch.nn.Parameter(w0.clone())
+        opts[e] = gt.TransformOptimizer([params[e]], rule, engine=e)
+        for g in grads:
+            params[e].grad = g.clone()
+            opts[e].step()
+    unit = torch.finfo(torch.bfloat16).eps
+    got, want = params["triton"].float(), params["fused"].float()
+    torch.testing.assert_close(got, want, rtol=unit, atol=0.0)
+    assert (got != want).float().mean() < 0.05
+    comp = {e: opts[e].state[params[e]]["compensation"].float() for e in params}
+    scale = comp["fused"].abs().max().item()
+    torch.testing.assert_close(comp["triton"], comp["fused"], rtol=unit, atol=unit * scale)

@@ -75,6 +75,9 @@ def test_every_compat_name_has_fixtures():
         "stateless_with_tree_map",
         "global_norm",
         "safe_norm",
+        # run side by side with live optax in test_optax_adafactor.py
+        "adafactor",
+        "scale_by_factored_rms",
     }
     assert public - not_recorded - covered == set()
     assert {c["dtype"] for c in CASES} == {"float32", "float64"}

@@ -202,8 +202,9 @@ def test_inject_hyperparams_keeps_array_dtypes_and_static_args():
 
 
 def test_inject_refuses_a_schedule_it_would_ignore():
-    with pytest.raises(ValueError, match="eps"):
-        cx.inject_hyperparams(cx.adam)(0.1, eps=cx.linear_schedule(1e-8, 1e-6, 10))
+    # initial_scale acts only when the state is made (eps is a per-step hyperparameter)
+    with pytest.raises(ValueError, match="initial_scale"):
+        cx.inject_hyperparams(cx.rmsprop)(0.1, initial_scale=cx.linear_schedule(0.0, 1.0, 10))
 
 
 # -- schedules of array step counts ---------------------------------------------------------

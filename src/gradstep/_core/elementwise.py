@@ -59,13 +59,16 @@ class Slot:
     parameter. ``nonnegative``: every element is >= 0 (a second moment, an
     accumulated square); a checkpoint that says otherwise is refused at load.
     ``dtype``: the storage dtype's name (:mod:`gradstep._core.precision`); None
-    stores the slot in its parameter's dtype.
+    stores the slot in its parameter's dtype. ``stochastic_seed``: when stored in
+    bfloat16, rounded stochastically with this seed's stream
+    (:mod:`gradstep._core.rounding`); None: to the nearest.
     """
 
     name: str
     fill: float | str = 0.0
     nonnegative: bool = False
     dtype: str | None = None
+    stochastic_seed: int | None = None
 
     def initial(self, param: Any) -> Any:
         """The slot's initial array for ``param``, of its library and shape, in the
@@ -301,7 +304,15 @@ class Elementwise(Transform):
                         # a slot that keeps an input (w_prev <- w) must not alias it:
                         # the front updates parameters in place
                         value = ns.copy(value)
-                    new_slots[k].append(ns.stored_like(ns.wrap(value), stored[k]))
+                    seed = self.slots[k].stochastic_seed
+                    if seed is None:
+                        new_slots[k].append(ns.stored_like(ns.wrap(value), stored[k]))
+                    else:  # stochastically rounded where stored in bfloat16
+                        new_slots[k].append(
+                            _stored_stochastically(
+                                value, stored[k], seed, count, i, self.slots[k].name
+                            )
+                        )
             else:
                 u = result
             if g is not given and not _WIDE_UPDATES.get():
@@ -314,6 +325,13 @@ class Elementwise(Transform):
         for slot, values in zip(self.slots, new_slots):
             new_state[slot.name] = _tree.unflatten(td, values)
         return _tree.unflatten(td, updates), new_state
+
+
+def _stored_stochastically(value, like, seed, count, tensor, name):
+    from .rounding import slot_id, stored_stochastically, stream_keys
+
+    key = int(stream_keys(seed, count, tensor, slot_id(name)))
+    return stored_stochastically(namespace_of(like).wrap(value), like, key)
 
 
 def _scaled_by_factor(g, factor):

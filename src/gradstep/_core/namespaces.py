@@ -108,6 +108,14 @@ class Namespace:
             return x
         return np.asarray(x).astype(dtype)
 
+    def stored_bf16_stochastic(self, x: Any, key: int) -> Any:
+        """``x`` rounded stochastically to bfloat16 with the stream of ``key``
+        (:mod:`gradstep._core.rounding`; float64 through float32, as ml_dtypes)."""
+        from .rounding import random_bits, round_bf16_stochastic
+
+        x = np.asarray(x, np.float32)
+        return round_bf16_stochastic(x, random_bits(key, x.size).reshape(x.shape))
+
     def full_like(self, x: Any, fill: float) -> Any:
         p = np.asarray(x)
         return np.full(p.shape, fill, dtype=self.float_dtype(p))

@@ -31,6 +31,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .rounding import ROUNDING_OPTIONS, ROUNDING_RANGES, ParameterStore, with_rounding
 from .transform import Transform, map_transform, shallow_copy, walk
 from .validate import Constraint, remember_recipe
 
@@ -51,7 +52,7 @@ OPTAX_OPTIONS: dict[str, dict[str, str]] = {
 
 
 #: the keyword-only arguments :func:`with_precision_option` adds
-PRECISION_OPTIONS = frozenset({"state_dtype"}).union(*OPTAX_OPTIONS.values())
+PRECISION_OPTIONS = frozenset({"state_dtype", *ROUNDING_OPTIONS}).union(*OPTAX_OPTIONS.values())
 
 
 def dtype_name(value: Any) -> str:
@@ -182,8 +183,8 @@ def with_state_dtype(
             )
 
     def store(t: Transform) -> Transform:
-        if not isinstance(t, Elementwise) or not t.slots:
-            return t
+        if not isinstance(t, Elementwise) or not t.slots or isinstance(t, ParameterStore):
+            return t  # (a Kahan compensation is kept in its parameter's dtype)
         new = tuple(dataclasses.replace(s, dtype=_chosen(s, wanted, everything)) for s in t.slots)
         if new == t.slots:
             return t
@@ -218,9 +219,14 @@ def _precise(factory: Callable, precision: dict, *args: Any, **kwargs: Any) -> T
     optax-named slot options, already resolved to a ``state_dtype``) applied."""
     result = factory(*args, **kwargs)
     dtype = precision.get("state_dtype")
-    if dtype is None:
+    stochastic = precision.get("stochastic_rounding", False)
+    kahan = precision.get("kahan_summation", False)
+    if dtype is None and not (stochastic or kahan):
         return result
-    out = with_state_dtype(result, dtype, owner=getattr(factory, "__name__", "state_dtype"))
+    owner = getattr(factory, "__name__", "state_dtype")
+    out = with_state_dtype(result, dtype, owner=owner)
+    seed = precision.get("rounding_seed", 0)
+    out = with_rounding(out, stochastic, seed, kahan, owner=owner)
     out.declared_ranges = getattr(result, "declared_ranges", {})
     remember_recipe(out, functools.partial(_precise, factory, precision), args, kwargs)
     return out
@@ -239,8 +245,27 @@ def with_precision_option(factory: Callable, name: str) -> Callable:
     owner = getattr(factory, "__name__", name)
 
     @functools.wraps(factory)
-    def precise(*args: Any, state_dtype: Any = None, **kwargs: Any) -> Any:
+    def precise(
+        *args: Any,
+        state_dtype: Any = None,
+        stochastic_rounding: bool = False,
+        rounding_seed: int = 0,
+        kahan_summation: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         per_slot = {option: kwargs.pop(option) for option in list(aliases) if option in kwargs}
+        rounding = dict(
+            stochastic_rounding=stochastic_rounding,
+            rounding_seed=rounding_seed,
+            kahan_summation=kahan_summation,
+        )
+        for option, value in rounding.items():
+            if not ROUNDING_RANGES[option].contains(value):
+                raise ValueError(
+                    f"{owner}: invalid {option}={value!r}; valid values: "
+                    f"{ROUNDING_RANGES[option].describe()}"
+                )
+        rounding["rounding_seed"] = int(rounding_seed)
         constraint = StateDtype()
         if not constraint.contains(state_dtype):
             raise ValueError(
@@ -261,11 +286,15 @@ def with_precision_option(factory: Callable, name: str) -> Callable:
                 state_dtype = chosen
             else:
                 raise ValueError(f"{owner}: give state_dtype or {', '.join(per_slot)}, not both")
-        return _precise(factory, {"state_dtype": state_dtype}, *args, **kwargs)
+        return _precise(factory, {"state_dtype": state_dtype, **rounding}, *args, **kwargs)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     params = list(sig.parameters.values())
     extra = [inspect.Parameter("state_dtype", keyword, default=None)]
+    extra += [
+        inspect.Parameter(o, keyword, default=0 if o == "rounding_seed" else False)
+        for o in ROUNDING_OPTIONS
+    ]
     extra += [inspect.Parameter(a, keyword, default=None) for a in aliases]
     variadic = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
     params = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
@@ -273,6 +302,7 @@ def with_precision_option(factory: Callable, name: str) -> Callable:
     precise.declared_ranges = {
         **getattr(factory, "declared_ranges", {}),
         "state_dtype": StateDtype(),
+        **ROUNDING_RANGES,
         **{a: StateDtype(per_slot=False) for a in aliases},
     }
     precise._precision_option = True

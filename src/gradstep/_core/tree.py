@@ -41,6 +41,7 @@ class TreeDef:
 _LEAF = TreeDef("leaf")
 _NONE = TreeDef("none")
 _FLAT_CACHE: dict[tuple[str, int], TreeDef] = {}
+_ARRAY_TYPE = {np.ndarray}
 
 
 def _flat(kind: str, n: int) -> TreeDef:
@@ -77,7 +78,7 @@ def _flatten_into(tree: Any, leaves: list, none_is_leaf: bool = False) -> TreeDe
         return TreeDef("namedtuple", children, type(tree))
     if isinstance(tree, (list, tuple)):
         kind = "list" if isinstance(tree, list) else "tuple"
-        if all(type(v) is np.ndarray for v in tree):  # the common flat case, fast
+        if not tree or set(map(type, tree)) == _ARRAY_TYPE:  # the common flat case, fast
             leaves.extend(tree)
             return _flat(kind, len(tree))
         return TreeDef(kind, tuple(_flatten_into(v, leaves, none_is_leaf) for v in tree))
@@ -181,8 +182,8 @@ def matching_leaves(td: TreeDef, tree: Any, what: str = "tree") -> list:
         td.kind in ("list", "tuple")
         and type(tree) in (list, tuple)
         and len(tree) == td.num_leaves == len(td.children)
-        and all(c.kind == "leaf" for c in td.children)
-        and all(type(v) is np.ndarray for v in tree)
+        and td.children == _flat(td.kind, td.num_leaves).children
+        and set(map(type, tree)) == _ARRAY_TYPE
     ):
         return list(tree)  # the common flat case, fast
     out: list = []

@@ -13,6 +13,7 @@ from . import (
     community,
     layerwise,
     learning_rate_free,
+    memory_and_curvature,
     modern,
     mxnet,
     optax_tail,
@@ -34,6 +35,7 @@ MODULES = (
     learning_rate_free,
     optax_tail,
     preconditioned,
+    memory_and_curvature,
 )
 
 

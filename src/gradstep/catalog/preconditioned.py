@@ -1,12 +1,13 @@
-"""Registry entries of the preconditioned (matrix) rules, SOAP, and the
+"""Registry entries of the preconditioned (matrix) rules, Shampoo and SOAP, and the
 sharpness-aware wrapper SAM.
 
-Their matrix work (eigendecompositions, QR) runs per tensor on the eager engines
+Their matrix work (eigendecompositions, QR, inverse roots) runs per tensor on the eager engines
 of every front, so none is declared ``"elementwise"``.
 """
 
 from .._core.registry import OptimizerSpec
 from ..rules.sam import sam
+from ..rules.shampoo import shampoo
 from ..rules.soap import soap
 
 _SHAMPOO_PAPER = (
@@ -16,6 +17,31 @@ _SHAMPOO_PAPER = (
 
 #: this area's entries, in the registry's order
 SPECS = (
+    OptimizerSpec(
+        "shampoo",
+        shampoo,
+        "shampoo",
+        "Per-axis inverse-root preconditioning in blocks, grafted to a diagonal method's step.",
+        frozenset({"reduction"}),
+        (
+            _SHAMPOO_PAPER,
+            "Anil, Gupta, Koren, Regan & Singer (2020): Scalable Second Order Optimization "
+            "for Deep Learning. arXiv:2002.09018",
+        ),
+        fixtures=("pytorch_optimizer.ScalableShampoo",),
+        # blocks (the test problems' 4-long axes split 3 + 1), a start, and roots and
+        # statistics not every step: every front and wrapper runs those code paths
+        test_hyperparams={
+            "learning_rate": 0.1,
+            "graft": "adagrad",
+            "block_size": 3,
+            "start_preconditioning_step": 2,
+            "preconditioning_compute_steps": 2,
+            "statistics_compute_steps": 2,
+        },
+        # a vector gets no matrix: the grafted AdaGrad with summed momentum
+        rosenbrock_hyperparams={"learning_rate": 0.05},
+    ),
     OptimizerSpec(
         "soap",
         soap,

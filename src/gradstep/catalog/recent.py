@@ -1,11 +1,14 @@
 """Registry entries of the recent first-order rules: ADOPT, AdEMAMix and its
-simplified form, the cautious variants of AdamW and Lion, LaProp and StableAdamW."""
+simplified form, the cautious variants of AdamW and Lion, LaProp, StableAdamW, MARS
+and CAME."""
 
 from .._core.registry import OptimizerSpec
 from ..rules.ademamix import ademamix, simplified_ademamix
 from ..rules.adopt import adopt
+from ..rules.came import came
 from ..rules.cautious import cautious_adamw, cautious_lion
 from ..rules.laprop import laprop
+from ..rules.mars import mars
 from ..rules.stable_adamw import stable_adamw
 
 _CAUTIOUS_PAPER = (
@@ -122,6 +125,34 @@ SPECS = (
         ),
         fixtures=("pytorch_optimizer.StableAdamW",),
         test_hyperparams={"learning_rate": 0.05, "weight_decay": 0.0},
+        torch_equivalent=None,
+    ),
+    OptimizerSpec(
+        "mars",
+        mars,
+        "mars",
+        "AdamW (or Lion) on the gradient corrected by its change, clipped per tensor.",
+        frozenset({"reduction"}),
+        (
+            "Yuan, Liu, Wu, Zhou & Gu (2024): MARS: Unleashing the Power of Variance "
+            "Reduction for Training Large Models. arXiv:2411.10438",
+        ),
+        fixtures=("pytorch_optimizer.MARS",),
+        test_hyperparams={"learning_rate": 0.05},
+        torch_equivalent=None,
+    ),
+    OptimizerSpec(
+        "came",
+        came,
+        "came",
+        "Adafactor's factored moments with the momentum scaled by its confidence.",
+        frozenset({"reduction"}),
+        (
+            "Luo, Ren, Zheng, Jiang, Jiang & You (2023): CAME: Confidence-guided "
+            "Adaptive Memory Efficient Optimization. ACL, arXiv:2307.02047",
+        ),
+        fixtures=("came_pytorch.CAME", "pytorch_optimizer.CAME"),
+        test_hyperparams={"learning_rate": 0.01},
         torch_equivalent=None,
     ),
 )

@@ -26,11 +26,8 @@ import ast
 import contextlib
 import difflib
 import inspect
-import math
 import re
 import sys
-import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +35,8 @@ import numpy as np
 
 import gradstep
 
-from . import _compare_score as score
+from ._compare_loop import DIVERGENCE_FACTOR, Run, train  # noqa: F401 (the race's names)
+from ._compare_numpy import NumpyStepper
 
 #: the representative selection, in order of preference; only registered names are used
 PREFERRED = (
@@ -62,10 +60,6 @@ PREFERRED = (
     "sgld",
 )
 DEFAULT_COUNT = 8
-
-#: a run is diverged when its loss or a parameter is not finite, or when the loss grows
-#: past this many times its starting value
-DIVERGENCE_FACTOR = 1e6
 
 _SEED_ARGUMENTS = ("seed", "random_state")
 _GENERATOR_ARGUMENTS = ("rng", "generator")
@@ -314,147 +308,22 @@ def single_threaded():
         yield
 
 
-@dataclass
-class Run:
-    """One optimizer on one problem."""
-
-    optimizer: str
-    problem: str
-    status: str = "ok"  # ok, diverged, skipped, error
-    reason: str = ""
-    learning_rate: float | None = None
-    steps: int = 0
-    curve_steps: list[int] = field(default_factory=list)
-    curve_loss: list[float] = field(default_factory=list)
-    path: np.ndarray | None = None  # (steps + 1, 2) for 2-D functions
-    final: dict[str, float] = field(default_factory=dict)
-    steps_to_target: int | None = None
-    diverged_at: int | None = None
-    wall_s: float = 0.0
-    step_s: float = 0.0
-    engine: str = ""
-    evaluations: int = 0
-    notes: list[str] = field(default_factory=list)
-    tuning: dict | None = None
-    schedule: str | None = None  # the learning rate, when it is a schedule
-    seed: int = 0
-    replicas: list[Run] = field(default_factory=list)  # the same run on the other seeds
-
-    @property
-    def final_loss(self) -> float | None:
-        return None if self.status != "ok" else self.final.get("loss")
-
-    @property
-    def monitored(self) -> float | None:
-        """The last value of the monitored loss (validation on data), when ok."""
-        if self.status != "ok":
-            return None
-        return self.final.get("val_loss", self.final.get("loss"))
-
-    def score(self) -> tuple[float, float]:
-        """What tuning minimises: steps to target, then the final monitored loss
-        (validation loss on data; infinite when not ok)."""
-        loss = self.monitored
-        loss = math.inf if loss is None or not math.isfinite(loss) else loss
-        steps = math.inf if self.steps_to_target is None else self.steps_to_target
-        return (steps, loss)
-
-    @property
-    def seeds(self) -> list[Run]:
-        return [self, *self.replicas]
-
-
-def _eval_every(problem, steps: int) -> int:
-    return 1 if problem.kind == "surface" else max(1, steps // 50)
-
-
-def _diverged(loss: float, start: float) -> bool:
-    return not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(1.0, abs(start))
-
-
-def _finite(tree: dict) -> bool:
-    return all(bool(np.isfinite(v).all()) for v in tree.values())
-
-
 def run_numpy(problem, entry: Entry, steps: int, seed: int, engine: str, **overrides) -> Run:
-    run = Run(entry.name, problem.name)
-    params = problem.init(seed)
-    batches = problem.batches(steps, seed)
-    every = _eval_every(problem, steps)
+    """One run through :class:`gradstep.Optimizer` on ``engine``."""
     stepper = closure_stepper("numpy") if "needs_closure" in entry.spec.capabilities else None
-    path = [params["xy"].copy()] if problem.kind == "surface" else None
-    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
-        warnings.simplefilter("always")
-        if stepper is None:
-            # a first step on copies loads (or compiles) the kernel outside the timing
-            spare = {k: v.copy() for k, v in params.items()}
-            warm = gradstep.Optimizer(spare, entry.transform(seed, **overrides), engine=engine)
-            warm.step(problem.loss_and_grad(spare, batches[0] if batches else None)[1])
-        opt = gradstep.Optimizer(params, entry.transform(seed, **overrides), engine=engine)
-        run.engine = opt.engine
-        start = problem.monitor(params)
-        _record(run, 0, start)
-        t0 = time.perf_counter()
-        step_time = 0.0
-        for k, batch in enumerate(batches, start=1):
-            if stepper is not None:
+    batches = problem.batches(steps, seed)
 
-                def closure(b=batch):
-                    run.evaluations += 1
-                    return problem.loss_and_grad(params, b)
+    def make():
+        return NumpyStepper(
+            problem,
+            problem.init(seed),
+            lambda: entry.transform(seed, **overrides),
+            engine,
+            batches[0] if batches else None,
+            closure_step=stepper,
+        )
 
-                s0 = time.perf_counter()
-                loss = float(stepper(opt, closure))
-                step_time += time.perf_counter() - s0
-                if _diverged(loss, start):
-                    run.status, run.diverged_at = "diverged", k - 1
-                    break
-            else:
-                loss, grads = problem.loss_and_grad(params, batch)
-                run.evaluations += 1
-                if _diverged(loss, start):
-                    run.status, run.diverged_at = "diverged", k - 1
-                    break
-                s0 = time.perf_counter()
-                opt.step(grads)
-                step_time += time.perf_counter() - s0
-            if path is not None:
-                path.append(params["xy"].copy())
-            x = run.evaluations if (stepper is not None) else k  # steps count gradient evaluations
-            if (stepper is not None) or k % every == 0 or k == steps:
-                loss = problem.monitor(params)
-                if _diverged(loss, start) or not _finite(params):
-                    run.status, run.diverged_at = "diverged", x
-                    break
-                _record(run, x, loss)
-            if (stepper is not None) and run.evaluations >= steps:
-                break  # a closure step spends several evaluations of the budget
-        run.wall_s = time.perf_counter() - t0
-        run.step_s = step_time
-    run.notes += sorted({str(w.message) for w in caught if "gradstep" in str(w.message)})
-    return _finish(run, problem, params, path, steps)
-
-
-def _record(run: Run, k: int, loss: float) -> None:
-    run.curve_steps.append(k)
-    run.curve_loss.append(float(loss))
-
-
-def _finish(run: Run, problem, params, path, steps: int) -> Run:
-    run.steps = steps if run.diverged_at is None else run.diverged_at
-    run.steps_to_target = score.steps_to_target(
-        run.curve_steps,
-        run.curve_loss,
-        problem.target,
-        ok=run.status == "ok",
-        width=score.SMOOTHING if problem.stochastic else 1,
-    )
-    if path is not None:
-        run.path = np.array(path[: run.steps + 1])
-    if run.status == "ok":
-        with np.errstate(all="ignore"):
-            run.final = problem.evaluate(params)
-    return run
+    return train(problem, entry, steps, seed, make)
 
 
 def describe_error(error: BaseException) -> str:
@@ -474,11 +343,11 @@ def run_one(problem, entry: Entry, *, steps: int, seed: int, backend: str, engin
         if backend == "torch":
             from ._compare_torch import run_torch
 
-            run = run_torch(problem, entry, steps, seed, **kw)
+            run = run_torch(problem, entry, steps, seed, engine, **kw)
         elif backend == "jax":
             from ._compare_jax import run_jax
 
-            run = run_jax(problem, entry, steps, seed, Run, _record, _finish, **kw)
+            run = run_jax(problem, entry, steps, seed, **kw)
         else:
             try:
                 run = run_numpy(problem, entry, steps, seed, engine, **kw)

@@ -1,77 +1,54 @@
-"""``gradstep compare --backend torch``: one run through
-``gradstep.torch.TransformOptimizer`` with torch parameters and autograd gradients
-(closure optimizers get torch's closure convention)."""
+"""``gradstep compare --backend torch``: the stepper of
+``gradstep.torch.TransformOptimizer``, with torch parameters and autograd gradients
+(optimizers that need a closure get torch's closure convention)."""
 
 from __future__ import annotations
 
-import time
-import warnings
-
-import numpy as np
-
-from ._compare_race import Entry, Run, _diverged, _eval_every, _finish, _finite, _record
+from ._compare_loop import Run, train
 
 
-def run_torch(problem, entry: Entry, steps: int, seed: int, **overrides) -> Run:
-    import torch
+class TorchStepper:
+    engine = "torch"
 
-    from gradstep.torch import TransformOptimizer
+    def __init__(self, problem, params: dict, transform, engine: str):
+        import torch
 
-    run = Run(entry.name, problem.name)
-    init = problem.init(seed)
-    tensors = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in init.items()}
-    batches = problem.batches(steps, seed)
-    every = _eval_every(problem, steps)
-    closure_needed = "needs_closure" in entry.spec.capabilities
+        from gradstep.torch import TransformOptimizer
 
-    def numpy_params() -> dict:
-        return {k: t.detach().numpy() for k, t in tensors.items()}
+        self.problem = problem
+        self.tensors = {
+            k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in params.items()
+        }
+        self.opt = TransformOptimizer(list(self.tensors.values()), transform, engine=engine)
 
-    path = [init["xy"].copy()] if problem.kind == "surface" else None
-    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
-        warnings.simplefilter("always")
-        opt = TransformOptimizer(list(tensors.values()), entry.transform(seed, **overrides))
-        run.engine = "torch"
-        start = problem.monitor(numpy_params())
-        _record(run, 0, start)
-        t0 = time.perf_counter()
-        step_time = 0.0
-        for k, batch in enumerate(batches, start=1):
+    def params(self) -> dict:
+        return {k: t.detach().numpy() for k, t in self.tensors.items()}
 
-            def closure(b=batch):
-                run.evaluations += 1
-                opt.zero_grad()
-                loss = problem.torch_loss(tensors, b)
-                loss.backward()
-                return loss
+    def _loss(self, batch):
+        self.opt.zero_grad()
+        loss = self.problem.torch_loss(self.tensors, batch)
+        loss.backward()
+        return loss
 
-            if closure_needed:
-                s0 = time.perf_counter()
-                loss = float(opt.step(closure))
-                step_time += time.perf_counter() - s0
-                if _diverged(loss, start):
-                    run.status, run.diverged_at = "diverged", k - 1
-                    break
-            else:
-                loss = float(closure().detach())
-                if _diverged(loss, start):
-                    run.status, run.diverged_at = "diverged", k - 1
-                    break
-                s0 = time.perf_counter()
-                opt.step()
-                step_time += time.perf_counter() - s0
-            if path is not None:
-                path.append(numpy_params()["xy"].copy())
-            x = run.evaluations if closure_needed else k  # steps count gradient evaluations
-            if closure_needed or k % every == 0 or k == steps:
-                loss = problem.monitor(numpy_params())
-                if _diverged(loss, start) or not _finite(numpy_params()):
-                    run.status, run.diverged_at = "diverged", x
-                    break
-                _record(run, x, loss)
-            if closure_needed and run.evaluations >= steps:
-                break  # a closure step spends several evaluations of the budget
-        run.wall_s = time.perf_counter() - t0
-        run.step_s = step_time
-    run.notes += sorted({str(w.message) for w in caught if "gradstep" in str(w.message)})
-    return _finish(run, problem, numpy_params(), path, steps)
+    def gradient(self, batch) -> float:
+        return float(self._loss(batch).detach())
+
+    def apply(self) -> None:
+        self.opt.step()
+
+    def closure_step(self, batch, counted) -> float:
+        def closure():
+            counted()
+            return self._loss(batch)
+
+        return float(self.opt.step(closure))
+
+
+def run_torch(problem, entry, steps: int, seed: int, engine: str, **overrides) -> Run:
+    """One run through ``gradstep.torch.TransformOptimizer`` on ``engine``."""
+
+    def make():
+        transform = entry.transform(seed, **overrides)
+        return TorchStepper(problem, problem.init(seed), transform, engine)
+
+    return train(problem, entry, steps, seed, make)

@@ -78,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--state-dtypes",
         default="param",
         help="comma-separated storage dtypes of the optimizer state to time and size: "
-        "param (the parameters' float32, default), float32, bfloat16, float16",
+        "param (the parameters' float32, default), float32, bfloat16, float16, "
+        "bfloat16-sr (bfloat16, rounded stochastically)",
     )
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per case")
     parser.add_argument("--no-torch", action="store_true", help="skip torch.optim")

@@ -48,11 +48,12 @@ DEFAULT_LAYOUTS = "1x20000000,200x100000,5000x1000"
 
 
 def parse_state_dtypes(text: str) -> list[str | None] | None:
-    """``param,bfloat16`` -> ``[None, "bfloat16"]`` (None: invalid)."""
+    """``param,bfloat16`` -> ``[None, "bfloat16"]`` (None: invalid); ``bfloat16-sr``:
+    bfloat16 state rounded stochastically (:mod:`gradstep._core.rounding`)."""
     out: list[str | None] = []
     for item in text.split(","):
         item = item.strip()
-        if item not in ("param", "float32", "bfloat16", "float16"):
+        if item not in ("param", "float32", "bfloat16", "float16", "bfloat16-sr"):
             return None
         out.append(None if item == "param" else item)
     return out
@@ -124,6 +125,10 @@ def make_data(count: int, size: int, seed: int = 0):
 def make_transform(spec, state_dtype: str | None = None) -> gradstep.Transform:
     """The benchmarked transform: the spec's test hyperparameters, its state stored in
     ``state_dtype`` (None: the parameters' dtype)."""
+    if state_dtype == "bfloat16-sr":
+        return spec.factory(
+            **spec.test_hyperparams, state_dtype="bfloat16", stochastic_rounding=True
+        )
     return spec.factory(**spec.test_hyperparams, state_dtype=state_dtype)
 
 
@@ -307,7 +312,7 @@ def run_numpy(args: Any) -> int:
     if state_dtypes is None:
         print(
             "gradstep bench: invalid --state-dtypes; valid values: comma-separated among "
-            "param, float32, bfloat16, float16",
+            "param, float32, bfloat16, float16, bfloat16-sr",
             file=sys.stderr,
         )
         return 2

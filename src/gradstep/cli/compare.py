@@ -118,9 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=("auto", "fused", "eager"),
         default="eager",
-        help="engine of the NumPy front (default eager: on these small problems its "
-        "per-step cost is lower than the fused kernels' and nothing is compiled; both "
-        "run the same rules)",
+        help="engine of the NumPy and torch fronts (default eager: on these small "
+        "problems its per-step cost is lower than the fused kernels' and nothing is "
+        "compiled; both run the same rules)",
     )
     parser.add_argument("--out", default="gradstep-report", help="report folder")
     parser.add_argument(
@@ -368,7 +368,7 @@ def _race(args: argparse.Namespace) -> int:
         "optimizers": names,
         "problems": problem_names,
         "backend": args.backend,
-        "engine": args.engine if args.backend == "numpy" else None,
+        "engine": args.engine if args.backend in ("numpy", "torch") else None,
         "seed": args.seed,
         "seeds": seeds,
         "tune": tuned,

@@ -27,7 +27,7 @@ from ..rules.rmsprop import scale_by_rms as _scale_by_rms
 from ..rules.sign import scale_by_sign as _scale_by_sign
 from ..rules.sign import scale_by_signum as _scale_by_signum
 from ..transforms.ema import scale_by_ema as _scale_by_ema
-from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, as_stage, stored_in, wrap
+from ._optax_base import ADAM_EPS, ADAM_NAMES, DECAY, EPS, LR, as_stage, injectable, stored_in, wrap
 from ._optax_layouts import (
     ADAM_STATE,
     ADAMAX_STATE,
@@ -69,6 +69,7 @@ def scale_by_adamax(
     :math:`\\max(\\beta_2 u, |g| + \\epsilon)` (state ``ScaleByAdamState``, ``nu`` the
     norm)."""
     stage = _scale_by_adamax(b1, b2, eps, epsilon_placement="in_max")
+    stage = injectable(stage, epsilon=("epsilon", EPS))
     return wrap(stage, ADAMAX_STATE, **ADAM_NAMES)
 
 
@@ -101,6 +102,7 @@ def scale_by_amsgrad(
     stage = _scale_by_adam(
         b1, b2, eps, eps_root=eps_root, amsgrad="corrected", bias_correction=bias_correction_mu
     )
+    stage = injectable(stage, **ADAM_EPS)
     stage = stored_in("scale_by_amsgrad", "mu_dtype", mu_dtype, stage, "mu")
     return wrap(stage, AMSGRAD_STATE, **ADAM_NAMES)
 
@@ -134,6 +136,7 @@ def scale_by_radam(
         epsilon_placement="outside",
         nesterov=nesterov,
     )
+    stage = injectable(stage, **ADAM_EPS, threshold=("threshold", Interval(4.0, lo_open=True)))
     return wrap(stage, ADAM_STATE, **ADAM_NAMES)
 
 
@@ -163,7 +166,8 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradstepTransforma
     """optax's ``scale_by_adadelta``: Zeiler's step (``ScaleByAdaDeltaState(e_g,
     e_x)``), the ascent direction as optax returns it."""
     state = Slots(ScaleByAdaDeltaState, e_g=Tree("nu"), e_x=Tree("nu_delta"))
-    return wrap(_scale_by_adadelta(rho, eps), state)
+    stage = injectable(_scale_by_adadelta(rho, eps), epsilon=("epsilon", EPS))
+    return wrap(stage, state, eps="epsilon")
 
 
 @hyperparams(initial_accumulator_value=nonnegative(), eps=EPS)
@@ -178,7 +182,8 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7):
     stage = _scale_by_adagrad(
         eps, initial_accumulator_value=initial_accumulator_value, epsilon_placement="inside"
     )
-    return wrap(stage, Slots(ScaleByRssState, sum_of_squares=Tree("sum_sq")))
+    stage = injectable(stage, epsilon=("eps_in", EPS))
+    return wrap(stage, Slots(ScaleByRssState, sum_of_squares=Tree("sum_sq")), eps="epsilon")
 
 
 @hyperparams(
@@ -205,7 +210,8 @@ def scale_by_stddev(
         initial_scale=initial_scale,
         bias_correction=bias_correction,
     )
-    return wrap(stage, rms_state(True, bias_correction), decay="rho")
+    stage = injectable(stage, epsilon=("eps_in" if eps_in_sqrt else "eps_out", EPS))
+    return wrap(stage, rms_state(True, bias_correction), decay="rho", eps="epsilon")
 
 
 @hyperparams(trust_coefficient=Interval(0.0, lo_open=True), eps=EPS)

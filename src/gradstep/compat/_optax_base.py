@@ -3,6 +3,7 @@ transform as an optax transformation, and refusing dtype arguments."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -29,9 +30,12 @@ def wrap(transform: Transform, layout: Layout = RAW, **names: str) -> GradstepTr
 
     def init(params: Any) -> Any:
         params = concrete(params)
-        return layout.to_optax(core.init(params), transform, Ctx.of(params, None), None)
+        inner = core.init(params)
+        refuse_complex(params, inner)
+        return layout.to_optax(inner, transform, Ctx.of(params, None), None)
 
     def update(updates: Any, state: Any, params: Any = None, **extra: Any):
+        refuse_complex(updates, state)
         ctx = Ctx.of(params, updates)
         inner = layout.from_optax(state, transform, ctx)
         updates, inner = core.update(updates, inner, params, **extra)
@@ -43,6 +47,22 @@ def wrap(transform: Transform, layout: Layout = RAW, **names: str) -> GradstepTr
     out.layout = layout
     out.hyperparam_names = names
     return out
+
+
+def refuse_complex(tree: Any, state: Any) -> None:
+    """Complex parameters or updates of a transform that keeps per-parameter state
+    raise: gradstep's rules keep real moments (optax's complex meaning, a complex
+    first moment and :math:`|g|^2 = g \\bar g` in the second, is not written yet), so
+    their steps would be wrong. Stateless transforms run complex arithmetic as optax's."""
+    complex_leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.iscomplexobj(x)]
+    if not complex_leaves:
+        return
+    if any(jnp.ndim(x) > 0 for x in jax.tree_util.tree_leaves(state)):
+        raise ValueError(
+            f"gradstep.compat.optax: invalid parameters of dtype {complex_leaves[0].dtype}; "
+            "valid values: real floating arrays (complex parameters with optax's meaning "
+            "are not supported by transforms that keep per-parameter state)"
+        )
 
 
 def with_update(t: GradstepTransformation, update: Any) -> GradstepTransformation:
@@ -65,7 +85,7 @@ def concrete(params: Any) -> Any:
     return jax.tree_util.tree_map(leaf, params)
 
 
-ADAM_NAMES = {"b1": "beta1", "b2": "beta2"}
+ADAM_NAMES = {"b1": "beta1", "b2": "beta2", "eps": "epsilon"}
 
 
 def as_stage(t: Any) -> Transform:
@@ -103,3 +123,50 @@ def no_dtype(owner: str, name: str, value: Any) -> None:
             f"{owner}: invalid {name}={value!r}; valid values: None (this state is not "
             "kept in elementwise slots)"
         )
+
+
+def injectable(stage: Any, derived: Any = None, **promote: tuple[str, Any]) -> Any:
+    """``stage`` (an elementwise rule stage) whose construction-time constants become
+    per-step hyperparameters, as optax's ``inject_hyperparams`` treats every numeric
+    argument: ``promote`` maps a hyperparameter name to ``(target, range)``, where
+    ``target`` is the keyword of the stage's ``prepare`` (a ``functools.partial``)
+    that the value sets, or else the name of a scalar ``prepare`` returns. The math
+    stays the rule's: ``prepare`` runs with the step's value in place of the fixed
+    one (a traced value too, so a changed ``eps`` changes the step under ``jax.jit``).
+    ``derived(values)`` gives further ``prepare`` keywords that follow from the
+    promoted values (Nadam's product of the :math:`\\beta_1`).
+    """
+    prepare = stage.prepare
+    if not isinstance(prepare, functools.partial):
+        raise TypeError(f"injectable: {stage.name}'s prepare is not a functools.partial")
+    keywords = dict(prepare.keywords)
+    constants = prepare.args[0] if prepare.args and isinstance(prepare.args[0], dict) else {}
+    initial = {}
+    for name, (target, _) in promote.items():
+        if target in keywords:
+            initial[name] = keywords[target]
+        elif target in constants:
+            initial[name] = constants[target]
+        else:
+            raise KeyError(f"injectable: {stage.name} has no constant {target!r}")
+
+    def per_step(h: dict, count: Any) -> dict:
+        given = {k: v for k, v in h.items() if k not in promote}
+        kw = dict(keywords)
+        kw.update({promote[k][0]: h[k] for k in promote if promote[k][0] in keywords})
+        if derived is not None:
+            kw.update(derived({k: h[k] for k in promote}))
+        scalars = dict(prepare.func(*prepare.args, given, count, **kw))
+        scalars.update({promote[k][0]: h[k] for k in promote if promote[k][0] not in keywords})
+        return scalars
+
+    out = stage.replace(hyperparams={**stage.hyperparams, **initial}, prepare=per_step)
+    out.declared_ranges = {
+        **getattr(stage, "declared_ranges", {}),
+        **{name: constraint for name, (_, constraint) in promote.items()},
+    }
+    return out
+
+
+#: the per-step constants of the Adam family (optax's eps, eps_root)
+ADAM_EPS = {"epsilon": ("epsilon", EPS), "eps_root": ("eps_root", EPS)}

@@ -18,7 +18,7 @@ from ..rules.adam import scale_by_adam as _scale_by_adam
 from ..rules.adamax import scale_by_adamax as _scale_by_adamax
 from ..rules.rmsprop import scale_by_rms as _scale_by_rms
 from ..rules.sgd import apply_momentum, apply_nesterov_momentum
-from ._optax_base import ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, stored_in
+from ._optax_base import ADAM_EPS, ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, injectable, stored_in
 from ._optax_layouts import (
     ADAM_STATE,
     ADAMAX_STATE,
@@ -39,8 +39,17 @@ from ._optax_state import EMPTY, Masked, ScaleByAdaDeltaState, ScaleByRssState, 
 
 def adam_direction(b1, b2, eps, eps_root, nesterov: bool, owner: str, amsgrad=False):
     if nesterov:
-        return _nesterov_adam(b1, b2, eps, eps_root, owner)
-    return _scale_by_adam(b1, b2, eps, eps_root=eps_root, amsgrad=amsgrad)
+        betas = {"beta1": ("beta1", DECAY), "beta2": ("beta2", DECAY)}
+        stage = _nesterov_adam(b1, b2, eps, eps_root, owner)
+        return injectable(stage, _constant_beta_products, **betas, **ADAM_EPS)
+    return injectable(_scale_by_adam(b1, b2, eps, eps_root=eps_root, amsgrad=amsgrad), **ADAM_EPS)
+
+
+def _constant_beta_products(values: dict) -> dict:
+    """Nadam's :math:`M_t = \\prod_{i \\le t} \\beta_1 = \\beta_1^t` for the step's
+    :math:`\\beta_1` (optax's bias correction with the current value)."""
+    beta1 = values["beta1"]
+    return {"products": lambda t: beta1**t}
 
 
 def _nesterov_adam(b1, b2, eps, eps_root, owner: str) -> Transform:
@@ -118,6 +127,7 @@ def amsgrad(
     """optax's ``amsgrad``: the maximum is kept of the bias-corrected :math:`\\hat v`
     (``amsgrad="corrected"``)."""
     direction = _scale_by_adam(b1, b2, eps, eps_root=eps_root, amsgrad="corrected")
+    direction = injectable(direction, **ADAM_EPS)
     return optimizer(
         "amsgrad",
         direction_state(stored_in("amsgrad", "mu_dtype", mu_dtype, direction, "mu"), True),
@@ -192,6 +202,7 @@ def rmsprop(
         initial_scale=initial_scale,
         bias_correction=bias_correction,
     )
+    direction = injectable(direction, epsilon=("eps_in" if eps_in_sqrt else "eps_out", EPS))
     trace_ = None
     if momentum is not None:
         trace_ = (apply_nesterov_momentum if nesterov else apply_momentum)(momentum)
@@ -201,6 +212,7 @@ def rmsprop(
         lr_stage(learning_rate),
         (trace_, EMPTY if trace_ is None else TRACE_STATE),
         decay="rho",
+        eps="epsilon",
     )
 
 
@@ -221,8 +233,12 @@ def adagrad(
     )
     return optimizer(
         "adagrad",
-        (direction, Slots(ScaleByRssState, sum_of_squares=Tree("sum_sq"))),
+        (
+            injectable(direction, epsilon=("eps_in", EPS)),
+            Slots(ScaleByRssState, sum_of_squares=Tree("sum_sq")),
+        ),
         lr_stage(learning_rate),
+        eps="epsilon",
     )
 
 
@@ -249,19 +265,18 @@ def adadelta(
             "adadelta: invalid weight_decay_mask with weight_decay=0; valid values: a "
             "mask only together with a weight_decay > 0"
         )
-    decay = (None, EMPTY)
-    if weight_decay:
-        decay = decay_stage(weight_decay, weight_decay_mask)
-    elif weight_decay_mask is not None:  # pragma: no cover - refused above
-        raise AssertionError
+    # the decay stage is built even for weight_decay=0 (u + 0 w = u), as optax's: it
+    # is then a per-step hyperparameter that inject_hyperparams can change
+    decay = decay_stage(weight_decay, weight_decay_mask)
     return optimizer(
         "adadelta",
         decay,
         (
-            _scale_by_adadelta(rho, eps),
+            injectable(_scale_by_adadelta(rho, eps), epsilon=("epsilon", EPS)),
             Slots(ScaleByAdaDeltaState, e_g=Tree("nu"), e_x=Tree("nu_delta")),
         ),
         (None, EMPTY) if learning_rate is None else lr_stage(learning_rate),
+        eps="epsilon",
     )
 
 
@@ -273,7 +288,12 @@ def adamax(
     (``epsilon_placement="in_max"``), :math:`-\\eta \\hat m / u`."""
     return optimizer(
         "adamax",
-        (_scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"), ADAMAX_STATE),
+        (
+            injectable(
+                _scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"), epsilon=("epsilon", EPS)
+            ),
+            ADAMAX_STATE,
+        ),
         lr_stage(learning_rate),
         **ADAM_NAMES,
     )
@@ -313,6 +333,9 @@ def radam(
         threshold_rule="greater_equal",
         epsilon_placement="outside",
         nesterov=nesterov,
+    )
+    direction = injectable(
+        direction, **ADAM_EPS, threshold=("threshold", Interval(4.0, lo_open=True))
     )
     return optimizer("radam", (direction, ADAM_STATE), lr_stage(learning_rate), **ADAM_NAMES)
 
@@ -355,7 +378,7 @@ def lamb(
 
     return optimizer(
         "lamb",
-        (_scale_by_adam(b1, b2, eps, eps_root=eps_root), ADAM_STATE),
+        (injectable(_scale_by_adam(b1, b2, eps, eps_root=eps_root), **ADAM_EPS), ADAM_STATE),
         decay_stage(weight_decay, mask),
         (scale_by_trust_ratio(), EMPTY),
         lr_stage(learning_rate),
@@ -417,7 +440,12 @@ def adamaxw(
     (restricted to ``mask``), then the learning rate."""
     return optimizer(
         "adamaxw",
-        (_scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"), ADAMAX_STATE),
+        (
+            injectable(
+                _scale_by_adamax(b1, b2, eps, epsilon_placement="in_max"), epsilon=("epsilon", EPS)
+            ),
+            ADAMAX_STATE,
+        ),
         decay_stage(weight_decay, mask),
         lr_stage(learning_rate),
         **ADAM_NAMES,

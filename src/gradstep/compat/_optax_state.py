@@ -368,6 +368,65 @@ class Masked(Layout):
         return {key: self.inner.from_optax(state.inner_state, child, c)}
 
 
+def masked_holes(masks: tuple, tree: Any) -> tuple[Any, list[int]]:
+    """optax's nested masking: each mask (outermost first; a tree, a prefix tree or a
+    function of the tree left so far) puts ``MaskedNode()`` in place of the subtrees
+    it leaves out. Returns the tree left by all of them and the positions (among the
+    leaves of ``tree``) of the leaves it still holds."""
+    leaves, td = jax.tree_util.tree_flatten(tree)
+    values, index = tree, td.unflatten(list(range(len(leaves))))
+    for mask in masks:
+        flags = mask(values) if callable(mask) else mask
+        values = jax.tree_util.tree_map(lambda f, sub: sub if f else MaskedNode(), flags, values)
+        index = jax.tree_util.tree_map(lambda f, sub: sub if f else MaskedNode(), flags, index)
+    return values, jax.tree_util.tree_leaves(index)
+
+
+def nested_mask(masks: tuple) -> Callable[[Any], Any]:
+    """The one gradstep mask (a function of the parameters) selecting what the nested
+    optax masks ``masks`` (outermost first) leave to the innermost transform."""
+
+    def flags(tree: Any) -> Any:
+        kept = set(masked_holes(masks, tree)[1])
+        leaves, td = jax.tree_util.tree_flatten(tree)
+        return td.unflatten([i in kept for i in range(len(leaves))])
+
+    return flags
+
+
+class NestedMasked(Layout):
+    """optax's ``MaskedState(MaskedState(...inner_state))`` of masks nested directly in
+    each other, over ONE core mask (:func:`nested_mask`); the inner state's trees
+    have ``MaskedNode()`` where any of the masks left a subtree out, as optax's."""
+
+    def __init__(self, inner: Layout, masks: tuple):
+        self.inner = inner
+        self.masks = masks
+
+    def _child(self, node, ctx):
+        sel = [i for i, f in enumerate(ctx.labels(node.mask)) if bool(f)]
+        c = ctx.sub(sel, bool, node.mask)
+        if ctx.index is None:  # optax's holes sit where each mask cut, not per leaf
+            shown = jax.tree_util.tree_structure(masked_holes(self.masks, ctx.tree())[0])
+            c = Ctx(c.root, c.index, c.td, c.grads, c.params, shown)
+        return node.children()[0], node.child_state_keys()[0], c
+
+    def to_optax(self, core, node, ctx, prev):
+        for _ in self.masks:
+            prev = None if prev is None else prev.inner_state
+        child, key, c = self._child(node, ctx)
+        out = self.inner.to_optax(core[key], child, c, prev)
+        for _ in self.masks:
+            out = MaskedState(out)
+        return out
+
+    def from_optax(self, state, node, ctx):
+        for _ in self.masks:
+            state = state.inner_state
+        child, key, c = self._child(node, ctx)
+        return {key: self.inner.from_optax(state, child, c)}
+
+
 class Partition(Layout):
     """optax's ``PartitionState(inner_states={label: MaskedState(inner_state)})``."""
 

@@ -36,6 +36,7 @@ from ._optax_base import (
     WD,
     as_stage,
     concrete,
+    injectable,
     stored_in,
     with_update,
     wrap,
@@ -47,9 +48,11 @@ from ._optax_state import (
     ApplyIfFinite,
     InjectStatefulHyperparamsState,
     Masked,
+    NestedMasked,
     Partition,
     Seq,
     layout_of,
+    nested_mask,
     safe_increment,
     schedule_state,
     state_class,
@@ -156,17 +159,15 @@ def scale_by_rms(
     bias_correction: bool = False,
 ) -> GradstepTransformation:
     """optax's ``scale_by_rms``: :math:`g / \\sqrt{\\nu + \\epsilon}`."""
-    return wrap(
-        _scale_by_rms(
-            decay,
-            eps,
-            epsilon_placement="inside" if eps_in_sqrt else "outside",
-            initial_scale=initial_scale,
-            bias_correction=bias_correction,
-        ),
-        rms_state(False, bias_correction),
-        decay="rho",
+    stage = _scale_by_rms(
+        decay,
+        eps,
+        epsilon_placement="inside" if eps_in_sqrt else "outside",
+        initial_scale=initial_scale,
+        bias_correction=bias_correction,
     )
+    stage = injectable(stage, epsilon=("eps_in" if eps_in_sqrt else "eps_out", EPS))
+    return wrap(stage, rms_state(False, bias_correction), decay="rho", eps="epsilon")
 
 
 def identity() -> GradstepTransformation:
@@ -176,8 +177,20 @@ def identity() -> GradstepTransformation:
 
 def masked(inner: Any, mask: Any) -> GradstepTransformation:
     """optax's ``masked``: ``inner`` on the leaves where ``mask`` is true; the other
-    updates pass through unchanged."""
-    return wrap(_masked(as_stage(inner), mask), Masked(layout_of(inner), mask))
+    updates pass through unchanged. A mask directly inside another
+    (``masked(masked(t, m2), m1)``) sees, as in optax, the tree the outer one left,
+    with ``MaskedNode()`` in place of what it left out: the masks become one gradstep
+    mask over the parameters, shown as optax's nested ``MaskedState``."""
+    nested = getattr(inner, "optax_masks", None)
+    if nested is None:
+        out = wrap(_masked(as_stage(inner), mask), Masked(layout_of(inner), mask))
+        out.optax_masks = (inner, (mask,))
+        return out
+    innermost, masks = nested[0], (mask, *nested[1])
+    core = _masked(as_stage(innermost), nested_mask(masks))
+    out = wrap(core, NestedMasked(layout_of(innermost), masks))
+    out.optax_masks = (innermost, masks)
+    return out
 
 
 def multi_transform(
@@ -240,6 +253,14 @@ def _highest_dtype(params: Any, fallback: Any) -> Any:
     return functools.reduce(jnp.promote_types, [jnp.result_type(x) for x in leaves])
 
 
+def _is_dtype(value: Any) -> bool:
+    """A dtype argument such as adafactor's ``dtype_momentum=jnp.float32``: callable,
+    but no schedule (optax would call it as one and inject a meaningless 0.0)."""
+    if isinstance(value, type) and issubclass(value, np.generic):
+        return True
+    return callable(value) and isinstance(getattr(value, "dtype", None), np.dtype)
+
+
 def _number(value: Any) -> Any:
     """A one-element array as a Python number (the inner optimizer is built from
     numbers; the injected arrays reach each step as overrides in their own dtype)."""
@@ -288,7 +309,7 @@ def inject_hyperparams(
         bound.apply_defaults()
         scheduled, numeric, fixed = {}, {}, {}
         for name, value in bound.arguments.items():
-            if name in static or isinstance(value, bool):
+            if name in static or isinstance(value, bool) or _is_dtype(value):
                 fixed[name] = value
             elif hasattr(value, "init") and hasattr(value, "update") and callable(value):
                 scheduled[name] = value

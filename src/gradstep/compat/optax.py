@@ -30,11 +30,13 @@ What differs from optax, on purpose:
 - Hyperparameters are Python numbers or schedules, validated when the optimizer is
   made; a per-step value is passed to ``update`` by its gradstep name
   (``update(g, s, p, learning_rate=lr)``) or injected with
-  :func:`inject_hyperparams`, which puts into ``state.hyperparams`` only the
-  arguments that set a per-step hyperparameter of the rule (``learning_rate``,
-  ``b1``, ``b2``, ``decay``, ``momentum``, ``weight_decay``, ...): optax also puts
-  ``eps``, ``eps_root``, ``initial_scale``, ... there, which gradstep's rules fix at
-  construction, and a change to them would be ignored.
+  :func:`inject_hyperparams`, which puts into ``state.hyperparams`` the arguments
+  that set a per-step hyperparameter of the rule (``learning_rate``, ``b1``,
+  ``b2``, ``decay``, ``momentum``, ``weight_decay``, and the constants ``eps``,
+  ``eps_root``, RAdam's ``threshold``, which the compat optimizers take per step);
+  optax also puts arguments that act only when the state is made
+  (``initial_scale``, ``initial_accumulator_value``) there, and a change to them
+  would be ignored: they are left out.
 - ``mu_dtype``/``accumulator_dtype`` store that slot (the same field of optax's
   state) in the given dtype (e.g. ``jnp.bfloat16``), as optax does; the arithmetic
   stays in float32 or wider (optax multiplies the stored moment by its decay in the
@@ -43,9 +45,14 @@ What differs from optax, on purpose:
 - Schedules are gradstep schedules (Python functions of the step count); called
   with a traced count they evaluate on the host, so they also work inside real
   optax; called with an array of counts they give an array of values.
-- A mask inside a mask (``masked(masked(t, m1), m2)``) gives the inner transform
-  the selected leaves as a list, not optax's tree with ``MaskedNode()`` holes, so
-  the inner mask must be a function or a flat list of flags for those leaves.
+- Complex parameters are refused (``ValueError``) by transforms that keep
+  per-parameter state: gradstep's moments are real, optax's complex meaning
+  (:math:`|g|^2` second moments) is not written yet; stateless transforms run the
+  complex arithmetic as optax's.
+- A mask directly inside a mask (``masked(masked(t, m1), m2)``) sees optax's tree
+  with ``MaskedNode()`` holes; a mask further down (inside a ``chain`` that is
+  inside a mask) gets the selected leaves as a list, so it must be a function or a
+  flat list of flags for those leaves.
 
 Mapping (optax name -> gradstep):
 
@@ -76,6 +83,14 @@ Mapping (optax name -> gradstep):
   ``masked``, ``multi_transform``/``partition``, ``apply_if_finite``,
   ``inject_hyperparams``/``inject_stateful_hyperparams`` -> the gradstep stage or
   combinator of the same meaning; ``global_norm`` and ``safe_norm`` as optax's.
+- ``adafactor``, ``scale_by_factored_rms`` -> gradstep's Adafactor stages in
+  optax's order, with optax's ``FactoredState``.
+- ``MultiSteps``, ``apply_every``, ``lookahead``, ``flatten``,
+  ``conditionally_mask``, ``conditionally_transform``, ``zero_nans``,
+  ``skip_not_finite``, ``periodic_update``, ``incremental_update``,
+  ``with_extra_args_support`` -> wrappers written with ``jax.numpy`` around the
+  wrapped transformation (:mod:`gradstep.compat._optax_wrappers`), with optax's
+  state NamedTuples; ``microbatching`` is optax's module.
 - Schedules: ``constant_schedule``, ``linear_schedule``, ``polynomial_schedule``,
   ``cosine_decay_schedule``, ``warmup_cosine_decay_schedule``,
   ``warmup_constant_schedule``, ``exponential_decay``,
@@ -85,6 +100,7 @@ Mapping (optax name -> gradstep):
 from __future__ import annotations
 
 from ..jax import GradstepTransformation, apply_updates
+from ._optax_adafactor import FactoredState, adafactor, scale_by_factored_rms
 from ._optax_aliases import (
     EmaState,
     ema,
@@ -174,11 +190,13 @@ from ._optax_transforms import (
     scale_by_rms,
     trace,
 )
+from ._optax_wrappers import *  # noqa: F403  (wrappers: MultiSteps, lookahead, flatten, ...)
 
 __all__ = [
     "ApplyIfFiniteState",
     "EmaState",
     "EmptyState",
+    "FactoredState",
     "GradientTransformation",
     "GradientTransformationExtraArgs",
     "InjectHyperparamsState",
@@ -198,6 +216,7 @@ __all__ = [
     "ScaleByScheduleState",
     "TraceState",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
@@ -239,6 +258,7 @@ __all__ = [
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_amsgrad",
+    "scale_by_factored_rms",
     "scale_by_learning_rate",
     "scale_by_lion",
     "scale_by_radam",
@@ -266,8 +286,9 @@ GradientTransformationExtraArgs = GradstepTransformation
 #: optax's pytree utilities, which read the state of this module's transformations
 #: as they read optax's own (the same NamedTuples): ``tree.get``/``tree.set``,
 #: ``tree_utils.tree_get``/``tree_set``, ``tree_map_params``. They are optax's,
-#: reached here when optax is installed.
-_FROM_OPTAX = ("tree", "tree_utils", "tree_map_params")
+#: reached here when optax is installed. ``microbatching`` (splitting a batch's
+#: gradient computation) is optax's module too: it holds no optimizer state.
+_FROM_OPTAX = ("tree", "tree_utils", "tree_map_params", "microbatching")
 
 
 def __getattr__(name: str):

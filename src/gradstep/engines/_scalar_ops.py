@@ -190,3 +190,29 @@ def to_odd32(x):
                 u = u + np.uint32(1)
             t = bits_float(u)
     return t
+
+
+# -- stochastic rounding (gradstep._core.rounding): the same bits as its NumPy stream ---
+
+
+@njit(inline="always")
+def mix32(x):
+    """lowbias32 (Wellons) on a uint32, multiplication wrapping at 32 bits."""
+    x = np.uint32(x)
+    x = x ^ (x >> np.uint32(16))
+    x = np.uint32(x * np.uint32(0x7FEB352D))
+    x = x ^ (x >> np.uint32(15))
+    x = np.uint32(x * np.uint32(0x846CA68B))
+    return np.uint32(x ^ (x >> np.uint32(16)))
+
+
+@njit(inline="always")
+def bf16_store_sr(x, key, hashed_index):
+    """float32 -> bfloat16 bits, rounded stochastically with the random bits of the
+    element whose ``mix32(index)`` is ``hashed_index`` (computed once per element for
+    every row) under ``key``; NaN as :func:`bf16_store`."""
+    u = np.uint32(float_bits(x))
+    if (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
+        return np.uint16((u >> np.uint32(16)) | np.uint32(0x0040))
+    r = mix32(np.uint32(key) ^ np.uint32(hashed_index)) >> np.uint32(16)
+    return np.uint16((u + r) >> np.uint32(16))

@@ -95,3 +95,26 @@ def clip(x, lo, hi):
         hi,
         propagate_nan=tl.PropagateNan.ALL,
     )
+
+
+# -- stochastic rounding (gradstep._core.rounding): the same bits as its NumPy stream ---
+
+
+@triton.jit
+def mix32(x):
+    """lowbias32 (Wellons) on uint32 values, multiplication wrapping at 32 bits."""
+    x = x ^ (x >> 16)
+    x = x * tl.full(x.shape, 0x7FEB352D, tl.uint32)
+    x = x ^ (x >> 15)
+    x = x * tl.full(x.shape, 0x846CA68B, tl.uint32)
+    return x ^ (x >> 16)
+
+
+@triton.jit
+def bf16_store_sr(x, key, index):
+    """float32 ``x`` rounded stochastically to bfloat16 with the random bits of the
+    elements ``index`` under ``key`` (both uint32); NaN stays a quiet NaN."""
+    u = x.to(tl.uint32, bitcast=True)
+    r = mix32(key ^ mix32(index)) >> 16
+    bits = tl.where(x != x, (u >> 16) | 0x40, (u + r) >> 16)
+    return bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)

@@ -47,6 +47,7 @@ import numpy as np
 from .._core import tree as _tree
 from .._core.combine import _labels_for
 from .._core.transform import Transform
+from . import array_table
 from .fused_codegen import CHUNK, VIEW_TYPES, generate_source, global_terms, math_dtype
 from .kernel_cache import KernelCacheError, cache_dir, load_kernels, reload_kernels
 from .plan import (
@@ -56,6 +57,7 @@ from .plan import (
     flatten_stages,
     place_stages,
     stage_nodes,
+    stream_key_table,
 )
 
 
@@ -216,12 +218,14 @@ class FusedEngine:
                 raise Unsupported(self._broken) from None
 
     def _launch_all(self, layout, counts, ctx, scal, tscal, steps) -> dict:
+        ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
+        keys = stream_key_table(self.stages, layout["rows"], counts, ptrs.shape)
         try:
             kernels = self.kernels_for(tuple(layout["rows"]))
         except Exception as error:
             raise _LaunchError from error
-        ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
         n_tensors = len(layout["w"])
+        tmask = (tmask, keys) if keys is not None else (tmask,)
         carried = {}
         for st, count in zip(self.stages, counts):
             if st.is_global:
@@ -229,7 +233,13 @@ class FusedEngine:
                 acc = np.zeros(len(chunks) * terms, np.float64)
                 try:
                     _launch(
-                        getattr(kernels, f"reduce{st.index}"), chunks, ptrs, scal, tscal, tmask, acc
+                        getattr(kernels, f"reduce{st.index}"),
+                        chunks,
+                        ptrs,
+                        scal,
+                        tscal,
+                        *tmask,
+                        acc,
                     )
                 except Exception as error:
                     raise _LaunchError from error
@@ -242,13 +252,13 @@ class FusedEngine:
                 acc = np.zeros(len(chunks), np.float64)
                 reduce = getattr(kernels, f"reduce{st.index}")
                 try:
-                    _launch(reduce, chunks, ptrs, scal, tscal, tmask, acc)
+                    _launch(reduce, chunks, ptrs, scal, tscal, *tmask, acc)
                 except Exception as error:
                     raise _LaunchError from error
                 sums = np.bincount(chunks[:, 0], weights=acc, minlength=n_tensors)
                 tscal[:, st.reduction_column] = st.stage.factors(list(sums), count, ctx)
         try:
-            _launch(kernels.step, chunks, ptrs, scal, tscal, tmask)
+            _launch(kernels.step, chunks, ptrs, scal, tscal, *tmask)
         except Exception as error:
             raise _LaunchError from error
         return carried
@@ -277,6 +287,7 @@ class FusedEngine:
             "dtype": dtype,
             "rows": [name] * self.n_rows,  # each row's storage dtype, set every step
             "shapes": [w.shape for w in ws],
+            "table": array_table.ShapeTable([w.shape for w in ws]),
             "chunks": np.array(rows, np.int64).reshape(-1, 3),
             "ptrs": np.zeros((self.n_rows, len(ws)), np.int64),
             "selected": [self._selection(st, params, len(ws)) for st in self.stages],
@@ -334,9 +345,14 @@ def _address(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
 
 
+_NAMES: dict = {}  # dtype -> its name (dtype.name is slow, and asked every step)
+
+
 def _storage_name(dtype: np.dtype) -> str:
     """The storage dtype's name of arrays of ``dtype``, or :class:`Unsupported`."""
-    name = dtype.name
+    name = _NAMES.get(dtype)
+    if name is None:
+        name = _NAMES[dtype] = dtype.name
     if name not in VIEW_TYPES or (name == "bfloat16" and dtype.itemsize != 2):
         raise Unsupported(
             f"dtype {dtype} (the fused engine runs float32, float64, float16 and bfloat16)"
@@ -361,6 +377,9 @@ def _pointers(
     dtype = layout["dtype"] if dtype is None else dtype
     if len(arrays) != len(shapes):
         raise ValueError(f"{len(arrays)} {what}s for {len(shapes)} parameters")
+    checked = array_table.pointers(arrays, layout["table"], dtype, writable=what != "gradient")
+    if checked is not None:
+        return checked
     try:
         # the fast path, all loops in C: a writable C-contiguous buffer of at least one
         # byte each (from_buffer), exactly ndarrays of the dtype and the shapes

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._core.rounding import ParameterStore
 from .._core.xmath import OPERATIONS
 from .element_source import SourceError, element_sources, function_source
-from .plan import NotFusable, Stage, call_args, slot_names, terms_args
+from .plan import NotFusable, Stage, call_args, slot_names, stochastic_rows, terms_args
 
 #: storage dtypes the kernels read and write
 SUPPORTED_DTYPES = tuple(np.dtype(n) for n in ("float32", "float64", "float16")) + ("bfloat16",)
@@ -49,6 +50,13 @@ def _store(dtype: str, math: str, value: str) -> str:
     return value if dtype == math else f"np.{dtype}({value})"
 
 
+def _store_sr(math: str, value: str, row: int) -> str:
+    """A bfloat16 store rounded stochastically with row ``row``'s stream key."""
+    if math != "float32":
+        value = f"np.float32({value})"
+    return f"bf16_store_sr({value}, k{row}, hi)"
+
+
 def math_dtype(param_dtype: str) -> str:
     """The arithmetic dtype for parameters of ``param_dtype``: float32 or wider."""
     return "float64" if param_dtype == "float64" else "float32"
@@ -71,10 +79,15 @@ def generate_source(
         f"from gradstep.engines._scalar_ops import as_pointer, {ops}",
         "from gradstep.engines._scalar_ops import bf16_load, bf16_store, f16_load, f16_store",
         "from gradstep.engines._scalar_ops import to_odd32",
+    ]
+    sr = stochastic_rows(stages, rows)
+    if sr:
+        lines.append("from gradstep.engines._scalar_ops import bf16_store_sr, mix32")
+    lines += [
         "",
     ]
     try:
-        sources = element_sources(stages)
+        sources = element_sources([st for st in stages if not isinstance(st.stage, ParameterStore)])
     except SourceError as err:
         raise NotFusable(str(err)) from None
     sources += [function_source(st.stage.terms, f"_n{st.index}") for st in stages if st.is_global]
@@ -82,13 +95,13 @@ def generate_source(
         lines.append("@njit(cache=True, error_model='numpy')")
         lines.append(source)
         lines.append("")
-    lines += _kernel("step", stages, rows, math, write=True)
+    lines += _kernel("step", stages, rows, math, write=True, sr=sr)
     for st in stages:
         if st.is_reduction:
-            lines += _kernel(f"reduce{st.index}", stages[: st.index], rows, math, write=False)
+            lines += _kernel(f"reduce{st.index}", stages[: st.index], rows, math, False, sr=sr)
         elif st.is_global:
             lines += _kernel(
-                f"reduce{st.index}", stages[: st.index], rows, math, write=False, target=st
+                f"reduce{st.index}", stages[: st.index], rows, math, False, target=st, sr=sr
             )
     return "\n".join(lines) + "\n"
 
@@ -108,15 +121,19 @@ def _kernel(
     math: str,
     write: bool,
     target: Stage | None = None,
+    sr: dict | None = None,
 ) -> list[str]:
     """A parallel loop over chunks running ``body``.
 
     ``write``: store slots and ``w + u``; else accumulate ``sum(u**2)`` per chunk, or,
     for a global reduction ``target``, the sum of each array its ``terms`` returns
-    (``acc[chunk * terms + t]``).
+    (``acc[chunk * terms + t]``). ``sr``: the rows stored with stochastic rounding
+    (:func:`stochastic_rows`); their stream keys are the extra argument ``keys``.
     """
+    sr = sr or {}
     loaded = body + ([target] if target is not None else [])
-    args = "chunks, ptrs, scal, tscal, tmask" + ("" if write else ", acc")
+    args = "chunks, ptrs, scal, tscal, tmask" + (", keys" if sr else "")
+    args += "" if write else ", acc"
     src = ["@njit(parallel=True, cache=True, error_model='numpy')", f"def {name}({args}):"]
     for dtype in sorted(set(rows)):
         src.append(f"    z_{dtype} = {VIEW_TYPES[dtype]}(0)")  # element-type witnesses
@@ -136,6 +153,8 @@ def _kernel(
         f"        g = {view(0)}",
         f"        w = {view(1)}",
     ]
+    if write:
+        src += [f"        k{row} = keys[{row}, j]" for row in sorted(sr)]
     for st in loaded:
         for k, row in enumerate(st.slot_rows):
             src.append(f"        a{st.index}_{k} = {view(row)}")
@@ -151,15 +170,20 @@ def _kernel(
         f"            x = {_load(rows[0], math, 'g[i]')}",
         f"            wi = {_load(rows[1], math, 'w[i]')}",
     ]
+    if write and sr:  # the element's hashed index, shared by every rounded row
+        src.append("            hi = mix32(np.uint32(off + i))")
     for st in body:
-        src += ["            " + line for line in _stage_lines(st, write, rows, math)]
+        src += ["            " + line for line in _stage_lines(st, write, rows, math, sr)]
     if write:
         for st in body:
             if st.mask is None:
                 for k, row in enumerate(st.slot_rows):
-                    value = _store(rows[row], math, f"s{st.index}_{k}")
+                    value = _store_row(rows, row, math, f"s{st.index}_{k}", sr)
                     src.append(f"            a{st.index}_{k}[i] = {value}")
-        src.append(f"            w[i] = {_store(rows[1], math, 'wi + x')}")
+        if any(isinstance(st.stage, ParameterStore) for st in body):
+            src.append("            w[i] = wr")
+        else:
+            src.append(f"            w[i] = {_store(rows[1], math, 'wi + x')}")
     elif target is None:
         src.append("            total0 += np.float64(x) * np.float64(x)")
         src.append("        acc[c] = total0")
@@ -179,11 +203,33 @@ def _kernel(
     return src + [""]
 
 
-def _stage_lines(st: Stage, write: bool, rows: list[str], math: str) -> list[str]:
+def _store_row(rows: list[str], row: int, math: str, value: str, sr: dict) -> str:
+    return _store_sr(math, value, row) if row in sr else _store(rows[row], math, value)
+
+
+def _parameter_store_lines(st: Stage, rows: list[str], math: str, sr: dict) -> list[str]:
+    """The new parameter ``wr`` (bits as stored) from ``wi + x``, Kahan-compensated
+    with slot ``s{k}_0`` when the stage keeps one; ``x`` becomes the change."""
+    k = st.index
+    lines = []
+    if st.stage.kahan:
+        lines += [f"s{k}_0 = {_load(rows[st.slot_rows[0]], math, f'a{k}_0[i]')}", f"x = x + s{k}_0"]
+    lines += [
+        f"wr = {_store_row(rows, 1, math, 'wi + x', sr)}",
+        f"wn = {_load(rows[1], math, 'wr')}",
+    ]
+    if st.stage.kahan:
+        lines.append(f"s{k}_0 = x - (wn - wi)")
+    return lines + ["x = wn - wi"]
+
+
+def _stage_lines(st: Stage, write: bool, rows: list[str], math: str, sr: dict) -> list[str]:
     e = st.stage
     k = st.index
     if st.is_reduction:
         return [f"x = _e{k}(x, f{k})"]
+    if isinstance(e, ParameterStore):
+        return _parameter_store_lines(st, rows, math, sr)
     slots = slot_names(st)
     args = call_args(st)
     target = ", ".join(["x"] + slots)
@@ -198,7 +244,7 @@ def _stage_lines(st: Stage, write: bool, rows: list[str], math: str) -> list[str
     # a masked stage reads and writes its slots only for the tensors it covers
     if write:
         lines += [
-            f"a{k}_{i}[i] = {_store(rows[row], math, f's{k}_{i}')}"
+            f"a{k}_{i}[i] = {_store_row(rows, row, math, f's{k}_{i}', sr)}"
             for i, row in enumerate(st.slot_rows)
         ]
     return [f"if m{k}:"] + ["    " + line for line in lines]

@@ -62,6 +62,7 @@ from .._core.elementwise import Elementwise, NormScaled
 from .._core.finishing import Finishing
 from .._core.global_reduction import GlobalReduction
 from .._core.per_tensor import PerTensorReduction
+from .._core.rounding import ParameterStore
 from .._core.sharpness import SharpnessAware
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain, Transform, fold_transform
@@ -69,20 +70,18 @@ from . import jax_namespace  # noqa: F401  (registers JAX's array namespace)
 from .jax_global import GlobalNode
 from .jax_host import CallNode
 from .jax_nodes import (
-    CautiousNode,
     ChainNode,
     ElementNode,
-    FinishingNode,
     MaskedNode,
     NormNode,
     NotTraceable,
     PartitionNode,
     PerTensorNode,
-    SharpnessNode,
-    SkipNonfiniteNode,
     _Node,
 )
+from .jax_rounding import parameter_store_node
 from .jax_scalars import Scalars, guarded
+from .jax_wrapper_nodes import CautiousNode, FinishingNode, SharpnessNode, SkipNonfiniteNode
 
 _HALF = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
@@ -112,6 +111,7 @@ _HANDLERS: dict[type, Callable[[Transform, list], Any]] = {
     SharpnessAware: SharpnessNode,
     Cautious: CautiousNode,
     Finishing: FinishingNode,
+    ParameterStore: parameter_store_node,
 }
 
 
@@ -208,10 +208,14 @@ class JaxEngine:
         updates, new_state = self.root.apply(g, w, state, td, ctx, req)
         # the math of 16-bit leaves ran in float32; their updates come back in the
         # gradient's dtype, as optax gives them (p + u keeps the parameter's dtype)
-        updates = [
-            u.astype(x.dtype) if u.dtype != x.dtype and x.dtype in _HALF else u
-            for u, x in zip(updates, g)
-        ]
+        # (a parameter store's are the exact change of the rounded parameter: float32)
+        if not isinstance(self.transform, Chain) or not isinstance(
+            self.transform.stages[-1], ParameterStore
+        ):
+            updates = [
+                u.astype(x.dtype) if u.dtype != x.dtype and x.dtype in _HALF else u
+                for u, x in zip(updates, g)
+            ]
         if req.valid:
             # traced hyperparameter values cannot be checked on the host: a step with
             # one that is NaN, infinite or outside its declared range does nothing

@@ -17,6 +17,7 @@ from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.global_reduction import GlobalReduction
 from .._core.per_tensor import PerTensorReduction
+from .._core.rounding import ParameterStore
 from .._core.transform import Chain, Transform, walk
 from .._core.xmath import HELPERS, OPERATIONS
 
@@ -88,8 +89,13 @@ def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage
                 raise NotFusable(f"masked reduction stage {t.name}")
             out.append(Stage(len(out), t, visit.path))
         elif type(t) is Elementwise:
+            if mask is not None and any(s.stochastic_seed is not None for s in t.slots):
+                # its stream is keyed by the index among the masked leaves
+                raise NotFusable(f"masked stage {t.name!r} with stochastic rounding")
             _check_element_function(t)
             out.append(Stage(len(out), t, visit.path, mask))
+        elif type(t) is ParameterStore and mask is None and not visit.parents[1:]:
+            out.append(Stage(len(out), t, visit.path))
         elif per_tensor and type(t) is PerTensorReduction and mask is None:
             _check_element_function(t)
             _check_element_function(t, t.norms)
@@ -176,3 +182,36 @@ def advance_counts(stages: list[Stage], nodes: list[dict], counts: list[int]) ->
     for st, node, count in zip(stages, nodes, counts):
         if st.stage.counted:
             node["count"] = np.asarray(count + 1, dtype=np.int64)
+
+
+def stochastic_rows(stages: list[Stage], rows: list[str]) -> dict[int, tuple[int, int, str]]:
+    """The pointer-table rows stored with stochastic rounding (bfloat16 rows of a slot
+    or parameter store with a seed): ``{row: (seed, stage index, stream name)}``."""
+    out = {}
+    for st in stages:
+        if isinstance(st.stage, ParameterStore):
+            if st.stage.seed is not None and rows[1] == "bfloat16":
+                out[1] = (st.stage.seed, st.index, "params")
+            continue
+        for slot, row in zip(st.stage.slots, st.slot_rows):
+            if slot.stochastic_seed is not None and rows[row] == "bfloat16":
+                out[row] = (slot.stochastic_seed, st.index, slot.name)
+    return out
+
+
+def stream_key_table(stages, rows, counts, shape) -> np.ndarray | None:
+    """The stochastic-rounding stream key of each (row, tensor), or None when no row
+    is rounded stochastically (:mod:`gradstep._core.rounding`)."""
+    from .._core.rounding import check_rounds_something, slot_id, stream_keys
+
+    sr = stochastic_rows(stages, rows)
+    if not sr:
+        if any(isinstance(st.stage, ParameterStore) and st.stage.seed is not None for st in stages):
+            check_rounds_something([rows[1]])
+        return None
+
+    keys = np.zeros(shape, np.uint32)
+    tensors = np.arange(shape[1])
+    for row, (seed, stage, name) in sr.items():
+        keys[row] = stream_keys(seed, counts[stage], tensors, slot_id(name))
+    return keys

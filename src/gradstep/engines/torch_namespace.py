@@ -109,6 +109,18 @@ class TorchNamespace(Namespace):
             return x
         return x if x.dtype == like.dtype else x.to(like.dtype)
 
+    def stored_bf16_stochastic(self, x: Any, key: int) -> Any:
+        """``x`` rounded stochastically to bfloat16 with the stream of ``key``
+        (:mod:`gradstep._core.rounding`): its uint32 arithmetic in int64, masked."""
+        x = x.float()
+        index = torch.arange(x.numel(), dtype=torch.int64, device=x.device).view(x.shape)
+        bits = _mix32(_mix32(index) ^ int(key)) >> 16
+        u = x.view(torch.int32).to(torch.int64) & _M32
+        rounded = (u + bits) >> 16
+        rounded = torch.where(rounded >= 0x8000, rounded - 0x10000, rounded)
+        out = rounded.to(torch.int16).view(torch.bfloat16)
+        return torch.where(torch.isnan(x), x.to(torch.bfloat16), out)
+
     def _wide(self, x: Any) -> torch.dtype:
         # MPS has no float64: accumulate in float32 there
         return torch.float32 if x.device.type == "mps" else _WIDE
@@ -238,3 +250,18 @@ class TorchNamespace(Namespace):
 
 
 register_namespace(torch.Tensor, TorchNamespace)
+
+
+_M32 = 0xFFFFFFFF
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """lowbias32 on int64 tensors holding uint32 values (products wrap; the low 32
+    bits are kept)."""
+    from .._core.rounding import MIX1, MIX2
+
+    x = x ^ (x >> 16)
+    x = (x * MIX1) & _M32
+    x = x ^ (x >> 15)
+    x = (x * MIX2) & _M32
+    return x ^ (x >> 16)

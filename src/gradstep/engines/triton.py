@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from .._core import tree as _tree
@@ -38,7 +39,14 @@ from .._core.namespaces import element_for, namespace_of
 from .._core.transform import Transform
 from . import triton_codegen
 from .kernel_cache import load_kernels
-from .plan import advance_counts, flatten_stages, place_stages, stage_nodes
+from .plan import (
+    advance_counts,
+    flatten_stages,
+    place_stages,
+    stage_nodes,
+    stochastic_rows,
+    stream_key_table,
+)
 from .triton_tables import STORAGE_DTYPES, _Tables, math_dtype
 
 BLOCK = 1024  # elements per block: 4 KB of float32, a 128-bit vector per lane
@@ -261,8 +269,24 @@ class TritonEngine:
             elif st.is_per_tensor:
                 sums = self._sums(module, st, tables, ptrs, scal, amp)
                 self._tensor_scalars(st, tables, sums, count, ctx)
-        self._run(module.step, tables, ptrs, scal, amp)
+        keys = self._stream_keys(tables, counts, on_device)
+        self._run(module.step, tables, ptrs, scal, amp, *keys)
         return carried
+
+    def _stream_keys(self, tables: _Tables, counts: Any, on_device: bool) -> tuple:
+        """The stochastic-rounding stream keys of this step, as the step kernel's
+        extra argument (none when no row is rounded stochastically)."""
+        n_rows = len(tables.row_dtypes)
+        keys = None
+        if not on_device:
+            keys = stream_key_table(
+                self.stages, tables.row_dtypes, counts, (n_rows, tables.n_tensors)
+            )
+        elif stochastic_rows(self.stages, tables.row_dtypes):
+            raise ValueError("stochastic rounding needs host step counts (on_device=False)")
+        if keys is None:
+            return ()
+        return (torch.from_numpy(keys.view(np.int32)).to(tables.device),)
 
     def _global_pass(self, module, st, tables: _Tables, ptrs, scal, amp, nodes, count, ctx):
         """A global reduction stage, on the device: its ``prepare`` and ``combine``

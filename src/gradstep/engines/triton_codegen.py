@@ -26,9 +26,10 @@ dtype and converted once.
 
 from __future__ import annotations
 
+from .._core.rounding import ParameterStore
 from .._core.xmath import OPERATIONS
 from .element_source import element_sources, function_source
-from .plan import Stage, call_args, slot_names, terms_args
+from .plan import Stage, call_args, slot_names, stochastic_rows, terms_args
 
 #: Columns of the chunk table.
 CHUNK_COLUMNS = 4
@@ -71,9 +72,13 @@ def generate_source(
         "import triton",
         "import triton.language as tl",
         f"from gradstep.engines._triton_ops import {ops}",
-        "",
     ]
-    sources = element_sources(stages)  # the element helpers, then each _e{index}
+    sr = stochastic_rows(stages, row_dtypes)
+    if sr:
+        lines.append("from gradstep.engines._triton_ops import bf16_store_sr")
+    lines.append("")
+    # the element helpers, then each _e{index} (a parameter store is the engine's own)
+    sources = element_sources([st for st in stages if not isinstance(st.stage, ParameterStore)])
     sources += [
         function_source(st.stage.norms, f"_n{st.index}") for st in stages if st.is_per_tensor
     ]
@@ -82,7 +87,7 @@ def generate_source(
         lines.append("@triton.jit")
         lines.append(source)
         lines.append("")
-    emit = _Emitter(stages, row_dtypes, math_dtype, bool_scalars)
+    emit = _Emitter(stages, row_dtypes, math_dtype, bool_scalars, sr)
     lines += emit.kernel("step", stages, write=True)
     for st in stages:
         if st.is_reduction:
@@ -100,9 +105,15 @@ def generate_source(
 
 class _Emitter:
     def __init__(
-        self, stages: list[Stage], row_dtypes: list[str], math_dtype: str, bool_scalars: set[int]
+        self,
+        stages: list[Stage],
+        row_dtypes: list[str],
+        math_dtype: str,
+        bool_scalars: set[int],
+        sr: dict | None = None,
     ):
         self.stages = stages
+        self.sr = sr or {}  # rows stored with stochastic rounding (plan.stochastic_rows)
         self.rows = [tl_dtype(d) for d in row_dtypes]
         self.math = tl_dtype(math_dtype)
         self.bool_scalars = bool_scalars
@@ -122,6 +133,8 @@ class _Emitter:
         args = "chunks, ptrs, scal, tscal, tmask, amp, n_tensors, n_factors"
         if not write:
             args += ", acc"
+        elif self.sr:
+            args += ", keys"  # the stream key of each (row, tensor), as int32 bits
         src = ["@triton.jit", f"def {name}({args}, BLOCK: tl.constexpr, ITERS: tl.constexpr):"]
         src += [
             "    c = tl.program_id(0).to(tl.int64)",
@@ -136,6 +149,11 @@ class _Emitter:
             f"    gp = tl.load(ptrs + j).to(tl.pointer_type({self.rows[0]})) + off",
             f"    wp = tl.load(ptrs + n_tensors + j).to(tl.pointer_type({self.rows[1]})) + off",
         ]
+        if write:
+            src += [
+                f"    k{row} = tl.load(keys + {row} * n_tensors + j).to(tl.uint32, bitcast=True)"
+                for row in sorted(self.sr)
+            ]
         for st in loaded:
             for k, row in enumerate(st.slot_rows):
                 src.append(
@@ -199,9 +217,12 @@ class _Emitter:
                     for k, row in enumerate(st.slot_rows):
                         lines.append(
                             f"    tl.store(a{st.index}_{k} + idx, "
-                            f"s{st.index}_{k}.to({self.rows[row]}){smask})"
+                            f"{self._stored(row, f's{st.index}_{k}')}{smask})"
                         )
-            lines.append(f"    tl.store(wp + idx, (wi + x).to({self.rows[1]}){smask})")
+            if any(isinstance(st.stage, ParameterStore) for st in body):
+                lines.append(f"    tl.store(wp + idx, wr{smask})")
+            else:
+                lines.append(f"    tl.store(wp + idx, (wi + x).to({self.rows[1]}){smask})")
         else:
             names = ["x"]
             if target is not None:
@@ -224,11 +245,32 @@ class _Emitter:
                 lines.append(f"    total{t} += {square}")
         return lines
 
+    def _stored(self, row: int, value: str) -> str:
+        """``value`` as row ``row`` stores it: stochastically rounded, or cast."""
+        if row in self.sr:
+            return f"bf16_store_sr({value}.to(tl.float32), k{row}, (off + idx).to(tl.uint32))"
+        return f"{value}.to({self.rows[row]})"
+
+    def _parameter_store(self, st: Stage, mask: str) -> list[str]:
+        """The new parameter ``wr`` (in its storage dtype) from ``wi + x``,
+        Kahan-compensated with slot ``s{k}_0`` when the stage keeps one; ``x``
+        becomes the change."""
+        k = st.index
+        lines = []
+        if st.stage.kahan:
+            lines += [f"s{k}_0 = tl.load(a{k}_0 + idx{mask}).to({self.math})", f"x = x + s{k}_0"]
+        lines += [f"wr = {self._stored(1, '(wi + x)')}", f"wn = wr.to({self.math})"]
+        if st.stage.kahan:
+            lines.append(f"s{k}_0 = x - (wn - wi)")
+        return lines + ["x = wn - wi"]
+
     def _stage(self, st: Stage, write: bool, mask: str, smask: str) -> list[str]:
         e = st.stage
         k = st.index
         if st.is_reduction:
             return [f"x = _e{k}(x, f{k})"]
+        if isinstance(e, ParameterStore):
+            return self._parameter_store(st, mask)
         slots = slot_names(st)
         args = call_args(st, tensor_scalars=st.is_per_tensor)
         lines = [
@@ -243,7 +285,7 @@ class _Emitter:
         # a masked stage reads and writes its slots only for the tensors it covers
         if write:
             lines += [
-                f"tl.store(a{k}_{i} + idx, s{k}_{i}.to({self.rows[row]}){smask})"
+                f"tl.store(a{k}_{i} + idx, {self._stored(row, f's{k}_{i}')}{smask})"
                 for i, row in enumerate(st.slot_rows)
             ]
         return [f"if m{k} != 0:"] + ["    " + line for line in lines]

@@ -76,6 +76,7 @@ class EngineRuns:
             and rule.fusable
             and mode != "gather"
             and all(m.fusable() for m in members)
+            and not self.__dict__.get("_gs_inputs")  # extra inputs: the transform's own
         )
         if engine == "fused" and not fused:
             raise RuntimeError(
@@ -201,6 +202,9 @@ class EngineRuns:
             inputs = [w.clone() for w in ws]
             tree_entries = [{n: t.clone() for n, t in e.items()} for e in entries]
         tree, _ = layout.build(tree_entries, shared)
+        extra = self.__dict__.get("_gs_inputs")
+        if extra:
+            ctx = {**ctx, **_step_inputs(self._owner, extra, members, view)}
         try:
             with wide_updates():  # 16-bit parameters: the new value rounded once
                 updates, new = rule.run.update(
@@ -295,3 +299,31 @@ def _why_not_fused(rule: _Rule, members: list[_Member]) -> str:
                 "engine takes contiguous CPU float32/float64/float16/bfloat16 tensors"
             )
     return "the parameters cannot be run by it"  # pragma: no cover
+
+
+def _step_inputs(owner: str, extra: dict, members: list[_Member], view: Any) -> dict:
+    """A step's extra inputs for the bucket ``members`` (see ``RegistryOptimizer.step``):
+    each named input as a list in the members' order, and ``hvp``, the Hessian-vector
+    products of the members' gradients where those carry a graph (``create_graph``)."""
+    out: dict[str, Any] = {}
+    for name in extra["names"]:
+        values = []
+        for m in members:
+            value = extra["values"].get(id(m.p), {}).get(name)
+            if value is None:
+                raise ValueError(
+                    f"{owner}.step(): no {name} given for a parameter of shape {tuple(m.p.shape)}"
+                )
+            values.append(view(torch.as_tensor(value, dtype=m.w.dtype, device=m.w.device)))
+        out[name] = values
+    if extra["hvp"] and all(m.p.grad is not None and m.p.grad.requires_grad for m in members):
+        grads = [m.p.grad for m in members]
+        params = [m.p for m in members]
+
+        def hvp(vectors: Any) -> list:
+            probes = [_to_torch(z, p) for z, p in zip(vectors, params)]
+            products = torch.autograd.grad(grads, params, probes, retain_graph=True)
+            return [view(h) for h in products]
+
+        out["hvp"] = hvp
+    return out

@@ -68,6 +68,66 @@ class RegistryOptimizer(TransformOptimizer):
     def _build_keys(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(k for k in self.defaults if k not in _FRONT_OPTIONS)
 
+    def step(self, closure: Any = None, **inputs: Any) -> Any:
+        """Update every parameter that has a gradient; ``closure`` (optional)
+        re-evaluates the loss first and its value is returned.
+
+        ``inputs``: the step's extra inputs a rule takes (:func:`gradstep.sophia`'s
+        ``hessian=``), each a sequence with one tensor per parameter, in the order
+        of the param groups. A rule that takes ``hvp=`` (Sophia) gets the
+        Hessian-vector products of the gradients when they were taken with
+        ``create_graph=True`` (``loss.backward(create_graph=True)``) and no estimate
+        is given, as pytorch-optimizer's ``SophiaH``.
+        """
+        taken = self._step_input_names()
+        if not inputs and "hvp" not in taken:
+            return super().step(closure)
+        params = [p for group in self.param_groups for p in group["params"]]
+        values: dict[int, dict[str, Any]] = {}
+        for name, given in inputs.items():
+            if name not in taken:
+                raise TypeError(f"{self._owner}.step() got an unexpected keyword argument {name!r}")
+            given = list(given)
+            if len(given) != len(params):
+                raise ValueError(
+                    f"{self._owner}.step(): {name} has {len(given)} tensors for "
+                    f"{len(params)} parameters; valid values: one per parameter"
+                )
+            for p, value in zip(params, given):
+                values.setdefault(id(p), {})[name] = value
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.__dict__["_gs_inputs"] = {
+            "names": tuple(inputs),
+            "values": values,
+            "hvp": "hvp" in taken and not inputs,
+        }
+        try:
+            super().step()
+        finally:
+            self.__dict__.pop("_gs_inputs", None)
+        return loss
+
+    def _step_input_names(self) -> set:
+        """The names a step of this optimizer's rules takes besides the group's
+        hyperparameters (extra inputs: a constraint-free name no group holds)."""
+        names = set()
+        cache = self.__dict__.setdefault("_gs_input_names", {})
+        for group in self.param_groups:
+            rule = self._rule(group)
+            cached = cache.get(id(group))
+            if cached is None or cached[0] is not rule:
+                found = {
+                    name
+                    for name, constraint in rule.transform.hyperparameters().items()
+                    if constraint is None and name not in self._arg_names
+                }
+                cached = cache[id(group)] = (rule, found)
+            names |= cached[1]
+        return names
+
     def _build(self, group: dict) -> tuple[Transform, dict]:
         kwargs = {}
         for name in self._arg_names:

@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from .._core.precision import StateDtype, with_state_dtype
+from .._core.precision import StateDtype
+from .._core.rounding import ROUNDING_OPTIONS, ROUNDING_RANGES
 from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check
 from . import _cuda
@@ -39,7 +40,7 @@ from ._members import (
     whole_steps,
 )
 from ._overlap import rounds as _rounds
-from ._param_state import ParamState
+from ._param_state import ParamState, step_on_device, stored
 from ._rule import (
     _FOREACH,
     _LOW_PRECISION,
@@ -50,7 +51,6 @@ from ._rule import (
     _Rule,
     baked_values,
 )
-from ._state import STEP
 
 
 class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
@@ -73,7 +73,10 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         captured in a CUDA graph) and ``state_dtype`` (None: each state tensor in
         its parameter's dtype; a dtype such as ``torch.bfloat16``, or ``{slot name:
         dtype}``: the storage of the rule's slots, :mod:`gradstep._core.precision`;
-        a param group may set its own).
+        a param group may set its own), ``stochastic_rounding``, ``rounding_seed``
+        and ``kahan_summation`` (False, 0, False: bfloat16 stores rounded
+        stochastically, the parameter update Kahan-compensated;
+        :mod:`gradstep._core.rounding`; a param group may set its own).
 
     A group's values are handed to the transform on every step by name, so a
     scheduler or a hand edit of ``group["lr"]`` takes effect on the next step; the
@@ -147,10 +150,11 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
                     "TransformOptimizer: give the learning rate as lr=... (the key torch's "
                     "schedulers write)"
                 )
-            if key not in defaults and key not in ("master_weights", "state_dtype"):
+            extensions = ["master_weights", "state_dtype", *ROUNDING_OPTIONS]
+            if key not in defaults and key not in extensions:
                 raise ValueError(
                     f"TransformOptimizer: unknown option {key!r}; valid options: "
-                    f"{', '.join(list(defaults) + ['master_weights', 'state_dtype'])}"
+                    f"{', '.join(list(defaults) + extensions)}"
                 )
             defaults[key] = value
         return defaults
@@ -173,6 +177,9 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         check(owner, "master_weights", group.get("master_weights", False), BOOL)
         check(owner, "capturable", group.get("capturable", False), BOOL)
         check(owner, "state_dtype", group.get("state_dtype"), StateDtype())
+        for option in ROUNDING_OPTIONS:
+            if option in group:
+                check(owner, option, group[option], ROUNDING_RANGES[option])
         check(owner, "engine", self._engine(group), OneOf(ENGINES))
         rule = self._rule(group)
         rule.ctx(group, owner)
@@ -211,7 +218,7 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
             if key == self._rule_key(group, rule.dynamic):
                 return rule
         transform, dynamic = self._build(group)
-        transform = with_state_dtype(transform, group.get("state_dtype"), self._owner)
+        transform = stored(transform, group, self._owner)
         rule = _Rule(
             transform,
             dynamic,
@@ -230,7 +237,12 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
 
     def _rule_key(self, group: dict, dynamic: dict) -> tuple:
         keys = [k for k in self._build_keys if k not in dynamic]
-        return (bool(group.get("maximize", False)),) + tuple(_freeze(group.get(k)) for k in keys)
+        storage = tuple(_freeze(group.get(k)) for k in ROUNDING_OPTIONS)
+        return (
+            (bool(group.get("maximize", False)),)
+            + tuple(_freeze(group.get(k)) for k in keys)
+            + storage
+        )
 
     def _runtime(self) -> _Runtime:
         rt = self.__dict__.get("_gs_runtime")
@@ -404,7 +416,7 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
             elif fresh:
                 started.add(id(p))
             if group.get("capturable", False):
-                _step_on_device(p, state, interpreted=engine == "triton")
+                step_on_device(p, state, interpreted=engine == "triton")
             if state and p not in self.state:
                 self.state[p] = state  # torch keeps no entry for a rule without state
             m = _Member(p, grad, state, master, fresh, rule, differentiable)
@@ -474,17 +486,3 @@ def _unscaled(group: dict, amp: tuple) -> bool:
 def _capturing() -> bool:
     """A CUDA graph is being captured on the current stream."""
     return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
-
-
-def _step_on_device(p: torch.Tensor, state: dict, interpreted: bool) -> None:
-    """capturable=True: the step count is a float32 tensor on the parameter's device,
-    as torch.optim keeps it (CPU parameters: torch refuses them at step time, except
-    here under ``engine="triton"``, Triton's interpreter, which the tests use)."""
-    if p.device.type == "cpu" and not interpreted:
-        raise RuntimeError(
-            "capturable=True needs parameters on a CUDA device (the step count is kept "
-            f"there for CUDA-graph capture), got a parameter on {p.device}"
-        )
-    step = state.get(STEP)
-    if isinstance(step, torch.Tensor) and (step.device != p.device or step.dtype != torch.float32):
-        state[STEP] = step.to(device=p.device, dtype=torch.float32)

@@ -1,5 +1,9 @@
-"""Per-parameter state of a TransformOptimizer: created on a parameter's first step
-from the transform's layout, and loaded from torch.optim state dicts."""
+"""Per-parameter state of a TransformOptimizer: storage options, creation, loading.
+
+A parameter's state is created on its first step from the transform's layout, and
+loaded from torch.optim state dicts with torch's dtype casts undone where the
+group's storage options say so.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import numpy as np
 import torch
 
 from .._core.precision import with_state_dtype
+from .._core.rounding import ParameterStore, with_rounding
+from .._core.transform import Transform, walk
 from . import _distributed as _dist
 from ._checks import check_loaded_state
 from ._members import _as_tensor, _first_param, _init_view
@@ -71,7 +77,7 @@ class ParamState:
         where its state cannot be split per parameter."""
         try:
             transform, dynamic = self._build(values)
-            transform = with_state_dtype(transform, values.get("state_dtype"), self._owner)
+            transform = stored(transform, values, self._owner)
             rule = _Rule(
                 transform,
                 dynamic,
@@ -130,3 +136,31 @@ class ParamState:
                     if isinstance(value, torch.Tensor) and value.is_floating_point():
                         if value.dtype != dtype:
                             state[rule.key(name)] = value.to(dtype)
+
+
+def stored(transform: Transform, group: dict, owner: str) -> Transform:
+    """The group's transform with its storage options: ``state_dtype``, and
+    ``stochastic_rounding`` / ``rounding_seed`` / ``kahan_summation``
+    (:mod:`gradstep._core.rounding`)."""
+    transform = with_state_dtype(transform, group.get("state_dtype"), owner)
+    stochastic = bool(group.get("stochastic_rounding", False))
+    seed = int(group.get("rounding_seed", 0))
+    kahan = bool(group.get("kahan_summation", False))
+    built = [v.transform for v in walk(transform) if isinstance(v.transform, ParameterStore)]
+    if built and (built[0].seed, built[0].kahan) == (seed if stochastic else None, kahan):
+        return transform  # a registry class's factory took the group's options already
+    return with_rounding(transform, stochastic, seed, kahan, owner)
+
+
+def step_on_device(p: torch.Tensor, state: dict, interpreted: bool) -> None:
+    """capturable=True: the step count is a float32 tensor on the parameter's device,
+    as torch.optim keeps it (CPU parameters: torch refuses them at step time, except
+    here under ``engine="triton"``, Triton's interpreter, which the tests use)."""
+    if p.device.type == "cpu" and not interpreted:
+        raise RuntimeError(
+            "capturable=True needs parameters on a CUDA device (the step count is kept "
+            f"there for CUDA-graph capture), got a parameter on {p.device}"
+        )
+    step = state.get(STEP)
+    if isinstance(step, torch.Tensor) and (step.device != p.device or step.dtype != torch.float32):
+        state[STEP] = step.to(device=p.device, dtype=torch.float32)
