@@ -80,3 +80,28 @@ def test_a_required_fused_engine_refuses_a_coupled_step_over_two_dtypes():
     with pytest.raises(RuntimeError, match="couples the group's parameters"):
         opt.step()
     assert all(torch.equal(p.detach(), torch.ones_like(p)) for p in params)
+
+
+def test_an_engine_bucket_is_not_reused_by_a_rebuilt_rule_of_the_same_id():
+    """Buckets are found by the rule's id; a rule rebuilt for a changed group value may
+    get the id of a freed one (CPython reuses addresses): its step must not run the
+    old rule's kernels (found flaky: a weight decay switched on mid-run was ignored)."""
+    import gradstep.torch as gt
+
+    start = torch.linspace(-1.0, 1.0, 6, dtype=torch.float64)
+    runs = []
+    for lib in (torch.optim, gt):
+        p = torch.nn.Parameter(start.clone())
+        opt = lib.Adam([p], lr=0.1)
+        for k in range(3):
+            if k == 1:
+                opt.param_groups[0]["weight_decay"] = 0.5
+                if lib is gt:  # as if the new rule took the freed rule's address
+                    rt = opt._runtime()
+                    ((key, bucket),) = rt.fused.items()
+                    rule = opt._rule(opt.param_groups[0])
+                    rt.fused = {(key[0], id(rule)) + key[2:]: bucket}
+            p.grad = torch.sin(3 * p.detach()) + 0.1 * k
+            opt.step()
+        runs.append(p.detach().clone())
+    torch.testing.assert_close(runs[1], runs[0], rtol=1e-10, atol=1e-12)

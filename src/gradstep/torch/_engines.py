@@ -175,7 +175,7 @@ class EngineRuns:
         key = (engine.__name__, id(rule)) + tuple(id(m.p) for m in members)
         signature = _signature(members)
         bucket = rt.fused.get(key)
-        if bucket is None or bucket.signature != signature:
+        if bucket is None or bucket.rule is not rule or bucket.signature != signature:
             bucket = rt.fused[key] = EngineBucket(engine(rule.run), rule, members, signature, view)
         counted = bucket.step(rule, members, ctx)
         try:

@@ -200,6 +200,9 @@ class EngineBucket:
 
     def __init__(self, engine: Any, rule: _Rule, members: list[_Member], signature: tuple, view):
         self.engine = engine
+        # found by the rule's id: kept here, so that no later rule takes its address
+        # while the bucket lives, and checked on every use
+        self.rule = rule
         self.signature = signature
         self.view = view
         self.w = [view(m.w) for m in members]

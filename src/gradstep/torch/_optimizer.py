@@ -453,7 +453,9 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         (members,) = buckets.values()
         key = ("TritonEngine", id(rule)) + tuple(id(m.p) for m in members)
         bucket = rt.fused.get(key)
-        if bucket is not None and getattr(bucket.engine, "_tables", None) is not None:
+        if bucket is None or bucket.rule is not rule:
+            return
+        if getattr(bucket.engine, "_tables", None) is not None:
             rt.fast[id(group)] = _cuda.FastStep(self, group, rule, members, bucket)
 
     def _where(self, p: Any) -> str:
