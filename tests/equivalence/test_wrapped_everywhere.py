@@ -160,15 +160,7 @@ FRONTS = ["numpy fused", "torch", "jax jit"]
 
 #: (front, wrapper) -> (the rules that diverge there today, None for all; why). Each
 #: such case is a strict xfail: a fix makes it fail until its entry is removed.
-KNOWN_DIVERGENCES = {
-    ("torch", "accumulate"): (
-        {"dadapt_sgd", "dog", "dowg"},
-        "accumulate's state depends on the parameter's shape, so the torch front steps "
-        "parameters of different shapes in separate calls, and a global reduction stage "
-        "sums over only some of the tensors (Prodigy and the other D-Adaptation rules "
-        "diverge too, from the second window on: this test's three steps end sooner)",
-    ),
-}
+KNOWN_DIVERGENCES: dict[tuple[str, str], tuple[set[str] | None, str]] = {}
 
 
 def _known(spec, wrapper, front):

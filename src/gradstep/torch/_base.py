@@ -37,6 +37,11 @@ class TorchOptimizer(TransformOptimizer):
     #: mimics torch.optim accepts exactly what torch accepts (None: the class mimics
     #: another library, and its values are checked against gradstep's ranges)
     _torch_checks: tuple[tuple[str, int | None, Callable[[Any], bool], str], ...] | None = None
+    #: the constructor's arguments that are group values, in the order of torch's
+    #: ``defaults`` (and so of every param group); ``_fixed``: values a class sets
+    #: itself (AdamW's decoupled weight decay)
+    _keys: tuple[str, ...] = ()
+    _fixed: dict[str, Any] = {}
 
     def __init__(
         self,
@@ -57,6 +62,19 @@ class TorchOptimizer(TransformOptimizer):
         torch.optim.Optimizer.__init__(self, params, defaults)
         if self._eager_state:
             self._init_all_state()
+
+    def _init_from(self, args: dict[str, Any]) -> None:
+        """Construct from a subclass ``__init__``'s arguments (its ``locals()``): the
+        group values of :attr:`_keys`, and the extensions ``master_weights`` and
+        ``state_dtype`` where the class takes them."""
+        defaults = {k: self._fixed[k] if k in self._fixed else args[k] for k in self._keys}
+        TorchOptimizer.__init__(
+            self,
+            args["params"],
+            defaults,
+            args.get("master_weights", False),
+            args.get("state_dtype"),
+        )
 
     @property
     def _build_keys(self) -> tuple[str, ...]:  # type: ignore[override]

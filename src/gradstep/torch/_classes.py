@@ -62,6 +62,17 @@ class SGD(TorchOptimizer):
         ("momentum", None, not_negative, "Invalid momentum value: {v}"),
         ("weight_decay", None, not_negative, "Invalid weight_decay value: {v}"),
     )
+    _keys = (
+        "lr",
+        "momentum",
+        "dampening",
+        "weight_decay",
+        "nesterov",
+        "maximize",
+        "foreach",
+        "differentiable",
+        "fused",
+    )
 
     def __init__(
         self,
@@ -79,18 +90,7 @@ class SGD(TorchOptimizer):
         master_weights: bool = False,
         state_dtype: Any = None,
     ):
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-            foreach=foreach,
-            differentiable=differentiable,
-            fused=fused,
-        )
-        super().__init__(params, defaults, master_weights, state_dtype)
+        self._init_from(locals())
 
     def _check_extra(self, values: dict) -> None:
         nesterov, momentum = values.get("nesterov"), values.get("momentum", 0)
@@ -144,6 +144,17 @@ class Adagrad(TorchOptimizer):
     )
     _eager_state = True
     _sparse = True
+    _keys = (
+        "lr",
+        "lr_decay",
+        "eps",
+        "weight_decay",
+        "initial_accumulator_value",
+        "foreach",
+        "maximize",
+        "differentiable",
+        "fused",
+    )
 
     def __init__(
         self,
@@ -160,18 +171,7 @@ class Adagrad(TorchOptimizer):
         fused: bool | None = None,
         master_weights: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            lr_decay=lr_decay,
-            eps=eps,
-            weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value,
-            foreach=foreach,
-            maximize=maximize,
-            differentiable=differentiable,
-            fused=fused,
-        )
-        super().__init__(params, defaults, master_weights)
+        self._init_from(locals())
 
     def _sparse_reason(self, group: dict) -> str | None:
         if group["weight_decay"] != 0:
@@ -211,6 +211,18 @@ class RMSprop(TorchOptimizer):
         WEIGHT_DECAY,
         ("alpha", None, nonnegative, "Invalid alpha value: {v}"),
     )
+    _keys = (
+        "lr",
+        "momentum",
+        "alpha",
+        "eps",
+        "centered",
+        "weight_decay",
+        "capturable",
+        "foreach",
+        "maximize",
+        "differentiable",
+    )
 
     def __init__(
         self,
@@ -228,19 +240,7 @@ class RMSprop(TorchOptimizer):
         *,
         master_weights: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            alpha=alpha,
-            eps=eps,
-            centered=centered,
-            weight_decay=weight_decay,
-            capturable=capturable,
-            foreach=foreach,
-            maximize=maximize,
-            differentiable=differentiable,
-        )
-        super().__init__(params, defaults, master_weights)
+        self._init_from(locals())
 
     def _transform_for(self, g: dict) -> Transform:
         return rmsprop(
@@ -273,6 +273,16 @@ class Adadelta(TorchOptimizer):
         EPS,
         WEIGHT_DECAY,
     )
+    _keys = (
+        "lr",
+        "rho",
+        "eps",
+        "weight_decay",
+        "maximize",
+        "capturable",
+        "foreach",
+        "differentiable",
+    )
 
     def __init__(
         self,
@@ -288,17 +298,7 @@ class Adadelta(TorchOptimizer):
         differentiable: bool = False,
         master_weights: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            rho=rho,
-            eps=eps,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            capturable=capturable,
-            foreach=foreach,
-            differentiable=differentiable,
-        )
-        super().__init__(params, defaults, master_weights)
+        self._init_from(locals())
 
     def _transform_for(self, g: dict) -> Transform:
         return adadelta(g["lr"], g["rho"], g["eps"], weight_decay=g["weight_decay"])
@@ -329,6 +329,7 @@ class Adafactor(TorchOptimizer):
         ("d", None, at_least_one, "Clipping threshold d should be >= 1 but is: {v}"),
         ("weight_decay", None, nonnegative, "weight_decay should be >= 0 but is: {v}"),
     )
+    _keys = ("lr", "beta2_decay", "eps", "d", "weight_decay", "foreach", "maximize")
 
     def __init__(
         self,
@@ -343,16 +344,7 @@ class Adafactor(TorchOptimizer):
         maximize: bool = False,
         master_weights: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            beta2_decay=beta2_decay,
-            eps=eps,
-            d=d,
-            weight_decay=weight_decay,
-            foreach=foreach,
-            maximize=maximize,
-        )
-        super().__init__(params, defaults, master_weights)
+        self._init_from(locals())
 
     def _transform_for(self, g: dict) -> Transform:
         eps1, eps2 = g["eps"]
@@ -391,6 +383,16 @@ class Muon(TorchOptimizer):
         ("weight_decay", None, nonnegative, "weight decay should be >= 0 but is: {v}"),
     )
     _scales = {None: "width_out_in", "original": "width_out_in", "match_rms_adamw": "rms"}
+    _keys = (
+        "lr",
+        "weight_decay",
+        "momentum",
+        "nesterov",
+        "ns_coefficients",
+        "eps",
+        "ns_steps",
+        "adjust_lr_fn",
+    )
 
     def __init__(
         self,
@@ -406,17 +408,7 @@ class Muon(TorchOptimizer):
         *,
         master_weights: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            nesterov=nesterov,
-            ns_coefficients=ns_coefficients,
-            eps=eps,
-            ns_steps=ns_steps,
-            adjust_lr_fn=adjust_lr_fn,
-        )
-        super().__init__(params, defaults, master_weights)
+        self._init_from(locals())
 
     def _check_extra(self, values: dict) -> None:
         if "adjust_lr_fn" in values and values["adjust_lr_fn"] not in self._scales:

@@ -24,6 +24,14 @@ from ._base import (
 )
 from ._rule import _number, scalar_dtype
 
+#: torch group key -> gradstep hyperparameters, shared by the Adam family
+ADAM_ARGS = {
+    "lr": ("learning_rate",),
+    "betas": ("beta1", "beta2"),
+    "eps": ("epsilon",),
+    "weight_decay": ("weight_decay",),
+}
+
 
 class Adam(TorchOptimizer):
     """``torch.optim.Adam`` on ``gradstep.adam`` (``gradstep.adamw`` with
@@ -38,16 +46,24 @@ class Adam(TorchOptimizer):
     moments' storage dtype, arithmetic in float32; :mod:`gradstep._core.precision`).
     """
 
-    _args = {
-        "lr": ("learning_rate",),
-        "betas": ("beta1", "beta2"),
-        "eps": ("epsilon",),
-        "weight_decay": ("weight_decay",),
-    }
+    _args = ADAM_ARGS
     _rename = {"mu": "exp_avg", "nu": "exp_avg_sq", "nu_max": "max_exp_avg_sq"}
     _rules = ("adam", "adamw")
     _torch_checks = ADAM_CHECKS
     _tensor_lr_foreach_refused = True
+    _keys = (
+        "lr",
+        "betas",
+        "eps",
+        "weight_decay",
+        "amsgrad",
+        "maximize",
+        "foreach",
+        "capturable",
+        "differentiable",
+        "fused",
+        "decoupled_weight_decay",
+    )
 
     def __init__(
         self,
@@ -67,20 +83,7 @@ class Adam(TorchOptimizer):
         master_weights: bool = False,
         state_dtype: Any = None,
     ):
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            maximize=maximize,
-            foreach=foreach,
-            capturable=capturable,
-            differentiable=differentiable,
-            fused=fused,
-            decoupled_weight_decay=decoupled_weight_decay,
-        )
-        super().__init__(params, defaults, master_weights, state_dtype)
+        self._init_from(locals())
 
     def _check_extra(self, values: dict) -> None:
         betas = values.get("betas")
@@ -116,6 +119,8 @@ class AdamW(Adam):
     """``torch.optim.AdamW``: :class:`Adam` with decoupled weight decay (default
     0.01), on ``gradstep.adamw``. Extensions: ``master_weights``, ``state_dtype``."""
 
+    _fixed = {"decoupled_weight_decay": True}
+
     def __init__(
         self,
         params: Any,
@@ -133,20 +138,7 @@ class AdamW(Adam):
         master_weights: bool = False,
         state_dtype: Any = None,
     ):
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            maximize=maximize,
-            foreach=foreach,
-            capturable=capturable,
-            differentiable=differentiable,
-            fused=fused,
-            decoupled_weight_decay=True,
-        )
-        TorchOptimizer.__init__(self, params, defaults, master_weights, state_dtype)
+        self._init_from(locals())
 
 
 class Adamax(TorchOptimizer):
@@ -154,15 +146,20 @@ class Adamax(TorchOptimizer):
     (``epsilon_placement="in_max"``). State keys ``step``, ``exp_avg``, ``exp_inf``.
     Extension: ``master_weights``."""
 
-    _args = {
-        "lr": ("learning_rate",),
-        "betas": ("beta1", "beta2"),
-        "eps": ("epsilon",),
-        "weight_decay": ("weight_decay",),
-    }
+    _args = ADAM_ARGS
     _rename = {"mu": "exp_avg", "inf_norm": "exp_inf"}
     _rules = ("adamax",)
     _torch_checks = ADAM_CHECKS
+    _keys = (
+        "lr",
+        "betas",
+        "eps",
+        "weight_decay",
+        "foreach",
+        "maximize",
+        "differentiable",
+        "capturable",
+    )
 
     def __init__(
         self,
@@ -178,17 +175,7 @@ class Adamax(TorchOptimizer):
         capturable: bool = False,
         master_weights: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            foreach=foreach,
-            maximize=maximize,
-            differentiable=differentiable,
-            capturable=capturable,
-        )
-        super().__init__(params, defaults, master_weights)
+        self._init_from(locals())
 
     def _transform_for(self, g: dict) -> Transform:
         beta1, beta2 = g["betas"]
@@ -209,17 +196,23 @@ class NAdam(TorchOptimizer):
     ``exp_avg_sq``; the rule derives the schedule's product from ``step``, and
     ``mu_product`` is kept alongside for torch. Extension: ``master_weights``."""
 
-    _args = {
-        "lr": ("learning_rate",),
-        "betas": ("beta1", "beta2"),
-        "eps": ("epsilon",),
-        "weight_decay": ("weight_decay",),
-        "momentum_decay": ("schedule_decay",),
-    }
+    _args = {**ADAM_ARGS, "momentum_decay": ("schedule_decay",)}
     _rename = {"mu": "exp_avg", "nu": "exp_avg_sq"}
     _rules = ("nadam",)
     _torch_checks = ADAM_CHECKS + (
         ("momentum_decay", None, nonnegative, "Invalid momentum_decay value: {v}"),
+    )
+    _keys = (
+        "lr",
+        "betas",
+        "eps",
+        "weight_decay",
+        "momentum_decay",
+        "decoupled_weight_decay",
+        "maximize",
+        "foreach",
+        "capturable",
+        "differentiable",
     )
 
     def __init__(
@@ -238,19 +231,7 @@ class NAdam(TorchOptimizer):
         differentiable: bool = False,
         master_weights: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum_decay=momentum_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            capturable=capturable,
-            differentiable=differentiable,
-        )
-        super().__init__(params, defaults, master_weights)
+        self._init_from(locals())
 
     def _transform_for(self, g: dict) -> Transform:
         beta1, beta2 = g["betas"]
@@ -287,15 +268,21 @@ class RAdam(TorchOptimizer):
     ``decoupled_weight_decay``). State keys ``step``, ``exp_avg``, ``exp_avg_sq``.
     Extension: ``master_weights``."""
 
-    _args = {
-        "lr": ("learning_rate",),
-        "betas": ("beta1", "beta2"),
-        "eps": ("epsilon",),
-        "weight_decay": ("weight_decay",),
-    }
+    _args = ADAM_ARGS
     _rename = {"mu": "exp_avg", "nu": "exp_avg_sq"}
     _rules = ("radam",)
     _torch_checks = ADAM_CHECKS
+    _keys = (
+        "lr",
+        "betas",
+        "eps",
+        "weight_decay",
+        "maximize",
+        "foreach",
+        "capturable",
+        "decoupled_weight_decay",
+        "differentiable",
+    )
 
     def __init__(
         self,
@@ -312,18 +299,7 @@ class RAdam(TorchOptimizer):
         differentiable: bool = False,
         master_weights: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            capturable=capturable,
-            decoupled_weight_decay=decoupled_weight_decay,
-            differentiable=differentiable,
-        )
-        super().__init__(params, defaults, master_weights)
+        self._init_from(locals())
 
     def _transform_for(self, g: dict) -> Transform:
         beta1, beta2 = g["betas"]

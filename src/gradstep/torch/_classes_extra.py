@@ -49,6 +49,17 @@ class ASGD(TorchOptimizer):
     }
     _rules = ("asgd",)
     _torch_checks = (LR, WEIGHT_DECAY)
+    _keys = (
+        "lr",
+        "lambd",
+        "alpha",
+        "t0",
+        "weight_decay",
+        "foreach",
+        "maximize",
+        "differentiable",
+        "capturable",
+    )
 
     def __init__(
         self,
@@ -65,18 +76,7 @@ class ASGD(TorchOptimizer):
         *,
         master_weights: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            lambd=lambd,
-            alpha=alpha,
-            t0=t0,
-            weight_decay=weight_decay,
-            foreach=foreach,
-            maximize=maximize,
-            differentiable=differentiable,
-            capturable=capturable,
-        )
-        super().__init__(params, defaults, master_weights)
+        self._init_from(locals())
 
     def _transform_for(self, g: dict) -> Transform:
         return rule_factory("asgd")(g["lr"], g["lambd"], g["alpha"], g["t0"], g["weight_decay"])
@@ -110,6 +110,7 @@ class Rprop(TorchOptimizer):
     }
     _rules = ("rprop",)
     _torch_checks = (LR, ("etas", None, etas_around_one, "Invalid eta values: {v[0]}, {v[1]}"))
+    _keys = ("lr", "etas", "step_sizes", "foreach", "maximize", "differentiable", "capturable")
 
     def __init__(
         self,
@@ -124,16 +125,7 @@ class Rprop(TorchOptimizer):
         differentiable: bool = False,
         master_weights: bool = False,
     ):
-        defaults = dict(
-            lr=lr,
-            etas=etas,
-            step_sizes=step_sizes,
-            foreach=foreach,
-            maximize=maximize,
-            differentiable=differentiable,
-            capturable=capturable,
-        )
-        super().__init__(params, defaults, master_weights)
+        self._init_from(locals())
 
     def _ensure_state(self, p, state, rule, master) -> bool:
         missing = super()._ensure_state(p, state, rule, master)
@@ -180,6 +172,7 @@ class SparseAdam(TorchOptimizer):
         *BETAS,
     )
     _complex = False  # refused in the constructor, as torch
+    _keys = ("lr", "betas", "eps", "maximize")
 
     def __init__(
         self,
@@ -189,8 +182,7 @@ class SparseAdam(TorchOptimizer):
         eps: float = 1e-8,
         maximize: bool = False,
     ):
-        defaults = dict(lr=lr, betas=betas, eps=eps, maximize=maximize)
-        super().__init__(params, defaults)
+        self._init_from(locals())
         sparse, complex_ = [], []
         for i, group in enumerate(self.param_groups):
             for j, p in enumerate(group["params"]):

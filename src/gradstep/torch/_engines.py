@@ -32,8 +32,16 @@ class EngineRuns:
     """The engine-running half of :class:`~gradstep.torch._optimizer.TransformOptimizer`."""
 
     def _run(
-        self, rule: _Rule, members: list[_Member], ctx: dict, engine: str, foreach: Any = None
+        self,
+        rule: _Rule,
+        members: list[_Member],
+        ctx: dict,
+        engine: str,
+        foreach: Any = None,
+        whole: bool = False,
     ) -> None:
+        """Step ``members``: one engine bucket, or (``whole``) parameters of several
+        dtypes or state layouts in one step of the transform's own update."""
         mode = members[0].mode
         reducer = None
         if mode == "local" and rule.hooks:
@@ -45,31 +53,62 @@ class EngineRuns:
                 hook.calls = 0
         try:
             device = members[0].w.device.type
-            if device == "cuda" or engine == "triton":
+            if whole:
+                if engine in ("fused", "triton"):
+                    raise RuntimeError(self._whole_refusal(rule, members, engine))
+                numpy = engine != "eager" and all(m.numpy_ok() for m in members)
+                counted = self._run_eager(rule, members, ctx, numpy=numpy)
+            elif device == "cuda" or engine == "triton":
                 counted = self._run_device(rule, members, ctx, engine, foreach)
-                return self._finish_step(rule, members, counted)
-            fused = (
-                engine != "eager"
-                and rule.fusable
-                and mode != "gather"
-                and all(m.fusable() for m in members)
-                and not self.__dict__.get("_gs_inputs")  # extra inputs: the transform's own
-            )
-            if engine == "fused" and not fused:
-                raise RuntimeError(
-                    _torch_fused_refusal(members)
-                    + f"{self._owner}: the fused engine was required (fused=True or "
-                    f"engine='fused') but {_why_not_fused(rule, members)}"
-                )
-            counted = self._run_fused_or_refused(rule, members, ctx, engine) if fused else None
-            if counted is None and engine != "eager" and all(m.numpy_ok() for m in members):
-                counted = self._run_eager(rule, members, ctx, numpy=True)
-            elif counted is None:
-                counted = self._run_eager(rule, members, ctx, numpy=False)
+            else:
+                counted = self._run_host(rule, members, ctx, engine)
         finally:
             for hook in rule.hooks:
                 hook.reduce = None
         self._finish_step(rule, members, counted)
+
+    def _run_host(self, rule: _Rule, members: list[_Member], ctx: dict, engine: str) -> bool:
+        """Step CPU ``members``: the numba engine where it can, else the transform's own
+        update on NumPy views or on the tensors; True if it advanced the steps."""
+        mode = members[0].mode
+        fused = (
+            engine != "eager"
+            and rule.fusable
+            and mode != "gather"
+            and all(m.fusable() for m in members)
+            and not self.__dict__.get("_gs_inputs")  # extra inputs: the transform's own
+        )
+        if engine == "fused" and not fused:
+            raise RuntimeError(
+                _torch_fused_refusal(members)
+                + f"{self._owner}: the fused engine was required (fused=True or "
+                f"engine='fused') but {_why_not_fused(rule, members)}"
+            )
+        if fused:
+            counted = self._run_fused_or_refused(rule, members, ctx, engine)
+            if counted is not None:
+                return counted
+        if engine != "eager" and all(m.numpy_ok() for m in members):
+            return self._run_eager(rule, members, ctx, numpy=True)
+        return self._run_eager(rule, members, ctx, numpy=False)
+
+    def _whole_refusal(self, rule: _Rule, members: list[_Member], engine: str) -> str:
+        """Why a required fused engine cannot run a step that couples parameters of
+        several dtypes or state layouts."""
+        fusable = rule.fusable if engine == "fused" else rule.triton_fusable
+        why = (
+            f"the transform {rule.transform!r} has stages the fused engine cannot compile"
+            if not fusable
+            else f"the transform {rule.transform!r} couples the group's parameters (a "
+            "reduction or decision over all of them), which differ in dtype or state "
+            "layout: their one step runs on the transform's own update; put them in "
+            "separate param groups"
+        )
+        prefix = _torch_fused_refusal(members) if engine == "fused" else ""
+        return (
+            prefix + f"{self._owner}: the fused engine was required (fused=True or "
+            f"engine={engine!r}) but {why}"
+        )
 
     def _finish_step(self, rule: _Rule, members: list[_Member], counted: bool) -> None:
         """Advance the step counts the engine did not, and copy master weights back."""
@@ -151,7 +190,7 @@ class EngineRuns:
         key = (engine.__name__, id(rule)) + tuple(id(m.p) for m in members)
         signature = _signature(members)
         bucket = rt.fused.get(key)
-        if bucket is None or bucket.signature != signature:
+        if bucket is None or bucket.rule is not rule or bucket.signature != signature:
             bucket = rt.fused[key] = EngineBucket(engine(rule.run), rule, members, signature, view)
         counted = bucket.step(rule, members, ctx)
         try:
@@ -166,7 +205,7 @@ class EngineRuns:
         members' steps (from the new state's count: a step the transform skipped,
         e.g. ``nonfinite_policy(..., "skip")``, leaves the count, so it leaves
         torch's ``step`` too)."""
-        layout = members[0].layout
+        layout = rule.group_layout([m.layout for m in members])
         view = _numpy if numpy else _same
         ws = [view(m.w) for m in members]
         entries = [{n: view(t) for n, t in m.entries.items()} for m in members]

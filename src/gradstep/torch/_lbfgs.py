@@ -39,6 +39,7 @@ class LBFGS(TorchOptimizer):
     }
     _rules = ("lbfgs",)
     _torch_checks = (LR,)
+    _keys = tuple(_args)
 
     def __init__(
         self,
@@ -53,16 +54,7 @@ class LBFGS(TorchOptimizer):
     ):
         if max_eval is None:
             max_eval = max_iter * 5 // 4
-        defaults = dict(
-            lr=lr,
-            max_iter=max_iter,
-            max_eval=max_eval,
-            tolerance_grad=tolerance_grad,
-            tolerance_change=tolerance_change,
-            history_size=history_size,
-            line_search_fn=line_search_fn,
-        )
-        super().__init__(params, defaults)
+        self._init_from(locals())
         if len(self.param_groups) != 1:
             raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
         self._params = self.param_groups[0]["params"]

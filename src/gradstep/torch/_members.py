@@ -1,4 +1,4 @@
-"""The parameters of one step call, and the numba engine's bucket over them."""
+"""The parameters of one step, the calls they are stepped in, and the numba engine's bucket."""
 
 from __future__ import annotations
 
@@ -116,6 +116,32 @@ class _Member:
 _STATE_DTYPES = _NUMBA_DTYPES + (torch.uint8,)
 
 
+def whole_steps(rule: _Rule, members: list[_Member]) -> list[tuple[list[_Member], bool]]:
+    """``(members, whole)`` runs that make one step of a transform that may couple its
+    tensors: the members that can share one state tree (one mode, device and step
+    count, in the group's order; the shared values are the first one's, as the
+    transform's ``init`` of the whole list takes its first parameter's) in one run;
+    ``whole`` where an
+    engine's bucket cannot hold them (dtypes or state layouts differ), so that the
+    transform's own update runs once over all of them. Members whose layouts cannot
+    be joined into one tree stay in their buckets."""
+    classes: dict[tuple, list[_Member]] = {}
+    for m in members:
+        classes.setdefault((m.mode, m.w.device, m.shared_key(rule)[0]), []).append(m)
+    runs = []
+    for group in classes.values():
+        if len({(m.w.dtype, id(m.layout)) for m in group}) == 1:
+            runs.append((group, False))  # one engine bucket holds them all
+        elif rule.group_layout([m.layout for m in group]) is not None:
+            runs.append((group, True))
+        else:
+            parts: dict[tuple, list[_Member]] = {}
+            for m in group:
+                parts.setdefault((m.w.dtype, id(m.layout)), []).append(m)
+            runs.extend((part, False) for part in parts.values())
+    return runs
+
+
 def _same(t):
     return t
 
@@ -179,6 +205,9 @@ class EngineBucket:
 
     def __init__(self, engine: Any, rule: _Rule, members: list[_Member], signature: tuple, view):
         self.engine = engine
+        # found by the rule's id: kept here, so that no later rule takes its address
+        # while the bucket lives, and checked on every use
+        self.rule = rule
         self.signature = signature
         self.view = view
         self.w = [view(m.w) for m in members]

@@ -12,34 +12,35 @@ step, a ``step`` count per parameter, parameters without a gradient skipped,
 - DTensor parameters (FSDP2) run on their local shards with norms reduced across
   ranks, or, for transforms that need whole tensors, on all-gathered tensors.
 
-Parameters of one group are stepped together as far as they can share one call:
-same engine, dtype and device, and the same step count (a parameter that missed
-steps keeps its own count, as in torch).
+A group's step is one step of its transform over every parameter of the group. An
+engine runs parameters of one dtype, device and state layout in one call, so where a
+group holds several, a transform that computes each tensor's update from that tensor
+alone runs one call per bucket, and any other (global norms and reductions, skips,
+accumulation) one call of its own update over one state tree of all of them. A
+parameter that missed steps keeps its own count, as in torch, and steps apart.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
-from .._core.precision import StateDtype, with_state_dtype
-from .._core.rounding import ROUNDING_OPTIONS, ROUNDING_RANGES, ParameterStore, with_rounding
-from .._core.transform import Transform, walk
+from .._core.precision import StateDtype
+from .._core.rounding import ROUNDING_OPTIONS, ROUNDING_RANGES
+from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check
-from . import _cuda, _whole_step
-from . import _distributed as _dist
-from ._checks import check_loaded_state, check_member
+from . import _cuda
+from ._checks import check_member
 from ._engines import EngineRuns
 from ._members import (
-    _as_tensor,
     _first_param,
-    _init_view,
     _Member,
     _Runtime,
+    whole_steps,
 )
 from ._overlap import rounds as _rounds
+from ._param_state import ParamState, step_on_device, stored
 from ._rule import (
     _FOREACH,
     _LOW_PRECISION,
@@ -49,12 +50,10 @@ from ._rule import (
     _freeze,
     _Rule,
     baked_values,
-    scalar_dtype,
 )
-from ._state import STEP
 
 
-class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
+class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
     r"""Any gradstep transform as a ``torch.optim.Optimizer``.
 
     Args:
@@ -64,7 +63,8 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         ``learning_rate``: what torch's lr schedulers write), any other
         hyperparameter of the transform under its gradstep name (``beta1``,
         ``weight_decay``, ...), and the front options ``maximize`` (False),
-        ``foreach`` (None; False steps each tensor in its own call), ``engine``
+        ``foreach`` (None; False steps each tensor in its own call, except under
+        a transform that couples the tensors, whose step stays one), ``engine``
         (``"auto"``, ``"fused"`` to require the fused engine, ``"eager"``,
         ``"triton"`` to require the Triton engine), ``master_weights`` (False; True
         keeps a float32 copy and float32 state for float16/bfloat16 parameters) and
@@ -218,7 +218,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             if key == self._rule_key(group, rule.dynamic):
                 return rule
         transform, dynamic = self._build(group)
-        transform = _stored(transform, group, self._owner)
+        transform = stored(transform, group, self._owner)
         rule = _Rule(
             transform,
             dynamic,
@@ -262,120 +262,6 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         super().__setstate__(state)
         self.__dict__.pop("_gs_runtime", None)
 
-    # -- state -------------------------------------------------------------------------
-
-    def _ensure_state(self, p, state: dict, rule: _Rule, master: bool) -> bool:
-        """Create what the rule needs in ``state``; True if anything was missing."""
-        if master and MASTER not in state:
-            state[MASTER] = p.detach().to(torch.float32, copy=True)
-        like = (state[MASTER] if master else p).detach()
-        complex_param = like.is_complex()
-        if complex_param:
-            like = torch.view_as_real(like)
-        gathered = _dist.is_dtensor(like) and not rule.local_ok
-        base = _dist.full(like) if gathered else like
-        layout = rule.layout(base)
-        missing = [k for k in rule.wanted(layout) if k not in state]
-        if missing:
-            own, shared = layout.init_entries(_init_view(base))
-            for name, value in own.items():
-                key = rule.key(name)
-                if key in state or name in layout.empty:
-                    continue
-                value = _as_tensor(value, base)
-                if complex_param and tuple(value.shape) == tuple(like.shape):
-                    value = torch.view_as_complex(value.contiguous())  # torch keeps it complex
-                if gathered and tuple(value.shape) == tuple(like.shape):
-                    value = _dist.distribute_like(value, like)  # sharded as its parameter
-                state[key] = value
-            for name, value in shared.items():
-                key = rule.key(name)
-                if name != STEP and key not in state:
-                    if np.size(value) != 1:
-                        raise TypeError(
-                            f"{self._owner}: {rule.transform!r} keeps state shared by all "
-                            f"parameters ({name!r} of shape {np.shape(value)}), which "
-                            "torch's per-parameter state cannot hold"
-                        )
-                    # a Python number: torch would cast a tensor to the parameter's dtype
-                    state[key] = np.asarray(value).item()
-        if rule.track_step and STEP not in state:
-            state[STEP] = torch.tensor(0.0, dtype=scalar_dtype())
-        return bool(missing)
-
-    def _init_all_state(self) -> None:
-        """Create every parameter's state now (torch's Adagrad does so in __init__)."""
-        for group in self.param_groups:
-            rule = self._rule(group)
-            master = bool(group.get("master_weights", False))
-            for p in group["params"]:
-                self._ensure_state(p, self.state[p], rule, master and p.dtype in _LOW_PRECISION)
-
-    def _loaded_rule(self, values: dict) -> _Rule | None:
-        """The rule a group with ``values`` (a checkpoint's group) steps with, or None
-        where its state cannot be split per parameter."""
-        try:
-            transform, dynamic = self._build(values)
-            transform = _stored(transform, values, self._owner)
-            rule = _Rule(
-                transform,
-                dynamic,
-                bool(values.get("maximize", False)),
-                self._rename,
-                self._track_step,
-                self._check_ranges,
-            )
-            rule.layout(_first_param(values))
-        except (TypeError, ValueError, KeyError):
-            return None
-        return rule
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # a checkpoint whose tensors do not fit the parameters is refused before
-        # anything changes
-        check_loaded_state(self, state_dict)
-        # torch casts every state tensor to its parameter's dtype: keep float32 master
-        # weights and state of low-precision parameters in float32
-        keep = []
-        saved = state_dict.get("param_groups", [])
-        for group, saved_group in zip(self.param_groups, saved):
-            if not saved_group.get("master_weights", False):
-                continue
-            for p, pid in zip(group["params"], saved_group["params"]):
-                entry = state_dict.get("state", {}).get(pid)
-                if entry is None or p.dtype not in _LOW_PRECISION:
-                    continue
-                for key, value in entry.items():
-                    if isinstance(value, torch.Tensor) and value.dtype == torch.float32:
-                        if key != STEP:
-                            keep.append((p, key, value))
-        super().load_state_dict(state_dict)
-        for p, key, value in keep:
-            self.state[p][key] = value.to(device=p.device, copy=True)
-        self.__dict__.pop("_gs_runtime", None)
-        self._restore_state_dtypes()
-
-    def _restore_state_dtypes(self) -> None:
-        """torch's loading casts every state tensor to its parameter's dtype: groups
-        with a ``state_dtype`` get their slots back in their storage dtype."""
-        for group in self.param_groups:
-            if group.get("state_dtype") is None:
-                continue
-            rule = self._rule(group)
-            master = bool(group.get("master_weights", False))
-            for p in group["params"]:
-                state = self.state.get(p)
-                if not state or _dist.is_dtensor(p):
-                    continue
-                like = state.get(MASTER, p) if master else p
-                own, _ = rule.layout(like.detach()).init_entries(_init_view(like.detach()))
-                for name, fresh in own.items():
-                    value = state.get(rule.key(name))
-                    dtype = _as_tensor(fresh, like).dtype
-                    if isinstance(value, torch.Tensor) and value.is_floating_point():
-                        if value.dtype != dtype:
-                            state[rule.key(name)] = value.to(dtype)
-
     # -- stepping ----------------------------------------------------------------------
 
     def step(self, closure: Any = None) -> Any:
@@ -406,7 +292,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         # differentiable=True: the step is recorded by autograd, as torch.optim's
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
             for group in self.param_groups:
-                if loss is not None and group.get("value") is None and _takes_loss(self, group):
+                if loss is not None and group.get("value") is None and self._rule(group).takes_loss:
                     # a rule stepped by the loss (Polyak's step): the closure's loss is
                     # this step's value, unless the group gives one
                     self._step_group(group, amp, {"value": float(loss.detach())})
@@ -519,6 +405,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         per_tensor = group.get("foreach") is False
         master_option = bool(group.get("master_weights", False))
         buckets: dict[tuple, list[_Member]] = {}
+        order: list[_Member] = []  # the group's order, which one step keeps
         for p, grad in entries:
             master = master_option and p.dtype in _LOW_PRECISION
             state = self.state.get(p)
@@ -536,7 +423,7 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             elif fresh:
                 started.add(id(p))
             if group.get("capturable", False):
-                _step_on_device(p, state, interpreted=engine == "triton")
+                step_on_device(p, state, interpreted=engine == "triton")
             if state and p not in self.state:
                 self.state[p] = state  # torch keeps no entry for a rule without state
             m = _Member(p, grad, state, master, fresh, rule, differentiable)
@@ -545,25 +432,21 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
             if per_tensor:
                 key += (id(p),)
             buckets.setdefault(key, []).append(m)
-        if rule.global_norm and len(buckets) > 1:
+            order.append(m)
+        runs = [(members, False) for members in buckets.values()]
+        if len(runs) > 1 and not rule.separable:
+            # the transform may couple the tensors: one step over the whole group
+            # (as far as one tree can hold them), not one per bucket
+            runs = whole_steps(rule, order)
+        if rule.global_norm and len(runs) > 1:
             raise ValueError(
                 f"{self._owner}: a global norm over parameters that cannot be stepped "
-                "together (different dtypes, devices or step counts, or foreach=False); "
-                "put them in separate param groups"
+                "together (different devices or step counts); put them in separate param "
+                "groups"
             )
-        counters = None
-        if rule.whole_step_skip is not None and len(buckets) > 1:
-            # one decision for the whole step, not one per call (see _whole_step)
-            everyone = [m for members in buckets.values() for m in members]
-            run, counters = _whole_step.decide(rule.whole_step_skip, rule, everyone)
-            if not run:
-                _whole_step.set_counters(rule.whole_step_skip, rule, everyone, counters)
-                return buckets
-        for members in buckets.values():
-            self._run(rule, members, ctx, engine, group.get("foreach"))
+        for members, whole in runs:
+            self._run(rule, members, ctx, engine, group.get("foreach"), whole)
             self._after_step(group, members)
-        if counters is not None:
-            _whole_step.set_counters(rule.whole_step_skip, rule, everyone, counters)
         return buckets
 
     def _remember_fast_step(self, group: dict, rule: _Rule, buckets: dict) -> None:
@@ -577,7 +460,9 @@ class TransformOptimizer(EngineRuns, torch.optim.Optimizer):
         (members,) = buckets.values()
         key = ("TritonEngine", id(rule)) + tuple(id(m.p) for m in members)
         bucket = rt.fused.get(key)
-        if bucket is not None and getattr(bucket.engine, "_tables", None) is not None:
+        if bucket is None or bucket.rule is not rule:
+            return
+        if getattr(bucket.engine, "_tables", None) is not None:
             rt.fast[id(group)] = _cuda.FastStep(self, group, rule, members, bucket)
 
     def _where(self, p: Any) -> str:
@@ -610,38 +495,3 @@ def _unscaled(group: dict, amp: tuple) -> bool:
 def _capturing() -> bool:
     """A CUDA graph is being captured on the current stream."""
     return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
-
-
-def _step_on_device(p: torch.Tensor, state: dict, interpreted: bool) -> None:
-    """capturable=True: the step count is a float32 tensor on the parameter's device,
-    as torch.optim keeps it (CPU parameters: torch refuses them at step time, except
-    here under ``engine="triton"``, Triton's interpreter, which the tests use)."""
-    if p.device.type == "cpu" and not interpreted:
-        raise RuntimeError(
-            "capturable=True needs parameters on a CUDA device (the step count is kept "
-            f"there for CUDA-graph capture), got a parameter on {p.device}"
-        )
-    step = state.get(STEP)
-    if isinstance(step, torch.Tensor) and (step.device != p.device or step.dtype != torch.float32):
-        state[STEP] = step.to(device=p.device, dtype=torch.float32)
-
-
-def _stored(transform: Transform, group: dict, owner: str) -> Transform:
-    """The group's transform with its storage options: ``state_dtype``, and
-    ``stochastic_rounding`` / ``rounding_seed`` / ``kahan_summation``
-    (:mod:`gradstep._core.rounding`)."""
-    transform = with_state_dtype(transform, group.get("state_dtype"), owner)
-    stochastic = bool(group.get("stochastic_rounding", False))
-    seed = int(group.get("rounding_seed", 0))
-    kahan = bool(group.get("kahan_summation", False))
-    built = [v.transform for v in walk(transform) if isinstance(v.transform, ParameterStore)]
-    if built and (built[0].seed, built[0].kahan) == (seed if stochastic else None, kahan):
-        return transform  # a registry class's factory took the group's options already
-    return with_rounding(transform, stochastic, seed, kahan, owner)
-
-
-def _takes_loss(opt: Any, group: dict) -> bool:
-    """The group's transform has a stage that takes the loss as ``value``
-    (``takes_loss = True``, e.g. :func:`gradstep.polyak_sgd`)."""
-    transform = opt._rule(group).transform
-    return any(getattr(v.transform, "takes_loss", False) for v in walk(transform))

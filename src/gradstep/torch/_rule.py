@@ -14,14 +14,13 @@ import numpy as np
 import torch
 
 from .._core.blockwise8 import ABSMAX_SUFFIX, BLOCKWISE8
-from .._core.combine import Masked
+from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.per_tensor import PerTensorReduction
 from .._core.sharpness import SharpnessAware
 from .._core.transform import Chain, Transform, map_transform, walk
 from .._core.validate import OneOf, check
-from ._state import Layout, StateSplitError, shape_independent
-from ._whole_step import whole_step_skip
+from ._state import Layout, MixedLayout, StateSplitError, shape_independent
 
 ENGINES = ("auto", "fused", "eager", "triton")
 #: group keys that are the front's own options, not hyperparameters of the transform
@@ -124,6 +123,22 @@ def _global_norm(t: Transform) -> bool:
     )
 
 
+def _separable(t: Transform) -> bool:
+    """Every stage computes each tensor's update from that tensor alone (elementwise
+    math, per-tensor norms and reductions, masks and partitions of them), so a step
+    split into calls over parts of the parameters is the same step. Anything else
+    (global norms and reductions, skips judged over every gradient, accumulation's
+    window, transforms of their own) may couple the tensors: its step is one call."""
+    for visit in walk(t):
+        node = visit.transform
+        if type(node) in (Chain, Masked, Partition, Elementwise, PerTensorReduction):
+            continue
+        if type(node) is NormScaled and node.per_tensor:
+            continue
+        return False
+    return True
+
+
 def _fusable(t: Transform, per_tensor: bool = False) -> bool:
     """The numba engine can compile ``t`` (``per_tensor``: the Triton engine, which
     also runs per-tensor reductions such as LAMB's trust ratio)."""
@@ -191,8 +206,12 @@ class _Rule:
         self.transform = transform
         self.check_ranges = check_ranges
         self.shape_independent = shape_independent(transform)
-        self.whole_step_skip = whole_step_skip(transform)
+        # a stage takes the loss as ``value`` (e.g. gradstep.polyak_sgd): torch's
+        # step(closure) hands it the closure's loss
+        self.takes_loss = any(getattr(v.transform, "takes_loss", False) for v in walk(transform))
+        self.separable = _separable(transform)
         self._layouts: dict = {}
+        self._mixed: dict = {}
         self._wanted: dict = {}
         self.ranges = transform.hyperparameters()
         self.dynamic = {
@@ -230,6 +249,20 @@ class _Rule:
                 raise TypeError(f"gradstep.torch: {error}") from None
             self._layouts[key] = layout
         return layout
+
+    def group_layout(self, layouts: list[Layout]) -> Layout | MixedLayout | None:
+        """The layout of one state tree for parameters of ``layouts`` (theirs where
+        they share one; None where their trees cannot be joined into one)."""
+        first = layouts[0]
+        if all(x is first for x in layouts):
+            return first
+        key = tuple(id(x) for x in layouts)
+        if key not in self._mixed:
+            try:
+                self._mixed[key] = MixedLayout(layouts)
+            except StateSplitError:
+                self._mixed[key] = None
+        return self._mixed[key]
 
     def wanted(self, layout: Layout) -> list[str]:
         """The state keys a parameter of ``layout`` must have."""

@@ -11,8 +11,9 @@ be ambiguous; every ``count`` is the parameter's ``step``), and builds the tree 
 any set of parameters from their entries, or reads entries back from a new tree.
 
 Leaves outside the parameter lists (step counts, per-step scalars) are *shared*: a
-tree for several parameters can only be built from parameters whose shared values
-agree, so the front groups parameters by them.
+tree for several parameters holds one value of each. Where the structure depends on
+the shape, each shape has its layout, and a :class:`MixedLayout` joins several into
+one tree, so that one step of the transform sees parameters of every shape.
 """
 
 from __future__ import annotations
@@ -320,3 +321,114 @@ def shape_independent(t: Transform) -> bool:
         if not isinstance(node, kinds) and not getattr(node, "per_element_state", False):
             return False
     return True
+
+
+# -- one tree for parameters of several layouts ----------------------------------------
+
+
+class MixedLayout:
+    """One state tree for parameters whose layouts differ (a rule whose state depends
+    on the shape, e.g. Adafactor's factored moments, or a mask that selects by shape).
+
+    The layouts' structures must agree outside their per-parameter lists; a list that
+    is per-parameter in one layout may be empty in another (a mask or a partition's
+    label that does not select that parameter), and its items are then the items of
+    the parameters that have one, in order: what ``init`` of the whole list gives.
+    ``layouts[i]`` is parameter ``i``'s; entries keep each parameter's own names, and
+    the shared leaves must have one name in every layout. Same interface as
+    :class:`Layout` for :meth:`build`, :meth:`read` and :meth:`shared_names`.
+    """
+
+    def __init__(self, layouts: list[Layout]):
+        self.layouts = list(layouts)
+        self.distinct = list({id(x): x for x in layouts}.values())
+        self.shared: dict[str, Any] = {}
+        self.root = self._merge([x.root for x in self.distinct])
+
+    def _merge(self, nodes: list[_Node]) -> Any:
+        kinds = {n.kind for n in nodes}
+        if "params" in kinds:
+            owners = {}
+            for layout, node in zip(self.distinct, nodes):
+                if node.kind == "params":
+                    owners[id(layout)] = node
+                elif node.kind not in ("list", "tuple") or node.children:
+                    raise StateSplitError("a per-parameter list faces another structure")
+            return ("params", owners)
+        first = nodes[0]
+        if len(kinds) > 1 or any(
+            n.keys != first.keys or len(n.children) != len(first.children) for n in nodes
+        ):
+            raise StateSplitError("the layouts differ outside their per-parameter lists")
+        if first.kind == "leaf":
+            names = {x.name(first.tokens) for x in self.distinct}
+            if len(names) != 1:
+                raise StateSplitError(f"a shared leaf has several names: {sorted(names)}")
+            (name,) = names
+            self.shared[name] = np.result_type(*(x.shared[name] for x in self.distinct))
+            return ("leaf", name)
+        children = [self._merge([n.children[i] for n in nodes]) for i in range(len(first.children))]
+        return (first.kind, first.keys, children)
+
+    def shared_names(self) -> list[str]:
+        return [n for n in self.shared if n != STEP]
+
+    def build(self, entries: list[dict[str, Any]], shared: dict[str, Any]):
+        refs: list = []
+        return self._build(self.root, entries, shared, refs, None, None), refs
+
+    def _build(self, node, entries, shared, refs, parent, key):
+        kind = node[0]
+        if kind == "leaf":
+            name = node[1]
+            refs.append((parent, key, name))
+            if name == STEP:
+                return np.asarray(int(shared[STEP]), dtype=np.int64)
+            return np.asarray(shared[name], dtype=self.shared[name])
+        if kind == "params":
+            owners, items, seq = node[1], [], "list"
+            for layout, e in zip(self.layouts, entries):
+                own = owners.get(id(layout))
+                if own is not None:
+                    items.append(_fill(own.sub, own.tokens, e, layout.name))
+                    seq = own.seq
+            return items if seq == "list" else tuple(items)
+        if kind == "none":
+            return None
+        _, keys, children = node
+        if kind in ("dict", "namedtuple"):
+            names = keys._fields if kind == "namedtuple" else keys
+            out: dict = {}
+            for k, child in zip(names, children):
+                out[k] = self._build(child, entries, shared, refs, out, k)
+            return out if kind == "dict" else keys(**out)
+        items = []
+        for i, child in enumerate(children):
+            items.append(self._build(child, entries, shared, refs, items, i))
+        return items if kind == "list" else tuple(items)
+
+    def read(self, tree: Any, n: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        own: list[dict[str, Any]] = [{} for _ in range(n)]
+        shared: dict[str, Any] = {}
+        self._read(self.root, tree, own, shared)
+        return own, shared
+
+    def _read(self, node, value, own, shared) -> None:
+        kind = node[0]
+        if kind == "leaf":
+            shared[node[1]] = value
+        elif kind == "params":
+            items = iter(value)
+            for i, layout in enumerate(self.layouts):
+                params_node = node[1].get(id(layout))
+                if params_node is not None:
+                    for tokens, leaf in _walk_value(next(items), params_node.tokens):
+                        own[i][layout.name(tokens)] = leaf
+        elif kind in ("dict", "namedtuple"):
+            _, keys, children = node
+            names = keys._fields if kind == "namedtuple" else keys
+            for k, child in zip(names, children):
+                self._read(child, value[k] if kind == "dict" else getattr(value, k), own, shared)
+        elif kind in ("list", "tuple"):
+            for child, item in zip(node[2], value):
+                self._read(child, item, own, shared)

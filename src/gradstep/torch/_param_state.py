@@ -1,0 +1,166 @@
+"""Per-parameter state of a TransformOptimizer: storage options, creation, loading.
+
+A parameter's state is created on its first step from the transform's layout, and
+loaded from torch.optim state dicts with torch's dtype casts undone where the
+group's storage options say so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._core.precision import with_state_dtype
+from .._core.rounding import ParameterStore, with_rounding
+from .._core.transform import Transform, walk
+from . import _distributed as _dist
+from ._checks import check_loaded_state
+from ._members import _as_tensor, _first_param, _init_view
+from ._rule import _LOW_PRECISION, MASTER, _Rule, scalar_dtype
+from ._state import STEP
+
+
+class ParamState:
+    """The state-keeping half of :class:`~gradstep.torch._optimizer.TransformOptimizer`."""
+
+    def _ensure_state(self, p, state: dict, rule: _Rule, master: bool) -> bool:
+        """Create what the rule needs in ``state``; True if anything was missing."""
+        if master and MASTER not in state:
+            state[MASTER] = p.detach().to(torch.float32, copy=True)
+        like = (state[MASTER] if master else p).detach()
+        complex_param = like.is_complex()
+        if complex_param:
+            like = torch.view_as_real(like)
+        gathered = _dist.is_dtensor(like) and not rule.local_ok
+        base = _dist.full(like) if gathered else like
+        layout = rule.layout(base)
+        missing = [k for k in rule.wanted(layout) if k not in state]
+        if missing:
+            own, shared = layout.init_entries(_init_view(base))
+            for name, value in own.items():
+                key = rule.key(name)
+                if key in state or name in layout.empty:
+                    continue
+                value = _as_tensor(value, base)
+                if complex_param and tuple(value.shape) == tuple(like.shape):
+                    value = torch.view_as_complex(value.contiguous())  # torch keeps it complex
+                if gathered and tuple(value.shape) == tuple(like.shape):
+                    value = _dist.distribute_like(value, like)  # sharded as its parameter
+                state[key] = value
+            for name, value in shared.items():
+                key = rule.key(name)
+                if name != STEP and key not in state:
+                    if np.size(value) != 1:
+                        raise TypeError(
+                            f"{self._owner}: {rule.transform!r} keeps state shared by all "
+                            f"parameters ({name!r} of shape {np.shape(value)}), which "
+                            "torch's per-parameter state cannot hold"
+                        )
+                    # a Python number: torch would cast a tensor to the parameter's dtype
+                    state[key] = np.asarray(value).item()
+        if rule.track_step and STEP not in state:
+            state[STEP] = torch.tensor(0.0, dtype=scalar_dtype())
+        return bool(missing)
+
+    def _init_all_state(self) -> None:
+        """Create every parameter's state now (torch's Adagrad does so in __init__)."""
+        for group in self.param_groups:
+            rule = self._rule(group)
+            master = bool(group.get("master_weights", False))
+            for p in group["params"]:
+                self._ensure_state(p, self.state[p], rule, master and p.dtype in _LOW_PRECISION)
+
+    def _loaded_rule(self, values: dict) -> _Rule | None:
+        """The rule a group with ``values`` (a checkpoint's group) steps with, or None
+        where its state cannot be split per parameter."""
+        try:
+            transform, dynamic = self._build(values)
+            transform = stored(transform, values, self._owner)
+            rule = _Rule(
+                transform,
+                dynamic,
+                bool(values.get("maximize", False)),
+                self._rename,
+                self._track_step,
+                self._check_ranges,
+            )
+            rule.layout(_first_param(values))
+        except (TypeError, ValueError, KeyError):
+            return None
+        return rule
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # a checkpoint whose tensors do not fit the parameters is refused before
+        # anything changes
+        check_loaded_state(self, state_dict)
+        # torch casts every state tensor to its parameter's dtype: keep float32 master
+        # weights and state of low-precision parameters in float32
+        keep = []
+        saved = state_dict.get("param_groups", [])
+        for group, saved_group in zip(self.param_groups, saved):
+            if not saved_group.get("master_weights", False):
+                continue
+            for p, pid in zip(group["params"], saved_group["params"]):
+                entry = state_dict.get("state", {}).get(pid)
+                if entry is None or p.dtype not in _LOW_PRECISION:
+                    continue
+                for key, value in entry.items():
+                    if isinstance(value, torch.Tensor) and value.dtype == torch.float32:
+                        if key != STEP:
+                            keep.append((p, key, value))
+        super().load_state_dict(state_dict)
+        for p, key, value in keep:
+            self.state[p][key] = value.to(device=p.device, copy=True)
+        self.__dict__.pop("_gs_runtime", None)
+        self._restore_state_dtypes()
+
+    def _restore_state_dtypes(self) -> None:
+        """torch's loading casts every state tensor to its parameter's dtype: groups
+        with a ``state_dtype`` get their slots back in their storage dtype."""
+        for group in self.param_groups:
+            if group.get("state_dtype") is None:
+                continue
+            rule = self._rule(group)
+            master = bool(group.get("master_weights", False))
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state or _dist.is_dtensor(p):
+                    continue
+                like = state.get(MASTER, p) if master else p
+                own, _ = rule.layout(like.detach()).init_entries(_init_view(like.detach()))
+                for name, fresh in own.items():
+                    value = state.get(rule.key(name))
+                    dtype = _as_tensor(fresh, like).dtype
+                    if isinstance(value, torch.Tensor) and value.is_floating_point():
+                        if value.dtype != dtype:
+                            state[rule.key(name)] = value.to(dtype)
+
+
+def stored(transform: Transform, group: dict, owner: str) -> Transform:
+    """The group's transform with its storage options: ``state_dtype``, and
+    ``stochastic_rounding`` / ``rounding_seed`` / ``kahan_summation``
+    (:mod:`gradstep._core.rounding`)."""
+    transform = with_state_dtype(transform, group.get("state_dtype"), owner)
+    stochastic = bool(group.get("stochastic_rounding", False))
+    seed = int(group.get("rounding_seed", 0))
+    kahan = bool(group.get("kahan_summation", False))
+    built = [v.transform for v in walk(transform) if isinstance(v.transform, ParameterStore)]
+    if built and (built[0].seed, built[0].kahan) == (seed if stochastic else None, kahan):
+        return transform  # a registry class's factory took the group's options already
+    return with_rounding(transform, stochastic, seed, kahan, owner)
+
+
+def step_on_device(p: torch.Tensor, state: dict, interpreted: bool) -> None:
+    """capturable=True: the step count is a float32 tensor on the parameter's device,
+    as torch.optim keeps it (CPU parameters: torch refuses them at step time, except
+    here under ``engine="triton"``, Triton's interpreter, which the tests use)."""
+    if p.device.type == "cpu" and not interpreted:
+        raise RuntimeError(
+            "capturable=True needs parameters on a CUDA device (the step count is kept "
+            f"there for CUDA-graph capture), got a parameter on {p.device}"
+        )
+    step = state.get(STEP)
+    if isinstance(step, torch.Tensor) and (step.device != p.device or step.dtype != torch.float32):
+        state[STEP] = step.to(device=p.device, dtype=torch.float32)
