@@ -78,7 +78,7 @@ def test_list_keeps_its_columns_with_long_signatures():
 def test_a_schedule_learning_rate_is_shown_not_dashed():
     (lars,) = race.make_entries(["lars"], {}, "numpy")
     if lars.schedule is None:
-        pytest.skip("the registry gives lars a numeric learning rate")
+        pytest.skip(reason="the registry gives lars a numeric learning rate")
     from gradstep.cli import _compare_report as report
 
     run = race.run_one(

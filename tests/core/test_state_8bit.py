@@ -326,7 +326,7 @@ def test_map_and_quantiser_match_bitsandbytes_and_torchao():
         from torchao.optim.quant_utils import quantize_8bit_with_qmap, scale_tensor
     except ImportError:
         if bnb_f is None:
-            pytest.skip("needs bitsandbytes or torchao (reference libraries)")
+            pytest.skip(reason="needs bitsandbytes or torchao (reference libraries)")
         return
     for signed in (True, False):
         x = _values(rng, 2048, signed)

@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
 if not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
     pytest.skip(
-        "needs a CUDA GPU (and Triton compiling, not interpreting)", allow_module_level=True
+        reason="needs a CUDA GPU (and Triton compiling, not interpreting)", allow_module_level=True
     )
 pytest.importorskip("triton", reason="needs Triton (a test dependency on Linux)")
 

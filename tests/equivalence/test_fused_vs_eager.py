@@ -155,7 +155,7 @@ def test_other_dtypes_fall_back_to_eager_with_one_notice():
     # platform's long double does not
     wide = np.dtype(np.longdouble)
     if wide.itemsize <= 8:
-        pytest.skip("long double is float64 on this platform")
+        pytest.skip(reason="long double is float64 on this platform")
     p = [np.ones(3, wide)]
     opt = gradstep.Optimizer(p, gradstep.adam(0.1))
     assert opt.engine == "fused"

@@ -106,9 +106,11 @@ def test_torch_named_classes_pickle_and_copy(cls, kwargs):
 def test_every_registered_class_pickles(name):
     cls = gt.all_classes()[name]
     if name in ("lbfgs", "muon", "adafactor"):
-        pytest.skip("closure-driven or matrix-only rules: covered by their own tests")
+        pytest.skip(reason="closure-driven or matrix-only rules: covered by their own tests")
     if name in gradstep.REGISTRY and "needs_value" in gradstep.REGISTRY[name].capabilities:
-        pytest.skip("takes the loss every step, which this test's plain step() does not give")
+        pytest.skip(
+            reason="takes the loss every step, which this test's plain step() does not give"
+        )
     params = _params()
     try:
         opt = cls(params)
