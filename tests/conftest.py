@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -61,3 +62,43 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os.environ.pop("GRADSTEP_CACHE_DIR", None)
     else:
         os.environ["GRADSTEP_CACHE_DIR"] = saved
+
+
+def _global_settings() -> dict:
+    """Process-wide settings a test may switch and must restore, as far as loaded."""
+    settings = {}
+    if (jax := sys.modules.get("jax")) is not None:
+        settings["jax_enable_x64"] = bool(jax.config.jax_enable_x64)
+    if (torch := sys.modules.get("torch")) is not None:
+        settings["torch default dtype"] = torch.get_default_dtype()
+    return settings
+
+
+def _restore(name: str, value) -> None:
+    if name == "jax_enable_x64":
+        sys.modules["jax"].config.update("jax_enable_x64", value)
+    else:
+        sys.modules["torch"].set_default_dtype(value)
+
+
+_DEFAULTS = {"jax_enable_x64": False}
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_global_settings():
+    """Fail a test that leaves a process-wide setting switched: later tests and the
+    doctests run in the same worker, and would see float64 where users see float32.
+    (Switch ``jax_enable_x64`` with ``with jax.enable_x64(...)``, which restores it.)"""
+    before = _global_settings()
+    yield
+    after = _global_settings()
+    leaked = {}
+    for name, value in after.items():
+        was = before.get(name, _DEFAULTS.get(name, value))
+        if value != was:
+            _restore(name, was)
+            leaked[name] = (value, was)
+    if leaked:
+        pytest.fail(
+            "the test left " + ", ".join(f"{n}={v} (was {w})" for n, (v, w) in leaked.items())
+        )

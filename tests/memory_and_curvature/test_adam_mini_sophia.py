@@ -73,7 +73,6 @@ def test_hessian_hook_on_torch_tensors_and_under_jit(refresh):
     import gradstep.jax  # noqa: F401  (registers JAX arrays)
     import gradstep.torch  # noqa: F401  (registers torch tensors)
 
-    jax.config.update("jax_enable_x64", True)
     rng = np.random.default_rng(3)
     params = [rng.normal(size=(3, 2)), rng.normal(size=4)]
     grads = [[rng.normal(size=p.shape) for p in params] for _ in range(3)]
@@ -93,7 +92,8 @@ def test_hessian_hook_on_torch_tensors_and_under_jit(refresh):
 
     want = run(np.asarray, np.asarray, plain)
     got_torch = run(torch.tensor, lambda t: t.numpy(), plain)
-    got_jax = run(jax.numpy.asarray, np.asarray, jax.jit(plain))
+    with jax.enable_x64(True):
+        got_jax = run(jax.numpy.asarray, np.asarray, jax.jit(plain))
     for a, b, c in zip(want, got_torch, got_jax):
         np.testing.assert_allclose(b, a, rtol=1e-12)
         np.testing.assert_allclose(c, a, rtol=1e-12)
