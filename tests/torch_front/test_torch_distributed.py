@@ -64,8 +64,11 @@ def distributed_results(tmp_path_factory):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-4000:]
+    codes = [p.returncode for p in procs]
+    assert codes == [0] * WORLD, "\n".join(
+        f"rank {rank} (exit code {code}):\n{log[-3000:]}"
+        for rank, (code, log) in enumerate(zip(codes, logs))
+    )
     return torch.load(out, weights_only=False), expected
 
 

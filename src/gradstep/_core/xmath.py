@@ -34,7 +34,6 @@ from collections.abc import Callable
 import numpy as np
 
 sqrt = np.sqrt
-cbrt = np.cbrt
 absolute = np.abs
 sign = np.sign
 maximum = np.maximum
@@ -42,6 +41,19 @@ minimum = np.minimum
 where = np.where
 isnan = np.isnan
 isfinite = np.isfinite
+
+
+def cbrt(x):
+    """The cube root of ``x``, correctly rounded in float32 and below.
+
+    NumPy's float32 loop may be an approximate SIMD version (on some CPUs a third of
+    its results are 1 ulp off), while the numba engine calls the C library's
+    ``cbrtf``: going through float64 keeps the eager reference independent of the CPU.
+    """
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and dtype.kind == "f" and dtype.itemsize < 8:
+        return np.cbrt(x.astype(np.float64)).astype(dtype)
+    return np.cbrt(x)
 
 
 def nan_to_zero(x):
