@@ -21,14 +21,20 @@ import pytest
 
 _SAVED = "_gradstep_saved_cache_dir"
 
-# XLA's optimisation level for the test session (read when JAX is first imported).
+# XLA's compile settings for the test session (read when JAX is first imported).
 # Much of the JAX tests' time is compiling small functions that then run a few steps
-# on tiny arrays: XLA's optimisation passes cost more there than they save, and they
-# do not change results (no fast-math). tests/equivalence/test_production_compilers.py
-# reruns a selection of the JAX tests at the level users get. Set the variable to
-# override. (numba keeps its default level: below it, numba cannot cache the kernels
-# on disk, and the test workers would each compile every kernel.)
-os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# on tiny arrays: XLA's optimisation passes and its CPU fusion emitters (three times
+# the compile time of the older element emitters) cost more there than they save, and
+# neither changes results (no fast-math). tests/jax_front/test_default_xla_optimisations.py
+# reruns a selection of the JAX tests with the settings users get
+# (GRADSTEP_TEST_XLA_DEFAULTS=1 keeps them here too). (numba keeps its default level:
+# below it, numba cannot cache the kernels on disk.)
+TEST_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"
+if os.environ.get("GRADSTEP_TEST_XLA_DEFAULTS") != "1":
+    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    _flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_use_fusion_emitters" not in _flags:
+        os.environ["XLA_FLAGS"] = f"{_flags} {TEST_XLA_FLAG}".strip()
 
 # Under pytest-xdist every worker is a process of its own: give each an equal share of
 # the cores for numba's parallel loops (read when numba is first imported), so that

@@ -117,6 +117,8 @@ class Optimizer:
         self._check_overrides(overrides)
         p_leaves = self._current_params()
         g_leaves = _tree.matching_leaves(self._treedef, grads, "Optimizer.step: gradients")
+        if not _ARRAYS.issuperset(map(type, g_leaves)):
+            g_leaves = _numbers_as_arrays(p_leaves, g_leaves)
         if self._fused is not None:
             from .engines.plan import Unsupported
 
@@ -362,6 +364,21 @@ def _bfloat16_restored(a: np.ndarray) -> np.ndarray:
 
         return a.view(numpy_dtype("bfloat16"))
     return a
+
+
+_ARRAYS = {np.ndarray}
+_NUMBERS = (int, float, np.integer, np.floating)
+
+
+def _numbers_as_arrays(p_leaves: list, g_leaves: list) -> list:
+    """The gradients with plain numbers (Python's or NumPy's real scalars) for 0-d
+    parameters as 0-d arrays of the parameter's dtype, as a Python float would be."""
+    return [
+        np.asarray(g, p.dtype)
+        if isinstance(g, _NUMBERS) and not isinstance(g, bool) and p.ndim == 0
+        else g
+        for p, g in zip(p_leaves, g_leaves)
+    ]
 
 
 def _describe(x: Any) -> str:

@@ -1,5 +1,7 @@
 """The stateful NumPy front."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,18 @@ def test_step_takes_a_closure_for_closure_driven_optimizers():
         opt.step(np.ones(2), closure=closure)
     with pytest.raises(TypeError, match="does not step with a closure"):
         gradstep.Optimizer(np.zeros(2), gradstep.adam()).step(closure=closure)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scalar", [0.5, np.float64(0.5), np.float32(0.5), np.float16(0.5), 1])
+def test_scalar_gradients_of_0d_parameters_run_fused_without_a_warning(scalar, dtype):
+    # a NumPy scalar is a number as a Python float is: no "unsupported gradient"
+    # fallback for it, on the fused engine as on the eager one
+    for engine in ("fused", "eager"):
+        w = np.array(2.0, dtype)
+        opt = gradstep.Optimizer([w], gradstep.sgd(0.1), engine=engine)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            opt.step([scalar])
+        assert w.dtype == dtype
+        assert w == dtype(2.0) - dtype(0.1) * dtype(scalar)

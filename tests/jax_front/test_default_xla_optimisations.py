@@ -1,9 +1,9 @@
 """The JAX tests hold at the compiler optimisation level users get.
 
-The test session compiles JAX functions with most XLA optimisations off
-(tests/conftest.py), because compiling dominates those tests' time. This test reruns
-a selection of the cross-backend tests in a fresh process with XLA's default
-optimisations.
+The test session compiles JAX functions with most XLA optimisations and the CPU
+fusion emitters off (tests/conftest.py), because compiling dominates those tests'
+time. This test reruns a selection of the cross-backend tests in a fresh process
+with XLA's default settings.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ SELECTION = [
 
 def test_jax_tests_pass_at_the_default_optimisation_level():
     env = dict(os.environ)
+    env["GRADSTEP_TEST_XLA_DEFAULTS"] = "1"
     env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "0"
+    flags = env.get("XLA_FLAGS", "").replace("--xla_cpu_use_fusion_emitters=false", "")
+    env["XLA_FLAGS"] = flags.strip()
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_XDIST_WORKER_COUNT", None)
     for path, pattern in SELECTION:
