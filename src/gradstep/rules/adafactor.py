@@ -56,6 +56,15 @@ import numpy as np
 from .._core import tree as _tree
 from .._core.combine import masked
 from .._core.elementwise import Elementwise, Slot
+from .._core.factored import (
+    FACTORED,
+    factored_axes,
+    factored_slots,
+    inverse_root_factors,
+    is_empty,
+    map_widened,
+    moving_average,
+)
 from .._core.namespaces import namespace_of
 from .._core.stages import rule
 from .._core.transform import Chain, Transform
@@ -70,7 +79,6 @@ from .._core.validate import (
 )
 from .._core.xmath import ema
 
-FACTORED = ("last_two", "largest_two", "none")
 EPSILON1_PLACEMENTS = ("clamp", "add")
 DECAY_SCALES = ("learning_rate", "none")
 
@@ -95,26 +103,6 @@ def _size(shape: tuple[int, ...]) -> int:
     return math.prod(tuple(shape))
 
 
-def factored_axes(shape: tuple[int, ...], rule_name: str, min_size: int) -> tuple[int, int] | None:
-    """The ``(row, column)`` axes whose second moment is factored, or ``None``.
-
-    ``"last_two"`` takes the last two axes (torch, Keras, the paper); ``"largest_two"``
-    the two largest (optax, ties resolved as ``numpy.argsort`` orders them). Both
-    axes must have at least ``min_size`` elements.
-    """
-    shape = tuple(int(n) for n in shape)
-    if rule_name == "none" or len(shape) < 2:
-        return None
-    if rule_name == "last_two":
-        r, k = len(shape) - 2, len(shape) - 1
-    else:
-        order = np.argsort(shape)
-        r, k = int(order[-2]), int(order[-1])
-    if shape[r] < min_size or shape[k] < min_size:
-        return None
-    return r, k
-
-
 class ScaleByFactoredRms(Transform):
     """:math:`u = g / \\sqrt{\\hat V}` with the factored second moment (no clipping,
     no step size); see the module docstring. Written with the array namespace: it runs
@@ -130,71 +118,29 @@ class ScaleByFactoredRms(Transform):
         self.min_size = min_size
 
     def init(self, params: Any) -> dict:
-        leaves, td = _tree.flatten(params)
-        rows, cols, full = [], [], []
-        for p in leaves:
-            ns = namespace_of(p)
-            shape = tuple(np.shape(p))
-            axes = factored_axes(shape, self.factored, self.min_size)
-            empty = ns.zeros((0,), p)
-            if axes is None:
-                rows.append(empty)
-                cols.append(ns.zeros((0,), p))
-                full.append(ns.zeros(shape, p))
-            else:
-                r, k = axes
-                rows.append(ns.zeros(_with_one(shape, k), p))
-                cols.append(ns.zeros(_with_one(shape, r), p))
-                full.append(empty)
-        return {
-            "count": np.zeros((), np.int64),
-            "v_row": _tree.unflatten(td, rows),
-            "v_col": _tree.unflatten(td, cols),
-            "v": _tree.unflatten(td, full),
-        }
+        rows, cols, full = factored_slots(params, self.factored, self.min_size)
+        return {"count": np.zeros((), np.int64), "v_row": rows, "v_col": cols, "v": full}
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        g_leaves, td = _tree.flatten(grads)
-        rows = _tree.leaves_like(td, state["v_row"])
-        cols = _tree.leaves_like(td, state["v_col"])
-        full = _tree.leaves_like(td, state["v"])
         count_ns = namespace_of(state["count"])
         t = count_ns.count(state["count"]) + 1
-        out, new_rows, new_cols, new_full = [], [], [], []
-        for stored in zip(g_leaves, rows, cols, full):
-            ns = namespace_of(stored[0])
-            # the math runs in float32 or wider whatever the storage, as an element
-            # function's: 16-bit arithmetic would lose epsilon1 (1e-30 is 0 in float16)
-            g, v_row, v_col, v = (ns.widened(x) for x in stored)
-            shape = tuple(np.shape(g))
-            # 1 - beta2_t, exactly 1 at t = 1
-            gain = float(t) ** (-self.decay_rate) if isinstance(t, int) else t**-self.decay_rate
+        # 1 - beta2_t, exactly 1 at t = 1
+        gain = float(t) ** (-self.decay_rate) if isinstance(t, int) else t**-self.decay_rate
+
+        def step(ns, g, v_row, v_col, v):
             eps = ns.eps(g) if self.epsilon1 is None else self.epsilon1
             s = _Scalars(ns.scalar_caster(g), gain, eps)
-            axes = factored_axes(shape, self.factored, self.min_size)
-            if _size(shape) == 0:
-                out.append(ns.astype(g, g))
-            elif axes is None:
-                sq = g * g + s.eps if self.placement == "add" else g * g
-                v = s.keep * v + s.gain * sq
-                out.append(self._scaled_full(ns, g, v, s))
-            else:
-                r, k = axes
-                sq = g * g + s.eps if self.placement == "add" else g * g
-                v_row = s.keep * v_row + s.gain * ns.mean(sq, axis=k, keepdims=True)
-                v_col = s.keep * v_col + s.gain * ns.mean(sq, axis=r, keepdims=True)
-                out.append(self._scaled_factored(ns, g, v_row, v_col, r, s))
-            out[-1] = ns.stored_like(ns.wrap(out[-1]), stored[0])
-            new_rows.append(ns.stored_like(ns.wrap(v_row), stored[1]))
-            new_cols.append(ns.stored_like(ns.wrap(v_col), stored[2]))
-            new_full.append(ns.stored_like(ns.wrap(v), stored[3]))
-        new_state = {
-            "count": count_ns.count_array(t, state["count"]),
-            "v_row": _tree.unflatten(td, new_rows),
-            "v_col": _tree.unflatten(td, new_cols),
-            "v": _tree.unflatten(td, new_full),
-        }
-        return _tree.unflatten(td, out), new_state
+            axes = factored_axes(np.shape(g), self.factored, self.min_size)
+            if is_empty(g):
+                return ns.astype(g, g), v_row, v_col, v
+            sq = g * g + s.eps if self.placement == "add" else g * g
+            v_row, v_col, v = moving_average(ns, sq, v_row, v_col, v, axes, s.keep, s.gain)
+            if axes is None:
+                return self._scaled_full(ns, g, v, s), v_row, v_col, v
+            return self._scaled_factored(ns, g, v_row, v_col, axes[0], s), v_row, v_col, v
+
+        out, slots = map_widened(step, grads, state, ("v_row", "v_col", "v"))
+        return out, {"count": count_ns.count_array(t, state["count"]), **slots}
 
     def _scaled_full(self, ns, g, v, s):
         if self.placement == "add":
@@ -202,9 +148,11 @@ class ScaleByFactoredRms(Transform):
         return g / ns.sqrt(ns.maximum(v, s.eps * s.eps))
 
     def _scaled_factored(self, ns, g, v_row, v_col, r, s):
-        row_norm = ns.mean(v_row, axis=r, keepdims=True)
         if self.placement == "add":
-            return g * (v_row / row_norm) ** s.minus_half * v_col**s.minus_half
+            # g scaled by each factor in turn, as optax does
+            row_factor, col_factor = inverse_root_factors(ns, v_row, v_col, r, s.minus_half)
+            return g * row_factor * col_factor
+        row_norm = ns.mean(v_row, axis=r, keepdims=True)
         estimate = v_row * v_col / ns.maximum(row_norm, s.eps)
         return g / ns.sqrt(ns.maximum(estimate, s.eps * s.eps))
 
@@ -218,10 +166,6 @@ class _Scalars:
         self.keep = cast(1.0 - gain)
         self.eps = cast(eps)
         self.minus_half = cast(-0.5)
-
-
-def _with_one(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
-    return tuple(1 if i == axis else n for i, n in enumerate(shape))
 
 
 def _rms(x: Any, ns: Any) -> Any:

@@ -35,9 +35,10 @@ A tensor of rank < 2 keeps :math:`V \leftarrow \beta_2 V + (1-\beta_2) G`, takes
 paper's code). No moment is bias-corrected.
 
 The factors, their means and the RMS of the clipping are array math written once against
-the array namespace (NumPy, torch on its device, ``jax.jit``); the second moment is
-Adafactor's with a constant decay and :math:`\epsilon_1` added to :math:`g^2`, and the
-clipping is Adafactor's stage (:mod:`gradstep.rules.adafactor`). The arithmetic runs
+the array namespace (NumPy, torch on its device, ``jax.jit``): the factored moments are
+Adafactor's (:mod:`gradstep._core.factored`), here with a constant decay and
+:math:`\epsilon_1` added to :math:`g^2`, and the clipping is Adafactor's stage
+(:mod:`gradstep.rules.adafactor`). The arithmetic runs
 in float32 or wider for 16-bit parameters (as in the authors' code, and as element
 functions run), the state is stored in the parameter's dtype.
 
@@ -50,58 +51,35 @@ References:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from .._core import tree as _tree
+from .._core.factored import (
+    factored_average,
+    factored_axes,
+    factored_slots,
+    inverse_root_factors,
+    is_empty,
+    map_widened,
+    moving_average,
+)
 from .._core.namespaces import namespace_of
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import Interval, decay_rate, hyperparams, nonnegative
-from .adafactor import ClipByBlockRms, OrNone, _with_one, factored_axes
+from .adafactor import ClipByBlockRms, OrNone
 
-
-def _axes(shape: tuple[int, ...]) -> tuple[int, int] | None:
-    """The (row, column) axes factored: the last two, for every tensor of rank >= 2."""
-    return factored_axes(shape, "last_two", 0)
-
-
-def _factor_slots(params: Any, full_moments: bool) -> tuple[Any, Any, Any]:
-    """Zero row factors, column factors and full moments for ``params``: a tensor of
-    rank >= 2 has its two factors, one of lower rank its full moment if
-    ``full_moments``; the others are empty."""
-    leaves, td = _tree.flatten(params)
-    rows, cols, full = [], [], []
-    for p in leaves:
-        ns = namespace_of(p)
-        shape = tuple(np.shape(p))
-        axes = _axes(shape)
-        if axes is None:
-            rows.append(ns.zeros((0,), p))
-            cols.append(ns.zeros((0,), p))
-            full.append(ns.zeros(shape if full_moments else (0,), p))
-        else:
-            r, k = axes
-            rows.append(ns.zeros(_with_one(shape, k), p))
-            cols.append(ns.zeros(_with_one(shape, r), p))
-            full.append(ns.zeros((0,), p))
-    return tuple(_tree.unflatten(td, x) for x in (rows, cols, full))
-
-
-def _factored_average(ns, x, row, col, axes, keep, gain):
-    """The factors' moving averages of the mean of ``x`` over each of ``axes``."""
-    r, k = axes
-    row = keep * row + gain * ns.mean(x, axis=k, keepdims=True)
-    col = keep * col + gain * ns.mean(x, axis=r, keepdims=True)
-    return row, col
+# the last two axes of every tensor of rank >= 2, as the authors' code
+_FACTORED, _MIN_SIZE = "last_two", 0
 
 
 def _inverse_root(ns, row, col, r, minus_half):
-    r""":math:`(R\,C/\mathrm{mean}_r(R))^{-1/2}`, as two factors' powers (no
-    full-size product under the root)."""
-    return (row / ns.mean(row, axis=r, keepdims=True)) ** minus_half * col**minus_half
+    r""":math:`(R\,C/\mathrm{mean}_r(R))^{-1/2}`, its two factors multiplied first (as
+    the authors' code)."""
+    row_factor, col_factor = inverse_root_factors(ns, row, col, r, minus_half)
+    return row_factor * col_factor
 
 
 class ScaleByFactoredSecondMoment(Transform):
@@ -116,39 +94,22 @@ class ScaleByFactoredSecondMoment(Transform):
         self.epsilon1 = epsilon1
 
     def init(self, params: Any) -> dict:
-        rows, cols, full = _factor_slots(params, True)
+        rows, cols, full = factored_slots(params, _FACTORED, _MIN_SIZE)
         return {"v_row": rows, "v_col": cols, "v": full}
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        g_leaves, td = _tree.flatten(grads)
-        slots = [_tree.leaves_like(td, state[key]) for key in ("v_row", "v_col", "v")]
-        out, new_rows, new_cols, new_full = [], [], [], []
-        for stored in zip(g_leaves, *slots):
-            ns = namespace_of(stored[0])
-            # the math runs in float32 or wider whatever the storage, as an element
-            # function's: 16-bit arithmetic would lose epsilon1 (1e-30 is 0 in float16)
-            g, row, col, v = (ns.widened(x) for x in stored)
+        def step(ns, g, row, col, v):
             cast = ns.scalar_caster(g)
             keep, gain, eps = cast(self.beta2), cast(1.0 - self.beta2), cast(self.epsilon1)
-            axes = _axes(tuple(np.shape(g)))
-            if math.prod(np.shape(g)) == 0:
-                out.append(ns.astype(g, g))
-            elif axes is None:
-                v = keep * v + gain * (g * g + eps)
-                out.append(g * v ** cast(-0.5))
-            else:
-                row, col = _factored_average(ns, g * g + eps, row, col, axes, keep, gain)
-                out.append(g * _inverse_root(ns, row, col, axes[0], cast(-0.5)))
-            out[-1] = ns.stored_like(ns.wrap(out[-1]), stored[0])
-            new_rows.append(ns.stored_like(ns.wrap(row), stored[1]))
-            new_cols.append(ns.stored_like(ns.wrap(col), stored[2]))
-            new_full.append(ns.stored_like(ns.wrap(v), stored[3]))
-        new_state = {
-            "v_row": _tree.unflatten(td, new_rows),
-            "v_col": _tree.unflatten(td, new_cols),
-            "v": _tree.unflatten(td, new_full),
-        }
-        return _tree.unflatten(td, out), new_state
+            axes = factored_axes(np.shape(g), _FACTORED, _MIN_SIZE)
+            if is_empty(g):
+                return ns.astype(g, g), row, col, v
+            row, col, v = moving_average(ns, g * g + eps, row, col, v, axes, keep, gain)
+            if axes is None:
+                return g * v ** cast(-0.5), row, col, v
+            return g * _inverse_root(ns, row, col, axes[0], cast(-0.5)), row, col, v
+
+        return map_widened(step, grads, state, ("v_row", "v_col", "v"))
 
 
 class ScaleByConfidence(Transform):
@@ -165,38 +126,24 @@ class ScaleByConfidence(Transform):
         self.epsilon2 = epsilon2
 
     def init(self, params: Any) -> dict:
-        rows, cols, _ = _factor_slots(params, False)
+        rows, cols, _ = factored_slots(params, _FACTORED, _MIN_SIZE, full_moments=False)
         leaves, td = _tree.flatten(params)
         mu = _tree.unflatten(td, [namespace_of(p).zeros(tuple(np.shape(p)), p) for p in leaves])
         return {"mu": mu, "res_row": rows, "res_col": cols}
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        u_leaves, td = _tree.flatten(grads)
-        slots = [_tree.leaves_like(td, state[key]) for key in ("mu", "res_row", "res_col")]
-        out, new_mu, new_rows, new_cols = [], [], [], []
-        for stored in zip(u_leaves, *slots):
-            ns = namespace_of(stored[0])
-            u, mu, row, col = (ns.widened(x) for x in stored)  # as in the stage above
+        def step(ns, u, mu, row, col):
             cast = ns.scalar_caster(u)
-            axes = _axes(tuple(np.shape(u)))
+            axes = factored_axes(np.shape(u), _FACTORED, _MIN_SIZE)
             mu = cast(self.beta1) * mu + cast(1.0 - self.beta1) * u
-            if axes is None or math.prod(np.shape(u)) == 0:
-                out.append(ns.astype(mu, u))
-            else:
-                residual = (u - mu) * (u - mu) + cast(self.epsilon2)
-                keep, gain = cast(self.beta3), cast(1.0 - self.beta3)
-                row, col = _factored_average(ns, residual, row, col, axes, keep, gain)
-                out.append(mu * _inverse_root(ns, row, col, axes[0], cast(-0.5)))
-            out[-1] = ns.stored_like(ns.wrap(out[-1]), stored[0])
-            new_mu.append(ns.stored_like(ns.wrap(mu), stored[1]))
-            new_rows.append(ns.stored_like(ns.wrap(row), stored[2]))
-            new_cols.append(ns.stored_like(ns.wrap(col), stored[3]))
-        new_state = {
-            "mu": _tree.unflatten(td, new_mu),
-            "res_row": _tree.unflatten(td, new_rows),
-            "res_col": _tree.unflatten(td, new_cols),
-        }
-        return _tree.unflatten(td, out), new_state
+            if axes is None or is_empty(u):
+                return ns.astype(mu, u), mu, row, col
+            residual = (u - mu) * (u - mu) + cast(self.epsilon2)
+            keep, gain = cast(self.beta3), cast(1.0 - self.beta3)
+            row, col = factored_average(ns, residual, row, col, axes, keep, gain)
+            return mu * _inverse_root(ns, row, col, axes[0], cast(-0.5)), mu, row, col
+
+        return map_widened(step, grads, state, ("mu", "res_row", "res_col"))
 
 
 _BETA = decay_rate()

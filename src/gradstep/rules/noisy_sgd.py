@@ -31,21 +31,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from .._core import tree as _tree
-from .._core.elementwise import resolve
-from .._core.gradients import Optional
-from .._core.namespaces import namespace_of
+from .._core.noise import SEED, AddNormals
 from .._core.stages import rule, scale_by_learning_rate
-from .._core.transform import Chain, Transform
-from .._core.validate import Interval, hyperparams, nonnegative
-from .langevin import langevin_noise
-
-_SEED = Optional(Interval(0, 2**63 - 1, integer=True))
+from .._core.transform import Chain
+from .._core.validate import hyperparams, nonnegative
 
 
-class AddNoise(Transform):
+class AddNoise(AddNormals):
     r"""Add :math:`\sigma_t \xi_t` to the incoming updates, with
     :math:`\sigma_t^2 = \sigma_0^2 / t^\gamma` (a stochastic stage)."""
 
@@ -55,35 +47,11 @@ class AddNoise(Transform):
         self.hyperparams = {"eta": eta, "gamma": gamma}
         self.seed = seed
 
-    def hyperparameters(self) -> dict[str, Any]:
-        declared = getattr(self, "declared_ranges", {})
-        return {name: declared.get(name) for name in self.hyperparams}
-
-    def init(self, params: Any) -> dict:
-        seed = self.seed
-        if seed is None:
-            # fresh entropy kept in the state (31 bits: JAX's default int32 holds it)
-            seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0] >> np.uint32(1))
-        return {"count": np.zeros((), np.int64), "seed": np.asarray(seed, np.int64)}
-
-    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        leaves, td = _tree.flatten(grads)
-        count_ns = namespace_of(state["count"])
-        count = count_ns.count(state["count"])
-        h = resolve(self.hyperparams, count, ctx)
-        ns = namespace_of(leaves[0]) if leaves else count_ns
-        std = ns.sqrt(h["eta"] / (count + 1) ** h["gamma"])
-        seed = namespace_of(state["seed"]).count(state["seed"])
-        noise = langevin_noise(leaves, seed, count, std)
-        out = [ns.wrap(ns.astype(u + xi, xi)) for u, xi in zip(leaves, noise)]
-        new_state = {
-            "count": count_ns.count_array(count + 1, state["count"]),
-            "seed": state["seed"],
-        }
-        return _tree.unflatten(td, out), new_state
+    def noise_std(self, h: dict[str, Any], count: Any, ns: Any) -> Any:
+        return ns.sqrt(h["eta"] / (count + 1) ** h["gamma"])
 
 
-@hyperparams(eta=nonnegative(schedulable=True), gamma=nonnegative(schedulable=True), seed=_SEED)
+@hyperparams(eta=nonnegative(schedulable=True), gamma=nonnegative(schedulable=True), seed=SEED)
 def add_noise(eta: Any = 0.01, gamma: Any = 0.55, seed: int | None = None) -> AddNoise:
     r"""Add Gaussian noise of variance :math:`\sigma_0^2 / t^\gamma` to the updates
     (see the module docstring).
@@ -101,7 +69,7 @@ def add_noise(eta: Any = 0.01, gamma: Any = 0.55, seed: int | None = None) -> Ad
     learning_rate=nonnegative(schedulable=True),
     eta=nonnegative(schedulable=True),
     gamma=nonnegative(schedulable=True),
-    seed=_SEED,
+    seed=SEED,
 )
 def noisy_sgd(
     learning_rate: Any = 0.01,

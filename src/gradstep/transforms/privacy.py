@@ -44,12 +44,11 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
-from .._core.gradients import Optional
 from .._core.namespaces import namespace_of
-from .._core.transform import Transform
-from .._core.validate import BOOL, Interval, check, hyperparams, nonnegative
+from .._core.noise import SeededNoise, optional_seed
+from .._core.validate import BOOL, check, hyperparams, nonnegative
 
-_SEED = Optional(Interval(0, 2**31 - 1, integer=True))
+_SEED = optional_seed(31)
 #: guards the division by an example's norm (a zero norm is never clipped)
 _TINY = 1e-30
 
@@ -141,7 +140,7 @@ def per_example_layer_norm_clip(
     return _tree.unflatten(td, sums), _tree.unflatten(td, clipped)
 
 
-class PrivateAggregate(Transform):
+class PrivateAggregate(SeededNoise):
     """Per-example gradients in, the clipped, noised mean out."""
 
     name = "differentially_private_aggregate"
@@ -151,30 +150,15 @@ class PrivateAggregate(Transform):
         self.noise_multiplier = noise_multiplier
         self.seed = seed
 
-    def init(self, params: Any) -> dict:
-        seed = self.seed
-        if seed is None:
-            # fresh entropy, kept in the state so a resumed run repeats it (31 bits:
-            # the state fits JAX's default int32)
-            seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0] >> np.uint32(1))
-        return {"count": np.zeros((), np.int64), "seed": np.asarray(seed, np.int64)}
-
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         leaves, td = _tree.flatten(grads)
-        count_ns = namespace_of(state["count"])
-        count = count_ns.count(state["count"])
-        new_state = {
-            "count": count_ns.count_array(count + 1, state["count"]),
-            "seed": state["seed"],
-        }
+        count, seed, new_state = self.advance(state)
         if not leaves:
             return grads, new_state
         batch = _batch_size(self.name, leaves)
         sums, _ = _clipped_sums(leaves, self.l2_norm_clip, self.name)
         ns = namespace_of(leaves[0])
-        std = self.l2_norm_clip * self.noise_multiplier
-        seed = namespace_of(state["seed"]).count(state["seed"])
-        noise = ns.normals(seed, count, sums, std)
+        noise = ns.normals(seed, count, sums, self.l2_norm_clip * self.noise_multiplier)
         out = [ns.wrap((s + xi) / ns.scalar_caster(s)(batch)) for s, xi in zip(sums, noise)]
         return _tree.unflatten(td, out), new_state
 
