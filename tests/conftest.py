@@ -24,11 +24,12 @@ _SAVED = "_gradstep_saved_cache_dir"
 # XLA's compile settings for the test session (read when JAX is first imported).
 # Much of the JAX tests' time is compiling small functions that then run a few steps
 # on tiny arrays: XLA's optimisation passes and its CPU fusion emitters (three times
-# the compile time of the older element emitters) cost more there than they save, and
-# neither changes results (no fast-math). tests/jax_front/test_default_xla_optimisations.py
-# reruns a selection of the JAX tests with the settings users get
-# (GRADSTEP_TEST_XLA_DEFAULTS=1 keeps them here too). (numba keeps its default level:
-# below it, numba cannot cache the kernels on disk.)
+# the compile time of the older element emitters) cost more there than they save.
+# Neither enables fast-math; the element emitters' cbrt is a few ulp less accurate
+# for tiny values, which tests/gpu_engine/test_cbrt_operation.py allows for.
+# tests/jax_front/test_default_xla_optimisations.py reruns a selection of the JAX
+# tests with the settings users get (GRADSTEP_TEST_XLA_DEFAULTS=1 keeps them here
+# too). (numba keeps its default level: below it, numba cannot cache kernels on disk.)
 TEST_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"
 if os.environ.get("GRADSTEP_TEST_XLA_DEFAULTS") != "1":
     os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")

@@ -44,19 +44,33 @@ def test_numba_scalar_operation(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_torch_and_jax_namespaces(dtype):
-    import gradstep.jax  # noqa: F401  (registers the JAX namespace)
+def test_torch_namespace(dtype):
     import gradstep.torch  # noqa: F401
     from gradstep._core.namespaces import namespace_of
 
     t = torch.tensor(VALUES, dtype=getattr(torch, dtype))
     check(namespace_of(t).ops["cbrt"](t), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_namespace(dtype):
     jnp = pytest.importorskip("jax.numpy", reason="needs JAX (a test dependency)")
     import jax
 
+    import gradstep.jax  # noqa: F401  (registers the JAX namespace)
+    from gradstep._core.namespaces import namespace_of
+
     with jax.enable_x64(dtype == "float64"):
         a = jnp.asarray(VALUES, dtype=dtype)
-        check(namespace_of(a).ops["cbrt"](a), dtype)
+        got = namespace_of(a).ops["cbrt"](a)
+    if "xla_cpu_use_fusion_emitters=false" in os.environ.get("XLA_FLAGS", ""):
+        # the test session's faster-compiling XLA emitters (tests/conftest.py) have a
+        # cbrt up to 8 ulp off for tiny values; tests/jax_front/
+        # test_default_xla_optimisations.py reruns this test with the default ones
+        want = cbrt(np.array(VALUES, dtype=dtype))
+        np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-6, equal_nan=True)
+    else:
+        check(got, dtype)
 
 
 @triton.jit
