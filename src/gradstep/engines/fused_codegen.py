@@ -8,7 +8,9 @@ parameter, each slot) has its storage dtype; values are converted when loaded an
 rounded when stored, and the arithmetic runs in :func:`math_dtype`. An 8-bit slot
 (:mod:`gradstep._core.blockwise8`) has a row of uint8 codes and a row of float32
 block scales; the main kernel then walks each chunk block by block, keeping the
-block's new slot values in a small buffer until its scale is known.
+block's new slot values in a small buffer until its scale is known. What each kernel
+reads, runs and stores is planned in :mod:`~gradstep.engines.kernel_plan`, as for the
+Triton engine; this module renders the plan as numba Python.
 
 The chunk loop is numba's parallel ``prange`` when numba may run more than one
 thread (:func:`parallel_kernels`); with one thread a parallel loop brings nothing
@@ -21,10 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._core.blockwise8 import BLOCK, zero_code
-from .._core.rounding import ParameterStore
 from .._core.xmath import OPERATIONS
-from .element_source import SourceError, element_sources, function_source
-from .plan import NotFusable, Stage, call_args, slot_names, stochastic_rows, terms_args
+from . import kernel_plan as kp
+from .element_source import SourceError
+from .plan import NotFusable, Stage
 
 #: storage dtypes the kernels read and write
 SUPPORTED_DTYPES = tuple(np.dtype(n) for n in ("float32", "float64", "float16")) + ("bfloat16",)
@@ -34,8 +36,7 @@ CHUNK = 1 << 16  # elements per parallel work item
 assert CHUNK % BLOCK == 0
 
 # how a generated kernel sees each storage dtype: the element type of its views
-# (16-bit floats as their uint16 bits), the bytes per element, how a value becomes
-# the math dtype when loaded and how it is rounded back when stored
+# (16-bit floats as their uint16 bits) and the bytes per element
 VIEW_TYPES = {
     "float32": "np.float32",
     "float64": "np.float64",
@@ -44,30 +45,42 @@ VIEW_TYPES = {
     "blockwise8": "np.uint8",  # codes; the block scales are a float32 row of their own
 }
 _SIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "blockwise8": 1}
+_HALF = {"float16": "f16", "bfloat16": "bf16"}  # the _scalar_ops helpers of 16-bit bits
 
 
-def _load(dtype: str, math: str, value: str) -> str:
-    if dtype in ("float16", "bfloat16"):
-        value = f"{'f16' if dtype == 'float16' else 'bf16'}_load({value})"
-        return value if math == "float32" else f"np.{math}({value})"
-    return value if dtype == math else f"np.{math}({value})"
+class _Rows:
+    """Loads and stores of the pointer-table rows, as the plan's row kinds
+    (:func:`~gradstep.engines.kernel_plan.row_kinds`) render in numba."""
 
+    def __init__(self, stages: list[Stage], rows: list[str], math: str):
+        self.dtypes, self.math = rows, math
+        self.kinds = kp.row_kinds(stages, rows, math)
 
-def _store(dtype: str, math: str, value: str) -> str:
-    if dtype in ("float16", "bfloat16"):
-        if math != "float32":
-            # float64 math, as the eager engine rounds: NumPy's float16 once, ml_dtypes'
-            # (and torch's) bfloat16 through float32
-            value = f"to_odd32({value})" if dtype == "float16" else f"np.float32({value})"
-        return f"{'f16' if dtype == 'float16' else 'bf16'}_store({value})"
-    return value if dtype == math else f"np.{dtype}({value})"
+    def quantised(self, st: Stage, slot: int) -> bool:
+        """Whether slot number ``slot`` of stage ``st`` is stored as 8-bit codes."""
+        return self.kinds[st.slot_rows[slot]] == kp.QUANTISED
 
+    def load(self, row: int, value: str) -> str:
+        """``value`` (as row ``row`` stores it) in the math dtype."""
+        dtype, math, kind = self.dtypes[row], self.math, self.kinds[row]
+        if kind in (kp.HALF, kp.STOCHASTIC):
+            value = f"{_HALF[dtype]}_load({value})"
+            return value if math == "float32" else f"np.{math}({value})"
+        return value if kind == kp.PLAIN else f"np.{math}({value})"
 
-def _store_sr(math: str, value: str, row: int) -> str:
-    """A bfloat16 store rounded stochastically with row ``row``'s stream key."""
-    if math != "float32":
-        value = f"np.float32({value})"
-    return f"bf16_store_sr({value}, k{row}, hi)"
+    def store(self, row: int, value: str) -> str:
+        """``value`` (in the math dtype) as row ``row`` stores it."""
+        dtype, math, kind = self.dtypes[row], self.math, self.kinds[row]
+        if kind == kp.STOCHASTIC:  # with the row's stream key and the element's hash
+            value = value if math == "float32" else f"np.float32({value})"
+            return f"bf16_store_sr({value}, k{row}, hi)"
+        if kind == kp.HALF:
+            if math != "float32":
+                # float64 math, as the eager engine rounds: NumPy's float16 once, ml_dtypes'
+                # (and torch's) bfloat16 through float32
+                value = f"to_odd32({value})" if dtype == "float16" else f"np.float32({value})"
+            return f"{_HALF[dtype]}_store({value})"
+        return value if kind == kp.PLAIN else f"np.{dtype}({value})"
 
 
 def parallel_kernels() -> bool:
@@ -106,8 +119,8 @@ def generate_source(
         "from gradstep.engines._scalar_ops import bf16_load, bf16_store, f16_load, f16_store",
         "from gradstep.engines._scalar_ops import to_odd32",
     ]
-    sr = stochastic_rows(stages, rows)
-    if sr:
+    access = _Rows(stages, rows, math)
+    if kp.STOCHASTIC in access.kinds:
         lines.append("from gradstep.engines._scalar_ops import bf16_store_sr, mix32")
     lines += [
         "",
@@ -124,40 +137,17 @@ def generate_source(
             "Q8U_UP = np.append(Q8U, np.float32(np.inf))",
         ]
     try:
-        sources = element_sources([st for st in stages if not isinstance(st.stage, ParameterStore)])
+        sources = kp.module_functions(stages)
     except SourceError as err:
         raise NotFusable(str(err)) from None
-    sources += [function_source(st.stage.terms, f"_n{st.index}") for st in stages if st.is_global]
     for source in sources:
         # inlined into the kernels: one compilation unit per module, not one per stage
         lines.append("@njit(cache=True, error_model='numpy', inline='always')")
         lines.append(source)
         lines.append("")
-    lines += _kernel("step", stages, rows, math, loop, write=True, sr=sr)
-    for st in stages:
-        if st.is_reduction:
-            counted = st if st.is_cautious else None
-            lines += _kernel(
-                f"reduce{st.index}",
-                stages[: st.index],
-                rows,
-                math,
-                loop,
-                False,
-                sr=sr,
-                counted=counted,
-            )
-        elif st.is_global:
-            lines += _kernel(
-                f"reduce{st.index}",
-                stages[: st.index],
-                rows,
-                math,
-                loop,
-                False,
-                target=st,
-                sr=sr,
-            )
+    terms = {st.index: global_terms(st) for st in stages if st.is_global}
+    for kernel in kp.kernels(stages, terms):
+        lines += _kernel(kernel, kp.kernel_inputs(kernel, stages, rows), access, loop)
     return "\n".join(lines) + "\n"
 
 
@@ -174,197 +164,133 @@ def global_terms(st: Stage) -> int:
 
 
 def _kernel(
-    name: str,
-    body: list[Stage],
-    rows: list[str],
-    math: str,
-    loop: tuple[str, str],
-    write: bool,
-    target: Stage | None = None,
-    sr: dict | None = None,
-    counted: Stage | None = None,
+    kernel: kp.Kernel, inputs: list[kp.Input], access: _Rows, loop: tuple[str, str]
 ) -> list[str]:
-    """A loop over chunks running ``body``: ``loop`` is the decorator and the range
-    (:data:`PARALLEL_LOOP` or :data:`PLAIN_LOOP`).
-
-    ``write``: store slots and ``w + u``; else accumulate ``sum(u**2)`` per chunk, or,
-    for a global reduction ``target``, the sum of each array its ``terms`` returns
-    (``acc[chunk * terms + t]``), or, for a cautious end ``counted``, the number of
-    elements its mask keeps. ``sr``: the rows stored with stochastic rounding
-    (:func:`stochastic_rows`); their stream keys are the extra argument ``keys``.
-    """
-    sr = sr or {}
-    loaded = body + ([target] if target is not None else [])
-    args = "chunks, ptrs, scal, tscal, tmask" + (", keys" if sr else "")
+    """``kernel`` as a loop over chunks: ``loop`` is the decorator and the range
+    (:data:`PARALLEL_LOOP` or :data:`PLAIN_LOOP`). A reduction kernel stores its
+    totals in ``acc[chunk * terms + t]``; the rows stored with stochastic rounding
+    take their stream keys from the extra argument ``keys``."""
+    rows, write, terms = access.dtypes, kernel.write, kernel.terms
+    stochastic = kp.STOCHASTIC in access.kinds
+    args = "chunks, ptrs, scal, tscal, tmask" + (", keys" if stochastic else "")
     args += "" if write else ", acc"
     decorator, chunk_range = loop
-    src = [decorator, f"def {name}({args}):"]
+    src = [decorator, f"def {kernel.name}({args}):"]
     for dtype in sorted(set(rows)):
         src.append(f"    z_{dtype} = {VIEW_TYPES[dtype]}(0)")  # element-type witnesses
-
-    def view(row: int) -> str:
-        dtype = rows[row]
-        return f"carray(as_pointer(ptrs[{row}, j] + off * {_SIZE[dtype]}, z_{dtype}), (n,))"
-
-    for st in loaded:
-        for k in range(st.n_scalars):
-            src.append(f"    c{st.index}_{k} = scal[{st.scalar_offset + k}]")
+    src += [f"    {i.name} = scal[{i.position}]" for i in inputs if i.table == "scalar"]
     src += [
         f"    for c in {chunk_range}(chunks.shape[0]):",
         "        j = chunks[c, 0]",
         "        off = chunks[c, 1]",
         "        n = chunks[c, 2]",
-        f"        g = {view(0)}",
-        f"        w = {view(1)}",
+        f"        g = {_view(rows, 0)}",
+        f"        w = {_view(rows, 1)}",
     ]
-    if write:
-        src += [f"        k{row} = keys[{row}, j]" for row in sorted(sr)]
-    for st in loaded:
-        for k, row in enumerate(st.slot_rows):
-            src.append(f"        a{st.index}_{k} = {view(row)}")
-        for k, row in st.scale_rows.items():
-            # the chunk's block scales: chunks start at multiples of BLOCK
-            src.append(
-                f"        b{st.index}_{k} = carray(as_pointer(ptrs[{row}, j] + (off // {BLOCK})"
-                f" * 4, z_float32), ((n + {BLOCK - 1}) // {BLOCK},))"
-            )
-        if st.mask is not None:
-            src.append(f"        m{st.index} = tmask[{st.index}, j]")
-        if st.is_reduction:
-            src.append(f"        f{st.index} = tscal[j, {st.reduction_column}]")
-    terms = global_terms(target) if target is not None else 1
+    src += [f"        {i.name} = {_input(i, rows)}" for i in inputs if i.table != "scalar"]
     if not write:
         src += [f"        total{t} = 0.0" for t in range(terms)]
-    eight = [(st, k) for st in body for k in st.scale_rows] if write else []
-    element_loop = ["        for i in range(n):"]
-    pad = "            "
-    if eight:
-        # 8-bit slots: a block's new values go to a small buffer until the block's
-        # scale is known, then are quantised and stored
-        element_loop = [
-            f"        buf{st.index}_{k} = np.empty({BLOCK}, np.float32)" for st, k in eight
-        ]
-        element_loop += [f"        for blk in range((n + {BLOCK - 1}) // {BLOCK}):"]
-        element_loop += [f"            top{st.index}_{k} = np.float32(0)" for st, k in eight]
-        element_loop += [
-            f"            start = blk * {BLOCK}",
-            f"            stop = min(start + {BLOCK}, n)",
-            "            for i in range(start, stop):",
-        ]
-        pad += "    "
-    src += element_loop
-    src += [
-        f"{pad}x = {_load(rows[0], math, 'g[i]')}",
-        f"{pad}wi = {_load(rows[1], math, 'w[i]')}",
-    ]
-    if write and sr:  # the element's hashed index, shared by every rounded row
+    steps = kp.element_steps(kernel.body, write)
+    # 8-bit slots: a block's new values go to a small buffer until the block's scale
+    # is known, then are quantised and stored
+    eight = [s for s in steps if isinstance(s, kp.StoreSlot) and access.quantised(s.stage, s.slot)]
+    pad = "            " + ("    " if eight else "")
+    src += _block_loop(eight) if eight else ["        for i in range(n):"]
+    src += [f"{pad}x = {access.load(0, 'g[i]')}", f"{pad}wi = {access.load(1, 'w[i]')}"]
+    if write and stochastic:  # the element's hashed index, shared by every rounded row
         src.append(f"{pad}hi = mix32(np.uint32(off + i))")
-    for st in body:
-        src += [pad + line for line in _stage_lines(st, write, rows, math, sr)]
-    if write:
-        for st in body:
-            if st.mask is None:
-                for k, row in enumerate(st.slot_rows):
-                    if k in st.scale_rows:
-                        v, top = f"np.float32(s{st.index}_{k})", f"top{st.index}_{k}"
-                        src.append(f"{pad}buf{st.index}_{k}[i - start] = {v}")
-                        src.append(f"{pad}{top} = np.maximum({top}, abs({v}))")
-                        continue
-                    value = _store_row(rows, row, math, f"s{st.index}_{k}", sr)
-                    src.append(f"{pad}a{st.index}_{k}[i] = {value}")
-        if any(isinstance(st.stage, ParameterStore) for st in body):
-            src.append(f"{pad}w[i] = wr")
-        else:
-            src.append(f"{pad}w[i] = {_store(rows[1], math, 'wi + x')}")
-        for st, k in eight:
-            signed = not st.stage.slots[k].nonnegative
-            table = "Q8S" if signed else "Q8U"
-            scale = f"b{st.index}_{k}[blk]"
-            src += [
-                f"            {scale} = np.maximum(top{st.index}_{k}, MIN_SCALE)",
-                "            for i in range(start, stop):",
-                f"                a{st.index}_{k}[i] = q8_code("
-                f"buf{st.index}_{k}[i - start] / {scale}, {table}_UP, {table}_START, "
-                f"{zero_code(signed)})",
-            ]
-    elif target is None and counted is not None:
-        # a cautious end: the elements its mask keeps (u g > 0), counted exactly
-        src.append(f"{pad}total0 += 1.0 if x * gc{counted.partner} > 0 else 0.0")
+    if not write:
+        steps += kp.reduction_steps(kernel)
+    src += [pad + line for step in steps for line in _render(step, access)]
+    src += [line for s in eight for line in _quantise(s)]
+    if not write and kernel.target is None:
         src.append("        acc[c] = total0")
-    elif target is None:
-        src.append("            total0 += np.float64(x) * np.float64(x)")
-        src.append("        acc[c] = total0")
-    else:
-        k = target.index
-        src += [
-            f"            s{k}_{i} = {_slot_load(target, i, rows, math)}"
-            for i in range(len(target.slot_rows))
-        ]
-        names = [f"q{t}" for t in range(terms)]
-        comma = "," if terms == 1 else ""
-        src.append(
-            f"            {', '.join(names)}{comma} = _n{k}({', '.join(terms_args(target))})"
-        )
-        src += [f"            total{t} += np.float64(q{t})" for t in range(terms)]
+    elif not write:
         src += [f"        acc[c * {terms} + {t}] = total{t}" for t in range(terms)]
     return src + [""]
 
 
-def _store_row(rows: list[str], row: int, math: str, value: str, sr: dict) -> str:
-    return _store_sr(math, value, row) if row in sr else _store(rows[row], math, value)
-
-
-def _parameter_store_lines(st: Stage, rows: list[str], math: str, sr: dict) -> list[str]:
-    """The new parameter ``wr`` (bits as stored) from ``wi + x``, Kahan-compensated
-    with slot ``s{k}_0`` when the stage keeps one; ``x`` becomes the change."""
-    k = st.index
-    lines = []
-    if st.stage.kahan:
-        lines += [f"s{k}_0 = {_slot_load(st, 0, rows, math)}", f"x = x + s{k}_0"]
-    lines += [
-        f"wr = {_store_row(rows, 1, math, 'wi + x', sr)}",
-        f"wn = {_load(rows[1], math, 'wr')}",
+def _block_loop(eight: list[kp.StoreSlot]) -> list[str]:
+    """The element loop as a loop over blocks (of the 8-bit slots ``eight``) and
+    their elements."""
+    lines = [f"        buf{s.stage.index}_{s.slot} = np.empty({BLOCK}, np.float32)" for s in eight]
+    lines += [f"        for blk in range((n + {BLOCK - 1}) // {BLOCK}):"]
+    lines += [f"            top{s.stage.index}_{s.slot} = np.float32(0)" for s in eight]
+    return lines + [
+        f"            start = blk * {BLOCK}",
+        f"            stop = min(start + {BLOCK}, n)",
+        "            for i in range(start, stop):",
     ]
-    if st.stage.kahan:
-        lines.append(f"s{k}_0 = x - (wn - wi)")
-    return lines + ["x = wn - wi"]
 
 
-def _slot_load(st: Stage, slot: int, rows: list[str], math: str) -> str:
+def _quantise(s: kp.StoreSlot) -> list[str]:
+    """After a block's elements: the block's scale of an 8-bit slot, and its codes."""
+    k, i = s.stage.index, s.slot
+    signed = not s.stage.stage.slots[i].nonnegative
+    table = "Q8S" if signed else "Q8U"
+    scale = f"b{k}_{i}[blk]"
+    return [
+        f"            {scale} = np.maximum(top{k}_{i}, MIN_SCALE)",
+        "            for i in range(start, stop):",
+        f"                a{k}_{i}[i] = q8_code("
+        f"buf{k}_{i}[i - start] / {scale}, {table}_UP, {table}_START, {zero_code(signed)})",
+    ]
+
+
+def _view(rows: list[str], row: int) -> str:
+    """The chunk's elements of row ``row``, as an array of its element type."""
+    dtype = rows[row]
+    return f"carray(as_pointer(ptrs[{row}, j] + off * {_SIZE[dtype]}, z_{dtype}), (n,))"
+
+
+def _input(i: kp.Input, rows: list[str]) -> str:
+    if i.table == "key":
+        return f"keys[{i.position}, j]"
+    if i.table == "slot":
+        return _view(rows, i.position)
+    if i.table == "scales":  # the chunk's block scales: chunks start at multiples of BLOCK
+        return (
+            f"carray(as_pointer(ptrs[{i.position}, j] + (off // {BLOCK})"
+            f" * 4, z_float32), ((n + {BLOCK - 1}) // {BLOCK},))"
+        )
+    if i.table == "mask":
+        return f"tmask[{i.position}, j]"
+    return f"tscal[j, {i.position}]"
+
+
+def _render(step, access: _Rows) -> list[str]:
+    """The numba lines of one step of :func:`~gradstep.engines.kernel_plan.element_steps`."""
+    if isinstance(step, kp.Let):
+        return [f"{step.name} = {step.value}"]
+    if isinstance(step, kp.LoadSlot):
+        return [f"s{step.stage.index}_{step.slot} = {_slot_load(step.stage, step.slot, access)}"]
+    if isinstance(step, kp.StoreSlot):
+        k, i = step.stage.index, step.slot
+        if access.quantised(step.stage, i):  # to the block's buffer, quantised after it
+            v, top = f"np.float32(s{k}_{i})", f"top{k}_{i}"
+            return [f"buf{k}_{i}[i - start] = {v}", f"{top} = np.maximum({top}, abs({v}))"]
+        return [f"a{k}_{i}[i] = {access.store(step.stage.slot_rows[i], f's{k}_{i}')}"]
+    if isinstance(step, kp.Convert):
+        convert = access.store if step.to_storage else access.load
+        return [f"{step.name} = {convert(step.row, step.value)}"]
+    if isinstance(step, kp.StoreParam):
+        return [f"w[i] = {step.value if step.rounded else access.store(1, step.value)}"]
+    if isinstance(step, kp.IfCovered):
+        inner = [line for s in step.steps for line in _render(s, access)]
+        return [f"if m{step.stage}:"] + ["    " + line for line in inner]
+    if step.how == "positive":
+        return [f"total0 += 1.0 if {step.values[0]} > 0 else 0.0"]
+    if step.how == "sums":
+        return [f"total{t} += np.float64({v})" for t, v in enumerate(step.values)]
+    return [f"total{t} += np.float64({v}) * np.float64({v})" for t, v in enumerate(step.values)]
+
+
+def _slot_load(st: Stage, slot: int, access: _Rows) -> str:
     """The value of slot number ``slot`` of stage ``st`` at the kernel's element ``i``,
     in the math dtype (an 8-bit slot: its code's map value times its block's scale)."""
-    k = st.index
-    if slot in st.scale_rows:
+    k, math = st.index, access.math
+    if access.quantised(st, slot):
         table = "Q8U" if st.stage.slots[slot].nonnegative else "Q8S"
         value = f"{table}[a{k}_{slot}[i]] * b{k}_{slot}[i // {BLOCK}]"
         return value if math == "float32" else f"np.{math}({value})"
-    return _load(rows[st.slot_rows[slot]], math, f"a{k}_{slot}[i]")
-
-
-def _stage_lines(st: Stage, write: bool, rows: list[str], math: str, sr: dict) -> list[str]:
-    e = st.stage
-    k = st.index
-    if st.is_cautious:
-        return [f"x = _e{k}(x, gc{st.partner}, f{k})"]
-    if st.is_reduction:
-        return [f"x = _e{k}(x, f{k})"]
-    if st.is_cautious_start:
-        return [f"gc{k} = x"]
-    if isinstance(e, ParameterStore):
-        return _parameter_store_lines(st, rows, math, sr)
-    slots = slot_names(st)
-    args = call_args(st)
-    target = ", ".join(["x"] + slots)
-    lines = [f"s{k}_{i} = {_slot_load(st, i, rows, math)}" for i in range(len(st.slot_rows))]
-    lines.append(f"{target} = _e{k}({', '.join(args)})")
-    if e.clear_nan_slots:
-        lines += [f"{s} = nan_to_zero({s})" for s in slots]
-    if st.mask is None:
-        return lines
-    # a masked stage reads and writes its slots only for the tensors it covers
-    if write:
-        lines += [
-            f"a{k}_{i}[i] = {_store_row(rows, row, math, f's{k}_{i}', sr)}"
-            for i, row in enumerate(st.slot_rows)
-        ]
-    return [f"if m{k}:"] + ["    " + line for line in lines]
+    return access.load(st.slot_rows[slot], f"a{k}_{slot}[i]")

@@ -21,15 +21,16 @@ The generated module holds, for one chain and one set of dtypes:
 
 Arithmetic runs in float32 for float32, float16 and bfloat16 tensors and in
 float64 for float64 tensors (torch's "opmath"); values are loaded in their storage
-dtype and converted once.
+dtype and converted once. What each kernel reads, runs and stores is planned in
+:mod:`~gradstep.engines.kernel_plan`, as for the numba engine; this module renders the
+plan in Triton's language.
 """
 
 from __future__ import annotations
 
-from .._core.rounding import ParameterStore
 from .._core.xmath import OPERATIONS
-from .element_source import element_sources, function_source
-from .plan import Stage, call_args, slot_names, stochastic_rows, terms_args
+from . import kernel_plan as kp
+from .plan import Stage
 
 #: Columns of the chunk table.
 CHUNK_COLUMNS = 4
@@ -73,74 +74,44 @@ def generate_source(
         "import triton.language as tl",
         f"from gradstep.engines._triton_ops import {ops}",
     ]
-    sr = stochastic_rows(stages, row_dtypes)
-    if sr:
+    kinds = kp.row_kinds(stages, row_dtypes, math_dtype)
+    if kp.STOCHASTIC in kinds:
         lines.append("from gradstep.engines._triton_ops import bf16_store_sr")
     lines.append("")
-    # the element helpers, then each _e{index} (a parameter store is the engine's own)
-    sources = element_sources([st for st in stages if not isinstance(st.stage, ParameterStore)])
-    sources += [
-        function_source(st.stage.norms, f"_n{st.index}") for st in stages if st.is_per_tensor
-    ]
-    sources += [function_source(st.stage.terms, f"_n{st.index}") for st in stages if st.is_global]
-    for source in sources:
+    for source in kp.module_functions(stages):
         lines.append("@triton.jit")
         lines.append(source)
         lines.append("")
-    emit = _Emitter(stages, row_dtypes, math_dtype, bool_scalars, sr)
-    lines += emit.kernel("step", stages, write=True)
-    for st in stages:
-        if st.is_reduction:
-            counted = st if st.is_cautious else None
-            lines += emit.kernel(
-                f"reduce{st.index}", stages[: st.index], write=False, counted=counted
-            )
-        elif st.is_per_tensor or st.is_global:
-            lines += emit.kernel(
-                f"reduce{st.index}",
-                stages[: st.index],
-                write=False,
-                target=st,
-                terms=terms[st.index],
-            )
+    emit = _Emitter(row_dtypes, kinds, math_dtype, bool_scalars)
+    for kernel in kp.kernels(stages, terms):
+        lines += emit.kernel(kernel, kp.kernel_inputs(kernel, stages, row_dtypes))
     return "\n".join(lines) + "\n"
 
 
 class _Emitter:
+    """The Triton rendering of the plan's kernels
+    (:mod:`~gradstep.engines.kernel_plan`)."""
+
     def __init__(
-        self,
-        stages: list[Stage],
-        row_dtypes: list[str],
-        math_dtype: str,
-        bool_scalars: set[int],
-        sr: dict | None = None,
+        self, row_dtypes: list[str], kinds: list[str], math_dtype: str, bool_scalars: set[int]
     ):
-        self.stages = stages
-        self.sr = sr or {}  # rows stored with stochastic rounding (plan.stochastic_rows)
+        self.kinds = kinds
         self.rows = [tl_dtype(d) for d in row_dtypes]
         self.math = tl_dtype(math_dtype)
         self.bool_scalars = bool_scalars
 
-    def kernel(
-        self,
-        name: str,
-        body: list[Stage],
-        write: bool,
-        target: Stage | None = None,
-        terms: int = 1,
-        counted: Stage | None = None,
-    ) -> list[str]:
-        """A kernel running ``body``; ``write``: the step, storing slots and
-        parameters; else a reduction storing per-chunk sums of squares of ``x`` (or,
-        for a per-tensor ``target``, of each of its ``terms`` norm arrays; for a
-        cautious end ``counted``, the number of elements its mask keeps)."""
-        loaded = body + ([target] if target is not None else [])
+    def kernel(self, kernel: kp.Kernel, inputs: list[kp.Input]) -> list[str]:
+        """``kernel`` as one program per chunk: a reduction stores its per-chunk
+        totals in ``acc[chunk * terms + t]``."""
         args = "chunks, ptrs, scal, tscal, tmask, amp, n_tensors, n_factors"
-        if not write:
+        if not kernel.write:
             args += ", acc"
-        elif self.sr:
+        elif kp.STOCHASTIC in self.kinds:
             args += ", keys"  # the stream key of each (row, tensor), as int32 bits
-        src = ["@triton.jit", f"def {name}({args}, BLOCK: tl.constexpr, ITERS: tl.constexpr):"]
+        src = [
+            "@triton.jit",
+            f"def {kernel.name}({args}, BLOCK: tl.constexpr, ITERS: tl.constexpr):",
+        ]
         src += [
             "    c = tl.program_id(0).to(tl.int64)",
             f"    j = tl.load(chunks + c * {CHUNK_COLUMNS})",
@@ -154,157 +125,100 @@ class _Emitter:
             f"    gp = tl.load(ptrs + j).to(tl.pointer_type({self.rows[0]})) + off",
             f"    wp = tl.load(ptrs + n_tensors + j).to(tl.pointer_type({self.rows[1]})) + off",
         ]
-        if write:
-            src += [
-                f"    k{row} = tl.load(keys + {row} * n_tensors + j).to(tl.uint32, bitcast=True)"
-                for row in sorted(self.sr)
-            ]
-        for st in loaded:
-            for k, row in enumerate(st.slot_rows):
-                src.append(
-                    f"    a{st.index}_{k} = tl.load(ptrs + {row} * n_tensors + j)"
-                    f".to(tl.pointer_type({self.rows[row]})) + off"
-                )
-            if st.mask is not None:
-                src.append(f"    m{st.index} = tl.load(tmask + {st.index} * n_tensors + j)")
-            if st.is_reduction:
-                src.append(
-                    f"    f{st.index} = tl.load(tscal + j * n_factors + {st.reduction_column})"
-                )
-            else:
-                for k in range(st.n_scalars):
-                    pos = st.scalar_offset + k
-                    load = f"tl.load(scal + {pos})"
-                    if pos in self.bool_scalars:
-                        load += " != 0"
-                    src.append(f"    c{st.index}_{k} = {load}")
-            if st.is_per_tensor and st is not target:
-                for k in range(len(st.stage.tensor_scalars)):
-                    column = st.reduction_column + k
-                    src.append(f"    t{st.index}_{k} = tl.load(tscal + j * n_factors + {column})")
-        pointers = ["gp", "wp"] + [
-            f"a{st.index}_{k}" for st in loaded for k in range(len(st.slot_rows))
-        ]
-        if not write:
+        src += [f"    {i.name} = {self._input(i)}" for i in inputs]
+        pointers = ["gp", "wp"] + [i.name for i in inputs if i.table == "slot"]
+        terms = kernel.terms
+        if not kernel.write:
             src += [f"    total{t} = tl.zeros([BLOCK], tl.float64)" for t in range(terms)]
         src.append("    if full == 1:")
         # the table marks a chunk full only when all its tensor's pointers are
         # 16-byte aligned: the hint lets the compiler use 128-bit loads and stores
         for p in pointers:
             src.append(f"        {p} = tl.multiple_of({p}, 16)")
-        src += [
-            "        " + line for line in self._loop(body, write, False, target, terms, counted)
-        ]
+        src += ["        " + line for line in self._loop(kernel, False)]
         src.append("    elif full == 0:")
-        src += ["        " + line for line in self._loop(body, write, True, target, terms, counted)]
-        if not write:
+        src += ["        " + line for line in self._loop(kernel, True)]
+        if not kernel.write:
             src += [
                 f"    tl.store(acc + c * {terms} + {t}, tl.sum(total{t}, axis=0))"
                 for t in range(terms)
             ]
         return src + [""]
 
-    def _loop(
-        self,
-        body: list[Stage],
-        write: bool,
-        masked: bool,
-        target: Stage | None,
-        terms: int,
-        counted: Stage | None = None,
-    ) -> list[str]:
+    def _input(self, i: kp.Input) -> str:
+        if i.table == "key":
+            return f"tl.load(keys + {i.position} * n_tensors + j).to(tl.uint32, bitcast=True)"
+        if i.table == "slot":
+            pointer = f"tl.pointer_type({self.rows[i.position]})"
+            return f"tl.load(ptrs + {i.position} * n_tensors + j).to({pointer}) + off"
+        if i.table == "mask":
+            return f"tl.load(tmask + {i.position} * n_tensors + j)"
+        if i.table == "factor":
+            return f"tl.load(tscal + j * n_factors + {i.position})"
+        if i.table == "scalar":
+            return f"tl.load(scal + {i.position})" + (
+                " != 0" if i.position in self.bool_scalars else ""
+            )
+        raise ValueError(f"the Triton kernels have no {i.table} input")
+
+    def _loop(self, kernel: kp.Kernel, masked: bool) -> list[str]:
+        """The loop over the chunk's blocks; ``masked``: a tail chunk, which runs
+        only the blocks it has and loads and stores only its elements."""
         mask = ", mask=inside, other=0" if masked else ""
-        smask = ", mask=inside" if masked else ""
-        # a tail chunk runs only the blocks it has
         loop = "for it in range((n + BLOCK - 1) // BLOCK):" if masked else "for it in range(ITERS):"
         lines = [loop, "    idx = it * BLOCK + tl.arange(0, BLOCK)"]
         if masked:
             lines.append("    inside = idx < n")
         lines.append(f"    x = tl.load(gp + idx{mask}).to({self.math}) * inv_scale")
         lines.append(f"    wi = tl.load(wp + idx{mask}).to({self.math})")
-        for st in body:
-            lines += ["    " + line for line in self._stage(st, write, mask, smask)]
-        if write:
-            for st in body:
-                if st.mask is None:
-                    for k, row in enumerate(st.slot_rows):
-                        lines.append(
-                            f"    tl.store(a{st.index}_{k} + idx, "
-                            f"{self._stored(row, f's{st.index}_{k}')}{smask})"
-                        )
-            if any(isinstance(st.stage, ParameterStore) for st in body):
-                lines.append(f"    tl.store(wp + idx, wr{smask})")
-            else:
-                lines.append(f"    tl.store(wp + idx, (wi + x).to({self.rows[1]}){smask})")
-        else:
-            names = ["x"]
-            if target is not None:
-                e, k = target.stage, target.index
-                lines += [
-                    f"    s{k}_{i} = tl.load(a{k}_{i} + idx{mask}).to({self.math})"
-                    for i in range(len(e.slots))
-                ]
-                args = terms_args(target) if target.is_global else call_args(target)
-                names = [f"q{t}" for t in range(terms)]
-                lines.append(
-                    f"    {', '.join(names)}{',' if terms == 1 else ''} = _n{k}({', '.join(args)})"
-                )
-            for t, name in enumerate(names):
-                square = f"{name}.to(tl.float64) * {name}.to(tl.float64)"
-                if target is not None and target.is_global:  # plain sums
-                    square = f"{name}.to(tl.float64)"
-                if counted is not None:  # the elements a cautious mask keeps
-                    square = f"tl.where(x * gc{counted.partner} > 0, 1.0, 0.0).to(tl.float64)"
-                if masked:
-                    square = f"tl.where(inside, {square}, 0.0)"
-                lines.append(f"    total{t} += {square}")
+        steps = kp.element_steps(kernel.body, kernel.write)
+        if not kernel.write:
+            steps += kp.reduction_steps(kernel)
+        return lines + ["    " + line for step in steps for line in self._render(step, masked)]
+
+    def _render(self, step, masked: bool) -> list[str]:
+        """The Triton lines of one step of :func:`~gradstep.engines.kernel_plan.element_steps`."""
+        mask = ", mask=inside, other=0" if masked else ""
+        smask = ", mask=inside" if masked else ""
+        if isinstance(step, kp.Let):
+            return [f"{step.name} = {step.value}"]
+        if isinstance(step, kp.LoadSlot):
+            k, i = step.stage.index, step.slot
+            return [f"s{k}_{i} = tl.load(a{k}_{i} + idx{mask}).to({self.math})"]
+        if isinstance(step, kp.StoreSlot):
+            k, i = step.stage.index, step.slot
+            value = self._stored(step.stage.slot_rows[i], f"s{k}_{i}")
+            return [f"tl.store(a{k}_{i} + idx, {value}{smask})"]
+        if isinstance(step, kp.Convert):
+            if step.to_storage:
+                return [f"{step.name} = {self._stored(step.row, step.value)}"]
+            return [f"{step.name} = {_operand(step.value)}.to({self.math})"]
+        if isinstance(step, kp.StoreParam):
+            value = step.value if step.rounded else self._stored(1, step.value)
+            return [f"tl.store(wp + idx, {value}{smask})"]
+        if isinstance(step, kp.IfCovered):
+            inner = [line for s in step.steps for line in self._render(s, masked)]
+            return [f"if m{step.stage} != 0:"] + ["    " + line for line in inner]
+        lines = []
+        for t, v in enumerate(step.values):
+            total = f"{v}.to(tl.float64) * {v}.to(tl.float64)"
+            if step.how == "sums":
+                total = f"{v}.to(tl.float64)"
+            elif step.how == "positive":
+                total = f"tl.where({v} > 0, 1.0, 0.0).to(tl.float64)"
+            if masked:
+                total = f"tl.where(inside, {total}, 0.0)"
+            lines.append(f"total{t} += {total}")
         return lines
 
     def _stored(self, row: int, value: str) -> str:
         """``value`` as row ``row`` stores it: stochastically rounded, or cast."""
-        if row in self.sr:
+        value = _operand(value)
+        if self.kinds[row] == kp.STOCHASTIC:
             return f"bf16_store_sr({value}.to(tl.float32), k{row}, (off + idx).to(tl.uint32))"
         return f"{value}.to({self.rows[row]})"
 
-    def _parameter_store(self, st: Stage, mask: str) -> list[str]:
-        """The new parameter ``wr`` (in its storage dtype) from ``wi + x``,
-        Kahan-compensated with slot ``s{k}_0`` when the stage keeps one; ``x``
-        becomes the change."""
-        k = st.index
-        lines = []
-        if st.stage.kahan:
-            lines += [f"s{k}_0 = tl.load(a{k}_0 + idx{mask}).to({self.math})", f"x = x + s{k}_0"]
-        lines += [f"wr = {self._stored(1, '(wi + x)')}", f"wn = wr.to({self.math})"]
-        if st.stage.kahan:
-            lines.append(f"s{k}_0 = x - (wn - wi)")
-        return lines + ["x = wn - wi"]
 
-    def _stage(self, st: Stage, write: bool, mask: str, smask: str) -> list[str]:
-        e = st.stage
-        k = st.index
-        if st.is_cautious:
-            return [f"x = _e{k}(x, gc{st.partner}, f{k})"]
-        if st.is_reduction:
-            return [f"x = _e{k}(x, f{k})"]
-        if st.is_cautious_start:
-            return [f"gc{k} = x"]
-        if isinstance(e, ParameterStore):
-            return self._parameter_store(st, mask)
-        slots = slot_names(st)
-        args = call_args(st, tensor_scalars=st.is_per_tensor)
-        lines = [
-            f"s{k}_{i} = tl.load(a{k}_{i} + idx{mask}).to({self.math})" for i in range(len(slots))
-        ]
-        target = ", ".join(["x"] + slots)
-        lines.append(f"{target} = _e{k}({', '.join(args)})")
-        if e.clear_nan_slots:
-            lines += [f"{s} = nan_to_zero({s})" for s in slots]
-        if st.mask is None:
-            return lines
-        # a masked stage reads and writes its slots only for the tensors it covers
-        if write:
-            lines += [
-                f"tl.store(a{k}_{i} + idx, {self._stored(row, f's{k}_{i}')}{smask})"
-                for i, row in enumerate(st.slot_rows)
-            ]
-        return [f"if m{k} != 0:"] + ["    " + line for line in lines]
+def _operand(value: str) -> str:
+    """``value`` as the operand of a method call: a name, or parenthesised."""
+    return value if value.isidentifier() else f"({value})"

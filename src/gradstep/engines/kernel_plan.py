@@ -1,0 +1,275 @@
+"""The kernels both fused engines generate, as abstract steps each code generator renders.
+
+:mod:`~gradstep.engines.plan` places the stages; this module decides once, for the
+numba generator (:mod:`~gradstep.engines.fused_codegen`) and the Triton one
+(:mod:`~gradstep.engines.triton_codegen`), what their kernels do with that placement:
+
+- which kernels a chain has (:func:`kernels`) and what each reads per tensor
+  (:func:`kernel_inputs`);
+- how each row of the pointer table is loaded and stored (:func:`row_kinds`);
+- the steps of the element loop (:func:`element_steps`, :func:`reduction_steps`):
+  each stage's element function, the Kahan-compensated parameter store, where each
+  slot row is written (a masked stage's within its test of the mask, every other
+  stage's after all stages have run) and what a reduction kernel sums.
+
+Expressions in the steps (``x + s3_0``) are written in the syntax numba's Python and
+Triton's language share; the names are those of :func:`~gradstep.engines.plan.call_args`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._core.blockwise8 import BLOCKWISE8
+from .._core.rounding import ParameterStore
+from .element_source import element_sources, function_source
+from .plan import Stage, call_args, slot_names, stochastic_rows, terms_args
+
+# how a row is loaded and stored (:func:`row_kinds`)
+PLAIN = "plain"  # in the math dtype: no conversion
+CAST = "cast"  # another float width: converted
+HALF = "16-bit"  # float16 or bfloat16 bits, rounded to nearest when stored
+STOCHASTIC = "stochastic-bf16"  # bfloat16 bits, rounded stochastically with the row's key
+QUANTISED = "blockwise8"  # 8-bit codes, with a row of float32 block scales
+
+
+def row_kinds(stages: list[Stage], rows: list[str], math: str) -> list[str]:
+    """How each pointer-table row, of storage dtype ``rows[row]``, is loaded into and
+    stored from ``math``: :data:`PLAIN`, :data:`CAST`, :data:`HALF`,
+    :data:`STOCHASTIC` (loaded as :data:`HALF`) or :data:`QUANTISED`."""
+    sr = stochastic_rows(stages, rows)
+    kinds = []
+    for row, dtype in enumerate(rows):
+        if row in sr:
+            kinds.append(STOCHASTIC)
+        elif dtype == BLOCKWISE8:
+            kinds.append(QUANTISED)
+        elif dtype in ("float16", "bfloat16"):
+            kinds.append(HALF)
+        else:
+            kinds.append(PLAIN if dtype == math else CAST)
+    return kinds
+
+
+@dataclass
+class Kernel:
+    """One generated kernel: a loop over chunks running ``body``.
+
+    ``write``: the step, storing the slots and the parameter; else a reduction
+    summing per chunk, for a global or per-tensor reduction ``target``, each of the
+    ``terms`` arrays its ``terms`` (or ``norms``) returns, for a cautious end
+    ``counted``, the elements its mask keeps, and otherwise the squares of ``x``."""
+
+    name: str
+    body: list[Stage]
+    write: bool
+    target: Stage | None = None
+    counted: Stage | None = None
+    terms: int = 1
+
+    @property
+    def loaded(self) -> list[Stage]:
+        """The stages whose slots and scalars the kernel reads."""
+        return self.body + ([self.target] if self.target is not None else [])
+
+
+def kernels(stages: list[Stage], terms: dict[int, int]) -> list[Kernel]:
+    """The step kernel, then a reduction kernel for each norm, cautious, per-tensor
+    and global reduction stage, over the stages before it; ``terms``: how many arrays
+    each per-tensor or global reduction stage sums."""
+    out = [Kernel("step", stages, write=True)]
+    for st in stages:
+        name, before = f"reduce{st.index}", stages[: st.index]
+        if st.is_reduction:
+            out.append(Kernel(name, before, False, counted=st if st.is_cautious else None))
+        elif st.is_per_tensor or st.is_global:
+            out.append(Kernel(name, before, False, target=st, terms=terms[st.index]))
+    return out
+
+
+@dataclass(frozen=True)
+class Input:
+    """A value a kernel reads once per tensor (a ``scalar``: once): ``name`` from
+    ``table`` at ``position``.
+
+    ``table``: ``"scalar"`` (the scalar vector), ``"key"`` (a row's stream key),
+    ``"slot"`` (the data of a slot row), ``"scales"`` (an 8-bit slot's block scales,
+    of row ``position``), ``"mask"`` (whether masked stage ``position`` covers the
+    tensor) or ``"factor"`` (a column of the per-tensor factor table)."""
+
+    name: str
+    table: str
+    position: int
+
+
+def kernel_inputs(kernel: Kernel, stages: list[Stage], rows: list[str]) -> list[Input]:
+    """What ``kernel`` reads besides the gradient and the parameter: the stream keys
+    of the rows a step rounds stochastically, then for each stage it loads its slot
+    rows, block-scale rows, mask, factor, scalars and per-tensor scalars."""
+    out = []
+    if kernel.write:
+        out += [Input(f"k{row}", "key", row) for row in sorted(stochastic_rows(stages, rows))]
+    for st in kernel.loaded:
+        k = st.index
+        out += [Input(f"a{k}_{i}", "slot", row) for i, row in enumerate(st.slot_rows)]
+        out += [Input(f"b{k}_{i}", "scales", row) for i, row in st.scale_rows.items()]
+        if st.mask is not None:
+            out.append(Input(f"m{k}", "mask", k))
+        if st.is_reduction:
+            out.append(Input(f"f{k}", "factor", st.reduction_column))
+        out += [Input(f"c{k}_{i}", "scalar", st.scalar_offset + i) for i in range(st.n_scalars)]
+        if st.is_per_tensor and st is not kernel.target:
+            out += [
+                Input(f"t{k}_{i}", "factor", st.reduction_column + i)
+                for i in range(len(st.stage.tensor_scalars))
+            ]
+    return out
+
+
+# -- the steps of the element loop ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Let:
+    """``name = value``."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class LoadSlot:
+    """``s{stage}_{slot}`` = the slot's value at the element, in the math dtype."""
+
+    stage: Stage
+    slot: int
+
+
+@dataclass(frozen=True)
+class StoreSlot:
+    """The slot's row at the element = ``s{stage}_{slot}``, stored as its row's kind."""
+
+    stage: Stage
+    slot: int
+
+
+@dataclass(frozen=True)
+class Convert:
+    """``name`` = ``value`` converted for pointer-table row ``row``: ``to_storage``,
+    as the row stores it (in its storage type); else from its storage type to the
+    math dtype."""
+
+    name: str
+    row: int
+    value: str
+    to_storage: bool
+
+
+@dataclass(frozen=True)
+class StoreParam:
+    """The parameter at the element = ``value``, stored as row 1's kind, or as it is
+    when ``rounded`` (already in its storage type)."""
+
+    value: str
+    rounded: bool
+
+
+@dataclass(frozen=True)
+class IfCovered:
+    """``steps`` only for the tensors the masked stage ``stage`` (an index) covers."""
+
+    stage: int
+    steps: tuple
+
+
+@dataclass(frozen=True)
+class Accumulate:
+    """Add to the chunk's float64 totals ``total{t}`` each of ``values``: ``how`` is
+    ``"squares"``, ``"sums"``, or ``"positive"`` (1 where the value is positive)."""
+
+    how: str
+    values: tuple[str, ...]
+
+
+def element_steps(body: list[Stage], write: bool) -> list:
+    """The steps for one element of ``body``'s stages, from the update ``x`` and the
+    parameter ``wi`` (in the math dtype); ``write``: then store the slots not yet
+    stored and the parameter ``wi + x`` (or a parameter store's ``wr``)."""
+    steps = [step for st in body for step in _stage_steps(st, write)]
+    if write:
+        steps += [
+            StoreSlot(st, i) for st in body if st.mask is None for i in range(len(st.slot_rows))
+        ]
+        if any(isinstance(st.stage, ParameterStore) for st in body):
+            steps.append(StoreParam("wr", rounded=True))
+        else:
+            steps.append(StoreParam("wi + x", rounded=False))
+    return steps
+
+
+def _stage_steps(st: Stage, write: bool) -> list:
+    k = st.index
+    if st.is_cautious:
+        return [Let("x", f"_e{k}(x, gc{st.partner}, f{k})")]
+    if st.is_reduction:
+        return [Let("x", f"_e{k}(x, f{k})")]
+    if st.is_cautious_start:
+        return [Let(f"gc{k}", "x")]
+    if isinstance(st.stage, ParameterStore):
+        return parameter_store_steps(st)
+    slots = slot_names(st)
+    args = ", ".join(call_args(st, tensor_scalars=st.is_per_tensor))
+    steps = [LoadSlot(st, i) for i in range(len(st.slot_rows))]
+    steps.append(Let(", ".join(["x"] + slots), f"_e{k}({args})"))
+    if st.stage.clear_nan_slots:
+        steps += [Let(s, f"nan_to_zero({s})") for s in slots]
+    if st.mask is None:
+        return steps
+    # a masked stage reads and writes its slots only for the tensors it covers
+    if write:
+        steps += [StoreSlot(st, i) for i in range(len(st.slot_rows))]
+    return [IfCovered(k, tuple(steps))]
+
+
+def parameter_store_steps(st: Stage) -> list:
+    """The new parameter ``wr`` (in its storage type) from ``wi + x``, Kahan-compensated
+    with the stage's slot ``c`` when it keeps one: ``x = x + c; wr = round(wi + x);
+    wn = wr in the math dtype; c = x - (wn - wi)``; ``x`` becomes the change ``wn - wi``."""
+    c = f"s{st.index}_0"
+    kahan = st.stage.kahan
+    steps = [LoadSlot(st, 0), Let("x", f"x + {c}")] if kahan else []
+    steps += [Convert("wr", 1, "wi + x", to_storage=True), Convert("wn", 1, "wr", to_storage=False)]
+    if kahan:
+        steps.append(Let(c, "x - (wn - wi)"))
+    return steps + [Let("x", "wn - wi")]
+
+
+def reduction_steps(kernel: Kernel) -> list:
+    """The steps after :func:`element_steps` in a reduction kernel: what it sums."""
+    if kernel.counted is not None:  # the elements a cautious mask keeps (u g > 0)
+        return [Accumulate("positive", (f"x * gc{kernel.counted.partner}",))]
+    target = kernel.target
+    if target is None:
+        return [Accumulate("squares", ("x",))]
+    names = [f"q{t}" for t in range(kernel.terms)]
+    args = terms_args(target) if target.is_global else call_args(target)
+    comma = "," if kernel.terms == 1 else ""
+    return [LoadSlot(target, i) for i in range(len(target.slot_rows))] + [
+        Let(", ".join(names) + comma, f"_n{target.index}({', '.join(args)})"),
+        Accumulate("sums" if target.is_global else "squares", tuple(names)),
+    ]
+
+
+def module_functions(stages: list[Stage]) -> list[str]:
+    """The ``def`` sources of a kernel module, for its generator to decorate: the
+    element helpers and each stage's element function ``_e{index}``
+    (:func:`~gradstep.engines.element_source.element_sources`; a parameter store is
+    the kernels' own steps), then each per-tensor reduction's ``norms`` and each
+    global reduction's ``terms`` as ``_n{index}``. Raises
+    :class:`~gradstep.engines.element_source.SourceError`."""
+    sources = element_sources([st for st in stages if not isinstance(st.stage, ParameterStore)])
+    sources += [
+        function_source(st.stage.norms, f"_n{st.index}") for st in stages if st.is_per_tensor
+    ]
+    sources += [function_source(st.stage.terms, f"_n{st.index}") for st in stages if st.is_global]
+    return sources
