@@ -1,7 +1,8 @@
 """One rank of the distributed tests (run by test_torch_distributed.py, two processes,
 gloo on localhost): trains the same small model under DDP, under
 ZeroRedundancyOptimizer and under FSDP2's fully_shard with gradstep.torch optimizers,
-and saves the final parameters.
+and, for masked reductions, parameters of mixed placements (sharded and replicated
+in one group); saves the final parameters.
 
 Usage: python dist_worker.py RANK WORLD_SIZE PORT OUTPUT
 """
@@ -65,6 +66,34 @@ OPTIMIZERS = {
 }
 
 
+def matrices(params) -> list[bool]:
+    """The mask of the mixed-placement runs: the 2-D parameters (one sharded, one
+    replicated), so a masked stage sees neither the first parameter nor all of them."""
+    return [p.ndim == 2 for p in params]
+
+
+#: a replicated vector, a sharded matrix, a replicated matrix (see ``main``)
+MIXED_SHAPES = ((5,), (6, 3), (2, 2))
+
+#: name -> optimizer factory whose masked stage reduces a part of a group of mixed
+#: placements; the global clipping first couples the tensors, so the front steps the
+#: whole group at once rather than one shape at a time
+MIXED = {
+    "masked_lamb": lambda ps: gt.TransformOptimizer(
+        ps,
+        gradstep.chain(T.clip_by_global_norm(1.0), gradstep.masked(gradstep.lamb(0.05), matrices)),
+    ),
+    "masked_clip_sgd": lambda ps: gt.TransformOptimizer(
+        ps,
+        gradstep.chain(
+            T.clip_by_global_norm(1.0),
+            gradstep.masked(T.clip_by_norm(0.02), matrices),
+            gradstep.sgd(0.1),
+        ),
+    ),
+}
+
+
 def train(model, opt, part: slice, forward=None):
     for x, y in batches():
         opt.zero_grad()
@@ -81,6 +110,26 @@ def single(name: str) -> list[torch.Tensor]:
 
 def full(p):
     return p.full_tensor() if hasattr(p, "full_tensor") else p
+
+
+def mixed_values() -> list[torch.Tensor]:
+    torch.manual_seed(2)
+    return [torch.randn(shape, dtype=torch.float64) for shape in MIXED_SHAPES]
+
+
+def train_mixed(params, opt, distribute=lambda g, p: g) -> list[torch.Tensor]:
+    """Steps with gradients that are a function of the parameters (so a wrong step
+    changes the later ones); returns the final parameters, whole."""
+    for step in range(STEPS):
+        for i, p in enumerate(params):
+            p.grad = distribute(torch.sin(full(p.detach()) * (step + 1) + i), p)
+        opt.step()
+    return [full(p.detach()).clone() for p in params]
+
+
+def single_mixed(name: str) -> list[torch.Tensor]:
+    params = [torch.nn.Parameter(x) for x in mixed_values()]
+    return train_mixed(params, MIXED[name](params))
 
 
 def main() -> None:
@@ -118,6 +167,19 @@ def main() -> None:
         opt = OPTIMIZERS[name](model.parameters())
         train(model, opt, part)
         results[f"fsdp/{name}"] = [full(p.detach()).clone() for p in model.parameters()]
+
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    def distribute(g, p):
+        return distribute_tensor(g, p.device_mesh, p.placements)
+
+    placements = ([Replicate()], [Shard(0)], [Replicate()])
+    for name, make in MIXED.items():
+        params = [
+            torch.nn.Parameter(distribute_tensor(x, mesh, placement))
+            for x, placement in zip(mixed_values(), placements)
+        ]
+        results[f"mixed/{name}"] = train_mixed(params, make(params), distribute)
 
     if rank == 0:
         torch.save(results, out)

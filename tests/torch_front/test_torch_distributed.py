@@ -2,7 +2,8 @@
 small model under DDP, ZeroRedundancyOptimizer and FSDP2 (fully_shard, DTensor
 parameters) and end with the parameters of the same training in one process. Norms
 (global clipping, per-tensor clipping, LAMB's trust ratios) are reduced across ranks
-under FSDP2, so sharding does not change them."""
+under FSDP2, so sharding does not change them, also where a masked stage reduces a
+part of a group whose parameters are sharded and replicated."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def distributed_results(tmp_path_factory):
     # the one-process runs first: they also compile the kernels the ranks then load
     worker = load_worker()
     expected = {name: worker.single(name) for name in worker.OPTIMIZERS}
+    expected.update({name: worker.single_mixed(name) for name in worker.MIXED})
     out = tmp_path_factory.mktemp("dist") / "results.pt"
     port = str(free_port())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
@@ -75,8 +77,8 @@ def distributed_results(tmp_path_factory):
 def test_distributed_runs_equal_one_process(distributed_results):
     results, expected = distributed_results
     settings = {key.split("/")[0] for key in results}
-    assert settings == {"ddp", "zero", "fsdp"}
-    assert len(results) == 3 + 2 + 6
+    assert settings == {"ddp", "zero", "fsdp", "mixed"}
+    assert len(results) == 3 + 2 + 6 + 2
     for key, params in results.items():
         name = key.split("/")[1]
         assert len(params) == len(expected[name])

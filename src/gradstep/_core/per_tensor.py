@@ -99,7 +99,11 @@ class PerTensorReduction(Elementwise):
         h = resolve(self.hyperparams, count, ctx)
         return h, self.tensor_flags(params, grads, len(g_leaves))
 
+    def tensor_sums_of(self, arrays: list, prepared: list, ns: Any) -> tuple[float, ...]:
+        """One tensor's float64 sums of squares of the ``norms`` arrays."""
+        terms = element_for(self.norms, ns)(*arrays, *prepared)
+        return tuple(sum_of_squares(x) for x in terms)
+
     def tensor_scalars_of(self, i, arrays, prepared, ns, context):
         h, flags = context
-        terms = element_for(self.norms, ns)(*arrays, *prepared)
-        return self.combine(tuple(sum_of_squares(x) for x in terms), flags[i], h)
+        return self.combine(self.tensor_sums_of(arrays, prepared, ns), flags[i], h)

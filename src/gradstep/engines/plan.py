@@ -170,7 +170,7 @@ def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage
             out.append(Stage(len(out), t, visit.path, mask))
         elif type(t) is ParameterStore and mask is None and not visit.parents[1:]:
             out.append(Stage(len(out), t, visit.path))
-        elif per_tensor and type(t) is PerTensorReduction and mask is None:
+        elif per_tensor and isinstance(t, PerTensorReduction) and mask is None:
             _check_element_function(t)
             _check_element_function(t, t.norms)
             out.append(Stage(len(out), t, visit.path))

@@ -357,8 +357,7 @@ class TritonEngine:
         stage = st.stage
         fn = self._factor_fns.get(st.index)
         if fn is None:
-            combine = getattr(stage.combine, "__wrapped__", stage.combine)
-            fn = self._factor_fns[st.index] = element_for(combine, namespace_of(sums))
+            fn = self._factor_fns[st.index] = element_for(stage.combine, namespace_of(sums))
         h = resolve(stage.hyperparams, count, ctx)
         tscal = tables.tscal
         for flags, idx in tables.flag_groups[st.index]:

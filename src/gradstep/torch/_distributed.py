@@ -62,31 +62,66 @@ def shard_groups(t: Any) -> tuple:
 class Reducer:
     """All-reduces per-tensor sums of squares of sharded tensors.
 
-    ``groups[i]`` are the process groups of tensor ``i`` (empty: not sharded).
+    ``groups[i]`` are the process groups of tensor ``i`` of the bucket (empty: not
+    sharded). A sum reaches the reducer with the tensor it belongs to, never by its
+    place in a sequence of calls: from the numba engine, the bucket's whole table in
+    its order (:meth:`bucket`); from the transform's own update, with the parameter
+    arrays the step handed it (:meth:`identify`), which a masked stage sees only part
+    of (:meth:`of`, :meth:`one`).
     """
 
     def __init__(self, groups: list[tuple], device: torch.device):
         self.groups = groups
         self.device = device
+        self.index: dict[int, int] = {}
 
-    def __call__(self, sums: list[float]) -> list[float]:
-        """Reduce every tensor's sum (one all-reduce per set of groups)."""
+    def identify(self, leaves: list) -> None:
+        """``leaves[i]`` (the array the update is given as parameter ``i``) is tensor
+        ``i`` of the bucket."""
+        if len(leaves) != len(self.groups):
+            raise ValueError(f"{len(leaves)} parameters for a bucket of {len(self.groups)}")
+        self.index = {id(leaf): i for i, leaf in enumerate(leaves)}
+
+    def bucket(self, sums: list[float]) -> list[float]:
+        """Reduce the sums of every tensor of the bucket, in its order."""
+        if len(sums) != len(self.groups):
+            raise ValueError(f"{len(sums)} sums for a bucket of {len(self.groups)} tensors")
+        return self._reduced(list(range(len(sums))), sums)
+
+    def of(self, leaves: list, sums: list[float]) -> list[float]:
+        """Reduce ``sums[k]``, the sum of the parameter ``leaves[k]`` (any of the
+        bucket's, in any order)."""
+        return self._reduced([self._tensor(leaf) for leaf in leaves], sums)
+
+    def one(self, leaf: Any, sums: tuple) -> tuple:
+        """Reduce the sums of the parameter ``leaf`` alone."""
+        groups = self.groups[self._tensor(leaf)]
+        return tuple(self._all_reduce(list(sums), groups)) if groups else sums
+
+    def _tensor(self, leaf: Any) -> int:
+        i = self.index.get(id(leaf))
+        if i is None:
+            raise ValueError(
+                "gradstep.torch: a norm across ranks was asked for an array that is not "
+                "one of the step's parameters"
+            )
+        return i
+
+    def _reduced(self, tensors: list[int], sums: list[float]) -> list[float]:
+        """``sums[k]`` (of tensor ``tensors[k]``) added over the tensor's groups (one
+        all-reduce per set of groups)."""
         out = [float(s) for s in sums]
         batches: dict[tuple, tuple[tuple, list[int]]] = {}
-        for i, groups in enumerate(self.groups):
+        for k, i in enumerate(tensors):
+            groups = self.groups[i]
             if groups:
                 key = tuple(id(g) for g in groups)
-                batches.setdefault(key, (groups, []))[1].append(i)
-        for groups, idx in batches.values():
-            values = self._all_reduce([out[i] for i in idx], groups)
-            for i, v in zip(idx, values):
-                out[i] = v
+                batches.setdefault(key, (groups, []))[1].append(k)
+        for groups, ks in batches.values():
+            values = self._all_reduce([out[k] for k in ks], groups)
+            for k, v in zip(ks, values):
+                out[k] = v
         return out
-
-    def one(self, i: int, sums: tuple) -> tuple:
-        """Reduce the sums of tensor ``i`` alone."""
-        groups = self.groups[i]
-        return tuple(self._all_reduce(list(sums), groups)) if groups else sums
 
     def _all_reduce(self, values: list[float], groups: tuple) -> list[float]:
         import torch.distributed as dist

@@ -21,7 +21,6 @@ from ._members import (
 )
 from ._rule import (
     MASTER,
-    _ReducedCombine,
     _Rule,
     scalar_dtype,
 )
@@ -47,10 +46,7 @@ class EngineRuns:
         if mode == "local" and rule.hooks:
             groups = [_dist.shard_groups(m.p) for m in members]
             reducer = _dist.Reducer(groups, members[0].w.device)
-        for hook in rule.hooks:
-            hook.reduce = reducer
-            if isinstance(hook, _ReducedCombine):
-                hook.calls = 0
+        rule.route_reductions(reducer)
         try:
             device = members[0].w.device.type
             if whole:
@@ -63,8 +59,7 @@ class EngineRuns:
             else:
                 counted = self._run_host(rule, members, ctx, engine)
         finally:
-            for hook in rule.hooks:
-                hook.reduce = None
+            rule.route_reductions(None)
         self._finish_step(rule, members, counted)
 
     def _run_host(self, rule: _Rule, members: list[_Member], ctx: dict, engine: str) -> bool:
@@ -217,6 +212,8 @@ class EngineRuns:
             inputs = [w.clone() for w in ws]
             tree_entries = [{n: t.clone() for n, t in e.items()} for e in entries]
         tree, _ = layout.build(tree_entries, shared)
+        if rule.reducer is not None:
+            rule.reducer.identify(inputs)  # the parameters by which stages name tensors
         extra = self.__dict__.get("_gs_inputs")
         if extra:
             ctx = {**ctx, **_step_inputs(self._owner, extra, members, view)}

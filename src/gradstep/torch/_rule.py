@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._core import tree as _tree
 from .._core.blockwise8 import ABSMAX_SUFFIX, BLOCKWISE8
 from .._core.combine import Masked, Partition
-from .._core.elementwise import Elementwise, NormScaled
+from .._core.elementwise import Elementwise, NormScaled, sum_of_squares
 from .._core.per_tensor import PerTensorReduction
 from .._core.sharpness import SharpnessAware
 from .._core.transform import Chain, Transform, map_transform, walk
@@ -59,6 +60,18 @@ def scalar_dtype() -> torch.dtype:
 
 
 # -- reductions that see every rank ---------------------------------------------------
+#
+# A sharded tensor's sums of squares are local; which ranks must add them depends on
+# the tensor (a replicated one needs none), so each sum goes to the reducer with its
+# tensor named: the parameter array the update was given (a masked stage reduces only
+# part of the group), or, from the numba engine, the bucket's whole table in order.
+
+
+def _param_leaves(stage: Transform, params: Any, grads: Any) -> list:
+    """The parameter arrays of the tensors of ``grads``, for the reducer."""
+    if params is None:
+        raise ValueError(f"{stage.name}: a norm across ranks needs the parameters in update()")
+    return _tree.leaves_like(_tree.structure(grads), params)
 
 
 class _ReducedNorm(NormScaled):
@@ -66,27 +79,35 @@ class _ReducedNorm(NormScaled):
 
     reduce = None
 
-    def factors(self, sums, count, ctx):
+    def reduction_context(self, params, grads, g_leaves, count, ctx):
+        sums = [sum_of_squares(g) for g in g_leaves]
         if self.reduce is not None:
-            sums = self.reduce(sums)
+            sums = self.reduce.of(_param_leaves(self, params, grads), sums)
+        return super().factors(sums, count, ctx)
+
+    def factors(self, sums, count, ctx):
+        """The numba engine's call: the sums of every tensor of the bucket, in order."""
+        if self.reduce is not None:
+            sums = self.reduce.bucket(sums)
         return super().factors(sums, count, ctx)
 
 
-class _ReducedCombine:
-    """Wraps a per-tensor reduction's ``combine``: the i-th call is tensor i."""
+class _ReducedPerTensor(PerTensorReduction):
+    """A per-tensor reduction (trust ratios) whose sums go through ``reduce`` before
+    its ``combine``."""
 
-    def __init__(self, combine):
-        self.combine = combine
-        self.__wrapped__ = combine  # what an engine that reduces on its own calls
-        self.reduce = None
-        self.calls = 0
+    reduce = None
 
-    def __call__(self, sums, flags, h):
-        i = self.calls
-        self.calls += 1
-        if self.reduce is not None:
-            sums = self.reduce.one(i, sums)
-        return self.combine(sums, flags, h)
+    def reduction_context(self, params, grads, g_leaves, count, ctx):
+        leaves = None if self.reduce is None else _param_leaves(self, params, grads)
+        return super().reduction_context(params, grads, g_leaves, count, ctx), leaves
+
+    def tensor_scalars_of(self, i, arrays, prepared, ns, context):
+        (h, flags), leaves = context
+        sums = self.tensor_sums_of(arrays, prepared, ns)
+        if leaves is not None:
+            sums = self.reduce.one(leaves[i], sums)
+        return self.combine(sums, flags[i], h)
 
 
 def _instrument(t: Transform, hooks: list) -> Transform:
@@ -95,13 +116,12 @@ def _instrument(t: Transform, hooks: list) -> Transform:
     def instrument(node: Transform) -> Transform:
         if type(node) is NormScaled:
             copy = _ReducedNorm(node.name, node.factor, node.hyperparams, node.per_tensor)
-            hooks.append(copy)
-            return copy
-        if type(node) is PerTensorReduction:
-            wrapper = _ReducedCombine(node.combine)
-            hooks.append(wrapper)
-            return node.replace(combine=wrapper)
-        return node
+        elif type(node) is PerTensorReduction:
+            copy = _ReducedPerTensor(**node._constructor_args())
+        else:
+            return node
+        hooks.append(copy)
+        return copy
 
     return map_transform(instrument, t)
 
@@ -220,6 +240,7 @@ class _Rule:
         self.rename = rename
         self.track_step = track_step
         self.hooks: list = []
+        self.reducer = None
         run = _instrument(transform, self.hooks)
         self.maximize = maximize
         if maximize:
@@ -232,6 +253,13 @@ class _Rule:
         self.global_norm = _global_norm(transform)
         self._checked: dict[int, tuple] = {}
         self.entry_shapes: dict[tuple, dict] = {}  # see _checks.expected_shapes
+
+    def route_reductions(self, reducer: Any) -> None:
+        """Send the sums of the reduction stages through ``reducer`` (a
+        :class:`~gradstep.torch._distributed.Reducer`; None: keep them local)."""
+        self.reducer = reducer
+        for hook in self.hooks:
+            hook.reduce = reducer
 
     def layout(self, like: Any) -> Layout:
         """The state layout for parameters like ``like`` (one for all when the state's
