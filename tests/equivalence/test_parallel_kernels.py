@@ -19,7 +19,7 @@ ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 storage needs ml_d
 import gradstep  # noqa: E402
 import gradstep.transforms  # noqa: E402
 from gradstep._core import tree  # noqa: E402
-from gradstep.engines import fused_codegen  # noqa: E402
+from gradstep.engines import fused, fused_codegen  # noqa: E402
 from gradstep.engines.fused_codegen import CHUNK  # noqa: E402
 
 BF16 = ml_dtypes.bfloat16
@@ -72,7 +72,7 @@ def test_parallel_loop_equals_plain_loop(name, monkeypatch):
 
 
 def test_the_kernels_differ_only_in_their_loop():
-    stages = gradstep.engines.fused.flatten_stages(gradstep.adam(0.01))
+    stages = fused.flatten_stages(gradstep.adam(0.01))
     plain = fused_codegen.generate_source(stages, parallel=False)
     parallel = fused_codegen.generate_source(stages, parallel=True)
     assert "prange(" in parallel and "parallel=True" in parallel
