@@ -19,7 +19,9 @@ gradient; some cases put NaN into chosen steps). The optimizer state after the l
 too (its structure and values), for the tests of the state optax code reads.
 float64 cases are recorded with
 ``jax_enable_x64`` on, float32 cases with it off (optax's float32 arithmetic,
-bias corrections included). The files go to ``fixtures/optax_compat/`` -- a folder,
+bias corrections included). Further case lists live in ``optax_compat_cases_*.py``
+beside this script (see :func:`groups`); ``--group NAME`` records one of them. The
+files go to ``fixtures/optax_compat/`` -- a folder,
 so the generic replay of ``fixtures/*.json`` (NumPy front, registry rules) does not
 read them -- with ``MANIFEST.json`` recording the versions.
 """
@@ -38,10 +40,18 @@ STEPS = 25
 SHAPES = {"w": (3, 4), "b": (5,)}
 
 
+def attribute(module, name: str):
+    """``module.name``, ``name`` possibly dotted (``"contrib.muon"``)."""
+    out = module
+    for part in name.split("."):
+        out = getattr(out, part)
+    return out
+
+
 def build(module, spec):
     """The object a spec describes, made from ``module`` (optax or its compat twin)."""
     if isinstance(spec, dict) and "fn" in spec:
-        fn = getattr(module, spec["fn"])
+        fn = attribute(module, spec["fn"])
         out = fn(
             *[build(module, a) for a in spec.get("args", [])],
             **build(module, spec.get("kwargs", {})),
@@ -50,7 +60,7 @@ def build(module, spec):
             out = out(**build(module, spec["call"]))
         return out
     if isinstance(spec, dict) and "attr" in spec:
-        return getattr(module, spec["attr"])
+        return attribute(module, spec["attr"])
     if isinstance(spec, dict):
         return {k: build(module, v) for k, v in spec.items()}
     if isinstance(spec, list):
@@ -490,12 +500,28 @@ def tolerance(options: dict, dtype: str) -> dict:
     return {"tolerance": options[key], "tolerance_reason": options["reason"]}
 
 
-def record() -> list[dict]:
+def groups() -> dict[str, list]:
+    """The case lists by fixture file: this module's ``CASES`` (``optax_compat.json``)
+    and each ``optax_compat_cases_NAME.py`` beside it, whose ``cases(S)`` gives the
+    cases of ``optax_compat_NAME.json`` (one file per family of names, recorded on
+    its own with ``--group NAME``)."""
+    import importlib.util
+
+    out = {"optax_compat": CASES}
+    for path in sorted(Path(__file__).parent.glob("optax_compat_cases_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        out["optax_compat_" + path.stem.removeprefix("optax_compat_cases_")] = module.cases(S)
+    return out
+
+
+def record(case_list: list) -> list[dict]:
     import jax
     import optax
 
     cases = []
-    for seed, (case_id, spec, options) in enumerate(CASES):
+    for seed, (case_id, spec, options) in enumerate(case_list):
         for dtype in ("float64", "float32"):
             with jax.enable_x64(dtype == "float64"):
                 data = run(optax, spec, dtype, options, seed)
@@ -523,13 +549,21 @@ def record() -> list[dict]:
 
 
 def main() -> None:
+    import argparse
+
     import jax
     import optax
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--group", action="append", help="record only these groups")
+    chosen = parser.parse_args().group
     HERE.mkdir(parents=True, exist_ok=True)
-    cases = record()
-    (HERE / "optax_compat.json").write_text(json.dumps(cases, indent=0))
-    print(f"optax_compat: {len(cases)} trajectories")
+    for name, case_list in groups().items():
+        if chosen and name not in chosen and name.removeprefix("optax_compat_") not in chosen:
+            continue
+        cases = record(case_list)
+        (HERE / f"{name}.json").write_text(json.dumps(cases, indent=0))
+        print(f"{name}: {len(cases)} trajectories")
     manifest = {
         "generator": "tests/conformance/record_optax_compat_fixtures.py",
         "steps": STEPS,

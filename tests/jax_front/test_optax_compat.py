@@ -19,7 +19,11 @@ import gradstep.compat.optax as cx  # noqa: E402
 from ._load import CONFORMANCE, recorder  # noqa: E402
 
 FIXTURES = CONFORMANCE / "fixtures" / "optax_compat"
-CASES = json.loads((FIXTURES / "optax_compat.json").read_text())
+CASES = [
+    case
+    for path in sorted(FIXTURES.glob("optax_compat*.json"))
+    for case in json.loads(path.read_text())
+]
 TOLERANCE = {"float64": dict(rtol=1e-11, atol=1e-13), "float32": dict(rtol=2e-5, atol=2e-6)}
 REC = recorder()
 

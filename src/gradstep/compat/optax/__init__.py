@@ -104,9 +104,9 @@ Mapping (optax name -> gradstep):
 
 from __future__ import annotations
 
-from ..jax import GradstepTransformation, apply_updates
-from ._optax_adafactor import FactoredState, adafactor, scale_by_factored_rms
-from ._optax_aliases import (
+from ...jax import GradstepTransformation, apply_updates
+from .._optax_adafactor import FactoredState, adafactor, scale_by_factored_rms
+from .._optax_aliases import (
     EmaState,
     ema,
     global_norm,
@@ -128,8 +128,8 @@ from ._optax_aliases import (
     stateless,
     stateless_with_tree_map,
 )
-from ._optax_extra import *  # noqa: F403  (schedules and transforms beyond the above)
-from ._optax_optimizers import (
+from .._optax_extra import *  # noqa: F403  (schedules and transforms beyond the above)
+from .._optax_optimizers import (
     adadelta,
     adagrad,
     adam,
@@ -146,7 +146,7 @@ from ._optax_optimizers import (
     rmsprop,
     sgd,
 )
-from ._optax_schedules import (
+from .._optax_schedules import (
     constant_schedule,
     cosine_decay_schedule,
     exponential_decay,
@@ -157,7 +157,7 @@ from ._optax_schedules import (
     warmup_constant_schedule,
     warmup_cosine_decay_schedule,
 )
-from ._optax_state import (
+from .._optax_state import (
     ApplyIfFiniteState,
     EmptyState,
     InjectHyperparamsState,
@@ -177,7 +177,7 @@ from ._optax_state import (
     ScaleByScheduleState,
     TraceState,
 )
-from ._optax_transforms import (
+from .._optax_transforms import (
     add_decayed_weights,
     apply_if_finite,
     chain,
@@ -195,7 +195,7 @@ from ._optax_transforms import (
     scale_by_rms,
     trace,
 )
-from ._optax_wrappers import *  # noqa: F403  (wrappers: MultiSteps, lookahead, flatten, ...)
+from .._optax_wrappers import *  # noqa: F403  (wrappers: MultiSteps, lookahead, flatten, ...)
 
 __all__ = [
     "ApplyIfFiniteState",
