@@ -1,5 +1,6 @@
 """``gradstep bench``: step time of every elementwise optimizer against torch.optim and
-against the memory-traffic floor.
+against the memory-traffic floor (``--references``: also against each rule's
+torch-family reference implementation, :mod:`gradstep.cli.bench_references`).
 
 Backends, one module each: :mod:`gradstep.cli.bench_numpy` (the engines on arrays, the
 default), :mod:`gradstep.cli.bench_torch` (the torch front on CPU) and
@@ -10,6 +11,7 @@ benchmark on a shared machine is noisy, so compare ratios from one run.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .bench_numpy import DEFAULT_LAYOUTS
 from .bench_torch import transformer_shapes  # noqa: F401 - part of this module's API
@@ -85,6 +87,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per case")
     parser.add_argument("--no-torch", action="store_true", help="skip torch.optim")
     parser.add_argument(
+        "--references",
+        action="store_true",
+        help="also time each rule's torch-family reference (pytorch-optimizer, timm, "
+        "prodigyopt, dadaptation, schedulefree, came-pytorch: those installed; "
+        "pip install gradstep[bench-references]) against gradstep on the same layouts "
+        "(see gradstep.cli.bench_references)",
+    )
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="also measure cold and warm compile time per optimizer",
@@ -96,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "backend", "numpy") == "torch":
+        if getattr(args, "references", False):
+            print(
+                "gradstep bench: --references runs with the default backend (numpy) only",
+                file=sys.stderr,
+            )
+            return 2
         if getattr(args, "device", "cpu") == "cuda":
             from .bench_cuda import run_cuda
 

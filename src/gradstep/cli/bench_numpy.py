@@ -18,7 +18,8 @@ on the same float32 data in the same run:
   :mod:`gradstep._core.precision`).
 
 ``--compile`` adds the cold and warm compile time of each fused kernel, measured in
-fresh processes.
+fresh processes. ``--references`` adds a table of each rule against its torch-family
+reference implementation (:mod:`gradstep.cli.bench_references`).
 """
 
 from __future__ import annotations
@@ -317,6 +318,17 @@ def format_table(rows: list[dict]) -> str:
     return markdown_table(head, cells)
 
 
+def fusable(spec) -> bool:
+    """Whether the fused engine runs the spec's transform."""
+    from gradstep.engines.plan import NotFusable
+
+    try:
+        FusedEngine(make_transform(spec))
+    except NotFusable:
+        return False
+    return True
+
+
 def run_numpy(args: Any) -> int:
     specs = [s for s in gradstep.REGISTRY if "elementwise" in s.capabilities]
     if args.optimizers != "all":
@@ -349,6 +361,10 @@ def run_numpy(args: Any) -> int:
             file=sys.stderr,
         )
         return 2
+    references = getattr(args, "references", False)
+    if references:
+        # the rules the fused engine cannot run are timed in the references table only
+        specs = [s for s in specs if fusable(s)]
     bandwidth = measure_bandwidth(bandwidth_size(layouts))
     print("streaming bandwidth (GB/s): " + ", ".join(f"{k} {v:.1f}" for k, v in bandwidth.items()))
     rows = []
@@ -371,6 +387,11 @@ def run_numpy(args: Any) -> int:
         "results": rows,
         "compile": compiles,
     }
+    if references:
+        from .bench_references import run_references
+
+        chosen = None if args.optimizers == "all" else names
+        report["references"] = run_references(chosen, layouts, args.repeats)
     warning = load_warning()
     if warning:
         print(warning)
