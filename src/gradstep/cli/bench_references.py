@@ -257,10 +257,7 @@ def mapped_rules() -> list[str]:
 
 def version(ref: Reference) -> str | None:
     """The installed version of the reference's distribution (None: not installed)."""
-    try:
-        return importlib.metadata.version(ref.package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return _dist_version(ref.package)
 
 
 def _timm_module(path: str) -> types.ModuleType:
@@ -356,7 +353,7 @@ def time_case(ref: Reference, layout: tuple[int, int], repeats: int) -> dict[str
         "reference": ref.name,
         "reference_package": ref.package,
         "reference_version": version(ref),
-        "gradstep_hyperparams": {k: v for k, v in ref.hyperparams.items()},
+        "gradstep_hyperparams": dict(ref.hyperparams),
         "reference_kwargs": {
             k: list(v) if isinstance(v, tuple) else v for k, v in reference_kwargs(ref).items()
         },
