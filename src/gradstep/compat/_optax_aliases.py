@@ -22,6 +22,7 @@ from ..rules.adam import scale_by_adam as _scale_by_adam
 from ..rules.adamax import scale_by_adamax as _scale_by_adamax
 from ..rules.layerwise import scale_by_trust_ratio as _scale_by_trust_ratio
 from ..rules.lion import scale_by_lion as _scale_by_lion
+from ..rules.radam import THRESHOLD as RADAM_THRESHOLD
 from ..rules.radam import scale_by_radam as _scale_by_radam
 from ..rules.rmsprop import scale_by_rms as _scale_by_rms
 from ..rules.sign import scale_by_sign as _scale_by_sign
@@ -112,7 +113,7 @@ def scale_by_amsgrad(
     b2=DECAY,
     eps=EPS,
     eps_root=EPS,
-    threshold=Interval(4.0, lo_open=True),
+    threshold=RADAM_THRESHOLD,
     nesterov=BOOL,
 )
 def scale_by_radam(
@@ -124,8 +125,8 @@ def scale_by_radam(
     *,
     nesterov: bool = False,
 ) -> GradstepTransformation:
-    """optax's ``scale_by_radam``: :func:`radam`'s direction (``threshold`` above 4,
-    see :func:`radam`)."""
+    """optax's ``scale_by_radam``: :func:`radam`'s direction (``threshold`` from 4
+    on, see :func:`radam`)."""
     stage = _scale_by_radam(
         b1,
         b2,
@@ -136,7 +137,7 @@ def scale_by_radam(
         epsilon_placement="outside",
         nesterov=nesterov,
     )
-    stage = injectable(stage, **ADAM_EPS, threshold=("threshold", Interval(4.0, lo_open=True)))
+    stage = injectable(stage, **ADAM_EPS, threshold=("threshold", RADAM_THRESHOLD))
     return wrap(stage, ADAM_STATE, **ADAM_NAMES)
 
 
