@@ -15,6 +15,7 @@ from .._core.validate import BOOL, Interval, check, hyperparams, nonnegative
 from ..jax import GradstepTransformation
 from ..rules.adabelief import scale_by_belief as _scale_by_belief
 from ..rules.adan import scale_by_adan as _scale_by_adan
+from ..rules.ldog import REFERENCE_DTYPE
 from ..rules.ldog import scale_by_ldog as _scale_by_ldog
 from ..rules.novograd import scale_by_novograd as _scale_by_novograd
 from ..rules.optimistic import scale_by_optimistic_gradient as _scale_by_optimistic
@@ -358,7 +359,12 @@ def scale_by_optimistic_gradient(alpha: float = 1.0, beta: float = 1.0) -> Grads
     return wrap(_scale_by_optimistic(alpha, beta), OPTIMISTIC_STATE)
 
 
-@hyperparams(reps_rel=Interval(0.0, lo_open=True), eps=EPS, global_scale=Interval(None, None))
+@hyperparams(
+    reps_rel=Interval(0.0, lo_open=True),
+    eps=EPS,
+    param_dtype=REFERENCE_DTYPE,
+    global_scale=Interval(None, None),
+)
 def scale_by_distance_over_gradients(
     reps_rel: float = 1e-6, eps: float = 1e-8, param_dtype: Any = jnp.float32, global_scale=1.0
 ) -> GradstepTransformation:

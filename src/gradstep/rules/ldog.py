@@ -113,10 +113,14 @@ class _StorageDtype(Interval):
         return "int8"
 
 
+#: the valid ``reference_dtype`` values
+REFERENCE_DTYPE = _StorageDtype()
+
+
 @hyperparams(
     reps_rel=Interval(0.0, lo_open=True),
     epsilon=nonnegative(),
-    reference_dtype=_StorageDtype(),
+    reference_dtype=REFERENCE_DTYPE,
     global_scale=Interval(None, None),
 )
 def scale_by_ldog(
