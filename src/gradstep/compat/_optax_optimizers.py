@@ -337,9 +337,7 @@ def radam(
         epsilon_placement="outside",
         nesterov=nesterov,
     )
-    direction = injectable(
-        direction, **ADAM_EPS, threshold=("threshold", RADAM_THRESHOLD)
-    )
+    direction = injectable(direction, **ADAM_EPS, threshold=("threshold", RADAM_THRESHOLD))
     return optimizer("radam", (direction, ADAM_STATE), lr_stage(learning_rate), **ADAM_NAMES)
 
 
