@@ -128,6 +128,16 @@ def cases(S):  # noqa: N803 - the recorder's spec builder
             S("chain", S("scale_by_param_block_rms", 0.01), S("scale", -0.05)),
             {},
         ),
+        (
+            "scale_by_trust_ratio_min_norm",
+            S(
+                "chain",
+                S("scale_by_adam"),
+                S("scale_by_trust_ratio", 4.0, trust_coefficient=0.5, eps=1e-3),
+                S("scale", -0.05),
+            ),
+            {},
+        ),
         ("centralize", S("chain", S("centralize"), S("sgd", 0.1, momentum=0.5)), {}),
         (
             "normalize_by_update_norm",

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from .._core.stages import scale as _scale
 from .._core.transform import FunctionTransform, shallow_copy
 from .._core.transform import chain as _chain
-from .._core.validate import BOOL, Interval, check, hyperparams, nonnegative
+from .._core.validate import BOOL, Interval, hyperparams, nonnegative
 from ..jax import GradstepTransformation
 from ..rules.adadelta import scale_by_adadelta as _scale_by_adadelta
 from ..rules.adagrad import scale_by_adagrad as _scale_by_adagrad
@@ -215,15 +215,14 @@ def scale_by_stddev(
     return wrap(stage, rms_state(True, bias_correction), decay="rho", eps="epsilon")
 
 
-@hyperparams(trust_coefficient=Interval(0.0, lo_open=True), eps=EPS)
+@hyperparams(min_norm=nonnegative(), trust_coefficient=Interval(0.0, lo_open=True), eps=EPS)
 def scale_by_trust_ratio(
     min_norm: float = 0.0, trust_coefficient: float = 1.0, eps: float = 0.0
 ) -> GradstepTransformation:
     """optax's ``scale_by_trust_ratio``: each tensor times
-    :math:`\\eta_c \\|w\\| / (\\|u\\| + \\epsilon)`, 1 when either norm is 0. optax's
-    ``min_norm`` (a floor under both norms) has no gradstep rule: it must be 0."""
-    check("scale_by_trust_ratio", "min_norm", min_norm, Interval(0.0, 0.0))
-    return wrap(_scale_by_trust_ratio(trust_coefficient, eps), EMPTY)
+    :math:`\\eta_c \\|w\\| / (\\|u\\| + \\epsilon)`, both norms floored at
+    ``min_norm``, 1 when either norm is 0."""
+    return wrap(_scale_by_trust_ratio(trust_coefficient, eps, min_norm=min_norm), EMPTY)
 
 
 def scale_by_schedule(step_size_fn: Callable) -> GradstepTransformation:
