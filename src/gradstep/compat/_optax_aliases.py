@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from .._core.stages import scale as _scale
 from .._core.transform import FunctionTransform, shallow_copy
 from .._core.transform import chain as _chain
-from .._core.validate import BOOL, Interval, check, hyperparams, nonnegative
+from .._core.validate import BOOL, Interval, hyperparams, nonnegative
 from ..jax import GradstepTransformation
 from ..rules.adadelta import scale_by_adadelta as _scale_by_adadelta
 from ..rules.adagrad import scale_by_adagrad as _scale_by_adagrad
@@ -22,6 +22,7 @@ from ..rules.adam import scale_by_adam as _scale_by_adam
 from ..rules.adamax import scale_by_adamax as _scale_by_adamax
 from ..rules.layerwise import scale_by_trust_ratio as _scale_by_trust_ratio
 from ..rules.lion import scale_by_lion as _scale_by_lion
+from ..rules.radam import THRESHOLD as RADAM_THRESHOLD
 from ..rules.radam import scale_by_radam as _scale_by_radam
 from ..rules.rmsprop import scale_by_rms as _scale_by_rms
 from ..rules.sign import scale_by_sign as _scale_by_sign
@@ -112,7 +113,7 @@ def scale_by_amsgrad(
     b2=DECAY,
     eps=EPS,
     eps_root=EPS,
-    threshold=Interval(4.0, lo_open=True),
+    threshold=RADAM_THRESHOLD,
     nesterov=BOOL,
 )
 def scale_by_radam(
@@ -124,8 +125,8 @@ def scale_by_radam(
     *,
     nesterov: bool = False,
 ) -> GradstepTransformation:
-    """optax's ``scale_by_radam``: :func:`radam`'s direction (``threshold`` above 4,
-    see :func:`radam`)."""
+    """optax's ``scale_by_radam``: :func:`radam`'s direction (``threshold`` from 4
+    on, see :func:`radam`)."""
     stage = _scale_by_radam(
         b1,
         b2,
@@ -136,7 +137,7 @@ def scale_by_radam(
         epsilon_placement="outside",
         nesterov=nesterov,
     )
-    stage = injectable(stage, **ADAM_EPS, threshold=("threshold", Interval(4.0, lo_open=True)))
+    stage = injectable(stage, **ADAM_EPS, threshold=("threshold", RADAM_THRESHOLD))
     return wrap(stage, ADAM_STATE, **ADAM_NAMES)
 
 
@@ -214,15 +215,14 @@ def scale_by_stddev(
     return wrap(stage, rms_state(True, bias_correction), decay="rho", eps="epsilon")
 
 
-@hyperparams(trust_coefficient=Interval(0.0, lo_open=True), eps=EPS)
+@hyperparams(min_norm=nonnegative(), trust_coefficient=Interval(0.0, lo_open=True), eps=EPS)
 def scale_by_trust_ratio(
     min_norm: float = 0.0, trust_coefficient: float = 1.0, eps: float = 0.0
 ) -> GradstepTransformation:
     """optax's ``scale_by_trust_ratio``: each tensor times
-    :math:`\\eta_c \\|w\\| / (\\|u\\| + \\epsilon)`, 1 when either norm is 0. optax's
-    ``min_norm`` (a floor under both norms) has no gradstep rule: it must be 0."""
-    check("scale_by_trust_ratio", "min_norm", min_norm, Interval(0.0, 0.0))
-    return wrap(_scale_by_trust_ratio(trust_coefficient, eps), EMPTY)
+    :math:`\\eta_c \\|w\\| / (\\|u\\| + \\epsilon)`, both norms floored at
+    ``min_norm``, 1 when either norm is 0."""
+    return wrap(_scale_by_trust_ratio(trust_coefficient, eps, min_norm=min_norm), EMPTY)
 
 
 def scale_by_schedule(step_size_fn: Callable) -> GradstepTransformation:

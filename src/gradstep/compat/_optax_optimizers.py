@@ -16,6 +16,7 @@ from ..rules.adadelta import scale_by_adadelta as _scale_by_adadelta
 from ..rules.adagrad import scale_by_adagrad as _scale_by_adagrad
 from ..rules.adam import scale_by_adam as _scale_by_adam
 from ..rules.adamax import scale_by_adamax as _scale_by_adamax
+from ..rules.radam import THRESHOLD as RADAM_THRESHOLD
 from ..rules.rmsprop import scale_by_rms as _scale_by_rms
 from ..rules.sgd import apply_momentum, apply_nesterov_momentum
 from ._optax_base import ADAM_EPS, ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, injectable, stored_in
@@ -305,7 +306,7 @@ def adamax(
     b2=DECAY,
     eps=EPS,
     eps_root=EPS,
-    threshold=Interval(4.0, lo_open=True),
+    threshold=RADAM_THRESHOLD,
     nesterov=BOOL,
 )
 def radam(
@@ -320,8 +321,10 @@ def radam(
 ) -> GradstepTransformation:
     r"""optax's ``radam``: rectified when :math:`\rho_t \ge` ``threshold``
     (``threshold_rule="greater_equal"``), epsilon on the bias-corrected root
-    (``epsilon_placement="outside"``). ``threshold`` must exceed 4: the rectification
-    takes :math:`\sqrt{\rho_t - 4}` (optax accepts lower values and gives NaN)."""
+    (``epsilon_placement="outside"``). ``threshold`` must be at least 4 (at
+    :math:`\rho_t = 4` exactly the rectification factor is 0, as optax's): below 4
+    optax rectifies the steps with :math:`2 < \rho_t < 4` by the root of a negative
+    number and returns NaN updates, so lower values are refused."""
     from ..rules.radam import scale_by_radam
 
     direction = scale_by_radam(
@@ -334,9 +337,7 @@ def radam(
         epsilon_placement="outside",
         nesterov=nesterov,
     )
-    direction = injectable(
-        direction, **ADAM_EPS, threshold=("threshold", Interval(4.0, lo_open=True))
-    )
+    direction = injectable(direction, **ADAM_EPS, threshold=("threshold", RADAM_THRESHOLD))
     return optimizer("radam", (direction, ADAM_STATE), lr_stage(learning_rate), **ADAM_NAMES)
 
 

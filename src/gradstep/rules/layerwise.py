@@ -95,11 +95,21 @@ def _scaled(g, w, factor):
 
 
 def _trust_ratio_combined(
-    sums: tuple[float, float], flags: dict, h: dict, *, epsilon, lower, trust_coefficient, upper
+    sums: tuple[float, float],
+    flags: dict,
+    h: dict,
+    *,
+    epsilon,
+    lower,
+    trust_coefficient,
+    upper,
+    min_norm=0.0,
 ) -> dict:
     if not flags["trust_ratio"]:
         return {"factor": 1.0}
     u_norm, w_norm = sqrt(sums[0]), sqrt(sums[1])
+    if min_norm:
+        u_norm, w_norm = maximum(u_norm, min_norm), maximum(w_norm, min_norm)
     if lower is not None:
         w_norm = maximum(w_norm, lower)
     if upper is not None:
@@ -110,7 +120,11 @@ def _trust_ratio_combined(
 
 
 def _trust_ratio_combine(
-    trust_coefficient: float, epsilon: float, lower: float | None, upper: float | None
+    trust_coefficient: float,
+    epsilon: float,
+    lower: float | None,
+    upper: float | None,
+    min_norm: float = 0.0,
 ) -> Callable:
     # element operations instead of branches on the norms: the JAX engine traces it
     combine = functools.partial(
@@ -119,6 +133,7 @@ def _trust_ratio_combine(
         lower=lower,
         trust_coefficient=trust_coefficient,
         upper=upper,
+        min_norm=min_norm,
     )
 
     return combine
@@ -132,6 +147,7 @@ _BOUND = NoneOr(Interval(0.0, lo_open=True))
     epsilon=nonnegative(),
     lower_bound=_BOUND,
     upper_bound=_BOUND,
+    min_norm=nonnegative(),
 )
 def scale_by_trust_ratio(
     trust_coefficient: float = 1.0,
@@ -139,19 +155,21 @@ def scale_by_trust_ratio(
     *,
     lower_bound: float | None = None,
     upper_bound: float | None = None,
+    min_norm: float = 0.0,
     mask: Any = None,
 ) -> PerTensorReduction:
     r"""Scale each tensor's update by :math:`\rho = \eta_c \|w\| / (\|g\| + \epsilon)`.
 
-    :math:`\|w\|` is first clipped to ``[lower_bound, upper_bound]`` (MXNet's LAMB);
-    :math:`\rho = 1` when either norm is then 0. Tensors where ``mask`` is false
-    pass through unchanged.
+    Both norms are first floored at ``min_norm`` (optax's), then :math:`\|w\|` is
+    clipped to ``[lower_bound, upper_bound]`` (MXNet's LAMB); :math:`\rho = 1` when
+    either norm is then 0. Tensors where ``mask`` is false pass through unchanged.
 
     Args:
       trust_coefficient: :math:`\eta_c` > 0. Default 1 (optax, LAMB).
       epsilon: :math:`\epsilon` >= 0, added to the update norm. Default 0.
       lower_bound: ``None`` or > 0: a floor on :math:`\|w\|`. Default ``None``.
       upper_bound: ``None`` or > 0: a ceiling on :math:`\|w\|`. Default ``None``.
+      min_norm: >= 0, a floor on both norms (optax's). Default 0.
       mask: a tree of booleans (or a function of the parameters returning one)
         selecting the tensors to scale; ``None`` scales all.
 
@@ -162,8 +180,9 @@ def scale_by_trust_ratio(
       >>> u[0]
       array([0., 5.])
 
-    Differences: optax's ``scale_by_trust_ratio(min_norm)`` floors both norms at
-    ``min_norm``; gradstep offers MXNet's separate bounds on :math:`\|w\|` instead.
+    Differences: optax's ``scale_by_trust_ratio(min_norm, trust_coefficient, eps)``
+    is this stage with ``min_norm``; MXNet's bounds on :math:`\|w\|` are
+    ``lower_bound`` and ``upper_bound``.
     """
     if lower_bound is not None and upper_bound is not None and lower_bound > upper_bound:
         raise ValueError(
@@ -174,7 +193,9 @@ def scale_by_trust_ratio(
         "trust_ratio",
         _scaled,
         norms=_update_and_param,
-        combine=_trust_ratio_combine(trust_coefficient, epsilon, lower_bound, upper_bound),
+        combine=_trust_ratio_combine(
+            trust_coefficient, epsilon, lower_bound, upper_bound, min_norm
+        ),
         tensor_scalars=("factor",),
         flags={"trust_ratio": mask},
         uses_params=True,

@@ -56,6 +56,21 @@ from .adam import PLACEMENTS
 THRESHOLD_RULES = ("greater", "greater_equal")
 
 
+class _Threshold(Interval):
+    """``[4, inf)``, saying why: the rectification is the root of
+    :math:`(\\rho_t - 4)(\\rho_t - 2)`, negative for :math:`2 < \\rho_t < 4`."""
+
+    def describe(self) -> str:
+        return (
+            super().describe() + " (below 4 a step with 2 < rho_t < 4 would be rectified by "
+            "the square root of a negative number: optax returns NaN updates there)"
+        )
+
+
+#: the valid thresholds: from 4 on (at exactly :math:`\rho_t = 4` the factor is 0)
+THRESHOLD = _Threshold(4.0)
+
+
 def _radam(
     g,
     mu,
@@ -87,11 +102,11 @@ def _radam(
 
 
 def rectification(beta2: float, t: int) -> tuple[float, float]:
-    """``(rho_t, r_t)`` of step ``t`` (1-based); ``r_t`` is NaN where ``rho_t <= 4``."""
+    """``(rho_t, r_t)`` of step ``t`` (1-based); ``r_t`` is NaN where ``rho_t < 4``."""
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
     b2t = beta2**t
     rho_t = rho_inf - 2.0 * t * b2t / (1.0 - b2t)
-    if rho_t <= 4.0:  # then rho_inf < 4 or t is small: no real rectification
+    if rho_t < 4.0:  # then rho_inf < 4 or t is small: no real rectification
         return rho_t, math.nan
     ratio = (rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
     return rho_t, math.sqrt(ratio)
@@ -150,7 +165,7 @@ def _radam_prepare(
     beta2=Interval(0.0, 1.0, lo_open=True, hi_open=True),
     epsilon=nonnegative(),
     eps_root=nonnegative(),
-    threshold=Interval(4.0, lo_open=True),
+    threshold=THRESHOLD,
     threshold_rule=OneOf(THRESHOLD_RULES),
     epsilon_placement=OneOf(PLACEMENTS),
     nesterov=BOOL,
@@ -168,7 +183,7 @@ def scale_by_radam(
 ) -> Elementwise:
     """RAdam's direction (no learning rate); see the module docstring.
 
-    The threshold must exceed 4: below it the rectification term is not real.
+    The threshold must be at least 4: below it the rectification term is not real.
     """
     inclusive = threshold_rule == "greater_equal"
 
@@ -200,7 +215,7 @@ def scale_by_radam(
     weight_decay=nonnegative(schedulable=True),
     decoupled_weight_decay=BOOL,
     eps_root=nonnegative(),
-    threshold=Interval(4.0, lo_open=True),
+    threshold=THRESHOLD,
     threshold_rule=OneOf(THRESHOLD_RULES),
     epsilon_placement=OneOf(PLACEMENTS),
     nesterov=BOOL,
@@ -232,7 +247,7 @@ def radam(
         :math:`w \leftarrow w - \eta\lambda w` next to the step (torch's option of
         that name, "RAdamW"). Default False.
       eps_root: :math:`\epsilon_r` >= 0, added inside the root (optax). Default 0.
-      threshold: :math:`\rho_{min}` > 4, the value of :math:`\rho_t` from which the
+      threshold: :math:`\rho_{min}` >= 4, the value of :math:`\rho_t` from which the
         adaptive step is used. Default 5.
       threshold_rule: ``"greater"`` (torch, default) or ``"greater_equal"`` (optax).
       epsilon_placement: ``"outside_uncorrected"`` (torch, default), ``"outside"``

@@ -27,6 +27,10 @@ The step sizes are the rule's state, not a multiple of a learning rate:
 effect on parameters that already have state (as in torch). Rprop is meant for
 full-batch gradients; with noisy minibatch gradients the signs flip at random.
 
+``lagged_step=True`` outputs at each step the previous step's
+:math:`\mathrm{sign}(p)\,\Delta` (0 where the sign flips now), optax 0.2.8's
+``scale_by_rprop``: the same step sizes, each step applied one call late.
+
 References:
   Riedmiller & Braun (1993): A Direct Adaptive Method for Faster Backpropagation
   Learning: The RPROP Algorithm. IEEE International Conference on Neural Networks.
@@ -36,15 +40,18 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 from .._core.elementwise import Elementwise, Slot
 from .._core.stages import rule
 from .._core.transform import Chain
-from .._core.validate import Interval, hyperparams, nonnegative
+from .._core.validate import BOOL, Interval, hyperparams, nonnegative
 from .._core.xmath import clip, sign, where
 
 
-def _rprop(g, prev, step_size, eta_minus, eta_plus, min_step, max_step, zero):
+def _rprop(g, prev, step_size, eta_minus, eta_plus, min_step, max_step, zero, lagged):
     agreement = g * prev
+    previous = where(agreement < zero, zero, sign(prev) * step_size)  # the last step
     # every branch an array: a choice between two scalars would take the library's
     # default dtype on some backends
     step_size = where(
@@ -54,16 +61,17 @@ def _rprop(g, prev, step_size, eta_minus, eta_plus, min_step, max_step, zero):
     )
     step_size = clip(step_size, min_step, max_step)
     used = where(agreement < zero, zero, g)
-    return sign(used) * step_size, used, step_size
+    return where(lagged, previous, sign(used) * step_size), used, step_size
 
 
-def _rprop_scalars(h: dict, count: int) -> dict:
+def _rprop_scalars(h: dict, count: int, *, lagged: bool = False) -> dict:
     return {
         "eta_minus": h["eta_minus"],
         "eta_plus": h["eta_plus"],
         "min_step": h["min_step_size"],
         "max_step": h["max_step_size"],
         "zero": 0.0,
+        "lagged": lagged,
     }
 
 
@@ -81,6 +89,7 @@ def _descent(h: dict, count: int) -> dict:
     eta_plus=Interval(1.0, lo_open=True),
     min_step_size=nonnegative(),
     max_step_size=nonnegative(),
+    lagged_step=BOOL,
 )
 def scale_by_rprop(
     initial_step_size: float = 0.01,
@@ -88,9 +97,16 @@ def scale_by_rprop(
     eta_plus: float = 1.2,
     min_step_size: float = 1e-6,
     max_step_size: float = 50.0,
+    *,
+    lagged_step: bool = False,
 ) -> Elementwise:
     r"""Rprop's step :math:`\mathrm{sign}(p)\,\Delta` (positive: the descent stage of
-    :func:`rprop` negates it)."""
+    :func:`rprop` negates it).
+
+    ``lagged_step=True`` outputs the *previous* step's value instead, the old
+    :math:`\mathrm{sign}(p)\,\Delta` (0 on the first step and where the sign flips),
+    as optax 0.2.8's ``scale_by_rprop`` does: the step sizes and the state are the
+    same, the parameters move one step later."""
     return Elementwise(
         "scale_by_rprop",
         _rprop,
@@ -101,7 +117,7 @@ def scale_by_rprop(
             "min_step_size": min_step_size,
             "max_step_size": max_step_size,
         },
-        prepare=_rprop_scalars,
+        prepare=functools.partial(_rprop_scalars, lagged=lagged_step),
     )
 
 
@@ -111,6 +127,7 @@ def scale_by_rprop(
     eta_plus=Interval(1.0, lo_open=True),
     min_step_size=nonnegative(),
     max_step_size=nonnegative(),
+    lagged_step=BOOL,
 )
 def rprop(
     initial_step_size: float = 0.01,
@@ -118,6 +135,8 @@ def rprop(
     eta_plus: float = 1.2,
     min_step_size: float = 1e-6,
     max_step_size: float = 50.0,
+    *,
+    lagged_step: bool = False,
 ) -> Chain:
     r"""Rprop, the iRprop- variant (see the module docstring for the math and the
     symbol map).
@@ -130,6 +149,9 @@ def rprop(
       eta_plus: :math:`\eta^+` > 1, the growth factor while the sign holds. Default 1.2.
       min_step_size: :math:`\Delta_{\min}` >= 0. Default 1e-6.
       max_step_size: :math:`\Delta_{\max}` >= 0. Default 50.
+      lagged_step: apply each step one step late (the previous step's
+        :math:`\mathrm{sign}(p)\,\Delta`, 0 on the first step and after a sign
+        flip), as optax 0.2.8's ``rprop``. Default False.
 
     Example:
       >>> import numpy as np, gradstep
@@ -144,10 +166,20 @@ def rprop(
     ``step_sizes=(min, max)`` and the initial step size as ``lr``; the math is the
     same (gradstep.torch.Rprop maps them). torch checks only
     :math:`0 < \eta^- < 1 < \eta^+`; gradstep also refuses negative step-size
-    bounds. optax, MXNet and Keras have no Rprop.
+    bounds. optax 0.2.8's ``rprop(learning_rate, eta_minus, eta_plus, min_step_size,
+    max_step_size)`` is this rule with ``initial_step_size=learning_rate`` and
+    ``lagged_step=True`` (its update is the step computed at the previous call), and
+    it clips a step size only when it changes. MXNet and Keras have no Rprop.
     """
     return rule(
         "rprop",
-        scale_by_rprop(initial_step_size, eta_minus, eta_plus, min_step_size, max_step_size),
+        scale_by_rprop(
+            initial_step_size,
+            eta_minus,
+            eta_plus,
+            min_step_size,
+            max_step_size,
+            lagged_step=lagged_step,
+        ),
         Elementwise("descent", _descend, prepare=_descent),
     )

@@ -122,6 +122,18 @@ def _momentum_prepare(h: dict, count: int) -> dict:
     return {"keep": h["momentum"], "gain": 1.0 - h["momentum"]}
 
 
+def sm3_momentum(momentum: Any = 0.9) -> Elementwise:
+    r"""SM3's momentum stage: :math:`m \leftarrow \beta_1 m + (1-\beta_1) u`, output
+    :math:`m` (slot ``mu``)."""
+    return Elementwise(
+        "momentum",
+        _momentum,
+        slots=(Slot("mu"),),
+        hyperparams={"momentum": momentum},
+        prepare=_momentum_prepare,
+    )
+
+
 @hyperparams(
     learning_rate=nonnegative(schedulable=True),
     momentum=decay_rate(schedulable=True),
@@ -159,12 +171,6 @@ def sm3(
     return rule(
         "sm3",
         ScaleBySm3(beta2, epsilon),
-        Elementwise(
-            "momentum",
-            _momentum,
-            slots=(Slot("mu"),),
-            hyperparams={"momentum": momentum},
-            prepare=_momentum_prepare,
-        ),
+        sm3_momentum(momentum),
         scale_by_learning_rate(learning_rate),
     )

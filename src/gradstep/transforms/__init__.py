@@ -15,6 +15,11 @@ from . import mxnet  # noqa: F401  (gradstep.transforms.mxnet: MXNet gradient ha
 from .accumulation import accumulate
 from .averaging import parameter_ema
 from .block_clipping import adaptive_clip, clip_by_block_rms
+from .block_scaling import (
+    normalize_by_update_norm,
+    scale_by_param_block_norm,
+    scale_by_param_block_rms,
+)
 from .centralization import centralize
 from .clipping import clip, clip_by_global_norm, clip_by_norm
 from .constraints import (
@@ -60,6 +65,7 @@ __all__ = [
     "monitor",
     "nonfinite_policy",
     "norm_constraint",
+    "normalize_by_update_norm",
     "parameter_ema",
     "parameter_swa",
     "partition",
@@ -69,6 +75,8 @@ __all__ = [
     "scale",
     "scale_by_ema",
     "scale_by_learning_rate",
+    "scale_by_param_block_norm",
+    "scale_by_param_block_rms",
     "selective_transform",
     "set_to_zero",
     "skip_large_updates",

@@ -100,6 +100,27 @@ Mapping (optax name -> gradstep):
   ``scale_by_polyak`` -> :func:`gradstep.polyak_sgd` (``update(..., value=loss)``);
   ``contrib.mechanize`` as ``mechanize`` -> :func:`gradstep.rules.mechanize`, its
   state optax's ``MechanicState``.
+- ``adabelief``/``scale_by_belief`` -> :func:`gradstep.rules.scale_by_belief`;
+  ``yogi``/``scale_by_yogi`` -> :func:`gradstep.rules.scale_by_yogi`;
+  ``novograd``/``scale_by_novograd`` -> :func:`gradstep.rules.scale_by_novograd` (optax's
+  per-tensor ``nu`` a 0-d array per tensor in the state); ``adan``/``scale_by_adan`` ->
+  :func:`gradstep.rules.scale_by_adan` with ``correction_weight="one_minus_beta2"``
+  (+ decoupled ``add_decayed_weights(mask)``); each + learning rate.
+- ``fromage`` -> :func:`gradstep.fromage` (shown as optax's three states);
+  ``sm3``/``scale_by_sm3`` -> SM3's accumulators and momentum
+  (:mod:`gradstep.rules.sm3`, ``mu`` optax's list of per-axis vectors);
+  ``rprop``/``scale_by_rprop`` -> :func:`gradstep.rules.scale_by_rprop` with
+  ``lagged_step=True`` (optax applies each step one call late; a ``learning_rate``
+  within ``[min_step_size, max_step_size]``).
+- ``optimistic_gradient_descent``, ``optimistic_adam``, ``optimistic_adam_v2``,
+  ``scale_by_optimistic_gradient`` -> :func:`gradstep.rules.scale_by_optimistic_gradient`
+  after Adam's direction (Nesterov's form by default) where optax has it.
+- ``scale_by_distance_over_gradients`` -> :func:`gradstep.rules.ldog.scale_by_ldog`
+  (layer-wise DoG); ``scale_by_param_block_norm``, ``scale_by_param_block_rms``,
+  ``normalize_by_update_norm`` -> :mod:`gradstep.transforms.block_scaling`;
+  ``centralize`` -> :func:`gradstep.transforms.centralize`; ``scale_gradient`` (a
+  function of arrays: identity forward, gradient times ``scale`` backward);
+  ``radam``/``scale_by_radam`` take ``threshold`` from 4 (optax's NaN below).
 """
 
 from __future__ import annotations
@@ -176,6 +197,39 @@ from .._optax_state import (
     ScaleByRStdDevWithCountState,
     ScaleByScheduleState,
     TraceState,
+)
+from .._optax_tail import (
+    ScaleByAdanState,
+    ScaleByBeliefState,
+    ScaleByNovogradState,
+    ScaleByRpropState,
+    ScaleBySM3State,
+    ScaleByTrustRatioState,
+    centralize,
+    normalize_by_update_norm,
+    scale_by_adan,
+    scale_by_belief,
+    scale_by_distance_over_gradients,
+    scale_by_novograd,
+    scale_by_optimistic_gradient,
+    scale_by_param_block_norm,
+    scale_by_param_block_rms,
+    scale_by_rprop,
+    scale_by_sm3,
+    scale_by_yogi,
+    scale_gradient,
+)
+from .._optax_tail_optimizers import (
+    adabelief,
+    adan,
+    fromage,
+    novograd,
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+    rprop,
+    sm3,
+    yogi,
 )
 from .._optax_transforms import (
     add_decayed_weights,
@@ -282,6 +336,36 @@ __all__ = [
     "trace",
     "warmup_constant_schedule",
     "warmup_cosine_decay_schedule",
+    # optax's further optimizers and transforms (_optax_tail, _optax_tail_optimizers)
+    "ScaleByAdanState",
+    "ScaleByBeliefState",
+    "ScaleByNovogradState",
+    "ScaleByRpropState",
+    "ScaleBySM3State",
+    "ScaleByTrustRatioState",
+    "centralize",
+    "normalize_by_update_norm",
+    "scale_by_adan",
+    "scale_by_belief",
+    "scale_by_distance_over_gradients",
+    "scale_by_novograd",
+    "scale_by_optimistic_gradient",
+    "scale_by_param_block_norm",
+    "scale_by_param_block_rms",
+    "scale_by_rprop",
+    "scale_by_sm3",
+    "scale_by_yogi",
+    "scale_gradient",
+    "adabelief",
+    "adan",
+    "fromage",
+    "novograd",
+    "optimistic_adam",
+    "optimistic_adam_v2",
+    "optimistic_gradient_descent",
+    "rprop",
+    "sm3",
+    "yogi",
 ]
 
 
