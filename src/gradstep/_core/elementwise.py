@@ -34,6 +34,7 @@ from . import tree as _tree
 from .blockwise8 import BLOCKWISE8, absmax_name
 from .namespaces import element_for, is_floating, namespace_of, nan_to_zero, value_dtype
 from .transform import Transform
+from .xmath import complex_ready
 
 # set by the stateful fronts while they run a transform's update: the updates of
 # 16-bit gradients stay float32 between stages and reach the parameter unrounded, so
@@ -387,6 +388,7 @@ def _stored_stochastically(value, like, seed, count, tensor, name):
     return stored_stochastically(namespace_of(like).wrap(value), like, key)
 
 
+@complex_ready
 def _scaled_by_factor(g, factor):
     return g * factor
 

@@ -228,7 +228,11 @@ class Namespace:
     def square_sum(self, x: Any) -> Any:
         """The sum of squares of ``x`` as a 0-d array of the library, accumulated in
         float64 (float32 where the library or device has no float64)."""
-        a = np.asarray(x, dtype=np.float64).ravel()
+        x = np.asarray(x)
+        if np.iscomplexobj(x):  # |x|^2: the squares of the real and imaginary parts
+            a = x.astype(np.complex128).ravel().view(np.float64)
+        else:
+            a = np.asarray(x, dtype=np.float64).ravel()
         return np.dot(a, a)
 
     def wide_sum(self, x: Any) -> Any:

@@ -12,9 +12,10 @@ from typing import Any
 from .combine import masked
 from .elementwise import Elementwise
 from .transform import Chain, Transform, map_transform
-from .xmath import isnan, where
+from .xmath import complex_ready, isnan, where
 
 
+@complex_ready
 def _scaled(g, factor):
     return g * factor
 
@@ -51,6 +52,7 @@ def scale_by_learning_rate(learning_rate: Any) -> Elementwise:
     )
 
 
+@complex_ready
 def _decayed(g, w, weight_decay):
     return g + weight_decay * w
 

@@ -21,6 +21,15 @@ same rules and may call operations and other helpers. The eager engines call the
 generators copy each helper a function references into the generated module
 (:func:`referenced_helpers`).
 
+**Complex numbers.** Where a rule's math has a meaning for complex values (optax's:
+first moments complex, second moments from :math:`|g|^2 = \\mathrm{Re}(g \\bar g)`),
+its squares are written as conjugate products (:func:`abs_square`,
+:func:`ema_square`, with the operations ``conj`` and ``real``, which are the identity
+on real numbers in every engine): a real rule runs the same operations in the same
+order, and a complex value gets that meaning. Element functions so written are
+marked with :func:`complex_ready`; a front that steps complex parameters natively
+(:mod:`gradstep.compat.optax`) refuses the others rather than guess.
+
 Scalar helpers for ``prepare`` (:func:`debias`) are plain arithmetic of the
 hyperparameters and the step count, so the JAX engine can trace them.
 """
@@ -71,6 +80,17 @@ def clip(x, lo, hi):
     return np.minimum(np.maximum(x, lo), hi)
 
 
+def conj(x):
+    """The complex conjugate of ``x``: ``x`` itself for real numbers (no copy), so a
+    real rule's arithmetic is unchanged by it."""
+    return np.conj(x) if np.iscomplexobj(x) else x
+
+
+def real(x):
+    """The real part of ``x``: ``x`` itself for real numbers (no copy)."""
+    return np.real(x) if np.iscomplexobj(x) else x
+
+
 OPERATIONS = (
     "sqrt",
     "cbrt",
@@ -84,6 +104,8 @@ OPERATIONS = (
     "nan_to_zero",
     "finite_or_zero",
     "clip",
+    "conj",
+    "real",
 )
 
 
@@ -133,8 +155,36 @@ def ema(average, x, keep, gain):
 @element_helper
 def ema_square(average, x, keep, gain):
     """The second-moment update ``keep * average + gain * x * x``
-    (``b2 * nu + c2 * g * g``)."""
-    return keep * average + gain * x * x
+    (``b2 * nu + c2 * g * g``), written as the conjugate product
+    ``real(gain * x * conj(x))``: the same operations in the same order for real
+    ``x``, :math:`|x|^2` (optax's meaning) for complex ``x``."""
+    return keep * average + real(gain * x * conj(x))
+
+
+@element_helper
+def abs_square(x):
+    """:math:`|x|^2` as the conjugate product ``real(x * conj(x))``: ``x * x`` for
+    real ``x`` (the same single product)."""
+    return real(x * conj(x))
+
+
+#: element functions whose math is written for complex values too (:func:`complex_ready`)
+COMPLEX_READY: set[Callable] = set()
+
+
+def complex_ready(fn: Callable) -> Callable:
+    """Mark the element function ``fn`` as written for complex values: its squares
+    are conjugate products (:func:`abs_square`, :func:`ema_square`), the rest is
+    arithmetic whose complex meaning is the reference's (optax's)."""
+    COMPLEX_READY.add(fn)
+    return fn
+
+
+def is_complex_ready(fn: Callable) -> bool:
+    """``fn`` (or the function of a ``functools.partial``) is :func:`complex_ready`."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return fn in COMPLEX_READY
 
 
 def debias(beta, t):

@@ -1,5 +1,6 @@
 """What the optax-compatible modules share: argument ranges, wrapping a gradstep
-transform as an optax transformation, and refusing dtype arguments."""
+transform as an optax transformation (complex parameters stepped with optax's
+meaning where the rules' math is written for it), and refusing dtype arguments."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._core.combine import Masked, Partition
+from .._core.elementwise import Elementwise
 from .._core.precision import StateDtype, dtype_name, with_state_dtype
-from .._core.transform import Transform
+from .._core.skip import SkipNonfinite
+from .._core.transform import Chain, FunctionTransform, Transform
 from .._core.validate import Interval, decay_rate, nonnegative
-from ..jax import GradstepTransformation, from_optax, to_optax
+from .._core.xmath import is_complex_ready
+from ..jax import GradstepTransformation, JaxEngine, OptaxStage, _transformation, from_optax
 from ._optax_state import RAW, Ctx, Layout
 
 LR = nonnegative(schedulable=True)
@@ -26,16 +31,19 @@ def wrap(transform: Transform, layout: Layout = RAW, **names: str) -> GradstepTr
     """``transform`` as an optax transformation whose state is optax's (``layout``
     maps the core's state to it and back); ``names`` maps optax's argument names to
     the gradstep hyperparameters they set (for :func:`inject_hyperparams`)."""
-    core = to_optax(transform)
+    # complex leaves run as they are (complex element math, optax's meaning), which
+    # every stage must be written for (complex_unsupported), not as real views
+    core = _transformation(transform, JaxEngine(transform), real_views=False)
+    unsupported = complex_unsupported(transform)
 
     def init(params: Any) -> Any:
         params = concrete(params)
+        refuse_complex(params, unsupported)
         inner = core.init(params)
-        refuse_complex(params, inner)
         return layout.to_optax(inner, transform, Ctx.of(params, None), None)
 
     def update(updates: Any, state: Any, params: Any = None, **extra: Any):
-        refuse_complex(updates, state)
+        refuse_complex(updates, unsupported)
         ctx = Ctx.of(params, updates)
         inner = layout.from_optax(state, transform, ctx)
         updates, inner = core.update(updates, inner, params, **extra)
@@ -49,19 +57,41 @@ def wrap(transform: Transform, layout: Layout = RAW, **names: str) -> GradstepTr
     return out
 
 
-def refuse_complex(tree: Any, state: Any) -> None:
-    """Complex parameters or updates of a transform that keeps per-parameter state
-    raise: gradstep's rules keep real moments (optax's complex meaning, a complex
-    first moment and :math:`|g|^2 = g \\bar g` in the second, is not written yet), so
-    their steps would be wrong. Stateless transforms run complex arithmetic as optax's."""
-    complex_leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.iscomplexobj(x)]
-    if not complex_leaves:
+#: the stage kinds that only route leaves to their children (no math of their own)
+_ROUTING = (Chain, Masked, Partition, SkipNonfinite)
+
+
+def complex_unsupported(transform: Transform) -> list[str]:
+    """The names of the stages of ``transform`` whose math is not written for
+    complex values (:func:`gradstep._core.xmath.complex_ready`); empty: complex
+    parameters are stepped as optax steps them (complex first moments, second
+    moments from :math:`|g|^2`). A slot stored in another dtype (``mu_dtype``) is
+    not: optax would cast a complex moment to a real dtype."""
+    if isinstance(transform, (OptaxStage, FunctionTransform)):
+        return []  # optax's own math; a function of the updates (``stateless``)
+    if isinstance(transform, Elementwise):
+        ready = is_complex_ready(transform.element)
+        ready = ready and all(slot.dtype is None for slot in transform.slots)
+        return [] if ready else [transform.name]
+    if type(transform) in _ROUTING:
+        return [name for child in transform.children() for name in complex_unsupported(child)]
+    return [transform.name]
+
+
+def refuse_complex(tree: Any, unsupported: list[str]) -> None:
+    """Complex parameters or updates of a transform with stages whose complex meaning
+    is not written (``unsupported``) raise: their steps would not be optax's."""
+    if not unsupported:
         return
-    if any(jnp.ndim(x) > 0 for x in jax.tree_util.tree_leaves(state)):
+    complex_leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.iscomplexobj(x)]
+    if complex_leaves:
         raise ValueError(
-            f"gradstep.compat.optax: invalid parameters of dtype {complex_leaves[0].dtype}; "
-            "valid values: real floating arrays (complex parameters with optax's meaning "
-            "are not supported by transforms that keep per-parameter state)"
+            f"gradstep.compat.optax: invalid parameters of dtype {complex_leaves[0].dtype} "
+            f"for {', '.join(dict.fromkeys(unsupported))}; valid values: real floating "
+            "arrays (complex parameters are stepped with optax's meaning by the stages "
+            "whose math is written for them: adam, adamw, amsgrad, nadam, radam, "
+            "adamax, adagrad, rmsprop, lamb, sgd and their scale_by_* transforms, "
+            "without mu_dtype/accumulator_dtype)"
         )
 
 

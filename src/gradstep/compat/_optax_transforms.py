@@ -246,6 +246,11 @@ def _convert_floats(x: Any, dtype: Any) -> Any:
     return x
 
 
+def _real(x: Any) -> Any:
+    """The real part of a complex hyperparameter; anything else as it is."""
+    return jnp.real(x) if jnp.iscomplexobj(x) else x
+
+
 def _highest_dtype(params: Any, fallback: Any) -> Any:
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves:
@@ -343,7 +348,9 @@ def inject_hyperparams(
                         f"inject_hyperparams: state.hyperparams has {sorted(unknown)}, "
                         f"which set nothing; injectable: {sorted(live)}"
                     )
-                overrides = {names.get(k, k): v for k, v in hparams.items()}
+                # optax keeps them in the parameters' highest dtype, complex for complex
+                # parameters: the rules' hyperparameters are real (the real part)
+                overrides = {names.get(k, k): _real(v) for k, v in hparams.items()}
                 return probe.update(updates, inner_state, params, **extra, **overrides)
 
         else:

@@ -41,6 +41,31 @@ def finite_or_zero(x):  # pragma: no cover - replaced by the overload in compile
     raise NotImplementedError
 
 
+def conj(x):  # pragma: no cover - replaced by the overload in compiled code
+    raise NotImplementedError
+
+
+def real(x):  # pragma: no cover - replaced by the overload in compiled code
+    raise NotImplementedError
+
+
+@overload(conj)
+def _conj(x):
+    # the identity on real numbers: a real kernel compiles to the same arithmetic
+    if isinstance(x, types.Float):
+        return lambda x: x
+    if isinstance(x, types.Complex):
+        return lambda x: x.conjugate()
+
+
+@overload(real)
+def _real(x):
+    if isinstance(x, types.Float):
+        return lambda x: x
+    if isinstance(x, types.Complex):
+        return lambda x: x.real
+
+
 def _typed_zero(numba_type):
     return np.dtype(str(numba_type)).type(0)
 

@@ -97,6 +97,17 @@ def clip(x, lo, hi):
     )
 
 
+@triton.jit
+def conj(x):
+    # Triton kernels are real: the conjugate and the real part are x itself
+    return x
+
+
+@triton.jit
+def real(x):
+    return x
+
+
 # -- stochastic rounding (gradstep._core.rounding): the same bits as its NumPy stream ---
 
 

@@ -23,6 +23,13 @@ def _default_float():
     return jnp.dtype(jnp.float64) if jax.config.jax_enable_x64 else jnp.dtype(jnp.float32)
 
 
+def _scalar_dtype(x, real):
+    """The dtype of scalars for element math on ``x``: ``real`` (its float dtype),
+    or float32 for complex64 and float64 for complex128 (no scalar widens it)."""
+    dtype = jnp.result_type(x)
+    return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else real
+
+
 class JaxNamespace(Namespace):
     """See the module docstring."""
 
@@ -42,6 +49,9 @@ class JaxNamespace(Namespace):
             "nan_to_zero": lambda x: jnp.where(jnp.isnan(x), jnp.zeros_like(x), x),
             "finite_or_zero": lambda x: jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x)),
             "clip": jnp.clip,
+            # the identity on real arrays (jax.numpy's own)
+            "conj": jnp.conj,
+            "real": jnp.real,
         }
 
     def is_float(self, x: Any) -> bool:
@@ -53,7 +63,7 @@ class JaxNamespace(Namespace):
             if isinstance(v, (bool, np.bool_)):
                 return v
             if isinstance(v, (jax.Array, np.ndarray, np.generic)):
-                return jnp.asarray(v).astype(self.float_dtype(x))
+                return jnp.asarray(v).astype(_scalar_dtype(x, self.float_dtype(x)))
             return float(v)
 
         return cast
@@ -88,7 +98,9 @@ class JaxNamespace(Namespace):
         return jnp.asarray(x).astype(jnp.int32)
 
     def full_like(self, x: Any, fill: float) -> Any:
-        return jnp.full_like(x, fill, dtype=self.float_dtype(x))
+        # a complex parameter's slots are complex, as optax's state (zeros_like)
+        dtype = x.dtype if jnp.iscomplexobj(x) else self.float_dtype(x)
+        return jnp.full_like(x, fill, dtype=dtype)
 
     def zeros_like(self, x: Any) -> Any:
         return jnp.zeros_like(x)
@@ -153,7 +165,10 @@ class JaxNamespace(Namespace):
         return jnp.max(x, axis=axis)
 
     def square_sum(self, x):
-        a = jnp.ravel(jnp.asarray(x)).astype(_default_float())
+        x = jnp.asarray(x)
+        if jnp.iscomplexobj(x):  # |x|^2: the squares of the real and imaginary parts
+            return self.square_sum(jnp.real(x)) + self.square_sum(jnp.imag(x))
+        a = jnp.ravel(x).astype(_default_float())
         return jnp.dot(a, a)
 
     def wide_sum(self, x):

@@ -32,6 +32,7 @@ from .jax_scalars import (
     safe_increment,
     scalar_kinds,
     split_overrides,
+    square_sum,
     static_items,
     traceable_copy,
     value_row,
@@ -190,7 +191,7 @@ class NormNode(_Node):
         stage = self.stage
         count = state["count"] if stage.counted else None
         acc = float_dtype()
-        sums = [jnp.sum(jnp.square(jnp.asarray(x).astype(acc))) for x in g]
+        sums = [square_sum(x, acc) for x in g]
         static_ctx, dynamic_ctx = split_overrides(stage, count, ctx)
         factors = None
         if req.mode == "auto" and not python_schedules(stage, static_ctx, dynamic_ctx):
@@ -389,7 +390,7 @@ class PerTensorNode(ElementNode):
         sums = []
         for i, gi in enumerate(g):
             terms = self.norms(*self.arrays(g, w, slots, i), *cast(scalars, gi))
-            sums.append([jnp.sum(jnp.square(jnp.asarray(x).astype(acc))) for x in terms])
+            sums.append([square_sum(x, acc) for x in terms])
         flags = self._flags(td, g, w)
         count = state["count"] if stage.counted else None
         static_ctx, dynamic_ctx = split_overrides(stage, count, ctx)

@@ -47,8 +47,22 @@ def safe_increment(count):
 
 
 def leaf_dtype(x):
+    """The dtype of the scalars of element math on ``x``: its own, the real one of
+    a complex ``x`` (float32 for complex64, so no scalar widens it), else the
+    widest float."""
     dtype = jnp.result_type(x)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        return jnp.finfo(dtype).dtype
     return dtype if jnp.issubdtype(dtype, jnp.floating) else float_dtype()
+
+
+def square_sum(x, acc):
+    """The sum of :math:`|x|^2` over ``x``, accumulated in ``acc``: a complex ``x``
+    as the squares of its real and imaginary parts (optax's ``abs_sq``)."""
+    x = jnp.asarray(x)
+    if jnp.iscomplexobj(x):
+        return square_sum(jnp.real(x), acc) + square_sum(jnp.imag(x), acc)
+    return jnp.sum(jnp.square(x.astype(acc)))
 
 
 def cast(values: list, like) -> list:

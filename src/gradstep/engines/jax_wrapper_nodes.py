@@ -12,7 +12,7 @@ from .._core.finishing import Finishing
 from .._core.sharpness import SharpnessAware, perturbation
 from .._core.skip import SkipNonfinite
 from .jax_nodes import _Node
-from .jax_scalars import COUNT_DTYPE, float_dtype, jax_ns
+from .jax_scalars import COUNT_DTYPE, float_dtype, jax_ns, square_sum
 
 
 class SkipNonfiniteNode:
@@ -43,7 +43,7 @@ class SkipNonfiniteNode:
             finite = finite & jnp.all(jnp.isfinite(x))
         if self.bound is not None:
             acc = float_dtype()
-            total = sum((jnp.sum(jnp.square(jnp.asarray(x).astype(acc))) for x in g), 0.0)
+            total = sum((square_sum(x, acc) for x in g), 0.0)
             finite = finite & (total < self.bound)
         run = jnp.where(finite, 0, state["notfinite_count"] + 1).astype(COUNT_DTYPE)
         total = (state["total_notfinite"] + (~finite).astype(COUNT_DTYPE)).astype(COUNT_DTYPE)

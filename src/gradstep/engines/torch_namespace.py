@@ -73,6 +73,9 @@ class TorchNamespace(Namespace):
             "nan_to_zero": lambda x: torch.where(torch.isnan(x), torch.zeros_like(x), x),
             "finite_or_zero": lambda x: torch.where(torch.isfinite(x), x, torch.zeros_like(x)),
             "clip": lambda x, lo, hi: x.clamp(min=lo, max=hi),
+            # the identity on real tensors (no copy, no conjugate-bit view)
+            "conj": lambda x: torch.conj(x).resolve_conj() if x.is_complex() else x,
+            "real": lambda x: torch.real(x) if x.is_complex() else x,
         }
 
     def is_float(self, x: Any) -> bool:

@@ -92,17 +92,28 @@ def to_optax(
     if isinstance(transform, OptaxStage):
         return transform.optax
     engine = JaxEngine(transform, scalars=scalars, fallback=fallback)
+    return _transformation(transform, engine, real_views=True)
+
+
+def _transformation(
+    transform: Transform, engine: JaxEngine, *, real_views: bool
+) -> GradstepTransformation:
+    """The optax pair running ``engine``; ``real_views``: complex leaves stepped as
+    their real and imaginary parts (:func:`to_optax`), else as they are (complex
+    element math, for :mod:`gradstep.compat.optax`, which checks that every stage's
+    math is written for it)."""
     known = transform.hyperparameters()
+    views = _real_views if real_views else _as_they_are
 
     def init(params: Any) -> Any:
-        return engine.init(_real_views(params))
+        return engine.init(views(params))
 
     def update(updates: Any, state: Any, params: Any = None, **extra: Any):
         for name, value in extra.items():
             if known.get(name) is not None and not isinstance(value, (jax.Array, jax.core.Tracer)):
                 check("update", name, value, known[name])
-        new, state = engine.update(_real_views(updates), state, _real_views(params), **extra)
-        return _complex_like(new, updates), state
+        new, state = engine.update(views(updates), state, views(params), **extra)
+        return (_complex_like(new, updates) if real_views else new), state
 
     out = GradstepTransformation(init, update)
     out.transform = transform
@@ -118,6 +129,10 @@ def _real_views(tree: Any) -> Any:
     return jax.tree_util.tree_map(
         lambda x: jnp.stack([x.real, x.imag], axis=-1) if jnp.iscomplexobj(x) else x, tree
     )
+
+
+def _as_they_are(tree: Any) -> Any:
+    return tree
 
 
 def _complex_like(updates: Any, like: Any) -> Any:

@@ -27,13 +27,14 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, hyperparams, nonnegative
-from .._core.xmath import sqrt
+from .._core.xmath import abs_square, complex_ready, sqrt
 
 PLACEMENTS = ("inside", "outside")
 
 
+@complex_ready
 def _adagrad(g, sum_sq, eps_in, eps_out):
-    sum_sq = sum_sq + g * g
+    sum_sq = sum_sq + abs_square(g)
     return g / (sqrt(sum_sq + eps_in) + eps_out), sum_sq
 
 

@@ -46,7 +46,7 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import debias, ema, ema_square, maximum, sqrt, where
+from .._core.xmath import complex_ready, debias, ema, ema_square, maximum, sqrt, where
 
 PLACEMENTS = ("outside", "inside", "outside_uncorrected", "inside_uncorrected")
 AMSGRAD = (False, True, "raw", "corrected")
@@ -58,6 +58,7 @@ AMSGRAD = (False, True, "raw", "corrected")
 # sqrt(v) / sqrt(bc2) does not, the root is taken first, as torch does: the same value,
 # written sqrt(v + e / v_scale) / root_div, so no rule is less overflow-safe than torch.
 # v * v_scale + e is never negative, so "< inf" is "finite" (on every engine).
+@complex_ready
 def _adam(
     g, mu, nu, b1, c1, b2, c2, step_scale, v_scale, eps_in, root_div, eps_root_in, inf, eps_out
 ):
@@ -68,6 +69,7 @@ def _adam(
     return mu * step_scale / (root + eps_out), mu, nu
 
 
+@complex_ready
 def _amsgrad(
     g, mu, nu, nu_max, b1, c1, b2, c2, max_scale, step_scale, v_scale, eps_in, root_div,
     eps_root_in, inf, eps_out,

@@ -31,11 +31,12 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import absolute, debias, ema, maximum
+from .._core.xmath import absolute, complex_ready, debias, ema, maximum
 
 PLACEMENTS = ("outside", "in_max")
 
 
+@complex_ready
 def _adamax(g, mu, inf_norm, b1, c1, b2, step_scale, eps_in, eps_out):
     mu = ema(mu, g, b1, c1)
     inf_norm = maximum(b2 * inf_norm, absolute(g) + eps_in)

@@ -62,7 +62,7 @@ from typing import Any
 
 from .._core.per_tensor import PerTensorReduction  # the stage kind (re-exported here)
 from .._core.validate import Constraint, Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import clip, maximum, minimum, sqrt, where
+from .._core.xmath import clip, complex_ready, maximum, minimum, sqrt, where
 
 ZERO_NORM = ("one", "max")
 
@@ -90,6 +90,7 @@ def _update_and_param(g, w):
     return g, w
 
 
+@complex_ready
 def _scaled(g, w, factor):
     return g * factor
 

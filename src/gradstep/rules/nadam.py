@@ -61,7 +61,7 @@ from .._core.namespaces import element_for, namespace_of
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import debias, ema, ema_square, sqrt
+from .._core.xmath import complex_ready, debias, ema, ema_square, sqrt
 
 SCOPES = ("parameter", "shared")
 
@@ -74,6 +74,7 @@ def momentum_schedule(beta1: float, schedule_decay: float | None, t: int) -> flo
     return beta1 * (1.0 - 0.5 * 0.96 ** (t * schedule_decay))
 
 
+@complex_ready
 def _nadam(g, mu, nu, b1, c1, b2, c2, g_coef, m_coef, inv_bc2, eps_root, eps):
     mu = ema(mu, g, b1, c1)
     nu = ema_square(nu, g, b2, c2)

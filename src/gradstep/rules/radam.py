@@ -50,7 +50,7 @@ from .._core.elementwise import Elementwise, Slot
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import ema, ema_square, sqrt, where
+from .._core.xmath import complex_ready, ema, ema_square, sqrt, where
 from .adam import PLACEMENTS
 
 THRESHOLD_RULES = ("greater", "greater_equal")
@@ -71,6 +71,7 @@ class _Threshold(Interval):
 THRESHOLD = _Threshold(4.0)
 
 
+@complex_ready
 def _radam(
     g,
     mu,

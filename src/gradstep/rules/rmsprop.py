@@ -40,31 +40,35 @@ from .._core.gradients import clip_weights as clip_weights_stage
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import debias, ema, ema_square, sqrt, where
+from .._core.xmath import abs_square, complex_ready, debias, ema, ema_square, sqrt, where
 from .sgd import apply_momentum
 
 PLACEMENTS = ("inside", "outside")
 
 
+@complex_ready
 def _rms(g, nu, rho, c, eps_in, eps_out):
     nu = ema_square(nu, g, rho, c)
     return g / (sqrt(nu + eps_in) + eps_out), nu
 
 
+@complex_ready
 def _centered_rms(g, nu, mu, rho, c, eps_in, inf, eps_out):
     nu = ema_square(nu, g, rho, c)
     mu = ema(mu, g, rho, c)
     # mu * mu <= nu, so mu * mu overflows only where nu already has: keep nu's inf
     # there (torch's fused multiply-add gives inf) instead of inf - inf = NaN
-    variance = where(nu < inf, nu - mu * mu, nu)
+    variance = where(nu < inf, nu - abs_square(mu), nu)
     return g / (sqrt(variance + eps_in) + eps_out), nu, mu
 
 
+@complex_ready
 def _debiased_rms(g, nu, rho, c, correction, eps_in, eps_out):
     nu = ema_square(nu, g, rho, c)
     return g / (sqrt(nu / correction + eps_in) + eps_out), nu
 
 
+@complex_ready
 def _debiased_centered_rms(g, nu, mu, rho, c, correction, eps_in, inf, eps_out):
     nu = ema_square(nu, g, rho, c)
     mu = ema(mu, g, rho, c)
@@ -72,7 +76,7 @@ def _debiased_centered_rms(g, nu, mu, rho, c, correction, eps_in, inf, eps_out):
     # division rounds as optax's does
     nu_hat = nu / correction
     mu_hat = mu / correction
-    variance = where(nu_hat < inf, nu_hat - mu_hat * mu_hat, nu_hat)
+    variance = where(nu_hat < inf, nu_hat - abs_square(mu_hat), nu_hat)
     return g / (sqrt(variance + eps_in) + eps_out), nu, mu
 
 

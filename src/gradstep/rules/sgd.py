@@ -41,18 +41,20 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import ema
+from .._core.xmath import complex_ready, ema
 
 _LR = nonnegative(schedulable=True)
 _MOMENTUM = Interval(0.0, 1.0, schedulable=True)
 _DAMPENING = Interval(0.0, 1.0)
 
 
+@complex_ready
 def _heavy_ball(g, velocity, keep, gain):
     velocity = ema(velocity, g, keep, gain)
     return velocity, velocity
 
 
+@complex_ready
 def _nesterov(g, velocity, keep, gain, momentum):
     velocity = ema(velocity, g, keep, gain)
     return g + momentum * velocity, velocity

@@ -29,9 +29,11 @@ from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
 from .._core.validate import BOOL, Interval, hyperparams
+from .._core.xmath import complex_ready
 from .._core.xmath import debias as _debias
 
 
+@complex_ready
 def _moving_average(g, ema, keep, gain, scale):
     ema = keep * ema + gain * g
     return ema * scale, ema

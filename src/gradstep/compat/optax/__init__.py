@@ -45,10 +45,17 @@ What differs from optax, on purpose:
 - Schedules are gradstep schedules (Python functions of the step count); called
   with a traced count they evaluate on the host, so they also work inside real
   optax; called with an array of counts they give an array of values.
-- Complex parameters are refused (``ValueError``) by transforms that keep
-  per-parameter state: gradstep's moments are real, optax's complex meaning
-  (:math:`|g|^2` second moments) is not written yet; stateless transforms run the
-  complex arithmetic as optax's.
+- Complex parameters are stepped with optax's meaning (complex first moments,
+  second moments from :math:`|g|^2 = \mathrm{Re}(g \bar g)`, the state complex like
+  the parameter) by the stages whose element math is written for it (conjugate
+  products; :func:`gradstep._core.xmath.complex_ready`): ``adam``, ``adamw``,
+  ``amsgrad``, ``nadam``, ``nadamw``, ``radam``, ``adamax``, ``adamaxw``,
+  ``adagrad``, ``rmsprop``, ``lamb``, ``lars``, ``sgd`` and their ``scale_by_*``
+  stages, ``trace``, ``ema``, ``clip_by_global_norm``, the scalings and the combinators
+  (``tests/jax_front/test_optax_complex.py``). Every other stage (``lion``,
+  ``adadelta``, ``sign_sgd``, ``clip``, ...) and a ``mu_dtype``/``accumulator_dtype``
+  refuse complex parameters with a ``ValueError`` naming the stage.
+  (:func:`gradstep.jax.to_optax` keeps torch's meaning: real and imaginary parts.)
 - A mask directly inside a mask (``masked(masked(t, m1), m2)``) sees optax's tree
   with ``MaskedNode()`` holes; a mask further down (inside a ``chain`` that is
   inside a mask) gets the selected leaves as a list, so it must be a function or a
