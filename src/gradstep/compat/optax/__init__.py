@@ -302,3 +302,5 @@ def __getattr__(name: str):
 
         return getattr(optax, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+from . import contrib  # noqa: E402  (optax.contrib's names: gradstep.compat.optax.contrib)
