@@ -84,6 +84,15 @@ def _float_dtype(part: dict) -> Any:
     return scalars[0].dtype if scalars else jnp.result_type(float)
 
 
+def int32(i: int, key: str) -> Field:
+    """Stage ``i``'s integer scalar ``key`` shown as optax's int32."""
+
+    def put(v, parts, ctx):
+        parts[i][key] = v
+
+    return (lambda parts, ctx: jnp.asarray(parts[i][key], jnp.int32)), put
+
+
 def step_count(i: int, key: str, *counts: tuple[int, str]) -> Field:
     """optax's int32 step count over the core's float count ``key`` of stage ``i``
     (a carried scalar of a global reduction), also read back into the integer
