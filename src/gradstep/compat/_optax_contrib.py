@@ -1,4 +1,4 @@
-"""optax.contrib 0.2.8's Adam-like optimizers (AdEMAMix, ADOPT, MADGRAD, Muon) on gradstep's rules."""
+"""optax.contrib 0.2.8's AdEMAMix, ADOPT, MADGRAD and Muon on gradstep's rules."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..rules.ademamix import scale_by_simplified_ademamix as _scale_by_simplifie
 from ..rules.adopt import scale_by_adopt as _scale_by_adopt
 from ..rules.madgrad import madgrad as _madgrad
 from ..rules.muon import DEFAULT_COEFFICIENTS, Orthogonalise, muon_momentum
-from ._optax_base import DECAY, EPS, LR, WD, no_dtype, stored_in, wrap
+from ._optax_base import DECAY, EPS, LR, WD, stored_in, wrap
 from ._optax_layouts import ADAM_STATE, all_or, decay_stage, lr_stage, optimizer
 from ._optax_optimizers import adamw
 from ._optax_state import EMPTY, Derived, Layout, Scalar, Seq, Slots, Tree, state_class
@@ -40,7 +40,9 @@ _ADEMAMIX_STATE = Slots(
     m2=Tree("m2"),
     nu=Tree("nu"),
 )
-_SIMPLIFIED_STATE = Slots(ScaleBySimplifiedAdEMAMixState, t=Scalar("count"), m=Tree("m"), n=Tree("nu"))
+_SIMPLIFIED_STATE = Slots(
+    ScaleBySimplifiedAdEMAMixState, t=Scalar("count"), m=Tree("m"), n=Tree("nu")
+)
 _MADGRAD_STATE = Slots(
     MadgradState,
     count=Scalar("count"),

@@ -1,4 +1,4 @@
-"""optax.contrib 0.2.8's learning-rate-free optimizers (COCOB, D-Adaptation, DoG, DoWG, Prodigy) on gradstep's rules."""
+"""optax.contrib 0.2.8's COCOB, D-Adaptation, DoG, DoWG and Prodigy on gradstep's rules."""
 
 from __future__ import annotations
 
@@ -210,7 +210,9 @@ def _betas(owner: str, betas: Any) -> tuple[float, float]:
     return float(b1), float(b2)
 
 
-@hyperparams(learning_rate=_POSITIVE_LR, eps=_POSITIVE, estim_lr0=_POSITIVE, weight_decay=nonnegative())
+@hyperparams(
+    learning_rate=_POSITIVE_LR, eps=_POSITIVE, estim_lr0=_POSITIVE, weight_decay=nonnegative()
+)
 def dadapt_adamw(
     learning_rate: Any = 1.0,
     betas: tuple[float, float] = (0.9, 0.999),

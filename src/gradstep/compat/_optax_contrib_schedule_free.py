@@ -1,4 +1,4 @@
-"""optax.contrib 0.2.8's schedule-free wrapper and its SGD/AdamW forms on gradstep's schedule-free stage."""
+"""optax.contrib 0.2.8's schedule-free optimizers on gradstep's schedule-free stage."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._core.stages import scale as _scale
 from .._core.stages import rule as _rule
+from .._core.stages import scale as _scale
 from .._core.validate import Interval, check, nonnegative
 from ..jax import GradstepTransformation
 from ..rules.schedule_free import schedule_free_sgd as _schedule_free_sgd

@@ -1,4 +1,4 @@
-"""optax.contrib 0.2.8's SAM, normalize, Sophia (with its Hutchinson estimator), DP-SGD and complex splitting on gradstep."""
+"""optax.contrib 0.2.8's SAM, normalize, Sophia, DP-SGD and complex splitting on gradstep."""
 
 from __future__ import annotations
 
@@ -21,17 +21,24 @@ from ..rules.sophia import HessianAverage, hutchinson, scale_by_sophia_step
 from ._optax_base import LR, as_stage, stored_in, wrap
 from ._optax_extra import differentially_private_aggregate
 from ._optax_layouts import all_or, decay_state
-from ._optax_state import EMPTY, Layout, Scalar, Seq, Slots, Tree, layout_of, schedule_state, state_class
+from ._optax_state import (
+    EMPTY,
+    Layout,
+    Seq,
+    layout_of,
+    schedule_state,
+    state_class,
+)
 from ._optax_transforms import chain, identity, scale_by_learning_rate, trace
 
 _CONTRIB = "optax.contrib"
 NormalizeState = state_class("EmptyState", ())  # optax's alias of EmptyState
-SAMState = state_class("SAMState", ("steps_since_sync", "opt_state", "adv_state", "cache"), _CONTRIB)
+SAMState = state_class(
+    "SAMState", ("steps_since_sync", "opt_state", "adv_state", "cache"), _CONTRIB
+)
 SophiaState = state_class("SophiaState", ("count", "mu", "nu", "hessian_fn_state"), _CONTRIB)
 HutchinsonState = state_class("HutchinsonState", ("key",), _CONTRIB)
-SplitRealAndImaginaryState = state_class(
-    "SplitRealAndImaginaryState", ("inner_state",), _CONTRIB
-)
+SplitRealAndImaginaryState = state_class("SplitRealAndImaginaryState", ("inner_state",), _CONTRIB)
 SplitRealAndImaginaryArrays = state_class(
     "SplitRealAndImaginaryArrays", ("real", "imaginary"), "optax.contrib._complex_valued"
 )
@@ -85,7 +92,8 @@ class _Sam(Layout):
         self.adv = adv
 
     def to_optax(self, core, node, ctx, prev):
-        adv = self.adv.layout.to_optax(self.adv.transform.init(ctx.tree()), self.adv.transform, ctx, None)
+        adv_core = self.adv.transform
+        adv = self.adv.layout.to_optax(adv_core.init(ctx.tree()), adv_core, ctx, None)
         return SAMState(
             steps_since_sync=jnp.asarray(core["phase"], jnp.int32),
             opt_state=self.inner.to_optax(
@@ -231,7 +239,9 @@ def sophia(
             "sophia: invalid verbose=True or print_win_rate_every_n_steps; valid values: "
             "the defaults (gradstep does not print the win rate)"
         )
-    estimator = hutchinson_estimator_diag_hessian() if hessian_diagonal_fn is None else hessian_diagonal_fn
+    estimator = hessian_diagonal_fn
+    if estimator is None:
+        estimator = hutchinson_estimator_diag_hessian()
     step = scale_by_sophia_step(b1, gamma, eps, clip_threshold, bias_correction=True)
     step = stored_in("sophia", "mu_dtype", mu_dtype, step, "mu")
     average = HessianAverage(step, b2, update_interval, "after", 0)

@@ -214,10 +214,10 @@ def reduce_on_plateau(
             "reduce_on_plateau: invalid rtol=0.0 with atol=0.0; valid values: at least one "
             "of them positive (as optax)"
         )
-    return wrap(
-        _reduce_on_plateau(factor, patience - 1, rtol, atol, cooldown, accumulation_size, min_scale),
-        _PLATEAU_STATE,
+    core = _reduce_on_plateau(
+        factor, patience - 1, rtol, atol, cooldown, accumulation_size, min_scale
     )
+    return wrap(core, _PLATEAU_STATE)
 
 
 ReduceLROnPlateauState = state_class(

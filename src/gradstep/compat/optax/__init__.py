@@ -303,4 +303,5 @@ def __getattr__(name: str):
         return getattr(optax, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-from . import contrib  # noqa: E402  (optax.contrib's names: gradstep.compat.optax.contrib)
+
+from . import contrib  # noqa: E402, F401  (optax.contrib's names)
