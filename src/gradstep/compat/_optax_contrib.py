@@ -324,10 +324,14 @@ def _muon_options(owner: str, adaptive: bool, preconditioning: str, dims: Any) -
             f"{owner}: invalid preconditioning={preconditioning!r}; valid values: "
             "'frobenius' (gradstep's Muon normalises by the Frobenius norm)"
         )
-    if dims is not None and dims != MuonDimensionNumbers():
+    leaves = jax.tree_util.tree_leaves(
+        dims, is_leaf=lambda x: x is None or isinstance(x, MuonDimensionNumbers)
+    )
+    if callable(dims) or any(x is not None and x != MuonDimensionNumbers() for x in leaves):
         raise ValueError(
-            f"{owner}: invalid weight dimension numbers {dims!r}; valid values: None or "
-            "MuonDimensionNumbers(0, 1) (gradstep's Muon takes matrices as they are)"
+            f"{owner}: invalid weight dimension numbers {dims!r}; valid values: None, "
+            "MuonDimensionNumbers(0, 1) or a tree of them (gradstep's Muon takes matrices "
+            "as they are)"
         )
 
 
