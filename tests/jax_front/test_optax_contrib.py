@@ -239,6 +239,8 @@ def test_sam_refuses_what_gradstep_does_not_offer():
         (lambda: contrib.dog(mask={"w": True}), "mask"),
         (lambda: contrib.dog(init_step=("far", 1.0)), "init_step"),
         (lambda: contrib.sophia(0.1, verbose=True), "verbose"),
+        (lambda: contrib.sophia(0.1, gamma=0.0), "gamma"),
+        (lambda: contrib.sophia(0.1, clip_threshold=-1.0), "clip_threshold"),
         (lambda: contrib.schedule_free_sgd(0.0), "learning_rate"),
         (lambda: contrib.schedule_free_sgd(0.1, state_dtype=jnp.bfloat16), "state_dtype"),
         (lambda: contrib.dadapt_adamw(betas=(0.9, 1.5)), "betas"),

@@ -234,6 +234,11 @@ def sophia(
     check("sophia", "b2", b2, decay_rate())
     check("sophia", "weight_decay", weight_decay, nonnegative(schedulable=True))
     check("sophia", "update_interval", update_interval, Interval(1, integer=True))
+    positive = Interval(0.0, lo_open=True)
+    check("sophia", "eps", eps, positive)
+    check("sophia", "gamma", gamma, positive)
+    if clip_threshold is not None:
+        check("sophia", "clip_threshold", clip_threshold, positive)
     if verbose or print_win_rate_every_n_steps:
         raise ValueError(
             "sophia: invalid verbose=True or print_win_rate_every_n_steps; valid values: "

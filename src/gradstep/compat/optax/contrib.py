@@ -8,6 +8,20 @@ classes when optax is installed). The conformance fixtures
 ``tests/conformance/fixtures/optax_compat/optax_compat_contrib.json`` were recorded
 from optax 0.2.8 and are replayed through this module under ``jax.jit``.
 
+Example:
+  >>> import jax.numpy as jnp
+  >>> import gradstep.compat.optax as optax
+  >>> opt = optax.contrib.prodigy(1.0)
+  >>> params = {"w": jnp.array([1.0, -2.0])}
+  >>> state = opt.init(params)
+  >>> updates, state = opt.update({"w": jnp.array([0.5, -0.5])}, state, params)
+  >>> type(state).__name__, int(state.count)
+  ('ProdigyState', 1)
+  >>> optax.contrib.galore  # doctest: +ELLIPSIS
+  Traceback (most recent call last):
+  ...
+  AttributeError: gradstep.compat.optax.contrib.galore: gradstep does not provide ...
+
 Mapping (optax.contrib name -> gradstep):
 
 - ``ademamix``, ``scale_by_ademamix`` -> :func:`gradstep.ademamix` (decoupled decay,
