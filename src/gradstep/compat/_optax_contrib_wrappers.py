@@ -227,7 +227,8 @@ def sophia(
     ``update_interval`` steps (from the first) ``hessian_diagonal_fn`` (default
     :func:`hutchinson_estimator_diag_hessian`, called with ``update``'s extra
     arguments, e.g. ``obj_fn``) gives the estimate folded into ``nu``. The win-rate
-    printing (``verbose``) is not offered. As optax's, this works as the outermost
+    printing (``verbose``) is not offered. optax's own estimator may be given too
+    (its probes are then optax's draws). As optax's, this works as the outermost
     transformation (inside a chain the estimator is not called)."""
     check("sophia", "learning_rate", learning_rate, LR)
     check("sophia", "b1", b1, decay_rate())
