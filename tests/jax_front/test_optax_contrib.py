@@ -233,6 +233,7 @@ def test_sam_refuses_what_gradstep_does_not_offer():
         (lambda: contrib.ademamix(0.1, mu_dtype=jnp.bfloat16), "mu_dtype"),
         (lambda: contrib.muon(0.1, ns_coeffs="dion"), "ns_coeffs"),
         (lambda: contrib.muon(0.1, adaptive=True), "adaptive"),
+        (lambda: contrib.muon(0.1, weight_decay_mask={"w": True}), "weight_decay_mask"),
         (lambda: contrib.muon(0.1, preconditioning="aol"), "preconditioning"),
         (lambda: contrib.prodigy(betas=(0.0, 0.99)), "betas"),
         (lambda: contrib.madgrad(0.0), "learning_rate"),

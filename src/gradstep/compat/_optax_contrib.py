@@ -17,7 +17,7 @@ from ..rules.adopt import scale_by_adopt as _scale_by_adopt
 from ..rules.madgrad import madgrad as _madgrad
 from ..rules.muon import DEFAULT_COEFFICIENTS, Orthogonalise, muon_momentum
 from ._optax_base import DECAY, EPS, LR, WD, stored_in, wrap
-from ._optax_layouts import ADAM_STATE, all_or, decay_stage, lr_stage, optimizer
+from ._optax_layouts import ADAM_STATE, decay_stage, lr_stage, optimizer
 from ._optax_optimizers import adamw
 from ._optax_state import EMPTY, Derived, Layout, Scalar, Seq, Slots, Tree, state_class
 from ._optax_transforms import multi_transform
@@ -421,6 +421,12 @@ def muon(
     :func:`adamw` with Nesterov momentum as optax's, under optax's labels
     ``"muon"``/``"adam"``. State: optax's ``PartitionState``."""
     _muon_options("muon", adaptive, preconditioning, muon_weight_dimension_numbers)
+    if weight_decay_mask is not None and weight_decay_mask is not True:
+        raise ValueError(
+            f"muon: invalid weight_decay_mask={weight_decay_mask!r}; valid values: None, True "
+            "(a mask inside Muon's partition of the parameters is not offered: the decay "
+            "acts on every matrix)"
+        )
     if consistent_rms is not None:
         check("muon", "consistent_rms", consistent_rms, Interval(0.0, lo_open=True))
     coefficients = _coefficients("muon", ns_coeffs)
@@ -431,7 +437,7 @@ def muon(
         "muon",
         (momentum, _muon_state(coefficients)),
         (orth, EMPTY),  # optax's scale_by_shape
-        decay_stage(weight_decay, all_or(weight_decay_mask)),
+        decay_stage(weight_decay, None),
         lr_stage(learning_rate),
     )
     other = adamw(
