@@ -267,3 +267,21 @@ def test_every_optax_contrib_name_is_provided_or_refused():
     for name in contrib.__all__:
         if name.endswith("State") and name != "NormalizeState":
             assert getattr(contrib, name) is getattr(optax.contrib, name), name
+
+
+def test_sophia_with_optax_estimator_takes_its_draws(dtype):
+    """optax's own Hutchinson estimator given to gradstep's Sophia: the same probes,
+    so the same steps on a loss whose Hessian is not diagonal."""
+
+    def coupled(params):
+        return _loss(params) + 0.3 * sum(jnp.sum(p) for p in params.values()) ** 2
+
+    def make(m):
+        estimator = optax.contrib.hutchinson_estimator_diag_hessian(jax.random.key(5))
+        return m.contrib.sophia(0.05, gamma=0.5, update_interval=2, hessian_diagonal_fn=estimator)
+
+    extra = lambda p, k: {"obj_fn": coupled}  # noqa: E731
+    want, want_state = _run(make(optax), _params(dtype), extra=extra, grads=jax.grad(coupled))
+    got, got_state = _run(make(cx), _params(dtype), extra=extra, grads=jax.grad(coupled))
+    _assert_same(got, want, dtype)
+    _assert_same_state(got_state[0].nu, want_state[0].nu, dtype)
