@@ -220,8 +220,8 @@ def test_sam_refuses_what_gradstep_does_not_offer():
     contrib.sam(cx.sgd(0.1), ascent)
     with pytest.raises(ValueError, match="sync_period"):
         contrib.sam(cx.sgd(0.1), ascent, sync_period=3)
-    with pytest.raises(ValueError, match="opaque_mode"):
-        contrib.sam(cx.sgd(0.1), ascent, opaque_mode=True)
+    with pytest.raises(ValueError, match="batch_axis_name"):
+        contrib.sam(cx.sgd(0.1), ascent, batch_axis_name="batch")
     with pytest.raises(ValueError, match="adv_optimizer"):
         contrib.sam(cx.sgd(0.1), cx.sgd(0.05))
 
@@ -285,3 +285,16 @@ def test_sophia_with_optax_estimator_takes_its_draws(dtype):
     got, got_state = _run(make(cx), _params(dtype), extra=extra, grads=jax.grad(coupled))
     _assert_same(got, want, dtype)
     _assert_same_state(got_state[0].nu, want_state[0].nu, dtype)
+
+
+def test_sam_opaque_mode(dtype):
+    def make(m):
+        ascent = m.chain(m.contrib.normalize(), m.sgd(0.1))
+        return m.contrib.sam(m.adam(0.05), ascent, opaque_mode=True)
+
+    grad = jax.grad(_loss)
+    extra = lambda p, k: {"grad_fn": lambda w, i: grad(w)}  # noqa: E731
+    want, want_state = _run(make(optax), _params(dtype), extra=extra)
+    got, got_state = _run(make(cx), _params(dtype), extra=extra)
+    _assert_same(got, want, dtype)
+    _assert_same_state(got_state, want_state, dtype)

@@ -119,12 +119,15 @@ def sam(
     opaque_mode: bool = False,
     batch_axis_name: str | None = None,
 ) -> GradstepTransformation:
-    """optax.contrib's ``sam`` (its default, transparent mode): updates alternate
-    between the ascent to :math:`w + \\rho g/\\lVert g\\rVert` and the descent back to
-    :math:`w` plus ``optimizer``'s step for the gradient there
-    (:func:`gradstep.sam` around ``optimizer``, :math:`\\epsilon = 0`). The ascent
-    must be ``chain(contrib.normalize(), sgd(rho))`` and ``sync_period`` 2 (one
-    ascent per descent); ``opaque_mode`` and ``batch_axis_name`` are not offered."""
+    r"""optax.contrib's ``sam``. Transparent mode (default): updates alternate between
+    the ascent to :math:`w + \rho g/\lVert g\rVert` and the descent back to
+    :math:`w` plus ``optimizer``'s step for the gradient there (:func:`gradstep.sam`
+    around ``optimizer``, :math:`\epsilon = 0`). Opaque mode: each update makes the
+    ascent itself, takes the gradient there from ``update(..., grad_fn=f)``
+    (``f(params, i)``; averaged over ``batch_axis_name`` if given) and returns
+    ``optimizer``'s step. The ascent must be ``chain(contrib.normalize(), sgd(rho))``
+    and ``sync_period`` 2 (one ascent per descent); ``reset_state`` acts on that
+    stateless ascent, so either value gives the same steps."""
     check("sam", "sync_period", sync_period, Interval(1, integer=True))
     check("sam", "reset_state", reset_state, BOOL)
     check("sam", "opaque_mode", opaque_mode, BOOL)
@@ -133,14 +136,36 @@ def sam(
             f"sam: invalid sync_period={sync_period!r}; valid values: 2 (gradstep's SAM "
             "takes one ascent per descent)"
         )
-    if opaque_mode or batch_axis_name is not None:
+    if batch_axis_name is not None and not opaque_mode:
         raise ValueError(
-            "sam: invalid opaque_mode=True or batch_axis_name; valid values: the defaults "
-            "(gradstep's closure form is SharpnessAware.step_with_closure)"
+            f"sam: invalid batch_axis_name={batch_axis_name!r} with opaque_mode=False; "
+            "valid values: None (optax uses it in opaque mode only)"
         )
     rho = _ascent_radius(adv_optimizer)
     core = SharpnessAware(as_stage(optimizer), rho, False, 0.0)
-    return wrap(core, _Sam(layout_of(optimizer), adv_optimizer))
+    transparent = wrap(core, _Sam(layout_of(optimizer), adv_optimizer))
+    if not opaque_mode:
+        return transparent
+
+    def init(params: Any) -> Any:
+        return SAMState(
+            steps_since_sync=jnp.zeros((), jnp.int32),
+            opt_state=optimizer.init(params),
+            adv_state=adv_optimizer.init(params),
+            cache=None,
+        )
+
+    def update(updates: Any, state: Any, params: Any = None, *, grad_fn: Any = None):
+        if grad_fn is None:
+            raise ValueError("sam: update needs grad_fn with opaque_mode=True")
+        ascent = core.ascend(updates, params)
+        grads = grad_fn(jax.tree_util.tree_map(lambda w, e: w + e, params, ascent), 0)
+        if batch_axis_name is not None:
+            grads = jax.lax.pmean(grads, axis_name=batch_axis_name)
+        out, opt_state = optimizer.update(grads, state.opt_state, params)
+        return out, state._replace(opt_state=opt_state)
+
+    return GradstepTransformation(init, update)
 
 
 # -- Sophia ---------------------------------------------------------------------------

@@ -45,8 +45,9 @@ Mapping (optax.contrib name -> gradstep):
 - ``sophia`` -> :func:`gradstep.sophia` (``bias_correction=True``,
   ``refresh="after"``), the estimate from ``hessian_diagonal_fn``;
   ``hutchinson_estimator_diag_hessian`` -> gradstep's Hutchinson estimate.
-- ``sam`` -> :func:`gradstep.sam` (transparent mode, ``sync_period=2``, the ascent
-  ``chain(normalize(), sgd(rho))``); ``normalize`` -> a global-norm scaling stage.
+- ``sam`` -> :func:`gradstep.sam` (``sync_period=2``, the ascent
+  ``chain(normalize(), sgd(rho))``; transparent mode, or opaque mode with gradstep's
+  ascent and ``grad_fn``); ``normalize`` -> a global-norm scaling stage.
 - ``mechanize``, ``reduce_on_plateau``, ``differentially_private_aggregate`` (also in
   the main namespace) and ``dpsgd`` -> :func:`gradstep.rules.mechanize`,
   :func:`gradstep.transforms.reduce_on_plateau`,
@@ -56,8 +57,8 @@ Mapping (optax.contrib name -> gradstep):
 
 What differs from optax, on purpose (each raises ``ValueError`` where an argument
 would otherwise be ignored): random draws (Hutchinson probes, DP noise) are
-gradstep's, from integer seeds; ``sam`` offers only optax's default mode with the
-normalized-SGD ascent; Muon takes one Newton-Schulz triple (no ``"dion"`` table, no
+gradstep's, from integer seeds; ``sam`` takes one normalized-SGD ascent per
+descent; Muon takes one Newton-Schulz triple (no ``"dion"`` table, no
 ``adaptive``, Frobenius preconditioning, matrices as they are); ADOPT's
 ``clip_value_fn`` is the default :math:`x^{1/4}`; AdEMAMix's ``mu_dtype`` is refused
 (optax casts only at init); Prodigy needs ``betas[0] > 0``; MADGRAD a learning rate
