@@ -298,3 +298,25 @@ def test_sam_opaque_mode(dtype):
     got, got_state = _run(make(cx), _params(dtype), extra=extra)
     _assert_same(got, want, dtype)
     _assert_same_state(got_state, want_state, dtype)
+
+
+@pytest.mark.parametrize("name", ["ademamix", "simplified_ademamix"])
+def test_injected_betas_change_the_step_as_optax(dtype, name):
+    def run(m):
+        opt = m.inject_hyperparams(getattr(m.contrib, name))(learning_rate=0.01, b1=0.8)
+        params = _params(dtype)
+        state = opt.init(params)
+        update = jax.jit(opt.update)
+        out = []
+        for k in range(8):
+            if k == 4:
+                state.hyperparams["b1"] = jnp.asarray(0.5, dtype)
+                state.hyperparams["b2"] = jnp.asarray(0.9, dtype)
+            updates, state = update(jax.grad(_loss)(params), state, params)
+            params = optax.apply_updates(params, updates)
+            out.append(jax.tree_util.tree_map(np.asarray, params))
+        return out, state
+
+    (want, _), (got, got_state) = run(optax), run(cx)
+    _assert_same(got, want, dtype)
+    assert {"b1", "b2", "learning_rate"} <= set(got_state.hyperparams)

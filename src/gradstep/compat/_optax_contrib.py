@@ -50,6 +50,9 @@ _MADGRAD_STATE = Slots(
     s=Tree("grad_sum"),
     x0=Tree("initial"),
 )
+#: optax's argument names of the rules' per-step hyperparameters (inject_hyperparams)
+_BETA_NAMES = {"b1": "beta1", "b2": "beta2"}
+_ADEMAMIX_NAMES = {**_BETA_NAMES, "b3": "beta3"}
 _SCHEDULABLE_DECAY = Interval(0.0, 1.0, hi_open=True, schedulable=True)
 _ALPHA = nonnegative(schedulable=True)
 
@@ -105,7 +108,7 @@ def scale_by_ademamix(
     the step count), state ``ScaleByAdemamixState``."""
     _no_mu_dtype("scale_by_ademamix", mu_dtype)
     stage = _scale_by_ademamix(b1, b2, b3, alpha, eps, eps_root=eps_root)
-    return wrap(stage, _ADEMAMIX_STATE)
+    return wrap(stage, _ADEMAMIX_STATE, **_ADEMAMIX_NAMES)
 
 
 @hyperparams(learning_rate=LR, weight_decay=WD)
@@ -129,6 +132,7 @@ def ademamix(
         (direction.transform, direction.layout),
         decay_stage(weight_decay, mask),
         lr_stage(learning_rate),
+        **_ADEMAMIX_NAMES,
     )
 
 
@@ -143,7 +147,8 @@ def scale_by_simplified_ademamix(
     """optax.contrib's ``scale_by_simplified_ademamix``:
     :func:`gradstep.rules.scale_by_simplified_ademamix` (an undamped momentum
     :math:`m \\leftarrow \\beta_1 m + g`), state ``ScaleBySimplifiedAdEMAMixState``."""
-    return wrap(_scale_by_simplified(b1, b2, alpha, eps, eps_root=eps_root), _SIMPLIFIED_STATE)
+    stage = _scale_by_simplified(b1, b2, alpha, eps, eps_root=eps_root)
+    return wrap(stage, _SIMPLIFIED_STATE, **_BETA_NAMES)
 
 
 @hyperparams(learning_rate=LR, weight_decay=WD)
@@ -165,6 +170,7 @@ def simplified_ademamix(
         (direction.transform, direction.layout),
         decay_stage(weight_decay, mask),
         lr_stage(learning_rate),
+        **_BETA_NAMES,
     )
 
 
@@ -205,7 +211,7 @@ def scale_by_adopt(
         nesterov=nesterov,
     )
     stage = stored_in("scale_by_adopt", "mu_dtype", mu_dtype, stage, "mu")
-    return wrap(stage, ADAM_STATE)
+    return wrap(stage, ADAM_STATE, **_BETA_NAMES)
 
 
 @hyperparams(learning_rate=LR)
@@ -231,7 +237,9 @@ def adopt(
         use_clipping=use_clipping,
         clip_value_fn=clip_value_fn,
     )
-    return optimizer("adopt", (direction.transform, direction.layout), lr_stage(learning_rate))
+    return optimizer(
+        "adopt", (direction.transform, direction.layout), lr_stage(learning_rate), **_BETA_NAMES
+    )
 
 
 # -- MADGRAD --------------------------------------------------------------------------
