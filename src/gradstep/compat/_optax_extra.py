@@ -25,6 +25,7 @@ from ..transforms import monitoring as _monitoring
 from ..transforms import privacy as _privacy
 from ..transforms.nonnegative import keep_params_nonnegative as _keep_params_nonnegative
 from ..transforms.plateau import reduce_on_plateau as _reduce_on_plateau
+from . import _optax_contrib_free as _contrib
 from ._optax_base import as_stage, no_dtype, wrap
 from ._optax_layouts import lr_stage, optimizer
 from ._optax_optimizers import sgd
@@ -213,9 +214,31 @@ def reduce_on_plateau(
             "reduce_on_plateau: invalid rtol=0.0 with atol=0.0; valid values: at least one "
             "of them positive (as optax)"
         )
-    return wrap(
-        _reduce_on_plateau(factor, patience - 1, rtol, atol, cooldown, accumulation_size, min_scale)
+    core = _reduce_on_plateau(
+        factor, patience - 1, rtol, atol, cooldown, accumulation_size, min_scale
     )
+    return wrap(core, _PLATEAU_STATE)
+
+
+ReduceLROnPlateauState = state_class(
+    "ReduceLROnPlateauState",
+    ("scale", "best_value", "plateau_count", "cooldown_count", "count", "avg_value"),
+    "optax.contrib",
+)
+#: optax.contrib's ``ReduceLROnPlateauState`` (its ``count``: the values averaged so far)
+_PLATEAU_STATE = _contrib.Flat(
+    ReduceLROnPlateauState,
+    [None],
+    {
+        "scale": _contrib.scalar(0, "scale"),
+        "best_value": _contrib.scalar(0, "best_value"),
+        "plateau_count": _contrib.int32(0, "plateau_count"),
+        "cooldown_count": _contrib.int32(0, "cooldown_count"),
+        "count": _contrib.int32(0, "value_count"),
+        "avg_value": _contrib.scalar(0, "avg_value"),
+    },
+    chain=False,
+)
 
 
 def clip_by_block_rms(threshold: float) -> GradstepTransformation:
@@ -293,8 +316,31 @@ def differentially_private_aggregate(
     return wrap(
         _privacy.differentially_private_aggregate(
             l2_norm_clip, noise_multiplier, 0 if chosen is None else int(chosen)
-        )
+        ),
+        _DP_STATE,
     )
+
+
+def _put_key(v: Any, parts: list, ctx: Any) -> None:
+    parts[0]["seed"], parts[0]["count"] = v[0], v[1]
+
+
+DifferentiallyPrivateAggregateState = state_class(
+    "DifferentiallyPrivateAggregateState", ("rng_key",), "optax.contrib"
+)
+#: optax.contrib's ``DifferentiallyPrivateAggregateState``; its ``rng_key`` holds
+#: gradstep's integer seed and step count ``[seed, count]``, which make the noise key
+_DP_STATE = _contrib.Flat(
+    DifferentiallyPrivateAggregateState,
+    [None],
+    {
+        "rng_key": (
+            lambda parts, ctx: jnp.stack([parts[0]["seed"], parts[0]["count"]]).astype(jnp.int32),
+            _put_key,
+        )
+    },
+    chain=False,
+)
 
 
 def _measure(measure: Any) -> Any:

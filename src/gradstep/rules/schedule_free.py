@@ -121,6 +121,12 @@ class AveragingWeights:
         c = weight / weight_sum if weight_sum != 0 else 0.0
         return lr, c
 
+    def totals(self, steps: int) -> tuple[float, float]:
+        """``(lr_max, weight_sum)`` after ``steps`` steps (``(-1, 0)`` before any)."""
+        if steps > 0:
+            self.at(steps - 1)
+        return self._before[steps]
+
     def _remember(self, j: int, value: tuple[float, float]) -> None:
         if j in self._before:
             return

@@ -393,3 +393,6 @@ def __getattr__(name: str):
 
         return getattr(optax, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+from . import contrib  # noqa: E402, F401  (optax.contrib's names)
