@@ -180,26 +180,56 @@ class _History:
         return d
 
     def _two_loop(self, g: Any) -> Any:
-        ns, size = self.ns, self.s.shape[0]
-        traced = ns.is_traced(self.length) or ns.is_traced(self.start)
-        # traced: every buffer row, those past the history's length masked to 0
-        n = size if traced else self.length
-        rows = [(self.start + i) % size for i in range(n)]
-        zero = ns.astype(0.0, g)
+        return two_loop(self.ns, -g, self.s, self.y, self.rho, self.h_diag, self.start, self.length)
 
-        def masked(i: int, value: Any) -> Any:
-            return ns.where(i < self.length, value, zero) if traced else value
 
-        q = -g
-        a = [zero] * n
-        for i in reversed(range(n)):
-            a[i] = masked(i, ns.vdot(self.s[rows[i]], q) * self.rho[rows[i]])
-            q = q - a[i] * self.y[rows[i]]
-        r = q * self.h_diag
-        for i in range(n):
-            b = masked(i, ns.vdot(self.y[rows[i]], r) * self.rho[rows[i]])
-            r = r + (a[i] - b) * self.s[rows[i]]
-        return r
+def two_loop(
+    ns: Namespace,
+    v: Any,
+    s: Any,
+    y: Any,
+    rho: Any,
+    scale: Any,
+    start: Any,
+    length: Any,
+    vdot: Callable[[Any, Any], Any] | None = None,
+) -> Any:
+    r""":math:`H v` by the two-loop recursion (Nocedal & Wright Alg. 7.4), :math:`H` the
+    L-BFGS inverse-Hessian approximation from the pairs :math:`(s_i, y_i, \rho_i)`
+    in rows ``(start + i) % m`` of ``s``, ``y``, ``rho`` for ``i < length`` (oldest
+    first) and the initial matrix ``scale`` :math:`\cdot I`: newest to oldest
+    :math:`a_i = \rho_i s_i^\top q,\ q \leftarrow q - a_i y_i` from :math:`q = v`,
+    then :math:`r = \gamma q` and oldest to newest :math:`r \leftarrow r + (a_i -
+    \rho_i y_i^\top r) s_i`.
+
+    ``start``/``length`` may be traced (every row is then visited, those past
+    ``length`` masked to 0); ``length`` equal to the buffer size as a Python int visits
+    every row unmasked (a row of zeros with :math:`\rho_i = 0` adds nothing, which is
+    how optax's ``scale_by_lbfgs`` keeps its not yet filled rows). ``vdot`` replaces
+    ``ns.vdot`` (e.g. a sum of per-leaf dot products).
+    """
+    size = s.shape[0]
+    vdot = ns.vdot if vdot is None else vdot
+    traced = ns.is_traced(length) or ns.is_traced(start)
+    # traced: every buffer row, those past the history's length masked to 0
+    n = size if traced else length
+    rows = [(start + i) % size for i in range(n)]
+    zero = ns.astype(0.0, v)
+    need_mask = traced and not (isinstance(length, int) and length >= size)
+
+    def masked(i: int, value: Any) -> Any:
+        return ns.where(i < length, value, zero) if need_mask else value
+
+    q = v
+    a = [zero] * n
+    for i in reversed(range(n)):
+        a[i] = masked(i, vdot(s[rows[i]], q) * rho[rows[i]])
+        q = q - a[i] * y[rows[i]]
+    r = q * scale
+    for i in range(n):
+        b = masked(i, vdot(y[rows[i]], r) * rho[rows[i]])
+        r = r + (a[i] - b) * s[rows[i]]
+    return r
 
 
 class _Layout:
@@ -458,8 +488,9 @@ def lbfgs(
     and line search, including its fixed 1e-9 bracket tolerance and the first-step
     length :math:`\min(1, 1/\lVert g\rVert_1)\eta`); torch's learning rate is a plain
     number. optax's ``lbfgs`` is a gradient transformation with a zoom line search
-    driven by ``value_and_grad`` and its own scaling of the first step. MXNet, Keras
-    and objax have no L-BFGS.
+    driven by ``value_and_grad`` and its own scaling of the first step:
+    ``gradstep.compat.optax.lbfgs`` (the same :func:`two_loop`). MXNet, Keras and
+    objax have no L-BFGS.
     """
     return LBFGS(
         learning_rate,
