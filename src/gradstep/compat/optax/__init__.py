@@ -128,6 +128,12 @@ Mapping (optax name -> gradstep):
   ``centralize`` -> :func:`gradstep.transforms.centralize`; ``scale_gradient`` (a
   function of arrays: identity forward, gradient times ``scale`` backward);
   ``radam``/``scale_by_radam`` take ``threshold`` from 4 (optax's NaN below).
+- ``lbfgs``, ``scale_by_lbfgs`` -> :func:`gradstep.rules.lbfgs.two_loop` with
+  optax's memory ring and initial scaling; ``scale_by_zoom_linesearch``,
+  ``scale_by_backtracking_linesearch``, ``value_and_grad_from_state`` -> ``jax.lax``
+  loops (:mod:`gradstep.compat._optax_linesearch`), with optax's states
+  (``ScaleByLBFGSState``, ``ScaleByZoomLinesearchState``, ``ZoomLinesearchInfo``,
+  ``ScaleByBacktrackingLinesearchState``).
 """
 
 from __future__ import annotations
@@ -157,6 +163,8 @@ from .._optax_aliases import (
     stateless_with_tree_map,
 )
 from .._optax_extra import *  # noqa: F403  (schedules and transforms beyond the above)
+from .._optax_lbfgs import *  # noqa: F403  (L-BFGS and its line searches)
+from .._optax_lbfgs import __all__ as _lbfgs_all
 from .._optax_optimizers import (
     adadelta,
     adagrad,
@@ -374,6 +382,7 @@ __all__ = [
     "sm3",
     "yogi",
 ]
+__all__ += _lbfgs_all
 
 
 GradientTransformation = GradstepTransformation
