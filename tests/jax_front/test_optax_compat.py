@@ -103,6 +103,14 @@ def test_every_compat_name_has_fixtures():
         # run side by side with live optax in test_optax_adafactor.py
         "adafactor",
         "scale_by_factored_rms",
+        # line searches call value_fn, which fixed gradients cannot replay: recorded
+        # by record_optax_lbfgs_fixtures.py, replayed in test_optax_lbfgs.py
+        "lbfgs",
+        "scale_by_lbfgs",
+        "scale_by_zoom_linesearch",
+        "scale_by_backtracking_linesearch",
+        "value_and_grad_from_state",
+        "ZoomLinesearchInfo",
     }
     assert public - not_recorded - covered == set()
     assert {c["dtype"] for c in CASES} == {"float32", "float64"}
