@@ -1,5 +1,6 @@
-"""gradstep.compat.optax's L-BFGS and line searches reproduce optax 0.2.8: trajectories
-recorded by tests/conformance/record_optax_lbfgs_fixtures.py replayed under jax.jit.
+"""compat.optax's L-BFGS and line searches against recorded optax 0.2.8 trajectories.
+
+Recorded by tests/conformance/record_optax_lbfgs_fixtures.py, replayed under jax.jit.
 
 float64 cases run with ``jax_enable_x64`` (as recorded), float32 cases without it.
 Tolerances: float64 ``rtol=1e-10``. float32 ``rtol=1e-3`` on values and iterates:

@@ -1,5 +1,7 @@
-r"""optax 0.2.8's L-BFGS family on gradstep's two-loop recursion: ``scale_by_lbfgs``,
-``lbfgs`` (and, from :mod:`gradstep.compat._optax_linesearch`, its line searches).
+r"""optax 0.2.8's ``lbfgs`` and ``scale_by_lbfgs`` on gradstep's two-loop recursion.
+
+The line searches are :mod:`gradstep.compat._optax_zoom` and
+:mod:`gradstep.compat._optax_linesearch`.
 
 Symbols: :math:`u_k` the incoming updates (gradients) at step :math:`k`, :math:`w_k`
 the parameters, :math:`m` ``memory_size``, :math:`\delta w = w_k - w_{k-1}`,
@@ -44,18 +46,16 @@ from ..rules.adafactor import OrNone
 from ..rules.lbfgs import two_loop
 from ._optax_linesearch import (
     ScaleByBacktrackingLinesearchState,
-    ScaleByZoomLinesearchState,
-    ZoomLinesearchInfo,
     _value_dtype,
     _zeros_like,
     scale_by_backtracking_linesearch,
-    scale_by_zoom_linesearch,
     tree_vdot,
     value_and_grad_from_state,
 )
 from ._optax_state import safe_increment, state_class
 from ._optax_transforms import chain, identity, scale, scale_by_learning_rate
 from ._optax_wrappers import _transformation
+from ._optax_zoom import ScaleByZoomLinesearchState, ZoomLinesearchInfo, scale_by_zoom_linesearch
 
 __all__ = [
     "ScaleByBacktrackingLinesearchState",

@@ -131,7 +131,8 @@ Mapping (optax name -> gradstep):
 - ``lbfgs``, ``scale_by_lbfgs`` -> :func:`gradstep.rules.lbfgs.two_loop` with
   optax's memory ring and initial scaling; ``scale_by_zoom_linesearch``,
   ``scale_by_backtracking_linesearch``, ``value_and_grad_from_state`` -> ``jax.lax``
-  loops (:mod:`gradstep.compat._optax_linesearch`), with optax's states
+  loops (:mod:`gradstep.compat._optax_zoom`, :mod:`gradstep.compat._optax_linesearch`),
+  with optax's states
   (``ScaleByLBFGSState``, ``ScaleByZoomLinesearchState``, ``ZoomLinesearchInfo``,
   ``ScaleByBacktrackingLinesearchState``).
 """
