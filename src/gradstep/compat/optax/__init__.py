@@ -164,8 +164,17 @@ from .._optax_aliases import (
     stateless_with_tree_map,
 )
 from .._optax_extra import *  # noqa: F403  (schedules and transforms beyond the above)
-from .._optax_lbfgs import *  # noqa: F403  (L-BFGS and its line searches)
-from .._optax_lbfgs import __all__ as _lbfgs_all
+from .._optax_lbfgs import (
+    ScaleByBacktrackingLinesearchState,
+    ScaleByLBFGSState,
+    ScaleByZoomLinesearchState,
+    ZoomLinesearchInfo,
+    lbfgs,
+    scale_by_backtracking_linesearch,
+    scale_by_lbfgs,
+    scale_by_zoom_linesearch,
+    value_and_grad_from_state,
+)
 from .._optax_optimizers import (
     adadelta,
     adagrad,
@@ -382,8 +391,17 @@ __all__ = [
     "rprop",
     "sm3",
     "yogi",
+    # optax's L-BFGS and its line searches (_optax_lbfgs, _optax_zoom, _optax_linesearch)
+    "ScaleByBacktrackingLinesearchState",
+    "ScaleByLBFGSState",
+    "ScaleByZoomLinesearchState",
+    "ZoomLinesearchInfo",
+    "lbfgs",
+    "scale_by_backtracking_linesearch",
+    "scale_by_lbfgs",
+    "scale_by_zoom_linesearch",
+    "value_and_grad_from_state",
 ]
-__all__ += _lbfgs_all
 
 
 GradientTransformation = GradstepTransformation
