@@ -342,49 +342,64 @@ def test_map_and_quantiser_match_bitsandbytes_and_torchao():
 
 
 def test_kernel_quantiser_equals_the_eager_one_on_every_kind_of_value():
-    """The numba kernels find the code from a 16-bit bucket and a short search; the
+    """The numba kernels find the code from a bucket's start and two thresholds; the
     eager engine by binary search: the same code for normalised values of every
-    magnitude, signed zeros, the ends of the range and random bit patterns."""
+    magnitude, signed zeros, the ends of the range, random bit patterns and the
+    float32 values at and beside every threshold."""
     numba = pytest.importorskip("numba", reason="the fused engine's quantiser")
     from gradstep.engines._scalar_ops import q8_code
 
     @numba.njit
-    def codes_of(v, out, up, starts, zero):
+    def codes_of(v, out, starts, thresholds):
         for i in range(v.size):
-            out[i] = q8_code(v[i], up, starts, zero)
+            out[i] = q8_code(v[i], starts, thresholds)
 
     rng = np.random.default_rng(7)
     ends = np.array([0.0, -0.0, 1.0, -1.0, 1e-45, -1e-45, 0.99999994, -0.99999994], np.float32)
     bits = rng.integers(0, 2**32, 50_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
     for signed in (True, False):
-        v = np.concatenate([ends, _values(rng, 50_000) / 60, bits])
+        thresholds = q8.code_thresholds(signed)
+        inner = thresholds[1:256]
+        near = [np.nextafter(inner, -np.inf), inner, np.nextafter(inner, np.inf)]
+        v = np.concatenate([ends, _values(rng, 50_000) / 60, bits, *near])
         v = (v if signed else np.abs(v)).astype(np.float32)
         v = v[np.abs(v) <= 1]  # normalised values (NaN apart, below)
-        table = q8.dynamic_map(signed)
         have = np.zeros(v.size, np.uint8)
-        up = np.append(table, np.float32(np.inf))
-        codes_of(v, have, up, q8.bucket_codes(signed), q8.zero_code(signed))
+        codes_of(v, have, q8.bucket_starts(signed), thresholds)
         # the eager quantiser, on blocks led by a 1.0 (so each block's scale is 1)
         rows = np.pad(v, (0, -v.size % 255)).reshape(-1, 255)
         blocks = np.concatenate([np.ones((rows.shape[0], 1), np.float32), rows], axis=1)
         codes, _ = q8.quantised(blocks.ravel(), signed)
         np.testing.assert_array_equal(have, codes.reshape(-1, 256)[:, 1:].ravel()[: v.size])
-    nan = np.zeros(1, np.uint8)
-    codes_of(np.array([np.nan], np.float32), nan, up, q8.bucket_codes(False), 0)
-    assert nan[0] == 0  # as the eager quantiser's binary search gives
+        nan = np.zeros(2, np.uint8)
+        codes_of(np.array([np.nan, -np.nan], np.float32), nan, q8.bucket_starts(signed), thresholds)
+        assert list(nan) == [0, 0]  # as the eager quantiser's binary search gives
 
 
-def test_bucket_starts_are_at_most_one_code_below_the_answer():
-    """What the kernels' single upward step relies on, for every finite bucket."""
-    top = np.arange(1 << 16, dtype=np.uint32)
-    finite = (top & 0x7F80) != 0x7F80
-    # the highest float32 of each bucket (the smallest magnitude for a negative one)
-    high = np.where(top >= 0x8000, top << 16, (top << 16) | 0xFFFF).astype(np.uint32)
+def test_thresholds_are_where_the_eager_codes_change():
+    """``code_thresholds``: the smallest value of each code or more, exactly."""
     for signed in (True, False):
-        table = q8.dynamic_map(signed)
-        last = np.clip(np.searchsorted(table, high.view(np.float32), side="right") - 1, 0, 255)
-        steps = last - q8.bucket_codes(signed).astype(int)
-        assert steps[finite].min() >= 0 and steps[finite].max() <= 1
+        thresholds = q8.code_thresholds(signed)[1:256]
+        k = np.arange(1, 256)
+        below = np.nextafter(thresholds, -np.inf).astype(np.float32)
+        assert np.all(q8._numpy_codes(thresholds, signed) >= k)
+        assert np.all(q8._numpy_codes(below, signed) < k)
+
+
+def test_bucket_starts_are_at_most_two_codes_below_the_answer():
+    """What the kernels' two comparisons rely on, for every bucket: the code of its
+    highest value in [-1, 1] is its start, one or two more (codes rise with values)."""
+    top = np.arange(q8.BUCKET_FLOOR, q8.BUCKET_TOP, dtype=np.uint32)
+    highest = [
+        ((top << 16) | 0xFFFF).view(np.float32),
+        ((top << 16) | 0x80000000).view(np.float32),  # the smallest magnitudes below 0
+        np.array([-0.0, 1.0], np.float32),
+    ]
+    for signed in (True, False):
+        for v in highest:
+            v = v[np.abs(v) <= 1]
+            steps = q8._numpy_codes(v, signed) - q8.bucket_starts(signed)[q8.bucket_index(v)]
+            assert steps.min() >= 0 and steps.max() <= 2
 
 
 def test_checkpoints_move_between_8bit_and_float32():

@@ -83,6 +83,9 @@ BLOCK = 256
 MIN_SCALE = np.float32(1e-12)
 #: the state entry beside a slot's codes that holds its block scales
 ABSMAX_SUFFIX = "_absmax"
+#: the fused engine's storage name of a slot row whose tensors are 8-bit or, below
+#: ``min_8bit_size``, float (``"blockwise8|float32"``)
+MIXED_PREFIX = BLOCKWISE8 + "|"
 
 
 def absmax_name(slot_name: str) -> str:
@@ -126,23 +129,97 @@ def dynamic_map(signed: bool) -> np.ndarray:
     return table
 
 
-@functools.cache
-def bucket_codes(signed: bool) -> np.ndarray:
-    """For each value of the top 16 bits of a float32 ``v`` (sign, exponent, 7
-    mantissa bits), a code ``lo`` with ``Q[lo] <= v`` for every ``v`` of those bits
-    (0 where none is, and for infinities and NaN): at most one code below the largest
-    such code (no two map values fall between float32 values of the same top 16
-    bits), which the fused kernels use in place of the binary search (one lookup and
-    one comparison instead of eight)."""
-    table = dynamic_map(signed)
-    top = np.arange(1 << 16, dtype=np.uint32)
-    # the lowest float32 with those top bits: the largest magnitude for a negative
-    low = np.where(top >= 0x8000, (top << 16) | 0xFFFF, top << 16).astype(np.uint32)
-    codes = np.searchsorted(table, low.view(np.float32), side="right") - 1
-    codes[(top & 0x7F80) == 0x7F80] = 0  # infinities and NaN
-    codes = np.clip(codes, 0, 255).astype(np.uint8)
-    codes.flags.writeable = False
+#: the kernels' buckets (:func:`bucket_starts`): the top 16 bits of a normalised
+#: value's magnitude, from this one (2**-24: every smaller magnitude shares its bucket)
+BUCKET_FLOOR = 0x3380
+#: to this one, past 1.0 (that of 1.0 is 0x3F80): larger magnitudes, NaN
+BUCKET_TOP = 0x3F81
+#: buckets per sign
+BUCKET_WIDTH = BUCKET_TOP - BUCKET_FLOOR + 1
+
+
+def _normalised_codes(v: Any, signed: bool, ns: Any) -> Any:
+    """The codes (integers, not yet uint8) of normalised values ``v`` (the values
+    divided by their block's scale): the largest map value ``<= v`` by binary search
+    (NaN: 0), one code up when ``v`` is at least half way to the next, and a nonzero
+    value kept off the zero code (the module docstring)."""
+    table = ns.constant(dynamic_map(signed), v)
+    lo = ns.where(v >= table[128], 128, 0)
+    for half in (64, 32, 16, 8, 4, 2, 1):
+        lo = lo + ns.where(v >= ns.take(table, lo + half, 0), half, 0)
+    hi = ns.minimum(lo + 1, 255)
+    below, above = ns.take(table, lo, 0), ns.take(table, hi, 0)
+    codes = ns.where(v - below >= (above - below) * np.float32(0.5), hi, lo)
+    zero = zero_code(signed)
+    codes = ns.where((v > 0) & (codes == zero), zero + 1, codes)
+    if signed:
+        codes = ns.where((v < 0) & (codes == zero), zero - 1, codes)
     return codes
+
+
+def _numpy_codes(v: np.ndarray, signed: bool) -> np.ndarray:
+    from .namespaces import NUMPY
+
+    with np.errstate(invalid="ignore"):
+        return np.asarray(_normalised_codes(v.astype(np.float32), signed, NUMPY))
+
+
+def _float_of_key(key: np.ndarray) -> np.ndarray:
+    """float32 values from ordered keys: ``k >= 0`` the float of bits ``k``, ``k < 0``
+    minus the float of bits ``-k`` (so keys order as their floats; no -0.0)."""
+    key = np.asarray(key, np.int64)
+    bits = np.where(key >= 0, key, -key | 0x80000000)
+    return bits.astype(np.uint32).view(np.float32)
+
+
+@functools.cache
+def code_thresholds(signed: bool) -> np.ndarray:
+    """For the fused kernels' quantiser: 258 float32 values ``T``, ``T[k]`` the
+    smallest normalised value (in ``[-1, 1]``) whose code is ``k`` or more, for
+    ``k = 1..255`` (found by bisection over the float32 values with the quantiser
+    itself, which is monotone), ``T[0] = -inf``, ``T[256] = T[257] = inf``. The code of
+    ``v`` is then the number of ``T[1:256]`` at most ``v`` (0 for NaN); read-only."""
+    k = np.arange(1, 256)
+    lo = np.full(k.size, -0x3F800000, np.int64)  # -1.0: code 0
+    hi = np.full(k.size, 0x3F800000, np.int64)  # 1.0: code 255
+    while np.any(hi - lo > 1):  # code(lo) < k <= code(hi)
+        mid = (lo + hi) // 2
+        ok = _numpy_codes(_float_of_key(mid), signed) >= k
+        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
+    inf = np.float32(np.inf)
+    table = np.concatenate([[-inf], _float_of_key(hi), [inf, inf]]).astype(np.float32)
+    table.flags.writeable = False
+    return table
+
+
+def bucket_index(v: np.ndarray) -> np.ndarray:
+    """The bucket of each float32 ``v`` (:func:`bucket_starts`): the top 16 bits of its
+    magnitude clamped to ``[BUCKET_FLOOR, BUCKET_TOP]``, counted from
+    ``BUCKET_FLOOR``, plus ``BUCKET_WIDTH`` for a negative sign (NumPy; the kernels
+    compute the same with :func:`gradstep.engines._scalar_ops.q8_bucket`)."""
+    bits = np.asarray(v, np.float32).view(np.uint32).astype(np.int64)
+    top = np.clip((bits >> 16) & 0x7FFF, BUCKET_FLOOR, BUCKET_TOP) - BUCKET_FLOOR
+    return top + (bits >> 31) * BUCKET_WIDTH
+
+
+@functools.cache
+def bucket_starts(signed: bool) -> np.ndarray:
+    """For each bucket of :func:`bucket_index` (``2 * BUCKET_WIDTH``, int32), the code
+    of its lowest value in ``[-1, 1]``: every normalised value of the bucket has that
+    code, one more or two more (tested for every bucket), so the fused kernels find a
+    code with one lookup here and two comparisons with :func:`code_thresholds`,
+    without branches. The last bucket of each sign holds NaN (and magnitudes above
+    1, which normalised values never have): start 0, as the binary search gives NaN."""
+    top = np.arange(BUCKET_FLOOR, BUCKET_TOP + 1, dtype=np.uint32)
+    positive = top << 16
+    positive[0] = 0  # +0.0: the floor bucket holds every smaller magnitude
+    negative = (top << 16) | 0x8000FFFF  # the largest magnitude of each bucket
+    starts = [_numpy_codes(low.view(np.float32), signed) for low in (positive, negative)]
+    for s in starts:
+        s[-1] = 0
+    table = np.concatenate(starts).astype(np.int32)
+    table.flags.writeable = False
+    return table
 
 
 def zero_code(signed: bool) -> int:
@@ -171,20 +248,7 @@ def quantised(values: Any, signed: bool) -> tuple[Any, Any]:
     blocks = _blocks(values, ns)
     absmax = ns.maximum(ns.amax(abs(blocks), axis=1), MIN_SCALE)
     v = ns.ravel(blocks / ns.reshape(absmax, (-1, 1)))
-    table = ns.constant(dynamic_map(signed), values)
-    # binary search for the largest table[lo] <= v (NaN: 0), then round up when v is
-    # at least half way to the next value
-    lo = ns.where(v >= table[128], 128, 0)
-    for half in (64, 32, 16, 8, 4, 2, 1):
-        lo = lo + ns.where(v >= ns.take(table, lo + half, 0), half, 0)
-    hi = ns.minimum(lo + 1, 255)
-    below, above = ns.take(table, lo, 0), ns.take(table, hi, 0)
-    codes = ns.where(v - below >= (above - below) * np.float32(0.5), hi, lo)
-    # a nonzero value keeps its sign: the nearest nonzero code where 0 is nearer
-    zero = zero_code(signed)
-    codes = ns.where((v > 0) & (codes == zero), zero + 1, codes)
-    if signed:
-        codes = ns.where((v < 0) & (codes == zero), zero - 1, codes)
+    codes = _normalised_codes(v, signed, ns)
     codes = ns.reshape(ns.as_uint8(codes)[:size], shape)
     return codes, absmax
 

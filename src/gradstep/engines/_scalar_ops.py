@@ -13,6 +13,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from .._core.blockwise8 import BUCKET_FLOOR, BUCKET_TOP, BUCKET_WIDTH
+
 sqrt = np.sqrt
 cbrt = np.cbrt  # float32 stays float32 in numba
 absolute = np.abs
@@ -221,17 +223,60 @@ def bf16_store_sr(x, key, hashed_index):
 # -- 8-bit blockwise state (gradstep._core.blockwise8) ---------------------------------
 
 
+@intrinsic
+def lut(typingctx, table, index):
+    """``table[index]`` of a 1-D contiguous array and an integer index known to be in
+    range, with the index as 32 bits: no wraparound, no bounds check, so a loop of
+    lookups vectorises into gathers of 32-bit indices."""
+    if not (
+        isinstance(table, types.Array)
+        and table.ndim == 1
+        and table.layout == "C"
+        and isinstance(index, types.Integer)
+    ):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        i = args[1]
+        if index.bitwidth > 32:
+            i = builder.trunc(i, ir.IntType(32))
+        elif index.bitwidth < 32:
+            i = (builder.sext if index.signed else builder.zext)(i, ir.IntType(32))
+        return builder.load(builder.gep(data, [builder.sext(i, ir.IntType(64))], inbounds=True))
+
+    return table.dtype(table, index), codegen
+
+
+@intrinsic
+def q8_bucket(typingctx, v):
+    """The bucket of the float32 ``v``, as :func:`gradstep._core.blockwise8.bucket_index`
+    (int32 arithmetic only)."""
+    if v != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        bits = builder.bitcast(args[0], i32)
+        top = builder.and_(builder.lshr(bits, ir.Constant(i32, 16)), ir.Constant(i32, 0x7FFF))
+        floor, ceiling = ir.Constant(i32, BUCKET_FLOOR), ir.Constant(i32, BUCKET_TOP)
+        top = builder.select(builder.icmp_signed("<", top, floor), floor, top)
+        top = builder.select(builder.icmp_signed(">", top, ceiling), ceiling, top)
+        sign = builder.lshr(bits, ir.Constant(i32, 31))
+        return builder.add(
+            builder.sub(top, floor), builder.mul(sign, ir.Constant(i32, BUCKET_WIDTH))
+        )
+
+    return types.int32(v), codegen
+
+
 @njit(inline="always")
-def q8_code(v, up, starts, zero):
-    """The code of the normalised float32 ``v`` in the sorted 256-entry map whose code
-    ``zero`` is 0, as the eager quantiser finds it: the largest ``map[lo] <= v`` (NaN:
-    0), then ``lo + 1`` when ``v`` is at least half way to it, and a nonzero ``v`` kept
-    off 0. ``up`` is the map followed by +inf; the search starts at ``starts`` of
-    ``v``'s top 16 bits (:func:`gradstep._core.blockwise8.bucket_codes`), at most one
-    code below the answer. Without branches: the comparisons are data, not jumps."""
-    lo = np.int64(starts[float_bits(v) >> np.uint32(16)])
-    lo += np.int64(v >= up[lo + 1])
-    below = up[lo]
-    lo += np.int64(v - below >= (up[lo + 1] - below) * np.float32(0.5))
-    at_zero = lo == zero
-    return np.uint8(lo + np.int64(at_zero and v > 0) - np.int64(at_zero and v < 0 and zero > 0))
+def q8_code(v, starts, thresholds):
+    """The code of the normalised float32 ``v`` (in ``[-1, 1]`` or NaN), as the eager
+    quantiser finds it: its bucket's start (:func:`gradstep._core.blockwise8.bucket_starts`)
+    plus one for each of the next two thresholds
+    (:func:`gradstep._core.blockwise8.code_thresholds`) at most ``v``. Without branches,
+    and every lookup a 32-bit gather: a loop of it vectorises."""
+    s = lut(starts, q8_bucket(v))
+    up = np.int32(v >= lut(thresholds, s + np.int32(1)))
+    return np.uint8(s + up + np.int32(v >= lut(thresholds, s + np.int32(2))))
