@@ -55,8 +55,10 @@ quantiser (0.50.2) is not always the nearest code for small normalised values
 (below about 0.1 it may pick a larger neighbour; it too keeps tiny values off
 zero), so its trajectories match within a tolerance, not bit for bit; bitsandbytes stores a
 zero block's absmax as 0 where this stores 1e-12 (torchao's clip: the values read
-0 either way). Neither library quantises small tensors (below 4096 elements) by
-default; here every tensor of a ``blockwise8`` slot is quantised.
+0 either way). Small tensors: a tensor of fewer than ``min_8bit_size`` elements
+(default 4096, bitsandbytes' option and default; torchao's fixed rule, which also
+requires whole blocks) keeps the slot in float32 (float64 for float64 parameters)
+with an empty ``<slot>_absmax``; ``min_8bit_size=0`` quantises every tensor.
 
 References:
   Dettmers, Lewis, Shleifer, Zettlemoyer, "8-bit Optimizers via Block-wise
@@ -79,6 +81,9 @@ from .namespaces import namespace_of
 BLOCKWISE8 = "blockwise8"
 #: elements per block (bitsandbytes' CPU and torchao's default)
 BLOCK = 256
+#: tensors of fewer elements keep an 8-bit slot in float32 (bitsandbytes'
+#: ``min_8bit_size`` and its default; torchao's fixed rule)
+MIN_8BIT_SIZE = 4096
 #: the smallest block scale (an all-zero block would otherwise divide by zero)
 MIN_SCALE = np.float32(1e-12)
 #: the state entry beside a slot's codes that holds its block scales
@@ -91,6 +96,26 @@ MIXED_PREFIX = BLOCKWISE8 + "|"
 def absmax_name(slot_name: str) -> str:
     """The state entry holding the block scales of the slot ``slot_name``."""
     return slot_name + ABSMAX_SUFFIX
+
+
+def stores_8bit(size: int, min_8bit_size: int) -> bool:
+    """Whether a tensor of ``size`` elements keeps a ``blockwise8`` slot as codes and
+    block scales: at least ``min_8bit_size`` elements (else in float32, float64 for
+    float64 parameters). The one place the choice is made; engines then follow the
+    state (:func:`is_codes`)."""
+    return size >= min_8bit_size
+
+
+def is_codes(stored: Any) -> bool:
+    """Whether a ``blockwise8`` slot's array of one tensor holds codes (uint8), not
+    the float values of a tensor below ``min_8bit_size``."""
+    return "uint8" in str(getattr(stored, "dtype", ""))
+
+
+def float_dtype_for(param: Any) -> str:
+    """The dtype of a small tensor's ``blockwise8`` slot: the math dtype, float64 for
+    float64 parameters, else float32 (as bitsandbytes keeps it)."""
+    return "float64" if "float64" in str(getattr(param, "dtype", "")) else "float32"
 
 
 def n_blocks(size: int) -> int:
@@ -269,8 +294,14 @@ def dequantised(codes: Any, absmax: Any, signed: bool) -> Any:
     return ns.reshape(ns.ravel(values)[:size], shape)
 
 
-def initial(param: Any, fill: float, signed: bool) -> tuple[Any, Any]:
-    """``(codes, absmax)`` of a slot filled with ``fill``, shaped like ``param``."""
+def initial(param: Any, fill: float, signed: bool, min_8bit_size: int = 0) -> tuple[Any, Any]:
+    """``(codes, absmax)`` of a slot filled with ``fill``, shaped like ``param``; for a
+    tensor below ``min_8bit_size`` elements (:func:`stores_8bit`), ``(values, empty)``:
+    the float values (:func:`float_dtype_for`) and no block scales (a float32 array
+    of shape ``(0,)``, so the state keeps one structure)."""
     ns = namespace_of(param)
     value = ns.full_like(param, fill)
+    size = int(np.prod(np.shape(param), dtype=np.int64))
+    if not stores_8bit(size, min_8bit_size):
+        return ns.stored(value, float_dtype_for(param)), ns.zeros((0,), ns.stored(value, "float32"))
     return quantised(ns.stored(value, "float32"), signed)
