@@ -154,7 +154,7 @@ def dynamic_map(signed: bool) -> np.ndarray:
     return table
 
 
-#: the kernels' buckets (:func:`bucket_starts`): the top 16 bits of a normalised
+#: the kernels' buckets (:func:`bucket_codes`): the top 16 bits of a normalised
 #: value's magnitude, from this one (2**-24: every smaller magnitude shares its bucket)
 BUCKET_FLOOR = 0x3380
 #: to this one, past 1.0 (that of 1.0 is 0x3F80): larger magnitudes, NaN
@@ -189,60 +189,55 @@ def _numpy_codes(v: np.ndarray, signed: bool) -> np.ndarray:
         return np.asarray(_normalised_codes(v.astype(np.float32), signed, NUMPY))
 
 
-def _float_of_key(key: np.ndarray) -> np.ndarray:
-    """float32 values from ordered keys: ``k >= 0`` the float of bits ``k``, ``k < 0``
-    minus the float of bits ``-k`` (so keys order as their floats; no -0.0)."""
-    key = np.asarray(key, np.int64)
-    bits = np.where(key >= 0, key, -key | 0x80000000)
+#: :func:`bucket_codes`' mark of a bucket whose code does not change within it
+NEVER = 0x10000
+
+
+def _bucket_value(side: int, index: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """The float32 values whose bucket is ``index`` (of sign ``side``) and whose 16-bit
+    rank within it is ``low`` (see :func:`bucket_codes`)."""
+    flip = 0xFFFF if side else 0
+    mag = (BUCKET_FLOOR + index).astype(np.uint32)
+    bits = (mag << 16) | (low ^ flip).astype(np.uint32)
+    tiny = ((low ^ flip) != 0).astype(np.uint32)  # the floor bucket: 0, or the smallest
+    bits = np.where(index == 0, tiny, bits) | np.uint32(side << 31)
     return bits.astype(np.uint32).view(np.float32)
 
 
 @functools.cache
-def code_thresholds(signed: bool) -> np.ndarray:
-    """For the fused kernels' quantiser: 258 float32 values ``T``, ``T[k]`` the
-    smallest normalised value (in ``[-1, 1]``) whose code is ``k`` or more, for
-    ``k = 1..255`` (found by bisection over the float32 values with the quantiser
-    itself, which is monotone), ``T[0] = -inf``, ``T[256] = T[257] = inf``. The code of
-    ``v`` is then the number of ``T[1:256]`` at most ``v`` (0 for NaN); read-only."""
-    k = np.arange(1, 256)
-    lo = np.full(k.size, -0x3F800000, np.int64)  # -1.0: code 0
-    hi = np.full(k.size, 0x3F800000, np.int64)  # 1.0: code 255
-    while np.any(hi - lo > 1):  # code(lo) < k <= code(hi)
-        mid = (lo + hi) // 2
-        ok = _numpy_codes(_float_of_key(mid), signed) >= k
-        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
-    inf = np.float32(np.inf)
-    table = np.concatenate([[-inf], _float_of_key(hi), [inf, inf]]).astype(np.float32)
-    table.flags.writeable = False
-    return table
+def bucket_codes(signed: bool) -> np.ndarray:
+    """The fused kernels' quantiser table (int32, ``2 * BUCKET_WIDTH`` entries).
 
-
-def bucket_index(v: np.ndarray) -> np.ndarray:
-    """The bucket of each float32 ``v`` (:func:`bucket_starts`): the top 16 bits of its
-    magnitude clamped to ``[BUCKET_FLOOR, BUCKET_TOP]``, counted from
-    ``BUCKET_FLOOR``, plus ``BUCKET_WIDTH`` for a negative sign (NumPy; the kernels
-    compute the same with :func:`gradstep.engines._scalar_ops.q8_bucket`)."""
-    bits = np.asarray(v, np.float32).view(np.uint32).astype(np.int64)
-    top = np.clip((bits >> 16) & 0x7FFF, BUCKET_FLOOR, BUCKET_TOP) - BUCKET_FLOOR
-    return top + (bits >> 31) * BUCKET_WIDTH
-
-
-@functools.cache
-def bucket_starts(signed: bool) -> np.ndarray:
-    """For each bucket of :func:`bucket_index` (``2 * BUCKET_WIDTH``, int32), the code
-    of its lowest value in ``[-1, 1]``: every normalised value of the bucket has that
-    code, one more or two more (tested for every bucket), so the fused kernels find a
-    code with one lookup here and two comparisons with :func:`code_thresholds`,
-    without branches. The last bucket of each sign holds NaN (and magnitudes above
-    1, which normalised values never have): start 0, as the binary search gives NaN."""
-    top = np.arange(BUCKET_FLOOR, BUCKET_TOP + 1, dtype=np.uint32)
-    positive = top << 16
-    positive[0] = 0  # +0.0: the floor bucket holds every smaller magnitude
-    negative = (top << 16) | 0x8000FFFF  # the largest magnitude of each bucket
-    starts = [_numpy_codes(low.view(np.float32), signed) for low in (positive, negative)]
-    for s in starts:
-        s[-1] = 0
-    table = np.concatenate(starts).astype(np.int32)
+    A normalised value ``v`` (in ``[-1, 1]``, or NaN) falls in the bucket of its sign
+    and the top 16 bits of its magnitude, clamped to ``[BUCKET_FLOOR, BUCKET_TOP]``
+    (index: clamped top - ``BUCKET_FLOOR``, plus ``BUCKET_WIDTH`` for a negative
+    sign), and has a 16-bit rank within it that grows with ``v``: its low 16 bits,
+    inverted for a negative sign; in the floor bucket (magnitudes below 2**-24) 0 for
+    a zero magnitude and 1 otherwise, inverted likewise. No bucket holds more than one
+    change of code (tested while the table is built), so each entry is its bucket's
+    lowest code ``s`` plus ``t << 8``, the rank from which the code is ``s + 1``
+    (:data:`NEVER` where it stays ``s``), found by bisection with the quantiser itself
+    (codes rise with values). The kernels' code of ``v`` is then one lookup and one
+    comparison (:func:`gradstep.engines._scalar_ops.q8_code`). The bucket past 1.0
+    holds NaN: code 0, as the binary search gives it."""
+    out = []
+    index = np.arange(BUCKET_WIDTH)
+    for side in (0, 1):
+        low = np.zeros(index.size, np.int64)
+        high = np.full(index.size, 0xFFFF, np.int64)
+        start = _numpy_codes(_bucket_value(side, index, low), signed)
+        last = _numpy_codes(_bucket_value(side, index, high), signed)
+        steps = np.where(index == BUCKET_WIDTH - 1, 0, last - start)
+        if steps.min() < 0 or steps.max() > 1:
+            raise AssertionError("a bucket of the 8-bit quantiser holds two code changes")
+        while np.any(high - low > 1):  # code(low) == start < code(high)
+            mid = (low + high) // 2
+            up = _numpy_codes(_bucket_value(side, index, mid), signed) > start
+            high, low = np.where(up, mid, high), np.where(up, low, mid)
+        rank = np.where(steps == 1, high, NEVER)
+        start = np.where(index == BUCKET_WIDTH - 1, 0, start)  # NaN (and above 1)
+        out.append(start + (rank << 8))
+    table = np.concatenate(out).astype(np.int32)
     table.flags.writeable = False
     return table
 

@@ -224,59 +224,38 @@ def bf16_store_sr(x, key, hashed_index):
 
 
 @intrinsic
-def lut(typingctx, table, index):
-    """``table[index]`` of a 1-D contiguous array and an integer index known to be in
-    range, with the index as 32 bits: no wraparound, no bounds check, so a loop of
-    lookups vectorises into gathers of 32-bit indices."""
-    if not (
-        isinstance(table, types.Array)
-        and table.ndim == 1
-        and table.layout == "C"
-        and isinstance(index, types.Integer)
-    ):
-        return None
-
-    def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        i = args[1]
-        if index.bitwidth > 32:
-            i = builder.trunc(i, ir.IntType(32))
-        elif index.bitwidth < 32:
-            i = (builder.sext if index.signed else builder.zext)(i, ir.IntType(32))
-        return builder.load(builder.gep(data, [builder.sext(i, ir.IntType(64))], inbounds=True))
-
-    return table.dtype(table, index), codegen
-
-
-@intrinsic
-def q8_bucket(typingctx, v):
-    """The bucket of the float32 ``v``, as :func:`gradstep._core.blockwise8.bucket_index`
-    (int32 arithmetic only)."""
-    if v != types.float32:
+def q8_code(typingctx, v, table):
+    """The code of the normalised float32 ``v`` (in ``[-1, 1]`` or NaN), as the eager
+    quantiser finds it, from the kernels' table
+    (:func:`gradstep._core.blockwise8.bucket_codes`): the entry of ``v``'s bucket
+    gives the bucket's lowest code ``s`` and the rank ``t`` from which it is ``s + 1``;
+    the code is ``s + (rank of v >= t)``. One lookup, 32-bit integer arithmetic and no
+    branches, so a loop of it vectorises (one gather per vector of values)."""
+    if v != types.float32 or not (isinstance(table, types.Array) and table.dtype == types.int32):
         return None
 
     def codegen(context, builder, sig, args):
         i32 = ir.IntType(32)
+
+        def c(x):
+            return ir.Constant(i32, x)
+
         bits = builder.bitcast(args[0], i32)
-        top = builder.and_(builder.lshr(bits, ir.Constant(i32, 16)), ir.Constant(i32, 0x7FFF))
-        floor, ceiling = ir.Constant(i32, BUCKET_FLOOR), ir.Constant(i32, BUCKET_TOP)
-        top = builder.select(builder.icmp_signed("<", top, floor), floor, top)
-        top = builder.select(builder.icmp_signed(">", top, ceiling), ceiling, top)
-        sign = builder.lshr(bits, ir.Constant(i32, 31))
-        return builder.add(
-            builder.sub(top, floor), builder.mul(sign, ir.Constant(i32, BUCKET_WIDTH))
-        )
+        magnitude = builder.and_(bits, c(0x7FFFFFFF))
+        top = builder.lshr(magnitude, c(16))
+        sign = builder.lshr(bits, c(31))
+        floor = builder.icmp_signed("<", top, c(BUCKET_FLOOR))
+        top = builder.select(floor, c(BUCKET_FLOOR), top)
+        top = builder.select(builder.icmp_signed(">", top, c(BUCKET_TOP)), c(BUCKET_TOP), top)
+        index = builder.add(builder.sub(top, c(BUCKET_FLOOR)), builder.mul(sign, c(BUCKET_WIDTH)))
+        # the rank within the bucket: the low 16 bits (the floor bucket: 0 for a zero
+        # magnitude, else 1), inverted for a negative sign
+        tiny = builder.select(builder.icmp_signed("<", magnitude, c(1)), magnitude, c(1))
+        rank = builder.select(floor, tiny, builder.and_(bits, c(0xFFFF)))
+        rank = builder.xor(rank, builder.mul(sign, c(0xFFFF)))
+        data = context.make_array(sig.args[1])(context, builder, args[1]).data
+        entry = builder.load(builder.gep(data, [index], inbounds=True))
+        up = builder.zext(builder.icmp_signed(">=", rank, builder.ashr(entry, c(8))), i32)
+        return builder.trunc(builder.add(builder.and_(entry, c(0xFF)), up), ir.IntType(8))
 
-    return types.int32(v), codegen
-
-
-@njit(inline="always")
-def q8_code(v, starts, thresholds):
-    """The code of the normalised float32 ``v`` (in ``[-1, 1]`` or NaN), as the eager
-    quantiser finds it: its bucket's start (:func:`gradstep._core.blockwise8.bucket_starts`)
-    plus one for each of the next two thresholds
-    (:func:`gradstep._core.blockwise8.code_thresholds`) at most ``v``. Without branches,
-    and every lookup a 32-bit gather: a loop of it vectorises."""
-    s = lut(starts, q8_bucket(v))
-    up = np.int32(v >= lut(thresholds, s + np.int32(1)))
-    return np.uint8(s + up + np.int32(v >= lut(thresholds, s + np.int32(2))))
+    return types.uint8(v, table), codegen

@@ -139,15 +139,12 @@ def generate_source(
     ]
     if any(r.startswith(BLOCKWISE8) for r in rows):
         lines[-1:-1] = [
-            "from gradstep._core.blockwise8 import MIN_SCALE, bucket_starts, code_thresholds",
-            "from gradstep._core.blockwise8 import dynamic_map",
+            "from gradstep._core.blockwise8 import MIN_SCALE, bucket_codes, dynamic_map",
             "from gradstep.engines._scalar_ops import bits_float, float_bits, q8_code",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
-            "Q8S_STARTS = bucket_starts(True)",
-            "Q8U_STARTS = bucket_starts(False)",
-            "Q8S_THRESHOLDS = code_thresholds(True)",
-            "Q8U_THRESHOLDS = code_thresholds(False)",
+            "Q8S_CODES = bucket_codes(True)",
+            "Q8U_CODES = bucket_codes(False)",
         ]
     try:
         sources = kp.module_functions(stages)
@@ -297,7 +294,7 @@ def _block_loop(steps: list, eight: list[kp.StoreSlot], access: _Rows, hashed: b
             "            scale = np.maximum(bits_float(np.uint32(top)), MIN_SCALE)",
             f"            b{k}_{i}[blk] = scale",
             "            for i in range(m):",
-            f"{inner}q8b[i] = q8_code(buf{k}_{i}[i] / scale, {table}_STARTS, {table}_THRESHOLDS)",
+            f"{inner}q8b[i] = q8_code(buf{k}_{i}[i] / scale, {table}_CODES)",
             "            for i in range(m):",
             f"{inner}a{k}_{i}b[i] = q8b[i]",
         ]
