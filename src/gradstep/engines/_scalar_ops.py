@@ -224,6 +224,33 @@ def bf16_store_sr(x, key, hashed_index):
 
 
 @intrinsic
+def magnitude_bits(typingctx, x):
+    """The bits of the float32 ``|x|`` as a uint32: they order as the magnitudes do,
+    and a NaN's above every number (the largest of a block's is its ``max |x|``, a
+    NaN where it holds one, as ``max`` propagates it)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        return builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, 0x7FFFFFFF))
+
+    return types.uint32(x), codegen
+
+
+@intrinsic
+def max_u32(typingctx, a, b):
+    """The larger of two uint32 (in 32 bits: numba would widen ``max`` to 64)."""
+    if a != types.uint32 or b != types.uint32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(builder.icmp_unsigned(">", args[0], args[1]), args[0], args[1])
+
+    return types.uint32(a, b), codegen
+
+
+@intrinsic
 def q8_code(typingctx, v, table):
     """The code of the normalised float32 ``v`` (in ``[-1, 1]`` or NaN), as the eager
     quantiser finds it, from the kernels' table

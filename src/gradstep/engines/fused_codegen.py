@@ -140,7 +140,7 @@ def generate_source(
     if any(r.startswith(BLOCKWISE8) for r in rows):
         lines[-1:-1] = [
             "from gradstep._core.blockwise8 import MIN_SCALE, bucket_codes, dynamic_map",
-            "from gradstep.engines._scalar_ops import bits_float, float_bits, q8_code",
+            "from gradstep.engines._scalar_ops import bits_float, magnitude_bits, max_u32, q8_code",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
             "Q8S_CODES = bucket_codes(True)",
@@ -290,8 +290,8 @@ def _block_loop(steps: list, eight: list[kp.StoreSlot], access: _Rows, hashed: b
         src += [
             "            top = np.uint32(0)",
             "            for i in range(m):",
-            f"{inner}top = max(top, float_bits(buf{k}_{i}[i]) & np.uint32(0x7FFFFFFF))",
-            "            scale = np.maximum(bits_float(np.uint32(top)), MIN_SCALE)",
+            f"{inner}top = max_u32(top, magnitude_bits(buf{k}_{i}[i]))",
+            "            scale = np.maximum(bits_float(top), MIN_SCALE)",
             f"            b{k}_{i}[blk] = scale",
             "            for i in range(m):",
             f"{inner}q8b[i] = q8_code(buf{k}_{i}[i] / scale, {table}_CODES)",
