@@ -384,20 +384,16 @@ def _blockwise8_pointers(
     if quantised is not None and flags != quantised:
         raise Unsupported("8-bit slots of one tensor stored as codes and as floats")
     math = math_dtype(layout["rows"][1])
-    if all(flags):
-        layout["rows"][row] = BLOCKWISE8
-    else:
-        layout["rows"][row] = MIXED_PREFIX + math if any(flags) else math
-    layout["rows"][st.scale_rows[k]] = "float32"
+    kind = BLOCKWISE8 if all(flags) else MIXED_PREFIX + math if any(flags) else math
+    layout["rows"][row], layout["rows"][st.scale_rows[k]] = kind, "float32"
     layout["tmask"][-1] = flags
-    wide = np.dtype(math)
-    if all(flags) or not any(flags):
-        dtype = _UINT8 if all(flags) else wide
-        layout["ptrs"][row] = _pointers(codes, layout, "state slot", slot.name, dtype=dtype)
+    dtypes = [_UINT8 if q else np.dtype(math) for q in flags]
+    if len(set(dtypes)) <= 1:  # one dtype: the fast checks
+        layout["ptrs"][row] = _pointers(codes, layout, "state slot", slot.name, dtypes[0])
     else:
         layout["ptrs"][row] = [
-            _checked_pointer(j, c, layout, "state slot", slot.name, dtype=_UINT8 if q else wide)
-            for j, (c, q) in enumerate(zip(codes, flags))
+            _checked_pointer(j, c, layout, "state slot", slot.name, dtype=d)
+            for j, (c, d) in enumerate(zip(codes, dtypes))
         ]
     pointers = []
     for j, (a, w, q) in enumerate(zip(scales, layout["w"], flags)):

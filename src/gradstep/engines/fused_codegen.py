@@ -7,8 +7,11 @@ kernel per norm or global-reduction stage. Each row of the pointer table (gradie
 parameter, each slot) has its storage dtype; values are converted when loaded and
 rounded when stored, and the arithmetic runs in :func:`math_dtype`. An 8-bit slot
 (:mod:`gradstep._core.blockwise8`) has a row of uint8 codes and a row of float32
-block scales; the main kernel then walks each chunk block by block, keeping the
-block's new slot values in a small buffer until its scale is known. What each kernel
+block scales; the main kernel then walks each chunk block by block in short loops the
+compiler vectorises, keeping the block's slot values in a small buffer until its
+new scale is known (:func:`_block_loop`). A row whose tensors below
+``min_8bit_size`` keep floats (storage ``"blockwise8|float32"``) gets both loops,
+chosen per tensor. What each kernel
 reads, runs and stores is planned in :mod:`~gradstep.engines.kernel_plan`, as for the
 Triton engine; this module renders the plan as numba Python.
 
