@@ -325,15 +325,19 @@ class Optimizer:
 
 
 def _blockwise8_converted(transform: Transform, state_dict: dict[str, Any]) -> dict[str, Any]:
-    """``state_dict`` with each slot saved in another precision than this optimizer's
-    8-bit blocks (:mod:`gradstep._core.blockwise8`) converted: float values quantised
-    into codes and block scales where this optimizer keeps 8-bit state, 8-bit codes
-    dequantised where it keeps floats; anything else is left for the checks."""
+    """``state_dict`` with each slot saved in another form than this optimizer keeps
+    it converted, tensor by tensor (:mod:`gradstep._core.blockwise8`): float values
+    quantised into codes and block scales where this optimizer keeps 8-bit codes
+    (a tensor of ``min_8bit_size`` elements or more of an 8-bit slot), codes
+    dequantised where it keeps floats (a floating-point slot, or a tensor below
+    ``min_8bit_size``, which gets its empty scale array); anything else is left for
+    the checks."""
     from ._core import blockwise8
     from ._core.elementwise import Elementwise
     from ._core.transform import walk
 
     out = dict(state_dict)
+    empty = np.zeros((0,), np.float32)
     for visit in walk(transform):
         t = visit.transform
         if not isinstance(t, Elementwise) or visit.path is None:
@@ -342,18 +346,29 @@ def _blockwise8_converted(transform: Transform, state_dict: dict[str, Any]) -> d
             prefix = _STATE + "/".join(visit.path + (slot.name,))
             scales = _STATE + "/".join(visit.path + (blockwise8.absmax_name(slot.name),))
             keys = [k for k in out if k == prefix or k.startswith(prefix + "/")]
-            saved_8bit = any(k == scales or k.startswith(scales + "/") for k in out)
             signed = not slot.nonnegative
+            eight = slot.dtype == blockwise8.BLOCKWISE8
             for key in keys:
                 value, scale_key = np.asarray(out[key]), scales + key[len(prefix) :]
-                if slot.dtype == blockwise8.BLOCKWISE8 and not saved_8bit:
-                    if is_floating(value.dtype):
-                        wide = value.astype(np.float32)
-                        out[key], out[scale_key] = blockwise8.quantised(wide, signed)
-                elif slot.dtype != blockwise8.BLOCKWISE8 and saved_8bit and scale_key in out:
-                    if value.dtype == np.uint8:
-                        scale = np.asarray(out.pop(scale_key), np.float32)
-                        out[key] = blockwise8.dequantised(value, scale, signed)
+                if value.dtype == np.uint8 and scale_key in out:  # saved as codes
+                    if eight and blockwise8.stores_8bit(value.size, slot.min_8bit_size):
+                        continue
+                    scale = np.asarray(out[scale_key], np.float32)
+                    if scale.shape != (blockwise8.n_blocks(value.size),):
+                        continue  # not codes of this shape: the checks say so
+                    out[key] = blockwise8.dequantised(value, scale, signed)
+                    out[scale_key] = empty
+                elif not is_floating(value.dtype):
+                    continue
+                elif eight and blockwise8.stores_8bit(value.size, slot.min_8bit_size):
+                    out[key], out[scale_key] = blockwise8.quantised(
+                        value.astype(np.float32), signed
+                    )
+                elif eight:
+                    out.setdefault(scale_key, empty)
+                    continue
+                if not eight:  # a floating-point slot keeps no scales
+                    out.pop(scale_key, None)
     return out
 
 

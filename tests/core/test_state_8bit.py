@@ -43,7 +43,7 @@ def test_the_map_is_the_dynamic_map_of_the_paper():
 
 def test_state_is_codes_plus_one_scale_per_block_and_starts_at_zero():
     w = [np.ones((3, 300), np.float32), np.ones(5, np.float32)]
-    state = gradstep.adamw(0.1, state_dtype="int8").init(w)["scale_by_adam"]
+    state = gradstep.adamw(0.1, state_dtype="int8", min_8bit_size=0).init(w)["scale_by_adam"]
     assert slot_dtypes(gradstep.adamw(state_dtype="int8")) == {
         "mu": "blockwise8",
         "nu": "blockwise8",
@@ -128,7 +128,8 @@ def test_a_nonfinite_gradient_poisons_its_block_alike_in_both_engines():
     out = {}
     for engine in ("fused", "eager"):
         w = w0.copy()
-        opt = gradstep.Optimizer(w, gradstep.adamw(0.01, state_dtype="blockwise8"), engine=engine)
+        rule = gradstep.adamw(0.01, state_dtype="blockwise8", min_8bit_size=0)
+        opt = gradstep.Optimizer(w, rule, engine=engine)
         with np.errstate(invalid="ignore", over="ignore"):
             opt.step(g)
             opt.step(np.ones(1000, np.float32))
@@ -151,7 +152,8 @@ def test_a_reduction_pass_reads_the_8bit_slots():
     for engine in ("fused", "eager"):
         w = w0.copy()
         chain = gradstep.chain(
-            gradstep.adam(0.1, state_dtype="blockwise8"), clip_by_global_norm(0.5)
+            gradstep.adam(0.1, state_dtype="blockwise8", min_8bit_size=0),
+            clip_by_global_norm(0.5),
         )
         opt = gradstep.Optimizer(w, chain, engine=engine)
         for g in grads:
@@ -180,12 +182,13 @@ def test_torch_and_jax_arrays_quantise_as_numpy_does():
     np.testing.assert_array_equal(np.asarray(j_absmax), absmax)
     # the JAX engine under jit keeps the same codes and scales
     jax = pytest.importorskip("jax", reason="the JAX engine")
-    opt = gradstep.jax.to_optax(gradstep.adamw(0.01, state_dtype="int8"))
+    opt = gradstep.jax.to_optax(gradstep.adamw(0.01, state_dtype="int8", min_8bit_size=0))
     w0 = rng.standard_normal(600).astype(np.float32)
     state = opt.init({"w": jnp.asarray(w0)})
     _, state = jax.jit(opt.update)({"w": jnp.asarray(x)}, state, {"w": jnp.asarray(w0)})
     w = w0.copy()
-    eager = gradstep.Optimizer({"w": w}, gradstep.adamw(0.01, state_dtype="int8"), engine="eager")
+    rule = gradstep.adamw(0.01, state_dtype="int8", min_8bit_size=0)
+    eager = gradstep.Optimizer({"w": w}, rule, engine="eager")
     eager.step({"w": x})
     for name in ("mu", "mu_absmax", "nu", "nu_absmax"):
         have = np.asarray(state["scale_by_adam"][name]["w"])
@@ -197,7 +200,7 @@ def test_npz_checkpoints_hold_codes_and_scales_and_resume_bit_exact(tmp_path):
     w0 = rng.standard_normal(600).astype(np.float32)
     grads = [_values(rng, 600) for _ in range(4)]
     # the kernel of the fused test above (compiled once)
-    make = lambda: gradstep.adamw(0.01, state_dtype="blockwise8")  # noqa: E731
+    make = lambda: gradstep.adamw(0.01, state_dtype="blockwise8", min_8bit_size=0)  # noqa: E731
     w = w0.copy()
     whole = gradstep.Optimizer(w, make())
     for g in grads:
@@ -234,21 +237,22 @@ def test_torch_state_dict_resumes_bit_exact():
             opt.step()
 
     whole = [torch.nn.Parameter(w.clone()) for w in w0]
-    run(whole, gt.AdamW(whole, lr=0.01, state_dtype="int8", fused=True), grads)
+    eight = {"state_dtype": "int8", "min_8bit_size": 0}
+    run(whole, gt.AdamW(whole, lr=0.01, fused=True, **eight), grads)
     half = [torch.nn.Parameter(w.clone()) for w in w0]
-    opt = gt.AdamW(half, lr=0.01, state_dtype="int8", fused=True)
+    opt = gt.AdamW(half, lr=0.01, fused=True, **eight)
     run(half, opt, grads[:2])
     saved = opt.state_dict()
     entry = saved["state"][0]
     assert entry["exp_avg"].dtype == torch.uint8 and entry["exp_avg_absmax"].shape == (3,)
-    again = gt.AdamW(half, lr=0.01, state_dtype="int8", fused=True)
+    again = gt.AdamW(half, lr=0.01, fused=True, **eight)
     again.load_state_dict(saved)
     run(half, again, grads[2:])
     for a, b in zip(half, whole):
         assert torch.equal(a, b)
     bad = {**saved, "state": {**saved["state"], 0: {**entry, "exp_avg": entry["exp_avg"].float()}}}
     with pytest.raises(ValueError, match="8-bit codes must be torch.uint8"):
-        gt.AdamW(half, lr=0.01, state_dtype="int8").load_state_dict(bad)
+        gt.AdamW(half, lr=0.01, **eight).load_state_dict(bad)
 
 
 @pytest.mark.parametrize(
@@ -295,7 +299,9 @@ def test_recorded_8bit_trajectories(case):
     w0, target, curvature = recorder.problem(case["seed"], case["size"])
     args = recorder.RULE_ARGS[case["rule"]](case["hyperparams"])
     w = w0.copy()
-    rule = getattr(gradstep, case["rule"])(**args, state_dtype="int8")
+    # every recorded tensor is quantised: bitsandbytes ran with min_8bit_size=0, and
+    # torchao's tensor has 4096 elements (its threshold)
+    rule = getattr(gradstep, case["rule"])(**args, state_dtype="int8", min_8bit_size=0)
     # the eager reference (the fused engine equals it bit for bit, tested above)
     opt = gradstep.Optimizer(w, rule, engine="eager")
     for k in range(1, recorder.STEPS + 1):
@@ -341,50 +347,68 @@ def test_map_and_quantiser_match_bitsandbytes_and_torchao():
         assert np.all(want[differ] == zero) and np.all(x[differ] != 0)
 
 
+def _code_changes(signed):
+    """The float32 values at which the kernels' table says the code changes, and the
+    values just below them."""
+    table = q8.bucket_codes(signed).astype(np.int64)
+    at, below = [], []
+    for side in (0, 1):
+        entries = table[side * q8.BUCKET_WIDTH : (side + 1) * q8.BUCKET_WIDTH]
+        index = np.flatnonzero((entries >> 8) != q8.NEVER)
+        rank = entries[index] >> 8
+        at.append(q8._bucket_value(side, index, rank))
+        below.append(q8._bucket_value(side, index, rank - 1))
+    return np.concatenate(at), np.concatenate(below)
+
+
 def test_kernel_quantiser_equals_the_eager_one_on_every_kind_of_value():
-    """The numba kernels find the code from a 16-bit bucket and a short search; the
-    eager engine by binary search: the same code for normalised values of every
-    magnitude, signed zeros, the ends of the range and random bit patterns."""
+    """The numba kernels find the code from a table of buckets (one lookup, one
+    comparison); the eager engine by binary search: the same code for normalised
+    values of every magnitude, signed zeros, the ends of the range, random bit
+    patterns, the first and last value of every bucket, and the float32 values at and
+    just below every change of code within a bucket."""
     numba = pytest.importorskip("numba", reason="the fused engine's quantiser")
     from gradstep.engines._scalar_ops import q8_code
 
     @numba.njit
-    def codes_of(v, out, up, starts, zero):
+    def codes_of(v, out, table):
         for i in range(v.size):
-            out[i] = q8_code(v[i], up, starts, zero)
+            out[i] = q8_code(v[i], table)
 
     rng = np.random.default_rng(7)
     ends = np.array([0.0, -0.0, 1.0, -1.0, 1e-45, -1e-45, 0.99999994, -0.99999994], np.float32)
     bits = rng.integers(0, 2**32, 50_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
     for signed in (True, False):
-        v = np.concatenate([ends, _values(rng, 50_000) / 60, bits])
+        at, below = _code_changes(signed)
+        index = np.arange(q8.BUCKET_WIDTH)
+        edges = [
+            q8._bucket_value(side, index, np.full(index.size, r))
+            for side in (0, 1)
+            for r in (0, 0xFFFF)
+        ]
+        v = np.concatenate([ends, _values(rng, 50_000) / 60, bits, at, below, *edges])
         v = (v if signed else np.abs(v)).astype(np.float32)
         v = v[np.abs(v) <= 1]  # normalised values (NaN apart, below)
-        table = q8.dynamic_map(signed)
         have = np.zeros(v.size, np.uint8)
-        up = np.append(table, np.float32(np.inf))
-        codes_of(v, have, up, q8.bucket_codes(signed), q8.zero_code(signed))
+        codes_of(v, have, q8.bucket_codes(signed))
         # the eager quantiser, on blocks led by a 1.0 (so each block's scale is 1)
         rows = np.pad(v, (0, -v.size % 255)).reshape(-1, 255)
         blocks = np.concatenate([np.ones((rows.shape[0], 1), np.float32), rows], axis=1)
         codes, _ = q8.quantised(blocks.ravel(), signed)
         np.testing.assert_array_equal(have, codes.reshape(-1, 256)[:, 1:].ravel()[: v.size])
-    nan = np.zeros(1, np.uint8)
-    codes_of(np.array([np.nan], np.float32), nan, up, q8.bucket_codes(False), 0)
-    assert nan[0] == 0  # as the eager quantiser's binary search gives
+        nan = np.zeros(2, np.uint8)
+        codes_of(np.array([np.nan, -np.nan], np.float32), nan, q8.bucket_codes(signed))
+        assert list(nan) == [0, 0]  # as the eager quantiser's binary search gives
 
 
-def test_bucket_starts_are_at_most_one_code_below_the_answer():
-    """What the kernels' single upward step relies on, for every finite bucket."""
-    top = np.arange(1 << 16, dtype=np.uint32)
-    finite = (top & 0x7F80) != 0x7F80
-    # the highest float32 of each bucket (the smallest magnitude for a negative one)
-    high = np.where(top >= 0x8000, top << 16, (top << 16) | 0xFFFF).astype(np.uint32)
+def test_each_bucket_holds_at_most_one_change_of_code():
+    """What the kernels' single comparison relies on (also checked while the table is
+    built): the code at a bucket's change is one more than just below it (a change
+    at a bucket's first value is its start code)."""
     for signed in (True, False):
-        table = q8.dynamic_map(signed)
-        last = np.clip(np.searchsorted(table, high.view(np.float32), side="right") - 1, 0, 255)
-        steps = last - q8.bucket_codes(signed).astype(int)
-        assert steps[finite].min() >= 0 and steps[finite].max() <= 1
+        at, below = _code_changes(signed)
+        up = q8._numpy_codes(at, signed) - q8._numpy_codes(below, signed)
+        assert np.all(up == 1)
 
 
 def test_checkpoints_move_between_8bit_and_float32():
@@ -394,8 +418,9 @@ def test_checkpoints_move_between_8bit_and_float32():
 
     def optimizer(state_dtype):  # eager: the conversion is the front's, not an engine's
         params = {k: v.copy() for k, v in w.items()}
+        extra = {"min_8bit_size": 0} if state_dtype else {}
         return gradstep.Optimizer(
-            params, gradstep.adam(0.1, state_dtype=state_dtype), engine="eager"
+            params, gradstep.adam(0.1, state_dtype=state_dtype, **extra), engine="eager"
         )
 
     low = optimizer("int8")

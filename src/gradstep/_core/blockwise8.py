@@ -55,8 +55,10 @@ quantiser (0.50.2) is not always the nearest code for small normalised values
 (below about 0.1 it may pick a larger neighbour; it too keeps tiny values off
 zero), so its trajectories match within a tolerance, not bit for bit; bitsandbytes stores a
 zero block's absmax as 0 where this stores 1e-12 (torchao's clip: the values read
-0 either way). Neither library quantises small tensors (below 4096 elements) by
-default; here every tensor of a ``blockwise8`` slot is quantised.
+0 either way). Small tensors: a tensor of fewer than ``min_8bit_size`` elements
+(default 4096, bitsandbytes' option and default; torchao's fixed rule, which also
+requires whole blocks) keeps the slot in float32 (float64 for float64 parameters)
+with an empty ``<slot>_absmax``; ``min_8bit_size=0`` quantises every tensor.
 
 References:
   Dettmers, Lewis, Shleifer, Zettlemoyer, "8-bit Optimizers via Block-wise
@@ -79,15 +81,41 @@ from .namespaces import namespace_of
 BLOCKWISE8 = "blockwise8"
 #: elements per block (bitsandbytes' CPU and torchao's default)
 BLOCK = 256
+#: tensors of fewer elements keep an 8-bit slot in float32 (bitsandbytes'
+#: ``min_8bit_size`` and its default; torchao's fixed rule)
+MIN_8BIT_SIZE = 4096
 #: the smallest block scale (an all-zero block would otherwise divide by zero)
 MIN_SCALE = np.float32(1e-12)
 #: the state entry beside a slot's codes that holds its block scales
 ABSMAX_SUFFIX = "_absmax"
+#: the fused engine's storage name of a slot row whose tensors are 8-bit or, below
+#: ``min_8bit_size``, float (``"blockwise8|float32"``)
+MIXED_PREFIX = BLOCKWISE8 + "|"
 
 
 def absmax_name(slot_name: str) -> str:
     """The state entry holding the block scales of the slot ``slot_name``."""
     return slot_name + ABSMAX_SUFFIX
+
+
+def stores_8bit(size: int, min_8bit_size: int) -> bool:
+    """Whether a tensor of ``size`` elements keeps a ``blockwise8`` slot as codes and
+    block scales: at least ``min_8bit_size`` elements (else in float32, float64 for
+    float64 parameters). The one place the choice is made; engines then follow the
+    state (:func:`is_codes`)."""
+    return size >= min_8bit_size
+
+
+def is_codes(stored: Any) -> bool:
+    """Whether a ``blockwise8`` slot's array of one tensor holds codes (uint8), not
+    the float values of a tensor below ``min_8bit_size``."""
+    return "uint8" in str(getattr(stored, "dtype", ""))
+
+
+def float_dtype_for(param: Any) -> str:
+    """The dtype of a small tensor's ``blockwise8`` slot: the math dtype, float64 for
+    float64 parameters, else float32 (as bitsandbytes keeps it)."""
+    return "float64" if "float64" in str(getattr(param, "dtype", "")) else "float32"
 
 
 def n_blocks(size: int) -> int:
@@ -126,23 +154,92 @@ def dynamic_map(signed: bool) -> np.ndarray:
     return table
 
 
+#: the kernels' buckets (:func:`bucket_codes`): the top 16 bits of a normalised
+#: value's magnitude, from this one (2**-24: every smaller magnitude shares its bucket)
+BUCKET_FLOOR = 0x3380
+#: to this one, past 1.0 (that of 1.0 is 0x3F80): larger magnitudes, NaN
+BUCKET_TOP = 0x3F81
+#: buckets per sign
+BUCKET_WIDTH = BUCKET_TOP - BUCKET_FLOOR + 1
+
+
+def _normalised_codes(v: Any, signed: bool, ns: Any) -> Any:
+    """The codes (integers, not yet uint8) of normalised values ``v`` (the values
+    divided by their block's scale): the largest map value ``<= v`` by binary search
+    (NaN: 0), one code up when ``v`` is at least half way to the next, and a nonzero
+    value kept off the zero code (the module docstring)."""
+    table = ns.constant(dynamic_map(signed), v)
+    lo = ns.where(v >= table[128], 128, 0)
+    for half in (64, 32, 16, 8, 4, 2, 1):
+        lo = lo + ns.where(v >= ns.take(table, lo + half, 0), half, 0)
+    hi = ns.minimum(lo + 1, 255)
+    below, above = ns.take(table, lo, 0), ns.take(table, hi, 0)
+    codes = ns.where(v - below >= (above - below) * np.float32(0.5), hi, lo)
+    zero = zero_code(signed)
+    codes = ns.where((v > 0) & (codes == zero), zero + 1, codes)
+    if signed:
+        codes = ns.where((v < 0) & (codes == zero), zero - 1, codes)
+    return codes
+
+
+def _numpy_codes(v: np.ndarray, signed: bool) -> np.ndarray:
+    from .namespaces import NUMPY
+
+    with np.errstate(invalid="ignore"):
+        return np.asarray(_normalised_codes(v.astype(np.float32), signed, NUMPY))
+
+
+#: :func:`bucket_codes`' mark of a bucket whose code does not change within it
+NEVER = 0x10000
+
+
+def _bucket_value(side: int, index: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """The float32 values whose bucket is ``index`` (of sign ``side``) and whose 16-bit
+    rank within it is ``low`` (see :func:`bucket_codes`)."""
+    flip = 0xFFFF if side else 0
+    mag = (BUCKET_FLOOR + index).astype(np.uint32)
+    bits = (mag << 16) | (low ^ flip).astype(np.uint32)
+    tiny = ((low ^ flip) != 0).astype(np.uint32)  # the floor bucket: 0, or the smallest
+    bits = np.where(index == 0, tiny, bits) | np.uint32(side << 31)
+    return bits.astype(np.uint32).view(np.float32)
+
+
 @functools.cache
 def bucket_codes(signed: bool) -> np.ndarray:
-    """For each value of the top 16 bits of a float32 ``v`` (sign, exponent, 7
-    mantissa bits), a code ``lo`` with ``Q[lo] <= v`` for every ``v`` of those bits
-    (0 where none is, and for infinities and NaN): at most one code below the largest
-    such code (no two map values fall between float32 values of the same top 16
-    bits), which the fused kernels use in place of the binary search (one lookup and
-    one comparison instead of eight)."""
-    table = dynamic_map(signed)
-    top = np.arange(1 << 16, dtype=np.uint32)
-    # the lowest float32 with those top bits: the largest magnitude for a negative
-    low = np.where(top >= 0x8000, (top << 16) | 0xFFFF, top << 16).astype(np.uint32)
-    codes = np.searchsorted(table, low.view(np.float32), side="right") - 1
-    codes[(top & 0x7F80) == 0x7F80] = 0  # infinities and NaN
-    codes = np.clip(codes, 0, 255).astype(np.uint8)
-    codes.flags.writeable = False
-    return codes
+    """The fused kernels' quantiser table (int32, ``2 * BUCKET_WIDTH`` entries).
+
+    A normalised value ``v`` (in ``[-1, 1]``, or NaN) falls in the bucket of its sign
+    and the top 16 bits of its magnitude, clamped to ``[BUCKET_FLOOR, BUCKET_TOP]``
+    (index: clamped top - ``BUCKET_FLOOR``, plus ``BUCKET_WIDTH`` for a negative
+    sign), and has a 16-bit rank within it that grows with ``v``: its low 16 bits,
+    inverted for a negative sign; in the floor bucket (magnitudes below 2**-24) 0 for
+    a zero magnitude and 1 otherwise, inverted likewise. No bucket holds more than one
+    change of code (tested while the table is built), so each entry is its bucket's
+    lowest code ``s`` plus ``t << 8``, the rank from which the code is ``s + 1``
+    (:data:`NEVER` where it stays ``s``), found by bisection with the quantiser itself
+    (codes rise with values). The kernels' code of ``v`` is then one lookup and one
+    comparison (:func:`gradstep.engines._scalar_ops.q8_code`). The bucket past 1.0
+    holds NaN: code 0, as the binary search gives it."""
+    out = []
+    index = np.arange(BUCKET_WIDTH)
+    for side in (0, 1):
+        low = np.zeros(index.size, np.int64)
+        high = np.full(index.size, 0xFFFF, np.int64)
+        start = _numpy_codes(_bucket_value(side, index, low), signed)
+        last = _numpy_codes(_bucket_value(side, index, high), signed)
+        steps = np.where(index == BUCKET_WIDTH - 1, 0, last - start)
+        if steps.min() < 0 or steps.max() > 1:
+            raise AssertionError("a bucket of the 8-bit quantiser holds two code changes")
+        while np.any(high - low > 1):  # code(low) == start < code(high)
+            mid = (low + high) // 2
+            up = _numpy_codes(_bucket_value(side, index, mid), signed) > start
+            high, low = np.where(up, mid, high), np.where(up, low, mid)
+        rank = np.where(steps == 1, high, NEVER)
+        start = np.where(index == BUCKET_WIDTH - 1, 0, start)  # NaN (and above 1)
+        out.append(start + (rank << 8))
+    table = np.concatenate(out).astype(np.int32)
+    table.flags.writeable = False
+    return table
 
 
 def zero_code(signed: bool) -> int:
@@ -171,20 +268,7 @@ def quantised(values: Any, signed: bool) -> tuple[Any, Any]:
     blocks = _blocks(values, ns)
     absmax = ns.maximum(ns.amax(abs(blocks), axis=1), MIN_SCALE)
     v = ns.ravel(blocks / ns.reshape(absmax, (-1, 1)))
-    table = ns.constant(dynamic_map(signed), values)
-    # binary search for the largest table[lo] <= v (NaN: 0), then round up when v is
-    # at least half way to the next value
-    lo = ns.where(v >= table[128], 128, 0)
-    for half in (64, 32, 16, 8, 4, 2, 1):
-        lo = lo + ns.where(v >= ns.take(table, lo + half, 0), half, 0)
-    hi = ns.minimum(lo + 1, 255)
-    below, above = ns.take(table, lo, 0), ns.take(table, hi, 0)
-    codes = ns.where(v - below >= (above - below) * np.float32(0.5), hi, lo)
-    # a nonzero value keeps its sign: the nearest nonzero code where 0 is nearer
-    zero = zero_code(signed)
-    codes = ns.where((v > 0) & (codes == zero), zero + 1, codes)
-    if signed:
-        codes = ns.where((v < 0) & (codes == zero), zero - 1, codes)
+    codes = _normalised_codes(v, signed, ns)
     codes = ns.reshape(ns.as_uint8(codes)[:size], shape)
     return codes, absmax
 
@@ -205,8 +289,14 @@ def dequantised(codes: Any, absmax: Any, signed: bool) -> Any:
     return ns.reshape(ns.ravel(values)[:size], shape)
 
 
-def initial(param: Any, fill: float, signed: bool) -> tuple[Any, Any]:
-    """``(codes, absmax)`` of a slot filled with ``fill``, shaped like ``param``."""
+def initial(param: Any, fill: float, signed: bool, min_8bit_size: int = 0) -> tuple[Any, Any]:
+    """``(codes, absmax)`` of a slot filled with ``fill``, shaped like ``param``; for a
+    tensor below ``min_8bit_size`` elements (:func:`stores_8bit`), ``(values, empty)``:
+    the float values (:func:`float_dtype_for`) and no block scales (a float32 array
+    of shape ``(0,)``, so the state keeps one structure)."""
     ns = namespace_of(param)
     value = ns.full_like(param, fill)
+    size = int(np.prod(np.shape(param), dtype=np.int64))
+    if not stores_8bit(size, min_8bit_size):
+        return ns.stored(value, float_dtype_for(param)), ns.zeros((0,), ns.stored(value, "float32"))
     return quantised(ns.stored(value, "float32"), signed)

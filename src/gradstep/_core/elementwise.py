@@ -65,7 +65,8 @@ class Slot:
     stores the slot in its parameter's dtype; ``"blockwise8"`` keeps uint8 codes
     under the slot's name and float32 block scales beside them
     (:mod:`gradstep._core.blockwise8`; the signed map, or the unsigned one for a
-    ``nonnegative`` slot). ``stochastic_seed``: when stored in bfloat16, rounded
+    ``nonnegative`` slot; a tensor below ``min_8bit_size`` elements keeps float
+    values and an empty scale array instead). ``stochastic_seed``: when stored in bfloat16, rounded
     stochastically with this seed's stream (:mod:`gradstep._core.rounding`); None:
     to the nearest.
     """
@@ -75,6 +76,7 @@ class Slot:
     nonnegative: bool = False
     dtype: str | None = None
     stochastic_seed: int | None = None
+    min_8bit_size: int = blockwise8.MIN_8BIT_SIZE
 
     def initial(self, param: Any) -> Any:
         """The slot's initial array for ``param``, of its library and shape, in the
@@ -279,7 +281,10 @@ class Elementwise(Transform):
             state["count"] = np.zeros((), dtype=np.int64)
         for slot in self.slots:
             if slot.dtype == BLOCKWISE8:
-                pairs = [blockwise8.initial(p, slot.fill, not slot.nonnegative) for p in leaves]
+                pairs = [
+                    blockwise8.initial(p, slot.fill, not slot.nonnegative, slot.min_8bit_size)
+                    for p in leaves
+                ]
                 state[slot.name] = _tree.unflatten(td, [codes for codes, _ in pairs])
                 state[absmax_name(slot.name)] = _tree.unflatten(td, [a for _, a in pairs])
             else:
@@ -331,7 +336,7 @@ class Elementwise(Transform):
             # the math runs in float32 or wider, whatever the storage ("opmath")
             args = [ns.widened(a) for a in args]
             for k, scales in enumerate(scale_leaves):
-                if scales is not None:
+                if scales is not None and blockwise8.is_codes(stored[k]):
                     signed = not self.slots[k].nonnegative
                     args[first_slot + k] = blockwise8.dequantised(stored[k], scales[i], signed)
             g = args[0]
@@ -350,12 +355,14 @@ class Elementwise(Transform):
                         # a slot that keeps an input (w_prev <- w) must not alias it:
                         # the front updates parameters in place
                         value = ns.copy(value)
-                    if scale_leaves[k] is not None:
+                    if scale_leaves[k] is not None and blockwise8.is_codes(stored[k]):
                         value = ns.stored(ns.wrap(value), "float32")
                         codes, scales = blockwise8.quantised(value, not self.slots[k].nonnegative)
                         new_slots[k].append(codes)
                         new_scales[k].append(scales)
                         continue
+                    if scale_leaves[k] is not None:  # below min_8bit_size: float, no scales
+                        new_scales[k].append(scale_leaves[k][i])
                     seed = self.slots[k].stochastic_seed
                     if seed is None:
                         new_slots[k].append(ns.stored_like(ns.wrap(value), stored[k]))

@@ -33,6 +33,11 @@ with a ``ValueError``, as do rules whose state is not elementwise slots (Adafact
 factored moments, global reductions such as Prodigy's). The eager engine
 (NumPy, torch, JAX arrays), the JAX engine (under ``jax.jit``) and the numba engine
 run it; the Triton engine does not yet (CUDA tensors with 8-bit state run eager).
+``min_8bit_size`` (default 4096, bitsandbytes' option and default): a tensor of
+fewer elements keeps its 8-bit slots in float32 (float64 for float64 parameters),
+with an empty scale array; offered beside ``state_dtype`` by every registered
+optimizer, refused (``ValueError``) with a value other than the default where no
+slot is 8-bit.
 """
 
 from __future__ import annotations
@@ -43,9 +48,10 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .blockwise8 import MIN_8BIT_SIZE
 from .rounding import ROUNDING_OPTIONS, ROUNDING_RANGES, ParameterStore, with_rounding
 from .transform import Transform, map_transform, shallow_copy, walk
-from .validate import Constraint, remember_recipe
+from .validate import Constraint, Interval, check, remember_recipe
 
 #: the dtypes a slot can be stored in (blockwise8: :mod:`gradstep._core.blockwise8`)
 STORAGE_DTYPES = ("float16", "bfloat16", "float32", "float64", "blockwise8")
@@ -65,8 +71,13 @@ OPTAX_OPTIONS: dict[str, dict[str, str]] = {
 }
 
 
+#: the valid values of ``min_8bit_size``: a number of elements
+MIN_8BIT_RANGE = Interval(0, None, integer=True)
+
 #: the keyword-only arguments :func:`with_precision_option` adds
-PRECISION_OPTIONS = frozenset({"state_dtype", *ROUNDING_OPTIONS}).union(*OPTAX_OPTIONS.values())
+PRECISION_OPTIONS = frozenset({"state_dtype", "min_8bit_size", *ROUNDING_OPTIONS}).union(
+    *OPTAX_OPTIONS.values()
+)
 
 
 def dtype_name(value: Any) -> str:
@@ -155,19 +166,27 @@ def _stateful_elsewhere(t: Transform) -> bool:
 
 
 def with_state_dtype(
-    transform: Transform, state_dtype: Any, owner: str = "state_dtype"
+    transform: Transform,
+    state_dtype: Any,
+    owner: str = "state_dtype",
+    min_8bit_size: Any = MIN_8BIT_SIZE,
 ) -> Transform:
     """``transform`` with its slots stored in ``state_dtype``: one dtype for every slot
     or ``{slot name: dtype}`` (a name stands for the slots of that name in every
-    stage). ``None`` returns ``transform`` itself.
+    stage); its 8-bit slots quantise tensors of ``min_8bit_size`` elements or more
+    (smaller ones keep float32). ``None`` returns ``transform`` itself.
 
-    Raises ``ValueError`` for a slot name the transform does not have, and for a
+    Raises ``ValueError`` for a slot name the transform does not have, for a
     transform that keeps per-element state outside the elementwise slots (which this
-    option could not reach: it would be accepted and ignored).
+    option could not reach: it would be accepted and ignored), for an invalid
+    ``min_8bit_size`` and for one other than the default without an 8-bit slot.
     """
     from .elementwise import Elementwise
 
+    check(owner, "min_8bit_size", min_8bit_size, MIN_8BIT_RANGE)
+    min_8bit_size = int(min_8bit_size)
     if state_dtype is None:
+        _check_min_8bit_size_used(transform, min_8bit_size, owner)
         return transform
     if not StateDtype().contains(state_dtype):
         raise ValueError(
@@ -201,7 +220,7 @@ def with_state_dtype(
     def store(t: Transform) -> Transform:
         if not isinstance(t, Elementwise) or not t.slots or isinstance(t, ParameterStore):
             return t  # (a Kahan compensation is kept in its parameter's dtype)
-        new = tuple(dataclasses.replace(s, dtype=_chosen(s, wanted, everything)) for s in t.slots)
+        new = tuple(_stored(s, _chosen(s, wanted, everything), min_8bit_size) for s in t.slots)
         _check_blockwise8(t, new, state_dtype, owner)
         if new == t.slots:
             return t
@@ -209,7 +228,27 @@ def with_state_dtype(
         clone.slots = new
         return clone
 
-    return map_transform(store, transform)
+    out = map_transform(store, transform)
+    _check_min_8bit_size_used(out, min_8bit_size, owner)
+    return out
+
+
+def _stored(slot: Any, dtype: str | None, min_8bit_size: int) -> Any:
+    """``slot`` stored in ``dtype`` (an 8-bit one with ``min_8bit_size``)."""
+    if dtype == "blockwise8":
+        return dataclasses.replace(slot, dtype=dtype, min_8bit_size=min_8bit_size)
+    return dataclasses.replace(slot, dtype=dtype)
+
+
+def _check_min_8bit_size_used(transform: Transform, min_8bit_size: int, owner: str) -> None:
+    """``min_8bit_size`` other than the default is refused where no slot is 8-bit (it
+    would be accepted and ignored)."""
+    if min_8bit_size != MIN_8BIT_SIZE and "blockwise8" not in slot_dtypes(transform).values():
+        raise ValueError(
+            f"{owner}: invalid min_8bit_size={min_8bit_size!r} without 8-bit state; valid "
+            f"values: {MIN_8BIT_SIZE} (the default) unless state_dtype holds a slot in "
+            "'int8' (blockwise8)"
+        )
 
 
 def _check_blockwise8(t: Transform, slots: tuple, state_dtype: Any, owner: str) -> None:
@@ -252,10 +291,12 @@ def _precise(factory: Callable, precision: dict, *args: Any, **kwargs: Any) -> T
     dtype = precision.get("state_dtype")
     stochastic = precision.get("stochastic_rounding", False)
     kahan = precision.get("kahan_summation", False)
-    if dtype is None and not (stochastic or kahan):
-        return result
+    min_8bit_size = precision.get("min_8bit_size", MIN_8BIT_SIZE)
     owner = getattr(factory, "__name__", "state_dtype")
-    out = with_state_dtype(result, dtype, owner=owner)
+    if dtype is None and not (stochastic or kahan):
+        _check_min_8bit_size_used(result, min_8bit_size, owner)
+        return result
+    out = with_state_dtype(result, dtype, owner=owner, min_8bit_size=min_8bit_size)
     seed = precision.get("rounding_seed", 0)
     out = with_rounding(out, stochastic, seed, kahan, owner=owner)
     out.declared_ranges = getattr(result, "declared_ranges", {})
@@ -265,7 +306,8 @@ def _precise(factory: Callable, precision: dict, *args: Any, **kwargs: Any) -> T
 
 def with_precision_option(factory: Callable, name: str) -> Callable:
     """``factory`` (a registered optimizer's) also taking the keyword-only
-    ``state_dtype`` and the optax-named options of :data:`OPTAX_OPTIONS` for ``name``.
+    ``state_dtype``, ``min_8bit_size``, the rounding options and the optax-named
+    options of :data:`OPTAX_OPTIONS` for ``name``.
     """
     if getattr(factory, "_precision_option", False):
         return factory
@@ -279,6 +321,7 @@ def with_precision_option(factory: Callable, name: str) -> Callable:
     def precise(
         *args: Any,
         state_dtype: Any = None,
+        min_8bit_size: int = MIN_8BIT_SIZE,
         stochastic_rounding: bool = False,
         rounding_seed: int = 0,
         kahan_summation: bool = False,
@@ -297,6 +340,8 @@ def with_precision_option(factory: Callable, name: str) -> Callable:
                     f"{ROUNDING_RANGES[option].describe()}"
                 )
         rounding["rounding_seed"] = int(rounding_seed)
+        check(owner, "min_8bit_size", min_8bit_size, MIN_8BIT_RANGE)
+        rounding["min_8bit_size"] = int(min_8bit_size)
         constraint = StateDtype()
         if not constraint.contains(state_dtype):
             raise ValueError(
@@ -322,6 +367,7 @@ def with_precision_option(factory: Callable, name: str) -> Callable:
     keyword = inspect.Parameter.KEYWORD_ONLY
     params = list(sig.parameters.values())
     extra = [inspect.Parameter("state_dtype", keyword, default=None)]
+    extra += [inspect.Parameter("min_8bit_size", keyword, default=MIN_8BIT_SIZE)]
     extra += [
         inspect.Parameter(o, keyword, default=0 if o == "rounding_seed" else False)
         for o in ROUNDING_OPTIONS
@@ -333,6 +379,7 @@ def with_precision_option(factory: Callable, name: str) -> Callable:
     precise.declared_ranges = {
         **getattr(factory, "declared_ranges", {}),
         "state_dtype": StateDtype(),
+        "min_8bit_size": MIN_8BIT_RANGE,
         **ROUNDING_RANGES,
         **{a: StateDtype(per_slot=False) for a in aliases},
     }

@@ -78,7 +78,7 @@ class Interval(Constraint):
             return True
         if not _is_real(value) or math.isnan(value):
             return False
-        if self.integer and value != int(value):
+        if self.integer and (math.isinf(value) or value != int(value)):
             return False
         if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
             return False

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 import gradstep
+from gradstep._core.blockwise8 import MIN_8BIT_SIZE
 from gradstep.engines.fused import FusedEngine
 
 from ._bench_report import (
@@ -215,7 +216,10 @@ def bench_case(
     count, size = layout
     transform = make_transform(spec, state_dtype)
     n = count * size
-    traffic = 4 * n * 3 + round(2 * SLOT_BYTES[state_dtype] * n) * slot_count(transform)
+    slot = SLOT_BYTES[state_dtype]
+    if state_dtype == "blockwise8" and size < MIN_8BIT_SIZE:
+        slot = 4  # tensors below min_8bit_size keep float32 state
+    traffic = 4 * n * 3 + round(2 * slot * n) * slot_count(transform)
     peak, kept = peak_extra_bytes(spec, layout, "fused", state_dtype)
     row: dict[str, Any] = {
         "optimizer": spec.name,

@@ -13,6 +13,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from .._core.blockwise8 import BUCKET_FLOOR, BUCKET_TOP, BUCKET_WIDTH
+
 sqrt = np.sqrt
 cbrt = np.cbrt  # float32 stays float32 in numba
 absolute = np.abs
@@ -246,17 +248,66 @@ def bf16_store_sr(x, key, hashed_index):
 # -- 8-bit blockwise state (gradstep._core.blockwise8) ---------------------------------
 
 
-@njit(inline="always")
-def q8_code(v, up, starts, zero):
-    """The code of the normalised float32 ``v`` in the sorted 256-entry map whose code
-    ``zero`` is 0, as the eager quantiser finds it: the largest ``map[lo] <= v`` (NaN:
-    0), then ``lo + 1`` when ``v`` is at least half way to it, and a nonzero ``v`` kept
-    off 0. ``up`` is the map followed by +inf; the search starts at ``starts`` of
-    ``v``'s top 16 bits (:func:`gradstep._core.blockwise8.bucket_codes`), at most one
-    code below the answer. Without branches: the comparisons are data, not jumps."""
-    lo = np.int64(starts[float_bits(v) >> np.uint32(16)])
-    lo += np.int64(v >= up[lo + 1])
-    below = up[lo]
-    lo += np.int64(v - below >= (up[lo + 1] - below) * np.float32(0.5))
-    at_zero = lo == zero
-    return np.uint8(lo + np.int64(at_zero and v > 0) - np.int64(at_zero and v < 0 and zero > 0))
+@intrinsic
+def magnitude_bits(typingctx, x):
+    """The bits of the float32 ``|x|`` as a uint32: they order as the magnitudes do,
+    and a NaN's above every number (the largest of a block's is its ``max |x|``, a
+    NaN where it holds one, as ``max`` propagates it)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        return builder.and_(builder.bitcast(args[0], i32), ir.Constant(i32, 0x7FFFFFFF))
+
+    return types.uint32(x), codegen
+
+
+@intrinsic
+def max_u32(typingctx, a, b):
+    """The larger of two uint32 (in 32 bits: numba would widen ``max`` to 64)."""
+    if a != types.uint32 or b != types.uint32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(builder.icmp_unsigned(">", args[0], args[1]), args[0], args[1])
+
+    return types.uint32(a, b), codegen
+
+
+@intrinsic
+def q8_code(typingctx, v, table):
+    """The code of the normalised float32 ``v`` (in ``[-1, 1]`` or NaN), as the eager
+    quantiser finds it, from the kernels' table
+    (:func:`gradstep._core.blockwise8.bucket_codes`): the entry of ``v``'s bucket
+    gives the bucket's lowest code ``s`` and the rank ``t`` from which it is ``s + 1``;
+    the code is ``s + (rank of v >= t)``. One lookup, 32-bit integer arithmetic and no
+    branches, so a loop of it vectorises (one gather per vector of values)."""
+    if v != types.float32 or not (isinstance(table, types.Array) and table.dtype == types.int32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+
+        def c(x):
+            return ir.Constant(i32, x)
+
+        bits = builder.bitcast(args[0], i32)
+        magnitude = builder.and_(bits, c(0x7FFFFFFF))
+        top = builder.lshr(magnitude, c(16))
+        sign = builder.lshr(bits, c(31))
+        floor = builder.icmp_signed("<", top, c(BUCKET_FLOOR))
+        top = builder.select(floor, c(BUCKET_FLOOR), top)
+        top = builder.select(builder.icmp_signed(">", top, c(BUCKET_TOP)), c(BUCKET_TOP), top)
+        index = builder.add(builder.sub(top, c(BUCKET_FLOOR)), builder.mul(sign, c(BUCKET_WIDTH)))
+        # the rank within the bucket: the low 16 bits (the floor bucket: 0 for a zero
+        # magnitude, else 1), inverted for a negative sign
+        tiny = builder.select(builder.icmp_signed("<", magnitude, c(1)), magnitude, c(1))
+        rank = builder.select(floor, tiny, builder.and_(bits, c(0xFFFF)))
+        rank = builder.xor(rank, builder.mul(sign, c(0xFFFF)))
+        data = context.make_array(sig.args[1])(context, builder, args[1]).data
+        entry = builder.load(builder.gep(data, [index], inbounds=True))
+        up = builder.zext(builder.icmp_signed(">=", rank, builder.ashr(entry, c(8))), i32)
+        return builder.trunc(builder.add(builder.and_(entry, c(0xFF)), up), ir.IntType(8))
+
+    return types.uint8(v, table), codegen

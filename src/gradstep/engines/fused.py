@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
-from .._core.blockwise8 import BLOCK, absmax_name, n_blocks
+from .._core.blockwise8 import BLOCK, BLOCKWISE8, MIXED_PREFIX, absmax_name, is_codes, n_blocks
 from .._core.combine import _labels_for
 from .._core.namespaces import NUMPY
 from .._core.transform import Transform
@@ -311,7 +311,9 @@ class FusedEngine:
             "chunks": np.array(rows, np.int64).reshape(-1, 3),
             "ptrs": np.zeros((self.n_rows, len(ws)), np.int64),
             "selected": [self._selection(st, params, len(ws)) for st in self.stages],
-            "tmask": np.ones((len(self.stages), len(ws)), np.uint8),
+            # a row per stage: whether its mask covers each tensor; then whether each
+            # tensor's 8-bit slots hold codes (below min_8bit_size: float values)
+            "tmask": np.ones((len(self.stages) + 1, len(ws)), np.uint8),
         }
         for st, sel in zip(self.stages, layout["selected"]):
             layout["tmask"][st.index] = [k is not None for k in sel]
@@ -322,10 +324,11 @@ class FusedEngine:
         """Pointers to the slot arrays as they are now (a slot replaced in the state
         is picked up; one that does not fit its parameter is refused)."""
         row = 2
+        quantised = None  # per tensor, shared by every 8-bit slot
         for st, node, sel in zip(self.stages, nodes, layout["selected"]):
             for k, slot in enumerate(st.stage.slots):
                 if k in st.scale_rows:
-                    _blockwise8_pointers(st, k, node, layout)
+                    quantised = _blockwise8_pointers(st, k, node, layout, quantised)
                     row += 1
                     continue
                 leaves = _tree.leaves(node[slot.name])
@@ -361,37 +364,53 @@ class FusedEngine:
 _UINT8 = np.dtype(np.uint8)
 
 
-def _blockwise8_pointers(st: Stage, k: int, node: dict, layout: dict) -> None:
-    """The rows of the 8-bit slot ``k`` of stage ``st``: its uint8 codes, shaped like
-    the parameters, and its float32 block scales (``ceil(size / BLOCK)`` each)."""
+def _blockwise8_pointers(
+    st: Stage, k: int, node: dict, layout: dict, quantised: list[bool] | None
+) -> list[bool]:
+    """The rows of the 8-bit slot ``k`` of stage ``st``: for each tensor its uint8
+    codes, shaped like the parameter, and its float32 block scales
+    (``ceil(size / BLOCK)``), or, for a tensor below ``min_8bit_size``, its values in
+    the math dtype and an empty scale array. Returns which tensors hold codes: every
+    8-bit slot of the step must agree with ``quantised`` (the first one's), as
+    the kernels test one flag per tensor."""
     slot = st.stage.slots[k]
     codes = _tree.leaves(node[slot.name])
     scales = _tree.leaves(node[absmax_name(slot.name)])
-    row = st.slot_rows[k]
-    layout["rows"][row] = "blockwise8"
-    layout["rows"][st.scale_rows[k]] = "float32"
-    if codes and codes[0].dtype != np.uint8:
-        raise Unsupported(f"state slot {slot.name} of dtype {codes[0].dtype} (8-bit codes: uint8)")
-    layout["ptrs"][row] = _pointers(codes, layout, "state slot", slot.name, dtype=_UINT8)
-    if len(scales) != len(layout["shapes"]):
-        raise ValueError(
-            f"state entry {absmax_name(slot.name)} has {len(scales)} arrays for "
-            f"{len(layout['shapes'])} parameters"
-        )
+    row, n = st.slot_rows[k], len(layout["shapes"])
+    for what, arrays in ((slot.name, codes), (absmax_name(slot.name), scales)):
+        if len(arrays) != n:
+            raise ValueError(f"state entry {what} has {len(arrays)} arrays for {n} parameters")
+    flags = [is_codes(c) for c in codes]
+    if quantised is not None and flags != quantised:
+        raise Unsupported("8-bit slots of one tensor stored as codes and as floats")
+    math = math_dtype(layout["rows"][1])
+    kind = BLOCKWISE8 if all(flags) else MIXED_PREFIX + math if any(flags) else math
+    layout["rows"][row], layout["rows"][st.scale_rows[k]] = kind, "float32"
+    layout["tmask"][-1] = flags
+    dtypes = [_UINT8 if q else np.dtype(math) for q in flags]
+    if len(set(dtypes)) <= 1:  # one dtype: the fast checks
+        layout["ptrs"][row] = _pointers(codes, layout, "state slot", slot.name, dtypes[0])
+    else:
+        layout["ptrs"][row] = [
+            _checked_pointer(j, c, layout, "state slot", slot.name, dtype=d)
+            for j, (c, d) in enumerate(zip(codes, dtypes))
+        ]
     pointers = []
-    for j, (a, w) in enumerate(zip(scales, layout["w"])):
+    for j, (a, w, q) in enumerate(zip(scales, layout["w"], flags)):
         label = f"state entry {absmax_name(slot.name)} {j}"
         if not isinstance(a, np.ndarray):
             raise Unsupported(f"{label} of type {type(a).__name__}")
-        if a.shape != (n_blocks(w.size),) or a.dtype != np.float32:
+        size = n_blocks(w.size) if q else 0
+        if a.shape != (size,) or a.dtype != np.float32:
             raise ValueError(
                 f"{label} has shape {a.shape} and dtype {a.dtype}; expected "
-                f"({n_blocks(w.size)},) and float32 (a scale per {BLOCK} elements)"
+                f"({size},) and float32 (a scale per {BLOCK} elements of 8-bit codes)"
             )
         if not (a.flags.writeable and a.flags.c_contiguous and a.flags.aligned):
             raise Unsupported(f"{label} is not a writable contiguous array")
-        pointers.append(_address(a))
+        pointers.append(_address(a) if q else 0)
     layout["ptrs"][st.scale_rows[k]] = pointers
+    return flags
 
 
 _from_buffer = c_char.from_buffer

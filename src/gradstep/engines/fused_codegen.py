@@ -7,8 +7,11 @@ kernel per norm or global-reduction stage. Each row of the pointer table (gradie
 parameter, each slot) has its storage dtype; values are converted when loaded and
 rounded when stored, and the arithmetic runs in :func:`math_dtype`. An 8-bit slot
 (:mod:`gradstep._core.blockwise8`) has a row of uint8 codes and a row of float32
-block scales; the main kernel then walks each chunk block by block, keeping the
-block's new slot values in a small buffer until its scale is known. What each kernel
+block scales; the main kernel then walks each chunk block by block in short loops the
+compiler vectorises, keeping the block's slot values in a small buffer until its
+new scale is known (:func:`_block_loop`). A row whose tensors below
+``min_8bit_size`` keep floats (storage ``"blockwise8|float32"``) gets both loops,
+chosen per tensor. What each kernel
 reads, runs and stores is planned in :mod:`~gradstep.engines.kernel_plan`, as for the
 Triton engine; this module renders the plan as numba Python.
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._core.blockwise8 import BLOCK, zero_code
+from .._core.blockwise8 import BLOCK, BLOCKWISE8
 from .._core.xmath import OPERATIONS
 from . import kernel_plan as kp
 from .element_source import SourceError
@@ -50,15 +53,27 @@ _HALF = {"float16": "f16", "bfloat16": "bf16"}  # the _scalar_ops helpers of 16-
 
 class _Rows:
     """Loads and stores of the pointer-table rows, as the plan's row kinds
-    (:func:`~gradstep.engines.kernel_plan.row_kinds`) render in numba."""
+    (:func:`~gradstep.engines.kernel_plan.row_kinds`) render in numba.
+
+    ``mode`` says how an element loop reaches the 8-bit slots: ``"codes"`` (their
+    codes times their block's scale), ``"block"`` (a loop over one block: the block's
+    dequantised values in ``buf{stage}_{slot}``, every row through its block view
+    ``{name}b``) or ``"float"`` (a tensor below ``min_8bit_size``: float values of the
+    math dtype in ``a{stage}_{slot}f``)."""
 
     def __init__(self, stages: list[Stage], rows: list[str], math: str):
         self.dtypes, self.math = rows, math
         self.kinds = kp.row_kinds(stages, rows, math)
+        self.n_stages = len(stages)
+        self.mode = "codes"
 
     def quantised(self, st: Stage, slot: int) -> bool:
-        """Whether slot number ``slot`` of stage ``st`` is stored as 8-bit codes."""
-        return self.kinds[st.slot_rows[slot]] == kp.QUANTISED
+        """Whether slot number ``slot`` of stage ``st`` may be stored as 8-bit codes."""
+        return self.kinds[st.slot_rows[slot]] in (kp.QUANTISED, kp.MIXED8)
+
+    def view(self, name: str) -> str:
+        """The array of the loop's elements for the chunk's view ``name``."""
+        return name + "b" if self.mode == "block" else name
 
     def load(self, row: int, value: str) -> str:
         """``value`` (as row ``row`` stores it) in the math dtype."""
@@ -125,16 +140,14 @@ def generate_source(
     lines += [
         "",
     ]
-    if "blockwise8" in rows:
+    if any(r.startswith(BLOCKWISE8) for r in rows):
         lines[-1:-1] = [
             "from gradstep._core.blockwise8 import MIN_SCALE, bucket_codes, dynamic_map",
-            "from gradstep.engines._scalar_ops import q8_code",
+            "from gradstep.engines._scalar_ops import bits_float, magnitude_bits, max_u32, q8_code",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
-            "Q8S_START = bucket_codes(True)",
-            "Q8U_START = bucket_codes(False)",
-            "Q8S_UP = np.append(Q8S, np.float32(np.inf))",
-            "Q8U_UP = np.append(Q8U, np.float32(np.inf))",
+            "Q8S_CODES = bucket_codes(True)",
+            "Q8U_CODES = bucket_codes(False)",
         ]
     try:
         sources = kp.module_functions(stages)
@@ -176,7 +189,8 @@ def _kernel(
     args += "" if write else ", acc"
     decorator, chunk_range = loop
     src = [decorator, f"def {kernel.name}({args}):"]
-    for dtype in sorted(set(rows)):
+    views = {d for r in rows for d in r.split("|")}  # a mixed row: codes and floats
+    for dtype in sorted(views):
         src.append(f"    z_{dtype} = {VIEW_TYPES[dtype]}(0)")  # element-type witnesses
     src += [f"    {i.name} = scal[{i.position}]" for i in inputs if i.table == "scalar"]
     src += [
@@ -188,21 +202,38 @@ def _kernel(
         f"        w = {_view(rows, 1)}",
     ]
     src += [f"        {i.name} = {_input(i, rows)}" for i in inputs if i.table != "scalar"]
+    mixed = [i for i in inputs if i.table == "slot" and access.kinds[i.position] == kp.MIXED8]
+    for i in mixed:  # the same row as floats, for the tensors below min_8bit_size
+        src.append(f"        {i.name}f = {_view(rows, i.position, rows[i.position].split('|')[1])}")
+    if mixed:
+        src.append(f"        q8 = tmask[{access.n_stages}, j]")
     if not write:
         src += [f"        total{t} = 0.0" for t in range(terms)]
     steps = kp.element_steps(kernel.body, write)
+    if not write:
+        steps += kp.reduction_steps(kernel)
     # 8-bit slots: a block's new values go to a small buffer until the block's scale
     # is known, then are quantised and stored
     eight = [s for s in steps if isinstance(s, kp.StoreSlot) and access.quantised(s.stage, s.slot)]
-    pad = "            " + ("    " if eight else "")
-    src += _block_loop(eight) if eight else ["        for i in range(n):"]
-    src += [f"{pad}x = {access.load(0, 'g[i]')}", f"{pad}wi = {access.load(1, 'w[i]')}"]
-    if write and stochastic:  # the element's hashed index, shared by every rounded row
-        src.append(f"{pad}hi = mix32(np.uint32(off + i))")
-    if not write:
-        steps += kp.reduction_steps(kernel)
-    src += [pad + line for step in steps for line in _render(step, access)]
-    src += [line for s in eight for line in _quantise(s)]
+    has_codes = any(k in (kp.QUANTISED, kp.MIXED8) for k in access.kinds)
+    body = []
+    if eight:
+        access.mode = "block"
+        body = _block_loop(steps, eight, access, stochastic and write)
+    elif has_codes:
+        access.mode = "codes"
+        body = _element_loop(steps, access, stochastic and write)
+    if mixed:
+        access.mode = "float"
+        plain = _element_loop(steps, access, stochastic and write)
+        src += ["        if q8:"] + ["    " + line for line in body]
+        src += ["        else:"] + ["    " + line for line in plain]
+    elif has_codes:
+        src += body
+    else:
+        access.mode = "float"
+        src += _element_loop(steps, access, stochastic and write)
+    access.mode = "codes"
     if not write and kernel.target is None:
         src.append("        acc[c] = total0")
     elif not write:
@@ -210,36 +241,84 @@ def _kernel(
     return src + [""]
 
 
-def _block_loop(eight: list[kp.StoreSlot]) -> list[str]:
-    """The element loop as a loop over blocks (of the 8-bit slots ``eight``) and
-    their elements."""
-    lines = [f"        buf{s.stage.index}_{s.slot} = np.empty({BLOCK}, np.float32)" for s in eight]
-    lines += [f"        for blk in range((n + {BLOCK - 1}) // {BLOCK}):"]
-    lines += [f"            top{s.stage.index}_{s.slot} = np.float32(0)" for s in eight]
-    return lines + [
+def _element_loop(steps: list, access: _Rows, hashed: bool) -> list[str]:
+    """The loop over a chunk's elements running ``steps`` (``hashed``: with the
+    element's hashed index for stochastic rounding)."""
+    pad = "            "
+    src = ["        for i in range(n):"]
+    src += [f"{pad}x = {access.load(0, 'g[i]')}", f"{pad}wi = {access.load(1, 'w[i]')}"]
+    if hashed:  # the element's hashed index, shared by every rounded row
+        src.append(f"{pad}hi = mix32(np.uint32(off + i))")
+    return src + [pad + line for step in steps for line in _render(step, access)]
+
+
+def _block_loop(steps: list, eight: list[kp.StoreSlot], access: _Rows, hashed: bool) -> list[str]:
+    """The loop over a chunk's blocks, for a kernel storing the 8-bit slots ``eight``.
+    Each block runs short loops that numba vectorises: its codes dequantised into
+    ``buf{stage}_{slot}`` (table lookups: gathers), the steps of each element, the
+    block's largest magnitude (of the float32 bits, so a NaN wins as ``max`` lets it),
+    the new codes into ``q8b``, then the codes copied out. Tables are read and
+    buffers written in loops that write no pointer-table row, so the compiler can
+    tell them apart from the rows (which it cannot for raw addresses)."""
+    slots = [(s.stage.index, s.slot, s.stage.stage.slots[s.slot].nonnegative) for s in eight]
+    inner = "                "
+    src = [f"        buf{k}_{i} = np.empty({BLOCK}, np.float32)" for k, i, _ in slots]
+    src += [
+        f"        q8b = np.empty({BLOCK}, np.uint8)",
+        f"        for blk in range((n + {BLOCK - 1}) // {BLOCK}):",
         f"            start = blk * {BLOCK}",
         f"            stop = min(start + {BLOCK}, n)",
-        "            for i in range(start, stop):",
+        "            m = stop - start",
+        "            gb = g[start:stop]",
+        "            wb = w[start:stop]",
     ]
+    rows = sorted({(st.index, i) for st in _stages_of(steps) for i in range(len(st.slot_rows))})
+    src += [f"            a{k}_{i}b = a{k}_{i}[start:stop]" for k, i in rows]
+    for k, i, nonnegative in slots:
+        table = "Q8U" if nonnegative else "Q8S"
+        src += [
+            "            for i in range(m):",
+            f"{inner}q8b[i] = a{k}_{i}b[i]",
+            f"            scale = b{k}_{i}[blk]",
+            "            for i in range(m):",
+            f"{inner}buf{k}_{i}[i] = {table}[q8b[i]] * scale",
+        ]
+    src += ["            for i in range(m):"]
+    src += [f"{inner}x = {access.load(0, 'gb[i]')}", f"{inner}wi = {access.load(1, 'wb[i]')}"]
+    if hashed:
+        src.append(f"{inner}hi = mix32(np.uint32(off + start + i))")
+    src += [inner + line for step in steps for line in _render(step, access)]
+    for k, i, nonnegative in slots:
+        table = "Q8U" if nonnegative else "Q8S"
+        src += [
+            "            top = np.uint32(0)",
+            "            for i in range(m):",
+            f"{inner}top = max_u32(top, magnitude_bits(buf{k}_{i}[i]))",
+            "            scale = np.maximum(bits_float(top), MIN_SCALE)",
+            f"            b{k}_{i}[blk] = scale",
+            "            for i in range(m):",
+            f"{inner}q8b[i] = q8_code(buf{k}_{i}[i] / scale, {table}_CODES)",
+            "            for i in range(m):",
+            f"{inner}a{k}_{i}b[i] = q8b[i]",
+        ]
+    return src
 
 
-def _quantise(s: kp.StoreSlot) -> list[str]:
-    """After a block's elements: the block's scale of an 8-bit slot, and its codes."""
-    k, i = s.stage.index, s.slot
-    signed = not s.stage.stage.slots[i].nonnegative
-    table = "Q8S" if signed else "Q8U"
-    scale = f"b{k}_{i}[blk]"
-    return [
-        f"            {scale} = np.maximum(top{k}_{i}, MIN_SCALE)",
-        "            for i in range(start, stop):",
-        f"                a{k}_{i}[i] = q8_code("
-        f"buf{k}_{i}[i - start] / {scale}, {table}_UP, {table}_START, {zero_code(signed)})",
-    ]
+def _stages_of(steps: list) -> list[Stage]:
+    """The stages whose slots ``steps`` load or store."""
+    out = []
+    for step in steps:
+        if isinstance(step, kp.IfCovered):
+            out += _stages_of(list(step.steps))
+        elif isinstance(step, (kp.LoadSlot, kp.StoreSlot)):
+            out.append(step.stage)
+    return out
 
 
-def _view(rows: list[str], row: int) -> str:
-    """The chunk's elements of row ``row``, as an array of its element type."""
-    dtype = rows[row]
+def _view(rows: list[str], row: int, dtype: str | None = None) -> str:
+    """The chunk's elements of row ``row``, as an array of its element type (or of
+    ``dtype``; a mixed 8-bit row: its codes)."""
+    dtype = dtype or rows[row].split("|")[0]
     return f"carray(as_pointer(ptrs[{row}, j] + off * {_SIZE[dtype]}, z_{dtype}), (n,))"
 
 
@@ -266,15 +345,18 @@ def _render(step, access: _Rows) -> list[str]:
         return [f"s{step.stage.index}_{step.slot} = {_slot_load(step.stage, step.slot, access)}"]
     if isinstance(step, kp.StoreSlot):
         k, i = step.stage.index, step.slot
-        if access.quantised(step.stage, i):  # to the block's buffer, quantised after it
-            v, top = f"np.float32(s{k}_{i})", f"top{k}_{i}"
-            return [f"buf{k}_{i}[i - start] = {v}", f"{top} = np.maximum({top}, abs({v}))"]
-        return [f"a{k}_{i}[i] = {access.store(step.stage.slot_rows[i], f's{k}_{i}')}"]
+        if access.quantised(step.stage, i) and access.mode == "block":
+            return [f"buf{k}_{i}[i] = np.float32(s{k}_{i})"]  # quantised after the block
+        if access.quantised(step.stage, i):  # below min_8bit_size: the math dtype
+            return [f"a{k}_{i}f[i] = s{k}_{i}"]
+        value = access.store(step.stage.slot_rows[i], f"s{k}_{i}")
+        return [f"{access.view(f'a{k}_{i}')}[i] = {value}"]
     if isinstance(step, kp.Convert):
         convert = access.store if step.to_storage else access.load
         return [f"{step.name} = {convert(step.row, step.value)}"]
     if isinstance(step, kp.StoreParam):
-        return [f"w[i] = {step.value if step.rounded else access.store(1, step.value)}"]
+        value = step.value if step.rounded else access.store(1, step.value)
+        return [f"{access.view('w')}[i] = {value}"]
     if isinstance(step, kp.IfCovered):
         inner = [line for s in step.steps for line in _render(s, access)]
         return [f"if m{step.stage}:"] + ["    " + line for line in inner]
@@ -290,7 +372,11 @@ def _slot_load(st: Stage, slot: int, access: _Rows) -> str:
     in the math dtype (an 8-bit slot: its code's map value times its block's scale)."""
     k, math = st.index, access.math
     if access.quantised(st, slot):
+        if access.mode == "float":  # below min_8bit_size: the math dtype
+            return f"a{k}_{slot}f[i]"
         table = "Q8U" if st.stage.slots[slot].nonnegative else "Q8S"
         value = f"{table}[a{k}_{slot}[i]] * b{k}_{slot}[i // {BLOCK}]"
+        if access.mode == "block":
+            value = f"buf{k}_{slot}[i]"
         return value if math == "float32" else f"np.{math}({value})"
-    return access.load(st.slot_rows[slot], f"a{k}_{slot}[i]")
+    return access.load(st.slot_rows[slot], f"{access.view(f'a{k}_{slot}')}[i]")

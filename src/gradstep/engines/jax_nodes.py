@@ -89,7 +89,10 @@ class ElementNode(_Node):
             state["count"] = jnp.zeros((), COUNT_DTYPE)
         for slot in self.stage.slots:
             if slot.dtype == BLOCKWISE8:
-                pairs = [blockwise8.initial(p, slot.fill, not slot.nonnegative) for p in leaves]
+                pairs = [
+                    blockwise8.initial(p, slot.fill, not slot.nonnegative, slot.min_8bit_size)
+                    for p in leaves
+                ]
                 state[slot.name] = td.unflatten([codes for codes, _ in pairs])
                 state[absmax_name(slot.name)] = td.unflatten([a for _, a in pairs])
             else:
@@ -121,7 +124,7 @@ class ElementNode(_Node):
             # the math runs in float32 or wider, whatever the storage ("opmath")
             arrays = [ns.widened(a) for a in self.arrays(g, w, slots, i)]
             for k, slot in enumerate(stage.slots):
-                if scales[k] is not None:
+                if scales[k] is not None and blockwise8.is_codes(slots[k][i]):
                     codes = slots[k][i]
                     signed = not slot.nonnegative
                     arrays[first_slot + k] = blockwise8.dequantised(codes, scales[k][i], signed)
@@ -136,12 +139,14 @@ class ElementNode(_Node):
                 for k, value in enumerate(values):
                     if stage.clear_nan_slots:
                         value = nan_to_zero(value, ns)
-                    if scales[k] is not None:
+                    if scales[k] is not None and blockwise8.is_codes(slots[k][i]):
                         value = jnp.asarray(value).astype(jnp.float32)
                         codes, scale = blockwise8.quantised(value, not stage.slots[k].nonnegative)
                         new_slots[k].append(codes)
                         new_scales[k].append(scale)
                         continue
+                    if scales[k] is not None:  # below min_8bit_size: float, no scales
+                        new_scales[k].append(scales[k][i])
                     new_slots[k].append(_stored(value, slots[k][i], stage.slots[k], state, i))
             else:
                 u = result

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._core.blockwise8 import BLOCKWISE8
+from .._core.blockwise8 import BLOCKWISE8, MIXED_PREFIX
 from .._core.rounding import ParameterStore
 from .element_source import element_sources, function_source
 from .plan import Stage, call_args, slot_names, stochastic_rows, terms_args
@@ -31,12 +31,16 @@ CAST = "cast"  # another float width: converted
 HALF = "16-bit"  # float16 or bfloat16 bits, rounded to nearest when stored
 STOCHASTIC = "stochastic-bf16"  # bfloat16 bits, rounded stochastically with the row's key
 QUANTISED = "blockwise8"  # 8-bit codes, with a row of float32 block scales
+# per tensor 8-bit codes (with block scales) or values in the math dtype: a row of
+# storage dtype ``"blockwise8|float32"`` (``min_8bit_size``: small tensors' state is
+# not quantised); the kernel tests the tensor's flag, ``tmask[len(stages), j]``
+MIXED8 = "blockwise8|math"
 
 
 def row_kinds(stages: list[Stage], rows: list[str], math: str) -> list[str]:
     """How each pointer-table row, of storage dtype ``rows[row]``, is loaded into and
     stored from ``math``: :data:`PLAIN`, :data:`CAST`, :data:`HALF`,
-    :data:`STOCHASTIC` (loaded as :data:`HALF`) or :data:`QUANTISED`."""
+    :data:`STOCHASTIC` (loaded as :data:`HALF`), :data:`QUANTISED` or :data:`MIXED8`."""
     sr = stochastic_rows(stages, rows)
     kinds = []
     for row, dtype in enumerate(rows):
@@ -44,6 +48,8 @@ def row_kinds(stages: list[Stage], rows: list[str], math: str) -> list[str]:
             kinds.append(STOCHASTIC)
         elif dtype == BLOCKWISE8:
             kinds.append(QUANTISED)
+        elif dtype.startswith(MIXED_PREFIX):
+            kinds.append(MIXED8)
         elif dtype in ("float16", "bfloat16"):
             kinds.append(HALF)
         else:
@@ -112,7 +118,11 @@ def kernel_inputs(kernel: Kernel, stages: list[Stage], rows: list[str]) -> list[
     for st in kernel.loaded:
         k = st.index
         out += [Input(f"a{k}_{i}", "slot", row) for i, row in enumerate(st.slot_rows)]
-        out += [Input(f"b{k}_{i}", "scales", row) for i, row in st.scale_rows.items()]
+        out += [
+            Input(f"b{k}_{i}", "scales", row)
+            for i, row in st.scale_rows.items()
+            if rows[st.slot_rows[i]].startswith(BLOCKWISE8)  # else: no tensor quantised
+        ]
         if st.mask is not None:
             out.append(Input(f"m{k}", "mask", k))
         if st.is_reduction:

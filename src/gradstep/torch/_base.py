@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from .._core.blockwise8 import MIN_8BIT_SIZE
 from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check, declared_ranges, ranges_waived
 from ._optimizer import TransformOptimizer
@@ -49,6 +50,7 @@ class TorchOptimizer(TransformOptimizer):
         defaults: dict[str, Any],
         master_weights: bool = False,
         state_dtype: Any = None,
+        min_8bit_size: Any = MIN_8BIT_SIZE,
     ):
         owner = type(self).__name__
         check(owner, "master_weights", master_weights, BOOL)
@@ -58,6 +60,8 @@ class TorchOptimizer(TransformOptimizer):
             defaults["master_weights"] = True
         if state_dtype is not None:  # extension: the state's storage dtype
             defaults["state_dtype"] = state_dtype
+        if not (type(min_8bit_size) is int and min_8bit_size == MIN_8BIT_SIZE):  # extension
+            defaults["min_8bit_size"] = min_8bit_size
         self._transform = None
         torch.optim.Optimizer.__init__(self, params, defaults)
         if self._eager_state:
@@ -65,8 +69,8 @@ class TorchOptimizer(TransformOptimizer):
 
     def _init_from(self, args: dict[str, Any]) -> None:
         """Construct from a subclass ``__init__``'s arguments (its ``locals()``): the
-        group values of :attr:`_keys`, and the extensions ``master_weights`` and
-        ``state_dtype`` where the class takes them."""
+        group values of :attr:`_keys`, and the extensions ``master_weights``,
+        ``state_dtype`` and ``min_8bit_size`` where the class takes them."""
         defaults = {k: self._fixed[k] if k in self._fixed else args[k] for k in self._keys}
         TorchOptimizer.__init__(
             self,
@@ -74,6 +78,7 @@ class TorchOptimizer(TransformOptimizer):
             defaults,
             args.get("master_weights", False),
             args.get("state_dtype"),
+            args.get("min_8bit_size", MIN_8BIT_SIZE),
         )
 
     @property

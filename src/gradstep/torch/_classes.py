@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .._core.blockwise8 import MIN_8BIT_SIZE
 from .._core.transform import Transform
 from ..rules import (
     adadelta,
@@ -89,6 +90,7 @@ class SGD(TorchOptimizer):
         fused: bool | None = None,
         master_weights: bool = False,
         state_dtype: Any = None,
+        min_8bit_size: int = MIN_8BIT_SIZE,
     ):
         self._init_from(locals())
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .._core.blockwise8 import MIN_8BIT_SIZE
 from .._core.transform import Transform
 from ..rules import (
     adam,
@@ -82,6 +83,7 @@ class Adam(TorchOptimizer):
         decoupled_weight_decay: bool = False,
         master_weights: bool = False,
         state_dtype: Any = None,
+        min_8bit_size: int = MIN_8BIT_SIZE,
     ):
         self._init_from(locals())
 
@@ -117,7 +119,8 @@ class Adam(TorchOptimizer):
 
 class AdamW(Adam):
     """``torch.optim.AdamW``: :class:`Adam` with decoupled weight decay (default
-    0.01), on ``gradstep.adamw``. Extensions: ``master_weights``, ``state_dtype``."""
+    0.01), on ``gradstep.adamw``. Extensions: ``master_weights``, ``state_dtype``,
+    ``min_8bit_size``."""
 
     _fixed = {"decoupled_weight_decay": True}
 
@@ -137,6 +140,7 @@ class AdamW(Adam):
         fused: bool | None = None,
         master_weights: bool = False,
         state_dtype: Any = None,
+        min_8bit_size: int = MIN_8BIT_SIZE,
     ):
         self._init_from(locals())
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .._core.precision import StateDtype
+from .._core.precision import MIN_8BIT_RANGE, StateDtype
 from .._core.rounding import ROUNDING_OPTIONS, ROUNDING_RANGES
 from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check
@@ -150,7 +150,7 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
                     "TransformOptimizer: give the learning rate as lr=... (the key torch's "
                     "schedulers write)"
                 )
-            extensions = ["master_weights", "state_dtype", *ROUNDING_OPTIONS]
+            extensions = ["master_weights", "state_dtype", "min_8bit_size", *ROUNDING_OPTIONS]
             if key not in defaults and key not in extensions:
                 raise ValueError(
                     f"TransformOptimizer: unknown option {key!r}; valid options: "
@@ -177,6 +177,8 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         check(owner, "master_weights", group.get("master_weights", False), BOOL)
         check(owner, "capturable", group.get("capturable", False), BOOL)
         check(owner, "state_dtype", group.get("state_dtype"), StateDtype())
+        if "min_8bit_size" in group:
+            check(owner, "min_8bit_size", group["min_8bit_size"], MIN_8BIT_RANGE)
         for option in ROUNDING_OPTIONS:
             if option in group:
                 check(owner, option, group[option], ROUNDING_RANGES[option])

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._core.blockwise8 import MIN_8BIT_SIZE
 from .._core.precision import with_state_dtype
 from .._core.rounding import ParameterStore, with_rounding
 from .._core.transform import Transform, walk
@@ -139,10 +140,11 @@ class ParamState:
 
 
 def stored(transform: Transform, group: dict, owner: str) -> Transform:
-    """The group's transform with its storage options: ``state_dtype``, and
-    ``stochastic_rounding`` / ``rounding_seed`` / ``kahan_summation``
-    (:mod:`gradstep._core.rounding`)."""
-    transform = with_state_dtype(transform, group.get("state_dtype"), owner)
+    """The group's transform with its storage options: ``state_dtype`` (and its
+    ``min_8bit_size``), and ``stochastic_rounding`` / ``rounding_seed`` /
+    ``kahan_summation`` (:mod:`gradstep._core.rounding`)."""
+    size = group.get("min_8bit_size", MIN_8BIT_SIZE)
+    transform = with_state_dtype(transform, group.get("state_dtype"), owner, size)
     stochastic = bool(group.get("stochastic_rounding", False))
     seed = int(group.get("rounding_seed", 0))
     kahan = bool(group.get("kahan_summation", False))

@@ -27,7 +27,7 @@ ENGINES = ("auto", "fused", "eager", "triton")
 #: group keys that are the front's own options, not hyperparameters of the transform
 FRONT_OPTIONS = (
     "params", "lr", "maximize", "foreach", "engine", "master_weights", "capturable", "state_dtype",
-    "stochastic_rounding", "rounding_seed", "kahan_summation",
+    "min_8bit_size", "stochastic_rounding", "rounding_seed", "kahan_summation",
 )  # fmt: skip
 MASTER = "master_param"
 _FUSED_DTYPES = (torch.float32, torch.float64)

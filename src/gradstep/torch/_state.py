@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
+from .._core.blockwise8 import BLOCKWISE8, absmax_name
 from .._core.cautious import Cautious
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise
@@ -87,10 +88,16 @@ class Layout:
         self.subs = [node.sub for node in self.params_nodes]
         # entries a parameter of this shape leaves empty (e.g. the unused factor of
         # Adafactor): not kept in the state, made on the fly
+        # (not the block scales of 8-bit slots: empty for a tensor below
+        # min_8bit_size, a scale per block above it, whatever the probe's shape)
+        scales = _block_scale_names(self.transform)
         self.empty = frozenset(
             self.name(tokens)
             for tokens, value, is_shared in _walk(self.root, one)
-            if not is_shared and np.size(value) == 0 and np.size(a) > 0
+            if not is_shared
+            and np.size(value) == 0
+            and np.size(a) > 0
+            and not scales.intersection(map(str, tokens))
         )
 
     # -- analysis ----------------------------------------------------------------------
@@ -303,6 +310,17 @@ def _walk_shared(node: _Node, value: Any):
     for tokens, leaf, is_shared in _walk(node, value):
         if is_shared:
             yield tokens, leaf
+
+
+def _block_scale_names(t: Transform) -> set[str]:
+    """The state names of the block scales of ``t``'s 8-bit slots."""
+    return {
+        absmax_name(s.name)
+        for v in walk(t)
+        if isinstance(v.transform, Elementwise)
+        for s in v.transform.slots
+        if s.dtype == BLOCKWISE8
+    }
 
 
 def shape_independent(t: Transform) -> bool:
