@@ -13,8 +13,13 @@ own iterates, and records per step the probe vectors it drew (``torch.randn_like
 wrapped to log them) and whether it balanced its factors (its ``random.Random``
 draws are logged). ``schedule`` records, for the default probability schedule, the
 probability and the update decision of every step 0..5999. Output:
-``fixtures/psgd_kron/psgd_kron.json``; ``fixtures/MANIFEST-psgd-kron.json`` records
-the library versions.
+``fixtures/psgd_kron/psgd_kron.json``.
+
+``GENERIC_CASES`` go to ``fixtures/psgd_kron.json``, replayed by ``test_conformance.py``
+with gradstep's own probes: a probability of 0.01 updates the preconditioner first on
+step 100, so in 30 steps nothing random happens and the trajectory (momentum, the
+initial factors, clipping, weight decay, changing learning rates) needs no playback.
+``fixtures/MANIFEST-psgd-kron.json`` records the library versions.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 
 HERE = Path(__file__).parent
 OUT = HERE / "fixtures" / "psgd_kron" / "psgd_kron.json"
+GENERIC_OUT = HERE / "fixtures" / "psgd_kron.json"
 MANIFEST = HERE / "fixtures" / "MANIFEST-psgd-kron.json"
 STEPS = 30
 #: a matrix, a vector and a 1x1 tensor (diagonal factors), an axis longer than
@@ -68,6 +74,18 @@ CASES = [
 ]
 
 
+# (id, Kron kwargs, gradstep kwargs) with preconditioner_update_probability 0.01
+GENERIC_CASES = [
+    (
+        "no_update_yet_decay_scale_lr_change",
+        {"lr": 0.02, "b1": 0.8, "weight_decay": 0.1, "precond_init_scale": 0.5},
+        {"learning_rate": 0.02, "b1": 0.8, "weight_decay": 0.1, "precond_init_scale": 0.5},
+    ),
+]
+#: the learning rate of every step of a generic case
+LRS = [0.02 * (1.0 if k < 10 else 0.5 if k < 20 else 0.25) for k in range(STEPS)]
+
+
 class LoggedRandom:
     """Wraps ``random.Random``: every ``random()`` draw is appended to ``draws``."""
 
@@ -80,7 +98,7 @@ class LoggedRandom:
         return x
 
 
-def run_case(kwargs: dict, dtype: str, seed: int) -> dict:
+def run_case(kwargs: dict, dtype: str, seed: int, probability: float = 1.0, lrs=None) -> dict:
     import torch
     from kron_torch import Kron
 
@@ -92,7 +110,7 @@ def run_case(kwargs: dict, dtype: str, seed: int) -> dict:
     tdtype = getattr(torch, dtype)
     params = [torch.tensor(w, dtype=tdtype) for w in w0]
     extra = {} if dtype == "float32" else {"precond_dtype": torch.float64}
-    opt = Kron(params, preconditioner_update_probability=1.0, **kwargs, **extra)
+    opt = Kron(params, preconditioner_update_probability=probability, **kwargs, **extra)
     opt.rng = LoggedRandom(opt.rng)
     drawn: list = []
     original = torch.randn_like
@@ -113,6 +131,8 @@ def run_case(kwargs: dict, dtype: str, seed: int) -> dict:
             for p, x in zip(params, g):
                 p.grad = torch.tensor(x)
             drawn.clear()
+            if lrs is not None:
+                opt.param_groups[0]["lr"] = lrs[k]
             opt.step()
             grads.append([x.tolist() for x in g])
             trajectory.append([p.detach().numpy().tolist() for p in params])
@@ -161,6 +181,30 @@ def main() -> None:
             if dtype == "float64":
                 case["reference_kwargs"]["precond_dtype"] = "float64"
             cases.append(case)
+    generic = []
+    for seed, (case_id, ref_kwargs, rule_kwargs) in enumerate(GENERIC_CASES, 1200):
+        for dtype in ("float32", "float64"):
+            data = run_case(ref_kwargs, dtype, seed, probability=0.01, lrs=LRS)
+            data.pop("balance")  # drawn, but without an update nothing is balanced
+            assert not any(data.pop("probes"))  # no update, no probe
+            extra = {} if dtype == "float32" else {"precond_dtype": "float64"}
+            generic.append(
+                {
+                    "id": f"kron_torch-{case_id}-{dtype}",
+                    "reference": "kron_torch.Kron",
+                    "reference_kwargs": {
+                        **ref_kwargs,
+                        "preconditioner_update_probability": 0.01,
+                        **extra,
+                    },
+                    "rule": "psgd_kron",
+                    "rule_kwargs": {**rule_kwargs, "preconditioner_update_probability": 0.01},
+                    "dtype": dtype,
+                    "lrs": LRS,
+                    **data,
+                }
+            )
+    GENERIC_OUT.write_text(json.dumps(generic, indent=0))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"cases": cases, "schedule": record_schedule()}, indent=0))
     print(f"psgd_kron.json: {len(cases)} trajectories")
@@ -168,7 +212,7 @@ def main() -> None:
         json.dumps(
             {
                 "generator": "tests/conformance/record_psgd_kron_fixtures.py",
-                "files": ["psgd_kron/psgd_kron.json"],
+                "files": ["psgd_kron.json", "psgd_kron/psgd_kron.json"],
                 "versions": {
                     "kron-torch": version("kron-torch"),
                     "torch": torch.__version__,
