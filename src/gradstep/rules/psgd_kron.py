@@ -55,12 +55,14 @@ number). Then
 picked by ``memory_save_mode`` (``"one_diag"``: the longest axis; ``"smart_one_diag"``:
 the longest if strictly longer than the next; ``"all_diag"``: every axis).
 
-**Update schedule.** A counter :math:`c` (state ``counter``) counts steps since the
-last preconditioner update; step :math:`n` (0 on the first) updates when
-:math:`c + 1 \ge 1/p(n)`, and resets :math:`c` then. :math:`p` is
+**Update schedule.** With :math:`c` the number of steps since the last
+preconditioner update, step :math:`n` (0 on the first) updates when
+:math:`c + 1 \ge 1/p(n)` (and :math:`c` restarts). :math:`p` is
 ``preconditioner_update_probability``, or by default the annealing schedule
 :math:`p(n) = \mathrm{clip}(e^{-0.001 (n - 500)}, 0.03, 1)` computed in float32 (every
-step for 500 steps, then every 33rd step from about step 4000).
+step for 500 steps, then every 34th step from about step 4000). The decisions are a
+function of :math:`n` alone: they are tabulated once on the host
+(:func:`update_table`), so a traced step count looks them up.
 
 **Probe vectors and balancing.** :math:`V` comes from the rule's probe source: by
 default gradstep's seeded noise (:mod:`gradstep._core.noise`: the key
@@ -75,7 +77,8 @@ uninterrupted run drew.
 
 The matrix work (products along axes, triangular solves, Gram matrices) is written
 once against the array namespace: it runs on NumPy, on torch tensors on their
-device; the JAX front runs it on the host (the schedule reads the step count).
+device and under ``jax.jit`` (a traced update decision picks the fitted factors with
+``lax.cond``; the probes are then drawn every step).
 
 References:
   Li (2018): Preconditioned Stochastic Gradient Descent. IEEE Transactions on Neural
@@ -85,6 +88,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -104,6 +108,14 @@ MEMORY_SAVE_MODES = (None, "smart_one_diag", "one_diag", "all_diag")
 BALANCE_Z = 2.3263478740408408
 #: float32's machine epsilon, whose square root scales the gradient's perturbation
 EPS32 = float(np.finfo(np.float32).eps)
+#: the smallest normal number of a floating dtype, by its machine epsilon (bfloat16:
+#: float32's exponent range)
+TINY = {
+    2.0**-52: float(np.finfo(np.float64).tiny),
+    2.0**-23: float(np.finfo(np.float32).tiny),
+    2.0**-10: float(np.finfo(np.float16).tiny),
+    2.0**-7: float(np.finfo(np.float32).tiny),
+}
 
 
 class OrCallable(Constraint):
@@ -134,6 +146,38 @@ def updates_now(counter: int, n: int, probability: float | None) -> bool:
     """Whether step ``n`` updates the preconditioner, ``counter`` steps after the last
     update (the comparison of the reference, in float32)."""
     return bool(np.float32(counter + 1) >= np.float32(1.0) / update_probability(n, probability))
+
+
+#: steps simulated by :func:`update_table`: the schedule is constant from about 4000 on
+TABLE_STEPS = 6000
+
+
+@functools.cache
+def update_table(probability: float | None) -> tuple[np.ndarray, int, int]:
+    """The update decisions of steps ``0 .. TABLE_STEPS - 1`` (the counter resets at
+    each update, so the decisions are a function of the step alone), the last update
+    among them and the period of the constant probability after them."""
+    counter, table = 0, []
+    for n in range(TABLE_STEPS):
+        update = updates_now(counter, n, probability)
+        counter = 0 if update else counter + 1
+        table.append(update)
+    threshold = np.float32(1.0) / update_probability(TABLE_STEPS, probability)
+    period = int(np.ceil(threshold))
+    last = max(n for n, u in enumerate(table) if u) if any(table) else -period
+    return np.array(table), last, period
+
+
+def updates_at(ns: Any, n: Any, probability: float | None) -> Any:
+    """Whether step ``n`` updates: a Python bool for a host step count, an array of
+    the library for a traced one (:func:`update_table` as a constant)."""
+    table, last, period = update_table(probability)
+    if not ns.is_traced(n):
+        return bool(table[n]) if n < TABLE_STEPS else (n - last) % period == 0
+    entries = ns.constant(table.astype(np.float32), n)
+    index = ns.reshape(ns.minimum(n, TABLE_STEPS - 1), (1,))
+    inside = ns.reshape(ns.take(entries, index, 0), ()) > 0.5
+    return ns.where(n < TABLE_STEPS, inside, (n - last) % period == 0)
 
 
 def work_shape(shape: tuple[int, ...], merge_dims: bool) -> tuple[int, ...]:
@@ -225,16 +269,16 @@ def ns_any(z: Any) -> Any:
 
 class ScaleByKron(SeededNoise):
     """The clipped preconditioned direction :math:`D + \\lambda w` of the module
-    docstring and what it keeps (state ``count``, ``seed``, ``counter``, ``mu``,
+    docstring and what it keeps (state ``count``, ``seed``, ``mu``,
     ``factors``: each tensor's factors one flat vector)."""
 
     name = "scale_by_psgd_kron"
-    traceable = False  # the schedule and the branches read the step count in Python
 
     def __init__(self, **options: Any):
         for k, v in options.items():
             setattr(self, k, v)
         self.probes = self.probe_source or seeded_probes
+        self.probability = self.preconditioner_update_probability
 
     def _layout(self, shape):
         ws = work_shape(shape, self.merge_dims)
@@ -266,7 +310,6 @@ class ScaleByKron(SeededNoise):
             mus.append(ns.zeros(tuple(np.shape(p)), p))
             factors.append(ns.astype(ns.constant(flat, p), p))
         state.update(
-            counter=np.zeros((), np.int64),
             mu=_tree.unflatten(td, mus),
             factors=_tree.unflatten(td, factors),
         )
@@ -278,11 +321,11 @@ class ScaleByKron(SeededNoise):
         mus = _tree.leaves_like(td, state["mu"])
         flats = _tree.leaves_like(td, state["factors"])
         count, seed, new_state = self.advance(state)
-        counter = int(state["counter"])
-        update = updates_now(counter, count, self.preconditioner_update_probability)
-        new_state["counter"] = np.asarray(0 if update else counter + 1, np.int64)
+        traced = namespace_of(state["count"]).is_traced(count)
+        update = updates_at(namespace_of(state["count"]), count, self.probability)
         works = [namespace_of(g).reshape(g, self._layout(tuple(np.shape(g)))[0]) for g in g_leaves]
-        probes, balance = self.probes(seed, count, works) if update else (None, None)
+        drawn = traced or update  # a traced step draws always, and branches on update
+        probes, balance = self.probes(seed, count, works) if drawn else (None, None)
         out, new_mu, new_flat = [], [], []
         for i, (g, w, mu, flat) in enumerate(zip(g_leaves, p_leaves, mus, flats)):
             ns = namespace_of(g)
@@ -292,13 +335,23 @@ class ScaleByKron(SeededNoise):
             mu = mu * cast(self.b1) + cast(1.0 - self.b1) * g
             m_hat = ns.reshape(mu / cast(1.0 - self.b1 ** (count + 1)), ws)
             factors = self._unpack(ns, flat, ws, tri)
-            if update:
-                if len(ws) > 1:
+
+            def fitted(m_hat, g, factors, v, balance, tri=tri, ns=ns):
+                if len(tri) > 1:
                     factors = self._balance(ns, factors, balance)
-                h = m_hat if self.momentum_into_precond_update else works[i]
-                h, factors = self._fit(ns, h, probes[i], factors, tri)
-                if self.momentum_into_precond_update:
-                    m_hat = h  # the reference perturbs its momentum in place
+                h = m_hat if self.momentum_into_precond_update else g
+                h, factors = self._fit(ns, h, v, factors, tri)
+                # the reference perturbs its momentum in place
+                return (h if self.momentum_into_precond_update else m_hat), factors
+
+            def kept(m_hat, g, factors, v, balance):
+                return m_hat, factors
+
+            if traced:
+                operands = (m_hat, works[i], factors, probes[i], balance)
+                m_hat, factors = ns.cond(update, fitted, kept, *operands)
+            elif update:
+                m_hat, factors = fitted(m_hat, works[i], factors, probes[i], balance)
             d = m_hat
             for axis, (q, t) in enumerate(zip(factors, tri)):
                 d = _by_factor(ns, d, axis, q, t, "precondition")
@@ -339,7 +392,7 @@ class ScaleByKron(SeededNoise):
         for axis, (q, t) in enumerate(zip(factors, tri)):
             a = _by_factor(ns, a, axis, q, t, "q")
             b = _by_factor(ns, b, axis, q, t, "inverse_transpose")
-        tiny = cast(np.finfo(ns.float_dtype(h)).tiny)
+        tiny = cast(TINY[ns.eps(h)])
         step = cast(self.precond_lr)
         new = []
         for axis, (q, t) in enumerate(zip(factors, tri)):
