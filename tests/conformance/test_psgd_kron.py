@@ -1,7 +1,8 @@
 """psgd_kron against kron-torch's ``Kron``: recorded trajectories replayed with the
 reference's own probe vectors and balancing draws (``probe_source``), through the NumPy
-front and the torch front; the default update-probability schedule step by step; and
-bit-exact resume with gradstep's seeded probes.
+front, the torch front and the JAX front (under ``jax.jit``); the default
+update-probability schedule step by step; and bit-exact resume with gradstep's seeded
+probes.
 
 Fixtures: ``fixtures/psgd_kron/psgd_kron.json``, written by
 ``record_psgd_kron_fixtures.py`` (versions in ``fixtures/MANIFEST-psgd-kron.json``).
@@ -30,15 +31,26 @@ TOLERANCE = {"float32": dict(rtol=1e-4, atol=1e-5), "float64": dict(rtol=1e-5, a
 
 
 def recorded_source(case: dict):
-    """A probe source playing back the reference's draws of each step."""
+    """A probe source playing back the reference's draws of each step; with a traced
+    step count (``jax.jit``) it looks them up in per-tensor tables."""
+    steps = len(case["probes"])
+    tables = [
+        np.stack([np.asarray(case["probes"][k][i], case["dtype"]) for k in range(steps)])
+        for i in range(len(case["probes"][0]))
+    ]
+    balances = np.asarray(case["balance"], np.float32)
 
     def source(seed, count, likes):
         ns = namespace_of(likes[0])
+        if not ns.is_traced(count):
+            probes = [ns.astype(ns.constant(t[count], x), x) for t, x in zip(tables, likes)]
+            return probes, bool(balances[count])
+        index = ns.reshape(count, (1,))
         probes = [
-            ns.astype(ns.constant(np.asarray(v, case["dtype"]), x), x)
-            for v, x in zip(case["probes"][count], likes)
+            ns.reshape(ns.take(ns.astype(ns.constant(t, x), x), index, 0), np.shape(x))
+            for t, x in zip(tables, likes)
         ]
-        return probes, bool(case["balance"][count])
+        return probes, ns.reshape(ns.take(ns.constant(balances, likes[0]), index, 0), ()) > 0.5
 
     return source
 
@@ -72,6 +84,28 @@ def replay_torch(case: dict) -> list:
     return out
 
 
+def replay_jax(case: dict) -> list:
+    """Through ``gradstep.jax.to_optax``, the update under ``jax.jit``."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from gradstep.jax import apply_updates, to_optax
+
+    with jax.enable_x64(case["dtype"] == "float64"):
+        params = [jnp.asarray(np.array(w, case["dtype"])) for w in case["params0"]]
+        rule = gradstep.psgd_kron(**case["rule_kwargs"], probe_source=recorded_source(case))
+        opt = to_optax(rule)
+        step = jax.jit(opt.update)
+        state = opt.init(params)
+        out = []
+        for grads in case["grads"]:
+            g = [jnp.asarray(np.array(x, case["dtype"])) for x in grads]
+            updates, state = step(g, state, params)
+            params = apply_updates(params, updates)
+            out.append([np.asarray(p) for p in params])
+    return out
+
+
 def check(case: dict, got: list) -> None:
     for k, (step_got, step_want) in enumerate(zip(got, case["trajectory"])):
         for i, (g, w) in enumerate(zip(step_got, step_want)):
@@ -92,6 +126,11 @@ def test_numpy_front_matches_kron_torch(case):
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_torch_front_matches_kron_torch(case):
     check(case, replay_torch(case))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_jax_front_matches_kron_torch(case):
+    check(case, replay_jax(case))
 
 
 def test_cases_cover_the_paths():
