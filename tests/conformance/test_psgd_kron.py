@@ -202,3 +202,23 @@ def test_invalid_hyperparameters_are_named():
         gradstep.psgd_kron(preconditioner_update_probability=0.0)
     with pytest.raises(ValueError, match="probe_source"):
         gradstep.psgd_kron(probe_source=3)
+
+
+def test_factor_layout_follows_the_reference_rules():
+    """Which axes get a triangular factor (kron-torch's ``_init_Q_exprs`` rules) and
+    how tensors of more than two axes are merged."""
+    from gradstep.rules.psgd_kron import triangular_axes, work_shape
+
+    assert triangular_axes((6, 4), 8192, 2, None) == (True, True)
+    assert triangular_axes((6, 4), 8192, 2, "one_diag") == (False, True)
+    assert triangular_axes((6, 4), 8192, 2, "smart_one_diag") == (False, True)
+    assert triangular_axes((4, 4), 8192, 2, "smart_one_diag") == (True, True)
+    assert triangular_axes((6, 4), 8192, 2, "all_diag") == (False, False)
+    assert triangular_axes((1, 5), 8192, 2, None) == (False, True)
+    assert triangular_axes((10, 3), 8, 2, None) == (False, True)
+    assert triangular_axes((5,), 8192, 2, None) == (False,)
+    assert triangular_axes((5,), 8192, 1, None) == (True,)
+    assert work_shape((), True) == (1,)
+    assert work_shape((2, 3, 4), True) == (6, 4)
+    assert work_shape((4, 3, 2), True) == (12, 2)
+    assert work_shape((2, 3, 4), False) == (2, 3, 4)

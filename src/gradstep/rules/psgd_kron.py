@@ -258,13 +258,8 @@ def seeded_probes(seed: Any, count: Any, likes: list) -> tuple[list, Any]:
     balancing decision (one more normal above :data:`BALANCE_Z`), from the key
     ``(seed, count)``."""
     draws = normals(likes + [likes[0][..., :1]], seed, count, 1.0)
-    return draws[:-1], ns_any(draws[-1])
-
-
-def ns_any(z: Any) -> Any:
-    """Whether the first element of ``z`` exceeds :data:`BALANCE_Z` (an array of the
-    library: no host read)."""
-    return namespace_of(z).reshape(z, (-1,))[0] > BALANCE_Z
+    z = draws[-1]  # compared on the array's library: no host read
+    return draws[:-1], namespace_of(z).reshape(z, (-1,))[0] > BALANCE_Z
 
 
 class ScaleByKron(SeededNoise):
@@ -514,6 +509,3 @@ def psgd_kron(
             prepare=_kron_step_prepare,
         ),
     )
-
-
-__all__ = ["psgd_kron", "ScaleByKron", "seeded_probes", "update_probability"]
