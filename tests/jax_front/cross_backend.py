@@ -43,9 +43,29 @@ TOLERANCE_OF = {
     ("soap", "float32"): 1e-4,
 }
 
+
 #: per stochastic rule: the hyperparameters that switch its randomness off, for the
 #: comparison (a new stochastic rule must say)
-NOISE_OFF = {"sgld": {"temperature": 0.0}, "noisy_sgd": {"eta": 0.0}}
+def shared_probes(seed, count, likes):
+    """psgd_kron's probe vectors, the same on every library (each draws its own from
+    the seeded noise): two fixed NumPy draws per tensor, alternating with the step's
+    parity; the factors are balanced every 7th step. Traceable (a traced count)."""
+    from gradstep._core.namespaces import namespace_of
+
+    ns = namespace_of(likes[0])
+    rng = np.random.default_rng(0)
+    probes = []
+    for x in likes:
+        even, odd = (ns.astype(ns.constant(rng.standard_normal(np.shape(x)), x), x) for _ in "ab")
+        probes.append(ns.where(count % 2 == 0, even, odd))
+    return probes, count % 7 == 6
+
+
+NOISE_OFF = {
+    "sgld": {"temperature": 0.0},
+    "noisy_sgd": {"eta": 0.0},
+    "psgd_kron": {"probe_source": shared_probes},
+}
 
 #: extra rows: ``(rule, label, overrides of its test settings)``
 VARIANTS = (

@@ -203,6 +203,12 @@ class Namespace:
         (Householder: the sign convention of LAPACK's ``geqrf``)."""
         return np.linalg.qr(a, mode="reduced")[0]
 
+    def solve_triangular_right(self, x: Any, a: Any) -> Any:
+        """:math:`X A^{-1}` for the upper-triangular matrix ``a`` and the rows of the
+        matrix ``x`` (NumPy: a general LU solve of :math:`A^\\top Y^\\top = X^\\top`,
+        which is exact on a triangular system up to rounding)."""
+        return np.linalg.solve(np.swapaxes(a, -1, -2), np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
+
     def argsort(self, x: Any) -> Any:
         """Indices that sort the vector ``x`` ascending (stable)."""
         return np.argsort(x, kind="stable")

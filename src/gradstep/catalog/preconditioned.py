@@ -1,4 +1,4 @@
-"""Registry entries of the preconditioned (matrix) rules, Shampoo and SOAP, and the
+"""Registry entries of the preconditioned (matrix) rules, Shampoo, SOAP and PSGD-Kron, and the
 sharpness-aware wrapper SAM.
 
 Their matrix work (eigendecompositions, QR, inverse roots) runs per tensor on the eager engines
@@ -6,6 +6,7 @@ of every front, so none is declared ``"elementwise"``.
 """
 
 from .._core.registry import OptimizerSpec
+from ..rules.psgd_kron import psgd_kron
 from ..rules.sam import sam
 from ..rules.shampoo import shampoo
 from ..rules.soap import soap
@@ -58,6 +59,26 @@ SPECS = (
         # coordinate both moments are rounding noise, which epsilon 1e-8 would turn
         # into steps that differ between libraries (see the rule's docstring)
         test_hyperparams={"learning_rate": 0.05, "weight_decay": 0.0, "epsilon": 1e-3},
+    ),
+    OptimizerSpec(
+        "psgd_kron",
+        psgd_kron,
+        "psgd_kron",
+        "Momentum preconditioned by Kronecker factors fitted on a Lie group (PSGD-Kron).",
+        # random probe vectors; per-tensor norms, solves and Gram matrices
+        frozenset({"stochastic", "reduction"}),
+        (
+            "Li (2018): Preconditioned Stochastic Gradient Descent. IEEE TNNLS 29(5), "
+            "arXiv:1512.04202",
+            "Li (2022): Black Box Lie Group Preconditioners for SGD. arXiv:2211.04422",
+        ),
+        # the generic replay covers steps before the first preconditioner update;
+        # tests/conformance/test_psgd_kron.py replays the fitted steps with the
+        # reference's recorded probe vectors (fixtures/psgd_kron/)
+        fixtures=("kron_torch.Kron",),
+        # the step's RMS is clipped, not decayed: a constant rate ends in a ripple of
+        # its size around the minimum
+        test_hyperparams={"learning_rate": 0.01, "seed": 0},
     ),
     OptimizerSpec(
         "sam",

@@ -147,6 +147,12 @@ class JaxNamespace(Namespace):
     def qr(self, a):
         return jnp.linalg.qr(a, mode="reduced")[0]
 
+    def solve_triangular_right(self, x, a):
+        import jax.scipy.linalg
+
+        # X A^-1 = (A^-T X^T)^T: solve A^T Y = X^T
+        return jax.scipy.linalg.solve_triangular(a, x.T, trans="T", lower=False).T
+
     def argsort(self, x):
         return jnp.argsort(x, stable=True)
 

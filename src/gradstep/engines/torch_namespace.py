@@ -189,6 +189,9 @@ class TorchNamespace(Namespace):
     def qr(self, a):
         return torch.linalg.qr(a, mode="reduced")[0]
 
+    def solve_triangular_right(self, x, a):
+        return torch.linalg.solve_triangular(a, x, upper=True, left=False)
+
     def argsort(self, x):
         return torch.argsort(x, stable=True)
 
