@@ -102,3 +102,49 @@ def test_eager_cbrt_is_correctly_rounded(dtype):
     np.testing.assert_array_equal(got, np.cbrt(x.astype(np.float64)).astype(dtype))
     assert cbrt(np.float32(8.0)) == np.float32(2.0)
     assert cbrt(np.float32(8.0)).dtype == np.float32
+
+
+def test_numba_float32_cbrt_equals_the_eager_reference_bit_for_bit():
+    # the fused engine's float32 cube root is vectorisable arithmetic (Halley steps in
+    # float64), not the C library's cbrtf: it must round exactly as the eager
+    # reference does, over every kind of float32 (random bit patterns: subnormals,
+    # huge values, both signs, NaN payloads) and the special values
+    from numba import njit
+
+    from gradstep.engines._scalar_ops import cbrt as scalar_cbrt
+
+    @njit(error_model="numpy")
+    def each(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = scalar_cbrt(x[i])
+        return out
+
+    bits = np.random.default_rng(0).integers(0, 2**32, size=2_000_000, dtype=np.uint64)
+    x = np.concatenate([bits.astype(np.uint32).view(np.float32), np.array(VALUES, np.float32)])
+    x = np.concatenate([x, np.array([1e-45, -1e-45, 3.4e38, -3.4e38, 27.0], np.float32)])
+    with np.errstate(invalid="ignore"):  # NaN payloads through float64 and back
+        got, want = each(x), cbrt(x)
+    same = (got.view(np.uint32) == want.view(np.uint32)) | (np.isnan(got) & np.isnan(want))
+    assert same.all(), (x[~same][:5], got[~same][:5], want[~same][:5])
+
+
+def test_generated_kernels_name_the_compiled_helpers_they_call():
+    # numba's disk cache checks only the generated file: the kernels' source carries a
+    # hash of the helper modules, so a changed helper (this cube root) recompiles
+    import hashlib
+    from pathlib import Path
+
+    import gradstep.engines.fused_codegen as codegen
+    from gradstep._core import blockwise8
+    from gradstep.engines import _scalar_ops
+
+    digest = hashlib.sha256()
+    for module in (_scalar_ops, blockwise8):
+        digest.update(Path(module.__file__).read_bytes())
+    assert codegen.HELPERS_FINGERPRINT == digest.hexdigest()[:16]
+    import gradstep
+    from gradstep.engines.plan import flatten_stages
+
+    source = codegen.generate_source(flatten_stages(gradstep.madgrad(1e-2)))
+    assert f"# compiled helpers: {codegen.HELPERS_FINGERPRINT}" in source.splitlines()[:3]
