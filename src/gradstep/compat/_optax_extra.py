@@ -39,6 +39,8 @@ from ._optax_schedules import (
     warmup_cosine_decay_schedule,
 )
 from ._optax_state import EMPTY, Layout, Scalar, Slots, layout_of, state_class
+from ._optax_state import Masked as _Masked
+from ._optax_state import Partition as _Partition
 
 __all__ = [
     "adaptive_grad_clip",
@@ -260,14 +262,18 @@ def keep_params_nonnegative() -> GradstepTransformation:
 
 
 def freeze(mask: Any) -> GradstepTransformation:
-    """optax's ``freeze``: zero updates where ``mask`` (a tree or one boolean) is true."""
-    return wrap(_freezing.freeze(mask))
+    """optax's ``freeze``: zero updates where ``mask`` (a tree or one boolean) is true;
+    the state optax's ``MaskedState(EmptyState())``."""
+    core = _freezing.freeze(mask)
+    return wrap(core, _Masked(EMPTY, core.mask))
 
 
 def selective_transform(optimizer: Any, *, freeze_mask: Any) -> GradstepTransformation:
     """optax's ``selective_transform``: ``optimizer`` on the leaves not frozen, zero
-    updates and no optimizer state on the frozen ones."""
-    return wrap(_freezing.selective_transform(as_stage(optimizer), freeze_mask=freeze_mask))
+    updates and no optimizer state on the frozen ones; the state optax's
+    ``PartitionState`` of ``"train"`` and ``"freeze"``."""
+    core = _freezing.selective_transform(as_stage(optimizer), freeze_mask=freeze_mask)
+    return wrap(core, _Partition({"train": layout_of(optimizer), "freeze": EMPTY}, core.labels))
 
 
 def skip_large_updates(
