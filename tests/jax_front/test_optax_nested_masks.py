@@ -233,6 +233,17 @@ DEEP = {
     "selective_transform_bool_in_mask": lambda m: m.masked(
         m.selective_transform(m.adam(0.1), freeze_mask=False), {"a": True, "b": True, "c": False}
     ),
+    "stateless_clips_in_mask": lambda m: m.masked(
+        m.chain(
+            m.masked(
+                m.clip_by_block_rms(0.5), {"a": {"x": True, "y": False}, "b": True, "c": True}
+            ),
+            m.adaptive_grad_clip(0.1),
+            m.sgd(0.5),
+            m.keep_params_nonnegative(),
+        ),
+        {"a": True, "b": True, "c": False},
+    ),
     # the state of these (MaskedState / PartitionState) at the top as well
     "freeze": lambda m: m.chain(
         m.freeze({"a": {"x": True, "y": False}, "b": False, "c": True}), m.sgd(0.1)

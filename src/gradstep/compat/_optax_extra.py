@@ -245,7 +245,7 @@ _PLATEAU_STATE = _contrib.Flat(
 
 def clip_by_block_rms(threshold: float) -> GradstepTransformation:
     """optax's ``clip_by_block_rms``: each tensor divided by ``max(1, rms / threshold)``."""
-    return wrap(_block.clip_by_block_rms(threshold))
+    return wrap(_block.clip_by_block_rms(threshold), EMPTY)
 
 
 def adaptive_grad_clip(
@@ -253,12 +253,12 @@ def adaptive_grad_clip(
 ) -> GradstepTransformation:
     """optax's ``adaptive_grad_clip``: AGC with optax's units
     (:func:`gradstep.transforms.adaptive_clip` with ``layout="jax"``)."""
-    return wrap(_block.adaptive_clip(clipping, eps, layout="jax", axis=axis))
+    return wrap(_block.adaptive_clip(clipping, eps, layout="jax", axis=axis), EMPTY)
 
 
 def keep_params_nonnegative() -> GradstepTransformation:
     """optax's ``keep_params_nonnegative``: a step never takes a parameter below 0."""
-    return wrap(_keep_params_nonnegative())
+    return wrap(_keep_params_nonnegative(), EMPTY)
 
 
 def freeze(mask: Any) -> GradstepTransformation:
