@@ -244,6 +244,20 @@ DEEP = {
         ),
         {"a": True, "b": True, "c": False},
     ),
+    # inject_hyperparams inside a combinator keeps its own state, as in optax
+    "inject_hyperparams_in_chain_in_mask": lambda m: m.masked(
+        m.chain(
+            m.inject_hyperparams(m.adamw)(
+                learning_rate=0.1, mask={"a": {"x": True, "y": False}, "b": True, "c": True}
+            ),
+            m.scale(0.5),
+        ),
+        {"a": True, "b": True, "c": False},
+    ),
+    "inject_hyperparams_in_partition": lambda m: m.multi_transform(
+        {"i": m.inject_hyperparams(m.sgd)(learning_rate=0.1, momentum=0.9), "z": m.set_to_zero()},
+        {"a": "i", "b": "z", "c": "i"},
+    ),
     # the state of these (MaskedState / PartitionState) at the top as well
     "freeze": lambda m: m.chain(
         m.freeze({"a": {"x": True, "y": False}, "b": False, "c": True}), m.sgd(0.1)
@@ -326,3 +340,25 @@ def test_engine_holes_argument_is_checked():
 
     with pytest.raises(ValueError, match="holes"):
         JaxEngine(cx.sgd(0.1).transform, holes="MaskedNode")
+
+
+def test_injected_learning_rate_edited_inside_a_chain_takes_effect():
+    """``state[0].hyperparams["learning_rate"]`` of an injected optimizer inside a
+    chain is optax's, and a new value set there is used by the next step."""
+
+    def steps(m):
+        tx = m.chain(m.inject_hyperparams(m.adam)(learning_rate=0.1), m.scale(0.5))
+        params, state = PARAMS, tx.init(PARAMS)
+        update = jax.jit(tx.update)
+        for k in range(3):
+            if k == 2:
+                state[0].hyperparams["learning_rate"] = jnp.asarray(0.01)
+            grads = jax.tree_util.tree_map(lambda x, k=k: jnp.cos(x + k), params)
+            updates, state = update(grads, state, params)
+            params = optax.apply_updates(params, updates)
+        return params, state
+
+    ours, theirs = steps(cx), steps(optax)
+    assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(theirs)
+    for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)

@@ -122,9 +122,14 @@ ADAM_NAMES = {"b1": "beta1", "b2": "beta2", "eps": "epsilon"}
 
 
 def as_stage(t: Any) -> Transform:
-    """A gradstep stage from a compat object, a gradstep transform or an optax one."""
+    """A gradstep stage from a compat object, a gradstep transform or an optax one.
+    A compat object whose state is more than its transform's (``own_state``:
+    :func:`inject_hyperparams`' ``InjectStatefulHyperparamsState``) runs as a whole,
+    as an optax stage keeping that state, as optax's combinators keep it."""
     if isinstance(t, Transform):
         return t
+    if getattr(t, "own_state", False):
+        return OptaxStage(t, getattr(t, "stage_name", "optax"))
     return from_optax(t)
 
 

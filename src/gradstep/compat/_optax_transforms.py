@@ -383,6 +383,9 @@ def inject_hyperparams(
         out.transform = getattr(probe, "transform", None)
         out.engine = getattr(probe, "engine", None)
         out.hyperparam_names = getattr(probe, "hyperparam_names", {})
+        # inside chain, masked, multi_transform, ...: kept whole, with its own state
+        out.own_state = True
+        out.stage_name = "inject_hyperparams"
         return out
 
     return factory
