@@ -244,6 +244,31 @@ DEEP = {
         ),
         {"a": True, "b": True, "c": False},
     ),
+    "all_true_mask_in_mask": lambda m: m.masked(
+        m.chain(m.masked(m.adam(0.1), True)), {"a": True, "b": False, "c": True}
+    ),
+    "all_false_mask_in_mask": lambda m: m.masked(
+        m.chain(m.masked(m.adam(0.1), False), m.scale(2.0)), {"a": True, "b": False, "c": True}
+    ),
+    "label_function_under_function_mask": lambda m: m.masked(
+        m.chain(
+            m.partition(
+                {"u": m.adam(0.1), "v": m.sgd(0.1)},
+                lambda t: jax.tree_util.tree_map(lambda x: "u" if x.shape[0] == 2 else "v", t),
+            )
+        ),
+        longer_than_one,
+    ),
+    "partition_in_partition": lambda m: m.partition(
+        {
+            "p": m.partition(
+                {"u": m.adam(0.1), "v": m.sgd(0.1, 0.9)},
+                {"a": {"x": "u", "y": "v"}, "b": "v", "c": "u"},
+            ),
+            "q": m.scale(0.0),
+        },
+        {"a": "p", "b": "q", "c": "p"},
+    ),
     # inject_hyperparams inside a combinator keeps its own state, as in optax
     "inject_hyperparams_in_chain_in_mask": lambda m: m.masked(
         m.chain(
