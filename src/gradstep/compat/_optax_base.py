@@ -18,7 +18,7 @@ from .._core.transform import Chain, FunctionTransform, Transform
 from .._core.validate import Interval, decay_rate, nonnegative
 from .._core.xmath import is_complex_ready
 from ..jax import GradstepTransformation, JaxEngine, OptaxStage, _transformation, from_optax
-from ._optax_state import RAW, Ctx, Layout
+from ._optax_state import RAW, Ctx, Layout, MaskedNode
 
 LR = nonnegative(schedulable=True)
 DECAY = decay_rate()
@@ -33,7 +33,10 @@ def wrap(transform: Transform, layout: Layout = RAW, **names: str) -> GradstepTr
     the gradstep hyperparameters they set (for :func:`inject_hyperparams`)."""
     # complex leaves run as they are (complex element math, optax's meaning), which
     # every stage must be written for (complex_unsupported), not as real views
-    core = _transformation(transform, JaxEngine(transform), real_views=False)
+    # masks and partitions hand their inner stages optax's tree with MaskedNode()
+    # holes (what optax's masked gives its inner transformation), at any depth
+    engine = JaxEngine(transform, holes=MaskedNode)
+    core = _transformation(transform, engine, real_views=False)
     unsupported = complex_unsupported(transform)
 
     def init(params: Any) -> Any:
@@ -119,9 +122,14 @@ ADAM_NAMES = {"b1": "beta1", "b2": "beta2", "eps": "epsilon"}
 
 
 def as_stage(t: Any) -> Transform:
-    """A gradstep stage from a compat object, a gradstep transform or an optax one."""
+    """A gradstep stage from a compat object, a gradstep transform or an optax one.
+    A compat object whose state is more than its transform's (``own_state``:
+    :func:`inject_hyperparams`' ``InjectStatefulHyperparamsState``) runs as a whole,
+    as an optax stage keeping that state, as optax's combinators keep it."""
     if isinstance(t, Transform):
         return t
+    if getattr(t, "own_state", False):
+        return OptaxStage(t, getattr(t, "stage_name", "optax"))
     return from_optax(t)
 
 

@@ -61,7 +61,7 @@ class _ScheduleFree(Layout):
         first = count == 0
         params = None
         if ctx.params is not None:
-            params = ctx.tree() if ctx.index is None else ctx.expand(ctx.params)
+            params = ctx.tree()
         z = ctx.expand(sf["z"])
         if params is not None:  # optax's z is the parameters before the first step
             z = jax.tree_util.tree_map(lambda zi, pi: jnp.where(first, pi, zi), z, params)

@@ -39,6 +39,8 @@ from ._optax_schedules import (
     warmup_cosine_decay_schedule,
 )
 from ._optax_state import EMPTY, Layout, Scalar, Slots, layout_of, state_class
+from ._optax_state import Masked as _Masked
+from ._optax_state import Partition as _Partition
 
 __all__ = [
     "adaptive_grad_clip",
@@ -243,7 +245,7 @@ _PLATEAU_STATE = _contrib.Flat(
 
 def clip_by_block_rms(threshold: float) -> GradstepTransformation:
     """optax's ``clip_by_block_rms``: each tensor divided by ``max(1, rms / threshold)``."""
-    return wrap(_block.clip_by_block_rms(threshold))
+    return wrap(_block.clip_by_block_rms(threshold), EMPTY)
 
 
 def adaptive_grad_clip(
@@ -251,23 +253,27 @@ def adaptive_grad_clip(
 ) -> GradstepTransformation:
     """optax's ``adaptive_grad_clip``: AGC with optax's units
     (:func:`gradstep.transforms.adaptive_clip` with ``layout="jax"``)."""
-    return wrap(_block.adaptive_clip(clipping, eps, layout="jax", axis=axis))
+    return wrap(_block.adaptive_clip(clipping, eps, layout="jax", axis=axis), EMPTY)
 
 
 def keep_params_nonnegative() -> GradstepTransformation:
     """optax's ``keep_params_nonnegative``: a step never takes a parameter below 0."""
-    return wrap(_keep_params_nonnegative())
+    return wrap(_keep_params_nonnegative(), EMPTY)
 
 
 def freeze(mask: Any) -> GradstepTransformation:
-    """optax's ``freeze``: zero updates where ``mask`` (a tree or one boolean) is true."""
-    return wrap(_freezing.freeze(mask))
+    """optax's ``freeze``: zero updates where ``mask`` (a tree or one boolean) is true;
+    the state optax's ``MaskedState(EmptyState())``."""
+    core = _freezing.freeze(mask)
+    return wrap(core, _Masked(EMPTY, core.mask))
 
 
 def selective_transform(optimizer: Any, *, freeze_mask: Any) -> GradstepTransformation:
     """optax's ``selective_transform``: ``optimizer`` on the leaves not frozen, zero
-    updates and no optimizer state on the frozen ones."""
-    return wrap(_freezing.selective_transform(as_stage(optimizer), freeze_mask=freeze_mask))
+    updates and no optimizer state on the frozen ones; the state optax's
+    ``PartitionState`` of ``"train"`` and ``"freeze"``."""
+    core = _freezing.selective_transform(as_stage(optimizer), freeze_mask=freeze_mask)
+    return wrap(core, _Partition({"train": layout_of(optimizer), "freeze": EMPTY}, core.labels))
 
 
 def skip_large_updates(

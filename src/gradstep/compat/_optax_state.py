@@ -16,8 +16,9 @@ the core transform tree:
   a core stage (or to none, for a stage gradstep leaves out, such as optax's
   ``identity`` in ``sgd`` without momentum);
 - :class:`Masked`, :class:`Partition` -- optax's ``MaskedState``/``PartitionState``
-  whose inner trees hold ``MaskedNode()`` for the leaves the inner transform does
-  not see (the core holds a flat list of the leaves it sees);
+  whose inner trees hold ``MaskedNode()`` for the subtrees the inner transform does
+  not see (the JAX engine keeps the core's slots in that tree already:
+  ``JaxEngine(holes=MaskedNode)``);
 - :class:`Raw` -- the core state as it is (a gradstep transform, or a real optax
   transform whose state is optax's own already).
 
@@ -42,6 +43,7 @@ import numpy as np
 
 from .._core.transform import Transform
 from ..engines.jax_nodes import _flat_labels as flat_labels
+from ..engines.jax_nodes import shown_structure
 
 # -- optax's state classes (optax's own where installed, else same-named twins) ------
 
@@ -93,19 +95,17 @@ WeightDecaySchedule = state_class("WeightDecaySchedule", ("count",), "optax.tran
 
 @dataclass(frozen=True)
 class Ctx:
-    """The parameter tree being converted for: the root's structure, which of its
-    leaves the current transform sees (``index``; ``None``: all, and the core's
-    slots are whole trees), that transform's own view (its tree structure and the
-    leaves of the updates and parameters, as the JAX engine hands them to it), and
-    ``shown``: the structure optax gives its per-parameter trees here (the seen
-    subtrees, ``MaskedNode()`` in place of each masked-out subtree of the mask)."""
+    """What the current transform sees, as the JAX engine hands it to it: ``td``,
+    the structure of its view (the parameters' tree at the root; inside a mask or a
+    partition optax's tree, with ``MaskedNode()`` in place of each subtree left
+    out), and the leaves of the updates and parameters in that view. The core's
+    per-parameter slots already have optax's structure ``td``
+    (``JaxEngine(holes=MaskedNode)``), so :meth:`expand` and :meth:`compress` keep
+    them as they are."""
 
-    root: Any
-    index: list[int] | None
     td: Any
     grads: list | None
     params: list | None
-    shown: Any = None
 
     @staticmethod
     def of(params: Any, grads: Any) -> Ctx:
@@ -113,62 +113,34 @@ class Ctx:
         td = jax.tree_util.tree_structure(tree)
         g = None if grads is None else td.flatten_up_to(grads)
         w = None if params is None else td.flatten_up_to(params)
-        return Ctx(td, None, td, g, w)
+        return Ctx(td, g, w)
+
+    def _seen(self) -> list:
+        return self.grads if self.grads is not None else self.params
 
     def labels(self, labels: Any) -> list:
         """The label (or mask flag) of each leaf seen here, chosen exactly as the
-        JAX engine chooses them."""
-        g = self.grads if self.grads is not None else self.params
-        return flat_labels(labels, self.td, g, self.params)
+        JAX engine chooses them (a function of the updates, as optax's)."""
+        return flat_labels(labels, self.td, self._seen(), None)
 
     def tree(self) -> Any:
         return self.td.unflatten(self.params if self.params is not None else self.grads)
 
     def sub(self, sel: list[int], keep: Callable[[Any], bool], labels: Any) -> Ctx:
         """The context of a child that sees the leaves ``sel`` of these, chosen by
-        ``labels`` (a tree, a prefix tree or a function of the parameters) through
-        ``keep(label)``."""
-        index = list(range(self.td.num_leaves)) if self.index is None else self.index
+        ``labels`` (a tree, a prefix tree or a function of the tree) through
+        ``keep(label)``: the structure the engine gives it."""
         pick = lambda xs: None if xs is None else [xs[i] for i in sel]  # noqa: E731
-        td = jax.tree_util.tree_structure([0] * len(sel))
-        shown = None
-        if self.index is None:  # optax's masked tree: MaskedNode() per masked-out label
-            tree = self.tree()
-            label_tree = labels(tree) if callable(labels) else labels
-            try:
-                skeleton = jax.tree_util.tree_map(
-                    lambda label, sub: sub if keep(label) else MaskedNode(),
-                    label_tree,
-                    tree,
-                    is_leaf=lambda x: x is None,
-                )
-                shown = jax.tree_util.tree_structure(skeleton)
-            except (ValueError, TypeError):
-                shown = None
-        return Ctx(
-            self.root, [index[i] for i in sel], td, pick(self.grads), pick(self.params), shown
-        )
+        td = shown_structure(labels, keep, self.td, self._seen(), None, MaskedNode, len(sel))
+        return Ctx(td, pick(self.grads), pick(self.params))
 
-    def expand(self, leaves: Any) -> Any:
-        """A core slot (a flat list of the seen leaves) as optax's tree, with
-        ``MaskedNode()`` where a leaf is not seen."""
-        if self.index is None:
-            return leaves
-        if self.shown is not None:
-            return self.shown.unflatten(leaves)
-        full: list[Any] = [MaskedNode()] * self.root.num_leaves
-        for i, x in zip(self.index, leaves):
-            full[i] = x
-        return self.root.unflatten(full)
+    def expand(self, tree: Any) -> Any:
+        """A core slot as optax's tree (it is one already)."""
+        return tree
 
     def compress(self, tree: Any) -> Any:
-        """optax's tree back to the core's flat list of seen leaves."""
-        if self.index is None:
-            return tree
-        if self.shown is not None:
-            return self.shown.flatten_up_to(tree)
-        leaves = self.root.flatten_up_to(tree)
-        return [leaves[i] for i in self.index]
+        """optax's tree as the core's slot (the same)."""
+        return tree
 
 
 # -- layouts ---------------------------------------------------------------------------
@@ -366,65 +338,6 @@ class Masked(Layout):
             return self.inner.from_optax(state.inner_state, node, ctx)
         child, key, c = self._child(node, ctx)
         return {key: self.inner.from_optax(state.inner_state, child, c)}
-
-
-def masked_holes(masks: tuple, tree: Any) -> tuple[Any, list[int]]:
-    """optax's nested masking: each mask (outermost first; a tree, a prefix tree or a
-    function of the tree left so far) puts ``MaskedNode()`` in place of the subtrees
-    it leaves out. Returns the tree left by all of them and the positions (among the
-    leaves of ``tree``) of the leaves it still holds."""
-    leaves, td = jax.tree_util.tree_flatten(tree)
-    values, index = tree, td.unflatten(list(range(len(leaves))))
-    for mask in masks:
-        flags = mask(values) if callable(mask) else mask
-        values = jax.tree_util.tree_map(lambda f, sub: sub if f else MaskedNode(), flags, values)
-        index = jax.tree_util.tree_map(lambda f, sub: sub if f else MaskedNode(), flags, index)
-    return values, jax.tree_util.tree_leaves(index)
-
-
-def nested_mask(masks: tuple) -> Callable[[Any], Any]:
-    """The one gradstep mask (a function of the parameters) selecting what the nested
-    optax masks ``masks`` (outermost first) leave to the innermost transform."""
-
-    def flags(tree: Any) -> Any:
-        kept = set(masked_holes(masks, tree)[1])
-        leaves, td = jax.tree_util.tree_flatten(tree)
-        return td.unflatten([i in kept for i in range(len(leaves))])
-
-    return flags
-
-
-class NestedMasked(Layout):
-    """optax's ``MaskedState(MaskedState(...inner_state))`` of masks nested directly in
-    each other, over ONE core mask (:func:`nested_mask`); the inner state's trees
-    have ``MaskedNode()`` where any of the masks left a subtree out, as optax's."""
-
-    def __init__(self, inner: Layout, masks: tuple):
-        self.inner = inner
-        self.masks = masks
-
-    def _child(self, node, ctx):
-        sel = [i for i, f in enumerate(ctx.labels(node.mask)) if bool(f)]
-        c = ctx.sub(sel, bool, node.mask)
-        if ctx.index is None:  # optax's holes sit where each mask cut, not per leaf
-            shown = jax.tree_util.tree_structure(masked_holes(self.masks, ctx.tree())[0])
-            c = Ctx(c.root, c.index, c.td, c.grads, c.params, shown)
-        return node.children()[0], node.child_state_keys()[0], c
-
-    def to_optax(self, core, node, ctx, prev):
-        for _ in self.masks:
-            prev = None if prev is None else prev.inner_state
-        child, key, c = self._child(node, ctx)
-        out = self.inner.to_optax(core[key], child, c, prev)
-        for _ in self.masks:
-            out = MaskedState(out)
-        return out
-
-    def from_optax(self, state, node, ctx):
-        for _ in self.masks:
-            state = state.inner_state
-        child, key, c = self._child(node, ctx)
-        return {key: self.inner.from_optax(state, child, c)}
 
 
 class Partition(Layout):

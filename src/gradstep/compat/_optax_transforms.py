@@ -48,11 +48,9 @@ from ._optax_state import (
     ApplyIfFinite,
     InjectStatefulHyperparamsState,
     Masked,
-    NestedMasked,
     Partition,
     Seq,
     layout_of,
-    nested_mask,
     safe_increment,
     schedule_state,
     state_class,
@@ -177,20 +175,10 @@ def identity() -> GradstepTransformation:
 
 def masked(inner: Any, mask: Any) -> GradstepTransformation:
     """optax's ``masked``: ``inner`` on the leaves where ``mask`` is true; the other
-    updates pass through unchanged. A mask directly inside another
-    (``masked(masked(t, m2), m1)``) sees, as in optax, the tree the outer one left,
-    with ``MaskedNode()`` in place of what it left out: the masks become one gradstep
-    mask over the parameters, shown as optax's nested ``MaskedState``."""
-    nested = getattr(inner, "optax_masks", None)
-    if nested is None:
-        out = wrap(_masked(as_stage(inner), mask), Masked(layout_of(inner), mask))
-        out.optax_masks = (inner, (mask,))
-        return out
-    innermost, masks = nested[0], (mask, *nested[1])
-    core = _masked(as_stage(innermost), nested_mask(masks))
-    out = wrap(core, NestedMasked(layout_of(innermost), masks))
-    out.optax_masks = (innermost, masks)
-    return out
+    updates pass through unchanged. ``inner`` sees, as in optax, the tree with
+    ``MaskedNode()`` in place of what the mask left out (so does any mask, label or
+    state further in, at any depth)."""
+    return wrap(_masked(as_stage(inner), mask), Masked(layout_of(inner), mask))
 
 
 def multi_transform(
@@ -395,6 +383,9 @@ def inject_hyperparams(
         out.transform = getattr(probe, "transform", None)
         out.engine = getattr(probe, "engine", None)
         out.hyperparam_names = getattr(probe, "hyperparam_names", {})
+        # inside chain, masked, multi_transform, ...: kept whole, with its own state
+        out.own_state = True
+        out.stage_name = "inject_hyperparams"
         return out
 
     return factory

@@ -136,9 +136,9 @@ def register(cls: type) -> Callable:
     return deco
 
 
-def make_plan(fallback: str = "error") -> Callable[[Transform], _Node]:
+def make_plan(fallback: str = "error", holes: Any = None) -> Callable[[Transform], _Node]:
     """``plan(transform) -> node``: the node tree that runs a transform, built
-    bottom-up over the transform tree."""
+    bottom-up over the transform tree; ``holes``: see :class:`JaxEngine`."""
 
     def node_for(transform: Transform, children: list) -> _Node:
         for cls in type(transform).__mro__:
@@ -146,6 +146,8 @@ def make_plan(fallback: str = "error") -> Callable[[Transform], _Node]:
             if factory is not None:
                 node = factory(transform, children)
                 if node is not None:
+                    if holes is not None and isinstance(node, (MaskedNode, PartitionNode)):
+                        node.hole = holes
                     return node
                 break
         return CallNode(transform, fallback)
@@ -168,6 +170,12 @@ class JaxEngine:
       fallback: what a transform that cannot be traced does: ``"error"`` (default:
         :class:`NotTraceable` when the step is traced) or ``"host"`` (its eager
         update runs on the host through a callback; see :class:`CallNode`).
+      holes: ``None`` (default): a mask or partition hands its inner transforms the
+        leaves it selects as a flat list; a class of empty pytree nodes (optax's
+        ``MaskedNode``, as :mod:`gradstep.compat.optax` passes): as optax's
+        ``masked`` does, the parameters' tree with an instance in place of each
+        subtree left out, so that masks, labels and state further in see (and
+        hold) that tree.
 
     Hyperparameter values known only at run time are checked against their declared
     ranges. Python numbers and gradstep's schedules (evaluated on the host) are
@@ -178,7 +186,14 @@ class JaxEngine:
     included) unchanged -- a NaN-safe guard that costs a few scalar operations.
     """
 
-    def __init__(self, transform: Transform, *, scalars: str = "auto", fallback: str = "error"):
+    def __init__(
+        self,
+        transform: Transform,
+        *,
+        scalars: str = "auto",
+        fallback: str = "error",
+        holes: Any = None,
+    ):
         if not isinstance(transform, Transform):
             raise TypeError(f"JaxEngine: expected a transform, got {type(transform).__name__}")
         if scalars not in SCALAR_MODES:
@@ -189,10 +204,16 @@ class JaxEngine:
             raise ValueError(
                 f"JaxEngine: invalid fallback={fallback!r}; valid values: {', '.join(FALLBACKS)}"
             )
+        if holes is not None and not isinstance(holes, type):
+            raise ValueError(
+                f"JaxEngine: invalid holes={holes!r}; valid values: None, a class of empty "
+                "pytree nodes (optax's MaskedNode)"
+            )
         self.transform = transform
         self.scalars = scalars
         self.fallback = fallback
-        self.root = make_plan(fallback)(transform)
+        self.holes = holes
+        self.root = make_plan(fallback, holes)(transform)
 
     def init(self, params: Any) -> Any:
         """The initial state for ``params`` (a pytree of arrays)."""

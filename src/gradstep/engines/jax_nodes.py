@@ -290,6 +290,27 @@ def _prefix_labels(labels: Any, tree: Any) -> list | None:
     return out
 
 
+def shown_structure(labels: Any, keep: Any, td, g, w, hole: Any, n: int):
+    """The structure a masked child sees in optax's convention: the tree with
+    ``hole()`` in place of each subtree whose label (of ``labels``: a tree, a prefix
+    tree or a function of the tree) ``keep`` rejects -- one hole per label, so a
+    prefix label leaves one hole for its whole subtree. Labels that do not map onto
+    the tree (a flat list of flags) give the flat list of the ``n`` seen leaves."""
+    tree = td.unflatten(w if w is not None else g)
+    label_tree = labels(tree) if callable(labels) else labels
+    try:
+        skeleton = tree_util.tree_map(
+            lambda label, sub: sub if keep(label) else hole(),
+            label_tree,
+            tree,
+            is_leaf=lambda x: x is None,
+        )
+    except (ValueError, TypeError):
+        return _list_def(n)
+    out = tree_util.tree_structure(skeleton)
+    return out if out.num_leaves == n else _list_def(n)
+
+
 def _sub(values: list | None, idx: list[int]) -> list | None:
     return None if values is None else [values[i] for i in idx]
 
@@ -299,24 +320,37 @@ def _list_def(n: int):
 
 
 class MaskedNode(_Node):
+    """A mask: its inner node runs on the selected leaves. With ``hole`` (a class
+    of empty pytree nodes, optax's ``MaskedNode``) the inner node sees them in the
+    parameters' tree with a ``hole()`` in place of each masked-out subtree, as
+    optax's ``masked`` hands them on (its masks and labels see that tree, its state
+    holds it); without, as a flat list."""
+
+    hole: Any = None
+
     def __init__(self, masked: Masked, children: list):
         self.masked = masked
         (self.inner,) = children
 
-    def _idx(self, td, g, w):
-        return [i for i, f in enumerate(_flat_labels(self.masked.mask, td, g, w)) if bool(f)]
+    def _view(self, td, g, w):
+        if self.hole is not None:
+            w = None  # optax's masks see the updates (the parameters at init)
+        idx = [i for i, f in enumerate(_flat_labels(self.masked.mask, td, g, w)) if bool(f)]
+        if self.hole is None:
+            return idx, _list_def(len(idx))
+        return idx, shown_structure(self.masked.mask, bool, td, g, w, self.hole, len(idx))
 
     def init(self, leaves, td):
-        idx = self._idx(td, leaves, leaves)
-        return {"inner": self.inner.init(_sub(leaves, idx), _list_def(len(idx)))}
+        idx, sub_td = self._view(td, leaves, leaves)
+        return {"inner": self.inner.init(_sub(leaves, idx), sub_td)}
 
     def collect(self, state, ctx, req):
         self.inner.collect(state["inner"], ctx, req)
 
     def apply(self, g, w, state, td, ctx, req):
-        idx = self._idx(td, g, w)
+        idx, sub_td = self._view(td, g, w)
         sub_u, inner = self.inner.apply(
-            _sub(g, idx), _sub(w, idx), state["inner"], _list_def(len(idx)), ctx, req
+            _sub(g, idx), _sub(w, idx), state["inner"], sub_td, ctx, req
         )
         out = list(g)
         for i, u in zip(idx, sub_u):
@@ -325,11 +359,18 @@ class MaskedNode(_Node):
 
 
 class PartitionNode(_Node):
+    """A partition: each label's node runs on the leaves of that label (as a flat
+    list, or with ``hole`` in optax's tree with holes, as :class:`MaskedNode`)."""
+
+    hole: Any = None
+
     def __init__(self, part: Partition, children: list):
         self.part = part
         self.nodes = dict(zip(part.child_state_keys(), children))
 
     def _groups(self, td, g, w):
+        if self.hole is not None:
+            w = None  # optax's labels see the updates (the parameters at init)
         groups: dict = {label: [] for label in self.nodes}
         for i, label in enumerate(_flat_labels(self.part.labels, td, g, w)):
             if label is None:
@@ -340,13 +381,21 @@ class PartitionNode(_Node):
                     f"transform: {sorted(map(str, groups))}"
                 )
             groups[label].append(i)
-        return groups
+        out = {}
+        for label, idx in groups.items():
+            if self.hole is None:
+                out[label] = idx, _list_def(len(idx))
+            else:
+                keep = lambda x, label=label: x == label  # noqa: E731
+                labels = self.part.labels
+                out[label] = idx, shown_structure(labels, keep, td, g, w, self.hole, len(idx))
+        return out
 
     def init(self, leaves, td):
         groups = self._groups(td, leaves, leaves)
         return {
-            label: self.nodes[label].init(_sub(leaves, idx), _list_def(len(idx)))
-            for label, idx in groups.items()
+            label: self.nodes[label].init(_sub(leaves, idx), sub_td)
+            for label, (idx, sub_td) in groups.items()
         }
 
     def collect(self, state, ctx, req):
@@ -356,9 +405,9 @@ class PartitionNode(_Node):
     def apply(self, g, w, state, td, ctx, req):
         out = list(g)
         new_state = {}
-        for label, idx in self._groups(td, g, w).items():
+        for label, (idx, sub_td) in self._groups(td, g, w).items():
             sub_u, new_state[label] = self.nodes[label].apply(
-                _sub(g, idx), _sub(w, idx), state[label], _list_def(len(idx)), ctx, req
+                _sub(g, idx), _sub(w, idx), state[label], sub_td, ctx, req
             )
             for i, u in zip(idx, sub_u):
                 out[i] = u

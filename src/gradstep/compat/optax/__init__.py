@@ -22,7 +22,11 @@ structures and back at every call. ``init`` takes abstract parameters
 dtype and sharding, as optax's ``zeros_like``) and is traceable (``jax.eval_shape``,
 ``jax.jit`` with ``out_shardings``). Masks and labels are taken as optax takes
 them: full trees, prefix trees (``{"encoder": False, "head": True}``) or functions
-of the parameters. ``tree``, ``tree_utils`` and ``tree_map_params`` are optax's
+of the parameters. Inside a mask or a partition, at any depth, every mask, label
+and state sees optax's tree: the parameters' with ``MaskedNode()`` in place of
+each subtree an enclosing mask left out (``masked(chain(masked(t, m2), ...), m1)``:
+``m2`` is a tree, prefix or function over that tree, as in optax; the state holds
+the same holes). ``tree``, ``tree_utils`` and ``tree_map_params`` are optax's
 own, reached through this module when optax is installed.
 
 What differs from optax, on purpose:
@@ -56,10 +60,6 @@ What differs from optax, on purpose:
   ``adadelta``, ``sign_sgd``, ``clip``, ...) and a ``mu_dtype``/``accumulator_dtype``
   refuse complex parameters with a ``ValueError`` naming the stage.
   (:func:`gradstep.jax.to_optax` keeps torch's meaning: real and imaginary parts.)
-- A mask directly inside a mask (``masked(masked(t, m1), m2)``) sees optax's tree
-  with ``MaskedNode()`` holes; a mask further down (inside a ``chain`` that is
-  inside a mask) gets the selected leaves as a list, so it must be a function or a
-  flat list of flags for those leaves.
 
 Mapping (optax name -> gradstep):
 
