@@ -84,6 +84,7 @@ class ScaleByAdamMini(Transform):
     """
 
     name = "scale_by_adam_mini"
+    reads_shape = True  # a real view's trailing axis would change it
 
     def __init__(self, beta1, beta2, epsilon, bias_correction, partition, rows_per_block):
         self.beta1 = beta1

@@ -14,6 +14,7 @@ from ._members import (
     EngineBucket,
     _Member,
     _numpy,
+    _real_view,
     _same,
     _shared_values,
     _signature,
@@ -326,7 +327,10 @@ def _step_inputs(owner: str, extra: dict, members: list[_Member], view: Any) -> 
                 raise ValueError(
                     f"{owner}.step(): no {name} given for a parameter of shape {tuple(m.p.shape)}"
                 )
-            values.append(view(torch.as_tensor(value, dtype=m.w.dtype, device=m.w.device)))
+            value = torch.as_tensor(value, device=m.w.device)
+            if m.p.is_complex():  # a complex parameter's input: its real view too
+                value = _real_view(value.to(m.p.dtype))
+            values.append(view(value.to(m.w.dtype)))
         out[name] = values
     if extra["hvp"] and all(m.p.grad is not None and m.p.grad.requires_grad for m in members):
         grads = [m.p.grad for m in members]
@@ -334,8 +338,14 @@ def _step_inputs(owner: str, extra: dict, members: list[_Member], view: Any) -> 
 
         def hvp(vectors: Any) -> list:
             probes = [_to_torch(z, p) for z, p in zip(vectors, params)]
+            # a complex parameter's probe is its real view: the product's real view is
+            # the real Hessian's product with it (torch's gradient is dL/dx + i dL/dy)
+            probes = [
+                torch.view_as_complex(z.contiguous()) if p.is_complex() else z
+                for z, p in zip(probes, params)
+            ]
             products = torch.autograd.grad(grads, params, probes, retain_graph=True)
-            return [view(h) for h in products]
+            return [view(_real_view(h)) for h in products]
 
         out["hvp"] = hvp
     return out

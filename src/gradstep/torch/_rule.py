@@ -230,6 +230,12 @@ class _Rule:
         # step(closure) hands it the closure's loss
         self.takes_loss = any(getattr(v.transform, "takes_loss", False) for v in walk(transform))
         self.separable = _separable(transform)
+        # the first stage whose math reads each tensor's shape (None: none does, and a
+        # complex parameter steps as its real view with the rule's own meaning)
+        self.shape_stage = next(
+            (v.transform for v in walk(transform) if getattr(v.transform, "reads_shape", False)),
+            None,
+        )
         self._layouts: dict = {}
         self._mixed: dict = {}
         self._wanted: dict = {}
