@@ -210,3 +210,60 @@ def test_sophia_step_inputs_of_a_complex_parameter_are_real_views(source):
         runs.append(opt)
     assert torch.equal(torch.view_as_real(z.detach()), w.detach())
     _assert_same(runs[0].state[z]["nu"], runs[1].state[w]["nu"], "nu")
+
+
+@pytest.mark.parametrize("state_dtype", [torch.bfloat16, torch.float16, "blockwise8"])
+def test_complex_parameter_with_a_state_dtype(state_dtype):
+    """State stored in a dtype of its own (``state_dtype``) is the real view's, as the
+    rule writes it (torch keeps complex state only in the parameter's precision); it
+    steps as the real view's state does, and a checkpoint resumes bit for bit."""
+    z = torch.nn.Parameter(torch.randn(8, 80, dtype=torch.complex64, generator=_gen(3)))
+    w = torch.nn.Parameter(_real(z.detach()).clone())
+
+    def make(p):
+        eight_bit = {"min_8bit_size": 16} if state_dtype == "blockwise8" else {}
+        return gt.Adam([p], lr=0.1, state_dtype=state_dtype, **eight_bit)
+
+    opt, ref = make(z), make(w)
+    _run(opt, [z], 2)
+    _run(ref, [w], 2)
+    assert torch.equal(_real(z.detach()), w.detach())
+    for key, value in opt.state[z].items():
+        assert not value.is_complex(), key
+        _assert_same(value, ref.state[w][key], key)
+    again_z = torch.nn.Parameter(z.detach().clone())
+    again = make(again_z)
+    again.load_state_dict(copy.deepcopy(opt.state_dict()))
+    for key, value in opt.state[z].items():
+        assert again.state[again_z][key].dtype == value.dtype, key
+    _run(opt, [z], 1)
+    _run(again, [again_z], 1)
+    assert torch.equal(z.detach(), again_z.detach())
+
+
+def test_complex_state_of_a_wrong_shape_is_refused_on_loading():
+    z = torch.nn.Parameter(torch.randn(3, 4, dtype=torch.complex64))
+    opt = gt.Adam([z], lr=0.1)
+    _run(opt, [z], 1)
+    state = copy.deepcopy(opt.state_dict())
+    state["state"][0]["exp_avg"] = torch.zeros(4, 3, dtype=torch.complex64)
+    with pytest.raises(ValueError, match=r"state\['exp_avg'\] of parameter 0 .* shape \(4, 3\)"):
+        gt.Adam([torch.nn.Parameter(z.detach().clone())], lr=0.1).load_state_dict(state)
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+def test_complex32_parameter_with_master_weights():
+    """``master_weights=True`` keeps a complex64 copy of a complex32 parameter (its
+    real view: the float32 master of the float16 real view), not ignored."""
+    z = torch.nn.Parameter(
+        torch.randn(6, dtype=torch.complex64, generator=_gen(4)).to(torch.complex32)
+    )
+    w = torch.nn.Parameter(_real(z.detach()).clone())
+    opt = gt.Adam([z], lr=0.01, master_weights=True)
+    ref = gt.Adam([w], lr=0.01, master_weights=True)
+    _run(opt, [z], 3)
+    _run(ref, [w], 3)
+    assert opt.state[z]["master_param"].dtype == torch.complex64
+    assert torch.equal(_real(z.detach()), w.detach())
+    for key, value in opt.state[z].items():
+        _assert_same(value, ref.state[w][key], key)

@@ -37,7 +37,8 @@ _NUMBA_DTYPES = (
     + (torch.float16,)
     + ((torch.bfloat16,) if importlib.util.find_spec("ml_dtypes") else ())
 )
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
+#: the parameter dtypes master weights keep a float32 (complex64) copy of
+_LOW_PRECISION = (torch.float16, torch.bfloat16, torch.complex32)
 _FOREACH = OneOf((None, False, True))
 
 
