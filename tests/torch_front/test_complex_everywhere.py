@@ -84,8 +84,19 @@ def _refused(name):
     return name in TORCH_REFUSES or name in READS_SHAPE
 
 
-@pytest.mark.parametrize("engine", [None, "eager"], ids=["auto", "eager"])
-@pytest.mark.parametrize("spec", [s for s in SPECS if not _refused(s.name)], ids=lambda s: s.name)
+def _fusable(spec):
+    """The class's rule runs on the fused (numba) engine."""
+    if spec.name == "lbfgs":
+        return False
+    opt = _make(spec, [torch.nn.Parameter(torch.zeros(3))], None)
+    return opt._rule(opt.param_groups[0]).fusable
+
+
+STEPPED = [s for s in SPECS if not _refused(s.name)]
+CASES = [(s, "fused" if _fusable(s) else None) for s in STEPPED] + [(s, "eager") for s in STEPPED]
+
+
+@pytest.mark.parametrize("spec, engine", CASES, ids=lambda x: getattr(x, "name", x or "auto"))
 def test_complex_steps_as_its_real_view(spec, engine):
     """A complex parameter steps as ``torch.view_as_real`` of it, stepped as a real
     parameter by the same class: the same iterates and state bit for bit, the state of

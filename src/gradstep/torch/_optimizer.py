@@ -78,6 +78,9 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         stochastically, the parameter update Kahan-compensated;
         :mod:`gradstep._core.rounding`; a param group may set its own).
 
+    Complex parameters step as their real views (``torch.view_as_real``), as in
+    torch.optim; a transform whose math reads tensor shapes refuses them at the step.
+
     A group's values are handed to the transform on every step by name, so a
     scheduler or a hand edit of ``group["lr"]`` takes effect on the next step; the
     defaults are the values the transform was built with.
@@ -100,11 +103,9 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
     _repeat_starts_afresh = False
     _build_keys: tuple[str, ...] = ()
     _gradstep_names = True
-    # complex parameters: True steps each as its real view (torch.view_as_real: real
-    # and imaginary parts as independent elements, as torch.optim does), its state
-    # kept complex like the parameter, unless the rule reads tensor shapes
-    # (Transform.reads_shape); False raises torch's RuntimeError at the step
-    # (classes torch refuses them in)
+    # complex parameters: True steps each as its real view (torch.view_as_real), state
+    # complex like it, as torch.optim does, unless the rule reads tensor shapes
+    # (Transform.reads_shape); False: torch's RuntimeError at the step (as torch's class)
     _complex: bool = True
 
     def __init__(self, params: Any, transform: Transform, **group_defaults: Any):
@@ -188,7 +189,7 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         rule.ctx(group, owner)
         for p in group["params"]:
             # a complex parameter steps as its real view, or is refused at the step
-            # (_complex_refusal), as torch.optim's classes do
+            # (_Rule.complex_refusal), as torch.optim's classes do
             if not (p.is_complex() or p.is_floating_point()):
                 raise TypeError(
                     f"{owner}: parameters must be floating-point or complex tensors, got {p.dtype}"
@@ -211,23 +212,6 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
             f"{self._owner} does not support sparse gradients: its rule keeps dense "
             "per-element state, and a sparse gradient's missing entries would still move "
             "it; densify the gradient (p.grad = p.grad.to_dense()) if zeros are meant"
-        )
-
-    def _complex_refusal(self, rule: _Rule) -> str | None:
-        """Why a complex parameter cannot be stepped by ``rule`` (torch's words where
-        torch refuses them), or None: it is stepped as its real view."""
-        refused = f"{self._owner} does not support complex parameters"
-        if not self._complex:
-            return refused
-        stage = rule.shape_stage
-        if stage is None:
-            return None
-        return (
-            f"{refused}: {rule.transform.name}'s stage {stage.name!r} reads each tensor's "
-            "shape (factored moments, matrix preconditioners, per-axis blocks), which the "
-            "real view a complex parameter is stepped as (torch.view_as_real, a trailing "
-            "axis of 2) would change; step the real view itself as a real parameter if "
-            "that is what is meant"
         )
 
     def _rule(self, group: dict) -> _Rule:
@@ -380,10 +364,8 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
             grad = p.grad
             if grad is None:
                 continue
-            if p.is_complex():
-                reason = self._complex_refusal(rule)
-                if reason is not None:
-                    raise RuntimeError(reason)
+            if p.is_complex() and (not self._complex or rule.shape_stage is not None):
+                raise RuntimeError(rule.complex_refusal(self._owner, self._complex))
             if grad.layout != torch.strided:
                 reason = self._sparse_error(group)
                 if reason is not None:

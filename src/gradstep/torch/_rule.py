@@ -261,6 +261,20 @@ class _Rule:
         self._checked: dict[int, tuple] = {}
         self.entry_shapes: dict[tuple, dict] = {}  # see _checks.expected_shapes
 
+    def complex_refusal(self, owner: str, allowed: bool) -> str:
+        """Why a complex parameter is refused: torch's words where the class is one
+        torch refuses them in (``allowed`` False), else the stage reading shapes."""
+        refused = f"{owner} does not support complex parameters"
+        if not allowed or self.shape_stage is None:
+            return refused
+        return (
+            f"{refused}: {self.transform.name}'s stage {self.shape_stage.name!r} reads each "
+            "tensor's shape (factored moments, matrix preconditioners, per-axis blocks), "
+            "which the real view a complex parameter is stepped as (torch.view_as_real, a "
+            "trailing axis of 2) would change; step the real view itself as a real "
+            "parameter if that is what is meant"
+        )
+
     def route_reductions(self, reducer: Any) -> None:
         """Send the sums of the reduction stages through ``reducer`` (a
         :class:`~gradstep.torch._distributed.Reducer`; None: keep them local)."""
