@@ -18,7 +18,7 @@ SPECS = list(gradstep.REGISTRY)
 TORCH_REFUSES = {"adafactor", "muon"}
 #: the rules whose math reads each tensor's shape (factored moments, matrix
 #: preconditioners, per-axis blocks): the real view's trailing axis would change them
-READS_SHAPE = {"came", "adam_mini", "adamp", "sgdp", "ranger", "shampoo", "sm3", "soap"}
+READS_SHAPE = {"came", "adamp", "sgdp", "ranger", "shampoo", "sm3", "soap"}
 
 
 def _make(spec, params, engine):
@@ -141,6 +141,16 @@ def test_complex_refused(name):
     with pytest.raises(RuntimeError, match=f"^{cls} does not support complex parameters"):
         _run(opt, [z], 1)
     assert torch.equal(z.detach(), before)
+
+
+def test_adam_mini_blocks_of_rows_refuse_complex_one_block_per_tensor_does_not():
+    """Adam-mini's default block (the whole tensor: its real view's mean square is
+    the complex tensor's) steps complex parameters; blocks of rows read the shape."""
+    z, _ = _start()
+    opt = gt.AdamMini([z], 0.1, partition="rows", rows_per_block=1)
+    z.grad = torch.ones_like(z)
+    with pytest.raises(RuntimeError, match="'scale_by_adam_mini' reads each tensor's shape"):
+        opt.step()
 
 
 def test_refusal_names_the_stage():
