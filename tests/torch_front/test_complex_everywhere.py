@@ -5,6 +5,7 @@ reads tensor shapes."""
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 
@@ -288,3 +289,45 @@ def test_complex32_parameter_with_master_weights():
     assert torch.equal(_real(z.detach()), w.detach())
     for key, value in opt.state[z].items():
         _assert_same(value, ref.state[w][key], key)
+
+
+@pytest.mark.parametrize(
+    "stage, refused",
+    [
+        (lambda: gradstep.transforms.centralize(), True),
+        (lambda: gradstep.transforms.adaptive_clip(0.1), True),
+        (lambda: gradstep.transforms.constrain_norm(1.0), True),
+        (lambda: gradstep.transforms.clip_by_block_rms(1.0), False),  # the whole tensor's
+        (lambda: gradstep.transforms.clip_by_global_norm(1.0), False),
+    ],
+)
+def test_transforms_in_a_chain(stage, refused):
+    """A chain steps complex parameters unless one of its stages reads shapes."""
+    z = torch.nn.Parameter(torch.randn(3, 4, dtype=torch.complex64, generator=_gen(5)))
+    w = torch.nn.Parameter(_real(z.detach()).clone())
+    opt = gt.TransformOptimizer([z], gradstep.chain(stage(), gradstep.adam(0.1)))
+    ref = gt.TransformOptimizer([w], gradstep.chain(stage(), gradstep.adam(0.1)))
+    if refused:
+        with pytest.raises(RuntimeError, match="TransformOptimizer does not support complex"):
+            _run(opt, [z], 1)
+        return
+    _run(opt, [z], 2)
+    _run(ref, [w], 2)
+    assert torch.equal(_real(z.detach()), w.detach())
+
+
+@pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET") != "1", reason="needs Triton's interpreter on CPU tensors"
+)
+@pytest.mark.parametrize("name", ["adam", "lamb", "lion", "adabelief"])
+def test_complex_on_the_triton_engine(name):
+    pytest.importorskip("triton", reason="needs Triton")
+    spec = gradstep.REGISTRY[name]
+    z, r = _start()
+    real = [torch.nn.Parameter(_real(z.detach()).clone()), torch.nn.Parameter(r.detach().clone())]
+    opt, ref = _make(spec, [z, r], "triton"), _make(spec, real, "triton")
+    _run(opt, [z, r], 2)
+    _run(ref, real, 2)
+    assert torch.equal(_real(z.detach()), real[0].detach())
+    for key, value in opt.state[z].items():
+        _assert_same(value, ref.state[real[0]][key], key)
