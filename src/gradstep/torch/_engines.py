@@ -314,6 +314,10 @@ def _why_not_fused(rule: _Rule, members: list[_Member]) -> str:
     return "the parameters cannot be run by it"  # pragma: no cover
 
 
+#: the complex dtype whose real view has the dtype
+_COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
 def _step_inputs(owner: str, extra: dict, members: list[_Member], view: Any) -> dict:
     """A step's extra inputs for the bucket ``members`` (see ``RegistryOptimizer.step``):
     each named input as a list in the members' order, and ``hvp``, the Hessian-vector
@@ -327,10 +331,10 @@ def _step_inputs(owner: str, extra: dict, members: list[_Member], view: Any) -> 
                 raise ValueError(
                     f"{owner}.step(): no {name} given for a parameter of shape {tuple(m.p.shape)}"
                 )
-            value = torch.as_tensor(value, device=m.w.device)
             if m.p.is_complex():  # a complex parameter's input: its real view too
-                value = _real_view(value.to(m.p.dtype))
-            values.append(view(value.to(m.w.dtype)))
+                dtype = _COMPLEX.get(m.w.dtype, m.p.dtype)
+                value = _real_view(torch.as_tensor(value, dtype=dtype, device=m.w.device))
+            values.append(view(torch.as_tensor(value, dtype=m.w.dtype, device=m.w.device)))
         out[name] = values
     if extra["hvp"] and all(m.p.grad is not None and m.p.grad.requires_grad for m in members):
         grads = [m.p.grad for m in members]
