@@ -43,6 +43,13 @@ class Transform:
     #: (``fallback="host"``) instead of tracing it. Nothing else is sent to the host.
     traceable: bool = True
 
+    #: True for a transform whose update of a tensor depends on the tensor's shape
+    #: (factored moments, matrix preconditioners, orthogonalisation, per-row or
+    #: per-axis blocks): there a complex parameter's real view (``torch.view_as_real``,
+    #: a trailing axis of 2) would change the rule's meaning, so the torch front
+    #: refuses complex parameters for it, as torch.optim's Adafactor and Muon do.
+    reads_shape: bool = False
+
     def init(self, params: Any) -> dict:  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -109,6 +109,7 @@ class ScaleByFactoredRms(Transform):
     on NumPy, on torch tensors on their device and under ``jax.jit``."""
 
     name = "scale_by_factored_rms"
+    reads_shape = True  # a real view's trailing axis would change it
 
     def __init__(self, decay_rate: float, epsilon1, placement: str, factored: str, min_size: int):
         self.decay_rate = decay_rate

@@ -85,6 +85,12 @@ class ScaleByAdamMini(Transform):
 
     name = "scale_by_adam_mini"
 
+    @property
+    def reads_shape(self) -> bool:  # type: ignore[override]
+        """Blocks of rows read the shape (a real view's trailing axis would make a
+        vector a matrix of rows); one block per tensor does not."""
+        return self.partition != "tensor"
+
     def __init__(self, beta1, beta2, epsilon, bias_correction, partition, rows_per_block):
         self.beta1 = beta1
         self.beta2 = beta2

@@ -100,6 +100,7 @@ class ScaleByProjection(Finishing):
     the gradient and the parameter, plus the decay :math:`\\lambda \\rho s w`."""
 
     name = "projection"
+    reads_shape = True  # a real view's trailing axis would change it
     per_element_state = True  # only the wrapped stage's: the torch front may step
     # parameters of any shapes together
 

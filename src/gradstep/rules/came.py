@@ -88,6 +88,7 @@ class ScaleByFactoredSecondMoment(Transform):
     two axes of tensors of rank >= 2 (Adafactor's estimate)."""
 
     name = "scale_by_factored_second_moment"
+    reads_shape = True  # a real view's trailing axis would change it
 
     def __init__(self, beta2: float, epsilon1: float):
         self.beta2 = beta2
@@ -119,6 +120,7 @@ class ScaleByConfidence(Transform):
     by :math:`m`."""
 
     name = "scale_by_confidence"
+    reads_shape = True  # a real view's trailing axis would change it
 
     def __init__(self, beta1: float, beta3: float, epsilon2: float):
         self.beta1 = beta1

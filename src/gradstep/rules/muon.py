@@ -187,6 +187,7 @@ class Orthogonalise(Transform):
     times the shape scale (stateless; every leaf must be a matrix)."""
 
     name = "orthogonalise"
+    reads_shape = True  # a real view's trailing axis would change it
 
     def __init__(
         self,

@@ -119,6 +119,7 @@ class ScaleByShampoo(Transform):
     ``graft_mu``, ``graft_nu``; each tensor's matrices one flat vector)."""
 
     name = "scale_by_shampoo"
+    reads_shape = True  # a real view's trailing axis would change it
 
     def __init__(
         self,

@@ -66,6 +66,7 @@ class ScaleBySm3(Transform):
     in state ``accumulators`` (axis 0's first)."""
 
     name = "scale_by_sm3"
+    reads_shape = True  # a real view's trailing axis would change it
 
     def __init__(self, beta2: float, epsilon: float):
         self.beta2 = beta2

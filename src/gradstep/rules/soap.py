@@ -88,6 +88,7 @@ class ScaleBySoap(Transform):
     ``bases``; each tensor's matrices one flat vector)."""
 
     name = "scale_by_soap"
+    reads_shape = True  # a real view's trailing axis would change it
 
     def __init__(
         self,

@@ -109,6 +109,8 @@ def check_loaded_state(opt: Any, state_dict: dict) -> None:
             like = p.detach()
             if _dist.is_dtensor(like):
                 continue  # sharded checkpoints are checked by the step
+            if like.is_complex():  # its state is its real view's (complex where torch's is)
+                like = torch.view_as_real(like)
             layout = rule.layout(like)
             shapes = expected_shapes(rule, layout, tuple(like.shape))
             codes = code_keys(rule, layout, tuple(like.shape))
@@ -127,11 +129,17 @@ def check_loaded_state(opt: Any, state_dict: dict) -> None:
                         f"must be a tensor of shape {expected} like its parameter "
                         f"{tuple(p.shape)}"
                     )
-                if tuple(value.shape) != expected:
+                shape = tuple(value.shape)
+                if value.is_complex() and p.is_complex():
+                    shape += (2,)  # the real view's shape
+                if shape != expected:
+                    wanted = f"{expected}"
+                    if p.is_complex() and expected == tuple(like.shape):
+                        wanted = f"{tuple(p.shape)} (complex) or {expected} (its real view)"
                     raise ValueError(
                         f"{owner}: state[{key!r}] of {where} has shape {tuple(value.shape)}, "
                         f"but the parameter has shape {tuple(p.shape)} (its {key!r} must "
-                        f"have shape {expected}); the checkpoint does not belong to these "
+                        f"have shape {wanted}); the checkpoint does not belong to these "
                         "parameters"
                     )
                 if value.is_complex() and not p.is_complex():

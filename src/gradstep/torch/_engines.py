@@ -14,6 +14,7 @@ from ._members import (
     EngineBucket,
     _Member,
     _numpy,
+    _real_view,
     _same,
     _shared_values,
     _signature,
@@ -313,6 +314,10 @@ def _why_not_fused(rule: _Rule, members: list[_Member]) -> str:
     return "the parameters cannot be run by it"  # pragma: no cover
 
 
+#: the complex dtype whose real view has the dtype
+_COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
 def _step_inputs(owner: str, extra: dict, members: list[_Member], view: Any) -> dict:
     """A step's extra inputs for the bucket ``members`` (see ``RegistryOptimizer.step``):
     each named input as a list in the members' order, and ``hvp``, the Hessian-vector
@@ -326,6 +331,9 @@ def _step_inputs(owner: str, extra: dict, members: list[_Member], view: Any) -> 
                 raise ValueError(
                     f"{owner}.step(): no {name} given for a parameter of shape {tuple(m.p.shape)}"
                 )
+            if m.p.is_complex():  # a complex parameter's input: its real view too
+                dtype = _COMPLEX.get(m.w.dtype, m.p.dtype)
+                value = _real_view(torch.as_tensor(value, dtype=dtype, device=m.w.device))
             values.append(view(torch.as_tensor(value, dtype=m.w.dtype, device=m.w.device)))
         out[name] = values
     if extra["hvp"] and all(m.p.grad is not None and m.p.grad.requires_grad for m in members):
@@ -334,8 +342,14 @@ def _step_inputs(owner: str, extra: dict, members: list[_Member], view: Any) -> 
 
         def hvp(vectors: Any) -> list:
             probes = [_to_torch(z, p) for z, p in zip(vectors, params)]
+            # a complex parameter's probe is its real view: the product's real view is
+            # the real Hessian's product with it (torch's gradient is dL/dx + i dL/dy)
+            probes = [
+                torch.view_as_complex(z.contiguous()) if p.is_complex() else z
+                for z, p in zip(probes, params)
+            ]
             products = torch.autograd.grad(grads, params, probes, retain_graph=True)
-            return [view(h) for h in products]
+            return [view(_real_view(h)) for h in products]
 
         out["hvp"] = hvp
     return out

@@ -78,6 +78,9 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         stochastically, the parameter update Kahan-compensated;
         :mod:`gradstep._core.rounding`; a param group may set its own).
 
+    Complex parameters step as their real views (``torch.view_as_real``), as in
+    torch.optim; a transform whose math reads tensor shapes refuses them at the step.
+
     A group's values are handed to the transform on every step by name, so a
     scheduler or a hand edit of ``group["lr"]`` takes effect on the next step; the
     defaults are the values the transform was built with.
@@ -100,11 +103,10 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
     _repeat_starts_afresh = False
     _build_keys: tuple[str, ...] = ()
     _gradstep_names = True
-    # complex parameters: None refuses them at construction; True steps each as its
-    # real view (torch.view_as_real: real and imaginary parts as independent
-    # elements, as torch.optim does), its state kept complex like the parameter;
-    # False raises torch's RuntimeError at the step (classes torch refuses them in)
-    _complex: bool | None = None
+    # complex parameters: True steps each as its real view (torch.view_as_real), state
+    # complex like it, as torch.optim does, unless the rule reads tensor shapes
+    # (Transform.reads_shape); False: torch's RuntimeError at the step (as torch's class)
+    _complex: bool = True
 
     def __init__(self, params: Any, transform: Transform, **group_defaults: Any):
         if not isinstance(transform, Transform):
@@ -186,11 +188,11 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         rule = self._rule(group)
         rule.ctx(group, owner)
         for p in group["params"]:
-            if p.is_complex() and self._complex is not None:
-                continue  # stepped as its real view, or refused at the step as torch does
-            if p.is_complex() or not p.is_floating_point():
+            # a complex parameter steps as its real view, or is refused at the step
+            # (_Rule.complex_refusal), as torch.optim's classes do
+            if not (p.is_complex() or p.is_floating_point()):
                 raise TypeError(
-                    f"{owner}: parameters must be real floating-point tensors, got {p.dtype}"
+                    f"{owner}: parameters must be floating-point or complex tensors, got {p.dtype}"
                 )
 
     def _engine(self, group: dict) -> str:
@@ -362,8 +364,8 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
             grad = p.grad
             if grad is None:
                 continue
-            if p.is_complex() and not self._complex:
-                raise RuntimeError(f"{self._owner} does not support complex parameters")
+            if p.is_complex() and (not self._complex or rule.shape_stage is not None):
+                raise RuntimeError(rule.complex_refusal(self._owner, self._complex))
             if grad.layout != torch.strided:
                 reason = self._sparse_error(group)
                 if reason is not None:

@@ -18,7 +18,7 @@ from .._core.rounding import ParameterStore, with_rounding
 from .._core.transform import Transform, walk
 from . import _distributed as _dist
 from ._checks import check_loaded_state
-from ._members import _as_tensor, _first_param, _init_view
+from ._members import _as_tensor, _first_param, _init_view, _real_view
 from ._rule import _LOW_PRECISION, MASTER, _Rule, scalar_dtype
 from ._state import STEP
 
@@ -29,7 +29,8 @@ class ParamState:
     def _ensure_state(self, p, state: dict, rule: _Rule, master: bool) -> bool:
         """Create what the rule needs in ``state``; True if anything was missing."""
         if master and MASTER not in state:
-            state[MASTER] = p.detach().to(torch.float32, copy=True)
+            wide = torch.complex64 if p.is_complex() else torch.float32
+            state[MASTER] = p.detach().to(wide, copy=True)
         like = (state[MASTER] if master else p).detach()
         complex_param = like.is_complex()
         if complex_param:
@@ -45,7 +46,7 @@ class ParamState:
                 if key in state or name in layout.empty:
                     continue
                 value = _as_tensor(value, base)
-                if complex_param and tuple(value.shape) == tuple(like.shape):
+                if complex_param and _complex_kept(value, like):
                     value = torch.view_as_complex(value.contiguous())  # torch keeps it complex
                 if gathered and tuple(value.shape) == tuple(like.shape):
                     value = _dist.distribute_like(value, like)  # sharded as its parameter
@@ -108,7 +109,8 @@ class ParamState:
                 if entry is None or p.dtype not in _LOW_PRECISION:
                     continue
                 for key, value in entry.items():
-                    if isinstance(value, torch.Tensor) and value.dtype == torch.float32:
+                    wide = (torch.float32, torch.complex64)
+                    if isinstance(value, torch.Tensor) and value.dtype in wide:
                         if key != STEP:
                             keep.append((p, key, value))
         super().load_state_dict(state_dict)
@@ -129,14 +131,22 @@ class ParamState:
                 state = self.state.get(p)
                 if not state or _dist.is_dtensor(p):
                     continue
-                like = state.get(MASTER, p) if master else p
-                own, _ = rule.layout(like.detach()).init_entries(_init_view(like.detach()))
+                like = _real_view((state.get(MASTER, p) if master else p).detach())
+                own, _ = rule.layout(like).init_entries(_init_view(like))
                 for name, fresh in own.items():
                     value = state.get(rule.key(name))
                     dtype = _as_tensor(fresh, like).dtype
                     if isinstance(value, torch.Tensor) and value.is_floating_point():
                         if value.dtype != dtype:
                             state[rule.key(name)] = value.to(dtype)
+
+
+def _complex_kept(value: torch.Tensor, real_view: torch.Tensor) -> bool:
+    """A complex parameter's state entry ``value`` (written for its real view) is
+    kept complex, as torch.optim keeps it: an entry of the real view's shape in the
+    parameter's precision. Entries in a storage dtype of their own (``state_dtype``:
+    bfloat16, float16, 8-bit codes) stay the real view the rule writes."""
+    return tuple(value.shape) == tuple(real_view.shape) and value.dtype == real_view.dtype
 
 
 def stored(transform: Transform, group: dict, owner: str) -> Transform:

@@ -37,7 +37,8 @@ _NUMBA_DTYPES = (
     + (torch.float16,)
     + ((torch.bfloat16,) if importlib.util.find_spec("ml_dtypes") else ())
 )
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
+#: the parameter dtypes master weights keep a float32 (complex64) copy of
+_LOW_PRECISION = (torch.float16, torch.bfloat16, torch.complex32)
 _FOREACH = OneOf((None, False, True))
 
 
@@ -230,6 +231,12 @@ class _Rule:
         # step(closure) hands it the closure's loss
         self.takes_loss = any(getattr(v.transform, "takes_loss", False) for v in walk(transform))
         self.separable = _separable(transform)
+        # the first stage whose math reads each tensor's shape (None: none does, and a
+        # complex parameter steps as its real view with the rule's own meaning)
+        self.shape_stage = next(
+            (v.transform for v in walk(transform) if getattr(v.transform, "reads_shape", False)),
+            None,
+        )
         self._layouts: dict = {}
         self._mixed: dict = {}
         self._wanted: dict = {}
@@ -253,6 +260,20 @@ class _Rule:
         self.global_norm = _global_norm(transform)
         self._checked: dict[int, tuple] = {}
         self.entry_shapes: dict[tuple, dict] = {}  # see _checks.expected_shapes
+
+    def complex_refusal(self, owner: str, allowed: bool) -> str:
+        """Why a complex parameter is refused: torch's words where the class is one
+        torch refuses them in (``allowed`` False), else the stage reading shapes."""
+        refused = f"{owner} does not support complex parameters"
+        if not allowed or self.shape_stage is None:
+            return refused
+        return (
+            f"{refused}: {self.transform.name}'s stage {self.shape_stage.name!r} reads each "
+            "tensor's shape (factored moments, matrix preconditioners, per-axis blocks), "
+            "which the real view a complex parameter is stepped as (torch.view_as_real, a "
+            "trailing axis of 2) would change; step the real view itself as a real "
+            "parameter if that is what is meant"
+        )
 
     def route_reductions(self, reducer: Any) -> None:
         """Send the sums of the reduction stages through ``reducer`` (a

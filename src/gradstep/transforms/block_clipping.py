@@ -132,6 +132,7 @@ def unit_norms(x: Any, axes: tuple[int, ...]) -> Any:
 
 class AdaptiveClip(_Stateless):
     name = "adaptive_clip"
+    reads_shape = True  # a real view's trailing axis would change it
 
     def __init__(self, clipping: float, epsilon: float, layout: str, axis: Any):
         self.clipping = clipping

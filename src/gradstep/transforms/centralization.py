@@ -51,6 +51,7 @@ class Centralize(Transform):
     """See :func:`centralize`."""
 
     name = "centralize"
+    reads_shape = True  # a real view's trailing axis would change it
     per_element_state = True  # no state at all: any shapes may be stepped together
 
     def __init__(self, min_rank: int):

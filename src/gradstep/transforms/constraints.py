@@ -115,7 +115,9 @@ def constrain_norm(
         _constrained_each, epsilon=epsilon, max_norm=max_norm, norm_axes=norm_axes
     )
 
-    return _Constraint("constrain_norm", fn, target)
+    stage = _Constraint("constrain_norm", fn, target)
+    stage.reads_shape = True  # norms over axes: a real view's trailing axis would change it
+    return stage
 
 
 def _constrained_total(leaves, *, epsilon, max_norm):
