@@ -268,6 +268,7 @@ class ScaleByKron(SeededNoise):
     ``factors``: each tensor's factors one flat vector)."""
 
     name = "scale_by_psgd_kron"
+    reads_shape = True  # a real view's trailing axis would change its factors
 
     def __init__(self, **options: Any):
         for k, v in options.items():
