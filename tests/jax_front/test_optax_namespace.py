@@ -1,0 +1,42 @@
+"""Every public name of optax 0.2.8 (and optax.contrib) is reachable through
+gradstep.compat.optax: gradstep's mapping for optimizers and transformations, optax's
+own objects for the names that hold no optimizer (losses, numerics, type aliases)."""
+
+from __future__ import annotations
+
+import pytest
+
+optax = pytest.importorskip("optax", reason="compares with optax (a test dependency)")
+jnp = pytest.importorskip("jax.numpy")
+
+import gradstep.compat.optax as gx  # noqa: E402
+
+
+def test_every_optax_name_is_reachable():
+    missing = [n for n in dir(optax) if not n.startswith("_") and not hasattr(gx, n)]
+    assert missing == []
+
+
+def test_contrib_names_are_reachable_or_refused_by_name():
+    import optax.contrib as oc
+
+    for name in (n for n in dir(oc) if not n.startswith("_")):
+        if name in gx.contrib.NOT_PROVIDED:
+            with pytest.raises(AttributeError, match="not provide"):
+                getattr(gx.contrib, name)
+        else:
+            assert hasattr(gx.contrib, name), name
+
+
+def test_names_that_hold_no_optimizer_are_optaxs_own():
+    for name in gx._PASSED_THROUGH:
+        assert getattr(gx, name) is getattr(optax, name), name
+    logits, labels = jnp.array([[2.0, 0.0, -1.0]]), jnp.array([0])
+    assert gx.softmax_cross_entropy_with_integer_labels(logits, labels) == pytest.approx(
+        float(optax.softmax_cross_entropy_with_integer_labels(logits, labels)[0])
+    )
+
+
+def test_unknown_names_still_raise():
+    with pytest.raises(AttributeError, match="no attribute 'adamw_typo'"):
+        gx.adamw_typo  # noqa: B018
