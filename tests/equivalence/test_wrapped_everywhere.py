@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import gradstep
-from gradstep.engines.plan import NotFusable, flatten_stages
+from gradstep.engines.fused import FusedEngine
+from gradstep.engines.plan import NotFusable
 from gradstep.transforms import accumulate, lookahead, nonfinite_policy, parameter_swa
 from gradstep.transforms.nonfinite import POLICIES
 
@@ -140,7 +141,7 @@ def run_jax(spec, wrapper):
 
 def _fusable(spec, wrapper) -> bool:
     try:
-        flatten_stages(_make(spec, wrapper))
+        FusedEngine(_make(spec, wrapper))
     except NotFusable:
         return False
     return True

@@ -9,7 +9,6 @@ import pytest
 
 import gradstep
 from gradstep.engines.fused import FusedEngine
-from gradstep.engines.plan import NotFusable
 from gradstep.rules import PerTensorReduction, scale_by_lars, scale_by_trust_ratio
 
 FIXTURES = Path(__file__).resolve().parents[1] / "conformance" / "fixtures"
@@ -75,12 +74,11 @@ def test_replace_keeps_the_reduction():
     ],
     ids=["lars", "lars-optax", "lamb", "lbsgd-lars"],
 )
-def test_the_fused_engine_refuses_and_the_front_runs_eager(make):
-    with pytest.raises(NotFusable, match="PerTensorReduction"):
-        FusedEngine(make())
-    with pytest.raises(ValueError, match="engine='fused' cannot run"):
-        gradstep.Optimizer([np.zeros(2)], make(), engine="fused")
-    assert gradstep.Optimizer([np.zeros(2)], make()).engine == "eager"
+def test_the_fused_engine_compiles_them_and_the_front_runs_it(make):
+    engine = FusedEngine(make())
+    assert [st.is_per_tensor for st in engine.stages].count(True) == 1
+    assert "def reduce" in engine.source
+    assert gradstep.Optimizer([np.zeros(2)], make(), engine="fused").engine == "fused"
 
 
 def _steps(transform, params, convert):
@@ -125,6 +123,32 @@ def test_jax_arrays_give_numpy_numbers(make):
         got = _steps(make(), [jnp.asarray(b) for b in base], jnp.asarray)
     for a, b in zip(want, got):
         np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-15)
+
+
+FUSED_MAKERS = [
+    lambda: gradstep.lars(0.1, momentum=0.9, weight_decay=0.01),  # no momentum correction
+    *MAKERS[1:],
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("make", FUSED_MAKERS, ids=["lars", "lars-optax", "lamb", "lbsgd-lars"])
+def test_the_fused_engine_steps_as_the_eager_engine(make, dtype):
+    """The trust ratios from the fused engine's per-tensor reduction pass: a tensor
+    over several chunks, a zero tensor (zero norms), an empty one excluded by no mask."""
+    results = []
+    for engine in ("eager", "fused"):
+        rng = np.random.default_rng(3)
+        params = [rng.normal(size=150001).astype(dtype), np.zeros(3, dtype)]
+        opt = gradstep.Optimizer(params, make(), engine=engine)
+        assert opt.engine == engine
+        for k in range(5):
+            opt.step([np.sin(3 * p + k).astype(dtype) + 0.1 for p in params])
+        results.append((params, opt.state_dict()))
+    (pe, se), (pf, sf) = results
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    for a, b in list(zip(pe, pf)) + [(se[k], sf[k]) for k in se]:
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=rtol * 1e-2)
 
 
 def layerwise_cases():

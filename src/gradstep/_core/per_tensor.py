@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from .combine import _labels_for
 from .elementwise import Elementwise, resolve, sum_of_squares
-from .namespaces import element_for
+from .namespaces import element_for, namespace_of
 
 
 class PerTensorReduction(Elementwise):
@@ -86,12 +88,32 @@ class PerTensorReduction(Elementwise):
                 out[i][flag] = bool(v)
         return out
 
+    def n_terms(self) -> int:
+        """How many arrays ``norms`` returns (evaluated once on one-element NumPy
+        arrays)."""
+        one = np.ones(1)
+        arrays = [one] * (1 + self.uses_params + len(self.slots))
+        scalars = [1.0] * len(self.scalar_names())
+        result = element_for(self.norms, namespace_of(one))(*arrays, *scalars)
+        return len(result) if isinstance(result, tuple) else 1
+
     def tensor_scalar_values(
         self, sums: list[tuple[float, ...]], flags: list[dict[str, bool]], h: dict[str, Any]
     ) -> list[dict[str, Any]]:
         """The per-tensor scalars from each tensor's float64 sums of squares (what an
         engine calls after its own reduction pass)."""
         return [self.combine(s, f, h) for s, f in zip(sums, flags)]
+
+    def tensor_scalar_rows(
+        self, sums: Any, flags: list[dict[str, bool]], count: int, ctx: dict[str, Any]
+    ) -> list[list[Any]]:
+        """Each tensor's scalars, in the order of ``tensor_scalars``, from the rows of
+        ``sums`` (each tensor's float64 sums of squares, from an engine's own
+        reduction pass): what the eager engine computes from its own sums."""
+        h = resolve(self.hyperparams, count, ctx)
+        rows = [tuple(float(x) for x in row) for row in sums]
+        values = self.tensor_scalar_values(rows, flags, h)
+        return [[v[name] for name in self.tensor_scalars] for v in values]
 
     # the eager engine's reduction phase (Elementwise.update runs the element phase)
 

@@ -17,7 +17,11 @@ written twice.
   stages before the reduction (they are pure) and sums squares per chunk; the sums
   become scalars of the main pass. A global reduction stage (Prodigy's distance
   estimate) sums its ``terms`` per chunk the same way; its ``combine`` turns the
-  totals into the scalars of the main pass and the stage's new scalar state.
+  totals into the scalars of the main pass and the stage's new scalar state. A
+  per-tensor reduction stage (LAMB's and LARS's trust ratios, NovoGrad) sums the
+  squares of its ``norms`` per chunk; the totals of each tensor become, through the
+  stage's own ``combine``, that tensor's scalars of the main pass
+  (:mod:`gradstep.engines.fused_passes`).
 - **Precision**: each row of the pointer table (gradient, parameter, each slot) has
   its storage dtype, float16, bfloat16, float32 or float64, and the kernel is
   generated for that combination (:mod:`gradstep._core.precision`): values are
@@ -39,7 +43,6 @@ The eager engine (each transform's own ``update``) stays the reference.
 from __future__ import annotations
 
 import operator
-import threading
 from ctypes import addressof as _addressof
 from ctypes import c_char
 from typing import Any
@@ -49,10 +52,10 @@ import numpy as np
 from .._core import tree as _tree
 from .._core.blockwise8 import BLOCK, BLOCKWISE8, MIXED_PREFIX, absmax_name, is_codes, n_blocks
 from .._core.combine import _labels_for
-from .._core.namespaces import NUMPY
 from .._core.transform import Transform
 from . import array_table
-from .fused_codegen import CHUNK, VIEW_TYPES, generate_source, global_terms, math_dtype
+from .fused_codegen import CHUNK, VIEW_TYPES, generate_source, math_dtype
+from .fused_passes import _LaunchError, launch, reductions
 from .kernel_cache import KernelCacheError, cache_dir, load_kernels, reload_kernels
 from .plan import (
     Stage,
@@ -64,35 +67,6 @@ from .plan import (
     stage_nodes,
     stream_key_table,
 )
-
-
-class _LaunchError(Exception):
-    """Loading, compiling or calling a kernel failed (the cause is attached)."""
-
-
-# -- launching: numba's workqueue threading layer is not thread-safe ------------------
-
-_LAUNCH_LOCK = threading.Lock()
-_THREADSAFE_LAYER: list[bool] = []  # known after the first parallel launch
-
-
-def _launch(kernel, *args) -> None:
-    """Call a parallel kernel; serialised across threads unless numba's threading
-    layer is known to be thread-safe (tbb, omp): concurrent launches on the
-    ``workqueue`` layer abort the process."""
-    if _THREADSAFE_LAYER and _THREADSAFE_LAYER[0]:
-        kernel(*args)
-        return
-    with _LAUNCH_LOCK:
-        kernel(*args)
-        if not _THREADSAFE_LAYER:
-            import numba
-
-            try:
-                _THREADSAFE_LAYER.append(numba.threading_layer() in ("tbb", "omp"))
-            except ValueError:  # no parallel region ran yet
-                pass
-
 
 # -- running ------------------------------------------------------------------------
 
@@ -106,7 +80,7 @@ class FusedEngine:
 
     def __init__(self, transform: Transform):
         self.transform = transform
-        self.stages = flatten_stages(transform)
+        self.stages = flatten_stages(transform, per_tensor=True)
         # scal[0] is the dtype witness
         self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages, first_scalar=1)
         self.n_rows = place_scales(self.stages, self.n_rows)
@@ -237,49 +211,9 @@ class FusedEngine:
             kernels = self.kernels_for(tuple(layout["rows"]))
         except Exception as error:
             raise _LaunchError from error
-        n_tensors = len(layout["w"])
         tmask = (tmask, keys) if keys is not None else (tmask,)
-        carried = {}
-        for st, count in zip(self.stages, counts):
-            if st.is_global:
-                terms = global_terms(st)
-                acc = np.zeros(len(chunks) * terms, np.float64)
-                try:
-                    _launch(
-                        getattr(kernels, f"reduce{st.index}"),
-                        chunks,
-                        ptrs,
-                        scal,
-                        tscal,
-                        *tmask,
-                        acc,
-                    )
-                except Exception as error:
-                    raise _LaunchError from error
-                sums = tuple(np.float64(x) for x in acc.reshape(len(chunks), terms).sum(axis=0))
-                h, prepared = steps[st.index]
-                carried[st.index], reduced = st.stage.combine(sums, h, prepared)
-                start = st.scalar_offset + len(prepared)
-                scal[start : start + len(reduced)] = list(reduced.values())
-            if st.is_reduction:
-                acc = np.zeros(len(chunks), np.float64)
-                reduce = getattr(kernels, f"reduce{st.index}")
-                try:
-                    _launch(reduce, chunks, ptrs, scal, tscal, *tmask, acc)
-                except Exception as error:
-                    raise _LaunchError from error
-                sums = np.bincount(chunks[:, 0], weights=acc, minlength=n_tensors)
-                if st.is_cautious:  # counts of the elements kept, as the eager engine's
-                    sizes = [int(np.prod(shape)) for shape in layout["shapes"]]
-                    like = np.zeros((), tscal.dtype)
-                    factors = st.stage.factors_of_counts(sums, sizes, NUMPY, like)
-                else:
-                    factors = st.stage.factors(list(sums), count, ctx)
-                tscal[:, st.reduction_column] = factors
-        try:
-            _launch(kernels.step, chunks, ptrs, scal, tscal, *tmask)
-        except Exception as error:
-            raise _LaunchError from error
+        carried = reductions(self.stages, kernels, layout, counts, ctx, scal, tscal, steps, tmask)
+        launch(kernels.step, chunks, ptrs, scal, tscal, *tmask)
         return carried
 
     def _layout(self, ws: list, params: Any) -> dict:
@@ -311,6 +245,12 @@ class FusedEngine:
             "chunks": np.array(rows, np.int64).reshape(-1, 3),
             "ptrs": np.zeros((self.n_rows, len(ws)), np.int64),
             "selected": [self._selection(st, params, len(ws)) for st in self.stages],
+            # per-tensor reduction stages: each tensor's mask flags
+            "flags": {
+                st.index: st.stage.tensor_flags(params, None, len(ws))
+                for st in self.stages
+                if st.is_per_tensor
+            },
             # a row per stage: whether its mask covers each tensor; then whether each
             # tensor's 8-bit slots hold codes (below min_8bit_size: float values)
             "tmask": np.ones((len(self.stages) + 1, len(ws)), np.uint8),

@@ -3,7 +3,7 @@
 The module holds every stage's element function (copied from its source, with the
 element operations bound to :mod:`gradstep.engines._scalar_ops`), the main kernel
 that runs the whole chain in one pass over a table of chunks, and one reduction
-kernel per norm or global-reduction stage. Each row of the pointer table (gradient,
+kernel per norm, per-tensor or global reduction stage. Each row of the pointer table (gradient,
 parameter, each slot) has its storage dtype; values are converted when loaded and
 rounded when stored, and the arithmetic runs in :func:`math_dtype`. An 8-bit slot
 (:mod:`gradstep._core.blockwise8`) has a row of uint8 codes and a row of float32
@@ -181,7 +181,7 @@ def generate_source(
         lines.append("@njit(cache=True, error_model='numpy', inline='always')")
         lines.append(source)
         lines.append("")
-    terms = {st.index: global_terms(st) for st in stages if st.is_global}
+    terms = {st.index: global_terms(st) for st in stages if st.is_global or st.is_per_tensor}
     for kernel in kp.kernels(stages, terms):
         lines += _kernel(kernel, kp.kernel_inputs(kernel, stages, rows), access, loop)
     return "\n".join(lines) + "\n"
@@ -192,8 +192,9 @@ PLAIN_LOOP = ("@njit(cache=True, error_model='numpy')", "range")
 
 
 def global_terms(st: Stage) -> int:
-    """How many arrays a global reduction stage's ``terms`` returns (cached on the
-    stage's plan entry: counting calls the function)."""
+    """How many arrays a global reduction stage's ``terms`` (a per-tensor reduction
+    stage's ``norms``) returns (cached on the stage's plan entry: counting calls the
+    function)."""
     if "n_terms" not in st.__dict__:
         st.__dict__["n_terms"] = st.stage.n_terms()
     return st.__dict__["n_terms"]

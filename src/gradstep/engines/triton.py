@@ -78,8 +78,9 @@ class TritonEngine:
             raise NotFusable("8-bit blockwise state (the Triton engine does not quantise)")
         self.block, self.iters, self.num_warps = block, iters, num_warps
         self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages)
-        self.terms = {st.index: _norm_terms(st.stage) for st in self.stages if st.is_per_tensor}
-        self.terms.update({st.index: st.stage.n_terms() for st in self.stages if st.is_global})
+        self.terms = {
+            st.index: st.stage.n_terms() for st in self.stages if st.is_per_tensor or st.is_global
+        }
         self._modules: dict[tuple, Any] = {}
         self._tables: _Tables | None = None
         self._factor_fns: dict[int, Any] = {}
@@ -461,15 +462,3 @@ def _stacked(values: Any, like: torch.Tensor) -> torch.Tensor:
     return torch.stack(
         [torch.as_tensor(v).to(dtype=like.dtype, device=like.device).reshape(()) for v in values]
     )
-
-
-def _norm_terms(stage: Any) -> int:
-    """How many arrays a per-tensor reduction's ``norms`` returns (evaluated once on
-    one-element NumPy arrays)."""
-    import numpy as np
-
-    one = np.ones(1)
-    arrays = [one] * (1 + stage.uses_params + len(stage.slots))
-    scalars = [1.0] * len(stage.scalar_names())
-    result = element_for(stage.norms, namespace_of(one))(*arrays, *scalars)
-    return len(result) if isinstance(result, tuple) else 1

@@ -71,6 +71,7 @@ class EngineRuns:
             engine != "eager"
             and rule.fusable
             and mode != "gather"
+            and not (rule.reducer is not None and rule.reduces_per_tensor)
             and all(m.fusable() for m in members)
             and not self.__dict__.get("_gs_inputs")  # extra inputs: the transform's own
         )
@@ -304,6 +305,8 @@ def _why_not_fused(rule: _Rule, members: list[_Member]) -> str:
         return f"the transform {rule.transform!r} has stages the fused engine cannot compile"
     if members[0].mode == "gather":
         return "sharded parameters of this transform need whole tensors"
+    if rule.reducer is not None and rule.reduces_per_tensor:
+        return "the per-tensor norms of sharded parameters are reduced across ranks"
     for m in members:
         if not m.fusable():
             return (

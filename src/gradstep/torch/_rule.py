@@ -160,18 +160,17 @@ def _separable(t: Transform) -> bool:
     return True
 
 
-def _fusable(t: Transform, per_tensor: bool = False) -> bool:
-    """The numba engine can compile ``t`` (``per_tensor``: the Triton engine, which
-    also runs per-tensor reductions such as LAMB's trust ratio)."""
+def _fusable(t: Transform, triton: bool = False) -> bool:
+    """The numba engine (``triton``: the Triton engine) can compile ``t``."""
     from ..engines.plan import NotFusable, flatten_stages
 
     try:
-        stages = flatten_stages(t, per_tensor=per_tensor)
+        stages = flatten_stages(t, per_tensor=True)
     except NotFusable:
         return False
     # the Triton engine does not quantise 8-bit blockwise state (the numba one does)
     eight_bit = any(s.dtype == BLOCKWISE8 for st in stages for s in st.stage.slots)
-    return not (per_tensor and eight_bit)
+    return not (triton and eight_bit)
 
 
 def baked_values(t: Transform) -> dict[str, Any]:
@@ -255,7 +254,10 @@ class _Rule:
             self.inner_name = run.stage_names[1]
         self.run = run
         self.fusable = _fusable(run)
-        self.triton_fusable = _fusable(run, per_tensor=True)
+        self.triton_fusable = _fusable(run, triton=True)
+        # trust ratios of sharded tensors reduce their sums across ranks per tensor,
+        # which only the transform's own update does
+        self.reduces_per_tensor = any(isinstance(h, _ReducedPerTensor) for h in self.hooks)
         self.local_ok = _local_ok(transform)
         self.global_norm = _global_norm(transform)
         self._checked: dict[int, tuple] = {}
