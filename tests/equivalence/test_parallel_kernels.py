@@ -3,9 +3,9 @@
 The test workers run numba with one thread each, where the engine generates plain
 loops over the chunks (:func:`gradstep.engines.fused_codegen.parallel_kernels`):
 this test forces ``prange`` kernels for one rule of every stage kind the kernels
-have (elementwise slots, a norm reduction, a global reduction, a cautious mask, a
-masked stage, 8-bit blocks, stochastically rounded bfloat16) on tensors of several
-chunks, and compares them with the plain kernels' results.
+have (elementwise slots, a norm reduction, a global reduction, per-tensor reductions,
+a cautious mask, a masked stage, 8-bit blocks, stochastically rounded bfloat16) on
+tensors of several chunks, and compares them with the plain kernels' results.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ SETTINGS = {
         np.float32,
     ),
     "prodigy": (lambda: gradstep.prodigy(), np.float64),
+    # per-tensor reductions: trust ratios (two norms), NovoGrad's squared norm
+    "lamb": (lambda: gradstep.lamb(0.01, weight_decay=0.01), np.float32),
+    "novograd": (lambda: gradstep.novograd(0.01), np.float64),
     "cautious_adamw": (lambda: gradstep.cautious_adamw(0.01), np.float32),
     "masked": (
         lambda: gradstep.chain(
