@@ -1,6 +1,7 @@
 """With the default engine, a group the fused engine refuses at the step (its
 ``Unsupported``: a global reduction over 16-bit parameters) runs eagerly instead of
-failing; ``engine="fused"`` still raises."""
+failing; ``engine="fused"`` still raises. Per-tensor reductions (trust ratios) are
+not refused: they run fused."""
 
 from __future__ import annotations
 
@@ -31,3 +32,34 @@ def test_a_required_fused_engine_still_refuses():
     p.grad = torch.ones_like(p)
     with pytest.raises(Exception, match="float16"):
         opt.step()
+
+
+@pytest.mark.parametrize("name", ["Lamb", "Lars", "Novograd", "Mars", "StableAdamw"])
+def test_per_tensor_reductions_run_on_the_cpu_fused_engine(name, monkeypatch):
+    """LAMB's and LARS's trust ratios, NovoGrad's, MARS's and StableAdamW's norms: the
+    CPU front steps them on the fused engine (required, so no silent eager run), as
+    the eager engine does."""
+    import gradstep.torch as gt
+    from gradstep.engines import fused
+
+    cls = getattr(gt, name)
+    results, calls = {}, []
+    original = fused.FusedEngine.step_leaves
+
+    def counted(self, *args, **kwargs):
+        calls.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(fused.FusedEngine, "step_leaves", counted)
+    for engine in ("eager", "fused"):
+        torch.manual_seed(0)
+        ps = [torch.nn.Parameter(torch.randn(300, 250)), torch.nn.Parameter(torch.randn(33))]
+        opt = cls(ps, learning_rate=1e-2, engine=engine)
+        for k in range(3):
+            for p in ps:
+                p.grad = torch.sin(3 * p.detach() + k)
+            opt.step()
+        results[engine] = [p.detach().clone() for p in ps]
+        assert len(calls) == (3 if engine == "fused" else 0)
+    for a, b in zip(results["eager"], results["fused"]):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
