@@ -75,7 +75,7 @@ class FusedEngine:
     """Runs one transform over a fixed parameter list, in place.
 
     Raises :class:`NotFusable` at construction when the transform has a stage that
-    is not elementwise (or a norm reduction).
+    is not elementwise (or a norm, per-tensor or global reduction).
     """
 
     def __init__(self, transform: Transform):

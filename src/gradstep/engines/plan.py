@@ -136,8 +136,8 @@ def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage
 
     Chains, one level of masks and cautious wrappers (not masked, not nested, with no
     mask inside) are compiled; any other transform is not. ``per_tensor``: the caller
-    also runs per-tensor reduction stages (the Triton engine does; this engine does
-    not)."""
+    also runs per-tensor reduction stages (both fused engines do; callers that only
+    locate elementwise slots leave it off)."""
     out: list[Stage] = []
     open_cautious: list = []  # (wrapper, its start's index) while its stages come
     for visit in walk(transform):
