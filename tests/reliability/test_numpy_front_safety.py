@@ -296,3 +296,55 @@ def test_pickle_gives_an_independent_optimizer_that_continues_identically(engine
         opt.step(_grads(params, k))
     _assert_same_tree(opt.params, clone.params)
     _assert_same_tree(opt.state, clone.state)
+
+
+# -- item: per-tensor reductions (trust ratios, NovoGrad's norms) on the fused engine ----
+
+PER_TENSOR = ["lamb", "lars", "novograd", "mars", "stable_adamw"]
+
+
+def _per_tensor_stage(transform):
+    from gradstep._core.per_tensor import PerTensorReduction
+    from gradstep._core.transform import walk
+
+    return next(v.transform for v in walk(transform) if isinstance(v.transform, PerTensorReduction))
+
+
+@pytest.mark.parametrize("engine", ["fused", "eager"])
+def test_a_per_tensor_step_that_fails_after_its_reduction_changes_nothing(engine):
+    """The reduction pass has run and the host's ``combine`` fails: the main pass never
+    ran, so parameters and state are as they were; the next step runs normally."""
+    params = _three_params()
+    transform = gradstep.lamb(0.1, weight_decay=0.01)
+    opt = gradstep.Optimizer(params, transform, engine=engine)
+    opt.step([np.ones(4), np.ones(3), np.ones(5)])
+    stage = _per_tensor_stage(transform)
+    combine = stage.combine
+
+    def failing(sums, flags, h):
+        raise FloatingPointError("combine failed")
+
+    stage.combine = failing
+    before = _snapshot(opt)
+    with pytest.raises(FloatingPointError, match="combine failed"):
+        opt.step([np.ones(4), np.ones(3), np.ones(5)])
+    _assert_same_tree(before, (opt.params, opt.state, opt.hyperparams))
+    stage.combine = combine
+    opt.step([np.ones(4), np.ones(3), np.ones(5)])
+    assert opt.engine == engine and int(opt.state["scale_by_adam"]["count"]) == 2
+
+
+@pytest.mark.parametrize("rule", PER_TENSOR)
+def test_a_per_tensor_rule_pickled_on_the_fused_engine_continues_identically(rule):
+    import pickle
+
+    params = {"a": np.linspace(-1, 1, 5), "b": np.linspace(0, 2, 7).reshape(7, 1)}
+    opt = gradstep.Optimizer(params, getattr(gradstep, rule)(0.01), engine="fused")
+    opt.step(_grads(params))
+    clone = pickle.loads(pickle.dumps(opt))
+    for k in range(3):
+        clone.step(_grads(clone.params, k))
+        opt.step(_grads(params, k))
+    assert opt.engine == clone.engine == "fused"
+    _assert_same_tree(opt.params, clone.params)
+    _assert_same_tree(opt.state, clone.state)
