@@ -89,6 +89,7 @@ References:
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -257,7 +258,8 @@ def seeded_probes(seed: Any, count: Any, likes: list) -> tuple[list, Any]:
     """The default probe source: standard normals shaped like each of ``likes`` and a
     balancing decision (one more normal above :data:`BALANCE_Z`), from the key
     ``(seed, count)``."""
-    draws = normals(likes + [likes[0][..., :1]], seed, count, 1.0)
+    one = namespace_of(likes[0]).zeros((1,), likes[0])  # also when likes[0] is empty
+    draws = normals(likes + [one], seed, count, 1.0)
     z = draws[-1]  # compared on the array's library: no host read
     return draws[:-1], namespace_of(z).reshape(z, (-1,))[0] > BALANCE_Z
 
@@ -326,6 +328,11 @@ class ScaleByKron(SeededNoise):
         for i, (g, w, mu, flat) in enumerate(zip(g_leaves, p_leaves, mus, flats)):
             ns = namespace_of(g)
             shape = tuple(np.shape(g))
+            if math.prod(shape) == 0:  # an empty tensor: nothing to precondition
+                out.append(ns.wrap(g))
+                new_mu.append(ns.wrap(mu))
+                new_flat.append(ns.wrap(flat))
+                continue
             ws, tri = self._layout(shape)
             cast = ns.scalar_caster(g)
             mu = mu * cast(self.b1) + cast(1.0 - self.b1) * g

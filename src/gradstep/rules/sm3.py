@@ -52,8 +52,8 @@ from .._core.xmath import ema
 
 def _accumulator_size(shape: tuple[int, ...]) -> int:
     """Length of a tensor's flat accumulator: the sum of its axes (rank >= 2), its
-    size (rank 1) or 1 (a scalar)."""
-    return sum(shape) if len(shape) >= 2 else max(math.prod(shape), 1)
+    size (rank 1, 0 for an empty vector) or 1 (a scalar)."""
+    return sum(shape) if len(shape) >= 2 else math.prod(shape)
 
 
 def _expanded(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:

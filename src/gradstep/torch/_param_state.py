@@ -54,14 +54,20 @@ class ParamState:
             for name, value in shared.items():
                 key = rule.key(name)
                 if name != STEP and key not in state:
-                    if np.size(value) != 1:
+                    # np.size of a torch tensor is its bound ``size`` method, not a count
+                    size = value.numel() if isinstance(value, torch.Tensor) else np.size(value)
+                    if size != 1:
                         raise TypeError(
                             f"{self._owner}: {rule.transform!r} keeps state shared by all "
                             f"parameters ({name!r} of shape {np.shape(value)}), which "
                             "torch's per-parameter state cannot hold"
                         )
                     # a Python number: torch would cast a tensor to the parameter's dtype
-                    state[key] = np.asarray(value).item()
+                    state[key] = (
+                        value.item()
+                        if isinstance(value, torch.Tensor)
+                        else (np.asarray(value).item())
+                    )
         if rule.track_step and STEP not in state:
             state[STEP] = torch.tensor(0.0, dtype=scalar_dtype())
         return bool(missing)
