@@ -68,7 +68,7 @@ def replay_numpy(case: dict) -> list:
 
 
 def replay_torch(case: dict) -> list:
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
     import gradstep.torch as gt
 
     dtype = getattr(torch, case["dtype"])
@@ -86,7 +86,7 @@ def replay_torch(case: dict) -> list:
 
 def replay_jax(case: dict) -> list:
     """Through ``gradstep.jax.to_optax``, the update under ``jax.jit``."""
-    jax = pytest.importorskip("jax")
+    jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
     import jax.numpy as jnp
 
     from gradstep.jax import apply_updates, to_optax

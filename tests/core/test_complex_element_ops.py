@@ -39,7 +39,7 @@ def test_squares_are_conjugate_products():
 
 
 def test_numba_operations_are_the_identity_on_floats():
-    numba = pytest.importorskip("numba")
+    numba = pytest.importorskip("numba", reason="needs numba (a dependency of the fused engine)")
     from gradstep.engines import _scalar_ops as ops
 
     @numba.njit
@@ -52,8 +52,8 @@ def test_numba_operations_are_the_identity_on_floats():
 
 
 def test_torch_and_jax_operations():
-    torch = pytest.importorskip("torch")
-    jnp = pytest.importorskip("jax.numpy")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
+    jnp = pytest.importorskip("jax.numpy", reason="needs JAX (a test dependency)")
     from gradstep.engines.jax_namespace import JaxNamespace
     from gradstep.engines.torch_namespace import TorchNamespace
 

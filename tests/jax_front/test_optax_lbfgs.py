@@ -99,7 +99,7 @@ def test_fixtures_cover_the_family():
 
 
 def test_state_classes_are_optax_own():
-    optax = pytest.importorskip("optax")
+    optax = pytest.importorskip("optax", reason="compares with optax (a test dependency)")
     for name in NAMES:
         if name[0].isupper():
             assert getattr(cx, name) is getattr(optax, name)
@@ -111,7 +111,7 @@ def test_state_classes_are_optax_own():
 
 
 def test_optax_value_and_grad_from_state_reads_compat_state():
-    optax = pytest.importorskip("optax")
+    optax = pytest.importorskip("optax", reason="compares with optax (a test dependency)")
 
     def f(x):
         return jnp.sum((x - 1.0) ** 2)

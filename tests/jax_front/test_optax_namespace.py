@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 optax = pytest.importorskip("optax", reason="compares with optax (a test dependency)")
-jnp = pytest.importorskip("jax.numpy")
+jnp = pytest.importorskip("jax.numpy", reason="needs JAX (a test dependency)")
 
 import gradstep.compat.optax as gx  # noqa: E402
 

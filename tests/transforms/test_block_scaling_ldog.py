@@ -58,7 +58,7 @@ def test_numpy_front_replays_optax(name):
 
 @pytest.mark.parametrize("name", sorted(BUILD))
 def test_torch_front_replays_optax(name):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
     from gradstep.torch import TransformOptimizer
 
     case = CASES[f"optax_compat-{name}-float64"]
