@@ -33,10 +33,20 @@ from .._core.global_reduction import GlobalReduction
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import maximum, sqrt, where
+from .._core.xmath import element_helper, maximum, sqrt, where
 from .layerwise import NoneOr
 
 INIT_STEPS = ("heuristic", "distance", "learning_rate")
+
+
+@element_helper
+def distance_over_gradients(max_dist, sum_sq, moved_sq, grad_sq, eps):
+    """DoG's step size from one step's squared distance from :math:`w_0` and squared
+    gradient norm: ``(new max distance, new sum of squared norms, step size)``
+    (:func:`gradstep.rules.ldog.scale_by_ldog` takes it per tensor)."""
+    max_dist = maximum(max_dist, sqrt(moved_sq))
+    total = sum_sq + grad_sq
+    return max_dist, total, max_dist / sqrt(total + eps)
 
 
 def _distance_and_norms(g, w, p0):
@@ -53,9 +63,9 @@ def _combine(sums, h, scalars, *, init_step, value, eps):
     start = h["max_dist"]
     if init_step == "heuristic":  # the initial parameters' norm: w is w0 on step 1
         start = where(first, value * (1.0 + sqrt(weights)), start)
-    max_dist = maximum(start, sqrt(moved))
-    total = h["sum_sq_norm_grads"] + squares
-    factor = max_dist / sqrt(total + eps)
+    max_dist, total, factor = distance_over_gradients(
+        start, h["sum_sq_norm_grads"], moved, squares, eps
+    )
     if init_step == "learning_rate":
         factor = where(first, value, factor)
     carried = {"max_dist": max_dist, "sum_sq_norm_grads": total, "first": 0.0 * h["first"]}

@@ -33,10 +33,11 @@ from __future__ import annotations
 from typing import Any
 
 from .._core import tree as _tree
-from .._core.namespaces import namespace_of
+from .._core.namespaces import element_for, namespace_of
 from .._core.precision import dtype_name
 from .._core.transform import Transform
 from .._core.validate import Interval, hyperparams, nonnegative
+from .dog import distance_over_gradients
 
 _FLOATS = ("float16", "bfloat16", "float32", "float64")
 
@@ -81,9 +82,10 @@ class ScaleByLDoG(Transform):
         for g, w, w0, r, s in zip(leaves, *columns):
             ns = namespace_of(g)
             moved = w - w0
-            r = ns.maximum(r, ns.sqrt(ns.sum(moved * moved)))
-            s = s + ns.sum(g * g)
-            step = self.global_scale * (r / ns.sqrt(s + self.epsilon))
+            r, s, size = element_for(distance_over_gradients, ns)(
+                r, s, ns.sum(moved * moved), ns.sum(g * g), self.epsilon
+            )
+            step = self.global_scale * size
             out.append(ns.wrap(step * g))
             max_dists.append(ns.wrap(r))
             sums.append(ns.wrap(s))
