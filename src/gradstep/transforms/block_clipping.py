@@ -61,14 +61,17 @@ _POSITIVE = Interval(0.0, lo_open=True)
 _DIVISION_GUARD = 1e-6
 
 
-class _Stateless(Transform):
-    """A transform without state whose update maps each leaf on its own."""
+class Stateless(Transform):
+    """A transform without state whose update maps each leaf on its own (with
+    statistics of that leaf or of its parameter)."""
+
+    per_element_state = True  # no state at all: any shapes may be stepped together
 
     def init(self, params: Any) -> dict:
         return {}
 
 
-class BlockRMSClip(_Stateless):
+class BlockRMSClip(Stateless):
     name = "clip_by_block_rms"
 
     def __init__(self, threshold: float):
@@ -130,7 +133,7 @@ def unit_norms(x: Any, axes: tuple[int, ...]) -> Any:
     return ns.sqrt(ns.sum(x * x, axis=axes, keepdims=True))
 
 
-class AdaptiveClip(_Stateless):
+class AdaptiveClip(Stateless):
     name = "adaptive_clip"
     reads_shape = True  # a real view's trailing axis would change it
 

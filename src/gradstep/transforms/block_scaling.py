@@ -22,9 +22,11 @@ of every tensor, :math:`c` ``scale_factor``, :math:`\epsilon` ``epsilon``.
 
 a step of length about :math:`c` whatever the gradient's size.
 
-None of them keeps state. They are not elementwise (norms over tensors); they are
-written against the array namespace, so they run on NumPy, torch tensors on their
-device and under :func:`jax.jit`, on the eager path.
+None of them keeps state. The parameter-block scalings are not elementwise (norms of
+the parameters); they are written against the array namespace, so they run on NumPy,
+torch tensors on their device and under :func:`jax.jit`, on the eager path. The
+update-norm normalisation is a global-norm scaling (as ``clip_by_global_norm``), run
+fused where the engine fuses.
 """
 
 from __future__ import annotations
@@ -32,21 +34,15 @@ from __future__ import annotations
 from typing import Any
 
 from .._core import tree as _tree
+from .._core.elementwise import NormScaled
 from .._core.namespaces import namespace_of
-from .._core.transform import Transform
 from .._core.validate import Interval, OneOf, hyperparams, nonnegative
+from .block_clipping import Stateless
 
 KINDS = ("norm", "rms")
 
 
-class _Stateless(Transform):
-    per_element_state = True  # no state at all: any shapes may be stepped together
-
-    def init(self, params: Any) -> dict:
-        return {}
-
-
-class ParamBlockScale(_Stateless):
+class ParamBlockScale(Stateless):
     """See :func:`scale_by_param_block_norm` and :func:`scale_by_param_block_rms`."""
 
     def __init__(self, kind: str, min_scale: float):
@@ -116,26 +112,10 @@ def scale_by_param_block_rms(min_scale: float = 1e-3) -> ParamBlockScale:
     return scale_by_param_block("rms", min_scale)
 
 
-class UpdateNormNormalize(_Stateless):
-    """See :func:`normalize_by_update_norm`."""
-
-    name = "normalize_by_update_norm"
-
-    def __init__(self, scale_factor: float, epsilon: float):
-        self.scale_factor = scale_factor
-        self.epsilon = epsilon
-
-    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        leaves, td = _tree.flatten(grads)
-        if not leaves:
-            return grads, state
-        ns = namespace_of(leaves[0])
-        total = None
-        for u in leaves:
-            s = ns.sum(u * u)
-            total = s if total is None else total + s
-        denominator = (ns.sqrt(total) + self.epsilon) / self.scale_factor
-        return _tree.unflatten(td, [ns.wrap(u / denominator) for u in leaves]), state
+def _normalizing_factor(norm: Any, h: dict) -> Any:
+    # the multiplier c / (||u|| + eps): the global-norm reduction of NormScaled (as
+    # clip_by_global_norm), so every engine runs it, fused where it fuses
+    return h["scale_factor"] / (norm + h["epsilon"])
 
 
 _NONZERO = Interval(None, None)
@@ -168,4 +148,9 @@ def normalize_by_update_norm(scale_factor: float = 1.0, epsilon: float = 1e-6):
             "normalize_by_update_norm: invalid scale_factor=0; valid values: a nonzero "
             "number (0 would divide by zero)"
         )
-    return UpdateNormNormalize(scale_factor, epsilon)
+    return NormScaled(
+        "normalize_by_update_norm",
+        _normalizing_factor,
+        {"scale_factor": scale_factor, "epsilon": epsilon},
+        per_tensor=False,
+    )
