@@ -19,7 +19,7 @@ import pytest
 
 import gradstep
 from gradstep._core.namespaces import namespace_of
-from gradstep.rules.psgd_kron import update_probability, updates_now
+from gradstep.rules.psgd_schedule import update_probability, updates_now
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DATA = json.loads((FIXTURES / "psgd_kron" / "psgd_kron.json").read_text())
