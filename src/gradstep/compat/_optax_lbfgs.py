@@ -14,7 +14,7 @@ the parameters, :math:`m` ``memory_size``, :math:`\delta w = w_k - w_{k-1}`,
 :math:`(\delta w, \delta u, \rho)` in row :math:`(k-1) \bmod m` (every pair, without
 a curvature test: a pair with :math:`\delta u^\top \delta w < 0` is kept; before step
 1 the rows are zeros, which act as absent pairs), then outputs :math:`H_k u_k` by
-:func:`gradstep.rules.lbfgs.two_loop` over the :math:`m` rows oldest first, with the
+:func:`gradstep.rules.lbfgs_two_loop.two_loop` over the :math:`m` rows oldest first, with the
 initial matrix :math:`\gamma I`, :math:`\gamma = \delta u^\top \delta w /
 \lVert\delta u\rVert^2` (1 if :math:`\delta u = 0`) and, at :math:`k = 0`,
 :math:`\gamma = \min(1, 1/\lVert u_0\rVert_2)`; with ``scale_init_precond=False``,
@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from .._core.namespaces import namespace_of
 from .._core.validate import BOOL, Interval, hyperparams
 from ..rules.adafactor import OrNone
-from ..rules.lbfgs import two_loop
+from ..rules.lbfgs_two_loop import two_loop
 from ._optax_linesearch import (
     ScaleByBacktrackingLinesearchState,
     _value_dtype,

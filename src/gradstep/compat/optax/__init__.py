@@ -128,7 +128,7 @@ Mapping (optax name -> gradstep):
   ``centralize`` -> :func:`gradstep.transforms.centralize`; ``scale_gradient`` (a
   function of arrays: identity forward, gradient times ``scale`` backward);
   ``radam``/``scale_by_radam`` take ``threshold`` from 4 (optax's NaN below).
-- ``lbfgs``, ``scale_by_lbfgs`` -> :func:`gradstep.rules.lbfgs.two_loop` with
+- ``lbfgs``, ``scale_by_lbfgs`` -> :func:`gradstep.rules.lbfgs_two_loop.two_loop` with
   optax's memory ring and initial scaling; ``scale_by_zoom_linesearch``,
   ``scale_by_backtracking_linesearch``, ``value_and_grad_from_state`` -> ``jax.lax``
   loops (:mod:`gradstep.compat._optax_zoom`, :mod:`gradstep.compat._optax_linesearch`),
