@@ -179,11 +179,9 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         check(owner, "master_weights", group.get("master_weights", False), BOOL)
         check(owner, "capturable", group.get("capturable", False), BOOL)
         check(owner, "state_dtype", group.get("state_dtype"), StateDtype())
-        if "min_8bit_size" in group:
-            check(owner, "min_8bit_size", group["min_8bit_size"], MIN_8BIT_RANGE)
-        for option in ROUNDING_OPTIONS:
-            if option in group:
-                check(owner, option, group[option], ROUNDING_RANGES[option])
+        for option, valid in {**ROUNDING_RANGES, "min_8bit_size": MIN_8BIT_RANGE}.items():
+            if option in group:  # storage options: validated when a group sets them
+                check(owner, option, group[option], valid)
         check(owner, "engine", self._engine(group), OneOf(ENGINES))
         rule = self._rule(group)
         rule.ctx(group, owner)
