@@ -337,7 +337,6 @@ def _blockwise8_converted(transform: Transform, state_dict: dict[str, Any]) -> d
     from ._core.transform import walk
 
     out = dict(state_dict)
-    empty = np.zeros((0,), np.float32)
     for visit in walk(transform):
         t = visit.transform
         if not isinstance(t, Elementwise) or visit.path is None:
@@ -346,29 +345,21 @@ def _blockwise8_converted(transform: Transform, state_dict: dict[str, Any]) -> d
             prefix = _STATE + "/".join(visit.path + (slot.name,))
             scales = _STATE + "/".join(visit.path + (blockwise8.absmax_name(slot.name),))
             keys = [k for k in out if k == prefix or k.startswith(prefix + "/")]
-            signed = not slot.nonnegative
             eight = slot.dtype == blockwise8.BLOCKWISE8
             for key in keys:
-                value, scale_key = np.asarray(out[key]), scales + key[len(prefix) :]
-                if value.dtype == np.uint8 and scale_key in out:  # saved as codes
-                    if eight and blockwise8.stores_8bit(value.size, slot.min_8bit_size):
-                        continue
-                    scale = np.asarray(out[scale_key], np.float32)
-                    if scale.shape != (blockwise8.n_blocks(value.size),):
-                        continue  # not codes of this shape: the checks say so
-                    out[key] = blockwise8.dequantised(value, scale, signed)
-                    out[scale_key] = empty
-                elif not is_floating(value.dtype):
-                    continue
-                elif eight and blockwise8.stores_8bit(value.size, slot.min_8bit_size):
-                    out[key], out[scale_key] = blockwise8.quantised(
-                        value.astype(np.float32), signed
-                    )
-                elif eight:
-                    out.setdefault(scale_key, empty)
-                    continue
-                if not eight:  # a floating-point slot keeps no scales
+                scale_key = scales + key[len(prefix) :]
+                value, scale = blockwise8.converted(
+                    np.asarray(out[key]),
+                    out.get(scale_key),
+                    not slot.nonnegative,
+                    eight,
+                    slot.min_8bit_size,
+                )
+                out[key] = value
+                if scale is None:
                     out.pop(scale_key, None)
+                else:
+                    out[scale_key] = scale
     return out
 
 

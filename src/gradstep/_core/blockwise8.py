@@ -289,6 +289,36 @@ def dequantised(codes: Any, absmax: Any, signed: bool) -> Any:
     return ns.reshape(ns.ravel(values)[:size], shape)
 
 
+def converted(
+    value: Any, scale: Any, signed: bool, eight: bool, min_8bit_size: int
+) -> tuple[Any, Any]:
+    """One tensor's slot as a checkpoint holds it, in the form an optimizer keeps it.
+
+    ``value``: the saved array (codes, or float values of any precision); ``scale``:
+    the block scales saved beside it (None where there are none); ``eight``: the
+    optimizer's slot is ``blockwise8`` with the threshold ``min_8bit_size`` (else it
+    is a floating-point slot). Returns ``(value, scale)``: codes and block scales
+    where the optimizer keeps codes (float values quantised); float values where it
+    keeps floats (codes dequantised, in float32), with an empty scale array for an
+    8-bit slot below the threshold and None for a floating-point slot, which keeps
+    no scales. What is neither codes with block scales of their shape nor float
+    values comes back as it is, for the loader's checks to refuse."""
+    ns = namespace_of(value)
+    size = int(np.prod(np.shape(value), dtype=np.int64))
+    keeps_codes = eight and stores_8bit(size, min_8bit_size)
+    if is_codes(value):
+        if keeps_codes or scale is None or tuple(np.shape(scale)) != (n_blocks(size),):
+            return value, scale
+        value, scale = dequantised(value, ns.stored(scale, "float32"), signed), None
+    elif not ns.is_float(value):
+        return value, scale
+    elif keeps_codes:
+        return quantised(ns.stored(value, "float32"), signed)
+    if not eight:
+        return value, None
+    return value, ns.zeros((0,), ns.stored(value, "float32")) if scale is None else scale
+
+
 def initial(param: Any, fill: float, signed: bool, min_8bit_size: int = 0) -> tuple[Any, Any]:
     """``(codes, absmax)`` of a slot filled with ``fill``, shaped like ``param``; for a
     tensor below ``min_8bit_size`` elements (:func:`stores_8bit`), ``(values, empty)``:
