@@ -308,3 +308,28 @@ def test_a_complex_parameters_8bit_checkpoint_loads_into_float32_state_and_back(
         assert torch.equal(again.state[z[0]][key], codes)
         assert torch.equal(again.state[z[0]][q8.absmax_name(key)], scales)
     _run(again, z, grads[2:])
+
+
+def test_master_weights_8bit_state_loads_into_float32_state_and_back():
+    """Under ``master_weights`` the state is the float32 master copy's: dequantised
+    into float32 (not the bfloat16 parameter's dtype) and quantised back."""
+    w0, grads = _problem(3, seed=5, dtype=torch.bfloat16)
+    params = _params(w0)
+    eight = gt.AdamW(params, lr=0.01, master_weights=True, state_dtype="int8")
+    _run(eight, params, grads[:2])
+    saved = copy.deepcopy(eight.state_dict())
+    full = gt.AdamW(params, lr=0.01, master_weights=True)
+    full.load_state_dict(_regrouped(saved, state_dtype=None))
+    big = eight.state[params[0]]
+    for key, signed in SLOTS:
+        want = q8.dequantised(big[key], big[q8.absmax_name(key)], signed)
+        _assert_states_equal({key: full.state[params[0]][key]}, {key: want})
+        assert q8.absmax_name(key) not in full.state[params[0]]
+    assert torch.equal(full.state[params[0]]["master_param"], big["master_param"])
+    again = gt.AdamW(params, lr=0.01, master_weights=True, state_dtype="int8")
+    again.load_state_dict(_regrouped(full.state_dict(), state_dtype="int8"))
+    for key, signed in SLOTS:
+        codes, scales = q8.quantised(full.state[params[0]][key], signed)
+        assert torch.equal(again.state[params[0]][key], codes)
+        assert torch.equal(again.state[params[0]][q8.absmax_name(key)], scales)
+    _run(again, params, grads[2:])

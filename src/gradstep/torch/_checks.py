@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._core.rounding import ROUNDING_OPTIONS
 from . import _distributed as _dist
+
+#: group options that change the state's form: a checkpoint's group without one has
+#: the default once loaded (torch.optim takes the saved groups whole)
+STORAGE_OPTIONS = ("master_weights", "state_dtype", "min_8bit_size", *ROUNDING_OPTIONS)
 
 
 def expected_shapes(rule: Any, layout: Any, shape: tuple) -> dict[str, tuple]:
@@ -90,6 +95,17 @@ def check_member(
             )
 
 
+def loaded_values(group: dict, saved_group: dict) -> dict:
+    """The values ``group`` steps with once the checkpoint's ``saved_group`` is loaded
+    into it: the checkpoint's, the group's own where the checkpoint lacks a key, and
+    no storage option the checkpoint lacks (:data:`STORAGE_OPTIONS`: the defaults)."""
+    values = {**group, **{k: v for k, v in saved_group.items() if k != "params"}}
+    for key in STORAGE_OPTIONS:
+        if key not in saved_group:
+            values.pop(key, None)
+    return values
+
+
 def check_loaded_state(opt: Any, state_dict: dict) -> None:
     """Refuse a state dict whose per-parameter tensors do not fit their parameters
     (torch.optim only finds out at the next step, or never, reading past a buffer)."""
@@ -97,8 +113,7 @@ def check_loaded_state(opt: Any, state_dict: dict) -> None:
     saved_state = state_dict.get("state", {})
     owner = opt._owner
     for gi, (group, saved_group) in enumerate(zip(opt.param_groups, saved_groups)):
-        values = {**group, **{k: v for k, v in saved_group.items() if k != "params"}}
-        rule = opt._loaded_rule(values)
+        rule = opt._loaded_rule(loaded_values(group, saved_group))
         if rule is None:
             continue
         for i, (p, pid) in enumerate(zip(group["params"], saved_group.get("params", []))):

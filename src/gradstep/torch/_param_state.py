@@ -17,6 +17,7 @@ from .._core.precision import with_state_dtype
 from .._core.rounding import ParameterStore, with_rounding
 from .._core.transform import Transform, walk
 from . import _distributed as _dist
+from ._checkpoint_8bit import converted_8bit
 from ._checks import check_loaded_state
 from ._members import _as_tensor, _first_param, _init_view, _real_view
 from ._rule import _LOW_PRECISION, MASTER, _Rule, scalar_dtype
@@ -100,25 +101,12 @@ class ParamState:
         return rule
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # a checkpoint whose tensors do not fit the parameters is refused before
-        # anything changes
+        # 8-bit codes and float values saved in another form than the group keeps
+        # them converted; a checkpoint whose tensors do not fit the parameters is
+        # refused before anything changes
+        state_dict = converted_8bit(self, state_dict)
         check_loaded_state(self, state_dict)
-        # torch casts every state tensor to its parameter's dtype: keep float32 master
-        # weights and state of low-precision parameters in float32
-        keep = []
-        saved = state_dict.get("param_groups", [])
-        for group, saved_group in zip(self.param_groups, saved):
-            if not saved_group.get("master_weights", False):
-                continue
-            for p, pid in zip(group["params"], saved_group["params"]):
-                entry = state_dict.get("state", {}).get(pid)
-                if entry is None or p.dtype not in _LOW_PRECISION:
-                    continue
-                for key, value in entry.items():
-                    wide = (torch.float32, torch.complex64)
-                    if isinstance(value, torch.Tensor) and value.dtype in wide:
-                        if key != STEP:
-                            keep.append((p, key, value))
+        keep = _kept_dtypes(self.param_groups, state_dict)
         super().load_state_dict(state_dict)
         for p, key, value in keep:
             self.state[p][key] = value.to(device=p.device, copy=True)
@@ -145,6 +133,34 @@ class ParamState:
                     if isinstance(value, torch.Tensor) and value.is_floating_point():
                         if value.dtype != dtype:
                             state[rule.key(name)] = value.to(dtype)
+
+
+def _kept_dtypes(groups: list, state_dict: dict) -> list[tuple]:
+    """``(parameter, key, tensor)`` of the saved state tensors that torch's loading,
+    which casts every state tensor to its parameter's dtype, must not cast: the float32
+    master weights and state of low-precision parameters (``master_weights``), and
+    every floating state tensor of a group with a ``state_dtype`` (8-bit block
+    scales, a small tensor's float32 slots, bfloat16 slots of a float16 parameter),
+    which :meth:`ParamState._restore_state_dtypes` then gives its storage dtype."""
+    keep = []
+    wide = (torch.float32, torch.complex64)
+    saved_state = state_dict.get("state", {})
+    for group, saved_group in zip(groups, state_dict.get("param_groups", [])):
+        master = bool(saved_group.get("master_weights", False))
+        storage = saved_group.get("state_dtype") is not None
+        if not (master or storage):
+            continue
+        for p, pid in zip(group["params"], saved_group["params"]):
+            entry = saved_state.get(pid) or {}
+            for key, value in entry.items():
+                if key == STEP or not isinstance(value, torch.Tensor):
+                    continue
+                if master and p.dtype in _LOW_PRECISION and value.dtype in wide:
+                    keep.append((p, key, value))
+                elif storage and p.is_floating_point() and value.is_floating_point():
+                    if value.dtype != p.dtype:
+                        keep.append((p, key, value))
+    return keep
 
 
 def _complex_kept(value: torch.Tensor, real_view: torch.Tensor) -> bool:
