@@ -12,6 +12,10 @@ semantics of the NumPy/torch operation it stands for:
 
 Arithmetic runs in the dtype the kernel loaded the values in (float32 for
 float32/float16/bfloat16 tensors, float64 for float64).
+
+The 8-bit blockwise helpers (``q8_value``, ``q8_scales``, ``q8_codes``) do per tile of
+quantisation blocks what the numba kernels do per block, with the constants of
+:mod:`gradstep._core.blockwise8` and its tables in device memory.
 """
 
 import numpy as np
