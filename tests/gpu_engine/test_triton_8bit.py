@@ -261,3 +261,25 @@ def test_capturable_8bit_steps_compute_their_scalars_on_the_device():
     # float32 unit, which may move a code by one (a step of 1e-2 times its spacing)
     for a, b in zip(out[True], out[False]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_the_torch_front_runs_a_masked_8bit_stage_eager():
+    """No fused engine quantises in a masked stage: ``engine="auto"`` steps it with
+    the transform's own update (equal to ``engine="eager"``), a required fused engine
+    says it cannot compile it."""
+
+    def rule():
+        mask = lambda params: [p.shape[0] == 300 for p in params]  # noqa: E731
+        inner = gradstep.momentum(0.1, state_dtype="int8", min_8bit_size=0)
+        return gradstep.chain(gradstep.masked(inner, mask), gradstep.sgd(0.1))
+
+    sizes = (300, 200)
+    grads = _grads(sizes, 2, torch.float32)
+    auto, eager = (
+        run(rule(), "auto", sizes=sizes, grads=grads),
+        run(rule(), "eager", sizes=sizes, grads=grads),
+    )
+    assert_same_runs(auto, eager)
+    for engine in ("triton", "fused"):
+        with pytest.raises(RuntimeError, match="cannot compile"):
+            run(rule(), engine, sizes=sizes, grads=grads)
