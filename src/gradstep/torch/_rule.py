@@ -161,11 +161,12 @@ def _separable(t: Transform) -> bool:
 
 
 def _fusable(t: Transform) -> bool:
-    """The fused engines (numba's and Triton's: the same chains) can compile ``t``."""
-    from ..engines.plan import NotFusable, flatten_stages
+    """The fused engines (numba's and Triton's: the same chains) can compile ``t``:
+    its stages, and the rows of its 8-bit slots (none in a masked stage)."""
+    from ..engines.plan import NotFusable, flatten_stages, place_scales
 
     try:
-        flatten_stages(t, per_tensor=True)
+        place_scales(flatten_stages(t, per_tensor=True), 0)
     except NotFusable:
         return False
     return True
