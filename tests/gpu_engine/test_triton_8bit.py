@@ -123,6 +123,23 @@ def test_bfloat16_parameters_keep_the_codes_of_numba():
         torch.testing.assert_close(x.float(), y.float(), rtol=3 * unit, atol=3 * 0.01 * unit)
 
 
+def test_8bit_beside_bfloat16_state_and_stochastically_rounded_parameters():
+    # stochastic rounding adds the stream's bits and truncates: no float -> bfloat16
+    # conversion of the interpreter's, so the parameters too are bit for bit
+    pytest.importorskip("ml_dtypes", reason="the numba engine's bfloat16 views need ml_dtypes")
+    rule = gradstep.adamw(
+        0.01,
+        state_dtype={"mu": "int8", "nu": "bfloat16"},
+        stochastic_rounding=True,
+        min_8bit_size=100,
+    )
+    sizes = (7, 300, 4500)
+    triton = run(rule, "triton", sizes=sizes, dtype=torch.bfloat16)
+    fused = run(rule, "fused", sizes=sizes, dtype=torch.bfloat16)
+    assert triton[1].state[triton[0][1]]["nu"].dtype == torch.bfloat16
+    assert_same_runs(triton, fused)
+
+
 def test_a_nonfinite_gradient_poisons_its_block_as_in_numba():
     sizes = (1000,)
     grads = _grads(sizes, 3, torch.float32)
