@@ -32,7 +32,9 @@ magnitude (``tl.max`` over the row), and its code one lookup in the quantiser's
 bucket table (``qcodes``), as the numba kernels do it, so that the codes are the same.
 No full-size temporary: the tile lives in registers. A row whose tensors below
 ``min_8bit_size`` keep floats (``"blockwise8|float32"``) gets both loops, chosen per
-tensor by the flag ``tmask[n_stages, j]``. What each kernel reads, runs and stores is planned in
+tensor by the flag ``tmask[n_stages, j]``.
+
+What each kernel reads, runs and stores is planned in
 :mod:`~gradstep.engines.kernel_plan`, as for the numba engine; this module renders the
 plan in Triton's language.
 """
@@ -270,9 +272,8 @@ class _Emitter:
             k, i = step.stage.index, step.slot
             if self.quantised(step.stage, i) and self.mode == "codes":
                 signed = not step.stage.stage.slots[i].nonnegative
-                scales = f"tl.load(b{k}_{i} + blk" + (
-                    ", mask=blk_inside, other=0)" if masked else ")"
-                )
+                bmask = ", mask=blk_inside, other=0" if masked else ""
+                scales = f"tl.load(b{k}_{i} + blk{bmask})"
                 table = f"qmap + {q8_offset('qmap', signed)}"
                 value = f"q8_value(tl.load(a{k}_{i} + idx{mask}), {scales}, {table})"
                 return [f"s{k}_{i} = {value}.to({self.math})"]
@@ -315,9 +316,9 @@ class _Emitter:
         k, i = step.stage.index, step.slot
         signed = not step.stage.stage.slots[i].nonnegative
         table = f"qcodes + {q8_offset('qcodes', signed)}"
-        inside, bmask, smask = ("inside", ", mask=blk_inside", ", mask=inside") if masked else (
-            "True", "", ""
-        )  # fmt: skip
+        inside, bmask, smask = "True", "", ""  # a full chunk: every element
+        if masked:
+            inside, bmask, smask = "inside", ", mask=blk_inside", ", mask=inside"
         return [
             f"v{k}_{i} = s{k}_{i}.to(tl.float32)",
             f"z{k}_{i} = q8_scales(v{k}_{i}, {inside})",
