@@ -140,6 +140,7 @@ def test_8bit_beside_bfloat16_state_and_stochastically_rounded_parameters():
     assert_same_runs(triton, fused)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_a_nonfinite_gradient_poisons_its_block_as_in_numba():
     sizes = (1000,)
     grads = _grads(sizes, 3, torch.float32)
