@@ -99,6 +99,14 @@ def test_rules_equal_the_numba_engine_bit_for_bit(name, min_8bit_size):
     assert_same_runs(triton, fused)
 
 
+def test_a_list_of_tensors_all_below_min_8bit_size_keeps_float32_state():
+    # no tensor quantised: plain float rows, kernels without the 8-bit tables
+    rule = gradstep.adam(0.01, state_dtype="int8")
+    triton, fused = run(rule, "triton", sizes=(7, 300)), run(rule, "fused", sizes=(7, 300))
+    assert triton[1].state[triton[0][1]]["mu"].dtype == torch.float32
+    assert_same_runs(triton, fused)
+
+
 def test_float64_parameters_round_the_new_moments_to_float32_as_numba_does():
     rule = gradstep.lion(0.01, state_dtype="int8", min_8bit_size=100)
     sizes = (7, 300, 4500)
