@@ -130,7 +130,9 @@ class _Tables:
         if self.quantised is not None:  # after the stages' rows: which tensors hold codes
             masks.append([int(q) for q in self.quantised])
         self.tmask = self.to_device(masks or [[1]], torch.uint8)
-        self.q8_args = q8_tables(self.device) if eight else ()
+        # the kernels of rows holding codes take the 8-bit tables (all floats: none)
+        codes = any(name.startswith(BLOCKWISE8) for name in named.values())
+        self.q8_args = q8_tables(self.device) if codes else ()
         self.n_factor_columns = max(engine.n_factors, 1)
         self.no_amp = self.to_device([1.0, 0.0], self.math)
         self.tscal = torch.zeros(
