@@ -184,6 +184,21 @@ def test_a_reduction_pass_reads_the_8bit_slots():
     assert_same_runs(run(rule, "triton", sizes=sizes), run(rule, "fused", sizes=sizes))
 
 
+@pytest.mark.parametrize("name", ["lamb", "cautious_adamw"])
+def test_per_tensor_and_cautious_reductions_over_8bit_moments(name):
+    """LAMB's trust ratios and the cautious mask's counts: reduction kernels that
+    recompute Adam from the 8-bit moments. The moments are bit for bit; the sums are
+    float64 in both engines, added in another order, so a parameter may differ in
+    its last float32 bit."""
+    rule = getattr(gradstep, name)(0.01, state_dtype="int8", min_8bit_size=100)
+    sizes = (7, 300, 4500)
+    triton, fused = run(rule, "triton", sizes=sizes), run(rule, "fused", sizes=sizes)
+    assert _engines(triton[1]) == {"TritonEngine"}
+    assert_same_runs(triton, fused, params=False)
+    for x, y in zip(triton[0], fused[0]):
+        torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-7)
+
+
 def test_state_moves_between_the_numba_and_triton_engines():
     # the same state tensors (codes, scales, floats below min_8bit_size) on either
     sizes = (7, 5003)
