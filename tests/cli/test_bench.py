@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from gradstep.cli import main
 
 
@@ -75,3 +77,24 @@ def test_bench_reports_state_bytes_per_parameter(tmp_path, capsys):
     assert rows[1]["traffic_bytes"] == 4 * 2000 * 3 + 2 * 2 * 2000 * 2
     assert "| adam | 2x1000 | bfloat16 | 4.00 |" in capsys.readouterr().out
     assert main(args + ["--state-dtypes", "int4"]) == 2
+
+
+def test_cuda_bench_8bit_case_moves_a_code_and_a_scale_share_per_slot():
+    # the case builds here on CPU tensors: gradstep's AdamW with 8-bit state against
+    # torch's AdamW with its own float32 state (torch has no state_dtype option)
+    torch = pytest.importorskip("torch")
+    import gradstep
+    import gradstep.torch as gt
+    from gradstep.cli import bench_cuda
+
+    *_, slots = bench_cuda.CASES["adamw_int8"]
+    assert (3 + 2 * slots) * 4 == 12 + 2 * 2 * (1 + 4 / 256)  # bytes per float32 parameter
+    params = [torch.nn.Parameter(torch.zeros(5000))]
+    params[0].grad = torch.ones(5000)
+    ours = bench_cuda.gradstep_optimizer("adamw_int8", params, gt, gradstep)
+    ours.step()
+    assert ours.state[params[0]]["exp_avg"].dtype == torch.uint8
+    assert set(bench_cuda.torch_contenders("adamw_int8", params, torch, False)) == {
+        "torch_fused",
+        "torch_foreach",
+    }

@@ -123,6 +123,40 @@ def test_fused_true_requires_and_uses_the_triton_engine():
     assert any(isinstance(v.engine, TritonEngine) for v in opt._runtime().fused.values())
 
 
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD"])
+def test_8bit_state_runs_on_the_triton_engine_and_follows_numba(name):
+    """``state_dtype="int8"`` on CUDA: one Triton launch (not eager torch), codes and
+    scales as the numba engine's on CPU copies of the same tensors. On a GPU the
+    element functions' divisions are Triton's (``div.full``, within 2 ulp), so a code
+    may move by one near a rounding boundary: almost all codes are equal, and the
+    parameters agree to the 8-bit state's precision."""
+    shapes = [(7,), (257,), (64, 100), (100003,)]
+    options = {"lr": 1e-2, "state_dtype": "int8", "min_8bit_size": 256}
+    if name == "SGD":
+        options["momentum"] = 0.9
+    ours = [torch.nn.Parameter(t) for t in make(shapes)]
+    ref = [torch.nn.Parameter(t.detach().cpu().clone()) for t in ours]
+    a = getattr(gt, name)(ours, fused=True, **options)
+    b = getattr(gt, name)(ref, fused=True, **options)
+    for k in range(5):
+        for p, g in zip(ours, grads_at(k, ours)):
+            p.grad = g
+        for q, g in zip(ref, grads_at(k, ours)):
+            q.grad = g.cpu()
+        a.step()
+        b.step()
+    assert any(isinstance(v.engine, TritonEngine) for v in a._runtime().fused.values())
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p.cpu(), q, rtol=1e-4, atol=1e-4)
+        for key, value in a.state[p].items():
+            want = b.state[q][key]
+            assert value.dtype == want.dtype, key
+            if value.dtype == torch.uint8:
+                same = (value.cpu() == want).float().mean().item()
+                assert same > 0.999, (key, same)
+                assert (value.cpu().int() - want.int()).abs().max() <= 1, key
+
+
 def test_foreach_true_runs_eager_torch_on_the_device():
     params = [torch.nn.Parameter(t) for t in make([(1000,)])]
     opt = gt.Adam(params, lr=1e-3, foreach=True)

@@ -1,5 +1,5 @@
 """Every generated Triton kernel compiles for a Hopper GPU (sm_90) on this CPU machine,
-and its full-chunk branch moves memory in 128-bit vectors.
+and its full-chunk branch moves memory in 128-bit vectors (8-bit codes: 64-bit).
 
 The compilation runs in a subprocess: this test session interprets Triton kernels
 (``TRITON_INTERPRET=1``), and an interpreted kernel cannot be compiled.
@@ -37,14 +37,28 @@ SCRIPT = textwrap.dedent(
     # isfinite and finite_or_zero read a module-level constant of _triton_ops
     cases["zero-policy+adam"] = (T.nonfinite_policy(gradstep.adam(1e-3), "zero"), torch.float32)
     cases["adam-float16"] = (gradstep.adam(1e-3), torch.float16)
+    # 8-bit blockwise state: every tensor's codes, or codes and floats per tensor
+    # (min_8bit_size), and a reduction pass reading the codes
+    eight = gradstep.adamw(1e-3, state_dtype="int8")
+    cases["adamw-int8"] = (eight, torch.float32)
+    cases["adamw-int8-mixed"] = (eight, torch.float32, True)
+    cases["adam-int8-bfloat16"] = (gradstep.adam(1e-3, state_dtype="int8"), torch.bfloat16)
+    cases["adam-int8+clip"] = (
+        gradstep.chain(gradstep.adam(1e-3, state_dtype="int8"), T.clip_by_global_norm(1.0)),
+        torch.float32,
+    )
     out = {}
-    for name, (transform, dtype) in cases.items():
-        ptx = TritonEngine(transform).compile_for(dtype, arch=90)
+    for name, (transform, dtype, *mixed8) in cases.items():
+        ptx = TritonEngine(transform).compile_for(dtype, arch=90, mixed8=bool(mixed8))
         out[name] = {
             kernel: {
                 "target": ".target sm_90" in text,
                 "vector_loads": len(re.findall(r"ld\\.global(?:\\.\\w+)*\\.v4\\.b32", text)),
                 "vector_stores": len(re.findall(r"st\\.global(?:\\.\\w+)*\\.v4\\.b32", text)),
+                "v2_loads": len(re.findall(r"ld\\.global(?:\\.\\w+)*\\.v2\\.b32", text)),
+                "v2_stores": len(re.findall(r"st\\.global(?:\\.\\w+)*\\.v2\\.b32", text)),
+                "div_rn": "div.rn.f32" in text,
+                "local": ".local" in text,
             }
             for kernel, text in ptx.items()
         }
@@ -81,3 +95,16 @@ def test_full_chunks_use_128_bit_vector_loads_and_stores(compiled):
         assert step["vector_stores"] >= 1, (name, step)
     assert compiled["clip+adamw"]["reduce0"]["vector_loads"] >= 1
     assert any(k.startswith("reduce") for k in compiled["lamb"])
+
+
+def test_8bit_kernels_compile_with_vector_codes_and_the_quantisers_exact_division(compiled):
+    """The 8-bit step kernel loads and stores each thread's codes as 64-bit vectors
+    (the two moments: two of each in the full-chunk branch), divides by the block
+    scale correctly rounded (``div.rn``, as the numba kernels' IEEE division, so the
+    codes are the same), and keeps the tile in registers (no local memory)."""
+    for name in ("adamw-int8", "adamw-int8-mixed", "adam-int8-bfloat16", "adam-int8+clip"):
+        step = compiled[name]["step"]
+        assert step["v2_loads"] >= 2 and step["v2_stores"] >= 2, (name, step)
+        assert step["div_rn"] and not step["local"], (name, step)
+    (reduce,) = [v for k, v in compiled["adam-int8+clip"].items() if k.startswith("reduce")]
+    assert reduce["target"] and reduce["v2_loads"] >= 2, reduce

@@ -31,8 +31,8 @@ Lion, momentum SGD, RMSprop, Adagrad, ...) of elementwise stages; a slot that
 starts as a copy of the parameter (a previous or averaged parameter) refuses it
 with a ``ValueError``, as do rules whose state is not elementwise slots (Adafactor's
 factored moments, global reductions such as Prodigy's). The eager engine
-(NumPy, torch, JAX arrays), the JAX engine (under ``jax.jit``) and the numba engine
-run it; the Triton engine does not yet (CUDA tensors with 8-bit state run eager).
+(NumPy, torch, JAX arrays), the JAX engine (under ``jax.jit``), the numba engine and
+the Triton engine (CUDA tensors) run it, the fused engines with the same codes.
 ``min_8bit_size`` (default 4096, bitsandbytes' option and default): a tensor of
 fewer elements keeps its 8-bit slots in float32 (float64 for float64 parameters),
 with an empty scale array; offered beside ``state_dtype`` by every registered

@@ -6,7 +6,8 @@ times, on the same parameters and gradients in the same run:
 
 - ``gradstep.torch`` (the Triton engine: one launch per step);
 - ``torch.optim`` with ``fused=True``, ``foreach=True`` and, for Adam on GPT-2
-  small, a ``torch.compile``d foreach step (where each exists);
+  small, a ``torch.compile``d foreach step (where each exists; for ``adamw_int8``,
+  gradstep's AdamW with 8-bit state, torch's AdamW with its float32 state);
 - the memory-traffic floor: the bytes the rule must move (read the gradient, the
   parameter and each slot; write the parameter and each slot) over the device's
   copy bandwidth measured in the same run (a device-to-device copy, bytes read and
@@ -23,14 +24,21 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+from .._core.blockwise8 import BLOCK as Q8_BLOCK
 from ._bench_report import markdown_table, ms, ratio, write_report
 
 GPT2_SMALL = (12, 768, 50257, 1024)
 LAYOUTS = ("gpt2", "200x100000", "5000x1000", "20000x64", "1x20000000")
-#: name -> (gradstep.torch class or transform factory, torch.optim class, kwargs, slots)
+#: bytes an 8-bit slot moves per element, as a fraction of a float32 slot's: a code
+#: and a float32 scale per block
+Q8_SLOT = (1 + 4 / Q8_BLOCK) / 4
+_ADAMW = {"lr": 1e-3, "weight_decay": 0.01}
+#: name -> (gradstep.torch class or transform factory, torch.optim class, kwargs, slots
+#: in float32 slots' bytes)
 CASES: dict[str, tuple] = {
     "adam": ("Adam", "Adam", {"lr": 1e-3}, 2),
     "adamw": ("AdamW", "AdamW", {"lr": 1e-3, "weight_decay": 0.01}, 2),
+    "adamw_int8": ("AdamW", "AdamW", {**_ADAMW, "state_dtype": "int8"}, 2 * Q8_SLOT),
     "sgd_momentum": ("SGD", "SGD", {"lr": 1e-2, "momentum": 0.9}, 1),
     "rmsprop": ("RMSprop", "RMSprop", {"lr": 1e-3}, 1),
     "adagrad": ("Adagrad", "Adagrad", {"lr": 1e-2}, 1),
@@ -97,7 +105,7 @@ def gradstep_optimizer(case: str, params: list, gt: Any, gradstep: Any) -> Any:
     return gt.TransformOptimizer(params, getattr(gradstep, first)(**kwargs))
 
 
-GRAPH_CASES = ("adam", "adamw", "sgd_momentum", "clip+adamw")
+GRAPH_CASES = ("adam", "adamw", "adamw_int8", "sgd_momentum", "clip+adamw")
 
 
 def captured_step(case: str, params: list, gt: Any, gradstep: Any) -> Callable:
@@ -134,6 +142,7 @@ def captured_step(case: str, params: list, gt: Any, gradstep: Any) -> Callable:
 
 def torch_contenders(case: str, params: list, torch: Any, compiled: bool) -> dict[str, Any]:
     _, torch_name, kwargs, _ = CASES[case]
+    kwargs = {k: v for k, v in kwargs.items() if k != "state_dtype"}  # torch's own state
     out: dict[str, Callable] = {}
     if torch_name is None:
         return out

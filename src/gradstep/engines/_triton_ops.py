@@ -12,10 +12,17 @@ semantics of the NumPy/torch operation it stands for:
 
 Arithmetic runs in the dtype the kernel loaded the values in (float32 for
 float32/float16/bfloat16 tensors, float64 for float64).
+
+The 8-bit blockwise helpers (``q8_value``, ``q8_scales``, ``q8_codes``) do per tile of
+quantisation blocks what the numba kernels do per block, with the constants of
+:mod:`gradstep._core.blockwise8` and its tables in device memory.
 """
 
+import numpy as np
 import triton
 import triton.language as tl
+
+from .._core.blockwise8 import BUCKET_FLOOR, BUCKET_TOP, BUCKET_WIDTH, MIN_SCALE
 
 _INF = tl.constexpr(float("inf"))
 
@@ -129,3 +136,52 @@ def bf16_store_sr(x, key, index):
     r = mix32(key ^ mix32(index)) >> 16
     bits = tl.where(x != x, (u >> 16) | 0x40, (u + r) >> 16)
     return bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+
+
+# -- 8-bit blockwise state (gradstep._core.blockwise8): the numba kernels' arithmetic ---
+
+_Q8_FLOOR = tl.constexpr(BUCKET_FLOOR)
+_Q8_TOP = tl.constexpr(BUCKET_TOP)
+_Q8_WIDTH = tl.constexpr(BUCKET_WIDTH)
+#: the bits of the smallest block scale (non-negative floats order as their bits)
+_Q8_MIN_SCALE_BITS = tl.constexpr(int(np.float32(MIN_SCALE).view(np.int32)))
+
+
+@triton.jit
+def q8_value(codes, scales, qmap):
+    """The float32 values of uint8 ``codes`` in blocks (rows) of scales ``scales``:
+    the map ``qmap`` (256 float32 values in device memory) at each code, times its
+    row's scale."""
+    return tl.load(qmap + codes.to(tl.int32)) * scales[:, None]
+
+
+@triton.jit
+def q8_scales(v, inside):
+    """Each row's (block's) scale of the float32 values ``v``: the largest magnitude
+    of the elements ``inside``, at least ``MIN_SCALE``, found on the magnitudes' bits
+    so that a NaN wins (its bits order above every number's) and is kept as it is."""
+    bits = tl.where(inside, v.to(tl.int32, bitcast=True) & 0x7FFFFFFF, 0)
+    top = tl.maximum(tl.max(bits, axis=1), _Q8_MIN_SCALE_BITS)
+    return top.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def q8_codes(v, scales, table):
+    """The uint8 codes of the float32 values ``v`` in rows of scales ``scales``, from
+    the bucket table ``table`` (:func:`gradstep._core.blockwise8.bucket_codes`, in
+    device memory) as :func:`gradstep.engines._scalar_ops.q8_code` reads it: the
+    value divided by its scale (correctly rounded), the entry of its bucket (sign and
+    top 16 bits of its magnitude, clamped), the bucket's lowest code plus one where
+    the value's rank within the bucket reaches the entry's threshold."""
+    bits = tl.math.div_rn(v, scales[:, None]).to(tl.int32, bitcast=True)
+    magnitude = bits & 0x7FFFFFFF
+    sign = (bits >> 31) & 1
+    top = magnitude >> 16
+    floor = top < _Q8_FLOOR
+    top = tl.minimum(tl.maximum(top, _Q8_FLOOR), _Q8_TOP)
+    index = top - _Q8_FLOOR + sign * _Q8_WIDTH
+    # the rank within the bucket: the low 16 bits (the floor bucket: 0 for a zero
+    # magnitude, else 1), inverted for a negative sign
+    rank = tl.where(floor, tl.minimum(magnitude, 1), bits & 0xFFFF) ^ (sign * 0xFFFF)
+    entry = tl.load(table + index)
+    return ((entry & 0xFF) + (rank >= (entry >> 8)).to(tl.int32)).to(tl.uint8)

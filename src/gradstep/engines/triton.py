@@ -19,7 +19,9 @@ the eager and numba engines run.
   summed per tensor on the device, turned into factors by the stage's own factor
   function bound to torch operations, and read by the main pass.
 - **Precision**: float32, float16, bfloat16 and float64 tensors; arithmetic in
-  float32 (float64 for float64 tensors); state stored in its own dtype.
+  float32 (float64 for float64 tensors); state stored in its own dtype, or as 8-bit
+  blockwise codes with a float32 scale per block of 256 (dequantised, run and
+  requantised in the same kernel, with the numba engine's codes).
 
 Without a GPU the kernels run under Triton's interpreter (``TRITON_INTERPRET=1``)
 on CPU tensors, which is how the test suite checks them.
@@ -33,7 +35,8 @@ import numpy as np
 import torch
 
 from .._core import tree as _tree
-from .._core.blockwise8 import BLOCKWISE8
+from .._core.blockwise8 import BLOCK as Q8_BLOCK
+from .._core.blockwise8 import BLOCKWISE8, MIXED_PREFIX, absmax_name
 from .._core.combine import _labels_for
 from .._core.elementwise import resolve
 from .._core.namespaces import element_for, namespace_of
@@ -41,9 +44,9 @@ from .._core.transform import Transform
 from . import triton_codegen
 from .kernel_cache import load_kernels
 from .plan import (
-    NotFusable,
     advance_counts,
     flatten_stages,
+    place_scales,
     place_stages,
     stage_nodes,
     stochastic_rows,
@@ -73,11 +76,15 @@ class TritonEngine:
     ):
         self.transform = transform
         self.stages = flatten_stages(transform, per_tensor=True)
-        if any(s.dtype == BLOCKWISE8 for st in self.stages for s in st.stage.slots):
-            # the numba kernels' block loop has no Triton counterpart yet: eager runs it
-            raise NotFusable("8-bit blockwise state (the Triton engine does not quantise)")
+        if block % Q8_BLOCK:  # a chunk's 8-bit codes start a quantisation block
+            raise ValueError(f"block must be a multiple of {Q8_BLOCK}, not {block}")
         self.block, self.iters, self.num_warps = block, iters, num_warps
         self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages)
+        # 8-bit slots: a row of block scales each, after every other row
+        self.n_rows = place_scales(self.stages, self.n_rows)
+        self.q8_rows = {
+            st.slot_rows[k]: row for st in self.stages for k, row in st.scale_rows.items()
+        }
         self.terms = {
             st.index: st.stage.n_terms() for st in self.stages if st.is_per_tensor or st.is_global
         }
@@ -148,6 +155,9 @@ class TritonEngine:
             for slot in st.stage.slots:
                 leaves = iter(_tree.leaves(node[slot.name]))
                 rows.append([next(leaves) if c else None for c in covered])
+        for st, node in zip(self.stages, nodes):  # in the order of place_scales
+            for k in st.scale_rows:
+                rows.append(list(_tree.leaves(node[absmax_name(st.stage.slots[k].name)])))
         return covered_by_stage, rows
 
     def _checked_tables(
@@ -337,8 +347,8 @@ class TritonEngine:
         """One launch of ``kernel``: a program per chunk."""
         kernel[(tables.n_chunks,)](
             tables.chunks, ptrs, scal, tables.tscal, tables.tmask, amp, tables.n_tensors,
-            tables.n_factor_columns, *extra, BLOCK=self.block, ITERS=self.iters,
-            num_warps=self.num_warps, enable_fp_fusion=False,
+            tables.n_factor_columns, *extra, *tables.q8_args, BLOCK=self.block,
+            ITERS=self.iters, num_warps=self.num_warps, enable_fp_fusion=False,
         )  # fmt: skip
 
     def _sums(self, module, st, tables: _Tables, ptrs, scal, amp) -> torch.Tensor:
@@ -392,9 +402,12 @@ class TritonEngine:
 
     # -- ahead-of-time compilation (no GPU needed) ------------------------------------
 
-    def compile_for(self, dtype: torch.dtype = torch.float32, arch: int = 90) -> dict[str, str]:
+    def compile_for(
+        self, dtype: torch.dtype = torch.float32, arch: int = 90, mixed8: bool = False
+    ) -> dict[str, str]:
         """The PTX of every kernel of this chain for CUDA compute capability ``arch``
-        (90: Hopper), compiled without a GPU, for parameters and state of ``dtype``.
+        (90: Hopper), compiled without a GPU, for parameters and state of ``dtype``
+        (8-bit slots: codes, or with ``mixed8`` codes or floats per tensor).
 
         Must run in a process where Triton is not interpreting (``TRITON_INTERPRET``
         unset): the interpreter replaces kernels by Python functions.
@@ -406,13 +419,17 @@ class TritonEngine:
         _, flags = self._scalars([0] * len(self.stages), {})
         name = STORAGE_DTYPES[dtype]
         math = STORAGE_DTYPES[math_dtype(dtype)]
-        rows = (name,) * self.n_rows
-        module = self._module(rows, math, flags)
+        rows = [name] * self.n_rows
+        for code_row, scale_row in self.q8_rows.items():
+            rows[code_row] = MIXED_PREFIX + math if mixed8 else BLOCKWISE8
+            rows[scale_row] = "float32"
+        module = self._module(tuple(rows), math, flags)
         scalar = {"float32": "*fp32", "float64": "*fp64"}[math]
         signature = {
             "chunks": "*i64", "ptrs": "*i64", "scal": scalar, "tscal": scalar, "tmask": "*u8",
             "amp": scalar, "n_tensors": "i64", "n_factors": "i64",
         }  # fmt: skip
+        tables = {"qmap": "*fp32", "qcodes": "*i32"} if self.q8_rows else {}
         out = {}
         kernels = ["step"] + [
             f"reduce{st.index}"
@@ -423,7 +440,7 @@ class TritonEngine:
             sig = dict(signature)
             if kernel_name != "step":
                 sig["acc"] = "*fp64"
-            sig.update(BLOCK="constexpr", ITERS="constexpr")
+            sig.update(tables, BLOCK="constexpr", ITERS="constexpr")
             pointers = [i for i, t in enumerate(sig.values()) if t.startswith("*")]
             source = ASTSource(
                 getattr(module, kernel_name),

@@ -21,13 +21,28 @@ The generated module holds, for one chain and one set of dtypes:
 
 Arithmetic runs in float32 for float32, float16 and bfloat16 tensors and in
 float64 for float64 tensors (torch's "opmath"); values are loaded in their storage
-dtype and converted once. What each kernel reads, runs and stores is planned in
+dtype and converted once.
+
+An 8-bit blockwise slot (:mod:`gradstep._core.blockwise8`) is a row of uint8 codes
+and a row of float32 block scales. A kernel reading one indexes each ``BLOCK`` of
+the chunk as a tile of ``BLOCK // 256`` quantisation blocks by 256 elements: a code
+is dequantised by a lookup in the map (``qmap``, in device memory) times its row's
+scale; a new slot value is rounded to float32, its row's scale is the largest
+magnitude (``tl.max`` over the row), and its code one lookup in the quantiser's
+bucket table (``qcodes``), as the numba kernels do it, so that the codes are the same.
+No full-size temporary: the tile lives in registers. A row whose tensors below
+``min_8bit_size`` keep floats (``"blockwise8|float32"``) gets both loops, chosen per
+tensor by the flag ``tmask[n_stages, j]``.
+
+What each kernel reads, runs and stores is planned in
 :mod:`~gradstep.engines.kernel_plan`, as for the numba engine; this module renders the
 plan in Triton's language.
 """
 
 from __future__ import annotations
 
+from .._core.blockwise8 import BLOCK as Q8_BLOCK
+from .._core.blockwise8 import BUCKET_WIDTH, dynamic_map
 from .._core.xmath import OPERATIONS
 from . import kernel_plan as kp
 from .plan import Stage
@@ -40,13 +55,28 @@ _TL_DTYPES = {
     "float64": "tl.float64",
     "float16": "tl.float16",
     "bfloat16": "tl.bfloat16",
+    "blockwise8": "tl.uint8",  # codes; the block scales are a float32 row of their own
 }
+
+#: the 8-bit kernels' extra arguments: the dynamic maps (float32, signed then
+#: unsigned) and the quantiser's bucket tables (int32, signed then unsigned), each
+#: part at its offset (:func:`q8_offset`)
+Q8_ARGS = ("qmap", "qcodes")
+
+
+def q8_offset(table: str, signed: bool) -> int:
+    """Where the signed or unsigned part of the 8-bit table ``table`` (``"qmap"``
+    or ``"qcodes"``) starts in its device array."""
+    if signed:
+        return 0
+    return dynamic_map(True).size if table == "qmap" else 2 * BUCKET_WIDTH
 
 
 def tl_dtype(name: str) -> str:
-    """The ``triton.language`` name of a dtype given by its short name."""
+    """The ``triton.language`` name of a dtype given by its short name (of a mixed
+    8-bit row, ``"blockwise8|float32"``: its codes')."""
     try:
-        return _TL_DTYPES[name]
+        return _TL_DTYPES[name.split("|")[0]]
     except KeyError:
         raise ValueError(f"the Triton engine has no storage type for {name}") from None
 
@@ -77,12 +107,14 @@ def generate_source(
     kinds = kp.row_kinds(stages, row_dtypes, math_dtype)
     if kp.STOCHASTIC in kinds:
         lines.append("from gradstep.engines._triton_ops import bf16_store_sr")
+    if kp.QUANTISED in kinds or kp.MIXED8 in kinds:
+        lines.append("from gradstep.engines._triton_ops import q8_codes, q8_scales, q8_value")
     lines.append("")
     for source in kp.module_functions(stages):
         lines.append("@triton.jit")
         lines.append(source)
         lines.append("")
-    emit = _Emitter(row_dtypes, kinds, math_dtype, bool_scalars)
+    emit = _Emitter(row_dtypes, kinds, math_dtype, bool_scalars, len(stages))
     for kernel in kp.kernels(stages, terms):
         lines += emit.kernel(kernel, kp.kernel_inputs(kernel, stages, row_dtypes))
     return "\n".join(lines) + "\n"
@@ -93,12 +125,27 @@ class _Emitter:
     (:mod:`~gradstep.engines.kernel_plan`)."""
 
     def __init__(
-        self, row_dtypes: list[str], kinds: list[str], math_dtype: str, bool_scalars: set[int]
+        self,
+        row_dtypes: list[str],
+        kinds: list[str],
+        math_dtype: str,
+        bool_scalars: set[int],
+        n_stages: int,
     ):
         self.kinds = kinds
         self.rows = [tl_dtype(d) for d in row_dtypes]
         self.math = tl_dtype(math_dtype)
         self.bool_scalars = bool_scalars
+        self.n_stages = n_stages
+        # 8-bit rows: elements as tiles of quantisation blocks; how the loop being
+        # rendered reaches the 8-bit slots: "codes", or "float" (a tensor below
+        # min_8bit_size, whose slot holds values of the math dtype in a{k}_{i}f)
+        self.q8 = kp.QUANTISED in kinds or kp.MIXED8 in kinds
+        self.mode = "codes"
+
+    def quantised(self, st: Stage, slot: int) -> bool:
+        """Whether slot number ``slot`` of stage ``st`` may be stored as 8-bit codes."""
+        return self.kinds[st.slot_rows[slot]] in (kp.QUANTISED, kp.MIXED8)
 
     def kernel(self, kernel: kp.Kernel, inputs: list[kp.Input]) -> list[str]:
         """``kernel`` as one program per chunk: a reduction stores its per-chunk
@@ -108,6 +155,8 @@ class _Emitter:
             args += ", acc"
         elif kp.STOCHASTIC in self.kinds:
             args += ", keys"  # the stream key of each (row, tensor), as int32 bits
+        if self.q8:
+            args += ", " + ", ".join(Q8_ARGS)
         src = [
             "@triton.jit",
             f"def {kernel.name}({args}, BLOCK: tl.constexpr, ITERS: tl.constexpr):",
@@ -126,31 +175,59 @@ class _Emitter:
             f"    wp = tl.load(ptrs + n_tensors + j).to(tl.pointer_type({self.rows[1]})) + off",
         ]
         src += [f"    {i.name} = {self._input(i)}" for i in inputs]
-        pointers = ["gp", "wp"] + [i.name for i in inputs if i.table == "slot"]
+        pointers = ["gp", "wp"] + [i.name for i in inputs if i.table in ("slot", "scales")]
+        mixed = [i for i in inputs if i.table == "slot" and self.kinds[i.position] == kp.MIXED8]
+        for i in mixed:  # the same row as floats, for the tensors below min_8bit_size
+            src.append(f"    {i.name}f = {self._pointer(i.position, self.math)}")
+            pointers.append(f"{i.name}f")
+        if mixed:
+            src.append(f"    q8 = tl.load(tmask + {self.n_stages} * n_tensors + j)")
         terms = kernel.terms
+        shape = f"[BLOCK // {Q8_BLOCK}, {Q8_BLOCK}]" if self.q8 else "[BLOCK]"
         if not kernel.write:
-            src += [f"    total{t} = tl.zeros([BLOCK], tl.float64)" for t in range(terms)]
+            src += [f"    total{t} = tl.zeros({shape}, tl.float64)" for t in range(terms)]
         src.append("    if full == 1:")
         # the table marks a chunk full only when all its tensor's pointers are
         # 16-byte aligned: the hint lets the compiler use 128-bit loads and stores
         for p in pointers:
             src.append(f"        {p} = tl.multiple_of({p}, 16)")
-        src += ["        " + line for line in self._loop(kernel, False)]
+        src += ["        " + line for line in self._loops(kernel, False, bool(mixed))]
         src.append("    elif full == 0:")
-        src += ["        " + line for line in self._loop(kernel, True)]
+        src += ["        " + line for line in self._loops(kernel, True, bool(mixed))]
         if not kernel.write:
+            total = "tl.sum(total{t}, axis=1)" if self.q8 else "total{t}"
             src += [
-                f"    tl.store(acc + c * {terms} + {t}, tl.sum(total{t}, axis=0))"
+                f"    tl.store(acc + c * {terms} + {t}, tl.sum({total.format(t=t)}, axis=0))"
                 for t in range(terms)
             ]
         return src + [""]
+
+    def _loops(self, kernel: kp.Kernel, masked: bool, mixed: bool) -> list[str]:
+        """The chunk's loop; with a mixed 8-bit row, one for tensors holding codes and
+        one for tensors holding floats, chosen by the tensor's flag ``q8``."""
+        if not mixed:
+            return self._loop(kernel, masked)
+        self.mode = "codes"
+        codes = self._loop(kernel, masked)
+        self.mode = "float"
+        floats = self._loop(kernel, masked)
+        self.mode = "codes"
+        return (
+            ["if q8 != 0:"] + ["    " + line for line in codes]
+            + ["else:"] + ["    " + line for line in floats]
+        )  # fmt: skip
+
+    def _pointer(self, row: int, dtype: str) -> str:
+        """Row ``row``'s pointer for the chunk's tensor, to elements of ``dtype``."""
+        return f"tl.load(ptrs + {row} * n_tensors + j).to(tl.pointer_type({dtype})) + off"
 
     def _input(self, i: kp.Input) -> str:
         if i.table == "key":
             return f"tl.load(keys + {i.position} * n_tensors + j).to(tl.uint32, bitcast=True)"
         if i.table == "slot":
-            pointer = f"tl.pointer_type({self.rows[i.position]})"
-            return f"tl.load(ptrs + {i.position} * n_tensors + j).to({pointer}) + off"
+            return self._pointer(i.position, self.rows[i.position])
+        if i.table == "scales":  # chunks start at multiples of the quantisation block
+            return self._pointer(i.position, "tl.float32") + f" // {Q8_BLOCK}"
         if i.table == "mask":
             return f"tl.load(tmask + {i.position} * n_tensors + j)"
         if i.table == "factor":
@@ -167,6 +244,15 @@ class _Emitter:
         mask = ", mask=inside, other=0" if masked else ""
         loop = "for it in range((n + BLOCK - 1) // BLOCK):" if masked else "for it in range(ITERS):"
         lines = [loop, "    idx = it * BLOCK + tl.arange(0, BLOCK)"]
+        if self.q8:  # a tile: a row per quantisation block
+            q = Q8_BLOCK
+            lines = [
+                loop,
+                f"    blk = it * (BLOCK // {q}) + tl.arange(0, BLOCK // {q})",
+                f"    idx = blk[:, None] * {q} + tl.arange(0, {q})[None, :]",
+            ]
+            if masked:
+                lines.append(f"    blk_inside = blk * {q} < n")
         if masked:
             lines.append("    inside = idx < n")
         lines.append(f"    x = tl.load(gp + idx{mask}).to({self.math}) * inv_scale")
@@ -184,9 +270,22 @@ class _Emitter:
             return [f"{step.name} = {step.value}"]
         if isinstance(step, kp.LoadSlot):
             k, i = step.stage.index, step.slot
+            if self.quantised(step.stage, i) and self.mode == "codes":
+                signed = not step.stage.stage.slots[i].nonnegative
+                bmask = ", mask=blk_inside, other=0" if masked else ""
+                scales = f"tl.load(b{k}_{i} + blk{bmask})"
+                table = f"qmap + {q8_offset('qmap', signed)}"
+                value = f"q8_value(tl.load(a{k}_{i} + idx{mask}), {scales}, {table})"
+                return [f"s{k}_{i} = {value}.to({self.math})"]
+            if self.quantised(step.stage, i):  # below min_8bit_size: the math dtype
+                return [f"s{k}_{i} = tl.load(a{k}_{i}f + idx{mask}).to({self.math})"]
             return [f"s{k}_{i} = tl.load(a{k}_{i} + idx{mask}).to({self.math})"]
         if isinstance(step, kp.StoreSlot):
             k, i = step.stage.index, step.slot
+            if self.quantised(step.stage, i) and self.mode == "codes":
+                return self._quantised_store(step, masked)
+            if self.quantised(step.stage, i):
+                return [f"tl.store(a{k}_{i}f + idx, s{k}_{i}.to({self.math}){smask})"]
             value = self._stored(step.stage.slot_rows[i], f"s{k}_{i}")
             return [f"tl.store(a{k}_{i} + idx, {value}{smask})"]
         if isinstance(step, kp.Convert):
@@ -210,6 +309,22 @@ class _Emitter:
                 total = f"tl.where(inside, {total}, 0.0)"
             lines.append(f"total{t} += {total}")
         return lines
+
+    def _quantised_store(self, step: kp.StoreSlot, masked: bool) -> list[str]:
+        """An 8-bit slot's new values stored: rounded to float32, each block's scale
+        (its largest magnitude) stored, then the codes of the values over it."""
+        k, i = step.stage.index, step.slot
+        signed = not step.stage.stage.slots[i].nonnegative
+        table = f"qcodes + {q8_offset('qcodes', signed)}"
+        inside, bmask, smask = "True", "", ""  # a full chunk: every element
+        if masked:
+            inside, bmask, smask = "inside", ", mask=blk_inside", ", mask=inside"
+        return [
+            f"v{k}_{i} = s{k}_{i}.to(tl.float32)",
+            f"z{k}_{i} = q8_scales(v{k}_{i}, {inside})",
+            f"tl.store(b{k}_{i} + blk, z{k}_{i}{bmask})",
+            f"tl.store(a{k}_{i} + idx, q8_codes(v{k}_{i}, z{k}_{i}, {table}){smask})",
+        ]
 
     def _stored(self, row: int, value: str) -> str:
         """``value`` as row ``row`` stores it: stochastically rounded, or cast."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
+import numpy as np
 import torch
 
+from .._core.blockwise8 import BLOCKWISE8, MIXED_PREFIX, bucket_codes, dynamic_map, n_blocks
 from .plan import Unsupported
 
 STORAGE_DTYPES = {
@@ -59,8 +62,20 @@ class _Tables:
             raise Unsupported(f"tensors on {self.device} (the Triton engine runs CUDA tensors)")
         for i, w in enumerate(ws):
             _check_tensor(f"parameter {i}", w, self.device, self.dtype, w.shape, write=True)
+        self.math = math_dtype(self.dtype)
+        # 8-bit slots (code row -> block-scale row, as pointer-table rows)
+        eight = getattr(engine, "q8_rows", {})
+        self.quantised: list[int] | None = None  # per tensor: its 8-bit slots hold codes
+        named: dict[int, str] = {}
+        for code_row, scale_row in eight.items():
+            named[code_row], named[scale_row] = self._blockwise8(
+                ws, slots[code_row - 2], slots[scale_row - 2]
+            )
         slot_dtypes = []
         for r, row in enumerate(slots):
+            if r + 2 in named:
+                slot_dtypes.append(named[r + 2])
+                continue
             dtypes = {a.dtype for a in row if a is not None}
             if len(dtypes) > 1:
                 raise Unsupported(f"slot row {r} mixes dtypes {sorted(map(str, dtypes))}")
@@ -74,7 +89,6 @@ class _Tables:
             slot_dtypes.append(STORAGE_DTYPES[dtype])
         self.ws = list(ws)
         self.slots = [list(row) for row in slots]
-        self.math = math_dtype(self.dtype)
         self.math_name = STORAGE_DTYPES[self.math]
         self.row_dtypes = (STORAGE_DTYPES[self.dtype],) * 2 + tuple(slot_dtypes)
         self.n_tensors = len(ws)
@@ -113,12 +127,36 @@ class _Tables:
                 (dict(key), self.to_device(members, torch.int64)) for key, members in groups.items()
             ]
         masks = [[int(c) for c in row] for row in covered]
+        if self.quantised is not None:  # after the stages' rows: which tensors hold codes
+            masks.append([int(q) for q in self.quantised])
         self.tmask = self.to_device(masks or [[1]], torch.uint8)
+        # the kernels of rows holding codes take the 8-bit tables (all floats: none)
+        codes = any(name.startswith(BLOCKWISE8) for name in named.values())
+        self.q8_args = q8_tables(self.device) if codes else ()
         self.n_factor_columns = max(engine.n_factors, 1)
         self.no_amp = self.to_device([1.0, 0.0], self.math)
         self.tscal = torch.zeros(
             (len(ws), self.n_factor_columns), dtype=self.math, device=self.device
         )
+
+    def _blockwise8(self, ws: list, codes: list, scales: list) -> tuple[str, str]:
+        """Check an 8-bit slot's rows: each tensor's uint8 codes, shaped like its
+        parameter, and float32 block scales (``ceil(size / 256)``), or, below
+        ``min_8bit_size``, its values in the math dtype and an empty scale tensor;
+        every 8-bit slot of a tensor must agree (the kernels test one flag per tensor).
+        Returns the storage names of the two rows."""
+        flags = [isinstance(a, torch.Tensor) and a.dtype == torch.uint8 for a in codes]
+        if self.quantised is not None and flags != self.quantised:
+            raise Unsupported("8-bit slots of one tensor stored as codes and as floats")
+        self.quantised = flags
+        for j, (w, a, b, q) in enumerate(zip(ws, codes, scales, flags)):
+            what = f"8-bit state of parameter {j}"
+            _check_tensor(what, a, self.device, torch.uint8 if q else self.math, w.shape, True)
+            size = n_blocks(w.numel()) if q else 0
+            _check_tensor(f"{what} (block scales)", b, self.device, torch.float32, (size,), True)
+        math = STORAGE_DTYPES[self.math]
+        kind = BLOCKWISE8 if all(flags) else MIXED_PREFIX + math if any(flags) else math
+        return kind, "float32"
 
     def to_device(self, values: list, dtype: torch.dtype) -> torch.Tensor:
         """``values`` as a tensor on the device, copied without a host synchronisation
@@ -174,6 +212,19 @@ class _Tables:
             self.ptrs[0].copy_(self.to_device(g_ptrs, torch.int64), non_blocking=True)
             self.g_ptrs = g_ptrs
         return self.ptrs
+
+
+@functools.cache
+def q8_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 8-bit kernels' tables on ``device`` (:data:`~gradstep.engines.triton_codegen.Q8_ARGS`):
+    the dynamic maps, signed then unsigned (float32), and the quantiser's bucket
+    tables, signed then unsigned (int32), from :mod:`gradstep._core.blockwise8`."""
+    qmap = np.concatenate([dynamic_map(True), dynamic_map(False)])
+    qcodes = np.concatenate([bucket_codes(True), bucket_codes(False)])
+    return (
+        torch.from_numpy(qmap.copy()).to(device),
+        torch.from_numpy(qcodes.copy()).to(device),
+    )
 
 
 def _check_tensor(what: str, t: Any, device, dtype, shape, write: bool) -> None:

@@ -51,10 +51,16 @@ def notice_no_triton() -> None:
         )
 
 
+#: what state tensors the Triton engine reads: its storage dtypes, and the uint8 codes
+#: of 8-bit state (gradstep._core.blockwise8; its tables allow uint8 only there)
+TRITON_STATE_DTYPES = TRITON_DTYPES + (torch.uint8,)
+
+
 def member_runs_on_triton(m: Any) -> bool:
     """One parameter's tensors suit the Triton engine: dense and contiguous on one
-    device, the gradient in the parameter's dtype, the state in any floating dtype."""
-    return m.dense(TRITON_DTYPES, TRITON_DTYPES)
+    device, the gradient in the parameter's dtype, the state in any floating dtype
+    (or 8-bit codes)."""
+    return m.dense(TRITON_DTYPES, TRITON_STATE_DTYPES)
 
 
 def _scalar(t: Any) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .._core import tree as _tree
-from .._core.blockwise8 import ABSMAX_SUFFIX, BLOCKWISE8
+from .._core.blockwise8 import ABSMAX_SUFFIX
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled, sum_of_squares
 from .._core.per_tensor import PerTensorReduction
@@ -160,17 +160,16 @@ def _separable(t: Transform) -> bool:
     return True
 
 
-def _fusable(t: Transform, triton: bool = False) -> bool:
-    """The numba engine (``triton``: the Triton engine) can compile ``t``."""
-    from ..engines.plan import NotFusable, flatten_stages
+def _fusable(t: Transform) -> bool:
+    """The fused engines (numba's and Triton's: the same chains) can compile ``t``:
+    its stages, and the rows of its 8-bit slots (none in a masked stage)."""
+    from ..engines.plan import NotFusable, flatten_stages, place_scales
 
     try:
-        stages = flatten_stages(t, per_tensor=True)
+        place_scales(flatten_stages(t, per_tensor=True), 0)
     except NotFusable:
         return False
-    # the Triton engine does not quantise 8-bit blockwise state (the numba one does)
-    eight_bit = any(s.dtype == BLOCKWISE8 for st in stages for s in st.stage.slots)
-    return not (triton and eight_bit)
+    return True
 
 
 def baked_values(t: Transform) -> dict[str, Any]:
@@ -254,7 +253,7 @@ class _Rule:
             self.inner_name = run.stage_names[1]
         self.run = run
         self.fusable = _fusable(run)
-        self.triton_fusable = _fusable(run, triton=True)
+        self.triton_fusable = self.fusable
         # trust ratios of sharded tensors reduce their sums across ranks per tensor,
         # which only the transform's own update does
         self.reduces_per_tensor = any(isinstance(h, _ReducedPerTensor) for h in self.hooks)
