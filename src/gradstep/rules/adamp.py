@@ -158,15 +158,17 @@ class ScaleByProjection(Finishing):
     def finish(self, updates: list, grads: list, params: list, ctx: dict[str, Any]) -> list:
         h = {"weight_decay": ctx.get("weight_decay", self.weight_decay)}
         rate = _decay_prepare(h, 0, scale=self.decay_scale)["weight_decay"]
+        # a traced override (JAX) is not a number: decay with it; a 0 adds nothing
+        decays = not (isinstance(rate, (int, float)) and rate == 0)
         out = []
         for u, g, w in zip(updates, grads, params):
             ns = namespace_of(u)
             cast = ns.scalar_caster(u)
+            rho = 1.0
             if len(w.shape) > 1:
                 u, rho = project_radial(w, g, u, self.delta, self.wd_ratio, self.epsilon)
+            if decays:
                 u = element_for(_projection_decay, ns)(u, w, cast(rate) * rho)
-            else:
-                u = element_for(_projection_decay, ns)(u, w, cast(rate))
             out.append(ns.wrap(u))
         return out
 

@@ -72,6 +72,7 @@ from .._core.namespaces import element_for, namespace_of
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import Interval, decay_rate, hyperparams, nonnegative
+from .._core.xmath import sqrt
 from .adafactor import ClipByBlockRms, OrNone
 
 # the last two axes of every tensor of rank >= 2, as the authors' code
@@ -85,11 +86,12 @@ def _inverse_root(ns, row, col, r, minus_half):
     return row_factor * col_factor
 
 
-def _second_moment(g, v, keep, gain, eps, minus_half):
+def _second_moment(g, v, keep, gain, eps):
     r"""A tensor's full second moment of :math:`g^2 + \epsilon_1` and
-    :math:`u = g V^{-1/2}` (a tensor that is not factored)."""
+    :math:`u = g / \sqrt V` (a tensor that is not factored; a root and a division,
+    not a power: they vectorise)."""
     v = keep * v + gain * (g * g + eps)
-    return g * v**minus_half, v
+    return g / sqrt(v), v
 
 
 def _momentum(u, mu, keep, gain):
@@ -128,9 +130,7 @@ class ScaleByFactoredSecondMoment(Transform):
         return {"v_row": rows, "v_col": cols, "v": full}
 
     def _scalars(self) -> functools.partial:
-        return functools.partial(
-            _decay_scalars, decay=self.beta2, eps=self.epsilon1, minus_half=-0.5
-        )
+        return functools.partial(_decay_scalars, decay=self.beta2, eps=self.epsilon1)
 
     def fused_form(self) -> FusedForm:
         """On tensors that are not factored: the full moment's element function."""
@@ -142,7 +142,7 @@ class ScaleByFactoredSecondMoment(Transform):
         def step(ns, g, row, col, v):
             cast = ns.scalar_caster(g)
             scalars = [cast(x) for x in self._scalars()({}, 0).values()]
-            keep, gain, eps, minus_half = scalars
+            keep, gain, eps = scalars
             axes = factored_axes(np.shape(g), _FACTORED, _MIN_SIZE)
             if is_empty(g):
                 return ns.astype(g, g), row, col, v
@@ -150,7 +150,7 @@ class ScaleByFactoredSecondMoment(Transform):
                 u, v = element_for(_second_moment, ns)(g, v, *scalars)
                 return u, row, col, v
             row, col, v = moving_average(ns, g * g + eps, row, col, v, axes, keep, gain)
-            return g * _inverse_root(ns, row, col, axes[0], minus_half), row, col, v
+            return g * _inverse_root(ns, row, col, axes[0], cast(-0.5)), row, col, v
 
         return map_widened(step, grads, state, ("v_row", "v_col", "v"))
 
