@@ -224,8 +224,9 @@ class ClipByBlockRms(Transform):
         out = []
         for u in g_leaves:
             ns = namespace_of(u)
-            size = float(_size(np.shape(u)))
-            denom = element_for(_clip_denominator, ns)(ns.square_sum(u), size, self.threshold)
+            square_sum = ns.square_sum(u)
+            size = ns.astype(float(_size(np.shape(u))), square_sum)  # of the sum's library
+            denom = element_for(_clip_denominator, ns)(square_sum, size, self.threshold)
             out.append(ns.wrap(element_for(_clipped, ns)(u, ns.scalar_caster(u)(denom))))
         return _tree.unflatten(td, out), state
 

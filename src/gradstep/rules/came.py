@@ -40,7 +40,10 @@ Adafactor's (:mod:`gradstep._core.factored`), here with a constant decay and
 :math:`\epsilon_1` added to :math:`g^2`, and the clipping is Adafactor's stage
 (:mod:`gradstep.rules.adafactor`). The arithmetic runs
 in float32 or wider for 16-bit parameters (as in the authors' code, and as element
-functions run), the state is stored in the parameter's dtype.
+functions run), the state is stored in the parameter's dtype. On tensors that are not
+factored every stage is an element function or a per-tensor reduction (the clip's RMS):
+the stages' fused forms (:mod:`gradstep._core.fused_form`), which their own updates call
+on those tensors, run on the numba engine while no tensor is factored.
 
 References:
   Luo, Ren, Zheng, Jiang, Jiang & You (2023): CAME: Confidence-guided Adaptive Memory
