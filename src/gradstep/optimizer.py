@@ -489,7 +489,7 @@ def _fused_engine(transform: Transform, engine: str, leaves: list):
 
     try:
         fused = FusedEngine(transform)
-        reason = fused.refusal([np.shape(w) for w in leaves])
+        reason = fused.refusal([np.shape(w) for w in leaves], leaves[0].dtype if leaves else None)
     except NotFusable as refused:
         reason = str(refused)
     if reason is None:

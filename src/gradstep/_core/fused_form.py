@@ -30,12 +30,16 @@ class FusedForm:
     shapes ``accepts`` (a picklable function of a shape tuple); ``covers``: those
     tensors in words (``"tensors of rank < 2"``), for the refusal of the others.
     The stages' state paths are the original's: each stage's state is where the
-    original keeps the same values."""
+    original keeps the same values. ``rounds_16bit``: the original returns a 16-bit
+    gradient's updates rounded to its dtype (array code, not element functions,
+    whose updates stay float32 within a step): the kernels would not round them, so
+    16-bit parameters are not covered."""
 
     name: str
     transform: Transform
     accepts: Callable[[tuple[int, ...]], bool]
     covers: str
+    rounds_16bit: bool = False
 
 
 def fused_form_of(t: Transform) -> FusedForm | None:

@@ -99,10 +99,12 @@ class FusedEngine:
         self._layout_cache: dict | None = None
         self._broken: str | None = None  # why kernels cannot be built here
 
-    def refusal(self, shapes: list[tuple[int, ...]]) -> str | None:
-        """Why tensors of ``shapes`` cannot be stepped here (a fused form that does not
-        cover one of them), or None."""
+    def refusal(self, shapes: list[tuple[int, ...]], dtype: Any = None) -> str | None:
+        """Why tensors of ``shapes`` (and of ``dtype``) cannot be stepped here (a fused
+        form that does not cover one of them), or None."""
         for form in self.forms:
+            if form.rounds_16bit and dtype is not None and np.dtype(dtype).itemsize == 2:
+                return f"{form.name} runs fused on 32- and 64-bit parameters only"
             for shape in shapes:
                 if not form.accepts(tuple(shape)):
                     return (
@@ -239,7 +241,7 @@ class FusedEngine:
         for w in ws:
             if not isinstance(w, np.ndarray) or w.dtype != dtype:
                 raise Unsupported("parameters of mixed types or dtypes")
-        why = self.refusal([w.shape for w in ws]) if self.forms else None
+        why = self.refusal([w.shape for w in ws], dtype) if self.forms else None
         if why is not None:
             raise Unsupported(why)
         name = _storage_name(dtype)

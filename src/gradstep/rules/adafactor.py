@@ -217,7 +217,7 @@ class ClipByBlockRms(Transform):
             tensor_scalars=("denom",),
             sized=True,
         )
-        return FusedForm(self.name, stage, every_shape, "tensors of any shape")
+        return FusedForm(self.name, stage, every_shape, "tensors of any shape", rounds_16bit=True)
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         g_leaves, td = _tree.flatten(grads)

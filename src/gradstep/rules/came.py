@@ -139,7 +139,7 @@ class ScaleByFactoredSecondMoment(Transform):
         """On tensors that are not factored: the full moment's element function."""
         slots = (Slot("v", nonnegative=True),)
         stage = Elementwise(self.name, _second_moment, slots=slots, prepare=self._scalars())
-        return FusedForm(self.name, stage, _unfactored, _UNFACTORED)
+        return FusedForm(self.name, stage, _unfactored, _UNFACTORED, rounds_16bit=True)
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         def step(ns, g, row, col, v):
@@ -184,7 +184,7 @@ class ScaleByConfidence(Transform):
     def fused_form(self) -> FusedForm:
         """On tensors that are not factored: the momentum's element function."""
         stage = Elementwise(self.name, _momentum, slots=(Slot("mu"),), prepare=self._scalars())
-        return FusedForm(self.name, stage, _unfactored, _UNFACTORED)
+        return FusedForm(self.name, stage, _unfactored, _UNFACTORED, rounds_16bit=True)
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         def step(ns, u, mu, row, col):
