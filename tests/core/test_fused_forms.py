@@ -95,3 +95,15 @@ def test_projection_decay_of_zero_leaves_a_non_finite_parameter(rule):
         assert opt.engine == engine
     assert np.isinf(out[0][0])
     np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_forms_that_round_16bit_updates_leave_16bit_parameters_eager():
+    """CAME's moments round a float16 gradient's updates to float16 between stages;
+    the kernels would not: 16-bit parameters run eagerly, 32-bit ones fused."""
+    engine = FusedEngine(gradstep.came(0.01))
+    assert engine.refusal([(5,)], np.float32) is None
+    assert "32- and 64-bit parameters only" in engine.refusal([(5,)], np.float16)
+    assert gradstep.Optimizer([np.ones(5, np.float16)], gradstep.came(0.01)).engine == "eager"
+    assert gradstep.Optimizer([np.ones(5, np.float32)], gradstep.came(0.01)).engine == "fused"
+    # element functions keep a step's updates in float32: AdamP's form covers float16
+    assert FusedEngine(gradstep.adamp(0.01)).refusal([(5,)], np.float16) is None
