@@ -177,18 +177,14 @@ def _rms(x: Any, ns: Any) -> Any:
     return (ns.square_sum(x) / size) ** 0.5 if size else ns.astype(0.0, x)
 
 
-def _clip_denominator(square_sum, size, threshold):
-    r""":math:`\max(1, \mathrm{RMS}/d)` of a tensor of ``size`` elements from its
-    float64 sum of squares (RMS 0 when it is empty)."""
-    return maximum(1.0, sqrt(square_sum / maximum(size, 1.0)) / threshold)
-
-
 def _clip_norms(u):
     return (u,)
 
 
 def _clip_combined(sums: tuple, flags: dict, h: dict, *, threshold: float) -> dict:
-    return {"denom": _clip_denominator(sums[0], sums[1], threshold)}
+    r""":math:`\max(1, \mathrm{RMS}/d)` of a tensor from its float64 sum of squares
+    and its size (RMS 0 when it is empty)."""
+    return {"denom": maximum(1.0, sqrt(sums[0] / maximum(sums[1], 1.0)) / threshold)}
 
 
 def _clipped(u, denom):
@@ -206,6 +202,9 @@ class ClipByBlockRms(Transform):
     def init(self, params: Any) -> dict:
         return {}
 
+    def _combine(self) -> functools.partial:
+        return functools.partial(_clip_combined, threshold=self.threshold)
+
     def fused_form(self) -> FusedForm:
         """The same clip as a per-tensor reduction stage (a sum of squares and the
         tensor's size, then the element division), on tensors of any shape."""
@@ -213,7 +212,7 @@ class ClipByBlockRms(Transform):
             self.name,
             _clipped,
             norms=_clip_norms,
-            combine=functools.partial(_clip_combined, threshold=self.threshold),
+            combine=self._combine(),
             tensor_scalars=("denom",),
             sized=True,
         )
@@ -226,7 +225,7 @@ class ClipByBlockRms(Transform):
             ns = namespace_of(u)
             square_sum = ns.square_sum(u)
             size = ns.astype(float(_size(np.shape(u))), square_sum)  # of the sum's library
-            denom = element_for(_clip_denominator, ns)(square_sum, size, self.threshold)
+            denom = element_for(self._combine(), ns)((square_sum, size), {}, {})["denom"]
             out.append(ns.wrap(element_for(_clipped, ns)(u, ns.scalar_caster(u)(denom))))
         return _tree.unflatten(td, out), state
 
