@@ -79,7 +79,7 @@ class Optimizer:
         self.transform = transform
         self.state = transform.init(params)
         self.hyperparams: dict[str, Any] = {}
-        self._fused = None if engine == "eager" else _fused_engine(transform, engine)
+        self._fused = None if engine == "eager" else _fused_engine(transform, engine, leaves)
         self._ran: str | None = None
         self._notified = False
 
@@ -213,7 +213,7 @@ class Optimizer:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if state["_fused"]:
-            self._fused = _fused_engine(self.transform, "fused")
+            self._fused = _fused_engine(self.transform, "fused", self._param_leaves)
         else:
             self._fused = None
 
@@ -471,15 +471,20 @@ def _check_state_values(owner: str, transform: Transform, state: dict) -> None:
                     )
 
 
-def _fused_engine(transform: Transform, engine: str):
+def _fused_engine(transform: Transform, engine: str, leaves: list):
+    """The numba engine for ``transform`` over the parameter arrays ``leaves``, or None
+    (``engine="fused"``: a ValueError) where it cannot compile the transform or a
+    fused form in it does not cover their shapes."""
     from .engines.fused import FusedEngine
     from .engines.plan import NotFusable
 
     try:
-        return FusedEngine(transform)
-    except NotFusable as reason:
-        if engine == "fused":
-            raise ValueError(
-                f"Optimizer: engine='fused' cannot run this transform: {reason}"
-            ) from None
-        return None
+        fused = FusedEngine(transform)
+        reason = fused.refusal([np.shape(w) for w in leaves], leaves[0].dtype if leaves else None)
+    except NotFusable as refused:
+        reason = str(refused)
+    if reason is None:
+        return fused
+    if engine == "fused":
+        raise ValueError(f"Optimizer: engine='fused' cannot run this transform: {reason}")
+    return None

@@ -21,7 +21,7 @@ import pytest
 import gradstep
 from gradstep import transforms as T
 from gradstep.engines.fused import FusedEngine
-from gradstep.engines.plan import NotFusable
+from gradstep.engines.plan import NotFusable, Unsupported
 
 FIXTURES = Path(__file__).resolve().parents[1] / "conformance" / "fixtures"
 SIZES = [(0,), (1,), (7,), (100003,), (3, 5)]
@@ -48,9 +48,9 @@ def mask_for(kwargs):
     return kwargs
 
 
-def run(transform, dtype, engine, steps=STEPS, nonfinite=False):
+def run(transform, dtype, engine, steps=STEPS, nonfinite=False, sizes=SIZES):
     rng = np.random.default_rng(1)
-    params = [rng.normal(size=s).astype(dtype) for s in SIZES]
+    params = [rng.normal(size=s).astype(dtype) for s in sizes]
     opt = gradstep.Optimizer(params, transform, engine=engine)
     assert opt.engine == engine
     for k in range(steps):
@@ -60,6 +60,7 @@ def run(transform, dtype, engine, steps=STEPS, nonfinite=False):
                 grads[2][0] = np.nan
                 grads[2][3] = np.inf if k == 5 else -np.inf
             opt.step(grads)
+    assert opt.engine == engine  # no step fell back to eager
     return params, opt.state_dict()
 
 
@@ -124,6 +125,25 @@ def test_the_per_tensor_reductions_run_fused():
     assert {"lamb", "lars", "novograd", "mars", "stable_adamw"} <= names, names
 
 
+#: rules whose shape-dependent stages have a fused form for vectors only
+VECTOR_FORMS = {"adamp", "sgdp", "ranger", "came"}
+
+
+def test_the_vector_forms_run_fused():
+    names = {p.values[0] for p in reduction_rules()}
+    assert VECTOR_FORMS <= names, names
+
+
+def fused_sizes(rule, kwargs):
+    """:data:`SIZES`, or its vectors where the engine refuses the others (a fused
+    form covering vectors only)."""
+    engine = FusedEngine(gradstep.REGISTRY[rule].factory(**kwargs))
+    if engine.refusal(SIZES) is None:
+        return SIZES
+    assert rule in VECTOR_FORMS, (rule, engine.refusal(SIZES))
+    return [s for s in SIZES if len(s) < 2]
+
+
 def reduction_cases():
     for p in reduction_rules():
         rule, kwargs = p.values
@@ -138,7 +158,54 @@ def test_every_reduction_rule(rule, kwargs, dtype):
     """Trust ratios and other per-tensor scalars from the fused engine's reduction
     passes, over tensors of odd sizes (an empty one, one over two chunks)."""
     make = lambda: gradstep.REGISTRY[rule].factory(**kwargs)  # noqa: E731
-    assert_same(run(make(), dtype, "eager"), run(make(), dtype, "fused"), dtype)
+    sizes = fused_sizes(rule, kwargs)
+    eager = run(make(), dtype, "eager", sizes=sizes)
+    assert_same(eager, run(make(), dtype, "fused", sizes=sizes), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    "rule, kwargs",
+    [
+        ("adamp", {"weight_decay": 0.1, "epsilon_placement": "outside"}),
+        ("sgdp", {"weight_decay": 0.1, "nesterov": True, "dampening": 0.2}),
+        ("ranger", {"weight_decay": 0.05, "sync_period": 4}),
+        ("came", {"clipping_threshold": 0.5, "weight_decay": 0.1, "beta1": 0.8}),
+    ],
+)
+def test_vector_forms_with_non_finite_gradients(rule, kwargs, dtype):
+    """The fused forms on vectors at other settings, NaN and inf gradients included."""
+    make = lambda: gradstep.REGISTRY[rule].factory(**kwargs)  # noqa: E731
+    sizes = fused_sizes(rule, kwargs)
+    eager = run(make(), dtype, "eager", nonfinite=True, sizes=sizes)
+    assert_same(eager, run(make(), dtype, "fused", nonfinite=True, sizes=sizes), dtype)
+
+
+@pytest.mark.parametrize("rule", sorted(VECTOR_FORMS))
+def test_a_matrix_runs_the_vector_forms_eagerly(rule):
+    """Parameters a form does not cover: the optimizer runs the transform's own update
+    from the start (no notice), exactly as the eager engine; ``engine="fused"``
+    refuses them; the engine itself refuses such a step before writing anything."""
+    make = lambda: gradstep.REGISTRY[rule].factory(learning_rate=0.01)  # noqa: E731
+    shapes = [(5,), (3, 4)]
+    got, want = ([np.linspace(-1, 1, int(np.prod(s))).reshape(s) for s in shapes] for _ in "ab")
+    auto = gradstep.Optimizer(got, make())
+    eager = gradstep.Optimizer(want, make(), engine="eager")
+    assert auto.engine == "eager"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        auto.step([np.cos(3 * w) for w in got])
+    eager.step([np.cos(3 * w) for w in want])
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="runs fused on tensors of rank < 2 only"):
+        gradstep.Optimizer(got, make(), engine="fused")
+    before = [w.copy() for w in got]
+    state = make().init(got)
+    with pytest.raises(Unsupported, match="not on a tensor of shape \\(3, 4\\)"):
+        FusedEngine(make()).step(got, [np.ones_like(w) for w in got], state, {})
+    for a, b in zip(got, before):
+        np.testing.assert_array_equal(a, b)
 
 
 CHAINS = {

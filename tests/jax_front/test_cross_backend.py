@@ -44,8 +44,12 @@ def test_same_trajectory_on_every_backend(case, dtype):
     for backend, value in result.items():
         if backend == "numpy fused" and isinstance(value, str):
             assert value.startswith("eager only"), value
-            with pytest.raises(NotFusable):
+            try:
                 FusedEngine(case.make())
+            except NotFusable:
+                continue
+            # compiled, but a fused form (vectors only) refuses the case's matrices
+            assert "runs fused on" in value and "not on a tensor of shape" in value, value
             continue
         assert isinstance(value, float), f"{case.name} on {backend}: {value}"
         assert value <= case.tolerance(dtype), f"{case.name} on {backend}: {value:.2e}"

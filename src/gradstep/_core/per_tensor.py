@@ -9,6 +9,7 @@ handling), so it lives in the core; the rules that build it are in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,9 @@ class PerTensorReduction(Elementwise):
       flags: ``{name: mask}``: each mask a tree of booleans, a function of the
         parameters returning one, or ``None`` (true for every tensor); ``combine``
         receives ``{name: bool}`` for its tensor.
+      sized: ``combine``'s sums end with the tensor's number of elements (a mean
+        square, an RMS); the engines that build it (the eager one, the numba one)
+        append it.
     """
 
     def __init__(
@@ -45,9 +49,11 @@ class PerTensorReduction(Elementwise):
         combine: Callable,
         tensor_scalars: tuple[str, ...],
         flags: dict[str, Any] | None = None,
+        sized: bool = False,
         **elementwise: Any,
     ):
         super().__init__(name, element, **elementwise)
+        self.sized = sized
         self.norms = norms
         self.combine = combine
         self.tensor_scalars = tuple(tensor_scalars)
@@ -72,6 +78,7 @@ class PerTensorReduction(Elementwise):
             combine=self.combine,
             tensor_scalars=self.tensor_scalars,
             flags=self.flags,
+            sized=self.sized,
         )
 
     def _rebuilt(self, name: str, element: Callable, args: dict[str, Any]) -> PerTensorReduction:
@@ -105,13 +112,23 @@ class PerTensorReduction(Elementwise):
         return [self.combine(s, f, h) for s, f in zip(sums, flags)]
 
     def tensor_scalar_rows(
-        self, sums: Any, flags: list[dict[str, bool]], count: int, ctx: dict[str, Any]
+        self,
+        sums: Any,
+        flags: list[dict[str, bool]],
+        count: int,
+        ctx: dict[str, Any],
+        sizes: list[int] | None = None,
     ) -> list[list[Any]]:
         """Each tensor's scalars, in the order of ``tensor_scalars``, from the rows of
         ``sums`` (each tensor's float64 sums of squares, from an engine's own
-        reduction pass): what the eager engine computes from its own sums."""
+        reduction pass) and, for a ``sized`` stage, the tensors' ``sizes``: what the
+        eager engine computes from its own sums."""
         h = resolve(self.hyperparams, count, ctx)
         rows = [tuple(float(x) for x in row) for row in sums]
+        if self.sized:
+            if sizes is None:
+                raise ValueError(f"{self.name}: a sized reduction needs the tensors' sizes")
+            rows = [row + (float(n),) for row, n in zip(rows, sizes)]
         values = self.tensor_scalar_values(rows, flags, h)
         return [[v[name] for name in self.tensor_scalars] for v in values]
 
@@ -124,7 +141,8 @@ class PerTensorReduction(Elementwise):
     def tensor_sums_of(self, arrays: list, prepared: list, ns: Any) -> tuple[float, ...]:
         """One tensor's float64 sums of squares of the ``norms`` arrays."""
         terms = element_for(self.norms, ns)(*arrays, *prepared)
-        return tuple(sum_of_squares(x) for x in terms)
+        sums = tuple(sum_of_squares(x) for x in terms)
+        return sums + (float(math.prod(tuple(arrays[0].shape))),) if self.sized else sums
 
     def tensor_scalars_of(self, i, arrays, prepared, ns, context):
         h, flags = context

@@ -80,7 +80,8 @@ class FusedEngine:
 
     def __init__(self, transform: Transform):
         self.transform = transform
-        self.stages = flatten_stages(transform, per_tensor=True)
+        self.forms: list = []  # fused forms in place of their transforms: shapes refused
+        self.stages = flatten_stages(transform, per_tensor=True, forms=self.forms)
         # scal[0] is the dtype witness
         self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages, first_scalar=1)
         self.n_rows = place_scales(self.stages, self.n_rows)
@@ -97,6 +98,20 @@ class FusedEngine:
         self._modules: dict[tuple[str, ...], Any] = {}
         self._layout_cache: dict | None = None
         self._broken: str | None = None  # why kernels cannot be built here
+
+    def refusal(self, shapes: list[tuple[int, ...]], dtype: Any = None) -> str | None:
+        """Why tensors of ``shapes`` (and of ``dtype``) cannot be stepped here (a fused
+        form that does not cover one of them), or None."""
+        for form in self.forms:
+            if form.rounds_16bit and dtype is not None and np.dtype(dtype).itemsize == 2:
+                return f"{form.name} runs fused on 32- and 64-bit parameters only"
+            for shape in shapes:
+                if not form.accepts(tuple(shape)):
+                    return (
+                        f"{form.name} runs fused on {form.covers} only, not on a tensor of "
+                        f"shape {tuple(shape)}"
+                    )
+        return None
 
     @property
     def kernels(self):
@@ -226,6 +241,9 @@ class FusedEngine:
         for w in ws:
             if not isinstance(w, np.ndarray) or w.dtype != dtype:
                 raise Unsupported("parameters of mixed types or dtypes")
+        why = self.refusal([w.shape for w in ws], dtype) if self.forms else None
+        if why is not None:
+            raise Unsupported(why)
         name = _storage_name(dtype)
         if name in ("float16", "bfloat16") and any(st.is_global for st in self.stages):
             # the eager engine sums a global reduction's terms of 16-bit parameters in

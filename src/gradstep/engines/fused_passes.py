@@ -101,7 +101,10 @@ def reductions(
             tscal[:, st.reduction_column] = factors
         elif st.is_per_tensor:
             sums = tensor_sums(chunk_totals(kernel, layout, args, global_terms(st)), layout)
-            rows = st.stage.tensor_scalar_rows(sums, layout["flags"][st.index], count, ctx)
+            sizes = [int(np.prod(shape)) for shape in layout["shapes"]]
+            rows = st.stage.tensor_scalar_rows(
+                sums, layout["flags"][st.index], count, ctx, sizes=sizes
+            )
             width = len(st.stage.tensor_scalars)
             tscal[:, st.reduction_column : st.reduction_column + width] = rows
     return carried

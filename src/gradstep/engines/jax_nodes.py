@@ -4,6 +4,7 @@ the wrappers around one inner transform are in :mod:`.jax_wrapper_nodes`."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -445,6 +446,8 @@ class PerTensorNode(ElementNode):
         for i, gi in enumerate(g):
             terms = self.norms(*self.arrays(g, w, slots, i), *cast(scalars, gi))
             sums.append([square_sum(x, acc) for x in terms])
+            if stage.sized:  # the tensor's size follows its sums
+                sums[-1].append(jnp.asarray(math.prod(gi.shape), acc))
         flags = self._flags(td, g, w)
         count = state["count"] if stage.counted else None
         static_ctx, dynamic_ctx = split_overrides(stage, count, ctx)

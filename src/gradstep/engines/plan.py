@@ -15,6 +15,7 @@ counts into its column of the factor table.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +25,11 @@ from .._core.blockwise8 import BLOCKWISE8
 from .._core.cautious import Cautious, cautious_element, cautious_factor
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
+from .._core.fused_form import FusedForm, Keyed, fused_form_of
 from .._core.global_reduction import GlobalReduction
 from .._core.per_tensor import PerTensorReduction
 from .._core.rounding import ParameterStore
-from .._core.transform import Chain, Transform, walk
+from .._core.transform import Chain, Transform, map_transform, walk
 from .._core.xmath import HELPERS, OPERATIONS
 
 
@@ -46,7 +48,7 @@ class Stage:
 
     index: int
     stage: Elementwise
-    state_path: tuple[str, ...]
+    state_path: tuple[str, ...] | None  # None: a stateless stage of a fused form
     mask: Any = None  # the Masked wrapper's mask, or None
     slot_rows: list[int] = field(default_factory=list)  # rows of the pointer table
     scalar_offset: int = 0  # position of its scalars in the scalar vector
@@ -131,13 +133,20 @@ class CautiousEnd(NormScaled):
         ]
 
 
-def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage]:
+def flatten_stages(
+    transform: Transform, per_tensor: bool = False, forms: list[FusedForm] | None = None
+) -> list[Stage]:
     """The elementwise stages of ``transform`` in order, or :class:`NotFusable`.
 
     Chains, one level of masks and cautious wrappers (not masked, not nested, with no
     mask inside) are compiled; any other transform is not. ``per_tensor``: the caller
     also runs per-tensor reduction stages (both fused engines do; callers that only
-    locate elementwise slots leave it off)."""
+    locate elementwise slots leave it off). ``forms``: a list to which the fused
+    forms (:mod:`gradstep._core.fused_form`) put in place of their transforms are
+    appended; the caller must then refuse the tensors a form does not cover (None:
+    no form is used)."""
+    if forms is not None:
+        transform = map_transform(functools.partial(_with_form, forms), transform)
     out: list[Stage] = []
     open_cautious: list = []  # (wrapper, its start's index) while its stages come
     for visit in walk(transform):
@@ -156,7 +165,7 @@ def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage
             continue
         if open_cautious and isinstance(t, Masked):
             raise NotFusable(f"a mask inside the cautious wrapper {open_cautious[0][0].name!r}")
-        if isinstance(t, (Chain, Masked)):
+        if isinstance(t, (Chain, Masked, Keyed)):
             continue
         if isinstance(t, NormScaled):
             if mask is not None:
@@ -182,7 +191,19 @@ def flatten_stages(transform: Transform, per_tensor: bool = False) -> list[Stage
             raise NotFusable(f"{type(t).__name__} {t.name!r} is not an elementwise stage")
     if open_cautious:
         _close(out, *open_cautious.pop())
+    for st in out:
+        if st.state_path is None and (st.stage.slots or st.stage.counted):
+            raise NotFusable(f"stage {st.stage.name!r} keeps state but has no place in the state")
     return out
+
+
+def _with_form(forms: list[FusedForm], t: Transform) -> Transform:
+    """``t``'s fused form in its place (recorded in ``forms``), or ``t``."""
+    form = fused_form_of(t)
+    if form is None:
+        return t
+    forms.append(form)
+    return form.transform
 
 
 def _close(out: list[Stage], wrapper: Cautious, start: int, path: tuple) -> None:
@@ -265,8 +286,8 @@ def stage_nodes(stages: list[Stage], state: dict) -> tuple[list[dict], list[int]
     """Each stage's node of the state tree, and its step count (0 where it keeps none)."""
     nodes = []
     for st in stages:
-        node = state
-        for key in st.state_path:
+        node = state if st.state_path is not None else {}
+        for key in st.state_path or ():
             node = node[key]
         nodes.append(node)
     return nodes, [int(node["count"]) if "count" in node else 0 for node in nodes]

@@ -371,6 +371,9 @@ class TritonEngine:
             fn = self._factor_fns[st.index] = element_for(stage.combine, namespace_of(sums))
         h = resolve(stage.hyperparams, count, ctx)
         tscal = tables.tscal
+        if stage.sized:  # each tensor's size follows its sums
+            sizes = torch.tensor([w.numel() for w in tables.ws], dtype=sums.dtype)
+            sums = torch.cat([sums, sizes.to(sums.device)[:, None]], dim=1)
         for flags, idx in tables.flag_groups[st.index]:
             chosen = sums.index_select(0, idx)
             values = fn(tuple(chosen[:, t] for t in range(chosen.shape[1])), flags, h)

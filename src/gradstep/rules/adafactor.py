@@ -65,7 +65,9 @@ from .._core.factored import (
     map_widened,
     moving_average,
 )
-from .._core.namespaces import namespace_of
+from .._core.fused_form import FusedForm, every_shape
+from .._core.namespaces import element_for, namespace_of
+from .._core.per_tensor import PerTensorReduction
 from .._core.stages import rule
 from .._core.transform import Chain, Transform
 from .._core.validate import (
@@ -77,7 +79,7 @@ from .._core.validate import (
     hyperparams,
     nonnegative,
 )
-from .._core.xmath import ema
+from .._core.xmath import ema, maximum, sqrt
 
 EPSILON1_PLACEMENTS = ("clamp", "add")
 DECAY_SCALES = ("learning_rate", "none")
@@ -175,6 +177,20 @@ def _rms(x: Any, ns: Any) -> Any:
     return (ns.square_sum(x) / size) ** 0.5 if size else ns.astype(0.0, x)
 
 
+def _clip_norms(u):
+    return (u,)
+
+
+def _clip_combined(sums: tuple, flags: dict, h: dict, *, threshold: float) -> dict:
+    r""":math:`\max(1, \mathrm{RMS}/d)` of a tensor from its float64 sum of squares
+    and its size (RMS 0 when it is empty)."""
+    return {"denom": maximum(1.0, sqrt(sums[0] / maximum(sums[1], 1.0)) / threshold)}
+
+
+def _clipped(u, denom):
+    return u / denom
+
+
 class ClipByBlockRms(Transform):
     """``u / max(1, RMS(u) / threshold)`` for each tensor (stateless)."""
 
@@ -186,13 +202,31 @@ class ClipByBlockRms(Transform):
     def init(self, params: Any) -> dict:
         return {}
 
+    def _combine(self) -> functools.partial:
+        return functools.partial(_clip_combined, threshold=self.threshold)
+
+    def fused_form(self) -> FusedForm:
+        """The same clip as a per-tensor reduction stage (a sum of squares and the
+        tensor's size, then the element division), on tensors of any shape."""
+        stage = PerTensorReduction(
+            self.name,
+            _clipped,
+            norms=_clip_norms,
+            combine=self._combine(),
+            tensor_scalars=("denom",),
+            sized=True,
+        )
+        return FusedForm(self.name, stage, every_shape, "tensors of any shape", rounds_16bit=True)
+
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         g_leaves, td = _tree.flatten(grads)
         out = []
         for u in g_leaves:
             ns = namespace_of(u)
-            denom = ns.maximum(1.0, _rms(u, ns) / self.threshold)
-            out.append(ns.wrap(u / ns.scalar_caster(u)(denom)))
+            square_sum = ns.square_sum(u)
+            size = ns.astype(float(_size(np.shape(u))), square_sum)  # of the sum's library
+            denom = element_for(self._combine(), ns)((square_sum, size), {}, {})["denom"]
+            out.append(ns.wrap(element_for(_clipped, ns)(u, ns.scalar_caster(u)(denom))))
         return _tree.unflatten(td, out), state
 
 

@@ -37,6 +37,9 @@ dampening applies on the first step too, unlike torch's SGD), :math:`u = b`, or
 The projection is written once against the array namespace (row sums and norms of
 each tensor), as a finishing stage (:mod:`gradstep._core.finishing`) around the
 base direction, so it runs on NumPy, torch and JAX arrays, under ``jax.jit`` too.
+On vectors only the decay remains, an element function: the stage's fused form
+(:mod:`gradstep._core.fused_form`) is the base direction's stages then that decay,
+so the rule runs on the numba engine while every tensor is of rank < 2.
 
 References:
   Heo, Chun, Oh, Han, Yun, Kim, Uh & Ha (2021): AdamP: Slowing Down the Slowdown for
@@ -50,10 +53,12 @@ from typing import Any
 
 from .._core.elementwise import Elementwise, Slot
 from .._core.finishing import Finishing
-from .._core.namespaces import namespace_of
+from .._core.fused_form import FusedForm, Keyed, rank_below
+from .._core.namespaces import element_for, namespace_of
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, Interval, OneOf, decay_rate, hyperparams, nonnegative
+from .._core.xmath import where
 from .adam import scale_by_adam
 
 _POSITIVE = Interval(0.0, lo_open=True)
@@ -95,6 +100,17 @@ def project_radial(
     return ns.reshape(U, shape), rho
 
 
+def _projection_decay(u, w, weight_decay):
+    """``u + rate w``, ``rate`` the decay's coefficient (``u`` itself where it is 0,
+    also for a non-finite ``w``)."""
+    return where(weight_decay == 0, u, u + weight_decay * w)
+
+
+def _decay_prepare(h: dict, count: int, *, scale: float) -> dict:
+    r"""The decay's coefficient :math:`\lambda s` (before :math:`\rho`)."""
+    return {"weight_decay": scale * h["weight_decay"]}
+
+
 class ScaleByProjection(Finishing):
     """``inner``'s direction, projected per tensor (:func:`project_radial`) against
     the gradient and the parameter, plus the decay :math:`\\lambda \\rho s w`."""
@@ -124,18 +140,35 @@ class ScaleByProjection(Finishing):
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "weight_decay": self.declared_ranges["weight_decay"]}
 
+    def _decay(self) -> Elementwise:
+        """The decay as an elementwise stage (what a vector's update finishes with)."""
+        return Elementwise(
+            "projection_decay",
+            _projection_decay,
+            hyperparams={"weight_decay": self.weight_decay},
+            prepare=functools.partial(_decay_prepare, scale=self.decay_scale),
+            uses_params=True,
+        )
+
+    def fused_form(self) -> FusedForm:
+        """On vectors: the inner stages, then the decay (no projection)."""
+        form = Keyed(self.name, (self.inner, self._decay()), ("inner", None))
+        return FusedForm(self.name, form, rank_below(2), "tensors of rank < 2")
+
     def finish(self, updates: list, grads: list, params: list, ctx: dict[str, Any]) -> list:
-        weight_decay = ctx.get("weight_decay", self.weight_decay)
-        # a traced override (JAX) is not a number: decay with it
-        decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
+        h = {"weight_decay": ctx.get("weight_decay", self.weight_decay)}
+        rate = _decay_prepare(h, 0, scale=self.decay_scale)["weight_decay"]
+        # a traced override (JAX) is not a number: decay with it; a 0 adds nothing
+        decays = not (isinstance(rate, (int, float)) and rate == 0)
         out = []
         for u, g, w in zip(updates, grads, params):
             ns = namespace_of(u)
+            cast = ns.scalar_caster(u)
             rho = 1.0
             if len(w.shape) > 1:
                 u, rho = project_radial(w, g, u, self.delta, self.wd_ratio, self.epsilon)
             if decays:
-                u = u + ns.scalar_caster(u)(self.decay_scale) * weight_decay * rho * w
+                u = element_for(_projection_decay, ns)(u, w, cast(rate) * rho)
             out.append(ns.wrap(u))
         return out
 

@@ -40,7 +40,10 @@ Adafactor's (:mod:`gradstep._core.factored`), here with a constant decay and
 :math:`\epsilon_1` added to :math:`g^2`, and the clipping is Adafactor's stage
 (:mod:`gradstep.rules.adafactor`). The arithmetic runs
 in float32 or wider for 16-bit parameters (as in the authors' code, and as element
-functions run), the state is stored in the parameter's dtype.
+functions run), the state is stored in the parameter's dtype. On tensors that are not
+factored every stage is an element function or a per-tensor reduction (the clip's RMS):
+the stages' fused forms (:mod:`gradstep._core.fused_form`), which their own updates call
+on those tensors, run on the numba engine while no tensor is factored.
 
 References:
   Luo, Ren, Zheng, Jiang, Jiang & You (2023): CAME: Confidence-guided Adaptive Memory
@@ -51,11 +54,13 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from .._core import tree as _tree
+from .._core.elementwise import Elementwise, Slot
 from .._core.factored import (
     factored_average,
     factored_axes,
@@ -65,10 +70,12 @@ from .._core.factored import (
     map_widened,
     moving_average,
 )
-from .._core.namespaces import namespace_of
+from .._core.fused_form import FusedForm
+from .._core.namespaces import element_for, namespace_of
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
 from .._core.validate import Interval, decay_rate, hyperparams, nonnegative
+from .._core.xmath import sqrt
 from .adafactor import ClipByBlockRms, OrNone
 
 # the last two axes of every tensor of rank >= 2, as the authors' code
@@ -80,6 +87,33 @@ def _inverse_root(ns, row, col, r, minus_half):
     the authors' code)."""
     row_factor, col_factor = inverse_root_factors(ns, row, col, r, minus_half)
     return row_factor * col_factor
+
+
+def _second_moment(g, v, keep, gain, eps):
+    r"""A tensor's full second moment of :math:`g^2 + \epsilon_1` and
+    :math:`u = g / \sqrt V` (a tensor that is not factored; a root and a division,
+    not a power: they vectorise)."""
+    v = keep * v + gain * (g * g + eps)
+    return g / sqrt(v), v
+
+
+def _momentum(u, mu, keep, gain):
+    r""":math:`m \leftarrow \beta_1 m + (1-\beta_1)\,\hat u`; a tensor that is not
+    factored steps by :math:`m` itself."""
+    mu = keep * mu + gain * u
+    return mu, mu
+
+
+def _decay_scalars(h: dict, count: int, *, decay: float, **more: float) -> dict:
+    """``keep``, ``gain`` of the moving average with ``decay``, then ``more``."""
+    return {"keep": decay, "gain": 1.0 - decay, **more}
+
+
+def _unfactored(shape: tuple[int, ...]) -> bool:
+    return factored_axes(shape, _FACTORED, _MIN_SIZE) is None
+
+
+_UNFACTORED = "tensors of rank < 2"
 
 
 class ScaleByFactoredSecondMoment(Transform):
@@ -98,16 +132,27 @@ class ScaleByFactoredSecondMoment(Transform):
         rows, cols, full = factored_slots(params, _FACTORED, _MIN_SIZE)
         return {"v_row": rows, "v_col": cols, "v": full}
 
+    def _scalars(self) -> functools.partial:
+        return functools.partial(_decay_scalars, decay=self.beta2, eps=self.epsilon1)
+
+    def fused_form(self) -> FusedForm:
+        """On tensors that are not factored: the full moment's element function."""
+        slots = (Slot("v", nonnegative=True),)
+        stage = Elementwise(self.name, _second_moment, slots=slots, prepare=self._scalars())
+        return FusedForm(self.name, stage, _unfactored, _UNFACTORED, rounds_16bit=True)
+
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         def step(ns, g, row, col, v):
             cast = ns.scalar_caster(g)
-            keep, gain, eps = cast(self.beta2), cast(1.0 - self.beta2), cast(self.epsilon1)
+            scalars = [cast(x) for x in self._scalars()({}, 0).values()]
+            keep, gain, eps = scalars
             axes = factored_axes(np.shape(g), _FACTORED, _MIN_SIZE)
             if is_empty(g):
                 return ns.astype(g, g), row, col, v
-            row, col, v = moving_average(ns, g * g + eps, row, col, v, axes, keep, gain)
             if axes is None:
-                return g * v ** cast(-0.5), row, col, v
+                u, v = element_for(_second_moment, ns)(g, v, *scalars)
+                return u, row, col, v
+            row, col, v = moving_average(ns, g * g + eps, row, col, v, axes, keep, gain)
             return g * _inverse_root(ns, row, col, axes[0], cast(-0.5)), row, col, v
 
         return map_widened(step, grads, state, ("v_row", "v_col", "v"))
@@ -133,13 +178,22 @@ class ScaleByConfidence(Transform):
         mu = _tree.unflatten(td, [namespace_of(p).zeros(tuple(np.shape(p)), p) for p in leaves])
         return {"mu": mu, "res_row": rows, "res_col": cols}
 
+    def _scalars(self) -> functools.partial:
+        return functools.partial(_decay_scalars, decay=self.beta1)
+
+    def fused_form(self) -> FusedForm:
+        """On tensors that are not factored: the momentum's element function."""
+        stage = Elementwise(self.name, _momentum, slots=(Slot("mu"),), prepare=self._scalars())
+        return FusedForm(self.name, stage, _unfactored, _UNFACTORED, rounds_16bit=True)
+
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         def step(ns, u, mu, row, col):
             cast = ns.scalar_caster(u)
             axes = factored_axes(np.shape(u), _FACTORED, _MIN_SIZE)
-            mu = cast(self.beta1) * mu + cast(1.0 - self.beta1) * u
+            scalars = [cast(x) for x in self._scalars()({}, 0).values()]
+            m, mu = element_for(_momentum, ns)(u, mu, *scalars)
             if axes is None or is_empty(u):
-                return ns.astype(mu, u), mu, row, col
+                return ns.astype(m, u), mu, row, col
             residual = (u - mu) * (u - mu) + cast(self.epsilon2)
             keep, gain = cast(self.beta3), cast(1.0 - self.beta3)
             row, col = factored_average(ns, residual, row, col, axes, keep, gain)

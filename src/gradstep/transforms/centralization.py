@@ -14,8 +14,10 @@ gradient is centred per output filter. Put it first in a chain: it acts on the
 gradient, before any moment sees it.
 
 It is a reduction (a mean per row), written once against the array namespace, so it
-runs on NumPy, torch and JAX arrays and under ``jax.jit``; a chain holding it runs on
-the eager engine.
+runs on NumPy, torch and JAX arrays and under ``jax.jit``. On tensors of rank below
+:math:`r` it is the identity: its fused form (:mod:`gradstep._core.fused_form`) has no
+stage, so a chain holding it runs on the numba engine while every tensor is of such a
+rank, and on the eager engine otherwise.
 
 References:
   Yong, Huang, Hua & Zhang (2020): Gradient Centralization: A New Optimization
@@ -27,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._core import tree as _tree
+from .._core.fused_form import FusedForm, rank_below, unchanged
 from .._core.namespaces import namespace_of
 from .._core.transform import Transform
 from .._core.validate import Interval, hyperparams
@@ -59,6 +62,13 @@ class Centralize(Transform):
 
     def init(self, params: Any) -> dict:
         return {}
+
+    def fused_form(self) -> FusedForm:
+        """No stage at all: the tensors it leaves as they are."""
+        rank = max(self.min_rank, 2)
+        return FusedForm(
+            self.name, unchanged(self.name), rank_below(rank), f"tensors of rank < {rank}"
+        )
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         leaves, td = _tree.flatten(grads)

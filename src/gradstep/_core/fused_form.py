@@ -1,0 +1,109 @@
+"""Fused forms: the stages a shape-dependent transform equals on the tensors of some shapes.
+
+A transform whose update reads tensor shapes (AdamP's projection, gradient
+centralisation, CAME's factored moments) is not an elementwise stage, yet on tensors
+of some shapes it computes what elementwise and per-tensor reduction stages compute:
+centralisation leaves a vector as it is, CAME keeps a vector's full second moment,
+AdamP never projects a vector. Such a transform offers ``fused_form()`` returning a
+:class:`FusedForm`: those stages, built from the same element functions its own
+update calls on those tensors (the math is written once), laid out over the same
+state, and the test of which shapes they cover.
+
+The numba engine compiles a chain with the forms of its transforms in their place
+(:func:`~gradstep.engines.plan.flatten_stages`) and refuses, before it writes
+anything, a step whose tensors a form does not cover: the optimizer runs that step on
+the transform's own update. No other engine or front reads forms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .transform import Transform
+
+
+@dataclass(frozen=True)
+class FusedForm:
+    """``transform``: stages computing what the original computes on the tensors whose
+    shapes ``accepts`` (a picklable function of a shape tuple); ``covers``: those
+    tensors in words (``"tensors of rank < 2"``), for the refusal of the others.
+    The stages' state paths are the original's: each stage's state is where the
+    original keeps the same values. ``rounds_16bit``: the original returns a 16-bit
+    gradient's updates rounded to its dtype (array code, not element functions,
+    whose updates stay float32 within a step): the kernels would not round them, so
+    16-bit parameters are not covered."""
+
+    name: str
+    transform: Transform
+    accepts: Callable[[tuple[int, ...]], bool]
+    covers: str
+    rounds_16bit: bool = False
+
+
+def fused_form_of(t: Transform) -> FusedForm | None:
+    """``t``'s fused form, or None when it offers none."""
+    offer = getattr(t, "fused_form", None)
+    return offer() if callable(offer) else None
+
+
+class Keyed(Transform):
+    """Stages run one after another (as a chain), each with its state under the given
+    key of this transform's state, or none (key ``None``: a stateless stage): a form
+    whose stages share the state of the transform it stands for (a wrapper's inner
+    state under ``"inner"``, its own finishing stage keeping nothing)."""
+
+    def __init__(self, name: str, stages: tuple[Transform, ...], keys: tuple[str | None, ...]):
+        if len(stages) != len(keys):
+            raise ValueError(f"{name}: {len(stages)} stages for {len(keys)} state keys")
+        self.name = name
+        self.stages = tuple(stages)
+        self.keys = tuple(keys)
+
+    def children(self) -> tuple[Transform, ...]:
+        return self.stages
+
+    def child_state_keys(self) -> tuple[str | None, ...]:
+        return self.keys
+
+    def with_children(self, children: tuple[Transform, ...]) -> Keyed:
+        return Keyed(self.name, tuple(children), self.keys)
+
+    def init(self, params: Any) -> dict:
+        out: dict[str, Any] = {}
+        for stage, key in zip(self.stages, self.keys):
+            if key is not None:
+                out[key] = stage.init(params)
+        return out
+
+    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
+        new = dict(state)
+        for stage, key in zip(self.stages, self.keys):
+            own = state[key] if key is not None else {}
+            grads, own = stage.update(grads, own, params, **ctx)
+            if key is not None:
+                new[key] = own
+        return grads, new
+
+
+def unchanged(name: str) -> Transform:
+    """A form with no stages (the update passes through), keeping no state."""
+    return Keyed(name, (), ())
+
+
+def rank_below(rank: int) -> Callable[[tuple[int, ...]], bool]:
+    """The shape test of tensors of rank below ``rank`` (picklable)."""
+    return _RankBelow(rank)
+
+
+@dataclass(frozen=True)
+class _RankBelow:
+    rank: int
+
+    def __call__(self, shape: tuple[int, ...]) -> bool:
+        return len(shape) < self.rank
+
+
+def every_shape(shape: tuple[int, ...]) -> bool:
+    return True
