@@ -14,9 +14,12 @@ import pytest
 import torch
 
 import gradstep
+import gradstep.transforms as T
 from gradstep._core import tree as _tree
 from gradstep._core.transform import Transform, per_parameter_paths
 from gradstep.registry import REGISTRY
+from gradstep.rules.ldog import scale_by_ldog
+from gradstep.rules.nadam import scale_by_nadam
 from gradstep.torch import TransformOptimizer
 from gradstep.torch._state import Layout, StateSplitError
 from gradstep.transforms.accumulation import accumulate
@@ -90,6 +93,42 @@ def test_declared_lists_are_the_per_parameter_ones(spec, wrapper):
         like = np.zeros(shape)
         assert _nonempty(t, like, declared) == _growing_lists(t, like), (spec.name, shape)
         Layout(t, like)  # and the front builds its layout from them
+
+
+def _adam():
+    return gradstep.adam(0.1)
+
+
+# transforms outside the registry that keep state, each built the way a user would
+EXTRAS = {
+    "scale_by_ldog": lambda: scale_by_ldog(),
+    "nadam_shared_schedule": lambda: scale_by_nadam(schedule_scope="shared"),
+    "per_parameter": lambda: T.mxnet.per_parameter(_adam()),
+    "measure_with_ema": lambda: T.measure_with_ema("update_norm", 0.9),
+    "monitor": lambda: T.monitor(
+        {"norm": "update_norm", "ema": T.measure_with_ema("update_rms", 0.9)}
+    ),
+    "parameter_ema": lambda: T.parameter_ema(_adam()),
+    "parameter_swa": lambda: T.parameter_swa(_adam()),
+    "reduce_on_plateau": lambda: T.reduce_on_plateau(),
+    "skip_large_updates": lambda: T.skip_large_updates(_adam(), 10.0),
+    "skip_nonfinite": lambda: T.skip_nonfinite(_adam()),
+    "selective_transform": lambda: T.selective_transform(_adam(), freeze_mask=False),
+    "adaptive_clip": lambda: gradstep.chain(T.adaptive_clip(), _adam()),
+    "dp_aggregate": lambda: T.differentially_private_aggregate(1.0, 0.1, seed=0),
+    "block_rms": lambda: gradstep.chain(T.clip_by_block_rms(1.0), _adam()),
+    "param_block_norm": lambda: gradstep.chain(_adam(), T.scale_by_param_block_norm()),
+}
+
+
+@pytest.mark.parametrize("name", list(EXTRAS))
+def test_declared_lists_of_transforms_outside_the_registry(name):
+    t = EXTRAS[name]()
+    declared, _ = per_parameter_paths(t)
+    for shape in SHAPES:
+        like = np.zeros(shape)
+        assert _nonempty(t, like, declared) == _growing_lists(t, like), (name, shape)
+        Layout(t, like)
 
 
 def test_partition_with_clear_nan_splits_both_groups():
