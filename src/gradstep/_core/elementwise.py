@@ -210,6 +210,17 @@ class Elementwise(Transform):
         """Names of the per-element inputs, in the element function's order."""
         return ("g",) + (("w",) if self.uses_params else ()) + tuple(s.name for s in self.slots)
 
+    @property
+    def per_parameter_state(self) -> tuple[str, ...]:
+        """Every slot is a list indexed by parameter (an 8-bit slot two: its codes and
+        its block scales)."""
+        names: list[str] = []
+        for slot in self.slots:
+            names.append(slot.name)
+            if slot.dtype == BLOCKWISE8:
+                names.append(absmax_name(slot.name))
+        return tuple(names)
+
     def scalar_names(self) -> tuple[str, ...]:
         """Names of the element function's scalar parameters."""
         params = list(inspect.signature(self.element).parameters)

@@ -125,6 +125,8 @@ class Mechanize(Transform):
     """Run ``inner`` (a whole rule: its update is the step added to the parameters)
     and rescale its cumulative step with :func:`mechanic_step`."""
 
+    per_parameter_state = ("reference",)  # lists indexed by parameter
+
     per_element_state = True  # the reference point per element; the rest shared
 
     def __init__(

@@ -51,6 +51,8 @@ class SharpnessAware(Transform):
     descents).
     """
 
+    per_parameter_state = ("cache",)  # lists indexed by parameter
+
     name = "sam"
     #: a closure-driven step of the fronts makes this many updates, each with a
     #: gradient evaluated where the previous one left the parameters

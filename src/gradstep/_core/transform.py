@@ -50,6 +50,14 @@ class Transform:
     #: refuses complex parameters for it, as torch.optim's Adafactor and Muon do.
     reads_shape: bool = False
 
+    #: Where this transform's own state (its children's left out) keeps one item per
+    #: parameter leaf, in the parameters' order: paths of keys from the root of its
+    #: state, a key alone for a top-level entry (``("mu", "nu")`` for Adam). The torch
+    #: front splits a state into torch's ``optimizer.state[p]`` entries by these
+    #: declarations (:func:`per_parameter_paths`). ``None``: not declared, which only
+    #: a transform whose own state holds no list or tuple may leave it.
+    per_parameter_state: tuple | None = None
+
     def init(self, params: Any) -> dict:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -281,6 +289,24 @@ def _walk(t: Transform, path, parents, idx, params) -> Iterator[Visit]:
             child_idx = [idx[i] for i in sel]
             child_params = [leaves[i] for i in sel]
         yield from _walk(child, child_path, parents + (t,), child_idx, child_params)
+
+
+def per_parameter_paths(transform: Transform) -> tuple[set[tuple], dict[tuple, Transform]]:
+    """The state paths, from the root's state, of every list indexed by parameter
+    that the tree's transforms declare (:attr:`Transform.per_parameter_state`), and
+    for each transform whose state is one entry, the path of that entry (to find
+    who owns any other list). Below a child whose state is not one entry (one copy
+    per parameter, as MXNet's per-parameter wrapper keeps), nothing is collected:
+    that child's state lies inside an item of its parent's declared list."""
+    declared: set[tuple] = set()
+    owners: dict[tuple, Transform] = {}
+    for visit in walk(transform):
+        if visit.path is None:
+            continue
+        owners[visit.path] = visit.transform
+        for entry in visit.transform.per_parameter_state or ():
+            declared.add(visit.path + (entry if isinstance(entry, tuple) else (entry,)))
+    return declared, owners
 
 
 def map_transform(fn: Callable[[Transform], Transform], transform: Transform) -> Transform:

@@ -110,6 +110,8 @@ class ScaleByFactoredRms(Transform):
     no step size); see the module docstring. Written with the array namespace: it runs
     on NumPy, on torch tensors on their device and under ``jax.jit``."""
 
+    per_parameter_state = ("v_row", "v_col", "v")  # lists indexed by parameter
+
     name = "scale_by_factored_rms"
     reads_shape = True  # a real view's trailing axis would change it
 

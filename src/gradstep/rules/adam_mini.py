@@ -83,6 +83,8 @@ class ScaleByAdamMini(Transform):
     ``(blocks,)`` per parameter (``(1,)`` for a one-block tensor).
     """
 
+    per_parameter_state = ("mu", "nu")  # lists indexed by parameter
+
     name = "scale_by_adam_mini"
 
     @property

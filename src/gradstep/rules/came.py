@@ -121,6 +121,8 @@ class ScaleByFactoredSecondMoment(Transform):
     \epsilon_1` averaged with a constant decay :math:`\beta_2`, factored over the last
     two axes of tensors of rank >= 2 (Adafactor's estimate)."""
 
+    per_parameter_state = ("v_row", "v_col", "v")  # lists indexed by parameter
+
     name = "scale_by_factored_second_moment"
     reads_shape = True  # a real view's trailing axis would change it
 
@@ -163,6 +165,8 @@ class ScaleByConfidence(Transform):
     by :math:`(R'C'/\mathrm{mean}_r(R'))^{-1/2}`, the factored inverse root of the
     average instability :math:`(\hat u - m)^2 + \epsilon_2`; tensors of rank < 2 step
     by :math:`m`."""
+
+    per_parameter_state = ("mu", "res_row", "res_col")  # lists indexed by parameter
 
     name = "scale_by_confidence"
     reads_shape = True  # a real view's trailing axis would change it

@@ -45,6 +45,8 @@ _FLOATS = ("float16", "bfloat16", "float32", "float64")
 class ScaleByLDoG(Transform):
     """See :func:`scale_by_ldog`."""
 
+    per_parameter_state = ("p0", "max_dist", "sum_sq_grads")  # lists indexed by parameter
+
     name = "scale_by_ldog"
 
     def __init__(self, reps_rel: float, epsilon: float, reference_dtype: str | None, scale: float):

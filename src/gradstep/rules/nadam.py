@@ -118,6 +118,8 @@ class ScaleByNadamShared(Transform):
     """NAdam's direction with MXNet's shared momentum-schedule product (see the module
     docstring): the element function of :func:`scale_by_nadam`, run tensor by tensor."""
 
+    per_parameter_state = ("mu", "nu")  # lists indexed by parameter
+
     def __init__(self, beta1, beta2, epsilon, eps_root, schedule_decay):
         self.name = "scale_by_nadam"
         self.beta1, self.beta2, self.epsilon, self.eps_root = beta1, beta2, epsilon, eps_root

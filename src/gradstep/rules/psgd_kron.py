@@ -220,6 +220,8 @@ class ScaleByKron(SeededNoise):
     docstring and what it keeps (state ``count``, ``seed``, ``mu``,
     ``factors``: each tensor's factors one flat vector)."""
 
+    per_parameter_state = ("mu", "factors")  # lists indexed by parameter
+
     name = "scale_by_psgd_kron"
     reads_shape = True  # a real view's trailing axis would change its factors
 

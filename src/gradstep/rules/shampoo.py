@@ -118,6 +118,14 @@ class ScaleByShampoo(Transform):
     (state ``count``, ``statistics``, ``roots``, and as the options need them ``mu``,
     ``graft_mu``, ``graft_nu``; each tensor's matrices one flat vector)."""
 
+    per_parameter_state = (
+        "mu",
+        "statistics",
+        "roots",
+        "graft_mu",
+        "graft_nu",
+    )  # lists indexed by parameter
+
     name = "scale_by_shampoo"
     reads_shape = True  # a real view's trailing axis would change it
 

@@ -65,6 +65,8 @@ class ScaleBySm3(Transform):
     module docstring); per tensor, the accumulators of all axes are one flat vector
     in state ``accumulators`` (axis 0's first)."""
 
+    per_parameter_state = ("accumulators",)  # lists indexed by parameter
+
     name = "scale_by_sm3"
     reads_shape = True  # a real view's trailing axis would change it
 

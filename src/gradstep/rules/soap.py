@@ -87,6 +87,8 @@ class ScaleBySoap(Transform):
     statistics and bases it keeps (state ``count``, ``mu``, ``nu``, ``statistics``,
     ``bases``; each tensor's matrices one flat vector)."""
 
+    per_parameter_state = ("mu", "nu", "statistics", "bases")  # lists indexed by parameter
+
     name = "scale_by_soap"
     reads_shape = True  # a real view's trailing axis would change it
 

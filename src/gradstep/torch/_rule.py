@@ -289,12 +289,12 @@ class _Rule:
         key = None if self.shape_independent else (tuple(like.shape), str(like.dtype))
         layout = self._layouts.get(key)
         if layout is None:
-            probe = None
+            example = None  # any small array stands for every parameter
             if key is not None:
                 dtype = {torch.float32: np.float32}.get(like.dtype, np.float64)
-                probe = np.zeros(tuple(like.shape), dtype)
+                example = np.zeros(tuple(like.shape), dtype)
             try:
-                layout = Layout(self.transform, probe)
+                layout = Layout(self.transform, example)
             except StateSplitError as error:
                 raise TypeError(f"gradstep.torch: {error}") from None
             self._layouts[key] = layout

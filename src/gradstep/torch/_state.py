@@ -4,9 +4,11 @@ torch.optim keeps state per parameter (``optimizer.state[p] = {"step": ...,
 "exp_avg": ...}``), created on the parameter's first step, with a step count of its
 own. A gradstep transform keeps one state tree for a list of parameters:
 ``{"scale_by_adam": {"count": 3, "mu": [m0, m1, ...], "nu": [...]}, ...}``. A
-:class:`Layout` finds, once per transform, which nodes of that tree are the lists
-indexed by parameter (by initialising it for one and for two parameters and comparing
-the structures), names every leaf (``mu``, ``nu``, or a path where a short name would
+:class:`Layout` takes the lists indexed by parameter from the transforms' own
+declarations (``Transform.per_parameter_state``, collected over the tree by
+:func:`~gradstep._core.transform.per_parameter_paths`; a list nobody declared is
+refused), reads the rest of the structure from the state of one parameter, names
+every leaf (``mu``, ``nu``, or a path where a short name would
 be ambiguous; every ``count`` is the parameter's ``step``), and builds the tree for
 any set of parameters from their entries, or reads entries back from a new tree.
 
@@ -30,7 +32,7 @@ from .._core.combine import Masked
 from .._core.elementwise import Elementwise
 from .._core.sharpness import SharpnessAware
 from .._core.skip import SkipNonfinite
-from .._core.transform import Chain, Transform, walk
+from .._core.transform import Chain, Transform, per_parameter_paths, walk
 
 STEP = "step"
 
@@ -46,37 +48,37 @@ class _Node:
     children: tuple = ()
     tokens: tuple = ()
     seq: str = "list"  # for params nodes: list or tuple
-    sub: Any = None  # params node: the probe's per-parameter subtree structure
+    sub: Any = None  # params node: the per-parameter subtree of one parameter
     index: int = -1  # params node: its position among params nodes
 
 
 @dataclass
 class Layout:
     """The per-parameter view of one transform's state (see the module docstring),
-    for parameters like ``probe`` (a NumPy array of their shape, for transforms whose
-    state depends on the shape; any small array otherwise)."""
+    for parameters like ``like`` (a NumPy array of their shape, for transforms whose
+    state depends on the shape; any small array otherwise): the state initialised for
+    that one parameter gives the structure, the declarations say which lists in it
+    are indexed by parameter."""
 
     transform: Transform
-    probe: Any = None
+    like: Any = None
     root: _Node = field(init=False)
     params_nodes: list = field(init=False, default_factory=list)
     shared: dict = field(init=False, default_factory=dict)  # name -> numpy dtype
     names: tuple = field(init=False, default=())  # per-parameter entry names
 
     def __post_init__(self) -> None:
-        a = np.zeros(2) if self.probe is None else self.probe
-        b = np.zeros_like(a)
+        a = np.zeros(2) if self.like is None else self.like
         try:
             one = self.transform.init([a])
-            td1 = _tree.structure(one)
-            td2 = _tree.structure(self.transform.init([a, b]))
         except Exception as error:  # a fixed mask or label tree, a required argument...
             raise StateSplitError(
                 f"cannot initialise {self.transform!r} for one parameter at a time ({error}); "
                 "give masks and labels as functions of the parameters, or use param groups"
             ) from None
+        self._declared, self._owners = per_parameter_paths(self.transform)
         self._fulls: list[tuple] = []
-        self.root = self._analyse(td1, td2, ())
+        self.root = self._analyse(_tree.structure(one), ())
         self._shorts = _short_names(self._fulls)
         for tokens, value in _walk_shared(self.root, one):
             self.shared[self.name(tokens)] = np.asarray(value).dtype
@@ -89,7 +91,7 @@ class Layout:
         # entries a parameter of this shape leaves empty (e.g. the unused factor of
         # Adafactor): not kept in the state, made on the fly
         # (not the block scales of 8-bit slots: empty for a tensor below
-        # min_8bit_size, a scale per block above it, whatever the probe's shape)
+        # min_8bit_size, a scale per block above it, whatever the shape of ``like``)
         scales = _block_scale_names(self.transform)
         self.empty = frozenset(
             self.name(tokens)
@@ -102,42 +104,52 @@ class Layout:
 
     # -- analysis ----------------------------------------------------------------------
 
-    def _analyse(self, td1, td2, tokens: tuple) -> _Node:
-        if td1.kind != td2.kind or (td1.kind in ("dict", "namedtuple") and td1.keys != td2.keys):
-            raise StateSplitError(
-                f"the state of {self.transform!r} changes shape with the number of "
-                f"parameters at {'/'.join(map(str, tokens)) or '<root>'}"
-            )
-        if td1.kind == "leaf":
+    def _analyse(self, td, tokens: tuple) -> _Node:
+        """The node of the one-parameter state's structure ``td`` at ``tokens``."""
+        if tokens in self._declared:
+            if td.kind not in ("list", "tuple") or len(td.children) > 1:
+                raise StateSplitError(
+                    f"{self._owner(tokens)!r} declares {'/'.join(map(str, tokens))} a list "
+                    f"indexed by parameter, but its state for one parameter holds {td.kind} "
+                    f"{'of ' + str(len(td.children)) if td.children else ''} there"
+                )
+            # an empty list: the one parameter is not selected (a mask, a label)
+            sub = td.children[0] if td.children else None
+            node = _Node("params", tokens=tokens, seq=td.kind, sub=sub)
+            node.index = len(self.params_nodes)
+            self.params_nodes.append(node)
+            if sub is not None:
+                self._fulls.extend(_subtree_tokens(sub, tokens))
+            return node
+        if td.kind == "leaf":
             self._fulls.append(tokens)
             return _Node("leaf", tokens=tokens)
-        if td1.kind == "none":
+        if td.kind == "none":
             return _Node("none")
-        if td1.kind in ("list", "tuple"):
-            n1, n2 = len(td1.children), len(td2.children)
-            if n1 == 1 and n2 == 2:
-                node = _Node("params", tokens=tokens, seq=td1.kind, sub=td1.children[0])
-                node.index = len(self.params_nodes)
-                self.params_nodes.append(node)
-                self._fulls.extend(_subtree_tokens(node.sub, tokens))
-                return node
-            if n1 != n2:
+        if td.kind in ("list", "tuple"):
+            owner = self._owner(tokens)
+            if owner.per_parameter_state is None and tokens not in self._owners:
                 raise StateSplitError(
-                    f"the state of {self.transform!r} has a list that is not indexed by "
-                    f"parameter at {'/'.join(map(str, tokens)) or '<root>'}"
+                    f"{owner!r} keeps a {td.kind} at {'/'.join(map(str, tokens))} and does not "
+                    "declare which of its state's entries are indexed by parameter "
+                    "(Transform.per_parameter_state), so its state cannot be split into "
+                    "torch's per-parameter entries"
                 )
-            children = tuple(
-                self._analyse(c1, c2, tokens + (i,))
-                for i, (c1, c2) in enumerate(zip(td1.children, td2.children))
-            )
-            return _Node(td1.kind, children=children, tokens=tokens)
-        keys = td1.keys
-        names = keys._fields if td1.kind == "namedtuple" else keys
-        children = tuple(
-            self._analyse(c1, c2, tokens + (k,))
-            for k, c1, c2 in zip(names, td1.children, td2.children)
-        )
-        return _Node(td1.kind, keys=keys, children=children, tokens=tokens)
+            children = tuple(self._analyse(c, tokens + (i,)) for i, c in enumerate(td.children))
+            return _Node(td.kind, children=children, tokens=tokens)
+        keys = td.keys
+        names = keys._fields if td.kind == "namedtuple" else keys
+        children = tuple(self._analyse(c, tokens + (k,)) for k, c in zip(names, td.children))
+        return _Node(td.kind, keys=keys, children=children, tokens=tokens)
+
+    def _owner(self, tokens: tuple) -> Transform:
+        """The transform whose state holds the entry at ``tokens`` (the deepest one
+        whose state's path leads there)."""
+        for n in range(len(tokens), -1, -1):
+            owner = self._owners.get(tokens[:n])
+            if owner is not None:
+                return owner
+        return self.transform
 
     def name(self, tokens: tuple) -> str:
         """The entry name of the leaf at ``tokens`` (parameter indices left out)."""
@@ -190,6 +202,8 @@ class Layout:
         if kind == "none":
             return None
         if kind == "params":
+            if node.sub is None:  # no parameter of this layout is selected there
+                return [] if node.seq == "list" else ()
             items = [_fill(node.sub, node.tokens, e, self.name) for e in entries]
             return items if node.seq == "list" else tuple(items)
         if kind in ("dict", "namedtuple"):
@@ -240,6 +254,8 @@ def _short_names(fulls: list[tuple]) -> dict[str, int]:
 
 
 def _subtree_tokens(td, prefix: tuple) -> list[tuple]:
+    if td is None:  # a per-parameter list the parameter ``like`` is not in
+        return []
     if td.kind == "leaf":
         return [prefix]
     if td.kind == "none":
@@ -295,8 +311,9 @@ def _walk(node: _Node, value: Any):
     if kind == "leaf":
         yield node.tokens, value, True
     elif kind == "params":
-        for tokens, leaf in _walk_value(value[0], node.tokens):
-            yield tokens, leaf, False
+        for item in value[:1]:
+            for tokens, leaf in _walk_value(item, node.tokens):
+                yield tokens, leaf, False
     elif kind in ("dict", "namedtuple"):
         names = node.keys._fields if kind == "namedtuple" else node.keys
         for k, child in zip(names, node.children):
@@ -369,7 +386,8 @@ class MixedLayout:
             owners = {}
             for layout, node in zip(self.distinct, nodes):
                 if node.kind == "params":
-                    owners[id(layout)] = node
+                    if node.sub is not None:  # else: the layout's parameters are not in it
+                        owners[id(layout)] = node
                 elif node.kind not in ("list", "tuple") or node.children:
                     raise StateSplitError("a per-parameter list faces another structure")
             return ("params", owners)

@@ -51,6 +51,8 @@ def _all_finite(grads: Any) -> bool:
 class Accumulate(Transform):
     """Run ``inner`` once every ``every_k`` calls on the accumulated gradients."""
 
+    per_parameter_state = ("acc",)  # lists indexed by parameter
+
     traceable = False  # Python control flow on the counts: JAX runs it on the host
 
     def __init__(self, inner: Transform, every_k: Any, reduce: str, skip_nonfinite: bool):

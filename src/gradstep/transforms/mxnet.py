@@ -111,6 +111,8 @@ def clip_weights(bound: float) -> Elementwise:
 class PerParameter(Transform):
     """``inner`` run separately on each parameter, with its own state and step count."""
 
+    per_parameter_state = ("params",)  # one inner state per parameter
+
     traceable = False  # NumPy code: JAX runs it on the host (fallback="host")
 
     def __init__(self, inner: Transform):
