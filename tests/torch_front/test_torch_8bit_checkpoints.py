@@ -366,3 +366,22 @@ def test_a_transform_declaring_8bit_state_resumes_bit_exact(engine, dtype):
     for p, c in zip(params, copies):
         assert torch.equal(p, c)
         _assert_states_equal(again.state[c], first.state[p])
+
+
+def test_a_torch_optim_checkpoint_loads_into_8bit_state():
+    """A checkpoint of ``torch.optim.AdamW`` (no storage options in its groups) loads
+    into ``gt.AdamW(state_dtype="int8")`` quantised: the group keeps its own options."""
+    w0, grads = _problem(3)
+    params = _params(w0)
+    theirs = torch.optim.AdamW(params, lr=0.01)
+    _run(theirs, params, grads[:2])
+    ours = gt.AdamW(params, lr=0.5, state_dtype="int8")
+    ours.load_state_dict(copy.deepcopy(theirs.state_dict()))
+    assert ours.param_groups[0]["state_dtype"] == "int8"
+    assert ours.param_groups[0]["lr"] == 0.01
+    big = theirs.state[params[0]]
+    for key, signed in SLOTS:
+        codes, scales = q8.quantised(big[key], signed)
+        assert torch.equal(ours.state[params[0]][key], codes)
+        assert torch.equal(ours.state[params[0]][q8.absmax_name(key)], scales)
+    _run(ours, params, grads[2:])
