@@ -121,7 +121,10 @@ class ParamState:
         with a storage dtype of their own (a group's ``state_dtype``, or the
         transform's declaration) get it back."""
         for group in self.param_groups:
-            rule = self._rule(group)
+            try:
+                rule = self._rule(group)
+            except (TypeError, ValueError, KeyError):
+                continue  # the checkpoint's values: the step says why
             if not _declares_dtypes(rule):
                 continue
             master = bool(group.get("master_weights", False))
