@@ -286,6 +286,33 @@ def test_torch_adamw_checkpoints_move_between_the_engines():
         assert torch.equal(a, b)
 
 
+def test_a_transform_declaring_8bit_state_resumes_on_the_triton_engine():
+    """8-bit slots the transform itself declares (no group ``state_dtype``) keep their
+    uint8 codes through ``load_state_dict`` (torch casts them to the parameter's
+    dtype) and resume on the Triton engine bit for bit."""
+    sizes = (7, 5003)
+    grads = _grads(sizes, 3, torch.float32)
+    gen = torch.Generator().manual_seed(2)
+    w0 = [torch.randn(n, generator=gen) for n in sizes]
+
+    def make(params):
+        rule = gradstep.adamw(1e-3, state_dtype="int8", min_8bit_size=100)
+        return gt.TransformOptimizer(params, rule, engine="triton")
+
+    whole = [torch.nn.Parameter(w.clone()) for w in w0]
+    _steps(whole, make(whole), grads)
+    half = [torch.nn.Parameter(w.clone()) for w in w0]
+    first = make(half)
+    _steps(half, first, grads[:1])
+    again = make(half)
+    again.load_state_dict(first.state_dict())
+    assert again.state[half[1]]["mu"].dtype == torch.uint8
+    _steps(half, again, grads[1:])
+    assert _engines(again) == {"TritonEngine"}
+    for a, b in zip(half, whole):
+        assert torch.equal(a, b)
+
+
 def test_capturable_8bit_steps_compute_their_scalars_on_the_device():
     sizes = (7, 300)
     grads = _grads(sizes, 4, torch.float32)

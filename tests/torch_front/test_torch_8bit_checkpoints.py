@@ -1,8 +1,9 @@
-"""Checkpoints of the torch front across 8-bit and floating-point state: a state dict
-saved with 8-bit state (codes and ``*_absmax`` block scales) loads into a group that
-keeps floats (dequantised), floats load into an 8-bit group (quantised), and a
-checkpoint saved under another ``min_8bit_size`` loads tensor by tensor; what cannot
-be converted is refused before anything changes."""
+"""Checkpoints of the torch front across 8-bit and floating-point state: the optimizer
+keeps its own ``state_dtype`` and ``min_8bit_size`` through ``load_state_dict``, so an
+unedited state dict saved with 8-bit state (codes and ``*_absmax`` block scales) loads
+into a group that keeps floats (dequantised), floats load into an 8-bit group
+(quantised), and a checkpoint saved under another ``min_8bit_size`` loads tensor by
+tensor; what cannot be converted is refused before anything changes."""
 
 from __future__ import annotations
 
@@ -48,21 +49,6 @@ def _saved(fused, steps=2, seed=0, **options):
     return params, opt, copy.deepcopy(opt.state_dict()), grads[steps:]
 
 
-def _regrouped(saved, **options):
-    """``saved`` with its param groups' storage options changed (None: removed), as a
-    user changes them to resume under other ones (torch.optim takes every group value
-    from the checkpoint)."""
-    groups = []
-    for group in saved["param_groups"]:
-        group = dict(group)
-        for key, value in options.items():
-            group.pop(key, None)
-            if value is not None:
-                group[key] = value
-        groups.append(group)
-    return {**copy.deepcopy(saved), "param_groups": groups}
-
-
 def _assert_states_equal(have, want):
     assert sorted(have) == sorted(want)
     for key, value in want.items():
@@ -93,7 +79,7 @@ def _resumes_as(loaded, params, states, grads, fused, **options):
 def test_an_8bit_checkpoint_loads_into_float32_state_dequantised(fused):
     params, eight, saved, grads = _saved(fused, state_dtype="int8")
     loaded = gt.AdamW(params, lr=0.01, fused=fused)
-    loaded.load_state_dict(_regrouped(saved, state_dtype=None))
+    loaded.load_state_dict(saved)
     big, tiny = (eight.state[p] for p in params)
     want_big = {"step": big["step"]}
     for key, signed in SLOTS:
@@ -110,7 +96,7 @@ def test_an_8bit_checkpoint_loads_into_float32_state_dequantised(fused):
 def test_float_checkpoints_load_into_8bit_state_quantised(fused, saved_dtype):
     params, full, saved, grads = _saved(fused, state_dtype=saved_dtype)
     loaded = gt.AdamW(params, lr=0.01, fused=fused, state_dtype="int8")
-    loaded.load_state_dict(_regrouped(saved, state_dtype="int8"))
+    loaded.load_state_dict(saved)
     big, tiny = (full.state[p] for p in params)
     want_big, want_tiny = {"step": big["step"]}, {"step": tiny["step"]}
     for key, signed in SLOTS:
@@ -128,7 +114,7 @@ def test_float_checkpoints_load_into_8bit_state_quantised(fused, saved_dtype):
 def test_an_8bit_checkpoint_loads_into_bfloat16_state(fused):
     params, eight, saved, grads = _saved(fused, state_dtype="int8")
     loaded = gt.AdamW(params, lr=0.01, fused=fused, state_dtype=torch.bfloat16)
-    loaded.load_state_dict(_regrouped(saved, state_dtype=torch.bfloat16))
+    loaded.load_state_dict(saved)
     big, tiny = (eight.state[p] for p in params)
     want_big, want_tiny = {"step": big["step"]}, {"step": tiny["step"]}
     for key, signed in SLOTS:
@@ -145,7 +131,7 @@ def test_checkpoints_move_between_min_8bit_sizes_both_ways(fused):
     # the default threshold: the small tensor's moments float32, quantised under 0
     params, mixed, saved, grads = _saved(fused, state_dtype="int8")
     every = gt.AdamW(params, lr=0.01, fused=fused, state_dtype="int8", min_8bit_size=0)
-    every.load_state_dict(_regrouped(saved, min_8bit_size=0))
+    every.load_state_dict(saved)
     big, tiny = (mixed.state[p] for p in params)
     want_tiny = {"step": tiny["step"]}
     for key, signed in SLOTS:
@@ -158,7 +144,7 @@ def test_checkpoints_move_between_min_8bit_sizes_both_ways(fused):
     # and back: the small tensor's codes dequantised, the large one's kept
     params, quantised, saved, grads = _saved(fused, seed=1, state_dtype="int8", min_8bit_size=0)
     back = gt.AdamW(params, lr=0.01, fused=fused, state_dtype="int8")
-    back.load_state_dict(_regrouped(saved, min_8bit_size=None))
+    back.load_state_dict(saved)
     big, tiny = (quantised.state[p] for p in params)
     want_tiny = {"step": tiny["step"]}
     for key, signed in SLOTS:
@@ -171,30 +157,46 @@ def test_checkpoints_move_between_min_8bit_sizes_both_ways(fused):
     # a threshold above every tensor: all float32, with empty block scales
     params, _, saved, _ = _saved(fused, state_dtype="int8")
     none = gt.AdamW(params, lr=0.01, fused=fused, state_dtype="int8", min_8bit_size=10**6)
-    none.load_state_dict(_regrouped(saved, min_8bit_size=10**6))
+    none.load_state_dict(saved)
     for p in params:
         for key, _ in SLOTS:
             assert none.state[p][key].dtype == torch.float32
             assert none.state[p][q8.absmax_name(key)].shape == (0,)
 
 
-def test_a_group_takes_the_checkpoints_storage_options_and_its_state_follows():
-    """torch.optim takes every group value from the checkpoint: a checkpoint of the
-    default ``min_8bit_size`` (its groups have no such key) loaded into a group of
-    ``min_8bit_size=0`` leaves the group at the default, and the state fits it."""
-    w0, grads = _problem(4)
-    whole = _params(w0)
-    _run(gt.AdamW(whole, lr=0.01, state_dtype="int8"), whole, grads)
-    half = _params(w0)
-    first = gt.AdamW(half, lr=0.01, state_dtype="int8")
-    _run(first, half, grads[:2])
-    again = gt.AdamW(half, lr=0.01, state_dtype="int8", min_8bit_size=0)
-    again.load_state_dict(copy.deepcopy(first.state_dict()))
-    assert "min_8bit_size" not in again.param_groups[0]
-    assert again.state[half[1]]["exp_avg"].dtype == torch.float32
-    _run(again, half, grads[2:])
-    for a, b in zip(half, whole):
-        assert torch.equal(a, b)
+def test_the_optimizer_keeps_its_storage_options_and_takes_the_hyperparameters():
+    """``state_dtype`` and ``min_8bit_size`` stay the loading optimizer's (a group
+    that did not set them keeps the defaults); lr, betas and the other
+    hyperparameters come from the checkpoint, as torch.optim takes them."""
+    w0, grads = _problem(3)
+    params = _params(w0)
+    first = gt.AdamW(params, lr=0.01, betas=(0.8, 0.9), state_dtype="int8", min_8bit_size=0)
+    _run(first, params, grads[:2])
+    saved = copy.deepcopy(first.state_dict())
+    plain = gt.AdamW(params, lr=0.5)
+    plain.load_state_dict(saved)
+    group = plain.param_groups[0]
+    assert "state_dtype" not in group and "min_8bit_size" not in group
+    assert group["lr"] == 0.01 and group["betas"] == (0.8, 0.9)
+    assert all(plain.state[p]["exp_avg"].dtype == torch.float32 for p in params)
+    # per group: the first keeps floats, the second 8-bit codes above its own threshold
+    own = {"state_dtype": "int8", "min_8bit_size": 4096}
+    two = gt.AdamW([{"params": [params[0]]}, {"params": [params[1]], **own}], lr=0.5)
+    one = first.state_dict()
+    one["param_groups"] = [
+        {**one["param_groups"][0], "params": [0]},
+        {**one["param_groups"][0], "params": [1]},
+    ]
+    two.load_state_dict(copy.deepcopy(one))
+    assert [g.get("state_dtype") for g in two.param_groups] == [None, "int8"]
+    assert [g.get("min_8bit_size") for g in two.param_groups] == [None, 4096]
+    assert two.state[params[0]]["exp_avg"].dtype == torch.float32
+    assert q8.absmax_name("exp_avg") not in two.state[params[0]]
+    # the small tensor (below 4096) dequantised, with the empty block scales of its kind
+    assert two.state[params[1]]["exp_avg"].dtype == torch.float32
+    assert two.state[params[1]][q8.absmax_name("exp_avg")].shape == (0,)
+    assert all(g["lr"] == 0.01 for g in two.param_groups)
+    _run(two, params, grads[2:])
 
 
 def _snapshot(opt):
@@ -241,20 +243,19 @@ def test_what_cannot_be_converted_is_refused_and_the_state_stays(spoil, message,
     opt = gt.AdamW(params, lr=0.02, state_dtype=None if target == "float32" else "int8")
     _run(opt, params, grads)  # a state of its own, which must stay as it is
     before = _snapshot(opt)
-    offered = _regrouped(saved, state_dtype=None if target == "float32" else "int8")
     with pytest.raises(ValueError, match=message):
-        opt.load_state_dict(offered)
+        opt.load_state_dict(saved)
     _assert_unchanged(opt, before)
     assert opt.param_groups[0]["lr"] == 0.02
 
 
 def test_loading_leaves_the_given_state_dict_as_it_was():
     params, _, saved, _ = _saved(True, state_dtype="int8")
-    offered = _regrouped(saved, state_dtype=None)
-    kept = copy.deepcopy(offered)
-    gt.AdamW(params, lr=0.01).load_state_dict(offered)
+    kept = copy.deepcopy(saved)
+    gt.AdamW(params, lr=0.01).load_state_dict(saved)
     for pid, state in kept["state"].items():
-        _assert_states_equal(offered["state"][pid], state)
+        _assert_states_equal(saved["state"][pid], state)
+    assert saved["param_groups"] == kept["param_groups"]
 
 
 @pytest.mark.filterwarnings("ignore:.*bfloat16.*")
@@ -294,7 +295,7 @@ def test_a_complex_parameters_8bit_checkpoint_loads_into_float32_state_and_back(
     _run(eight, z, grads[:2])
     saved = copy.deepcopy(eight.state_dict())
     full = gt.Adam(z, lr=0.1)
-    full.load_state_dict(_regrouped(saved, state_dtype=None, min_8bit_size=None))
+    full.load_state_dict(saved)
     state = eight.state[z[0]]
     want = {"step": state["step"]}
     for key, signed in SLOTS:
@@ -302,7 +303,7 @@ def test_a_complex_parameters_8bit_checkpoint_loads_into_float32_state_and_back(
         want[key] = torch.view_as_complex(values)  # complex, as torch keeps it
     _assert_states_equal(full.state[z[0]], want)
     again = gt.Adam(z, lr=0.1, state_dtype="int8", min_8bit_size=16)
-    again.load_state_dict(_regrouped(full.state_dict(), state_dtype="int8", min_8bit_size=16))
+    again.load_state_dict(full.state_dict())
     for key, signed in SLOTS:  # quantised from the real view
         codes, scales = q8.quantised(torch.view_as_real(want[key]), signed)
         assert torch.equal(again.state[z[0]][key], codes)
@@ -319,7 +320,7 @@ def test_master_weights_8bit_state_loads_into_float32_state_and_back():
     _run(eight, params, grads[:2])
     saved = copy.deepcopy(eight.state_dict())
     full = gt.AdamW(params, lr=0.01, master_weights=True)
-    full.load_state_dict(_regrouped(saved, state_dtype=None))
+    full.load_state_dict(saved)
     big = eight.state[params[0]]
     for key, signed in SLOTS:
         want = q8.dequantised(big[key], big[q8.absmax_name(key)], signed)
@@ -327,9 +328,60 @@ def test_master_weights_8bit_state_loads_into_float32_state_and_back():
         assert q8.absmax_name(key) not in full.state[params[0]]
     assert torch.equal(full.state[params[0]]["master_param"], big["master_param"])
     again = gt.AdamW(params, lr=0.01, master_weights=True, state_dtype="int8")
-    again.load_state_dict(_regrouped(full.state_dict(), state_dtype="int8"))
+    again.load_state_dict(full.state_dict())
     for key, signed in SLOTS:
         codes, scales = q8.quantised(full.state[params[0]][key], signed)
         assert torch.equal(again.state[params[0]][key], codes)
         assert torch.equal(again.state[params[0]][q8.absmax_name(key)], scales)
     _run(again, params, grads[2:])
+
+
+@pytest.mark.parametrize("engine", ["fused", "eager"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_a_transform_declaring_8bit_state_resumes_bit_exact(engine, dtype):
+    """8-bit slots declared by the transform itself (no group ``state_dtype``) get
+    their codes back as uint8 (and a bfloat16 parameter's block scales float32)
+    after torch's loading, which casts every state tensor to its parameter's dtype."""
+    import gradstep
+
+    gen = torch.Generator().manual_seed(6)
+    w0 = [torch.randn(n, generator=gen).to(dtype) for n in (7, 5003)]
+    grads = [[torch.randn(w.shape, generator=gen).to(dtype) for w in w0] for _ in range(3)]
+
+    def make(params):
+        rule = gradstep.adamw(1e-3, state_dtype="int8", min_8bit_size=100)
+        return gt.TransformOptimizer(params, rule, engine=engine)
+
+    params = _params(w0)
+    first = make(params)
+    _run(first, params, grads[:1])
+    assert first.state[params[1]]["mu"].dtype == torch.uint8
+    copies = _params([p.detach() for p in params])
+    again = make(copies)
+    again.load_state_dict(copy.deepcopy(first.state_dict()))
+    for p, c in zip(params, copies):
+        _assert_states_equal(again.state[c], first.state[p])
+    _run(first, params, grads[1:])
+    _run(again, copies, grads[1:])
+    for p, c in zip(params, copies):
+        assert torch.equal(p, c)
+        _assert_states_equal(again.state[c], first.state[p])
+
+
+def test_a_torch_optim_checkpoint_loads_into_8bit_state():
+    """A checkpoint of ``torch.optim.AdamW`` (no storage options in its groups) loads
+    into ``gt.AdamW(state_dtype="int8")`` quantised: the group keeps its own options."""
+    w0, grads = _problem(3)
+    params = _params(w0)
+    theirs = torch.optim.AdamW(params, lr=0.01)
+    _run(theirs, params, grads[:2])
+    ours = gt.AdamW(params, lr=0.5, state_dtype="int8")
+    ours.load_state_dict(copy.deepcopy(theirs.state_dict()))
+    assert ours.param_groups[0]["state_dtype"] == "int8"
+    assert ours.param_groups[0]["lr"] == 0.01
+    big = theirs.state[params[0]]
+    for key, signed in SLOTS:
+        codes, scales = q8.quantised(big[key], signed)
+        assert torch.equal(ours.state[params[0]][key], codes)
+        assert torch.equal(ours.state[params[0]][q8.absmax_name(key)], scales)
+    _run(ours, params, grads[2:])

@@ -6,10 +6,10 @@ uint8 codes under the slot's key and float32 block scales under ``<key>_absmax``
 the group's ``min_8bit_size`` (with an empty ``<key>_absmax``), and a
 floating-point slot as float values alone. Before loading, every slot of a
 checkpoint saved in another of these forms is converted, tensor by tensor, to the
-one its group keeps once loaded (the group's values are the checkpoint's, as
-torch.optim takes them: edit a saved group's ``state_dtype`` or ``min_8bit_size``
-to resume under other ones): codes dequantised, float values quantised, with the
-same functions the engines use (:func:`gradstep._core.blockwise8.converted`).
+one its group keeps once loaded (the loading optimizer's own ``state_dtype`` and
+``min_8bit_size``, which the saved groups take: :mod:`._own_storage`): codes
+dequantised, float values quantised, with the same functions the engines use
+(:func:`gradstep._core.blockwise8.converted`).
 Codes whose block scales are missing or do not fit them are refused here, before
 anything changes; everything else is left to the loader's checks.
 """

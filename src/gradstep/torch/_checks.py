@@ -14,7 +14,8 @@ from .._core.rounding import ROUNDING_OPTIONS
 from . import _distributed as _dist
 
 #: group options that change the state's form: a checkpoint's group without one has
-#: the default once loaded (torch.optim takes the saved groups whole)
+#: the default once loaded (torch.optim takes the saved groups whole; those of
+#: ``_own_storage.KEPT_OPTIONS`` are the loading group's own by then)
 STORAGE_OPTIONS = ("master_weights", "state_dtype", "min_8bit_size", *ROUNDING_OPTIONS)
 
 

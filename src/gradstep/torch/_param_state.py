@@ -1,8 +1,9 @@
 """Per-parameter state of a TransformOptimizer: storage options, creation, loading.
 
 A parameter's state is created on its first step from the transform's layout, and
-loaded from torch.optim state dicts with torch's dtype casts undone where the
-group's storage options say so.
+loaded from torch.optim state dicts into the optimizer's own storage options
+(:mod:`._own_storage`), with torch's dtype casts undone where the slots have storage
+dtypes of their own (a group's ``state_dtype`` or the transform's declaration).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import numpy as np
 import torch
 
 from .._core.blockwise8 import MIN_8BIT_SIZE
-from .._core.precision import with_state_dtype
+from .._core.precision import slot_dtypes, with_state_dtype
 from .._core.rounding import ParameterStore, with_rounding
 from .._core.transform import Transform, walk
 from . import _distributed as _dist
 from ._checkpoint_8bit import converted_8bit
-from ._checks import check_loaded_state
+from ._checks import check_loaded_state, loaded_values
 from ._members import _as_tensor, _first_param, _init_view, _real_view
+from ._own_storage import with_own_storage
 from ._rule import _LOW_PRECISION, MASTER, _Rule, scalar_dtype
 from ._state import STEP
 
@@ -101,12 +103,13 @@ class ParamState:
         return rule
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # 8-bit codes and float values saved in another form than the group keeps
-        # them converted; a checkpoint whose tensors do not fit the parameters is
-        # refused before anything changes
+        # the groups keep their own storage options, into which the checkpoint's 8-bit
+        # codes and float values are converted; a checkpoint whose tensors do not fit
+        # the parameters is refused before anything changes
+        state_dict = with_own_storage(self, state_dict)
         state_dict = converted_8bit(self, state_dict)
         check_loaded_state(self, state_dict)
-        keep = _kept_dtypes(self.param_groups, state_dict)
+        keep = _kept_dtypes(self, state_dict)
         super().load_state_dict(state_dict)
         for p, key, value in keep:
             self.state[p][key] = value.to(device=p.device, copy=True)
@@ -114,12 +117,16 @@ class ParamState:
         self._restore_state_dtypes()
 
     def _restore_state_dtypes(self) -> None:
-        """torch's loading casts every state tensor to its parameter's dtype: groups
-        with a ``state_dtype`` get their slots back in their storage dtype."""
+        """torch's loading casts every state tensor to its parameter's dtype: slots
+        with a storage dtype of their own (a group's ``state_dtype``, or the
+        transform's declaration) get it back."""
         for group in self.param_groups:
-            if group.get("state_dtype") is None:
+            try:
+                rule = self._rule(group)
+            except (TypeError, ValueError, KeyError):
+                continue  # the checkpoint's values: the step says why
+            if not _declares_dtypes(rule):
                 continue
-            rule = self._rule(group)
             master = bool(group.get("master_weights", False))
             for p in group["params"]:
                 state = self.state.get(p)
@@ -135,19 +142,25 @@ class ParamState:
                             state[rule.key(name)] = value.to(dtype)
 
 
-def _kept_dtypes(groups: list, state_dict: dict) -> list[tuple]:
+def _declares_dtypes(rule: _Rule | None) -> bool:
+    """Some slot of ``rule`` has a storage dtype of its own."""
+    return rule is not None and any(d is not None for d in slot_dtypes(rule.transform).values())
+
+
+def _kept_dtypes(opt: Any, state_dict: dict) -> list[tuple]:
     """``(parameter, key, tensor)`` of the saved state tensors that torch's loading,
     which casts every state tensor to its parameter's dtype, must not cast: the float32
     master weights and state of low-precision parameters (``master_weights``), and
-    every floating state tensor of a group with a ``state_dtype`` (8-bit block
-    scales, a small tensor's float32 slots, bfloat16 slots of a float16 parameter),
-    which :meth:`ParamState._restore_state_dtypes` then gives its storage dtype."""
+    every floating state tensor of a group whose slots have storage dtypes of their
+    own (8-bit block scales, a small tensor's float32 slots, bfloat16 slots of a
+    float16 parameter), which :meth:`ParamState._restore_state_dtypes` then gives
+    its storage dtype."""
     keep = []
     wide = (torch.float32, torch.complex64)
     saved_state = state_dict.get("state", {})
-    for group, saved_group in zip(groups, state_dict.get("param_groups", [])):
+    for group, saved_group in zip(opt.param_groups, state_dict.get("param_groups", [])):
         master = bool(saved_group.get("master_weights", False))
-        storage = saved_group.get("state_dtype") is not None
+        storage = _declares_dtypes(opt._loaded_rule(loaded_values(group, saved_group)))
         if not (master or storage):
             continue
         for p, pid in zip(group["params"], saved_group["params"]):
