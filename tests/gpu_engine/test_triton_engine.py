@@ -458,3 +458,82 @@ def test_a_step_count_edited_by_hand_is_followed():
 
     for a, b in zip(scenario("triton"), scenario("eager")):
         torch.testing.assert_close(a, b, rtol=2e-6, atol=2e-6)
+
+
+class _NoHostRead(torch.Tensor):
+    """A tensor whose value may not be read on the host (``float``, ``bool``,
+    ``item``...): the GradScaler values of a step that must not synchronise."""
+
+    READS = {"item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy"}
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in cls.READS:
+            raise AssertionError(f"GradScaler value read on the host ({func.__name__})")
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: gt.Adam(ps, lr=0.1),
+        lambda ps: gt.AdamW(ps, lr=0.05, weight_decay=0.1, amsgrad=True),
+        lambda ps: gt.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+    ],
+    ids=["adam", "adamw_amsgrad", "sgd_nesterov"],
+)
+def test_grad_scaler_without_capturable_reads_nothing_on_the_host(make):
+    """Without capturable, GradScaler's scale and found-inf flag are read in the
+    kernel (as torch's fused Adam): a step with found_inf=1 changes nothing, bit for
+    bit (step counts included), and the others equal the eager engine's step on the
+    unscaled gradients."""
+    gen = torch.Generator().manual_seed(5)
+    sizes = (7, 2100, 33, 4099)
+    start = [torch.randn(n, generator=gen) for n in sizes]
+    params = [torch.nn.Parameter(x.clone()) for x in start]
+    ref_params = [torch.nn.Parameter(x.clone()) for x in start]
+    opt, ref = make(params), make(ref_params)
+    for group in opt.param_groups:
+        group["engine"] = "triton"
+    for group in ref.param_groups:
+        group["engine"] = "eager"
+
+    def snapshot():
+        state = [{k: v.clone() for k, v in opt.state[p].items()} for p in params]
+        return [p.detach().clone() for p in params], state
+
+    for k in range(6):
+        grads = [torch.sin(3 * x + k) + 0.1 * k for x in start]
+        found = 1.0 if k in (2, 4) else 0.0
+        scale = 2.0 ** (k + 3)
+        if k == 0:  # the first step builds the one-launch step
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            opt.step()
+        else:
+            before = snapshot()
+            for p, g in zip(params, grads):
+                p.grad = g * scale
+            opt.grad_scale = torch.tensor(scale).as_subclass(_NoHostRead)
+            opt.found_inf = torch.tensor(found).as_subclass(_NoHostRead)
+            opt.step()
+            del opt.grad_scale, opt.found_inf
+            if found:
+                after = snapshot()
+                assert all(map(torch.equal, before[0], after[0]))
+                for s0, s1 in zip(before[1], after[1]):
+                    assert s0.keys() == s1.keys()
+                    assert all(torch.equal(s0[key], s1[key]) for key in s0)
+                continue
+        for p, g in zip(ref_params, grads):
+            p.grad = g.clone()
+        ref.step()
+        for p, q in zip(params, ref_params):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=2e-6, atol=2e-6)
+    for p, q in zip(params, ref_params):
+        assert opt.state[p].keys() == ref.state[q].keys()
+        for key in opt.state[p]:
+            torch.testing.assert_close(
+                opt.state[p][key].cpu(), ref.state[q][key].cpu(), rtol=2e-6, atol=2e-6
+            )
