@@ -537,3 +537,24 @@ def test_grad_scaler_without_capturable_reads_nothing_on_the_host(make):
             torch.testing.assert_close(
                 opt.state[p][key].cpu(), ref.state[q][key].cpu(), rtol=2e-6, atol=2e-6
             )
+
+
+def test_grad_scaler_with_host_scalars_reads_the_flag_on_the_host():
+    """A chain whose scalars need host values (Lasagne's uncorrected Adam) keeps its
+    step count on the host: the flag is read there, and a flagged step still changes
+    nothing while the others count."""
+    params = [torch.nn.Parameter(torch.linspace(-1, 1, n)) for n in (5, 300)]
+    opt = gt.TransformOptimizer(
+        params, gradstep.adam(1e-2, epsilon_placement="outside_uncorrected"), engine="triton"
+    )
+    for k in range(4):
+        for p in params:
+            p.grad = 4.0 * torch.cos(p.detach() + k)
+        if k:
+            opt.grad_scale, opt.found_inf = torch.tensor(4.0), torch.tensor(float(k == 2))
+        before = [p.detach().clone() for p in params]
+        opt.step()
+        if k == 2:
+            assert all(torch.equal(a, p.detach()) for a, p in zip(before, params))
+    assert [float(opt.state[p]["step"]) for p in params] == [3.0, 3.0]
+    assert all(opt.state[p]["step"].device.type == "cpu" for p in params)

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..engines.plan import stochastic_rows
 from ..engines.triton import amp_pair  # imports no Triton
 from ._state import STEP
 
@@ -103,6 +104,14 @@ class FastStep:
         # capturable: the step count lives on the device and every scalar is computed
         # there from it, so the launch needs nothing from the host
         self.on_device = bool(group.get("capturable")) and self.step_base is not None
+        # a count already on the parameters' device (moved there by a GradScaler step
+        # without capturable, below) is read there too, never on the host
+        self.count_on_device = self.on_device or (
+            self.step_base is not None
+            and self.step_base.device.type != "cpu"
+            and self.step_base.device == self.params[0].device
+        )
+        self._amp_in_kernel: bool | None = None  # decided at the first GradScaler step
         if self.on_device:
             problem = engine.device_scalars_problem()
             if problem is not None:
@@ -110,6 +119,29 @@ class FastStep:
                     f"{type(opt).__name__}: capturable=True needs every per-step scalar "
                     f"computed on the device, but {problem}"
                 )
+
+    def _amp_fits_kernel(self, ctx: dict) -> bool:
+        """Every per-step scalar of this chain can be computed on the device from a
+        device step count (decided once)."""
+        if self._amp_in_kernel is None:
+            engine = self.engine
+            self._amp_in_kernel = engine.device_scalars_problem(ctx) is None and not (
+                stochastic_rows(engine.stages, self.tables.row_dtypes)
+            )
+        return self._amp_in_kernel
+
+    def _count_to_device(self) -> None:
+        """Keep the step count on the parameters' device as float32 (torch's fused
+        Adam's ``step``), still one tensor that every parameter's ``step`` views."""
+        base = self.step_base.to(device=self.params[0].device, dtype=torch.float32)
+        if base is not self.step_base:
+            for i, d in enumerate(self.dicts):
+                d[STEP] = base[i]
+            self.step_base = base
+            row = self.keys.index(STEP)
+            self.expected[row] = [d[STEP] for d in self.dicts]
+            self.state_ptrs[row] = list(map(torch.Tensor.data_ptr, self.expected[row]))
+        self.count_on_device = True
 
     @staticmethod
     def possible(opt: Any, group: dict, rule: Any, buckets: dict) -> bool:
@@ -159,7 +191,17 @@ class FastStep:
         if self.engine._tables is not self.tables:
             return False
         pair = None if amp is None else amp_pair(amp[0], amp[1], params[0])
-        if self.on_device:
+        if amp is not None and amp[1] is not None and not self.count_on_device:
+            if self.step_base is None:  # no count: the kernel's skip is the whole story
+                ones = [1] * len(self.engine.stages)
+                self.engine.launch(self.tables, g_ptrs, ones, ctx, amp=pair)
+                torch.autograd.graph.increment_version(params)
+                return True
+            if self._amp_fits_kernel(ctx):
+                if not bool((self.step_base == self.step_base[0]).all()):
+                    return False  # a step edited by hand (the count is still on the host)
+                self._count_to_device()
+        if self.count_on_device:
             # read on the device: the views share one tensor, so all counts agree
             self.engine.launch(
                 self.tables, g_ptrs, self.step_base[0], ctx, on_device=True, amp=pair
