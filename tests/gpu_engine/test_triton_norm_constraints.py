@@ -38,7 +38,7 @@ def run(transform, engine, steps=3, scale=1.0):
     [
         lambda m: T.constrain_total_norm(m),
         lambda m: gradstep.chain(T.constrain_total_norm(m, epsilon=1e-3), gradstep.adam(1e-2)),
-        lambda m: gradstep.chain(gradstep.sgd(0.1, momentum=0.9), T.constrain_total_norm(m)),
+        lambda m: gradstep.chain(gradstep.momentum(0.1, 0.9), T.constrain_total_norm(m)),
     ],
     ids=["alone", "before-adam", "after-momentum"],
 )

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
+from .._core.elementwise import NormScaled
 from .._core.transform import Transform
 from .._core.validate import Interval, OneOf, check, hyperparams, nonnegative
+from .._core.xmath import minimum
 
 _MAX_NORM = Interval(0.0, lo_open=True)
 _TARGETS = OneOf(("updates", "params"))
@@ -124,11 +126,26 @@ def _constrained_total(leaves, *, epsilon, max_norm):
     return total_norm_constraint(leaves, max_norm, epsilon)
 
 
+def lasagne_factor(norm: Any, h: dict) -> Any:
+    """Lasagne's multiplier ``min(n, max_norm) / (n + epsilon)`` of a norm ``n``
+    (a NaN norm gives NaN), written without branches so that every engine runs it
+    on its own arrays (the GPU engine on the device)."""
+    return minimum(norm, h["max_norm"]) / (norm + h["epsilon"])
+
+
 @hyperparams(max_norm=_MAX_NORM, epsilon=nonnegative(), target=_TARGETS)
 def constrain_total_norm(
     max_norm: float, epsilon: float = 1e-7, *, target: str = "updates"
 ) -> Transform:
-    """:func:`total_norm_constraint` as a chain stage, over all leaves together."""
+    """:func:`total_norm_constraint` as a chain stage, over all leaves together.
+
+    ``target="updates"`` is a global-norm stage (as ``clip_by_global_norm``), which
+    the fused engines run as a reduction pass; ``target="params"`` constrains the
+    parameters after the step, by the array function.
+    """
+    if target == "updates":
+        hyper = {"max_norm": max_norm, "epsilon": epsilon}
+        return NormScaled("constrain_total_norm", lasagne_factor, hyper, per_tensor=False)
 
     fn = functools.partial(_constrained_total, epsilon=epsilon, max_norm=max_norm)
 
