@@ -47,6 +47,9 @@ SCRIPT = textwrap.dedent(
         gradstep.chain(gradstep.adam(1e-3, state_dtype="int8"), T.clip_by_global_norm(1.0)),
         torch.float32,
     )
+    # Lasagne's norm constraint over axes: slices' sums by atomic adds, factors gathered
+    cases["constrain_norm+adam"] = (
+        gradstep.chain(T.constrain_norm(1.0), gradstep.adam(1e-3)), torch.float32)
     out = {}
     for name, (transform, dtype, *mixed8) in cases.items():
         ptx = TritonEngine(transform).compile_for(dtype, arch=90, mixed8=bool(mixed8))
@@ -59,6 +62,7 @@ SCRIPT = textwrap.dedent(
                 "v2_stores": len(re.findall(r"st\\.global(?:\\.\\w+)*\\.v2\\.b32", text)),
                 "div_rn": "div.rn.f32" in text,
                 "local": ".local" in text,
+                "atomic_f64": bool(re.search(r"(atom|red)\\.global(?:\\.\\w+)*\\.add\\.f64", text)),
             }
             for kernel, text in ptx.items()
         }
@@ -108,3 +112,12 @@ def test_8bit_kernels_compile_with_vector_codes_and_the_quantisers_exact_divisio
         assert step["div_rn"] and not step["local"], (name, step)
     (reduce,) = [v for k, v in compiled["adam-int8+clip"].items() if k.startswith("reduce")]
     assert reduce["target"] and reduce["v2_loads"] >= 2, reduce
+
+
+def test_norm_constraint_over_axes_compiles_with_float64_atomic_sums(compiled):
+    """Lasagne's per-unit norm constraint: the reduction pass adds each element's
+    square to its slice's float64 sum with an atomic add; the step kernel gathers
+    the factors and still moves the tensors as 128-bit vectors."""
+    kernels = compiled["constrain_norm+adam"]
+    assert kernels["reduce0"]["atomic_f64"] and not kernels["reduce0"]["local"], kernels
+    assert kernels["step"]["vector_loads"] >= 2 and kernels["step"]["vector_stores"] >= 1

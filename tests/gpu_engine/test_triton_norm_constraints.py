@@ -61,3 +61,85 @@ def test_total_norm_constraint_stage_is_lasagnes_function():
         want = gradstep.total_norm_constraint(grads, max_norm, 1e-3)
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+AXIS_SHAPES = ((33, 5), (4, 3, 5), (6, 2, 3, 3), (2, 3, 4, 5, 6), (1, 1), (0, 4))
+
+
+def run_shapes(transform, engine, shapes, steps=3, dtype=torch.float32, start=None):
+    gen = torch.Generator().manual_seed(13)
+    params = [
+        torch.nn.Parameter(torch.randn(s, generator=gen).to(start or dtype).to(dtype))
+        for s in shapes
+    ]
+    opt = gt.TransformOptimizer(params, transform, engine=engine)
+    for k in range(steps):
+        for i, p in enumerate(params):
+            p.grad = (i + 1) * torch.sin(3 * p.detach() + k) + 0.1 * k
+        opt.step()
+    return [p.detach() for p in params]
+
+
+@pytest.mark.parametrize(
+    "make, shapes",
+    [
+        # Lasagne's default axes: each column of a dense weight, each conv filter
+        (lambda: T.constrain_norm(0.5), AXIS_SHAPES),
+        (lambda: gradstep.chain(T.constrain_norm(0.3, epsilon=1e-3), gradstep.adam(1e-2)),
+         AXIS_SHAPES),
+        (lambda: gradstep.chain(gradstep.momentum(0.1, 0.9), T.constrain_norm(1e3)), AXIS_SHAPES),
+        # given axes: whole 1-D tensors, a middle axis (kept axes in two runs), and
+        # every other axis of a 5-D tensor (three runs)
+        (lambda: T.constrain_norm(0.7, norm_axes=(0,)), ((7,), (2100,), (5, 6))),
+        (lambda: T.constrain_norm(0.7, norm_axes=(1,)), ((4, 3, 5), (2, 5, 3, 2))),
+        (lambda: T.constrain_norm(0.7, norm_axes=(1, 3)), ((2, 3, 4, 5, 6),)),
+        (lambda: T.constrain_norm(0.7, norm_axes=(-1,)), ((3, 1500),)),
+    ],
+    ids=["default", "before-adam", "after-momentum-inside", "axis0", "middle", "alternate",
+         "last-axis-long-rows"],
+)  # fmt: skip
+def test_norm_constraint_over_axes_runs_on_the_triton_engine_as_eager(make, shapes):
+    engine = TritonEngine(make())
+    assert any(st.is_axis_norm for st in engine.stages)
+    got = run_shapes(make(), "triton", shapes)
+    want = run_shapes(make(), "eager", shapes)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=2e-6, atol=2e-6)
+
+
+def test_norm_constraint_over_axes_in_float64_and_bfloat16():
+    """float64 against eager float64; bfloat16 (whose eager math is NumPy-only)
+    against eager float32 from the same start, within bfloat16's rounding."""
+    make = lambda: gradstep.chain(T.constrain_norm(0.5), gradstep.adam(1e-2))  # noqa: E731
+    shapes = ((33, 5), (4, 3, 5))
+    for dtype, eager, tol in (
+        (torch.float64, torch.float64, 1e-12),
+        (torch.bfloat16, torch.float32, 3e-2),
+    ):
+        got = run_shapes(make(), "triton", shapes, dtype=dtype)
+        want = run_shapes(make(), "eager", shapes, dtype=eager, start=dtype)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol)
+
+
+def test_slices_of_a_tensor_are_lasagnes():
+    """The runs describe the slices Lasagne's axes make (numbered row-major over the
+    kept axes)."""
+    stage = T.constrain_norm(1.0, norm_axes=(1, 3))
+    shape = (2, 3, 4, 5, 6)
+    runs, n = stage.runs(shape)
+    i = np.arange(int(np.prod(shape)))
+    got = sum(((i // a) % b) * c for a, b, c in runs)
+    kept = np.indices(shape)[[0, 2, 4]].reshape(3, -1)
+    want = np.ravel_multi_index(tuple(kept), (2, 4, 6))
+    assert n == 48 and np.array_equal(got, want)
+    with pytest.raises(ValueError, match="runs"):
+        T.constrain_norm(1.0, norm_axes=(1, 3, 5)).runs((2,) * 7)
+
+
+def test_numba_engine_still_refuses_norms_over_axes():
+    from gradstep.engines.fused import FusedEngine
+    from gradstep.engines.plan import NotFusable
+
+    with pytest.raises(NotFusable):
+        FusedEngine(T.constrain_norm(1.0))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from .._core.blockwise8 import BLOCKWISE8, MIXED_PREFIX
 from .._core.rounding import ParameterStore
 from .element_source import element_sources, function_source
-from .plan import Stage, call_args, slot_names, stochastic_rows, terms_args
+from .plan import SEGMENT_ROWS, Stage, call_args, slot_names, stochastic_rows, terms_args
 
 # how a row is loaded and stored (:func:`row_kinds`)
 PLAIN = "plain"  # in the math dtype: no conversion
@@ -72,11 +72,14 @@ class Kernel:
     target: Stage | None = None
     counted: Stage | None = None
     terms: int = 1
+    # a norm over axes: the squares of ``x`` added to its slices' sums (no totals)
+    segmented: Stage | None = None
 
     @property
     def loaded(self) -> list[Stage]:
         """The stages whose slots and scalars the kernel reads."""
-        return self.body + ([self.target] if self.target is not None else [])
+        extra = self.target if self.target is not None else self.segmented
+        return self.body + ([extra] if extra is not None else [])
 
 
 def kernels(stages: list[Stage], terms: dict[int, int]) -> list[Kernel]:
@@ -86,7 +89,9 @@ def kernels(stages: list[Stage], terms: dict[int, int]) -> list[Kernel]:
     out = [Kernel("step", stages, write=True)]
     for st in stages:
         name, before = f"reduce{st.index}", stages[: st.index]
-        if st.is_reduction:
+        if st.is_axis_norm:
+            out.append(Kernel(name, before, False, segmented=st))
+        elif st.is_reduction:
             out.append(Kernel(name, before, False, counted=st if st.is_cautious else None))
         elif st.is_per_tensor or st.is_global:
             out.append(Kernel(name, before, False, target=st, terms=terms[st.index]))
@@ -101,7 +106,10 @@ class Input:
     ``table``: ``"scalar"`` (the scalar vector), ``"key"`` (a row's stream key),
     ``"slot"`` (the data of a slot row), ``"scales"`` (an 8-bit slot's block scales,
     of row ``position``), ``"mask"`` (whether masked stage ``position`` covers the
-    tensor) or ``"factor"`` (a column of the per-tensor factor table)."""
+    tensor), ``"factor"`` (a column of the per-tensor factor table), or of a norm
+    over axes ``"sums"``/``"factors"`` (the address of the tensor's slices' float64
+    sums or factors, in row ``position``) and ``"run"`` (an integer of row
+    ``position``)."""
 
     name: str
     table: str
@@ -127,6 +135,13 @@ def kernel_inputs(kernel: Kernel, stages: list[Stage], rows: list[str]) -> list[
             out.append(Input(f"m{k}", "mask", k))
         if st.is_reduction:
             out.append(Input(f"f{k}", "factor", st.reduction_column))
+        if st.is_axis_norm:
+            row = st.segment_row
+            if st is kernel.segmented:
+                out.append(Input(f"sa{k}", "sums", row))
+            else:
+                out.append(Input(f"sf{k}", "factors", row + 1))
+            out += [Input(f"r{k}_{i}", "run", row + 2 + i) for i in range(SEGMENT_ROWS - 2)]
         out += [Input(f"c{k}_{i}", "scalar", st.scalar_offset + i) for i in range(st.n_scalars)]
         if st.is_per_tensor and st is not kernel.target:
             out += [
@@ -193,6 +208,16 @@ class IfCovered:
 
 
 @dataclass(frozen=True)
+class SliceOf:
+    """``seg{stage}`` = the slice of the element for the norm over axes ``stage``,
+    from its runs ``r{stage}_{3i}, r{stage}_{3i+1}, r{stage}_{3i+2}``; and, unless
+    ``summed``, ``f{stage}`` = its factor (else its square is added to its sum)."""
+
+    stage: Stage
+    summed: bool
+
+
+@dataclass(frozen=True)
 class Accumulate:
     """Add to the chunk's float64 totals ``total{t}`` each of ``values``: ``how`` is
     ``"squares"``, ``"sums"``, or ``"positive"`` (1 where the value is positive)."""
@@ -219,6 +244,8 @@ def element_steps(body: list[Stage], write: bool) -> list:
 
 def _stage_steps(st: Stage, write: bool) -> list:
     k = st.index
+    if st.is_axis_norm:
+        return [SliceOf(st, summed=False), Let("x", f"_e{k}(x, f{k})")]
     if st.is_cautious:
         return [Let("x", f"_e{k}(x, gc{st.partner}, f{k})")]
     if st.is_reduction:
@@ -256,6 +283,8 @@ def parameter_store_steps(st: Stage) -> list:
 
 def reduction_steps(kernel: Kernel) -> list:
     """The steps after :func:`element_steps` in a reduction kernel: what it sums."""
+    if kernel.segmented is not None:
+        return [SliceOf(kernel.segmented, summed=True)]
     if kernel.counted is not None:  # the elements a cautious mask keeps (u g > 0)
         return [Accumulate("positive", (f"x * gc{kernel.counted.partner}",))]
     target = kernel.target

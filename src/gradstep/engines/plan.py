@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._core.axis_norm import MAX_RUNS, AxisNormScaled
 from .._core.blockwise8 import BLOCKWISE8
 from .._core.cautious import Cautious, cautious_element, cautious_factor
 from .._core.combine import Masked
@@ -57,10 +58,18 @@ class Stage:
     scale_rows: dict[int, int] = field(default_factory=dict)
 
     partner: int = -1  # a cautious end's start (its kept gradient ``gc{partner}``)
+    # a norm over axes: its first row of the pointer table's slice rows (segment_rows)
+    segment_row: int = -1
 
     @property
     def is_reduction(self) -> bool:
         return isinstance(self.stage, NormScaled)
+
+    @property
+    def is_axis_norm(self) -> bool:
+        """A factor per slice of each tensor, from the slice's norm over axes
+        (Lasagne's norm constraint): only the Triton engine runs it."""
+        return isinstance(self.stage, AxisNormScaled)
 
     @property
     def is_cautious_start(self) -> bool:
@@ -87,7 +96,7 @@ class Stage:
     def n_scalars(self) -> int:
         """How many scalars of the scalar vector its element function takes (its
         ``prepare`` scalars, then a global reduction's reduced scalars)."""
-        if self.is_reduction:
+        if self.is_reduction or self.is_axis_norm:
             return 0
         extra = len(self.stage.reduced_scalars) if self.is_global else 0
         return len(self.stage.scalar_names()) + extra
@@ -134,7 +143,10 @@ class CautiousEnd(NormScaled):
 
 
 def flatten_stages(
-    transform: Transform, per_tensor: bool = False, forms: list[FusedForm] | None = None
+    transform: Transform,
+    per_tensor: bool = False,
+    forms: list[FusedForm] | None = None,
+    axis_norms: bool = False,
 ) -> list[Stage]:
     """The elementwise stages of ``transform`` in order, or :class:`NotFusable`.
 
@@ -144,7 +156,9 @@ def flatten_stages(
     locate elementwise slots leave it off). ``forms``: a list to which the fused
     forms (:mod:`gradstep._core.fused_form`) put in place of their transforms are
     appended; the caller must then refuse the tensors a form does not cover (None:
-    no form is used)."""
+    no form is used). ``axis_norms``: the caller runs norms over axes of each
+    tensor (:class:`~gradstep._core.axis_norm.AxisNormScaled`; the Triton engine
+    does)."""
     if forms is not None:
         transform = map_transform(functools.partial(_with_form, forms), transform)
     out: list[Stage] = []
@@ -182,6 +196,10 @@ def flatten_stages(
         elif per_tensor and isinstance(t, PerTensorReduction) and mask is None:
             _check_element_function(t)
             _check_element_function(t, t.norms)
+            out.append(Stage(len(out), t, visit.path))
+        elif axis_norms and isinstance(t, AxisNormScaled) and mask is None:
+            _check_element_function(t)
+            _check_element_function(t, t.factor)
             out.append(Stage(len(out), t, visit.path))
         elif type(t) is GlobalReduction and mask is None:
             _check_element_function(t)
@@ -229,6 +247,22 @@ def place_stages(stages: list[Stage], first_scalar: int = 0) -> tuple[int, int, 
             st.reduction_column = column
             column += len(st.stage.tensor_scalars)
     return row, offset, column
+
+
+#: pointer-table rows of a norm over axes, per tensor: the address of its slices'
+#: float64 sums, of their factors, then ``(a, b, c)`` of each run (AxisNormScaled.runs)
+SEGMENT_ROWS = 2 + 3 * MAX_RUNS
+
+
+def place_segments(stages: list[Stage], first_row: int) -> int:
+    """Give each norm over axes its :data:`SEGMENT_ROWS` rows of the pointer table,
+    from ``first_row`` on; return the number of rows."""
+    row = first_row
+    for st in stages:
+        if st.is_axis_norm:
+            st.segment_row = row
+            row += SEGMENT_ROWS
+    return row
 
 
 def place_scales(stages: list[Stage], first_row: int) -> int:

@@ -47,6 +47,7 @@ from .plan import (
     advance_counts,
     flatten_stages,
     place_scales,
+    place_segments,
     place_stages,
     stage_nodes,
     stochastic_rows,
@@ -75,13 +76,15 @@ class TritonEngine:
         num_warps: int = NUM_WARPS,
     ):
         self.transform = transform
-        self.stages = flatten_stages(transform, per_tensor=True)
+        self.stages = flatten_stages(transform, per_tensor=True, axis_norms=True)
         if block % Q8_BLOCK:  # a chunk's 8-bit codes start a quantisation block
             raise ValueError(f"block must be a multiple of {Q8_BLOCK}, not {block}")
         self.block, self.iters, self.num_warps = block, iters, num_warps
         self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages)
         # 8-bit slots: a row of block scales each, after every other row
         self.n_rows = place_scales(self.stages, self.n_rows)
+        # norms over axes: rows of slice addresses and runs after the data rows
+        place_segments(self.stages, self.n_rows)
         self.q8_rows = {
             st.slot_rows[k]: row for st in self.stages for k, row in st.scale_rows.items()
         }
@@ -173,7 +176,7 @@ class TritonEngine:
         values: list = []
         flags = set()
         for st, count in zip(self.stages, counts):
-            if st.is_reduction:
+            if st.is_reduction or st.is_axis_norm:
                 continue
             if st.is_global:  # computed on the device from the carried state
                 values += [0.0] * st.n_scalars
@@ -196,7 +199,7 @@ class TritonEngine:
         the stages' own ``prepare`` on a tensor step count."""
         parts = []
         for st in self.stages:
-            if st.is_reduction:
+            if st.is_reduction or st.is_axis_norm:
                 continue
             if st.is_global:  # computed on the device from the carried state
                 parts += [torch.zeros((), dtype=dtype, device=count.device)] * st.n_scalars
@@ -222,7 +225,7 @@ class TritonEngine:
             if st.is_global:
                 return f"the stage {st.stage.name!r} carries scalar state between steps"
             try:
-                if st.is_reduction:
+                if st.is_reduction or st.is_axis_norm:
                     resolve(st.stage.hyperparams, count, ctx or {})
                 else:
                     self.device_scalars(count, ctx or {}, torch.float32)
@@ -279,6 +282,8 @@ class TritonEngine:
                 carried[st.index] = self._global_pass(
                     module, st, tables, ptrs, scal, amp, nodes, count, ctx
                 )
+            elif st.is_axis_norm:
+                self._slice_factors(module, st, tables, ptrs, scal, amp, count, ctx)
             elif st.is_cautious:
                 counts = self._sums(module, st, tables, ptrs, scal, amp)[:, 0]
                 tscal[:, st.reduction_column] = self._cautious_factors(st, tables, counts)
@@ -361,6 +366,19 @@ class TritonEngine:
         sums = torch.zeros((tables.n_tensors, terms), dtype=torch.float64, device=tables.device)
         return sums.index_add_(0, tables.chunk_tensor, acc.view(tables.n_chunks, terms))
 
+    def _slice_factors(self, module, st, tables: _Tables, ptrs, scal, amp, count, ctx) -> None:
+        """A norm over axes, on the device: the reduction pass adds each element's
+        square to its slice's float64 sum; the stage's own factor function, bound to
+        torch operations, turns the norms into the factors the main pass reads."""
+        sums, factors = tables.segments[st.index]
+        sums.zero_()
+        self._run(getattr(module, f"reduce{st.index}"), tables, ptrs, scal, amp, sums)
+        fn = self._factor_fns.get(st.index)
+        if fn is None:
+            fn = self._factor_fns[st.index] = element_for(st.stage.factor, namespace_of(sums))
+        h = resolve(st.stage.hyperparams, count, ctx)
+        factors.copy_(fn(sums.sqrt(), h))
+
     def _tensor_scalars(self, st, tables: _Tables, sums: torch.Tensor, count: Any, ctx: dict):
         """A per-tensor reduction's scalars, on the device: the stage's own ``combine``
         bound to torch operations, once per group of tensors with the same mask
@@ -437,7 +455,7 @@ class TritonEngine:
         kernels = ["step"] + [
             f"reduce{st.index}"
             for st in self.stages
-            if st.is_reduction or st.is_per_tensor or st.is_global
+            if st.is_reduction or st.is_per_tensor or st.is_global or st.is_axis_norm
         ]
         for kernel_name in kernels:
             sig = dict(signature)

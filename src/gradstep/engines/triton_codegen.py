@@ -184,7 +184,8 @@ class _Emitter:
             src.append(f"    q8 = tl.load(tmask + {self.n_stages} * n_tensors + j)")
         terms = kernel.terms
         shape = f"[BLOCK // {Q8_BLOCK}, {Q8_BLOCK}]" if self.q8 else "[BLOCK]"
-        if not kernel.write:
+        totals = not kernel.write and kernel.segmented is None
+        if totals:
             src += [f"    total{t} = tl.zeros({shape}, tl.float64)" for t in range(terms)]
         src.append("    if full == 1:")
         # the table marks a chunk full only when all its tensor's pointers are
@@ -194,7 +195,7 @@ class _Emitter:
         src += ["        " + line for line in self._loops(kernel, False, bool(mixed))]
         src.append("    elif full == 0:")
         src += ["        " + line for line in self._loops(kernel, True, bool(mixed))]
-        if not kernel.write:
+        if totals:
             total = "tl.sum(total{t}, axis=1)" if self.q8 else "total{t}"
             src += [
                 f"    tl.store(acc + c * {terms} + {t}, tl.sum({total.format(t=t)}, axis=0))"
@@ -230,6 +231,11 @@ class _Emitter:
             return self._pointer(i.position, "tl.float32") + f" // {Q8_BLOCK}"
         if i.table == "mask":
             return f"tl.load(tmask + {i.position} * n_tensors + j)"
+        if i.table in ("sums", "factors"):  # a norm over axes: the tensor's slices
+            dtype = "tl.float64" if i.table == "sums" else self.math
+            return f"tl.load(ptrs + {i.position} * n_tensors + j).to(tl.pointer_type({dtype}))"
+        if i.table == "run":
+            return f"tl.load(ptrs + {i.position} * n_tensors + j)"
         if i.table == "factor":
             return f"tl.load(tscal + j * n_factors + {i.position})"
         if i.table == "scalar":
@@ -295,6 +301,8 @@ class _Emitter:
         if isinstance(step, kp.StoreParam):
             value = step.value if step.rounded else self._stored(1, step.value)
             return [f"tl.store(wp + idx, {value}{smask})"]
+        if isinstance(step, kp.SliceOf):
+            return self._slice_of(step, masked)
         if isinstance(step, kp.IfCovered):
             inner = [line for s in step.steps for line in self._render(s, masked)]
             return [f"if m{step.stage} != 0:"] + ["    " + line for line in inner]
@@ -309,6 +317,23 @@ class _Emitter:
                 total = f"tl.where(inside, {total}, 0.0)"
             lines.append(f"total{t} += {total}")
         return lines
+
+    def _slice_of(self, step: kp.SliceOf, masked: bool) -> list[str]:
+        """A norm over axes: the element's slice from its flat index in the tensor
+        (``off + idx``), then its factor loaded, or its square added to its sum."""
+        k = step.stage.index
+        e = f"e{k}"
+        terms = [
+            f"(({e} // r{k}_{3 * r}) % r{k}_{3 * r + 1}) * r{k}_{3 * r + 2}"
+            for r in range((kp.SEGMENT_ROWS - 2) // 3)
+        ]
+        lines = [f"{e} = off + idx", f"seg{k} = " + " + ".join(terms)]
+        smask = ", mask=inside" if masked else ""
+        if step.summed:
+            square = "x.to(tl.float64) * x.to(tl.float64)"
+            return lines + [f"tl.atomic_add(sa{k} + seg{k}, {square}{smask}, sem='relaxed')"]
+        other = ", other=0" if masked else ""
+        return lines + [f"f{k} = tl.load(sf{k} + seg{k}{smask}{other})"]
 
     def _quantised_store(self, step: kp.StoreSlot, masked: bool) -> list[str]:
         """An 8-bit slot's new values stored: rounded to float32, each block's scale

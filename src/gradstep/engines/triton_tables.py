@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._core.axis_norm import MAX_RUNS
 from .._core.blockwise8 import BLOCKWISE8, MIXED_PREFIX, bucket_codes, dynamic_map, n_blocks
 from .plan import Unsupported
 
@@ -110,6 +111,7 @@ class _Tables:
         self.chunks = self.to_device(rows, torch.int64).reshape(-1, 4)
         self.chunk_tensor = self.to_device(owner, torch.int64)
         pointer_rows = [[0] * len(ws), self.w_ptrs] + self.slot_ptrs
+        pointer_rows += self._segment_rows(engine, ws)
         self._host_ptrs = pointer_rows
         self.ptrs = self.to_device(pointer_rows, torch.int64)
         self.g_ptrs: list[int] | None = None
@@ -138,6 +140,41 @@ class _Tables:
         self.tscal = torch.zeros(
             (len(ws), self.n_factor_columns), dtype=self.math, device=self.device
         )
+
+    def _segment_rows(self, engine: Any, ws: list) -> list[list[int]]:
+        """The pointer-table rows of each norm over axes (``Stage.segment_row`` on):
+        the addresses of each tensor's slices' float64 sums and factors, then its
+        runs (:meth:`~gradstep._core.axis_norm.AxisNormScaled.runs`); their buffers
+        in ``self.segments`` (by stage index)."""
+        self.segments: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        rows: list[list[int]] = []
+        for st in getattr(engine, "stages", ()):
+            if not st.is_axis_norm:
+                continue
+            described = []
+            for i, w in enumerate(ws):
+                try:
+                    described.append(st.stage.runs(w.shape))
+                except ValueError as error:
+                    raise Unsupported(f"parameter {i}: {error}") from None
+            starts = np.cumsum([0] + [n for _, n in described]).tolist()
+            total = max(starts[-1], 1)
+            sums = torch.zeros(total, dtype=torch.float64, device=self.device)
+            factors = torch.zeros(total, dtype=self.math, device=self.device)
+            self.segments[st.index] = (sums, factors)
+            size = factors.element_size()
+            stage_rows = [
+                [sums.data_ptr() + 8 * start for start in starts[:-1]],
+                [factors.data_ptr() + size * start for start in starts[:-1]],
+            ]
+            for r in range(3 * MAX_RUNS):
+                run, part = divmod(r, 3)
+                unused = (1, 1, 0)[part]  # a missing run adds 0
+                stage_rows.append(
+                    [runs[run][part] if run < len(runs) else unused for runs, _ in described]
+                )
+            rows += stage_rows
+        return rows
 
     def _blockwise8(self, ws: list, codes: list, scales: list) -> tuple[str, str]:
         """Check an 8-bit slot's rows: each tensor's uint8 codes, shaped like its

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .._core import tree as _tree
+from .._core.axis_norm import AxisNormScaled
 from .._core.blockwise8 import ABSMAX_SUFFIX
 from .._core.combine import Masked, Partition
 from .._core.elementwise import Elementwise, NormScaled, sum_of_squares
@@ -156,17 +157,20 @@ def _separable(t: Transform) -> bool:
             continue
         if type(node) is NormScaled and node.per_tensor:
             continue
+        if isinstance(node, AxisNormScaled):  # norms within each tensor
+            continue
         return False
     return True
 
 
-def _fusable(t: Transform) -> bool:
-    """The fused engines (numba's and Triton's: the same chains) can compile ``t``:
-    its stages, and the rows of its 8-bit slots (none in a masked stage)."""
+def _fusable(t: Transform, axis_norms: bool = False) -> bool:
+    """The fused engines (numba's and Triton's: the same chains, and for Triton's
+    ``axis_norms``, Lasagne's norms over axes) can compile ``t``: its stages, and the
+    rows of its 8-bit slots (none in a masked stage)."""
     from ..engines.plan import NotFusable, flatten_stages, place_scales
 
     try:
-        place_scales(flatten_stages(t, per_tensor=True), 0)
+        place_scales(flatten_stages(t, per_tensor=True, axis_norms=axis_norms), 0)
     except NotFusable:
         return False
     return True
@@ -253,7 +257,7 @@ class _Rule:
             self.inner_name = run.stage_names[1]
         self.run = run
         self.fusable = _fusable(run)
-        self.triton_fusable = self.fusable
+        self.triton_fusable = self.fusable or _fusable(run, axis_norms=True)
         # trust ratios of sharded tensors reduce their sums across ranks per tensor,
         # which only the transform's own update does
         self.reduces_per_tensor = any(isinstance(h, _ReducedPerTensor) for h in self.hooks)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
+from .._core.axis_norm import AxisNormScaled
 from .._core.elementwise import NormScaled
 from .._core.transform import Transform
 from .._core.validate import Interval, OneOf, check, hyperparams, nonnegative
@@ -51,8 +52,7 @@ def norm_constraint(
     axes = tuple(norm_axes) if norm_axes is not None else default_norm_axes(x.ndim)
     dtype = x.dtype.type
     norms = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
-    target = np.clip(norms, 0, dtype(max_norm))
-    return x * (target / (dtype(epsilon) + norms))
+    return x * lasagne_factor(norms, {"max_norm": dtype(max_norm), "epsilon": dtype(epsilon)})
 
 
 def total_norm_constraint(
@@ -116,6 +116,11 @@ def constrain_norm(
     fn = functools.partial(
         _constrained_each, epsilon=epsilon, max_norm=max_norm, norm_axes=norm_axes
     )
+    if target == "updates":  # the Triton engine runs it as a device pass
+        hyper = {"max_norm": max_norm, "epsilon": epsilon}
+        return AxisNormScaled(
+            "constrain_norm", lasagne_factor, hyper, norm_axes, default_norm_axes, fn
+        )
 
     stage = _Constraint("constrain_norm", fn, target)
     stage.reads_shape = True  # norms over axes: a real view's trailing axis would change it
