@@ -106,12 +106,13 @@ class FastStep:
         self.on_device = bool(group.get("capturable")) and self.step_base is not None
         # a count already on the parameters' device (moved there by a GradScaler step
         # without capturable, below) is read there too, never on the host
+        self._amp_in_kernel: bool | None = None  # decided once (_amp_fits_kernel)
         self.count_on_device = self.on_device or (
             self.step_base is not None
             and self.step_base.device.type != "cpu"
             and self.step_base.device == self.params[0].device
+            and self._amp_fits_kernel({})
         )
-        self._amp_in_kernel: bool | None = None  # decided at the first GradScaler step
         if self.on_device:
             problem = engine.device_scalars_problem()
             if problem is not None:
