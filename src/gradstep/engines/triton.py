@@ -15,9 +15,9 @@ the eager and numba engines run.
 - **Scalars** (bias corrections, scheduled rates) are computed on the host from
   the step count and copied to the device asynchronously from pinned memory: a step
   makes no host synchronisation.
-- **Reductions** (norm clipping) are device passes: per-chunk float64 partial sums,
-  summed per tensor on the device, turned into factors by the stage's own factor
-  function bound to torch operations, and read by the main pass.
+- **Reductions** (norm clipping; Lasagne's norms over axes, per slice by atomic adds)
+  are device passes: float64 partial sums, summed on the device, turned into factors
+  by the stage's own factor function bound to torch operations, read by the main pass.
 - **Precision**: float32, float16, bfloat16 and float64 tensors; arithmetic in
   float32 (float64 for float64 tensors); state stored in its own dtype, or as 8-bit
   blockwise codes with a float32 scale per block of 256 (dequantised, run and

@@ -37,6 +37,13 @@ def default_norm_axes(ndim: int) -> tuple[int, ...]:
     )
 
 
+def lasagne_factor(norm: Any, h: dict) -> Any:
+    """Lasagne's multiplier ``min(n, max_norm) / (n + epsilon)`` of a norm ``n``
+    (a NaN norm gives NaN), written without branches so that every engine runs it
+    on its own arrays (the GPU engine on the device)."""
+    return minimum(norm, h["max_norm"]) / (norm + h["epsilon"])
+
+
 def norm_constraint(
     tensor: Any, max_norm: float, norm_axes: Sequence[int] | None = None, epsilon: float = 1e-7
 ) -> np.ndarray:
@@ -129,13 +136,6 @@ def constrain_norm(
 
 def _constrained_total(leaves, *, epsilon, max_norm):
     return total_norm_constraint(leaves, max_norm, epsilon)
-
-
-def lasagne_factor(norm: Any, h: dict) -> Any:
-    """Lasagne's multiplier ``min(n, max_norm) / (n + epsilon)`` of a norm ``n``
-    (a NaN norm gives NaN), written without branches so that every engine runs it
-    on its own arrays (the GPU engine on the device)."""
-    return minimum(norm, h["max_norm"]) / (norm + h["epsilon"])
 
 
 @hyperparams(max_norm=_MAX_NORM, epsilon=nonnegative(), target=_TARGETS)
