@@ -143,3 +143,32 @@ def test_numba_engine_still_refuses_norms_over_axes():
 
     with pytest.raises(NotFusable):
         FusedEngine(T.constrain_norm(1.0))
+
+
+def test_norm_constraint_over_axes_refuses_axes_a_tensor_lacks():
+    params = [torch.nn.Parameter(torch.ones(3, 4))]
+    opt = gt.TransformOptimizer(params, T.constrain_norm(1.0, norm_axes=(2,)), engine="triton")
+    params[0].grad = torch.ones(3, 4)
+    with pytest.raises(ValueError, match="norm_axes"):
+        opt.step()
+    assert torch.equal(params[0].detach(), torch.ones(3, 4))
+
+
+def test_norm_constraint_over_axes_keeps_a_nan_in_its_slice():
+    """A NaN gradient makes its slice's norm NaN and only that slice's updates NaN,
+    as the eager engine."""
+    shapes = ((6, 4), (3, 2, 5))
+
+    def run(engine):
+        params = [torch.nn.Parameter(torch.ones(s)) for s in shapes]
+        opt = gt.TransformOptimizer(params, T.constrain_norm(0.5), engine=engine)
+        for p in params:
+            p.grad = torch.linspace(-1, 1, p.numel()).reshape(p.shape)
+        params[0].grad[2, 1] = float("nan")
+        params[1].grad[1, 0, 3] = float("nan")
+        opt.step()
+        return [p.detach() for p in params]
+
+    for a, b in zip(run("triton"), run("eager")):
+        torch.testing.assert_close(a, b, rtol=2e-6, atol=2e-6, equal_nan=True)
+        assert 0 < int(a.isnan().sum()) < a.numel()

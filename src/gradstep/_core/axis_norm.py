@@ -55,9 +55,15 @@ class AxisNormScaled(Transform):
         return _tree.unflatten(td, self.array_fn(leaves)), state
 
     def axes(self, ndim: int) -> tuple[int, ...]:
-        """The axes a tensor of ``ndim`` dimensions is reduced over (non-negative)."""
+        """The axes a tensor of ``ndim`` dimensions is reduced over (non-negative);
+        ValueError for an axis it does not have."""
         axes = self.norm_axes if self.norm_axes is not None else self.default_axes(ndim)
-        return tuple(sorted({a % ndim for a in axes})) if ndim else ()
+        if any(not -ndim <= a < ndim for a in axes):
+            raise ValueError(
+                f"{self.name}: invalid norm_axes={tuple(axes)} for a tensor of {ndim} "
+                f"dimensions; valid values: axes from {-ndim} to {ndim - 1}"
+            )
+        return tuple(sorted({a % ndim for a in axes}))
 
     def runs(self, shape: Sequence[int]) -> tuple[list[tuple[int, int, int]], int]:
         """How a contiguous tensor of ``shape`` maps its flat element index ``i`` to

@@ -153,6 +153,7 @@ class _Tables:
                 continue
             described = []
             for i, w in enumerate(ws):
+                st.stage.axes(w.dim())  # a ValueError for axes the tensor lacks
                 try:
                     described.append(st.stage.runs(w.shape))
                 except ValueError as error:
