@@ -83,8 +83,7 @@ class TritonEngine:
         self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages)
         # 8-bit slots: a row of block scales each, after every other row
         self.n_rows = place_scales(self.stages, self.n_rows)
-        # norms over axes: rows of slice addresses and runs after the data rows
-        place_segments(self.stages, self.n_rows)
+        place_segments(self.stages, self.n_rows)  # norms over axes: after the data rows
         self.q8_rows = {
             st.slot_rows[k]: row for st in self.stages for k, row in st.scale_rows.items()
         }
@@ -367,9 +366,8 @@ class TritonEngine:
         return sums.index_add_(0, tables.chunk_tensor, acc.view(tables.n_chunks, terms))
 
     def _slice_factors(self, module, st, tables: _Tables, ptrs, scal, amp, count, ctx) -> None:
-        """A norm over axes, on the device: the reduction pass adds each element's
-        square to its slice's float64 sum; the stage's own factor function, bound to
-        torch operations, turns the norms into the factors the main pass reads."""
+        """A norm over axes: the reduction pass sums squares per slice (float64); the
+        stage's factor function, bound to torch, turns the norms into factors."""
         sums, factors = tables.segments[st.index]
         sums.zero_()
         self._run(getattr(module, f"reduce{st.index}"), tables, ptrs, scal, amp, sums)
