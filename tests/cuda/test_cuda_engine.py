@@ -214,3 +214,44 @@ def test_step_capture_without_capturable_is_refused():
     opt = gt.Adam(params, lr=1e-3)
     with pytest.raises(RuntimeError, match="capturable"):
         _captured(opt, params, [torch.ones_like(params[0])])
+
+
+def test_grad_scaler_steps_without_capturable_do_not_synchronise():
+    """Without capturable, GradScaler's steps on the Triton engine read found_inf on
+    the device (as torch's fused Adam): once the first of them has moved the step
+    count to the device, no step synchronises with the host (torch's sync debug mode
+    raises on any), and a skipped step leaves parameters, moments and step counts as
+    they were."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
+    model = model.cuda()
+    opt = gt.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10)
+    data = torch.randn(16, 64, device="cuda")
+
+    def backward(k):
+        opt.zero_grad(set_to_none=False)
+        scaler.scale((model(data) ** 2).mean() * (1 + k)).backward()
+
+    backward(0)
+    opt.step()  # the first step takes the general path and builds the one-launch step
+    for k in range(1, 5):
+        backward(k)
+        opt.grad_scale = scaler._scale
+        found = torch.tensor(float(k == 3), device="cuda")
+        opt.found_inf = found
+        before = [p.detach().clone() for p in model.parameters()]
+        states = [{n: t.clone() for n, t in opt.state[p].items()} for p in model.parameters()]
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error" if k > 1 else "default")
+        try:
+            opt.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        del opt.grad_scale, opt.found_inf
+        if k == 3:
+            for p, b, s in zip(model.parameters(), before, states):
+                assert torch.equal(p.detach(), b)
+                assert all(torch.equal(opt.state[p][n], t) for n, t in s.items())
+    assert [float(opt.state[p]["step"]) for p in model.parameters()] == [4.0] * 4
+    assert all(opt.state[p]["step"].is_cuda for p in model.parameters())
