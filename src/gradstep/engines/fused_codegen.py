@@ -312,15 +312,14 @@ def _block_loop(steps: list, eight: list[kp.StoreSlot], access: _Rows, hashed: b
     src += [f"{inner}x = {access.load(0, 'gb[i]')}", f"{inner}wi = {access.load(1, 'wb[i]')}"]
     if hashed:
         src.append(f"{inner}hi = mix32(np.uint32(off + start + i))")
-    # the largest magnitudes before the parameter's store, which the compiler cannot
-    # tell apart from the buffers: after it, each would be read back
-    last = len(steps) - 1 if isinstance(steps[-1], kp.StoreParam) else len(steps)
-    src += [inner + line for step in steps[:last] for line in _render(step, access)]
+    # each slot's new value (its old one where a stage does not cover the tensor), held
+    # in a variable for the running largest magnitude: read back from its buffer after
+    # other stores, it would be loaded again (the compiler cannot tell the buffers apart)
+    src += [f"{inner}new{k}_{i} = buf{k}_{i}[i]" for k, i, _ in slots]
+    src += [inner + line for step in steps for line in _render(step, access)]
     src += [
-        f"{inner}top{k}_{i} = max_u32(top{k}_{i}, magnitude_bits(buf{k}_{i}[i]))"
-        for k, i, _ in slots
+        f"{inner}top{k}_{i} = max_u32(top{k}_{i}, magnitude_bits(new{k}_{i}))" for k, i, _ in slots
     ]
-    src += [inner + line for step in steps[last:] for line in _render(step, access)]
     for k, i, _ in slots:
         src += [
             f"            scale{k}_{i} = np.maximum(bits_float(top{k}_{i}), MIN_SCALE)",
@@ -379,7 +378,8 @@ def _render(step, access: _Rows) -> list[str]:
     if isinstance(step, kp.StoreSlot):
         k, i = step.stage.index, step.slot
         if access.quantised(step.stage, i) and access.mode == "block":
-            return [f"buf{k}_{i}[i] = np.float32(s{k}_{i})"]  # quantised after the block
+            # quantised after the block; its magnitude joins the block's largest
+            return [f"new{k}_{i} = np.float32(s{k}_{i})", f"buf{k}_{i}[i] = new{k}_{i}"]
         if access.quantised(step.stage, i):  # below min_8bit_size: the math dtype
             return [f"a{k}_{i}f[i] = s{k}_{i}"]
         value = access.store(step.stage.slot_rows[i], f"s{k}_{i}")
