@@ -402,6 +402,28 @@ def test_kernel_quantiser_equals_the_eager_one_on_every_kind_of_value():
         assert list(nan) == [0, 0]  # as the eager quantiser's binary search gives
 
 
+def test_kernel_quantiser_at_the_floor_bucket_edge():
+    """Normalised magnitudes at and around 2**-24, where the kernels' floor bucket
+    (every smaller magnitude: 0 or not) meets the first bucket of 16-bit ranks: 2**-24
+    itself is a nonzero value (the nonzero rule), not the zero code."""
+    numba = pytest.importorskip("numba", reason="the fused engine's quantiser")
+    from gradstep.engines._scalar_ops import q8_code
+
+    @numba.njit
+    def codes_of(v, out, table):
+        for i in range(v.size):
+            out[i] = q8_code(v[i], table)
+
+    edge = np.uint32(0x33800000)
+    bits = np.concatenate([edge + np.arange(-3, 4), [0, 1, 0x337F0000, 0x3380FFFF, 0x33810000]])
+    v = bits.astype(np.uint32).view(np.float32)
+    for signed in (True, False):
+        for values in (v, -v) if signed else (v,):
+            have = np.zeros(values.size, np.uint8)
+            codes_of(values, have, q8.bucket_codes(signed))
+            np.testing.assert_array_equal(have, q8._numpy_codes(values, signed))
+
+
 def test_each_bucket_holds_at_most_one_change_of_code():
     """What the kernels' single comparison relies on (also checked while the table is
     built): the code at a bucket's change is one more than just below it (a change

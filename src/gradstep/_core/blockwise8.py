@@ -155,8 +155,9 @@ def dynamic_map(signed: bool) -> np.ndarray:
 
 
 #: the kernels' buckets (:func:`bucket_codes`): the top 16 bits of a normalised
-#: value's magnitude, from this one (2**-24: every smaller magnitude shares its bucket)
-BUCKET_FLOOR = 0x3380
+#: value's magnitude, from this one, the floor bucket: every magnitude below 2**-24
+#: (whose top bits are 0x3380), with rank 0 for a zero magnitude and 1 otherwise
+BUCKET_FLOOR = 0x337F
 #: to this one, past 1.0 (that of 1.0 is 0x3F80): larger magnitudes, NaN
 BUCKET_TOP = 0x3F81
 #: buckets per sign
@@ -212,8 +213,9 @@ def bucket_codes(signed: bool) -> np.ndarray:
     and the top 16 bits of its magnitude, clamped to ``[BUCKET_FLOOR, BUCKET_TOP]``
     (index: clamped top - ``BUCKET_FLOOR``, plus ``BUCKET_WIDTH`` for a negative
     sign), and has a 16-bit rank within it that grows with ``v``: its low 16 bits,
-    inverted for a negative sign; in the floor bucket (magnitudes below 2**-24) 0 for
-    a zero magnitude and 1 otherwise, inverted likewise. No bucket holds more than one
+    inverted for a negative sign; in the floor bucket (magnitudes below 2**-24; 2**-24
+    itself starts the next bucket) 0 for a zero magnitude and 1 otherwise, inverted
+    likewise. No bucket holds more than one
     change of code (tested while the table is built), so each entry is its bucket's
     lowest code ``s`` plus ``t << 8``, the rank from which the code is ``s + 1``
     (:data:`NEVER` where it stays ``s``), found by bisection with the quantiser itself

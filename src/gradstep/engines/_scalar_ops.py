@@ -351,17 +351,16 @@ def q8_code(typingctx, v, table):
 
         bits = builder.bitcast(args[0], i32)
         magnitude = builder.and_(bits, c(0x7FFFFFFF))
+        # a magnitude below 2**-24 as the floor bucket's rank: 0 if zero, else 1
+        nonzero = builder.select(builder.icmp_unsigned("<", magnitude, c(1)), magnitude, c(1))
+        floor = builder.add(c(BUCKET_FLOOR << 16), nonzero)
+        magnitude = builder.select(builder.icmp_unsigned("<", magnitude, floor), floor, magnitude)
         top = builder.lshr(magnitude, c(16))
         sign = builder.lshr(bits, c(31))
-        floor = builder.icmp_signed("<", top, c(BUCKET_FLOOR))
-        top = builder.select(floor, c(BUCKET_FLOOR), top)
         top = builder.select(builder.icmp_signed(">", top, c(BUCKET_TOP)), c(BUCKET_TOP), top)
         index = builder.add(builder.sub(top, c(BUCKET_FLOOR)), builder.mul(sign, c(BUCKET_WIDTH)))
-        # the rank within the bucket: the low 16 bits (the floor bucket: 0 for a zero
-        # magnitude, else 1), inverted for a negative sign
-        tiny = builder.select(builder.icmp_signed("<", magnitude, c(1)), magnitude, c(1))
-        rank = builder.select(floor, tiny, builder.and_(bits, c(0xFFFF)))
-        rank = builder.xor(rank, builder.mul(sign, c(0xFFFF)))
+        # the rank within the bucket, inverted for a negative sign
+        rank = builder.xor(builder.and_(magnitude, c(0xFFFF)), builder.mul(sign, c(0xFFFF)))
         data = context.make_array(sig.args[1])(context, builder, args[1]).data
         entry = builder.load(builder.gep(data, [index], inbounds=True))
         up = builder.zext(builder.icmp_signed(">=", rank, builder.ashr(entry, c(8))), i32)

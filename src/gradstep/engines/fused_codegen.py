@@ -317,17 +317,18 @@ def _element_loop(steps: list, access: _Rows, hashed: bool) -> list[str]:
 
 def _block_loop(steps: list, eight: list[kp.StoreSlot], access: _Rows, hashed: bool) -> list[str]:
     """The loop over a chunk's blocks, for a kernel storing the 8-bit slots ``eight``.
-    Each block runs short loops that numba vectorises: its codes dequantised into
-    ``buf{stage}_{slot}`` (table lookups: gathers), the steps of each element, the
-    block's largest magnitude (of the float32 bits, so a NaN wins as ``max`` lets it),
-    the new codes into ``q8b``, then the codes copied out. Tables are read and
-    buffers written in loops that write no pointer-table row, so the compiler can
-    tell them apart from the rows (which it cannot for raw addresses)."""
+    Each block runs five short loops that numba vectorises, each over every 8-bit
+    slot at once: the codes copied in (``q8b{stage}_{slot}``), dequantised into
+    ``buf{stage}_{slot}`` (table lookups: gathers), the steps of each element with the
+    running largest magnitude of each new slot value (of the float32 bits, so a NaN
+    wins as ``max`` lets it), the new codes, then the codes copied out. Tables are
+    read and buffers written in loops that write no pointer-table row, so the
+    compiler can tell them apart from the rows (which it cannot for raw addresses)."""
     slots = [(s.stage.index, s.slot, s.stage.stage.slots[s.slot].nonnegative) for s in eight]
     inner = "                "
     src = [f"        buf{k}_{i} = np.empty({BLOCK}, np.float32)" for k, i, _ in slots]
+    src += [f"        q8b{k}_{i} = np.empty({BLOCK}, np.uint8)" for k, i, _ in slots]
     src += [
-        f"        q8b = np.empty({BLOCK}, np.uint8)",
         f"        for blk in range((n + {BLOCK - 1}) // {BLOCK}):",
         f"            start = blk * {BLOCK}",
         f"            stop = min(start + {BLOCK}, n)",
@@ -337,33 +338,40 @@ def _block_loop(steps: list, eight: list[kp.StoreSlot], access: _Rows, hashed: b
     ]
     rows = sorted({(st.index, i) for st in _stages_of(steps) for i in range(len(st.slot_rows))})
     src += [f"            a{k}_{i}b = a{k}_{i}[start:stop]" for k, i in rows]
-    for k, i, nonnegative in slots:
-        table = "Q8U" if nonnegative else "Q8S"
-        src += [
-            "            for i in range(m):",
-            f"{inner}q8b[i] = a{k}_{i}b[i]",
-            f"            scale = b{k}_{i}[blk]",
-            "            for i in range(m):",
-            f"{inner}buf{k}_{i}[i] = {table}[q8b[i]] * scale",
-        ]
+    src += ["            for i in range(m):"]
+    src += [f"{inner}q8b{k}_{i}[i] = a{k}_{i}b[i]" for k, i, _ in slots]
+    src += [f"            scale{k}_{i} = b{k}_{i}[blk]" for k, i, _ in slots]
+    src += ["            for i in range(m):"]
+    src += [
+        f"{inner}buf{k}_{i}[i] = {'Q8U' if nonnegative else 'Q8S'}[q8b{k}_{i}[i]] * scale{k}_{i}"
+        for k, i, nonnegative in slots
+    ]
+    src += [f"            top{k}_{i} = np.uint32(0)" for k, i, _ in slots]
     src += ["            for i in range(m):"]
     src += [f"{inner}x = {access.load(0, 'gb[i]')}", f"{inner}wi = {access.load(1, 'wb[i]')}"]
     if hashed:
         src.append(f"{inner}hi = mix32(np.uint32(off + start + i))")
+    # each slot's new value (its old one where a stage does not cover the tensor), held
+    # in a variable for the running largest magnitude: read back from its buffer after
+    # other stores, it would be loaded again (the compiler cannot tell the buffers apart)
+    src += [f"{inner}new{k}_{i} = buf{k}_{i}[i]" for k, i, _ in slots]
     src += [inner + line for step in steps for line in _render(step, access)]
-    for k, i, nonnegative in slots:
-        table = "Q8U" if nonnegative else "Q8S"
+    src += [
+        f"{inner}top{k}_{i} = max_u32(top{k}_{i}, magnitude_bits(new{k}_{i}))" for k, i, _ in slots
+    ]
+    for k, i, _ in slots:
         src += [
-            "            top = np.uint32(0)",
-            "            for i in range(m):",
-            f"{inner}top = max_u32(top, magnitude_bits(buf{k}_{i}[i]))",
-            "            scale = np.maximum(bits_float(top), MIN_SCALE)",
-            f"            b{k}_{i}[blk] = scale",
-            "            for i in range(m):",
-            f"{inner}q8b[i] = q8_code(buf{k}_{i}[i] / scale, {table}_CODES)",
-            "            for i in range(m):",
-            f"{inner}a{k}_{i}b[i] = q8b[i]",
+            f"            scale{k}_{i} = np.maximum(bits_float(top{k}_{i}), MIN_SCALE)",
+            f"            b{k}_{i}[blk] = scale{k}_{i}",
         ]
+    src += ["            for i in range(m):"]
+    src += [
+        f"{inner}q8b{k}_{i}[i] = q8_code(buf{k}_{i}[i] / scale{k}_{i}, "
+        f"{'Q8U' if nonnegative else 'Q8S'}_CODES)"
+        for k, i, nonnegative in slots
+    ]
+    src += ["            for i in range(m):"]
+    src += [f"{inner}a{k}_{i}b[i] = q8b{k}_{i}[i]" for k, i, _ in slots]
     return src
 
 
@@ -409,7 +417,8 @@ def _render(step, access: _Rows) -> list[str]:
     if isinstance(step, kp.StoreSlot):
         k, i = step.stage.index, step.slot
         if access.quantised(step.stage, i) and access.mode == "block":
-            return [f"buf{k}_{i}[i] = np.float32(s{k}_{i})"]  # quantised after the block
+            # quantised after the block; its magnitude joins the block's largest
+            return [f"new{k}_{i} = np.float32(s{k}_{i})", f"buf{k}_{i}[i] = new{k}_{i}"]
         if access.quantised(step.stage, i):  # below min_8bit_size: the math dtype
             return [f"a{k}_{i}f[i] = s{k}_{i}"]
         value = access.store(step.stage.slot_rows[i], f"s{k}_{i}")
