@@ -182,7 +182,7 @@ def generate_source(
         lines.append(source)
         lines.append("")
     terms = {st.index: global_terms(st) for st in stages if st.is_global or st.is_per_tensor}
-    for kernel in kp.kernels(stages, terms):
+    for kernel in kp.kernels(stages, terms, fold=True):
         lines += _kernel(kernel, kp.kernel_inputs(kernel, stages, rows), access, loop)
     return "\n".join(lines) + "\n"
 
@@ -204,13 +204,15 @@ def _kernel(
     kernel: kp.Kernel, inputs: list[kp.Input], access: _Rows, loop: tuple[str, str]
 ) -> list[str]:
     """``kernel`` as a loop over chunks: ``loop`` is the decorator and the range
-    (:data:`PARALLEL_LOOP` or :data:`PLAIN_LOOP`). A reduction kernel stores its
-    totals in ``acc[chunk * terms + t]``; the rows stored with stochastic rounding
-    take their stream keys from the extra argument ``keys``."""
+    (:data:`PARALLEL_LOOP` or :data:`PLAIN_LOOP`). A reduction kernel, and a step
+    kernel with folded global reductions, stores its totals in
+    ``acc[chunk * terms + t]``; the rows stored with stochastic rounding take their
+    stream keys from the extra argument ``keys``."""
     rows, write, terms = access.dtypes, kernel.write, kernel.terms
+    sums = not write or bool(kernel.folded)
     stochastic = kp.STOCHASTIC in access.kinds
     args = "chunks, ptrs, scal, tscal, tmask" + (", keys" if stochastic else "")
-    args += "" if write else ", acc"
+    args += ", acc" if sums else ""
     decorator, chunk_range = loop
     src = [decorator, f"def {kernel.name}({args}):"]
     views = {d for r in rows for d in r.split("|")}  # a mixed row: codes and floats
@@ -231,9 +233,9 @@ def _kernel(
         src.append(f"        {i.name}f = {_view(rows, i.position, rows[i.position].split('|')[1])}")
     if mixed:
         src.append(f"        q8 = tmask[{access.n_stages}, j]")
-    if not write:
+    if sums:
         src += [f"        total{t} = 0.0" for t in range(terms)]
-    steps = kp.element_steps(kernel.body, write)
+    steps = kp.element_steps(kernel.body, write, kernel.folded)
     if not write:
         steps += kp.reduction_steps(kernel)
     # 8-bit slots: a block's new values go to a small buffer until the block's scale
@@ -260,7 +262,7 @@ def _kernel(
     access.mode = "codes"
     if not write and kernel.target is None:
         src.append("        acc[c] = total0")
-    elif not write:
+    elif sums:
         src += [f"        acc[c * {terms} + {t}] = total{t}" for t in range(terms)]
     return src + [""]
 
@@ -387,7 +389,7 @@ def _render(step, access: _Rows) -> list[str]:
     if step.how == "positive":
         return [f"total0 += 1.0 if {step.values[0]} > 0 else 0.0"]
     if step.how == "sums":
-        return [f"total{t} += np.float64({v})" for t, v in enumerate(step.values)]
+        return [f"total{step.first + t} += np.float64({v})" for t, v in enumerate(step.values)]
     return [f"total{t} += np.float64({v}) * np.float64({v})" for t, v in enumerate(step.values)]
 
 
