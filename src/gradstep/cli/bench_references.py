@@ -12,8 +12,9 @@ reference on CPU tensors with ``.grad`` set, interleaved, on the same layout; a
 reference whose constructor takes ``foreach`` is timed with ``foreach=False`` and
 ``foreach=True`` (heavyball: ``multi_tensor``), heavyball also in its default
 ``compiled`` mode (``torch.compile``, which it switches off with
-``heavyball.utils.compile_mode = None``: every other mode runs with it off), and the
-fastest mode is the one compared. None of these packages is a requirement: a missing
+``heavyball.utils.compile_mode = None``: every other mode runs with it off; on
+layouts of at most :data:`COMPILED_MAX_TENSORS` tensors), and the fastest mode is the
+one compared. None of these packages is a requirement: a missing
 one is reported as not installed.
 """
 
@@ -256,6 +257,13 @@ def load_class(ref: Reference) -> type:
     return getattr(module, ref.cls)
 
 
+#: the most tensors a ``compiled`` mode is timed on, and what is recorded past it
+COMPILED_MAX_TENSORS = 200
+COMPILED_SKIPPED = (
+    f"not timed above {COMPILED_MAX_TENSORS} tensors: torch.compile traces the "
+    "multi-tensor step over every tensor; at 5000 it compiled for over 20 minutes on CPU"
+)
+
 _COMPILE_DEFAULTS: dict[str, Any] = {}  # compile_switch -> the package's own value
 
 
@@ -324,6 +332,9 @@ def time_case(ref: Reference, layout: tuple[int, int], repeats: int) -> dict[str
     ref_times: dict[str, float] = {}
     errors: dict[str, str] = {}
     for mode in modes(ref):
+        if mode == "compiled" and layout[0] > COMPILED_MAX_TENSORS:
+            errors[mode] = COMPILED_SKIPPED
+            continue
         p, g = make_data(*layout)
         tensors = [torch.from_numpy(x) for x in p]
         grads_t = [torch.from_numpy(x) for x in g]
