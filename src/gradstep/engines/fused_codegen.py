@@ -88,6 +88,7 @@ class _Rows:
         self.kinds = kp.row_kinds(stages, rows, math)
         self.n_stages = len(stages)
         self.mode = "codes"
+        self.outlined = False  # rendering _outlined_elements' loop
 
     def quantised(self, st: Stage, slot: int) -> bool:
         """Whether slot number ``slot`` of stage ``st`` may be stored as 8-bit codes."""
@@ -256,6 +257,10 @@ def _kernel(
         src += ["        else:"] + ["    " + line for line in plain]
     elif has_codes:
         src += body
+    elif write and kernel.folded:
+        access.mode = "float"
+        outlined, call = _outlined_elements(kernel, inputs, steps, access, stochastic)
+        src = outlined + src + call
     else:
         access.mode = "float"
         src += _element_loop(steps, access, stochastic and write)
@@ -265,6 +270,34 @@ def _kernel(
     elif sums:
         src += [f"        acc[c * {terms} + {t}] = total{t}" for t in range(terms)]
     return src + [""]
+
+
+def _outlined_elements(
+    kernel: kp.Kernel, inputs: list[kp.Input], steps: list, access: _Rows, hashed: bool
+) -> tuple[list[str], list[str]]:
+    """A step kernel's element loop with folded sums, as a function of its own (the
+    first list: its source) and the chunk loop's lines calling it, then summing.
+
+    Inside the chunk loop numba's parallel loop keeps the element loop from being
+    vectorised, and a running float64 sum keeps any loop from it: the function's loop
+    writes each term into a chunk buffer ``q`` (in the math dtype, the value the sum
+    converts), vectorised, and the chunk loop then adds the buffer up element by
+    element, the order the sums had in the one loop (the same totals, bit for bit)."""
+    name = f"_{kernel.name}_elements"
+    names = [i.name for i in inputs]
+    args = ", ".join(["n", "off", "g", "w", *names, "q"])
+    access.outlined = True
+    loop = _element_loop(steps, access, hashed)
+    access.outlined = False
+    source = ["@njit(cache=True, error_model='numpy')", f"def {name}({args}):"]
+    source += [line[4:] for line in loop] + [""]
+    call = [
+        f"        q = np.empty(({kernel.terms}, n), np.{access.math})",
+        f"        {name}({args})",
+        "        for i in range(n):",
+    ]
+    call += [f"            total{t} += np.float64(q[{t}, i])" for t in range(kernel.terms)]
+    return source, call
 
 
 def _element_loop(steps: list, access: _Rows, hashed: bool) -> list[str]:
@@ -388,6 +421,8 @@ def _render(step, access: _Rows) -> list[str]:
         return [f"if m{step.stage}:"] + ["    " + line for line in inner]
     if step.how == "positive":
         return [f"total0 += 1.0 if {step.values[0]} > 0 else 0.0"]
+    if step.how == "sums" and access.outlined:  # summed by the caller (_outlined_elements)
+        return [f"q[{step.first + t}, i] = {v}" for t, v in enumerate(step.values)]
     if step.how == "sums":
         return [f"total{step.first + t} += np.float64({v})" for t, v in enumerate(step.values)]
     return [f"total{t} += np.float64({v}) * np.float64({v})" for t, v in enumerate(step.values)]
