@@ -1,6 +1,7 @@
 """``gradstep bench --references``: each mapped reference computes gradstep's update, and
 the table runs (skipped where no reference package is installed)."""
 
+import inspect
 import json
 
 import numpy as np
@@ -18,6 +19,9 @@ needs_references = pytest.mark.skipif(
 LOOSER = {
     # its foreach path keeps the per-tensor step sizes in a float32 tensor
     ("pytorch_optimizer.LaProp", "foreach"): 1e-7,
+    # its averaging weight c = lr^2 t^r / sum(...) is a float32 tensor (the step count is
+    # an integer tensor, and an integer tensor to a float power is float32)
+    **{("heavyball.SFAdamW", mode): 2e-6 for mode in ("loop", "foreach")},
 }
 
 
@@ -48,7 +52,9 @@ def _trajectories(ref: br.Reference, mode: str, steps: int = 3):
 def test_reference_computes_gradsteps_update(ref):
     if ref not in INSTALLED:
         pytest.skip(f"{ref.package} is not installed")
-    for mode in br.modes(ref):
+    # heavyball's "compiled" mode is its foreach mode under torch.compile, minutes of
+    # compiling on CPU: the uncompiled modes are checked
+    for mode in [m for m in br.modes(ref) if m != "compiled"]:
         w0, ours, theirs = _trajectories(ref, mode)
         moved = max(np.max(np.abs(t - w)) for t, w in zip(theirs[-1], w0))
         assert moved > 1e-6, f"{ref.name} ({mode}) did not move: the check would be empty"
@@ -67,7 +73,7 @@ def test_every_reference_names_a_rule_and_its_arguments():
 
     for ref in br.REFERENCES:
         spec = gradstep.REGISTRY[ref.rule]
-        unknown = set(ref.hyperparams) - set(spec.defaults)
+        unknown = set(ref.hyperparams) - set(inspect.signature(spec.factory).parameters)
         assert not unknown, f"{ref.rule}: unknown arguments {unknown}"
         assert isinstance(br.reference_kwargs(ref), dict)
     assert not set(br.EXCLUDED) & set(br.mapped_rules())
@@ -89,9 +95,11 @@ def test_references_need_the_default_backend(capsys):
 
 @needs_references
 def test_bench_times_the_references(tmp_path, capsys):
-    rules = sorted({r.rule for r in INSTALLED})[:2]
+    # rules whose references all run uncompiled (a compiled mode compiles for minutes)
+    compiled = {r.rule for r in br.REFERENCES if r.compile_switch}
+    rules = sorted({r.rule for r in INSTALLED} - compiled)[:2]
     out = tmp_path / "bench.json"
-    names = ",".join(rules + ["adam"])
+    names = ",".join(rules + ["sgd"])
     args = ["bench", "--references", "--optimizers", names, "--layouts", "2x1000"]
     code = main(args + ["--repeats", "1", "--no-torch", "--json", str(out)])
     assert code == 0
@@ -106,5 +114,5 @@ def test_bench_times_the_references(tmp_path, capsys):
         assert row["gradstep_s"] > 0 and row["reference_s"] > 0
         assert row["vs_reference"] == pytest.approx(row["gradstep_s"] / row["reference_s"])
         assert row["reference_version"] == report["versions"][row["reference_package"]]
-    assert report["without_reference"] == ["adam"]
+    assert report["without_reference"] == ["sgd"]
     assert "| vs reference |" in capsys.readouterr().out

@@ -22,7 +22,10 @@ device (the Triton engine, without a host synchronisation) and traced (JAX).
 
 The fused engines run the terms as a reduction pass (the stages before this one
 recomputed, as for a norm clip) and the element phase in the main pass, the reduced
-scalars written into the scalar vector between the two.
+scalars written into the scalar vector between the two. A stage without reduced
+scalars (and without a mask) needs nothing of the sums in its element phase: the
+numba engine's main pass sums its terms itself and ``combine`` runs afterwards
+(:func:`gradstep.engines.kernel_plan.foldable`).
 """
 
 from __future__ import annotations

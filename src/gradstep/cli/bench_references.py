@@ -2,14 +2,20 @@
 
 :data:`REFERENCES` maps registry names to the reference classes the conformance fixtures
 were recorded from (pytorch-optimizer, timm, prodigyopt, dadaptation, schedulefree,
-came-pytorch), with the hyperparameters of the comparison: the same gradstep arguments
-set both sides, translated onto the reference's constructor by ``kwargs``, so that both
-compute the same update (``tests/cli/test_bench_references.py`` checks it). Each case
+came-pytorch) and heavyball's classes that compute the same updates
+(:mod:`gradstep.cli._references_heavyball`), with the hyperparameters of the
+comparison: the same gradstep arguments set both sides, translated onto the
+reference's constructor by ``kwargs``, so that both compute the same update
+(``tests/cli/test_bench_references.py`` checks it). Each case
 steps gradstep (its fused engine where it runs the rule, else the eager one) and the
 reference on CPU tensors with ``.grad`` set, interleaved, on the same layout; a
 reference whose constructor takes ``foreach`` is timed with ``foreach=False`` and
-``foreach=True`` and its faster mode is the one compared. None of these packages is a
-requirement: a missing one is reported as not installed.
+``foreach=True`` (heavyball: ``multi_tensor``), heavyball also in its default
+``compiled`` mode (``torch.compile``, which it switches off with
+``heavyball.utils.compile_mode = None``: every other mode runs with it off; on
+layouts of at most :data:`COMPILED_MAX_TENSORS` tensors), and the fastest mode is the
+one compared. None of these packages is a requirement: a missing
+one is reported as not installed.
 """
 
 from __future__ import annotations
@@ -21,51 +27,16 @@ import inspect
 import sys
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradstep
 
 from ._bench_report import markdown_table, median_time, ms, ratio
-
-
-@dataclass(frozen=True)
-class Reference:
-    """One torch-family implementation of a registry rule.
-
-    Args:
-      rule: the registry name.
-      package: the distribution (``pip install`` name, whose version is recorded).
-      module: the import path of the class (``timm.optim.x`` is loaded from its file).
-      cls: the class name.
-      kwargs: the reference's constructor arguments from gradstep's resolved
-        hyperparameters (the factory's defaults updated with ``hyperparams``).
-      hyperparams: gradstep's arguments for the comparison (both sides).
-      train: call ``.train()`` before stepping (schedule-free optimizers).
-    """
-
-    rule: str
-    package: str
-    module: str
-    cls: str
-    kwargs: Callable[[dict], dict]
-    hyperparams: dict = field(default_factory=dict)
-    train: bool = False
-
-    @property
-    def name(self) -> str:
-        return f"{self.module.split('.')[0]}.{self.cls}"
-
-
-def _betas(hp: dict, n: int = 2) -> tuple:
-    return tuple(hp[f"beta{i}"] for i in range(1, n + 1))
-
-
-def _adam(hp: dict, **extra) -> dict:
-    """lr, betas, eps and weight_decay: the arguments most Adam-family classes share."""
-    out = {"lr": hp["learning_rate"], "betas": _betas(hp), "eps": hp["epsilon"]}
-    return {**out, "weight_decay": hp["weight_decay"], **extra}
+from ._reference import Reference
+from ._reference import adam_args as _adam
+from ._reference import betas as _betas
+from ._references_heavyball import HEAVYBALL, HEAVYBALL_EXCLUDED
 
 
 def _lion(hp: dict) -> dict:
@@ -90,7 +61,7 @@ PO = "pytorch-optimizer"
 POM = "pytorch_optimizer"
 TIMM = "timm.optim"
 
-#: rule -> its references, as the conformance fixtures construct them
+#: rule -> its references, as the conformance fixtures construct them (then heavyball's)
 REFERENCES: tuple[Reference, ...] = (
     Reference("lion", PO, POM, "Lion", lambda hp: {**_lion(hp), "weight_decouple": True},
               {"learning_rate": 0.01}),
@@ -223,7 +194,10 @@ REFERENCES: tuple[Reference, ...] = (
                          degenerated_to_sgd=True),
         {"learning_rate": 0.05},
     ),
-)  # fmt: skip
+) + HEAVYBALL  # fmt: skip
+
+#: reference classes named like a mapped rule that compute another update, and why
+EXCLUDED_REFERENCES: dict[str, str] = dict(HEAVYBALL_EXCLUDED)
 
 #: rules with a torch-family reference that the bench leaves out, and why
 EXCLUDED: dict[str, str] = {
@@ -277,7 +251,29 @@ def load_class(ref: Reference) -> type:
     """The reference class (ImportError when its package is missing or broken)."""
     if ref.module.startswith(TIMM + "."):
         return getattr(_timm_module(ref.module), ref.cls)
-    return getattr(importlib.import_module(ref.module), ref.cls)
+    module = importlib.import_module(ref.module)
+    if ref.compile_switch is not None:
+        _compiled(ref, False)
+    return getattr(module, ref.cls)
+
+
+#: the most tensors a ``compiled`` mode is timed on, and what is recorded past it
+COMPILED_MAX_TENSORS = 1
+COMPILED_SKIPPED = (
+    f"not timed above {COMPILED_MAX_TENSORS} tensor: torch.compile traces the "
+    "multi-tensor step over every tensor; heavyball's AdamW compiled for over 8 minutes "
+    "at 200 tensors and over 20 at 5000 on a 2-core CPU (38 s at one)"
+)
+
+_COMPILE_DEFAULTS: dict[str, Any] = {}  # compile_switch -> the package's own value
+
+
+def _compiled(ref: Reference, on: bool) -> None:
+    """Switch the reference's package's ``torch.compile`` on (its own setting) or off."""
+    path, attr = ref.compile_switch.rsplit(".", 1)
+    module = importlib.import_module(path)
+    _COMPILE_DEFAULTS.setdefault(ref.compile_switch, getattr(module, attr))
+    setattr(module, attr, _COMPILE_DEFAULTS[ref.compile_switch] if on else None)
 
 
 def available(ref: Reference) -> bool:
@@ -300,15 +296,19 @@ def reference_kwargs(ref: Reference) -> dict:
 
 
 def modes(ref: Reference) -> list[str]:
-    """``loop`` and ``foreach`` where the constructor takes ``foreach``, else ``default``."""
-    if "foreach" in inspect.signature(load_class(ref).__init__).parameters:
-        return ["loop", "foreach"]
+    """``loop`` and ``foreach`` where the constructor takes ``foreach`` (or the
+    reference's ``foreach_arg``), else ``default``."""
+    if ref.foreach_arg in inspect.signature(load_class(ref).__init__).parameters:
+        return ["loop", "foreach"] + (["compiled"] if ref.compile_switch else [])
     return ["default"]
 
 
 def make_reference(ref: Reference, tensors: list, mode: str = "default"):
     """The reference optimizer over ``tensors`` (their ``.grad`` set by the caller)."""
-    flags = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "default": {}}[mode]
+    multi = {"loop": False, "foreach": True, "compiled": True}
+    flags = {ref.foreach_arg: multi[mode]} if mode in multi else {}
+    if ref.storage_arg is not None:
+        flags[ref.storage_arg] = str(tensors[0].dtype).removeprefix("torch.")
     opt = load_class(ref)(tensors, **reference_kwargs(ref), **flags)
     if ref.train:
         opt.train()
@@ -333,19 +333,28 @@ def time_case(ref: Reference, layout: tuple[int, int], repeats: int) -> dict[str
     ref_times: dict[str, float] = {}
     errors: dict[str, str] = {}
     for mode in modes(ref):
+        if mode == "compiled" and layout[0] > COMPILED_MAX_TENSORS:
+            errors[mode] = COMPILED_SKIPPED
+            continue
         p, g = make_data(*layout)
         tensors = [torch.from_numpy(x) for x in p]
-        for t, x in zip(tensors, g):
-            t.grad = torch.from_numpy(x)
+        grads_t = [torch.from_numpy(x) for x in g]
+        for t, x in zip(tensors, grads_t):
+            t.grad = x
         with torch.no_grad():
             try:
                 ref_opt = make_reference(ref, tensors, mode)
-                ref_opt.step()
+                step = _stepper(ref_opt, tensors, grads_t if ref.clears_grads else None)
+                if ref.compile_switch is not None:
+                    _compiled(ref, mode == "compiled")
+                step(0)
+                ref_times[mode] = median_time(step, repeats)
             except Exception as e:  # noqa: BLE001 - a mode this class cannot run on CPU
                 errors[mode] = f"{type(e).__name__}: {e}"[:200]
-                continue
-            ref_times[mode] = median_time(lambda k, o=ref_opt: o.step(), repeats)
-        del ref_opt, tensors
+            finally:
+                if ref.compile_switch is not None:
+                    _compiled(ref, False)
+        del tensors, grads_t
     best = min(ref_times, key=ref_times.get) if ref_times else None
     return {
         "optimizer": ref.rule,
@@ -365,6 +374,20 @@ def time_case(ref: Reference, layout: tuple[int, int], repeats: int) -> dict[str
         "reference_s": ref_times.get(best) if best else None,
         "vs_reference": gs / ref_times[best] if best and ref_times[best] else None,
     }
+
+
+def _stepper(opt, tensors: list, grads: list | None) -> Callable[[int], None]:
+    """One timed step of ``opt``; with ``grads``, handed to the tensors again first (a
+    reference that drops them in ``step()``; the assignments are timed with it)."""
+    if grads is None:
+        return lambda k: opt.step()
+
+    def step(k: int) -> None:
+        for t, x in zip(tensors, grads):
+            t.grad = x
+        opt.step()
+
+    return step
 
 
 def format_reference_table(rows: list[dict]) -> str:
@@ -431,6 +454,7 @@ def run_references(
         "not_installed": missing,
         "without_reference": unmapped,
         "excluded": EXCLUDED,
+        "excluded_references": EXCLUDED_REFERENCES,
         "results": rows,
     }
 

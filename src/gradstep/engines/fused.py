@@ -17,7 +17,10 @@ written twice.
   stages before the reduction (they are pure) and sums squares per chunk; the sums
   become scalars of the main pass. A global reduction stage (Prodigy's distance
   estimate) sums its ``terms`` per chunk the same way; its ``combine`` turns the
-  totals into the scalars of the main pass and the stage's new scalar state. A
+  totals into the scalars of the main pass and the stage's new scalar state. When
+  the main pass takes none of those scalars (D-Adaptation's Adam and AdaGrad: the
+  new estimate serves the next step), the main pass sums the terms itself, in the
+  same order, and ``combine`` runs after it: one pass over memory. A
   per-tensor reduction stage (LAMB's and LARS's trust ratios, NovoGrad) sums the
   squares of its ``norms`` per chunk; the totals of each tensor become, through the
   stage's own ``combine``, that tensor's scalars of the main pass
@@ -55,7 +58,8 @@ from .._core.combine import _labels_for
 from .._core.transform import Transform
 from . import array_table
 from .fused_codegen import CHUNK, VIEW_TYPES, generate_source, math_dtype
-from .fused_passes import _LaunchError, launch, reductions
+from .fused_passes import _LaunchError, reductions
+from .fused_passes import step as step_pass
 from .kernel_cache import KernelCacheError, cache_dir, load_kernels, reload_kernels
 from .plan import (
     Stage,
@@ -220,7 +224,7 @@ class FusedEngine:
                 raise Unsupported(self._broken) from None
 
     def _launch_all(self, layout, counts, ctx, scal, tscal, steps) -> dict:
-        ptrs, chunks, tmask = layout["ptrs"], layout["chunks"], layout["tmask"]
+        ptrs, tmask = layout["ptrs"], layout["tmask"]
         keys = stream_key_table(self.stages, layout["rows"], counts, ptrs.shape)
         try:
             kernels = self.kernels_for(tuple(layout["rows"]))
@@ -228,7 +232,7 @@ class FusedEngine:
             raise _LaunchError from error
         tmask = (tmask, keys) if keys is not None else (tmask,)
         carried = reductions(self.stages, kernels, layout, counts, ctx, scal, tscal, steps, tmask)
-        launch(kernels.step, chunks, ptrs, scal, tscal, *tmask)
+        carried.update(step_pass(self.stages, kernels, layout, scal, tscal, steps, tmask))
         return carried
 
     def _layout(self, ws: list, params: Any) -> dict:

@@ -89,6 +89,7 @@ class _Rows:
         self.kinds = kp.row_kinds(stages, rows, math)
         self.n_stages = len(stages)
         self.mode = "codes"
+        self.outlined = False  # rendering _outlined_elements' loop
 
     def quantised(self, st: Stage, slot: int) -> bool:
         """Whether slot number ``slot`` of stage ``st`` may be stored as 8-bit codes."""
@@ -183,7 +184,7 @@ def generate_source(
         lines.append(source)
         lines.append("")
     terms = {st.index: global_terms(st) for st in stages if st.is_global or st.is_per_tensor}
-    kernels = kp.kernels(stages, terms)
+    kernels = kp.kernels(stages, terms, fold=True)
     if any(not kernel.write for kernel in kernels):
         lines += _strict_copies(sources)
     for kernel in kernels:
@@ -243,13 +244,15 @@ def _kernel(
     kernel: kp.Kernel, inputs: list[kp.Input], access: _Rows, loop: tuple[str, str]
 ) -> list[str]:
     """``kernel`` as a loop over chunks: ``loop`` is the decorator and the range
-    (:data:`PARALLEL_LOOP` or :data:`PLAIN_LOOP`). A reduction kernel stores its
-    totals in ``acc[chunk * terms + t]``; the rows stored with stochastic rounding
-    take their stream keys from the extra argument ``keys``."""
+    (:data:`PARALLEL_LOOP` or :data:`PLAIN_LOOP`). A reduction kernel, and a step
+    kernel with folded global reductions, stores its totals in
+    ``acc[chunk * terms + t]``; the rows stored with stochastic rounding take their
+    stream keys from the extra argument ``keys``."""
     rows, write, terms = access.dtypes, kernel.write, kernel.terms
+    sums = not write or bool(kernel.folded)
     stochastic = kp.STOCHASTIC in access.kinds
     args = "chunks, ptrs, scal, tscal, tmask" + (", keys" if stochastic else "")
-    args += "" if write else ", acc"
+    args += ", acc" if sums else ""
     decorator, chunk_range = loop
     src = [decorator, f"def {kernel.name}({args}):"]
     views = {d for r in rows for d in r.split("|")}  # a mixed row: codes and floats
@@ -270,9 +273,9 @@ def _kernel(
         src.append(f"        {i.name}f = {_view(rows, i.position, rows[i.position].split('|')[1])}")
     if mixed:
         src.append(f"        q8 = tmask[{access.n_stages}, j]")
-    if not write:
+    if sums:
         src += [f"        total{t} = 0.0" for t in range(terms)]
-    steps = kp.element_steps(kernel.body, write)
+    steps = kp.element_steps(kernel.body, write, kernel.folded)
     if not write:
         steps += kp.reduction_steps(kernel)
     # 8-bit slots: a block's new values go to a small buffer until the block's scale
@@ -293,15 +296,47 @@ def _kernel(
         src += ["        else:"] + ["    " + line for line in plain]
     elif has_codes:
         src += body
+    elif write and kernel.folded:
+        access.mode = "float"
+        outlined, call = _outlined_elements(kernel, inputs, steps, access, stochastic)
+        src = outlined + src + call
     else:
         access.mode = "float"
         src += _element_loop(steps, access, stochastic and write)
     access.mode = "codes"
     if not write and kernel.target is None:
         src.append("        acc[c] = total0")
-    elif not write:
+    elif sums:
         src += [f"        acc[c * {terms} + {t}] = total{t}" for t in range(terms)]
     return src + [""]
+
+
+def _outlined_elements(
+    kernel: kp.Kernel, inputs: list[kp.Input], steps: list, access: _Rows, hashed: bool
+) -> tuple[list[str], list[str]]:
+    """A step kernel's element loop with folded sums, as a function of its own (the
+    first list: its source) and the chunk loop's lines calling it, then summing.
+
+    Inside the chunk loop numba's parallel loop keeps the element loop from being
+    vectorised, and a running float64 sum keeps any loop from it: the function's loop
+    writes each term into a chunk buffer ``q`` (in the math dtype, the value the sum
+    converts), vectorised, and the chunk loop then adds the buffer up element by
+    element, the order the sums had in the one loop (the same totals, bit for bit)."""
+    name = f"_{kernel.name}_elements"
+    names = [i.name for i in inputs]
+    args = ", ".join(["n", "off", "g", "w", *names, "q"])
+    access.outlined = True
+    loop = _element_loop(steps, access, hashed)
+    access.outlined = False
+    source = ["@njit(cache=True, error_model='numpy')", f"def {name}({args}):"]
+    source += [line[4:] for line in loop] + [""]
+    call = [
+        f"        q = np.empty(({kernel.terms}, n), np.{access.math})",
+        f"        {name}({args})",
+        "        for i in range(n):",
+    ]
+    call += [f"            total{t} += np.float64(q[{t}, i])" for t in range(kernel.terms)]
+    return source, call
 
 
 def _element_loop(steps: list, access: _Rows, hashed: bool) -> list[str]:
@@ -434,8 +469,10 @@ def _render(step, access: _Rows) -> list[str]:
         return [f"if m{step.stage}:"] + ["    " + line for line in inner]
     if step.how == "positive":
         return [f"total0 += 1.0 if {step.values[0]} > 0 else 0.0"]
+    if step.how == "sums" and access.outlined:  # summed by the caller (_outlined_elements)
+        return [f"q[{step.first + t}, i] = {v}" for t, v in enumerate(step.values)]
     if step.how == "sums":
-        return [f"total{t} += np.float64({v})" for t, v in enumerate(step.values)]
+        return [f"total{step.first + t} += np.float64({v})" for t, v in enumerate(step.values)]
     return [f"total{t} += np.float64({v}) * np.float64({v})" for t, v in enumerate(step.values)]
 
 

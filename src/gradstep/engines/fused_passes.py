@@ -1,4 +1,4 @@
-"""The fused engine's kernel launches: the reduction passes before the step kernel."""
+"""The fused engine's kernel launches: the reduction passes, then the step kernel."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from .._core.namespaces import NUMPY
 from .fused_codegen import global_terms
+from .kernel_plan import foldable
 from .plan import Stage
 
 
@@ -78,18 +79,19 @@ def reductions(
 ) -> dict:
     """Run every reduction pass in chain order, filling the scalars they make into
     ``scal`` (a global reduction's) and ``tscal`` (a norm, cautious or per-tensor
-    stage's columns); return the new carried state of each global reduction stage.
-    Nothing but these tables is written: a failure leaves the arrays unchanged."""
+    stage's columns); return the new carried state of each global reduction stage
+    (the :func:`~gradstep.engines.kernel_plan.foldable` ones are the step kernel's:
+    :func:`step`). Nothing but these tables is written: a failure leaves the arrays
+    unchanged."""
     args = (layout["chunks"], layout["ptrs"], scal, tscal, *tmask)
     carried = {}
     for st, count in zip(stages, counts):
         kernel = getattr(kernels, f"reduce{st.index}", None)
+        if st.is_global and foldable(st):
+            continue
         if st.is_global:
             sums = chunk_totals(kernel, layout, args, global_terms(st)).sum(axis=0)
-            h, prepared = steps[st.index]
-            carried[st.index], reduced = st.stage.combine(tuple(map(np.float64, sums)), h, prepared)
-            start = st.scalar_offset + len(prepared)
-            scal[start : start + len(reduced)] = list(reduced.values())
+            carried[st.index] = _combine(st, sums, steps, scal)
         elif st.is_reduction:
             sums = tensor_sums(chunk_totals(kernel, layout, args, 1), layout)[:, 0]
             if st.is_cautious:  # counts of the elements kept, as the eager engine's
@@ -107,4 +109,34 @@ def reductions(
             )
             width = len(st.stage.tensor_scalars)
             tscal[:, st.reduction_column : st.reduction_column + width] = rows
+    return carried
+
+
+def _combine(st: Stage, sums: np.ndarray, steps: dict, scal: np.ndarray) -> dict:
+    """Global reduction ``st``'s new carried state from its ``sums``; its reduced
+    scalars go into ``scal``."""
+    h, prepared = steps[st.index]
+    carried, reduced = st.stage.combine(tuple(map(np.float64, sums)), h, prepared)
+    start = st.scalar_offset + len(prepared)
+    scal[start : start + len(reduced)] = list(reduced.values())
+    return carried
+
+
+def step(
+    stages: list[Stage], kernels: Any, layout: dict, scal, tscal, steps: dict, tmask: tuple
+) -> dict:
+    """Launch the step kernel; return the new carried state of the global reduction
+    stages whose sums it takes (:func:`~gradstep.engines.kernel_plan.foldable`: their
+    terms read the values a reduction pass would, in the same order per chunk)."""
+    folded = [st for st in stages if st.is_global and foldable(st)]
+    args = (layout["chunks"], layout["ptrs"], scal, tscal, *tmask)
+    if not folded:
+        launch(kernels.step, *args)
+        return {}
+    widths = [global_terms(st) for st in folded]
+    totals = chunk_totals(kernels.step, layout, args, sum(widths)).sum(axis=0)
+    carried, first = {}, 0
+    for st, width in zip(folded, widths):
+        carried[st.index] = _combine(st, totals[first : first + width], steps, scal)
+        first += width
     return carried

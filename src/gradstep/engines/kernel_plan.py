@@ -5,7 +5,9 @@ numba generator (:mod:`~gradstep.engines.fused_codegen`) and the Triton one
 (:mod:`~gradstep.engines.triton_codegen`), what their kernels do with that placement:
 
 - which kernels a chain has (:func:`kernels`) and what each reads per tensor
-  (:func:`kernel_inputs`);
+  (:func:`kernel_inputs`); a global reduction whose element function takes none of
+  its reduced scalars may have its sums taken by the step kernel itself
+  (:func:`foldable`: the numba engine's ``fold``);
 - how each row of the pointer table is loaded and stored (:func:`row_kinds`);
 - the steps of the element loop (:func:`element_steps`, :func:`reduction_steps`):
   each stage's element function, the Kahan-compensated parameter store, where each
@@ -61,10 +63,12 @@ def row_kinds(stages: list[Stage], rows: list[str], math: str) -> list[str]:
 class Kernel:
     """One generated kernel: a loop over chunks running ``body``.
 
-    ``write``: the step, storing the slots and the parameter; else a reduction
-    summing per chunk, for a global or per-tensor reduction ``target``, each of the
-    ``terms`` arrays its ``terms`` (or ``norms``) returns, for a cautious end
-    ``counted``, the elements its mask keeps, and otherwise the squares of ``x``."""
+    ``write``: the step, storing the slots and the parameter (and summing per chunk
+    the ``terms`` arrays of the ``folded`` global reductions, one after the other);
+    else a reduction summing per chunk, for a global or per-tensor reduction
+    ``target``, each of the ``terms`` arrays its ``terms`` (or ``norms``) returns,
+    for a cautious end ``counted``, the elements its mask keeps, and otherwise the
+    squares of ``x``."""
 
     name: str
     body: list[Stage]
@@ -74,6 +78,7 @@ class Kernel:
     terms: int = 1
     # a norm over axes: the squares of ``x`` added to its slices' sums (no totals)
     segmented: Stage | None = None
+    folded: tuple[tuple[Stage, int], ...] = ()  # (stage, how many arrays it sums)
 
     @property
     def loaded(self) -> list[Stage]:
@@ -82,17 +87,31 @@ class Kernel:
         return self.body + ([extra] if extra is not None else [])
 
 
-def kernels(stages: list[Stage], terms: dict[int, int]) -> list[Kernel]:
+def foldable(st: Stage) -> bool:
+    """Whether the step kernel can sum global reduction stage ``st``'s terms itself:
+    its element function takes none of the reduced scalars (the sums change only the
+    carried state, which this step does not read), and no mask leaves tensors out. The
+    terms see the same values a reduction pass would: the update after the stages
+    before it, and its slots before they are updated."""
+    return st.is_global and not st.stage.reduced_scalars and st.mask is None
+
+
+def kernels(stages: list[Stage], terms: dict[int, int], fold: bool = False) -> list[Kernel]:
     """The step kernel, then a reduction kernel for each norm, cautious, per-tensor
     and global reduction stage, over the stages before it; ``terms``: how many arrays
-    each per-tensor or global reduction stage sums."""
-    out = [Kernel("step", stages, write=True)]
+    each per-tensor or global reduction stage sums; ``fold``: the step kernel sums
+    the :func:`foldable` global reductions' terms, which get no reduction kernel."""
+    folded = tuple((st, terms[st.index]) for st in stages if fold and foldable(st))
+    n_folded = sum(n for _, n in folded)
+    out = [Kernel("step", stages, write=True, terms=n_folded or 1, folded=folded)]
     for st in stages:
         name, before = f"reduce{st.index}", stages[: st.index]
         if st.is_axis_norm:
             out.append(Kernel(name, before, False, segmented=st))
         elif st.is_reduction:
             out.append(Kernel(name, before, False, counted=st if st.is_cautious else None))
+        elif any(st is f for f, _ in folded):
+            continue
         elif st.is_per_tensor or st.is_global:
             out.append(Kernel(name, before, False, target=st, terms=terms[st.index]))
     return out
@@ -219,18 +238,31 @@ class SliceOf:
 
 @dataclass(frozen=True)
 class Accumulate:
-    """Add to the chunk's float64 totals ``total{t}`` each of ``values``: ``how`` is
-    ``"squares"``, ``"sums"``, or ``"positive"`` (1 where the value is positive)."""
+    """Add to the chunk's float64 totals ``total{first + t}`` each of ``values``:
+    ``how`` is ``"squares"``, ``"sums"``, or ``"positive"`` (1 where the value is
+    positive)."""
 
     how: str
     values: tuple[str, ...]
+    first: int = 0
 
 
-def element_steps(body: list[Stage], write: bool) -> list:
+def element_steps(body: list[Stage], write: bool, folded: tuple = ()) -> list:
     """The steps for one element of ``body``'s stages, from the update ``x`` and the
     parameter ``wi`` (in the math dtype); ``write``: then store the slots not yet
-    stored and the parameter ``wi + x`` (or a parameter store's ``wr``)."""
-    steps = [step for st in body for step in _stage_steps(st, write)]
+    stored and the parameter ``wi + x`` (or a parameter store's ``wr``). Each stage
+    of ``folded`` sums its terms (totals after the previous one's) once its slots are
+    loaded, before its element function (``folded``: :attr:`Kernel.folded`)."""
+    n_terms = {id(st): n for st, n in folded}
+    steps, first = [], 0
+    for st in body:
+        stage_steps = _stage_steps(st, write)
+        if id(st) in n_terms:
+            loads = len(st.slot_rows)
+            sums = _terms_steps(st, first, f"q{st.index}_", n_terms[id(st)])
+            first += n_terms[id(st)]
+            stage_steps = stage_steps[:loads] + sums + stage_steps[loads:]
+        steps += stage_steps
     if write:
         steps += [
             StoreSlot(st, i) for st in body if st.mask is None for i in range(len(st.slot_rows))
@@ -290,12 +322,25 @@ def reduction_steps(kernel: Kernel) -> list:
     target = kernel.target
     if target is None:
         return [Accumulate("squares", ("x",))]
+    loads = [LoadSlot(target, i) for i in range(len(target.slot_rows))]
+    if target.is_global:
+        return loads + _terms_steps(target, 0, "q", kernel.terms)
     names = [f"q{t}" for t in range(kernel.terms)]
-    args = terms_args(target) if target.is_global else call_args(target)
     comma = "," if kernel.terms == 1 else ""
-    return [LoadSlot(target, i) for i in range(len(target.slot_rows))] + [
-        Let(", ".join(names) + comma, f"_n{target.index}({', '.join(args)})"),
-        Accumulate("sums" if target.is_global else "squares", tuple(names)),
+    return loads + [
+        Let(", ".join(names) + comma, f"_n{target.index}({', '.join(call_args(target))})"),
+        Accumulate("squares", tuple(names)),
+    ]
+
+
+def _terms_steps(st: Stage, first: int, prefix: str, n: int) -> list:
+    """Global reduction ``st``'s ``n`` terms (its slots loaded) added to the totals
+    from ``total{first}`` on."""
+    names = [f"{prefix}{t}" for t in range(n)]
+    comma = "," if n == 1 else ""
+    return [
+        Let(", ".join(names) + comma, f"_n{st.index}({', '.join(terms_args(st))})"),
+        Accumulate("sums", tuple(names), first),
     ]
 
 
