@@ -1,5 +1,6 @@
 """A global reduction whose element function takes no reduced scalar has its sums taken by
-the fused engine's step kernel (no reduction pass), with the same per-chunk sums."""
+the fused engine's step kernel (no reduction pass), with the same per-chunk sums up to
+the order of their float64 additions."""
 
 import numpy as np
 import pytest
@@ -47,14 +48,21 @@ def leaves(tree):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("rule", ["dadapt_adam", "dadapt_adagrad"])
-def test_folding_changes_no_bit(rule, dtype, monkeypatch):
+def test_folding_keeps_the_sums(rule, dtype, monkeypatch):
     make = gradstep.REGISTRY[rule].factory
     folded = steps(make(), dtype)
     assert len(kernel_names(make())) == 1
     passes = steps(make(), dtype, monkeypatch, fold=False)
     assert len(kernel_names(make())) == 2
+    # a reduction pass adds its float64 terms in vector lanes (the reduction kernels
+    # reassociate their additions only), the step kernel in element order: the
+    # totals differ in their last bits, which float32 results do not see
     for a, b in zip(leaves(folded), leaves(passes)):
-        np.testing.assert_array_equal(a, b)
+        if dtype == np.float32:
+            np.testing.assert_array_equal(a, b)
+        else:
+            scale = float(np.max(np.abs(b), initial=0.0))
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * scale)
 
 
 def test_two_folded_reductions_keep_their_own_sums():
