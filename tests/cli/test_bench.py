@@ -43,6 +43,15 @@ def test_bench_rejects_unknown_optimizers(capsys):
     assert "unknown optimizer" in capsys.readouterr().err
 
 
+def test_bench_refuses_a_rule_the_fused_engine_does_not_run(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--optimizers", "adam,mechanic", "--layouts", "2x100", "--no-torch"]
+    assert main(args + ["--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "mechanic: not run by the fused engine" in err and "--references" in err
+    assert not out.exists()
+
+
 def test_bench_writes_no_file_unless_asked(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code = main(["bench", "--optimizers", "sgd", "--layouts", "2x10", "--repeats", "1"])

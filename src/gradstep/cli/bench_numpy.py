@@ -369,6 +369,16 @@ def run_numpy(args: Any) -> int:
     if references:
         # the rules the fused engine cannot run are timed in the references table only
         specs = [s for s in specs if fusable(s)]
+    else:
+        unfused = [s.name for s in specs if not fusable(s)]
+        if unfused:
+            print(
+                f"gradstep bench: {', '.join(unfused)}: not run by the fused engine, so this "
+                "table (the fused step against its memory-traffic floor) has no row for "
+                "them; --references times them against their reference libraries",
+                file=sys.stderr,
+            )
+            return 2
     bandwidth = measure_bandwidth(bandwidth_size(layouts))
     print("streaming bandwidth (GB/s): " + ", ".join(f"{k} {v:.1f}" for k, v in bandwidth.items()))
     rows = []
