@@ -63,3 +63,42 @@ def test_per_tensor_reductions_run_on_the_cpu_fused_engine(name, monkeypatch):
         assert len(calls) == (3 if engine == "fused" else 0)
     for a, b in zip(results["eager"], results["fused"]):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["Adamp", "Sgdp", "Ranger"])
+def test_fused_forms_run_vectors_on_the_cpu_fused_engine(name, monkeypatch):
+    """AdamP's projection, SGDP's and Ranger's centralisation are elementwise on
+    vectors: the CPU front steps those on the fused engine (their fused forms), equal
+    bit for bit to the eager engine; a matrix is refused when the fused engine is
+    required and runs eagerly by default."""
+    import gradstep.torch as gt
+    from gradstep.engines import fused
+
+    cls, calls = getattr(gt, name), []
+    original = fused.FusedEngine.step_leaves
+
+    def counted(self, *args, **kwargs):  # the steps the fused engine completed
+        out = original(self, *args, **kwargs)
+        calls.append(self)
+        return out
+
+    monkeypatch.setattr(fused.FusedEngine, "step_leaves", counted)
+
+    def run(shape, engine):
+        torch.manual_seed(0)
+        p = torch.nn.Parameter(torch.randn(shape))
+        opt = cls([p], engine=engine)
+        for k in range(4):
+            p.grad = torch.sin(3 * p.detach() + k)
+            opt.step()
+        return p.detach().clone()
+
+    eager = run((1001,), "eager")
+    assert not calls
+    assert torch.equal(run((1001,), "fused"), eager)
+    assert len(calls) == 4
+    with pytest.raises(Exception, match="rank < 2"):
+        run((30, 20), "fused")
+    calls.clear()
+    run((30, 20), "auto")  # refused before anything is written, then stepped eagerly
+    assert not calls

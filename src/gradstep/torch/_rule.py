@@ -163,14 +163,19 @@ def _separable(t: Transform) -> bool:
     return True
 
 
-def _fusable(t: Transform, axis_norms: bool = False) -> bool:
+def _fusable(t: Transform, axis_norms: bool = False, forms: bool = False) -> bool:
     """The fused engines (numba's and Triton's: the same chains, and for Triton's
-    ``axis_norms``, Lasagne's norms over axes) can compile ``t``: its stages, and the
-    rows of its 8-bit slots (none in a masked stage)."""
+    ``axis_norms``, Lasagne's norms over axes; for numba's ``forms``, the fused forms
+    of shape-dependent transforms, whose engine refuses the shapes they do not cover
+    before it writes anything) can compile ``t``: its stages, and the rows of its
+    8-bit slots (none in a masked stage)."""
     from ..engines.plan import NotFusable, flatten_stages, place_scales
 
     try:
-        place_scales(flatten_stages(t, per_tensor=True, axis_norms=axis_norms), 0)
+        stages = flatten_stages(
+            t, per_tensor=True, axis_norms=axis_norms, forms=[] if forms else None
+        )
+        place_scales(stages, 0)
     except NotFusable:
         return False
     return True
@@ -256,8 +261,8 @@ class _Rule:
             run = Chain((maximize_stage(), run), name=transform.name)
             self.inner_name = run.stage_names[1]
         self.run = run
-        self.fusable = _fusable(run)
-        self.triton_fusable = self.fusable or _fusable(run, axis_norms=True)
+        self.fusable = _fusable(run, forms=True)  # the numba engine's
+        self.triton_fusable = _fusable(run) or _fusable(run, axis_norms=True)
         # trust ratios of sharded tensors reduce their sums across ranks per tensor,
         # which only the transform's own update does
         self.reduces_per_tensor = any(isinstance(h, _ReducedPerTensor) for h in self.hooks)
