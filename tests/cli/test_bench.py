@@ -91,7 +91,7 @@ def test_bench_reports_state_bytes_per_parameter(tmp_path, capsys):
 def test_cuda_bench_8bit_case_moves_a_code_and_a_scale_share_per_slot():
     # the case builds here on CPU tensors: gradstep's AdamW with 8-bit state against
     # torch's AdamW with its own float32 state (torch has no state_dtype option)
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
     import gradstep
     import gradstep.torch as gt
     from gradstep.cli import bench_cuda

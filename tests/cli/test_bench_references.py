@@ -56,7 +56,7 @@ def _trajectories(ref: br.Reference, mode: str, steps: int = 3):
 @pytest.mark.parametrize("ref", br.REFERENCES, ids=lambda r: f"{r.rule}-{r.name}")
 def test_reference_computes_gradsteps_update(ref):
     if ref not in installed():
-        pytest.skip(f"{ref.package} is not installed")
+        pytest.skip(reason=f"{ref.package} is not installed")
     # heavyball's "compiled" mode is its foreach mode under torch.compile, minutes of
     # compiling on CPU: the uncompiled modes are checked
     for mode in [m for m in br.modes(ref) if m != "compiled"]:
@@ -100,7 +100,7 @@ def test_references_need_the_default_backend(capsys):
 
 def test_bench_times_the_references(tmp_path, capsys):
     if not installed():
-        pytest.skip("no torch-family reference installed (pip install .[bench-references])")
+        pytest.skip(reason="no torch-family reference installed (pip install .[bench-references])")
     # rules whose references all run uncompiled (a compiled mode compiles for minutes)
     compiled = {r.rule for r in br.REFERENCES if r.compile_switch}
     rules = sorted({r.rule for r in installed()} - compiled)[:2]
