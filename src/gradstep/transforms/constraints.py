@@ -74,7 +74,7 @@ def total_norm_constraint(
     check("total_norm_constraint", "epsilon", epsilon, nonnegative())
     arrays = [np.asarray(t) for t in tensors]
     norm = np.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for a in arrays))
-    factor = min(norm, max_norm) / (epsilon + norm)
+    factor = lasagne_factor(np.float64(norm), {"max_norm": max_norm, "epsilon": epsilon})
     scaled = [a * a.dtype.type(factor) for a in arrays]
     return (scaled, norm) if return_norm else scaled
 
