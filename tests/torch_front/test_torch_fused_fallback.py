@@ -102,3 +102,36 @@ def test_fused_forms_run_vectors_on_the_cpu_fused_engine(name, monkeypatch):
     calls.clear()
     run((30, 20), "auto")  # refused before anything is written, then stepped eagerly
     assert not calls
+
+
+def test_a_tensorwise_rule_steps_vectors_fused_beside_eager_matrices(monkeypatch):
+    """CAME's factored moments compute each tensor from itself (``tensorwise``): in a
+    group of vectors of several lengths and a matrix, the vectors share one fused
+    bucket (their state has one structure) and the matrix runs on the transform's own
+    update; the steps are the eager engine's (which runs on the tensors, not on NumPy
+    views: within float32 rounding)."""
+    import gradstep.torch as gt
+    from gradstep.engines import fused
+
+    calls = []
+    original = fused.FusedEngine.step_leaves
+
+    def counted(self, w_leaves, *args, **kwargs):
+        out = original(self, w_leaves, *args, **kwargs)
+        calls.append(len(w_leaves))
+        return out
+
+    monkeypatch.setattr(fused.FusedEngine, "step_leaves", counted)
+    results = {}
+    for engine in ("eager", "auto"):
+        torch.manual_seed(0)
+        ps = [torch.nn.Parameter(torch.randn(s)) for s in [(7,), (30, 20), (5,), (1,)]]
+        opt = gt.TransformOptimizer(ps, gradstep.came(0.01), engine=engine)
+        for k in range(3):
+            for p in ps:
+                p.grad = torch.sin(3 * p.detach() + k)
+            opt.step()
+        results[engine] = [p.detach().clone() for p in ps]
+    assert calls == [3, 3, 3]  # the three vectors in one launch per step
+    for a, b in zip(results["eager"], results["auto"]):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)

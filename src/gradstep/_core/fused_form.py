@@ -9,10 +9,11 @@ AdamP never projects a vector. Such a transform offers ``fused_form()`` returnin
 update calls on those tensors (the math is written once), laid out over the same
 state, and the test of which shapes they cover.
 
-The numba engine compiles a chain with the forms of its transforms in their place
-(:func:`~gradstep.engines.plan.flatten_stages`) and refuses, before it writes
-anything, a step whose tensors a form does not cover: the optimizer runs that step on
-the transform's own update. No other engine or front reads forms.
+Both fused engines (numba's and Triton's) compile a chain with the forms of its
+transforms in their place (:func:`~gradstep.engines.plan.flatten_stages`) and refuse
+(:func:`refusal`), before they write anything, a step whose tensors a form does not
+cover: the optimizer runs that step on the transform's own update. No other engine
+or front reads forms.
 """
 
 from __future__ import annotations
@@ -40,6 +41,22 @@ class FusedForm:
     accepts: Callable[[tuple[int, ...]], bool]
     covers: str
     rounds_16bit: bool = False
+
+
+def refusal(forms: list[FusedForm], shapes: list, itemsize: int | None = None) -> str | None:
+    """Why tensors of ``shapes`` (whose parameters have ``itemsize`` bytes per element,
+    None: unknown) cannot be stepped on ``forms`` in place of their transforms (a form
+    that does not cover one of them), or None."""
+    for form in forms:
+        if form.rounds_16bit and itemsize == 2:
+            return f"{form.name} runs fused on 32- and 64-bit parameters only"
+        for shape in shapes:
+            if not form.accepts(tuple(shape)):
+                return (
+                    f"{form.name} runs fused on {form.covers} only, not on a tensor of "
+                    f"shape {tuple(shape)}"
+                )
+    return None
 
 
 def fused_form_of(t: Transform) -> FusedForm | None:

@@ -50,6 +50,14 @@ class Transform:
     #: refuses complex parameters for it, as torch.optim's Adafactor and Muon do.
     reads_shape: bool = False
 
+    #: True for a transform that computes each tensor's update, and its own state for
+    #: that tensor, from that tensor's gradient, parameter and state alone (per-tensor
+    #: projections, factored moments, centralisation): a step split into calls over
+    #: parts of the parameters is then the same step, so the torch front may step the
+    #: parameters of a group in separate engine buckets (vectors fused, matrices on the
+    #: transform's own update). Elementwise stages need not say so.
+    tensorwise: bool = False
+
     #: Where this transform's own state (its children's left out) keeps one item per
     #: parameter leaf, in the parameters' order: paths of keys from the root of its
     #: state, a key alone for a top-level entry (``("mu", "nu")`` for Adam). The torch

@@ -55,6 +55,7 @@ import numpy as np
 from .._core import tree as _tree
 from .._core.blockwise8 import BLOCK, BLOCKWISE8, MIXED_PREFIX, absmax_name, is_codes, n_blocks
 from .._core.combine import _labels_for
+from .._core.fused_form import refusal
 from .._core.transform import Transform
 from . import array_table
 from .fused_codegen import CHUNK, VIEW_TYPES, generate_source, math_dtype
@@ -106,16 +107,8 @@ class FusedEngine:
     def refusal(self, shapes: list[tuple[int, ...]], dtype: Any = None) -> str | None:
         """Why tensors of ``shapes`` (and of ``dtype``) cannot be stepped here (a fused
         form that does not cover one of them), or None."""
-        for form in self.forms:
-            if form.rounds_16bit and dtype is not None and np.dtype(dtype).itemsize == 2:
-                return f"{form.name} runs fused on 32- and 64-bit parameters only"
-            for shape in shapes:
-                if not form.accepts(tuple(shape)):
-                    return (
-                        f"{form.name} runs fused on {form.covers} only, not on a tensor of "
-                        f"shape {tuple(shape)}"
-                    )
-        return None
+        itemsize = None if dtype is None else np.dtype(dtype).itemsize
+        return refusal(self.forms, shapes, itemsize)
 
     @property
     def kernels(self):

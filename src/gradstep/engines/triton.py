@@ -22,6 +22,10 @@ the eager and numba engines run.
   float32 (float64 for float64 tensors); state stored in its own dtype, or as 8-bit
   blockwise codes with a float32 scale per block of 256 (dequantised, run and
   requantised in the same kernel, with the numba engine's codes).
+- **Fused forms** (:mod:`gradstep._core.fused_form`): shape-dependent transforms
+  (AdamP's and SGDP's projection, CAME's factored moments, gradient centralisation
+  in Ranger) run as the stages they equal on the shapes their form covers; a step
+  with another shape is refused before anything is written.
 
 Without a GPU the kernels run under Triton's interpreter (``TRITON_INTERPRET=1``)
 on CPU tensors, which is how the test suite checks them.
@@ -39,11 +43,13 @@ from .._core.blockwise8 import BLOCK as Q8_BLOCK
 from .._core.blockwise8 import BLOCKWISE8, MIXED_PREFIX, absmax_name
 from .._core.combine import _labels_for
 from .._core.elementwise import resolve
+from .._core.fused_form import refusal
 from .._core.namespaces import element_for, namespace_of
 from .._core.transform import Transform
 from . import triton_codegen
 from .kernel_cache import load_kernels
 from .plan import (
+    Unsupported,
     advance_counts,
     flatten_stages,
     place_scales,
@@ -76,7 +82,8 @@ class TritonEngine:
         num_warps: int = NUM_WARPS,
     ):
         self.transform = transform
-        self.stages = flatten_stages(transform, per_tensor=True, axis_norms=True)
+        self.forms: list = []  # fused forms in place of their transforms: shapes refused
+        self.stages = flatten_stages(transform, per_tensor=True, axis_norms=True, forms=self.forms)
         if block % Q8_BLOCK:  # a chunk's 8-bit codes start a quantisation block
             raise ValueError(f"block must be a multiple of {Q8_BLOCK}, not {block}")
         self.block, self.iters, self.num_warps = block, iters, num_warps
@@ -127,6 +134,10 @@ class TritonEngine:
         """
         if not w_leaves:
             return state
+        if self.forms:
+            why = refusal(self.forms, [w.shape for w in w_leaves], w_leaves[0].element_size())
+            if why is not None:
+                raise Unsupported(why)
         nodes, counts = stage_nodes(self.stages, state)
         covered, slots = self._selection(nodes, params, len(w_leaves))
         flags = {

@@ -197,6 +197,7 @@ class ClipByBlockRms(Transform):
     """``u / max(1, RMS(u) / threshold)`` for each tensor (stateless)."""
 
     name = "clip_by_block_rms"
+    tensorwise = True  # each tensor's own RMS
 
     def __init__(self, threshold: float):
         self.threshold = threshold

@@ -119,6 +119,7 @@ class ScaleByProjection(Finishing):
     reads_shape = True  # a real view's trailing axis would change it
     per_element_state = True  # only the wrapped stage's: the torch front may step
     # parameters of any shapes together
+    tensorwise = True  # each tensor projected against its own gradient and parameter
 
     def __init__(
         self,

@@ -122,6 +122,7 @@ class ScaleByFactoredSecondMoment(Transform):
     two axes of tensors of rank >= 2 (Adafactor's estimate)."""
 
     per_parameter_state = ("v_row", "v_col", "v")  # lists indexed by parameter
+    tensorwise = True  # each tensor's moments from that tensor alone
 
     name = "scale_by_factored_second_moment"
     reads_shape = True  # a real view's trailing axis would change it
@@ -167,6 +168,7 @@ class ScaleByConfidence(Transform):
     by :math:`m`."""
 
     per_parameter_state = ("mu", "res_row", "res_col")  # lists indexed by parameter
+    tensorwise = True
 
     name = "scale_by_confidence"
     reads_shape = True  # a real view's trailing axis would change it

@@ -157,9 +157,18 @@ class EngineRuns:
         if not (wanted and usable):
             # True where the transform set the steps itself (a skipped step keeps them)
             return self._run_eager(rule, members, ctx, numpy=False)
+        from ..engines.plan import Unsupported
         from ..engines.triton import TritonEngine
 
-        return self._run_bucket(TritonEngine, rule, members, ctx, _same)
+        try:
+            return self._run_bucket(TritonEngine, rule, members, ctx, _same)
+        except Unsupported as error:  # refused before anything was written
+            if engine in ("fused", "triton"):
+                raise RuntimeError(
+                    f"{self._owner}: the fused GPU engine was required (fused=True or "
+                    f"engine={engine!r}) but {error}"
+                ) from error
+            return self._run_eager(rule, members, ctx, numpy=False)
 
     def _run_fused_or_refused(self, rule, members, ctx, engine: str) -> bool | None:
         """:meth:`_run_fused`, or None where the engine refuses these arrays at the

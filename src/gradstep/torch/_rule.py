@@ -157,7 +157,7 @@ def _separable(t: Transform) -> bool:
             continue
         if type(node) is NormScaled and node.per_tensor:
             continue
-        if isinstance(node, AxisNormScaled):  # norms within each tensor
+        if isinstance(node, AxisNormScaled) or node.tensorwise:  # within each tensor
             continue
         return False
     return True
@@ -165,8 +165,8 @@ def _separable(t: Transform) -> bool:
 
 def _fusable(t: Transform, axis_norms: bool = False, forms: bool = False) -> bool:
     """The fused engines (numba's and Triton's: the same chains, and for Triton's
-    ``axis_norms``, Lasagne's norms over axes; for numba's ``forms``, the fused forms
-    of shape-dependent transforms, whose engine refuses the shapes they do not cover
+    ``axis_norms``, Lasagne's norms over axes; ``forms``: the fused forms of
+    shape-dependent transforms, whose engine refuses the shapes they do not cover
     before it writes anything) can compile ``t``: its stages, and the rows of its
     8-bit slots (none in a masked stage)."""
     from ..engines.plan import NotFusable, flatten_stages, place_scales
@@ -262,7 +262,7 @@ class _Rule:
             self.inner_name = run.stage_names[1]
         self.run = run
         self.fusable = _fusable(run, forms=True)  # the numba engine's
-        self.triton_fusable = _fusable(run) or _fusable(run, axis_norms=True)
+        self.triton_fusable = _fusable(run, axis_norms=True, forms=True)
         # trust ratios of sharded tensors reduce their sums across ranks per tensor,
         # which only the transform's own update does
         self.reduces_per_tensor = any(isinstance(h, _ReducedPerTensor) for h in self.hooks)
@@ -306,7 +306,10 @@ class _Rule:
                 layout = Layout(self.transform, example)
             except StateSplitError as error:
                 raise TypeError(f"gradstep.torch: {error}") from None
-            self._layouts[key] = layout
+            # shapes whose state has one structure (CAME's vectors of any length) share
+            # one layout, so their parameters share one engine bucket
+            same = (x for x in self._layouts.values() if x.same_structure(layout))
+            layout = self._layouts[key] = next(same, layout)
         return layout
 
     def group_layout(self, layouts: list[Layout]) -> Layout | MixedLayout | None:

@@ -102,6 +102,18 @@ class Layout:
             and not scales.intersection(map(str, tokens))
         )
 
+    def same_structure(self, other: Layout) -> bool:
+        """``other`` splits and names the state as this one does (the same tree, entry
+        names, shared values and empty entries), whatever the shapes it was built for:
+        parameters of either share one engine bucket and one state tree."""
+        return (
+            self.transform is other.transform
+            and self.names == other.names
+            and self.shared == other.shared
+            and self.empty == other.empty
+            and self.root == other.root
+        )
+
     # -- analysis ----------------------------------------------------------------------
 
     def _analyse(self, td, tokens: tuple) -> _Node:

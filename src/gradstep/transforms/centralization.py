@@ -56,6 +56,7 @@ class Centralize(Transform):
     name = "centralize"
     reads_shape = True  # a real view's trailing axis would change it
     per_element_state = True  # no state at all: any shapes may be stepped together
+    tensorwise = True  # each tensor's mean of its own gradient
 
     def __init__(self, min_rank: int):
         self.min_rank = min_rank
