@@ -182,3 +182,28 @@ def test_the_torch_front_steps_it_on_the_cpu_fused_engine(given, monkeypatch):
         assert not torch.equal(results[engine][3], start)
     for a, b in zip(results["eager"], results["fused"]):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_the_listing_shows_it_compiled():
+    from gradstep.cli.listing import engine
+
+    assert engine(gradstep.REGISTRY["polyak_sgd"]) == "fused/reduction"
+    assert engine(gradstep.REGISTRY["sgd"]) == "fused"
+    assert engine(gradstep.REGISTRY["adafactor"]) == "eager/reduction"
+
+
+def test_gradstep_bench_runs_it_with_a_loss_each_step(tmp_path, capsys):
+    """``gradstep bench`` gives a rule stepped by the loss (``needs_value``) a value
+    every step; its traffic floor is plain SGD's (read g and w, write w)."""
+    import json
+
+    from gradstep.cli import main
+
+    out = tmp_path / "bench.json"
+    args = ["bench", "--optimizers", "polyak_sgd", "--layouts", "2x100,1x0", "--repeats", "1"]
+    assert main(args + ["--no-torch", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["layout"] for r in rows] == ["2x100", "1x0"]
+    assert rows[0]["traffic_bytes"] == 4 * 200 * 3
+    assert rows[0]["fused_s"] > 0 and rows[0]["eager_s"] > 0
+    assert "| polyak_sgd | 2x100 |" in capsys.readouterr().out
