@@ -138,14 +138,14 @@ def test_the_loss_as_a_float32_scalar_is_taken_in_float64():
     np.testing.assert_array_equal(out["fused"], out["eager"])
 
 
-@pytest.mark.parametrize("given", ["closure", "group"])
+@pytest.mark.parametrize("given", ["closure", "group", "PolyakSgd closure"])
 def test_the_torch_front_steps_it_on_the_cpu_fused_engine(given, monkeypatch):
-    """``TransformOptimizer(..., engine="fused")`` on CPU tensors: the numba engine
-    takes every step (the loss from the closure, or the group's ``value``), equal to
-    the eager engine's."""
+    """``TransformOptimizer(..., engine="fused")`` (and ``gradstep.torch.PolyakSgd``)
+    on CPU tensors: the numba engine takes every step (the loss from the closure, or
+    the group's ``value``), equal to the eager engine's."""
     torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
+    import gradstep.torch as gt
     from gradstep.engines import fused
-    from gradstep.torch import TransformOptimizer
 
     calls = []
     original = fused.FusedEngine.step_leaves
@@ -162,8 +162,10 @@ def test_the_torch_front_steps_it_on_the_cpu_fused_engine(given, monkeypatch):
         gen = torch.Generator().manual_seed(0)
         ps = [torch.nn.Parameter(torch.randn(n, generator=gen)) for n in (0, 1, 7, 3001)]
         start = ps[3].detach().clone()
-        rule = gradstep.polyak_sgd(**SETTINGS["sps+"])
-        opt = TransformOptimizer(ps, rule, engine=engine)
+        if given.startswith("PolyakSgd"):
+            opt = gt.PolyakSgd(ps, **SETTINGS["sps+"], engine=engine)
+        else:
+            opt = gt.TransformOptimizer(ps, gradstep.polyak_sgd(**SETTINGS["sps+"]), engine=engine)
         for k in range(6):
 
             def closure(k=k, opt=opt, ps=ps):
@@ -172,7 +174,7 @@ def test_the_torch_front_steps_it_on_the_cpu_fused_engine(given, monkeypatch):
                 loss.backward()
                 return loss
 
-            if given == "closure":
+            if given.endswith("closure"):
                 opt.step(closure)
             else:
                 opt.param_groups[0]["value"] = float(closure().detach())
