@@ -91,6 +91,12 @@ class GlobalReduction(Elementwise):
         if clash:
             raise ValueError(f"{name}: carried state {sorted(clash)} clashes with other state")
 
+    @property
+    def takes_loss(self) -> bool:
+        """A stage with the hyperparameter ``value`` is given the loss at the current
+        parameters each step (Polyak's step): the torch front hands it a closure's loss."""
+        return "value" in self.hyperparams
+
     def scalar_names(self) -> tuple[str, ...]:
         """The element function's scalars that ``prepare`` makes (the reduced ones
         follow them)."""

@@ -173,20 +173,27 @@ def state_bytes(opt: gradstep.Optimizer) -> int:
     return sum(np.asarray(leaf).nbytes for leaf in gradstep.tree.leaves(opt.state))
 
 
+def step_inputs(spec) -> dict[str, Any]:
+    """What every step of the rule takes besides the gradients: a loss value for a
+    rule stepped by it (``needs_value``: Polyak's step), else nothing."""
+    return {"value": 1.0} if "needs_value" in spec.capabilities else {}
+
+
 def time_gradstep(spec, layout, engine, repeats, fresh_grads=False, state_dtype=None):
     params, grads = make_data(*layout)
     opt = gradstep.Optimizer(params, make_transform(spec, state_dtype), engine=engine)
     pools = [grads, [g.copy() for g in grads]] if fresh_grads else [grads]
-    return median_time(lambda k: opt.step(pools[k % len(pools)]), repeats)
+    extra = step_inputs(spec)
+    return median_time(lambda k: opt.step(pools[k % len(pools)], **extra), repeats)
 
 
 def peak_extra_bytes(spec, layout, engine, state_dtype=None) -> tuple[int, int]:
     """Peak bytes allocated during one step, and the state's bytes."""
     params, grads = make_data(*layout)
     opt = gradstep.Optimizer(params, make_transform(spec, state_dtype), engine=engine)
-    opt.step(grads)
+    opt.step(grads, **step_inputs(spec))
     tracemalloc.start()
-    opt.step(grads)
+    opt.step(grads, **step_inputs(spec))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak, state_bytes(opt)
@@ -252,9 +259,9 @@ spec = gradstep.REGISTRY[{name!r}]
 p = [np.zeros(1000, np.float32)]
 t0 = time.perf_counter()
 opt = gradstep.Optimizer(p, spec.factory(**spec.test_hyperparams), engine="fused")
-opt.step([np.ones(1000, np.float32)])
+opt.step([np.ones(1000, np.float32)], **{extra!r})
 t1 = time.perf_counter()
-opt.step([np.ones(1000, np.float32)])
+opt.step([np.ones(1000, np.float32)], **{extra!r})
 t2 = time.perf_counter()
 print((t1 - t0) - (t2 - t1))
 """
@@ -265,7 +272,7 @@ def compile_times(spec) -> dict[str, float]:
     kernel cache) and warm (kernel compiled by the previous process)."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "GRADSTEP_CACHE_DIR": cache}
-        code = _FIRST_STEP.format(name=spec.name)
+        code = _FIRST_STEP.format(name=spec.name, extra=step_inputs(spec))
         runs = [
             float(
                 subprocess.run(

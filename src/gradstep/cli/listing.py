@@ -30,12 +30,24 @@ def _has_options(spec: gradstep.OptimizerSpec) -> bool:
 
 
 def engine(spec: gradstep.OptimizerSpec) -> str:
+    """The NumPy front's engine for the rule: ``fused`` (elementwise: one compiled
+    pass), ``fused/reduction`` (compiled: reduction passes, then the main pass),
+    ``fused/eager`` (compiled for the tensor shapes its fused forms cover, the others
+    eager), ``eager/reduction``, ``eager`` (stochastic) or ``closure``. The fused
+    engine itself says what it compiles (at the spec's test settings)."""
     caps = spec.capabilities
     if "needs_closure" in caps:
         return "closure"
     if "elementwise" in caps:
         return "fused"
-    return "eager" if "stochastic" in caps else "eager/reduction"
+    from gradstep.engines.fused import FusedEngine
+    from gradstep.engines.plan import NotFusable
+
+    try:
+        fused = FusedEngine(spec.factory(**spec.test_hyperparams))
+    except NotFusable:
+        return "eager" if "stochastic" in caps else "eager/reduction"
+    return "fused/eager" if fused.forms else "fused/reduction"
 
 
 def rows() -> list[tuple[str, ...]]:

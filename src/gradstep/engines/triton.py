@@ -324,9 +324,9 @@ class TritonEngine:
 
     def _global_pass(self, module, st, tables: _Tables, ptrs, scal, amp, nodes, count, ctx):
         """A global reduction stage, on the device: its ``prepare`` and ``combine``
-        bound to torch operations on the carried state (0-d float64 tensors), its
-        scalars written into the scalar vector around the reduction pass. Returns the
-        new carried state."""
+        bound to torch operations on the carried state (0-d float64 tensors; no state
+        node needed without one), its scalars written into the scalar vector around
+        the reduction pass. Returns the new carried state."""
         stage = st.stage
         fns = self._factor_fns.get(st.index)
         if fns is None:
@@ -337,11 +337,11 @@ class TritonEngine:
             )
         prepare, combine = fns
         device = tables.device
-        if nodes is None:
+        if nodes is None and stage.carried:
             raise ValueError(f"{stage.name}: a global reduction stage needs the state nodes")
+        carried = stage.carried_of(nodes[st.index] if stage.carried else {})
         carried = {
-            k: torch.as_tensor(v, dtype=torch.float64).to(device)
-            for k, v in stage.carried_of(nodes[st.index]).items()
+            k: torch.as_tensor(v, dtype=torch.float64).to(device) for k, v in carried.items()
         }
         h = stage.step_values(carried, count, ctx)
         prepared = prepare(h, count)

@@ -25,6 +25,13 @@ value=loss)``, ``update(g, state, params, value=loss)`` (also under ``jax.jit``)
 on :class:`gradstep.torch.TransformOptimizer` the group entry ``value``. An update
 without it raises.
 
+Every engine runs it as a global reduction stage
+(:mod:`gradstep._core.global_reduction`): the squares of the updates, in the
+parameters' float, summed over every tensor in float64; the step size from that sum
+and the loss (:func:`polyak_step`, the same function everywhere); the updates times
+it. The fused engines (numba, Triton) make the sum a reduction pass before the main
+pass, the loss reaching the kernel as the step size, a scalar.
+
 References:
   Polyak (1987): Introduction to Optimization. Optimization Software.
   Loizou, Vaswani, Laradji & Lacoste-Julien (2021): Stochastic Polyak Step-size for
@@ -35,67 +42,59 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
-from .._core import tree as _tree
-from .._core.namespaces import namespace_of
+from .._core.global_reduction import GlobalReduction
 from .._core.stages import rule, scale_by_learning_rate
-from .._core.transform import Chain, Transform
+from .._core.transform import Chain
 from .._core.validate import Interval, OneOf, hyperparams, nonnegative
+from .._core.xmath import maximum, minimum, where
 
 VARIANTS = ("sps", "sps+")
 _TINY = float(np.finfo(np.float64).eps)
 
 
-class ScaleByPolyak(Transform):
-    """Multiply the updates by the Polyak step computed from ``value`` and their
-    squared norm (see the module docstring)."""
+# -- element math: the updates times the step size, which the sums give --------------
 
-    name = "scale_by_polyak"
-    #: the torch front hands it a closure's loss as ``value`` (when the group gives none)
-    takes_loss = True
 
-    def __init__(self, f_min: float, max_learning_rate: float, epsilon: float, variant: str):
-        self.f_min = f_min
-        self.max_learning_rate = max_learning_rate
-        self.epsilon = epsilon
-        self.variant = variant
+def _squares(g):
+    # a tuple of one sum: the generated kernels unpack the terms
+    return (g * g,)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        # the loss value is given per step by name; any number, so no declared range
-        return {"value": None}
 
-    def init(self, params: Any) -> dict:
-        return {}
+def _scaled(g, step):
+    return step * g
 
-    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        value = ctx.get("value")
-        if value is None:
-            raise ValueError(
-                f"{self.name}: update() needs value= (the loss at the current parameters); "
-                "e.g. opt.step(grads, value=loss)"
-            )
-        leaves, td = _tree.flatten(grads)
-        if not leaves:
-            return grads, state
-        ns = namespace_of(leaves[0])
-        square = None
-        for u in leaves:
-            part = ns.square_sum(u)
-            square = part if square is None else square + part
-        gap = ns.astype(value, square) - self.f_min
-        if self.variant == "sps+":
-            gap = ns.maximum(gap, ns.astype(0.0, square))
-        denominator = square + self.epsilon
-        tiny = denominator <= _TINY
-        # a safe denominator where the step is 0 anyway (no division by zero)
-        safe = ns.where(tiny, ns.astype(1.0, square), denominator)
-        step = ns.minimum(gap / safe, ns.astype(self.max_learning_rate, square))
-        step = ns.where(tiny, ns.astype(0.0, square), step)
-        out = [ns.wrap(u * ns.astype(step, u)) for u in leaves]
-        return _tree.unflatten(td, out), state
+
+def _no_scalars(h: dict, count: Any) -> dict:
+    return {}
+
+
+def polyak_step(sums, h, scalars, *, f_min, max_learning_rate, epsilon, plus):
+    r"""The step size :math:`\gamma` from the sum of squares of the updates and the
+    step's loss ``h["value"]`` (see the module docstring): the ``combine`` of
+    :func:`scale_by_polyak`'s stage, which every engine calls (no carried state)."""
+    value = h["value"]
+    if value is None:
+        raise ValueError(
+            "scale_by_polyak: update() needs value= (the loss at the current parameters); "
+            "e.g. opt.step(grads, value=loss)"
+        )
+    (square,) = sums
+    denominator = square + epsilon
+    tiny = denominator <= _TINY
+    # a safe denominator where the step is 0 anyway (no division by zero); the loss
+    # taken in the sum's float (a float32 loss widened before f* is subtracted; its
+    # stand-in where the denominator is tiny is never used)
+    safe = where(tiny, 1.0, denominator)
+    gap = where(tiny, square, value) - f_min
+    if plus:
+        gap = maximum(gap, 0.0)
+    step = minimum(gap / safe, max_learning_rate)
+    return {}, {"step": where(tiny, 0.0, step)}
 
 
 _POLYAK = dict(
@@ -112,10 +111,16 @@ def scale_by_polyak(
     max_learning_rate: float = 1.0,
     epsilon: float = 0.0,
     variant: str = "sps",
-) -> ScaleByPolyak:
+) -> GlobalReduction:
     r"""Multiply the updates :math:`u` by :math:`\min((f - f^*) / (\lVert u\rVert^2 +
     \epsilon), \gamma_\max)` (see the module docstring; the step's ``value=`` is
     :math:`f`).
+
+    A global reduction stage: the squares of the updates summed over every tensor
+    (in float64), :func:`polyak_step` of the sum, then each update times the step. The
+    fused engines run the sum as a reduction pass. The loss value is a
+    hyperparameter given at each step by name, so the torch front hands it a
+    closure's loss.
 
     Args:
       f_min: :math:`f^*`, any real number. Default 0.
@@ -123,7 +128,24 @@ def scale_by_polyak(
       epsilon: :math:`\epsilon` >= 0. Default 0.
       variant: ``"sps"`` (default) or ``"sps+"`` (the gap clipped at 0).
     """
-    return ScaleByPolyak(f_min, max_learning_rate, epsilon, variant)
+    combine = functools.partial(
+        polyak_step,
+        f_min=f_min,
+        max_learning_rate=max_learning_rate,
+        epsilon=epsilon,
+        plus=variant == "sps+",
+    )
+    return GlobalReduction(
+        "scale_by_polyak",
+        _scaled,
+        terms=_squares,
+        combine=combine,
+        reduced_scalars=("step",),
+        carried={},
+        # the loss value is given per step by name; any number, so no declared range
+        hyperparams={"value": None},
+        prepare=_no_scalars,
+    )
 
 
 @hyperparams(scaling=nonnegative(schedulable=True), **_POLYAK)
@@ -154,9 +176,9 @@ def polyak_sgd(
       array([0.5, 1. ])
 
     Differences: optax's ``polyak_sgd`` computes the same (its ``eps`` is
-    ``epsilon``); it sums the squared norm in the parameters' dtype, here in float64
-    where the library has it. Loizou et al.'s SPS\ :sub:`max` also has a constant
-    :math:`c` dividing the gap (here :math:`c = 1`).
+    ``epsilon``); it sums the squared norm in the parameters' dtype, here the squares
+    in that dtype summed in float64 where the library has it. Loizou et al.'s
+    SPS\ :sub:`max` also has a constant :math:`c` dividing the gap (here :math:`c = 1`).
     """
     return rule(
         "polyak_sgd",
