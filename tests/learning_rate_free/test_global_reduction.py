@@ -157,3 +157,34 @@ def test_torch_front_engines_keep_the_carried_state():
     assert d_got == pytest.approx(d_want, rel=1e-5)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+
+def _scaled(g, total):
+    return g / (1.0 + total)
+
+
+def _square(g):
+    return g * g
+
+
+def _total(sums, h, scalars):
+    return {}, (sums[0],)
+
+
+def test_terms_that_are_not_a_tuple_are_refused_by_the_fused_engine():
+    """The kernels unpack a stage's terms as a tuple: a single array is refused with
+    the reason instead of being compiled into wrong sums."""
+    from gradstep._core.global_reduction import GlobalReduction
+    from gradstep.engines.fused import FusedEngine
+
+    stage = GlobalReduction(
+        "single_term",
+        _scaled,
+        terms=_square,
+        combine=_total,
+        reduced_scalars=("total",),
+        carried={},
+    )
+    with pytest.raises(TypeError, match="terms must return a tuple"):
+        FusedEngine(stage)

@@ -133,7 +133,12 @@ class GlobalReduction(Elementwise):
         one = np.ones(1)
         arrays = [one] * (1 + self.uses_params + len(self.slots))
         result = self.terms(*arrays, *([1.0] * len(self.scalar_names())))
-        return len(result) if isinstance(result, tuple) else 1
+        if not isinstance(result, tuple):  # the kernels unpack the terms as a tuple
+            raise TypeError(
+                f"{self.name}: terms must return a tuple of arrays (e.g. (g * g,)), "
+                f"not {type(result).__name__}"
+            )
+        return len(result)
 
     def scalars(self, count: int, ctx: dict[str, Any]) -> dict[str, Any]:
         """The ``prepare`` scalars at the initial carried state (engines use
