@@ -159,7 +159,6 @@ def test_torch_front_engines_keep_the_carried_state():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-
 def _scaled(g, total):
     return g / (1.0 + total)
 
