@@ -8,7 +8,7 @@ documented there).
 
 The math is written once, in three parts every engine shares: element helpers for
 the per-element work (:func:`mechanic_displacement`, :func:`mechanic_products`,
-:func:`mechanic_moved`), :func:`mechanic_scalars` for the scalar recursion (element
+:func:`mechanic_moved`), :func:`mechanic_combine` for the scalar recursion (element
 operations only), and :func:`mechanic_step`, which strings them together on leaf
 lists for the eager engine (the arrays' namespace) and the JAX engine
 (``jax.numpy``'s). The fused engines run the same parts as a global reduction stage
@@ -103,14 +103,19 @@ def scale_total(scalars: dict, n: int) -> Any:
     return total
 
 
-def mechanic_scalars(sums: tuple, old: dict, total: Any, hyper: dict, narrow: Any) -> dict:
-    """The new scalar state from the four sums of :func:`mechanic_products`
-    (``grad_sq, param_sq, grad_delta, param_delta``), the old state ``old`` and the
-    scale ``total`` (in the sums' dtype). ``narrow`` converts a value to the dtype
-    of the recursion (the eager engines: the state's; the fused ones keep float64).
-    Element operations only: it runs on NumPy, torch and traced JAX values."""
+def mechanic_combine(
+    sums: tuple, old: dict, scalars: dict, *, n: int, hyper: dict, narrow: Any
+) -> tuple[dict, dict]:
+    """The new scalar state and ``{"new_total": S'}`` from the four sums of
+    :func:`mechanic_products` (``grad_sq, param_sq, grad_delta, param_delta``), the
+    old state ``old`` (``{r1: .., s1: ..}``) and ``scalars["total"]``, the scale
+    :math:`S` in the sums' dtype: a global reduction's ``combine``. ``narrow``
+    converts a value to the dtype of the recursion (the eager engines: the state's;
+    the fused ones keep float64). Element operations only, called by this function
+    itself (engines bind them to their namespace): it runs on NumPy, torch and
+    traced JAX values."""
     grad_sq, param_sq, grad_delta, param_delta = sums
-    n = len(old) // len(VECTORS)
+    total = scalars["total"]
     wd, eps, s_init = hyper["weight_decay"], hyper["epsilon"], hyper["s_init"]
     # h = <g + c x, Delta> with c = wd S |g| / (|x| + eps): the decayed gradient's
     # inner product with the displacement, without forming the decayed gradient
@@ -127,7 +132,8 @@ def mechanic_scalars(sums: tuple, old: dict, total: Any, hyper: dict, narrow: An
         r = beta * old[f"r{j}"] + clipped * s_old
         new[f"r{j}"], new[f"m{j}"], new[f"v{j}"] = r, m, v
         new[f"s{j}"] = ((s_init / n) * m + maximum(r, zero)) / (sqrt(v) + eps)
-    return {key: new[key] for key in state_keys(n)}
+    new = {key: new[key] for key in state_keys(n)}
+    return new, {"new_total": scale_total(new, n)}
 
 
 def mechanic_step(
@@ -173,10 +179,11 @@ def mechanic_step(
     for gi, xi, di in zip(g, w, delta):
         parts = [ns.wide_sum(p) for p in products(gi, xi, di)]
         sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
-    out = element_for(mechanic_scalars, ns)(
-        tuple(sums), scalars, ns.astype(total, sums[0]), hyper, narrow
+    combine = functools.partial(mechanic_combine, n=n, hyper=hyper, narrow=narrow)
+    out, reduced = element_for(combine, ns)(
+        tuple(sums), scalars, {"total": ns.astype(total, sums[0])}
     )
-    new_total = scale_total(out, n)
+    new_total = reduced["new_total"]
     moved = element_for(mechanic_moved, ns)
     updates = [
         ns.wrap(moved(ui, x, x0, di, ns.astype(new_total, x)))
@@ -253,27 +260,20 @@ def _prepare(h: dict, count: Any, *, n: int, eps: float) -> dict:
     return {"first": where(count == 0, 1.0, 0.0), "total": scale_total(h, n), "eps": eps}
 
 
-def _combine(sums: tuple, h: dict, scalars: dict, *, n: int, hyper: dict) -> tuple:
-    """The new scalar state (in float64) and the new scale :math:`S'`."""
-    old = {key: h[key] for key in state_keys(n)}
-    new = mechanic_scalars(sums, old, scalars["total"], hyper, _unchanged)
-    return new, {"new_total": scale_total(new, n)}
-
-
 def fused_stage(t: Mechanize) -> GlobalReduction:
     """Mechanic as the fused engines run it: a global reduction stage placed after
     the inner rule's stages, in the wrapper's state (its reference point as a slot,
     its scalar state carried). Its element function takes the inner rule's update,
     its terms the raw gradient: the reduction pass runs the stages before the inner
     rule's only (:attr:`gradstep.engines.plan.Stage.terms_from`). The math is this
-    module's, the eager engine's: :func:`mechanic_terms`, :func:`mechanic_scalars`,
+    module's, the eager engine's: :func:`mechanic_terms`, :func:`mechanic_combine`,
     :func:`mechanic_element`."""
     n = t.num_betas
     return GlobalReduction(
         t.name,
         mechanic_element,
         terms=mechanic_terms,
-        combine=functools.partial(_combine, n=n, hyper=t.hyper()),
+        combine=functools.partial(mechanic_combine, n=n, hyper=t.hyper(), narrow=_unchanged),
         reduced_scalars=("new_total",),
         carried={key: t.s_init if key[0] == "s" else 0.0 for key in state_keys(n)},
         slots=(Slot("reference", fill="params"),),
