@@ -165,3 +165,10 @@ def test_torch_front_runs_it_on_the_cpu_fused_engine(monkeypatch):
     assert float(s_got) == pytest.approx(float(s_want), rel=1e-5)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
+
+
+def test_the_optimizer_table_says_how_it_runs():
+    from gradstep.cli.listing import engine
+
+    assert engine(gradstep.REGISTRY["mechanic"]) == "fused/reduction"
+    assert engine(gradstep.REGISTRY["adafactor"]) == "eager/reduction"
