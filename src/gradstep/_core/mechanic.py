@@ -2,22 +2,34 @@
 
 A stage kind the engines must know: it reads the raw gradient beside the inner rule's
 update and the parameters, and reduces over every tensor (a dot product and two
-norms) into scalar state carried across steps, which no elementwise plan holds; hence
-in the core. :func:`gradstep.rules.mechanic.mechanize` builds it (the math and its
-symbols are documented there). :func:`mechanic_step` is the math, written once
-against the array namespace: the eager engine calls it with the arrays' namespace,
-the JAX engine with ``jax.numpy``'s.
+norms) into scalar state carried across steps; hence in the core.
+:func:`gradstep.rules.mechanic.mechanize` builds it (the math and its symbols are
+documented there).
+
+The math is written once, in three parts every engine shares: element helpers for
+the per-element work (:func:`mechanic_displacement`, :func:`mechanic_products`,
+:func:`mechanic_moved`), :func:`mechanic_combine` for the scalar recursion (element
+operations only), and :func:`mechanic_step`, which strings them together on leaf
+lists for the eager engine (the arrays' namespace) and the JAX engine
+(``jax.numpy``'s). The fused engines run the same parts as a global reduction stage
+after the inner rule's stages (:func:`fused_stage`): the sums as a reduction pass
+reading the gradient, the parameter and the reference point, then everything else
+in the one main pass.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from . import tree as _tree
-from .namespaces import namespace_of
+from .elementwise import Slot
+from .global_reduction import GlobalReduction
+from .namespaces import element_for, namespace_of
 from .transform import Transform
+from .xmath import element_helper, maximum, minimum, sqrt, where
 
 #: the scalar state kept per :math:`\\beta_j`, as ``r1, r2, ...``: 0-d values, so every
 #: front keeps them as it keeps a step count (torch's per-parameter state holds no
@@ -44,6 +56,86 @@ def initial_scalars(like: Any, n: int, s_init: float) -> dict:
     }
 
 
+# -- the per-element math (element helpers: every engine runs the same functions) ----
+
+
+@element_helper
+def mechanic_displacement(w, x0, total, eps):
+    """:math:`\\Delta = (x - x_\\text{ref}) / (S + \\epsilon)`."""
+    return (w - x0) / (total + eps)
+
+
+@element_helper
+def mechanic_products(g, w, delta):
+    """The four arrays summed over every element: :math:`g^2, x^2, g\\Delta,
+    x\\Delta`."""
+    return g * g, w * w, g * delta, w * delta
+
+
+@element_helper
+def mechanic_moved(u, w, x0, delta, new_total):
+    """The update :math:`x_\\text{ref} + S'(\\Delta + u) - x`."""
+    return (x0 + new_total * (delta + u)) - w
+
+
+def mechanic_terms(g, w, x0, first, total, eps):
+    """The fused engines' terms: :func:`mechanic_products` at the reference of this
+    step (the parameter itself on the first update: ``first`` > 0)."""
+    x0 = where(first > 0, w, x0)
+    return mechanic_products(g, w, mechanic_displacement(w, x0, total, eps))
+
+
+def mechanic_element(u, w, x0, first, total, eps, new_total):
+    """The fused engines' element phase: the update and the reference kept."""
+    x0 = where(first > 0, w, x0)
+    delta = mechanic_displacement(w, x0, total, eps)
+    return mechanic_moved(u, w, x0, delta, new_total), x0
+
+
+# -- the scalar math ----------------------------------------------------------------
+
+
+def scale_total(scalars: dict, n: int) -> Any:
+    """:math:`S = \\sum_j s_j`, added in order."""
+    total = scalars["s1"]
+    for j in range(2, n + 1):
+        total = total + scalars[f"s{j}"]
+    return total
+
+
+def mechanic_combine(
+    sums: tuple, old: dict, scalars: dict, *, n: int, hyper: dict, narrow: Any
+) -> tuple[dict, dict]:
+    """The new scalar state and ``{"new_total": S'}`` from the four sums of
+    :func:`mechanic_products` (``grad_sq, param_sq, grad_delta, param_delta``), the
+    old state ``old`` (``{r1: .., s1: ..}``) and ``scalars["total"]``, the scale
+    :math:`S` in the sums' dtype: a global reduction's ``combine``. ``narrow``
+    converts a value to the dtype of the recursion (the eager engines: the state's;
+    the fused ones keep float64). Element operations only, called by this function
+    itself (engines bind them to their namespace): it runs on NumPy, torch and
+    traced JAX values."""
+    grad_sq, param_sq, grad_delta, param_delta = sums
+    total = scalars["total"]
+    wd, eps, s_init = hyper["weight_decay"], hyper["epsilon"], hyper["s_init"]
+    # h = <g + c x, Delta> with c = wd S |g| / (|x| + eps): the decayed gradient's
+    # inner product with the displacement, without forming the decayed gradient
+    decay = wd * total * sqrt(grad_sq) / (sqrt(param_sq) + eps)
+    # optax's sign: its h is <g, x_ref - x>; here the displacement is x - x_ref
+    h = -narrow(grad_delta + decay * param_delta)
+    zero = narrow(0.0)
+    new = {}
+    for j, b in enumerate(betas(n), start=1):
+        beta, m_old, s_old = narrow(b), old[f"m{j}"], old[f"s{j}"]
+        clipped = minimum(maximum(h, -m_old), m_old)
+        m = maximum(beta * m_old, maximum(h, -h) + eps)
+        v = beta * beta * old[f"v{j}"] + h * h
+        r = beta * old[f"r{j}"] + clipped * s_old
+        new[f"r{j}"], new[f"m{j}"], new[f"v{j}"] = r, m, v
+        new[f"s{j}"] = ((s_init / n) * m + maximum(r, zero)) / (sqrt(v) + eps)
+    new = {key: new[key] for key in state_keys(n)}
+    return new, {"new_total": scale_total(new, n)}
+
+
 def mechanic_step(
     g: list,
     w: list,
@@ -67,58 +159,37 @@ def mechanic_step(
         return [], [], dict(scalars)
     n = len(scalars) // len(VECTORS)
     like = scalars["s1"]
-    vectors = {
-        name: _vector([scalars[f"{name}{j}"] for j in range(1, n + 1)], like, ns)
-        for name in VECTORS
-    }
+    # the state as the library's 0-d values (a front may keep it as NumPy's)
+    narrow = functools.partial(ns.astype, like=like)
+    scalars = {key: narrow(scalars[key]) for key in state_keys(n)}
     if isinstance(first, bool):
         # a copy: the fronts update the parameters in place
         reference = [ns.copy(x) for x in w] if first else list(reference)
     else:
         reference = [ns.where(first, x, x0) for x, x0 in zip(w, reference)]
-    wd, eps, s_init = hyper["weight_decay"], hyper["epsilon"], hyper["s_init"]
-    total = ns.sum(vectors["s"])  # S, the current scale
+    displacement = element_for(mechanic_displacement, ns)
+    products = element_for(mechanic_products, ns)
+    total, eps = scale_total(scalars, n), hyper["epsilon"]
     # displacement from the reference in units of the scale (float64 sums where the
-    # library has them): Delta = (x - x_ref) / (S + eps)
-    delta = [(x - x0) / (ns.astype(total, x) + ns.astype(eps, x)) for x, x0 in zip(w, reference)]
-    grad_sq = param_sq = grad_delta = param_delta = None
+    # library has them)
+    delta = [
+        displacement(x, x0, ns.astype(total, x), ns.astype(eps, x)) for x, x0 in zip(w, reference)
+    ]
+    sums = None
     for gi, xi, di in zip(g, w, delta):
-        parts = (ns.wide_sum(gi * gi), ns.wide_sum(xi * xi), ns.wide_sum(gi * di))
-        parts += (ns.wide_sum(xi * di),)
-        if grad_sq is None:
-            grad_sq, param_sq, grad_delta, param_delta = parts
-        else:
-            grad_sq, param_sq = grad_sq + parts[0], param_sq + parts[1]
-            grad_delta, param_delta = grad_delta + parts[2], param_delta + parts[3]
-    # h = <g + c x, Delta> with c = wd S |g| / (|x| + eps): the decayed gradient's
-    # inner product with the displacement, without forming the decayed gradient
-    decay = wd * ns.astype(total, grad_sq) * ns.sqrt(grad_sq) / (ns.sqrt(param_sq) + eps)
-    h = ns.astype(grad_delta + decay * param_delta, like)
-    beta = _vector(betas(n), like, ns)
-    m_old, s_old = vectors["m"], vectors["s"]
-    # optax's sign: its h is <g, x_ref - x>; here the displacement is x - x_ref
-    h = -h
-    clipped = ns.minimum(ns.maximum(h, -m_old), m_old)
-    m = ns.maximum(beta * m_old, ns.maximum(h, -h) + eps)
-    v = beta * beta * vectors["v"] + h * h
-    r = beta * vectors["r"] + clipped * s_old
-    wealth = (s_init / n) * m + ns.maximum(r, ns.astype(0.0, like))
-    s = wealth / (ns.sqrt(v) + eps)
-    new_total = ns.sum(s)
-    updates = []
-    for x, x0, di, ui in zip(w, reference, delta, u):
-        step = ns.astype(new_total, x)
-        # x_new = x_ref + S' (Delta + u); the update is x_new - x
-        updates.append(ns.wrap((x0 + step * (di + ui)) - x))
-    new = {"r": r, "m": m, "v": v, "s": s}
-    out = {f"{name}{j}": ns.wrap(new[name][j - 1]) for name in VECTORS for j in range(1, n + 1)}
-    return updates, reference, out
-
-
-def _vector(values: list[float], like: Any, ns: Any) -> Any:
-    """``values`` (numbers or 0-d arrays) as a vector of ``like``'s library, dtype
-    and device."""
-    return ns.concatenate([ns.reshape(ns.astype(b, like), (1,)) for b in values])
+        parts = [ns.wide_sum(p) for p in products(gi, xi, di)]
+        sums = parts if sums is None else [a + b for a, b in zip(sums, parts)]
+    combine = functools.partial(mechanic_combine, n=n, hyper=hyper, narrow=narrow)
+    out, reduced = element_for(combine, ns)(
+        tuple(sums), scalars, {"total": ns.astype(total, sums[0])}
+    )
+    new_total = reduced["new_total"]
+    moved = element_for(mechanic_moved, ns)
+    updates = [
+        ns.wrap(moved(ui, x, x0, di, ns.astype(new_total, x)))
+        for x, x0, di, ui in zip(w, reference, delta, u)
+    ]
+    return updates, reference, {k: ns.wrap(v) for k, v in out.items()}
 
 
 class Mechanize(Transform):
@@ -141,6 +212,11 @@ class Mechanize(Transform):
 
     def hyper(self) -> dict:
         return {"weight_decay": self.weight_decay, "epsilon": self.epsilon, "s_init": self.s_init}
+
+    def fused_stage(self) -> GlobalReduction:
+        """This step's own work as the fused engines run it, after the inner rule's
+        stages (:func:`fused_stage`)."""
+        return fused_stage(self)
 
     def init(self, params: Any) -> dict:
         leaves, td = _tree.flatten(params)
@@ -169,6 +245,42 @@ class Mechanize(Transform):
             **scalars,
         }
         return _tree.unflatten(td, out), new_state
+
+
+# -- the fused engines' form: a global reduction stage after the inner rule's ------
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _prepare(h: dict, count: Any, *, n: int, eps: float) -> dict:
+    """The element phase's scalars: ``first`` (1 on the first update, else 0), the
+    scale :math:`S` and :math:`\\epsilon`."""
+    return {"first": where(count == 0, 1.0, 0.0), "total": scale_total(h, n), "eps": eps}
+
+
+def fused_stage(t: Mechanize) -> GlobalReduction:
+    """Mechanic as the fused engines run it: a global reduction stage placed after
+    the inner rule's stages, in the wrapper's state (its reference point as a slot,
+    its scalar state carried). Its element function takes the inner rule's update,
+    its terms the raw gradient: the reduction pass runs the stages before the inner
+    rule's only (:attr:`gradstep.engines.plan.Stage.terms_from`). The math is this
+    module's, the eager engine's: :func:`mechanic_terms`, :func:`mechanic_combine`,
+    :func:`mechanic_element`."""
+    n = t.num_betas
+    return GlobalReduction(
+        t.name,
+        mechanic_element,
+        terms=mechanic_terms,
+        combine=functools.partial(mechanic_combine, n=n, hyper=t.hyper(), narrow=_unchanged),
+        reduced_scalars=("new_total",),
+        carried={key: t.s_init if key[0] == "s" else 0.0 for key in state_keys(n)},
+        slots=(Slot("reference", fill="params"),),
+        prepare=functools.partial(_prepare, n=n, eps=t.epsilon),
+        uses_params=True,
+        uses_count=True,
+    )
 
 
 def _count0() -> Any:

@@ -6,8 +6,8 @@ reduction with scalar state, :class:`~gradstep._core.global_reduction.GlobalRedu
 so none is declared ``"elementwise"``; the numba and Triton engines still run each as a
 reduction pass plus one fused elementwise pass. COCOB bets per coordinate: it is
 elementwise. Mechanic wraps a whole rule (:class:`~gradstep._core.mechanic.Mechanize`,
-which reads the raw gradient beside the rule's update); the fused engines run it
-eagerly.
+which reads the raw gradient beside the rule's update); the fused engines run it as a
+global reduction stage after the rule's stages when they can compile the rule.
 """
 
 from .._core.registry import OptimizerSpec

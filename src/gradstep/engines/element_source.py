@@ -42,8 +42,9 @@ def element_sources(stages: list[Any]) -> list[str]:
       element function), such as the fused engine's ``Stage``.
     - Returns plain ``def`` sources, without decorators: first every element helper
       (:func:`gradstep._core.xmath.element_helper`) that any stage's element
-      function calls, directly or through another helper, each once and under its
-      own name, in an order where a helper comes after the helpers it calls; then
+      function (or a reduction stage's ``terms`` or ``norms``) calls, directly or
+      through another helper, each once and under its own name, in an order where a
+      helper comes after the helpers it calls; then
       each stage's element function, renamed ``_e{index}``, in the order of
       ``stages``.
     - The sources refer only to their arguments, to each other and to the names of
@@ -54,7 +55,9 @@ def element_sources(stages: list[Any]) -> list[str]:
     """
     helpers: list[str] = []
     for st in stages:
-        for name in referenced_helpers(st.stage.element):
+        functions = [st.stage.element]
+        functions += [getattr(st.stage, f) for f in ("terms", "norms") if hasattr(st.stage, f)]
+        for name in (n for fn in functions for n in referenced_helpers(fn)):
             if name not in helpers:
                 helpers.append(name)
     out = [function_source(HELPERS[name], name) for name in helpers]

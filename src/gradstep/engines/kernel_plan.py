@@ -92,13 +92,15 @@ def foldable(st: Stage) -> bool:
     its element function takes none of the reduced scalars (the sums change only the
     carried state, which this step does not read), and no mask leaves tensors out. The
     terms see the same values a reduction pass would: the update after the stages
-    before it, and its slots before they are updated."""
-    return st.is_global and not st.stage.reduced_scalars and st.mask is None
+    before it, and its slots before they are updated (not for a stage whose terms
+    read an earlier stage's input: :attr:`~gradstep.engines.plan.Stage.terms_from`)."""
+    return st.is_global and not st.stage.reduced_scalars and st.mask is None and st.terms_from < 0
 
 
 def kernels(stages: list[Stage], terms: dict[int, int], fold: bool = False) -> list[Kernel]:
     """The step kernel, then a reduction kernel for each norm, cautious, per-tensor
-    and global reduction stage, over the stages before it; ``terms``: how many arrays
+    and global reduction stage, over the stages before it (before its
+    :attr:`~gradstep.engines.plan.Stage.terms_from`); ``terms``: how many arrays
     each per-tensor or global reduction stage sums; ``fold``: the step kernel sums
     the :func:`foldable` global reductions' terms, which get no reduction kernel."""
     folded = tuple((st, terms[st.index]) for st in stages if fold and foldable(st))
@@ -106,6 +108,8 @@ def kernels(stages: list[Stage], terms: dict[int, int], fold: bool = False) -> l
     out = [Kernel("step", stages, write=True, terms=n_folded or 1, folded=folded)]
     for st in stages:
         name, before = f"reduce{st.index}", stages[: st.index]
+        if st.terms_from >= 0:  # its terms read the input of stage terms_from
+            before = stages[: st.terms_from]
         if st.is_axis_norm:
             out.append(Kernel(name, before, False, segmented=st))
         elif st.is_reduction:

@@ -28,6 +28,7 @@ from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.fused_form import FusedForm, Keyed, fused_form_of
 from .._core.global_reduction import GlobalReduction
+from .._core.mechanic import Mechanize
 from .._core.per_tensor import PerTensorReduction
 from .._core.rounding import ParameterStore
 from .._core.transform import Chain, Transform, map_transform, walk
@@ -58,6 +59,10 @@ class Stage:
     scale_rows: dict[int, int] = field(default_factory=dict)
 
     partner: int = -1  # a cautious end's start (its kept gradient ``gc{partner}``)
+    # a global reduction whose terms read the input of stage ``terms_from`` (a
+    # wrapper's own stage after its inner stages: Mechanic's): its reduction pass runs
+    # only the stages before that one
+    terms_from: int = -1
     # a norm over axes: its first row of the pointer table's slice rows (segment_rows)
     segment_row: int = -1
 
@@ -163,6 +168,7 @@ def flatten_stages(
         transform = map_transform(functools.partial(_with_form, forms), transform)
     out: list[Stage] = []
     open_cautious: list = []  # (wrapper, its start's index) while its stages come
+    open_mechanic: list = []  # (wrapper, its first inner stage's index, its path)
     for visit in walk(transform):
         t = visit.transform
         masks = [p.mask for p in visit.parents if isinstance(p, Masked)]
@@ -171,8 +177,16 @@ def flatten_stages(
         mask = masks[0] if masks else None
         if open_cautious and not any(p is open_cautious[0][0] for p in visit.parents):
             _close(out, *open_cautious.pop())
+        if open_mechanic and not any(p is open_mechanic[0][0] for p in visit.parents):
+            _close_mechanic(out, *open_mechanic.pop())
+        wrapped = [p for p in visit.parents if isinstance(p, (Cautious, Mechanize))]
+        if isinstance(t, Mechanize):
+            if mask is not None or wrapped:
+                raise NotFusable(f"a masked or nested Mechanic wrapper {t.name!r}")
+            open_mechanic.append((t, len(out), visit.path))
+            continue
         if isinstance(t, Cautious):
-            if mask is not None or any(isinstance(p, Cautious) for p in visit.parents):
+            if mask is not None or wrapped:
                 raise NotFusable(f"a masked or nested cautious wrapper {t.name!r}")
             out.append(Stage(len(out), CautiousStart(t), visit.path))
             open_cautious.append((t, len(out) - 1, visit.path))
@@ -209,6 +223,8 @@ def flatten_stages(
             raise NotFusable(f"{type(t).__name__} {t.name!r} is not an elementwise stage")
     if open_cautious:
         _close(out, *open_cautious.pop())
+    if open_mechanic:
+        _close_mechanic(out, *open_mechanic.pop())
     for st in out:
         if st.state_path is None and (st.stage.slots or st.stage.counted):
             raise NotFusable(f"stage {st.stage.name!r} keeps state but has no place in the state")
@@ -227,6 +243,14 @@ def _with_form(forms: list[FusedForm], t: Transform) -> Transform:
 def _close(out: list[Stage], wrapper: Cautious, start: int, path: tuple) -> None:
     """The end of a cautious wrapper's stages: its mask, paired with its start."""
     out.append(Stage(len(out), CautiousEnd(wrapper), path, partner=start))
+
+
+def _close_mechanic(out: list[Stage], wrapper: Mechanize, first: int, path: tuple) -> None:
+    """The end of a Mechanic wrapper's inner stages: its own stage, whose terms read
+    the gradient the first of them received."""
+    if first == len(out):
+        raise NotFusable(f"the Mechanic wrapper {wrapper.name!r} wraps no stage")
+    out.append(Stage(len(out), wrapper.fused_stage(), path, terms_from=first))
 
 
 def place_stages(stages: list[Stage], first_scalar: int = 0) -> tuple[int, int, int]:

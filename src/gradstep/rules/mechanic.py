@@ -86,8 +86,10 @@ def mechanize(
     Differences: optax's ``contrib.mechanize`` (the authors' implementation) computes
     the same; its inner product and norms are summed in the parameters' dtype, here
     in float64 where the library has it (the scalar recursion stays in the
-    parameters' dtype, as optax's). The paper's pseudo-code has no clipping of
-    :math:`h_t` in the :math:`r_j` update; optax and this rule have it.
+    parameters' dtype, as optax's, on the eager and JAX engines; the fused engines
+    run it in float64 and store it in the parameters' dtype). The paper's
+    pseudo-code has no clipping of :math:`h_t` in the :math:`r_j` update; optax and
+    this rule have it.
     """
     return Mechanize(base, weight_decay, epsilon, s_init, num_betas)
 
