@@ -200,6 +200,8 @@ def generate_source(
 # a fixed order for a given CPU), while the terms themselves stay exact: the
 # element functions a reduction kernel calls are strict copies, compiled apart and
 # not inlined by numba, so that LLVM inlines them with their own (strict) flags.
+# They say ``fastmath=False``: numba compiles a called function that sets no
+# fast-math flags of its own with its caller's.
 _STRICT_CALL = re.compile(r"\b(_[en]\d+)\(")
 
 
@@ -212,7 +214,7 @@ def _strict_copies(sources: list[str]) -> list[str]:
             continue
         name = match.group(1)
         out += [
-            "@njit(cache=True, error_model='numpy')",
+            "@njit(cache=True, error_model='numpy', fastmath=False)",
             f"def {name}_strict(" + source[match.end() :],
             "",
         ]
