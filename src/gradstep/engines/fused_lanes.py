@@ -45,12 +45,15 @@ LANES = 2048
 assert LANES % BLOCK == 0
 
 #: how each kind of :class:`~gradstep.engines.kernel_plan.Accumulate` adds term
-#: ``q[i]`` of a block; ``positive``: ``q`` is the product ``u * g`` of a cautious mask
+#: ``q[i]`` of a block: the total's zero and the term. ``positive``: ``q`` is the
+#: product ``u * g`` of a cautious mask, and its count of at most LANES ones is exact
+#: in float32, whose lanes are twice as many
 LANE_TERMS = {
-    "sums": "np.float64(q[i])",
-    "squares": "np.float64(q[i]) * np.float64(q[i])",
-    "positive": "1.0 if q[i] > 0 else 0.0",
+    "sums": ("0.0", "np.float64(q[i])"),
+    "squares": ("0.0", "np.float64(q[i]) * np.float64(q[i])"),
+    "positive": ("np.float32(0.0)", "np.float32(1.0) if q[i] > 0 else np.float32(0.0)"),
 }
+assert LANES < 1 << 24
 
 _CALL = re.compile(r"\b(_[en]\d+)\(")
 
@@ -116,17 +119,17 @@ def _values(steps: list) -> list[str]:
 
 
 def lane_sums() -> list[str]:
-    """The source of the helpers ``lanes_<how>(q, m)``: the float64 sum of the first
-    ``m`` terms of buffer ``q``, each added as :data:`LANE_TERMS` says."""
+    """The source of the helpers ``lanes_<how>(q, m)``: the sum of the first ``m``
+    terms of buffer ``q``, each added as :data:`LANE_TERMS` says, as a float64."""
     out = []
-    for how, term in LANE_TERMS.items():
+    for how, (zero, term) in LANE_TERMS.items():
         out += [
             "@njit(cache=True, error_model='numpy', fastmath={'reassoc'})",
             f"def lanes_{how}(q, m):",
-            "    total = 0.0",
+            f"    total = {zero}",
             "    for i in range(m):",
             f"        total += {term}",
-            "    return total",
+            "    return np.float64(total)",
             "",
         ]
     return out
