@@ -24,13 +24,13 @@ layer, so the kernels are then plain loops over the same chunks.
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import numpy as np
 
 from .._core.blockwise8 import BLOCK, BLOCKWISE8
 from .._core.xmath import OPERATIONS
+from . import fused_lanes as lanes
 from . import kernel_plan as kp
 from .element_source import SourceError
 from .plan import NotFusable, Stage
@@ -90,6 +90,7 @@ class _Rows:
         self.n_stages = len(stages)
         self.mode = "codes"
         self.outlined = False  # rendering _outlined_elements' loop
+        self.lanes = False  # rendering a reduction kernel in blocks (fused_lanes)
 
     def quantised(self, st: Stage, slot: int) -> bool:
         """Whether slot number ``slot`` of stage ``st`` may be stored as 8-bit codes."""
@@ -185,46 +186,20 @@ def generate_source(
         lines.append("")
     terms = {st.index: global_terms(st) for st in stages if st.is_global or st.is_per_tensor}
     kernels = kp.kernels(stages, terms, fold=True)
-    if any(not kernel.write for kernel in kernels):
-        lines += _strict_copies(sources)
+    # how each reduction kernel adds its terms (fused_lanes): in blocks where its
+    # element loop computes, else in the loop
+    computing = lanes.computing(sources)
+    blocked = {k.name: lanes.blocked(k, computing) for k in kernels if not k.write}
+    if not all(blocked.values()):
+        lines += lanes.strict_copies(sources)
+    if any(blocked.values()):
+        lines += lanes.lane_sums()
     for kernel in kernels:
-        source = _kernel(kernel, kp.kernel_inputs(kernel, stages, rows), access, loop)
-        lines += source if kernel.write else _summing(source)
+        in_blocks = blocked.get(kernel.name, False)
+        inputs = kp.kernel_inputs(kernel, stages, rows)
+        source = _kernel(kernel, inputs, access, loop, in_blocks)
+        lines += source if kernel.write or in_blocks else lanes.summing(source)
     return "\n".join(lines) + "\n"
-
-
-# A reduction kernel adds float64 terms into a total per chunk. Added strictly in
-# order, each addition waits for the one before, and the loop cannot use the
-# vector units: it ran 3-5 times slower than a copy of the same bytes. Its additions
-# may therefore be reassociated (``fastmath={'reassoc'}``: LLVM adds in vector lanes,
-# a fixed order for a given CPU), while the terms themselves stay exact: the
-# element functions a reduction kernel calls are strict copies, compiled apart and
-# not inlined by numba, so that LLVM inlines them with their own (strict) flags.
-_STRICT_CALL = re.compile(r"\b(_[en]\d+)\(")
-
-
-def _strict_copies(sources: list[str]) -> list[str]:
-    """The element functions and reduction terms again, as ``<name>_strict``."""
-    out = []
-    for source in sources:
-        match = re.match(r"def (_[en]\d+)\(", source)
-        if match is None:  # an element helper: inlined into whatever calls it
-            continue
-        name = match.group(1)
-        out += [
-            "@njit(cache=True, error_model='numpy')",
-            f"def {name}_strict(" + source[match.end() :],
-            "",
-        ]
-    return out
-
-
-def _summing(source: list[str]) -> list[str]:
-    """A reduction kernel's lines with reassociable additions and strict terms."""
-    decorator = source[0].replace(
-        "error_model='numpy'", "error_model='numpy', fastmath={'reassoc'}"
-    )
-    return [decorator] + [_STRICT_CALL.sub(r"\1_strict(", line) for line in source[1:]]
 
 
 PARALLEL_LOOP = ("@njit(parallel=True, cache=True, error_model='numpy')", "prange")
@@ -241,13 +216,18 @@ def global_terms(st: Stage) -> int:
 
 
 def _kernel(
-    kernel: kp.Kernel, inputs: list[kp.Input], access: _Rows, loop: tuple[str, str]
+    kernel: kp.Kernel,
+    inputs: list[kp.Input],
+    access: _Rows,
+    loop: tuple[str, str],
+    in_blocks: bool = False,
 ) -> list[str]:
     """``kernel`` as a loop over chunks: ``loop`` is the decorator and the range
     (:data:`PARALLEL_LOOP` or :data:`PLAIN_LOOP`). A reduction kernel, and a step
     kernel with folded global reductions, stores its totals in
-    ``acc[chunk * terms + t]``; the rows stored with stochastic rounding take their
-    stream keys from the extra argument ``keys``."""
+    ``acc[chunk * terms + t]`` (``in_blocks``: a reduction kernel walking each chunk
+    in blocks, :func:`~gradstep.engines.fused_lanes.in_lanes`); the rows stored with
+    stochastic rounding take their stream keys from the extra argument ``keys``."""
     rows, write, terms = access.dtypes, kernel.write, kernel.terms
     sums = not write or bool(kernel.folded)
     stochastic = kp.STOCHASTIC in access.kinds
@@ -259,11 +239,17 @@ def _kernel(
     for dtype in sorted(views):
         src.append(f"    z_{dtype} = {VIEW_TYPES[dtype]}(0)")  # element-type witnesses
     src += [f"    {i.name} = scal[{i.position}]" for i in inputs if i.table == "scalar"]
+    chunk = "0" if in_blocks else ""  # in blocks: the block's elements are off, n
     src += [
         f"    for c in {chunk_range}(chunks.shape[0]):",
         "        j = chunks[c, 0]",
-        "        off = chunks[c, 1]",
-        "        n = chunks[c, 2]",
+        f"        off{chunk} = chunks[c, 1]",
+        f"        n{chunk} = chunks[c, 2]",
+    ]
+    if in_blocks:
+        src += [f"        total{t} = 0.0" for t in range(terms)]
+    first_view_line = len(src)
+    src += [
         f"        g = {_view(rows, 0)}",
         f"        w = {_view(rows, 1)}",
     ]
@@ -273,11 +259,12 @@ def _kernel(
         src.append(f"        {i.name}f = {_view(rows, i.position, rows[i.position].split('|')[1])}")
     if mixed:
         src.append(f"        q8 = tmask[{access.n_stages}, j]")
-    if sums:
+    if sums and not in_blocks:
         src += [f"        total{t} = 0.0" for t in range(terms)]
     steps = kp.element_steps(kernel.body, write, kernel.folded)
     if not write:
         steps += kp.reduction_steps(kernel)
+    access.lanes = in_blocks
     # 8-bit slots: a block's new values go to a small buffer until the block's scale
     # is known, then are quantised and stored
     eight = [s for s in steps if isinstance(s, kp.StoreSlot) and access.quantised(s.stage, s.slot)]
@@ -303,7 +290,9 @@ def _kernel(
     else:
         access.mode = "float"
         src += _element_loop(steps, access, stochastic and write)
-    access.mode = "codes"
+    access.mode, access.lanes = "codes", False
+    if in_blocks:
+        src[first_view_line:] = lanes.in_lanes(src[first_view_line:], steps, terms, access.math)
     if not write and kernel.target is None:
         src.append("        acc[c] = total0")
     elif sums:
@@ -467,6 +456,8 @@ def _render(step, access: _Rows) -> list[str]:
     if isinstance(step, kp.IfCovered):
         inner = [line for s in step.steps for line in _render(s, access)]
         return [f"if m{step.stage}:"] + ["    " + line for line in inner]
+    if access.lanes:  # added up per block (fused_lanes.in_lanes)
+        return [f"lanes[{step.first + t}, i] = {v}" for t, v in enumerate(step.values)]
     if step.how == "positive":
         return [f"total0 += 1.0 if {step.values[0]} > 0 else 0.0"]
     if step.how == "sums" and access.outlined:  # summed by the caller (_outlined_elements)
