@@ -119,7 +119,6 @@ def test_builtin_measures_on_torch_tensors():
         np.testing.assert_allclose(float(state["measurements"][k]), float(want["measurements"][k]))
 
 
-
 @pytest.mark.parametrize("engine", ["eager", "auto"])
 def test_torch_front_measures_the_whole_param_group(engine):
     """On gradstep.torch, a group's step is one update of the transform over all its
@@ -161,6 +160,7 @@ def test_init_on_zero_parameters_warns_of_nothing():
         warnings.simplefilter("error")
         state = t.init([np.zeros(3)])
     assert float(state["monitor"]["measurements"]["r"]) == 0.0
+
 
 def test_monitor_children_follow_the_tree_protocol():
     ema = T.measure_with_ema("update_norm", 0.9)
