@@ -119,6 +119,49 @@ def test_builtin_measures_on_torch_tensors():
         np.testing.assert_allclose(float(state["measurements"][k]), float(want["measurements"][k]))
 
 
+@pytest.mark.parametrize("engine", ["eager", "auto"])
+def test_torch_front_measures_the_whole_param_group(engine):
+    """On gradstep.torch, a group's step is one update of the transform over all its
+    parameters: every parameter's state holds the group's measurement, the NumPy
+    front's over the same tree (not a per-tensor value)."""
+    torch = pytest.importorskip("torch", reason="torch is a test dependency")
+    import gradstep.torch as gt
+
+    def make():
+        return gradstep.chain(
+            gradstep.momentum(0.1, 0.9),
+            T.monitor({"n": "update_norm", "r": "update_param_ratio", "m": "update_max"}),
+        )
+
+    names = sorted(PARAMS)
+    params = [torch.nn.Parameter(torch.tensor(PARAMS[k])) for k in names]
+    opt = gt.TransformOptimizer(params, make(), engine=engine)
+    ws = [PARAMS[k].copy() for k in names]
+    ref = gradstep.Optimizer(ws, make(), engine="eager")
+    for g in GRADS:
+        for p, k in zip(params, names):
+            p.grad = torch.tensor(g[k])
+        opt.step()
+        ref.step([g[k] for k in names])
+        want = ref.state["monitor"]["measurements"]
+        for p in params:
+            for key in ("n", "r", "m"):
+                np.testing.assert_allclose(float(opt.state[p][key]), float(want[key]), rtol=1e-12)
+
+
+def test_init_on_zero_parameters_warns_of_nothing():
+    """init evaluates each measure only for its structure: zero parameters (zero-
+    initialised biases; the torch front's probe of a transform's state) give no
+    0/0 warning, which under ``-W error`` the torch front would report as a refusal."""
+    import warnings
+
+    t = gradstep.chain(gradstep.sgd(0.1), T.monitor({"r": "update_param_ratio"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = t.init([np.zeros(3)])
+    assert float(state["monitor"]["measurements"]["r"]) == 0.0
+
+
 def test_monitor_children_follow_the_tree_protocol():
     ema = T.measure_with_ema("update_norm", 0.9)
     t = T.chain(gradstep.sgd(0.1), T.monitor({"n": "update_norm", "e": ema}))

@@ -159,7 +159,12 @@ def mechanic_step(
         return [], [], dict(scalars)
     n = len(scalars) // len(VECTORS)
     like = scalars["s1"]
-    # the state as the library's 0-d values (a front may keep it as NumPy's)
+    if namespace_of(like) is not ns:
+        # a front keeps the state as NumPy 0-d values (the torch front): the library's
+        # own, of the state's dtype, on the vectors' device (not the library's default
+        # dtype, which would round float64 state to float32)
+        like = ns.constant(np.asarray(like), g[0])
+    # the state as the library's 0-d values
     narrow = functools.partial(ns.astype, like=like)
     scalars = {key: narrow(scalars[key]) for key in state_keys(n)}
     if isinstance(first, bool):

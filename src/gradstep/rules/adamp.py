@@ -96,7 +96,8 @@ def project_radial(
     radial = ns.where(channel, ns.sum(unit * U, axis=1, keepdims=True), ns.sum(unit * U))
     projected = channel | layer
     U = U - ns.where(projected, unit * radial, ns.zeros_like(U))
-    rho = ns.where(projected, cast(wd_ratio), cast(1.0))
+    # in u's dtype: torch.where of two Python numbers would give torch's default dtype
+    rho = ns.where(projected, ns.astype(wd_ratio, U), ns.astype(1.0, U))
     return ns.reshape(U, shape), rho
 
 

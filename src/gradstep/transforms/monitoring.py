@@ -132,7 +132,8 @@ class MeasureWithEMA(Transform):
         self.debias = debias
 
     def init(self, params: Any) -> dict:
-        first = _measured(self.measure, params, params)
+        with np.errstate(divide="ignore", invalid="ignore"):  # for its structure only
+            first = _measured(self.measure, params, params)
         return {"count": np.zeros((), np.int64), "ema": _tree.tree_map(_zeros_like, first)}
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
@@ -211,11 +212,14 @@ class Monitor(Transform):
         state: dict[str, Any] = {}
         measurements = {}
         for name, measure in self.measures.items():
-            if isinstance(measure, Transform):
-                state[state_key(name)] = measure.init(params)
-                value, _ = measure.update(params, state[state_key(name)], params)
-            else:
-                value = _measured(measure, params, params)
+            # each measure is evaluated for its structure only: zero parameters' 0/0
+            # (update_param_ratio) is no warning here
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if isinstance(measure, Transform):
+                    state[state_key(name)] = measure.init(params)
+                    value, _ = measure.update(params, state[state_key(name)], params)
+                else:
+                    value = _measured(measure, params, params)
             measurements[name] = _tree.tree_map(_zeros_like, value)
         state["measurements"] = measurements
         return state
