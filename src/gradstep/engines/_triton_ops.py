@@ -169,7 +169,7 @@ def q8_scales(v, inside):
 def q8_codes(v, scales, table):
     """The uint8 codes of the float32 values ``v`` in rows of scales ``scales``, from
     the bucket table ``table`` (:func:`gradstep._core.blockwise8.bucket_codes`, in
-    device memory) as :func:`gradstep.engines._scalar_ops.q8_code` reads it: the
+    device memory; the numba kernels read the same codes from another table): the
     value divided by its scale (correctly rounded), the entry of its bucket (sign and
     top 16 bits of its magnitude, clamped), the bucket's lowest code plus one where
     the value's rank within the bucket reaches the entry's threshold."""

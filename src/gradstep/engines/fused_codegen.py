@@ -167,12 +167,13 @@ def generate_source(
     ]
     if any(r.startswith(BLOCKWISE8) for r in rows):
         lines[-1:-1] = [
-            "from gradstep._core.blockwise8 import MIN_SCALE, bucket_codes, dynamic_map",
+            "from gradstep._core.blockwise8 import MIN_SCALE, dynamic_map, key_codes",
             "from gradstep.engines._scalar_ops import bits_float, magnitude_bits, max_u32, q8_code",
+            "from gradstep.engines._scalar_ops import prefer_wide_vectors",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
-            "Q8S_CODES = bucket_codes(True)",
-            "Q8U_CODES = bucket_codes(False)",
+            "Q8S_CODES = key_codes(True)",
+            "Q8U_CODES = key_codes(False)",
         ]
     try:
         sources = kp.module_functions(stages)
@@ -352,16 +353,19 @@ def _element_loop(steps: list, access: _Rows, hashed: bool) -> list[str]:
 
 def _block_loop(steps: list, eight: list[kp.StoreSlot], access: _Rows, hashed: bool) -> list[str]:
     """The loop over a chunk's blocks, for a kernel storing the 8-bit slots ``eight``.
-    Each block runs five short loops that numba vectorises, each over every 8-bit
-    slot at once: the codes copied in (``q8b{stage}_{slot}``), dequantised into
+    Each block runs short loops that numba vectorises (at the full vector width:
+    :func:`~gradstep.engines._scalar_ops.prefer_wide_vectors`), over every 8-bit slot
+    at once: the codes copied in (``q8b{stage}_{slot}``), dequantised into
     ``buf{stage}_{slot}`` (table lookups: gathers), the steps of each element with the
     running largest magnitude of each new slot value (of the float32 bits, so a NaN
-    wins as ``max`` lets it), the new codes, then the codes copied out. Tables are
+    wins as ``max`` lets it), the new codes (one loop per slot), then the codes
+    copied out. Tables are
     read and buffers written in loops that write no pointer-table row, so the
     compiler can tell them apart from the rows (which it cannot for raw addresses)."""
     slots = [(s.stage.index, s.slot, s.stage.stage.slots[s.slot].nonnegative) for s in eight]
     inner = "                "
-    src = [f"        buf{k}_{i} = np.empty({BLOCK}, np.float32)" for k, i, _ in slots]
+    src = ["        prefer_wide_vectors()"]  # inside the chunk loop: its outlined body too
+    src += [f"        buf{k}_{i} = np.empty({BLOCK}, np.float32)" for k, i, _ in slots]
     src += [f"        q8b{k}_{i} = np.empty({BLOCK}, np.uint8)" for k, i, _ in slots]
     src += [
         f"        for blk in range((n + {BLOCK - 1}) // {BLOCK}):",
@@ -399,12 +403,12 @@ def _block_loop(steps: list, eight: list[kp.StoreSlot], access: _Rows, hashed: b
             f"            scale{k}_{i} = np.maximum(bits_float(top{k}_{i}), MIN_SCALE)",
             f"            b{k}_{i}[blk] = scale{k}_{i}",
         ]
-    src += ["            for i in range(m):"]
-    src += [
-        f"{inner}q8b{k}_{i}[i] = q8_code(buf{k}_{i}[i] / scale{k}_{i}, "
-        f"{'Q8U' if nonnegative else 'Q8S'}_CODES)"
-        for k, i, nonnegative in slots
-    ]
+    for k, i, nonnegative in slots:  # one loop per slot: fewer live vectors
+        src += [
+            "            for i in range(m):",
+            f"{inner}q8b{k}_{i}[i] = q8_code(buf{k}_{i}[i] / scale{k}_{i}, "
+            f"{'Q8U' if nonnegative else 'Q8S'}_CODES)",
+        ]
     src += ["            for i in range(m):"]
     src += [f"{inner}a{k}_{i}b[i] = q8b{k}_{i}[i]" for k, i, _ in slots]
     return src
