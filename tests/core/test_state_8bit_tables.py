@@ -48,7 +48,7 @@ def _bucket_lookup(v, signed):
     bits = v.view(np.int32).astype(np.int64)
     magnitude, sign = bits & 0x7FFFFFFF, (bits >> 31) & 1
     top = magnitude >> 16
-    floor = top < q8.BUCKET_FLOOR
+    floor = top <= q8.BUCKET_FLOOR
     top = np.clip(top, q8.BUCKET_FLOOR, q8.BUCKET_TOP)
     rank = np.where(floor, np.minimum(magnitude, 1), bits & 0xFFFF) ^ (sign * 0xFFFF)
     entry = q8.bucket_codes(signed).astype(np.int64)[top - q8.BUCKET_FLOOR + sign * q8.BUCKET_WIDTH]

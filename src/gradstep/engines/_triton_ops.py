@@ -177,7 +177,9 @@ def q8_codes(v, scales, table):
     magnitude = bits & 0x7FFFFFFF
     sign = (bits >> 31) & 1
     top = magnitude >> 16
-    floor = top < _Q8_FLOOR
+    # magnitudes whose top bits are the floor's too: nonzero, though their low bits
+    # may be 0 (0x337F0000 would read as a zero magnitude)
+    floor = top <= _Q8_FLOOR
     top = tl.minimum(tl.maximum(top, _Q8_FLOOR), _Q8_TOP)
     index = top - _Q8_FLOOR + sign * _Q8_WIDTH
     # the rank within the bucket: the low 16 bits (the floor bucket: 0 for a zero
