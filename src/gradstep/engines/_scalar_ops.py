@@ -385,3 +385,22 @@ def q8_code(typingctx, v, table):
         return builder.trunc(code, ir.IntType(8))
 
     return types.uint8(v, table), codegen
+
+
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Asks the CPU to bring the cache line of ``array[index]`` in (``llvm.prefetch``,
+    for reading, kept in every cache level): a hint, with no effect on any value."""
+    if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        address = builder.bitcast(builder.gep(data, [args[1]]), i8p)
+        hint = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = builder.module.declare_intrinsic("llvm.prefetch", fnty=hint)
+        builder.call(fn, [address, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(array, index), codegen

@@ -9,7 +9,7 @@ rounded when stored, and the arithmetic runs in :func:`math_dtype`. An 8-bit slo
 (:mod:`gradstep._core.blockwise8`) has a row of uint8 codes and a row of float32
 block scales; the main kernel then walks each chunk block by block in short loops the
 compiler vectorises, keeping the block's slot values in a small buffer until its
-new scale is known (:func:`_block_loop`). A row whose tensors below
+new scale is known (:func:`~gradstep.engines.fused_blocks.block_loop`). A row whose tensors below
 ``min_8bit_size`` keep floats (storage ``"blockwise8|float32"``) gets both loops,
 chosen per tensor. What each kernel
 reads, runs and stores is planned in :mod:`~gradstep.engines.kernel_plan`, as for the
@@ -33,6 +33,7 @@ from .._core.blockwise8 import BLOCK, BLOCKWISE8
 from .._core.xmath import OPERATIONS
 from . import kernel_plan as kp
 from .element_source import SourceError
+from .fused_blocks import block_loop
 from .plan import NotFusable, Stage
 
 #: storage dtypes the kernels read and write
@@ -94,6 +95,10 @@ class _Rows:
     def quantised(self, st: Stage, slot: int) -> bool:
         """Whether slot number ``slot`` of stage ``st`` may be stored as 8-bit codes."""
         return self.kinds[st.slot_rows[slot]] in (kp.QUANTISED, kp.MIXED8)
+
+    def itemsize(self, row: int) -> int:
+        """Bytes per element of row ``row`` (a mixed 8-bit row: of its codes)."""
+        return _SIZE[self.dtypes[row].split("|")[0]]
 
     def view(self, name: str) -> str:
         """The array of the loop's elements for the chunk's view ``name``."""
@@ -169,7 +174,7 @@ def generate_source(
         lines[-1:-1] = [
             "from gradstep._core.blockwise8 import MIN_SCALE, dynamic_map, key_codes",
             "from gradstep.engines._scalar_ops import bits_float, magnitude_bits, max_u32, q8_code",
-            "from gradstep.engines._scalar_ops import prefer_wide_vectors",
+            "from gradstep.engines._scalar_ops import prefer_wide_vectors, prefetch",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
             "Q8S_CODES = key_codes(True)",
@@ -286,7 +291,7 @@ def _kernel(
     body = []
     if eight:
         access.mode = "block"
-        body = _block_loop(steps, eight, access, stochastic and write)
+        body = block_loop(steps, eight, access, stochastic and write, _render)
     elif has_codes:
         access.mode = "codes"
         body = _element_loop(steps, access, stochastic and write)
@@ -349,80 +354,6 @@ def _element_loop(steps: list, access: _Rows, hashed: bool) -> list[str]:
     if hashed:  # the element's hashed index, shared by every rounded row
         src.append(f"{pad}hi = mix32(np.uint32(off + i))")
     return src + [pad + line for step in steps for line in _render(step, access)]
-
-
-def _block_loop(steps: list, eight: list[kp.StoreSlot], access: _Rows, hashed: bool) -> list[str]:
-    """The loop over a chunk's blocks, for a kernel storing the 8-bit slots ``eight``.
-    Each block runs short loops that numba vectorises (at the full vector width:
-    :func:`~gradstep.engines._scalar_ops.prefer_wide_vectors`), over every 8-bit slot
-    at once: the codes copied in (``q8b{stage}_{slot}``), dequantised into
-    ``buf{stage}_{slot}`` (table lookups: gathers), the steps of each element with the
-    running largest magnitude of each new slot value (of the float32 bits, so a NaN
-    wins as ``max`` lets it), the new codes (one loop per slot), then the codes
-    copied out. Tables are
-    read and buffers written in loops that write no pointer-table row, so the
-    compiler can tell them apart from the rows (which it cannot for raw addresses)."""
-    slots = [(s.stage.index, s.slot, s.stage.stage.slots[s.slot].nonnegative) for s in eight]
-    inner = "                "
-    src = ["        prefer_wide_vectors()"]  # inside the chunk loop: its outlined body too
-    src += [f"        buf{k}_{i} = np.empty({BLOCK}, np.float32)" for k, i, _ in slots]
-    src += [f"        q8b{k}_{i} = np.empty({BLOCK}, np.uint8)" for k, i, _ in slots]
-    src += [
-        f"        for blk in range((n + {BLOCK - 1}) // {BLOCK}):",
-        f"            start = blk * {BLOCK}",
-        f"            stop = min(start + {BLOCK}, n)",
-        "            m = stop - start",
-        "            gb = g[start:stop]",
-        "            wb = w[start:stop]",
-    ]
-    rows = sorted({(st.index, i) for st in _stages_of(steps) for i in range(len(st.slot_rows))})
-    src += [f"            a{k}_{i}b = a{k}_{i}[start:stop]" for k, i in rows]
-    src += ["            for i in range(m):"]
-    src += [f"{inner}q8b{k}_{i}[i] = a{k}_{i}b[i]" for k, i, _ in slots]
-    src += [f"            scale{k}_{i} = b{k}_{i}[blk]" for k, i, _ in slots]
-    src += ["            for i in range(m):"]
-    src += [
-        f"{inner}buf{k}_{i}[i] = {'Q8U' if nonnegative else 'Q8S'}[q8b{k}_{i}[i]] * scale{k}_{i}"
-        for k, i, nonnegative in slots
-    ]
-    src += [f"            top{k}_{i} = np.uint32(0)" for k, i, _ in slots]
-    src += ["            for i in range(m):"]
-    src += [f"{inner}x = {access.load(0, 'gb[i]')}", f"{inner}wi = {access.load(1, 'wb[i]')}"]
-    if hashed:
-        src.append(f"{inner}hi = mix32(np.uint32(off + start + i))")
-    # each slot's new value (its old one where a stage does not cover the tensor), held
-    # in a variable for the running largest magnitude: read back from its buffer after
-    # other stores, it would be loaded again (the compiler cannot tell the buffers apart)
-    src += [f"{inner}new{k}_{i} = buf{k}_{i}[i]" for k, i, _ in slots]
-    src += [inner + line for step in steps for line in _render(step, access)]
-    src += [
-        f"{inner}top{k}_{i} = max_u32(top{k}_{i}, magnitude_bits(new{k}_{i}))" for k, i, _ in slots
-    ]
-    for k, i, _ in slots:
-        src += [
-            f"            scale{k}_{i} = np.maximum(bits_float(top{k}_{i}), MIN_SCALE)",
-            f"            b{k}_{i}[blk] = scale{k}_{i}",
-        ]
-    for k, i, nonnegative in slots:  # one loop per slot: fewer live vectors
-        src += [
-            "            for i in range(m):",
-            f"{inner}q8b{k}_{i}[i] = q8_code(buf{k}_{i}[i] / scale{k}_{i}, "
-            f"{'Q8U' if nonnegative else 'Q8S'}_CODES)",
-        ]
-    src += ["            for i in range(m):"]
-    src += [f"{inner}a{k}_{i}b[i] = q8b{k}_{i}[i]" for k, i, _ in slots]
-    return src
-
-
-def _stages_of(steps: list) -> list[Stage]:
-    """The stages whose slots ``steps`` load or store."""
-    out = []
-    for step in steps:
-        if isinstance(step, kp.IfCovered):
-            out += _stages_of(list(step.steps))
-        elif isinstance(step, (kp.LoadSlot, kp.StoreSlot)):
-            out.append(step.stage)
-    return out
 
 
 def _view(rows: list[str], row: int, dtype: str | None = None) -> str:
