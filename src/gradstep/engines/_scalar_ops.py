@@ -12,8 +12,9 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
+from numba.np.arrayobj import populate_array
 
-from .._core.blockwise8 import KEY_HIGH, KEY_LOW, KEY_WIDTH
+from .._core.blockwise8 import BLOCK, KEY_HIGH, KEY_LOW, KEY_WIDTH
 
 sqrt = np.sqrt
 absolute = np.abs
@@ -404,3 +405,36 @@ def prefetch(typingctx, array, index):
         return context.get_dummy_value()
 
     return types.none(array, index), codegen
+
+
+@intrinsic
+def block_buffer(typingctx, witness):
+    """A C array of ``BLOCK`` elements of ``witness``'s type on the calling
+    function's stack (its entry block: one per call of the function, reused by
+    every loop iteration). The compiler knows that no other pointer reaches it
+    (unlike an ``np.empty`` array, whose data pointer it cannot tell from a
+    parameter row's), so a loop that writes only such buffers vectorises with no
+    checks of overlap, table lookups included."""
+    if not isinstance(witness, (types.Float, types.Integer)):
+        return None
+    array = types.Array(witness, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        element = context.get_data_type(witness)
+        with builder.goto_entry_block():
+            memory = builder.alloca(ir.ArrayType(element, BLOCK))
+            memory.align = 64
+        size = context.get_value_type(types.intp)
+        itemsize = ir.Constant(size, context.get_abi_sizeof(element))
+        out = context.make_array(array)(context, builder)
+        populate_array(
+            out,
+            data=builder.bitcast(memory, element.as_pointer()),
+            shape=[ir.Constant(size, BLOCK)],
+            strides=[itemsize],
+            itemsize=itemsize,
+            meminfo=None,
+        )
+        return out._getvalue()
+
+    return array(witness), codegen

@@ -33,70 +33,134 @@ def block_loop(
     ``render``: one step's lines; ``hashed``: with the element's hashed index for
     stochastic rounding).
 
-    Each block runs short loops that numba vectorises (at the full vector width:
-    :func:`~gradstep.engines._scalar_ops.prefer_wide_vectors`), over every 8-bit slot
-    at once: the codes copied in (``q8b{stage}_{slot}``), dequantised into
-    ``buf{stage}_{slot}`` (table lookups: gathers), the steps of each element with the
-    running largest magnitude of each new slot value (of the float32 bits, so a NaN
-    wins as ``max`` lets it), the new codes (one loop per slot), then the codes
-    copied out. Tables are read and buffers written in loops that write no
-    pointer-table row, so the compiler can tell them apart from the rows (which it
-    cannot for raw addresses). Before its loops, a block asks for the rows of the
-    block :data:`PREFETCH_BLOCKS` ahead (one prefetch per cache line): the loops of
-    a block other than the element steps read no row, so without it the memory
-    waits while they run and the element steps then wait for the memory."""
+    The loop quantises each block while it steps the next: one loop over a block's
+    elements finds the codes of the block before it (from its new values, kept in a
+    buffer, and its new scale), dequantises the block's own codes (table lookups:
+    gathers), runs the element steps and keeps the running largest magnitude of
+    each new slot value (of the float32 bits, so a NaN wins as ``max`` lets it).
+    The quantising is integer work and the element steps wait for memory and the
+    divider, so the processor overlaps them. Every row the steps write (the
+    parameter, slots that are not 8-bit) goes to a block buffer, copied out after
+    the loop with the codes of the block before, and every buffer is on the stack
+    (:func:`~gradstep.engines._scalar_ops.block_buffer`): a loop that writes no
+    row vectorises with no checks of overlap, which the compiler cannot make for
+    table lookups against the raw addresses of the rows. The first block (nothing
+    before it), the last (its successor's turn never comes) and a short one are
+    quantised in loops of their own, as are all blocks of a kernel with running
+    float64 sums (whose loop does not vectorise). The loops run at the full vector
+    width (:func:`~gradstep.engines._scalar_ops.prefer_wide_vectors`); each block
+    first asks for the rows of the block :data:`PREFETCH_BLOCKS` ahead (one
+    prefetch per cache line), which arrive while it computes."""
     slots = [(s.stage.index, s.slot, s.stage.stage.slots[s.slot].nonnegative) for s in eight]
-    inner = "                "
+    names = [f"{k}_{i}" for k, i, _ in slots]
+    stages = {st.index: st for st in _stages_of(steps)}
+    rows = sorted({(k, i) for k, st in stages.items() for i in range(len(st.slot_rows))})
+    stored = _stored_rows(steps, access)  # (view, row, conditional)
     src = ["        prefer_wide_vectors()"]  # inside the chunk loop: its outlined body too
-    src += [f"        buf{k}_{i} = np.empty({BLOCK}, np.float32)" for k, i, _ in slots]
-    src += [f"        q8b{k}_{i} = np.empty({BLOCK}, np.uint8)" for k, i, _ in slots]
+    for s in names:
+        src += [f"        buf{ab}{s} = block_buffer(z_float32)" for ab in "AB"]
+        src += [f"        qc{s} = block_buffer(z_blockwise8)", f"        pscale{s} = np.float32(1)"]
+    src += [f"        {v}o = block_buffer(z_{access.view_dtype(r)})" for v, r, _ in stored]
     src += [
-        f"        for blk in range((n + {BLOCK - 1}) // {BLOCK}):",
+        "        pm = 0",
+        "        pstart = 0",
+        f"        nb = (n + {BLOCK - 1}) // {BLOCK}",
+        "        for blk in range(nb + 1):",
         f"            start = blk * {BLOCK}",
         f"            stop = min(start + {BLOCK}, n)",
         "            m = stop - start",
+        "            odd = blk & 1",
     ]
-    stages = {st.index: st for st in _stages_of(steps)}
-    rows = sorted({(k, i) for k, st in stages.items() for i in range(len(st.slot_rows))})
+    for s in names:
+        src += [
+            f"            buf{s} = bufB{s} if odd else bufA{s}",
+            f"            pbuf{s} = bufA{s} if odd else bufB{s}",
+        ]
+    src += ["            if blk < nb:"]
     views = [("g", 0), ("w", 1)] + [(f"a{k}_{i}", stages[k].slot_rows[i]) for k, i in rows]
-    src += _prefetches(views, access)
-    src += ["            gb = g[start:stop]", "            wb = w[start:stop]"]
-    src += [f"            a{k}_{i}b = a{k}_{i}[start:stop]" for k, i in rows]
-    src += ["            for i in range(m):"]
-    src += [f"{inner}q8b{k}_{i}[i] = a{k}_{i}b[i]" for k, i, _ in slots]
-    src += [f"            scale{k}_{i} = b{k}_{i}[blk]" for k, i, _ in slots]
-    src += ["            for i in range(m):"]
-    src += [
-        f"{inner}buf{k}_{i}[i] = {'Q8U' if nonnegative else 'Q8S'}[q8b{k}_{i}[i]] * scale{k}_{i}"
-        for k, i, nonnegative in slots
+    pad = "    "
+    src += [pad + line for line in _prefetches(views, access)]
+    src += ["                gb = g[start:stop]", "                wb = w[start:stop]"]
+    src += [f"                a{k}_{i}b = a{k}_{i}[start:stop]" for k, i in rows]
+    src += [f"                scale{s} = b{s}[blk]" for s in names]
+    src += [f"                top{s} = np.uint32(0)" for s in names]
+    elements = _element_lines(steps, slots, stored, access, hashed, render)
+    quantise = [
+        f"q8_code(pbuf{s}[i] / pscale{s}, {'Q8U' if nonnegative else 'Q8S'}_CODES)"
+        for s, (_, _, nonnegative) in zip(names, slots)
     ]
-    src += [f"            top{k}_{i} = np.uint32(0)" for k, i, _ in slots]
-    src += ["            for i in range(m):"]
-    src += [f"{inner}x = {access.load(0, 'gb[i]')}", f"{inner}wi = {access.load(1, 'wb[i]')}"]
-    if hashed:
-        src.append(f"{inner}hi = mix32(np.uint32(off + start + i))")
-    # each slot's new value (its old one where a stage does not cover the tensor), held
-    # in a variable for the running largest magnitude: read back from its buffer after
-    # other stores, it would be loaded again (the compiler cannot tell the buffers apart)
-    src += [f"{inner}new{k}_{i} = buf{k}_{i}[i]" for k, i, _ in slots]
-    src += [inner + line for step in steps for line in render(step, access)]
-    src += [
-        f"{inner}top{k}_{i} = max_u32(top{k}_{i}, magnitude_bits(new{k}_{i}))" for k, i, _ in slots
-    ]
-    for k, i, _ in slots:
+    fused = not _sums(steps)
+    if fused:  # the block before is whole (only the last block may be short)
+        src += [f"                if blk > 0 and m == {BLOCK}:"]
+        src += ["                    for i in range(m):"]
+        src += [f"                        qc{s}[i] = {q}" for s, q in zip(names, quantise)]
+        src += ["                        " + line for line in elements]
+        src += ["                else:"]
+    body = ["if blk > 0:"]
+    for s, q in zip(names, quantise):  # one loop per slot: fewer live vectors
+        body += ["    for i in range(pm):", f"        qc{s}[i] = {q}"]
+    body += ["for i in range(m):"] + ["    " + line for line in elements]
+    src += [("    " if fused else "") + "                " + line for line in body]
+    src += ["                for i in range(m):"]
+    src += [f"                    {v}b[i] = {v}o[i]" for v, _, _ in stored]
+    for s in names:
         src += [
-            f"            scale{k}_{i} = np.maximum(bits_float(top{k}_{i}), MIN_SCALE)",
-            f"            b{k}_{i}[blk] = scale{k}_{i}",
+            f"                scale{s} = np.maximum(bits_float(top{s}), MIN_SCALE)",
+            f"                b{s}[blk] = scale{s}",
         ]
-    for k, i, nonnegative in slots:  # one loop per slot: fewer live vectors
-        src += [
-            "            for i in range(m):",
-            f"{inner}q8b{k}_{i}[i] = q8_code(buf{k}_{i}[i] / scale{k}_{i}, "
-            f"{'Q8U' if nonnegative else 'Q8S'}_CODES)",
-        ]
-    src += ["            for i in range(m):"]
-    src += [f"{inner}a{k}_{i}b[i] = q8b{k}_{i}[i]" for k, i, _ in slots]
+    src += ["            else:"]
+    for s, q in zip(names, quantise):
+        src += ["                for i in range(pm):", f"                    qc{s}[i] = {q}"]
+    src += ["            if blk > 0:"]
+    src += [f"                pa{s} = a{s}[pstart : pstart + pm]" for s in names]
+    src += ["                for i in range(pm):"]
+    src += [f"                    pa{s}[i] = qc{s}[i]" for s in names]
+    src += [f"            pscale{s} = scale{s}" for s in names]
+    src += ["            pstart = start", "            pm = m"]
     return src
+
+
+def _element_lines(steps, slots, stored, access, hashed, render) -> list[str]:
+    """The body of the loop over a block's elements (the element ``i``): each 8-bit
+    slot's value dequantised into ``new{stage}_{slot}`` (its value for the steps, and
+    its new value once a step stores it), the steps, then each new value into the
+    block's buffer and its magnitude into the block's largest."""
+    src = [f"x = {access.load(0, 'gb[i]')}", f"wi = {access.load(1, 'wb[i]')}"]
+    if hashed:
+        src.append("hi = mix32(np.uint32(off + start + i))")
+    # a row a masked stage may leave alone keeps its value
+    src += [f"{v}o[i] = {v}b[i]" for v, _, conditional in stored if conditional]
+    for k, i, nonnegative in slots:
+        table = "Q8U" if nonnegative else "Q8S"
+        src.append(f"new{k}_{i} = {table}[a{k}_{i}b[i]] * scale{k}_{i}")
+    src += [line for step in steps for line in render(step, access)]
+    src += [f"buf{k}_{i}[i] = new{k}_{i}" for k, i, _ in slots]
+    src += [f"top{k}_{i} = max_u32(top{k}_{i}, magnitude_bits(new{k}_{i}))" for k, i, _ in slots]
+    return src
+
+
+def _stored_rows(steps: list, access: Any, conditional: bool = False) -> list:
+    """``(view, row, conditional)`` of each row ``steps`` write other than 8-bit
+    codes: the parameter and slots that are not 8-bit (``conditional``: only for the
+    tensors a masked stage covers)."""
+    out = []
+    for step in steps:
+        if isinstance(step, kp.IfCovered):
+            out += _stored_rows(list(step.steps), access, True)
+        elif isinstance(step, kp.StoreParam):
+            out.append(("w", 1, conditional))
+        elif isinstance(step, kp.StoreSlot) and not access.quantised(step.stage, step.slot):
+            k, i = step.stage.index, step.slot
+            out.append((f"a{k}_{i}", step.stage.slot_rows[i], conditional))
+    return out
+
+
+def _sums(steps: list) -> bool:
+    """Whether ``steps`` add to a chunk's running totals."""
+    return any(
+        _sums(list(s.steps)) if isinstance(s, kp.IfCovered) else isinstance(s, kp.Accumulate)
+        for s in steps
+    )
 
 
 def _prefetches(views: list[tuple[str, int]], access: Any) -> list[str]:

@@ -80,10 +80,11 @@ class _Rows:
     (:func:`~gradstep.engines.kernel_plan.row_kinds`) render in numba.
 
     ``mode`` says how an element loop reaches the 8-bit slots: ``"codes"`` (their
-    codes times their block's scale), ``"block"`` (a loop over one block: the block's
-    dequantised values in ``buf{stage}_{slot}``, every row through its block view
-    ``{name}b``) or ``"float"`` (a tensor below ``min_8bit_size``: float values of the
-    math dtype in ``a{stage}_{slot}f``)."""
+    codes times their block's scale), ``"block"`` (a loop over one block,
+    :func:`~gradstep.engines.fused_blocks.block_loop`: an 8-bit slot's value in
+    ``new{stage}_{slot}``, every row read through its block view ``{name}b`` and
+    written to its block buffer ``{name}o``) or ``"float"`` (a tensor below
+    ``min_8bit_size``: float values of the math dtype in ``a{stage}_{slot}f``)."""
 
     def __init__(self, stages: list[Stage], rows: list[str], math: str):
         self.dtypes, self.math = rows, math
@@ -103,6 +104,14 @@ class _Rows:
     def view(self, name: str) -> str:
         """The array of the loop's elements for the chunk's view ``name``."""
         return name + "b" if self.mode == "block" else name
+
+    def view_dtype(self, row: int) -> str:
+        """The storage name of row ``row``'s elements (a mixed 8-bit row: of its codes)."""
+        return self.dtypes[row].split("|")[0]
+
+    def store_view(self, name: str) -> str:
+        """The array the loop's elements of the chunk's view ``name`` are stored to."""
+        return name + "o" if self.mode == "block" else name
 
     def load(self, row: int, value: str) -> str:
         """``value`` (as row ``row`` stores it) in the math dtype."""
@@ -174,7 +183,7 @@ def generate_source(
         lines[-1:-1] = [
             "from gradstep._core.blockwise8 import MIN_SCALE, dynamic_map, key_codes",
             "from gradstep.engines._scalar_ops import bits_float, magnitude_bits, max_u32, q8_code",
-            "from gradstep.engines._scalar_ops import prefer_wide_vectors, prefetch",
+            "from gradstep.engines._scalar_ops import block_buffer, prefer_wide_vectors, prefetch",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
             "Q8S_CODES = key_codes(True)",
@@ -388,17 +397,17 @@ def _render(step, access: _Rows) -> list[str]:
         k, i = step.stage.index, step.slot
         if access.quantised(step.stage, i) and access.mode == "block":
             # quantised after the block; its magnitude joins the block's largest
-            return [f"new{k}_{i} = np.float32(s{k}_{i})", f"buf{k}_{i}[i] = new{k}_{i}"]
+            return [f"new{k}_{i} = np.float32(s{k}_{i})"]
         if access.quantised(step.stage, i):  # below min_8bit_size: the math dtype
             return [f"a{k}_{i}f[i] = s{k}_{i}"]
         value = access.store(step.stage.slot_rows[i], f"s{k}_{i}")
-        return [f"{access.view(f'a{k}_{i}')}[i] = {value}"]
+        return [f"{access.store_view(f'a{k}_{i}')}[i] = {value}"]
     if isinstance(step, kp.Convert):
         convert = access.store if step.to_storage else access.load
         return [f"{step.name} = {convert(step.row, step.value)}"]
     if isinstance(step, kp.StoreParam):
         value = step.value if step.rounded else access.store(1, step.value)
-        return [f"{access.view('w')}[i] = {value}"]
+        return [f"{access.store_view('w')}[i] = {value}"]
     if isinstance(step, kp.IfCovered):
         inner = [line for s in step.steps for line in _render(s, access)]
         return [f"if m{step.stage}:"] + ["    " + line for line in inner]
@@ -421,6 +430,6 @@ def _slot_load(st: Stage, slot: int, access: _Rows) -> str:
         table = "Q8U" if st.stage.slots[slot].nonnegative else "Q8S"
         value = f"{table}[a{k}_{slot}[i]] * b{k}_{slot}[i // {BLOCK}]"
         if access.mode == "block":
-            value = f"buf{k}_{slot}[i]"
+            value = f"new{k}_{slot}"
         return value if math == "float32" else f"np.{math}({value})"
     return access.load(st.slot_rows[slot], f"{access.view(f'a{k}_{slot}')}[i]")
