@@ -132,19 +132,3 @@ def test_the_key_table_reads_the_codes_of_the_bucket_table():
     v = bits.view(np.float32)
     for signed in (True, False):
         np.testing.assert_array_equal(_kernel_codes(v, signed), _bucket_lookup(v, signed))
-
-
-def test_wide_vectors_reach_the_compiled_function():
-    """The 8-bit kernels ask for the CPU's full vector width with a function
-    attribute that llvmlite does not know by name (added by ``prefer_wide_vectors``):
-    it must reach the compiled function's IR."""
-    numba = pytest.importorskip("numba", reason="the fused engine's kernels")
-    from gradstep.engines._scalar_ops import prefer_wide_vectors
-
-    @numba.njit
-    def f(x):
-        prefer_wide_vectors()
-        return x + 1
-
-    f(1.0)
-    assert '"prefer-vector-width"="512"' in f.inspect_llvm(f.signatures[0])

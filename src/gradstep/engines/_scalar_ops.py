@@ -333,23 +333,6 @@ def max_u32(typingctx, a, b):
     return types.uint32(a, b), codegen
 
 
-@intrinsic
-def prefer_wide_vectors(typingctx):
-    """Lets the compiler vectorise the calling function's loops at the CPU's full
-    vector width (512 bits with AVX-512, where LLVM otherwise stops at 256): the
-    8-bit kernels' block loops are bound by instructions, not by memory, and run
-    about 15% faster (numba has no option for it: the function attribute is added
-    here, to the function being compiled). Results do not change: the vector width
-    is that of lanes doing the same operations."""
-
-    def codegen(context, builder, sig, args):
-        # a string attribute, which llvmlite's attribute set does not list as known
-        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
-        return context.get_dummy_value()
-
-    return types.none(), codegen
-
-
 assert KEY_WIDTH <= 1 << 16  # q8_code's table index fits in 16 bits
 
 

@@ -47,16 +47,15 @@ def block_loop(
     table lookups against the raw addresses of the rows. The first block (nothing
     before it), the last (its successor's turn never comes) and a short one are
     quantised in loops of their own, as are all blocks of a kernel with running
-    float64 sums (whose loop does not vectorise). The loops run at the full vector
-    width (:func:`~gradstep.engines._scalar_ops.prefer_wide_vectors`); each block
-    first asks for the rows of the block :data:`PREFETCH_BLOCKS` ahead (one
-    prefetch per cache line), which arrive while it computes."""
+    float64 sums (whose loop does not vectorise). Each block first asks for the
+    rows of the block :data:`PREFETCH_BLOCKS` ahead (one prefetch per cache line),
+    which arrive while it computes."""
     slots = [(s.stage.index, s.slot, s.stage.stage.slots[s.slot].nonnegative) for s in eight]
     names = [f"{k}_{i}" for k, i, _ in slots]
     stages = {st.index: st for st in _stages_of(steps)}
     rows = sorted({(k, i) for k, st in stages.items() for i in range(len(st.slot_rows))})
     stored = _stored_rows(steps, access)  # (view, row, conditional)
-    src = ["        prefer_wide_vectors()"]  # inside the chunk loop: its outlined body too
+    src = []
     for s in names:
         src += [f"        buf{ab}{s} = block_buffer(z_float32)" for ab in "AB"]
         src += [f"        qc{s} = block_buffer(z_blockwise8)", f"        pscale{s} = np.float32(1)"]

@@ -183,7 +183,7 @@ def generate_source(
         lines[-1:-1] = [
             "from gradstep._core.blockwise8 import MIN_SCALE, dynamic_map, key_codes",
             "from gradstep.engines._scalar_ops import bits_float, magnitude_bits, max_u32, q8_code",
-            "from gradstep.engines._scalar_ops import block_buffer, prefer_wide_vectors, prefetch",
+            "from gradstep.engines._scalar_ops import block_buffer, prefetch",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
             "Q8S_CODES = key_codes(True)",
