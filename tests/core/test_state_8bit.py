@@ -93,6 +93,15 @@ def test_the_parameter_update_uses_the_new_moments_before_quantisation():
         (lambda: gradstep.lion(0.01, state_dtype="int8"), np.float64),
         # bfloat16 parameters and gradients (uint16 bits in the kernel), optax's name
         (lambda: gradstep.momentum(0.01, 0.9, accumulator_dtype="int8"), "bfloat16"),
+        # a float32 slot beside the 8-bit ones, in a stage masked off the small tensor
+        # (whose row it never touches there)
+        (
+            lambda: gradstep.chain(
+                gradstep.adam(0.01, state_dtype="int8", min_8bit_size=0),
+                gradstep.masked(gradstep.momentum(1.0, 0.9), [True, False]),
+            ),
+            np.float32,
+        ),
     ],
 )
 def test_fused_engine_equals_eager_bit_for_bit(make, dtype):
