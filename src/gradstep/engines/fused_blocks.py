@@ -54,7 +54,7 @@ def block_loop(
     names = [f"{k}_{i}" for k, i, _ in slots]
     stages = {st.index: st for st in _stages_of(steps)}
     rows = sorted({(k, i) for k, st in stages.items() for i in range(len(st.slot_rows))})
-    stored = _stored_rows(steps, access)  # (view, row, conditional)
+    stored = _stored_rows(steps, access)  # (view, row, mask)
     src = []
     for s in names:
         src += [f"        buf{ab}{s} = block_buffer(z_float32)" for ab in "AB"]
@@ -100,8 +100,13 @@ def block_loop(
         body += ["    for i in range(pm):", f"        qc{s}[i] = {q}"]
     body += ["for i in range(m):"] + ["    " + line for line in elements]
     src += [("    " if fused else "") + "                " + line for line in body]
-    src += ["                for i in range(m):"]
-    src += [f"                    {v}b[i] = {v}o[i]" for v, _, _ in stored]
+    for mask in sorted({mask for _, _, mask in stored}, key=str):
+        # a masked stage's rows only for the tensors it covers (the others' may be
+        # no array at all), all of whose elements it then writes
+        pad = "                " if mask is None else "                    "
+        src += [] if mask is None else [f"                if m{mask}:"]
+        src += [pad + "for i in range(m):"]
+        src += [f"{pad}    {v}b[i] = {v}o[i]" for v, _, by in stored if by == mask]
     for s in names:
         src += [
             f"                scale{s} = np.maximum(bits_float(top{s}), MIN_SCALE)",
@@ -127,8 +132,6 @@ def _element_lines(steps, slots, stored, access, hashed, render) -> list[str]:
     src = [f"x = {access.load(0, 'gb[i]')}", f"wi = {access.load(1, 'wb[i]')}"]
     if hashed:
         src.append("hi = mix32(np.uint32(off + start + i))")
-    # a row a masked stage may leave alone keeps its value
-    src += [f"{v}o[i] = {v}b[i]" for v, _, conditional in stored if conditional]
     for k, i, nonnegative in slots:
         table = "Q8U" if nonnegative else "Q8S"
         src.append(f"new{k}_{i} = {table}[a{k}_{i}b[i]] * scale{k}_{i}")
@@ -138,19 +141,19 @@ def _element_lines(steps, slots, stored, access, hashed, render) -> list[str]:
     return src
 
 
-def _stored_rows(steps: list, access: Any, conditional: bool = False) -> list:
-    """``(view, row, conditional)`` of each row ``steps`` write other than 8-bit
-    codes: the parameter and slots that are not 8-bit (``conditional``: only for the
-    tensors a masked stage covers)."""
+def _stored_rows(steps: list, access: Any, mask: int | None = None) -> list:
+    """``(view, row, mask)`` of each row ``steps`` write other than 8-bit codes: the
+    parameter and slots that are not 8-bit (``mask``: the masked stage that writes it
+    for the tensors it covers, or None)."""
     out = []
     for step in steps:
         if isinstance(step, kp.IfCovered):
-            out += _stored_rows(list(step.steps), access, True)
+            out += _stored_rows(list(step.steps), access, step.stage)
         elif isinstance(step, kp.StoreParam):
-            out.append(("w", 1, conditional))
+            out.append(("w", 1, mask))
         elif isinstance(step, kp.StoreSlot) and not access.quantised(step.stage, step.slot):
             k, i = step.stage.index, step.slot
-            out.append((f"a{k}_{i}", step.stage.slot_rows[i], conditional))
+            out.append((f"a{k}_{i}", step.stage.slot_rows[i], mask))
     return out
 
 
