@@ -205,9 +205,29 @@ def _bucket_value(side: int, index: np.ndarray, low: np.ndarray) -> np.ndarray:
     return bits.astype(np.uint32).view(np.float32)
 
 
+def _changes(values_at, n: int, ends: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Where the code changes in ``n`` buckets of 16-bit ranks: ``values_at(r)`` gives
+    each bucket's float32 value of rank ``r`` (an array, one rank per bucket), ranks
+    ordered as the values. Returns each bucket's lowest code and the rank from which
+    it is one more (:data:`NEVER` where it stays), found by bisection with the eager
+    quantiser (codes rise with values); the buckets ``ends`` (values past 1.0, NaN)
+    are code 0 throughout, as NaN is."""
+    low = np.zeros(n, np.int64)
+    high = np.full(n, 0xFFFF, np.int64)
+    start = _numpy_codes(values_at(low), signed)
+    steps = np.where(ends, 0, _numpy_codes(values_at(high), signed) - start)
+    if steps.min() < 0 or steps.max() > 1:
+        raise AssertionError("a bucket of the 8-bit quantiser holds two code changes")
+    while np.any(high - low > 1):  # code(low) == start < code(high)
+        mid = (low + high) // 2
+        up = _numpy_codes(values_at(mid), signed) > start
+        high, low = np.where(up, mid, high), np.where(up, low, mid)
+    return np.where(ends, 0, start), np.where(steps == 1, high, NEVER)
+
+
 @functools.cache
 def bucket_codes(signed: bool) -> np.ndarray:
-    """The fused kernels' quantiser table (int32, ``2 * BUCKET_WIDTH`` entries).
+    """The Triton kernels' quantiser table (int32, ``2 * BUCKET_WIDTH`` entries).
 
     A normalised value ``v`` (in ``[-1, 1]``, or NaN) falls in the bucket of its sign
     and the top 16 bits of its magnitude, clamped to ``[BUCKET_FLOOR, BUCKET_TOP]``
@@ -215,31 +235,67 @@ def bucket_codes(signed: bool) -> np.ndarray:
     sign), and has a 16-bit rank within it that grows with ``v``: its low 16 bits,
     inverted for a negative sign; in the floor bucket (magnitudes below 2**-24; 2**-24
     itself starts the next bucket) 0 for a zero magnitude and 1 otherwise, inverted
-    likewise. No bucket holds more than one
-    change of code (tested while the table is built), so each entry is its bucket's
-    lowest code ``s`` plus ``t << 8``, the rank from which the code is ``s + 1``
-    (:data:`NEVER` where it stays ``s``), found by bisection with the quantiser itself
-    (codes rise with values). The kernels' code of ``v`` is then one lookup and one
-    comparison (:func:`gradstep.engines._scalar_ops.q8_code`). The bucket past 1.0
-    holds NaN: code 0, as the binary search gives it."""
+    likewise. No bucket holds more than one change of code (tested while the table is
+    built), so each entry is its bucket's lowest code ``s`` plus ``t << 8``, the rank
+    from which the code is ``s + 1`` (:data:`NEVER` where it stays ``s``; see
+    :func:`_changes`). A code is then one lookup and one comparison
+    (:func:`gradstep.engines._triton_ops.q8_codes`). The bucket past 1.0 holds NaN:
+    code 0, as the binary search gives it. The numba kernels read the same codes
+    from :func:`key_codes`."""
     out = []
     index = np.arange(BUCKET_WIDTH)
     for side in (0, 1):
-        low = np.zeros(index.size, np.int64)
-        high = np.full(index.size, 0xFFFF, np.int64)
-        start = _numpy_codes(_bucket_value(side, index, low), signed)
-        last = _numpy_codes(_bucket_value(side, index, high), signed)
-        steps = np.where(index == BUCKET_WIDTH - 1, 0, last - start)
-        if steps.min() < 0 or steps.max() > 1:
-            raise AssertionError("a bucket of the 8-bit quantiser holds two code changes")
-        while np.any(high - low > 1):  # code(low) == start < code(high)
-            mid = (low + high) // 2
-            up = _numpy_codes(_bucket_value(side, index, mid), signed) > start
-            high, low = np.where(up, mid, high), np.where(up, low, mid)
-        rank = np.where(steps == 1, high, NEVER)
-        start = np.where(index == BUCKET_WIDTH - 1, 0, start)  # NaN (and above 1)
+        start, rank = _changes(
+            lambda r, side=side: _bucket_value(side, index, r),
+            index.size,
+            index == BUCKET_WIDTH - 1,
+            signed,
+        )
         out.append(start + (rank << 8))
     table = np.concatenate(out).astype(np.int32)
+    table.flags.writeable = False
+    return table
+
+
+#: the numba kernels' buckets (:func:`key_codes`): the top 16 bits, as a signed
+#: number, of a normalised value's *key* (its float32 bits as a signed 32-bit integer,
+#: every bit but the sign inverted for a negative sign, so that keys order as values
+#: do), from this one, that below -1.0's (larger negative magnitudes, NaN with its
+#: sign bit set) ...
+KEY_LOW = -0x3F82
+#: ... to this one, that past 1.0's (larger magnitudes, NaN)
+KEY_HIGH = 0x3F81
+#: buckets in :func:`key_codes`
+KEY_WIDTH = KEY_HIGH - KEY_LOW + 1
+
+
+def _key_value(bucket: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """The float32 values whose key (see :data:`KEY_LOW`) is ``bucket << 16 | rank``."""
+    key = (bucket.astype(np.int64) << 16) | rank
+    bits = np.where(key >= 0, key, key ^ 0x7FFFFFFF) & 0xFFFFFFFF
+    return bits.astype(np.uint32).view(np.float32)
+
+
+@functools.cache
+def key_codes(signed: bool) -> np.ndarray:
+    """The numba kernels' quantiser table (int32, :data:`KEY_WIDTH` entries, the
+    first for the bucket :data:`KEY_LOW`): the codes of :func:`bucket_codes`, in a
+    form that takes fewer instructions to read.
+
+    A normalised value's bucket is the top half of its key (see :data:`KEY_LOW`),
+    clamped to ``[KEY_LOW, KEY_HIGH]``, its rank within the bucket the key's low 16
+    bits: keys order as values for both signs, so no sign is handled apart. These
+    are :func:`bucket_codes`' buckets mirrored for a negative sign, except that
+    magnitudes below 2**-24 keep their own buckets (each holds at most one change of
+    code too: at zero's rank, where the nonzero rule starts). An entry is
+    ``(s << 16) + 0x10000 - t`` for the bucket's lowest code ``s`` and the rank ``t``
+    from which it is ``s + 1`` (``t = 0x10000`` where it stays), so the code of a
+    value of rank ``r`` is ``(r + entry) >> 16``: one lookup, one addition, one shift
+    (:func:`gradstep.engines._scalar_ops.q8_code`)."""
+    bucket = np.arange(KEY_LOW, KEY_HIGH + 1)
+    ends = (bucket == KEY_LOW) | (bucket == KEY_HIGH)
+    start, rank = _changes(lambda r: _key_value(bucket, r), bucket.size, ends, signed)
+    table = ((start << 16) + 0x10000 - rank).astype(np.int32)
     table.flags.writeable = False
     return table
 

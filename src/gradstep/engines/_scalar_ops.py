@@ -12,8 +12,9 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
+from numba.np.arrayobj import populate_array
 
-from .._core.blockwise8 import BUCKET_FLOOR, BUCKET_TOP, BUCKET_WIDTH
+from .._core.blockwise8 import BLOCK, KEY_HIGH, KEY_LOW, KEY_WIDTH
 
 sqrt = np.sqrt
 absolute = np.abs
@@ -332,14 +333,18 @@ def max_u32(typingctx, a, b):
     return types.uint32(a, b), codegen
 
 
+assert KEY_WIDTH <= 1 << 16  # q8_code's table index fits in 16 bits
+
+
 @intrinsic
 def q8_code(typingctx, v, table):
     """The code of the normalised float32 ``v`` (in ``[-1, 1]`` or NaN), as the eager
     quantiser finds it, from the kernels' table
-    (:func:`gradstep._core.blockwise8.bucket_codes`): the entry of ``v``'s bucket
-    gives the bucket's lowest code ``s`` and the rank ``t`` from which it is ``s + 1``;
-    the code is ``s + (rank of v >= t)``. One lookup, 32-bit integer arithmetic and no
-    branches, so a loop of it vectorises (one gather per vector of values)."""
+    (:func:`gradstep._core.blockwise8.key_codes`): ``v``'s key (its bits, every bit
+    but the sign inverted for a negative sign), the entry of the key's bucket (its top
+    half, clamped), and the code ``(rank + entry) >> 16`` for the key's low half
+    ``rank``. One lookup and nine integer operations, no branches, so a loop of it
+    vectorises (one gather per vector of values)."""
     if v != types.float32 or not (isinstance(table, types.Array) and table.dtype == types.int32):
         return None
 
@@ -350,20 +355,69 @@ def q8_code(typingctx, v, table):
             return ir.Constant(i32, x)
 
         bits = builder.bitcast(args[0], i32)
-        magnitude = builder.and_(bits, c(0x7FFFFFFF))
-        # a magnitude below 2**-24 as the floor bucket's rank: 0 if zero, else 1
-        nonzero = builder.select(builder.icmp_unsigned("<", magnitude, c(1)), magnitude, c(1))
-        floor = builder.add(c(BUCKET_FLOOR << 16), nonzero)
-        magnitude = builder.select(builder.icmp_unsigned("<", magnitude, floor), floor, magnitude)
-        top = builder.lshr(magnitude, c(16))
-        sign = builder.lshr(bits, c(31))
-        top = builder.select(builder.icmp_signed(">", top, c(BUCKET_TOP)), c(BUCKET_TOP), top)
-        index = builder.add(builder.sub(top, c(BUCKET_FLOOR)), builder.mul(sign, c(BUCKET_WIDTH)))
-        # the rank within the bucket, inverted for a negative sign
-        rank = builder.xor(builder.and_(magnitude, c(0xFFFF)), builder.mul(sign, c(0xFFFF)))
+        key = builder.xor(bits, builder.lshr(builder.ashr(bits, c(31)), c(1)))
+        bucket = builder.ashr(key, c(16))
+        bucket = builder.select(builder.icmp_signed("<", bucket, c(KEY_LOW)), c(KEY_LOW), bucket)
+        bucket = builder.select(builder.icmp_signed(">", bucket, c(KEY_HIGH)), c(KEY_HIGH), bucket)
+        # the index as a 16-bit number (it fits), which shows the compiler it is small: a
+        # vector loop then gathers with 32-bit indices (one gather per vector, not two)
+        index = builder.trunc(builder.sub(bucket, c(KEY_LOW)), ir.IntType(16))
+        index = builder.zext(index, ir.IntType(64))
         data = context.make_array(sig.args[1])(context, builder, args[1]).data
         entry = builder.load(builder.gep(data, [index], inbounds=True))
-        up = builder.zext(builder.icmp_signed(">=", rank, builder.ashr(entry, c(8))), i32)
-        return builder.trunc(builder.add(builder.and_(entry, c(0xFF)), up), ir.IntType(8))
+        code = builder.lshr(builder.add(builder.and_(key, c(0xFFFF)), entry), c(16))
+        return builder.trunc(code, ir.IntType(8))
 
     return types.uint8(v, table), codegen
+
+
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Asks the CPU to bring the cache line of ``array[index]`` in (``llvm.prefetch``,
+    for reading, kept in every cache level): a hint, with no effect on any value."""
+    if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        address = builder.bitcast(builder.gep(data, [args[1]]), i8p)
+        hint = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = builder.module.declare_intrinsic("llvm.prefetch", fnty=hint)
+        builder.call(fn, [address, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(array, index), codegen
+
+
+@intrinsic
+def block_buffer(typingctx, witness):
+    """A C array of ``BLOCK`` elements of ``witness``'s type on the calling
+    function's stack (its entry block: one per call of the function, reused by
+    every loop iteration). The compiler knows that no other pointer reaches it
+    (unlike an ``np.empty`` array, whose data pointer it cannot tell from a
+    parameter row's), so a loop that writes only such buffers vectorises with no
+    checks of overlap, table lookups included."""
+    if not isinstance(witness, (types.Float, types.Integer)):
+        return None
+    array = types.Array(witness, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        element = context.get_data_type(witness)
+        with builder.goto_entry_block():
+            memory = builder.alloca(ir.ArrayType(element, BLOCK))
+            memory.align = 64
+        size = context.get_value_type(types.intp)
+        itemsize = ir.Constant(size, context.get_abi_sizeof(element))
+        out = context.make_array(array)(context, builder)
+        populate_array(
+            out,
+            data=builder.bitcast(memory, element.as_pointer()),
+            shape=[ir.Constant(size, BLOCK)],
+            strides=[itemsize],
+            itemsize=itemsize,
+            meminfo=None,
+        )
+        return out._getvalue()
+
+    return array(witness), codegen

@@ -169,7 +169,7 @@ def q8_scales(v, inside):
 def q8_codes(v, scales, table):
     """The uint8 codes of the float32 values ``v`` in rows of scales ``scales``, from
     the bucket table ``table`` (:func:`gradstep._core.blockwise8.bucket_codes`, in
-    device memory) as :func:`gradstep.engines._scalar_ops.q8_code` reads it: the
+    device memory; the numba kernels read the same codes from another table): the
     value divided by its scale (correctly rounded), the entry of its bucket (sign and
     top 16 bits of its magnitude, clamped), the bucket's lowest code plus one where
     the value's rank within the bucket reaches the entry's threshold."""
@@ -177,7 +177,9 @@ def q8_codes(v, scales, table):
     magnitude = bits & 0x7FFFFFFF
     sign = (bits >> 31) & 1
     top = magnitude >> 16
-    floor = top < _Q8_FLOOR
+    # magnitudes whose top bits are the floor's too: nonzero, though their low bits
+    # may be 0 (0x337F0000 would read as a zero magnitude)
+    floor = top <= _Q8_FLOOR
     top = tl.minimum(tl.maximum(top, _Q8_FLOOR), _Q8_TOP)
     index = top - _Q8_FLOOR + sign * _Q8_WIDTH
     # the rank within the bucket: the low 16 bits (the floor bucket: 0 for a zero

@@ -9,7 +9,7 @@ rounded when stored, and the arithmetic runs in :func:`math_dtype`. An 8-bit slo
 (:mod:`gradstep._core.blockwise8`) has a row of uint8 codes and a row of float32
 block scales; the main kernel then walks each chunk block by block in short loops the
 compiler vectorises, keeping the block's slot values in a small buffer until its
-new scale is known (:func:`_block_loop`). A row whose tensors below
+new scale is known (:func:`~gradstep.engines.fused_blocks.block_loop`). A row whose tensors below
 ``min_8bit_size`` keep floats (storage ``"blockwise8|float32"``) gets both loops,
 chosen per tensor. What each kernel
 reads, runs and stores is planned in :mod:`~gradstep.engines.kernel_plan`, as for the
@@ -33,6 +33,7 @@ from .._core.xmath import OPERATIONS
 from . import fused_lanes as lanes
 from . import kernel_plan as kp
 from .element_source import SourceError
+from .fused_blocks import block_loop
 from .plan import NotFusable, Stage
 
 #: storage dtypes the kernels read and write
@@ -79,10 +80,11 @@ class _Rows:
     (:func:`~gradstep.engines.kernel_plan.row_kinds`) render in numba.
 
     ``mode`` says how an element loop reaches the 8-bit slots: ``"codes"`` (their
-    codes times their block's scale), ``"block"`` (a loop over one block: the block's
-    dequantised values in ``buf{stage}_{slot}``, every row through its block view
-    ``{name}b``) or ``"float"`` (a tensor below ``min_8bit_size``: float values of the
-    math dtype in ``a{stage}_{slot}f``)."""
+    codes times their block's scale), ``"block"`` (a loop over one block,
+    :func:`~gradstep.engines.fused_blocks.block_loop`: an 8-bit slot's value in
+    ``new{stage}_{slot}``, every row read through its block view ``{name}b`` and
+    written to its block buffer ``{name}o``) or ``"float"`` (a tensor below
+    ``min_8bit_size``: float values of the math dtype in ``a{stage}_{slot}f``)."""
 
     def __init__(self, stages: list[Stage], rows: list[str], math: str):
         self.dtypes, self.math = rows, math
@@ -96,9 +98,21 @@ class _Rows:
         """Whether slot number ``slot`` of stage ``st`` may be stored as 8-bit codes."""
         return self.kinds[st.slot_rows[slot]] in (kp.QUANTISED, kp.MIXED8)
 
+    def itemsize(self, row: int) -> int:
+        """Bytes per element of row ``row`` (a mixed 8-bit row: of its codes)."""
+        return _SIZE[self.dtypes[row].split("|")[0]]
+
     def view(self, name: str) -> str:
         """The array of the loop's elements for the chunk's view ``name``."""
         return name + "b" if self.mode == "block" else name
+
+    def view_dtype(self, row: int) -> str:
+        """The storage name of row ``row``'s elements (a mixed 8-bit row: of its codes)."""
+        return self.dtypes[row].split("|")[0]
+
+    def store_view(self, name: str) -> str:
+        """The array the loop's elements of the chunk's view ``name`` are stored to."""
+        return name + "o" if self.mode == "block" else name
 
     def load(self, row: int, value: str) -> str:
         """``value`` (as row ``row`` stores it) in the math dtype."""
@@ -168,12 +182,13 @@ def generate_source(
     ]
     if any(r.startswith(BLOCKWISE8) for r in rows):
         lines[-1:-1] = [
-            "from gradstep._core.blockwise8 import MIN_SCALE, bucket_codes, dynamic_map",
+            "from gradstep._core.blockwise8 import MIN_SCALE, dynamic_map, key_codes",
             "from gradstep.engines._scalar_ops import bits_float, magnitude_bits, max_u32, q8_code",
+            "from gradstep.engines._scalar_ops import block_buffer, prefetch",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
-            "Q8S_CODES = bucket_codes(True)",
-            "Q8U_CODES = bucket_codes(False)",
+            "Q8S_CODES = key_codes(True)",
+            "Q8U_CODES = key_codes(False)",
         ]
     try:
         sources = kp.module_functions(stages)
@@ -272,7 +287,7 @@ def _kernel(
     body = []
     if eight:
         access.mode = "block"
-        body = _block_loop(steps, eight, access, stochastic and write)
+        body = block_loop(steps, eight, access, stochastic and write, _render)
     elif has_codes:
         access.mode = "codes"
         body = _element_loop(steps, access, stochastic and write)
@@ -339,77 +354,6 @@ def _element_loop(steps: list, access: _Rows, hashed: bool) -> list[str]:
     return src + [pad + line for step in steps for line in _render(step, access)]
 
 
-def _block_loop(steps: list, eight: list[kp.StoreSlot], access: _Rows, hashed: bool) -> list[str]:
-    """The loop over a chunk's blocks, for a kernel storing the 8-bit slots ``eight``.
-    Each block runs five short loops that numba vectorises, each over every 8-bit
-    slot at once: the codes copied in (``q8b{stage}_{slot}``), dequantised into
-    ``buf{stage}_{slot}`` (table lookups: gathers), the steps of each element with the
-    running largest magnitude of each new slot value (of the float32 bits, so a NaN
-    wins as ``max`` lets it), the new codes, then the codes copied out. Tables are
-    read and buffers written in loops that write no pointer-table row, so the
-    compiler can tell them apart from the rows (which it cannot for raw addresses)."""
-    slots = [(s.stage.index, s.slot, s.stage.stage.slots[s.slot].nonnegative) for s in eight]
-    inner = "                "
-    src = [f"        buf{k}_{i} = np.empty({BLOCK}, np.float32)" for k, i, _ in slots]
-    src += [f"        q8b{k}_{i} = np.empty({BLOCK}, np.uint8)" for k, i, _ in slots]
-    src += [
-        f"        for blk in range((n + {BLOCK - 1}) // {BLOCK}):",
-        f"            start = blk * {BLOCK}",
-        f"            stop = min(start + {BLOCK}, n)",
-        "            m = stop - start",
-        "            gb = g[start:stop]",
-        "            wb = w[start:stop]",
-    ]
-    rows = sorted({(st.index, i) for st in _stages_of(steps) for i in range(len(st.slot_rows))})
-    src += [f"            a{k}_{i}b = a{k}_{i}[start:stop]" for k, i in rows]
-    src += ["            for i in range(m):"]
-    src += [f"{inner}q8b{k}_{i}[i] = a{k}_{i}b[i]" for k, i, _ in slots]
-    src += [f"            scale{k}_{i} = b{k}_{i}[blk]" for k, i, _ in slots]
-    src += ["            for i in range(m):"]
-    src += [
-        f"{inner}buf{k}_{i}[i] = {'Q8U' if nonnegative else 'Q8S'}[q8b{k}_{i}[i]] * scale{k}_{i}"
-        for k, i, nonnegative in slots
-    ]
-    src += [f"            top{k}_{i} = np.uint32(0)" for k, i, _ in slots]
-    src += ["            for i in range(m):"]
-    src += [f"{inner}x = {access.load(0, 'gb[i]')}", f"{inner}wi = {access.load(1, 'wb[i]')}"]
-    if hashed:
-        src.append(f"{inner}hi = mix32(np.uint32(off + start + i))")
-    # each slot's new value (its old one where a stage does not cover the tensor), held
-    # in a variable for the running largest magnitude: read back from its buffer after
-    # other stores, it would be loaded again (the compiler cannot tell the buffers apart)
-    src += [f"{inner}new{k}_{i} = buf{k}_{i}[i]" for k, i, _ in slots]
-    src += [inner + line for step in steps for line in _render(step, access)]
-    src += [
-        f"{inner}top{k}_{i} = max_u32(top{k}_{i}, magnitude_bits(new{k}_{i}))" for k, i, _ in slots
-    ]
-    for k, i, _ in slots:
-        src += [
-            f"            scale{k}_{i} = np.maximum(bits_float(top{k}_{i}), MIN_SCALE)",
-            f"            b{k}_{i}[blk] = scale{k}_{i}",
-        ]
-    src += ["            for i in range(m):"]
-    src += [
-        f"{inner}q8b{k}_{i}[i] = q8_code(buf{k}_{i}[i] / scale{k}_{i}, "
-        f"{'Q8U' if nonnegative else 'Q8S'}_CODES)"
-        for k, i, nonnegative in slots
-    ]
-    src += ["            for i in range(m):"]
-    src += [f"{inner}a{k}_{i}b[i] = q8b{k}_{i}[i]" for k, i, _ in slots]
-    return src
-
-
-def _stages_of(steps: list) -> list[Stage]:
-    """The stages whose slots ``steps`` load or store."""
-    out = []
-    for step in steps:
-        if isinstance(step, kp.IfCovered):
-            out += _stages_of(list(step.steps))
-        elif isinstance(step, (kp.LoadSlot, kp.StoreSlot)):
-            out.append(step.stage)
-    return out
-
-
 def _view(rows: list[str], row: int, dtype: str | None = None) -> str:
     """The chunk's elements of row ``row``, as an array of its element type (or of
     ``dtype``; a mixed 8-bit row: its codes)."""
@@ -442,17 +386,17 @@ def _render(step, access: _Rows) -> list[str]:
         k, i = step.stage.index, step.slot
         if access.quantised(step.stage, i) and access.mode == "block":
             # quantised after the block; its magnitude joins the block's largest
-            return [f"new{k}_{i} = np.float32(s{k}_{i})", f"buf{k}_{i}[i] = new{k}_{i}"]
+            return [f"new{k}_{i} = np.float32(s{k}_{i})"]
         if access.quantised(step.stage, i):  # below min_8bit_size: the math dtype
             return [f"a{k}_{i}f[i] = s{k}_{i}"]
         value = access.store(step.stage.slot_rows[i], f"s{k}_{i}")
-        return [f"{access.view(f'a{k}_{i}')}[i] = {value}"]
+        return [f"{access.store_view(f'a{k}_{i}')}[i] = {value}"]
     if isinstance(step, kp.Convert):
         convert = access.store if step.to_storage else access.load
         return [f"{step.name} = {convert(step.row, step.value)}"]
     if isinstance(step, kp.StoreParam):
         value = step.value if step.rounded else access.store(1, step.value)
-        return [f"{access.view('w')}[i] = {value}"]
+        return [f"{access.store_view('w')}[i] = {value}"]
     if isinstance(step, kp.IfCovered):
         inner = [line for s in step.steps for line in _render(s, access)]
         return [f"if m{step.stage}:"] + ["    " + line for line in inner]
@@ -477,6 +421,6 @@ def _slot_load(st: Stage, slot: int, access: _Rows) -> str:
         table = "Q8U" if st.stage.slots[slot].nonnegative else "Q8S"
         value = f"{table}[a{k}_{slot}[i]] * b{k}_{slot}[i // {BLOCK}]"
         if access.mode == "block":
-            value = f"buf{k}_{slot}[i]"
+            value = f"new{k}_{slot}"
         return value if math == "float32" else f"np.{math}({value})"
     return access.load(st.slot_rows[slot], f"{access.view(f'a{k}_{slot}')}[i]")
