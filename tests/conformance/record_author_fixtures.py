@@ -155,6 +155,16 @@ ADAN_CASES = [
 ]  # fmt: skip
 
 
+#: what each package's cases state about the mapping (the fixture's ``note``)
+NOTES = {
+    "adabelief_pytorch": "eps added inside the second moment and outside the root "
+    "(epsilon = eps_root = eps); rectify=True and decoupled decay by default",
+    "adan_pytorch": "betas weigh the new value (beta_i = 1 - betas[i]); the first step "
+    "leaves the moments at zero and only stores the gradient, the bias corrections "
+    "count it (skip_first_step=True); proximal decay",
+}
+
+
 def _adabelief_class():
     """The authors' class, without its change-log printing dependencies."""
     if importlib.util.find_spec("tabulate") is not None:
@@ -188,6 +198,8 @@ def main() -> None:
     records = COMMUNITY.record(
         "adabelief_pytorch", ADABELIEF_CASES, run_adabelief, 900
     ) + COMMUNITY.record("adan_pytorch", ADAN_CASES, run_adan, 920)
+    for case in records:
+        case["note"] = NOTES[case["reference"].split(".")[0]]
     OUT.write_text(json.dumps(records, indent=0))
     print(f"authors.json: {len(records)} trajectories")
     manifest = {
