@@ -32,7 +32,7 @@ SPECS = (
             "Optimizer: Adapting Stepsizes by the Belief in Observed Gradients. NeurIPS, "
             "arXiv:2010.07468",
         ),
-        fixtures=("optax.adabelief", "pytorch_optimizer.AdaBelief"),
+        fixtures=("optax.adabelief", "pytorch_optimizer.AdaBelief", "adabelief_pytorch.AdaBelief"),
         test_hyperparams={"learning_rate": 0.05},
         rosenbrock_hyperparams={"learning_rate": 5e-3},
     ),
@@ -113,7 +113,7 @@ SPECS = (
             "Xie, Zhou, Li, Lin & Yan (2024): Adan: Adaptive Nesterov Momentum Algorithm for "
             "Faster Optimizing Deep Models. IEEE TPAMI, arXiv:2208.06677",
         ),
-        fixtures=("optax.adan", "pytorch_optimizer.Adan"),
+        fixtures=("optax.adan", "pytorch_optimizer.Adan", "adan_pytorch.Adan"),
         test_hyperparams={"learning_rate": 0.05},
         rosenbrock_hyperparams={"learning_rate": 5e-3},
     ),

@@ -181,8 +181,12 @@ def adabelief(
     (``eps_root=epsilon``) and divides :math:`\sqrt{s}` by :math:`\sqrt{1-\beta_2^t}`
     instead of taking the root of :math:`\hat s` (the same up to rounding); its
     ``fixed_decay``, ``ams_bound``, ``adanorm`` and ``degenerated_to_sgd=False``
-    are not offered. The authors' ``adabelief-pytorch`` 0.2 defaults to
-    ``rectify=True`` and ``eps=1e-16``.
+    are not offered. The authors' ``adabelief-pytorch`` 0.2.1 adds its ``eps`` as
+    pytorch-optimizer does and defaults to ``rectify=True`` and ``eps=1e-16``
+    (``adabelief(rectify=True)``); its ``fixed_decay`` (a shrink by
+    :math:`1-\lambda` whatever the learning rate: at a constant :math:`\eta`,
+    decoupled decay with :math:`\lambda/\eta`), ``amsgrad`` (read by its
+    unrectified step only) and ``degenerated_to_sgd=False`` are not offered.
     """
     decay = add_decayed_weights(weight_decay) if weight_decay else None
     return rule(

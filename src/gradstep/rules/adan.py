@@ -31,6 +31,10 @@ and the step, by ``weight_decay_mode``:
 authors' package and pytorch-optimizer) or ``"one_minus_beta2"`` (:math:`c =
 1-\beta_2`, optax 0.2.8).
 
+``skip_first_step=True`` (adan-pytorch 0.1.0): the first step leaves
+:math:`m, d, n` at zero and only stores :math:`g'` (so :math:`u = 0`), while
+:math:`t` counts it; from the second step on the updates above apply.
+
 References:
   Xie, Zhou, Li, Lin & Yan (2024): Adan: Adaptive Nesterov Momentum Algorithm for
   Faster Optimizing Deep Models. IEEE TPAMI, arXiv:2208.06677.
@@ -44,7 +48,7 @@ from typing import Any
 from .._core.elementwise import Elementwise, Slot
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
-from .._core.validate import OneOf, decay_rate, hyperparams, nonnegative
+from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
 from .._core.xmath import ema, ema_square, sqrt
 
 CORRECTION_WEIGHTS = ("beta2", "one_minus_beta2")
@@ -63,18 +67,22 @@ def _adan(
     return u, mu, delta, nu, g
 
 
-def _adan_prepare(h: dict, count: int, *, correction_weight, eps_root, epsilon) -> dict:
+def _adan_prepare(
+    h: dict, count: int, *, correction_weight, eps_root, epsilon, skip_first_step
+) -> dict:
     t = count + 1
     b1, b2, b3 = h["beta1"], h["beta2"], h["beta3"]
     c = b2 if correction_weight == "beta2" else 1.0 - b2
+    # a skipped first step keeps the moments at zero (the gradient is only stored)
+    keep = 0.0 if skip_first_step and count == 0 else 1.0
     return {
         "seen": 0.0 if count == 0 else 1.0,
-        "b1": b1,
-        "c1": 1.0 - b1,
-        "b2": b2,
-        "c2": 1.0 - b2,
-        "b3": b3,
-        "c3": 1.0 - b3,
+        "b1": b1 if keep else 1.0,
+        "c1": (1.0 - b1) * keep,
+        "b2": b2 if keep else 1.0,
+        "c2": (1.0 - b2) * keep,
+        "b3": b3 if keep else 1.0,
+        "c3": (1.0 - b3) * keep,
         "c": c,
         "m_scale": 1.0 / (1.0 - b1**t),
         "d_scale": c / (1.0 - b2**t),
@@ -91,6 +99,7 @@ _RANGES = dict(
     epsilon=nonnegative(),
     eps_root=nonnegative(),
     correction_weight=OneOf(CORRECTION_WEIGHTS),
+    skip_first_step=BOOL,
 )
 
 
@@ -103,10 +112,21 @@ def scale_by_adan(
     *,
     eps_root: float = 0.0,
     correction_weight: str = "beta2",
+    skip_first_step: bool = False,
 ) -> Elementwise:
     """Adan's direction :math:`u` (no learning rate); see the module docstring."""
+    if skip_first_step and epsilon == 0 and eps_root == 0:
+        raise ValueError(
+            "scale_by_adan: invalid skip_first_step=True with epsilon=0 and eps_root=0; "
+            "valid values: skip_first_step=True with epsilon > 0 or eps_root > 0 (the "
+            "skipped step divides zero moments by them)"
+        )
     prepare = functools.partial(
-        _adan_prepare, correction_weight=correction_weight, eps_root=eps_root, epsilon=epsilon
+        _adan_prepare,
+        correction_weight=correction_weight,
+        eps_root=eps_root,
+        epsilon=epsilon,
+        skip_first_step=skip_first_step,
     )
     return Elementwise(
         "scale_by_adan",
@@ -159,6 +179,7 @@ def adan(
     eps_root: float = 0.0,
     correction_weight: str = "beta2",
     weight_decay_mode: str = "proximal",
+    skip_first_step: bool = False,
     mask: Any = None,
 ) -> Chain:
     r"""Adan (see the module docstring for the math and the symbol map).
@@ -176,6 +197,11 @@ def adan(
         ``"one_minus_beta2"`` (optax).
       weight_decay_mode: ``"proximal"`` (default: the paper, pytorch-optimizer) or
         ``"decoupled"`` (optax).
+      skip_first_step: True (adan-pytorch 0.1.0): the first step only stores the
+        gradient as :math:`g'`; the moments stay zero, so :math:`u = 0` and only
+        the decay acts, while :math:`t` still counts that step. Needs
+        ``epsilon`` or ``eps_root`` > 0. Default False (the paper, the authors'
+        package, pytorch-optimizer, optax).
       mask: a tree of booleans (or a function of the parameters returning one)
         selecting the leaves to decay (optax's ``mask``); ``None``: all. Needs
         ``weight_decay`` > 0.
@@ -196,6 +222,10 @@ def adan(
     same up to rounding); its ``max_grad_norm`` (a global clip with its own
     epsilon), ``use_gc`` and ``adanorm`` are not built in (chain a clipping or
     :func:`gradstep.transforms.centralize` stage before the rule instead).
+    adan-pytorch 0.1.0's ``Adan`` writes its ``betas`` as the weights of the new
+    value (:math:`\beta_i` is ``1 - betas[i]``; its defaults are these), decays
+    proximally and leaves the moments at zero on its first step
+    (``skip_first_step=True``); its ``restart_cond`` is not offered.
     """
     has_decay = callable(weight_decay) or weight_decay != 0
     if mask is not None and not has_decay:
@@ -218,6 +248,7 @@ def adan(
             epsilon,
             eps_root=eps_root,
             correction_weight=correction_weight,
+            skip_first_step=skip_first_step,
         ),
         add_decayed_weights(weight_decay, mask) if has_decay else None,
         scale_by_learning_rate(learning_rate),
