@@ -163,6 +163,6 @@ SPECS = (
             "num_warmup_steps": 0,
             "centralize_gradients": False,
         },
-        rosenbrock_hyperparams={"learning_rate": 5e-3},
+        rosenbrock_hyperparams={"learning_rate": 0.05},
     ),
 )

@@ -57,8 +57,8 @@ with defaults :math:`W = \lceil 2/(1-\beta_2) \rceil` (:math:`\lfloor 0.22\, T
 
 Engines: AGC, centralisation, the standard deviation and the unit norms are
 reductions over slices of a tensor, and the softplus needs an exponential, so
-Ranger21 runs on the eager engine (NumPy arrays, torch tensors on their device; the
-JAX front runs it on the host, ``fallback="host"``); the fused engines refuse it.
+Ranger21 runs on the eager engine (NumPy arrays, torch tensors on their device, and
+traced under ``jax.jit`` by the JAX front); the fused engines refuse it.
 
 References:
   Wright & Demeure (2021): Ranger21: a synergistic deep learning optimizer.
@@ -176,19 +176,31 @@ def default_warmdown_steps(num_iterations: int) -> int:
     return num_iterations - int(0.72 * num_iterations)
 
 
+class _HostScalars:
+    """Scalar operations on a Python step count (the eager engines)."""
+
+    where = staticmethod(lambda c, a, b: a if c else b)
+    minimum = staticmethod(min)
+    maximum = staticmethod(max)
+    sqrt = staticmethod(math.sqrt)
+
+
+def scalar_ops(count: Any) -> Any:
+    """Python's operations for a Python count, else the count's array namespace (a
+    traced count under ``jax.jit``)."""
+    return _HostScalars if isinstance(count, int) else namespace_of(count)
+
+
 def scheduled_learning_rate(
-    lr: float, t: int, warmup: int, warmdown: int, total: int, min_lr: float
-) -> float:
+    lr: Any, t: Any, warmup: int, warmdown: int, total: int, min_lr: float
+) -> Any:
     """:math:`\\hat\\eta_t` of the module docstring (``t`` 1-based)."""
-    if t <= warmup:
-        lr_t = lr * min(1.0, t / warmup)
-    else:
-        lr_t = lr
+    ops = scalar_ops(t)
+    warmed = lr * ops.minimum(1.0, t / warmup) if warmup > 0 else lr
+    lr_t = ops.where(t <= warmup, warmed, lr)
     start = total - warmdown
-    if t < start:
-        return lr_t
-    fraction = min(max(t + 1 - start, 1) / (warmdown + 1), 1.0)
-    return max(lr - (lr - min_lr) * fraction, min_lr)
+    fraction = ops.minimum(ops.maximum(t + 1 - start, 1) / (warmdown + 1), 1.0)
+    return ops.where(t < start, lr_t, ops.maximum(lr - (lr - min_lr) * fraction, min_lr))
 
 
 class Ranger21Step(Transform):
@@ -198,7 +210,6 @@ class Ranger21Step(Transform):
 
     name = "ranger21_step"
     reads_shape = True  # unit norms over slices
-    traceable = False  # Python branches on the step count
     slot_names = ("v", "v_max", "m_odd", "m_even")
     per_parameter_state = slot_names
 
@@ -224,8 +235,9 @@ class Ranger21Step(Transform):
         g_leaves, td = _tree.flatten(grads)
         w_leaves = _tree.leaves_like(td, params)
         slots = {n: _tree.leaves_like(td, state[n]) for n in self.slot_names}
-        count = int(state["count"])
+        count = namespace_of(state["count"]).count(state["count"])
         t = count + 1
+        ops = scalar_ops(t)
         h = resolve(self.hyperparams, count, ctx, getattr(self, "declared_ranges", None))
         lr = h["learning_rate"]
         if o["use_schedule"]:
@@ -242,39 +254,39 @@ class Ranger21Step(Transform):
             v, v_max = element_for(_second_moment, ns)(g, v, v_max, c(b2), c(1.0 - b2))
             v_new.append(v)
             vmax_new.append(v_max)
-            total = total + float(ns.wide_sum(v)) / bc2
+            total = total + ns.wide_sum(v) / bc2
             size += int(np.prod(np.shape(g)))
-        ratio = 1.0 / math.sqrt(total / max(size, 1))
+        ratio = 1.0 / ops.sqrt(total / max(size, 1))
+        # no decay multiplies by exactly 1
         decay = 1.0 - h["weight_decay"] * lr * ratio
         weight = 1.0 - b1**2
-        odd = t % 2 == 1
+        odd = t % 2 == 1  # which moment this step updates
         out, m_odd, m_even = [], [], []
         for i, (g, w) in enumerate(zip(g_leaves, w_leaves)):
             ns = namespace_of(g)
             c = ns.scalar_caster(g)
             w = ns.astype(w, g)
-            moved = w * c(decay) if h["weight_decay"] != 0 else w
+            moved = w * c(decay)
             norms = unit_norms(moved, unit_axes(tuple(np.shape(w)), "torch", None))
             correction = c(2.0 * o["norm_loss_factor"]) * (1.0 - 1.0 / (norms + c(o["epsilon"])))
             moved = moved * (1.0 - c(lr) * correction)
-            root = element_for(_root, ns)(vmax_new[i], c(math.sqrt(bc2)), c(o["epsilon"]))
+            root = element_for(_root, ns)(vmax_new[i], c(ops.sqrt(bc2)), c(o["epsilon"]))
             if o["softplus"]:
                 root = softplus(root, o["softplus_beta"])
             if o["centralize"]:
                 g = centralized(g)
             if o["normalize"]:
                 g = std_normalized(g)
-            new, old = (
-                (slots["m_odd"], slots["m_even"]) if odd else (slots["m_even"], slots["m_odd"])
-            )
-            m = element_for(_lerp, ns)(new[i], g, c(weight), c(1.0 - weight), weight < 0.5)
+            mine = ns.where(odd, slots["m_odd"][i], slots["m_even"][i])
+            other = ns.where(odd, slots["m_even"][i], slots["m_odd"][i])
+            m = element_for(_lerp, ns)(mine, g, c(weight), c(1.0 - weight), weight < 0.5)
             pn = element_for(_signed_momentum, ns)(
-                m, old[i], c(1.0 + b0), c(b0), c(1.0 / math.sqrt((1.0 + b0) ** 2 + b0**2))
+                m, other, c(1.0 + b0), c(b0), c(1.0 / math.sqrt((1.0 + b0) ** 2 + b0**2))
             )
             moved = moved - c(lr / bc1) * (pn / root)
             out.append(ns.wrap(moved - w))
-            m_odd.append(ns.wrap(m if odd else old[i]))
-            m_even.append(ns.wrap(old[i] if odd else m))
+            m_odd.append(ns.wrap(ns.where(odd, m, other)))
+            m_even.append(ns.wrap(ns.where(odd, other, m)))
         new_state = {
             "count": namespace_of(state["count"]).count_array(t, state["count"]),
             "v": _tree.unflatten(td, [namespace_of(x).wrap(x) for x in v_new]),
