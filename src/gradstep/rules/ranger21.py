@@ -381,8 +381,8 @@ def ranger21(
       >>> import numpy as np, gradstep
       >>> w = np.array([1.0, -2.0, 0.5])
       >>> opt = gradstep.Optimizer(w, gradstep.ranger21(0.1, num_iterations=100))
-      >>> opt.step(np.array([0.3, -0.1, 0.2])); np.round(w, 4)
-      array([ 0.9999, -1.9999,  0.5   ])
+      >>> opt.step(np.array([0.3, -0.1, 0.2])); np.round(w, 4)  # warm-up: 22 steps
+      array([ 0.9922, -1.9922,  0.4922])
 
     Differences: pytorch-optimizer's ``Ranger21`` (4.1) with ``lr``,
     ``disable_lr_scheduler`` (= ``not use_schedule``), ``num_warm_up_iterations``,
