@@ -394,7 +394,7 @@ def ranger21(
     step's learning rate); its AGC and norm loss take the units of a rank-3 tensor
     along axis 1 only (here all axes but the first, as for other ranks); its
     ``weight_decouple=False`` applies no decay at all and ``fixed_decay`` is not
-    offered.
+    offered; its ``agc_clipping_value=0`` (every unit clipped to zero) is refused.
     """
     _check_steps("num_warmup_steps", num_warmup_steps)
     _check_steps("num_warmdown_steps", num_warmdown_steps)
