@@ -112,10 +112,13 @@ def test_every_registered_class_pickles(name):
             reason="takes the loss every step, which this test's plain step() does not give"
         )
     params = _params()
+    spec = gradstep.REGISTRY[name] if name in gradstep.REGISTRY else None
+    # the arguments without a default (Ranger21's run length) from its test settings
+    required = {k: spec.test_hyperparams[k] for k in spec.required} if spec else {}
     try:
-        opt = cls(params)
+        opt = cls(params, **required)
     except TypeError:  # a rule without a default learning rate
-        opt = cls(params, learning_rate=1e-2)
+        opt = cls(params, **required, learning_rate=1e-2)
     if hasattr(opt, "train"):  # schedule-free: steps are taken in training mode
         opt.train()
     _check_independent_copies(params, opt)

@@ -19,7 +19,7 @@ SPECS = list(gradstep.REGISTRY)
 TORCH_REFUSES = {"adafactor", "muon"}
 #: the rules whose math reads each tensor's shape (factored moments, matrix
 #: preconditioners, per-axis blocks): the real view's trailing axis would change them
-READS_SHAPE = {"came", "adamp", "sgdp", "ranger", "shampoo", "sm3", "soap", "psgd_kron"}
+READS_SHAPE = {"came", "adamp", "sgdp", "ranger", "ranger21", "shampoo", "sm3", "soap", "psgd_kron"}
 
 
 def _make(spec, params, engine):

@@ -10,6 +10,7 @@ from ..rules.adan import adan
 from ..rules.madgrad import madgrad
 from ..rules.novograd import novograd
 from ..rules.ranger import ranger
+from ..rules.ranger21 import ranger21
 from ..rules.yogi import yogi
 from ..schedules import polynomial_decay
 
@@ -138,5 +139,30 @@ SPECS = (
         # quadratic's optimum moves it: centralise rank >= 3 only (none there)
         test_hyperparams={"learning_rate": 0.05, "gc_min_rank": 3},
         rosenbrock_hyperparams={"learning_rate": 5e-3},
+    ),
+    OptimizerSpec(
+        "ranger21",
+        ranger21,
+        "ranger21",
+        "AdamW with positive-negative momentum, stable weight decay, norm loss, AGC, "
+        "gradient centralisation and Lookahead, on a warm-up/warm-down schedule.",
+        frozenset({"reduction"}),
+        (
+            "Wright & Demeure (2021): Ranger21: a synergistic deep learning optimizer. "
+            "arXiv:2106.13731",
+            "Xie, Yuan, Zhou, Huang, Wei, Sugiyama & Li (2021): Positive-Negative Momentum: "
+            "Manipulating Stochastic Gradient Noise to Improve Generalization. ICML, "
+            "arXiv:2103.17182",
+        ),
+        fixtures=("pytorch_optimizer.Ranger21",),
+        # centralisation keeps each weight row's mean, which the test quadratic's optimum
+        # moves; no warm-down within the tests' runs
+        test_hyperparams={
+            "learning_rate": 0.05,
+            "num_iterations": 100000,
+            "num_warmup_steps": 0,
+            "centralize_gradients": False,
+        },
+        rosenbrock_hyperparams={"learning_rate": 0.05},
     ),
 )
