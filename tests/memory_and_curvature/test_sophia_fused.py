@@ -1,0 +1,202 @@
+"""Sophia on the numba engine: the element function compiled, the fold of the Hessian
+estimate into ``nu`` a host step with the eager update's own code.
+
+- fused equals eager (float64 tightly, float32 within rounding) over 25 steps, for
+  every update interval, both refresh orders, estimates given every step, on refresh
+  steps only, or as Hutchinson's from ``hvp=``, on odd sizes and a matrix;
+- the fold runs on refresh steps given an estimate only (``hvp`` is called then);
+- a checkpoint resumes exactly;
+- invalid inputs raise the eager errors and change nothing;
+- the torch class steps its CPU parameters on the numba engine with its inputs.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import gradstep
+from gradstep.engines.fused import FusedEngine
+from gradstep.rules.sophia import HessianAverage
+
+SIZES = [(0,), (1,), (7,), (100003,), (3, 5)]
+STEPS = 25
+TOLERANCE = {np.float64: {"rtol": 1e-12, "atol": 1e-14}, np.float32: {"rtol": 2e-5, "atol": 1e-6}}
+
+
+def _hvp(z):
+    """Products with a fixed symmetric, non-diagonal curvature per tensor."""
+    out = []
+    for v in z:
+        flat = v.reshape(-1)
+        d = 1.0 + np.arange(flat.size, dtype=v.dtype) % 5
+        mixed = d * flat + 0.25 * (np.roll(flat, 1) + np.roll(flat, -1))
+        out.append(mixed.reshape(v.shape).astype(v.dtype))
+    return out
+
+
+def _inputs(mode, k, interval, params, rng):
+    """The step's keywords: ``every`` (hessian= each step), ``refresh`` (hessian= on
+    refresh steps only) or ``hvp``."""
+    if mode == "hvp":
+        return {"hvp": _hvp}
+    if mode == "refresh" and k % interval:
+        return {}
+    return {"hessian": [np.abs(rng.normal(size=p.shape)).astype(p.dtype) for p in params]}
+
+
+def _run(engine, dtype, interval, refresh, mode, sizes=SIZES, steps=STEPS, opt_out=None):
+    rng = np.random.default_rng(7)
+    params = [rng.normal(size=s).astype(dtype) for s in sizes]
+    transform = gradstep.sophia(
+        0.05, update_interval=interval, refresh=refresh, gamma=0.5, weight_decay=0.01
+    )
+    opt = gradstep.Optimizer(params, transform, engine=engine)
+    for k in range(steps):
+        grads = [(np.sin(3 * p + k) + 0.1 * k).astype(dtype) for p in params]
+        opt.step(grads, **_inputs(mode, k, interval, params, rng))
+        assert opt.engine == engine
+    if opt_out is not None:
+        opt_out.append(opt)
+    return params, opt.state_dict()
+
+
+def _assert_same(got, want, dtype):
+    (gp, gs), (wp, ws) = got, want
+    for a, b in zip(gp, wp):
+        np.testing.assert_allclose(a, b, **TOLERANCE[dtype])
+    assert gs.keys() == ws.keys()
+    for key in ws:
+        np.testing.assert_allclose(gs[key], ws[key], **TOLERANCE[dtype], err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("mode", ["every", "refresh", "hvp"])
+@pytest.mark.parametrize("refresh", ["before", "after"])
+@pytest.mark.parametrize("interval", [1, 3, 10])
+def test_fused_equals_eager(interval, refresh, mode, dtype):
+    want = _run("eager", dtype, interval, refresh, mode)
+    got = _run("fused", dtype, interval, refresh, mode)
+    _assert_same(got, want, dtype)
+
+
+def test_sophia_compiles_with_a_host_step_and_refuses_triton():
+    engine = FusedEngine(gradstep.sophia(0.1))
+    assert [form.name for form, _ in engine.hosts] == ["sophia"]
+    assert engine.refusal(SIZES, np.float32) is None
+    pytest.importorskip("torch", reason="the Triton engine's module imports torch")
+    from gradstep.engines.plan import NotFusable
+    from gradstep.engines.triton import TritonEngine
+
+    with pytest.raises(NotFusable, match="host step"):
+        TritonEngine(gradstep.sophia(0.1))
+
+
+@pytest.mark.parametrize("mode", ["every", "hvp"])
+def test_the_fold_runs_on_refresh_steps_only(monkeypatch, mode):
+    folds, probes = [], []
+    original = HessianAverage._folded
+
+    def counted(self, *args):
+        folds.append(1)
+        return original(self, *args)
+
+    def hvp(z):
+        probes.append(1)
+        return _hvp(z)
+
+    monkeypatch.setattr(HessianAverage, "_folded", counted)
+    params = [np.ones(5, np.float32)]
+    opt = gradstep.Optimizer(params, gradstep.sophia(0.1, update_interval=4), engine="fused")
+    for k in range(10):
+        extra = {"hvp": hvp} if mode == "hvp" else {"hessian": [np.ones(5, np.float32)]}
+        opt.step([np.full(5, 0.5, np.float32)], **extra)
+        assert opt.engine == "fused"
+    assert len(folds) == 3  # steps 1, 5 and 9
+    assert len(probes) == (3 if mode == "hvp" else 0)
+
+
+@pytest.mark.parametrize("refresh", ["before", "after"])
+@pytest.mark.parametrize("mode", ["every", "hvp"])
+def test_a_checkpoint_resumes_exactly(refresh, mode):
+    dtype, interval = np.float32, 3
+    opts: list = []
+    whole = _run("fused", dtype, interval, refresh, mode, opt_out=opts)
+    # the same run, stopped after 11 steps, saved, loaded into a new optimizer
+    rng = np.random.default_rng(7)
+    params = [rng.normal(size=s).astype(dtype) for s in SIZES]
+
+    def make(ps):
+        transform = gradstep.sophia(
+            0.05, update_interval=interval, refresh=refresh, gamma=0.5, weight_decay=0.01
+        )
+        return gradstep.Optimizer(ps, transform, engine="fused")
+
+    opt = make(params)
+    for k in range(STEPS):
+        if k == 11:
+            saved = opt.state_dict()
+            params = [p.copy() for p in params]
+            opt = make(params)
+            opt.load_state_dict(saved)
+        grads = [(np.sin(3 * p + k) + 0.1 * k).astype(dtype) for p in params]
+        opt.step(grads, **_inputs(mode, k, interval, params, rng))
+        assert opt.engine == "fused"
+    for a, b in zip(params, whole[0]):
+        np.testing.assert_array_equal(a, b)
+    for key, value in opt.state_dict().items():
+        np.testing.assert_array_equal(value, whole[1][key], err_msg=key)
+
+
+def _broken_hvp(z):
+    raise RuntimeError("no curvature here")
+
+
+BAD = [
+    ({"hessian": [np.ones(4)]}, ValueError, "invalid hessian"),
+    ({"hessian": [np.ones(3)], "hvp": _hvp}, ValueError, "hessian= and hvp= given"),
+    ({"hessian": [np.ones(3), np.ones(3)]}, ValueError, "sophia: hessian"),
+    ({"hvp": lambda z: [np.ones(4)]}, ValueError, None),
+    ({"hvp": lambda z: []}, ValueError, "sophia: hvp"),
+    ({"hvp": _broken_hvp}, RuntimeError, "no curvature here"),
+]
+
+
+def _failed_step(engine, refresh, interval, bad):
+    """One good step, then a step with the inputs ``bad``: its error message, and
+    whether the parameters and the state stayed as they were."""
+    w = np.linspace(-1.0, 1.0, 3)
+    transform = gradstep.sophia(0.1, update_interval=interval, refresh=refresh)
+    opt = gradstep.Optimizer([w], transform, engine=engine)
+    opt.step([np.ones(3)], hessian=[np.full(3, 2.0)])
+    before_w, before_state = w.copy(), opt.state_dict()
+    with pytest.raises(Exception) as caught:
+        opt.step([np.full(3, 0.5)], **bad)
+    same = np.array_equal(w, before_w) and all(
+        np.array_equal(value, before_state[key]) for key, value in opt.state_dict().items()
+    )
+    assert opt.engine == engine
+    return caught, same
+
+
+@pytest.mark.parametrize("refresh", ["before", "after"])
+@pytest.mark.parametrize("bad, error, match", BAD, ids=range(len(BAD)))
+def test_invalid_inputs_raise_the_eager_errors_and_change_nothing(refresh, bad, error, match):
+    """On a refresh step (interval 1): the eager engine's error, before anything is
+    written (``"after"``: the estimate is taken before the launch too)."""
+    want, want_same = _failed_step("eager", refresh, 1, bad)
+    got, same = _failed_step("fused", refresh, 1, bad)
+    assert got.type is want.type is error
+    assert str(got.value) == str(want.value)
+    if match is not None:
+        assert match in str(got.value)
+    assert want_same and same
+
+
+def test_an_estimate_is_checked_on_other_steps_too():
+    for engine in ("eager", "fused"):
+        caught, same = _failed_step(engine, "before", 10, {"hessian": [np.ones(4)]})
+        assert caught.type is ValueError and "invalid hessian" in str(caught.value)
+        assert same
