@@ -12,8 +12,6 @@ estimate into ``nu`` a host step with the eager update's own code.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 
@@ -110,7 +108,7 @@ def test_the_fold_runs_on_refresh_steps_only(monkeypatch, mode):
     monkeypatch.setattr(HessianAverage, "_folded", counted)
     params = [np.ones(5, np.float32)]
     opt = gradstep.Optimizer(params, gradstep.sophia(0.1, update_interval=4), engine="fused")
-    for k in range(10):
+    for _ in range(10):
         extra = {"hvp": hvp} if mode == "hvp" else {"hessian": [np.ones(5, np.float32)]}
         opt.step([np.full(5, 0.5, np.float32)], **extra)
         assert opt.engine == "fused"
@@ -200,3 +198,93 @@ def test_an_estimate_is_checked_on_other_steps_too():
         caught, same = _failed_step(engine, "before", 10, {"hessian": [np.ones(4)]})
         assert caught.type is ValueError and "invalid hessian" in str(caught.value)
         assert same
+
+
+def _torch_run(engine, inputs, steps=12, dtype="float64"):
+    """``gradstep.torch.Sophia`` on CPU over a quadratic with a fixed curvature per
+    tensor (gradients taken with ``create_graph``); ``inputs(k, params)``: the step's
+    keywords. Returns the parameters and the curvature matrices."""
+    torch = pytest.importorskip("torch", reason="the torch class of Sophia")
+    import gradstep.torch as gt
+
+    dt = getattr(torch, dtype)
+    gen = torch.Generator().manual_seed(5)
+    params = [torch.nn.Parameter(torch.randn(n, generator=gen, dtype=dt)) for n in (7, 1, 40)]
+    mats = []
+    for p in params:
+        a = torch.randn(p.numel(), p.numel(), generator=gen, dtype=dt)
+        mats.append(a @ a.T / p.numel() + torch.eye(p.numel(), dtype=dt))
+    opt = gt.Sophia(params, 0.05, update_interval=3, gamma=0.5, engine=engine)
+    for k in range(steps):
+        loss = 0.0
+        for p, a in zip(params, mats):
+            d = p - p.detach()
+            loss = loss + 0.5 * d @ (a @ d) + torch.sin(p.detach() + k) @ p
+        loss.backward(create_graph=True)
+        opt.step(**inputs(k, params))
+        for p in params:
+            p.grad = None
+    return [p.detach().numpy().copy() for p in params], [a.numpy() for a in mats]
+
+
+def _given(k, params):
+    import torch
+
+    return {"hessian": [torch.full_like(p, 1.0 + k % 4).detach() for p in params]}
+
+
+@pytest.mark.parametrize("inputs", [_given, lambda k, params: {}], ids=["hessian", "hvp"])
+def test_the_torch_class_steps_cpu_parameters_on_the_numba_engine(monkeypatch, inputs):
+    calls = []
+    original = FusedEngine.step_leaves
+
+    def counted(self, *args):
+        calls.append(self)
+        return original(self, *args)
+
+    monkeypatch.setattr(FusedEngine, "step_leaves", counted)
+    got, mats = _torch_run("fused", inputs)
+    assert len(calls) == 12 and all(isinstance(c, FusedEngine) for c in calls)
+    monkeypatch.setattr(FusedEngine, "step_leaves", original)
+    if inputs is _given:
+        want, _ = _torch_run("eager", inputs)  # the torch tensors' own update
+    else:
+        # the functional NumPy path with the same curvature: the same Rademacher
+        # probes (NumPy draws from (seed, step) over the same shapes)
+        import torch
+
+        gen = torch.Generator().manual_seed(5)
+        want = [torch.randn(n, generator=gen, dtype=torch.float64).numpy() for n in (7, 1, 40)]
+        opt = gradstep.Optimizer(want, gradstep.sophia(0.05, update_interval=3, gamma=0.5))
+        for k in range(12):
+            grads = [np.sin(w + k) for w in want]
+            opt.step(grads, hvp=lambda z: [a @ v for a, v in zip(mats, z)])
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_the_torch_class_checks_its_inputs_on_the_numba_engine(monkeypatch):
+    torch = pytest.importorskip("torch", reason="the torch class of Sophia")
+    import gradstep.torch as gt
+
+    calls = []
+    original = FusedEngine.step_leaves
+
+    def counted(self, *args):
+        calls.append(self)
+        return original(self, *args)
+
+    monkeypatch.setattr(FusedEngine, "step_leaves", counted)
+    params = [torch.nn.Parameter(torch.ones(3))]
+    params[0].grad = torch.ones(3)
+    opt = gt.Sophia(params, 0.1, update_interval=1, engine="fused")
+    opt.step(hessian=[torch.full((3,), 2.0)])
+    before = params[0].detach().clone()
+    state = {k: v.clone() if torch.is_tensor(v) else v for k, v in opt.state[params[0]].items()}
+    for bad in ([torch.ones(4)], [torch.full((3,), float("nan")), torch.ones(3)]):
+        with pytest.raises(ValueError, match="hessian"):
+            opt.step(hessian=bad)
+    assert len(calls) == 2  # the good step, and the bad shape: refused in the engine
+    assert torch.equal(params[0].detach(), before)
+    for key, value in opt.state[params[0]].items():
+        assert torch.equal(value, state[key]) if torch.is_tensor(value) else value == state[key]
