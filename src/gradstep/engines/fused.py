@@ -35,6 +35,10 @@ written twice.
   the math dtype. An 8-bit blockwise slot (:mod:`gradstep._core.blockwise8`) takes
   two rows, its uint8 codes and its float32 block scales (placed after every other
   row, :func:`~gradstep.engines.plan.place_scales`).
+- **Host steps** (:mod:`gradstep.engines.fused_host`): a fused form may carry array
+  code run around the launch on the slot arrays (Sophia's fold of its Hessian
+  estimate, the code of its own update), computed before anything is written and
+  stored once every check has passed.
 - **Compile once**: kernels are written to a cache folder as modules named by the
   hash of their source and compiled with numba's on-disk cache, so a second process
   loads them instead of compiling.
