@@ -116,6 +116,34 @@ def test_the_fold_runs_on_refresh_steps_only(monkeypatch, mode):
     assert len(probes) == (3 if mode == "hvp" else 0)
 
 
+PRECISIONS = [
+    (np.float16, {}),
+    (np.float32, {"state_dtype": "bfloat16"}),
+    (np.float32, {"state_dtype": "bfloat16", "stochastic_rounding": True}),
+    (np.float32, {"kahan_summation": True}),
+]
+
+
+@pytest.mark.parametrize("refresh", ["before", "after"])
+@pytest.mark.parametrize("dtype, options", PRECISIONS, ids=["f16", "bf16", "bf16-sr", "kahan"])
+def test_16bit_storage_matches_eager_bit_for_bit(dtype, options, refresh):
+    """The fold is the eager code on the stored ``nu``: the same values, stored."""
+    out = {}
+    for engine in ("eager", "fused"):
+        w = np.random.default_rng(0).normal(size=5000).astype(dtype)
+        transform = gradstep.sophia(0.05, update_interval=2, refresh=refresh, **options)
+        opt = gradstep.Optimizer([w], transform, engine=engine)
+        rng = np.random.default_rng(1)
+        for _ in range(8):
+            g, h = rng.normal(size=(2, 5000)).astype(dtype)
+            opt.step([g], hessian=[np.abs(h)])
+            assert opt.engine == engine
+        out[engine] = (w, opt.state_dict())
+    np.testing.assert_array_equal(out["fused"][0], out["eager"][0])
+    for key, value in out["eager"][1].items():
+        np.testing.assert_array_equal(out["fused"][1][key], value, err_msg=key)
+
+
 @pytest.mark.parametrize("refresh", ["before", "after"])
 @pytest.mark.parametrize("mode", ["every", "hvp"])
 def test_a_checkpoint_resumes_exactly(refresh, mode):
@@ -288,3 +316,49 @@ def test_the_torch_class_checks_its_inputs_on_the_numba_engine(monkeypatch):
     assert torch.equal(params[0].detach(), before)
     for key, value in opt.state[params[0]].items():
         assert torch.equal(value, state[key]) if torch.is_tensor(value) else value == state[key]
+
+
+def test_a_host_value_that_does_not_fit_is_refused_before_anything_is_written():
+    """8-bit ``nu`` holds codes: the fold's float values do not fit them, so the
+    engine refuses the refresh step (Unsupported) with the state untouched."""
+    from gradstep.engines.plan import Unsupported
+
+    transform = gradstep.sophia(0.05, update_interval=1, state_dtype="blockwise8")
+    w = np.linspace(-1.0, 1.0, 5000).astype(np.float32)
+    state = transform.init([w])
+    engine = FusedEngine(transform)
+    engine.step([w], [np.ones_like(w)], state, {})  # no estimate: the kernel alone
+    before_w, before = w.copy(), [np.array(a, copy=True) for a in _leaves(state)]
+    with pytest.raises(Unsupported, match="host step computes"):
+        engine.step([w], [np.ones_like(w)], state, {"hessian": [np.ones_like(w)]})
+    np.testing.assert_array_equal(w, before_w)
+    for a, b in zip(_leaves(state), before):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("refresh", ["before", "after"])
+def test_a_step_the_engine_refuses_folds_nothing(refresh):
+    """A refresh step with a valid estimate whose arrays the engine refuses (a
+    gradient of the wrong shape, a read-only slot) leaves ``nu`` as it was."""
+    from gradstep.engines.plan import Unsupported
+
+    transform = gradstep.sophia(0.05, update_interval=1, refresh=refresh)
+    w = np.linspace(-1.0, 1.0, 7)
+    state = transform.init([w])
+    engine = FusedEngine(transform)
+    engine.step([w], [np.ones_like(w)], state, {"hessian": [np.ones_like(w)]})
+    before_w, before = w.copy(), [np.array(a, copy=True) for a in _leaves(state)]
+    with pytest.raises(ValueError, match="shape"):
+        engine.step([w], [np.ones(6)], state, {"hessian": [np.full_like(w, 3.0)]})
+    state["sophia"]["inner"]["mu"][0].flags.writeable = False
+    with pytest.raises(Unsupported, match="read-only"):
+        engine.step([w], [np.ones_like(w)], state, {"hessian": [np.full_like(w, 3.0)]})
+    np.testing.assert_array_equal(w, before_w)
+    for a, b in zip(_leaves(state), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def _leaves(state):
+    from gradstep._core import tree
+
+    return tree.leaves(state)

@@ -49,7 +49,11 @@ def host_writes(hosts: list, state: dict, params: Any, g_leaves: list, ctx: dict
                     and value.shape == target.shape
                     and np.can_cast(value.dtype, target.dtype, "same_kind")
                 ):
-                    raise Unsupported(f"{form.name}: a host value does not fit its state array")
+                    kind = getattr(target, "dtype", type(target).__name__)
+                    raise Unsupported(
+                        f"{form.name}: its host step computes {value.dtype} values for "
+                        f"state arrays of {kind} (8-bit codes run on its own update)"
+                    )
                 pairs.append((target, value))
         writes.append((write.when, pairs))
     return writes, {k: v for k, v in ctx.items() if k not in inputs}
