@@ -14,6 +14,12 @@ transforms in their place (:func:`~gradstep.engines.plan.flatten_stages`) and re
 (:func:`refusal`), before they write anything, a step whose tensors a form does not
 cover: the optimizer runs that step on the transform's own update. No other engine
 or front reads forms.
+
+A form may also carry a **host step** (:class:`HostWrite`): array code the numba
+engine runs on the slot arrays around its launch, the very code the transform's own
+update runs (Sophia folds a Hessian estimate into its average on refresh steps). The
+host step computes its values before anything is written, and the engine stores
+them only once its checks have passed; the Triton engine runs no host steps.
 """
 
 from __future__ import annotations
@@ -41,6 +47,24 @@ class FusedForm:
     accepts: Callable[[tuple[int, ...]], bool]
     covers: str
     rounds_16bit: bool = False
+    #: ``host(state, params, g_leaves, ctx)``: a :class:`HostWrite` (``state`` the
+    #: original's state, ``params`` the parameters' tree, ``ctx`` the step's inputs
+    #: and overrides), or None on a step where it writes nothing
+    host: Callable[..., HostWrite | None] | None = None
+    #: the step inputs (keyword arguments) only the host step reads: the kernels'
+    #: scalars never see them
+    inputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HostWrite:
+    """New values of slots of a form's state, written by the engine ``"before"`` or
+    ``"after"`` its launch: ``values`` maps a path of keys in the original's state
+    to the new leaves of that slot (one array per tensor, computed, not yet written).
+    """
+
+    when: str
+    values: dict[tuple[str, ...], list]
 
 
 def refusal(forms: list[FusedForm], shapes: list, itemsize: int | None = None) -> str | None:

@@ -27,9 +27,10 @@ SPECS = (
         sophia,
         "sophia",
         "Momentum over an average of Hessian-diagonal estimates, clipped per element.",
-        # elementwise math behind a hook the fused engines do not compile; the estimate
-        # is an extra input of the step (hessian= or hvp=), without which the average
-        # stays as it is (the generic tests run that gradient-only form)
+        # elementwise math behind a hook the numba engine runs as a host step around
+        # its launch (Triton's runs eagerly); the estimate is an extra input of the
+        # step (hessian= or hvp=), without which the average stays as it is (the
+        # generic tests run that gradient-only form)
         frozenset(),
         (
             "Liu, Li, Hall, Liang & Ma (2024): Sophia: A Scalable Stochastic Second-order "

@@ -40,6 +40,8 @@ def engine(spec: gradstep.OptimizerSpec) -> str:
         return "closure"
     if "elementwise" in caps:
         return "fused"
+    from gradstep._core.elementwise import Elementwise
+    from gradstep._core.fused_form import every_shape
     from gradstep.engines.fused import FusedEngine
     from gradstep.engines.plan import NotFusable
 
@@ -47,7 +49,11 @@ def engine(spec: gradstep.OptimizerSpec) -> str:
         fused = FusedEngine(spec.factory(**spec.test_hyperparams))
     except NotFusable:
         return "eager" if "stochastic" in caps else "eager/reduction"
-    return "fused/eager" if fused.forms else "fused/reduction"
+    if any(f.accepts is not every_shape or f.rounds_16bit for f in fused.forms):
+        return "fused/eager"
+    if fused.forms and all(type(st.stage) is Elementwise for st in fused.stages):
+        return "fused"  # forms over every tensor, with at most a host step (Sophia's)
+    return "fused/reduction"
 
 
 def rows() -> list[tuple[str, ...]]:

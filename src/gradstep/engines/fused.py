@@ -35,6 +35,10 @@ written twice.
   the math dtype. An 8-bit blockwise slot (:mod:`gradstep._core.blockwise8`) takes
   two rows, its uint8 codes and its float32 block scales (placed after every other
   row, :func:`~gradstep.engines.plan.place_scales`).
+- **Host steps** (:mod:`gradstep.engines.fused_host`): a fused form may carry array
+  code run around the launch on the slot arrays (Sophia's fold of its Hessian
+  estimate, the code of its own update), computed before anything is written and
+  stored once every check has passed.
 - **Compile once**: kernels are written to a cache folder as modules named by the
   hash of their source and compiled with numba's on-disk cache, so a second process
   loads them instead of compiling.
@@ -59,6 +63,7 @@ from .._core.fused_form import refusal
 from .._core.transform import Transform
 from . import array_table
 from .fused_codegen import CHUNK, VIEW_TYPES, generate_source, math_dtype
+from .fused_host import host_writes, write_host_values
 from .fused_passes import _LaunchError, reductions
 from .fused_passes import step as step_pass
 from .kernel_cache import KernelCacheError, cache_dir, load_kernels, reload_kernels
@@ -86,7 +91,8 @@ class FusedEngine:
     def __init__(self, transform: Transform):
         self.transform = transform
         self.forms: list = []  # fused forms in place of their transforms: shapes refused
-        self.stages = flatten_stages(transform, per_tensor=True, forms=self.forms)
+        self.hosts: list = []  # (form, state path): host steps around the launch
+        self.stages = flatten_stages(transform, per_tensor=True, forms=self.forms, hosts=self.hosts)
         # scal[0] is the dtype witness
         self.n_rows, self.n_scalars, self.n_factors = place_stages(self.stages, first_scalar=1)
         self.n_rows = place_scales(self.stages, self.n_rows)
@@ -164,7 +170,10 @@ class FusedEngine:
         ptrs[0] = _pointers(g_leaves, layout, "gradient")  # of its parameter's dtype
         nodes, counts = stage_nodes(self.stages, state)
         self._slot_pointers(layout, nodes)
-        carried = self._run(layout, nodes, counts, ctx)
+        writes: list = []
+        if self.hosts:  # computed and checked now, written around the launch
+            writes, ctx = host_writes(self.hosts, state, params, g_leaves, ctx)
+        carried = self._run(layout, nodes, counts, ctx, writes)
         for st, values in carried.items():
             node = nodes[st]
             node.update({k: np.asarray(v, np.asarray(node[k]).dtype) for k, v in values.items()})
@@ -182,9 +191,10 @@ class FusedEngine:
             k += bool(flag)
         return out
 
-    def _run(self, layout: dict, nodes: list[dict], counts: list[int], ctx: dict) -> dict:
-        """Launch the passes; return the new carried state of each global reduction
-        stage (by stage index), for the caller to store once the step is done."""
+    def _run(self, layout: dict, nodes: list[dict], counts: list[int], ctx: dict, writes) -> dict:
+        """Launch the passes (with the host steps' ``writes`` around them); return the
+        new carried state of each global reduction stage (by stage index), for the
+        caller to store once the step is done."""
         dtype = np.dtype(math_dtype(layout["rows"][1]))
         n_tensors = len(layout["w"])
         scal = np.zeros(self.n_scalars, dtype)
@@ -201,14 +211,14 @@ class FusedEngine:
                 continue
             scal[st.scalar_offset : st.scalar_offset + len(values)] = values
         try:
-            return self._launch_all(layout, counts, ctx, scal, tscal, steps)
+            return self._launch_all(layout, counts, ctx, scal, tscal, steps, writes)
         except _LaunchError as error:
             # compiled kernels fail only while loading or compiling, before they touch
             # memory: rebuild the module away from the shared cache, once
             try:
                 rows = tuple(layout["rows"])
                 self._modules[rows] = reload_kernels(self.source_for(rows), error.__cause__)
-                return self._launch_all(layout, counts, ctx, scal, tscal, steps)
+                return self._launch_all(layout, counts, ctx, scal, tscal, steps, writes)
             except (KernelCacheError, _LaunchError) as failure:
                 cause = failure.__cause__ if isinstance(failure, _LaunchError) else failure
                 if not isinstance(cause, (KernelCacheError, OSError)):
@@ -216,16 +226,20 @@ class FusedEngine:
                 self._broken = f"the kernel cache {cache_dir()} is unusable: {cause}"
                 raise Unsupported(self._broken) from None
 
-    def _launch_all(self, layout, counts, ctx, scal, tscal, steps) -> dict:
+    def _launch_all(self, layout, counts, ctx, scal, tscal, steps, writes) -> dict:
         ptrs, tmask = layout["ptrs"], layout["tmask"]
         keys = stream_key_table(self.stages, layout["rows"], counts, ptrs.shape)
         try:
             kernels = self.kernels_for(tuple(layout["rows"]))
         except Exception as error:
             raise _LaunchError from error
+        # the kernels are loaded: nothing can refuse the step any more (a retry after a
+        # failed launch writes the same values again)
+        write_host_values(writes, "before")
         tmask = (tmask, keys) if keys is not None else (tmask,)
         carried = reductions(self.stages, kernels, layout, counts, ctx, scal, tscal, steps, tmask)
         carried.update(step_pass(self.stages, kernels, layout, scal, tscal, steps, tmask))
+        write_host_values(writes, "after")
         return carried
 
     def _layout(self, ws: list, params: Any) -> dict:

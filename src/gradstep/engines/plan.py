@@ -152,6 +152,7 @@ def flatten_stages(
     per_tensor: bool = False,
     forms: list[FusedForm] | None = None,
     axis_norms: bool = False,
+    hosts: list | None = None,
 ) -> list[Stage]:
     """The elementwise stages of ``transform`` in order, or :class:`NotFusable`.
 
@@ -163,7 +164,9 @@ def flatten_stages(
     appended; the caller must then refuse the tensors a form does not cover (None:
     no form is used). ``axis_norms``: the caller runs norms over axes of each
     tensor (:class:`~gradstep._core.axis_norm.AxisNormScaled`; the Triton engine
-    does)."""
+    does). ``hosts``: a list to which each form with a host step is appended, as
+    ``(form, state path of its transform)``, for the caller to run around its launch
+    (None: the caller runs none, and such a form is not fusable)."""
     if forms is not None:
         transform = map_transform(functools.partial(_with_form, forms), transform)
     out: list[Stage] = []
@@ -194,6 +197,7 @@ def flatten_stages(
         if open_cautious and isinstance(t, Masked):
             raise NotFusable(f"a mask inside the cautious wrapper {open_cautious[0][0].name!r}")
         if isinstance(t, (Chain, Masked, Keyed)):
+            _place_host(t, forms, hosts, mask, visit.path)
             continue
         if isinstance(t, NormScaled):
             if mask is not None:
@@ -238,6 +242,19 @@ def _with_form(forms: list[FusedForm], t: Transform) -> Transform:
         return t
     forms.append(form)
     return form.transform
+
+
+def _place_host(t: Transform, forms: list | None, hosts: list | None, mask, path) -> None:
+    """Record the host step of the form ``t`` (if it is one with a host step) in
+    ``hosts``, or :class:`NotFusable` where the caller runs none or ``t`` is masked."""
+    form = next((f for f in forms or () if f.transform is t and f.host is not None), None)
+    if form is None:
+        return
+    if hosts is None:
+        raise NotFusable(f"{form.name!r} needs a host step around the launch")
+    if mask is not None:
+        raise NotFusable(f"masked {form.name!r} with a host step")
+    hosts.append((form, path))
 
 
 def _close(out: list[Stage], wrapper: Cautious, start: int, path: tuple) -> None:

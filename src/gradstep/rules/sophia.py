@@ -36,6 +36,11 @@ clip), and the estimate only enters the average :math:`h`:
   :math:`z` from ``(seed, step)`` and takes Hutchinson's estimate
   :math:`\hat h = z\odot Hz` (SophiaH).
 
+The numba engine (``gradstep.Optimizer``, the torch front's CPU parameters) runs the
+element function compiled and the fold into :math:`h` as a host step around its
+launch, with the code of the eager update (:meth:`HessianAverage.fused_form`); the
+Triton engine does not, so CUDA tensors step eagerly.
+
 Both are keyword arguments of the step: ``Optimizer.step(grads, hessian=h)``,
 ``transform.update(grads, state, params, hvp=f)`` on NumPy arrays, torch tensors or
 JAX arrays (under ``jax.jit``: close over ``hvp``, e.g.
@@ -63,6 +68,7 @@ import numpy as np
 
 from .._core import tree as _tree
 from .._core.elementwise import Elementwise, Slot, cast_scalars
+from .._core.fused_form import FusedForm, HostWrite, Keyed, every_shape
 from .._core.namespaces import element_for, namespace_of, nan_to_zero
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain, Transform
@@ -133,22 +139,51 @@ class HessianAverage(Transform):
         return {**super().hyperparameters(), **dict.fromkeys(HOOKS)}
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
+        g_leaves, td = _tree.flatten(grads)
+        inner = state["inner"]
+        fold = self._fold_of(td, g_leaves, inner["count"], ctx)
+        if fold is not None and self.refresh == "before":
+            inner = {**inner, "nu": self._folded(td, inner["nu"], *fold)}
+        updates, inner = self._step(grads, inner, fold[2] if fold else None, ctx)
+        if fold is not None and self.refresh == "after":
+            inner = {**inner, "nu": self._folded(td, inner["nu"], *fold)}
+        return updates, {"inner": inner}
+
+    def _fold_of(self, td: Any, g_leaves: list, count: Any, ctx: dict) -> tuple | None:
+        """Take the step's estimate out of ``ctx``: ``(estimates, hvp, step, due)``
+        for :meth:`_folded` where one is given and the step may be a refresh step,
+        else None; a ``ValueError`` for invalid inputs (before anything changes)."""
         hessian, hvp = ctx.pop("hessian", None), ctx.pop("hvp", None)
         if hessian is not None and hvp is not None:
             raise ValueError("sophia: hessian= and hvp= given; valid values: one of them")
-        g_leaves, td = _tree.flatten(grads)
         # an estimate is checked whenever it is given, used on refresh steps
         estimates = None if hessian is None else _estimate_leaves(td, hessian, g_leaves)
-        inner = state["inner"]
-        step = namespace_of(inner["count"]).count(inner["count"])
+        step = namespace_of(count).count(count)
         due = step % self.update_interval == 0
-        fold = (estimates is not None or hvp is not None) and due is not False
-        if fold and self.refresh == "before":
-            inner = {**inner, "nu": self._folded(td, inner["nu"], estimates, hvp, step, due)}
-        updates, inner = self._step(grads, inner, step, ctx)
-        if fold and self.refresh == "after":
-            inner = {**inner, "nu": self._folded(td, inner["nu"], estimates, hvp, step, due)}
-        return updates, {"inner": inner}
+        if (estimates is None and hvp is None) or due is False:
+            return None
+        return estimates, hvp, step, due
+
+    def fused_form(self) -> FusedForm:
+        """The inner stage, compiled, with :meth:`_host_fold` as its host step: the
+        numba engine folds the estimate into ``nu`` with this transform's own code
+        (:mod:`gradstep._core.fused_form`)."""
+        form = Keyed(self.name, (self.inner,), ("inner",))
+        return FusedForm(
+            self.name, form, every_shape, "tensors of any shape", host=self._host_fold, inputs=HOOKS
+        )
+
+    def _host_fold(self, state: dict, params: Any, g_leaves: list, ctx: dict) -> HostWrite | None:
+        """The fused form's host step: on a refresh step given an estimate, the new
+        ``nu`` (:meth:`_folded`), written before or after the launch (``refresh``)."""
+        if ctx.get("hessian") is None and ctx.get("hvp") is None:
+            return None  # the kernel's step alone
+        td = _tree.flatten(params)[1]
+        fold = self._fold_of(td, g_leaves, state["inner"]["count"], dict(ctx))
+        if fold is None:
+            return None
+        nu = self._folded(td, state["inner"]["nu"], *fold)
+        return HostWrite(self.refresh, {("inner", "nu"): _tree.leaves_like(td, nu)})
 
     def _step(self, grads: Any, inner: dict, step: Any, ctx: dict) -> tuple[Any, dict]:
         """The inner stage's step: :meth:`Elementwise.update` where the count is a
@@ -157,6 +192,8 @@ class HessianAverage(Transform):
         stage = self.inner
         if not namespace_of(inner["count"]).is_traced(inner["count"]):
             return stage.update(grads, inner, None, **ctx)
+        if step is None:
+            step = namespace_of(inner["count"]).count(inner["count"])
         g_leaves, td = _tree.flatten(grads)
         slots = [_tree.leaves_like(td, inner[s.name]) for s in stage.slots]
         scalars = stage.scalars(step, ctx)

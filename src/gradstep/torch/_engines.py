@@ -67,13 +67,15 @@ class EngineRuns:
         """Step CPU ``members``: the numba engine where it can, else the transform's own
         update on NumPy views or on the tensors; True if it advanced the steps."""
         mode = members[0].mode
+        extra = self.__dict__.get("_gs_inputs")
         fused = (
             engine != "eager"
             and rule.fusable
             and mode != "gather"
             and not (rule.reducer is not None and rule.reduces_per_tensor)
             and all(m.fusable() for m in members)
-            and not self.__dict__.get("_gs_inputs")  # extra inputs: the transform's own
+            # extra inputs: only a host step of the numba engine reads them
+            and (not extra or _inputs_of(extra) <= rule.host_inputs)
         )
         if engine == "fused" and not fused:
             raise RuntimeError(
@@ -82,7 +84,8 @@ class EngineRuns:
                 f"engine='fused') but {_why_not_fused(rule, members)}"
             )
         if fused:
-            counted = self._run_fused_or_refused(rule, members, ctx, engine)
+            inputs = _step_inputs(self._owner, extra, members, _numpy) if extra else {}
+            counted = self._run_fused_or_refused(rule, members, {**ctx, **inputs}, engine)
             if counted is not None:
                 return counted
         if engine != "eager" and all(m.numpy_ok() for m in members):
@@ -324,6 +327,11 @@ def _why_not_fused(rule: _Rule, members: list[_Member]) -> str:
                 "engine takes contiguous CPU float32/float64/float16/bfloat16 tensors"
             )
     return "the parameters cannot be run by it"  # pragma: no cover
+
+
+def _inputs_of(extra: dict) -> set:
+    """The names of a step's extra inputs (``hvp`` where the front may build it)."""
+    return set(extra["names"]) | ({"hvp"} if extra["hvp"] else set())
 
 
 #: the complex dtype whose real view has the dtype

@@ -163,17 +163,21 @@ def _separable(t: Transform) -> bool:
     return True
 
 
-def _fusable(t: Transform, axis_norms: bool = False, forms: bool = False) -> bool:
+def _fusable(
+    t: Transform, axis_norms: bool = False, forms: bool = False, hosts: list | None = None
+) -> bool:
     """The fused engines (numba's and Triton's: the same chains, and for Triton's
     ``axis_norms``, Lasagne's norms over axes; ``forms``: the fused forms of
     shape-dependent transforms, whose engine refuses the shapes they do not cover
     before it writes anything) can compile ``t``: its stages, and the rows of its
-    8-bit slots (none in a masked stage)."""
+    8-bit slots (none in a masked stage). ``hosts``: a list that takes the forms'
+    host steps (the numba engine runs them), as
+    :func:`~gradstep.engines.plan.flatten_stages`; None: forms with one are refused."""
     from ..engines.plan import NotFusable, flatten_stages, place_scales
 
     try:
         stages = flatten_stages(
-            t, per_tensor=True, axis_norms=axis_norms, forms=[] if forms else None
+            t, per_tensor=True, axis_norms=axis_norms, forms=[] if forms else None, hosts=hosts
         )
         place_scales(stages, 0)
     except NotFusable:
@@ -261,7 +265,10 @@ class _Rule:
             run = Chain((maximize_stage(), run), name=transform.name)
             self.inner_name = run.stage_names[1]
         self.run = run
-        self.fusable = _fusable(run, forms=True)  # the numba engine's
+        hosts: list = []
+        self.fusable = _fusable(run, forms=True, hosts=hosts)  # the numba engine's
+        # the step inputs (Sophia's hessian=, hvp=) the numba engine's host steps read
+        self.host_inputs = frozenset(name for form, _ in hosts for name in form.inputs)
         self.triton_fusable = _fusable(run, axis_norms=True, forms=True)
         # trust ratios of sharded tensors reduce their sums across ranks per tensor,
         # which only the transform's own update does
