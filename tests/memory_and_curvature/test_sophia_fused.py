@@ -318,17 +318,25 @@ def test_the_torch_class_checks_its_inputs_on_the_numba_engine(monkeypatch):
         assert torch.equal(value, state[key]) if torch.is_tensor(value) else value == state[key]
 
 
-def test_a_host_value_that_does_not_fit_is_refused_before_anything_is_written():
-    """8-bit ``nu`` holds codes: the fold's float values do not fit them, so the
-    engine refuses the refresh step (Unsupported) with the state untouched."""
+def test_a_host_value_that_does_not_fit_is_refused_before_anything_is_written(monkeypatch):
+    """A host step whose values do not fit their slot arrays (here a fold that
+    returns the wrong shape) is refused (Unsupported) with the state untouched."""
+    from gradstep._core import tree as _tree
     from gradstep.engines.plan import Unsupported
 
-    transform = gradstep.sophia(0.05, update_interval=1, state_dtype="blockwise8")
+    original = HessianAverage._folded
+
+    def misshapen(self, td, nu, *args):
+        out = original(self, td, nu, *args)
+        return _tree.unflatten(td, [np.append(v, 0.0) for v in _tree.leaves_like(td, out)])
+
+    transform = gradstep.sophia(0.05, update_interval=1)
     w = np.linspace(-1.0, 1.0, 5000).astype(np.float32)
     state = transform.init([w])
     engine = FusedEngine(transform)
     engine.step([w], [np.ones_like(w)], state, {})  # no estimate: the kernel alone
     before_w, before = w.copy(), [np.array(a, copy=True) for a in _leaves(state)]
+    monkeypatch.setattr(HessianAverage, "_folded", misshapen)
     with pytest.raises(Unsupported, match="host step computes"):
         engine.step([w], [np.ones_like(w)], state, {"hessian": [np.ones_like(w)]})
     np.testing.assert_array_equal(w, before_w)
@@ -362,3 +370,26 @@ def _leaves(state):
     from gradstep._core import tree
 
     return tree.leaves(state)
+
+
+def test_the_folded_second_moment_refuses_8bit_storage():
+    """The Hessian estimates are folded into nu outside the element function, which
+    would read 8-bit codes as numbers: refused on every front, the other slot may be
+    8-bit and nu may be 16-bit."""
+    import torch
+
+    import gradstep.torch as gt
+
+    with pytest.raises(ValueError, match="slot 'nu' of 'sophia' is updated outside"):
+        gradstep.sophia(1e-3, state_dtype="int8")
+    with pytest.raises(ValueError, match="slot 'nu' of 'sophia'"):
+        gradstep.sophia(1e-3, state_dtype={"nu": "int8"})
+    with pytest.raises(ValueError, match="slot 'nu' of 'sophia'"):
+        gt.Sophia([torch.nn.Parameter(torch.ones(3))], state_dtype="int8")
+    w = [np.linspace(-1, 1, 5000).astype(np.float32)]
+    opt = gradstep.Optimizer(
+        w, gradstep.sophia(1e-3, update_interval=1, state_dtype={"mu": "int8", "nu": "bfloat16"})
+    )
+    for _ in range(3):
+        opt.step([np.cos(3 * w[0])], hessian=[np.abs(np.sin(w[0]))])
+    assert np.all(np.isfinite(w[0])) and np.abs(w[0]).max() <= 1.01

@@ -229,8 +229,27 @@ def with_state_dtype(
         return clone
 
     out = map_transform(store, transform)
+    _check_folded_slots(out, state_dtype, owner)
     _check_min_8bit_size_used(out, min_8bit_size, owner)
     return out
+
+
+def _check_folded_slots(transform: Transform, state_dtype: Any, owner: str) -> None:
+    """A slot that a wrapper folds values into outside the element functions
+    (``Transform.folds_slots``) cannot be 8-bit: the wrapper would read codes as
+    numbers."""
+    for visit in walk(transform):
+        folded = sorted(visit.transform.folds_slots)
+        if folded:
+            dtypes = slot_dtypes(visit.transform)
+            for name in folded:
+                if dtypes.get(name) == "blockwise8":
+                    raise ValueError(
+                        f"{owner}: invalid state_dtype={state_dtype!r}: slot {name!r} of "
+                        f"{visit.transform.name!r} is updated outside its element function, "
+                        "which 8-bit blocks cannot take; valid values for it: float16, "
+                        "bfloat16, float32, float64"
+                    )
 
 
 def _stored(slot: Any, dtype: str | None, min_8bit_size: int) -> Any:

@@ -58,6 +58,12 @@ class Transform:
     #: transform's own update). Elementwise stages need not say so.
     tensorwise: bool = False
 
+    #: Names of its descendants' elementwise slots that this transform reads and
+    #: writes as values outside their element functions (Sophia folds Hessian
+    #: estimates into ``nu``): 8-bit codes cannot be read that way, so ``state_dtype``
+    #: refuses 8-bit storage for them.
+    folds_slots: tuple = ()
+
     #: Where this transform's own state (its children's left out) keeps one item per
     #: parameter leaf, in the parameters' order: paths of keys from the root of its
     #: state, a key alone for a top-level entry (``("mu", "nu")`` for Adam). The torch

@@ -124,6 +124,7 @@ class HessianAverage(Transform):
     stage's ``nu`` before or after the inner step (see the module docstring)."""
 
     name = "sophia"
+    folds_slots = ("nu",)  # the estimates are folded into the inner stage's nu
 
     def __init__(self, inner: Elementwise, beta2, update_interval, refresh, seed):
         self.inner = inner
