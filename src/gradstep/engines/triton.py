@@ -40,7 +40,7 @@ import torch
 
 from .._core import tree as _tree
 from .._core.blockwise8 import BLOCK as Q8_BLOCK
-from .._core.blockwise8 import BLOCKWISE8, MIXED_PREFIX, absmax_name
+from .._core.blockwise8 import absmax_name
 from .._core.combine import _labels_for
 from .._core.elementwise import resolve
 from .._core.fused_form import refusal
@@ -59,7 +59,7 @@ from .plan import (
     stochastic_rows,
     stream_key_table,
 )
-from .triton_tables import STORAGE_DTYPES, _Tables, math_dtype
+from .triton_tables import _Tables, math_dtype
 
 BLOCK = 1024  # elements per block: 4 KB of float32, a 128-bit vector per lane
 ITERS = 4  # blocks per chunk
@@ -435,56 +435,11 @@ class TritonEngine:
     def compile_for(
         self, dtype: torch.dtype = torch.float32, arch: int = 90, mixed8: bool = False
     ) -> dict[str, str]:
-        """The PTX of every kernel of this chain for CUDA compute capability ``arch``
-        (90: Hopper), compiled without a GPU, for parameters and state of ``dtype``
-        (8-bit slots: codes, or with ``mixed8`` codes or floats per tensor).
+        """The PTX of every kernel of this chain for CUDA compute capability ``arch``,
+        compiled without a GPU (:func:`gradstep.engines.triton_aot.compile_for`)."""
+        from .triton_aot import compile_for
 
-        Must run in a process where Triton is not interpreting (``TRITON_INTERPRET``
-        unset): the interpreter replaces kernels by Python functions.
-        """
-        import triton
-        from triton.backends.compiler import GPUTarget
-        from triton.compiler import ASTSource
-
-        _, flags = self._scalars([0] * len(self.stages), {})
-        name = STORAGE_DTYPES[dtype]
-        math = STORAGE_DTYPES[math_dtype(dtype)]
-        rows = [name] * self.n_rows
-        for code_row, scale_row in self.q8_rows.items():
-            rows[code_row] = MIXED_PREFIX + math if mixed8 else BLOCKWISE8
-            rows[scale_row] = "float32"
-        module = self._module(tuple(rows), math, flags)
-        scalar = {"float32": "*fp32", "float64": "*fp64"}[math]
-        signature = {
-            "chunks": "*i64", "ptrs": "*i64", "scal": scalar, "tscal": scalar, "tmask": "*u8",
-            "amp": scalar, "n_tensors": "i64", "n_factors": "i64",
-        }  # fmt: skip
-        tables = {"qmap": "*fp32", "qcodes": "*i32"} if self.q8_rows else {}
-        out = {}
-        kernels = ["step"] + [
-            f"reduce{st.index}"
-            for st in self.stages
-            if st.is_reduction or st.is_per_tensor or st.is_global or st.is_axis_norm
-        ]
-        for kernel_name in kernels:
-            sig = dict(signature)
-            if kernel_name != "step":
-                sig["acc"] = "*fp64"
-            sig.update(tables, BLOCK="constexpr", ITERS="constexpr")
-            pointers = [i for i, t in enumerate(sig.values()) if t.startswith("*")]
-            source = ASTSource(
-                getattr(module, kernel_name),
-                sig,
-                constexprs={"BLOCK": self.block, "ITERS": self.iters},
-                attrs={(i,): [["tt.divisibility", 16]] for i in pointers},
-            )
-            compiled = triton.compile(
-                source,
-                target=GPUTarget("cuda", arch, 32),
-                options={"num_warps": self.num_warps, "enable_fp_fusion": False},
-            )
-            out[kernel_name] = compiled.asm["ptx"]
-        return out
+        return compile_for(self, dtype, arch, mixed8)
 
 
 def amp_pair(grad_scale: Any, found_inf: Any, like: torch.Tensor) -> torch.Tensor:
