@@ -194,6 +194,23 @@ REFERENCES: tuple[Reference, ...] = (
                          degenerated_to_sgd=True),
         {"learning_rate": 0.05},
     ),
+    # the defaults on both sides (the recorded default case pins them to each other)
+    Reference("ranger21", PO, POM, "Ranger21",
+              lambda hp: {"lr": hp["learning_rate"], "num_iterations": hp["num_iterations"]},
+              {"learning_rate": 0.02, "num_iterations": 1000}),
+    # the authors' packages (tests/conformance/record_author_fixtures.py: the mappings)
+    Reference(
+        "adabelief", "adabelief-pytorch", "adabelief_pytorch", "AdaBelief",
+        lambda hp: {"lr": hp["learning_rate"], "print_change_log": False},
+        {"learning_rate": 0.02, "epsilon": 1e-16, "eps_root": 1e-16, "rectify": True},
+    ),
+    Reference(
+        "adan", "adan-pytorch", "adan_pytorch", "Adan",
+        lambda hp: {"lr": hp["learning_rate"],
+                    "betas": tuple(1.0 - b for b in _betas(hp, 3))},
+        {"learning_rate": 0.02, "beta1": 0.98, "beta2": 0.92, "beta3": 0.99,
+         "skip_first_step": True},
+    ),
 ) + HEAVYBALL  # fmt: skip
 
 #: reference classes named like a mapped rule that compute another update, and why
