@@ -277,16 +277,16 @@ class Ranger21Step(Transform):
                 g = centralized(g)
             if o["normalize"]:
                 g = std_normalized(g)
-            mine = ns.where(odd, slots["m_odd"][i], slots["m_even"][i])
-            other = ns.where(odd, slots["m_even"][i], slots["m_odd"][i])
+            mine = _pick(ns, odd, slots["m_odd"][i], slots["m_even"][i])
+            other = _pick(ns, odd, slots["m_even"][i], slots["m_odd"][i])
             m = element_for(_lerp, ns)(mine, g, c(weight), c(1.0 - weight), weight < 0.5)
             pn = element_for(_signed_momentum, ns)(
                 m, other, c(1.0 + b0), c(b0), c(1.0 / math.sqrt((1.0 + b0) ** 2 + b0**2))
             )
             moved = moved - c(lr / bc1) * (pn / root)
             out.append(ns.wrap(moved - w))
-            m_odd.append(ns.wrap(ns.where(odd, m, other)))
-            m_even.append(ns.wrap(ns.where(odd, other, m)))
+            m_odd.append(ns.wrap(_pick(ns, odd, m, other)))
+            m_even.append(ns.wrap(_pick(ns, odd, other, m)))
         new_state = {
             "count": namespace_of(state["count"]).count_array(t, state["count"]),
             "v": _tree.unflatten(td, [namespace_of(x).wrap(x) for x in v_new]),
@@ -295,6 +295,14 @@ class Ranger21Step(Transform):
             "m_even": _tree.unflatten(td, m_even),
         }
         return _tree.unflatten(td, out), new_state
+
+
+def _pick(ns: Any, condition: Any, a: Any, b: Any) -> Any:
+    """``a`` where ``condition`` else ``b``: chosen in Python for a Python bool (the
+    eager engines' step count), a select for a traced one (``jax.jit``)."""
+    if isinstance(condition, (bool, np.bool_)):
+        return a if condition else b
+    return ns.where(condition, a, b)
 
 
 def _check_steps(name: str, value: Any) -> None:
