@@ -104,12 +104,14 @@ def test_fused_forms_run_vectors_on_the_cpu_fused_engine(name, monkeypatch):
     assert not calls
 
 
-def test_a_tensorwise_rule_steps_vectors_fused_beside_eager_matrices(monkeypatch):
-    """CAME's factored moments compute each tensor from itself (``tensorwise``): in a
-    group of vectors of several lengths and a matrix, the vectors share one fused
-    bucket (their state has one structure) and the matrix runs on the transform's own
-    update; the steps are the eager engine's (which runs on the tensors, not on NumPy
-    views: within float32 rounding)."""
+@pytest.mark.parametrize("name", ["came", "adamp", "sgdp", "ranger"])
+def test_a_tensorwise_rule_steps_vectors_fused_beside_eager_matrices(name, monkeypatch):
+    """CAME's factored moments, AdamP's and SGDP's projections and Ranger's
+    centralisation compute each tensor from itself (``tensorwise``): in a group of
+    vectors of several lengths and a matrix, the vectors share one fused bucket (the
+    shapes their fused forms cover) and the matrix runs on the transform's own update;
+    the steps are the eager engine's (which runs on the tensors, not on NumPy views:
+    within float32 rounding)."""
     import gradstep.torch as gt
     from gradstep.engines import fused
 
@@ -126,7 +128,7 @@ def test_a_tensorwise_rule_steps_vectors_fused_beside_eager_matrices(monkeypatch
     for engine in ("eager", "auto"):
         torch.manual_seed(0)
         ps = [torch.nn.Parameter(torch.randn(s)) for s in [(7,), (30, 20), (5,), (1,)]]
-        opt = gt.TransformOptimizer(ps, gradstep.came(0.01), engine=engine)
+        opt = gt.TransformOptimizer(ps, gradstep.REGISTRY[name].factory(), engine=engine)
         for k in range(3):
             for p in ps:
                 p.grad = torch.sin(3 * p.detach() + k)

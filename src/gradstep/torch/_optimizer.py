@@ -430,7 +430,8 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
                 self.state[p] = state  # torch keeps no entry for a rule without state
             m = _Member(p, grad, state, master, fresh, rule, differentiable)
             check_member(self._owner, lambda p=p: self._where(p), p, m.w, m.entries, rule, m.layout)
-            key = (m.mode, m.w.device, m.w.dtype, id(m.layout)) + m.shared_key(rule)
+            key = (m.mode, m.w.device, m.w.dtype, id(m.layout), rule.form_covers(m.w.shape))
+            key += m.shared_key(rule)
             if per_tensor:
                 key += (id(p),)
             buckets.setdefault(key, []).append(m)

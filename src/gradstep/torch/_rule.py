@@ -164,20 +164,24 @@ def _separable(t: Transform) -> bool:
 
 
 def _fusable(
-    t: Transform, axis_norms: bool = False, forms: bool = False, hosts: list | None = None
+    t: Transform, axis_norms: bool = False, forms: bool | list = False, hosts: list | None = None
 ) -> bool:
     """The fused engines (numba's and Triton's: the same chains, and for Triton's
     ``axis_norms``, Lasagne's norms over axes; ``forms``: the fused forms of
     shape-dependent transforms, whose engine refuses the shapes they do not cover
-    before it writes anything) can compile ``t``: its stages, and the rows of its
-    8-bit slots (none in a masked stage). ``hosts``: a list that takes the forms'
+    before it writes anything; a list takes them) can compile ``t``: its stages, and
+    the rows of its 8-bit slots (none in a masked stage). ``hosts``: a list that takes the forms'
     host steps (the numba engine runs them), as
     :func:`~gradstep.engines.plan.flatten_stages`; None: forms with one are refused."""
     from ..engines.plan import NotFusable, flatten_stages, place_scales
 
     try:
         stages = flatten_stages(
-            t, per_tensor=True, axis_norms=axis_norms, forms=[] if forms else None, hosts=hosts
+            t,
+            per_tensor=True,
+            axis_norms=axis_norms,
+            forms=(forms if isinstance(forms, list) else []) if forms is not False else None,
+            hosts=hosts,
         )
         place_scales(stages, 0)
     except NotFusable:
@@ -266,7 +270,8 @@ class _Rule:
             self.inner_name = run.stage_names[1]
         self.run = run
         hosts: list = []
-        self.fusable = _fusable(run, forms=True, hosts=hosts)  # the numba engine's
+        self.forms: list = []  # the fused forms the fused engines put in place
+        self.fusable = _fusable(run, forms=self.forms, hosts=hosts)  # the numba engine's
         # the step inputs (Sophia's hessian=, hvp=) the numba engine's host steps read
         self.host_inputs = frozenset(name for form, _ in hosts for name in form.inputs)
         self.triton_fusable = _fusable(run, axis_norms=True, forms=True)
@@ -298,6 +303,15 @@ class _Rule:
         self.reducer = reducer
         for hook in self.hooks:
             hook.reduce = reducer
+
+    def form_covers(self, shape: tuple) -> bool | None:
+        """Whether the fused forms cover a tensor of ``shape`` (None where that cannot
+        split a step: no forms, or stages that couple the tensors). Tensors covered and
+        not covered go to separate buckets, so a group's vectors run fused beside the
+        matrices its forms leave to the transform's own update."""
+        if not (self.forms and self.separable):
+            return None
+        return all(form.accepts(tuple(shape)) for form in self.forms)
 
     def layout(self, like: Any) -> Layout:
         """The state layout for parameters like ``like`` (one for all when the state's

@@ -45,6 +45,8 @@ def _lookahead(g, w, slow, first, pull, push):
 class Lookahead(Chain):
     """``inner`` (the fast optimizer) followed by the lookahead stage."""
 
+    tensorwise = True  # a chain: what couples tensors, if anything, is in its stages
+
     def __init__(self, inner: Transform, stage: Elementwise, sync_period: int, slow_step_size):
         super().__init__((inner, stage), name="lookahead")
         self.sync_period = sync_period
