@@ -109,3 +109,28 @@ def _no_leaked_global_settings():
         pytest.fail(
             "the test left " + ", ".join(f"{n}={v} (was {w})" for n, (v, w) in leaked.items())
         )
+
+
+@pytest.fixture
+def watch(monkeypatch):
+    """``watch(owner, name, completed=True)``: a list that, for the rest of the test,
+    gets the arguments (``self`` first) of each call of the method ``owner.name``: of
+    the calls that returned (a step the engine completed), or with
+    ``completed=False`` of every call (refused ones too)."""
+
+    def watched(owner: type, name: str, completed: bool = True) -> list:
+        calls: list = []
+        original = getattr(owner, name)
+
+        def method(*args, **kwargs):
+            if not completed:
+                calls.append(args)
+            out = original(*args, **kwargs)
+            if completed:
+                calls.append(args)
+            return out
+
+        monkeypatch.setattr(owner, name, method)
+        return calls
+
+    return watched

@@ -12,7 +12,6 @@ import torch
 
 import gradstep
 import gradstep.torch as gt
-from gradstep.engines import triton as triton_engine
 from gradstep.engines.plan import Unsupported
 from gradstep.engines.triton import TritonEngine
 
@@ -40,19 +39,10 @@ def _run(make, engine, shapes, dtype=torch.float32, steps=7):
 
 
 @pytest.fixture
-def launches(monkeypatch):
+def launches(watch):
     """The steps the Triton engine launched (the first through ``step_leaves``, the
     next ones through the front's fast path)."""
-    calls = []
-    original = TritonEngine.launch
-
-    def counted(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
-        calls.append(self)
-        return out
-
-    monkeypatch.setattr(triton_engine.TritonEngine, "launch", counted)
-    return calls
+    return watch(TritonEngine, "launch")
 
 
 @pytest.mark.parametrize("name", list(RULES))

@@ -135,19 +135,12 @@ def test_what_the_fused_engine_cannot_run_stays_eager(transform):
     assert opt.engine == "eager"
 
 
-def test_torch_front_runs_it_on_the_cpu_fused_engine(monkeypatch):
+def test_torch_front_runs_it_on_the_cpu_fused_engine(watch):
     torch = pytest.importorskip("torch", reason="the torch front needs torch")
     import gradstep.torch as gt
     from gradstep.engines import fused
 
-    calls = []
-    original = fused.FusedEngine.step_leaves
-
-    def counted(self, *args, **kwargs):
-        calls.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(fused.FusedEngine, "step_leaves", counted)
+    calls = watch(fused.FusedEngine, "step_leaves", completed=False)
 
     def trajectory(engine):
         gen = torch.Generator().manual_seed(3)

@@ -93,19 +93,13 @@ def test_sophia_compiles_with_a_host_step_and_refuses_triton():
 
 
 @pytest.mark.parametrize("mode", ["every", "hvp"])
-def test_the_fold_runs_on_refresh_steps_only(monkeypatch, mode):
-    folds, probes = [], []
-    original = HessianAverage._folded
-
-    def counted(self, *args):
-        folds.append(1)
-        return original(self, *args)
+def test_the_fold_runs_on_refresh_steps_only(watch, mode):
+    folds, probes = watch(HessianAverage, "_folded", completed=False), []
 
     def hvp(z):
         probes.append(1)
         return _hvp(z)
 
-    monkeypatch.setattr(HessianAverage, "_folded", counted)
     params = [np.ones(5, np.float32)]
     opt = gradstep.Optimizer(params, gradstep.sophia(0.1, update_interval=4), engine="fused")
     for _ in range(10):
@@ -262,18 +256,10 @@ def _given(k, params):
 
 
 @pytest.mark.parametrize("inputs", [_given, lambda k, params: {}], ids=["hessian", "hvp"])
-def test_the_torch_class_steps_cpu_parameters_on_the_numba_engine(monkeypatch, inputs):
-    calls = []
-    original = FusedEngine.step_leaves
-
-    def counted(self, *args):
-        calls.append(self)
-        return original(self, *args)
-
-    monkeypatch.setattr(FusedEngine, "step_leaves", counted)
+def test_the_torch_class_steps_cpu_parameters_on_the_numba_engine(watch, inputs):
+    calls = watch(FusedEngine, "step_leaves", completed=False)
     got, mats = _torch_run("fused", inputs)
-    assert len(calls) == 12 and all(isinstance(c, FusedEngine) for c in calls)
-    monkeypatch.setattr(FusedEngine, "step_leaves", original)
+    assert len(calls) == 12 and all(isinstance(c[0], FusedEngine) for c in calls)
     if inputs is _given:
         want, _ = _torch_run("eager", inputs)  # the torch tensors' own update
     else:
@@ -291,18 +277,11 @@ def test_the_torch_class_steps_cpu_parameters_on_the_numba_engine(monkeypatch, i
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-def test_the_torch_class_checks_its_inputs_on_the_numba_engine(monkeypatch):
+def test_the_torch_class_checks_its_inputs_on_the_numba_engine(watch):
     torch = pytest.importorskip("torch", reason="the torch class of Sophia")
     import gradstep.torch as gt
 
-    calls = []
-    original = FusedEngine.step_leaves
-
-    def counted(self, *args):
-        calls.append(self)
-        return original(self, *args)
-
-    monkeypatch.setattr(FusedEngine, "step_leaves", counted)
+    calls = watch(FusedEngine, "step_leaves", completed=False)
     params = [torch.nn.Parameter(torch.ones(3))]
     params[0].grad = torch.ones(3)
     opt = gt.Sophia(params, 0.1, update_interval=1, engine="fused")

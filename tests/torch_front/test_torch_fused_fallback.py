@@ -35,7 +35,7 @@ def test_a_required_fused_engine_still_refuses():
 
 
 @pytest.mark.parametrize("name", ["Lamb", "Lars", "Novograd", "Mars", "StableAdamw"])
-def test_per_tensor_reductions_run_on_the_cpu_fused_engine(name, monkeypatch):
+def test_per_tensor_reductions_run_on_the_cpu_fused_engine(name, watch):
     """LAMB's and LARS's trust ratios, NovoGrad's, MARS's and StableAdamW's norms: the
     CPU front steps them on the fused engine (required, so no silent eager run), as
     the eager engine does."""
@@ -43,14 +43,7 @@ def test_per_tensor_reductions_run_on_the_cpu_fused_engine(name, monkeypatch):
     from gradstep.engines import fused
 
     cls = getattr(gt, name)
-    results, calls = {}, []
-    original = fused.FusedEngine.step_leaves
-
-    def counted(self, *args, **kwargs):
-        calls.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(fused.FusedEngine, "step_leaves", counted)
+    results, calls = {}, watch(fused.FusedEngine, "step_leaves", completed=False)
     for engine in ("eager", "fused"):
         torch.manual_seed(0)
         ps = [torch.nn.Parameter(torch.randn(300, 250)), torch.nn.Parameter(torch.randn(33))]
@@ -66,7 +59,7 @@ def test_per_tensor_reductions_run_on_the_cpu_fused_engine(name, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["Adamp", "Sgdp", "Ranger"])
-def test_fused_forms_run_vectors_on_the_cpu_fused_engine(name, monkeypatch):
+def test_fused_forms_run_vectors_on_the_cpu_fused_engine(name, watch):
     """AdamP's projection, SGDP's and Ranger's centralisation are elementwise on
     vectors: the CPU front steps those on the fused engine (their fused forms), equal
     bit for bit to the eager engine; a matrix is refused when the fused engine is
@@ -74,15 +67,8 @@ def test_fused_forms_run_vectors_on_the_cpu_fused_engine(name, monkeypatch):
     import gradstep.torch as gt
     from gradstep.engines import fused
 
-    cls, calls = getattr(gt, name), []
-    original = fused.FusedEngine.step_leaves
-
-    def counted(self, *args, **kwargs):  # the steps the fused engine completed
-        out = original(self, *args, **kwargs)
-        calls.append(self)
-        return out
-
-    monkeypatch.setattr(fused.FusedEngine, "step_leaves", counted)
+    cls = getattr(gt, name)
+    calls = watch(fused.FusedEngine, "step_leaves")  # the steps the engine completed
 
     def run(shape, engine):
         torch.manual_seed(0)
@@ -105,7 +91,7 @@ def test_fused_forms_run_vectors_on_the_cpu_fused_engine(name, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["came", "adamp", "sgdp", "ranger"])
-def test_a_tensorwise_rule_steps_vectors_fused_beside_eager_matrices(name, monkeypatch):
+def test_a_tensorwise_rule_steps_vectors_fused_beside_eager_matrices(name, watch):
     """CAME's factored moments, AdamP's and SGDP's projections and Ranger's
     centralisation compute each tensor from itself (``tensorwise``): in a group of
     vectors of several lengths and a matrix, the vectors share one fused bucket (the
@@ -115,15 +101,7 @@ def test_a_tensorwise_rule_steps_vectors_fused_beside_eager_matrices(name, monke
     import gradstep.torch as gt
     from gradstep.engines import fused
 
-    calls = []
-    original = fused.FusedEngine.step_leaves
-
-    def counted(self, w_leaves, *args, **kwargs):
-        out = original(self, w_leaves, *args, **kwargs)
-        calls.append(len(w_leaves))
-        return out
-
-    monkeypatch.setattr(fused.FusedEngine, "step_leaves", counted)
+    calls = watch(fused.FusedEngine, "step_leaves")
     results = {}
     for engine in ("eager", "auto"):
         torch.manual_seed(0)
@@ -134,6 +112,7 @@ def test_a_tensorwise_rule_steps_vectors_fused_beside_eager_matrices(name, monke
                 p.grad = torch.sin(3 * p.detach() + k)
             opt.step()
         results[engine] = [p.detach().clone() for p in ps]
-    assert calls == [3, 3, 3]  # the three vectors in one launch per step
+    # the three vectors in one launch per step
+    assert [len(w_leaves) for _, w_leaves, *_ in calls] == [3, 3, 3]
     for a, b in zip(results["eager"], results["auto"]):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)

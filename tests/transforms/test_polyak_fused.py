@@ -139,7 +139,7 @@ def test_the_loss_as_a_float32_scalar_is_taken_in_float64():
 
 
 @pytest.mark.parametrize("given", ["closure", "group", "PolyakSgd closure"])
-def test_the_torch_front_steps_it_on_the_cpu_fused_engine(given, monkeypatch):
+def test_the_torch_front_steps_it_on_the_cpu_fused_engine(given, watch):
     """``TransformOptimizer(..., engine="fused")`` (and ``gradstep.torch.PolyakSgd``)
     on CPU tensors: the numba engine takes every step (the loss from the closure, or
     the group's ``value``), equal to the eager engine's."""
@@ -147,15 +147,7 @@ def test_the_torch_front_steps_it_on_the_cpu_fused_engine(given, monkeypatch):
     import gradstep.torch as gt
     from gradstep.engines import fused
 
-    calls = []
-    original = fused.FusedEngine.step_leaves
-
-    def counted(self, *args, **kwargs):  # the steps the fused engine completed
-        out = original(self, *args, **kwargs)
-        calls.append(self)
-        return out
-
-    monkeypatch.setattr(fused.FusedEngine, "step_leaves", counted)
+    calls = watch(fused.FusedEngine, "step_leaves")  # the steps the engine completed
     results = {}
     for engine in ("eager", "fused"):
         calls.clear()
