@@ -267,6 +267,12 @@ class Namespace:
     def sqrt(self, x: Any) -> Any:
         return np.sqrt(x)
 
+    def exp(self, x: Any) -> Any:
+        return np.exp(x)
+
+    def log1p(self, x: Any) -> Any:
+        return np.log1p(x)
+
     def maximum(self, a: Any, b: Any) -> Any:
         return np.maximum(a, b)
 

@@ -196,6 +196,12 @@ class JaxNamespace(Namespace):
     def sqrt(self, x):
         return jnp.sqrt(x)
 
+    def exp(self, x):
+        return jnp.exp(x)
+
+    def log1p(self, x):
+        return jnp.log1p(x)
+
     def maximum(self, a, b):
         return jnp.maximum(a, b)
 

@@ -229,6 +229,12 @@ class TorchNamespace(Namespace):
     def sqrt(self, x):
         return torch.sqrt(x) if isinstance(x, torch.Tensor) else float(np.sqrt(x))
 
+    def exp(self, x):
+        return torch.exp(x) if isinstance(x, torch.Tensor) else float(np.exp(x))
+
+    def log1p(self, x):
+        return torch.log1p(x) if isinstance(x, torch.Tensor) else float(np.log1p(x))
+
     def maximum(self, a, b):
         return _maximum(a, b) if _any_tensor(a, b) else max(a, b)
 

@@ -85,6 +85,7 @@ import numpy as np
 
 from .._core import tree as _tree
 from .._core.elementwise import resolve
+from .._core.gradients import Optional
 from .._core.namespaces import element_for, namespace_of
 from .._core.stages import rule
 from .._core.transform import Transform
@@ -151,17 +152,11 @@ def softplus(x: Any, beta: float) -> Any:
     """``log(1 + exp(beta x)) / beta``, ``x`` where ``beta x > 20`` (torch's
     ``softplus``), on the array library of ``x``."""
     ns = namespace_of(x)
-    if ns.name == "torch":
-        import torch.nn.functional as F
-
-        return F.softplus(x, beta=beta, threshold=SOFTPLUS_THRESHOLD)
-    if ns.name == "jax":
-        import jax.numpy as lib
-    else:
-        lib = np
-    scaled = x * ns.scalar_caster(x)(beta)
-    smooth = lib.log1p(lib.exp(lib.minimum(scaled, SOFTPLUS_THRESHOLD))) / beta
-    return ns.where(scaled > SOFTPLUS_THRESHOLD, x, ns.astype(smooth, x))
+    c = ns.scalar_caster(x)
+    scaled = x * c(beta)
+    threshold = c(SOFTPLUS_THRESHOLD)
+    smooth = ns.log1p(ns.exp(ns.minimum(scaled, threshold))) / c(beta)
+    return ns.where(scaled > threshold, x, smooth)
 
 
 def default_warmup_steps(num_iterations: int, beta2: float) -> int:
@@ -277,16 +272,16 @@ class Ranger21Step(Transform):
                 g = centralized(g)
             if o["normalize"]:
                 g = std_normalized(g)
-            mine = _pick(ns, odd, slots["m_odd"][i], slots["m_even"][i])
-            other = _pick(ns, odd, slots["m_even"][i], slots["m_odd"][i])
+            mine = ops.where(odd, slots["m_odd"][i], slots["m_even"][i])
+            other = ops.where(odd, slots["m_even"][i], slots["m_odd"][i])
             m = element_for(_lerp, ns)(mine, g, c(weight), c(1.0 - weight), weight < 0.5)
             pn = element_for(_signed_momentum, ns)(
                 m, other, c(1.0 + b0), c(b0), c(1.0 / math.sqrt((1.0 + b0) ** 2 + b0**2))
             )
             moved = moved - c(lr / bc1) * (pn / root)
             out.append(ns.wrap(moved - w))
-            m_odd.append(ns.wrap(_pick(ns, odd, m, other)))
-            m_even.append(ns.wrap(_pick(ns, odd, other, m)))
+            m_odd.append(ns.wrap(ops.where(odd, m, other)))
+            m_even.append(ns.wrap(ops.where(odd, other, m)))
         new_state = {
             "count": namespace_of(state["count"]).count_array(t, state["count"]),
             "v": _tree.unflatten(td, [namespace_of(x).wrap(x) for x in v_new]),
@@ -297,24 +292,11 @@ class Ranger21Step(Transform):
         return _tree.unflatten(td, out), new_state
 
 
-def _pick(ns: Any, condition: Any, a: Any, b: Any) -> Any:
-    """``a`` where ``condition`` else ``b``: chosen in Python for a Python bool (the
-    eager engines' step count), a select for a traced one (``jax.jit``)."""
-    if isinstance(condition, (bool, np.bool_)):
-        return a if condition else b
-    return ns.where(condition, a, b)
-
-
-def _check_steps(name: str, value: Any) -> None:
-    if value is not None and not _STEPS.contains(value):
-        raise ValueError(
-            f"ranger21: invalid {name}={value!r}; valid values: None or {_STEPS.describe()}"
-        )
-
-
 @hyperparams(
     learning_rate=nonnegative(schedulable=True),
     num_iterations=Interval(1, integer=True),
+    num_warmup_steps=Optional(_STEPS),
+    num_warmdown_steps=Optional(_STEPS),
     beta0=decay_rate(),
     beta1=decay_rate(),
     beta2=Interval(0.0, 1.0, lo_open=True, hi_open=True),
@@ -404,8 +386,6 @@ def ranger21(
     ``weight_decouple=False`` applies no decay at all and ``fixed_decay`` is not
     offered; its ``agc_clipping_value=0`` (every unit clipped to zero) is refused.
     """
-    _check_steps("num_warmup_steps", num_warmup_steps)
-    _check_steps("num_warmdown_steps", num_warmdown_steps)
     options = {
         "num_iterations": num_iterations,
         "warmup": default_warmup_steps(num_iterations, beta2)
