@@ -51,8 +51,9 @@ def host_writes(hosts: list, state: dict, params: Any, g_leaves: list, ctx: dict
                 ):
                     kind = getattr(target, "dtype", type(target).__name__)
                     raise Unsupported(
-                        f"{form.name}: its host step computes {value.dtype} values for "
-                        f"state arrays of {kind} (8-bit codes run on its own update)"
+                        f"{form.name}: its host step computes {value.dtype} values of shape "
+                        f"{value.shape} for a state array of {kind} (the transform's own "
+                        "update runs the step)"
                     )
                 pairs.append((target, value))
         writes.append((write.when, pairs))

@@ -164,25 +164,19 @@ def _separable(t: Transform) -> bool:
 
 
 def _fusable(
-    t: Transform, axis_norms: bool = False, forms: bool | list = False, hosts: list | None = None
+    t: Transform, axis_norms: bool = False, forms: list | None = None, hosts: list | None = None
 ) -> bool:
     """The fused engines (numba's and Triton's: the same chains, and for Triton's
-    ``axis_norms``, Lasagne's norms over axes; ``forms``: the fused forms of
-    shape-dependent transforms, whose engine refuses the shapes they do not cover
-    before it writes anything; a list takes them) can compile ``t``: its stages, and
-    the rows of its 8-bit slots (none in a masked stage). ``hosts``: a list that takes the forms'
-    host steps (the numba engine runs them), as
-    :func:`~gradstep.engines.plan.flatten_stages`; None: forms with one are refused."""
+    ``axis_norms``, Lasagne's norms over axes) can compile ``t``: its stages, and the
+    rows of its 8-bit slots (none in a masked stage). ``forms``, ``hosts``: lists that
+    take the fused forms put in place (the engine refuses the shapes a form does not
+    cover before it writes anything) and their host steps (which the numba engine
+    runs), as :func:`~gradstep.engines.plan.flatten_stages`; None: no form is used,
+    or forms with a host step are refused."""
     from ..engines.plan import NotFusable, flatten_stages, place_scales
 
     try:
-        stages = flatten_stages(
-            t,
-            per_tensor=True,
-            axis_norms=axis_norms,
-            forms=(forms if isinstance(forms, list) else []) if forms is not False else None,
-            hosts=hosts,
-        )
+        stages = flatten_stages(t, per_tensor=True, axis_norms=axis_norms, forms=forms, hosts=hosts)
         place_scales(stages, 0)
     except NotFusable:
         return False
@@ -274,7 +268,7 @@ class _Rule:
         self.fusable = _fusable(run, forms=self.forms, hosts=hosts)  # the numba engine's
         # the step inputs (Sophia's hessian=, hvp=) the numba engine's host steps read
         self.host_inputs = frozenset(name for form, _ in hosts for name in form.inputs)
-        self.triton_fusable = _fusable(run, axis_norms=True, forms=True)
+        self.triton_fusable = _fusable(run, axis_norms=True, forms=[])
         # trust ratios of sharded tensors reduce their sums across ranks per tensor,
         # which only the transform's own update does
         self.reduces_per_tensor = any(isinstance(h, _ReducedPerTensor) for h in self.hooks)
