@@ -233,7 +233,11 @@ class TritonEngine:
         count = torch.zeros((), dtype=torch.float32, device="meta")
         for st in self.stages:
             if st.is_global:
-                return f"the stage {st.stage.name!r} carries scalar state between steps"
+                why = " that carries scalar state between steps" if st.stage.carried else ""
+                return (
+                    f"the stage {st.stage.name!r} is a global reduction{why}, which "
+                    "device-only (captured) steps do not run yet"
+                )
             try:
                 if st.is_reduction or st.is_axis_norm:
                     resolve(st.stage.hyperparams, count, ctx or {})
