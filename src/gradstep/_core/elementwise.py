@@ -318,6 +318,12 @@ class Elementwise(Transform):
         function's arguments (a per-tensor reduction's result); none here."""
         return {}
 
+    def whole_step_context(self, context: Any, inputs: Callable, n: int) -> Any:
+        """``context`` completed with what needs every tensor's inputs before the
+        first is stepped (``inputs(i)``: tensor ``i``'s ``(namespace, arguments,
+        prepared scalars)``); nothing here."""
+        return context
+
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         g_leaves, td = _tree.flatten(grads)
         if self.uses_params:
@@ -333,16 +339,12 @@ class Elementwise(Transform):
         first_slot = 1 + self.uses_params
         count = int(state["count"]) if self.counted else 0
         scalars = self.scalars(count, ctx)
-        context = self.reduction_context(params, grads, g_leaves, count, ctx)
-
-        updates = []
-        new_slots: list[list] = [[] for _ in self.slots]
-        new_scales: list[list] = [[] for _ in self.slots]
         cast_cache: dict[Any, list] = {}
-        for i, g in enumerate(g_leaves):
+
+        def inputs(i: int) -> tuple:
+            g = g_leaves[i]
             ns = namespace_of(g)
             stored = [sl[i] for sl in slot_leaves]
-            given = g
             args = [g] + ([w_leaves[i]] if self.uses_params else []) + stored
             # the math runs in float32 or wider, whatever the storage ("opmath")
             args = [ns.widened(a) for a in args]
@@ -350,11 +352,20 @@ class Elementwise(Transform):
                 if scales is not None and blockwise8.is_codes(stored[k]):
                     signed = not self.slots[k].nonnegative
                     args[first_slot + k] = blockwise8.dequantised(stored[k], scales[i], signed)
-            g = args[0]
-            key = (ns.name, getattr(g, "dtype", None))
+            key = (ns.name, getattr(args[0], "dtype", None))
             if key not in cast_cache:
-                cast_cache[key] = cast_scalars(scalars, g)
-            prepared = cast_cache[key]
+                cast_cache[key] = cast_scalars(scalars, args[0])
+            return ns, args, cast_cache[key]
+
+        context = self.reduction_context(params, grads, g_leaves, count, ctx)
+        context = self.whole_step_context(context, inputs, len(g_leaves))
+        updates = []
+        new_slots: list[list] = [[] for _ in self.slots]
+        new_scales: list[list] = [[] for _ in self.slots]
+        for i, given in enumerate(g_leaves):
+            ns, args, prepared = inputs(i)
+            stored = [sl[i] for sl in slot_leaves]
+            g = args[0]
             own = self.tensor_scalars_of(i, args, prepared, ns, context)
             result = element_for(self.element, ns)(*args, *prepared, *cast_scalars(own, g))
             if self.slots:

@@ -38,6 +38,13 @@ class PerTensorReduction(Elementwise):
       sized: ``combine``'s sums end with the tensor's number of elements (a mean
         square, an RMS); the engines that build it (the eager one, the numba one)
         append it.
+      sum_kinds: for each array ``norms`` returns, ``"squares"`` (the sum of its
+        squares: a norm) or ``"sums"`` (the sum of its values: a mean); None: all
+        squares.
+      totals: ``combine``'s sums (and the size, when ``sized``) are followed by the
+        same quantities totalled over every tensor of the step: a stage that couples
+        the tensors (Ranger21's stable weight decay, scaled by the mean second moment
+        of all of them), whose step is one call over all of them.
     """
 
     def __init__(
@@ -50,10 +57,13 @@ class PerTensorReduction(Elementwise):
         tensor_scalars: tuple[str, ...],
         flags: dict[str, Any] | None = None,
         sized: bool = False,
+        sum_kinds: tuple[str, ...] | None = None,
+        totals: bool = False,
         **elementwise: Any,
     ):
         super().__init__(name, element, **elementwise)
         self.sized = sized
+        self.totals = totals
         self.norms = norms
         self.combine = combine
         self.tensor_scalars = tuple(tensor_scalars)
@@ -63,6 +73,20 @@ class PerTensorReduction(Elementwise):
             raise TypeError(
                 f"{name}: the element function's last parameters must be {self.tensor_scalars}"
             )
+        self._sum_kinds = None if sum_kinds is None else tuple(sum_kinds)
+        if sum_kinds is not None and (
+            len(self._sum_kinds) != self.n_terms()
+            or not set(self._sum_kinds) <= {"squares", "sums"}
+        ):
+            raise ValueError(
+                f"{name}: invalid sum_kinds={sum_kinds!r}; valid values: one of 'squares' "
+                f"and 'sums' for each of the {self.n_terms()} arrays norms returns"
+            )
+
+    @property
+    def sum_kinds(self) -> tuple[str, ...]:
+        """How each array ``norms`` returns is summed: ``"squares"`` or ``"sums"``."""
+        return self._sum_kinds or ("squares",) * self.n_terms()
 
     def scalar_names(self) -> tuple[str, ...]:
         """The element function's scalars that ``prepare`` makes (the per-tensor ones
@@ -79,6 +103,8 @@ class PerTensorReduction(Elementwise):
             tensor_scalars=self.tensor_scalars,
             flags=self.flags,
             sized=self.sized,
+            sum_kinds=self._sum_kinds,
+            totals=self.totals,
         )
 
     def _rebuilt(self, name: str, element: Callable, args: dict[str, Any]) -> PerTensorReduction:
@@ -104,12 +130,20 @@ class PerTensorReduction(Elementwise):
         result = element_for(self.norms, namespace_of(one))(*arrays, *scalars)
         return len(result) if isinstance(result, tuple) else 1
 
+    def with_totals(self, sums: list[tuple]) -> list[tuple]:
+        """Each tensor's sums followed by their totals over every tensor, for a stage
+        with ``totals`` (else ``sums`` as they are): what ``combine`` receives."""
+        if not self.totals or not sums:
+            return list(sums)
+        total = tuple(sum(column) for column in zip(*sums))
+        return [tuple(row) + total for row in sums]
+
     def tensor_scalar_values(
         self, sums: list[tuple[float, ...]], flags: list[dict[str, bool]], h: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        """The per-tensor scalars from each tensor's float64 sums of squares (what an
-        engine calls after its own reduction pass)."""
-        return [self.combine(s, f, h) for s, f in zip(sums, flags)]
+        """The per-tensor scalars from each tensor's float64 sums (and size, for a
+        ``sized`` stage): what an engine calls after its own reduction pass."""
+        return [self.combine(s, f, h) for s, f in zip(self.with_totals(sums), flags)]
 
     def tensor_scalar_rows(
         self,
@@ -117,33 +151,73 @@ class PerTensorReduction(Elementwise):
         flags: list[dict[str, bool]],
         count: int,
         ctx: dict[str, Any],
-        sizes: list[int] | None = None,
-    ) -> list[list[Any]]:
-        """Each tensor's scalars, in the order of ``tensor_scalars``, from the rows of
-        ``sums`` (each tensor's float64 sums of squares, from an engine's own
+        sizes: Any = None,
+    ) -> np.ndarray:
+        """Each tensor's scalars, a row per tensor in the order of ``tensor_scalars``,
+        from the rows of ``sums`` (each tensor's float64 sums, from an engine's own
         reduction pass) and, for a ``sized`` stage, the tensors' ``sizes``: what the
-        eager engine computes from its own sums."""
+        eager engine computes from its own sums.
+
+        ``combine`` runs once per group of tensors with the same flags, on columns
+        (its element operations are NumPy's): the same float64 arithmetic as one
+        call per tensor, without a Python call per tensor."""
         h = resolve(self.hyperparams, count, ctx)
-        rows = [tuple(float(x) for x in row) for row in sums]
+        columns = np.asarray(sums, dtype=np.float64).reshape(len(flags), -1)
         if self.sized:
             if sizes is None:
                 raise ValueError(f"{self.name}: a sized reduction needs the tensors' sizes")
-            rows = [row + (float(n),) for row, n in zip(rows, sizes)]
-        values = self.tensor_scalar_values(rows, flags, h)
-        return [[v[name] for name in self.tensor_scalars] for v in values]
+            columns = np.column_stack([columns, np.asarray(sizes, dtype=np.float64)])
+        if self.totals:
+            totals = np.broadcast_to(columns.sum(axis=0), columns.shape)
+            columns = np.column_stack([columns, totals])
+        out = np.empty((len(flags), len(self.tensor_scalars)), np.float64)
+        groups: dict[tuple, list[int]] = {}
+        for i, f in enumerate(flags):
+            groups.setdefault(tuple(sorted(f.items())), []).append(i)
+        for key, members in groups.items():
+            chosen = columns[members] if len(groups) > 1 else columns
+            values = self.combine(tuple(chosen.T), dict(key), h)
+            rows = members if len(groups) > 1 else slice(None)
+            for k, name in enumerate(self.tensor_scalars):
+                out[rows, k] = values[name]
+        return out
 
     # the eager engine's reduction phase (Elementwise.update runs the element phase)
 
     def reduction_context(self, params, grads, g_leaves, count, ctx):
         h = resolve(self.hyperparams, count, ctx)
-        return h, self.tensor_flags(params, grads, len(g_leaves))
+        return {"h": h, "flags": self.tensor_flags(params, grads, len(g_leaves))}
 
     def tensor_sums_of(self, arrays: list, prepared: list, ns: Any) -> tuple[float, ...]:
-        """One tensor's float64 sums of squares of the ``norms`` arrays."""
+        """One tensor's float64 sums of the ``norms`` arrays (of their squares or of
+        their values, as ``sum_kinds`` says), and its size for a ``sized`` stage."""
         terms = element_for(self.norms, ns)(*arrays, *prepared)
-        sums = tuple(sum_of_squares(x) for x in terms)
+        terms = terms if isinstance(terms, tuple) else (terms,)
+        sums = tuple(
+            sum_of_squares(x) if kind == "squares" else float(ns.wide_sum(x))
+            for x, kind in zip(terms, self.sum_kinds)
+        )
         return sums + (float(math.prod(tuple(arrays[0].shape))),) if self.sized else sums
 
+    def sums_of_tensor(self, i: int, arrays: list, prepared: list, ns: Any, context: Any):
+        """Tensor ``i``'s sums on the eager engine (a front may reduce them further)."""
+        return self.tensor_sums_of(arrays, prepared, ns)
+
+    def whole_step_context(self, context: Any, inputs: Callable, n: int) -> Any:
+        """With ``totals``, every tensor's scalars computed before the first is
+        stepped (``inputs(i)``: tensor ``i``'s ``(namespace, arguments, prepared
+        scalars)``); else ``context`` as it is."""
+        if not self.totals:
+            return context
+        rows = [
+            self.sums_of_tensor(i, args, prepared, ns, context)
+            for i, (ns, args, prepared) in enumerate(map(inputs, range(n)))
+        ]
+        values = self.tensor_scalar_values(rows, context["flags"], context["h"])
+        return {**context, "values": values}
+
     def tensor_scalars_of(self, i, arrays, prepared, ns, context):
-        h, flags = context
-        return self.combine(self.tensor_sums_of(arrays, prepared, ns), flags[i], h)
+        if self.totals:
+            return context["values"][i]
+        sums = self.sums_of_tensor(i, arrays, prepared, ns, context)
+        return self.combine(sums, context["flags"][i], context["h"])

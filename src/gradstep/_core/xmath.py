@@ -50,6 +50,8 @@ minimum = np.minimum
 where = np.where
 isnan = np.isnan
 isfinite = np.isfinite
+exp = np.exp
+log1p = np.log1p
 
 
 def cbrt(x):
@@ -101,6 +103,8 @@ OPERATIONS = (
     "where",
     "isnan",
     "isfinite",
+    "exp",
+    "log1p",
     "nan_to_zero",
     "finite_or_zero",
     "clip",

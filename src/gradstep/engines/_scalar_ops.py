@@ -15,6 +15,7 @@ from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 
 from .._core.blockwise8 import BLOCK, KEY_HIGH, KEY_LOW, KEY_WIDTH
+from ._scalar_exp import _double_bits, _double_from_bits, exp, log1p  # noqa: F401
 
 sqrt = np.sqrt
 absolute = np.abs
@@ -45,30 +46,6 @@ def finite_or_zero(x):  # pragma: no cover - replaced by the overload in compile
 
 def cbrt(x):  # pragma: no cover - replaced by the overload in compiled code
     raise NotImplementedError
-
-
-@intrinsic
-def _double_bits(typingctx, x):
-    """The bits of a float64 as an int64."""
-    if x != types.float64:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(x), codegen
-
-
-@intrinsic
-def _double_from_bits(typingctx, i):
-    """The float64 whose bits are the int64 ``i``."""
-    if i != types.int64:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(i), codegen
 
 
 #: added to a third of the bits of ``a = m * 2**e`` (exponent field ``e + 1023``) it

@@ -8,7 +8,8 @@ semantics of the NumPy/torch operation it stands for:
   (Triton's own default drops it);
 - ``sqrt`` is correctly rounded (``sqrt_rn``; Triton's ``sqrt`` is approximate);
 - ``sign`` maps 0 to 0 and NaN to NaN;
-- ``cbrt`` is a Newton-refined ``exp2(log2|x|/3)`` with the sign of ``x``.
+- ``cbrt`` is a Newton-refined ``exp2(log2|x|/3)`` with the sign of ``x``;
+- ``log1p`` is ``log(1 + x)`` corrected for the rounding of ``1 + x`` (Goldberg).
 
 Arithmetic runs in the dtype the kernel loaded the values in (float32 for
 float32/float16/bfloat16 tensors, float64 for float64).
@@ -83,6 +84,21 @@ def isnan(x):
 @triton.jit
 def isfinite(x):
     return tl.abs(x) < _INF
+
+
+@triton.jit
+def exp(x):
+    return tl.exp(x)
+
+
+@triton.jit
+def log1p(x):
+    # no log1p in Triton's core language: log(u) scaled by x / (u - 1), u = 1 + x,
+    # which cancels the rounding of u (Goldberg); x itself where u rounds to 1, and
+    # u where it overflows (0 * inf is no answer there)
+    u = 1.0 + x
+    scaled = tl.log(u) * (x / tl.where(u == 1.0, 1.0, u - 1.0))
+    return tl.where(u == 1.0, x, tl.where(u == _INF, u, scaled)).to(x.dtype)
 
 
 @triton.jit

@@ -54,7 +54,8 @@ def _helpers_fingerprint() -> str:
     """
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for path in (here / "_scalar_ops.py", here.parent / "_core" / "blockwise8.py"):
+    helpers = ("_scalar_ops.py", "_scalar_exp.py")
+    for path in [here / name for name in helpers] + [here.parent / "_core" / "blockwise8.py"]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -408,7 +409,10 @@ def _render(step, access: _Rows) -> list[str]:
         return [f"q[{step.first + t}, i] = {v}" for t, v in enumerate(step.values)]
     if step.how == "sums":
         return [f"total{step.first + t} += np.float64({v})" for t, v in enumerate(step.values)]
-    return [f"total{t} += np.float64({v}) * np.float64({v})" for t, v in enumerate(step.values)]
+    return [
+        f"total{step.first + t} += np.float64({v}) * np.float64({v})"
+        for t, v in enumerate(step.values)
+    ]
 
 
 def _slot_load(st: Stage, slot: int, access: _Rows) -> str:

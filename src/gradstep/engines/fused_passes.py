@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -66,6 +67,13 @@ def tensor_sums(totals: np.ndarray, layout: dict) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
+def tensor_sizes(layout: dict) -> np.ndarray:
+    """The number of elements of each tensor of ``layout`` (kept with it)."""
+    if "sizes" not in layout:
+        layout["sizes"] = np.array([math.prod(shape) for shape in layout["shapes"]], np.int64)
+    return layout["sizes"]
+
+
 def reductions(
     stages: list[Stage],
     kernels: Any,
@@ -95,7 +103,7 @@ def reductions(
         elif st.is_reduction:
             sums = tensor_sums(chunk_totals(kernel, layout, args, 1), layout)[:, 0]
             if st.is_cautious:  # counts of the elements kept, as the eager engine's
-                sizes = [int(np.prod(shape)) for shape in layout["shapes"]]
+                sizes = tensor_sizes(layout).tolist()
                 like = np.zeros((), tscal.dtype)
                 factors = st.stage.factors_of_counts(sums, sizes, NUMPY, like)
             else:
@@ -103,9 +111,8 @@ def reductions(
             tscal[:, st.reduction_column] = factors
         elif st.is_per_tensor:
             sums = tensor_sums(chunk_totals(kernel, layout, args, global_terms(st)), layout)
-            sizes = [int(np.prod(shape)) for shape in layout["shapes"]]
             rows = st.stage.tensor_scalar_rows(
-                sums, layout["flags"][st.index], count, ctx, sizes=sizes
+                sums, layout["flags"][st.index], count, ctx, sizes=tensor_sizes(layout)
             )
             width = len(st.stage.tensor_scalars)
             tscal[:, st.reduction_column : st.reduction_column + width] = rows

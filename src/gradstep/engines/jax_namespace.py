@@ -46,6 +46,8 @@ class JaxNamespace(Namespace):
             "where": jnp.where,
             "isnan": jnp.isnan,
             "isfinite": jnp.isfinite,
+            "exp": jnp.exp,
+            "log1p": jnp.log1p,
             "nan_to_zero": lambda x: jnp.where(jnp.isnan(x), jnp.zeros_like(x), x),
             "finite_or_zero": lambda x: jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x)),
             "clip": jnp.clip,

@@ -431,7 +431,8 @@ class PerTensorNode(ElementNode):
             sums, overrides = dynamic
             static_ctx, flags = static
             h = resolve(stage.hyperparams, 0, {**dict(static_ctx), **overrides})
-            return [list(combine(tuple(s), dict(f), h).values()) for s, f in zip(sums, flags)]
+            rows = stage.with_totals([tuple(s) for s in sums])
+            return [list(combine(s, dict(f), h).values()) for s, f in zip(rows, flags)]
 
         self.traced_combine = TracedAttempt(traced, stage.combine)
 
@@ -445,7 +446,13 @@ class PerTensorNode(ElementNode):
         sums = []
         for i, gi in enumerate(g):
             terms = self.norms(*self.arrays(g, w, slots, i), *cast(scalars, gi))
-            sums.append([square_sum(x, acc) for x in terms])
+            terms = terms if isinstance(terms, tuple) else (terms,)
+            sums.append(
+                [
+                    square_sum(x, acc) if kind == "squares" else jnp.sum(x.astype(acc))
+                    for x, kind in zip(terms, stage.sum_kinds)
+                ]
+            )
             if stage.sized:  # the tensor's size follows its sums
                 sums[-1].append(jnp.asarray(math.prod(gi.shape), acc))
         flags = self._flags(td, g, w)

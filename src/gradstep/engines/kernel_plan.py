@@ -333,7 +333,10 @@ def reduction_steps(kernel: Kernel) -> list:
     comma = "," if kernel.terms == 1 else ""
     return loads + [
         Let(", ".join(names) + comma, f"_n{target.index}({', '.join(call_args(target))})"),
-        Accumulate("squares", tuple(names)),
+        *(
+            Accumulate(how, (name,), t)
+            for t, (name, how) in enumerate(zip(names, target.stage.sum_kinds))
+        ),
     ]
 
 

@@ -70,6 +70,8 @@ class TorchNamespace(Namespace):
             "where": _where,
             "isnan": torch.isnan,
             "isfinite": torch.isfinite,
+            "exp": torch.exp,
+            "log1p": torch.log1p,
             "nan_to_zero": lambda x: torch.where(torch.isnan(x), torch.zeros_like(x), x),
             "finite_or_zero": lambda x: torch.where(torch.isfinite(x), x, torch.zeros_like(x)),
             "clip": lambda x, lo, hi: x.clamp(min=lo, max=hi),

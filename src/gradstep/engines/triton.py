@@ -405,6 +405,8 @@ class TritonEngine:
         if stage.sized:  # each tensor's size follows its sums
             sizes = torch.tensor([w.numel() for w in tables.ws], dtype=sums.dtype)
             sums = torch.cat([sums, sizes.to(sums.device)[:, None]], dim=1)
+        if stage.totals:  # then their totals over every tensor
+            sums = torch.cat([sums, sums.sum(dim=0, keepdim=True).expand_as(sums)], dim=1)
         for flags, idx in tables.flag_groups[st.index]:
             chosen = sums.index_select(0, idx)
             values = fn(tuple(chosen[:, t] for t in range(chosen.shape[1])), flags, h)

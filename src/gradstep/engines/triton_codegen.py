@@ -315,7 +315,7 @@ class _Emitter:
                 total = f"tl.where({v} > 0, 1.0, 0.0).to(tl.float64)"
             if masked:
                 total = f"tl.where(inside, {total}, 0.0)"
-            lines.append(f"total{t} += {total}")
+            lines.append(f"total{step.first + t} += {total}")
         return lines
 
     def _slice_of(self, step: kp.SliceOf, masked: bool) -> list[str]:

@@ -49,7 +49,7 @@ from .._core.elementwise import Elementwise, Slot
 from .._core.stages import rule
 from .._core.transform import Chain
 from .._core.validate import Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import clip
+from .._core.xmath import clip, maximum, minimum, sqrt
 from .layerwise import NoneOr, PerTensorReduction
 
 STRATEGIES = ("linear", "power2", "sqrt", "lars")
@@ -100,9 +100,10 @@ def warmup_multiplier(strategy: str, n: int, warmup_steps: int, batch_scale: int
 
 
 def _lars_multiplier(sums: tuple[float, float], flags: dict, h: dict) -> dict:
+    # element operations, not math's: engines call it on columns of tensors
     g2, w2 = sums
-    ratio = math.sqrt(w2 / (g2 + h["weight_decay"] * w2 + 1e-18))
-    return {"neg_lr": -h["learning_rate"] * min(max(ratio, 0.01), 100.0)}
+    ratio = sqrt(w2 / (g2 + h["weight_decay"] * w2 + 1e-18))
+    return {"neg_lr": -h["learning_rate"] * minimum(maximum(ratio, 0.01), 100.0)}
 
 
 def _lbsgd_prepare(

@@ -102,14 +102,12 @@ class _ReducedPerTensor(PerTensorReduction):
 
     def reduction_context(self, params, grads, g_leaves, count, ctx):
         leaves = None if self.reduce is None else _param_leaves(self, params, grads)
-        return super().reduction_context(params, grads, g_leaves, count, ctx), leaves
+        return {**super().reduction_context(params, grads, g_leaves, count, ctx), "leaves": leaves}
 
-    def tensor_scalars_of(self, i, arrays, prepared, ns, context):
-        (h, flags), leaves = context
+    def sums_of_tensor(self, i, arrays, prepared, ns, context):
         sums = self.tensor_sums_of(arrays, prepared, ns)
-        if leaves is not None:
-            sums = self.reduce.one(leaves[i], sums)
-        return self.combine(sums, flags[i], h)
+        leaves = context["leaves"]
+        return sums if leaves is None else self.reduce.one(leaves[i], sums)
 
 
 def _instrument(t: Transform, hooks: list) -> Transform:
@@ -153,7 +151,9 @@ def _separable(t: Transform) -> bool:
     window, transforms of their own) may couple the tensors: its step is one call."""
     for visit in walk(t):
         node = visit.transform
-        if type(node) in (Chain, Masked, Partition, Elementwise, PerTensorReduction):
+        if type(node) in (Chain, Masked, Partition, Elementwise):
+            continue
+        if type(node) is PerTensorReduction and not node.totals:  # totals couple them
             continue
         if type(node) is NormScaled and node.per_tensor:
             continue
