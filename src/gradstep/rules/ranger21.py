@@ -55,10 +55,14 @@ with defaults :math:`W = \lceil 2/(1-\beta_2) \rceil` (:math:`\lfloor 0.22\, T
 \rfloor` where that exceeds :math:`0.45\, T`) and :math:`D = T - \lfloor 0.72\, T
 \rfloor`; ``use_schedule=False`` keeps :math:`\hat\eta_t = \eta`.
 
-Engines: AGC, centralisation, the standard deviation and the unit norms are
-reductions over slices of a tensor, and the softplus needs an exponential, so
-Ranger21 runs on the eager engine (NumPy arrays, torch tensors on their device, and
-traced under ``jax.jit`` by the JAX front); the fused engines refuse it.
+Engines: AGC, centralisation and the norm loss reduce over slices of a tensor (each
+row of a matrix), the standard deviation over each tensor, and the stable weight
+decay over all of them. Where every tensor is a vector (or a scalar), each of those
+is a sum over a whole tensor: the fused engines (numba's, Triton's) run Ranger21 as
+per-tensor reduction passes and one step pass, from the same element helpers
+(:mod:`gradstep.rules.ranger21_step`). A parameter list holding a matrix runs on the
+eager engine (NumPy arrays, torch tensors on their device, traced under ``jax.jit``
+by the JAX front), as do 16-bit parameters.
 
 References:
   Wright & Demeure (2021): Ranger21: a synergistic deep learning optimizer.
@@ -81,82 +85,23 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
-from .._core import tree as _tree
-from .._core.elementwise import resolve
 from .._core.gradients import Optional
-from .._core.namespaces import element_for, namespace_of
 from .._core.stages import rule
 from .._core.transform import Transform
 from .._core.validate import BOOL, Interval, decay_rate, hyperparams, nonnegative
-from .._core.xmath import maximum, sqrt
-from ..transforms.block_clipping import adaptive_clip, unit_axes, unit_norms
-from ..transforms.centralization import centralize, centralized
+from ..transforms.block_clipping import adaptive_clip
+from ..transforms.centralization import centralize
 from ..transforms.lookahead import lookahead
+from .ranger21_step import (  # noqa: F401 - the rule's parts, importable from here
+    NORMALIZE_EPSILON,
+    SOFTPLUS_THRESHOLD,
+    NormalizeByStd,
+    Ranger21Step,
+    scheduled_learning_rate,
+    std_normalized,
+)
 
-#: added to a tensor's standard deviation before dividing by it
-NORMALIZE_EPSILON = 1e-8
-#: above this value of ``softplus_beta * x``, softplus is the identity (as torch's)
-SOFTPLUS_THRESHOLD = 20.0
 _STEPS = Interval(0, integer=True)
-
-
-def std_normalized(g: Any) -> Any:
-    """``g / (std(g) + 1e-8)`` (the unbiased standard deviation of all its elements)
-    for a tensor of more than two elements; else ``g``."""
-    size = int(np.prod(np.shape(g)))
-    if size <= 2:
-        return g
-    ns = namespace_of(g)
-    centred = g - ns.mean(g)
-    std = ns.sqrt(ns.sum(centred * centred) / ns.scalar_caster(g)(size - 1))
-    return g / (std + ns.scalar_caster(g)(NORMALIZE_EPSILON))
-
-
-class NormalizeByStd(Transform):
-    """Each tensor divided by its standard deviation (see :func:`std_normalized`)."""
-
-    name = "normalize_by_std"
-    per_element_state = True  # no state at all
-    tensorwise = True
-
-    def init(self, params: Any) -> dict:
-        return {}
-
-    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        leaves, td = _tree.flatten(grads)
-        out = [namespace_of(g).wrap(std_normalized(g)) for g in leaves]
-        return _tree.unflatten(td, out), {}
-
-
-def _second_moment(g, v, v_max, keep, gain):
-    v = keep * v + gain * g * g
-    return v, maximum(v_max, v)
-
-
-def _lerp(m, g, weight, rest, small):
-    # torch's lerp: two formulas, chosen by the weight, for accuracy
-    return m + weight * (g - m) if small else g - (g - m) * rest
-
-
-def _root(v_max, root_bc2, eps):
-    return sqrt(v_max) / root_bc2 + eps
-
-
-def _signed_momentum(m_new, m_old, pos, neg, inv_norm):
-    return (m_new * pos - m_old * neg) * inv_norm
-
-
-def softplus(x: Any, beta: float) -> Any:
-    """``log(1 + exp(beta x)) / beta``, ``x`` where ``beta x > 20`` (torch's
-    ``softplus``), on the array library of ``x``."""
-    ns = namespace_of(x)
-    c = ns.scalar_caster(x)
-    scaled = x * c(beta)
-    threshold = c(SOFTPLUS_THRESHOLD)
-    smooth = ns.log1p(ns.exp(ns.minimum(scaled, threshold))) / c(beta)
-    return ns.where(scaled > threshold, x, smooth)
 
 
 def default_warmup_steps(num_iterations: int, beta2: float) -> int:
@@ -169,127 +114,6 @@ def default_warmup_steps(num_iterations: int, beta2: float) -> int:
 def default_warmdown_steps(num_iterations: int) -> int:
     """The last 28% of the run (:math:`T - \\lfloor 0.72\\, T \\rfloor`)."""
     return num_iterations - int(0.72 * num_iterations)
-
-
-class _HostScalars:
-    """Scalar operations on a Python step count (the eager engines)."""
-
-    where = staticmethod(lambda c, a, b: a if c else b)
-    minimum = staticmethod(min)
-    maximum = staticmethod(max)
-    sqrt = staticmethod(math.sqrt)
-
-
-def scalar_ops(count: Any) -> Any:
-    """Python's operations for a Python count, else the count's array namespace (a
-    traced count under ``jax.jit``)."""
-    return _HostScalars if isinstance(count, int) else namespace_of(count)
-
-
-def scheduled_learning_rate(
-    lr: Any, t: Any, warmup: int, warmdown: int, total: int, min_lr: float
-) -> Any:
-    """:math:`\\hat\\eta_t` of the module docstring (``t`` 1-based)."""
-    ops = scalar_ops(t)
-    warmed = lr * ops.minimum(1.0, t / warmup) if warmup > 0 else lr
-    lr_t = ops.where(t <= warmup, warmed, lr)
-    start = total - warmdown
-    fraction = ops.minimum(ops.maximum(t + 1 - start, 1) / (warmdown + 1), 1.0)
-    return ops.where(t < start, lr_t, ops.maximum(lr - (lr - min_lr) * fraction, min_lr))
-
-
-class Ranger21Step(Transform):
-    """The update of Ranger21 after clipping, centralisation and normalisation: the
-    moments, stable weight decay, norm loss and the step (the whole parameter
-    change; see the module docstring). Its slots are trees like the parameters."""
-
-    name = "ranger21_step"
-    reads_shape = True  # unit norms over slices
-    slot_names = ("v", "v_max", "m_odd", "m_even")
-    per_parameter_state = slot_names
-
-    def __init__(self, learning_rate: Any, weight_decay: Any, options: dict[str, Any]):
-        self.hyperparams = {"learning_rate": learning_rate, "weight_decay": weight_decay}
-        self.options = dict(options)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        declared = getattr(self, "declared_ranges", {})
-        return {name: declared.get(name) for name in self.hyperparams}
-
-    def init(self, params: Any) -> dict:
-        leaves, td = _tree.flatten(params)
-        state: dict[str, Any] = {"count": np.zeros((), np.int64)}
-        for name in self.slot_names:
-            state[name] = _tree.unflatten(td, [namespace_of(p).zeros_like(p) for p in leaves])
-        return state
-
-    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        if params is None:
-            raise ValueError(f"{self.name}: this transform needs params in update()")
-        o = self.options
-        g_leaves, td = _tree.flatten(grads)
-        w_leaves = _tree.leaves_like(td, params)
-        slots = {n: _tree.leaves_like(td, state[n]) for n in self.slot_names}
-        count = namespace_of(state["count"]).count(state["count"])
-        t = count + 1
-        ops = scalar_ops(t)
-        h = resolve(self.hyperparams, count, ctx, getattr(self, "declared_ranges", None))
-        lr = h["learning_rate"]
-        if o["use_schedule"]:
-            lr = scheduled_learning_rate(
-                lr, t, o["warmup"], o["warmdown"], o["num_iterations"], o["min_lr"]
-            )
-        b1, b2, b0 = o["beta1"], o["beta2"], o["beta0"]
-        bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
-        # the second moments first: their mean over all tensors scales the decay
-        v_new, vmax_new, total, size = [], [], 1.0, 0
-        for g, v, v_max in zip(g_leaves, slots["v"], slots["v_max"]):
-            ns = namespace_of(g)
-            c = ns.scalar_caster(g)
-            v, v_max = element_for(_second_moment, ns)(g, v, v_max, c(b2), c(1.0 - b2))
-            v_new.append(v)
-            vmax_new.append(v_max)
-            total = total + ns.wide_sum(v) / bc2
-            size += int(np.prod(np.shape(g)))
-        ratio = 1.0 / ops.sqrt(total / max(size, 1))
-        # no decay multiplies by exactly 1
-        decay = 1.0 - h["weight_decay"] * lr * ratio
-        weight = 1.0 - b1**2
-        odd = t % 2 == 1  # which moment this step updates
-        out, m_odd, m_even = [], [], []
-        for i, (g, w) in enumerate(zip(g_leaves, w_leaves)):
-            ns = namespace_of(g)
-            c = ns.scalar_caster(g)
-            w = ns.astype(w, g)
-            moved = w * c(decay)
-            norms = unit_norms(moved, unit_axes(tuple(np.shape(w)), "torch", None))
-            correction = c(2.0 * o["norm_loss_factor"]) * (1.0 - 1.0 / (norms + c(o["epsilon"])))
-            moved = moved * (1.0 - c(lr) * correction)
-            root = element_for(_root, ns)(vmax_new[i], c(ops.sqrt(bc2)), c(o["epsilon"]))
-            if o["softplus"]:
-                root = softplus(root, o["softplus_beta"])
-            if o["centralize"]:
-                g = centralized(g)
-            if o["normalize"]:
-                g = std_normalized(g)
-            mine = ops.where(odd, slots["m_odd"][i], slots["m_even"][i])
-            other = ops.where(odd, slots["m_even"][i], slots["m_odd"][i])
-            m = element_for(_lerp, ns)(mine, g, c(weight), c(1.0 - weight), weight < 0.5)
-            pn = element_for(_signed_momentum, ns)(
-                m, other, c(1.0 + b0), c(b0), c(1.0 / math.sqrt((1.0 + b0) ** 2 + b0**2))
-            )
-            moved = moved - c(lr / bc1) * (pn / root)
-            out.append(ns.wrap(moved - w))
-            m_odd.append(ns.wrap(ops.where(odd, m, other)))
-            m_even.append(ns.wrap(ops.where(odd, other, m)))
-        new_state = {
-            "count": namespace_of(state["count"]).count_array(t, state["count"]),
-            "v": _tree.unflatten(td, [namespace_of(x).wrap(x) for x in v_new]),
-            "v_max": _tree.unflatten(td, [namespace_of(x).wrap(x) for x in vmax_new]),
-            "m_odd": _tree.unflatten(td, m_odd),
-            "m_even": _tree.unflatten(td, m_even),
-        }
-        return _tree.unflatten(td, out), new_state
 
 
 @hyperparams(

@@ -44,15 +44,20 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .._core import tree as _tree
-from .._core.namespaces import namespace_of
+from .._core.fused_form import FusedForm
+from .._core.namespaces import element_for, namespace_of
+from .._core.per_tensor import PerTensorReduction
 from .._core.transform import Transform
 from .._core.validate import Interval, OneOf, hyperparams, nonnegative
+from .._core.xmath import maximum, sqrt, where
 
 LAYOUTS = ("jax", "torch")
 _POSITIVE = Interval(0.0, lo_open=True)
@@ -133,15 +138,77 @@ def unit_norms(x: Any, axes: tuple[int, ...]) -> Any:
     return ns.sqrt(ns.sum(x * x, axis=axes, keepdims=True))
 
 
+def _agc_clipped(g, w, guard, g_norm, max_norm):
+    # the update itself where its unit is within the limit (no rounding); ``w`` is
+    # read by the reduction only
+    return where(g_norm < max_norm, g, g * (max_norm / maximum(g_norm, guard)))
+
+
+def _agc_limit(w_norm: Any, epsilon: float, clipping: float) -> Any:
+    """:math:`m_i`, the largest norm unit :math:`i` may keep, from its parameter's."""
+    return maximum(w_norm, epsilon) * clipping
+
+
+def _agc_norms(g, w, guard):
+    return g, w
+
+
+def _agc_combined(sums: tuple, flags: dict, h: dict, *, epsilon, clipping) -> dict:
+    return {"g_norm": sqrt(sums[0]), "max_norm": _agc_limit(sqrt(sums[1]), epsilon, clipping)}
+
+
+def _agc_prepare(h: dict, count: int) -> dict:
+    return {"guard": _DIVISION_GUARD}
+
+
+@dataclass(frozen=True)
+class _WholeUnits:
+    """The shape test of tensors that are one unit each (picklable)."""
+
+    layout: str
+    axis: Any
+
+    def __call__(self, shape: tuple[int, ...]) -> bool:
+        try:
+            axes = unit_axes(tuple(shape), self.layout, self.axis)
+        except ValueError:
+            return False
+        n = len(shape)
+        if not all(-n <= a < n for a in axes):
+            return False  # the eager update says why
+        return {a % n for a in axes} == set(range(n)) if n else True
+
+
 class AdaptiveClip(Stateless):
     name = "adaptive_clip"
     reads_shape = True  # a real view's trailing axis would change it
+    tensorwise = True  # each tensor's units, from its own parameter
 
     def __init__(self, clipping: float, epsilon: float, layout: str, axis: Any):
         self.clipping = clipping
         self.epsilon = epsilon
         self.layout = layout
         self.axis = axis
+
+    def fused_form(self) -> FusedForm:
+        """On tensors that are one unit each (vectors): a per-tensor reduction of the
+        update's and the parameter's sums of squares, then the same clip."""
+        stage = PerTensorReduction(
+            self.name,
+            _agc_clipped,
+            norms=_agc_norms,
+            combine=functools.partial(_agc_combined, epsilon=self.epsilon, clipping=self.clipping),
+            tensor_scalars=("g_norm", "max_norm"),
+            prepare=_agc_prepare,
+            uses_params=True,
+        )
+        return FusedForm(
+            self.name,
+            stage,
+            _WholeUnits(self.layout, self.axis),
+            "tensors whose units are the whole tensor",
+            rounds_16bit=True,
+        )
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         if params is None:
@@ -151,10 +218,11 @@ class AdaptiveClip(Stateless):
         for g, w in zip(leaves, _tree.leaves_like(td, params)):
             ns = namespace_of(g)
             axes = unit_axes(tuple(np.shape(g)), self.layout, self.axis)
-            g_norm = unit_norms(g, axes)
-            max_norm = ns.maximum(unit_norms(ns.astype(w, g), axes), self.epsilon) * self.clipping
-            clipped = g * (max_norm / ns.maximum(g_norm, _DIVISION_GUARD))
-            out.append(ns.wrap(ns.where(g_norm < max_norm, g, clipped)))
+            w_norm = unit_norms(ns.astype(w, g), axes)
+            max_norm = element_for(_agc_limit, ns)(w_norm, self.epsilon, self.clipping)
+            guard = ns.scalar_caster(g)(_DIVISION_GUARD)
+            clipped = element_for(_agc_clipped, ns)(g, w, guard, unit_norms(g, axes), max_norm)
+            out.append(ns.wrap(clipped))
         return _tree.unflatten(td, out), state
 
 
