@@ -50,15 +50,18 @@ NORMALIZE_EPSILON = 1e-8
 SOFTPLUS_THRESHOLD = 20.0
 
 
-def std_divisor(total: Any, squares: Any, size: Any, normalize: bool = True) -> Any:
-    """``std + 1e-8`` of a tensor of ``size`` elements from the float64 sum and sum
-    of squares of its elements (the unbiased standard deviation), or 1 for a tensor
-    of two elements or fewer, or where ``normalize`` is off. Scalar math with element
-    operations: it runs on host floats, 0-d tensors on a device and traced."""
-    count = maximum(size, 1.0)
-    variance = (squares - total * (total / count)) / maximum(size - 1.0, 1.0)
-    divisor = sqrt(maximum(variance, 0.0)) + NORMALIZE_EPSILON
-    return where(size > 2.0, divisor, 1.0) if normalize else 1.0
+@element_helper
+def std_divisor(total, squares, size, zero, one, two, epsilon):
+    """``std + epsilon`` of a tensor of ``size`` elements from the float64 sum and sum
+    of squares of its elements (the unbiased standard deviation), or ``one`` for a
+    tensor of two elements or fewer. Scalar math with element operations (an
+    element helper): it runs on host floats, columns, 0-d device tensors and traced."""
+    variance = (squares - total * (total / maximum(size, one))) / maximum(size - one, one)
+    return where(size > two, sqrt(maximum(variance, zero)) + epsilon, one)
+
+
+def _divisor_of(total: Any, squares: Any, size: Any) -> Any:
+    return std_divisor(total, squares, size, 0.0, 1.0, 2.0, NORMALIZE_EPSILON)
 
 
 def _divided(g, divisor):
@@ -70,7 +73,7 @@ def _std_terms(g):
 
 
 def _std_combined(sums: tuple, flags: dict, h: dict) -> dict:
-    return {"divisor": std_divisor(sums[0], sums[1], sums[2])}
+    return {"divisor": std_divisor(sums[0], sums[1], sums[2], 0.0, 1.0, 2.0, NORMALIZE_EPSILON)}
 
 
 def _tensor_divisor(g: Any) -> Any:
@@ -78,7 +81,7 @@ def _tensor_divisor(g: Any) -> Any:
     ns = namespace_of(g)
     sums = ns.wide_sum(g), ns.square_sum(g)
     size = ns.astype(float(np.prod(np.shape(g))), sums[1])
-    return element_for(std_divisor, ns)(*sums, size)
+    return element_for(_divisor_of, ns)(*sums, size)
 
 
 def std_normalized(g: Any) -> Any:
@@ -154,13 +157,13 @@ def softplus_of(x, beta, threshold):
 
 @element_helper
 def ranger21_move(
-    gm, w, v_max, m_odd, m_even, decay, shrink, bc2, eps, soft, beta, threshold,
+    gm, w, v_max, m_odd, m_even, decay, shrink, root_bc2, eps, beta, threshold,
     weight, rest, small, pos, neg, inv_norm, step_size, odd, zero,
 ):  # fmt: skip
     """The parameter change and both moments (``odd``: the step updates ``m_odd``;
-    ``soft``, ``small`` and ``odd`` are flags, 1 or 0)."""
-    root = sqrt(v_max) / sqrt(bc2) + eps
-    root = where(soft > zero, softplus_of(root, beta, threshold), root)
+    ``small`` and ``odd`` are flags, 1 or 0; a ``threshold`` of -inf turns the
+    softplus off)."""
+    root = softplus_of(sqrt(v_max) / root_bc2 + eps, beta, threshold)
     mine = where(odd > zero, m_odd, m_even)
     other = where(odd > zero, m_even, m_odd)
     # torch's lerp: two formulas, chosen by the weight, for accuracy
@@ -172,7 +175,7 @@ def ranger21_move(
 
 def _step_element(
     g, w, v, v_max, m_odd, m_even, keep, gain, one, bc2, lr, weight_decay, norm_loss, eps,
-    soft, beta, threshold, weight, rest, small, pos, neg, inv_norm, step_size, odd,
+    root_bc2, beta, threshold, weight, rest, small, pos, neg, inv_norm, step_size, odd,
     zero, divisor, total_v, size, w_norm,
 ):  # fmt: skip
     v, v_max = ranger21_second_moment(g, v, v_max, keep, gain)
@@ -180,7 +183,7 @@ def _step_element(
         total_v, size, w_norm, one, bc2, lr, weight_decay, norm_loss, eps
     )
     u, m_odd, m_even = ranger21_move(
-        g / divisor, w, v_max, m_odd, m_even, decay, shrink, bc2, eps, soft, beta,
+        g / divisor, w, v_max, m_odd, m_even, decay, shrink, root_bc2, eps, beta,
         threshold, weight, rest, small, pos, neg, inv_norm, step_size, odd, zero,
     )  # fmt: skip
     return u, v, v_max, m_odd, m_even
@@ -188,7 +191,7 @@ def _step_element(
 
 def _step_terms(
     g, w, v, v_max, m_odd, m_even, keep, gain, one, bc2, lr, weight_decay, norm_loss, eps,
-    soft, beta, threshold, weight, rest, small, pos, neg, inv_norm, step_size, odd,
+    root_bc2, beta, threshold, weight, rest, small, pos, neg, inv_norm, step_size, odd,
     zero,
 ):  # fmt: skip
     v, v_max = ranger21_second_moment(g, v, v_max, keep, gain)
@@ -199,7 +202,9 @@ def _step_combined(sums: tuple, flags: dict, h: dict, *, normalize: bool) -> dic
     # a tensor's sums and size, then the same over every tensor
     total, squares, _, w_squares, size, _, _, total_v, _, total_size = sums
     return {
-        "divisor": std_divisor(total, squares, size, normalize),
+        "divisor": std_divisor(total, squares, size, 0.0, 1.0, 2.0, NORMALIZE_EPSILON)
+        if normalize
+        else 1.0,
         "total_v": total_v,
         "size": maximum(total_size, 1.0),
         "w_norm": sqrt(w_squares),
@@ -254,9 +259,10 @@ def _step_prepare(h: dict, count: Any, *, options: dict) -> dict:
         "weight_decay": h["weight_decay"],
         "norm_loss": 2.0 * o["norm_loss_factor"],
         "eps": o["epsilon"],
-        "soft": o["softplus"],
+        "root_bc2": math.sqrt(bc2) if isinstance(bc2, float) else namespace_of(bc2).sqrt(bc2),
         "beta": o["softplus_beta"],
-        "threshold": SOFTPLUS_THRESHOLD,
+        # softplus is the identity above the threshold: -inf turns it off
+        "threshold": SOFTPLUS_THRESHOLD if o["softplus"] else -math.inf,
         "weight": weight,
         "rest": 1.0 - weight,
         "small": weight < 0.5,
@@ -358,8 +364,9 @@ class Ranger21Step(Transform):
                 slots["m_even"][i],
                 decay,
                 shrink,
-                c[3],
-                *c[7:],
+                c[8],
+                c[7],
+                *c[9:],
             )
             out.append(ns.wrap(u))
             m_odd.append(ns.wrap(odd_m))

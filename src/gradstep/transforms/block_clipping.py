@@ -57,7 +57,7 @@ from .._core.namespaces import element_for, namespace_of
 from .._core.per_tensor import PerTensorReduction
 from .._core.transform import Transform
 from .._core.validate import Interval, OneOf, hyperparams, nonnegative
-from .._core.xmath import maximum, sqrt, where
+from .._core.xmath import element_helper, maximum, sqrt, where
 
 LAYOUTS = ("jax", "torch")
 _POSITIVE = Interval(0.0, lo_open=True)
@@ -144,8 +144,11 @@ def _agc_clipped(g, w, guard, g_norm, max_norm):
     return where(g_norm < max_norm, g, g * (max_norm / maximum(g_norm, guard)))
 
 
-def _agc_limit(w_norm: Any, epsilon: float, clipping: float) -> Any:
-    """:math:`m_i`, the largest norm unit :math:`i` may keep, from its parameter's."""
+@element_helper
+def agc_limit(w_norm, epsilon, clipping):
+    """:math:`m_i`, the largest norm unit :math:`i` may keep, from its parameter's
+    (an element helper: the combine of the fused form calls it on columns and device
+    tensors too)."""
     return maximum(w_norm, epsilon) * clipping
 
 
@@ -154,7 +157,7 @@ def _agc_norms(g, w, guard):
 
 
 def _agc_combined(sums: tuple, flags: dict, h: dict, *, epsilon, clipping) -> dict:
-    return {"g_norm": sqrt(sums[0]), "max_norm": _agc_limit(sqrt(sums[1]), epsilon, clipping)}
+    return {"g_norm": sqrt(sums[0]), "max_norm": agc_limit(sqrt(sums[1]), epsilon, clipping)}
 
 
 def _agc_prepare(h: dict, count: int) -> dict:
@@ -219,7 +222,7 @@ class AdaptiveClip(Stateless):
             ns = namespace_of(g)
             axes = unit_axes(tuple(np.shape(g)), self.layout, self.axis)
             w_norm = unit_norms(ns.astype(w, g), axes)
-            max_norm = element_for(_agc_limit, ns)(w_norm, self.epsilon, self.clipping)
+            max_norm = element_for(agc_limit, ns)(w_norm, self.epsilon, self.clipping)
             guard = ns.scalar_caster(g)(_DIVISION_GUARD)
             clipped = element_for(_agc_clipped, ns)(g, w, guard, unit_norms(g, axes), max_norm)
             out.append(ns.wrap(clipped))
