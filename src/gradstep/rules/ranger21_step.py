@@ -27,7 +27,7 @@ import numpy as np
 
 from .._core import tree as _tree
 from .._core.elementwise import Slot, cast_scalars, resolve
-from .._core.fused_form import FusedForm, rank_below
+from .._core.fused_form import FusedForm, every_shape, rank_below
 from .._core.namespaces import element_for, namespace_of
 from .._core.per_tensor import PerTensorReduction
 from .._core.transform import Transform
@@ -60,8 +60,8 @@ def std_divisor(total, squares, size, zero, one, two, epsilon):
     return where(size > two, sqrt(maximum(variance, zero)) + epsilon, one)
 
 
-def _divisor_of(total: Any, squares: Any, size: Any) -> Any:
-    return std_divisor(total, squares, size, 0.0, 1.0, 2.0, NORMALIZE_EPSILON)
+#: :func:`std_divisor`'s constants (zero, one, two, epsilon)
+_STD_CONSTANTS = (0.0, 1.0, 2.0, NORMALIZE_EPSILON)
 
 
 def _divided(g, divisor):
@@ -73,7 +73,7 @@ def _std_terms(g):
 
 
 def _std_combined(sums: tuple, flags: dict, h: dict) -> dict:
-    return {"divisor": std_divisor(sums[0], sums[1], sums[2], 0.0, 1.0, 2.0, NORMALIZE_EPSILON)}
+    return {"divisor": std_divisor(sums[0], sums[1], sums[2], *_STD_CONSTANTS)}
 
 
 def _tensor_divisor(g: Any) -> Any:
@@ -81,7 +81,7 @@ def _tensor_divisor(g: Any) -> Any:
     ns = namespace_of(g)
     sums = ns.wide_sum(g), ns.square_sum(g)
     size = ns.astype(float(np.prod(np.shape(g))), sums[1])
-    return element_for(_divisor_of, ns)(*sums, size)
+    return element_for(std_divisor, ns)(*sums, size, *_STD_CONSTANTS)
 
 
 def std_normalized(g: Any) -> Any:
@@ -115,16 +115,12 @@ class NormalizeByStd(Transform):
             sized=True,
             sum_kinds=("sums", "squares"),
         )
-        return FusedForm(self.name, stage, _any_shape, "tensors of any shape", rounds_16bit=True)
+        return FusedForm(self.name, stage, every_shape, "tensors of any shape", rounds_16bit=True)
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         leaves, td = _tree.flatten(grads)
         out = [namespace_of(g).wrap(std_normalized(g)) for g in leaves]
         return _tree.unflatten(td, out), {}
-
-
-def _any_shape(shape: tuple[int, ...]) -> bool:
-    return True
 
 
 # -- the step ---------------------------------------------------------------------
@@ -202,9 +198,7 @@ def _step_combined(sums: tuple, flags: dict, h: dict, *, normalize: bool) -> dic
     # a tensor's sums and size, then the same over every tensor
     total, squares, _, w_squares, size, _, _, total_v, _, total_size = sums
     return {
-        "divisor": std_divisor(total, squares, size, 0.0, 1.0, 2.0, NORMALIZE_EPSILON)
-        if normalize
-        else 1.0,
+        "divisor": std_divisor(total, squares, size, *_STD_CONSTANTS) if normalize else 1.0,
         "total_v": total_v,
         "size": maximum(total_size, 1.0),
         "w_norm": sqrt(w_squares),
