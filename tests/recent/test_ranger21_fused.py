@@ -1,11 +1,9 @@
-"""Ranger21 on the fused engines: on vectors its fused forms (AGC, the normalisation, the
-step as a per-tensor reduction with totals) compute what its own update computes, on
-the numba engine and on the Triton engine (under its CPU interpreter); a list with a
-matrix, and 16-bit parameters, run on its own update."""
+"""Ranger21 on the numba engine: on vectors its fused forms (AGC, the normalisation, the
+step as a per-tensor reduction with totals) compute what its own update computes; a
+list with a matrix, and 16-bit parameters, run on its own update. (The Triton engine:
+tests/gpu_engine/test_triton_fused_forms.py.)"""
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
@@ -106,33 +104,3 @@ def test_16bit_parameters_run_on_the_rules_own_update():
     with pytest.raises(Unsupported, match="32- and 64-bit parameters only"):
         engine.step(params, [np.ones_like(params[0])], _rule({}).init(params), {})
     assert (params[0] == 1).all()
-
-
-@pytest.mark.skipif(
-    os.environ.get("TRITON_INTERPRET") != "1", reason="needs Triton's interpreter on CPU tensors"
-)
-@pytest.mark.parametrize("setting", ["defaults", "plain"])
-def test_vectors_run_on_triton_and_equal_eager(setting, watch):
-    torch = pytest.importorskip("torch", reason="the Triton engine steps torch tensors")
-    import gradstep.torch as gt
-    from gradstep.engines.triton import TritonEngine
-
-    launches = watch(TritonEngine, "launch")
-
-    def run(engine):
-        gen = torch.Generator().manual_seed(2)
-        shapes = [(0,), (1,), (7,), (2100,)]
-        params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
-        opt = gt.TransformOptimizer(params, _rule(SETTINGS[setting]), engine=engine)
-        for k in range(7):
-            for i, p in enumerate(params):
-                p.grad = torch.sin(3 * p.detach() + k) * (1 + i)
-            opt.step()
-        return [p.detach().clone() for p in params]
-
-    want = run("eager")
-    assert not launches
-    got = run("triton")
-    assert len(launches) == 7  # one launch per step: the step couples the tensors
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, rtol=2e-6, atol=2e-7)
