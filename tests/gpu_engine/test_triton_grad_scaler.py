@@ -170,3 +170,106 @@ def test_grad_scaler_with_host_scalars_reads_the_flag_on_the_host():
             assert all(torch.equal(a, p.detach()) for a, p in zip(before, params))
     assert [float(opt.state[p]["step"]) for p in params] == [3.0, 3.0]
     assert all(opt.state[p]["step"].device.type == "cpu" for p in params)
+
+
+FIRST_STEP_CASES = {
+    "adam": (gt.Adam, {"lr": 0.1}),
+    "adamw_amsgrad": (gt.AdamW, {"lr": 0.05, "weight_decay": 0.1, "amsgrad": True}),
+    # no step count, and a first step like the others (no dampening)
+    "sgd_nesterov": (gt.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    "capturable_adam": (gt.Adam, {"lr": 0.1, "capturable": True}),
+}
+
+
+@pytest.mark.parametrize("first_found", [0.0, 1.0], ids=["first_finite", "first_infinite"])
+@pytest.mark.parametrize("case", list(FIRST_STEP_CASES))
+def test_the_first_grad_scaler_step_reads_nothing_on_the_host(case, first_found):
+    """A group's first step (the general path, which creates the state) leaves the
+    found-inf flag to the kernel too. A skipped first step changes no parameter and
+    leaves the state torch's fused Adam leaves: created, zero, its step count 0; the
+    trajectory then equals the eager engine's over the steps that were taken."""
+    cls, kwargs = FIRST_STEP_CASES[case]
+    gen = torch.Generator().manual_seed(7)
+    sizes = (7, 2100, 33, 4099)
+    start = [torch.randn(n, generator=gen) for n in sizes]
+    params = [torch.nn.Parameter(x.clone()) for x in start]
+    ref_params = [torch.nn.Parameter(x.clone()) for x in start]
+    opt = cls(params, **kwargs)
+    # the eager reference keeps its count on the host (capturable needs CUDA there)
+    ref = cls(ref_params, **{k: v for k, v in kwargs.items() if k != "capturable"})
+    for group in opt.param_groups:
+        group["engine"] = "triton"
+    for group in ref.param_groups:
+        group["engine"] = "eager"
+    for k in range(4):
+        grads = [torch.cos(2 * x - k) + 0.2 * k for x in start]
+        found = first_found if k == 0 else float(k == 2)
+        scale = 2.0 ** (k + 2)
+        before = [p.detach().clone() for p in params]
+        for p, g in zip(params, grads):
+            p.grad = g * scale
+        opt.grad_scale = torch.tensor(scale).as_subclass(_NoHostRead)
+        opt.found_inf = torch.tensor(found).as_subclass(_NoHostRead)
+        opt.step()
+        del opt.grad_scale, opt.found_inf
+        if found:
+            assert all(map(torch.equal, before, [p.detach() for p in params]))
+            continue
+        for p, g in zip(ref_params, grads):
+            p.grad = g.clone()
+        ref.step()
+        for p, q in zip(params, ref_params):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=2e-6, atol=2e-6)
+    for p, q in zip(params, ref_params):
+        assert opt.state[p].keys() == ref.state[q].keys()
+        for key in opt.state[p]:
+            torch.testing.assert_close(
+                opt.state[p][key].cpu().float(),
+                ref.state[q][key].cpu().float(),
+                rtol=2e-6,
+                atol=2e-6,
+            )
+
+
+def test_a_skipped_first_step_leaves_a_zero_state_with_step_zero():
+    """As torch's fused Adam: the state is created before the kernel decides, and the
+    skipped step does not count."""
+    params = [torch.nn.Parameter(torch.linspace(-1, 1, n)) for n in (5, 1030)]
+    opt = gt.Adam(params, lr=0.1)
+    for group in opt.param_groups:
+        group["engine"] = "triton"
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.grad_scale = torch.tensor(8.0).as_subclass(_NoHostRead)
+    opt.found_inf = torch.tensor(1.0).as_subclass(_NoHostRead)
+    opt.step()
+    for p in params:
+        state = opt.state[p]
+        assert float(state["step"]) == 0.0
+        assert not state["exp_avg"].any() and not state["exp_avg_sq"].any()
+        assert torch.equal(p.detach(), torch.linspace(-1, 1, p.numel()))
+
+
+@pytest.mark.parametrize("engine", ["eager", "triton"])
+def test_a_first_step_unlike_the_others_still_skips_exactly(engine):
+    """SGD's dampening spares the first step, so a skipped first step must not leave
+    a momentum buffer behind (the next step is still the first): there the flag is
+    read on the host, and the trajectory is the one without the skipped step."""
+
+    def run(skip_first):
+        p = torch.nn.Parameter(torch.linspace(-1, 1, 300))
+        opt = gt.SGD([p], lr=0.1, momentum=0.9, dampening=0.5)
+        for group in opt.param_groups:
+            group["engine"] = engine
+        if skip_first:
+            p.grad = torch.full_like(p, 3.0)
+            opt.grad_scale, opt.found_inf = torch.tensor(2.0), torch.tensor(1.0)
+            opt.step()
+            del opt.grad_scale, opt.found_inf
+            assert not opt.state[p]
+        for k in range(2):
+            p.grad = torch.sin(p.detach() + k)
+            opt.step()
+        return p.detach()
+
+    torch.testing.assert_close(run(True), run(False), rtol=0, atol=0)

@@ -125,10 +125,7 @@ class FastStep:
         """Every per-step scalar of this chain can be computed on the device from a
         device step count (decided once)."""
         if self._amp_in_kernel is None:
-            engine = self.engine
-            self._amp_in_kernel = engine.device_scalars_problem(ctx) is None and not (
-                stochastic_rows(engine.stages, self.tables.row_dtypes)
-            )
+            self._amp_in_kernel = count_fits_device(self.engine, ctx)
         return self._amp_in_kernel
 
     def _count_to_device(self) -> None:
@@ -246,3 +243,60 @@ def _share_steps(dicts: list[dict]) -> torch.Tensor:
     for i, d in enumerate(dicts):
         d[STEP] = base[i]
     return base
+
+
+def kernel_reads_amp(group: dict, rule: Any, engine: str) -> bool:
+    """A general-path step of ``group`` (``engine`` its engine option) can leave
+    GradScaler's flag to the Triton kernel: the group runs there, and a skipped step
+    may create the state (as torch's fused Adam does) without changing what the next
+    step computes, since the rule's first step differs from later ones only by the
+    count kept in the state (or not at all)."""
+    if group.get("differentiable") or group.get("master_weights") or rule.hooks:
+        return False
+    if not (rule.track_step or rule.same_first_step) or not rule.triton_fusable:
+        return False
+    params = group["params"]
+    if engine == "auto" and group.get("foreach") is True:
+        return False
+    if engine != "triton" and not (engine in ("auto", "fused") and params and params[0].is_cuda):
+        return False
+    return triton_available()
+
+
+def count_fits_device(engine: Any, ctx: dict) -> bool:
+    """Every per-step scalar of ``engine``'s chain can be computed on the device from
+    a device step count (no host value, no stochastic-rounding stream keyed by a
+    host count), so a step count may live there. After a launch (its tables)."""
+    return engine.device_scalars_problem(ctx) is None and not (
+        stochastic_rows(engine.stages, engine._tables.row_dtypes)
+    )
+
+
+def unscaled(grads: list, amp: tuple) -> bool:
+    """GradScaler's work where no kernel does it: False if the step must be skipped
+    (an infinite gradient; this reads the flag on the host), else divide ``grads``
+    by the scale in place, as ``GradScaler.unscale_`` would."""
+    grad_scale, found_inf = amp
+    if found_inf is not None and float(found_inf) != 0:
+        return False
+    if grad_scale is not None:
+        inv = grad_scale.double().reciprocal().float()
+        for g in grads:
+            g.mul_(inv.to(g.device))
+    return True
+
+
+def count_unless_skipped(states: list[dict], found_inf: Any, engine: Any, ctx: dict) -> None:
+    """Advance the step counts of a launch that skipped itself if ``found_inf`` (None:
+    nothing found) is set, as torch's fused Adam: on the parameters' device as
+    float32, by ``1 - found_inf``, where the chain's scalars can follow a device
+    count (:func:`count_fits_device`); else the flag is read on the host, once."""
+    if found_inf is not None and count_fits_device(engine, ctx):
+        device = engine._tables.device
+        advance = 1 - found_inf.to(device=device, dtype=torch.float32)
+        for state in states:
+            state[STEP] = state[STEP].to(device=device, dtype=torch.float32)
+            state[STEP].add_(advance)
+    elif found_inf is None or float(found_inf) == 0:
+        for state in states:
+            state[STEP] += 1
