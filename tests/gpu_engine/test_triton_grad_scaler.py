@@ -273,3 +273,24 @@ def test_a_first_step_unlike_the_others_still_skips_exactly(engine):
         return p.detach()
 
     torch.testing.assert_close(run(True), run(False), rtol=0, atol=0)
+
+
+def test_a_skipped_first_step_of_host_scalars_counts_nothing():
+    """A chain whose scalars need host values (its count stays on the host, where
+    the flag is read after the launch): a skipped first step leaves the parameters
+    and a zero count, and the steps after it count from there."""
+    params = [torch.nn.Parameter(torch.linspace(-1, 1, n)) for n in (5, 300)]
+    opt = gt.TransformOptimizer(
+        params, gradstep.adam(1e-2, epsilon_placement="outside_uncorrected"), engine="triton"
+    )
+    for k, found in enumerate((1.0, 0.0, 0.0)):
+        for p in params:
+            p.grad = 4.0 * torch.cos(p.detach() + k)
+        opt.grad_scale, opt.found_inf = torch.tensor(4.0), torch.tensor(found)
+        before = [p.detach().clone() for p in params]
+        opt.step()
+        if found:
+            assert all(torch.equal(a, p.detach()) for a, p in zip(before, params))
+            assert [float(opt.state[p]["step"]) for p in params] == [0.0, 0.0]
+    assert [float(opt.state[p]["step"]) for p in params] == [2.0, 2.0]
+    assert all(opt.state[p]["step"].dtype == torch.float32 for p in params)

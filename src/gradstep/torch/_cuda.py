@@ -160,10 +160,11 @@ class FastStep:
         """Launch this step; False (nothing changed) if the general path must run.
 
         ``amp``: GradScaler's ``(grad_scale, found_inf)``: the kernel unscales the
-        gradients and skips the update on an infinite one. With ``capturable`` the
-        step count then advances on the device only when nothing was found, so the
-        step reads nothing on the host; without it the count lives on the host and
-        the flag is read there.
+        gradients and skips the update on an infinite one. Where the chain's scalars
+        can follow a device step count (:func:`count_fits_device`) the count lives on
+        the device (moved there by the first such step without ``capturable``) and
+        advances by ``1 - found_inf``, so the step reads nothing on the host; else the
+        count stays on the host and the flag is read there.
         """
         params = self.group["params"]
         if len(params) != len(self.params) or opt.state is not self.state_map:
