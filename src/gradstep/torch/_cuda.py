@@ -131,7 +131,7 @@ class FastStep:
     def _count_to_device(self) -> None:
         """Keep the step count on the parameters' device as float32 (torch's fused
         Adam's ``step``), still one tensor that every parameter's ``step`` views."""
-        base = self.step_base.to(device=self.params[0].device, dtype=torch.float32)
+        base = _device_count(self.step_base, self.params[0].device)
         if base is not self.step_base:
             for i, d in enumerate(self.dicts):
                 d[STEP] = base[i]
@@ -296,8 +296,18 @@ def count_unless_skipped(states: list[dict], found_inf: Any, engine: Any, ctx: d
         device = engine._tables.device
         advance = 1 - found_inf.to(device=device, dtype=torch.float32)
         for state in states:
-            state[STEP] = state[STEP].to(device=device, dtype=torch.float32)
+            state[STEP] = _device_count(state[STEP], device)
             state[STEP].add_(advance)
     elif found_inf is None or float(found_inf) == 0:
         for state in states:
             state[STEP] += 1
+
+
+def _device_count(step: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A step count tensor whose values are all equal, as float32 on ``device``. A
+    host count is written there by a fill of its value, not copied: a copy from
+    pageable host memory would synchronise the host with the device."""
+    if step.device.type == "cpu" and device.type != "cpu":
+        value = float(step.reshape(-1)[0]) if step.numel() else 0.0
+        return torch.full(step.shape, value, dtype=torch.float32, device=device)
+    return step.to(device=device, dtype=torch.float32)
