@@ -172,3 +172,65 @@ def test_norm_constraint_over_axes_keeps_a_nan_in_its_slice():
     for a, b in zip(run("triton"), run("eager")):
         torch.testing.assert_close(a, b, rtol=2e-6, atol=2e-6, equal_nan=True)
         assert 0 < int(a.isnan().sum()) < a.numel()
+
+
+# (the rule before the constraint, its max_norm and options, the shapes): Lasagne's
+# max-norm regularisation of the new parameters' columns and filters, given axes
+PARAM_CASES = {
+    "sgd-default-axes": (lambda: gradstep.sgd(0.5), 0.8, {}, AXIS_SHAPES),
+    "adam-eps": (lambda: gradstep.adam(0.1), 0.6, {"epsilon": 1e-3}, AXIS_SHAPES),
+    "momentum-inside": (lambda: gradstep.momentum(0.1, 0.9), 1e3, {}, AXIS_SHAPES),
+    "middle-axis": (lambda: gradstep.sgd(0.5), 0.7, {"norm_axes": (1,)}, ((4, 3, 5), (2, 5, 3, 2))),
+    "whole-vectors": (lambda: gradstep.adam(0.2), 0.9, {"norm_axes": (0,)}, ((7,), (2100,), (6,))),
+}  # fmt: skip
+
+
+def _slice_norms(p, stage):
+    return p.double().pow(2).sum(dim=stage.axes(p.dim()), keepdim=True).sqrt()
+
+
+@pytest.mark.parametrize("case", list(PARAM_CASES))
+def test_norm_constraint_on_the_new_parameters_runs_on_the_triton_engine_as_eager(case):
+    """``target="params"``: a reduction pass sums the squares of the new parameter
+    ``w + u`` per slice, then the step pass writes ``(w + u) * factor``: the eager
+    engine's parameters, each slice's norm at most ``max_norm``."""
+    rule, max_norm, options, shapes = PARAM_CASES[case]
+
+    def make():
+        return gradstep.chain(rule(), T.constrain_norm(max_norm, **options, target="params"))
+
+    engine = TritonEngine(make())
+    assert [st.stage.of_params for st in engine.stages if st.is_axis_norm] == [True]
+    got = run_shapes(make(), "triton", shapes)
+    want = run_shapes(make(), "eager", shapes)
+    stage = next(st.stage for st in engine.stages if st.is_axis_norm)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=2e-6, atol=2e-6)
+        if a.numel():
+            assert float(_slice_norms(a, stage).max()) <= max_norm * (1 + 1e-6)
+
+
+def test_norm_constraint_on_the_new_parameters_in_float64_and_bfloat16():
+    """float64 against eager float64; bfloat16 (whose eager math is NumPy-only)
+    against eager float32 from the same start, within bfloat16's rounding."""
+    make = lambda: gradstep.chain(  # noqa: E731
+        gradstep.adam(0.1), T.constrain_norm(0.5, target="params")
+    )
+    shapes = ((33, 5), (4, 3, 5), (3, 7, 2, 2))
+    for dtype, eager, tol in (
+        (torch.float64, torch.float64, 1e-12),
+        (torch.bfloat16, torch.float32, 3e-2),
+    ):
+        got = run_shapes(make(), "triton", shapes, dtype=dtype)
+        want = run_shapes(make(), "eager", shapes, dtype=eager, start=dtype)
+        for a, b in zip(got, want):
+            assert a.dtype == dtype
+            torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol)
+
+
+def test_numba_engine_refuses_norms_over_axes_of_the_parameters_too():
+    from gradstep.engines.fused import FusedEngine
+    from gradstep.engines.plan import NotFusable
+
+    with pytest.raises(NotFusable):
+        FusedEngine(T.constrain_norm(1.0, target="params"))

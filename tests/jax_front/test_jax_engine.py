@@ -309,8 +309,11 @@ def test_importing_gradstep_does_not_import_jax():
     [
         lambda: gradstep.chain(T.constrain_norm(1.0, norm_axes=(0,)), gradstep.sgd(0.1)),
         lambda: gradstep.chain(T.constrain_total_norm(1.0), gradstep.sgd(0.1)),
+        lambda: gradstep.chain(
+            gradstep.sgd(0.5), T.constrain_norm(0.3, norm_axes=(0,), target="params")
+        ),
     ],
-    ids=["constrain_norm", "constrain_total_norm"],
+    ids=["constrain_norm", "constrain_total_norm", "constrain_norm_params"],
 )
 def test_host_fallback_runs_numpy_transforms_exactly(make):
     """fallback="host": a stage that reads array values runs its eager NumPy update

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from .elementwise import _scaled_by_factor
 from .transform import Transform
+from .xmath import complex_ready
 
 #: runs of kept axes a kernel describes a tensor's slices by (see :meth:`AxisNormScaled.runs`)
 MAX_RUNS = 3
@@ -21,6 +24,11 @@ class AxisNormScaled(Transform):
     ``h``, run by every engine on its own arrays; ``update`` (the eager path) is
     ``array_fn`` over the leaves, which must compute the same thing. Engines that
     run it as a device pass read :meth:`runs` and ``element`` (the multiplication).
+
+    ``of_params``: ``x`` is the new parameter ``w + u`` instead of the update ``u``
+    (Lasagne's max-norm constraint applied after the step): the norms are those of
+    the new parameter's slices, and the update becomes ``(w + u) * factor - w``
+    (``element`` then takes ``w`` too: ``element(u, w, factor)``).
     """
 
     counted = False  # keeps no step count
@@ -37,6 +45,8 @@ class AxisNormScaled(Transform):
         norm_axes: Sequence[int] | None,
         default_axes: Callable[[int], tuple[int, ...]],
         array_fn: Callable,
+        *,
+        of_params: bool = False,
     ):
         self.name = name
         self.factor = factor
@@ -44,11 +54,16 @@ class AxisNormScaled(Transform):
         self.norm_axes = None if norm_axes is None else tuple(norm_axes)
         self.default_axes = default_axes
         self.array_fn = array_fn
+        self.of_params = of_params
+        if of_params:
+            self.element = _params_scaled_by_factor
 
     def init(self, params: Any) -> dict:
         return {}
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
+        if self.of_params:
+            return on_new_params(self.name, self.array_fn, grads, params), state
         from . import tree as _tree
 
         leaves, td = _tree.flatten(grads)
@@ -92,6 +107,27 @@ class AxisNormScaled(Transform):
             weight = _product(shape[e] for e in kept if e > last)
             runs.append((max(stride, 1), max(size, 1), weight))
         return runs, _product(shape[d] for d in kept)
+
+
+def on_new_params(name: str, array_fn: Callable, updates: Any, params: Any) -> Any:
+    """The updates that take ``params`` to ``array_fn`` of the new parameters
+    ``params + updates`` (a constraint applied after the step), as a tree like
+    ``updates``. ``array_fn`` is NumPy code: it returns NumPy arrays, and so does
+    this (the torch front converts them), also for CPU torch tensors."""
+    from . import tree as _tree
+
+    if params is None:
+        raise ValueError(f"{name}: target='params' needs params in update()")
+    u_leaves, td = _tree.flatten(updates)
+    w_leaves = _tree.leaves_like(td, params)
+    new_w = array_fn([w + u for w, u in zip(w_leaves, u_leaves)])
+    return _tree.unflatten(td, [nw - np.asarray(w) for nw, w in zip(new_w, w_leaves)])
+
+
+@complex_ready
+def _params_scaled_by_factor(u, w, factor):
+    # the update that takes w to the scaled new parameter (w + u) * factor
+    return (w + u) * factor - w
 
 
 def _product(values: Any) -> int:

@@ -234,10 +234,13 @@ class IfCovered:
 class SliceOf:
     """``seg{stage}`` = the slice of the element for the norm over axes ``stage``,
     from its runs ``r{stage}_{3i}, r{stage}_{3i+1}, r{stage}_{3i+2}``; and, unless
-    ``summed``, ``f{stage}`` = its factor (else its square is added to its sum)."""
+    ``summed``, ``f{stage}`` = its factor (else the square of ``value`` is added to
+    its sum: the update ``x``, or the new parameter ``wi + x`` of a norm of the
+    parameters)."""
 
     stage: Stage
     summed: bool
+    value: str = "x"
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,8 @@ def element_steps(body: list[Stage], write: bool, folded: tuple = ()) -> list:
 def _stage_steps(st: Stage, write: bool) -> list:
     k = st.index
     if st.is_axis_norm:
-        return [SliceOf(st, summed=False), Let("x", f"_e{k}(x, f{k})")]
+        args = f"x, wi, f{k}" if st.stage.of_params else f"x, f{k}"
+        return [SliceOf(st, summed=False), Let("x", f"_e{k}({args})")]
     if st.is_cautious:
         return [Let("x", f"_e{k}(x, gc{st.partner}, f{k})")]
     if st.is_reduction:
@@ -320,7 +324,8 @@ def parameter_store_steps(st: Stage) -> list:
 def reduction_steps(kernel: Kernel) -> list:
     """The steps after :func:`element_steps` in a reduction kernel: what it sums."""
     if kernel.segmented is not None:
-        return [SliceOf(kernel.segmented, summed=True)]
+        st = kernel.segmented
+        return [SliceOf(st, summed=True, value="wi + x" if st.stage.of_params else "x")]
     if kernel.counted is not None:  # the elements a cautious mask keeps (u g > 0)
         return [Accumulate("positive", (f"x * gc{kernel.counted.partner}",))]
     target = kernel.target

@@ -123,14 +123,22 @@ class TritonEngine:
     # -- stepping ------------------------------------------------------------------
 
     def step_leaves(
-        self, w_leaves: list, g_leaves: list, params: Any, state: dict, ctx: dict
+        self,
+        w_leaves: list,
+        g_leaves: list,
+        params: Any,
+        state: dict,
+        ctx: dict,
+        amp: torch.Tensor | None = None,
     ) -> dict:
         """Update the tensors ``w_leaves`` and the slots of ``state`` in place from
         the gradients ``g_leaves``; return the state with its step counts advanced.
 
         ``params`` is the parameters' tree, for masks that are functions of it.
-        Raises :class:`~gradstep.engines.plan.Unsupported` (changing nothing) for
-        tensors it cannot run.
+        ``amp``: GradScaler's pair for :meth:`launch` (a skipped step still advances
+        the counts of ``state``: the caller keeps its own). Raises
+        :class:`~gradstep.engines.plan.Unsupported` (changing nothing) for tensors
+        it cannot run.
         """
         if not w_leaves:
             return state
@@ -147,7 +155,7 @@ class TritonEngine:
         }
         tables = self._checked_tables(w_leaves, slots, covered, flags)
         grads = tables.check_grads(g_leaves)
-        carried = self.launch(tables, grads, counts, ctx, nodes=nodes)
+        carried = self.launch(tables, grads, counts, ctx, amp=amp, nodes=nodes)
         for index, values in carried.items():
             nodes[index].update(values)
         advance_counts(self.stages, nodes, counts)

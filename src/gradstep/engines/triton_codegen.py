@@ -330,7 +330,8 @@ class _Emitter:
         lines = [f"{e} = off + idx", f"seg{k} = " + " + ".join(terms)]
         smask = ", mask=inside" if masked else ""
         if step.summed:
-            square = "x.to(tl.float64) * x.to(tl.float64)"
+            v = _operand(step.value)
+            square = f"{v}.to(tl.float64) * {v}.to(tl.float64)"
             return lines + [f"tl.atomic_add(sa{k} + seg{k}, {square}{smask}, sem='relaxed')"]
         other = ", other=0" if masked else ""
         return lines + [f"f{k} = tl.load(sf{k} + seg{k}{smask}{other})"]

@@ -125,16 +125,13 @@ class FastStep:
         """Every per-step scalar of this chain can be computed on the device from a
         device step count (decided once)."""
         if self._amp_in_kernel is None:
-            engine = self.engine
-            self._amp_in_kernel = engine.device_scalars_problem(ctx) is None and not (
-                stochastic_rows(engine.stages, self.tables.row_dtypes)
-            )
+            self._amp_in_kernel = count_fits_device(self.engine, ctx)
         return self._amp_in_kernel
 
     def _count_to_device(self) -> None:
         """Keep the step count on the parameters' device as float32 (torch's fused
         Adam's ``step``), still one tensor that every parameter's ``step`` views."""
-        base = self.step_base.to(device=self.params[0].device, dtype=torch.float32)
+        base = _device_count(self.step_base, self.params[0].device)
         if base is not self.step_base:
             for i, d in enumerate(self.dicts):
                 d[STEP] = base[i]
@@ -163,10 +160,11 @@ class FastStep:
         """Launch this step; False (nothing changed) if the general path must run.
 
         ``amp``: GradScaler's ``(grad_scale, found_inf)``: the kernel unscales the
-        gradients and skips the update on an infinite one. With ``capturable`` the
-        step count then advances on the device only when nothing was found, so the
-        step reads nothing on the host; without it the count lives on the host and
-        the flag is read there.
+        gradients and skips the update on an infinite one. Where the chain's scalars
+        can follow a device step count (:func:`count_fits_device`) the count lives on
+        the device (moved there by the first such step without ``capturable``) and
+        advances by ``1 - found_inf``, so the step reads nothing on the host; else the
+        count stays on the host and the flag is read there.
         """
         params = self.group["params"]
         if len(params) != len(self.params) or opt.state is not self.state_map:
@@ -246,3 +244,70 @@ def _share_steps(dicts: list[dict]) -> torch.Tensor:
     for i, d in enumerate(dicts):
         d[STEP] = base[i]
     return base
+
+
+def kernel_reads_amp(group: dict, rule: Any, engine: str) -> bool:
+    """A general-path step of ``group`` (``engine`` its engine option) can leave
+    GradScaler's flag to the Triton kernel: the group runs there, and a skipped step
+    may create the state (as torch's fused Adam does) without changing what the next
+    step computes, since the rule's first step differs from later ones only by the
+    count kept in the state (or not at all)."""
+    if group.get("differentiable") or group.get("master_weights") or rule.hooks:
+        return False
+    if not (rule.track_step or rule.same_first_step) or not rule.triton_fusable:
+        return False
+    params = group["params"]
+    if engine == "auto" and group.get("foreach") is True:
+        return False
+    if engine != "triton" and not (engine in ("auto", "fused") and params and params[0].is_cuda):
+        return False
+    return triton_available()
+
+
+def count_fits_device(engine: Any, ctx: dict) -> bool:
+    """Every per-step scalar of ``engine``'s chain can be computed on the device from
+    a device step count (no host value, no stochastic-rounding stream keyed by a
+    host count), so a step count may live there. After a launch (its tables)."""
+    return engine.device_scalars_problem(ctx) is None and not (
+        stochastic_rows(engine.stages, engine._tables.row_dtypes)
+    )
+
+
+def unscaled(grads: list, amp: tuple) -> bool:
+    """GradScaler's work where no kernel does it: False if the step must be skipped
+    (an infinite gradient; this reads the flag on the host), else divide ``grads``
+    by the scale in place, as ``GradScaler.unscale_`` would."""
+    grad_scale, found_inf = amp
+    if found_inf is not None and float(found_inf) != 0:
+        return False
+    if grad_scale is not None:
+        inv = grad_scale.double().reciprocal().float()
+        for g in grads:
+            g.mul_(inv.to(g.device))
+    return True
+
+
+def count_unless_skipped(states: list[dict], found_inf: Any, engine: Any, ctx: dict) -> None:
+    """Advance the step counts of a launch that skipped itself if ``found_inf`` (None:
+    nothing found) is set, as torch's fused Adam: on the parameters' device as
+    float32, by ``1 - found_inf``, where the chain's scalars can follow a device
+    count (:func:`count_fits_device`); else the flag is read on the host, once."""
+    if found_inf is not None and count_fits_device(engine, ctx):
+        device = engine._tables.device
+        advance = 1 - found_inf.to(device=device, dtype=torch.float32)
+        for state in states:
+            state[STEP] = _device_count(state[STEP], device)
+            state[STEP].add_(advance)
+    elif found_inf is None or float(found_inf) == 0:
+        for state in states:
+            state[STEP] += 1
+
+
+def _device_count(step: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A step count tensor whose values are all equal, as float32 on ``device``. A
+    host count is written there by a fill of its value, not copied: a copy from
+    pageable host memory would synchronise the host with the device."""
+    if step.device.type == "cpu" and device.type != "cpu":
+        value = float(step.reshape(-1)[0]) if step.numel() else 0.0
+        return torch.full(step.shape, value, dtype=torch.float32, device=device)
+    return step.to(device=device, dtype=torch.float32)

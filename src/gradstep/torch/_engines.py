@@ -39,9 +39,17 @@ class EngineRuns:
         engine: str,
         foreach: Any = None,
         whole: bool = False,
+        amp: tuple | None = None,
     ) -> None:
         """Step ``members``: one engine bucket, or (``whole``) parameters of several
-        dtypes or state layouts in one step of the transform's own update."""
+        dtypes or state layouts in one step of the transform's own update.
+        ``amp``: GradScaler's ``(grad_scale, found_inf)``, for the Triton kernel to
+        read; every other path reads them on the host."""
+        device = members[0].w.device.type
+        if amp is not None and (whole or not (device == "cuda" or engine == "triton")):
+            if not _cuda.unscaled([m.g for m in members], amp):
+                return  # an infinite gradient: the step changes nothing
+            amp = None
         mode = members[0].mode
         reducer = None
         if mode == "local" and rule.hooks:
@@ -49,14 +57,15 @@ class EngineRuns:
             reducer = _dist.Reducer(groups, members[0].w.device)
         rule.route_reductions(reducer)
         try:
-            device = members[0].w.device.type
             if whole:
                 if engine in ("fused", "triton"):
                     raise RuntimeError(self._whole_refusal(rule, members, engine))
                 numpy = engine != "eager" and all(m.numpy_ok() for m in members)
                 counted = self._run_eager(rule, members, ctx, numpy=numpy)
             elif device == "cuda" or engine == "triton":
-                counted = self._run_device(rule, members, ctx, engine, foreach)
+                counted = self._run_device(rule, members, ctx, engine, foreach, amp)
+                if counted is None:
+                    return  # skipped
             else:
                 counted = self._run_host(rule, members, ctx, engine)
         finally:
@@ -120,11 +129,12 @@ class EngineRuns:
                 m.p.copy_(m.state[MASTER])
 
     def _run_device(
-        self, rule: _Rule, members: list[_Member], ctx: dict, engine: str, foreach: Any
-    ) -> bool:
+        self, rule: _Rule, members: list[_Member], ctx: dict, engine: str, foreach: Any, amp=None
+    ) -> bool | None:
         """Step CUDA ``members`` (or any, for ``engine="triton"``): the Triton engine
         where it can, else the transform's own update on the tensors; True if the
-        engine advanced the step counts."""
+        engine advanced the step counts, None if GradScaler's ``amp`` (read on the
+        host where the kernel does not take it) skipped the step."""
         # sharded parameters whose norms must be reduced across ranks run eager
         mode = members[0].mode
         usable = rule.triton_fusable and (mode == "plain" or (mode == "local" and not rule.hooks))
@@ -157,20 +167,31 @@ class EngineRuns:
                 f"{self._owner}: the fused GPU engine was required (fused=True or "
                 f"engine={engine!r}) but {why}"
             )
+        grads = [m.g for m in members]
         if not (wanted and usable):
+            if amp is not None and not _cuda.unscaled(grads, amp):
+                return None
             # True where the transform set the steps itself (a skipped step keeps them)
             return self._run_eager(rule, members, ctx, numpy=False)
         from ..engines.plan import Unsupported
         from ..engines.triton import TritonEngine
 
+        if amp is not None and members[0].layout.shared_names():
+            # scalar state carried between steps (a global reduction's) moves even
+            # on a launch that skips its update: the flag is read first
+            if not _cuda.unscaled(grads, amp):
+                return None
+            amp = None
         try:
-            return self._run_bucket(TritonEngine, rule, members, ctx, _same)
+            return self._run_bucket(TritonEngine, rule, members, ctx, _same, amp)
         except Unsupported as error:  # refused before anything was written
             if engine in ("fused", "triton"):
                 raise RuntimeError(
                     f"{self._owner}: the fused GPU engine was required (fused=True or "
                     f"engine={engine!r}) but {error}"
                 ) from error
+            if amp is not None and not _cuda.unscaled(grads, amp):
+                return None
             return self._run_eager(rule, members, ctx, numpy=False)
 
     def _run_fused_or_refused(self, rule, members, ctx, engine: str) -> bool | None:
@@ -192,16 +213,27 @@ class EngineRuns:
 
         return self._run_bucket(FusedEngine, rule, members, ctx, _numpy)
 
-    def _run_bucket(self, engine: type, rule: _Rule, members: list[_Member], ctx, view) -> bool:
+    def _run_bucket(
+        self, engine: type, rule: _Rule, members: list[_Member], ctx, view, amp=None
+    ) -> bool:
         """Step ``members`` with a fused ``engine`` over ``view``s of their tensors,
-        reusing the bucket built for the same parameters and state tensors."""
+        reusing the bucket built for the same parameters and state tensors. ``amp``
+        (the Triton engine): GradScaler's values, read by the kernel, and the step
+        counts advanced unless it skipped (:func:`_cuda.count_unless_skipped`)."""
         rt = self._runtime()
         key = (engine.__name__, id(rule)) + tuple(id(m.p) for m in members)
         signature = _signature(members)
         bucket = rt.fused.get(key)
         if bucket is None or bucket.rule is not rule or bucket.signature != signature:
             bucket = rt.fused[key] = EngineBucket(engine(rule.run), rule, members, signature, view)
-        counted = bucket.step(rule, members, ctx)
+        if amp is None:
+            counted = bucket.step(rule, members, ctx)
+        else:
+            bucket.step(rule, members, ctx, _cuda.amp_pair(amp[0], amp[1], members[0].w))
+            counted = rule.track_step
+            if counted:
+                states = [m.state for m in members]
+                _cuda.count_unless_skipped(states, amp[1], bucket.engine, ctx)
         try:
             torch.autograd.graph.increment_version([m.p for m in members if not m.master])
         except (TypeError, RuntimeError):  # pragma: no cover - tensor subclasses

@@ -220,8 +220,10 @@ class EngineBucket:
         if steps and all(_cpu_scalar(t) for t in steps):
             self.steps = [_numpy(t) for t in steps]
 
-    def step(self, rule: _Rule, members: list[_Member], ctx: dict) -> bool:
-        """Step ``members``; True if their step counts were advanced here."""
+    def step(self, rule: _Rule, members: list[_Member], ctx: dict, amp: Any = None) -> bool:
+        """Step ``members``; True if their step counts were advanced here. ``amp``:
+        the Triton kernels' GradScaler pair, with which the step may skip itself on
+        the device, so the caller advances the counts (False)."""
         shared = _shared_values(rule, members[0])
         layout = members[0].layout
         for container, key, name in self.refs:
@@ -232,7 +234,8 @@ class EngineBucket:
                 else np.asarray(value, layout.shared[name])
             )
         grads = [self.view(m.g) for m in members]
-        self.engine.step_leaves(self.w, grads, self.w, self.tree, ctx)
+        extra = {} if amp is None else {"amp": amp}
+        self.engine.step_leaves(self.w, grads, self.w, self.tree, ctx, **extra)
         # scalar state the engine changed in the tree (a global reduction's carried
         # state) goes back to the members, as the eager path stores it
         for container, key, name in self.refs:
@@ -244,7 +247,7 @@ class EngineBucket:
             if value != shared[name]:
                 for m in members:
                     m.state[rule.key(name)] = value
-        if self.steps is None:
+        if self.steps is None or amp is not None:
             return False
         for view in self.steps:
             view += 1

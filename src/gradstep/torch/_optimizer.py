@@ -355,7 +355,9 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
             if fast.step(self, ctx, amp):
                 return
             del self._runtime().fast[id(group)]
-        if amp is not None and not _unscaled(group, amp):
+        # GradScaler's flag: read by the Triton kernel where it can, else here on the host
+        kernel_amp = amp if amp is not None and self._amp_in_kernel(group, rule) else None
+        if amp is not None and kernel_amp is None and not _cuda.unscaled(_grads(group), amp):
             return  # GradScaler found an infinite gradient: the step changes nothing
         stepped = []
         for p in group["params"]:
@@ -372,8 +374,10 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
             stepped.append((p, grad))
         rounds = _rounds(stepped)
         if len(rounds) == 1:
-            buckets = self._step_round(group, rule, ctx, stepped, set())
+            buckets = self._step_round(group, rule, ctx, stepped, set(), kernel_amp)
             self._remember_fast_step(group, rule, buckets)
+            return
+        if kernel_amp is not None and not _cuda.unscaled(_grads(group), kernel_amp):
             return
         # the same tensor twice, or overlapping views: stepped one occurrence after
         # the other, as torch.optim's loop does (every state is checked first, so a
@@ -397,10 +401,13 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         for entries in rounds:
             self._step_round(group, rule, ctx, entries, started)
 
-    def _step_round(self, group: dict, rule: _Rule, ctx: dict, entries: list, started: set) -> dict:
+    def _step_round(
+        self, group: dict, rule: _Rule, ctx: dict, entries: list, started: set, amp=None
+    ) -> dict:
         """Step ``entries`` (``(parameter, gradient)``, no two sharing memory); returns
         the buckets it ran. ``started`` holds the ids of the parameters whose state an
-        earlier round of this step created."""
+        earlier round of this step created; ``amp``: GradScaler's values, which the
+        step reads on the device (see :meth:`_amp_in_kernel`)."""
         differentiable = bool(group.get("differentiable", False))
         # differentiable=True runs the rule's own math on the tensors under autograd
         engine = "eager" if differentiable else self._engine(group)
@@ -448,9 +455,14 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
                 "groups"
             )
         for members, whole in runs:
-            self._run(rule, members, ctx, engine, group.get("foreach"), whole)
+            self._run(rule, members, ctx, engine, group.get("foreach"), whole, amp)
             self._after_step(group, members)
         return buckets
+
+    def _amp_in_kernel(self, group: dict, rule: _Rule) -> bool:
+        """:func:`_cuda.kernel_reads_amp`, for a class deriving no state after steps."""
+        derives = type(self)._after_step is not TransformOptimizer._after_step
+        return not derives and _cuda.kernel_reads_amp(group, rule, self._engine(group))
 
     def _remember_fast_step(self, group: dict, rule: _Rule, buckets: dict) -> None:
         """After a group's step ran as one Triton launch, keep what the next steps
@@ -480,19 +492,8 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         """Keep state entries torch has and the rule derives (none here)."""
 
 
-def _unscaled(group: dict, amp: tuple) -> bool:
-    """The general path's share of GradScaler's work: False if the step must be
-    skipped (an infinite gradient; this reads the flag on the host), else divide the
-    group's gradients by the scale in place, as ``GradScaler.unscale_`` would."""
-    grad_scale, found_inf = amp
-    if found_inf is not None and float(found_inf) != 0:
-        return False
-    if grad_scale is not None:
-        inv = grad_scale.double().reciprocal().float()
-        for p in group["params"]:
-            if p.grad is not None:
-                p.grad.mul_(inv.to(p.grad.device))
-    return True
+def _grads(group: dict) -> list:
+    return [p.grad for p in group["params"] if p.grad is not None]
 
 
 def _capturing() -> bool:

@@ -255,6 +255,11 @@ class _Rule:
         }
         self.rename = rename
         self.track_step = track_step
+        # no stage reads the step count: without a count of its own (track_step
+        # False) the rule's first step is like the others
+        self.same_first_step = not any(
+            getattr(v.transform, "counted", False) for v in walk(transform)
+        )
         self.hooks: list = []
         self.reducer = None
         run = _instrument(transform, self.hooks)

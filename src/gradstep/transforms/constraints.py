@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
-from .._core.axis_norm import AxisNormScaled
+from .._core.axis_norm import AxisNormScaled, on_new_params
 from .._core.elementwise import NormScaled
 from .._core.transform import Transform
 from .._core.validate import Interval, OneOf, check, hyperparams, nonnegative
@@ -91,14 +91,10 @@ class _Constraint(Transform):
         return {}
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
+        if self.target == "params":
+            return on_new_params(self.name, self.fn, grads, params), state
         g_leaves, td = _tree.flatten(grads)
-        if self.target == "updates":
-            return _tree.unflatten(td, self.fn(g_leaves)), state
-        if params is None:
-            raise ValueError(f"{self.name}: target='params' needs params in update()")
-        w_leaves = _tree.leaves_like(td, params)
-        new_w = self.fn([w + u for w, u in zip(w_leaves, g_leaves)])
-        return _tree.unflatten(td, [nw - w for nw, w in zip(new_w, w_leaves)]), state
+        return _tree.unflatten(td, self.fn(g_leaves)), state
 
 
 def _constrained_each(leaves, *, epsilon, max_norm, norm_axes):
@@ -117,21 +113,24 @@ def constrain_norm(
 
     ``target="updates"`` constrains what flows through the chain (per-unit gradient
     clipping when placed first); ``target="params"`` constrains the parameters after
-    the step (max-norm regularisation; place it last).
+    the step (max-norm regularisation; place it last): the norms are those of the new
+    parameters. The Triton engine runs either as a device pass (per-slice norms of
+    the update, or of the new parameter, then the scaling).
     """
 
     fn = functools.partial(
         _constrained_each, epsilon=epsilon, max_norm=max_norm, norm_axes=norm_axes
     )
-    if target == "updates":  # the Triton engine runs it as a device pass
-        hyper = {"max_norm": max_norm, "epsilon": epsilon}
-        return AxisNormScaled(
-            "constrain_norm", lasagne_factor, hyper, norm_axes, default_norm_axes, fn
-        )
-
-    stage = _Constraint("constrain_norm", fn, target)
-    stage.reads_shape = True  # norms over axes: a real view's trailing axis would change it
-    return stage
+    hyper = {"max_norm": max_norm, "epsilon": epsilon}
+    return AxisNormScaled(
+        "constrain_norm",
+        lasagne_factor,
+        hyper,
+        norm_axes,
+        default_norm_axes,
+        fn,
+        of_params=target == "params",
+    )
 
 
 def _constrained_total(leaves, *, epsilon, max_norm):
