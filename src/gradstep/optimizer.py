@@ -57,7 +57,9 @@ class Optimizer:
 
     A step either completes or changes nothing: gradients are matched to the
     parameters by structure and keys and checked before anything is written, and the
-    eager engine computes the new state aside and commits it with the parameters.
+    eager engine computes the new state aside and commits it with the parameters (a
+    step split between the engines computes its eager part aside, then runs the fused
+    part, which checks every array before it writes, then commits the eager part).
     Copies (``copy.deepcopy``, ``pickle``) are independent optimizers over copied
     arrays.
     """
