@@ -14,7 +14,11 @@ resumed from it follows exactly the trajectory of the uninterrupted run.
 By default a chain of elementwise stages runs on the fused engine (one compiled pass
 over memory, :mod:`gradstep.engines.fused`); anything else, and arrays the fused
 engine cannot take (dtypes other than float16/bfloat16/float32/float64), runs on the eager engine,
-the reference. ``engine="eager"`` or ``"fused"`` chooses explicitly.
+the reference. A chain whose shape-dependent stages have fused forms covering some
+tensors (AdamP's projection, CAME's moments, centralisation: on vectors) and whose
+every stage computes each tensor from that tensor alone steps the tensors the forms
+cover on the fused engine and the others eagerly, one state tree for all
+(:mod:`gradstep._split_step`). ``engine="eager"`` or ``"fused"`` chooses explicitly.
 """
 
 from __future__ import annotations
@@ -27,15 +31,16 @@ from typing import Any
 
 import numpy as np
 
+from ._checkpoint import STATE as _STATE
+from ._checkpoint import bfloat16_restored, blockwise8_converted, check_state_values
 from ._core import tree as _tree
-from ._core.elementwise import wide_updates
 from ._core.namespaces import is_floating
 from ._core.transform import Transform
 from ._core.validate import OneOf, check
+from ._split_step import apply_updates, eager_updates, split_of, step_split
 
 ENGINES = ("auto", "fused", "eager")
 
-_STATE = "state/"
 _HYPER = "hyperparams/"
 
 
@@ -52,7 +57,9 @@ class Optimizer:
 
     A step either completes or changes nothing: gradients are matched to the
     parameters by structure and keys and checked before anything is written, and the
-    eager engine computes the new state aside and commits it with the parameters.
+    eager engine computes the new state aside and commits it with the parameters (a
+    step split between the engines computes its eager part aside, then runs the fused
+    part, which checks every array before it writes, then commits the eager part).
     Copies (``copy.deepcopy``, ``pickle``) are independent optimizers over copied
     arrays.
     """
@@ -79,17 +86,20 @@ class Optimizer:
         self.transform = transform
         self.state = transform.init(params)
         self.hyperparams: dict[str, Any] = {}
-        self._fused = None if engine == "eager" else _fused_engine(transform, engine, leaves)
+        self._fused = self._split = None
+        if engine != "eager":
+            self._fused, self._split = _fused_engine(transform, engine, leaves, self.state)
         self._ran: str | None = None
         self._notified = False
 
     @property
     def engine(self) -> str:
-        """``"fused"`` or ``"eager"``: the engine the last step ran on (before any
-        step, the one the next step will try)."""
+        """``"fused"``, ``"eager"`` or ``"fused+eager"`` (the tensors fused forms cover
+        on the fused engine, the others eagerly): the engine the last step ran on
+        (before any step, the one the next step will try)."""
         if self._ran is not None:
             return self._ran
-        return "eager" if self._fused is None else "fused"
+        return "eager" if self._fused is None else "fused+eager" if self._split else "fused"
 
     def step(self, grads: Any = None, *, closure: Any = None, **ctx: Any) -> Any:
         """Update the parameters in place from ``grads`` (same structure as params).
@@ -119,6 +129,22 @@ class Optimizer:
         g_leaves = _tree.matching_leaves(self._treedef, grads, "Optimizer.step: gradients")
         if not _ARRAYS.issuperset(map(type, g_leaves)):
             g_leaves = _numbers_as_arrays(p_leaves, g_leaves)
+        if self._split is not None:
+            self._check_grads(p_leaves, g_leaves)
+            self.state, refused = step_split(
+                self._split,
+                self._fused,
+                self.transform,
+                self._paths,
+                p_leaves,
+                g_leaves,
+                self.state,
+                overrides,
+            )
+            if refused is not None:
+                self._notify(refused)
+            self._ran = "eager" if refused else "fused+eager"
+            return
         if self._fused is not None:
             from .engines.plan import Unsupported
 
@@ -138,20 +164,11 @@ class Optimizer:
                 raise
         self._check_grads(p_leaves, g_leaves)
         grads = _tree.unflatten(self._treedef, g_leaves)
-        with wide_updates():  # 16-bit parameters: the new value rounded once
-            updates, new_state = self.transform.update(grads, self.state, self.params, **overrides)
-        u_leaves = [np.asarray(u) for u in _tree.leaves_like(self._treedef, updates)]
-        for path, p, u in zip(self._paths, p_leaves, u_leaves):
-            if u.shape != p.shape or not np.can_cast(u.dtype, p.dtype, "same_kind"):
-                raise ValueError(
-                    f"Optimizer.step: the update of {path or '<root>'} has shape {u.shape} "
-                    f"and dtype {u.dtype}; its parameter {p.shape} and {p.dtype}"
-                )
-            if not p.flags.writeable:
-                raise ValueError(f"Optimizer.step: parameter {path or '<root>'} is read-only")
+        u_leaves, new_state = eager_updates(
+            self.transform, self._paths, p_leaves, grads, self.state, self.params, overrides
+        )
         # everything checked: commit the parameters and the new state together
-        for p, u in zip(p_leaves, u_leaves):
-            np.add(p, u, out=p, casting="same_kind")
+        apply_updates(p_leaves, u_leaves)
         self.state = new_state
         self._ran = "eager"
 
@@ -212,10 +229,13 @@ class Optimizer:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_split", None)
+        self._fused = None
         if state["_fused"]:
-            self._fused = _fused_engine(self.transform, "fused", self._param_leaves)
-        else:
-            self._fused = None
+            leaves = self._param_leaves
+            if self._split is not None:  # the engine steps the covered tensors
+                leaves = [leaves[i] for i in self._split.covered]
+            self._fused = _fused_engine(self.transform, "fused", leaves)[0]
 
     def _notify(self, reason: str) -> None:
         if not self._notified:
@@ -270,7 +290,7 @@ class Optimizer:
         be non-negative, slots declared non-negative (second moments) must be.
         """
         owner = "load_state_dict"
-        state_dict = _blockwise8_converted(self.transform, state_dict)
+        state_dict = blockwise8_converted(self.transform, state_dict)
         template = self.transform.init(self.params)
         paths = _tree.leaf_paths(template)
         expected = {_STATE + p for p in paths}
@@ -298,7 +318,7 @@ class Optimizer:
                 )
             leaves.append(np.array(value, copy=True))
         state = _tree.unflatten(_tree.structure(template), leaves)
-        _check_state_values(owner, self.transform, state)
+        check_state_values(owner, self.transform, state)
         hyperparams = {}
         for key, value in state_dict.items():
             if key.startswith(_HYPER):
@@ -321,55 +341,7 @@ class Optimizer:
     def load(self, path: str | os.PathLike) -> None:
         """Read a file written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as data:
-            self.load_state_dict({k: _bfloat16_restored(data[k]) for k in data.files})
-
-
-def _blockwise8_converted(transform: Transform, state_dict: dict[str, Any]) -> dict[str, Any]:
-    """``state_dict`` with each slot saved in another form than this optimizer keeps
-    it converted, tensor by tensor (:mod:`gradstep._core.blockwise8`): float values
-    quantised into codes and block scales where this optimizer keeps 8-bit codes
-    (a tensor of ``min_8bit_size`` elements or more of an 8-bit slot), codes
-    dequantised where it keeps floats (a floating-point slot, or a tensor below
-    ``min_8bit_size``, which gets its empty scale array); anything else is left for
-    the checks."""
-    from ._core import blockwise8
-    from ._core.elementwise import Elementwise
-    from ._core.transform import walk
-
-    out = dict(state_dict)
-    for visit in walk(transform):
-        t = visit.transform
-        if not isinstance(t, Elementwise) or visit.path is None:
-            continue
-        for slot in t.slots:
-            prefix = _STATE + "/".join(visit.path + (slot.name,))
-            scales = _STATE + "/".join(visit.path + (blockwise8.absmax_name(slot.name),))
-            keys = [k for k in out if k == prefix or k.startswith(prefix + "/")]
-            eight = slot.dtype == blockwise8.BLOCKWISE8
-            for key in keys:
-                scale_key = scales + key[len(prefix) :]
-                value, scale = blockwise8.converted(
-                    np.asarray(out[key]),
-                    out.get(scale_key),
-                    not slot.nonnegative,
-                    eight,
-                    slot.min_8bit_size,
-                )
-                out[key] = value
-                if scale is None:
-                    out.pop(scale_key, None)
-                else:
-                    out[scale_key] = scale
-    return out
-
-
-def _bfloat16_restored(a: np.ndarray) -> np.ndarray:
-    """NumPy files ml_dtypes' bfloat16 as raw 2-byte records (``V2``): viewed back."""
-    if a.dtype.kind == "V" and a.dtype.itemsize == 2 and a.dtype.names is None:
-        from ._core.namespaces import numpy_dtype
-
-        return a.view(numpy_dtype("bfloat16"))
-    return a
+            self.load_state_dict({k: bfloat16_restored(data[k]) for k in data.files})
 
 
 _ARRAYS = {np.ndarray}
@@ -434,57 +406,24 @@ def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
     return lo, hi + a.itemsize
 
 
-def _check_state_values(owner: str, transform: Transform, state: dict) -> None:
-    """Step counts must be non-negative integers, slots declared non-negative must be
-    (checked where the stages' state can be located: elementwise chains)."""
-    for path, leaf in zip(_tree.leaf_paths(state), _tree.leaves(state)):
-        if path.rsplit("/", 1)[-1] == "count":
-            value = np.asarray(leaf)
-            if value.dtype.kind not in "iu" or np.any(value < 0):
-                raise ValueError(
-                    f"{owner}: invalid {_STATE + path}={value!r}; valid values: an integer >= 0"
-                )
-    from .engines.plan import NotFusable, flatten_stages
-
-    try:
-        stages = flatten_stages(transform)
-    except NotFusable:
-        return
-    for st in stages:
-        node = state
-        for key in st.state_path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(node, dict):
-            continue
-        for slot in st.stage.slots:
-            if not getattr(slot, "nonnegative", False) or slot.name not in node:
-                continue
-            for path, leaf in zip(_tree.leaf_paths(node[slot.name]), _tree.leaves(node[slot.name])):
-                # NaN passes: a NaN gradient makes NaN moments in a real run, and its
-                # checkpoint must resume; a negative value comes from no run
-                bad = np.asarray(leaf) < 0
-                if np.any(bad):
-                    name = "/".join(st.state_path + (slot.name,) + ((path,) if path else ()))
-                    raise ValueError(
-                        f"{owner}: invalid {_STATE + name}: {int(np.sum(bad))} elements are "
-                        "negative; valid values: >= 0"
-                    )
-
-
-def _fused_engine(transform: Transform, engine: str, leaves: list):
-    """The numba engine for ``transform`` over the parameter arrays ``leaves``, or None
-    (``engine="fused"``: a ValueError) where it cannot compile the transform or a
-    fused form in it does not cover their shapes."""
+def _fused_engine(transform: Transform, engine: str, leaves: list, state: Any = None):
+    """``(engine, split)``: the numba engine for ``transform`` over the parameter arrays
+    ``leaves`` and None; where a fused form in it does not cover some of their shapes
+    and the step can be split (:func:`~gradstep._split_step.split_of`, given the
+    ``state``), the engine for the covered ones and that split; else ``(None,
+    None)``, or with ``engine="fused"`` a ValueError."""
     from .engines.fused import FusedEngine
     from .engines.plan import NotFusable
 
+    fused = None
     try:
         fused = FusedEngine(transform)
         reason = fused.refusal([np.shape(w) for w in leaves], leaves[0].dtype if leaves else None)
     except NotFusable as refused:
         reason = str(refused)
     if reason is None:
-        return fused
+        return fused, None
     if engine == "fused":
         raise ValueError(f"Optimizer: engine='fused' cannot run this transform: {reason}")
-    return None
+    split = None if fused is None or state is None else split_of(transform, fused, leaves, state)
+    return (None, None) if split is None else (fused, split)

@@ -12,8 +12,10 @@ state, and the test of which shapes they cover.
 Both fused engines (numba's and Triton's) compile a chain with the forms of its
 transforms in their place (:func:`~gradstep.engines.plan.flatten_stages`) and refuse
 (:func:`refusal`), before they write anything, a step whose tensors a form does not
-cover: the optimizer runs that step on the transform's own update. No other engine
-or front reads forms.
+cover: the fronts run that step on the transform's own update, or, where every stage
+computes each tensor from that tensor alone (:func:`~gradstep._core.separable.separable`),
+only the tensors the forms do not cover, the others fused (the torch front's buckets,
+the NumPy front's split step). No other engine or front reads forms.
 
 A form may also carry a **host step** (:class:`HostWrite`): array code the numba
 engine runs on the slot arrays around its launch, the very code the transform's own

@@ -39,7 +39,9 @@ each tensor), as a finishing stage (:mod:`gradstep._core.finishing`) around the
 base direction, so it runs on NumPy, torch and JAX arrays, under ``jax.jit`` too.
 On vectors only the decay remains, an element function: the stage's fused form
 (:mod:`gradstep._core.fused_form`) is the base direction's stages then that decay,
-so the rule runs on the numba engine while every tensor is of rank < 2.
+so the rule runs on the numba engine on tensors of rank < 2; in a list with
+matrices too, the fronts step the vectors there and the matrices on the projection's
+own update (the stage is ``tensorwise``).
 
 References:
   Heo, Chun, Oh, Han, Yun, Kim, Uh & Ha (2021): AdamP: Slowing Down the Slowdown for

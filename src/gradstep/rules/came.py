@@ -43,7 +43,9 @@ in float32 or wider for 16-bit parameters (as in the authors' code, and as eleme
 functions run), the state is stored in the parameter's dtype. On tensors that are not
 factored every stage is an element function or a per-tensor reduction (the clip's RMS):
 the stages' fused forms (:mod:`gradstep._core.fused_form`), which their own updates call
-on those tensors, run on the numba engine while no tensor is factored.
+on those tensors, run on the numba engine on the tensors not factored; in a list with
+factored ones too, the fronts step the others there and the factored ones on the
+stages' own updates (the stages are ``tensorwise``).
 
 References:
   Luo, Ren, Zheng, Jiang, Jiang & You (2023): CAME: Confidence-guided Adaptive Memory

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from .._core import tree as _tree
-from .._core.axis_norm import AxisNormScaled
 from .._core.blockwise8 import ABSMAX_SUFFIX
-from .._core.combine import Masked, Partition
+from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled, sum_of_squares
 from .._core.per_tensor import PerTensorReduction
+from .._core.separable import separable
 from .._core.sharpness import SharpnessAware
 from .._core.transform import Chain, Transform, map_transform, walk
 from .._core.validate import OneOf, check
@@ -143,26 +143,6 @@ def _global_norm(t: Transform) -> bool:
     )
 
 
-def _separable(t: Transform) -> bool:
-    """Every stage computes each tensor's update from that tensor alone (elementwise
-    math, per-tensor norms and reductions, masks and partitions of them), so a step
-    split into calls over parts of the parameters is the same step. Anything else
-    (global norms and reductions, skips judged over every gradient, accumulation's
-    window, transforms of their own) may couple the tensors: its step is one call."""
-    for visit in walk(t):
-        node = visit.transform
-        if type(node) in (Chain, Masked, Partition, Elementwise):
-            continue
-        if type(node) is PerTensorReduction and not node.totals:  # totals couple them
-            continue
-        if type(node) is NormScaled and node.per_tensor:
-            continue
-        if isinstance(node, AxisNormScaled) or node.tensorwise:  # within each tensor
-            continue
-        return False
-    return True
-
-
 def _fusable(
     t: Transform, axis_norms: bool = False, forms: list | None = None, hosts: list | None = None
 ) -> bool:
@@ -239,7 +219,7 @@ class _Rule:
         # a stage takes the loss as ``value`` (e.g. gradstep.polyak_sgd): torch's
         # step(closure) hands it the closure's loss
         self.takes_loss = any(getattr(v.transform, "takes_loss", False) for v in walk(transform))
-        self.separable = _separable(transform)
+        self.separable = separable(transform)
         # the first stage whose math reads each tensor's shape (None: none does, and a
         # complex parameter steps as its real view with the rule's own meaning)
         self.shape_stage = next(

@@ -32,8 +32,10 @@ so no unit moves by more than the fraction :math:`\lambda` of its own size
 
 Both are not elementwise (norms over slices); they are written against the array
 namespace, so they run on NumPy, torch tensors on their device and under
-:func:`jax.jit`, on the eager path (the fused engines compile elementwise stages
-and global or per-tensor norms only).
+:func:`jax.jit`, on the eager path. On a tensor that is one unit (a vector, with
+either layout), AGC is a per-tensor norm: its fused form runs there on the fused
+engines (32- and 64-bit parameters), and the NumPy and torch fronts step a list's
+other tensors eagerly beside those (the stage is ``tensorwise``).
 
 References:
   Brock, De, Smith & Simonyan (2021): High-Performance Large-Scale Image Recognition

@@ -16,8 +16,9 @@ gradient, before any moment sees it.
 It is a reduction (a mean per row), written once against the array namespace, so it
 runs on NumPy, torch and JAX arrays and under ``jax.jit``. On tensors of rank below
 :math:`r` it is the identity: its fused form (:mod:`gradstep._core.fused_form`) has no
-stage, so a chain holding it runs on the numba engine while every tensor is of such a
-rank, and on the eager engine otherwise.
+stage, so a chain holding it runs on the numba engine on tensors of such a rank; the
+fronts step the others eagerly beside them where every stage of the chain is
+tensorwise (Ranger), else the whole step eagerly.
 
 References:
   Yong, Huang, Hua & Zhang (2020): Gradient Centralization: A New Optimization
