@@ -82,27 +82,38 @@ def _values_per_tensor(stage, params, grads):
     return stage.tensor_scalar_values(rows, flags, {"strength": 0.75})
 
 
-def test_under_jax():
+def _constant_schedule(count):
+    return 0.75
+
+
+@pytest.mark.parametrize(
+    "strength, dtype",
+    [(0.75, np.float32), (0.75, np.float64), (_constant_schedule, np.float32)],
+    ids=["traced-f32", "traced-f64", "host-f32"],
+)
+def test_under_jax(strength, dtype):
+    """The JAX engine traces the combine, or (a Python schedule) calls it on the host.
+    (Not the host call with x64: a known failure of the JAX engine's host callbacks
+    under ``jax.enable_x64``, for LARS as for this stage, not of totals.)"""
     jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
     from gradstep.jax import to_optax
 
-    for dtype, x64 in ((np.float32, False), (np.float64, True)):
-        params, grads = data(dtype)
-        want = eager_steps(chain(), params, grads)
-        with jax.enable_x64(x64):
-            opt = to_optax(chain())
-            got = [jax.numpy.asarray(p) for p in params]
-            state = opt.init(got)
-            update = jax.jit(opt.update)
-            for g in grads:
-                updates, state = update([jax.numpy.asarray(x) for x in g], state, got)
-                got = [p + u for p, u in zip(got, updates)]
-            got = [np.asarray(p) for p in got]
-        # without x64, JAX sums in float32 (the others in float64)
-        tol = {"rtol": 2e-5, "atol": 2e-5} if dtype == np.float32 else tolerance(dtype)
-        for a, b in zip(want, got):
-            assert b.dtype == dtype
-            np.testing.assert_allclose(b, a, **tol)
+    params, grads = data(dtype)
+    want = eager_steps(chain(), params, grads)
+    with jax.enable_x64(dtype == np.float64):
+        opt = to_optax(chain(strength=strength))
+        got = [jax.numpy.asarray(p) for p in params]
+        state = opt.init(got)
+        update = jax.jit(opt.update)
+        for g in grads:
+            updates, state = update([jax.numpy.asarray(x) for x in g], state, got)
+            got = [p + u for p, u in zip(got, updates)]
+        got = [np.asarray(p) for p in got]
+    # without x64, JAX sums in float32 (the others in float64)
+    tol = {"rtol": 2e-5, "atol": 2e-5} if dtype == np.float32 else tolerance(dtype)
+    for a, b in zip(want, got):
+        assert b.dtype == dtype
+        np.testing.assert_allclose(b, a, **tol)
 
 
 def _torch_steps(engine, params, grads, transform=None, **options):

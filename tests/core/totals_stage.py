@@ -42,7 +42,7 @@ def _no_scalars(h: dict, count: int) -> dict:
 
 
 def centring_stage(
-    totals: bool = True, centred=CENTRED, sum_kinds=("sums", "squares")
+    totals: bool = True, centred=CENTRED, sum_kinds=("sums", "squares"), strength=0.75
 ) -> PerTensorReduction:
     """The toy stage: each tensor moved by scalars from its own sums and, with
     ``totals``, every tensor's (without, a ``combined`` missing the totals)."""
@@ -57,7 +57,7 @@ def centring_stage(
         sized=True,
         totals=totals,
         sum_kinds=sum_kinds,
-        hyperparams={"strength": 0.75},
+        hyperparams={"strength": strength},
         prepare=_no_scalars,
     )
 
@@ -66,8 +66,8 @@ def _own_only(sums: tuple, flags: dict, h: dict) -> dict:
     return combined(tuple(sums) * 2, flags, h)
 
 
-def chain(totals: bool = True, centred=CENTRED):
-    return gradstep.chain(centring_stage(totals, centred), gradstep.sgd(0.1))
+def chain(totals: bool = True, centred=CENTRED, strength=0.75):
+    return gradstep.chain(centring_stage(totals, centred, strength=strength), gradstep.sgd(0.1))
 
 
 def data(dtype, shapes=SHAPES, steps=2):
