@@ -93,8 +93,9 @@ def _constant_schedule(count):
 )
 def test_under_jax(strength, dtype):
     """The JAX engine traces the combine, or (a Python schedule) calls it on the host.
-    (Not the host call with x64: a known failure of the JAX engine's host callbacks
-    under ``jax.enable_x64``, for LARS as for this stage, not of totals.)"""
+    Not the host call under ``jax.enable_x64``: that context is the calling thread's,
+    and XLA may run a callback on another thread (here with the 100003 elements),
+    where JAX checks its float64 result as float32 and fails (LARS's too)."""
     jax = pytest.importorskip("jax", reason="needs JAX (a test dependency)")
     from gradstep.jax import to_optax
 
