@@ -150,9 +150,9 @@ def test_the_torch_front_steps_a_totals_stage_as_one_call(engine, watch):
     parameter) are stepped together: each tensor's scalars need every tensor's
     totals."""
     import gradstep.torch as gt
-    from gradstep.torch._rule import _separable
+    from gradstep._core.separable import separable
 
-    assert not _separable(chain())
+    assert not separable(chain())
     runs = watch(gt.TransformOptimizer, "_run")
     params, grads = data(np.float64, shapes=[(7,), (1,), (30,), (3, 5), (4,)])
     want = eager_steps(chain(), params, grads)
@@ -162,7 +162,7 @@ def test_the_torch_front_steps_a_totals_stage_as_one_call(engine, watch):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
     # without totals each tensor is stepped alone: a call per parameter (a mask of
     # None: a list is the whole group's)
-    assert _separable(chain(totals=False))
+    assert separable(chain(totals=False))
     runs.clear()
     _torch_steps(engine, params, grads, chain(totals=False, centred=None), foreach=False)
     assert len(runs) == len(grads) * len(params)
