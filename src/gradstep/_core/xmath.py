@@ -50,21 +50,36 @@ minimum = np.minimum
 where = np.where
 isnan = np.isnan
 isfinite = np.isfinite
-exp = np.exp
-log1p = np.log1p
+
+
+def _rounded_from_float64(ufunc: Callable, x):
+    """``ufunc(x)``, for float32 and narrower floats computed in float64 and rounded
+    to ``x``'s dtype (so correctly rounded but for double-rounding ties).
+
+    NumPy's float32 loops of cbrt, exp and log1p may be approximate SIMD versions
+    (on some CPUs a third of the results are 1 ulp off, exp's up to 2), while the
+    numba engine's are correctly rounded: going through float64 keeps the eager
+    reference independent of the CPU, and the same bits as the numba engine's.
+    """
+    dtype = getattr(x, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize < 8:
+        return ufunc(x.astype(np.float64)).astype(dtype)
+    return ufunc(x)
 
 
 def cbrt(x):
-    """The cube root of ``x``, correctly rounded in float32 and below.
+    """The cube root of ``x``, correctly rounded in float32 and below."""
+    return _rounded_from_float64(np.cbrt, x)
 
-    NumPy's float32 loop may be an approximate SIMD version (on some CPUs a third of
-    its results are 1 ulp off), while the numba engine calls the C library's
-    ``cbrtf``: going through float64 keeps the eager reference independent of the CPU.
-    """
-    dtype = getattr(x, "dtype", None)
-    if dtype is not None and dtype.kind == "f" and dtype.itemsize < 8:
-        return np.cbrt(x.astype(np.float64)).astype(dtype)
-    return np.cbrt(x)
+
+def exp(x):
+    """:math:`e^x`, correctly rounded in float32 and below."""
+    return _rounded_from_float64(np.exp, x)
+
+
+def log1p(x):
+    """:math:`\\log(1 + x)`, correctly rounded in float32 and below."""
+    return _rounded_from_float64(np.log1p, x)
 
 
 def nan_to_zero(x):

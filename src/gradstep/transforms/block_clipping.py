@@ -179,9 +179,10 @@ class _WholeUnits:
         except ValueError:
             return False
         n = len(shape)
-        if not all(-n <= a < n for a in axes):
-            return False  # the eager update says why
-        return {a % n for a in axes} == set(range(n)) if n else True
+        covered = {a % n for a in axes} if n else set()
+        if not all(-n <= a < n for a in axes) or len(covered) < len(axes):
+            return False  # out of range or repeated: the eager update says why
+        return covered == set(range(n))
 
 
 class AdaptiveClip(Stateless):
