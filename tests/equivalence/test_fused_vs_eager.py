@@ -64,7 +64,7 @@ def run(transform, dtype, engine, steps=STEPS, nonfinite=False, sizes=SIZES):
     return params, opt.state_dict()
 
 
-def assert_same(eager, fused, dtype):
+def assert_same(eager, fused, dtype, ulps=4):
     (pe, se), (pf, sf) = eager, fused
     pairs = list(zip(pe, pf)) + [(se[k], sf[k]) for k in se]
     assert se.keys() == sf.keys()
@@ -82,7 +82,7 @@ def assert_same(eager, fused, dtype):
             np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * scale)
         else:
             eps = np.finfo(np.float32).eps
-            bound = 4 * np.spacing(np.abs(a)) + 4 * eps * scale
+            bound = ulps * (np.spacing(np.abs(a)) + eps * scale)
             assert np.all(np.abs(a.astype(np.float64) - b) <= bound)
 
 
@@ -147,6 +147,14 @@ def fused_sizes(rule, kwargs):
     return [s for s in SIZES if len(s) < 2]
 
 
+#: float32 ulps a rule's fused state may be from the eager one's, where not the
+#: default 4: Ranger21's momentum takes gradients divided by their standard deviation
+#: (twice) through a softplus, so the last-bit differences of the sums (added in
+#: another order) and of the parameters (the test's gradient is sin(3 w + k)) it keeps
+#: reach 8 ulps of the momentum's scale in 12 steps
+REDUCTION_ULPS = {"ranger21": 16}
+
+
 def reduction_cases():
     for p in reduction_rules():
         rule, kwargs = p.values
@@ -163,7 +171,8 @@ def test_every_reduction_rule(rule, kwargs, dtype):
     make = lambda: gradstep.REGISTRY[rule].factory(**kwargs)  # noqa: E731
     sizes = fused_sizes(rule, kwargs)
     eager = run(make(), dtype, "eager", sizes=sizes)
-    assert_same(eager, run(make(), dtype, "fused", sizes=sizes), dtype)
+    fused = run(make(), dtype, "fused", sizes=sizes)
+    assert_same(eager, fused, dtype, ulps=REDUCTION_ULPS.get(rule, 4))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
