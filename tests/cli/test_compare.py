@@ -66,7 +66,9 @@ def race_report(tmp_path_factory):
         "--problems",
         "rosenbrock,saddle,logistic,lstsq",
         "--set",
-        "sgd.learning_rate=1e4",  # every trial diverges: marked, the race goes on
+        # every trial diverges, the rescue's smaller rates too (down to 1e5, six
+        # decades below the grid's 1e11): marked, the race goes on
+        "sgd.learning_rate=1e12",
         "--animate",
     ]
     import contextlib
@@ -123,7 +125,10 @@ def test_compare_writes_the_report(race_report):
     by = {(r["problem"], r["optimizer"]): r for r in results["results"]}
     sgd = by["rosenbrock", "sgd"]
     assert sgd["status"] == "diverged" and sgd["diverged_at"] == 1
-    assert sgd["tuning"]["edge"] == "no learning rate tried finished"
+    assert sgd["tuning"]["edge"] == (
+        "no learning rate tried finished (smaller rates tried, down to 100000)"
+    )
+    assert sgd["tuning"]["rescue"]["first_finished"] is None
     adam = by["logistic", "adam"]
     assert adam["status"] == "ok" and 0 <= adam["final"]["test_accuracy"] <= 1
     assert len(adam["replicas"]) == 1 and adam["replicas"][0]["seed"] == 1
@@ -132,7 +137,7 @@ def test_compare_writes_the_report(race_report):
     assert adam["curve"]["step"][0] == 0 and adam["curve"]["step"][-1] == 12
     path = np.array(by["saddle", "adam"]["path"])
     assert path.shape == (13, 2) and path[0].tolist() == [1.5, 1e-3]
-    # the leaderboard: sgd starts its sweep at 1e4 and widens down: last
+    # the leaderboard: sgd never finishes: last
     board = results["leaderboard"]
     assert board[-1]["optimizer"] == "sgd"
     assert set(board[0]["ranks"]) == {"logistic", "lstsq"}  # the gallery is not scored

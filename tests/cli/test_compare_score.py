@@ -141,3 +141,96 @@ def test_the_edge_of_grid_flag_fires_when_the_best_rate_is_the_largest(monkeypat
     )
     assert run.learning_rate == pytest.approx(1e-3) and run.tuning["edge"] is None
     assert len(run.tuning["trials"]) == 7
+
+
+def _diverging_above(threshold):
+    """A constructed run: rates at or above ``threshold`` diverge, smaller ones finish
+    with a loss that is lowest just below it."""
+
+    def fake_run(problem, entry, *, steps, seed, backend, engine, learning_rate=None):
+        run = race.Run(entry.name, problem.name, learning_rate=learning_rate, seed=seed)
+        if learning_rate >= threshold:
+            run.status, run.diverged_at = "diverged", 1
+        else:
+            run.final = {"loss": 1.0 + abs(math.log10(learning_rate / threshold))}
+        return run
+
+    return fake_run
+
+
+def _tune(entry, problem, ticks, points=3, extra=2):
+    return tuning.tune(
+        problem,
+        entry,
+        steps=5,
+        seed=0,
+        backend="numpy",
+        engine="eager",
+        points=points,
+        extra=extra,
+        tick=ticks.append,
+    )
+
+
+def test_when_every_grid_rate_diverges_smaller_rates_are_tried(monkeypatch):
+    # adam's grid at --quick: 1e-4, 1e-3, 1e-2, all diverging; the rescue divides by
+    # the grid's factor until a rate finishes (1e-7), then the extra trials go on
+    monkeypatch.setattr(race, "run_one", _diverging_above(3e-7))
+    (adam,) = race.make_entries(["adam"], {}, "numpy")
+    ticks = []
+    run = _tune(adam, problems.make_problems()["beale"], ticks)
+    rates = [t["learning_rate"] for t in run.tuning["trials"]]
+    assert run.status == "ok" and run.learning_rate in rates
+    assert {1e-5, 1e-6, 1e-7} <= set(rates)  # a decade at a time below the grid
+    assert run.learning_rate < 3e-7
+    assert run.tuning["rescue"]["first_finished"] == pytest.approx(1e-7)
+    assert len(rates) == 3 + 3 + 2  # the rescue comes on top of the budget
+    assert sum(ticks) == 5  # progress counts the budget only
+    assert any("every rate of the grid diverged" in n for n in run.notes)
+
+
+def test_the_rescue_stops_at_its_floor_and_says_nothing_finished(monkeypatch):
+    monkeypatch.setattr(race, "run_one", _diverging_above(0.0))  # everything diverges
+    (adam,) = race.make_entries(["adam"], {}, "numpy")
+    ticks = []
+    run = _tune(adam, problems.make_problems()["beale"], ticks)
+    rates = sorted(t["learning_rate"] for t in run.tuning["trials"])
+    floor = 1e-4 * tuning.DECADE**-tuning.RESCUE_DECADES
+    assert rates[0] == pytest.approx(floor)  # bounded: no rate below the floor
+    assert len(rates) == 3 + tuning.RESCUE_DECADES and sum(ticks) == 5
+    assert run.status == "diverged"
+    assert "no learning rate tried finished" in run.tuning["edge"]
+    assert f"down to {floor:g}" in run.tuning["edge"]
+
+
+def test_no_rescue_when_some_grid_rate_finishes(monkeypatch):
+    # the largest grid rate diverges, the others finish: the sweep is the usual one
+    monkeypatch.setattr(race, "run_one", _diverging_above(5e-3))
+    (adam,) = race.make_entries(["adam"], {}, "numpy")
+    run = _tune(adam, problems.make_problems()["beale"], [])
+    assert len(run.tuning["trials"]) == 5 and run.tuning.get("rescue") is None
+
+
+def test_sam_on_rosenbrock_finds_a_rate_that_does_not_diverge():
+    """The reported case: at --quick, SAM's grid (0.01, 0.1, 1) all diverge on
+    Rosenbrock; the tuner goes on to smaller rates."""
+    (sam,) = race.make_entries(["sam"], {}, "numpy")
+    rosenbrock = problems.make_problems()["rosenbrock"]
+    ticks = []
+    run = tuning.tune(
+        rosenbrock,
+        sam,
+        steps=75,
+        seed=0,
+        backend="numpy",
+        engine="eager",
+        points=3,
+        extra=2,
+        tick=ticks.append,
+    )
+    grid = {
+        t["learning_rate"]: t["status"] for t in run.tuning["trials"] if t["learning_rate"] >= 0.01
+    }
+    assert set(grid.values()) == {"diverged"}  # the premise: the whole grid diverges
+    assert run.status == "ok" and run.learning_rate < 0.01
+    assert sum(ticks) == 5

@@ -172,11 +172,23 @@ def test_wrappers_with_their_own_per_element_state_are_refused():
         gradstep.sam(0.1, state_dtype="bfloat16")
 
 
-def test_global_reduction_over_float16_parameters_is_left_to_eager():
-    from gradstep.engines.fused import FusedEngine
-    from gradstep.engines.plan import Unsupported
-
-    params = {"w": np.ones(3, np.float16)}
-    transform = gradstep.prodigy(1.0)
-    with pytest.raises(Unsupported, match="global reduction"):
-        FusedEngine(transform).step(params, params, transform.init(params), {})
+@pytest.mark.parametrize("dtype", [np.float16, BF16], ids=["f16", "bf16"])
+def test_global_reduction_runs_fused_on_16bit_parameters_as_eager(dtype):
+    # Prodigy's distance estimate is a reduction over every tensor: the eager engine
+    # widens its terms to float32 as the kernels read 16-bit rows, so the fused run
+    # is the eager one bit for bit (the carried state: float64 sums either way)
+    results = []
+    for engine in ("eager", "fused"):
+        params = {"w": np.linspace(-1, 1, 7).astype(dtype), "b": np.ones(3, dtype)}
+        opt = gradstep.Optimizer(params, gradstep.prodigy(1.0), engine=engine)
+        for k in range(3):
+            opt.step(
+                {n: (v.astype(np.float32) * 0.5 + 0.1 * k).astype(dtype) for n, v in params.items()}
+            )
+        assert opt.engine == engine
+        results.append((params, opt.state["prodigy"]))
+    (eager, eager_state), (fused, fused_state) = results
+    for name in eager:
+        np.testing.assert_array_equal(fused[name], eager[name])
+        np.testing.assert_array_equal(fused_state["s"][name], eager_state["s"][name])
+    assert float(fused_state["d"]) == float(eager_state["d"])

@@ -1,5 +1,6 @@
 """With the default engine, a group the fused engine refuses at the step (its
-``Unsupported``: a global reduction over 16-bit parameters) runs eagerly instead of
+``Unsupported``: CAME's fused form, which rounds a 16-bit gradient's update in its own
+update, over 16-bit parameters) runs eagerly instead of
 failing; ``engine="fused"`` still raises. Per-tensor reductions (trust ratios) are
 not refused: they run fused."""
 
@@ -18,7 +19,7 @@ def test_a_refused_fused_step_runs_eagerly(dtype):
     results = {}
     for engine in ("auto", "eager"):
         p = torch.nn.Parameter(torch.linspace(-1, 1, 7, dtype=dtype))
-        opt = TransformOptimizer([p], gradstep.prodigy(1.0, d0=1e-3), engine=engine)
+        opt = TransformOptimizer([p], gradstep.came(1e-2), engine=engine)
         for k in range(3):
             p.grad = (p.detach().float() * (k + 1)).to(dtype)
             opt.step()
@@ -28,9 +29,9 @@ def test_a_refused_fused_step_runs_eagerly(dtype):
 
 def test_a_required_fused_engine_still_refuses():
     p = torch.nn.Parameter(torch.ones(3, dtype=torch.float16))
-    opt = TransformOptimizer([p], gradstep.prodigy(1.0), engine="fused")
+    opt = TransformOptimizer([p], gradstep.came(1e-2), engine="fused")
     p.grad = torch.ones_like(p)
-    with pytest.raises(Exception, match="float16"):
+    with pytest.raises(Exception, match="32- and 64-bit parameters only"):
         opt.step()
 
 

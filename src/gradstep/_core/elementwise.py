@@ -54,6 +54,17 @@ def wide_updates():
         _WIDE_UPDATES.reset(token)
 
 
+def stored_update(u: Any, given: Any, read: Any, ns: Any) -> Any:
+    """The update ``u`` of the gradient ``given`` as a stage returns it, ``read``
+    being the gradient its math read (``ns.widened(given)``): a widened 16-bit
+    gradient's update in the gradient's own dtype, except for the stateful fronts
+    (:func:`wide_updates`), which take it in float32 and round the new parameter
+    once."""
+    if read is not given and not _WIDE_UPDATES.get():
+        return ns.stored_like(ns.wrap(u), given)
+    return ns.wrap(u)
+
+
 @dataclass(frozen=True)
 class Slot:
     """A named per-element state array.
@@ -396,9 +407,7 @@ class Elementwise(Transform):
                         )
             else:
                 u = result
-            if g is not given and not _WIDE_UPDATES.get():
-                u = ns.stored_like(ns.wrap(u), given)  # a 16-bit gradient's own dtype
-            updates.append(ns.wrap(u))
+            updates.append(stored_update(u, given, g, ns))
 
         new_state: dict[str, Any] = {}
         if self.counted:

@@ -183,7 +183,10 @@ class GlobalReduction(Elementwise):
         for i, g in enumerate(g_leaves):
             ns = namespace_of(g)
             args = [g] + ([w_leaves[i]] if self.uses_params else []) + [s[i] for s in slot_leaves]
-            terms = element_for(self.terms, ns)(*args, *cast_scalars(scalars, g))
+            # the math runs in float32 or wider, whatever the storage ("opmath"), as
+            # the element phase's and the fused kernels' (16-bit rows read widened)
+            args = [ns.widened(a) for a in args]
+            terms = element_for(self.terms, ns)(*args, *cast_scalars(scalars, args[0]))
             terms = terms if isinstance(terms, tuple) else (terms,)
             part = [ns.wide_sum(x) for x in terms]
             sums = part if not sums else [a + b for a, b in zip(sums, part)]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import tree as _tree
-from .elementwise import Slot
+from .elementwise import Slot, stored_update
 from .global_reduction import GlobalReduction
 from .namespaces import element_for, namespace_of
 from .transform import Transform
@@ -47,9 +47,20 @@ def state_keys(n: int) -> list[str]:
     return [f"{name}{j}" for name in VECTORS for j in range(1, n + 1)]
 
 
+def scalar_like(like: Any) -> Any:
+    """A 0-d value of the dtype the scalar state is kept in for parameters like
+    ``like``: their floating dtype, but float32 for 16-bit ones (the arithmetic runs
+    in float32 or wider, only the storage changes; in float16, epsilon 1e-8 would be
+    0 and the first step NaN). The one place that decides it: every engine and front
+    keeps the state :func:`initial_scalars` makes."""
+    ns = namespace_of(like)
+    return ns.widened(ns.astype(0.0, like))
+
+
 def initial_scalars(like: Any, n: int, s_init: float) -> dict:
     """``r``, ``m``, ``v`` zero and every ``s_j`` at ``s_init``, as 0-d arrays of
-    ``like``'s library, floating dtype and device."""
+    ``like``'s library and device, of :func:`scalar_like`'s dtype."""
+    like = scalar_like(like)
     ns = namespace_of(like)
     return {
         key: ns.wrap(ns.astype(s_init if key[0] == "s" else 0.0, like)) for key in state_keys(n)
@@ -152,8 +163,12 @@ def mechanic_step(
     ``reference`` the kept reference point, ``scalars`` ``{r1: .., s1: ..}``, ``first``
     whether this is the first update (a bool, or a traced one), ``hyper``
     ``{weight_decay, epsilon, s_init}``. Returns ``(updates, new reference, new
-    scalars)``. The sums run in the library's widest float; the scalar recursion in
-    the vectors' dtype, as the reference implementation does.
+    scalars)``. The element math runs in float32 or wider (16-bit arrays are
+    widened when read, as every element function's inputs), the sums in the
+    library's widest float, the scalar recursion in the state's dtype
+    (:func:`scalar_like`); the reference point is kept in the parameters' dtype and
+    the updates are returned as :func:`~gradstep._core.elementwise.stored_update`
+    returns an element function's.
     """
     if not g:
         return [], [], dict(scalars)
@@ -172,13 +187,18 @@ def mechanic_step(
         reference = [ns.copy(x) for x in w] if first else list(reference)
     else:
         reference = [ns.where(first, x, x0) for x, x0 in zip(w, reference)]
+    given = g
+    # the math in float32 or wider whatever the storage ("opmath")
+    g, w, u = ([ns.widened(x) for x in leaves] for leaves in (g, w, u))
+    wide_reference = [ns.widened(x) for x in reference]
     displacement = element_for(mechanic_displacement, ns)
     products = element_for(mechanic_products, ns)
     total, eps = scale_total(scalars, n), hyper["epsilon"]
     # displacement from the reference in units of the scale (float64 sums where the
     # library has them)
     delta = [
-        displacement(x, x0, ns.astype(total, x), ns.astype(eps, x)) for x, x0 in zip(w, reference)
+        displacement(x, x0, ns.astype(total, x), ns.astype(eps, x))
+        for x, x0 in zip(w, wide_reference)
     ]
     sums = None
     for gi, xi, di in zip(g, w, delta):
@@ -191,8 +211,8 @@ def mechanic_step(
     new_total = reduced["new_total"]
     moved = element_for(mechanic_moved, ns)
     updates = [
-        ns.wrap(moved(ui, x, x0, di, ns.astype(new_total, x)))
-        for x, x0, di, ui in zip(w, reference, delta, u)
+        stored_update(moved(ui, x, x0, di, ns.astype(new_total, x)), gi, read, ns)
+        for x, x0, di, ui, gi, read in zip(w, wide_reference, delta, u, given, g)
     ]
     return updates, reference, {k: ns.wrap(v) for k, v in out.items()}
 

@@ -117,7 +117,9 @@ def write_html(results, problems, runs_by_problem, figures: list[Path], path: Pa
             f"<h2>Learning-rate sweeps</h2><p>Every optimizer gets {b['grid_points']} grid "
             f"points a decade apart around its default, then {b['extra_trials']} more "
             "(widening while the best is at an edge, else refining), scored on the first "
-            "seed by steps to target, then validation loss.</p>"
+            "seed by steps to target, then validation loss. When every grid point "
+            "diverges, smaller rates are tried first, a decade at a time, down to six "
+            "decades below the grid.</p>"
         )
         parts.append(_table(["problem", "optimizer", "tried", "chosen", "flag"], rows))
     parts.append(

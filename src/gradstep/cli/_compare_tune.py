@@ -5,7 +5,12 @@ A tuned optimizer gets ``points`` trials on a log grid around its default learni
 rate (a decade apart), then ``extra`` more: while the best trial sits at an edge of
 what was tried, the grid is widened on that side by a decade; otherwise the extra
 trials refine around the best (half a decade either side). If the best still
-sits at an edge, the result is flagged. Trials are scored on the first seed by steps
+sits at an edge, the result is flagged. When every rate of the grid diverges, the
+tuner first tries smaller rates, a decade at a time below the smallest, until one
+does not diverge or it reaches its floor, ``RESCUE_DECADES`` decades below the
+grid's smallest rate (at most that many more trials, on top of the budget); the
+extra trials then go on from there. If none finishes, the result says so, with
+the floor. Trials are scored on the first seed by steps
 to target, then by the final monitored loss (validation loss on data: test data never
 choose). The chosen rate then runs on the other seeds of a stochastic problem.
 """
@@ -20,6 +25,9 @@ from . import _compare_race as race
 BUDGETS = {"quick": (3, 2), "default": (5, 2), "full": (7, 3)}
 DECADE = 10.0
 HALF_DECADE = 10.0**0.5
+#: how many decades below the grid's smallest rate the tuner goes when every rate of
+#: the grid diverges (its floor: that rate divided by DECADE**RESCUE_DECADES)
+RESCUE_DECADES = 6
 
 
 def _round(lr: float) -> float:
@@ -55,8 +63,30 @@ def at_edge(tried: dict[float, tuple], best: float) -> bool:
     return len(rates) > 1 and best in (rates[0], rates[-1])
 
 
+def rescue(runs: dict, trial, allowed) -> dict | None:
+    """When every trial so far diverged: trial smaller rates, a decade at a time below
+    the smallest, until one does not diverge or the floor is reached. Returns what was
+    done (None when no rescue was needed)."""
+    if not runs or any(x.status != "diverged" for x in runs.values()):
+        return None
+    start = min(runs)
+    floor = _round(start / DECADE**RESCUE_DECADES)
+    out = {"floor": floor, "tried": [], "first_finished": None}
+    for k in range(1, RESCUE_DECADES + 1):
+        rate = _round(start / DECADE**k)
+        if not allowed(rate) or rate in runs:
+            continue
+        trial(rate)
+        out["tried"].append(rate)
+        if runs[rate].status != "diverged":
+            out["first_finished"] = rate if runs[rate].status == "ok" else None
+            break
+    return out
+
+
 def tune(problem, entry, *, steps, seed, backend, engine, points, extra, tick):
-    """The best of ``points + extra`` trials on ``seed``; ``run.tuning`` holds the sweep."""
+    """The best of ``points + extra`` trials on ``seed`` (and of the rescue's, when the
+    whole grid diverges: :func:`rescue`); ``run.tuning`` holds the sweep."""
     budget = points + extra
     lr = entry.learning_rate
     ranges = getattr(entry.spec, "ranges", {})
@@ -69,7 +99,10 @@ def tune(problem, entry, *, steps, seed, backend, engine, points, extra, tick):
     allowed = ranges["learning_rate"].contains
     runs: dict[float, race.Run] = {}
 
-    def trial(rate: float) -> None:
+    counted = 0  # trials of the budget (the rescue's come on top, unticked)
+
+    def trial(rate: float, *, in_budget: bool = True) -> None:
+        nonlocal counted
         runs[rate] = race.run_one(
             problem,
             entry,
@@ -79,17 +112,20 @@ def tune(problem, entry, *, steps, seed, backend, engine, points, extra, tick):
             engine=engine,
             learning_rate=rate,
         )
-        tick(1)
+        if in_budget:
+            counted += 1
+            tick(1)
 
     for rate in grid(lr, points):
         if allowed(rate) and rate not in runs:
             trial(rate)
-    while len(runs) < budget:
+    rescued = rescue(runs, lambda rate: trial(rate, in_budget=False), allowed)
+    while counted < budget:
         rate, _why = next_trial({r: x.score() for r, x in runs.items()}, allowed)
         if rate is None:
             break
         trial(rate)
-    tick(budget - len(runs))
+    tick(budget - counted)
     scores = {r: x.score() for r, x in runs.items()}
     best = min(scores, key=lambda r: (scores[r], r))
     chosen = runs[best]
@@ -97,6 +133,8 @@ def tune(problem, entry, *, steps, seed, backend, engine, points, extra, tick):
     if chosen.status != "ok":  # every trial failed: report the default's run
         chosen = runs.get(_round(lr), chosen)
         flag = "no learning rate tried finished"
+        if rescued and rescued["tried"]:
+            flag += f" (smaller rates tried, down to {min(runs):g})"
     elif at_edge(scores, best):
         side = "smallest" if best == min(scores) else "largest"
         flag = f"best learning rate {best:g} is the {side} tried: the optimum may lie beyond"
@@ -112,7 +150,13 @@ def tune(problem, entry, *, steps, seed, backend, engine, points, extra, tick):
         ],
         "chosen": chosen.learning_rate,
         "edge": flag,
+        "rescue": rescued,
     }
+    if rescued and rescued["first_finished"] is not None:
+        chosen.notes.append(
+            f"tuning on {problem.name}: every rate of the grid diverged; smaller rates "
+            f"tried, {rescued['first_finished']:g} the first to finish"
+        )
     if flag:
         chosen.notes.append(f"tuning on {problem.name}: {flag}")
     return chosen

@@ -256,10 +256,6 @@ class FusedEngine:
         if why is not None:
             raise Unsupported(why)
         name = _storage_name(dtype)
-        if name in ("float16", "bfloat16") and any(st.is_global for st in self.stages):
-            # the eager engine sums a global reduction's terms of 16-bit parameters in
-            # its own order and width: the kernels would not reproduce its carried state
-            raise Unsupported("a global reduction over float16/bfloat16 parameters")
         rows = []
         for j, w in enumerate(ws):
             for start in range(0, w.size, CHUNK):

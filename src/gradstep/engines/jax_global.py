@@ -51,13 +51,18 @@ class GlobalNode(_Node):
                 "traceable schedules (functions of a traced step count)"
             ) from error
         slots = [td.flatten_up_to(state[s.name]) for s in stage.slots]
+        ns = jax_ns()
+        # the math runs in float32 or wider, whatever the storage ("opmath"): the
+        # terms and the element phase read 16-bit arrays widened, as the eager engine
         arrays = [
-            [g[i]] + ([w[i]] if stage.uses_params else []) + [s[i] for s in slots]
+            [ns.widened(a) for a in [g[i], *([w[i]] if stage.uses_params else [])]]
+            + [ns.widened(s[i]) for s in slots]
             for i in range(len(g))
         ]
         wide = float_dtype()
         sums = None
-        for i, gi in enumerate(g):
+        for i in range(len(g)):
+            gi = arrays[i][0]
             terms = self.terms(*arrays[i], *cast(list(scalars.values()), gi))
             terms = terms if isinstance(terms, tuple) else (terms,)
             part = [jnp.sum(jnp.asarray(x).astype(wide)) for x in terms]
@@ -69,7 +74,8 @@ class GlobalNode(_Node):
         values = list(scalars.values()) + list(reduced.values())
         updates, new_slots = [], [[] for _ in stage.slots]
         cache: dict = {}
-        for i, gi in enumerate(g):
+        for i in range(len(g)):
+            gi = arrays[i][0]
             key = leaf_dtype(gi)
             if key not in cache:
                 cache[key] = cast(values, gi)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from .._core.elementwise import wide_updates
 from .._core.mechanic import Mechanize, initial_scalars, mechanic_step, state_keys
 from .jax_nodes import _Node
 from .jax_scalars import COUNT_DTYPE, jax_ns, safe_increment
@@ -39,9 +40,10 @@ class MechanicNode(_Node):
         reference = td.flatten_up_to(state["reference"])
         scalars = {k: state[k] for k in state_keys(t.num_betas)}
         first = state["count"] == 0
-        out, reference, scalars = mechanic_step(
-            list(g), list(w), list(updates), reference, scalars, first, t.hyper(), jax_ns()
-        )
+        with wide_updates():  # 16-bit parameters: float32 updates, as every JAX node's
+            out, reference, scalars = mechanic_step(
+                list(g), list(w), list(updates), reference, scalars, first, t.hyper(), jax_ns()
+            )
         scalars = {k: jnp.asarray(v).astype(state[k].dtype) for k, v in scalars.items()}
         return out, {
             "count": safe_increment(state["count"]),

@@ -85,11 +85,15 @@ def mechanize(
 
     Differences: optax's ``contrib.mechanize`` (the authors' implementation) computes
     the same; its inner product and norms are summed in the parameters' dtype, here
-    in float64 where the library has it (the scalar recursion stays in the
-    parameters' dtype, as optax's, on the eager and JAX engines; the fused engines
-    run it in float64 and store it in the parameters' dtype). The paper's
-    pseudo-code has no clipping of :math:`h_t` in the :math:`r_j` update; optax and
-    this rule have it.
+    in float64 where the library has it (the scalar recursion runs in the state's
+    dtype on the eager and JAX engines, in float64 on the fused engines). The scalar
+    state :math:`r_j, m_j, v_j, s_j` is kept in the parameters' dtype, but in float32
+    for float16/bfloat16 parameters, and every step's arithmetic runs in float32 or
+    wider (only the parameters and the reference point are stored in 16 bits):
+    optax keeps the scalars in the parameters' lowest dtype and computes in it, so
+    with float16 parameters its :math:`\epsilon` = 1e-8 is 0 and the first step is
+    NaN. The paper's pseudo-code has no clipping of :math:`h_t` in the :math:`r_j`
+    update; optax and this rule have it.
     """
     return Mechanize(base, weight_decay, epsilon, s_init, num_betas)
 

@@ -196,8 +196,9 @@ class EngineRuns:
 
     def _run_fused_or_refused(self, rule, members, ctx, engine: str) -> bool | None:
         """:meth:`_run_fused`, or None where the engine refuses these arrays at the
-        step (its ``Unsupported``, nothing changed: 16-bit parameters of a global
-        reduction) and the engine is not required (``engine="fused"`` raises)."""
+        step (its ``Unsupported``, nothing changed: 16-bit parameters of a fused form
+        that rounds its own updates, CAME's) and the engine is not required
+        (``engine="fused"`` raises)."""
         from ..engines.plan import Unsupported
 
         try:
