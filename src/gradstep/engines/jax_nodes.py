@@ -446,12 +446,9 @@ class PerTensorNode(ElementNode):
         sums = []
         for i, gi in enumerate(g):
             terms = self.norms(*self.arrays(g, w, slots, i), *cast(scalars, gi))
-            terms = terms if isinstance(terms, tuple) else (terms,)
+            kinds = zip(terms if isinstance(terms, tuple) else (terms,), stage.sum_kinds)
             sums.append(
-                [
-                    square_sum(x, acc) if kind == "squares" else jnp.sum(x.astype(acc))
-                    for x, kind in zip(terms, stage.sum_kinds)
-                ]
+                [square_sum(x, acc) if k == "squares" else jnp.sum(x.astype(acc)) for x, k in kinds]
             )
             if stage.sized:  # the tensor's size follows its sums
                 sums[-1].append(jnp.asarray(math.prod(gi.shape), acc))
