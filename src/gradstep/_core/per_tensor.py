@@ -175,11 +175,9 @@ class PerTensorReduction(Elementwise):
         for i, f in enumerate(flags):
             groups.setdefault(tuple(sorted(f.items())), []).append(i)
         for key, members in groups.items():
-            chosen = columns[members] if len(groups) > 1 else columns
-            values = self.combine(tuple(chosen.T), dict(key), h)
-            rows = members if len(groups) > 1 else slice(None)
+            values = self.combine(tuple(columns[members].T), dict(key), h)
             for k, name in enumerate(self.tensor_scalars):
-                out[rows, k] = values[name]
+                out[members, k] = values[name]
         return out
 
     # the eager engine's reduction phase (Elementwise.update runs the element phase)
