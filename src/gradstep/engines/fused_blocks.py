@@ -47,7 +47,9 @@ def block_loop(
     table lookups against the raw addresses of the rows. The first block (nothing
     before it), the last (its successor's turn never comes) and a short one are
     quantised in loops of their own, as are all blocks of a kernel with running
-    float64 sums (whose loop does not vectorise). Each block first asks for the
+    float64 sums (whose loop does not vectorise). Where the compiler would not gather
+    on its own although gathers pay (AMD Zen), the kernel tells it to
+    (:mod:`~gradstep.engines._gather_tuning`). Each block first asks for the
     rows of the block :data:`PREFETCH_BLOCKS` ahead (one prefetch per cache line),
     which arrive while it computes."""
     slots = [(s.stage.index, s.slot, s.stage.stage.slots[s.slot].nonnegative) for s in eight]
@@ -55,7 +57,7 @@ def block_loop(
     stages = {st.index: st for st in _stages_of(steps)}
     rows = sorted({(k, i) for k, st in stages.items() for i in range(len(st.slot_rows))})
     stored = _stored_rows(steps, access)  # (view, row, mask)
-    src = []
+    src = ["        gathers_where_fast()"]  # inside the chunk loop: its outlined body too
     for s in names:
         src += [f"        buf{ab}{s} = block_buffer(z_float32)" for ab in "AB"]
         src += [f"        qc{s} = block_buffer(z_blockwise8)", f"        pscale{s} = np.float32(1)"]

@@ -54,7 +54,7 @@ def _helpers_fingerprint() -> str:
     """
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    helpers = ("_scalar_ops.py", "_scalar_exp.py")
+    helpers = ("_scalar_ops.py", "_scalar_exp.py", "_gather_tuning.py")
     for path in [here / name for name in helpers] + [here.parent / "_core" / "blockwise8.py"]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -186,6 +186,7 @@ def generate_source(
             "from gradstep._core.blockwise8 import MIN_SCALE, dynamic_map, key_codes",
             "from gradstep.engines._scalar_ops import bits_float, magnitude_bits, max_u32, q8_code",
             "from gradstep.engines._scalar_ops import block_buffer, prefetch",
+            "from gradstep.engines._gather_tuning import gathers_where_fast",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
             "Q8S_CODES = key_codes(True)",
