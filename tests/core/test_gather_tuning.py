@@ -1,6 +1,7 @@
-"""The 8-bit kernels' gathers on AMD Zen (gradstep.engines._gather_tuning): when the
-attributes that allow them are added, and that a kernel compiled with them gathers and
-equals the eager engine bit for bit."""
+"""How the 8-bit kernels' lookups vectorise (gradstep.engines._gather_tuning): both
+forms of the block loop (lookups inside it where the compiler gathers, in loops of
+their own elsewhere) equal the eager engine bit for bit; the attributes that allow
+gathers on AMD Zen are added only there, and a kernel compiled with them gathers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 import gradstep
 from gradstep.engines import _gather_tuning as gt
+from gradstep.engines import fused_codegen
 
 AVX2 = "+avx,+avx2,+fma,+sse4.2"
 
@@ -76,3 +78,57 @@ def test_a_kernel_with_gathers_allowed_gathers_and_equals_eager(tmp_path, monkey
         out[engine] = ws + gradstep.tree.leaves(opt.state)
     for a, b in zip(out["fused"], out["eager"]):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _fused_and_eager(make, dtype, steps=3):
+    rng = np.random.default_rng(4)
+    w0 = [rng.standard_normal(n).astype(dtype) for n in (70_000, 4096 + 300, 7)]
+    grads = [[rng.standard_normal(w.size).astype(dtype) for w in w0] for _ in range(steps)]
+    out = {}
+    for engine in ("fused", "eager"):
+        ws = [w.copy() for w in w0]
+        opt = gradstep.Optimizer(ws, make(), engine=engine)
+        for g in grads:
+            opt.step(g)
+        assert opt.engine == engine
+        out[engine] = [np.asarray(a) for a in ws + gradstep.tree.leaves(opt.state)]
+    return out["fused"], out["eager"]
+
+
+@pytest.mark.parametrize("apart", [False, True], ids=["lookups-in-loop", "lookups-apart"])
+@pytest.mark.parametrize(
+    ("make", "dtype"),
+    [
+        (
+            lambda: gradstep.chain(
+                gradstep.adam(0.01, state_dtype="int8"),
+                gradstep.masked(gradstep.momentum(1.0, 0.9), [True, False, True]),
+            ),
+            "float32",
+        ),
+        (lambda: gradstep.momentum(0.01, 0.9, accumulator_dtype="int8"), "bfloat16"),
+    ],
+    ids=["adam+masked-momentum", "momentum-bfloat16"],
+)
+def test_both_block_loops_equal_eager_bit_for_bit(make, dtype, apart, tmp_path, monkeypatch):
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes", reason="bfloat16 NumPy arrays need ml_dtypes")
+        from gradstep._core.namespaces import numpy_dtype
+
+        dtype = numpy_dtype("bfloat16")
+    monkeypatch.setattr(fused_codegen, "compiler_gathers", lambda: not apart)
+    monkeypatch.setenv("GRADSTEP_CACHE_DIR", str(tmp_path))
+    fused, eager = _fused_and_eager(make, dtype)
+    sources = "".join(path.read_text() for path in tmp_path.glob("gradstep_kernel_*.py"))
+    assert ("q8_code_of_key(" in sources) == apart  # the form asked for was compiled
+    for a, b in zip(fused, eager):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8))
+
+
+def test_the_probe_answers_as_the_compiler_does():
+    # on x86 the answer is in the assembly; elsewhere it is False (no x86 gathers)
+    assert gt.compiler_gathers() in (True, False)
+    text = "\tvgatherdps\t%ymm9, (%rcx,%ymm7,4), %ymm8\n"
+    assert gt._GATHER.search(text)
+    assert not gt._GATHER.search("_ZN8gradstep7engines14_gather_tuning8_lookups:\n")

@@ -1,28 +1,35 @@
-"""Vector table lookups (gathers) for the 8-bit kernels' loops on AMD Zen processors.
+"""How the 8-bit kernels' table lookups vectorise on this host: gathers or not.
 
 The 8-bit kernels (:mod:`gradstep.engines.fused_blocks`) look codes and their values
-up in tables inside the loop that steps a block. The loop vectorises only if the
-compiler may emit gathers. LLVM's cost model for AMD Zen processors with AVX2 (Zen 1
-to 3) says gathers are slow and keeps the whole loop scalar, divisions and square
-roots included, which made the 8-bit Adam step about 5x the float32 step on a Zen 3
-machine; with gathers allowed it was about 1.4x faster (see docs/precision.md). On
-Intel processors LLVM also avoids gathers, but there on purpose: the microcode fix
-for "Gather Data Sampling" makes them slow, so they are left alone.
+up in tables while they step a block. A loop holding a lookup vectorises only if the
+compiler emits gathers for it, and LLVM emits them only where its cost model says
+they pay: not on Intel processors affected by "Gather Data Sampling" (whose
+microcode fix makes gathers slow), not on AMD Zen 1 to 3, not on Arm without SVE.
+There a loop with a lookup runs scalar, divisions and square roots included: the
+8-bit Adam step took about 5x the float32 step on a Zen 3 host.
 
-:func:`gathers_where_fast` adds the function attributes that allow gathers to the
-function being compiled, on a Zen host only, and only when the user has not chosen
-numba's target processor (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES``, which are kept
-as given). Results do not change: a gather loads the same values as the scalar loads
-it replaces.
+:func:`compiler_gathers` asks the compiler (it compiles a small loop of lookups
+and reads its assembly); where it does not gather, the kernels keep the lookups in
+loops of their own, and the arithmetic in a loop without lookups, which vectorises.
+On AMD Zen, gathers in those lookup loops are still faster than scalar loads, so
+:func:`gathers_where_fast` allows them there (function attributes), unless the user
+has chosen numba's target processor (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES``,
+kept as given). Results do not change: a gather loads the values scalar loads
+would.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 
 import llvmlite.binding as llvm
-from numba import config, types
+import numpy as np
+from numba import config, njit, types
 from numba.extending import intrinsic
+
+from .._core.blockwise8 import BLOCK
+from ._scalar_ops import block_buffer
 
 
 def gather_attributes(cpu: str, features: str, user_target: bool) -> tuple[str, ...]:
@@ -57,3 +64,22 @@ def gathers_where_fast(typingctx):
         return context.get_dummy_value()
 
     return types.none(), codegen
+
+
+def _lookups(table, codes):  # the probe: one table lookup per element, stack buffers
+    values = block_buffer(np.float32(0))
+    for i in range(BLOCK):
+        values[i] = table[codes[i]]
+    return values[BLOCK - 1]
+
+
+#: an x86 gather instruction (vgatherdps, vpgatherdd, ...) in assembly text
+_GATHER = re.compile(r"^\s+v(p)?gather", re.MULTILINE)
+
+
+@functools.cache
+def compiler_gathers() -> bool:
+    """Whether numba's compiler, left to itself, vectorises a loop of table lookups
+    on this host with gathers (compiled once per process, on first use)."""
+    probe = njit("float32(float32[::1], uint8[::1])", error_model="numpy")(_lookups)
+    return any(_GATHER.search(text) for text in probe.inspect_asm().values())

@@ -313,6 +313,42 @@ def max_u32(typingctx, a, b):
 assert KEY_WIDTH <= 1 << 16  # q8_code's table index fits in 16 bits
 
 
+def _key_ir(builder, value):
+    """The key of the float32 ``value``: its bits, every bit but the sign inverted
+    for a negative sign, so that keys (as signed integers) order as values do."""
+    i32 = ir.IntType(32)
+    bits = builder.bitcast(value, i32)
+    return builder.xor(
+        bits, builder.lshr(builder.ashr(bits, ir.Constant(i32, 31)), ir.Constant(i32, 1))
+    )
+
+
+def _code_ir(context, builder, key, table_type, table):
+    """The uint8 code of ``key`` (:func:`_key_ir`) from the kernels' table: the entry
+    of the key's bucket (its top half, clamped) and ``(rank + entry) >> 16`` for the
+    key's low half ``rank``."""
+    i32 = ir.IntType(32)
+
+    def c(x):
+        return ir.Constant(i32, x)
+
+    bucket = builder.ashr(key, c(16))
+    bucket = builder.select(builder.icmp_signed("<", bucket, c(KEY_LOW)), c(KEY_LOW), bucket)
+    bucket = builder.select(builder.icmp_signed(">", bucket, c(KEY_HIGH)), c(KEY_HIGH), bucket)
+    # the index as a 16-bit number (it fits), which shows the compiler it is small: a
+    # vector loop then gathers with 32-bit indices (one gather per vector, not two)
+    index = builder.trunc(builder.sub(bucket, c(KEY_LOW)), ir.IntType(16))
+    index = builder.zext(index, ir.IntType(64))
+    data = context.make_array(table_type)(context, builder, table).data
+    entry = builder.load(builder.gep(data, [index], inbounds=True))
+    code = builder.lshr(builder.add(builder.and_(key, c(0xFFFF)), entry), c(16))
+    return builder.trunc(code, ir.IntType(8))
+
+
+def _is_code_table(table) -> bool:
+    return isinstance(table, types.Array) and table.dtype == types.int32
+
+
 @intrinsic
 def q8_code(typingctx, v, table):
     """The code of the normalised float32 ``v`` (in ``[-1, 1]`` or NaN), as the eager
@@ -321,31 +357,39 @@ def q8_code(typingctx, v, table):
     but the sign inverted for a negative sign), the entry of the key's bucket (its top
     half, clamped), and the code ``(rank + entry) >> 16`` for the key's low half
     ``rank``. One lookup and nine integer operations, no branches, so a loop of it
-    vectorises (one gather per vector of values)."""
-    if v != types.float32 or not (isinstance(table, types.Array) and table.dtype == types.int32):
+    vectorises where the compiler gathers (one gather per vector of values)."""
+    if v != types.float32 or not _is_code_table(table):
         return None
 
     def codegen(context, builder, sig, args):
-        i32 = ir.IntType(32)
-
-        def c(x):
-            return ir.Constant(i32, x)
-
-        bits = builder.bitcast(args[0], i32)
-        key = builder.xor(bits, builder.lshr(builder.ashr(bits, c(31)), c(1)))
-        bucket = builder.ashr(key, c(16))
-        bucket = builder.select(builder.icmp_signed("<", bucket, c(KEY_LOW)), c(KEY_LOW), bucket)
-        bucket = builder.select(builder.icmp_signed(">", bucket, c(KEY_HIGH)), c(KEY_HIGH), bucket)
-        # the index as a 16-bit number (it fits), which shows the compiler it is small: a
-        # vector loop then gathers with 32-bit indices (one gather per vector, not two)
-        index = builder.trunc(builder.sub(bucket, c(KEY_LOW)), ir.IntType(16))
-        index = builder.zext(index, ir.IntType(64))
-        data = context.make_array(sig.args[1])(context, builder, args[1]).data
-        entry = builder.load(builder.gep(data, [index], inbounds=True))
-        code = builder.lshr(builder.add(builder.and_(key, c(0xFFFF)), entry), c(16))
-        return builder.trunc(code, ir.IntType(8))
+        return _code_ir(context, builder, _key_ir(builder, args[0]), sig.args[1], args[1])
 
     return types.uint8(v, table), codegen
+
+
+@intrinsic
+def q8_key(typingctx, v):
+    """The first half of :func:`q8_code`: the key of the float32 ``v`` (int32), with
+    no table lookup, so that a loop of it vectorises on any processor."""
+    if v != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _key_ir(builder, args[0])
+
+    return types.int32(v), codegen
+
+
+@intrinsic
+def q8_code_of_key(typingctx, key, table):
+    """The second half of :func:`q8_code`: the code of a :func:`q8_key` key."""
+    if key != types.int32 or not _is_code_table(table):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _code_ir(context, builder, args[0], sig.args[1], args[1])
+
+    return types.uint8(key, table), codegen
 
 
 @intrinsic

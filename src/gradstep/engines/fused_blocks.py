@@ -27,6 +27,7 @@ def block_loop(
     access: Any,
     hashed: bool,
     render: Callable[[Any, Any], list[str]],
+    lookups_apart: bool = False,
 ) -> list[str]:
     """The loop over a chunk's blocks, for a kernel storing the 8-bit slots ``eight``
     (``access``: the kernel's rows, :class:`~gradstep.engines.fused_codegen._Rows`;
@@ -60,6 +61,8 @@ def block_loop(
     src = ["        gathers_where_fast()"]  # inside the chunk loop: its outlined body too
     for s in names:
         src += [f"        buf{ab}{s} = block_buffer(z_float32)" for ab in "AB"]
+        if lookups_apart:  # the block's map values, the block before's keys
+            src += [f"        d{s} = block_buffer(z_float32)", f"        k{s} = block_buffer(KEY0)"]
         src += [f"        qc{s} = block_buffer(z_blockwise8)", f"        pscale{s} = np.float32(1)"]
     src += [f"        {v}o = block_buffer(z_{access.view_dtype(r)})" for v, r, _ in stored]
     src += [
@@ -86,16 +89,26 @@ def block_loop(
     src += [f"                scale{s} = b{s}[blk]" for s in names]
     src += [f"                top{s} = np.uint32(0)" for s in names]
     elements = _element_lines(steps, slots, stored, access, hashed, render)
-    quantise = [
-        f"q8_code(pbuf{s}[i] / pscale{s}, {'Q8U' if nonnegative else 'Q8S'}_CODES)"
-        for s, (_, _, nonnegative) in zip(names, slots)
-    ]
+    tables = ["Q8U" if nonnegative else "Q8S" for _, _, nonnegative in slots]
+    quantise = [f"q8_code(pbuf{s}[i] / pscale{s}, {t}_CODES)" for s, t in zip(names, tables)]
     fused = not _sums(steps)
-    if fused:  # the block before is whole (only the last block may be short)
+    if fused and not lookups_apart:  # the block before is whole (only the last may be short)
         src += [f"                if blk > 0 and m == {BLOCK}:"]
         src += ["                    for i in range(m):"]
         src += [f"                        qc{s}[i] = {q}" for s, q in zip(names, quantise)]
         src += ["                        " + line for line in elements]
+        src += ["                else:"]
+    elif fused:  # the same, with the table lookups in loops of their own
+        looked_up = _element_lines(steps, slots, stored, access, hashed, render, True)
+        src += [f"                if blk > 0 and m == {BLOCK}:"]
+        src += ["                    for i in range(m):"]
+        src += [f"                        d{s}[i] = {t}[a{s}b[i]]" for s, t in zip(names, tables)]
+        src += ["                    for i in range(m):"]
+        src += [f"                        k{s}[i] = q8_key(pbuf{s}[i] / pscale{s})" for s in names]
+        src += ["                        " + line for line in looked_up]
+        for s, t in zip(names, tables):  # one loop per slot: fewer live registers
+            src += ["                    for i in range(m):"]
+            src += [f"                        qc{s}[i] = q8_code_of_key(k{s}[i], {t}_CODES)"]
         src += ["                else:"]
     body = ["if blk > 0:"]
     for s, q in zip(names, quantise):  # one loop per slot: fewer live vectors
@@ -126,17 +139,19 @@ def block_loop(
     return src
 
 
-def _element_lines(steps, slots, stored, access, hashed, render) -> list[str]:
+def _element_lines(steps, slots, stored, access, hashed, render, looked_up=False) -> list[str]:
     """The body of the loop over a block's elements (the element ``i``): each 8-bit
     slot's value dequantised into ``new{stage}_{slot}`` (its value for the steps, and
-    its new value once a step stores it), the steps, then each new value into the
-    block's buffer and its magnitude into the block's largest."""
+    its new value once a step stores it; ``looked_up``: its map value read from the
+    block's buffer ``d{stage}_{slot}``, not from the map), the steps, then each new
+    value into the block's buffer and its magnitude into the block's largest."""
     src = [f"x = {access.load(0, 'gb[i]')}", f"wi = {access.load(1, 'wb[i]')}"]
     if hashed:
         src.append("hi = mix32(np.uint32(off + start + i))")
     for k, i, nonnegative in slots:
         table = "Q8U" if nonnegative else "Q8S"
-        src.append(f"new{k}_{i} = {table}[a{k}_{i}b[i]] * scale{k}_{i}")
+        value = f"d{k}_{i}[i]" if looked_up else f"{table}[a{k}_{i}b[i]]"
+        src.append(f"new{k}_{i} = {value} * scale{k}_{i}")
     src += [line for step in steps for line in render(step, access)]
     src += [f"buf{k}_{i}[i] = new{k}_{i}" for k, i, _ in slots]
     src += [f"top{k}_{i} = max_u32(top{k}_{i}, magnitude_bits(new{k}_{i}))" for k, i, _ in slots]

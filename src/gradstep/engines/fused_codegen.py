@@ -32,6 +32,7 @@ from .._core.blockwise8 import BLOCK, BLOCKWISE8
 from .._core.xmath import OPERATIONS
 from . import fused_lanes as lanes
 from . import kernel_plan as kp
+from ._gather_tuning import compiler_gathers
 from .element_source import SourceError
 from .fused_blocks import block_loop
 from .plan import NotFusable, Stage
@@ -186,7 +187,9 @@ def generate_source(
             "from gradstep._core.blockwise8 import MIN_SCALE, dynamic_map, key_codes",
             "from gradstep.engines._scalar_ops import bits_float, magnitude_bits, max_u32, q8_code",
             "from gradstep.engines._scalar_ops import block_buffer, prefetch",
+            "from gradstep.engines._scalar_ops import q8_code_of_key, q8_key",
             "from gradstep.engines._gather_tuning import gathers_where_fast",
+            "KEY0 = np.int32(0)",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
             "Q8S_CODES = key_codes(True)",
@@ -289,7 +292,8 @@ def _kernel(
     body = []
     if eight:
         access.mode = "block"
-        body = block_loop(steps, eight, access, stochastic and write, _render)
+        apart = not compiler_gathers()
+        body = block_loop(steps, eight, access, stochastic and write, _render, apart)
     elif has_codes:
         access.mode = "codes"
         body = _element_loop(steps, access, stochastic and write)
