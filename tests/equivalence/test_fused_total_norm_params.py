@@ -44,3 +44,20 @@ def test_total_norm_of_the_new_parameters_runs_fused_as_eager(max_norm, epsilon,
     assert norm <= max_norm * (1 + 1e-6)
     if max_norm < 100:
         assert norm == pytest.approx(max_norm, rel=1e-5)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e3], ids=["outside", "inside"])
+def test_the_stage_is_lasagnes_function_of_the_new_parameters(max_norm):
+    """The eager update takes the parameters to Lasagne's ``total_norm_constraint``
+    of the new parameters ``w + u`` (``min(N, m) / (N + epsilon)``, also inside)."""
+    rng = np.random.default_rng(3)
+    params = [rng.standard_normal(s).astype(np.float32) for s in SIZES]
+    grads = [rng.standard_normal(s).astype(np.float32) for s in SIZES]
+    stage = T.constrain_total_norm(max_norm, 1e-3, target="params")
+    got, _ = stage.update(grads, stage.init(params), params)
+    want = gradstep.total_norm_constraint([w + g for w, g in zip(params, grads)], max_norm, 1e-3)
+    for w, u, b in zip(params, got, want):
+        assert u.dtype == np.float32
+        np.testing.assert_allclose(w + u, b, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="params"):
+        stage.update(grads, stage.init(params))
