@@ -80,7 +80,7 @@ class Kernel:
     # a norm over axes: the squares of ``x`` added to its slices' sums (no totals)
     segmented: Stage | None = None
     folded: tuple[tuple[Stage, int], ...] = ()  # (stage, how many arrays it sums)
-    new_params: bool = False
+    new_params: bool = False  # a norm of the new parameter: the squares of wi + x
 
     @property
     def loaded(self) -> list[Stage]:
