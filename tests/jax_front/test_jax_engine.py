@@ -312,8 +312,9 @@ def test_importing_gradstep_does_not_import_jax():
         lambda: gradstep.chain(
             gradstep.sgd(0.5), T.constrain_norm(0.3, norm_axes=(0,), target="params")
         ),
+        lambda: gradstep.chain(gradstep.sgd(0.5), T.constrain_total_norm(0.3, target="params")),
     ],
-    ids=["constrain_norm", "constrain_total_norm", "constrain_norm_params"],
+    ids=["constrain_norm", "constrain_total_norm", "constrain_norm_params", "total_norm_params"],
 )
 def test_host_fallback_runs_numpy_transforms_exactly(make):
     """fallback="host": a stage that reads array values runs its eager NumPy update

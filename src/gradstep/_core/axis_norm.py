@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .elementwise import _scaled_by_factor
+from .elementwise import _params_scaled_by_factor, _scaled_by_factor
 from .transform import Transform
-from .xmath import complex_ready
 
 #: runs of kept axes a kernel describes a tensor's slices by (see :meth:`AxisNormScaled.runs`)
 MAX_RUNS = 3
@@ -122,12 +121,6 @@ def on_new_params(name: str, array_fn: Callable, updates: Any, params: Any) -> A
     w_leaves = _tree.leaves_like(td, params)
     new_w = array_fn([w + u for w, u in zip(w_leaves, u_leaves)])
     return _tree.unflatten(td, [nw - np.asarray(w) for nw, w in zip(new_w, w_leaves)])
-
-
-@complex_ready
-def _params_scaled_by_factor(u, w, factor):
-    # the update that takes w to the scaled new parameter (w + u) * factor
-    return (w + u) * factor - w
 
 
 def _product(values: Any) -> int:

@@ -431,6 +431,12 @@ def _scaled_by_factor(g, factor):
     return g * factor
 
 
+@complex_ready
+def _params_scaled_by_factor(u, w, factor):
+    # the update that takes w to the scaled new parameter (w + u) * factor
+    return (w + u) * factor - w
+
+
 def sum_of_squares(x: Any) -> float:
     """The sum of squares of ``x``, accumulated in float64."""
     return namespace_of(x).sum_of_squares(x)
@@ -443,12 +449,38 @@ class NormScaled(Elementwise):
     h)`` turns the norm (of each tensor when ``per_tensor``, else of all of them
     together) into a multiplier; the element phase multiplies. Engines run the
     reduction their own way and hand the sums to :meth:`factors`.
+
+    ``of_params``: the norms are those of the new parameters (:meth:`normed`; a
+    constraint applied after the step), and the element function
+    ``element(u, w, factor)`` gives the update to ``(w + u) * factor``.
     """
 
-    def __init__(self, name: str, factor: Callable, hyperparams: dict, per_tensor: bool):
-        super().__init__(name, _scaled_by_factor, hyperparams=hyperparams, prepare=_no_scalars)
+    def __init__(
+        self,
+        name: str,
+        factor: Callable,
+        hyperparams: dict,
+        per_tensor: bool,
+        *,
+        of_params: bool = False,
+    ):
+        element = _params_scaled_by_factor if of_params else _scaled_by_factor
+        super().__init__(
+            name, element, hyperparams=hyperparams, prepare=_no_scalars, uses_params=of_params
+        )
         self.factor = factor
         self.per_tensor = per_tensor
+        self.of_params = of_params
+
+    def normed(self, g: Any, w: Any, ns: Any) -> Any:
+        """What the reduction squares for the update ``g`` of ``w``: ``g``, or the new
+        parameter ``w + g`` in the math dtype (16-bit widened, as the kernels add)."""
+        return ns.widened(w) + ns.widened(g) if self.of_params else g
+
+    def sums(self, params: Any, grads: Any, g_leaves: list) -> list[float]:
+        """Each tensor's float64 sum of the squares of :meth:`normed`."""
+        ws = _tree.leaves_like(_tree.flatten(grads)[1], params) if self.of_params else g_leaves
+        return [sum_of_squares(self.normed(g, w, namespace_of(g))) for g, w in zip(g_leaves, ws)]
 
     def factors(self, sums: list[float], count: int, ctx: dict[str, Any]) -> list[float]:
         """The multiplier of each tensor, from the tensors' sums of squares."""
@@ -461,7 +493,7 @@ class NormScaled(Elementwise):
         return ()  # the factor is a per-tensor scalar from the reduction
 
     def reduction_context(self, params, grads, g_leaves, count, ctx):
-        return self.factors([sum_of_squares(g) for g in g_leaves], count, ctx)
+        return self.factors(self.sums(params, grads, g_leaves), count, ctx)
 
     def tensor_scalars_of(self, i, arrays, prepared, ns, context):
         return {"factor": context[i]}

@@ -196,15 +196,18 @@ class NormNode(_Node):
     def apply(self, g, w, state, td, ctx, req):
         stage = self.stage
         count = state["count"] if stage.counted else None
-        acc = float_dtype()
-        sums = [square_sum(x, acc) for x in g]
+        if stage.of_params and w is None:
+            raise ValueError(f"{stage.name}: this transform needs params in update()")
+        ws = w if stage.of_params else g  # a norm of the new parameters reads them
+        sums = [square_sum(stage.normed(x, wx, jax_ns()), float_dtype()) for x, wx in zip(g, ws)]
         static_ctx, dynamic_ctx = split_overrides(stage, count, ctx)
         factors = None
         if req.mode == "auto" and not python_schedules(stage, static_ctx, dynamic_ctx):
             factors = self.traced_factors((sums, count, dynamic_ctx), static_items(static_ctx))
         if factors is None:
             factors = self._host_factors(sums, count, static_ctx, dynamic_ctx)
-        out = [self.fn(x, *cast([f], x)) for x, f in zip(g, factors)]
+        args = [[x, wx] if stage.of_params else [x] for x, wx in zip(g, ws)]
+        out = [self.fn(*a, *cast([f], a[0])) for a, f in zip(args, factors)]
         new_state = {"count": safe_increment(state["count"])} if stage.counted else {}
         return out, new_state
 

@@ -68,7 +68,8 @@ class Kernel:
     else a reduction summing per chunk, for a global or per-tensor reduction
     ``target``, each of the ``terms`` arrays its ``terms`` (or ``norms``) returns,
     for a cautious end ``counted``, the elements its mask keeps, and otherwise the
-    squares of ``x``."""
+    squares of ``x`` (of the new parameter ``wi + x`` for a norm stage of the
+    parameters, ``new_params``)."""
 
     name: str
     body: list[Stage]
@@ -79,6 +80,7 @@ class Kernel:
     # a norm over axes: the squares of ``x`` added to its slices' sums (no totals)
     segmented: Stage | None = None
     folded: tuple[tuple[Stage, int], ...] = ()  # (stage, how many arrays it sums)
+    new_params: bool = False  # a norm of the new parameter: the squares of wi + x
 
     @property
     def loaded(self) -> list[Stage]:
@@ -113,7 +115,8 @@ def kernels(stages: list[Stage], terms: dict[int, int], fold: bool = False) -> l
         if st.is_axis_norm:
             out.append(Kernel(name, before, False, segmented=st))
         elif st.is_reduction:
-            out.append(Kernel(name, before, False, counted=st if st.is_cautious else None))
+            counted = st if st.is_cautious else None
+            out.append(Kernel(name, before, False, counted=counted, new_params=st.stage.of_params))
         elif any(st is f for f, _ in folded):
             continue
         elif st.is_per_tensor or st.is_global:
@@ -283,13 +286,12 @@ def element_steps(body: list[Stage], write: bool, folded: tuple = ()) -> list:
 
 def _stage_steps(st: Stage, write: bool) -> list:
     k = st.index
-    if st.is_axis_norm:
-        args = f"x, wi, f{k}" if st.stage.of_params else f"x, f{k}"
-        return [SliceOf(st, summed=False), Let("x", f"_e{k}({args})")]
     if st.is_cautious:
         return [Let("x", f"_e{k}(x, gc{st.partner}, f{k})")]
-    if st.is_reduction:
-        return [Let("x", f"_e{k}(x, f{k})")]
+    if st.is_axis_norm or st.is_reduction:  # a norm of the new parameter: w too
+        args = f"x, wi, f{k}" if st.stage.of_params else f"x, f{k}"
+        found = [SliceOf(st, summed=False)] if st.is_axis_norm else []
+        return found + [Let("x", f"_e{k}({args})")]
     if st.is_cautious_start:
         return [Let(f"gc{k}", "x")]
     if isinstance(st.stage, ParameterStore):
@@ -329,6 +331,8 @@ def reduction_steps(kernel: Kernel) -> list:
     if kernel.counted is not None:  # the elements a cautious mask keeps (u g > 0)
         return [Accumulate("positive", (f"x * gc{kernel.counted.partner}",))]
     target = kernel.target
+    if target is None and kernel.new_params:  # in the math dtype, as NormScaled.normed
+        return [Let("xn", "wi + x"), Accumulate("squares", ("xn",))]
     if target is None:
         return [Accumulate("squares", ("x",))]
     loads = [LoadSlot(target, i) for i in range(len(target.slot_rows))]

@@ -16,7 +16,7 @@ import torch
 from .._core import tree as _tree
 from .._core.blockwise8 import ABSMAX_SUFFIX
 from .._core.combine import Masked
-from .._core.elementwise import Elementwise, NormScaled, sum_of_squares
+from .._core.elementwise import Elementwise, NormScaled
 from .._core.per_tensor import PerTensorReduction
 from .._core.separable import separable
 from .._core.sharpness import SharpnessAware
@@ -82,7 +82,7 @@ class _ReducedNorm(NormScaled):
     reduce = None
 
     def reduction_context(self, params, grads, g_leaves, count, ctx):
-        sums = [sum_of_squares(g) for g in g_leaves]
+        sums = self.sums(params, grads, g_leaves)
         if self.reduce is not None:
             sums = self.reduce.of(_param_leaves(self, params, grads), sums)
         return super().factors(sums, count, ctx)
@@ -115,7 +115,9 @@ def _instrument(t: Transform, hooks: list) -> Transform:
 
     def instrument(node: Transform) -> Transform:
         if type(node) is NormScaled:
-            copy = _ReducedNorm(node.name, node.factor, node.hyperparams, node.per_tensor)
+            copy = _ReducedNorm(
+                node.name, node.factor, node.hyperparams, node.per_tensor, of_params=node.of_params
+            )
         elif type(node) is PerTensorReduction:
             copy = _ReducedPerTensor(**node._constructor_args())
         else:

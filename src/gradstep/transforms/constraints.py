@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._core import tree as _tree
-from .._core.axis_norm import AxisNormScaled, on_new_params
+from .._core.axis_norm import AxisNormScaled
 from .._core.elementwise import NormScaled
 from .._core.transform import Transform
 from .._core.validate import Interval, OneOf, check, hyperparams, nonnegative
@@ -79,24 +78,6 @@ def total_norm_constraint(
     return (scaled, norm) if return_norm else scaled
 
 
-class _Constraint(Transform):
-    traceable = False  # NumPy code: JAX runs it on the host (fallback="host")
-
-    def __init__(self, name: str, fn, target: str):
-        self.name = name
-        self.fn = fn
-        self.target = target
-
-    def init(self, params: Any) -> dict:
-        return {}
-
-    def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
-        if self.target == "params":
-            return on_new_params(self.name, self.fn, grads, params), state
-        g_leaves, td = _tree.flatten(grads)
-        return _tree.unflatten(td, self.fn(g_leaves)), state
-
-
 def _constrained_each(leaves, *, epsilon, max_norm, norm_axes):
     return [norm_constraint(x, max_norm, norm_axes, epsilon) for x in leaves]
 
@@ -133,24 +114,23 @@ def constrain_norm(
     )
 
 
-def _constrained_total(leaves, *, epsilon, max_norm):
-    return total_norm_constraint(leaves, max_norm, epsilon)
-
-
 @hyperparams(max_norm=_MAX_NORM, epsilon=nonnegative(), target=_TARGETS)
 def constrain_total_norm(
     max_norm: float, epsilon: float = 1e-7, *, target: str = "updates"
 ) -> Transform:
     """:func:`total_norm_constraint` as a chain stage, over all leaves together.
 
-    ``target="updates"`` is a global-norm stage (as ``clip_by_global_norm``), which
-    the fused engines run as a reduction pass; ``target="params"`` constrains the
-    parameters after the step, by the array function.
+    ``target="updates"`` is a global-norm stage (as ``clip_by_global_norm``);
+    ``target="params"`` constrains the parameters after the step (place it last): the
+    joint norm is that of the new parameters ``w + u``, and the update takes each to
+    ``(w + u) * factor``. Both fused engines run either as a reduction pass (the sum
+    of squares of the update, or of the new parameter) and the step pass.
     """
-    if target == "updates":
-        hyper = {"max_norm": max_norm, "epsilon": epsilon}
-        return NormScaled("constrain_total_norm", lasagne_factor, hyper, per_tensor=False)
-
-    fn = functools.partial(_constrained_total, epsilon=epsilon, max_norm=max_norm)
-
-    return _Constraint("constrain_total_norm", fn, target)
+    hyper = {"max_norm": max_norm, "epsilon": epsilon}
+    return NormScaled(
+        "constrain_total_norm",
+        lasagne_factor,
+        hyper,
+        per_tensor=False,
+        of_params=target == "params",
+    )
