@@ -46,7 +46,16 @@ from .._core.gradients import GRADIENT_RANGES, gradient_stage
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import complex_ready, debias, ema, ema_square, maximum, sqrt, where
+from .._core.xmath import (
+    complex_ready,
+    debias,
+    element_helper,
+    ema,
+    ema_square,
+    maximum,
+    sqrt,
+    where,
+)
 
 PLACEMENTS = ("outside", "inside", "outside_uncorrected", "inside_uncorrected")
 AMSGRAD = (False, True, "raw", "corrected")
@@ -58,14 +67,24 @@ AMSGRAD = (False, True, "raw", "corrected")
 # sqrt(v) / sqrt(bc2) does not, the root is taken first, as torch does: the same value,
 # written sqrt(v + e / v_scale) / root_div, so no rule is less overflow-safe than torch.
 # v * v_scale + e is never negative, so "< inf" is "finite" (on every engine).
+# One square root of whichever argument applies, not two roots and a choice between
+# them: the same values, and half the square roots where the divider is what bounds
+# a kernel (8-bit and 16-bit state, Triton on small tensors).
+@element_helper
+def adam_root(v, v_scale, eps_in, root_div, eps_root_in, inf):
+    scaled = v * v_scale + eps_in
+    fits = scaled < inf
+    root = sqrt(where(fits, scaled, v + eps_root_in))
+    return where(fits, root, root / root_div)
+
+
 @complex_ready
 def _adam(
     g, mu, nu, b1, c1, b2, c2, step_scale, v_scale, eps_in, root_div, eps_root_in, inf, eps_out
 ):
     mu = ema(mu, g, b1, c1)
     nu = ema_square(nu, g, b2, c2)
-    scaled = nu * v_scale + eps_in
-    root = where(scaled < inf, sqrt(scaled), sqrt(nu + eps_root_in) / root_div)
+    root = adam_root(nu, v_scale, eps_in, root_div, eps_root_in, inf)
     return mu * step_scale / (root + eps_out), mu, nu
 
 
@@ -77,8 +96,7 @@ def _amsgrad(
     mu = ema(mu, g, b1, c1)
     nu = ema_square(nu, g, b2, c2)
     nu_max = maximum(nu_max, nu * max_scale)
-    scaled = nu_max * v_scale + eps_in
-    root = where(scaled < inf, sqrt(scaled), sqrt(nu_max + eps_root_in) / root_div)
+    root = adam_root(nu_max, v_scale, eps_in, root_div, eps_root_in, inf)
     return mu * step_scale / (root + eps_out), mu, nu, nu_max
 
 

@@ -50,8 +50,8 @@ from .._core.elementwise import Elementwise, Slot
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, OneOf, decay_rate, hyperparams, nonnegative
-from .._core.xmath import complex_ready, ema, ema_square, sqrt, where
-from .adam import PLACEMENTS
+from .._core.xmath import complex_ready, ema, ema_square, where
+from .adam import PLACEMENTS, adam_root
 
 THRESHOLD_RULES = ("greater", "greater_equal")
 
@@ -96,8 +96,7 @@ def _radam(
     m_hat = mu * mu_scale + g * g_scale
     # as Adam's (see rules/adam.py): where v * v_scale overflows, the same root taken
     # before the bias correction
-    scaled = nu * v_scale + eps_in
-    root = where(scaled < inf, sqrt(scaled), sqrt(nu + eps_root_in) / root_div)
+    root = adam_root(nu, v_scale, eps_in, root_div, eps_root_in, inf)
     adaptive = m_hat * step_scale / (root + eps_out)
     return where(rectify, adaptive, m_hat), mu, nu
 
