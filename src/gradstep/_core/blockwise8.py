@@ -13,13 +13,15 @@ parameter of ``n`` elements,
     \\text{load:}\\quad s_i = Q[c_i]\\, a_{\\lfloor i/B \\rfloor}
     \\qquad
     \\text{store:}\\quad a_b = \\max(\\max_{i \\in b} |s_i|,\\ 10^{-12}),\\quad
-    c_i = \\operatorname{nearest}_Q(s_i / a_b)
+    c_i = \\operatorname{nearest}_Q(s_i \\cdot \\operatorname{fl}(1 / a_b))
 
 Symbols: ``s`` the slot's float32 values, ``c`` its codes, ``a`` its block scales
-(the entry ``<slot>_absmax`` of the state), ``Q`` the map: the *signed* dynamic map
-for a slot that may be negative (first moments, momenta), the *unsigned* one for a
-slot declared ``nonnegative`` (second moments, accumulated squares), which spends
-its sign bit on twice the resolution.
+(the entry ``<slot>_absmax`` of the state), ``fl(1 / a)`` the scale's reciprocal
+rounded to float32 (one division per block, as bitsandbytes' CUDA kernels do; every
+element then takes a multiplication, not a division), ``Q`` the map: the *signed*
+dynamic map for a slot that may be negative (first moments, momenta), the *unsigned*
+one for a slot declared ``nonnegative`` (second moments, accumulated squares), which
+spends its sign bit on twice the resolution.
 
 The dynamic map (Dettmers 2016; Dettmers et al. 2022, section 2) gives each code
 a sign bit, a run of zero bits counting a decimal exponent ``10^-k``
@@ -49,16 +51,18 @@ Everything here is written against the array namespace, so the same code runs on
 NumPy, torch and JAX (under ``jax.jit``); the fused engine's kernel does the same
 arithmetic per block (:mod:`gradstep.engines.fused_codegen`).
 
-Differences: torchao's quantiser is the nearest code without the nonzero rule
-(the codes are equal wherever its code is not the zero code); bitsandbytes' CPU
-quantiser (0.50.2) is not always the nearest code for small normalised values
-(below about 0.1 it may pick a larger neighbour; it too keeps tiny values off
-zero), so its trajectories match within a tolerance, not bit for bit; bitsandbytes stores a
-zero block's absmax as 0 where this stores 1e-12 (torchao's clip: the values read
-0 either way). Small tensors: a tensor of fewer than ``min_8bit_size`` elements
-(default 4096, bitsandbytes' option and default; torchao's fixed rule, which also
-requires whole blocks) keeps the slot in float32 (float64 for float64 parameters)
-with an empty ``<slot>_absmax``; ``min_8bit_size=0`` quantises every tensor.
+Differences: torchao's quantiser is the nearest code of ``s / a`` without the
+nonzero rule (the codes are equal wherever its code is not the zero code and ``s *
+fl(1 / a)`` is not on the other side of a threshold from ``s / a``, which differ by
+at most an ulp); bitsandbytes' CPU quantiser (0.50.2) is not always the nearest code
+for small normalised values (below about 0.1 it may pick a larger neighbour; it too
+keeps tiny values off zero), so its trajectories match within a tolerance, not bit
+for bit; bitsandbytes stores a zero block's absmax as 0 where this stores 1e-12
+(torchao's clip: the values read 0 either way). Small tensors: a tensor of fewer
+than ``min_8bit_size`` elements (default 4096, bitsandbytes' option and default;
+torchao's fixed rule, which also requires whole blocks) keeps the slot in float32
+(float64 for float64 parameters) with an empty ``<slot>_absmax``;
+``min_8bit_size=0`` quantises every tensor.
 
 References:
   Dettmers, Lewis, Shleifer, Zettlemoyer, "8-bit Optimizers via Block-wise
@@ -166,7 +170,7 @@ BUCKET_WIDTH = BUCKET_TOP - BUCKET_FLOOR + 1
 
 def _normalised_codes(v: Any, signed: bool, ns: Any) -> Any:
     """The codes (integers, not yet uint8) of normalised values ``v`` (the values
-    divided by their block's scale): the largest map value ``<= v`` by binary search
+    times the reciprocal of their block's scale): the largest map value ``<= v`` by binary search
     (NaN: 0), one code up when ``v`` is at least half way to the next, and a nonzero
     value kept off the zero code (the module docstring)."""
     table = ns.constant(dynamic_map(signed), v)
@@ -325,7 +329,7 @@ def quantised(values: Any, signed: bool) -> tuple[Any, Any]:
         return ns.as_uint8(ns.reshape(values, shape)), ns.zeros((0,), values)
     blocks = _blocks(values, ns)
     absmax = ns.maximum(ns.amax(abs(blocks), axis=1), MIN_SCALE)
-    v = ns.ravel(blocks / ns.reshape(absmax, (-1, 1)))
+    v = ns.ravel(blocks * ns.reshape(1.0 / absmax, (-1, 1)))  # a Python 1.0: float32
     codes = _normalised_codes(v, signed, ns)
     codes = ns.reshape(ns.as_uint8(codes)[:size], shape)
     return codes, absmax

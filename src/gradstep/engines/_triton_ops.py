@@ -186,10 +186,12 @@ def q8_codes(v, scales, table):
     """The uint8 codes of the float32 values ``v`` in rows of scales ``scales``, from
     the bucket table ``table`` (:func:`gradstep._core.blockwise8.bucket_codes`, in
     device memory; the numba kernels read the same codes from another table): the
-    value divided by its scale (correctly rounded), the entry of its bucket (sign and
-    top 16 bits of its magnitude, clamped), the bucket's lowest code plus one where
-    the value's rank within the bucket reaches the entry's threshold."""
-    bits = tl.math.div_rn(v, scales[:, None]).to(tl.int32, bitcast=True)
+    value times its scale's reciprocal (correctly rounded, once per row), the entry
+    of its bucket (sign and top 16 bits of its magnitude, clamped), the bucket's
+    lowest code plus one where the value's rank within the bucket reaches the
+    entry's threshold."""
+    inverse = tl.math.div_rn(tl.full(scales.shape, 1.0, tl.float32), scales)
+    bits = (v * inverse[:, None]).to(tl.int32, bitcast=True)
     magnitude = bits & 0x7FFFFFFF
     sign = (bits >> 31) & 1
     top = magnitude >> 16

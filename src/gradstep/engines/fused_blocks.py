@@ -63,7 +63,7 @@ def block_loop(
         src += [f"        buf{ab}{s} = block_buffer(z_float32)" for ab in "AB"]
         if lookups_apart:  # the block's map values, the block before's keys
             src += [f"        d{s} = block_buffer(z_float32)", f"        k{s} = block_buffer(KEY0)"]
-        src += [f"        qc{s} = block_buffer(z_blockwise8)", f"        pscale{s} = np.float32(1)"]
+        src += [f"        qc{s} = block_buffer(z_blockwise8)", f"        pinv{s} = np.float32(1)"]
     src += [f"        {v}o = block_buffer(z_{access.view_dtype(r)})" for v, r, _ in stored]
     src += [
         "        pm = 0",
@@ -90,7 +90,7 @@ def block_loop(
     src += [f"                top{s} = np.uint32(0)" for s in names]
     elements = _element_lines(steps, slots, stored, access, hashed, render)
     tables = ["Q8U" if nonnegative else "Q8S" for _, _, nonnegative in slots]
-    quantise = [f"q8_code(pbuf{s}[i] / pscale{s}, {t}_CODES)" for s, t in zip(names, tables)]
+    quantise = [f"q8_code(pbuf{s}[i] * pinv{s}, {t}_CODES)" for s, t in zip(names, tables)]
     fused = not _sums(steps)
     if fused and not lookups_apart:  # the block before is whole (only the last may be short)
         src += [f"                if blk > 0 and m == {BLOCK}:"]
@@ -104,7 +104,7 @@ def block_loop(
         src += ["                    for i in range(m):"]
         src += [f"                        d{s}[i] = {t}[a{s}b[i]]" for s, t in zip(names, tables)]
         src += ["                    for i in range(m):"]
-        src += [f"                        k{s}[i] = q8_key(pbuf{s}[i] / pscale{s})" for s in names]
+        src += [f"                        k{s}[i] = q8_key(pbuf{s}[i] * pinv{s})" for s in names]
         src += ["                        " + line for line in looked_up]
         for s, t in zip(names, tables):  # one loop per slot: fewer live registers
             src += ["                    for i in range(m):"]
@@ -134,7 +134,7 @@ def block_loop(
     src += [f"                pa{s} = a{s}[pstart : pstart + pm]" for s in names]
     src += ["                for i in range(pm):"]
     src += [f"                    pa{s}[i] = qc{s}[i]" for s in names]
-    src += [f"            pscale{s} = scale{s}" for s in names]
+    src += [f"            pinv{s} = np.float32(1) / scale{s}" for s in names]
     src += ["            pstart = start", "            pm = m"]
     return src
 
