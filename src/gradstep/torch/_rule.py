@@ -251,7 +251,7 @@ class _Rule:
         hosts: list = []
         self.forms: list = []  # the fused forms the fused engines put in place
         self.fusable = _fusable(run, forms=self.forms, hosts=hosts)  # the numba engine's
-        # the step inputs (Sophia's hessian=, hvp=) the numba engine's host steps read
+        # the step inputs (Sophia's hessian=, hvp=) each fused engine's host steps read
         self.host_inputs = frozenset(name for form, _ in hosts for name in form.inputs)
         triton_hosts: list = []  # the Triton engine runs the same host steps
         self.triton_fusable = _fusable(run, axis_norms=True, forms=[], hosts=triton_hosts)
