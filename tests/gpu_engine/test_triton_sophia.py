@@ -295,3 +295,30 @@ def test_a_skipped_grad_scaler_step_folds_nothing(refresh, watch):
         torch.testing.assert_close(
             opt.state[p]["nu"].float(), ref.state[q]["nu"].float(), rtol=2e-6, atol=2e-6
         )
+
+
+@pytest.mark.parametrize("source", ["hessian", "hvp"])
+def test_a_complex_parameter_steps_as_its_real_view(source, watch):
+    """A complex parameter's estimate (given, or the Hessian-vector products of its
+    gradient's graph) enters the Triton step as its real view, as on the eager path."""
+    launches = watch(TritonEngine, "launch")
+    z0 = torch.randn(40, dtype=torch.complex64, generator=torch.Generator().manual_seed(4))
+    z = torch.nn.Parameter(z0.clone())
+    w = torch.nn.Parameter(torch.view_as_real(z0).clone())
+    runs = []
+    for p in (z, w):
+        opt = gt.Sophia([p], 0.05, update_interval=2, engine="triton")
+        for k in range(4):
+            x = torch.view_as_real(p) if p.is_complex() else p
+            loss = (x.pow(4) / 4 + x).sum()
+            (p.grad,) = torch.autograd.grad(loss, p, create_graph=source == "hvp")
+            if source == "hessian":
+                h = 3 * x.detach().pow(2) + k
+                opt.step(hessian=[torch.view_as_complex(h) if p.is_complex() else h])
+            else:
+                opt.step()
+        runs.append(opt)
+    assert len(launches) == 8
+    assert torch.equal(torch.view_as_real(z.detach()), w.detach())
+    assert torch.equal(torch.view_as_real(runs[0].state[z]["nu"]), runs[1].state[w]["nu"])
+    assert runs[1].state[w]["nu"].abs().sum() > 0  # the estimates were folded
