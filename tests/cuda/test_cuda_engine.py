@@ -255,3 +255,34 @@ def test_grad_scaler_steps_without_capturable_do_not_synchronise():
                 assert all(torch.equal(opt.state[p][n], t) for n, t in s.items())
     assert [float(opt.state[p]["step"]) for p in model.parameters()] == [4.0] * 4
     assert all(opt.state[p]["step"].is_cuda for p in model.parameters())
+
+
+@pytest.mark.parametrize("refresh", ["before", "after"])
+def test_sophia_runs_on_the_triton_engine_and_its_fold_does_not_synchronise(refresh):
+    """Sophia on CUDA: the kernel and the fold of its Hessian estimate (the eager
+    update's torch code, queued on the device around the launch) equal the eager
+    engine (``foreach=True``) over many steps with estimates on refresh steps; the
+    steps with an estimate, after the first, synchronise nothing with the host."""
+    start = make(SHAPES)
+    ours = [torch.nn.Parameter(x.clone()) for x in start]
+    ref = [torch.nn.Parameter(x.clone()) for x in start]
+    kwargs = {"update_interval": 3, "gamma": 0.5, "weight_decay": 0.01, "refresh": refresh}
+    a = gt.Sophia(ours, 1e-2, **kwargs)
+    b = gt.Sophia(ref, 1e-2, foreach=True, **kwargs)
+    for k in range(STEPS):
+        # gradients and estimates a fixed sequence: rounding does not feed back
+        grads = [torch.sin(3 * x + k) for x in start]
+        inputs = {} if k % 3 else {"hessian": [1.0 + torch.cos(x + k) ** 2 for x in start]}
+        for p, q, g in zip(ours, ref, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error" if k > 0 else "default")
+        try:
+            a.step(**inputs)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        b.step(**inputs)
+    assert a._runtime().fused and not b._runtime().fused
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.state[p]["nu"], b.state[q]["nu"], rtol=1e-6, atol=0)

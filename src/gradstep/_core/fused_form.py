@@ -17,11 +17,12 @@ computes each tensor from that tensor alone (:func:`~gradstep._core.separable.se
 only the tensors the forms do not cover, the others fused (the torch front's buckets,
 the NumPy front's split step). No other engine or front reads forms.
 
-A form may also carry a **host step** (:class:`HostWrite`): array code the numba
-engine runs on the slot arrays around its launch, the very code the transform's own
-update runs (Sophia folds a Hessian estimate into its average on refresh steps). The
-host step computes its values before anything is written, and the engine stores
-them only once its checks have passed; the Triton engine runs no host steps.
+A form may also carry a **host step** (:class:`HostWrite`): array code the fused
+engines run on the slot arrays around their launch, the very code the transform's own
+update runs (Sophia folds a Hessian estimate into its average on refresh steps): on
+NumPy arrays on the numba engine, on the tensors (operations queued on their device)
+on the Triton engine. The host step computes its values before anything is written,
+and the engine stores them only once its checks have passed.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ SPECS = (
         sophia,
         "sophia",
         "Momentum over an average of Hessian-diagonal estimates, clipped per element.",
-        # elementwise math behind a hook the numba engine runs as a host step around
-        # its launch (Triton's runs eagerly); the estimate is an extra input of the
+        # elementwise math behind a hook both fused engines run as a host step around
+        # their launch (Triton's on the device); the estimate is an extra input of the
         # step (hessian= or hvp=), without which the average stays as it is (the
         # generic tests run that gradient-only form)
         frozenset(),

@@ -25,7 +25,9 @@ the eager and numba engines run.
 - **Fused forms** (:mod:`gradstep._core.fused_form`): shape-dependent transforms
   (AdamP's and SGDP's projection, CAME's factored moments, gradient centralisation
   in Ranger) run as the stages they equal on the shapes their form covers; a step
-  with another shape is refused before anything is written.
+  with another shape is refused before anything is written. A form's host step
+  (Sophia's fold of a Hessian estimate) runs the transform's own torch code on the
+  state tensors around the launch (:mod:`gradstep.engines.triton_host`).
 
 Without a GPU the kernels run under Triton's interpreter (``TRITON_INTERPRET=1``)
 on CPU tensors, which is how the test suite checks them.
@@ -59,6 +61,7 @@ from .plan import (
     stochastic_rows,
     stream_key_table,
 )
+from .triton_host import device_writes, write_device_values
 from .triton_tables import _Tables, math_dtype
 
 BLOCK = 1024  # elements per block: 4 KB of float32, a 128-bit vector per lane
@@ -83,7 +86,10 @@ class TritonEngine:
     ):
         self.transform = transform
         self.forms: list = []  # fused forms in place of their transforms: shapes refused
-        self.stages = flatten_stages(transform, per_tensor=True, axis_norms=True, forms=self.forms)
+        self.hosts: list = []  # (form, state path): host steps around the launch
+        self.stages = flatten_stages(
+            transform, per_tensor=True, axis_norms=True, forms=self.forms, hosts=self.hosts
+        )
         if block % Q8_BLOCK:  # a chunk's 8-bit codes start a quantisation block
             raise ValueError(f"block must be a multiple of {Q8_BLOCK}, not {block}")
         self.block, self.iters, self.num_warps = block, iters, num_warps
@@ -155,7 +161,10 @@ class TritonEngine:
         }
         tables = self._checked_tables(w_leaves, slots, covered, flags)
         grads = tables.check_grads(g_leaves)
-        carried = self.launch(tables, grads, counts, ctx, amp=amp, nodes=nodes)
+        writes: list = []
+        if self.hosts:  # computed and checked now, written around the launch
+            writes, ctx = device_writes(self.hosts, state, params, g_leaves, ctx)
+        carried = self.launch(tables, grads, counts, ctx, amp=amp, nodes=nodes, writes=writes)
         for index, values in carried.items():
             nodes[index].update(values)
         advance_counts(self.stages, nodes, counts)
@@ -267,6 +276,7 @@ class TritonEngine:
         on_device: bool = False,
         amp: torch.Tensor | None = None,
         nodes: list[dict] | None = None,
+        writes: list | None = None,
     ) -> dict:
         """Run this step over ``tables`` with the gradients at the addresses ``grads``.
 
@@ -286,7 +296,11 @@ class TritonEngine:
         ``nodes``: each stage's node of the state tree, where a global reduction stage
         keeps its carried state. Returns the new carried state of each such stage (by
         stage index): 0-d float64 tensors on the device, for the caller to store.
+
+        ``writes``: the host steps' values of this step (:mod:`.triton_host`), copied
+        into their slots before or after the passes (kept where ``amp`` skips it).
         """
+        skip = None if amp is None else amp[1]
         amp = tables.no_amp if amp is None else amp
         if on_device:
             flags = self._flags(ctx)
@@ -298,6 +312,7 @@ class TritonEngine:
         module = self._module(tables.row_dtypes, tables.math_name, flags)
         ptrs = tables.ptrs_with_grads(grads)
         tscal = tables.tscal
+        write_device_values(writes or [], "before", skip)
         carried = {}
         for st, count in zip(self.stages, counts):
             if st.is_global:
@@ -317,6 +332,7 @@ class TritonEngine:
                 self._tensor_scalars(st, tables, sums, count, ctx)
         keys = self._stream_keys(tables, counts, on_device)
         self._run(module.step, tables, ptrs, scal, amp, *keys)
+        write_device_values(writes or [], "after", skip)
         return carried
 
     def _stream_keys(self, tables: _Tables, counts: Any, on_device: bool) -> tuple:

@@ -36,10 +36,11 @@ clip), and the estimate only enters the average :math:`h`:
   :math:`z` from ``(seed, step)`` and takes Hutchinson's estimate
   :math:`\hat h = z\odot Hz` (SophiaH).
 
-The numba engine (``gradstep.Optimizer``, the torch front's CPU parameters) runs the
-element function compiled and the fold into :math:`h` as a host step around its
-launch, with the code of the eager update (:meth:`HessianAverage.fused_form`); the
-Triton engine does not, so CUDA tensors step eagerly.
+The fused engines (numba's: ``gradstep.Optimizer``, the torch front's CPU parameters;
+Triton's: its CUDA parameters) run the element function compiled and the fold into
+:math:`h` as a host step around their launch, with the code of the eager update
+(:meth:`HessianAverage.fused_form`; on the Triton engine its torch operations are
+queued on the device).
 
 Both are keyword arguments of the step: ``Optimizer.step(grads, hessian=h)``,
 ``transform.update(grads, state, params, hvp=f)`` on NumPy arrays, torch tensors or

@@ -169,6 +169,8 @@ class FastStep:
         params = self.group["params"]
         if len(params) != len(self.params) or opt.state is not self.state_map:
             return False
+        if self.engine.hosts and _host_inputs_given(opt, params):
+            return False  # the general path checks them and runs the host steps
         if not all(map(operator.is_, params, self.params)):
             return False
         grads = [p.grad for p in params]
@@ -224,6 +226,17 @@ class FastStep:
             self.step_base.add_(1)
         torch.autograd.graph.increment_version(params)
         return True
+
+
+def _host_inputs_given(opt: Any, params: list) -> bool:
+    """The step carries inputs for a host step (Sophia's ``hessian=``, or gradients
+    with a graph for its ``hvp=``; see ``RegistryOptimizer.step``)."""
+    extra = opt.__dict__.get("_gs_inputs")
+    if not extra:
+        return False
+    return bool(extra["names"]) or (
+        extra["hvp"] and any(p.grad is not None and p.grad.requires_grad for p in params)
+    )
 
 
 def _share_steps(dicts: list[dict]) -> torch.Tensor:

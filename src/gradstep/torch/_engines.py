@@ -139,6 +139,10 @@ class EngineRuns:
         mode = members[0].mode
         usable = rule.triton_fusable and (mode == "plain" or (mode == "local" and not rule.hooks))
         usable = usable and all(_cuda.member_runs_on_triton(m) for m in members)
+        extra = self.__dict__.get("_gs_inputs")
+        # extra inputs: only a host step of the engine reads them (Sophia's estimate)
+        takes_inputs = not extra or _inputs_of(extra) <= rule.triton_host_inputs
+        usable = usable and takes_inputs
         wanted = engine in ("fused", "triton") or (engine == "auto" and foreach is not True)
         if wanted and usable and not _cuda.triton_available():
             if engine != "auto":
@@ -156,6 +160,8 @@ class EngineRuns:
             )
             if rule.triton_fusable and members[0].mode == "gather":
                 why = "sharded parameters of this transform need whole tensors"
+            elif rule.triton_fusable and not takes_inputs:
+                why = f"no stage of it reads the step's inputs {sorted(_inputs_of(extra))}"
             elif rule.triton_fusable:
                 m = next(m for m in members if not _cuda.member_runs_on_triton(m))
                 why = (
@@ -182,8 +188,9 @@ class EngineRuns:
             if not _cuda.unscaled(grads, amp):
                 return None
             amp = None
-        try:
-            return self._run_bucket(TritonEngine, rule, members, ctx, _same, amp)
+        inputs = _step_inputs(self._owner, extra, members, _same) if extra else {}
+        try:  # the host steps' inputs, as tensors on the parameters' device
+            return self._run_bucket(TritonEngine, rule, members, {**ctx, **inputs}, _same, amp)
         except Unsupported as error:  # refused before anything was written
             if engine in ("fused", "triton"):
                 raise RuntimeError(

@@ -152,9 +152,9 @@ def _fusable(
     ``axis_norms``, Lasagne's norms over axes) can compile ``t``: its stages, and the
     rows of its 8-bit slots (none in a masked stage). ``forms``, ``hosts``: lists that
     take the fused forms put in place (the engine refuses the shapes a form does not
-    cover before it writes anything) and their host steps (which the numba engine
-    runs), as :func:`~gradstep.engines.plan.flatten_stages`; None: no form is used,
-    or forms with a host step are refused."""
+    cover before it writes anything) and their host steps (which both engines run
+    around their launch), as :func:`~gradstep.engines.plan.flatten_stages`; None: no
+    form is used, or forms with a host step are refused."""
     from ..engines.plan import NotFusable, flatten_stages, place_scales
 
     try:
@@ -253,9 +253,11 @@ class _Rule:
         hosts: list = []
         self.forms: list = []  # the fused forms the fused engines put in place
         self.fusable = _fusable(run, forms=self.forms, hosts=hosts)  # the numba engine's
-        # the step inputs (Sophia's hessian=, hvp=) the numba engine's host steps read
+        # the step inputs (Sophia's hessian=, hvp=) each fused engine's host steps read
         self.host_inputs = frozenset(name for form, _ in hosts for name in form.inputs)
-        self.triton_fusable = _fusable(run, axis_norms=True, forms=[])
+        triton_hosts: list = []  # the Triton engine runs the same host steps
+        self.triton_fusable = _fusable(run, axis_norms=True, forms=[], hosts=triton_hosts)
+        self.triton_host_inputs = frozenset(n for form, _ in triton_hosts for n in form.inputs)
         # trust ratios of sharded tensors reduce their sums across ranks per tensor,
         # which only the transform's own update does
         self.reduces_per_tensor = any(isinstance(h, _ReducedPerTensor) for h in self.hooks)
