@@ -5,17 +5,22 @@ up in tables while they step a block. A loop holding a lookup vectorises only if
 compiler emits gathers for it, and LLVM emits them only where its cost model says
 they pay: not on Intel processors affected by "Gather Data Sampling" (whose
 microcode fix makes gathers slow), not on AMD Zen 1 to 3, not on Arm without SVE.
-There a loop with a lookup runs scalar, divisions and square roots included: the
-8-bit Adam step took about 5x the float32 step on a Zen 3 host.
+There a loop with a lookup runs scalar, divisions and square roots included.
 
-:func:`compiler_gathers` asks the compiler (it compiles a small loop of lookups
-and reads its assembly); where it does not gather, the kernels keep the lookups in
-loops of their own, and the arithmetic in a loop without lookups, which vectorises.
-On AMD Zen, gathers in those lookup loops are still faster than scalar loads, so
-:func:`gathers_where_fast` allows them there (function attributes), unless the user
-has chosen numba's target processor (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES``,
-kept as given). Results do not change: a gather loads the values scalar loads
-would.
+Two choices follow, measured on a Zen 3 host (8-bit Adam on 20M parameters, one
+thread, the block loop's two forms with and without gathers: about 88 ms with the
+lookups inside the loop and gathers, 94 ms with the lookups apart and no gathers,
+102 ms apart with gathers, 127 ms inside without; see docs/precision.md):
+
+- On AMD Zen, gathers are faster than the scalar loop they replace, so
+  :func:`gathers_where_fast` allows them there (function attributes), unless the
+  user has chosen numba's target processor (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES``,
+  kept as given). Results do not change: a gather loads the values scalar loads
+  would.
+- :func:`compiler_gathers` asks the compiler whether it gathers, with those
+  attributes (it compiles a small loop of lookups and reads its assembly). Where it
+  does, the kernels keep the lookups in the loop that steps a block; where it does
+  not, they keep them in loops of their own, so that the arithmetic vectorises.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def gathers_where_fast(typingctx):
 
 
 def _lookups(table, codes):  # the probe: one table lookup per element, stack buffers
+    gathers_where_fast()  # as the kernels will be compiled
     values = block_buffer(np.float32(0))
     for i in range(BLOCK):
         values[i] = table[codes[i]]
@@ -79,7 +85,8 @@ _GATHER = re.compile(r"^\s+v(p)?gather", re.MULTILINE)
 
 @functools.cache
 def compiler_gathers() -> bool:
-    """Whether numba's compiler, left to itself, vectorises a loop of table lookups
-    on this host with gathers (compiled once per process, on first use)."""
+    """Whether numba's compiler vectorises a loop of table lookups on this host with
+    gathers, with the attributes the kernels get (:func:`gathers_where_fast`):
+    compiled once per process, on first use."""
     probe = njit("float32(float32[::1], uint8[::1])", error_model="numpy")(_lookups)
     return any(_GATHER.search(text) for text in probe.inspect_asm().values())
