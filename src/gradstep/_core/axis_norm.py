@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from .elementwise import _params_scaled_by_factor, _scaled_by_factor
 from .transform import Transform
 
@@ -120,7 +118,7 @@ def on_new_params(name: str, array_fn: Callable, updates: Any, params: Any) -> A
     u_leaves, td = _tree.flatten(updates)
     w_leaves = _tree.leaves_like(td, params)
     new_w = array_fn([w + u for w, u in zip(w_leaves, u_leaves)])
-    return _tree.unflatten(td, [nw - np.asarray(w) for nw, w in zip(new_w, w_leaves)])
+    return _tree.unflatten(td, [nw - w for nw, w in zip(new_w, w_leaves)])
 
 
 def _product(values: Any) -> int:
