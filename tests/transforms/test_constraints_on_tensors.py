@@ -126,3 +126,21 @@ def test_eager_torch_steps_warn_nothing_and_match_numpy(make):
             opt.step()
     for p, w in zip(params, ws):
         np.testing.assert_allclose(p.detach().numpy(), w, rtol=2e-6, atol=2e-6)
+
+
+def test_total_norm_constraint_refuses_tensors_of_two_libraries():
+    with pytest.raises(TypeError, match="one library"):
+        gradstep.total_norm_constraint([torch.ones(2), np.ones(2)], 1.0)
+
+
+def test_lasagne_constraints_keep_torch_tensors_on_their_device():
+    """The Lasagne front hands torch tensors to the constraints as they are (no host
+    copy); a list mixing them with shared variables still works (test_lasagne.py)."""
+    from gradstep.compat import lasagne as L
+
+    a, b = np.array([[3.0], [4.0]], np.float32), np.array([12.0], np.float32)
+    out = L.norm_constraint(no_numpy(a), 1.0)
+    np.testing.assert_allclose(plain(out).ravel(), [0.6, 0.8], rtol=1e-6)
+    scaled, norm = L.total_norm_constraint([no_numpy(a), no_numpy(b)], 1.0, return_norm=True)
+    assert float(norm) == pytest.approx(13.0)
+    np.testing.assert_allclose(plain(scaled[1]), [12.0 / 13.0], rtol=1e-6)
