@@ -46,12 +46,13 @@ def lasagne_factor(norm: Any, h: dict) -> Any:
 
 def norm_constraint(
     tensor: Any, max_norm: float, norm_axes: Sequence[int] | None = None, epsilon: float = 1e-7
-) -> np.ndarray:
+) -> Any:
     """Rescale ``tensor`` so the norm over ``norm_axes`` is at most ``max_norm``.
 
     :math:`x \\cdot \\min(n, m) / (n + \\epsilon)` with :math:`n` the L2 norm over
     ``norm_axes`` (kept for broadcasting). Max-norm regularisation (Srebro & Shraibman,
-    2005; Hinton et al., 2012) or per-unit gradient clipping.
+    2005; Hinton et al., 2012) or per-unit gradient clipping. A torch tensor or JAX
+    array gives one of its library, computed by its own operations (on its device).
     """
     check("norm_constraint", "max_norm", max_norm, _MAX_NORM)
     check("norm_constraint", "epsilon", epsilon, nonnegative())
@@ -71,12 +72,17 @@ def total_norm_constraint(
     """Rescale ``tensors`` together so their joint L2 norm is at most ``max_norm``.
 
     Every tensor is multiplied by :math:`\\min(N, m) / (N + \\epsilon)`. With
-    ``return_norm`` also returns :math:`N`, the norm before scaling.
+    ``return_norm`` also returns :math:`N`, the norm before scaling (float64 where the
+    library has it; a 0-d array of the tensors' library). The tensors are of one
+    library, whose operations compute it.
     """
     check("total_norm_constraint", "max_norm", max_norm, _MAX_NORM)
     check("total_norm_constraint", "epsilon", epsilon, nonnegative())
     arrays = [np.asarray(t) if namespace_of(t) is NUMPY else t for t in tensors]
     ns = namespace_of(arrays[0]) if arrays else NUMPY
+    if any(namespace_of(a) is not ns for a in arrays):
+        names = sorted({namespace_of(a).name for a in arrays})
+        raise TypeError(f"total_norm_constraint: tensors of one library expected, got {names}")
     # the squares summed in float64 (float32 where the device has none), on the device
     norm = ns.sqrt(sum(ns.square_sum(a) for a in arrays))
     factor = element_for(lasagne_factor, ns)(norm, {"max_norm": max_norm, "epsilon": epsilon})
