@@ -1,6 +1,7 @@
-"""Norm constraints on torch tensors run torch's own operations: no NumPy conversion
-of a tensor (which would copy a CUDA tensor to the host, or fail), the results are
-tensors and equal NumPy's."""
+"""Transforms with eager array code (norm constraints, skips, per-parameter wrappers)
+run torch's own operations on torch tensors: no NumPy conversion of a tensor (which
+would copy a CUDA tensor to the host, or fail); the results are tensors and equal
+NumPy's."""
 
 from __future__ import annotations
 
@@ -144,3 +145,30 @@ def test_lasagne_constraints_keep_torch_tensors_on_their_device():
     scaled, norm = L.total_norm_constraint([no_numpy(a), no_numpy(b)], 1.0, return_norm=True)
     assert float(norm) == pytest.approx(13.0)
     np.testing.assert_allclose(plain(scaled[1]), [12.0 / 13.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf])
+def test_skip_nonfinite_judges_tensors_with_torch(bad):
+    stage = T.skip_nonfinite(gradstep.sgd(0.1))
+    g = np.ones((2, 3), np.float32)
+    if bad is not None:
+        g[1, 2] = bad
+    grads = [no_numpy(g), no_numpy(np.ones(0, np.float32))]
+    updates, state = stage.update(grads, stage.init(grads))
+    assert all(isinstance(u, torch.Tensor) for u in updates)
+    want = np.full((2, 3), -0.1 if bad is None else 0.0, np.float32)
+    np.testing.assert_allclose(plain(updates[0]), want, rtol=1e-6)
+    assert int(state["total_notfinite"]) == (bad is not None)
+
+
+def test_skip_large_updates_on_eager_torch_steps_warns_nothing():
+    params = [torch.nn.Parameter(torch.ones(4))]
+    opt = gt.TransformOptimizer(
+        params, T.skip_large_updates(gradstep.sgd(0.1), 2.0), engine="eager"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for scale in (0.5, 1.0):  # squared norms 1 (taken) and 4 (skipped)
+            params[0].grad = torch.full((4,), scale)
+            opt.step()
+    np.testing.assert_allclose(params[0].detach().numpy(), 0.95, rtol=1e-6)
