@@ -201,3 +201,26 @@ def test_global_reductions_carry_tensor_state_without_numpy(name):
 
 def _plain_any(x):
     return plain(x) if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+@pytest.mark.parametrize("reduce", ["mean", "sum"])
+def test_accumulate_keeps_tensors_as_tensors(reduce):
+    """Gradient accumulation's window (its sums, its zero updates, its finiteness
+    test) runs with torch on tensors, as with NumPy on arrays."""
+    starts = [a for a in _arrays(7) if a.ndim == 2]
+    runs = {}
+    for lib, wrap in (("numpy", np.copy), ("torch", no_numpy)):
+        t = T.accumulate(gradstep.adam(0.1), 2, reduce)
+        params = [wrap(a) for a in starts]
+        state = t.init(params)
+        for k in range(5):
+            grads = [np.cos(a + k).astype(np.float32) for a in starts]
+            if k == 2:
+                grads[0][0, 0] = np.nan  # a skipped mini-step
+            updates, state = t.update([wrap(g) for g in grads], state, params)
+            params = [p + u for p, u in zip(params, updates)]
+        runs[lib] = [_plain_any(p) for p in params]
+        assert all(isinstance(p, torch.Tensor) for p in params) == (lib == "torch")
+        assert int(state["total_notfinite"]) == 1
+    for a, b in zip(runs["torch"], runs["numpy"]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
