@@ -43,7 +43,7 @@ class SkipNonfinite(Transform):
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         leaves = _tree.leaves(grads)
-        finite = all(_finite(g) for g in leaves)
+        finite = all_finite(leaves)
         bound = getattr(self, "max_squared_norm", None)  # absent in older pickles
         if finite and bound is not None:
             finite = sum(namespace_of(g).sum_of_squares(g) for g in leaves) < bound
@@ -68,7 +68,8 @@ class SkipNonfinite(Transform):
         return run > 0 and (limit is None or run <= limit)
 
 
-def _finite(g: Any) -> bool:
-    """Every element of ``g`` is finite: its largest magnitude is (a NaN or an
-    infinity makes it NaN or infinite), computed by ``g``'s own library."""
-    return math.isfinite(float(namespace_of(g).max_abs(g)))
+def all_finite(leaves: list) -> bool:
+    """Every element of every array of ``leaves`` is finite: each one's largest
+    magnitude is (a NaN or an infinity makes it NaN or infinite), computed by the
+    array's own library (a host read of one number per array)."""
+    return all(math.isfinite(float(namespace_of(g).max_abs(g))) for g in leaves)
