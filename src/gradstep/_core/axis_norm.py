@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from .elementwise import _params_scaled_by_factor, _scaled_by_factor
 from .transform import Transform
 
@@ -21,8 +19,10 @@ class AxisNormScaled(Transform):
 
     ``factor(norm, h)`` is an element function of the norm and the hyperparameters
     ``h``, run by every engine on its own arrays; ``update`` (the eager path) is
-    ``array_fn`` over the leaves, which must compute the same thing. Engines that
-    run it as a device pass read :meth:`runs` and ``element`` (the multiplication).
+    ``array_fn`` over the leaves, which must compute the same thing, written against
+    the array namespace (torch tensors on their device, traced under ``jax.jit``).
+    Engines that run it as a device pass read :meth:`runs` and ``element`` (the
+    multiplication).
 
     ``of_params``: ``x`` is the new parameter ``w + u`` instead of the update ``u``
     (Lasagne's max-norm constraint applied after the step): the norms are those of
@@ -33,7 +33,6 @@ class AxisNormScaled(Transform):
     counted = False  # keeps no step count
     slots: tuple = ()  # and no state
     reads_shape = True  # norms over axes: a real view's trailing axis would change them
-    traceable = False  # NumPy code: JAX runs it on the host (fallback="host")
     element = staticmethod(_scaled_by_factor)
 
     def __init__(
@@ -111,8 +110,9 @@ class AxisNormScaled(Transform):
 def on_new_params(name: str, array_fn: Callable, updates: Any, params: Any) -> Any:
     """The updates that take ``params`` to ``array_fn`` of the new parameters
     ``params + updates`` (a constraint applied after the step), as a tree like
-    ``updates``. ``array_fn`` is NumPy code: it returns NumPy arrays, and so does
-    this (the torch front converts them), also for CPU torch tensors."""
+    ``updates``. ``array_fn`` is written against the array namespace: the results
+    are arrays of the parameters' library, on their device.
+    """
     from . import tree as _tree
 
     if params is None:
@@ -120,7 +120,7 @@ def on_new_params(name: str, array_fn: Callable, updates: Any, params: Any) -> A
     u_leaves, td = _tree.flatten(updates)
     w_leaves = _tree.leaves_like(td, params)
     new_w = array_fn([w + u for w, u in zip(w_leaves, u_leaves)])
-    return _tree.unflatten(td, [nw - np.asarray(w) for nw, w in zip(new_w, w_leaves)])
+    return _tree.unflatten(td, [nw - w for nw, w in zip(new_w, w_leaves)])
 
 
 def _product(values: Any) -> int:

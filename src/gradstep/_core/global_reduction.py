@@ -38,7 +38,7 @@ import numpy as np
 
 from . import tree as _tree
 from .elementwise import Elementwise, cast_scalars, resolve
-from .namespaces import element_for, namespace_of
+from .namespaces import NUMPY, element_for, namespace_of
 
 
 def _fixed(values: dict, h: dict, count: int) -> dict:
@@ -178,7 +178,11 @@ class GlobalReduction(Elementwise):
             k: np.float64(v) if isinstance(v, np.ndarray | np.generic) else v
             for k, v in self.carried_of(state).items()
         }
-        h, scalars = self.step_scalars(carried, count, ctx)
+        # carried state of another library (0-d tensors a previous step stored) is
+        # prepared with that library's operations, on its device
+        library = next((namespace_of(v) for v in carried.values() if hasattr(v, "dtype")), NUMPY)
+        h = self.step_values(carried, count, ctx)
+        scalars = element_for(self.prepare, library)(h, count)
         sums: list = []
         for i, g in enumerate(g_leaves):
             ns = namespace_of(g)

@@ -93,7 +93,8 @@ def shared(value: Any, name: str | None = None) -> SharedVariable:
 
 
 def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
+    # a torch tensor, or one of a subclass (torch is imported only when one comes)
+    return any(c.__module__.split(".")[0] == "torch" for c in type(x).__mro__)
 
 
 def _value(var: Any) -> Any:
@@ -390,22 +391,24 @@ def norm_constraint(
     tensor_var: Any, max_norm: float, norm_axes: Any = None, epsilon: float = 1e-7
 ) -> Any:
     """Lasagne's max-norm constraint (see :func:`gradstep.norm_constraint`); a torch
-    tensor in gives a torch tensor out."""
+    tensor in gives a torch tensor out, computed on its device."""
     if _is_torch(tensor_var):
-        import torch
-
-        out = _constraints.norm_constraint(
-            tensor_var.detach().cpu().numpy(), max_norm, norm_axes, epsilon
-        )
-        return torch.as_tensor(out).to(tensor_var.device)
+        _torch_namespace()
+        return _constraints.norm_constraint(tensor_var.detach(), max_norm, norm_axes, epsilon)
     return _constraints.norm_constraint(_plain(tensor_var), max_norm, norm_axes, epsilon)
 
 
 def total_norm_constraint(
     tensor_vars: list, max_norm: float, epsilon: float = 1e-7, return_norm: bool = False
 ) -> Any:
-    """Lasagne's joint norm constraint (see :func:`gradstep.total_norm_constraint`)."""
+    """Lasagne's joint norm constraint (see :func:`gradstep.total_norm_constraint`):
+    torch tensors alone are scaled on their device; torch tensors mixed with arrays or
+    shared variables through NumPy copies."""
     torch_in = [_is_torch(t) for t in tensor_vars]
+    if torch_in and all(torch_in):
+        _torch_namespace()
+        tensors = [t.detach() for t in tensor_vars]
+        return _constraints.total_norm_constraint(tensors, max_norm, epsilon, return_norm)
     arrays = [
         t.detach().cpu().numpy() if flag else _plain(t) for t, flag in zip(tensor_vars, torch_in)
     ]
@@ -418,6 +421,10 @@ def total_norm_constraint(
             for s, t, flag in zip(scaled, tensor_vars, torch_in)
         ]
     return (scaled, norm) if return_norm else scaled
+
+
+def _torch_namespace() -> None:
+    from ..engines import torch_namespace  # noqa: F401  (registers torch's namespace)
 
 
 def _plain(x: Any) -> np.ndarray:

@@ -20,11 +20,11 @@ class CallNode(_Node):
 
     That works for transforms written with traceable operations (an optax transform,
     a user's jnp code). A transform whose update reads array values in Python
-    declares so (``traceable = False``: gradstep's NumPy transforms such as
-    Lasagne's norm constraints); with ``fallback="host"`` such a transform runs on
-    the host: its eager ``update`` on NumPy copies of the arrays, through
-    :func:`jax.pure_callback` (correct, and as fast as the NumPy front plus two
-    transfers; trees of dicts, lists and tuples only), with a one-time warning
+    declares so (``traceable = False``: gradstep's transforms with Python control
+    flow on the state, such as gradient accumulation); with ``fallback="host"`` such
+    a transform runs on the host: its eager ``update`` on NumPy copies of the arrays,
+    through :func:`jax.pure_callback` (correct, and as fast as the NumPy front plus
+    two transfers; trees of dicts, lists and tuples only), with a one-time warning
     naming it. Otherwise a failure to trace raises :class:`NotTraceable`; any other
     error propagates as it is.
     """

@@ -36,16 +36,13 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
-from .._core.elementwise import float_dtype
+from .._core.namespaces import namespace_of
+from .._core.skip import all_finite
 from .._core.transform import Transform
 from .._core.validate import BOOL, Interval, OneOf, check, hyperparams
 
 REDUCTIONS = ("mean", "sum")
 _K = Interval(1, integer=True, schedulable=True)
-
-
-def _all_finite(grads: Any) -> bool:
-    return all(bool(np.all(np.isfinite(g))) for g in _tree.leaves(grads))
 
 
 class Accumulate(Transform):
@@ -72,15 +69,15 @@ class Accumulate(Transform):
         return {
             "mini_step": np.zeros((), np.int64),
             "gradient_step": np.zeros((), np.int64),
-            "acc": _tree.tree_map(lambda p: np.zeros(np.shape(p), float_dtype(p)), params),
+            "acc": _tree.tree_map(_zeros, params),
             "inner": self.inner.init(params),
             "total_notfinite": np.zeros((), np.int64),
         }
 
     def update(self, grads: Any, state: dict, params: Any = None, **ctx: Any):
         g_leaves, td = _tree.flatten(grads)
-        zeros = _tree.unflatten(td, [np.zeros_like(g, dtype=float_dtype(g)) for g in g_leaves])
-        if self.skip_nonfinite and not _all_finite(grads):
+        zeros = _tree.unflatten(td, [_zeros(g) for g in g_leaves])
+        if self.skip_nonfinite and not all_finite(g_leaves):
             total = np.asarray(int(state["total_notfinite"]) + 1, np.int64)
             return zeros, {**state, "total_notfinite": total}
 
@@ -90,10 +87,13 @@ class Accumulate(Transform):
         acc_leaves = _tree.leaves_like(td, state["acc"])
         if self.reduce == "mean":
             acc_leaves = [
-                a + (g - a) / a.dtype.type(mini + 1) for g, a in zip(g_leaves, acc_leaves)
+                a + (g - a) / namespace_of(a).scalar_caster(a)(mini + 1)
+                for g, a in zip(g_leaves, acc_leaves)
             ]
         else:
-            acc_leaves = [(g + a).astype(a.dtype, copy=False) for g, a in zip(g_leaves, acc_leaves)]
+            acc_leaves = [
+                namespace_of(a).stored_like(g + a, a) for g, a in zip(g_leaves, acc_leaves)
+            ]
         acc = _tree.unflatten(td, acc_leaves)
 
         new_state = {
@@ -106,9 +106,14 @@ class Accumulate(Transform):
         if mini != k - 1:
             return zeros, new_state
         updates, new_state["inner"] = self.inner.update(acc, state["inner"], params, **ctx)
-        new_state["acc"] = _tree.tree_map(np.zeros_like, acc)
+        new_state["acc"] = _tree.tree_map(lambda a: namespace_of(a).zeros_like(a), acc)
         new_state["gradient_step"] = np.asarray(step + 1, np.int64)
         return updates, new_state
+
+
+def _zeros(x: Any) -> Any:
+    """Zeros shaped like ``x`` in its floating dtype, of its library (on its device)."""
+    return namespace_of(x).zeros(tuple(x.shape) if hasattr(x, "shape") else (), x)
 
 
 @hyperparams(every_k=_K, reduce=OneOf(REDUCTIONS), skip_nonfinite=BOOL)

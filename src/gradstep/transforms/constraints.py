@@ -15,6 +15,7 @@ import numpy as np
 
 from .._core.axis_norm import AxisNormScaled
 from .._core.elementwise import NormScaled
+from .._core.namespaces import NUMPY, element_for, namespace_of
 from .._core.transform import Transform
 from .._core.validate import Interval, OneOf, check, hyperparams, nonnegative
 from .._core.xmath import minimum
@@ -45,20 +46,24 @@ def lasagne_factor(norm: Any, h: dict) -> Any:
 
 def norm_constraint(
     tensor: Any, max_norm: float, norm_axes: Sequence[int] | None = None, epsilon: float = 1e-7
-) -> np.ndarray:
+) -> Any:
     """Rescale ``tensor`` so the norm over ``norm_axes`` is at most ``max_norm``.
 
     :math:`x \\cdot \\min(n, m) / (n + \\epsilon)` with :math:`n` the L2 norm over
     ``norm_axes`` (kept for broadcasting). Max-norm regularisation (Srebro & Shraibman,
-    2005; Hinton et al., 2012) or per-unit gradient clipping.
+    2005; Hinton et al., 2012) or per-unit gradient clipping. A torch tensor or JAX
+    array gives one of its library, computed by its own operations (on its device).
     """
     check("norm_constraint", "max_norm", max_norm, _MAX_NORM)
     check("norm_constraint", "epsilon", epsilon, nonnegative())
-    x = np.asarray(tensor)
+    ns = namespace_of(tensor)
+    x = np.asarray(tensor) if ns is NUMPY else tensor
     axes = tuple(norm_axes) if norm_axes is not None else default_norm_axes(x.ndim)
-    dtype = x.dtype.type
-    norms = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
-    return x * lasagne_factor(norms, {"max_norm": dtype(max_norm), "epsilon": dtype(epsilon)})
+    squares = x * x
+    norms = ns.sqrt(ns.sum(squares, axis=axes, keepdims=True) if axes else squares)
+    cast = ns.scalar_caster(x)  # in x's dtype (Python floats, weakly typed, on torch)
+    h = {"max_norm": cast(max_norm), "epsilon": cast(epsilon)}
+    return x * element_for(lasagne_factor, ns)(norms, h)
 
 
 def total_norm_constraint(
@@ -67,14 +72,21 @@ def total_norm_constraint(
     """Rescale ``tensors`` together so their joint L2 norm is at most ``max_norm``.
 
     Every tensor is multiplied by :math:`\\min(N, m) / (N + \\epsilon)`. With
-    ``return_norm`` also returns :math:`N`, the norm before scaling.
+    ``return_norm`` also returns :math:`N`, the norm before scaling (float64 where the
+    library has it; a 0-d array of the tensors' library). The tensors are of one
+    library, whose operations compute it.
     """
     check("total_norm_constraint", "max_norm", max_norm, _MAX_NORM)
     check("total_norm_constraint", "epsilon", epsilon, nonnegative())
-    arrays = [np.asarray(t) for t in tensors]
-    norm = np.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for a in arrays))
-    factor = lasagne_factor(np.float64(norm), {"max_norm": max_norm, "epsilon": epsilon})
-    scaled = [a * a.dtype.type(factor) for a in arrays]
+    arrays = [np.asarray(t) if namespace_of(t) is NUMPY else t for t in tensors]
+    ns = namespace_of(arrays[0]) if arrays else NUMPY
+    if any(namespace_of(a) is not ns for a in arrays):
+        names = sorted({namespace_of(a).name for a in arrays})
+        raise TypeError(f"total_norm_constraint: tensors of one library expected, got {names}")
+    # the squares summed in float64 (float32 where the device has none), on the device
+    norm = ns.sqrt(sum(ns.square_sum(a) for a in arrays))
+    factor = element_for(lasagne_factor, ns)(norm, {"max_norm": max_norm, "epsilon": epsilon})
+    scaled = [a * ns.astype(factor, a) for a in arrays]
     return (scaled, norm) if return_norm else scaled
 
 

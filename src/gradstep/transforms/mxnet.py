@@ -46,12 +46,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .._core import tree as _tree
 from .._core.elementwise import Elementwise
 from .._core.gradients import CLIP_GRADIENT, RESCALE_GRAD, rescale_clip_decay
 from .._core.gradients import clip_weights as _clip_weights
+from .._core.namespaces import namespace_of
 from .._core.transform import Transform
 from .._core.validate import BOOL, Interval, hyperparams, nonnegative
 
@@ -113,7 +112,7 @@ class PerParameter(Transform):
 
     per_parameter_state = ("params",)  # one inner state per parameter
 
-    traceable = False  # NumPy code: JAX runs it on the host (fallback="host")
+    traceable = False  # Python branches on the flags: JAX runs it on the host (fallback="host")
 
     def __init__(self, inner: Transform):
         self.inner = inner
@@ -140,7 +139,7 @@ class PerParameter(Transform):
                 w = None if p_leaves is None else [p_leaves[i]]
                 (u,), inner_state = self.inner.update([g], inner_state, w, **ctx)
             else:
-                u = np.zeros_like(g)
+                u = namespace_of(g).zeros_like(g)  # a tensor stays one, on its device
             out.append(u)
             new_states.append(inner_state)
         return _tree.unflatten(td, out), {"params": new_states}
