@@ -32,33 +32,38 @@ def block_loop(
     """The loop over a chunk's blocks, for a kernel storing the 8-bit slots ``eight``
     (``access``: the kernel's rows, :class:`~gradstep.engines.fused_codegen._Rows`;
     ``render``: one step's lines; ``hashed``: with the element's hashed index for
-    stochastic rounding).
+    stochastic rounding; ``lookups_apart``: the second form below).
 
     The loop quantises each block while it steps the next: one loop over a block's
     elements finds the codes of the block before it (from its new values, kept in a
-    buffer, and its new scale), dequantises the block's own codes (table lookups:
-    gathers), runs the element steps and keeps the running largest magnitude of
-    each new slot value (of the float32 bits, so a NaN wins as ``max`` lets it).
-    The quantising is integer work and the element steps wait for memory and the
-    divider, so the processor overlaps them. Every row the steps write (the
+    buffer, times the reciprocal of its new scale), dequantises the block's own codes
+    (table lookups: gathers), runs the element steps and keeps the running largest
+    magnitude of each new slot value (of the float32 bits, so a NaN wins as ``max``
+    lets it). The quantising is integer work and the element steps wait for memory
+    and the divider, so the processor overlaps them. Every row the steps write (the
     parameter, slots that are not 8-bit) goes to a block buffer, copied out after
     the loop with the codes of the block before, and every buffer is on the stack
     (:func:`~gradstep.engines._scalar_ops.block_buffer`): a loop that writes no
     row vectorises with no checks of overlap, which the compiler cannot make for
-    table lookups against the raw addresses of the rows. The first block (nothing
-    before it), the last (its successor's turn never comes) and a short one are
-    quantised in loops of their own, as are all blocks of a kernel with running
-    float64 sums (whose loop does not vectorise). Where the compiler would not gather
-    on its own although gathers pay (AMD Zen), the kernel tells it to
-    (:mod:`~gradstep.engines._gather_tuning`). Each block first asks for the
-    rows of the block :data:`PREFETCH_BLOCKS` ahead (one prefetch per cache line),
-    which arrive while it computes."""
+    table lookups against the raw addresses of the rows.
+
+    Where the compiler does not gather (:mod:`~gradstep.engines._gather_tuning`), a
+    lookup keeps the whole loop scalar, so the block's lookups run in loops of
+    their own: the map values of its codes first, then the arithmetic (the element
+    steps and the keys of the block before, :func:`~gradstep.engines._scalar_ops.q8_key`),
+    then the codes of those keys.
+
+    The first block (nothing before it), the last (its successor's turn never
+    comes) and a short one are quantised in loops of their own, as are all blocks
+    of a kernel with running float64 sums (whose loop does not vectorise). Each
+    block first asks for the rows of the block :data:`PREFETCH_BLOCKS` ahead (one
+    prefetch per cache line), which arrive while it computes."""
     slots = [(s.stage.index, s.slot, s.stage.stage.slots[s.slot].nonnegative) for s in eight]
     names = [f"{k}_{i}" for k, i, _ in slots]
     stages = {st.index: st for st in _stages_of(steps)}
     rows = sorted({(k, i) for k, st in stages.items() for i in range(len(st.slot_rows))})
     stored = _stored_rows(steps, access)  # (view, row, mask)
-    src = ["        gathers_where_fast()"]  # inside the chunk loop: its outlined body too
+    src = []
     for s in names:
         src += [f"        buf{ab}{s} = block_buffer(z_float32)" for ab in "AB"]
         if lookups_apart:  # the block's map values, the block before's keys

@@ -55,7 +55,7 @@ def _helpers_fingerprint() -> str:
     """
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    helpers = ("_scalar_ops.py", "_scalar_exp.py", "_gather_tuning.py")
+    helpers = ("_scalar_ops.py", "_scalar_exp.py")
     for path in [here / name for name in helpers] + [here.parent / "_core" / "blockwise8.py"]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -188,7 +188,6 @@ def generate_source(
             "from gradstep.engines._scalar_ops import bits_float, magnitude_bits, max_u32, q8_code",
             "from gradstep.engines._scalar_ops import block_buffer, prefetch",
             "from gradstep.engines._scalar_ops import q8_code_of_key, q8_key",
-            "from gradstep.engines._gather_tuning import gathers_where_fast",
             "KEY0 = np.int32(0)",
             "Q8S = dynamic_map(True)",
             "Q8U = dynamic_map(False)",
