@@ -42,9 +42,11 @@ class _Stage:
 def test_sources_copy_each_referenced_helper_once_before_the_functions():
     sources = element_sources([_Stage(0, _stage()), _Stage(1, gradstep.rules.scale_by_adam())])
     names = [s.split("(", 1)[0].removeprefix("def ") for s in sources]
-    assert names == ["ema", "ema_square", "_test_rms_step", "_e0", "_e1"]
+    # Adam's own helper (its overflow-safe root) comes with it, after the first's
+    assert names == ["ema", "ema_square", "_test_rms_step", "adam_root", "_e0", "_e1"]
     assert all(s.startswith("def ") for s in sources)  # no decorators: the caller's
-    assert "ema(" in sources[3] and "_test_rms_step(" in sources[3]
+    assert "ema(" in sources[4] and "_test_rms_step(" in sources[4]
+    assert "adam_root(" in sources[5]
 
 
 def test_a_helper_may_use_only_operations_and_helpers():

@@ -113,7 +113,10 @@ def test_special_values_are_exact(name, dtype):
     got = _run(name, x)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))  # log1p(-0) is -0
+    # log1p(-0) is -0; a NaN's sign is no part of the result (libraries and processors
+    # differ: x86 makes the invalid operation's NaN negative)
+    number = ~np.isnan(want)
+    np.testing.assert_array_equal(np.signbit(got[number]), np.signbit(want[number]))
 
 
 @pytest.mark.parametrize("name", ["exp", "log1p"])

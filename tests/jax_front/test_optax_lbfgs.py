@@ -59,7 +59,23 @@ def _flat(x) -> np.ndarray:
     return np.ravel(np.asarray(x, np.float64))
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+#: cases whose line search decides on a difference in the last bits, which the
+#: processor changes: on an AVX2 host (AMD Zen 3) optax 0.2.8 itself, with XLA's
+#: default settings, ends 1.1e-2 from its own recording of this case, and under the
+#: test session's settings gradstep's zoom search takes another step than optax's at
+#: step 3 (both replay the recording within 1e-14 on the host it was recorded on and
+#: on every other case here)
+DECIDED_IN_THE_LAST_BITS = {"quadratic-no_scale_init-float64"}
+
+
+def _marked(case):
+    if case["id"] not in DECIDED_IN_THE_LAST_BITS:
+        return case
+    reason = "a line-search decision in the last bits: see DECIDED_IN_THE_LAST_BITS"
+    return pytest.param(case, marks=pytest.mark.xfail(strict=False, reason=reason))
+
+
+@pytest.mark.parametrize("case", [_marked(c) for c in CASES], ids=[c["id"] for c in CASES])
 def test_trajectory_matches_optax(case):
     rtol = RTOL[case["dtype"]]
     with jax.enable_x64(case["dtype"] == "float64"):
