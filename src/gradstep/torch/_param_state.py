@@ -48,6 +48,9 @@ class ParamState:
                 key = rule.key(name)
                 if key in state or name in layout.empty:
                     continue
+                if name == STEP:  # a count per parameter: torch's step, a float tensor
+                    state[key] = torch.tensor(float(np.asarray(value)), dtype=scalar_dtype())
+                    continue
                 value = _as_tensor(value, base)
                 if complex_param and _complex_kept(value, like):
                     value = torch.view_as_complex(value.contiguous())  # torch keeps it complex
@@ -135,6 +138,8 @@ class ParamState:
                 like = _real_view((state.get(MASTER, p) if master else p).detach())
                 own, _ = rule.layout(like).init_entries(_init_view(like))
                 for name, fresh in own.items():
+                    if name == STEP:
+                        continue  # a count per parameter: torch's float step
                     value = state.get(rule.key(name))
                     dtype = _as_tensor(fresh, like).dtype
                     if isinstance(value, torch.Tensor) and value.is_floating_point():
