@@ -27,8 +27,9 @@ def _adam():
 COUNTED = {
     "per_parameter": lambda: mxnet.per_parameter(_adam()),
     "per_parameter_chained": lambda: gradstep.chain(
-        mxnet.gradient(clip_gradient=1.0), mxnet.per_parameter(gradstep.momentum(0.1, 0.9))
+        mxnet.gradient(clip_gradient=1.0), mxnet.per_parameter(gradstep.nadam(0.1))
     ),
+    "per_parameter_uncounted": lambda: mxnet.per_parameter(gradstep.momentum(0.1, 0.9)),
     "accumulate": lambda: T.accumulate(_adam(), 2),
     "skip_nonfinite": lambda: T.skip_nonfinite(_adam()),
     "lookahead": lambda: T.lookahead(_adam(), sync_period=2),
