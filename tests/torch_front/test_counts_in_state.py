@@ -30,6 +30,9 @@ COUNTED = {
         mxnet.gradient(clip_gradient=1.0), mxnet.per_parameter(gradstep.nadam(0.1))
     ),
     "per_parameter_uncounted": lambda: mxnet.per_parameter(gradstep.momentum(0.1, 0.9)),
+    # integer counters of their own in each parameter's state
+    "per_parameter_accumulate": lambda: mxnet.per_parameter(T.accumulate(_adam(), 2)),
+    "per_parameter_skip_nonfinite": lambda: mxnet.per_parameter(T.skip_nonfinite(_adam())),
     "accumulate": lambda: T.accumulate(_adam(), 2),
     "skip_nonfinite": lambda: T.skip_nonfinite(_adam()),
     "lookahead": lambda: T.lookahead(_adam(), sync_period=2),
