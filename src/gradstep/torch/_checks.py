@@ -12,6 +12,7 @@ import torch
 
 from .._core.rounding import ROUNDING_OPTIONS
 from . import _distributed as _dist
+from ._state import STEP
 
 #: group options that change the state's form: a checkpoint's group without one has
 #: the default once loaded (torch.optim takes the saved groups whole; those of
@@ -39,7 +40,22 @@ def expected_shapes(rule: Any, layout: Any, shape: tuple) -> dict[str, tuple]:
             for name, value in own.items()
             if name not in layout.empty and np.asarray(value).dtype == np.uint8
         }
+        # integer counters kept per parameter (a transform run per parameter keeps
+        # its own: accumulation's mini_step, a skip's run of errors); not the step,
+        # kept as torch keeps it (a float tensor)
+        cache[key + ("ints",)] = {
+            rule.key(name)
+            for name, value in own.items()
+            if name != STEP and np.issubdtype(np.asarray(value).dtype, np.signedinteger)
+        }
     return shapes
+
+
+def integer_keys(rule: Any, layout: Any, shape: tuple) -> set:
+    """The state keys of integer counters in a fresh state for a parameter of
+    ``shape`` (int64 scalars, kept as int64 tensors)."""
+    expected_shapes(rule, layout, shape)
+    return rule.entry_shapes[(id(layout), shape, "ints")]
 
 
 def code_keys(rule: Any, layout: Any, shape: tuple) -> set:
@@ -67,6 +83,7 @@ def check_member(
     """
     shapes = expected_shapes(rule, layout, tuple(w.shape))
     codes = code_keys(rule, layout, tuple(w.shape))
+    ints = integer_keys(rule, layout, tuple(w.shape))
     for name, t in entries.items():
         if name in layout.empty:
             continue
@@ -83,6 +100,12 @@ def check_member(
                 raise ValueError(
                     f"{owner}: state[{key!r}] of {where()} has dtype {t.dtype}; its 8-bit "
                     "codes must be torch.uint8"
+                )
+        elif key in ints:
+            if t.is_complex() or t.is_floating_point() or t.dtype == torch.bool:
+                raise ValueError(
+                    f"{owner}: state[{key!r}] of {where()} has dtype {t.dtype}; it is a "
+                    "count and must be an integer tensor (torch.int64)"
                 )
         elif t.is_complex() or not t.is_floating_point():
             raise ValueError(
@@ -130,6 +153,7 @@ def check_loaded_state(opt: Any, state_dict: dict) -> None:
             layout = rule.layout(like)
             shapes = expected_shapes(rule, layout, tuple(like.shape))
             codes = code_keys(rule, layout, tuple(like.shape))
+            ints = integer_keys(rule, layout, tuple(like.shape))
             for key, value in entry.items():
                 if key == "step" and isinstance(value, torch.Tensor) and value.numel() != 1:
                     raise ValueError(
@@ -168,6 +192,12 @@ def check_loaded_state(opt: Any, state_dict: dict) -> None:
                         raise ValueError(
                             f"{owner}: state[{key!r}] of {where} has dtype {value.dtype}; "
                             "its 8-bit codes must be torch.uint8"
+                        )
+                elif key in ints:
+                    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+                        raise ValueError(
+                            f"{owner}: state[{key!r}] of {where} has dtype {value.dtype}; it "
+                            "is a count and must be an integer tensor"
                         )
                 elif not (value.is_floating_point() or value.is_complex()):
                     raise ValueError(

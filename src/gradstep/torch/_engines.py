@@ -304,13 +304,16 @@ class EngineRuns:
             value = np.asarray(new_shared[name]).item()
             for m in members:
                 m.state[rule.key(name)] = value
-        counted = rule.track_step and STEP in new_shared
+        # a count kept per parameter was advanced (or left) by the transform itself,
+        # and copied into each ``step`` above
+        own_count = any(STEP in values for values in own)
+        counted = rule.track_step and (STEP in new_shared or own_count)
         skipped = getattr(rule.transform, "skipped", None)
         if rule.track_step and not counted and skipped is not None:
             # a transform without a count of its own that skipped this step: torch's
             # step, counted by the front, stays too
             counted = bool(skipped(rule.unwrap(new)))
-        elif counted:
+        elif counted and not own_count:
             count = float(np.asarray(new_shared[STEP]))
             for m in members:
                 step = m.state[STEP]

@@ -48,6 +48,9 @@ class ParamState:
                 key = rule.key(name)
                 if key in state or name in layout.empty:
                     continue
+                if name == STEP:  # a count per parameter: torch's step, a float tensor
+                    state[key] = torch.tensor(float(np.asarray(value)), dtype=scalar_dtype())
+                    continue
                 value = _as_tensor(value, base)
                 if complex_param and _complex_kept(value, like):
                     value = torch.view_as_complex(value.contiguous())  # torch keeps it complex
@@ -135,6 +138,8 @@ class ParamState:
                 like = _real_view((state.get(MASTER, p) if master else p).detach())
                 own, _ = rule.layout(like).init_entries(_init_view(like))
                 for name, fresh in own.items():
+                    if name == STEP:
+                        continue  # a count per parameter: torch's float step
                     value = state.get(rule.key(name))
                     dtype = _as_tensor(fresh, like).dtype
                     if isinstance(value, torch.Tensor) and value.is_floating_point():
@@ -161,12 +166,15 @@ def _kept_dtypes(opt: Any, state_dict: dict) -> list[tuple]:
     for group, saved_group in zip(opt.param_groups, state_dict.get("param_groups", [])):
         master = bool(saved_group.get("master_weights", False))
         storage = _declares_dtypes(opt._loaded_rule(loaded_values(group, saved_group)))
-        if not (master or storage):
-            continue
         for p, pid in zip(group["params"], saved_group["params"]):
             entry = saved_state.get(pid) or {}
             for key, value in entry.items():
                 if key == STEP or not isinstance(value, torch.Tensor):
+                    continue
+                if _is_count(value):  # an integer counter (_checks.integer_keys)
+                    keep.append((p, key, value))
+                    continue
+                if not (master or storage):
                     continue
                 if master and p.dtype in _LOW_PRECISION and value.dtype in wide:
                     keep.append((p, key, value))
@@ -174,6 +182,12 @@ def _kept_dtypes(opt: Any, state_dict: dict) -> list[tuple]:
                     if value.dtype != p.dtype:
                         keep.append((p, key, value))
     return keep
+
+
+def _is_count(value: torch.Tensor) -> bool:
+    """An integer tensor (not 8-bit codes), which torch's loading would cast to its
+    parameter's dtype."""
+    return not (value.is_floating_point() or value.is_complex() or value.dtype == torch.uint8)
 
 
 def _complex_kept(value: torch.Tensor, real_view: torch.Tensor) -> bool:

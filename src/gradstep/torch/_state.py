@@ -13,9 +13,11 @@ be ambiguous; every ``count`` is the parameter's ``step``), and builds the tree 
 any set of parameters from their entries, or reads entries back from a new tree.
 
 Leaves outside the parameter lists (step counts, per-step scalars) are *shared*: a
-tree for several parameters holds one value of each. Where the structure depends on
-the shape, each shape has its layout, and a :class:`MixedLayout` joins several into
-one tree, so that one step of the transform sees parameters of every shape.
+tree for several parameters holds one value of each. A count inside a parameter list
+(a transform run per parameter, ``per_parameter``) is that parameter's own ``step``.
+Where the structure depends on the shape, each shape has its layout, and a
+:class:`MixedLayout` joins several into one tree, so that one step of the transform
+sees parameters of every shape.
 """
 
 from __future__ import annotations
@@ -285,9 +287,14 @@ def _subtree_tokens(td, prefix: tuple) -> list[tuple]:
 
 
 def _fill(td, prefix: tuple, entries: dict, name) -> Any:
-    """The per-parameter subtree ``td`` with its leaves taken from ``entries``."""
+    """The per-parameter subtree ``td`` with its leaves taken from ``entries`` (a
+    count kept per parameter, e.g. by ``per_parameter``, is the parameter's torch
+    ``step``, a float tensor: the transform gets it as the int64 count it keeps)."""
     if td.kind == "leaf":
-        return entries[name(prefix)]
+        key = name(prefix)
+        if key == STEP:
+            return np.asarray(int(entries[key]), dtype=np.int64)
+        return entries[key]
     if td.kind == "none":
         return None
     if td.kind == "dict":
