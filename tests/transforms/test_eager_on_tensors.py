@@ -15,7 +15,7 @@ from gradstep import transforms as T
 from gradstep.transforms import mxnet
 
 torch = pytest.importorskip("torch", reason="torch is a test dependency")
-gt = pytest.importorskip("gradstep.torch")
+gt = pytest.importorskip("gradstep.torch", reason="the torch front needs torch")
 
 
 class NoNumpy(torch.Tensor):
