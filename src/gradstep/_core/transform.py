@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import tree as _tree
+from .namespaces import NUMPY, namespace_of
 
 
 class Transform:
@@ -238,11 +239,13 @@ def chain(*stages: Transform, name: str = "chain") -> Chain:
 
 
 def apply_updates(params: Any, updates: Any) -> Any:
-    """``params + updates`` leaf by leaf, each result in its parameter's dtype."""
+    """``params + updates`` leaf by leaf, each result in its parameter's dtype, in
+    the parameters' array library (NumPy, torch, JAX) and on their device."""
 
     def add(p, u):
-        p_arr = np.asarray(p)
-        return (p_arr + u).astype(p_arr.dtype, copy=False)
+        ns = namespace_of(p)
+        p = np.asarray(p) if ns is NUMPY else p  # NumPy's: lists and numbers too
+        return ns.stored_like(p + u, p)
 
     return _tree.tree_map(add, params, updates)
 

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from .._core.elementwise import Elementwise, Slot
+from .._core.namespaces import NUMPY, namespace_of
 from .._core.stages import rule
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, decay_rate, hyperparams, nonnegative
@@ -386,11 +387,12 @@ def interpolation(stage: Elementwise) -> float:
 def lerp(a: Any, b: Any, weight: float) -> Any:
     """``a + weight (b - a)`` in ``a``'s dtype, rounded as ``torch.lerp`` does
     (from the nearer end)."""
-    a = np.asarray(a)
-    wt = a.dtype.type(weight)
+    ns = namespace_of(a)
+    a = np.asarray(a) if ns is NUMPY else a  # NumPy's: lists and numbers too
+    wt = ns.astype(weight, a)
     if abs(weight) < 0.5:
         return a + wt * (b - a)
-    return b - (b - a) * (a.dtype.type(1) - wt)
+    return b - (b - a) * (ns.astype(1.0, a) - wt)
 
 
 def to_evaluation(y: Any, z: Any, beta: float) -> Any:

@@ -39,10 +39,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import numpy as np
-
 from .._core import tree as _tree
 from .._core.elementwise import Elementwise, Slot
+from .._core.namespaces import namespace_of
 from .._core.transform import Chain, Transform
 from .._core.validate import BOOL, Interval, OneOf, hyperparams, nonnegative
 
@@ -87,15 +86,20 @@ class ParameterEMA(ParameterAverage):
         node = self.stage_state(state)
         t = int(node["count"])
         return _tree.tree_map(
-            lambda m: debiased(m, t, self.momentum, self.epsilon) if self.debias else np.copy(m),
+            lambda m: (
+                debiased(m, t, self.momentum, self.epsilon)
+                if self.debias
+                else namespace_of(m).copy(m)
+            ),
             node["average"],
         )
 
 
-def debiased(average: Any, t: int, momentum: float, epsilon: float) -> np.ndarray:
-    """:math:`m_t / (1 - (1-\\epsilon)\\mu^t)`, in ``average``'s dtype."""
-    m = np.asarray(average)
-    return m / m.dtype.type(1.0 - (1.0 - epsilon) * momentum**t)
+def debiased(average: Any, t: int, momentum: float, epsilon: float) -> Any:
+    """:math:`m_t / (1 - (1-\\epsilon)\\mu^t)`, in ``average``'s dtype, array library
+    and device (the divisor rounded to that dtype first)."""
+    ns = namespace_of(average)
+    return average / ns.astype(1.0 - (1.0 - epsilon) * momentum**t, average)
 
 
 def _parameter_ema_prepare(h: dict, count: int, *, one_minus, start) -> dict:
