@@ -12,7 +12,7 @@ import gradstep
 from gradstep import transforms as T
 
 torch = pytest.importorskip("torch", reason="torch is a test dependency")
-gt = pytest.importorskip("gradstep.torch", reason="the torch front needs torch")
+import gradstep.torch  # noqa: E402,F401  (registers the torch array namespace)
 
 
 class NoNumpy(torch.Tensor):

@@ -355,6 +355,13 @@ def namespace_of(x: Any) -> Namespace:
     return NUMPY
 
 
+def as_array(x: Any) -> tuple[Namespace, Any]:
+    """``x``'s namespace and ``x`` as its array: NumPy's turns lists and numbers into
+    arrays; other libraries' arrays pass as they are (no copy to the host)."""
+    ns = namespace_of(x)
+    return ns, (np.asarray(x) if ns is NUMPY else x)
+
+
 @functools.cache
 def _bound(fn: Callable, name: str) -> Callable:
     return fn if name == "numpy" else xmath.bind(fn, _BY_NAME[name].ops)

@@ -25,10 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from . import tree as _tree
-from .namespaces import NUMPY, namespace_of
+from .namespaces import as_array
 
 
 class Transform:
@@ -243,8 +241,7 @@ def apply_updates(params: Any, updates: Any) -> Any:
     the parameters' array library (NumPy, torch, JAX) and on their device."""
 
     def add(p, u):
-        ns = namespace_of(p)
-        p = np.asarray(p) if ns is NUMPY else p  # NumPy's: lists and numbers too
+        ns, p = as_array(p)
         return ns.stored_like(p + u, p)
 
     return _tree.tree_map(add, params, updates)

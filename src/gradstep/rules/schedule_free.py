@@ -49,10 +49,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import numpy as np
-
 from .._core.elementwise import Elementwise, Slot
-from .._core.namespaces import NUMPY, namespace_of
+from .._core.namespaces import as_array
 from .._core.stages import rule
 from .._core.transform import Chain
 from .._core.validate import BOOL, Interval, decay_rate, hyperparams, nonnegative
@@ -387,8 +385,7 @@ def interpolation(stage: Elementwise) -> float:
 def lerp(a: Any, b: Any, weight: float) -> Any:
     """``a + weight (b - a)`` in ``a``'s dtype, rounded as ``torch.lerp`` does
     (from the nearer end)."""
-    ns = namespace_of(a)
-    a = np.asarray(a) if ns is NUMPY else a  # NumPy's: lists and numbers too
+    ns, a = as_array(a)
     wt = ns.astype(weight, a)
     if abs(weight) < 0.5:
         return a + wt * (b - a)
