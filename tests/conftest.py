@@ -134,3 +134,26 @@ def watch(monkeypatch):
         return calls
 
     return watched
+
+
+@pytest.fixture
+def kernel_assembly(tmp_path, monkeypatch):
+    """``kernel_assembly(module)``: the machine code of the ``step`` kernel of a fused
+    kernel module the test has run, compiled afresh for its signatures. (numba lists
+    no machine code for a kernel it loaded from its on-disk cache, as the tests' kernel
+    folder keeps them between runs: the copy, one comment longer, is another module,
+    built in a folder of the test's own.)"""
+    from gradstep.engines.kernel_cache import load_kernels
+
+    monkeypatch.setenv("GRADSTEP_CACHE_DIR", str(tmp_path))
+
+    def assembly(module) -> str:
+        source = Path(module.__file__).read_text() + "# compiled afresh to be inspected\n"
+        fresh = load_kernels(source)
+        signatures = module.step.signatures
+        assert signatures, "the kernel has not run"
+        for signature in signatures:
+            fresh.step.compile(signature)
+        return "".join(fresh.step.inspect_asm(signature) for signature in signatures)
+
+    return assembly
