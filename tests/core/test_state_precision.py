@@ -141,6 +141,41 @@ def test_sixteen_bit_conversions_match_numpy_and_ml_dtypes_bit_for_bit():
     np.testing.assert_array_equal(hf_back, hf.view(np.float16).astype(np.float32))
 
 
+def test_float16_conversions_of_every_pattern_and_nan():
+    # the conversions pick among cases computed side by side (no branches): every
+    # float16 pattern loads exactly (NaN payloads kept), and a NaN stores as a quiet
+    # NaN of its sign
+    numba = pytest.importorskip("numba", reason="needs numba (a dependency of the fused engine)")
+    from gradstep.engines._scalar_ops import f16_load, f16_store
+
+    @numba.njit
+    def loads(bits, out):
+        for i in range(bits.size):
+            out[i] = f16_load(bits[i])
+
+    @numba.njit
+    def stores(x, out):
+        for i in range(x.size):
+            out[i] = f16_store(x[i])
+
+    every = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
+    loaded = np.zeros(every.size, np.float32)
+    loads(every, loaded)
+    nan = np.isnan(every.view(np.float16))
+    np.testing.assert_array_equal(
+        loaded.view(np.uint32)[~nan],
+        every[~nan].view(np.float16).astype(np.float32).view(np.uint32),
+    )
+    # NaN: its sign and payload in float32's bits (NumPy's cast may quiet a signalling one)
+    h = every[nan].astype(np.uint32)
+    payload = ((h & 0x8000) << 16) | 0x7F800000 | ((h & 0x3FF) << 13)
+    np.testing.assert_array_equal(loaded.view(np.uint32)[nan], payload)
+    nans = np.array([0x7FC00000, 0xFFC00000, 0x7F800001, 0xFFBFFFFF], np.uint32)
+    stored = np.zeros(nans.size, np.uint16)
+    stores(nans.view(np.float32), stored)
+    np.testing.assert_array_equal(stored, [0x7E00, 0xFE00, 0x7E00, 0xFE00])
+
+
 def test_checkpoints_move_between_precisions(tmp_path):
     w = np.linspace(-1, 1, 8).astype(np.float32)
     low = gradstep.Optimizer(w.copy(), gradstep.adam(0.1, state_dtype="bfloat16"), engine="eager")
