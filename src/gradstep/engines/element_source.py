@@ -4,6 +4,7 @@ code generators (the numba fused engine, the Triton engine)."""
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import textwrap
 from collections.abc import Callable
@@ -16,8 +17,12 @@ class SourceError(Exception):
     """An element function whose source cannot be read as one ``def``."""
 
 
+@functools.cache
 def function_source(fn: Callable, new_name: str) -> str:
-    """``fn``'s ``def`` (without decorators or annotations) renamed ``new_name``."""
+    """``fn``'s ``def`` (without decorators or annotations) renamed ``new_name``.
+
+    Remembered per function and name: every engine built for a rule reads the same
+    few functions again, and reading a source from its file costs milliseconds."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError) as err:
