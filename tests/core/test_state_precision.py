@@ -109,9 +109,23 @@ def test_fused_engine_equals_eager_bit_for_bit(param, state):
         np.testing.assert_array_equal(s_f[name].view(np.uint8), s_e[name].view(np.uint8))
 
 
-def test_sixteen_bit_conversions_match_numpy_and_ml_dtypes_bit_for_bit():
+def _float16_forms(form):
+    """(load, store) of float16 in the kernels: the form this processor compiles
+    (``"selected"``: its conversion instructions where it has them) or the integer
+    arithmetic of processors without them (``"integer"``)."""
+    from gradstep.engines import _half_ops as h
+
+    if form == "integer":
+        return h.f16_load_bits, h.f16_store_bits
+    return h.f16_load, h.f16_store
+
+
+@pytest.mark.parametrize("form", ["selected", "integer"])
+def test_sixteen_bit_conversions_match_numpy_and_ml_dtypes_bit_for_bit(form):
     numba = pytest.importorskip("numba", reason="needs numba (a dependency of the fused engine)")
-    from gradstep.engines._scalar_ops import bf16_load, bf16_store, f16_load, f16_store
+    from gradstep.engines._half_ops import bf16_load, bf16_store
+
+    f16_load, f16_store = _float16_forms(form)
 
     @numba.njit
     def round_trip(x, bf, hf, bf_back, hf_back):
@@ -141,12 +155,13 @@ def test_sixteen_bit_conversions_match_numpy_and_ml_dtypes_bit_for_bit():
     np.testing.assert_array_equal(hf_back, hf.view(np.float16).astype(np.float32))
 
 
-def test_float16_conversions_of_every_pattern_and_nan():
-    # the conversions pick among cases computed side by side (no branches): every
-    # float16 pattern loads exactly (NaN payloads kept), and a NaN stores as a quiet
-    # NaN of its sign
+@pytest.mark.parametrize("form", ["selected", "integer"])
+def test_float16_conversions_of_every_pattern_and_nan(form):
+    # every float16 pattern loads exactly; a NaN stays a quiet NaN of its sign (the
+    # integer form: with its payload on load, the payload dropped on store; a
+    # processor's instructions quiet it and keep the payload's top bits)
     numba = pytest.importorskip("numba", reason="needs numba (a dependency of the fused engine)")
-    from gradstep.engines._scalar_ops import f16_load, f16_store
+    f16_load, f16_store = _float16_forms(form)
 
     @numba.njit
     def loads(bits, out):
@@ -166,14 +181,19 @@ def test_float16_conversions_of_every_pattern_and_nan():
         loaded.view(np.uint32)[~nan],
         every[~nan].view(np.float16).astype(np.float32).view(np.uint32),
     )
-    # NaN: its sign and payload in float32's bits (NumPy's cast may quiet a signalling one)
     h = every[nan].astype(np.uint32)
-    payload = ((h & 0x8000) << 16) | 0x7F800000 | ((h & 0x3FF) << 13)
-    np.testing.assert_array_equal(loaded.view(np.uint32)[nan], payload)
+    got = loaded.view(np.uint32)[nan]
+    assert np.isnan(loaded[nan]).all()
+    np.testing.assert_array_equal(got >> 31, h >> 15)  # the sign
     nans = np.array([0x7FC00000, 0xFFC00000, 0x7F800001, 0xFFBFFFFF], np.uint32)
     stored = np.zeros(nans.size, np.uint16)
     stores(nans.view(np.float32), stored)
-    np.testing.assert_array_equal(stored, [0x7E00, 0xFE00, 0x7E00, 0xFE00])
+    assert np.isnan(stored.view(np.float16)).all()
+    np.testing.assert_array_equal(stored & 0x8200, [0x0200, 0x8200, 0x0200, 0x8200])  # quiet
+    if form == "integer":
+        payload = ((h & 0x8000) << 16) | 0x7F800000 | ((h & 0x3FF) << 13)
+        np.testing.assert_array_equal(got, payload)
+        np.testing.assert_array_equal(stored, [0x7E00, 0xFE00, 0x7E00, 0xFE00])
 
 
 def test_checkpoints_move_between_precisions(tmp_path):

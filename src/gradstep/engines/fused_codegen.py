@@ -55,7 +55,7 @@ def _helpers_fingerprint() -> str:
     """
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    helpers = ("_scalar_ops.py", "_scalar_exp.py")
+    helpers = ("_scalar_ops.py", "_scalar_exp.py", "_half_ops.py")
     for path in [here / name for name in helpers] + [here.parent / "_core" / "blockwise8.py"]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -74,7 +74,7 @@ VIEW_TYPES = {
     "blockwise8": "np.uint8",  # codes; the block scales are a float32 row of their own
 }
 _SIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "blockwise8": 1}
-_HALF = {"float16": "f16", "bfloat16": "bf16"}  # the _scalar_ops helpers of 16-bit bits
+_HALF = {"float16": "f16", "bfloat16": "bf16"}  # the _half_ops helpers of 16-bit bits
 
 
 class _Rows:
@@ -173,8 +173,8 @@ def generate_source(
         "import numpy as np",
         "from numba import carray, njit, prange",
         f"from gradstep.engines._scalar_ops import as_pointer, {ops}",
-        "from gradstep.engines._scalar_ops import bf16_load, bf16_store, f16_load, f16_store",
-        "from gradstep.engines._scalar_ops import to_odd32",
+        "from gradstep.engines._half_ops import bf16_load, bf16_store, f16_load, f16_store",
+        "from gradstep.engines._half_ops import to_odd32",
     ]
     access = _Rows(stages, rows, math)
     if kp.STOCHASTIC in access.kinds:
