@@ -196,6 +196,25 @@ def test_float16_conversions_of_every_pattern_and_nan(form):
         np.testing.assert_array_equal(stored, [0x7E00, 0xFE00, 0x7E00, 0xFE00])
 
 
+def test_float16_form_follows_numbas_target(monkeypatch):
+    # the processor's instructions only where numba compiles for them: LLVM would call
+    # compiler-rt's conversions elsewhere, which numba may not link
+    pytest.importorskip("numba", reason="needs numba (a dependency of the fused engine)")
+    from numba.core import config
+
+    from gradstep.engines import _half_ops as h
+
+    monkeypatch.setattr(h.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(config, "CPU_FEATURES", "+sse2,+avx2,-f16c")
+    assert not h._target_converts_half()
+    monkeypatch.setattr(config, "CPU_FEATURES", "+sse2,+f16c")
+    assert h._target_converts_half()
+    monkeypatch.setattr(h.platform, "machine", lambda: "aarch64")
+    assert h._target_converts_half()
+    monkeypatch.setattr(h.platform, "machine", lambda: "ppc64le")
+    assert not h._target_converts_half()
+
+
 def test_checkpoints_move_between_precisions(tmp_path):
     w = np.linspace(-1, 1, 8).astype(np.float32)
     low = gradstep.Optimizer(w.copy(), gradstep.adam(0.1, state_dtype="bfloat16"), engine="eager")

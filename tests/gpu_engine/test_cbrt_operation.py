@@ -137,10 +137,10 @@ def test_generated_kernels_name_the_compiled_helpers_they_call():
 
     import gradstep.engines.fused_codegen as codegen
     from gradstep._core import blockwise8
-    from gradstep.engines import _scalar_exp, _scalar_ops
+    from gradstep.engines import _half_ops, _scalar_exp, _scalar_ops
 
     digest = hashlib.sha256()
-    for module in (_scalar_ops, _scalar_exp, blockwise8):
+    for module in (_scalar_ops, _scalar_exp, _half_ops, blockwise8):
         digest.update(Path(module.__file__).read_bytes())
     assert codegen.HELPERS_FINGERPRINT == digest.hexdigest()[:16]
     import gradstep

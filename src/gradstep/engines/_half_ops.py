@@ -124,7 +124,8 @@ def _target_converts_half() -> bool:
     among the features numba compiles for (``NUMBA_CPU_FEATURES``, else the host's),
     or 64-bit Arm. Without them LLVM would call compiler-rt's conversion functions,
     which numba may not link."""
-    from numba.core import codegen, config
+    from numba.core import codegen as numba_codegen
+    from numba.core import config
 
     machine = platform.machine().lower()
     if machine in ("aarch64", "arm64"):
@@ -133,7 +134,7 @@ def _target_converts_half() -> bool:
         return False
     features = config.CPU_FEATURES
     if features is None:
-        features = codegen.get_host_cpu_features()
+        features = numba_codegen.get_host_cpu_features()
     return "+f16c" in features.split(",")
 
 
