@@ -154,6 +154,8 @@ def kernel_assembly(tmp_path, monkeypatch):
         assert signatures, "the kernel has not run"
         for signature in signatures:
             fresh.step.compile(signature)
-        return "".join(fresh.step.inspect_asm(signature) for signature in signatures)
+        listing = "".join(fresh.step.inspect_asm(signature) for signature in signatures)
+        assert f"{fresh.__name__}4step" in listing, "no machine code listed for the kernel"
+        return listing
 
     return assembly

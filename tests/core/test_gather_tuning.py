@@ -73,7 +73,7 @@ def test_the_probe_answers_as_the_kernels_compile(monkeypatch, kernel_assembly):
     )
     _fused_and_eager(lambda: gradstep.adam(0.01, state_dtype="int8"), "float32", steps=1)
     modules = [load(source) for source in sources if "q8_code" in source]
+    assert modules
     assembly = "".join(kernel_assembly(module) for module in modules)
-    assert "q8" in "".join(sources) and "ymm" in assembly or "xmm" in assembly
     assert bool(gt._GATHER.search(assembly)) == gt.compiler_gathers()
     assert not gt._GATHER.search("_ZN8gradstep7engines14_gather_tuning8_lookups:\n")

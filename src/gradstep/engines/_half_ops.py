@@ -169,17 +169,7 @@ def _f16_narrow(typingctx, x):
     return types.uint16(x), codegen
 
 
-if HARDWARE_HALF:
-
-    @njit
-    def f16_load(bits):
-        """float16 bits -> float32 (exact)."""
-        return _f16_widen(bits)
-
-    @njit
-    def f16_store(x):
-        """float32 -> float16 bits, to the nearest, ties to even (overflow to infinity)."""
-        return _f16_narrow(x)
-
-else:
-    f16_load, f16_store = f16_load_bits, f16_store_bits
+#: the float16 conversions the kernels call (``f16_load(bits)``, ``f16_store(x)``)
+f16_load, f16_store = (
+    (_f16_widen, _f16_narrow) if HARDWARE_HALF else (f16_load_bits, f16_store_bits)
+)

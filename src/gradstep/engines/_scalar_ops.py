@@ -176,10 +176,8 @@ def bits_float(typingctx, x):
     return types.float32(x), codegen
 
 
-# 16-bit float conversions: gradstep.engines._half_ops. The helpers here are compiled
-# once per process and left for LLVM to inline into the kernels (their machine code
-# calls none of them: tests/core/test_kernel_helpers_inlined.py); numba's own inlining
-# (inline="always") typed and lowered them again at every use, for the same machine code.
+# 16-bit float conversions: gradstep.engines._half_ops. The helpers below are, as
+# those, compiled once and inlined by LLVM, not by numba (see _half_ops).
 
 
 # -- stochastic rounding (gradstep._core.rounding): the same bits as its NumPy stream ---
