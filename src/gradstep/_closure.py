@@ -27,8 +27,7 @@ def closure_step(optimizer: Any, closure: Callable[[], tuple[Any, Any]], **ctx: 
             f"closure_step: {getattr(transform, 'name', type(transform).__name__)!r} does not "
             "step with a closure; use Optimizer.step(grads)"
         )
-    overrides = {**optimizer.hyperparams, **ctx}
-    optimizer._check_overrides(overrides)
+    overrides = optimizer._check_overrides({**optimizer.hyperparams, **ctx})
     live = _tree.leaves(optimizer.params)
 
     def write(tree: Any) -> None:

@@ -36,7 +36,7 @@ from ._checkpoint import bfloat16_restored, blockwise8_converted, check_state_va
 from ._core import tree as _tree
 from ._core.namespaces import is_floating
 from ._core.transform import Transform
-from ._core.validate import OneOf, check
+from ._core.validate import OneOf, as_number, check
 from ._split_step import apply_updates, eager_updates, split_of, step_split
 
 ENGINES = ("auto", "fused", "eager")
@@ -123,8 +123,7 @@ class Optimizer:
             return closure_step(self, closure, **ctx)
         if grads is None:
             raise ValueError("Optimizer.step: grads are required (or a closure)")
-        overrides = {**self.hyperparams, **ctx}
-        self._check_overrides(overrides)
+        overrides = self._check_overrides({**self.hyperparams, **ctx})
         p_leaves = self._current_params()
         g_leaves = _tree.matching_leaves(self._treedef, grads, "Optimizer.step: gradients")
         if not _ARRAYS.issuperset(map(type, g_leaves)):
@@ -246,10 +245,14 @@ class Optimizer:
                 stacklevel=3,
             )
 
-    def _check_overrides(self, overrides: dict[str, Any], owner: str = "Optimizer.step") -> None:
+    def _check_overrides(
+        self, overrides: dict[str, Any], owner: str = "Optimizer.step"
+    ) -> dict[str, Any]:
+        """``overrides`` checked, 0-d arrays as the numbers they hold (:func:`as_number`)."""
         if not overrides:
-            return
+            return overrides
         known = self.transform.hyperparameters()
+        overrides = {name: as_number(value) for name, value in overrides.items()}
         for name, value in overrides.items():
             if name not in known:
                 raise ValueError(
@@ -258,6 +261,7 @@ class Optimizer:
                 )
             if known[name] is not None:
                 check(owner, name, value, known[name])
+        return overrides
 
     # -- checkpoints -------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ from typing import Any
 from .blockwise8 import MIN_8BIT_SIZE
 from .rounding import ROUNDING_OPTIONS, ROUNDING_RANGES, ParameterStore, with_rounding
 from .transform import Transform, map_transform, shallow_copy, walk
-from .validate import Constraint, Interval, check, remember_recipe
+from .validate import Constraint, Interval, as_number, check, remember_recipe
 
 #: the dtypes a slot can be stored in (blockwise8: :mod:`gradstep._core.blockwise8`)
 STORAGE_DTYPES = ("float16", "bfloat16", "float32", "float64", "blockwise8")
@@ -347,6 +347,7 @@ def with_precision_option(factory: Callable, name: str) -> Callable:
         **kwargs: Any,
     ) -> Any:
         per_slot = {option: kwargs.pop(option) for option in list(aliases) if option in kwargs}
+        rounding_seed, min_8bit_size = as_number(rounding_seed), as_number(min_8bit_size)
         rounding = dict(
             stochastic_rounding=stochastic_rounding,
             rounding_seed=rounding_seed,

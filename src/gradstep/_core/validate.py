@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 # set while a front that mimics another library builds a transform from values that
 # library accepts (torch.optim.SGD takes momentum=2.0): numeric ranges are not checked
 _RANGES_WAIVED = contextvars.ContextVar("gradstep_ranges_waived", default=False)
@@ -56,6 +58,39 @@ class Constraint:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _zero_dim_array(value: Any) -> bool:
+    """Whether ``value`` is a 0-d array (NumPy's, JAX's, torch's), not a NumPy scalar."""
+    if isinstance(value, (numbers.Number, np.generic)) or callable(value):
+        return False
+    return hasattr(value, "dtype") and hasattr(value, "item") and value.shape == ()
+
+
+def as_number(value: Any) -> Any:
+    """``value`` as the Python number it holds where it is a concrete 0-d real array
+    (optax and torch.optim take ``jnp.asarray(1e-3)`` or ``torch.tensor(1e-3)`` for any
+    number); anything else as it is, a traced array (under ``jax.jit``) included. A
+    number, not the array: the array's own dtype would change the dtype of the
+    arithmetic it enters (a float64 0-d array promotes float32 arrays under NumPy 2)."""
+    if not _zero_dim_array(value):
+        return value
+    try:
+        number = value.item()
+    except Exception:  # a traced value: no number to take while tracing
+        return value
+    return number if _is_real(number) else value
+
+
+def _traced(value: Any) -> bool:
+    """Whether ``value`` is a 0-d array whose value cannot be taken (a JAX tracer)."""
+    if not _zero_dim_array(value):
+        return False
+    try:
+        value.item()
+    except Exception:
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -135,8 +170,16 @@ def decay_rate(schedulable: bool = False) -> Interval:
 def check(owner: str, name: str, value: Any, constraint: Constraint) -> None:
     """Raise the project's standard error if ``value`` is not valid for ``name``."""
     if not constraint.contains(value):
+        hint = ""
+        if _traced(value):
+            hint = (
+                " (a traced array, e.g. an optimizer made inside jax.jit by "
+                "optax.inject_hyperparams: its value is unknown while the optimizer is "
+                "made; give a per-step value to update(..., name=value) instead, or use "
+                "gradstep.compat.optax.inject_hyperparams, which makes the optimizer once)"
+            )
         raise ValueError(
-            f"{owner}: invalid {name}={value!r}; valid values: {constraint.describe()}"
+            f"{owner}: invalid {name}={value!r}; valid values: {constraint.describe()}{hint}"
         )
 
 
@@ -152,6 +195,9 @@ def hyperparams(**constraints: Constraint) -> Callable:
         @functools.wraps(factory)
         def checked(*args: Any, **kwargs: Any) -> Any:
             bound = sig.bind(*args, **kwargs)
+            for name, value in bound.arguments.items():
+                bound.arguments[name] = as_number(value)
+            args, kwargs = bound.args, bound.kwargs
             bound.apply_defaults()
             waived = _RANGES_WAIVED.get()
             for name, constraint in constraints.items():

@@ -31,8 +31,9 @@ own, reached through this module when optax is installed.
 
 What differs from optax, on purpose:
 
-- Hyperparameters are Python numbers or schedules, validated when the optimizer is
-  made; a per-step value is passed to ``update`` by its gradstep name
+- Hyperparameters are numbers (a 0-d array, ``jnp.asarray(1e-3)``, counts as the
+  number it holds) or schedules, validated when the optimizer is made; a per-step
+  value is passed to ``update`` by its gradstep name
   (``update(g, s, p, learning_rate=lr)``) or injected with
   :func:`inject_hyperparams`, which puts into ``state.hyperparams`` the arguments
   that set a per-step hyperparameter of the rule (``learning_rate``, ``b1``,
@@ -40,7 +41,10 @@ What differs from optax, on purpose:
   ``eps_root``, RAdam's ``threshold``, which the compat optimizers take per step);
   optax also puts arguments that act only when the state is made
   (``initial_scale``, ``initial_accumulator_value``) there, and a change to them
-  would be ignored: they are left out.
+  would be ignored: they are left out. optax's own ``inject_hyperparams`` around a
+  factory of this module works outside ``jax.jit`` (it makes the optimizer again at
+  every step, from 0-d arrays); inside, the values it passes are traced, unknown
+  while the optimizer is made, and refused with a ``ValueError`` that points here.
 - ``mu_dtype``/``accumulator_dtype`` store that slot (the same field of optax's
   state) in the given dtype (e.g. ``jnp.bfloat16``), as optax does; the arithmetic
   stays in float32 or wider (optax multiplies the stored moment by its decay in the
