@@ -33,9 +33,9 @@ timeout 170 $PY -m gradstep bench --backend torch --device cuda --steps 10 --rep
 echo "exit $?" >> "$OUT/bench-cuda-adam.txt"
 tail -n 22 "$OUT/bench-cuda-adam.txt"
 
-stamp "bench: other rules"
+stamp "bench: other rules, and 8-bit AdamW (issue 18: against float32 AdamW on 1x20M)"
 timeout 150 $PY -m gradstep bench --backend torch --device cuda --steps 10 --repeats 5 \
-  --optimizers sgd_momentum,rmsprop,adagrad,nadam,radam,lion,schedule_free_adamw \
+  --optimizers adamw_int8,sgd_momentum,rmsprop,adagrad,nadam,radam,lion,schedule_free_adamw \
   --cuda-layouts gpt2,5000x1000,20000x64,1x20000000 \
   --json "$OUT/bench-cuda-rules.json" > "$OUT/bench-cuda-rules.txt" 2>&1
 echo "exit $?" >> "$OUT/bench-cuda-rules.txt"
