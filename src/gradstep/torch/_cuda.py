@@ -75,10 +75,10 @@ class FastStep:
     Built after a step in which every parameter of the group had a gradient and all
     ran in one Triton bucket. Each later step checks, before launching, that nothing
     the launch relies on moved: the same parameter objects at the same addresses,
-    every gradient dense and contiguous (torch already guarantees its shape, dtype
-    and device), the same state tensors at the same addresses, the same step count.
-    Anything else returns False and the group takes the general path, which
-    rebuilds what changed.
+    every gradient dense and contiguous, or laid out as its parameter where that is
+    not in C order (torch already guarantees its shape, dtype and device), the same
+    state tensors at the same addresses, the same step count. Anything else returns
+    False and the group takes the general path, which rebuilds what changed.
     """
 
     def __init__(self, opt: Any, group: dict, rule: Any, members: list, bucket: Any):
@@ -97,6 +97,10 @@ class FastStep:
         self.expected = [[d[k] for d in self.dicts] for k in keys]
         self.keys = keys
         self.w_ptrs = [p.data_ptr() for p in self.params]
+        # parameters in another memory format (channels_last) run as C-contiguous
+        # views of their memory: each gradient must then be laid out as its parameter
+        in_c_order = all(p.is_contiguous() for p in self.params)
+        self.w_strides = None if in_c_order else [p.stride() for p in self.params]
         self.state_ptrs = [list(map(torch.Tensor.data_ptr, row)) for row in self.expected]
         engine = bucket.engine
         self.engine = engine
@@ -175,8 +179,11 @@ class FastStep:
             return False
         grads = [p.grad for p in params]
         try:
-            if not all(map(torch.Tensor.is_contiguous, grads)):
-                return False
+            if self.w_strides is None:
+                if not all(map(torch.Tensor.is_contiguous, grads)):
+                    return False
+            elif list(map(torch.Tensor.stride, grads)) != self.w_strides:
+                return False  # a gradient not laid out as its parameter (channels_last)
             g_ptrs = list(map(torch.Tensor.data_ptr, grads))
         except (TypeError, RuntimeError):  # a missing or sparse gradient
             return False

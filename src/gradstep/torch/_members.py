@@ -49,7 +49,7 @@ class _Member:
             convert = _real_view
         elif not _dist.is_dtensor(p):
             self.mode = "plain"
-            convert = _same
+            convert = (None if master else _storage_view(store, grad, state, rule)) or _same
         elif rule.local_ok:
             self.mode = "local"
             convert = _dist.local
@@ -144,6 +144,26 @@ def whole_steps(rule: _Rule, members: list[_Member]) -> list[tuple[list[_Member]
 
 def _same(t):
     return t
+
+
+def _storage_view(store, grad, state: dict, rule: _Rule) -> Any:
+    """For a parameter that is dense but not C-contiguous (``channels_last``, a
+    transposed weight), a conversion to the permutation of its axes under which it,
+    its gradient and its per-element state are C-contiguous views of their memory;
+    None where there is none or the rule's math depends on shapes or positions
+    (:attr:`_Rule.layout_free`). The engines, which walk C-contiguous memory, then
+    step such parameters as they step any other, in place; an element's neighbours
+    differ, which an elementwise rule does not see."""
+    if not rule.layout_free or store.dim() < 2 or store.is_contiguous():
+        return None
+    if grad is None or grad.layout != torch.strided or grad.shape != store.shape:
+        return None
+    order = sorted(range(store.dim()), key=lambda d: -store.stride(d))
+    slots = [v for v in state.values() if isinstance(v, torch.Tensor) and v.shape == store.shape]
+    if not all(t.permute(order).is_contiguous() for t in [store, grad, *slots]):
+        return None
+    shape = store.shape
+    return lambda t: t.permute(order) if t.shape == shape else t
 
 
 def _real_view(t: torch.Tensor) -> torch.Tensor:

@@ -4,11 +4,10 @@ The optimizer keeps torch's conventions (per-parameter state created on the firs
 step, a ``step`` count per parameter, parameters without a gradient skipped,
 ``param_groups`` whose values every step reads) and runs the transform's math:
 
-- CPU float32/float64 contiguous tensors go to the fused engine as zero-copy NumPy
-  views (the kernel writes the parameters and the state in place);
-- everything else (other dtypes, other devices, non-contiguous tensors, transforms
-  the fused engine cannot compile) runs the transform's own ``update`` on torch
-  tensors: the same element functions with torch operations;
+- CPU tensors go to the numba engine as zero-copy NumPy views, CUDA tensors to the
+  Triton engine (``channels_last`` ones as C-contiguous views of their memory:
+  :func:`gradstep.torch._members._storage_view`), both writing in place;
+- anything else runs the transform's own ``update``: the same element functions;
 - DTensor parameters (FSDP2) run on their local shards with norms reduced across
   ranks, or, for transforms that need whole tensors, on all-gathered tensors.
 

@@ -51,7 +51,7 @@ class ParamState:
                 if name == STEP:  # a count per parameter: torch's step, a float tensor
                     state[key] = torch.tensor(float(np.asarray(value)), dtype=scalar_dtype())
                     continue
-                value = _as_tensor(value, base)
+                value = _in_memory_format(_as_tensor(value, base), base)
                 if complex_param and _complex_kept(value, like):
                     value = torch.view_as_complex(value.contiguous())  # torch keeps it complex
                 if gathered and tuple(value.shape) == tuple(like.shape):
@@ -225,3 +225,15 @@ def step_on_device(p: torch.Tensor, state: dict, interpreted: bool) -> None:
     step = state.get(STEP)
     if isinstance(step, torch.Tensor) and (step.device != p.device or step.dtype != torch.float32):
         state[STEP] = step.to(device=p.device, dtype=torch.float32)
+
+
+def _in_memory_format(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-element state tensor laid out in memory as its parameter ``like`` is
+    (``channels_last``, a transposed weight), as torch.optim makes its state
+    (``zeros_like(p, memory_format=torch.preserve_format)``); the engines then step
+    such a parameter and its state as C-contiguous views of their memory
+    (:func:`gradstep.torch._members._storage_view`)."""
+    if like.is_contiguous() or like.layout != torch.strided or value.shape != like.shape:
+        return value
+    out = torch.empty_like(like, dtype=value.dtype)
+    return out.copy_(value) if out.stride() != value.stride() else value
