@@ -60,6 +60,7 @@ from .._core import tree as _tree
 from .._core.blockwise8 import BLOCK, BLOCKWISE8, MIXED_PREFIX, absmax_name, is_codes, n_blocks
 from .._core.combine import _labels_for
 from .._core.fused_form import refusal
+from .._core.memory_order import order_free
 from .._core.transform import Transform
 from . import array_table
 from .fused_codegen import CHUNK, VIEW_TYPES, generate_source, math_dtype
@@ -109,6 +110,9 @@ class FusedEngine:
         self._modules: dict[tuple[str, ...], Any] = {}
         self._layout_cache: dict | None = None
         self._broken: str | None = None  # why kernels cannot be built here
+        # parameters laid out in another order (Fortran, transposed views) run as the
+        # flat block of their memory, their gradients and slots laid out alike
+        self._order_free = not self.forms and order_free(transform)
 
     def refusal(self, shapes: list[tuple[int, ...]], dtype: Any = None) -> str | None:
         """Why tensors of ``shapes`` (and of ``dtype``) cannot be stepped here (a fused
@@ -266,6 +270,9 @@ class FusedEngine:
             # each row's storage dtype (slots: set every step; 8-bit block scales: float32)
             "rows": [name] * self.n_rows,
             "shapes": [w.shape for w in ws],
+            "order_free": self._order_free,
+            # whether this step's parameters are all in C order (set by their checks)
+            "c_order": True,
             "table": array_table.ShapeTable([w.shape for w in ws]),
             "chunks": np.array(rows, np.int64).reshape(-1, 3),
             "ptrs": np.zeros((self.n_rows, len(ws)), np.int64),
@@ -421,6 +428,10 @@ def _pointers(
     dtype = layout["dtype"] if dtype is None else dtype
     if len(arrays) != len(shapes):
         raise ValueError(f"{len(arrays)} {what}s for {len(shapes)} parameters")
+    parameters = what == "parameter"
+    if not (parameters or layout["c_order"]):  # each array laid out as its parameter
+        return [_checked_pointer(j, a, layout, what, slot, dtype) for j, a in enumerate(arrays)]
+    layout["c_order"] = True  # the parameters' row: the fast checks are of C order
     checked = array_table.pointers(arrays, layout["table"], dtype, writable=what != "gradient")
     if checked is not None:
         return checked
@@ -436,6 +447,8 @@ def _pointers(
             return pointers
     except (TypeError, ValueError, BufferError):
         pass
+    if parameters:
+        layout["c_order"] = all(isinstance(w, np.ndarray) and w.flags.c_contiguous for w in arrays)
     return [_checked_pointer(j, a, layout, what, slot, dtype) for j, a in enumerate(arrays)]
 
 
@@ -459,6 +472,24 @@ def _checked_pointer(
         raise Unsupported(f"{label} has dtype {a.dtype}, {others} {dtype}")
     if what != "gradient" and not a.flags.writeable:
         raise Unsupported(f"{label} is read-only")
-    if not (a.flags.c_contiguous and a.flags.aligned):
+    w = layout["w"][j]
+    if w.flags.c_contiguous or not layout["order_free"]:
+        laid_out = a.flags.c_contiguous
+    else:  # a parameter in another order of its axes: everything laid out as it
+        laid_out = _laid_out_as(a, w)
+    if not (laid_out and a.flags.aligned):
         raise Unsupported(f"{label} is not a contiguous array")
     return _address(a)
+
+
+def _laid_out_as(a: np.ndarray, w: np.ndarray) -> bool:
+    """``a`` has the strides of the parameter ``w`` (in elements: a slot may be stored
+    in another dtype), which fills one block of memory in some order of its axes
+    (Fortran order, a transposed view): the kernels walk both as the same flat
+    block, element for element."""
+    if [s // a.itemsize for s in a.strides] != [s // w.itemsize for s in w.strides]:
+        return False
+    if any(s % a.itemsize for s in a.strides):
+        return False
+    order = np.argsort(w.strides, kind="stable")[::-1]
+    return bool(w.transpose(order).flags.c_contiguous)

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from .._core import tree as _tree
-from .._core.blockwise8 import ABSMAX_SUFFIX, BLOCKWISE8
+from .._core.blockwise8 import ABSMAX_SUFFIX
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
+from .._core.memory_order import order_free
 from .._core.per_tensor import PerTensorReduction
-from .._core.rounding import ParameterStore
 from .._core.separable import separable
 from .._core.sharpness import SharpnessAware
 from .._core.transform import Chain, Transform, map_transform, walk
@@ -183,20 +183,6 @@ def baked_values(t: Transform) -> dict[str, Any]:
     return {k: (None if k in conflict else v) for k, v in out.items()}
 
 
-def position_free(t: Transform) -> bool:
-    """No stage of ``t`` ties a value to its element's position in memory: no 8-bit
-    slot (blocks of 256 consecutive elements) and no stochastic rounding (a random
-    stream keyed by the element's index)."""
-    for visit in walk(t):
-        node = visit.transform
-        if isinstance(node, ParameterStore) and node.seed is not None:
-            return False
-        for slot in getattr(node, "slots", ()) if isinstance(node, Elementwise) else ():
-            if slot.stochastic_seed is not None or slot.dtype == BLOCKWISE8:
-                return False
-    return True
-
-
 def _number(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         if v.numel() != 1:
@@ -275,12 +261,7 @@ class _Rule:
         self.triton_host_inputs = frozenset(n for form, _ in triton_hosts for n in form.inputs)
         # no stage reads shapes or positions: the rule may step a dense tensor of any
         # memory layout as the C-contiguous view of its memory (_members._storage_view)
-        self.layout_free = (
-            self.shape_stage is None
-            and self.shape_independent
-            and not self.forms
-            and position_free(transform)
-        )
+        self.layout_free = self.shape_independent and not self.forms and order_free(transform)
         # trust ratios of sharded tensors reduce their sums across ranks per tensor,
         # which only the transform's own update does
         self.reduces_per_tensor = any(isinstance(h, _ReducedPerTensor) for h in self.hooks)
