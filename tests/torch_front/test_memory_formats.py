@@ -116,3 +116,30 @@ def test_a_required_fused_engine_names_the_8bit_layout_it_cannot_take():
     opt = gt.AdamW(net.parameters(), lr=1e-2, state_dtype="int8", min_8bit_size=0, fused=True)
     with pytest.raises(RuntimeError, match="not contiguous"):
         _train(net, opt, steps=1)
+
+
+@pytest.mark.parametrize("saved, loaded", [("channels_last", "c"), ("c", "channels_last")])
+def test_a_checkpoint_resumes_fused_in_the_other_memory_format(saved, loaded, monkeypatch):
+    fmt = {"c": torch.contiguous_format, "channels_last": torch.channels_last}
+    net = _convnet().to(memory_format=fmt[saved])
+    opt = gt.Adam(net.parameters(), lr=1e-2)
+    _train(net, opt, steps=2)
+    checkpoint = copy.deepcopy((net.state_dict(), opt.state_dict()))
+    expected = _train(net, opt, steps=2)
+    resumed = _convnet().to(memory_format=fmt[loaded])
+    resumed.load_state_dict(checkpoint[0])
+    resumed_opt = gt.Adam(resumed.parameters(), lr=1e-2)
+    resumed_opt.load_state_dict(checkpoint[1])
+    eager = []
+    run_eager = _engines.EngineRuns._run_eager
+    monkeypatch.setattr(
+        _engines.EngineRuns,
+        "_run_eager",
+        lambda self, *a, **k: eager.append(1) or run_eager(self, *a, **k),
+    )
+    got = _train(resumed, resumed_opt, steps=2)
+    assert not eager
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    weight = resumed[0].weight
+    assert resumed_opt.state[weight]["exp_avg"].stride() == weight.stride()

@@ -118,6 +118,21 @@ class ParamState:
             self.state[p][key] = value.to(device=p.device, copy=True)
         self.__dict__.pop("_gs_runtime", None)
         self._restore_state_dtypes()
+        self._restore_memory_formats()
+
+    def _restore_memory_formats(self) -> None:
+        """A checkpoint saved from parameters in another memory format (C order,
+        ``channels_last``) keeps its per-element state in that format through torch's
+        loading: laid out as the parameters are now, so that the fused engines take
+        them (the same values)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state or _dist.is_dtensor(p) or p.is_complex():
+                    continue
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor) and key != STEP:
+                        state[key] = _in_memory_format(value, p)
 
     def _restore_state_dtypes(self) -> None:
         """torch's loading casts every state tensor to its parameter's dtype: slots
@@ -233,7 +248,9 @@ def _in_memory_format(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     (``zeros_like(p, memory_format=torch.preserve_format)``); the engines then step
     such a parameter and its state as C-contiguous views of their memory
     (:func:`gradstep.torch._members._storage_view`)."""
-    if like.is_contiguous() or like.layout != torch.strided or value.shape != like.shape:
+    if like.layout != torch.strided or value.shape != like.shape:
         return value
+    if like.is_contiguous():
+        return value.contiguous()
     out = torch.empty_like(like, dtype=value.dtype)
     return out.copy_(value) if out.stride() != value.stride() else value
