@@ -320,7 +320,11 @@ class Optimizer:
                     f"{owner}: {path} has shape {value.shape} and dtype "
                     f"{value.dtype}; expected {np.shape(ref)} and {np.asarray(ref).dtype}"
                 )
-            leaves.append(np.array(value, copy=True))
+            # a copy laid out as a fresh state is (a checkpoint saved from parameters
+            # in another memory order resumes on the fused engine)
+            fresh = np.empty_like(np.asarray(ref))
+            fresh[...] = value
+            leaves.append(fresh)
         state = _tree.unflatten(_tree.structure(template), leaves)
         check_state_values(owner, self.transform, state)
         hyperparams = {}

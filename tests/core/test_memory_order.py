@@ -96,3 +96,25 @@ def test_a_strided_view_is_refused_by_the_fused_engine():
     params = {"w": rng.normal(size=(6, 10))[:, ::2]}
     with pytest.warns(RuntimeWarning, match="not a contiguous array"):
         gradstep.Optimizer(params, gradstep.adam(0.05)).step({"w": np.ones((6, 5))})
+
+
+@pytest.mark.parametrize(
+    "saved, loaded",
+    [(_fortran, np.ascontiguousarray), (np.ascontiguousarray, _fortran)],
+    ids=["fortran-to-c", "c-to-fortran"],
+)
+def test_a_checkpoint_resumes_fused_in_the_other_memory_order(saved, loaded):
+    base = np.random.default_rng(0).normal(size=(6, 5))
+    params = {"w": saved(base.copy())}
+    opt = gradstep.Optimizer(params, gradstep.adam(0.05))
+    opt.step({"w": saved(0.3 * base)})
+    checkpoint, after_one = opt.state_dict(), params["w"].copy()
+    opt.step({"w": saved(0.2 * base)})
+    resumed = {"w": loaded(after_one)}
+    resumed_opt = gradstep.Optimizer(resumed, gradstep.adam(0.05))
+    resumed_opt.load_state_dict(checkpoint)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no notice of an eager step
+        resumed_opt.step({"w": loaded(0.2 * base)})
+    assert resumed_opt._ran == "fused"
+    np.testing.assert_array_equal(resumed["w"], params["w"])
