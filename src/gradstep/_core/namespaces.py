@@ -140,7 +140,7 @@ class Namespace:
         # in x's memory order (Fortran, a transposed view), as torch's preserve_format:
         # the fused engine then walks a parameter and its state as one flat block
         p = np.asarray(x)
-        return np.full_like(p, fill, dtype=self.float_dtype(p))
+        return np.full_like(p, fill, dtype=self.float_dtype(p), subok=False)
 
     def zeros_like(self, x: Any) -> Any:
         return np.zeros_like(x)
