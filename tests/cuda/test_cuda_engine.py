@@ -286,3 +286,27 @@ def test_sophia_runs_on_the_triton_engine_and_its_fold_does_not_synchronise(refr
     for p, q in zip(ours, ref):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(a.state[p]["nu"], b.state[q]["nu"], rtol=1e-6, atol=0)
+
+
+def test_channels_last_parameters_run_on_the_triton_engine_like_torch_fused():
+    """A channels_last convolution's weights: one Triton launch (no eager step),
+    state in the weights' memory format, torch's fused AdamW's numbers."""
+    from gradstep.torch import _engines
+
+    torch.manual_seed(0)
+    ours = torch.nn.Conv2d(16, 32, 3).cuda().to(memory_format=torch.channels_last)
+    ref = torch.nn.Conv2d(16, 32, 3).cuda().to(memory_format=torch.channels_last)
+    ref.load_state_dict(ours.state_dict())
+    a = gt.AdamW(ours.parameters(), lr=1e-2, weight_decay=0.1, fused=True)
+    b = torch.optim.AdamW(ref.parameters(), lr=1e-2, weight_decay=0.1, fused=True)
+    eager = []
+    run_eager = _engines.EngineRuns._run_eager
+    _engines.EngineRuns._run_eager = lambda self, *x, **k: (
+        eager.append(1) or run_eager(self, *x, **k)
+    )
+    try:
+        step_both(a, list(ours.parameters()), b, list(ref.parameters()))
+    finally:
+        _engines.EngineRuns._run_eager = run_eager
+    assert not eager
+    assert a.state[ours.weight]["exp_avg"].stride() == ours.weight.stride()
