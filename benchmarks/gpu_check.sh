@@ -47,4 +47,9 @@ timeout 100 $PY -m gradstep bench --backend torch --device cuda --steps 10 --rep
   --json "$OUT/bench-cuda-compiled.json" > "$OUT/bench-cuda-compiled.txt" 2>&1
 echo "exit $?" >> "$OUT/bench-cuda-compiled.txt"
 tail -n 6 "$OUT/bench-cuda-compiled.txt"
+stamp "bench: ResNet-50 with channels_last convolutions (the Triton engine's memory formats)"
+timeout 60 $PY benchmarks/memory_formats.py --device cuda --repeats 10 \
+  --out "$OUT/memory-formats-cuda.json" > "$OUT/memory-formats-cuda.txt" 2>&1
+echo "exit $?" >> "$OUT/memory-formats-cuda.txt"
+tail -n 4 "$OUT/memory-formats-cuda.txt"
 stamp "done"

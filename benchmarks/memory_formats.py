@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import statistics
 import time
 
 import torch
 
 import gradstep.torch as gt
+from gradstep.cli._bench_report import machine
 
 KWARGS = {"Adam": {"lr": 1e-3}, "AdamW": {"lr": 1e-3}, "SGD": {"lr": 0.1, "momentum": 0.9}}
 
@@ -102,7 +102,8 @@ def main() -> None:
         print(row, flush=True)
     report = {
         "date": datetime.date.today().isoformat(),
-        "machine": {"processor": platform.processor(), "threads": torch.get_num_threads()},
+        "machine": machine(),
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "torch": torch.__version__,
         "layout": "ResNet-50, convolution weights channels_last",
         "results": rows,
