@@ -1,7 +1,10 @@
 """The torch front's step on a ResNet-50's parameters in ``channels_last``, against torch.optim.
 
 python benchmarks/memory_formats.py [--optimizers Adam,AdamW,SGD] [--repeats 15]
-    [--device cpu] [--out FILE]
+    [--device cpu] [--layout resnet50 | COUNTxSIZE] [--out FILE]
+
+``--layout COUNTxSIZE`` steps COUNT vectors of SIZE elements instead (C order: many
+small tensors, where the per-parameter work of a step shows).
 
 ResNet-50's 161 parameter tensors (25.6M float32 values: the convolutions' weights
 in ``channels_last``, as a vision model is trained for tensor cores, the batch norms'
@@ -44,10 +47,17 @@ def resnet50_shapes() -> list[tuple]:
     return shapes + [(1000, 2048), (1000,)]
 
 
-def parameters(device: str) -> list[torch.nn.Parameter]:
+def layout_shapes(layout: str) -> list[tuple]:
+    if layout == "resnet50":
+        return resnet50_shapes()
+    count, _, size = layout.partition("x")
+    return [(int(size),)] * int(count)
+
+
+def parameters(device: str, layout: str = "resnet50") -> list[torch.nn.Parameter]:
     g = torch.Generator().manual_seed(0)
     out = []
-    for shape in resnet50_shapes():
+    for shape in layout_shapes(layout):
         value = torch.randn(shape, generator=g) * 0.02
         if value.dim() == 4:
             value = value.to(memory_format=torch.channels_last)
@@ -58,8 +68,8 @@ def parameters(device: str) -> list[torch.nn.Parameter]:
     return out
 
 
-def time_one(name: str, repeats: int, device: str) -> dict:
-    params = parameters(device)
+def time_one(name: str, repeats: int, device: str, layout: str = "resnet50") -> dict:
+    params = parameters(device, layout)
     kwargs = KWARGS[name]
     contenders = {
         "gradstep": getattr(gt, name)(params, **kwargs),
@@ -95,9 +105,11 @@ def main() -> None:
     parser.add_argument("--optimizers", default="Adam,AdamW,SGD")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--layout", default="resnet50")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    rows = [time_one(n.strip(), args.repeats, args.device) for n in args.optimizers.split(",")]
+    names = [n.strip() for n in args.optimizers.split(",")]
+    rows = [time_one(n, args.repeats, args.device, args.layout) for n in names]
     for row in rows:
         print(row, flush=True)
     report = {
@@ -105,7 +117,9 @@ def main() -> None:
         "machine": machine(),
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "torch": torch.__version__,
-        "layout": "ResNet-50, convolution weights channels_last",
+        "layout": "ResNet-50, convolution weights channels_last"
+        if args.layout == "resnet50"
+        else f"{args.layout} float32 vectors",
         "results": rows,
     }
     if args.out:

@@ -31,13 +31,9 @@ from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check
 from . import _cuda
 from ._checks import check_member
+from ._cpu_fast import CpuFastStep
 from ._engines import EngineRuns
-from ._members import (
-    _first_param,
-    _Member,
-    _Runtime,
-    whole_steps,
-)
+from ._members import _first_param, _Member, _Runtime, _signature, whole_steps
 from ._overlap import rounds as _rounds
 from ._param_state import ParamState, step_on_device, stored
 from ._rule import (
@@ -464,20 +460,25 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         return not derives and _cuda.kernel_reads_amp(group, rule, self._engine(group))
 
     def _remember_fast_step(self, group: dict, rule: _Rule, buckets: dict) -> None:
-        """After a group's step ran as one Triton launch, keep what the next steps
-        need to repeat it without the per-parameter bookkeeping."""
+        """After a group's step ran as one launch (Triton, numba), keep what the next
+        steps need to repeat it without the per-parameter bookkeeping."""
         if type(self)._after_step is not TransformOptimizer._after_step:
             return
         if not _cuda.FastStep.possible(self, group, rule, buckets):
             return
         rt = self._runtime()
         (members,) = buckets.values()
-        key = ("TritonEngine", id(rule)) + tuple(id(m.p) for m in members)
-        bucket = rt.fused.get(key)
-        if bucket is None or bucket.rule is not rule:
+        ids = tuple(id(m.p) for m in members)
+        bucket = rt.fused.get(("TritonEngine", id(rule)) + ids)
+        if bucket is not None and bucket.rule is rule:
+            if getattr(bucket.engine, "_tables", None) is not None:
+                rt.fast[id(group)] = _cuda.FastStep(self, group, rule, members, bucket)
             return
-        if getattr(bucket.engine, "_tables", None) is not None:
-            rt.fast[id(group)] = _cuda.FastStep(self, group, rule, members, bucket)
+        bucket = rt.fused.get(("FusedEngine", id(rule)) + ids)
+        # the bucket of these very tensors (not one left from an earlier step)
+        if bucket is not None and bucket.rule is rule and bucket.signature == _signature(members):
+            if CpuFastStep.possible(self, group, rule, buckets):
+                rt.fast[id(group)] = CpuFastStep(self, group, rule, members, bucket)
 
     def _where(self, p: Any) -> str:
         """``parameter i of param group j`` for ``p``, for error messages."""
