@@ -16,14 +16,13 @@ contiguity, address) before the launch.
 
 from __future__ import annotations
 
-import itertools
 import operator
 from typing import Any
 
 import numpy as np
 import torch
 
-from ._cuda import FastStep, _share_steps
+from ._cuda import FastStep, _share_steps, state_in_place
 from ._state import STEP
 
 
@@ -84,13 +83,8 @@ class CpuFastStep:
             return False
         if list(map(torch.Tensor.size, params)) != self.shapes:
             return False
-        if not all(map(operator.is_, map(self.state_map.get, params), self.dicts)):
-            return False  # a parameter's state dict was replaced
-        for key, row, ptrs in zip(self.keys, self.expected, self.state_ptrs):
-            if not all(map(operator.is_, map(dict.get, self.dicts, itertools.repeat(key)), row)):
-                return False
-            if list(map(torch.Tensor.data_ptr, row)) != ptrs:
-                return False
+        if not state_in_place(self, params):
+            return False
         count = 1  # without a step count the front tells the rule "not the first step"
         if self.step_base is not None:
             count = int(self.step_base[0])

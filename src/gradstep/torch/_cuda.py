@@ -189,13 +189,8 @@ class FastStep:
             return False
         if list(map(torch.Tensor.data_ptr, params)) != self.w_ptrs:
             return False
-        if not all(map(operator.is_, map(self.state_map.get, params), self.dicts)):
-            return False  # a parameter's state dict was replaced
-        for key, row, ptrs in zip(self.keys, self.expected, self.state_ptrs):
-            if not all(map(operator.is_, map(dict.get, self.dicts, itertools.repeat(key)), row)):
-                return False
-            if list(map(torch.Tensor.data_ptr, row)) != ptrs:
-                return False
+        if not state_in_place(self, params):
+            return False
         if self.engine._tables is not self.tables:
             return False
         pair = None if amp is None else amp_pair(amp[0], amp[1], params[0])
@@ -233,6 +228,21 @@ class FastStep:
             self.step_base.add_(1)
         torch.autograd.graph.increment_version(params)
         return True
+
+
+def state_in_place(fast: Any, params: list) -> bool:
+    """A fast path's parameters still have the state dictionaries it recorded
+    (``fast.dicts``, in ``fast.state_map``), holding the same tensors (``fast.expected``,
+    one row per key of ``fast.keys``) at the same addresses (``fast.state_ptrs``):
+    C-level passes over lists."""
+    if not all(map(operator.is_, map(fast.state_map.get, params), fast.dicts)):
+        return False  # a parameter's state dict was replaced
+    for key, row, ptrs in zip(fast.keys, fast.expected, fast.state_ptrs):
+        if not all(map(operator.is_, map(dict.get, fast.dicts, itertools.repeat(key)), row)):
+            return False
+        if list(map(torch.Tensor.data_ptr, row)) != ptrs:
+            return False
+    return True
 
 
 def _host_inputs_given(opt: Any, params: list) -> bool:
