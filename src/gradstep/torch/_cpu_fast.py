@@ -53,7 +53,7 @@ class CpuFastStep:
     def possible(opt: Any, group: dict, rule: Any, buckets: dict) -> bool:
         """What the Triton fast path requires, on C-contiguous CPU tensors (no
         ``channels_last`` views, which the general path makes) and no host steps."""
-        if not FastStep.possible(opt, group, rule, buckets):
+        if not FastStep.possible(opt, group, rule, buckets, instrumented=True):
             return False
         (members,) = buckets.values()
         if not all(m.p.device.type == "cpu" and m.p.is_contiguous() for m in members):

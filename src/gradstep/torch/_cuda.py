@@ -146,8 +146,13 @@ class FastStep:
         self.count_on_device = True
 
     @staticmethod
-    def possible(opt: Any, group: dict, rule: Any, buckets: dict) -> bool:
-        if len(buckets) != 1 or group.get("master_weights") or rule.hooks or rule.maximize:
+    def possible(opt: Any, group: dict, rule: Any, buckets: dict, instrumented=False) -> bool:
+        """Whether the group's step can be kept; ``instrumented``: for an engine that
+        runs the rule's own chain as built (the numba engine's bucket), with its
+        maximising stage and its reduction hooks (inert for plain tensors)."""
+        if len(buckets) != 1 or group.get("master_weights"):
+            return False
+        if not instrumented and (rule.hooks or rule.maximize):
             return False
         (members,) = buckets.values()
         layout = members[0].layout

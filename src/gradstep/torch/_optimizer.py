@@ -464,14 +464,15 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         steps need to repeat it without the per-parameter bookkeeping."""
         if type(self)._after_step is not TransformOptimizer._after_step:
             return
-        if not _cuda.FastStep.possible(self, group, rule, buckets):
+        if len(buckets) != 1:
             return
         rt = self._runtime()
         (members,) = buckets.values()
         ids = tuple(id(m.p) for m in members)
         bucket = rt.fused.get(("TritonEngine", id(rule)) + ids)
         if bucket is not None and bucket.rule is rule:
-            if getattr(bucket.engine, "_tables", None) is not None:
+            possible = _cuda.FastStep.possible(self, group, rule, buckets)
+            if possible and getattr(bucket.engine, "_tables", None) is not None:
                 rt.fast[id(group)] = _cuda.FastStep(self, group, rule, members, bucket)
             return
         bucket = rt.fused.get(("FusedEngine", id(rule)) + ids)
