@@ -67,30 +67,29 @@ def _zero_dim_array(value: Any) -> bool:
     return hasattr(value, "dtype") and hasattr(value, "item") and value.shape == ()
 
 
+#: what :func:`_held` gives for a 0-d array whose value cannot be taken
+_TRACED = object()
+
+
+def _held(value: Any) -> Any:
+    """The Python number a 0-d array holds, :data:`_TRACED` where its value cannot be
+    taken (a JAX tracer, under ``jax.jit``), None for anything else."""
+    if not _zero_dim_array(value):
+        return None
+    try:
+        return value.item()
+    except Exception:  # a traced value: no number to take while tracing
+        return _TRACED
+
+
 def as_number(value: Any) -> Any:
     """``value`` as the Python number it holds where it is a concrete 0-d real array
     (optax and torch.optim take ``jnp.asarray(1e-3)`` or ``torch.tensor(1e-3)`` for any
     number); anything else as it is, a traced array (under ``jax.jit``) included. A
     number, not the array: the array's own dtype would change the dtype of the
     arithmetic it enters (a float64 0-d array promotes float32 arrays under NumPy 2)."""
-    if not _zero_dim_array(value):
-        return value
-    try:
-        number = value.item()
-    except Exception:  # a traced value: no number to take while tracing
-        return value
+    number = _held(value)
     return number if _is_real(number) else value
-
-
-def _traced(value: Any) -> bool:
-    """Whether ``value`` is a 0-d array whose value cannot be taken (a JAX tracer)."""
-    if not _zero_dim_array(value):
-        return False
-    try:
-        value.item()
-    except Exception:
-        return True
-    return False
 
 
 @dataclass(frozen=True)
@@ -171,7 +170,7 @@ def check(owner: str, name: str, value: Any, constraint: Constraint) -> None:
     """Raise the project's standard error if ``value`` is not valid for ``name``."""
     if not constraint.contains(value):
         hint = ""
-        if _traced(value):
+        if _held(value) is _TRACED:
             hint = (
                 " (a traced array, e.g. an optimizer made inside jax.jit by "
                 "optax.inject_hyperparams: its value is unknown while the optimizer is "

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ._cuda import FastStep, _share_steps, state_in_place
+from ._members import _signature
 from ._state import STEP
 
 
@@ -105,3 +106,25 @@ class CpuFastStep:
             self.step_base.add_(1)
         torch.autograd.graph.increment_version(params)
         return True
+
+
+def fast_step(opt: Any, group: dict, rule: Any, buckets: dict, fused: dict) -> Any:
+    """The fast path of ``group``, whose step just ran as ``buckets``, where all of it
+    ran in one bucket of a fused engine (in ``fused``, the runtime's buckets) built for
+    these very tensors: the Triton engine's :class:`~gradstep.torch._cuda.FastStep` or
+    the numba engine's :class:`CpuFastStep`; else None."""
+    if len(buckets) != 1:
+        return None
+    (members,) = buckets.values()
+    ids = tuple(id(m.p) for m in members)
+    for engine, kind in (("TritonEngine", FastStep), ("FusedEngine", CpuFastStep)):
+        bucket = fused.get((engine, id(rule)) + ids)
+        if bucket is None or bucket.rule is not rule:
+            continue
+        # not a bucket left from an earlier step, and a Triton bucket that launched
+        if bucket.signature != _signature(members) or not kind.possible(opt, group, rule, buckets):
+            return None
+        if getattr(bucket.engine, "_tables", True) is None:
+            return None
+        return kind(opt, group, rule, members, bucket)
+    return None

@@ -31,9 +31,9 @@ from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check
 from . import _cuda
 from ._checks import check_member
-from ._cpu_fast import CpuFastStep
+from ._cpu_fast import fast_step
 from ._engines import EngineRuns
-from ._members import _first_param, _Member, _Runtime, _signature, whole_steps
+from ._members import _first_param, _Member, _Runtime, whole_steps
 from ._overlap import rounds as _rounds
 from ._param_state import ParamState, step_on_device, stored
 from ._rule import (
@@ -464,22 +464,10 @@ class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
         steps need to repeat it without the per-parameter bookkeeping."""
         if type(self)._after_step is not TransformOptimizer._after_step:
             return
-        if len(buckets) != 1:
-            return
         rt = self._runtime()
-        (members,) = buckets.values()
-        ids = tuple(id(m.p) for m in members)
-        bucket = rt.fused.get(("TritonEngine", id(rule)) + ids)
-        if bucket is not None and bucket.rule is rule:
-            possible = _cuda.FastStep.possible(self, group, rule, buckets)
-            if possible and getattr(bucket.engine, "_tables", None) is not None:
-                rt.fast[id(group)] = _cuda.FastStep(self, group, rule, members, bucket)
-            return
-        bucket = rt.fused.get(("FusedEngine", id(rule)) + ids)
-        # the bucket of these very tensors (not one left from an earlier step)
-        if bucket is not None and bucket.rule is rule and bucket.signature == _signature(members):
-            if CpuFastStep.possible(self, group, rule, buckets):
-                rt.fast[id(group)] = CpuFastStep(self, group, rule, members, bucket)
+        fast = fast_step(self, group, rule, buckets, rt.fused)
+        if fast is not None:
+            rt.fast[id(group)] = fast
 
     def _where(self, p: Any) -> str:
         """``parameter i of param group j`` for ``p``, for error messages."""
