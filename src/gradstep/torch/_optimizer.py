@@ -31,6 +31,7 @@ from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check
 from . import _cuda
 from ._checks import check_member
+from ._compile import StepNotTraced
 from ._cpu_fast import fast_step
 from ._engines import EngineRuns
 from ._members import _first_param, _Member, _Runtime, whole_steps
@@ -48,7 +49,7 @@ from ._rule import (
 )
 
 
-class TransformOptimizer(ParamState, EngineRuns, torch.optim.Optimizer):
+class TransformOptimizer(StepNotTraced, ParamState, EngineRuns, torch.optim.Optimizer):
     r"""Any gradstep transform as a ``torch.optim.Optimizer``.
 
     Args:
