@@ -99,13 +99,22 @@ def _scalars(beta1, beta2, epsilon, eps_root, mu_t, mu_next, product, t) -> dict
 
 class _ProductCache:
     """:math:`M_t = \\prod_{i \\le t} \\mu_i` as a pure function of ``t``, computed
-    incrementally: O(1) per step when steps come in order (a resumed run pays once)."""
+    incrementally: O(1) per step when steps come in order (a resumed run pays once).
+
+    ``carried``: set by a caller that keeps :math:`M_{t-1}` itself, multiplied by
+    each step's own :math:`\\mu_t` (torch's ``NAdam`` keeps ``mu_product`` per
+    parameter): the product is then ``carried`` times this step's :math:`\\mu_t`,
+    which differs from the derived one once ``beta1`` has changed during training
+    (``OneCycleLR`` and ``CyclicLR`` cycle it). None (default): derived from ``t``."""
 
     def __init__(self, beta1: float, schedule_decay: float):
         self.beta1, self.schedule_decay = beta1, schedule_decay
         self.t, self.product = 0, 1.0
+        self.carried: float | None = None
 
     def __call__(self, t: int) -> float:
+        if self.carried is not None:
+            return self.carried * momentum_schedule(self.beta1, self.schedule_decay, t)
         if t < self.t:
             self.t, self.product = 0, 1.0
         while self.t < t:
@@ -212,13 +221,15 @@ def scale_by_nadam(
         schedule_decay=schedule_decay,
     )
 
-    return Elementwise(
+    stage = Elementwise(
         "scale_by_nadam",
         _nadam,
         slots=(Slot("mu"), Slot("nu", nonnegative=True)),
         prepare=prepare,
         uses_count=True,
     )
+    stage.momentum_products = products  # for a caller that carries the product
+    return stage
 
 
 @hyperparams(

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .._core.blockwise8 import MIN_8BIT_SIZE
-from .._core.transform import Transform
+from .._core.transform import Transform, walk
 from ..rules import (
     adam,
     adamax,
@@ -197,8 +197,9 @@ class NAdam(TorchOptimizer):
     """``torch.optim.NAdam`` on ``gradstep.nadam`` (torch's per-parameter momentum
     schedule, ``momentum_decay`` = gradstep's ``schedule_decay``; NAdamW with
     ``decoupled_weight_decay``). State keys ``step``, ``mu_product``, ``exp_avg``,
-    ``exp_avg_sq``; the rule derives the schedule's product from ``step``, and
-    ``mu_product`` is kept alongside for torch. Extension: ``master_weights``."""
+    ``exp_avg_sq``; a step takes the schedule's product from ``mu_product``, which
+    each step multiplies by its own momentum, as torch (a beta1 that a scheduler
+    cycles then gives torch's steps). Extension: ``master_weights``."""
 
     _args = {**ADAM_ARGS, "momentum_decay": ("schedule_decay",)}
     _rename = {"mu": "exp_avg", "nu": "exp_avg_sq"}
@@ -256,6 +257,25 @@ class NAdam(TorchOptimizer):
         if "mu_product" not in state:
             state["mu_product"] = torch.tensor(1.0, dtype=scalar_dtype())
         return missing
+
+    def _run(self, rule, members, ctx, engine, foreach=None, whole=False, amp=None) -> None:
+        # torch multiplies each step's own mu_t into the product it keeps: with a beta1
+        # that changes (OneCycleLR, CyclicLR), a product derived from the step count
+        # and today's beta1 is another number; parameters whose products differ
+        # (one that missed steps) step apart
+        products = [getattr(v.transform, "momentum_products", None) for v in walk(rule.transform)]
+        products = [source for source in products if source is not None]
+        parts: dict[float, list] = {}
+        for m in members:
+            parts.setdefault(float(m.state["mu_product"]), []).append(m)
+        for carried, part in parts.items():
+            for source in products:
+                source.carried = carried
+            try:
+                super()._run(rule, part, ctx, engine, foreach, whole, amp)
+            finally:
+                for source in products:
+                    source.carried = None
 
     def _after_step(self, group: dict, members: list) -> None:
         from ..rules.nadam import momentum_schedule
