@@ -1,11 +1,14 @@
 """Hyperparameters that schedulers change during training, as torch.optim reads them.
 
 ``OneCycleLR`` and ``CyclicLR`` (``cycle_momentum=True``, their default) write
-``betas`` or ``momentum`` into the param groups every step. Most rules read them
-afresh each step, as torch does; NAdam's momentum-schedule product is the one that
-torch accumulates, each step multiplying in that step's own beta1, and a product
-derived from the step count and the current beta1 differed (by 5e-4 after five
-steps below).
+``betas`` or ``momentum`` into the param groups every step, every scheduler ``lr``.
+Most rules read them afresh each step, as torch does. Two classes keep numbers that
+a step computes from its own hyperparameters for the next to read
+(:mod:`gradstep._core.carried`): NAdam's momentum-schedule product (each step
+multiplies in its own beta1; derived from the count and today's beta1 it was 5e-4
+off torch's after five steps below) and ASGD's step size and averaging weight
+(computed from the rate of the step before: derived from today's, 2e-3 off after a
+cosine schedule).
 """
 
 from __future__ import annotations
@@ -74,3 +77,41 @@ def test_one_cycle_schedule_with_cycled_momentum_follows_torch(name):
 
     for a, b in zip(train(getattr(gt, name)), train(getattr(torch.optim, name))):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("key", "values"),
+    [
+        ("lr", [0.01, 0.05, 0.02, 0.1, 0.03, 0.04]),
+        ("lambd", [1e-4, 1e-2, 1e-3, 0.1, 1e-4, 0.05]),
+        ("alpha", [0.75, 0.5, 0.9, 0.6, 0.75, 1.0]),
+        ("t0", [1e6, 2, 1, 3, 1, 0]),
+    ],
+)
+def test_asgd_steps_with_the_step_size_and_weight_of_the_step_before(key, values):
+    want, ref = _steps(lambda ps: torch.optim.ASGD(ps, lr=0.01, t0=2), values, key)
+    got, opt = _steps(lambda ps: gt.ASGD(ps, lr=0.01, t0=2), values, key)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    for p, q in zip(opt.param_groups[0]["params"], ref.param_groups[0]["params"]):
+        for name in ("ax", "eta", "mu"):
+            torch.testing.assert_close(opt.state[p][name], ref.state[q][name])
+
+
+def test_asgd_under_a_cosine_schedule_follows_torch():
+    def train(cls):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        opt = cls(model.parameters(), lr=0.05, t0=4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 10)
+        gen = torch.Generator().manual_seed(2)
+        for _ in range(10):
+            opt.zero_grad()
+            model(torch.randn(16, 6, generator=gen)).pow(2).mean().backward()
+            opt.step()
+            sched.step()
+        return [(p.detach(), opt.state[p]["ax"]) for p in model.parameters()]
+
+    for (a, ax), (b, bx) in zip(train(gt.ASGD), train(torch.optim.ASGD)):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(ax, bx, rtol=1e-6, atol=1e-7)

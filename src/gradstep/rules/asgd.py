@@ -30,8 +30,10 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from .._core.carried import Carried
 from .._core.elementwise import Elementwise, Slot
 from .._core.stages import add_decayed_weights, rule, scale_by_learning_rate
 from .._core.transform import Chain
@@ -43,25 +45,33 @@ def _decayed_direction(g, w, lambd, factor):
     return (g + lambd * w) * factor
 
 
-def _decay_scalars(h: dict, count: int) -> dict:
+def _decay_scalars(h: dict, count: int, *, carried: Carried) -> dict:
     lr = h["learning_rate"]
-    return {
-        "lambd": h["lambd"],
-        "factor": 1.0 / (1.0 + h["lambd"] * lr * count) ** h["alpha"],
-    }
+    eta = carried.get("eta")  # the step size a front kept from the step before
+    if eta is not None:
+        factor = eta / lr if lr else 0.0
+    else:
+        factor = 1.0 / (1.0 + h["lambd"] * lr * count) ** h["alpha"]
+    return {"lambd": h["lambd"], "factor": factor}
 
 
 def scale_by_asgd_decay(learning_rate: Any, lambd: float, alpha: float) -> Elementwise:
     r""":math:`(g + \lambda w)\,(1 + \lambda \eta_0 k)^{-\alpha}`: ASGD's direction,
-    to be scaled by the learning rate :math:`\eta_0`."""
-    return Elementwise(
+    to be scaled by the learning rate :math:`\eta_0`. A front that keeps the step
+    size :math:`\eta` (torch's ``eta``) hands it over through the stage's
+    ``carried`` (:mod:`gradstep._core.carried`): the factor is then
+    :math:`\eta / \eta_0`."""
+    carried = Carried()
+    stage = Elementwise(
         "asgd_decay",
         _decayed_direction,
         hyperparams={"learning_rate": learning_rate, "lambd": lambd, "alpha": alpha},
-        prepare=_decay_scalars,
+        prepare=functools.partial(_decay_scalars, carried=carried),
         uses_params=True,
         uses_count=True,
     )
+    stage.carried = carried
+    return stage
 
 
 def _averaged(g, w, ax, mu, restart):
@@ -69,23 +79,30 @@ def _averaged(g, w, ax, mu, restart):
     return g, where(restart, new_w, ax + (new_w - ax) * mu)
 
 
-def _average_scalars(h: dict, count: int) -> dict:
-    mu = 1.0 if count == 0 else 1.0 / max(1.0, count - h["t0"])
+def _average_scalars(h: dict, count: int, *, carried: Carried) -> dict:
+    mu = carried.get("mu")  # the weight a front kept from the step before
+    if mu is None:
+        mu = 1.0 if count == 0 else 1.0 / max(1.0, count - h["t0"])
     return {"mu": mu, "restart": mu == 1.0}
 
 
 def average_iterates(t0: float) -> Elementwise:
     r"""Keep :math:`\bar w`, the average of the parameters after each update from
-    step :math:`t_0` on (slot ``ax``); the updates pass unchanged."""
-    return Elementwise(
+    step :math:`t_0` on (slot ``ax``); the updates pass unchanged. A front that
+    keeps the weight :math:`\mu` (torch's ``mu``) hands it over through the
+    stage's ``carried``."""
+    carried = Carried()
+    stage = Elementwise(
         "average",
         _averaged,
         slots=(Slot("ax"),),
         hyperparams={"t0": t0},
-        prepare=_average_scalars,
+        prepare=functools.partial(_average_scalars, carried=carried),
         uses_params=True,
         uses_count=True,
     )
+    stage.carried = carried
+    return stage
 
 
 @hyperparams(
@@ -120,10 +137,12 @@ def asgd(
       >>> w, opt.state["average"]["ax"]
       (array([0.8]), array([0.8]))
 
-    Differences: torch.optim.ASGD (the same defaults) stores :math:`\eta` after each
-    step and uses it at the next one, so after a learning-rate change torch takes
-    one more step with the old :math:`\eta_0`; gradstep computes :math:`\eta_k` from
-    the current one. torch computes the step as :math:`w (1 - \lambda\eta) - \eta
+    Differences: torch.optim.ASGD (the same defaults) stores :math:`\eta` and
+    :math:`\mu` after each step and uses them at the next one, so after a change of
+    the learning rate (or of :math:`\lambda`, :math:`\alpha`, :math:`t_0`) torch takes
+    one more step with the old values; gradstep computes :math:`\eta_k` from the
+    current ones (``gradstep.torch.ASGD`` steps with the stored ones, as torch).
+    torch computes the step as :math:`w (1 - \lambda\eta) - \eta
     (g + \omega w)`, gradstep as :math:`w - \eta(g + \omega w + \lambda w)`: equal up
     to rounding. optax, MXNet and Keras have no ASGD.
     """

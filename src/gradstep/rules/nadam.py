@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from .._core import tree as _tree
+from .._core.carried import Carried
 from .._core.elementwise import Elementwise, Slot, cast_scalars
 from .._core.gradients import GRADIENT_RANGES, Optional, gradient_stage
 from .._core.namespaces import element_for, namespace_of
@@ -101,20 +102,21 @@ class _ProductCache:
     """:math:`M_t = \\prod_{i \\le t} \\mu_i` as a pure function of ``t``, computed
     incrementally: O(1) per step when steps come in order (a resumed run pays once).
 
-    ``carried``: set by a caller that keeps :math:`M_{t-1}` itself, multiplied by
-    each step's own :math:`\\mu_t` (torch's ``NAdam`` keeps ``mu_product`` per
-    parameter): the product is then ``carried`` times this step's :math:`\\mu_t`,
-    which differs from the derived one once ``beta1`` has changed during training
-    (``OneCycleLR`` and ``CyclicLR`` cycle it). None (default): derived from ``t``."""
+    ``carried``: the stage's :class:`~gradstep._core.carried.Carried`; a front that
+    keeps :math:`M_{t-1}` itself as ``mu_product``, multiplied by each step's own
+    :math:`\\mu_t` (torch's ``NAdam``), hands it over, and the product is then it
+    times this step's :math:`\\mu_t`: another number than the derived one once
+    ``beta1`` has changed during training (``OneCycleLR`` and ``CyclicLR`` cycle it)."""
 
-    def __init__(self, beta1: float, schedule_decay: float):
+    def __init__(self, beta1: float, schedule_decay: float, carried: Carried):
         self.beta1, self.schedule_decay = beta1, schedule_decay
         self.t, self.product = 0, 1.0
-        self.carried: float | None = None
+        self.carried = carried
 
     def __call__(self, t: int) -> float:
-        if self.carried is not None:
-            return self.carried * momentum_schedule(self.beta1, self.schedule_decay, t)
+        previous = self.carried.get("mu_product")
+        if previous is not None:
+            return previous * momentum_schedule(self.beta1, self.schedule_decay, t)
         if t < self.t:
             self.t, self.product = 0, 1.0
         while self.t < t:
@@ -209,7 +211,8 @@ def scale_by_nadam(
     rate); see the module docstring."""
     if schedule_scope == "shared":
         return ScaleByNadamShared(beta1, beta2, epsilon, eps_root, schedule_decay)
-    products = _ProductCache(beta1, schedule_decay)
+    carried = Carried()
+    products = _ProductCache(beta1, schedule_decay, carried)
 
     prepare = functools.partial(
         _nadam_prepare,
@@ -228,7 +231,7 @@ def scale_by_nadam(
         prepare=prepare,
         uses_count=True,
     )
-    stage.momentum_products = products  # for a caller that carries the product
+    stage.carried = carried  # mu_product, from a front that keeps it (torch's NAdam)
     return stage
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .._core.blockwise8 import MIN_8BIT_SIZE
+from .._core.carried import carried_of, holding
 from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check, declared_ranges, ranges_waived
 from ._optimizer import TransformOptimizer
@@ -151,6 +152,25 @@ class TorchOptimizer(TransformOptimizer):
         # torch's own checks ran in the constructor: build from every value torch takes
         with ranges_waived():
             return self._transform_for(values), dict(self._args)
+
+    def _carried(self, m: Any) -> dict[str, float] | None:
+        """The values the member ``m``'s state holds for the rule's stages to read
+        this step (:mod:`gradstep._core.carried`); None for a class keeping none."""
+        return None
+
+    def _run(self, rule, members, ctx, engine, foreach=None, whole=False, amp=None) -> None:
+        # differentiable=True derives them from the (tensor) hyperparameters, through
+        # which the hypergradients flow; the kept values are plain numbers
+        if type(self)._carried is TorchOptimizer._carried or members[0].differentiable:
+            return super()._run(rule, members, ctx, engine, foreach, whole, amp)
+        # parameters whose states hold other values (one that missed steps) step apart
+        parts: dict[tuple, list] = {}
+        for m in members:
+            parts.setdefault(tuple(sorted(self._carried(m).items())), []).append(m)
+        stages = carried_of(rule.transform)
+        for values, part in parts.items():
+            with holding(stages, dict(values)):
+                super()._run(rule, part, ctx, engine, foreach, whole, amp)
 
     def _transform_for(self, g: dict) -> Transform:  # pragma: no cover - interface
         raise NotImplementedError

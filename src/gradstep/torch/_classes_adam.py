@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .._core.blockwise8 import MIN_8BIT_SIZE
-from .._core.transform import Transform, walk
+from .._core.transform import Transform
 from ..rules import (
     adam,
     adamax,
@@ -258,24 +258,11 @@ class NAdam(TorchOptimizer):
             state["mu_product"] = torch.tensor(1.0, dtype=scalar_dtype())
         return missing
 
-    def _run(self, rule, members, ctx, engine, foreach=None, whole=False, amp=None) -> None:
+    def _carried(self, m) -> dict[str, float]:
         # torch multiplies each step's own mu_t into the product it keeps: with a beta1
         # that changes (OneCycleLR, CyclicLR), a product derived from the step count
-        # and today's beta1 is another number; parameters whose products differ
-        # (one that missed steps) step apart
-        products = [getattr(v.transform, "momentum_products", None) for v in walk(rule.transform)]
-        products = [source for source in products if source is not None]
-        parts: dict[float, list] = {}
-        for m in members:
-            parts.setdefault(float(m.state["mu_product"]), []).append(m)
-        for carried, part in parts.items():
-            for source in products:
-                source.carried = carried
-            try:
-                super()._run(rule, part, ctx, engine, foreach, whole, amp)
-            finally:
-                for source in products:
-                    source.carried = None
+        # and today's beta1 is another number
+        return {"mu_product": float(m.state["mu_product"])}
 
     def _after_step(self, group: dict, members: list) -> None:
         from ..rules.nadam import momentum_schedule

@@ -31,13 +31,11 @@ class ASGD(TorchOptimizer):
     :math:`\\eta_k = lr / (1 + \\lambda\\, lr\\, k)^\\alpha`, the weights shrunk by
     :math:`\\lambda\\eta_k`, and the averaged parameter kept from step ``t0`` on.
 
-    State keys ``step``, ``eta``, ``mu``, ``ax`` (the average). The rule derives
-    :math:`\\eta` and :math:`\\mu` from ``step``; ``eta`` and ``mu`` are kept for
-    torch as torch computes them. After a learning-rate change torch takes one
-    more step with the :math:`\\eta` of the old rate (it stores :math:`\\eta`),
-    gradstep computes it from the new one. torch keeps :math:`\\eta` in its default
-    dtype (float32 unless set), so float64 parameters follow torch to float32
-    precision unless the default dtype is float64. Extension: ``master_weights``.
+    State keys ``step``, ``eta``, ``mu``, ``ax`` (the average). As torch, each step
+    computes ``eta`` and ``mu`` from its own hyperparameters and the next step
+    reads them: after a learning-rate change (a scheduler's), one more step takes
+    the old rate's :math:`\\eta`. torch keeps them in its default dtype (float32
+    unless set), and so does this class. Extension: ``master_weights``.
     """
 
     _args = {
@@ -88,6 +86,9 @@ class ASGD(TorchOptimizer):
             state["eta"] = torch.tensor(_number(group["lr"]), dtype=scalar_dtype())
             state["mu"] = torch.tensor(1.0, dtype=scalar_dtype())
         return missing
+
+    def _carried(self, m) -> dict[str, float]:
+        return {"eta": float(m.state["eta"]), "mu": float(m.state["mu"])}
 
     def _after_step(self, group: dict, members: list) -> None:
         lr, lambd = _number(group["lr"]), group["lambd"]
