@@ -58,24 +58,31 @@ def test_nadam_parameters_with_other_products_at_one_count_step_apart():
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
+def _train(cls, schedule, **kwargs):
+    """A small model's parameters and optimizer after ten steps under ``schedule``."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    opt = cls(model.parameters(), **kwargs)
+    sched = schedule(opt)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(10):
+        opt.zero_grad()
+        model(torch.randn(16, 6, generator=gen)).pow(2).mean().backward()
+        opt.step()
+        sched.step()
+    return list(model.parameters()), opt
+
+
 @pytest.mark.parametrize("name", ["NAdam", "Adam", "AdamW", "RAdam", "Adamax", "SGD", "RMSprop"])
 def test_one_cycle_schedule_with_cycled_momentum_follows_torch(name):
     momentum = {"momentum": 0.5} if name in {"SGD", "RMSprop"} else {}
 
-    def train(cls):
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-        opt = cls(model.parameters(), lr=0.001, **momentum)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=12)
-        gen = torch.Generator().manual_seed(2)
-        for _ in range(10):
-            opt.zero_grad()
-            model(torch.randn(16, 6, generator=gen)).pow(2).mean().backward()
-            opt.step()
-            sched.step()
-        return list(model.parameters())
+    def one_cycle(opt):
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=12)
 
-    for a, b in zip(train(getattr(gt, name)), train(getattr(torch.optim, name))):
+    got, _ = _train(getattr(gt, name), one_cycle, lr=0.001, **momentum)
+    want, _ = _train(getattr(torch.optim, name), one_cycle, lr=0.001, **momentum)
+    for a, b in zip(got, want):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
 
 
@@ -99,19 +106,11 @@ def test_asgd_steps_with_the_step_size_and_weight_of_the_step_before(key, values
 
 
 def test_asgd_under_a_cosine_schedule_follows_torch():
-    def train(cls):
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-        opt = cls(model.parameters(), lr=0.05, t0=4)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 10)
-        gen = torch.Generator().manual_seed(2)
-        for _ in range(10):
-            opt.zero_grad()
-            model(torch.randn(16, 6, generator=gen)).pow(2).mean().backward()
-            opt.step()
-            sched.step()
-        return [(p.detach(), opt.state[p]["ax"]) for p in model.parameters()]
+    def cosine(opt):
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, 10)
 
-    for (a, ax), (b, bx) in zip(train(gt.ASGD), train(torch.optim.ASGD)):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-        torch.testing.assert_close(ax, bx, rtol=1e-6, atol=1e-7)
+    got, opt = _train(gt.ASGD, cosine, lr=0.05, t0=4)
+    want, ref = _train(torch.optim.ASGD, cosine, lr=0.05, t0=4)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(opt.state[a]["ax"], ref.state[b]["ax"], rtol=1e-6, atol=1e-7)
