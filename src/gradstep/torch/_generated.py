@@ -81,7 +81,7 @@ class RegistryOptimizer(TransformOptimizer):
         """
         taken = self._step_input_names()
         if not inputs and "hvp" not in taken:
-            return super().step(closure)
+            return self._step(closure)
         params = [p for group in self.param_groups for p in group["params"]]
         values: dict[int, dict[str, Any]] = {}
         for name, given in inputs.items():
@@ -105,7 +105,7 @@ class RegistryOptimizer(TransformOptimizer):
             "hvp": "hvp" in taken and not inputs,
         }
         try:
-            super().step()
+            self._step()
         finally:
             self.__dict__.pop("_gs_inputs", None)
         return loss

@@ -265,6 +265,12 @@ class TransformOptimizer(StepNotTraced, ParamState, EngineRuns, torch.optim.Opti
     def step(self, closure: Any = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` (optional)
         re-evaluates the loss first and its value is returned."""
+        return self._step(closure)
+
+    def _step(self, closure: Any = None) -> Any:
+        # the step itself: subclasses call it, not super().step(), which torch wraps
+        # with the step hooks once it has made an instance of this class (the hooks
+        # would run twice)
         if hasattr(self._transform, "step_with_closure") and not self._closure_updates():
             return self._closure_step(closure)
         if closure is not None and self._closure_updates() > 1:

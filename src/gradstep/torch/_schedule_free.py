@@ -46,7 +46,7 @@ class _ScheduleFree(TorchOptimizer):
                 "Optimizer was not in train mode when step is called. Please insert "
                 ".train() and .eval() calls on the optimizer."
             )
-        loss = super().step(closure)
+        loss = self._step(closure)
         for group in self.param_groups:
             group["k"] += 1
         return loss
