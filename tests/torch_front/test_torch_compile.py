@@ -4,6 +4,9 @@ eager step, for every kind of class of the torch front."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 torch = pytest.importorskip("torch", reason="needs torch (a test dependency)")
@@ -108,3 +111,13 @@ def test_every_class_of_the_front_leaves_its_step_untraced():
     classes |= {gt.TransformOptimizer, gt.LBFGS, gt.AdamWScheduleFree, gt.SGDScheduleFree}
     for cls in classes:
         assert getattr(cls.step, "_gradstep_not_traced", False), cls.__name__
+
+
+def test_importing_the_front_imports_neither_dynamo_nor_triton():
+    # torch.compiler.disable imports Dynamo, and Dynamo Triton: made at class
+    # creation, it imported Triton before the tests of its interpreter could ask for it
+    code = (
+        "import sys, gradstep.torch; print(sorted({'torch._dynamo', 'triton'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
