@@ -14,6 +14,7 @@ from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check, declared_ranges, ranges_waived
 from ._optimizer import TransformOptimizer
 from ._rule import _number
+from ._state import STEP
 
 _FLAG = OneOf((None, False, True))
 
@@ -160,8 +161,11 @@ class TorchOptimizer(TransformOptimizer):
 
     def _run(self, rule, members, ctx, engine, foreach=None, whole=False, amp=None) -> None:
         # differentiable=True derives them from the (tensor) hyperparameters, through
-        # which the hypergradients flow; the kept values are plain numbers
-        if type(self)._carried is TorchOptimizer._carried or members[0].differentiable:
+        # which the hypergradients flow, and capturable=True (a step count on the
+        # device) from the count there: the kept values are numbers on the host
+        count = members[0].state.get(STEP)
+        on_device = isinstance(count, torch.Tensor) and count.device.type != "cpu"
+        if type(self)._carried is TorchOptimizer._carried or members[0].differentiable or on_device:
             return super()._run(rule, members, ctx, engine, foreach, whole, amp)
         # parameters whose states hold other values (one that missed steps) step apart
         parts: dict[tuple, list] = {}
