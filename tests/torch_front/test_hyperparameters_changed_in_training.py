@@ -8,7 +8,9 @@ a step computes from its own hyperparameters for the next to read
 multiplies in its own beta1; derived from the count and today's beta1 it was 5e-4
 off torch's after five steps below) and ASGD's step size and averaging weight
 (computed from the rate of the step before: derived from today's, 2e-3 off after a
-cosine schedule).
+cosine schedule); the schedule-free classes keep the package's totals ``lr_max`` and
+``weight_sum`` in the param groups (refused a changed learning rate, and left the
+group entries at their initial values).
 """
 
 from __future__ import annotations
@@ -114,3 +116,55 @@ def test_asgd_under_a_cosine_schedule_follows_torch():
     for a, b in zip(got, want):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(opt.state[a]["ax"], ref.state[b]["ax"], rtol=1e-6, atol=1e-7)
+
+
+def _step_lr(opt):
+    return torch.optim.lr_scheduler.StepLR(opt, 3, 0.5)
+
+
+def _scheduled(cls, **kwargs):
+    def make(params, **more):
+        opt = cls(params, **kwargs, **more)
+        opt.train()
+        return opt
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("AdamWScheduleFree", {"lr": 0.01, "warmup_steps": 3}),
+        ("AdamWScheduleFree", {"lr": 0.01, "weight_decay": 0.1, "r": 0.5}),
+        ("SGDScheduleFree", {"lr": 0.05, "warmup_steps": 2, "momentum": 0.8}),
+    ],
+)
+def test_schedule_free_under_a_scheduler_follows_the_package(name, kwargs):
+    schedulefree = pytest.importorskip("schedulefree", reason="the reference package")
+    got, opt = _train(_scheduled(getattr(gt, name)), _step_lr, **kwargs)
+    want, ref = _train(_scheduled(getattr(schedulefree, name)), _step_lr, **kwargs)
+    opt.eval()
+    ref.eval()
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-6, atol=1e-7)
+    for key in ("k", "lr_max", "weight_sum", "scheduled_lr"):
+        assert opt.param_groups[0][key] == pytest.approx(ref.param_groups[0][key], rel=1e-12)
+
+
+def test_schedule_free_group_without_kept_totals_derives_them():
+    # a checkpoint of an earlier gradstep kept the package's initial totals after
+    # steps: the step derives them from the count, as then, instead of restarting
+    # the average
+    def run(forget: bool):
+        torch.manual_seed(0)
+        p = torch.nn.Parameter(torch.randn(6))
+        opt = gt.AdamWScheduleFree([p], lr=0.01, warmup_steps=2)
+        opt.train()
+        for i in range(5):
+            p.grad = torch.sin(p.detach() * (i + 1))
+            opt.step()
+            if forget and i == 2:
+                opt.param_groups[0].update(weight_sum=0.0, lr_max=-1.0)
+        return p.detach()
+
+    torch.testing.assert_close(run(True), run(False), rtol=0, atol=0)

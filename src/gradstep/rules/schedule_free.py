@@ -49,6 +49,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from .._core.carried import Carried
 from .._core.elementwise import Elementwise, Slot
 from .._core.namespaces import as_array
 from .._core.stages import rule
@@ -99,8 +100,18 @@ class AveragingWeights:
     def lr(self, k: int) -> float:
         """:math:`\\gamma_k`, the warmed-up learning rate of step ``k`` (0-based)."""
         base = self.learning_rate(k) if callable(self.learning_rate) else self.learning_rate
+        return self.warmed(base, k)
+
+    def warmed(self, base: float, k: int) -> float:
+        """The learning rate ``base`` of step ``k`` after the warm-up."""
         sched = (k + 1) / self.warmup_steps if k < self.warmup_steps else 1.0
         return base * sched
+
+    def _advance(self, j: int, lr: float, lr_max: float, weight_sum: float) -> tuple:
+        """``(lr_max, weight, weight_sum)`` after step ``j`` at rate ``lr``."""
+        lr_max = max(lr, lr_max)
+        weight = ((j + 1) ** self.r) * (lr_max**self.power)
+        return lr_max, weight, weight_sum + weight
 
     def at(self, k: int) -> tuple[float, float]:
         """``(gamma_k, c_k)`` of step ``k``."""
@@ -108,9 +119,7 @@ class AveragingWeights:
         lr_max, weight_sum = self._before[j]
         while True:
             lr = self.lr(j)
-            lr_max = max(lr, lr_max)
-            weight = ((j + 1) ** self.r) * (lr_max**self.power)
-            weight_sum = weight_sum + weight
+            lr_max, weight, weight_sum = self._advance(j, lr, lr_max, weight_sum)
             j += 1
             if j % _MARK_EVERY == 0:
                 self._before[j] = (lr_max, weight_sum)
@@ -119,6 +128,14 @@ class AveragingWeights:
         self._remember(j, (lr_max, weight_sum))
         c = weight / weight_sum if weight_sum != 0 else 0.0
         return lr, c
+
+    def from_totals(self, k: int, base: float, lr_max: float, weight_sum: float) -> tuple:
+        """``(gamma_k, c_k, lr_max, weight_sum)`` of step ``k`` at the learning rate
+        ``base``, from the totals before it as a front keeps them (the package's
+        group entries, which follow learning rates changed during training)."""
+        lr = self.warmed(base, k)
+        lr_max, weight, weight_sum = self._advance(k, lr, lr_max, weight_sum)
+        return lr, (weight / weight_sum if weight_sum != 0 else 0.0), lr_max, weight_sum
 
     def totals(self, steps: int) -> tuple[float, float]:
         """``(lr_max, weight_sum)`` after ``steps`` steps (``(-1, 0)`` before any)."""
@@ -150,7 +167,7 @@ def _no_extra_scalars(h: dict, count: int) -> dict:
 
 
 def _schedule_free_prepare(
-    h: dict, count: int, *, beta, beta_name, extra_scalars, learning_rate, owner, weights
+    h: dict, count: int, *, beta, beta_name, carried, extra_scalars, learning_rate, owner, weights
 ) -> dict:
     if h["train_mode"] is not True:
         raise ValueError(
@@ -158,17 +175,24 @@ def _schedule_free_prepare(
             "the parameters hold x, not y: switch back with "
             "gradstep.modes.set_mode(optimizer, 'train') first"
         )
-    configured = learning_rate(count) if callable(learning_rate) else learning_rate
-    _fixed(
-        owner,
-        "learning_rate",
-        h["learning_rate"],
-        configured,
-        "the averaging weights depend on every earlier step's learning rate; "
-        "give learning_rate a schedule instead of changing it per step",
-    )
     _fixed(owner, beta_name, h[beta_name], beta, "it relates y, x and z")
-    lr, c = weights.at(count)
+    weight_sum = carried.get("weight_sum")
+    if weight_sum is not None:  # a front keeps the totals: any learning rate goes
+        lr, c, lr_max, weight_sum = weights.from_totals(
+            count, h["learning_rate"], carried.get("lr_max"), weight_sum
+        )
+        carried.reported = {"lr_max": lr_max, "weight_sum": weight_sum, "scheduled_lr": lr}
+    else:
+        configured = learning_rate(count) if callable(learning_rate) else learning_rate
+        _fixed(
+            owner,
+            "learning_rate",
+            h["learning_rate"],
+            configured,
+            "the averaging weights depend on every earlier step's learning rate; "
+            "give learning_rate a schedule instead of changing it per step",
+        )
+        lr, c = weights.at(count)
     scalars = {"first": 1.0 if count == 0 else 0.0}
     scalars.update(extra_scalars(h, count))
     scalars.update(wd=h["weight_decay"], c=c, alpha=lr * (beta * (1 - c) - 1), lr=lr)
@@ -190,11 +214,13 @@ def _schedule_free_stage(
     extra_scalars,
 ) -> Elementwise:
     weights = AveragingWeights(learning_rate, warmup_steps, r, weight_lr_power)
+    carried = Carried()  # lr_max, weight_sum: from a front that keeps them
 
     prepare = functools.partial(
         _schedule_free_prepare,
         beta=beta,
         beta_name=beta_name,
+        carried=carried,
         extra_scalars=extra_scalars,
         learning_rate=learning_rate,
         owner=owner,
@@ -219,6 +245,7 @@ def _schedule_free_stage(
         uses_count=True,
     )
     stage.declared_ranges = {"train_mode": BOOL}
+    stage.carried = carried
     return stage
 
 

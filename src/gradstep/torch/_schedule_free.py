@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .._core.carried import carried_of, holding
 from .._core.transform import Transform
 from ._base import TorchOptimizer, rule_factory
 from ._rule import scalar_dtype
@@ -50,6 +51,21 @@ class _ScheduleFree(TorchOptimizer):
         for group in self.param_groups:
             group["k"] += 1
         return loss
+
+    def _step_group(self, group: dict, amp: tuple | None = None, extra: dict | None = None) -> None:
+        # the package's totals lr_max and weight_sum live in the group: the step reads
+        # them (so a learning rate a scheduler changes weighs as in the package) and
+        # they are updated from what it computed; a group of an older gradstep
+        # checkpoint, whose totals were never kept, derives them from the count
+        stages = carried_of(self._rule(group).transform)
+        if not stages or (group["k"] > 0 and not group["weight_sum"]):
+            return super()._step_group(group, amp, extra)
+        totals = {"lr_max": float(group["lr_max"]), "weight_sum": float(group["weight_sum"])}
+        with holding(stages, totals):
+            super()._step_group(group, amp, extra)
+            reported = stages[0].reported
+        if reported is not None:
+            group.update(reported)
 
     @torch.no_grad()
     def eval(self) -> None:
