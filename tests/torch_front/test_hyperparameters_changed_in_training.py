@@ -9,8 +9,8 @@ multiplies in its own beta1; derived from the count and today's beta1 it was 5e-
 off torch's after five steps below) and ASGD's step size and averaging weight
 (computed from the rate of the step before: derived from today's, 2e-3 off after a
 cosine schedule); the schedule-free classes keep the package's totals ``lr_max`` and
-``weight_sum`` in the param groups (refused a changed learning rate, and left the
-group entries at their initial values).
+``weight_sum`` in the param groups (refused a changed learning rate or
+interpolation, and left the group entries at their initial values).
 """
 
 from __future__ import annotations
@@ -131,18 +131,25 @@ def _scheduled(cls, **kwargs):
     return make
 
 
+def _one_cycle(opt):
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.02, total_steps=12)
+
+
 @pytest.mark.parametrize(
-    ("name", "kwargs"),
+    ("name", "kwargs", "schedule"),
     [
-        ("AdamWScheduleFree", {"lr": 0.01, "warmup_steps": 3}),
-        ("AdamWScheduleFree", {"lr": 0.01, "weight_decay": 0.1, "r": 0.5}),
-        ("SGDScheduleFree", {"lr": 0.05, "warmup_steps": 2, "momentum": 0.8}),
+        ("AdamWScheduleFree", {"lr": 0.01, "warmup_steps": 3}, _step_lr),
+        ("AdamWScheduleFree", {"lr": 0.01, "weight_decay": 0.1, "r": 0.5}, _step_lr),
+        ("SGDScheduleFree", {"lr": 0.05, "warmup_steps": 2, "momentum": 0.8}, _step_lr),
+        # the learning rate and the interpolation (betas[0], momentum) both cycled
+        ("AdamWScheduleFree", {"lr": 0.01}, _one_cycle),
+        ("SGDScheduleFree", {"lr": 0.01}, _one_cycle),
     ],
 )
-def test_schedule_free_under_a_scheduler_follows_the_package(name, kwargs):
+def test_schedule_free_under_a_scheduler_follows_the_package(name, kwargs, schedule):
     schedulefree = pytest.importorskip("schedulefree", reason="the reference package")
-    got, opt = _train(_scheduled(getattr(gt, name)), _step_lr, **kwargs)
-    want, ref = _train(_scheduled(getattr(schedulefree, name)), _step_lr, **kwargs)
+    got, opt = _train(_scheduled(getattr(gt, name)), schedule, **kwargs)
+    want, ref = _train(_scheduled(getattr(schedulefree, name)), schedule, **kwargs)
     opt.eval()
     ref.eval()
     for a, b in zip(got, want):

@@ -175,14 +175,18 @@ def _schedule_free_prepare(
             "the parameters hold x, not y: switch back with "
             "gradstep.modes.set_mode(optimizer, 'train') first"
         )
-    _fixed(owner, beta_name, h[beta_name], beta, "it relates y, x and z")
     weight_sum = carried.get("weight_sum")
-    if weight_sum is not None:  # a front keeps the totals: any learning rate goes
+    if weight_sum is not None:
+        # a front keeps the totals, as the package its param groups: any learning rate
+        # goes, and the interpolation is the group's of this step (the package reads
+        # it each step and when switching between y and x)
+        beta = h[beta_name]
         lr, c, lr_max, weight_sum = weights.from_totals(
             count, h["learning_rate"], carried.get("lr_max"), weight_sum
         )
         carried.reported = {"lr_max": lr_max, "weight_sum": weight_sum, "scheduled_lr": lr}
     else:
+        _fixed(owner, beta_name, h[beta_name], beta, "it relates y, x and z")
         configured = learning_rate(count) if callable(learning_rate) else learning_rate
         _fixed(
             owner,
