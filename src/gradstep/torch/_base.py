@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .._core.blockwise8 import MIN_8BIT_SIZE
-from .._core.carried import carried_of, holding
+from .._core.carried import holding
 from .._core.transform import Transform
 from .._core.validate import BOOL, OneOf, check, declared_ranges, ranges_waived
 from ._optimizer import TransformOptimizer
@@ -171,9 +171,8 @@ class TorchOptimizer(TransformOptimizer):
         parts: dict[tuple, list] = {}
         for m in members:
             parts.setdefault(tuple(sorted(self._carried(m).items())), []).append(m)
-        stages = carried_of(rule.transform)
         for values, part in parts.items():
-            with holding(stages, dict(values)):
+            with holding(rule.carried, dict(values)):
                 super()._run(rule, part, ctx, engine, foreach, whole, amp)
 
     def _transform_for(self, g: dict) -> Transform:  # pragma: no cover - interface

@@ -15,6 +15,7 @@ import torch
 
 from .._core import tree as _tree
 from .._core.blockwise8 import ABSMAX_SUFFIX
+from .._core.carried import carried_of
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise, NormScaled
 from .._core.memory_order import order_free
@@ -223,6 +224,9 @@ class _Rule:
         # step(closure) hands it the closure's loss
         self.takes_loss = any(getattr(v.transform, "takes_loss", False) for v in walk(transform))
         self.separable = separable(transform)
+        # the stages that take values the class keeps between steps (NAdam's product,
+        # ASGD's step size, schedule-free totals): found once, not on every step
+        self.carried = carried_of(transform)
         # the first stage whose math reads each tensor's shape (None: none does, and a
         # complex parameter steps as its real view with the rule's own meaning)
         self.shape_stage = next(

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .._core.carried import carried_of, holding
+from .._core.carried import holding
 from .._core.transform import Transform
 from ._base import TorchOptimizer, rule_factory
 from ._rule import scalar_dtype
@@ -57,7 +57,7 @@ class _ScheduleFree(TorchOptimizer):
         # them (so a learning rate a scheduler changes weighs as in the package) and
         # they are updated from what it computed; a group of an older gradstep
         # checkpoint, whose totals were never kept, derives them from the count
-        stages = carried_of(self._rule(group).transform)
+        stages = self._rule(group).carried
         if not stages or (group["k"] > 0 and not group["weight_sum"]):
             return super()._step_group(group, amp, extra)
         totals = {"lr_max": float(group["lr_max"]), "weight_sum": float(group["weight_sum"])}
