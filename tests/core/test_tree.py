@@ -31,10 +31,10 @@ def test_leaf_paths_name_every_leaf():
         "head": [np.ones(1)],
         "pair": Pair(1.0, 2.0),
     }
-    assert tree.leaf_paths(t) == [
-        "layer1/weight",
-        "layer1/bias",
+    assert tree.leaf_paths(t) == [  # a dict's leaves in the order of its sorted keys
         "head/0",
+        "layer1/bias",
+        "layer1/weight",
         "pair/weight",
         "pair/bias",
     ]

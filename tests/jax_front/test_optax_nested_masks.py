@@ -387,3 +387,27 @@ def test_injected_learning_rate_edited_inside_a_chain_takes_effect():
     assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(theirs)
     for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        {"w": True, "n": None, "v": False},
+        {"w": True, "n": False, "v": False},
+        lambda p: jax.tree_util.tree_map(lambda _: True, p),
+    ],
+    ids=["none-label", "false-label", "callable"],
+)
+def test_a_none_parameter_keeps_optax_s_place_in_the_masked_state(mask):
+    params = {"w": jnp.ones(2), "n": None, "v": jnp.full(2, 2.0)}
+
+    def go(m):
+        tx = m.masked(m.adam(1e-2), mask)
+        updates, state = tx.update(params, tx.init(params), params)
+        return updates, state
+
+    (ours_u, ours_s), (theirs_u, theirs_s) = go(cx), go(optax)
+    for got, want in ((ours_u, theirs_u), (ours_s, theirs_s)):
+        assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)

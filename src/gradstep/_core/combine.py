@@ -11,14 +11,39 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from . import tree as _tree
 from .transform import Transform, shallow_copy
 
 
-def _labels_for(labels: Any, params: Any, grads: Any) -> list:
+def _labels_for(labels: Any, params: Any, grads: Any, what: str) -> list:
+    """One label per leaf, from a tree shaped like the parameters (or a prefix of
+    it) or a function of them; dict entries are matched by key."""
+    tree = params if params is not None else grads
     if callable(labels):
-        labels = labels(params if params is not None else grads)
-    return _tree.flatten(labels, none_is_leaf=True)[0]
+        labels = labels(tree)
+    return _tree.matching_labels(_tree.structure(tree), labels, what)
+
+
+def mask_flags(mask: Any, params: Any, grads: Any, what: str) -> list[bool]:
+    """One ``True``/``False`` per leaf from ``mask`` (a tree shaped like the
+    parameters, a prefix of it, or a function of them), matched by key and checked."""
+    return [mask_flag(f, what) for f in _labels_for(mask, params, grads, what)]
+
+
+def mask_flag(value: Any, name: str) -> bool:
+    """A mask entry as a bool: only ``True``/``False`` (Python or NumPy, or a 0-d
+    boolean array) -- a string or a number would be read as true by ``bool``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if getattr(value, "shape", None) == () and str(getattr(value, "dtype", "")) == "bool":
+        return bool(value)
+    shown = f"an array of shape {tuple(value.shape)}" if hasattr(value, "shape") else repr(value)
+    raise ValueError(
+        f"{name}: a mask holds one True or False per parameter (a tree shaped like the "
+        f"parameters, a prefix of it, or a function returning one); got {shown}"
+    )
 
 
 class Partition(Transform):
@@ -50,7 +75,7 @@ class Partition(Transform):
         return clone
 
     def _groups(self, params: Any, grads: Any, n: int) -> dict[str, list[int]]:
-        labels = _labels_for(self.labels, params, grads)
+        labels = _labels_for(self.labels, params, grads, f"{self.name}: labels")
         if len(labels) != n:
             raise ValueError(f"{self.name}: {len(labels)} labels for {n} parameters")
         groups: dict[str, list[int]] = {k: [] for k in self.transforms}
@@ -109,10 +134,11 @@ class Masked(Transform):
         self.name = inner.name
 
     def _selected(self, params: Any, grads: Any, n: int) -> list[int]:
-        flags = _labels_for(self.mask, params, grads)
+        what = f"masked {self.name}: mask"
+        flags = mask_flags(self.mask, params, grads, what)
         if len(flags) != n:
-            raise ValueError(f"masked {self.name}: mask has {len(flags)} leaves, params {n}")
-        return [i for i, f in enumerate(flags) if bool(f)]
+            raise ValueError(f"{what} has {len(flags)} leaves, params {n}")
+        return [i for i, f in enumerate(flags) if f]
 
     def child_leaves(self, params: Any, grads: Any, n: int) -> tuple[list[int] | None, ...]:
         return (self._selected(params, grads, n),)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .combine import _labels_for
+from .combine import mask_flags
 from .elementwise import Elementwise, resolve, sum_of_squares
 from .namespaces import element_for, namespace_of
 
@@ -114,11 +114,12 @@ class PerTensorReduction(Elementwise):
         """Each tensor's mask flags, ``{flag name: bool}``."""
         out: list[dict[str, bool]] = [{} for _ in range(n)]
         for flag, mask in self.flags.items():
-            values = [True] * n if mask is None else _labels_for(mask, params, grads)
+            what = f"{self.name}: {flag} mask"
+            values = [True] * n if mask is None else mask_flags(mask, params, grads, what)
             if len(values) != n:
-                raise ValueError(f"{self.name}: {flag} mask has {len(values)} leaves, params {n}")
+                raise ValueError(f"{what} has {len(values)} leaves, params {n}")
             for i, v in enumerate(values):
-                out[i][flag] = bool(v)
+                out[i][flag] = v
         return out
 
     def n_terms(self) -> int:

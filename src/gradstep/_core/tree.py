@@ -4,9 +4,14 @@ A *leaf* is anything that is not a list, tuple, dict or ``None`` (a NumPy array,
 NumPy scalar, a Python number, a torch tensor, ...). ``None`` is an empty subtree: it
 holds no leaf, so a tree with ``None`` in it keeps its place in the structure.
 
-The helpers here flatten a tree into its leaves in a fixed order (dict keys in
-insertion order) and build it back, so a transform can work on a flat list of arrays
-and hand back the structure the user gave.
+The helpers here flatten a tree into its leaves in a fixed order and build it back,
+so a transform can work on a flat list of arrays and hand back the structure the user
+gave. A dict's leaves come in the order of its sorted keys, as in JAX, so two dicts
+with the same entries flatten alike whatever order they were written in (gradients
+built in another order than the parameters pair with them by key); a rebuilt dict
+keeps the key order of the tree it was flattened from. Trees handed in beside
+another (gradients beside parameters, masks beside parameters) are matched to it by
+structure, and a difference raises naming the first path where they differ.
 """
 
 from __future__ import annotations
@@ -23,14 +28,16 @@ class TreeDef:
     """The shape of a tree without its leaves.
 
     ``kind`` is one of ``"leaf"``, ``"none"``, ``"list"``, ``"tuple"``, ``"dict"`` or
-    ``"namedtuple"``; ``keys`` holds dict keys or the namedtuple class; ``children``
-    the sub-structures in order.
+    ``"namedtuple"``; ``keys`` holds dict keys (sorted) or the namedtuple class;
+    ``children`` the sub-structures in order; ``written`` a dict's keys in the order
+    the user wrote them (how it is rebuilt; not part of the structure).
     """
 
     kind: str
     children: tuple = ()
     keys: Any = None
     num_leaves: int = field(default=-1, compare=False)
+    written: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.num_leaves < 0:
@@ -70,9 +77,10 @@ def _flatten_into(tree: Any, leaves: list, none_is_leaf: bool = False) -> TreeDe
     if tree is None and not none_is_leaf:
         return _NONE
     if isinstance(tree, dict):
-        keys = tuple(tree.keys())
+        written = tuple(tree.keys())
+        keys = _sorted_keys(written)
         children = tuple(_flatten_into(tree[k], leaves, none_is_leaf) for k in keys)
-        return TreeDef("dict", children, keys)
+        return TreeDef("dict", children, keys, written=None if keys == written else written)
     if _is_namedtuple(tree):
         children = tuple(_flatten_into(v, leaves, none_is_leaf) for v in tree)
         return TreeDef("namedtuple", children, type(tree))
@@ -84,6 +92,13 @@ def _flatten_into(tree: Any, leaves: list, none_is_leaf: bool = False) -> TreeDe
         return TreeDef(kind, tuple(_flatten_into(v, leaves, none_is_leaf) for v in tree))
     leaves.append(tree)
     return _LEAF
+
+
+def _sorted_keys(keys: tuple) -> tuple:
+    try:
+        return tuple(sorted(keys))
+    except TypeError:  # keys of several types: a fixed order all the same
+        return tuple(sorted(keys, key=lambda k: (type(k).__name__, repr(k))))
 
 
 def unflatten(treedef: TreeDef, leaves: list) -> Any:
@@ -108,7 +123,8 @@ def _build(td: TreeDef, it) -> Any:
         return None
     children = [_build(c, it) for c in td.children]
     if td.kind == "dict":
-        return dict(zip(td.keys, children))
+        built = dict(zip(td.keys, children))
+        return built if td.written is None else {k: built[k] for k in td.written}
     if td.kind == "namedtuple":
         return td.keys(*children)
     return children if td.kind == "list" else tuple(children)
@@ -125,24 +141,21 @@ def structure(tree: Any) -> TreeDef:
 
 
 def tree_map(fn: Callable, tree: Any, *rest: Any) -> Any:
-    """Apply ``fn`` leaf by leaf to ``tree`` and trees of the same structure."""
+    """Apply ``fn`` leaf by leaf to ``tree`` and trees of the same structure (matched
+    to it by :func:`matching_leaves`: dict entries by key)."""
     flat, td = flatten(tree)
-    others = [_leaves_like(td, r) for r in rest]
+    others = [leaves_like(td, r) for r in rest]
     return unflatten(td, [fn(*args) for args in zip(flat, *others)])
 
 
-def _leaves_like(td: TreeDef, tree: Any) -> list:
-    flat, other_td = flatten(tree)
-    if len(flat) != td.num_leaves:
-        raise ValueError(
-            f"tree structures differ: expected {td.num_leaves} leaves, got {len(flat)}"
-        )
-    return flat
-
-
-def leaves_like(td: TreeDef, tree: Any) -> list:
-    """Leaves of ``tree``, checked to be as many as ``td`` describes."""
-    return _leaves_like(td, tree)
+def leaves_like(td: TreeDef, tree: Any, what: str = "tree") -> list:
+    """The leaves of ``tree`` in the order of the structure ``td``: dict entries
+    matched by key, a difference of structure a ``ValueError`` naming ``what`` and
+    the path where the trees differ (see :func:`matching_leaves`)."""
+    flat, other = flatten(tree)
+    if other is td or other == td:
+        return flat
+    return matching_leaves(td, tree, what)
 
 
 def leaf_paths(tree: Any, sep: str = "/") -> list[str]:
@@ -242,3 +255,50 @@ def _match(td: TreeDef, tree: Any, path: tuple, out: list, what: str) -> None:
         raise _differ(what, path, f"expected {len(td.children)} entries, got {len(tree)}")
     for i, (child, value) in enumerate(zip(td.children, tree)):
         _match(child, value, path + (i,), out, what)
+
+
+def matching_labels(td: TreeDef, labels: Any, what: str = "labels") -> list:
+    """One label per leaf of the structure ``td``, from a tree of labels shaped like
+    it or a prefix of it (optax's convention: a label where ``td`` has a subtree is
+    every leaf's below it; ``None`` is a label, "none"). Dict entries are matched by
+    key; any other difference raises a ``ValueError`` naming ``what`` and the path."""
+    out: list = []
+    _match_labels(td, labels, (), out, what)
+    return out
+
+
+def _match_labels(td: TreeDef, labels: Any, path: tuple, out: list, what: str) -> None:
+    if td.kind == "none":
+        if labels is not None:
+            raise _differ(what, path, f"expected None, got {_kind(labels)}")
+        return
+    if td.kind != "leaf" and (labels is None or not isinstance(labels, (dict, list, tuple))):
+        out.extend([labels] * td.num_leaves)  # a prefix: one label for the subtree
+        return
+    if td.kind == "leaf":
+        if isinstance(labels, (dict, list, tuple)):
+            raise _differ(what, path, f"expected a label, got {_kind(labels)}")
+        out.append(labels)
+        return
+    if td.kind == "dict":
+        if not isinstance(labels, dict):
+            raise _differ(what, path, f"expected a dict, got {_kind(labels)}")
+        for key in labels:
+            if key not in td.keys:
+                raise _differ(what, path + (key,), "unexpected key")
+        for key, child in zip(td.keys, td.children):
+            if key not in labels:
+                raise _differ(what, path + (key,), "missing")
+            _match_labels(child, labels[key], path + (key,), out, what)
+        return
+    if td.kind == "namedtuple":
+        fields = td.keys._fields
+        if not _is_namedtuple(labels) or type(labels)._fields != fields:
+            raise _differ(what, path, f"expected a {td.keys.__name__}, got {_kind(labels)}")
+    elif not isinstance(labels, (list, tuple)) or _is_namedtuple(labels):
+        expected = f"a {td.kind} of {len(td.children)}"
+        raise _differ(what, path, f"expected {expected}, got {_kind(labels)}")
+    if len(labels) != len(td.children):
+        raise _differ(what, path, f"expected {len(td.children)} entries, got {len(labels)}")
+    for i, (child, value) in enumerate(zip(td.children, labels)):
+        _match_labels(child, value, path + (i,), out, what)

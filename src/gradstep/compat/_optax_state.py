@@ -41,9 +41,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._core.combine import mask_flag
 from .._core.transform import Transform
-from ..engines.jax_nodes import _flat_labels as flat_labels
-from ..engines.jax_nodes import shown_structure
+from ..engines.jax_labels import flat_labels, shown_structure
 
 # -- optax's state classes (optax's own where installed, else same-named twins) ------
 
@@ -323,7 +323,8 @@ class Masked(Layout):
         self.mask = mask
 
     def _child(self, node, ctx):
-        sel = [i for i, f in enumerate(ctx.labels(self.mask)) if bool(f)]
+        flags = ctx.labels(self.mask)
+        sel = [i for i, f in enumerate(flags) if mask_flag(f, "masked: mask")]
         return node.children()[0], node.child_state_keys()[0], ctx.sub(sel, bool, self.mask)
 
     def to_optax(self, core, node, ctx, prev):

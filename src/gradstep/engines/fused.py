@@ -58,7 +58,7 @@ import numpy as np
 
 from .._core import tree as _tree
 from .._core.blockwise8 import BLOCK, BLOCKWISE8, MIXED_PREFIX, absmax_name, is_codes, n_blocks
-from .._core.combine import _labels_for
+from .._core.combine import mask_flags
 from .._core.fused_form import refusal
 from .._core.memory_order import order_free
 from .._core.transform import Transform
@@ -188,11 +188,11 @@ class FusedEngine:
         """For each tensor, its index among the stage's slot leaves (None: not covered)."""
         if st.mask is None:
             return list(range(n))
-        flags = _labels_for(st.mask, params, None)
+        flags = mask_flags(st.mask, params, None, f"masked {st.stage.name}: mask")
         out, k = [], 0
         for flag in flags:
             out.append(k if flag else None)
-            k += bool(flag)
+            k += flag
         return out
 
     def _run(self, layout: dict, nodes: list[dict], counts: list[int], ctx: dict, writes) -> dict:

@@ -77,13 +77,12 @@ from .jax_nodes import (
     ElementNode,
     MaskedNode,
     NormNode,
-    NotTraceable,
     PartitionNode,
     PerTensorNode,
     _Node,
 )
 from .jax_rounding import parameter_store_node
-from .jax_scalars import Scalars, guarded
+from .jax_scalars import NotTraceable, Scalars, guarded
 from .jax_wrapper_nodes import CautiousNode, FinishingNode, SharpnessNode, SkipNonfiniteNode
 
 _HALF = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))

@@ -8,8 +8,16 @@ import jax.numpy as jnp
 
 from .._core.global_reduction import GlobalReduction
 from .._core.namespaces import element_for, nan_to_zero
-from .jax_nodes import NotTraceable, _Node
-from .jax_scalars import COUNT_DTYPE, cast, float_dtype, jax_ns, leaf_dtype, safe_increment
+from .jax_nodes import _Node
+from .jax_scalars import (
+    COUNT_DTYPE,
+    NotTraceable,
+    cast,
+    float_dtype,
+    jax_ns,
+    leaf_dtype,
+    safe_increment,
+)
 
 
 class GlobalNode(_Node):

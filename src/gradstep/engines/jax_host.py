@@ -11,8 +11,8 @@ import numpy as np
 from jax import tree_util
 
 from .._core.transform import Transform
-from .jax_nodes import NotTraceable, _Node
-from .jax_scalars import TRACE_ERRORS, is_array
+from .jax_nodes import _Node
+from .jax_scalars import TRACE_ERRORS, NotTraceable, is_array
 
 
 class CallNode(_Node):

@@ -10,14 +10,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import tree_util
 
 from .._core import blockwise8
 from .._core.blockwise8 import BLOCKWISE8, absmax_name
-from .._core.combine import Masked, Partition
+from .._core.combine import Masked, Partition, mask_flag
 from .._core.elementwise import Elementwise, NormScaled, resolve
 from .._core.namespaces import element_for, nan_to_zero
 from .._core.transform import Chain
+from .jax_labels import flat_labels, list_def, shown_structure
 from .jax_scalars import (
     COUNT_DTYPE,
     Scalars,
@@ -26,7 +26,6 @@ from .jax_scalars import (
     count_row,
     float_dtype,
     host_call,
-    is_traced,
     jax_ns,
     leaf_dtype,
     python_schedules,
@@ -38,11 +37,6 @@ from .jax_scalars import (
     traceable_copy,
     value_row,
 )
-
-
-class NotTraceable(Exception):
-    """A stage of the transform cannot run under ``jax.jit`` (the reason is the message)."""
-
 
 # -- nodes: one per transform of the tree --------------------------------------------
 
@@ -255,72 +249,8 @@ class ChainNode(_Node):
         return g, new_state
 
 
-def _flat_labels(labels: Any, td, g, w) -> list:
-    """The labels (or mask flags) of the leaves, from a tree or a function of params."""
-    tree = td.unflatten(w if w is not None else g)
-    if callable(labels):
-        labels = labels(tree)
-    try:
-        flat = td.flatten_up_to(labels)
-    except (ValueError, TypeError):
-        flat = _prefix_labels(labels, tree)
-    if flat is None:
-        flat = tree_util.tree_leaves(labels, is_leaf=lambda x: x is None)
-    if len(flat) != td.num_leaves:
-        raise ValueError(f"labels have {len(flat)} leaves, the parameters {td.num_leaves}")
-    for x in flat:
-        if is_traced(x):
-            raise NotTraceable(
-                "a mask or label is a traced array; masks and labels choose leaves while "
-                "tracing, so they must be Python values (a tree, or a function of the "
-                "parameters' structure and shapes)"
-            )
-    return flat
-
-
-def _prefix_labels(labels: Any, tree: Any) -> list | None:
-    """A tree of labels that is a prefix of the parameters' (optax's masks and labels:
-    ``{"encoder": False, "head": True}`` over nested parameters): each label given to
-    every leaf below it. ``None`` when ``labels`` is no prefix of ``tree``."""
-    is_label = lambda x: x is None  # noqa: E731 - None is a label ("no label")
-    prefix = tree_util.tree_structure(labels, is_leaf=is_label)
-    try:
-        subtrees = prefix.flatten_up_to(tree)
-    except (ValueError, TypeError):
-        return None
-    out: list = []
-    for label, sub in zip(tree_util.tree_leaves(labels, is_leaf=is_label), subtrees):
-        out.extend([label] * len(tree_util.tree_leaves(sub)))
-    return out
-
-
-def shown_structure(labels: Any, keep: Any, td, g, w, hole: Any, n: int):
-    """The structure a masked child sees in optax's convention: the tree with
-    ``hole()`` in place of each subtree whose label (of ``labels``: a tree, a prefix
-    tree or a function of the tree) ``keep`` rejects -- one hole per label, so a
-    prefix label leaves one hole for its whole subtree. Labels that do not map onto
-    the tree (a flat list of flags) give the flat list of the ``n`` seen leaves."""
-    tree = td.unflatten(w if w is not None else g)
-    label_tree = labels(tree) if callable(labels) else labels
-    try:
-        skeleton = tree_util.tree_map(
-            lambda label, sub: sub if keep(label) else hole(),
-            label_tree,
-            tree,
-            is_leaf=lambda x: x is None,
-        )
-    except (ValueError, TypeError):
-        return _list_def(n)
-    out = tree_util.tree_structure(skeleton)
-    return out if out.num_leaves == n else _list_def(n)
-
-
 def _sub(values: list | None, idx: list[int]) -> list | None:
     return None if values is None else [values[i] for i in idx]
-
-
-def _list_def(n: int):
-    return tree_util.tree_structure([0] * n)
 
 
 class MaskedNode(_Node):
@@ -339,9 +269,10 @@ class MaskedNode(_Node):
     def _view(self, td, g, w):
         if self.hole is not None:
             w = None  # optax's masks see the updates (the parameters at init)
-        idx = [i for i, f in enumerate(_flat_labels(self.masked.mask, td, g, w)) if bool(f)]
+        flags = flat_labels(self.masked.mask, td, g, w)
+        idx = [i for i, f in enumerate(flags) if mask_flag(f, f"masked {self.masked.name}: mask")]
         if self.hole is None:
-            return idx, _list_def(len(idx))
+            return idx, list_def(len(idx))
         return idx, shown_structure(self.masked.mask, bool, td, g, w, self.hole, len(idx))
 
     def init(self, leaves, td):
@@ -376,7 +307,7 @@ class PartitionNode(_Node):
         if self.hole is not None:
             w = None  # optax's labels see the updates (the parameters at init)
         groups: dict = {label: [] for label in self.nodes}
-        for i, label in enumerate(_flat_labels(self.part.labels, td, g, w)):
+        for i, label in enumerate(flat_labels(self.part.labels, td, g, w)):
             if label is None:
                 continue
             if label not in groups:
@@ -388,7 +319,7 @@ class PartitionNode(_Node):
         out = {}
         for label, idx in groups.items():
             if self.hole is None:
-                out[label] = idx, _list_def(len(idx))
+                out[label] = idx, list_def(len(idx))
             else:
                 keep = lambda x, label=label: x == label  # noqa: E731
                 labels = self.part.labels
@@ -470,9 +401,9 @@ class PerTensorNode(ElementNode):
         n = len(g)
         out: list[dict] = [{} for _ in range(n)]
         for flag, mask in self.stage.flags.items():
-            values = [True] * n if mask is None else _flat_labels(mask, td, g, w)
+            values = [True] * n if mask is None else flat_labels(mask, td, g, w)
             for i, v in enumerate(values):
-                out[i][flag] = bool(v)
+                out[i][flag] = mask_flag(v, f"{self.stage.name}: {flag} mask")
         return out
 
     def _host(self, sums, flags, count, static_ctx, dynamic_ctx):

@@ -28,6 +28,10 @@ TRACE_ERRORS = (
 )
 
 
+class NotTraceable(Exception):
+    """A stage of the transform cannot run under ``jax.jit`` (the reason is the message)."""
+
+
 def jax_ns():
     return namespace_of(jnp.zeros(()))
 

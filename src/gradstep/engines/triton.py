@@ -43,7 +43,7 @@ import torch
 from .._core import tree as _tree
 from .._core.blockwise8 import BLOCK as Q8_BLOCK
 from .._core.blockwise8 import absmax_name
-from .._core.combine import _labels_for
+from .._core.combine import mask_flags
 from .._core.elementwise import resolve
 from .._core.fused_form import refusal
 from .._core.namespaces import element_for, namespace_of
@@ -178,7 +178,7 @@ class TritonEngine:
             if st.mask is None:
                 covered = [True] * n
             else:
-                covered = [bool(f) for f in _labels_for(st.mask, params, None)]
+                covered = mask_flags(st.mask, params, None, f"masked {st.stage.name}: mask")
                 if len(covered) != n:
                     raise ValueError(f"{st.stage.name}: mask has {len(covered)} leaves, params {n}")
             covered_by_stage.append(covered)
