@@ -120,3 +120,37 @@ def test_every_compat_name_has_fixtures():
     recorded = contrib - contrib_states - CONTRIB_NOT_RECORDED
     assert {f"contrib.{n}" for n in recorded} - covered == set()
     assert CONTRIB_NOT_RECORDED <= contrib
+
+
+def test_optaxs_optional_arguments_act_as_in_optax():
+    optax = pytest.importorskip("optax", reason="optax is the reference")
+    import jax.numpy as jnp
+
+    params = {"w": jnp.asarray([1.0, -0.5, 0.25])}
+    grads = [{"w": jnp.asarray([0.1, -0.2, 0.3]) * (k + 1)} for k in range(3)]
+
+    def run(tx):
+        state, out = tx.init(params), None
+        for g in grads:
+            out, state = tx.update(g, state, params)
+        return np.asarray(out["w"])
+
+    for corrected in (True, False):  # amsgrad's bias corrections (both or neither)
+        make = {"bias_correction_mu": corrected, "bias_correction_nu": corrected}
+        np.testing.assert_allclose(
+            run(cx.amsgrad(0.1, **make)), run(optax.amsgrad(0.1, **make)), rtol=1e-6
+        )
+    with pytest.raises(ValueError, match="both True or both False"):
+        cx.amsgrad(0.1, bias_correction_mu=False)
+    # no learning rate: optax's identity
+    np.testing.assert_array_equal(run(cx.scale_by_learning_rate()), run(optax.identity()))
+    # the extra arguments of update reach the inner transformations whole
+    for make in (
+        lambda m, flag: m.masked(m.sgd(0.1), {"w": True}, mask_compatible_extra_args=flag),
+        lambda m, flag: m.multi_transform(
+            {"a": m.sgd(0.1)}, {"w": "a"}, mask_compatible_extra_args=flag
+        ),
+    ):
+        np.testing.assert_allclose(run(make(cx, False)), run(make(optax, False)), rtol=1e-6)
+        with pytest.raises(ValueError, match="mask_compatible_extra_args=True is not supported"):
+            make(cx, True)

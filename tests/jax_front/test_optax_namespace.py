@@ -41,3 +41,41 @@ def test_names_that_hold_no_optimizer_are_optaxs_own():
 def test_unknown_names_still_raise():
     with pytest.raises(AttributeError, match="no attribute 'adamw_typo'"):
         gx.adamw_typo  # noqa: B018
+
+
+def _shared_functions():
+    import inspect
+
+    import optax.contrib as oc
+
+    for theirs, ours in ((optax, gx), (oc, gx.contrib)):
+        for name in dir(ours):
+            if name.startswith("_") or not hasattr(theirs, name):
+                continue
+            a, b = getattr(theirs, name), getattr(ours, name)
+            if callable(a) and not inspect.isclass(a) and a is not b:
+                yield name, a, b
+
+
+def test_every_mapped_function_takes_optaxs_arguments():
+    """The same parameter names, in the same order and of the same kinds (positional,
+    keyword-only, ...), with equal defaults where they are numbers, strings or None."""
+    import inspect
+
+    differ = []
+    for name, theirs, ours in _shared_functions():
+        try:
+            a, b = inspect.signature(theirs).parameters, inspect.signature(ours).parameters
+        except (TypeError, ValueError):  # a builtin without a signature
+            continue
+        if [(p.name, p.kind) for p in a.values()] != [(p.name, p.kind) for p in b.values()]:
+            differ.append(name)
+            continue
+        for p, q in zip(a.values(), b.values()):
+            plain = (int, float, str, bool, type(None))
+            if isinstance(p.default, plain) and p.default is not inspect.Parameter.empty:
+                if not (
+                    p.default == q.default or p.default != p.default and q.default != q.default
+                ):
+                    differ.append(f"{name}({p.name}={p.default!r}, gradstep: {q.default!r})")
+    assert differ == []

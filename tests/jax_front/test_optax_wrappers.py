@@ -101,10 +101,20 @@ def test_multi_steps_skip_state():
     assert set(state.skip_state) == {"should_skip", "num_not_finite"}
 
 
-def test_lookahead_matches_optax():
+@pytest.mark.parametrize(
+    "start",
+    [
+        PARAMS,
+        # the user's own pairs: a 2-tuple of a vector and a scalar, and of two vectors
+        {"t": (jnp.ones(3), jnp.float32(5.0))},
+        (jnp.arange(3.0), jnp.arange(2.0)),
+    ],
+    ids=["dict", "pair-with-scalar", "pair-of-vectors"],
+)
+def test_lookahead_matches_optax(start):
     def go(m, reset):
         tx = m.lookahead(m.adam(0.1), sync_period=3, slow_step_size=0.4, reset_state=reset)
-        params = optax.LookaheadParams.init_synced(PARAMS)
+        params = optax.LookaheadParams.init_synced(start)
         state = tx.init(params)
         update = jax.jit(tx.update)
         seen = []

@@ -28,7 +28,18 @@ from ..rules.rmsprop import scale_by_rms as _scale_by_rms
 from ..rules.sign import scale_by_sign as _scale_by_sign
 from ..rules.sign import scale_by_signum as _scale_by_signum
 from ..transforms.ema import scale_by_ema as _scale_by_ema
-from ._optax_base import ADAM_EPS, ADAM_NAMES, DECAY, EPS, LR, as_stage, injectable, stored_in, wrap
+from ._optax_base import (
+    ADAM_EPS,
+    ADAM_NAMES,
+    DECAY,
+    EPS,
+    LR,
+    as_stage,
+    injectable,
+    one_rule_for_both,
+    stored_in,
+    wrap,
+)
 from ._optax_layouts import (
     ADAM_STATE,
     ADAMAX_STATE,
@@ -94,12 +105,7 @@ def scale_by_amsgrad(
     """optax's ``scale_by_amsgrad``: the maximum kept of the bias-corrected
     :math:`\\hat v`. gradstep's rule corrects both moments or neither: the two flags
     must be equal."""
-    if bias_correction_mu != bias_correction_nu:
-        raise ValueError(
-            f"scale_by_amsgrad: invalid bias_correction_mu={bias_correction_mu} with "
-            f"bias_correction_nu={bias_correction_nu}; valid values: both True or both "
-            "False (gradstep's rule corrects both moments or neither)"
-        )
+    one_rule_for_both("scale_by_amsgrad", bias_correction_mu, bias_correction_nu)
     stage = _scale_by_adam(
         b1, b2, eps, eps_root=eps_root, amsgrad="corrected", bias_correction=bias_correction_mu
     )
@@ -275,9 +281,10 @@ def signum(learning_rate: Any, beta: float = 0.9, accumulator_dtype: Any = None)
 # -- combinators and stateless transforms ------------------------------------------------
 
 
-def named_chain(*transforms: tuple[str, Any]) -> GradstepTransformation:
+def named_chain(*args: tuple[str, Any]) -> GradstepTransformation:
     """optax's ``named_chain``: a chain whose state is a dict keyed by the given
     names (``state["adam"]``)."""
+    transforms = args
     names = [name for name, _ in transforms]
     if len(set(names)) != len(names):
         raise ValueError(f"named_chain: invalid names {names}; valid values: distinct names")

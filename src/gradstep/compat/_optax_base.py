@@ -211,3 +211,13 @@ def injectable(stage: Any, derived: Any = None, **promote: tuple[str, Any]) -> A
 
 #: the per-step constants of the Adam family (optax's eps, eps_root)
 ADAM_EPS = {"epsilon": ("epsilon", EPS), "eps_root": ("eps_root", EPS)}
+
+
+def one_rule_for_both(owner: str, bias_correction_mu: bool, bias_correction_nu: bool) -> None:
+    """gradstep's AMSGrad corrects both moments or neither: refuse one flag alone."""
+    if bias_correction_mu != bias_correction_nu:
+        raise ValueError(
+            f"{owner}: invalid bias_correction_mu={bias_correction_mu} with "
+            f"bias_correction_nu={bias_correction_nu}; valid values: both True or both "
+            "False (gradstep's rule corrects both moments or neither)"
+        )

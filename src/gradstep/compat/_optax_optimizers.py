@@ -19,7 +19,18 @@ from ..rules.adamax import scale_by_adamax as _scale_by_adamax
 from ..rules.radam import THRESHOLD as RADAM_THRESHOLD
 from ..rules.rmsprop import scale_by_rms as _scale_by_rms
 from ..rules.sgd import apply_momentum, apply_nesterov_momentum
-from ._optax_base import ADAM_EPS, ADAM_NAMES, DECAY, EPS, LR, MOMENTUM, WD, injectable, stored_in
+from ._optax_base import (
+    ADAM_EPS,
+    ADAM_NAMES,
+    DECAY,
+    EPS,
+    LR,
+    MOMENTUM,
+    WD,
+    injectable,
+    one_rule_for_both,
+    stored_in,
+)
 from ._optax_layouts import (
     ADAM_STATE,
     ADAMAX_STATE,
@@ -116,7 +127,15 @@ def adamw(
     )
 
 
-@hyperparams(learning_rate=LR, b1=DECAY, b2=DECAY, eps=EPS, eps_root=EPS)
+@hyperparams(
+    learning_rate=LR,
+    b1=DECAY,
+    b2=DECAY,
+    eps=EPS,
+    eps_root=EPS,
+    bias_correction_mu=BOOL,
+    bias_correction_nu=BOOL,
+)
 def amsgrad(
     learning_rate: Any,
     b1: float = 0.9,
@@ -124,10 +143,16 @@ def amsgrad(
     eps: float = 1e-8,
     eps_root: float = 0.0,
     mu_dtype: Any = None,
+    bias_correction_mu: bool = True,
+    bias_correction_nu: bool = True,
 ) -> GradstepTransformation:
     """optax's ``amsgrad``: the maximum is kept of the bias-corrected :math:`\\hat v`
-    (``amsgrad="corrected"``)."""
-    direction = _scale_by_adam(b1, b2, eps, eps_root=eps_root, amsgrad="corrected")
+    (``amsgrad="corrected"``); the bias corrections as in :func:`scale_by_amsgrad`
+    (both or neither)."""
+    one_rule_for_both("amsgrad", bias_correction_mu, bias_correction_nu)
+    direction = _scale_by_adam(
+        b1, b2, eps, eps_root=eps_root, amsgrad="corrected", bias_correction=bias_correction_mu
+    )
     direction = injectable(direction, **ADAM_EPS)
     return optimizer(
         "amsgrad",

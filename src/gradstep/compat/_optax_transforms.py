@@ -89,11 +89,16 @@ def scale(step_size: Any) -> GradstepTransformation:
     return wrap(_scale(step_size), schedule_state(step_size))
 
 
-def scale_by_learning_rate(learning_rate: Any, *, flip_sign: bool = True) -> GradstepTransformation:
+def scale_by_learning_rate(
+    learning_rate: Any = None, *, flip_sign: bool = True
+) -> GradstepTransformation:
     """optax's ``scale_by_learning_rate``: times :math:`-\\eta` (:math:`\\eta` without
-    ``flip_sign``); a schedule is evaluated at the stage's own count from 0."""
-    check("scale_by_learning_rate", "learning_rate", learning_rate, LR)
+    ``flip_sign``); a schedule is evaluated at the stage's own count from 0; ``None``
+    scales nothing (optax's ``identity()``)."""
     check("scale_by_learning_rate", "flip_sign", flip_sign, BOOL)
+    if learning_rate is None:
+        return identity()
+    check("scale_by_learning_rate", "learning_rate", learning_rate, LR)
     stage = _scale_by_lr(learning_rate) if flip_sign else _scale(learning_rate)
     return wrap(stage, schedule_state(learning_rate))
 
@@ -173,19 +178,39 @@ def identity() -> GradstepTransformation:
     return wrap(_identity(), EMPTY)
 
 
-def masked(inner: Any, mask: Any) -> GradstepTransformation:
+def _extra_args_unmasked(owner: str, mask_compatible_extra_args: Any) -> None:
+    """optax's ``mask_compatible_extra_args=True`` masks the extra arguments of
+    ``update`` shaped like the parameters; gradstep hands them on whole: only the
+    default is taken."""
+    check(owner, "mask_compatible_extra_args", mask_compatible_extra_args, BOOL)
+    if mask_compatible_extra_args:
+        raise ValueError(
+            f"{owner}: mask_compatible_extra_args=True is not supported (gradstep hands "
+            "the extra arguments of update to the inner transformations whole); valid "
+            "values: False"
+        )
+
+
+def masked(
+    inner: Any, mask: Any, *, mask_compatible_extra_args: bool = False
+) -> GradstepTransformation:
     """optax's ``masked``: ``inner`` on the leaves where ``mask`` is true; the other
     updates pass through unchanged. ``inner`` sees, as in optax, the tree with
     ``MaskedNode()`` in place of what the mask left out (so does any mask, label or
-    state further in, at any depth)."""
+    state further in, at any depth). ``mask_compatible_extra_args`` must be False."""
+    _extra_args_unmasked("masked", mask_compatible_extra_args)
     return wrap(_masked(as_stage(inner), mask), Masked(layout_of(inner), mask))
 
 
 def multi_transform(
-    transforms: Mapping[Hashable, Any], param_labels: Any
+    transforms: Mapping[Hashable, Any],
+    param_labels: Any,
+    *,
+    mask_compatible_extra_args: bool = False,
 ) -> GradstepTransformation:
     """optax's ``multi_transform``/``partition``: ``transforms[label]`` on the leaves
-    labelled ``label``."""
+    labelled ``label`` (``mask_compatible_extra_args`` must be False)."""
+    _extra_args_unmasked("multi_transform", mask_compatible_extra_args)
     core = _partition({k: as_stage(t) for k, t in transforms.items()}, param_labels)
     return wrap(core, Partition({k: layout_of(t) for k, t in transforms.items()}, param_labels))
 
@@ -262,6 +287,13 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _stand_in(signature: inspect.Signature, name: str) -> Any:
+    """A number to build the optimizer from in place of a traced ``name``: its
+    default where that is a number, else a learning rate's usual value."""
+    default = signature.parameters[name].default
+    return default if isinstance(default, (int, float)) and not isinstance(default, bool) else 1e-3
+
+
 def _first_value(schedule: Any) -> Any:
     """A schedule's value at its initial state, as a Python number where it is one."""
     value = np.asarray(schedule(schedule.init()))
@@ -315,11 +347,26 @@ def inject_hyperparams(
         # optax builds the inner transformation from numbers: a schedule's first value
         # stands for it (the state of a stage with a number, e.g. EmptyState())
         first = {k: _first_value(f) for k, f in scheduled.items()}
-        probe = inner_factory(**fixed, **{k: _number(v) for k, v in numeric.items()}, **first)
+        # a traced value (made under jax.jit, jax.grad, jax.vmap) has no number to
+        # build from: a stand-in builds the optimizer, the value itself reaches every
+        # step as an override, so derivatives and batches flow through it
+        traced = {k for k, v in numeric.items() if isinstance(v, jax.core.Tracer)}
+        built = {
+            k: _stand_in(signature, k) if k in traced else _number(v) for k, v in numeric.items()
+        }
+        probe = inner_factory(**fixed, **built, **first)
         if isinstance(getattr(probe, "transform", None), Transform) and hasattr(probe, "layout"):
             names = getattr(probe, "hyperparam_names", {})
             known = probe.transform.hyperparameters()
             live = {k for k in {**numeric, **scheduled} if names.get(k, k) in known}
+            if traced - live:
+                raise ValueError(
+                    f"inject_hyperparams: {sorted(traced - live)} of "
+                    f"{getattr(inner_factory, '__name__', inner_factory)} is a traced array, "
+                    f"but sets no per-step hyperparameter in gradstep, so the optimizer is "
+                    f"built from its number, which a traced array does not have; traceable: "
+                    f"{sorted(live)}"
+                )
             numeric = {k: v for k, v in numeric.items() if k in live}
             if set(scheduled) - live:
                 raise ValueError(

@@ -308,10 +308,13 @@ def lookahead(
             )
             return fast_u, new_slow - slow
 
-        pairs = jax.tree_util.tree_map(pair, steps, params.fast, params.slow)
-        is_pair = lambda x: isinstance(x, tuple) and len(x) == 2  # noqa: E731
-        fast_updates = jax.tree_util.tree_map(lambda x: x[0], pairs, is_leaf=is_pair)
-        slow_updates = jax.tree_util.tree_map(lambda x: x[1], pairs, is_leaf=is_pair)
+        # leaf by leaf over the updates' structure (a tree of pairs would mistake the
+        # user's own 2-tuples for pairs)
+        leaves, td = jax.tree_util.tree_flatten(steps)
+        fast_w, slow_w = td.flatten_up_to(params.fast), td.flatten_up_to(params.slow)
+        pairs = [pair(u, w, slow) for u, w, slow in zip(leaves, fast_w, slow_w)]
+        fast_updates = td.unflatten([fu for fu, _ in pairs])
+        slow_updates = td.unflatten([su for _, su in pairs])
         if reset_state:
             fast_state = _select(sync, fast.init(params.fast), fast_state)
         return (
