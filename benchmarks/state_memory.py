@@ -61,11 +61,13 @@ def measure(optimizer: str, shapes: list[tuple], state_dtype: str | None) -> dic
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--optimizer", default="adam")
-    parser.add_argument("--model", default="12x768", help="LAYERSxWIDTH (default GPT-2 small)")
+    parser.add_argument(
+        "--model", default="12x768", type=parse_model, help="LAYERSxWIDTH (default GPT-2 small)"
+    )
     parser.add_argument("--state-dtypes", default="param,bfloat16,int8")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
-    shapes = transformer_shapes(*parse_model(args.model), VOCAB, CONTEXT)
+    shapes = transformer_shapes(*args.model, VOCAB, CONTEXT)
     rows = []
     for name in args.state_dtypes.split(","):
         row = measure(args.optimizer, shapes, None if name == "param" else name)

@@ -85,7 +85,9 @@ def test_bench_reports_state_bytes_per_parameter(tmp_path, capsys):
     assert rows[1]["state_bytes_per_param"] == (2 * 2 * 2000 + 8) / 2000
     assert rows[1]["traffic_bytes"] == 4 * 2000 * 3 + 2 * 2 * 2000 * 2
     assert "| adam | 2x1000 | bfloat16 | 4.00 |" in capsys.readouterr().out
-    assert main(args + ["--state-dtypes", "int4"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # refused while parsing
+        main(args + ["--state-dtypes", "int4"])
+    assert exit_.value.code == 2
 
 
 def test_cuda_bench_8bit_case_moves_a_code_and_a_scale_share_per_slot():

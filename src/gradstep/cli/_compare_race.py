@@ -131,11 +131,18 @@ def skip_reason(spec, backend: str, given=()) -> str | None:
     return None
 
 
-def parse_names(text: str, valid: list[str], what: str, default: list[str]) -> list[str]:
-    """Comma-separated names (any case), ``all``, or the default; an unknown name raises
-    InputError with the closest valid names."""
-    if text is None or text.strip() == "":
+def parse_names(text: str | None, valid: list[str], what: str, default: list[str]) -> list[str]:
+    """Comma-separated names (any case), ``all``, or (``text`` None: the option not
+    given) the default; an unknown name raises InputError with the closest valid names,
+    and so does a list of no names (an empty ``--optimizers ""`` is most often an unset
+    shell variable: racing the default selection instead would hide that)."""
+    if text is None:
         return list(default)
+    if not text.replace(",", "").strip():
+        raise InputError(
+            f"--{what}s {text!r} names no {what}; valid {what}s: {', '.join(valid)} "
+            f"(or 'all'; leave --{what}s out for the default)"
+        )
     if text.strip().lower() == "all":
         return list(valid)
     by_lower = {v.lower(): v for v in valid}

@@ -13,8 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .bench_numpy import DEFAULT_LAYOUTS
-from .bench_torch import transformer_shapes  # noqa: F401 - part of this module's API
+from ._arg_values import integer_in, name_list, non_empty
+from ._bench_runs import fill_defaults, unused_options_message
+from .bench_cuda import parse_cuda_layouts
+from .bench_numpy import DEFAULT_LAYOUTS, parse_layouts, parse_state_dtypes
+from .bench_torch import (
+    parse_model,
+    transformer_shapes,  # noqa: F401 - part of this module's API
+)
 
 DESCRIPTION = (
     "Time every elementwise optimizer's step (or the gradstep.torch classes with "
@@ -25,6 +31,8 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # the options of one run only default to None: _bench_runs refuses them when given
+    # to another run and fills in the defaults the help states
     parser.description = DESCRIPTION
     parser.add_argument(
         "--backend",
@@ -35,18 +43,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--optimizers",
+        type=name_list,
         default="all",
         help="comma-separated registry names, or 'all' (elementwise ones; with --backend "
         "torch: adam)",
     )
     parser.add_argument(
         "--model",
-        default="12x768",
+        type=parse_model,
+        default=None,
         help="--backend torch: LAYERSxWIDTH of the GPT-2-style parameter list (default "
         "12x768, GPT-2 small)",
     )
-    parser.add_argument("--vocab", type=int, default=50257, help="--backend torch: vocabulary")
-    parser.add_argument("--context", type=int, default=1024, help="--backend torch: positions")
+    parser.add_argument(
+        "--vocab",
+        type=integer_in(1),
+        default=None,
+        help="--backend torch: vocabulary (default 50257)",
+    )
+    parser.add_argument(
+        "--context",
+        type=integer_in(1),
+        default=None,
+        help="--backend torch: positions (default 1024)",
+    )
     parser.add_argument(
         "--torch-loop",
         action="store_true",
@@ -54,8 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--layouts",
-        default=DEFAULT_LAYOUTS,
-        help=f"comma-separated COUNTxSIZE (default {DEFAULT_LAYOUTS})",
+        type=parse_layouts,
+        default=None,
+        help=f"--backend numpy: comma-separated COUNTxSIZE (default {DEFAULT_LAYOUTS})",
     )
     parser.add_argument(
         "--device",
@@ -66,11 +87,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--cuda-layouts",
-        default="all",
+        type=parse_cuda_layouts,
+        default=None,
         help="--device cuda: comma-separated layouts among gpt2, COUNTxSIZE (default all: "
         "gpt2,200x100000,5000x1000,20000x64,1x20000000)",
     )
-    parser.add_argument("--steps", type=int, default=20, help="--device cuda: steps per timed run")
+    parser.add_argument(
+        "--steps",
+        type=integer_in(1),
+        default=None,
+        help="--device cuda: steps per timed run (default 20)",
+    )
     parser.add_argument(
         "--compile-torch",
         action="store_true",
@@ -78,41 +105,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--state-dtypes",
-        default="param",
-        help="comma-separated storage dtypes of the optimizer state to time and size: "
-        "param (the parameters' float32, default), float32, bfloat16, float16, "
-        "bfloat16-sr (bfloat16, rounded stochastically), "
+        type=parse_state_dtypes,
+        default=None,
+        help="--backend numpy: comma-separated storage dtypes of the optimizer state to "
+        "time and size: param (the parameters' float32, default), float32, bfloat16, "
+        "float16, bfloat16-sr (bfloat16, rounded stochastically), "
         "blockwise8 or int8 (8-bit codes and a scale per 256 elements)",
     )
-    parser.add_argument("--repeats", type=int, default=7, help="timed steps per case")
-    parser.add_argument("--no-torch", action="store_true", help="skip torch.optim")
+    parser.add_argument(
+        "--repeats", type=integer_in(1), default=7, help="timed steps per case (default 7)"
+    )
+    parser.add_argument("--no-torch", action="store_true", help="--backend numpy: skip torch.optim")
     parser.add_argument(
         "--references",
         action="store_true",
-        help="also time each rule's torch-family reference (pytorch-optimizer, timm, "
-        "prodigyopt, dadaptation, schedulefree, came-pytorch: those installed; "
-        "pip install gradstep[bench-references]) against gradstep on the same layouts "
-        "(see gradstep.cli.bench_references)",
+        help="--backend numpy: also time each rule's torch-family reference "
+        "(pytorch-optimizer, timm, prodigyopt, dadaptation, schedulefree, came-pytorch: "
+        "those installed; pip install gradstep[bench-references]) against gradstep on the "
+        "same layouts (see gradstep.cli.bench_references)",
     )
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="also measure cold and warm compile time per optimizer",
+        help="--backend numpy: also measure cold and warm compile time per optimizer",
     )
     parser.add_argument(
-        "--json", default=None, metavar="PATH", help="also write the results as JSON to PATH"
+        "--json",
+        type=non_empty("a file path"),
+        default=None,
+        metavar="PATH",
+        help="also write the results as JSON to PATH",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "backend", "numpy") == "torch":
-        if getattr(args, "references", False):
-            print(
-                "gradstep bench: --references runs with the default backend (numpy) only",
-                file=sys.stderr,
-            )
-            return 2
-        if getattr(args, "device", "cpu") == "cuda":
+    refusal = unused_options_message(args)
+    if refusal:
+        print(f"gradstep bench: {refusal}", file=sys.stderr)
+        return 2
+    fill_defaults(args)
+    if args.backend == "torch":
+        if args.device == "cuda":
             from .bench_cuda import run_cuda
 
             return run_cuda(args)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import datetime
 import statistics
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from .._core.blockwise8 import BLOCK as Q8_BLOCK
+from ._arg_values import invalid
 from ._bench_report import markdown_table, ms, ratio, write_report
 
 GPT2_SMALL = (12, 768, 50257, 1024)
@@ -48,6 +50,25 @@ CASES: dict[str, tuple] = {
     "schedule_free_adamw": ("schedule_free_adamw", None, {"learning_rate": 1e-3}, 3),
     "clip+adamw": ("clip+adamw", "AdamW", {"lr": 1e-3, "weight_decay": 0.01}, 2),
 }
+
+
+def parse_cuda_layouts(text: str) -> tuple[str, ...]:
+    """``--cuda-layouts``: ``all`` or comma-separated among ``gpt2`` and ``COUNTxSIZE``
+    (both >= 1). An argparse type: a bad value is refused while parsing."""
+    if text.strip() == "all":
+        return LAYOUTS
+    items = tuple(i.strip() for i in text.split(","))
+    for item in items:
+        count, _, size = item.partition("x")
+        try:
+            valid = item == "gpt2" or (int(count) >= 1 and int(size) >= 1)
+        except ValueError:
+            valid = False
+        if not valid:
+            raise invalid(
+                text, "all, or comma-separated among gpt2 and COUNTxSIZE (COUNT, SIZE >= 1)"
+            )
+    return items
 
 
 def layout_shapes(name: str) -> list[tuple]:
@@ -235,16 +256,19 @@ def run_cuda(args: Any) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("gradstep bench: --device cuda needs a CUDA GPU")
+        print("gradstep bench: --device cuda needs a CUDA GPU", file=sys.stderr)
         return 2
     import triton
 
     cases = list(CASES) if args.optimizers == "all" else args.optimizers.split(",")
     unknown = [c for c in cases if c not in CASES]
     if unknown:
-        print(f"gradstep bench: unknown CUDA case(s) {unknown}; known: {', '.join(CASES)}")
+        print(
+            f"gradstep bench: unknown CUDA case(s) {unknown}; known: {', '.join(CASES)}",
+            file=sys.stderr,
+        )
         return 2
-    layouts = LAYOUTS if args.cuda_layouts == "all" else tuple(args.cuda_layouts.split(","))
+    layouts = args.cuda_layouts  # parsed by parse_cuda_layouts
     bandwidth = copy_bandwidth(torch, "cuda")
     print(f"{torch.cuda.get_device_name()}: copy bandwidth {bandwidth / 1e12:.2f} TB/s", flush=True)
     rows = []

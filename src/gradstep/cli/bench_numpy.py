@@ -37,6 +37,7 @@ import gradstep
 from gradstep._core.blockwise8 import MIN_8BIT_SIZE
 from gradstep.engines.fused import FusedEngine
 
+from ._arg_values import invalid
 from ._bench_report import (
     load_warning,
     machine,
@@ -64,26 +65,37 @@ SLOT_BYTES = {
 _STATE_DTYPE_NAMES = {"param": None, "int8": "blockwise8"}
 
 
-def parse_state_dtypes(text: str) -> list[str | None] | None:
-    """``param,bfloat16,int8`` -> ``[None, "bfloat16", "blockwise8"]`` (None: invalid);
-    ``bfloat16-sr``: bfloat16 state rounded stochastically (:mod:`gradstep._core.rounding`)."""
+def parse_state_dtypes(text: str) -> list[str | None]:
+    """``--state-dtypes``: ``param,bfloat16,int8`` -> ``[None, "bfloat16", "blockwise8"]``;
+    ``bfloat16-sr``: bfloat16 state rounded stochastically (:mod:`gradstep._core.rounding`).
+    An argparse type: a bad value is refused while parsing."""
     out: list[str | None] = []
     for item in text.split(","):
         item = _STATE_DTYPE_NAMES.get(item.strip(), item.strip())
         if item not in SLOT_BYTES:
-            return None
+            raise invalid(
+                text,
+                "comma-separated among param, float32, bfloat16, float16, bfloat16-sr, "
+                "blockwise8 (or int8)",
+            )
         out.append(item)
     return out
 
 
 def parse_layouts(text: str) -> list[tuple[int, int]]:
+    """``--layouts``: ``200x100000,1x20000000`` -> ``[(200, 100000), (1, 20000000)]``
+    (a size of 0 is allowed: empty tensors are a case too). An argparse type."""
+    valid = "comma-separated COUNTxSIZE, COUNT >= 1 and SIZE >= 0"
     out = []
     for item in text.split(","):
         count, _, size = item.strip().partition("x")
         try:
-            out.append((int(count), int(size)))
+            count, size = int(count), int(size)
         except ValueError:
-            raise SystemExit(f"gradstep bench: invalid layout {item!r}; use COUNTxSIZE") from None
+            raise invalid(text, valid) from None
+        if count < 1 or size < 0:
+            raise invalid(text, valid)
+        out.append((count, size))
     return out
 
 
@@ -353,9 +365,6 @@ def run_numpy(args: Any) -> int:
             )
             return 2
         specs = [gradstep.REGISTRY[n] for n in names]
-    if args.repeats < 1:
-        print("gradstep bench: invalid --repeats; valid values: an integer >= 1", file=sys.stderr)
-        return 2
     with_torch = not args.no_torch
     if with_torch:
         try:
@@ -363,16 +372,8 @@ def run_numpy(args: Any) -> int:
         except ImportError:
             print("gradstep bench: torch is not installed; measuring gradstep only")
             with_torch = False
-    layouts = parse_layouts(args.layouts)
-    state_dtypes = parse_state_dtypes(getattr(args, "state_dtypes", "param"))
-    if state_dtypes is None:
-        print(
-            "gradstep bench: invalid --state-dtypes; valid values: comma-separated among "
-            "param, float32, bfloat16, float16, bfloat16-sr, blockwise8 (or int8)",
-            file=sys.stderr,
-        )
-        return 2
-    references = getattr(args, "references", False)
+    layouts, state_dtypes = args.layouts, args.state_dtypes  # parsed by their types
+    references = args.references
     if references:
         # the rules the fused engine cannot run are timed in the references table only
         specs = [s for s in specs if fusable(s)]

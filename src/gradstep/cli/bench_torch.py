@@ -17,6 +17,7 @@ from typing import Any
 
 import gradstep
 
+from ._arg_values import invalid
 from ._bench_report import load_warning, machine, markdown_table, ms, ratio, write_report
 
 TORCH_MODES = ("fused", "foreach", "loop")
@@ -35,11 +36,17 @@ def transformer_shapes(layers: int, width: int, vocab: int, context: int) -> lis
 
 
 def parse_model(text: str) -> tuple[int, int]:
+    """``--model``: ``12x768`` -> ``(12, 768)`` (0 layers: the embeddings and the final
+    layer norm). An argparse type: a bad value is refused while parsing."""
+    valid = "LAYERSxWIDTH, LAYERS >= 0 and WIDTH >= 1 (e.g. 12x768)"
     layers, _, width = text.partition("x")
     try:
-        return int(layers), int(width)
+        layers, width = int(layers), int(width)
     except ValueError:
-        raise SystemExit(f"gradstep bench: invalid --model {text!r}; use LAYERSxWIDTH") from None
+        raise invalid(text, valid) from None
+    if layers < 0 or width < 1:
+        raise invalid(text, valid)
+    return layers, width
 
 
 def bench_torch_front(
@@ -132,10 +139,7 @@ def run_torch(args: Any) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.repeats < 1:
-        print("gradstep bench: invalid --repeats; valid values: an integer >= 1", file=sys.stderr)
-        return 2
-    layers, width = parse_model(args.model)
+    layers, width = args.model  # parsed by parse_model
     shapes = transformer_shapes(layers, width, args.vocab, args.context)
     modes = TORCH_MODES if args.torch_loop else TORCH_MODES[:2]
     rows = []

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from . import _compare_race as race
+from ._arg_values import integer_in, non_empty
 
 DESCRIPTION = (
     "Race optimizers, each with its learning rate tuned per problem, on small "
@@ -45,6 +46,11 @@ PROBLEM_NAMES = (
 #: language model would double the default run's time)
 DEFAULT_PROBLEMS = ("logistic", "mlp", "lstsq", "rosenbrock", "beale", "saddle", "rastrigin")
 BACKENDS = ("numpy", "torch", "jax")
+#: at most this many seeds per stochastic problem (--seeds)
+MAX_SEEDS = 20
+#: the largest --seed: a run's seeds (--seed up to --seed + 19) stay within the 63-bit
+#: seeds that the library's stochastic rules take
+MAX_SEED = 2**63 - MAX_SEEDS
 #: what --quick, the default and --full set (each can be overridden by its own option)
 PRESETS = {
     "quick": {"count": 6, "seeds": 1, "steps_scale": 0.5},
@@ -56,14 +62,14 @@ PRESETS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--optimizers",
-        default="",
+        default=None,
         metavar="NAMES",
         help="comma-separated registry names (any case), or 'all' "
         "(default: a representative eight; six with --quick, all with --full)",
     )
     parser.add_argument(
         "--problems",
-        default="",
+        default=None,
         metavar="NAMES",
         help=f"comma-separated, from {', '.join(PROBLEM_NAMES)}, or 'all'; default all "
         "but conv and text (--full: all)",
@@ -106,7 +112,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "for logistic; halved by --quick, doubled by --full)",
     )
     parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (data)")
-    parser.add_argument("--seed", type=int, default=0, help="first seed of splits, batches, inits")
+    parser.add_argument(
+        "--seed",
+        type=integer_in(0, MAX_SEED),
+        default=0,
+        help="first seed of splits, batches, inits (default 0)",
+    )
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -122,10 +133,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "problems its per-step cost is lower than the fused kernels' and nothing is "
         "compiled; both run the same rules)",
     )
-    parser.add_argument("--out", default="gradstep-report", help="report folder")
+    parser.add_argument(
+        "--out", type=non_empty("a folder path"), default="gradstep-report", help="report folder"
+    )
     parser.add_argument(
         "--from",
         dest="from_json",
+        type=non_empty("the path of a results.json"),
         default=None,
         metavar="RESULTS_JSON",
         help="re-render the report of an earlier run from its results.json, without racing",
@@ -209,8 +223,10 @@ def _check_numbers(args) -> None:
     for option, value in (("--steps", args.steps), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise race.InputError(f"invalid {option} {value}; valid values: an integer >= 1")
-    if args.seeds is not None and not 1 <= args.seeds <= 20:
-        raise race.InputError(f"invalid --seeds {args.seeds}; valid values: an integer in [1, 20]")
+    if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
+        raise race.InputError(
+            f"invalid --seeds {args.seeds}; valid values: an integer in [1, {MAX_SEEDS}]"
+        )
 
 
 def command_line(args: argparse.Namespace, names: list[str], problems: list[str]) -> str:
