@@ -288,7 +288,6 @@ CASES = [
             "beta2": 0.99,
             "epsilon": 1e-6,
             "use_bias_correction": True,
-            "decouple": True,
         },
         {},
     ),

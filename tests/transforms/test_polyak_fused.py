@@ -201,3 +201,23 @@ def test_gradstep_bench_runs_it_with_a_loss_each_step(tmp_path, capsys):
     assert rows[0]["traffic_bytes"] == 4 * 200 * 3
     assert rows[0]["fused_s"] > 0 and rows[0]["eager_s"] > 0
     assert "| polyak_sgd | 2x100 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("engine", ["auto", "eager"])
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), True, "2.5", [1.0, 2.0], np.array([1.0, 2.0]), None],
+    ids=["nan", "inf", "bool", "str", "list", "array", "None"],
+)
+def test_a_step_value_that_is_no_finite_number_is_refused_and_changes_nothing(engine, value):
+    w = np.array([1.0, -2.0])
+    opt = gradstep.Optimizer(w, gradstep.polyak_sgd(), engine=engine)
+    opt.step(2 * w, value=5.0)
+    before = w.copy()
+    state = [np.array(leaf, copy=True) for leaf in gradstep.tree.leaves(opt.state)]
+    with pytest.raises(ValueError, match=r"Optimizer.step: invalid value=.*valid values: a number"):
+        opt.step(2 * w, value=value)
+    np.testing.assert_array_equal(w, before)
+    for a, b in zip(state, gradstep.tree.leaves(opt.state)):
+        np.testing.assert_array_equal(a, b)
+    opt.step(2 * w, value=np.asarray(2.5))  # a 0-d array is its number

@@ -51,7 +51,7 @@ from typing import Any
 from .blockwise8 import MIN_8BIT_SIZE
 from .rounding import ROUNDING_OPTIONS, ROUNDING_RANGES, ParameterStore, with_rounding
 from .transform import Transform, map_transform, shallow_copy, walk
-from .validate import Constraint, Interval, as_number, check, remember_recipe
+from .validate import Constraint, Interval, as_number, check, refuse_ignored, remember_recipe
 
 #: the dtypes a slot can be stored in (blockwise8: :mod:`gradstep._core.blockwise8`)
 STORAGE_DTYPES = ("float16", "bfloat16", "float32", "float64", "blockwise8")
@@ -303,6 +303,54 @@ def slot_dtypes(transform: Transform) -> dict[str, str | None]:
 # -- the option on every registered optimizer ------------------------------------------
 
 
+#: options that only say how weight decay is applied (coupled, decoupled, ...): with
+#: ``weight_decay=0`` they change nothing, unless the transform keeps a stage whose
+#: weight decay a step may set (by name), which the option may place
+WEIGHT_DECAY_OPTIONS = (
+    "decoupled_weight_decay",
+    "decouple",
+    "weight_decay_mode",
+    "decay_in_compensation",
+)
+
+
+def _sets_weight_decay(transform: Transform) -> bool:
+    """Whether a stage of ``transform`` holds a ``weight_decay`` a step may set."""
+    return any(
+        "weight_decay" in (getattr(v.transform, "hyperparams", None) or {}) for v in walk(transform)
+    )
+
+
+def _check_weight_decay_options(
+    factory: Callable, result: Transform, owner: str, args: tuple, kwargs: dict
+) -> None:
+    """Refuse a weight-decay option given (other than its default) with
+    ``weight_decay=0`` where ``result`` keeps no weight decay a step could set:
+    accepted, it would be ignored (nadam's and adagrad's rule, for every registered
+    optimizer). A rule that keeps one (a step's ``weight_decay=...``) decides itself
+    whether the option places it."""
+    sig = inspect.signature(factory)
+    if "weight_decay" not in sig.parameters:
+        return
+    given = sig.bind(*args, **kwargs).arguments
+    decay = as_number(given.get("weight_decay", sig.parameters["weight_decay"].default))
+    if callable(decay) or isinstance(decay, bool) or not isinstance(decay, (int, float)):
+        return
+    if decay != 0 or _sets_weight_decay(result):
+        return
+    for option in WEIGHT_DECAY_OPTIONS:
+        default = sig.parameters[option].default if option in sig.parameters else None
+        if option not in given or given[option] == default:
+            continue
+        refuse_ignored(
+            owner,
+            option,
+            given[option],
+            f"with weight_decay={given.get('weight_decay', 0)!r}",
+            f"{option} only applies with weight_decay > 0",
+        )
+
+
 def _precise(factory: Callable, precision: dict, *args: Any, **kwargs: Any) -> Transform:
     """``factory(*args, **kwargs)`` with ``precision`` (``{"state_dtype": ...}`` and
     optax-named slot options, already resolved to a ``state_dtype``) applied."""
@@ -312,10 +360,19 @@ def _precise(factory: Callable, precision: dict, *args: Any, **kwargs: Any) -> T
     kahan = precision.get("kahan_summation", False)
     min_8bit_size = precision.get("min_8bit_size", MIN_8BIT_SIZE)
     owner = getattr(factory, "__name__", "state_dtype")
+    _check_weight_decay_options(factory, result, owner, args, kwargs)
+    if kahan and hasattr(result, "step_with_closure"):
+        raise ValueError(
+            f"{owner}: invalid kahan_summation=True for {result!r}: it steps with a closure "
+            "and moves the parameters itself, which a compensated parameter update cannot "
+            "follow; valid values: False"
+        )
     if dtype is None and not (stochastic or kahan):
         _check_min_8bit_size_used(result, min_8bit_size, owner)
         return result
     out = with_state_dtype(result, dtype, owner=owner, min_8bit_size=min_8bit_size)
+    if dtype is not None and not slot_dtypes(out):
+        refuse_ignored(owner, "state_dtype", dtype, f"for {result!r}, which keeps no state", "None")
     seed = precision.get("rounding_seed", 0)
     out = with_rounding(out, stochastic, seed, kahan, owner=owner)
     out.declared_ranges = getattr(result, "declared_ranges", {})
@@ -360,6 +417,14 @@ def with_precision_option(factory: Callable, name: str) -> Callable:
                     f"{ROUNDING_RANGES[option].describe()}"
                 )
         rounding["rounding_seed"] = int(rounding_seed)
+        if rounding["rounding_seed"] != 0 and not stochastic_rounding:
+            refuse_ignored(
+                owner,
+                "rounding_seed",
+                rounding_seed,
+                "without stochastic_rounding=True",
+                "0 (the default) unless stochastic_rounding=True",
+            )
         check(owner, "min_8bit_size", min_8bit_size, MIN_8BIT_RANGE)
         rounding["min_8bit_size"] = int(min_8bit_size)
         constraint = StateDtype()

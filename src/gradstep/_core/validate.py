@@ -19,7 +19,8 @@ import functools
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +34,9 @@ _RANGES_WAIVED = contextvars.ContextVar("gradstep_ranges_waived", default=False)
 @contextlib.contextmanager
 def ranges_waived() -> Iterator[None]:
     """Within the block, factories do not check their numeric ranges (option names
-    and types still are). For fronts that have applied another library's own checks
-    and must take every value that library takes."""
+    and types still are), nor refuse an option that the other arguments leave without
+    effect (:func:`refuse_ignored`). For fronts that have applied another library's
+    own checks and must take every value that library takes."""
     token = _RANGES_WAIVED.set(True)
     try:
         yield
@@ -71,11 +73,20 @@ def _zero_dim_array(value: Any) -> bool:
 _TRACED = object()
 
 
+def _is_jax_tracer(value: Any) -> bool:
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(value, jax.core.Tracer)
+
+
 def _held(value: Any) -> Any:
-    """The Python number a 0-d array holds, :data:`_TRACED` where its value cannot be
-    taken (a JAX tracer, under ``jax.jit``), None for anything else."""
+    """The Python number a 0-d array holds, :data:`_TRACED` where it is a JAX tracer
+    (under ``jax.jit``, ``jax.grad``, ``jax.vmap``), None for anything else. A tracer
+    under ``jax.grad`` alone has a value, but taking it would cut the derivative: the
+    optimizer would be built from a constant and its gradient be 0."""
     if not _zero_dim_array(value):
         return None
+    if _is_jax_tracer(value):
+        return _TRACED
     try:
         return value.item()
     except Exception:  # a traced value: no number to take while tracing
@@ -156,9 +167,95 @@ class OneOf(Constraint):
 BOOL = OneOf((False, True))
 
 
+@dataclass(frozen=True)
+class NoneOr(Constraint):
+    """``None`` or a value of ``inner``."""
+
+    inner: Constraint
+
+    def contains(self, value: Any) -> bool:
+        return value is None or self.inner.contains(value)
+
+    def describe(self) -> str:
+        return f"None or {self.inner.describe()}"
+
+    def invalid_example(self) -> Any:
+        return self.inner.invalid_example()
+
+
+@dataclass(frozen=True)
+class IsCallable(Constraint):
+    """A callable (a schedule, a function of the parameters); ``what`` names it."""
+
+    what: str = "a function"
+
+    def contains(self, value: Any) -> bool:
+        return callable(value)
+
+    def describe(self) -> str:
+        return self.what
+
+    def invalid_example(self) -> Any:
+        return 0.5
+
+
+@dataclass(frozen=True)
+class SequenceOf(Constraint):
+    """A list or tuple (not a string) whose every entry is a value of ``item`` (0-d
+    arrays as the numbers they hold)."""
+
+    item: Constraint
+
+    def contains(self, value: Any) -> bool:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            return False
+        return all(self.item.contains(as_number(entry)) for entry in value)
+
+    def describe(self) -> str:
+        return f"a sequence, each entry {self.item.describe()}"
+
+    def invalid_example(self) -> Any:
+        return [self.item.invalid_example()]
+
+
+def _is_axis(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+@dataclass(frozen=True)
+class Axes(Constraint):
+    """``None`` (the transform's own axes) or axes of a tensor: a sequence of
+    integers, ``empty`` allowing none, ``single`` allowing one integer alone."""
+
+    single: bool = False
+    empty: bool = False
+
+    def contains(self, value: Any) -> bool:
+        if value is None:
+            return True
+        if _is_axis(value):
+            return self.single
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            return False
+        return (self.empty or len(value) > 0) and all(_is_axis(a) for a in value)
+
+    def describe(self) -> str:
+        single = ", an integer" if self.single else ""
+        size = "" if self.empty else "non-empty "
+        return f"None{single} or a {size}tuple of integers"
+
+    def invalid_example(self) -> Any:
+        return 0.5
+
+
 def nonnegative(schedulable: bool = False) -> Interval:
     """``[0, inf)``."""
     return Interval(0.0, schedulable=schedulable)
+
+
+def finite(schedulable: bool = False) -> Interval:
+    """``(-inf, inf)``: any real number but an infinite one."""
+    return Interval(-math.inf, math.inf, lo_open=True, hi_open=True, schedulable=schedulable)
 
 
 def decay_rate(schedulable: bool = False) -> Interval:
@@ -172,14 +269,25 @@ def check(owner: str, name: str, value: Any, constraint: Constraint) -> None:
         hint = ""
         if _held(value) is _TRACED:
             hint = (
-                " (a traced array, e.g. an optimizer made inside jax.jit by "
-                "optax.inject_hyperparams: its value is unknown while the optimizer is "
-                "made; give a per-step value to update(..., name=value) instead, or use "
-                "gradstep.compat.optax.inject_hyperparams, which makes the optimizer once)"
+                " (a traced array: an optimizer made inside jax.jit, jax.grad or jax.vmap, "
+                "or by optax.inject_hyperparams under jit; gradstep builds an optimizer "
+                "from numbers, so give a traced value per step, update(..., name=value), "
+                "or through gradstep.compat.optax.inject_hyperparams, whose state holds it "
+                "and which differentiates and vectorises through it)"
             )
         raise ValueError(
             f"{owner}: invalid {name}={value!r}; valid values: {constraint.describe()}{hint}"
         )
+
+
+def refuse_ignored(owner: str, name: str, value: Any, condition: str, valid: str) -> None:
+    """Raise the project's standard error for ``name=value``, which ``condition`` (the
+    other arguments) leaves without effect: accepted, it would be ignored. ``valid``
+    says when it applies. Not raised within :func:`ranges_waived` (a front taking
+    what another library takes)."""
+    if _RANGES_WAIVED.get():
+        return
+    raise ValueError(f"{owner}: invalid {name}={value!r} {condition}; valid values: {valid}")
 
 
 def hyperparams(**constraints: Constraint) -> Callable:

@@ -72,8 +72,8 @@ from .._core.stages import rule
 from .._core.transform import Chain, Transform
 from .._core.validate import (
     BOOL,
-    Constraint,
     Interval,
+    NoneOr,
     OneOf,
     decay_rate,
     hyperparams,
@@ -85,20 +85,8 @@ EPSILON1_PLACEMENTS = ("clamp", "add")
 DECAY_SCALES = ("learning_rate", "none")
 
 
-class OrNone(Constraint):
-    """``None`` or a value of ``inner``."""
-
-    def __init__(self, inner: Constraint):
-        self.inner = inner
-
-    def contains(self, value: Any) -> bool:
-        return value is None or self.inner.contains(value)
-
-    def describe(self) -> str:
-        return f"None or {self.inner.describe()}"
-
-    def invalid_example(self) -> Any:
-        return self.inner.invalid_example()
+#: the name this module gave the shared constraint (imported from here elsewhere)
+OrNone = NoneOr
 
 
 def _size(shape: tuple[int, ...]) -> int:

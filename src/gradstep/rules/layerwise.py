@@ -57,30 +57,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from .._core.per_tensor import PerTensorReduction  # the stage kind (re-exported here)
-from .._core.validate import Constraint, Interval, OneOf, hyperparams, nonnegative
+from .._core.validate import Interval, NoneOr, OneOf, hyperparams, nonnegative
 from .._core.xmath import clip, complex_ready, maximum, minimum, sqrt, where
 
 ZERO_NORM = ("one", "max")
-
-
-@dataclass(frozen=True)
-class NoneOr(Constraint):
-    """``None`` or a value of ``inner``."""
-
-    inner: Constraint
-
-    def contains(self, value: Any) -> bool:
-        return value is None or self.inner.contains(value)
-
-    def describe(self) -> str:
-        return f"None or {self.inner.describe()}"
-
-    def invalid_example(self) -> Any:
-        return self.inner.invalid_example()
 
 
 # -- the trust ratio of optax and LAMB ------------------------------------------------

@@ -70,7 +70,8 @@ def _novograd_prepare(h: dict, count: int, *, eps_root, epsilon, grad_averaging)
         "c2": 1.0 if first else 1.0 - b2,
         "eps_root": eps_root,
         "eps": epsilon,
-        "wd": h["weight_decay"],
+        # no coupled decay (a decoupled one is its own stage): no weight_decay here
+        "wd": h.get("weight_decay", 0.0),
     }
 
 
@@ -94,6 +95,22 @@ def scale_by_novograd(
     grad_averaging: bool = False,
 ) -> PerTensorReduction:
     """NovoGrad's direction :math:`m` (no learning rate); see the module docstring."""
+    return _novograd_stage(beta1, beta2, epsilon, eps_root, weight_decay, grad_averaging)
+
+
+def _novograd_stage(
+    beta1: float,
+    beta2: float,
+    epsilon: float,
+    eps_root: float,
+    coupled_weight_decay: Any,
+    grad_averaging: bool,
+) -> PerTensorReduction:
+    """The stage of :func:`scale_by_novograd`; ``coupled_weight_decay=None``: none,
+    and no ``weight_decay`` for a step to set here (the decoupled stage holds it)."""
+    hyper = {"beta1": beta1, "beta2": beta2}
+    if coupled_weight_decay is not None:
+        hyper["weight_decay"] = coupled_weight_decay
     prepare = functools.partial(
         _novograd_prepare, eps_root=eps_root, epsilon=epsilon, grad_averaging=grad_averaging
     )
@@ -104,7 +121,7 @@ def scale_by_novograd(
         combine=_squared_norm,
         tensor_scalars=("g_sq",),
         slots=(Slot("mu"), Slot("nu", nonnegative=True)),
-        hyperparams={"beta1": beta1, "beta2": beta2, "weight_decay": weight_decay},
+        hyperparams=hyper,
         prepare=prepare,
         uses_params=True,
         uses_count=True,
@@ -159,13 +176,13 @@ def novograd(
     decouple = decoupled_weight_decay and (callable(weight_decay) or weight_decay != 0)
     return rule(
         "novograd",
-        scale_by_novograd(
+        _novograd_stage(
             beta1,
             beta2,
             epsilon,
-            eps_root=eps_root,
-            weight_decay=0.0 if decoupled_weight_decay else weight_decay,
-            grad_averaging=grad_averaging,
+            eps_root,
+            None if decoupled_weight_decay else weight_decay,
+            grad_averaging,
         ),
         add_decayed_weights(weight_decay) if decouple else None,
         scale_by_learning_rate(learning_rate),

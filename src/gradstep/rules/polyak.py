@@ -50,7 +50,7 @@ import numpy as np
 from .._core.global_reduction import GlobalReduction
 from .._core.stages import rule, scale_by_learning_rate
 from .._core.transform import Chain
-from .._core.validate import Interval, OneOf, hyperparams, nonnegative
+from .._core.validate import Interval, OneOf, finite, hyperparams, nonnegative
 from .._core.xmath import maximum, minimum, where
 
 VARIANTS = ("sps", "sps+")
@@ -97,6 +97,9 @@ def polyak_step(sums, h, scalars, *, f_min, max_learning_rate, epsilon, plus):
     return {}, {"step": where(tiny, 0.0, step)}
 
 
+#: the loss given at each step as ``value=``: a finite real number (a 0-d array too)
+VALUE = finite()
+
 _POLYAK = dict(
     f_min=Interval(),
     max_learning_rate=nonnegative(),
@@ -135,17 +138,21 @@ def scale_by_polyak(
         epsilon=epsilon,
         plus=variant == "sps+",
     )
-    return GlobalReduction(
+    stage = GlobalReduction(
         "scale_by_polyak",
         _scaled,
         terms=_squares,
         combine=combine,
         reduced_scalars=("step",),
         carried={},
-        # the loss value is given per step by name; any number, so no declared range
+        # the loss value is given per step by name
         hyperparams={"value": None},
         prepare=_no_scalars,
     )
+    # checked where it is given (Optimizer.step, the torch front's closure loss): a
+    # NaN or infinite loss would make every parameter NaN or take the capped step
+    stage.declared_ranges = {"value": VALUE}
+    return stage
 
 
 @hyperparams(scaling=nonnegative(schedulable=True), **_POLYAK)

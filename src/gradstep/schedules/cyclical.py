@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 
-from .._core.validate import Interval, OneOf, check, hyperparams
+from .._core.validate import Interval, NoneOr, OneOf, hyperparams
 from .schedules import Schedule
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -96,6 +96,7 @@ def cosine_warm_restarts(
     base_value=Interval(),
     max_value=Interval(),
     step_size_up=_STEPS,
+    step_size_down=NoneOr(_STEPS),
     mode=OneOf(CYCLIC_MODES),
     gamma=Interval(0.0, lo_open=True),
 )
@@ -130,8 +131,6 @@ def cyclic(
     ``max_momentum`` to ``base_momentum``) and takes a custom ``scale_fn``, which is not
     offered (write a schedule function instead). optax has no cyclical schedule.
     """
-    if step_size_down is not None:
-        check("cyclic", "step_size_down", step_size_down, _STEPS)
     down = step_size_up if step_size_down is None else int(step_size_down)
     total = step_size_up + down
     ratio = step_size_up / total

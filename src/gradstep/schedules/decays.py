@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 
-from .._core.validate import BOOL, Interval, OneOf, hyperparams
+from .._core.validate import BOOL, Interval, NoneOr, OneOf, hyperparams
 from .schedules import Schedule, exponential_decay, join, linear_warmup
 
 COOLDOWNS = ("linear", "cosine", "1-sqrt")
@@ -115,6 +115,7 @@ def warmup_stable_decay(
     decay_rate=Interval(0.0),
     transition_begin=_BEGIN,
     staircase=BOOL,
+    end_value=NoneOr(_REAL),
 )
 def warmup_exponential_decay(
     init_value: float,

@@ -36,8 +36,8 @@ import bisect
 import math
 from collections.abc import Sequence
 
-from .._core.validate import Interval, OneOf, check, hyperparams
-from .schedules import Schedule, _check_boundaries, _recorded
+from .._core.validate import Interval, NoneOr, OneOf, hyperparams
+from .schedules import Schedule, _check_boundaries, checked_numbers
 
 INTERPOLATIONS = ("linear", "cos")
 CONVENTIONS = ("optax", "torch")
@@ -52,7 +52,7 @@ def interpolated(kind: str, start: float, end: float, pct: float) -> float:
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * pct))
 
 
-@_recorded
+@hyperparams(init_value=Interval(), interpolation=OneOf(INTERPOLATIONS))
 def piecewise_interpolate(
     init_value: float,
     boundaries: Sequence[int],
@@ -68,9 +68,10 @@ def piecewise_interpolate(
       >>> [round(s(t), 6) for t in (0, 2, 4, 6, 8, 10)]
       [1.0, 0.55, 0.1, 0.0505, 0.001, 0.001]
     """
-    boundaries = [int(b) for b in boundaries]
-    values = [float(v) for v in values]
-    check("piecewise_interpolate", "interpolation", interpolation, OneOf(INTERPOLATIONS))
+    boundaries = checked_numbers(
+        "piecewise_interpolate", "boundaries", boundaries, Interval(0, integer=True)
+    )
+    values = checked_numbers("piecewise_interpolate", "values", values, Interval())
     if len(values) != len(boundaries):
         raise ValueError(
             f"piecewise_interpolate: values has {len(values)} entries; it needs one per "
@@ -97,6 +98,7 @@ def piecewise_interpolate(
     div_factor=_POSITIVE,
     final_div_factor=_POSITIVE,
     anneal=OneOf(INTERPOLATIONS),
+    pct_final=NoneOr(_FRACTION),
     convention=OneOf(CONVENTIONS),
 )
 def one_cycle(

@@ -10,13 +10,25 @@ from typing import Any
 
 import numpy as np
 
-from .._core.validate import Interval, hyperparams, reduce_by_recipe, remember_recipe
+from .._core.validate import (
+    BOOL,
+    Interval,
+    IsCallable,
+    NoneOr,
+    SequenceOf,
+    as_number,
+    check,
+    hyperparams,
+    reduce_by_recipe,
+    remember_recipe,
+)
 
 _REAL = Interval()
 _NONNEG = Interval(0.0)
 _POSITIVE = Interval(0.0, lo_open=True)
 _STEPS = Interval(1, integer=True)
 _BEGIN = Interval(0, integer=True)
+_A_SCHEDULE = "a schedule (a function of the count)"
 
 
 class Schedule:
@@ -59,6 +71,14 @@ def _recorded(factory: Callable) -> Callable:
     return recorded
 
 
+def checked_numbers(owner: str, name: str, values: Any, constraint: Interval) -> list:
+    """``values`` checked to be a sequence of numbers in ``constraint``, as a list
+    (of integers where ``constraint`` is an integer range)."""
+    check(owner, name, values, SequenceOf(constraint))
+    convert = int if constraint.integer else float
+    return [convert(as_number(value)) for value in values]
+
+
 def _check_boundaries(owner: str, boundaries: list[int]) -> None:
     if any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])) or any(
         b < 0 for b in boundaries
@@ -81,8 +101,8 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
 
     ``values`` has one more entry than ``boundaries``, which must increase.
     """
-    boundaries = [int(b) for b in boundaries]
-    values = [float(v) for v in values]
+    boundaries = checked_numbers("piecewise_constant", "boundaries", boundaries, _BEGIN)
+    values = checked_numbers("piecewise_constant", "values", values, _REAL)
     if len(values) != len(boundaries) + 1:
         raise ValueError(
             f"piecewise_constant: values has {len(values)} entries; it needs "
@@ -109,6 +129,8 @@ def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> Schedul
     transition_steps=_STEPS,
     decay_rate=_NONNEG,
     transition_begin=_BEGIN,
+    staircase=BOOL,
+    end_value=NoneOr(_REAL),
 )
 def exponential_decay(
     init_value: float,
@@ -192,7 +214,9 @@ def linear_warmup(peak_value: float, warmup_steps: int, init_value: float = 0.0)
     return Schedule(fn, f"linear_warmup({init_value} -> {peak_value}, {warmup_steps})")
 
 
-@_recorded
+@hyperparams(
+    init_value=_REAL, peak_value=_REAL, warmup_steps=_STEPS, decay_steps=_STEPS, end_value=_REAL
+)
 def warmup_cosine_decay(
     init_value: float,
     peak_value: float,
@@ -223,7 +247,8 @@ def join(schedules: Sequence[Callable[[int], float]], boundaries: Sequence[int])
 
     ``schedules`` has one more entry than ``boundaries``.
     """
-    boundaries = [int(b) for b in boundaries]
+    boundaries = checked_numbers("join", "boundaries", boundaries, _BEGIN)
+    check("join", "schedules", schedules, SequenceOf(IsCallable(_A_SCHEDULE)))
     if len(schedules) != len(boundaries) + 1:
         raise ValueError(
             f"join: {len(schedules)} schedules need {len(schedules) - 1} boundaries, "

@@ -3,13 +3,7 @@ scaling, gradient centralisation, non-finite policies, masking and partitioning,
 freezing, averaging, reduce-on-plateau, differential privacy and monitoring."""
 
 from .._core.combine import masked, partition
-from .._core.stages import (
-    add_decayed_weights,
-    clear_nan_params,
-    scale,
-    scale_by_learning_rate,
-    with_clear_nan,
-)
+from .._core.stages import clear_nan_params, with_clear_nan
 from .._core.transform import chain, identity
 from . import mxnet  # noqa: F401  (gradstep.transforms.mxnet: MXNet gradient handling)
 from .accumulation import accumulate
@@ -40,6 +34,7 @@ from .privacy import (
     per_example_global_norm_clip,
     per_example_layer_norm_clip,
 )
+from .scaling import add_decayed_weights, scale, scale_by_learning_rate
 from .swa import parameter_swa
 
 __all__ = [

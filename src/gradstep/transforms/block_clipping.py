@@ -58,7 +58,7 @@ from .._core.fused_form import FusedForm
 from .._core.namespaces import element_for, namespace_of
 from .._core.per_tensor import PerTensorReduction
 from .._core.transform import Transform
-from .._core.validate import Interval, OneOf, hyperparams, nonnegative
+from .._core.validate import Axes, Interval, OneOf, hyperparams, nonnegative
 from .._core.xmath import element_helper, maximum, sqrt, where
 
 LAYOUTS = ("jax", "torch")
@@ -232,7 +232,9 @@ class AdaptiveClip(Stateless):
         return _tree.unflatten(td, out), state
 
 
-@hyperparams(clipping=_POSITIVE, epsilon=nonnegative(), layout=OneOf(LAYOUTS))
+@hyperparams(
+    clipping=_POSITIVE, epsilon=nonnegative(), layout=OneOf(LAYOUTS), axis=Axes(single=True)
+)
 def adaptive_clip(
     clipping: float = 0.01, epsilon: float = 1e-3, *, layout: str = "jax", axis: Any = None
 ) -> AdaptiveClip:
@@ -262,11 +264,4 @@ def adaptive_clip(
     timm's ``adaptive_clip_grad`` (``clip_factor``, ``eps``) is ``layout="torch"``
     with its ``norm_type=2``; other norm types are not offered.
     """
-    if axis is not None:
-        items = axis if isinstance(axis, Sequence) else (axis,)
-        if not items or not all(isinstance(a, (int, np.integer)) for a in items):
-            raise ValueError(
-                f"adaptive_clip: invalid axis={axis!r}; valid values: None, an integer or "
-                "a non-empty tuple of integers"
-            )
     return AdaptiveClip(clipping, epsilon, layout, axis)

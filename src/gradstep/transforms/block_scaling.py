@@ -72,6 +72,7 @@ def scale_by_param_block(kind: str = "norm", min_scale: float = 1e-3) -> ParamBl
     return ParamBlockScale(kind, min_scale)
 
 
+@hyperparams(min_scale=nonnegative())
 def scale_by_param_block_norm(min_scale: float = 1e-3) -> ParamBlockScale:
     r"""Each tensor's update times :math:`\max(\|w\|_2, s)`, its parameter's L2 norm
     floored at ``min_scale`` (see the module docstring).
@@ -92,6 +93,7 @@ def scale_by_param_block_norm(min_scale: float = 1e-3) -> ParamBlockScale:
     return scale_by_param_block("norm", min_scale)
 
 
+@hyperparams(min_scale=nonnegative())
 def scale_by_param_block_rms(min_scale: float = 1e-3) -> ParamBlockScale:
     r"""Each tensor's update times :math:`\max(\sqrt{\sum w^2 / n}, s)`, its
     parameter's root mean square floored at ``min_scale`` (see the module docstring).

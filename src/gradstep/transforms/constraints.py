@@ -17,11 +17,13 @@ from .._core.axis_norm import AxisNormScaled
 from .._core.elementwise import NormScaled
 from .._core.namespaces import NUMPY, element_for, namespace_of
 from .._core.transform import Transform
-from .._core.validate import Interval, OneOf, check, hyperparams, nonnegative
+from .._core.validate import Axes, Interval, OneOf, check, hyperparams, nonnegative
 from .._core.xmath import minimum
 
 _MAX_NORM = Interval(0.0, lo_open=True)
 _TARGETS = OneOf(("updates", "params"))
+#: Lasagne's norm_axes: a sequence of axes (empty: each element its own norm)
+_NORM_AXES = Axes(empty=True)
 
 
 def default_norm_axes(ndim: int) -> tuple[int, ...]:
@@ -56,6 +58,7 @@ def norm_constraint(
     """
     check("norm_constraint", "max_norm", max_norm, _MAX_NORM)
     check("norm_constraint", "epsilon", epsilon, nonnegative())
+    check("norm_constraint", "norm_axes", norm_axes, _NORM_AXES)
     ns = namespace_of(tensor)
     x = np.asarray(tensor) if ns is NUMPY else tensor
     axes = tuple(norm_axes) if norm_axes is not None else default_norm_axes(x.ndim)
@@ -94,7 +97,7 @@ def _constrained_each(leaves, *, epsilon, max_norm, norm_axes):
     return [norm_constraint(x, max_norm, norm_axes, epsilon) for x in leaves]
 
 
-@hyperparams(max_norm=_MAX_NORM, epsilon=nonnegative(), target=_TARGETS)
+@hyperparams(max_norm=_MAX_NORM, norm_axes=_NORM_AXES, epsilon=nonnegative(), target=_TARGETS)
 def constrain_norm(
     max_norm: float,
     norm_axes: Sequence[int] | None = None,
