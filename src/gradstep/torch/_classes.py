@@ -38,6 +38,7 @@ from ._base import (
     not_negative,
     rule_factory,
 )
+from ._rule import _number
 
 
 class SGD(TorchOptimizer):
@@ -102,6 +103,15 @@ class SGD(TorchOptimizer):
                 "Nesterov momentum requires a momentum and zero dampening (got "
                 f"momentum={momentum!r}, dampening={dampening!r})"
             )
+
+    def _sparse_reason(self, group: dict) -> str | None:
+        # torch's own errors, raised before anything changes: its fused kernel
+        # refuses sparse gradients, and the decay adds the dense parameter to one
+        if group.get("fused"):
+            return "`_fused_sgd` does not support sparse gradients"
+        if _number(group["weight_decay"]) != 0:
+            return "add(sparse, dense) is not supported. Use add(dense, sparse) instead."
+        return None
 
     def _transform_for(self, g: dict) -> Transform:
         if g["momentum"] == 0:
@@ -176,7 +186,9 @@ class Adagrad(TorchOptimizer):
         self._init_from(locals())
 
     def _sparse_reason(self, group: dict) -> str | None:
-        if group["weight_decay"] != 0:
+        if group.get("fused"):  # torch's fused kernel refuses them first
+            return "`fused` does not support sparse grad or complex param"
+        if _number(group["weight_decay"]) != 0:
             return "weight_decay option is not compatible with sparse gradients"
         return None
 

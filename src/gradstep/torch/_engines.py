@@ -365,9 +365,9 @@ def _why_not_fused(rule: _Rule, members: list[_Member]) -> str:
     for m in members:
         if not m.fusable():
             return (
-                f"a parameter is {m.w.dtype} on {m.w.device} "
-                f"({'contiguous' if m.w.is_contiguous() else 'not contiguous'}); the fused "
-                "engine takes contiguous CPU float32/float64/float16/bfloat16 tensors"
+                f"{m.why_not_fusable()}; the fused engine takes contiguous CPU "
+                "float32/float64/float16/bfloat16 parameters with gradients of their dtype "
+                "and state tensors on their device"
             )
     return "the parameters cannot be run by it"  # pragma: no cover
 

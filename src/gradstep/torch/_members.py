@@ -58,7 +58,19 @@ class _Member:
             convert = _dist.full
         self.w = convert(store if differentiable else store.detach())
         g = convert(grad)
-        self.g = g.to(torch.float32) if master else g
+        g = g.to(torch.float32) if master else g
+        if (
+            self.mode == "plain"
+            and not differentiable
+            and g.layout == torch.strided
+            and not g.is_contiguous()
+            and self.w.is_contiguous()
+        ):
+            # a gradient assigned by hand in another layout (a transposed tensor):
+            # the engines read C-contiguous memory, so they get a copy in that layout,
+            # as torch's fused step reads one (the gradient is never written)
+            g = g.contiguous()
+        self.g = g
         self.layout = layout = rule.layout(self.w)
         self.entries = {
             name: (
@@ -104,6 +116,25 @@ class _Member:
             and t.is_contiguous()
             for t in self.entries.values()
         )
+
+    def why_not_fusable(self) -> str:
+        """What keeps :meth:`fusable` False, in words."""
+        w, g = self.w, self.g
+        if w.device.type != "cpu" or w.dtype not in _NUMBA_DTYPES or not w.is_contiguous():
+            contiguous = "contiguous" if w.is_contiguous() else "not contiguous"
+            return f"a parameter is {w.dtype} on {w.device} ({contiguous})"
+        if g.layout != torch.strided or g.dtype != w.dtype or g.device != w.device:
+            return (
+                f"a gradient is {g.dtype} on {g.device} ({g.layout}) for a parameter of "
+                f"{w.dtype} on {w.device}"
+            )
+        if not g.is_contiguous():  # pragma: no cover - made contiguous in __init__
+            return "a gradient is not contiguous"
+        for name, t in self.entries.items():
+            if t.device != w.device or t.dtype not in _STATE_DTYPES or not t.is_contiguous():
+                contiguous = "contiguous" if t.is_contiguous() else "not contiguous"
+                return f"a state tensor ({name}) is {t.dtype} on {t.device} ({contiguous})"
+        return "a parameter cannot be run by it"  # pragma: no cover
 
     def fusable(self) -> bool:
         """The numba engine can run it: :meth:`dense` CPU tensors of its storage dtypes
@@ -307,3 +338,10 @@ class _Runtime:
         self.rules: dict[int, tuple] = {}
         self.fused: dict[tuple, Any] = {}
         self.fast: dict[int, Any] = {}  # group id -> _cuda.FastStep
+
+    def drop_rule(self, rule: Any) -> None:
+        """Forget what was built for ``rule``, which a new build replaces (engine
+        buckets are keyed by the rule's id, and would pile up where a scheduler's
+        edits rebuild it every step)."""
+        self.fused = {k: v for k, v in self.fused.items() if v.rule is not rule}
+        self.fast = {k: v for k, v in self.fast.items() if v.rule is not rule}

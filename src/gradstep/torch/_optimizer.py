@@ -47,6 +47,7 @@ from ._rule import (
     _Rule,
     baked_values,
 )
+from ._structure import edited_build, handed_over_values, structure
 
 
 class TransformOptimizer(StepNotTraced, ParamState, EngineRuns, torch.optim.Optimizer):
@@ -211,21 +212,23 @@ class TransformOptimizer(StepNotTraced, ParamState, EngineRuns, torch.optim.Opti
     def _rule(self, group: dict) -> _Rule:
         rt = self._runtime()
         entry = rt.rules.get(id(group))
+        built = None
         if entry is not None and entry[2] is group:
             key, rule = entry[0], entry[1]
             if key == self._rule_key(group, rule.dynamic):
-                return rule
-        transform, dynamic = self._build(group)
+                built = edited_build(self._build, group, rule, self._owner)
+                if built is None:
+                    return rule
+            rt.drop_rule(rule)
+        transform, dynamic = built or self._build(group)
+        fixed = type(self)._build is TransformOptimizer._build  # a given transform, as it is
+        built_structure = None if fixed else structure(transform, dynamic)
         transform = stored(transform, group, self._owner)
-        rule = _Rule(
-            transform,
-            dynamic,
-            bool(group.get("maximize", False)),
-            self._rename,
-            self._track_step,
-            self._check_ranges,
-        )
+        flags = self._rename, self._track_step, self._check_ranges
+        rule = _Rule(transform, dynamic, bool(group.get("maximize", False)), *flags)
         rule.layout(_first_param(group))  # a state that cannot split fails here
+        rule.built_structure = built_structure
+        rule.handed_values = handed_over_values(group, rule.dynamic)
         if len(rt.rules) > 4 * len(self.param_groups) + 8:
             live = {id(g) for g in self.param_groups}
             rt.rules = {k: v for k, v in rt.rules.items() if k in live}

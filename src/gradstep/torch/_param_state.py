@@ -250,6 +250,10 @@ def _in_memory_format(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     (:func:`gradstep.torch._members._storage_view`)."""
     if like.layout != torch.strided or value.shape != like.shape:
         return value
+    if value.layout != torch.strided:
+        # torch's SGD keeps a sparse momentum buffer where the gradients were sparse;
+        # the dense buffer with zeros elsewhere continues the same steps
+        value = value.to_dense()
     if like.is_contiguous():
         return value.contiguous()
     out = torch.empty_like(like, dtype=value.dtype)
