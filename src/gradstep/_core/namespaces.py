@@ -302,6 +302,12 @@ class Namespace:
         """``value`` as the state's count, in the type of the old count ``like``."""
         return np.asarray(value, np.int64)
 
+    def fresh_seed(self) -> int:
+        """A seed for a noise stage made with ``seed=None``: 31 bits (the state fits
+        JAX's default int32 too) from fresh entropy; kept in the state, so a resumed
+        run repeats it. Libraries with a global generator users seed draw it there."""
+        return int(np.random.SeedSequence().generate_state(1, np.uint32)[0] >> np.uint32(1))
+
     def normals(self, seed: Any, count: Any, likes: list, std: Any) -> list:
         """``std`` times standard normal noise shaped like each of ``likes``, in its
         floating dtype, drawn from the key ``(seed, count)`` (see the module

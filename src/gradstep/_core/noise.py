@@ -11,6 +11,9 @@ adds ``std`` times the normals to the incoming updates.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,7 +21,7 @@ import numpy as np
 from . import tree as _tree
 from .elementwise import resolve
 from .gradients import Optional
-from .namespaces import namespace_of
+from .namespaces import NUMPY, namespace_of
 from .transform import Transform
 from .validate import Interval
 
@@ -33,10 +36,31 @@ def optional_seed(bits: int) -> Optional:
 SEED = optional_seed(63)
 
 
-def fresh_seed() -> int:
-    """A seed from fresh entropy, for ``seed=None``. 31 bits, so the state fits JAX's
-    default int32 as well; kept in the state, so a resumed run repeats it."""
-    return int(np.random.SeedSequence().generate_state(1, np.uint32)[0] >> np.uint32(1))
+#: set by a front whose state is made from stand-in arrays (the torch front makes it
+#: from NumPy arrays of the parameters' shapes): the array library the seed is for
+_SEEDS_FOR = contextvars.ContextVar("gradstep_seeds_for", default=None)
+
+
+@contextlib.contextmanager
+def seeds_for(namespace: Any) -> Iterator[None]:
+    """Within the block, seeds for ``seed=None`` come from ``namespace``."""
+    token = _SEEDS_FOR.set(namespace)
+    try:
+        yield
+    finally:
+        _SEEDS_FOR.reset(token)
+
+
+def fresh_seed(params: Any = None) -> int:
+    """A seed for ``seed=None``, from the parameters' array library
+    (:meth:`~gradstep._core.namespaces.Namespace.fresh_seed`: torch's default
+    generator for torch tensors, so ``torch.manual_seed`` repeats a run; fresh
+    entropy otherwise)."""
+    namespace = _SEEDS_FOR.get()
+    if namespace is None:
+        first = next(iter(_tree.leaves(params)), None)
+        namespace = NUMPY if first is None else namespace_of(first)
+    return namespace.fresh_seed()
 
 
 def normals(likes: list, seed: Any, count: Any, std: Any) -> list:
@@ -54,7 +78,7 @@ class SeededNoise(Transform):
     seed: int | None = None
 
     def init(self, params: Any) -> dict:
-        seed = fresh_seed() if self.seed is None else self.seed
+        seed = fresh_seed(params) if self.seed is None else self.seed
         return {"count": np.zeros((), np.int64), "seed": np.asarray(seed, np.int64)}
 
     def advance(self, state: dict) -> tuple[Any, Any, dict]:

@@ -255,6 +255,11 @@ class TorchNamespace(Namespace):
     def count_array(self, value, like):
         return np.asarray(int(value), np.int64)
 
+    def fresh_seed(self):
+        # from torch's default generator, so that torch.manual_seed(k) before the
+        # optimizer's first step makes its noise repeat, as torch users expect
+        return int(torch.randint(0, 2**31 - 1, ()).item())
+
     def normals(self, seed, count, likes, std):
         # one generator per step and device, seeded from (seed, count) on the host
         # (both are host integers on this library), drawn leaf after leaf

@@ -26,12 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from .._core import tree as _tree
 from .._core.blockwise8 import BLOCKWISE8, absmax_name
 from .._core.cautious import Cautious
 from .._core.combine import Masked
 from .._core.elementwise import Elementwise
+from .._core.namespaces import namespace_of
+from .._core.noise import seeds_for
 from .._core.sharpness import SharpnessAware
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain, Transform, per_parameter_paths, walk
@@ -185,8 +188,10 @@ class Layout:
     # -- per-parameter entries ---------------------------------------------------------
 
     def init_entries(self, like: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(per-parameter entries, shared values)`` of a fresh state for ``like``."""
-        state = self.transform.init([like])
+        """``(per-parameter entries, shared values)`` of a fresh state for ``like``
+        (a NumPy stand-in: seeds of noise stages still come from torch's generator)."""
+        with seeds_for(namespace_of(torch.empty(0))):
+            state = self.transform.init([like])
         own: dict[str, Any] = {}
         shared: dict[str, Any] = {}
         for tokens, value, is_shared in _walk(self.root, state):
