@@ -122,7 +122,7 @@ def test_a_step_in_eval_mode_raises_and_changes_nothing(engine):
         np.testing.assert_array_equal(a, b)
     t = opt.transform
     with pytest.raises(ValueError, match="evaluation mode"):
-        t.update([np.ones(2)], opt.state, [w], train_mode=False)
+        t.update(np.ones(2), opt.state, w, train_mode=False)  # the state's own structure
 
 
 @pytest.mark.parametrize("rule", RULES)

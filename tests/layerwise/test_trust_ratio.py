@@ -153,9 +153,9 @@ def test_mask_as_a_tree_of_booleans():
         np.testing.assert_array_equal(x, y)
 
 
-def test_mask_of_the_wrong_size_is_an_error():
-    params, grads = model()
-    with pytest.raises(ValueError, match="mask has 2 leaves, params 4"):
+def test_mask_of_the_wrong_shape_is_an_error():
+    params, grads = model()  # a dict of four: a list of two is no mask for it
+    with pytest.raises(ValueError, match="trust_ratio mask: .* expected a dict, got a list of 2"):
         run(gradstep.lars(0.1, trust_ratio_mask=[True, False]), params, grads)
 
 
