@@ -20,32 +20,14 @@ def _schedule(count):
     return 0.1
 
 
+# refused as optax refuses them, or as gradstep cannot compute what optax does there
+# (out-of-range numbers optax takes are taken: test_optax_takes_what_optax_takes.py)
 BAD = [
-    ("radam", (0.1,), dict(threshold=3.9), r"threshold=3\.9.*square root of a negative"),
-    ("scale_by_radam", (), dict(threshold=2.0), r"threshold=2\.0.*\[4, inf\)"),
-    ("adabelief", (-0.1,), {}, r"learning_rate=-0\.1"),
-    ("scale_by_belief", (), dict(b2=1.0), r"b2=1\.0"),
-    ("yogi", (0.1,), dict(b1=1.0), r"b1=1\.0"),
-    ("scale_by_yogi", (), dict(initial_accumulator_value=-1.0), "initial_accumulator_value"),
     ("novograd", (0.1,), dict(weight_decay=_schedule), "weight_decay=<function"),
-    ("scale_by_novograd", (), dict(eps=-1e-8), r"eps=-1e-08"),
-    ("adan", (0.1,), dict(b3=1.5), r"b3=1\.5"),
-    ("scale_by_adan", (), dict(eps_root=-1.0), r"eps_root=-1\.0"),
-    ("fromage", (0.1,), dict(min_norm=-1.0), r"min_norm=-1\.0"),
     ("sm3", (_schedule,), {}, "learning_rate=<function"),
-    ("scale_by_sm3", (), dict(b2=1.5), r"b2=1\.5"),
-    ("rprop", (0.1,), dict(eta_minus=1.5), r"eta_minus=1\.5"),
     ("rprop", (100.0,), {}, r"learning_rate=100\.0.*\[min_step_size, max_step_size\]"),
-    ("scale_by_rprop", (0.01,), dict(eta_plus=0.5), r"eta_plus=0\.5"),
-    ("optimistic_gradient_descent", (0.1,), dict(alpha=-1.0), r"alpha=-1\.0"),
-    ("scale_by_optimistic_gradient", (), dict(beta=-1.0), r"beta=-1\.0"),
-    ("optimistic_adam_v2", (0.1,), dict(b1=1.0), r"b1=1\.0"),
-    ("scale_by_distance_over_gradients", (), dict(reps_rel=0.0), r"reps_rel=0\.0"),
     ("scale_by_distance_over_gradients", (), dict(param_dtype="int8"), "param_dtype='int8'"),
-    ("scale_by_param_block_norm", (), dict(min_scale=-1.0), r"min_scale=-1\.0"),
-    ("scale_by_param_block_rms", (), dict(min_scale=-1.0), r"min_scale=-1\.0"),
     ("normalize_by_update_norm", (), dict(scale_factor=0.0), "scale_factor=0"),
-    ("normalize_by_update_norm", (), dict(eps=-1.0), r"eps=-1\.0"),
 ]
 
 

@@ -156,10 +156,8 @@ def test_with_extra_args_support():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: cx.apply_every(0), "k=0"),
         (lambda: cx.MultiSteps(cx.sgd(0.1), 0), "every_k_schedule=0"),
         (lambda: cx.lookahead(cx.sgd(0.1), 0, 0.5), "sync_period=0"),
-        (lambda: cx.lookahead(cx.sgd(0.1), 2, 1.5), "slow_step_size=1.5"),
     ],
 )
 def test_bad_arguments_raise(make, match):

@@ -44,6 +44,11 @@ def ranges_waived() -> Iterator[None]:
         _RANGES_WAIVED.reset(token)
 
 
+def ranges_are_waived() -> bool:
+    """Whether the caller runs within :func:`ranges_waived`."""
+    return _RANGES_WAIVED.get()
+
+
 class Constraint:
     """A set of valid values for one argument."""
 
@@ -117,6 +122,20 @@ class Interval(Constraint):
     hi_open: bool = False
     schedulable: bool = False
     integer: bool = False
+    #: checked within :func:`ranges_waived` too: a range the mimicked library
+    #: enforces itself (optax's ``lookahead(sync_period=0)`` raises there as well), or
+    #: one outside which gradstep's rule does not compute what that library does
+    always_checked: bool = False
+
+    def holds_kind(self, value: Any) -> bool:
+        """Whether ``value`` is of the kind this range takes (a real number, an
+        integer where ``integer``, a schedule where ``schedulable``), whatever its
+        value: what is still checked where ranges are waived."""
+        if self.schedulable and callable(value):
+            return True
+        if not _is_real(value):
+            return False
+        return not self.integer or math.isinf(value) or math.isnan(value) or value == int(value)
 
     def contains(self, value: Any) -> bool:
         if self.schedulable and callable(value):
@@ -263,8 +282,24 @@ def decay_rate(schedulable: bool = False) -> Interval:
     return Interval(0.0, 1.0, hi_open=True, schedulable=schedulable)
 
 
+def _waived(constraint: Constraint, value: Any) -> bool:
+    """Whether the check of ``value`` against ``constraint`` is skipped: a value of
+    the kind a numeric range takes (also "None or a range") within
+    :func:`ranges_waived`, unless the range is always checked. A JAX tracer is
+    never waived: it has no number to build from, whatever the range."""
+    if not _RANGES_WAIVED.get() or _held(value) is _TRACED:
+        return False
+    inner = constraint.inner if isinstance(constraint, NoneOr) else constraint
+    if value is None and isinstance(constraint, NoneOr):
+        return True
+    return isinstance(inner, Interval) and not inner.always_checked and inner.holds_kind(value)
+
+
 def check(owner: str, name: str, value: Any, constraint: Constraint) -> None:
-    """Raise the project's standard error if ``value`` is not valid for ``name``."""
+    """Raise the project's standard error if ``value`` is not valid for ``name``
+    (numeric ranges are not checked within :func:`ranges_waived`)."""
+    if _waived(constraint, value):
+        return
     if not constraint.contains(value):
         hint = ""
         if _held(value) is _TRACED:
@@ -306,19 +341,22 @@ def hyperparams(**constraints: Constraint) -> Callable:
                 bound.arguments[name] = as_number(value)
             args, kwargs = bound.args, bound.kwargs
             bound.apply_defaults()
-            waived = _RANGES_WAIVED.get()
             for name, constraint in constraints.items():
-                if waived and isinstance(constraint, Interval):
-                    continue
                 check(factory.__name__, name, bound.arguments[name], constraint)
             result = factory(*args, **kwargs)
             # the transform remembers the ranges, so values given at step time are
-            # checked against the same declaration
-            try:
-                result.declared_ranges = {**getattr(result, "declared_ranges", {}), **constraints}
-            except AttributeError:
-                pass
-            _declare_inside(result, constraints)
+            # checked against the same declaration; one made for a front that takes
+            # what another library takes (ranges waived) checks none at step time
+            # either (the other library computes with any value a schedule gives)
+            if not _RANGES_WAIVED.get():
+                try:
+                    result.declared_ranges = {
+                        **getattr(result, "declared_ranges", {}),
+                        **constraints,
+                    }
+                except AttributeError:
+                    pass
+                _declare_inside(result, constraints)
             remember_recipe(result, checked, args, kwargs)
             return result
 

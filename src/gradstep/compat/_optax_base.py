@@ -5,6 +5,8 @@ meaning where the rules' math is written for it), and refusing dtype arguments."
 from __future__ import annotations
 
 import functools
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -15,7 +17,14 @@ from .._core.elementwise import Elementwise
 from .._core.precision import StateDtype, dtype_name, with_state_dtype
 from .._core.skip import SkipNonfinite
 from .._core.transform import Chain, FunctionTransform, Transform
-from .._core.validate import Interval, decay_rate, nonnegative
+from .._core.validate import (
+    Interval,
+    decay_rate,
+    nonnegative,
+    ranges_are_waived,
+    ranges_waived,
+    remember_recipe,
+)
 from .._core.xmath import is_complex_ready
 from ..jax import GradstepTransformation, JaxEngine, OptaxStage, _transformation, from_optax
 from ._optax_state import RAW, Ctx, Layout, MaskedNode
@@ -202,10 +211,11 @@ def injectable(stage: Any, derived: Any = None, **promote: tuple[str, Any]) -> A
         return scalars
 
     out = stage.replace(hyperparams={**stage.hyperparams, **initial}, prepare=per_step)
-    out.declared_ranges = {
-        **getattr(stage, "declared_ranges", {}),
-        **{name: constraint for name, (_, constraint) in promote.items()},
-    }
+    if not ranges_are_waived():  # as :func:`~gradstep._core.validate.hyperparams` does
+        out.declared_ranges = {
+            **getattr(stage, "declared_ranges", {}),
+            **{name: constraint for name, (_, constraint) in promote.items()},
+        }
     return out
 
 
@@ -221,3 +231,38 @@ def one_rule_for_both(owner: str, bias_correction_mu: bool, bias_correction_nu: 
             f"bias_correction_nu={bias_correction_nu}; valid values: both True or both "
             "False (gradstep's rule corrects both moments or neither)"
         )
+
+
+def taking_what_optax_takes(namespace: dict, module: str) -> None:
+    """Make every factory in ``namespace`` (a module's globals) take the values optax
+    takes: each call runs within :func:`~gradstep._core.validate.ranges_waived`, so no
+    numeric range optax does not enforce itself is checked, when the optimizer is
+    made or at its steps (optax computes with a negative learning rate, ``b1 = 1``, a
+    schedule that goes below zero: so does this front); names, types and what optax
+    itself refuses still raise. The wrapped factory is the module's name for it, so
+    optimizers pickle as its call."""
+    for name, obj in list(namespace.items()):
+        if name.startswith("_") or not inspect.isfunction(obj) or name in _RANGES_KEPT:
+            continue
+        if not obj.__module__.startswith("gradstep.") or name == "__getattr__":
+            continue
+        namespace[name] = _as_optax_takes(obj, module)
+
+
+#: factories whose ranges stay checked: optax's L-BFGS and line searches run as
+#: gradstep's own ``jax.lax`` loops, not compared with optax's outside their ranges
+_RANGES_KEPT = frozenset(
+    {"lbfgs", "scale_by_lbfgs", "scale_by_zoom_linesearch", "scale_by_backtracking_linesearch"}
+)
+
+
+def _as_optax_takes(factory: Callable, module: str) -> Callable:
+    @functools.wraps(factory)
+    def taking(*args: Any, **kwargs: Any) -> Any:
+        with ranges_waived():
+            result = factory(*args, **kwargs)
+        remember_recipe(result, taking, args, kwargs)
+        return result
+
+    taking.__module__ = module
+    return taking

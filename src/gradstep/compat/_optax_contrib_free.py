@@ -205,8 +205,11 @@ def _betas(owner: str, betas: Any) -> tuple[float, float]:
         raise ValueError(
             f"{owner}: invalid betas={betas!r}; valid values: a pair (b1, b2) in [0, 1)"
         ) from None
-    check(owner, "betas[0]", b1, DECAY)
-    check(owner, "betas[1]", b2, DECAY)
+    # the learning-rate-free rules' estimates were not compared with optax's outside
+    # these ranges: checked here too
+    decay = Interval(0.0, 1.0, hi_open=True, always_checked=True)
+    check(owner, "betas[0]", b1, decay)
+    check(owner, "betas[1]", b2, decay)
     return float(b1), float(b2)
 
 

@@ -260,7 +260,8 @@ def sophia(
     check("sophia", "b2", b2, decay_rate())
     check("sophia", "weight_decay", weight_decay, nonnegative(schedulable=True))
     check("sophia", "update_interval", update_interval, Interval(1, integer=True))
-    positive = Interval(0.0, lo_open=True)
+    # gradstep's Sophia step was not compared with optax's outside these ranges
+    positive = Interval(0.0, lo_open=True, always_checked=True)
     check("sophia", "eps", eps, positive)
     check("sophia", "gamma", gamma, positive)
     if clip_threshold is not None:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import schedules as _sched
+from .._core.validate import Interval, check
 
 # -- schedules ----------------------------------------------------------------------
 
@@ -149,7 +150,9 @@ def exponential_decay(
     end_value: float | None = None,
 ) -> Schedule:
     """optax's ``exponential_decay``: ``transition_steps <= 0`` or ``decay_rate == 0``
-    give the constant ``init_value``; a negative ``transition_begin`` counts as 0."""
+    give the constant ``init_value``; a negative ``transition_begin`` counts as 0. A
+    negative ``decay_rate`` is refused (optax's powers of it are NaN between steps)."""
+    check("exponential_decay", "decay_rate", decay_rate, Interval(0.0, always_checked=True))
     if transition_steps <= 0 or decay_rate == 0:
         return _constant(init_value)
     return _as_compat(

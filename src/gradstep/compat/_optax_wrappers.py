@@ -279,7 +279,8 @@ def lookahead(
     ``slow_step_size`` of the way to the fast ones and the fast restart from them
     (``reset_state``: the fast optimizer's state restarts too). Updates come back as
     ``LookaheadParams``; gradients are taken at ``params.fast``."""
-    check("lookahead", "sync_period", sync_period, _K)
+    # optax refuses a period below 1 too
+    check("lookahead", "sync_period", sync_period, Interval(1, integer=True, always_checked=True))
     check("lookahead", "slow_step_size", slow_step_size, Interval(0.0, 1.0))
     check("lookahead", "reset_state", reset_state, BOOL)
     fast = with_extra_args_support(fast_optimizer)

@@ -32,7 +32,14 @@ own, reached through this module when optax is installed.
 What differs from optax, on purpose:
 
 - Hyperparameters are numbers (a 0-d array, ``jnp.asarray(1e-3)``, counts as the
-  number it holds) or schedules, validated when the optimizer is made; a per-step
+  number it holds) or schedules. Any number optax takes is taken (a negative
+  learning rate, ``b1=1.0``, ``clip_by_global_norm(0.0)``: no range optax does not
+  check itself is checked, when the optimizer is made or at its steps, where an
+  injected value or a schedule out of range is stepped with as optax does, not
+  skipped); what optax refuses, a value of the wrong kind (a string, a schedule
+  where the rule takes a number) and what gradstep cannot compute as optax does
+  (``lookahead(sync_period=0)``, a negative ``exponential_decay`` rate, Sophia's
+  ``gamma <= 0``, the line searches' ranges) raise ``ValueError``; a per-step
   value is passed to ``update`` by its gradstep name
   (``update(g, s, p, learning_rate=lr)``) or injected with
   :func:`inject_hyperparams`, which puts into ``state.hyperparams`` the arguments
@@ -174,6 +181,7 @@ from .._optax_aliases import (
     stateless,
     stateless_with_tree_map,
 )
+from .._optax_base import taking_what_optax_takes
 from .._optax_extra import *  # noqa: F403  (schedules and transforms beyond the above)
 from .._optax_lbfgs import (
     ScaleByBacktrackingLinesearchState,
@@ -422,6 +430,10 @@ GradientTransformationExtraArgs = GradstepTransformation
 
 def __getattr__(name: str):
     return passed_through(__name__, name)
+
+
+# every factory takes the values optax takes (no range optax does not check itself)
+taking_what_optax_takes(globals(), __name__)
 
 
 from . import contrib  # noqa: E402, F401  (optax.contrib's names)

@@ -73,6 +73,7 @@ Not provided yet (accessing them raises ``AttributeError``): ``acprop``,
 
 from __future__ import annotations
 
+from .._optax_base import taking_what_optax_takes
 from .._optax_contrib import (
     MadgradState,
     MuonDimensionNumbers,
@@ -206,3 +207,7 @@ def __getattr__(name: str):
             "itself, which runs beside gradstep's transformations in optax.chain"
         )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# every factory takes the values optax takes (no range optax does not check itself)
+taking_what_optax_takes(globals(), __name__)
