@@ -122,9 +122,27 @@ def test_polyak_needs_the_value():
         opt.update(params, opt.init(params), params)
 
 
-def test_noise_key_must_be_an_integer():
+@pytest.mark.parametrize(
+    "make", [cx.noisy_sgd, lambda lr, key: cx.chain(cx.add_noise(0.01, 0.55, key))]
+)
+def test_a_jax_key_array_seeds_the_noise_as_an_integer_does(make):
+    """optax takes a key array; so does gradstep: the same key, the same noise (its
+    own draws), a typed key and the raw PRNGKey of the same bits alike."""
+    params = {"w": jnp.ones(64)}
+
+    def first_update(key):
+        tx = make(0.1, key=key)
+        return np.asarray(tx.update({"w": jnp.zeros(64)}, tx.init(params), params)[0]["w"])
+
+    same = first_update(jax.random.key(0))
+    np.testing.assert_array_equal(same, first_update(jax.random.key(0)))
+    np.testing.assert_array_equal(same, first_update(jax.random.PRNGKey(0)))
+    assert not np.array_equal(same, first_update(jax.random.key(1)))
+    assert np.std(same) > 0
+    with pytest.raises(ValueError, match="key=.*a JAX key array with a value"):
+        jax.jit(lambda k: make(0.1, key=k).init(params))(jax.random.key(0))
     with pytest.raises(ValueError, match="key"):
-        cx.noisy_sgd(0.1, key=jax.random.key(0))
+        cx.noisy_sgd(0.1, key="zero")
 
 
 def _noise_std_per_step(draw_updates, lr, steps):

@@ -310,19 +310,9 @@ def differentially_private_aggregate(
     their clipped sum plus Gaussian noise (``noise_multiplier * l2_norm_clip``), over
     the batch size, out. ``key`` (or the deprecated ``seed``) is an integer seed; the
     noise is gradstep's (drawn from the seed and the step count), not optax's draws."""
-    if key is not None and seed is not None:
-        raise ValueError("differentially_private_aggregate: give key or seed, not both")
-    chosen = key if key is not None else seed
-    if chosen is not None and not isinstance(chosen, (int, np.integer)):
-        raise ValueError(
-            f"differentially_private_aggregate: invalid key={chosen!r}; valid values: an "
-            "integer seed or None (a JAX key array is not taken: gradstep's noise is drawn "
-            "from an integer seed and the step count)"
-        )
+    chosen = _seed("differentially_private_aggregate", key, seed)
     return wrap(
-        _privacy.differentially_private_aggregate(
-            l2_norm_clip, noise_multiplier, 0 if chosen is None else int(chosen)
-        ),
+        _privacy.differentially_private_aggregate(l2_norm_clip, noise_multiplier, chosen),
         _DP_STATE,
     )
 
@@ -389,17 +379,35 @@ _NOISE_STATE = Slots(AddNoiseState, count=Scalar("count"), rng_key=Scalar("seed"
 
 def _seed(owner: str, key: Any, seed: Any) -> int:
     """optax's ``key`` (or its deprecated ``seed``) as gradstep's integer seed (optax
-    uses 0 when neither is given)."""
+    uses 0 when neither is given). A JAX key array (``jax.random.key(0)``, or a raw
+    ``PRNGKey``) gives a seed of its bits: the same key, the same noise (gradstep's
+    draws, not optax's)."""
     if key is not None and seed is not None:
         raise ValueError(f"{owner}: give key or seed, not both")
     chosen = key if key is not None else seed
-    if chosen is not None and not isinstance(chosen, (int, np.integer)):
+    if chosen is None:
+        return 0
+    if isinstance(chosen, (int, np.integer)) and not isinstance(chosen, bool):
+        return int(chosen)
+    words = _key_words(chosen)
+    if words is None:
         raise ValueError(
-            f"{owner}: invalid key={chosen!r}; valid values: an integer seed or None (a JAX "
-            "key array is not taken: gradstep's noise is drawn from an integer seed and the "
-            "step count)"
+            f"{owner}: invalid key={chosen!r}; valid values: an integer seed, a JAX key "
+            "array with a value (not one traced under jax.jit) or None"
         )
-    return 0 if chosen is None else int(chosen)
+    # 31 bits, so the state's seed fits JAX's default int32
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint32)[0] >> np.uint32(1))
+
+
+def _key_words(key: Any) -> list[int] | None:
+    """The 32-bit words of a concrete JAX key array (typed or raw uint32), else None."""
+    if isinstance(key, jax.core.Tracer) or not isinstance(key, (jax.Array, np.ndarray)):
+        return None
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    if key.dtype != jnp.uint32 or key.size == 0:
+        return None
+    return [int(w) for w in np.asarray(key).ravel()]
 
 
 def add_noise(eta: float, gamma: float, key: Any = None, *, seed: Any = None):
