@@ -79,3 +79,20 @@ def test_torch_error_input(case):
         opt = cls(params, **kwargs)
         with pytest.raises(error, match=pattern):
             opt.step()
+
+
+def test_lbfgs_takes_an_unknown_line_search_and_refuses_it_at_the_step_as_torch():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = gt.LBFGS([p], line_search_fn="foo")  # torch makes it too
+
+    def closure():
+        opt.zero_grad()
+        loss = (p**2).sum()
+        loss.backward()
+        return loss
+
+    with pytest.raises(RuntimeError, match="only 'strong_wolfe' is supported"):
+        opt.step(closure)
+    assert p.detach().tolist() == [1.0, -2.0]
+    with pytest.raises(RuntimeError, match="only 'strong_wolfe' is supported"):
+        torch.optim.LBFGS([p], line_search_fn="foo").step(closure)

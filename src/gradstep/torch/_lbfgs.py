@@ -72,6 +72,9 @@ class LBFGS(TorchOptimizer):
             return self._lbfgs(g)
 
     def _lbfgs(self, g: dict) -> Transform:
+        # torch takes any line_search_fn when made and refuses an unknown one at the
+        # step (below): built without one until then
+        search = g["line_search_fn"] if g["line_search_fn"] in _LINE_SEARCHES else None
         return rule_factory("lbfgs")(
             _number(g["lr"]),
             g["max_iter"],
@@ -79,7 +82,7 @@ class LBFGS(TorchOptimizer):
             g["tolerance_grad"],
             g["tolerance_change"],
             g["history_size"],
-            g["line_search_fn"],
+            search,
         )
 
     def step(self, closure: Callable) -> Any:  # type: ignore[override]
@@ -88,9 +91,14 @@ class LBFGS(TorchOptimizer):
         if closure is None:
             raise RuntimeError("LBFGS requires a closure that re-evaluates the loss")
         group = self.param_groups[0]
+        if group["line_search_fn"] not in _LINE_SEARCHES:
+            raise RuntimeError("only 'strong_wolfe' is supported")  # torch's error, at its time
         return closure_step(
             "LBFGS", self._transform_for(group), group["params"], self.state, closure, group["lr"]
         )
+
+
+_LINE_SEARCHES = (None, "strong_wolfe")
 
 
 def closure_step(
