@@ -72,9 +72,12 @@ class Optimizer:
         paths = _tree.leaf_paths(params)
         for path, leaf in zip(paths, leaves):
             if not isinstance(leaf, np.ndarray) or not is_floating(leaf.dtype):
+                got = type(leaf).__name__
+                if isinstance(leaf, np.ndarray):
+                    got = f"an array of {leaf.dtype}"
                 raise TypeError(
                     f"Optimizer: parameter {path or '<root>'!s} must be a floating-point "
-                    f"numpy array to be updated in place, got {type(leaf).__name__}"
+                    f"numpy array to be updated in place, got {got}"
                 )
             if not leaf.flags.writeable:
                 raise ValueError(f"Optimizer: parameter {path or '<root>'} is read-only")

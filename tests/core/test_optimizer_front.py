@@ -109,3 +109,8 @@ def test_scalar_gradients_of_0d_parameters_run_fused_without_a_warning(scalar, d
             opt.step([scalar])
         assert w.dtype == dtype
         assert w == dtype(2.0) - dtype(0.1) * dtype(scalar)
+
+
+def test_a_parameter_array_of_another_dtype_is_refused_naming_the_dtype():
+    with pytest.raises(TypeError, match="parameter 0 .* got an array of int64"):
+        gradstep.Optimizer([np.arange(3, dtype=np.int64)], gradstep.sgd(0.1))
