@@ -21,30 +21,16 @@ the core); :mod:`gradstep.transforms.mxnet` exports them.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 from .elementwise import Elementwise
 from .stages import add_decayed_weights
 from .transform import Transform
-from .validate import BOOL, Constraint, Interval
+from .validate import BOOL, Interval, NoneOr
 from .xmath import absolute, clip, where
 
-
-@dataclass(frozen=True)
-class Optional(Constraint):
-    """``None`` or a value of ``inner``."""
-
-    inner: Constraint
-
-    def contains(self, value: Any) -> bool:
-        return value is None or self.inner.contains(value)
-
-    def describe(self) -> str:
-        return "None or " + self.inner.describe()
-
-    def invalid_example(self) -> Any:
-        return self.inner.invalid_example()
+#: ``None`` or a value of a constraint (the name the rules import)
+Optional = NoneOr
 
 
 RESCALE_GRAD = Interval(0.0, lo_open=True, schedulable=True)
