@@ -45,12 +45,7 @@ def scale_by_learning_rate(learning_rate: Any) -> Elementwise:
 
 @hyperparams(weight_decay=nonnegative(schedulable=True))
 def add_decayed_weights(weight_decay: Any, mask: Any = None) -> Transform:
-    """``u <- u + weight_decay * w``; ``weight_decay`` >= 0 or a schedule.
-
-    Where it sits decides what it means: before a rule's statistics it is coupled L2
-    decay (``g + lambda w`` enters the moments, torch's ``Adam(weight_decay=...)``);
-    after the rule and before the learning rate it is decoupled decay
-    (``-lr * (direction + lambda w)``, AdamW). ``mask`` (a tree of booleans, or a
-    function of the parameters) limits it to some leaves, e.g. to skip biases.
-    """
+    """``u <- u + weight_decay * w``; ``weight_decay`` >= 0 or a schedule; ``mask``
+    limits it to some leaves. Coupled or decoupled by where it sits in the chain (see
+    :func:`gradstep._core.stages.add_decayed_weights`, the stage it validates)."""
     return _stages.add_decayed_weights(weight_decay, mask)
