@@ -23,6 +23,13 @@ from pathlib import Path
 
 from . import _compare_race as race
 from ._arg_values import integer_in, non_empty
+from ._compare_options import (
+    check_animate,
+    check_backend_options,
+    check_problem_options,
+    fill_race_defaults,
+    refuse_race_options,
+)
 
 DESCRIPTION = (
     "Race optimizers, each with its learning rate tuned per problem, on small "
@@ -115,20 +122,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed",
         type=integer_in(0, MAX_SEED),
-        default=0,
+        default=None,
         help="first seed of splits, batches, inits (default 0)",
     )
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="numpy",
+        default=None,
         help="numpy: gradstep.Optimizer (default); torch: gradstep.torch with autograd "
         "gradients; jax: gradstep.jax.to_optax under jax.jit (NumPy gradients)",
     )
     parser.add_argument(
         "--engine",
         choices=("auto", "fused", "eager"),
-        default="eager",
+        default=None,
         help="engine of the NumPy and torch fronts (default eager: on these small "
         "problems its per-step cost is lower than the fused kernels' and nothing is "
         "compiled; both run the same rules)",
@@ -142,7 +149,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=non_empty("the path of a results.json"),
         default=None,
         metavar="RESULTS_JSON",
-        help="re-render the report of an earlier run from its results.json, without racing",
+        help="re-render the report of an earlier run from its results.json, without racing "
+        "(only --out, --animate, --no-figures and --no-progress apply)",
     )
     parser.add_argument("--animate", action="store_true", help="also write trajectories.gif")
     parser.add_argument(
@@ -286,10 +294,12 @@ def _run(args: argparse.Namespace) -> int:
     from . import _compare_report as report
 
     if args.from_json:
+        refuse_race_options(args)
         try:
             results = report.read_json(Path(args.from_json))
         except (OSError, ValueError, KeyError) as error:
             raise race.InputError(f"cannot read --from {args.from_json}: {error}") from None
+        check_animate(args, list(results["config"]["problems"]))
         _figures_available(args)
         return render(results, _out_folder(args), args, started=time.perf_counter())
     return _race(args)
@@ -303,6 +313,9 @@ def _race(args: argparse.Namespace) -> int:
     from . import _compare_tune as tuning
 
     _check_numbers(args)
+    check_animate(args, None)
+    check_backend_options(args)
+    fill_race_defaults(args)
     check_backend(args.backend)
     preset = PRESETS[preset_name(args)]
     points, extra = tuning.BUDGETS[preset_name(args)]
@@ -324,6 +337,8 @@ def _race(args: argparse.Namespace) -> int:
     sets = race.parse_sets(args.set, names)
     entries = race.make_entries(names, sets, args.backend)
     problems = [all_problems[n] for n in problem_names]
+    check_problem_options(args, problems, all_problems)
+    check_animate(args, problem_names)
     steps = {
         p.name: args.steps or max(10, round(p.steps * preset["steps_scale"])) for p in problems
     }
