@@ -65,11 +65,16 @@ def test_a_weight_decay_option_without_weight_decay_is_refused_or_has_an_effect(
     # accepted: a step's weight_decay reaches a stage, and the option places it
     assert _sets_weight_decay(given), f"{spec.name}({option}={value!r}) is ignored"
     default = spec.factory(**kwargs)
+    try:
+        without = _trajectory(default, weight_decay=0.1)
+    except ValueError as err:  # without the option no stage takes a step's weight_decay
+        assert "unknown hyperparameter 'weight_decay'" in str(err)
+        return
     np.testing.assert_raises(
         AssertionError,
         np.testing.assert_array_equal,
         _trajectory(given, weight_decay=0.1),
-        _trajectory(default, weight_decay=0.1),
+        without,
     )
 
 
@@ -119,3 +124,27 @@ def test_kahan_summation_of_a_rule_stepping_with_a_closure_is_refused(spec):
     assert {"lbfgs", "sam"} <= {s.name for s in CLOSURE_SPECS}
     with pytest.raises(ValueError, match=r"invalid kahan_summation=True .*steps with a closure"):
         spec.factory(**spec.test_hyperparams, kahan_summation=True)
+
+
+def test_madgrad_s_weight_decay_set_at_a_step_reaches_the_decay_or_is_refused():
+    """Coupled MADGRAD decays in a stage of its own: its direction stage named
+    weight_decay too and took a step's value without using it."""
+
+    def run(make, **over):
+        w = {"w": np.linspace(-1.0, 1.0, 4)}
+        opt = gradstep.Optimizer(w, make())
+        for k in range(3):
+            opt.step({"w": np.sin(w["w"] + k)}, **over)
+        return w["w"]
+
+    with pytest.raises(ValueError, match="unknown hyperparameter 'weight_decay'"):
+        run(lambda: gradstep.madgrad(0.01), weight_decay=0.5)
+    for decoupled in (False, True):
+        stepped = run(
+            lambda d=decoupled: gradstep.madgrad(0.01, weight_decay=0.1, decoupled_weight_decay=d),
+            weight_decay=0.5,
+        )
+        built = run(
+            lambda d=decoupled: gradstep.madgrad(0.01, weight_decay=0.5, decoupled_weight_decay=d)
+        )
+        np.testing.assert_array_equal(stepped, built)

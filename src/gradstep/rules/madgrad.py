@@ -136,9 +136,12 @@ def madgrad(
             Slot("grad_sum"),
             Slot("initial", "params"),
         ),
+        # the stage decays only when decoupled; coupled, the decay is a stage of its
+        # own (where weight_decay is set at a step): naming it here too would take a
+        # step's weight_decay= and ignore it
         hyperparams={
             "learning_rate": learning_rate,
-            "weight_decay": weight_decay if decoupled_weight_decay else 0.0,
+            **({"weight_decay": weight_decay} if decoupled_weight_decay else {}),
         },
         prepare=prepare,
         uses_params=True,
