@@ -4,13 +4,11 @@ derived from it (:func:`_variant`)."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 from .._core.stages import add_decayed_weights as _add_decayed_weights
 from .._core.transform import Transform
-from .._core.validate import BOOL, Interval, check, declared_ranges, hyperparams, nonnegative
+from .._core.validate import BOOL, Interval, check, hyperparams, nonnegative
 from ..jax import GradstepTransformation
 from ..rules.adadelta import scale_by_adadelta as _scale_by_adadelta
 from ..rules.adagrad import scale_by_adagrad as _scale_by_adagrad
@@ -476,49 +474,3 @@ def adamaxw(
         lr_stage(learning_rate),
         **ADAM_NAMES,
     )
-
-
-# -- aliases that differ from another only by defaults --------------------------------
-
-
-def _variant(base: Callable, name: str, doc: str, **defaults: Any) -> Callable:
-    """``base`` under optax's other name ``name``, with other ``defaults``: one
-    signature, one set of ranges and one construction, declared once (validated
-    under ``name``)."""
-    impl = base.__wrapped__  # the factory without its validation
-    sig = inspect.signature(impl)
-    params = [
-        p.replace(default=defaults[p.name]) if p.name in defaults else p
-        for p in sig.parameters.values()
-    ]
-    variant_sig = sig.replace(parameters=params)
-
-    def variant(*args: Any, **kwargs: Any) -> GradstepTransformation:
-        bound = variant_sig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        out = impl(*bound.args, **bound.kwargs)
-        out.transform.name = name  # the key of its state inside an outer chain
-        return out
-
-    variant.__name__ = variant.__qualname__ = name
-    variant.__doc__ = doc
-    variant.__signature__ = variant_sig
-    variant.__module__ = base.__module__
-    return hyperparams(**declared_ranges(base))(variant)
-
-
-nadam = _variant(
-    adam,
-    "nadam",
-    r"""optax's ``nadam``: :func:`adam` with ``nesterov=True``, i.e. :math:`\hat m =
-    \beta_1 m/(1-\beta_1^{t+1}) + (1-\beta_1) g /(1-\beta_1^t)` with a constant
-    :math:`\beta_1` (gradstep's ``scale_by_nadam`` with ``schedule_decay=None``).""",
-    nesterov=True,
-)
-nadamw = _variant(
-    adamw,
-    "nadamw",
-    """optax's ``nadamw``: :func:`adamw` with ``nesterov=True`` (the Nesterov direction
-    of :func:`nadam`).""",
-    nesterov=True,
-)

@@ -205,8 +205,6 @@ from .._optax_optimizers import (
     lamb,
     lars,
     lion,
-    nadam,
-    nadamw,
     radam,
     rmsprop,
     sgd,
@@ -294,6 +292,7 @@ from .._optax_transforms import (
     scale_by_rms,
     trace,
 )
+from .._optax_variants import nadam, nadamw
 from .._optax_wrappers import *  # noqa: F403  (wrappers: MultiSteps, lookahead, flatten, ...)
 
 __all__ = [
