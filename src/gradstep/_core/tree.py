@@ -219,42 +219,50 @@ def _kind(x: Any) -> str:
     return "a leaf"
 
 
-def _match(td: TreeDef, tree: Any, path: tuple, out: list, what: str) -> None:
-    if td.kind == "leaf":
-        if tree is None or isinstance(tree, (dict, list, tuple)):
-            raise _differ(what, path, f"expected a leaf, got {_kind(tree)}")
-        out.append(tree)
-        return
+def _match(td: TreeDef, tree: Any, path: tuple, out: list, what: str, labels=False) -> None:
+    """Append the leaves of ``tree`` matched to ``td``; ``labels``: ``tree`` holds
+    labels, where ``None`` is a label and a label may stand for a whole subtree."""
     if td.kind == "none":
         if tree is not None:
             raise _differ(what, path, f"expected None, got {_kind(tree)}")
         return
+    container = isinstance(tree, (dict, list, tuple))
+    if labels and td.kind != "leaf" and not container:
+        out.extend([tree] * td.num_leaves)  # a prefix: one label for the subtree
+        return
+    if td.kind == "leaf":
+        if container or (tree is None and not labels):
+            expected = "a label" if labels else "a leaf"
+            raise _differ(what, path, f"expected {expected}, got {_kind(tree)}")
+        out.append(tree)
+        return
     if td.kind == "dict":
         if not isinstance(tree, dict):
             raise _differ(what, path, f"expected a dict, got {_kind(tree)}")
+        known = set(td.keys)
+        for key in tree:  # the caller's own key first: the likelier mistake
+            if key not in known:
+                raise _differ(what, path + (key,), "unexpected key")
         for key in td.keys:
             if key not in tree:
                 raise _differ(what, path + (key,), "missing")
-        if len(tree) != len(td.keys):
-            known = set(td.keys)
-            extra = next(k for k in tree if k not in known)
-            raise _differ(what, path + (extra,), "unexpected key")
         for key, child in zip(td.keys, td.children):
-            _match(child, tree[key], path + (key,), out, what)
+            _match(child, tree[key], path + (key,), out, what, labels)
         return
     if td.kind == "namedtuple":
         fields = td.keys._fields
         if not _is_namedtuple(tree) or type(tree)._fields != fields:
             raise _differ(what, path, f"expected a {td.keys.__name__}, got {_kind(tree)}")
-        for name, child, value in zip(fields, td.children, tree):
-            _match(child, value, path + (name,), out, what)
-        return
-    if not isinstance(tree, (list, tuple)) or _is_namedtuple(tree):
-        raise _differ(what, path, f"expected a {td.kind} of {len(td.children)}, got {_kind(tree)}")
-    if len(tree) != len(td.children):
-        raise _differ(what, path, f"expected {len(td.children)} entries, got {len(tree)}")
-    for i, (child, value) in enumerate(zip(td.children, tree)):
-        _match(child, value, path + (i,), out, what)
+        names = fields
+    else:
+        if not isinstance(tree, (list, tuple)) or _is_namedtuple(tree):
+            expected = f"a {td.kind} of {len(td.children)}"
+            raise _differ(what, path, f"expected {expected}, got {_kind(tree)}")
+        if len(tree) != len(td.children):
+            raise _differ(what, path, f"expected {len(td.children)} entries, got {len(tree)}")
+        names = range(len(td.children))
+    for name, child, value in zip(names, td.children, tree):
+        _match(child, value, path + (name,), out, what, labels)
 
 
 def matching_labels(td: TreeDef, labels: Any, what: str = "labels") -> list:
@@ -263,42 +271,5 @@ def matching_labels(td: TreeDef, labels: Any, what: str = "labels") -> list:
     every leaf's below it; ``None`` is a label, "none"). Dict entries are matched by
     key; any other difference raises a ``ValueError`` naming ``what`` and the path."""
     out: list = []
-    _match_labels(td, labels, (), out, what)
+    _match(td, labels, (), out, what, labels=True)
     return out
-
-
-def _match_labels(td: TreeDef, labels: Any, path: tuple, out: list, what: str) -> None:
-    if td.kind == "none":
-        if labels is not None:
-            raise _differ(what, path, f"expected None, got {_kind(labels)}")
-        return
-    if td.kind != "leaf" and (labels is None or not isinstance(labels, (dict, list, tuple))):
-        out.extend([labels] * td.num_leaves)  # a prefix: one label for the subtree
-        return
-    if td.kind == "leaf":
-        if isinstance(labels, (dict, list, tuple)):
-            raise _differ(what, path, f"expected a label, got {_kind(labels)}")
-        out.append(labels)
-        return
-    if td.kind == "dict":
-        if not isinstance(labels, dict):
-            raise _differ(what, path, f"expected a dict, got {_kind(labels)}")
-        for key in labels:
-            if key not in td.keys:
-                raise _differ(what, path + (key,), "unexpected key")
-        for key, child in zip(td.keys, td.children):
-            if key not in labels:
-                raise _differ(what, path + (key,), "missing")
-            _match_labels(child, labels[key], path + (key,), out, what)
-        return
-    if td.kind == "namedtuple":
-        fields = td.keys._fields
-        if not _is_namedtuple(labels) or type(labels)._fields != fields:
-            raise _differ(what, path, f"expected a {td.keys.__name__}, got {_kind(labels)}")
-    elif not isinstance(labels, (list, tuple)) or _is_namedtuple(labels):
-        expected = f"a {td.kind} of {len(td.children)}"
-        raise _differ(what, path, f"expected {expected}, got {_kind(labels)}")
-    if len(labels) != len(td.children):
-        raise _differ(what, path, f"expected {len(td.children)} entries, got {len(labels)}")
-    for i, (child, value) in enumerate(zip(td.children, labels)):
-        _match_labels(child, value, path + (i,), out, what)
