@@ -205,9 +205,13 @@ def test_transform_optimizer_takes_complex_as_torch_adam():
     torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-12, atol=1e-14)
 
 
-def test_integer_parameters_still_refused():
-    with pytest.raises(TypeError, match="floating-point or complex"):
-        gt.TransformOptimizer([torch.zeros(2, dtype=torch.int64)], gradstep.adam())
+def test_an_integer_parameter_with_a_gradient_is_refused_at_the_step():
+    p = torch.zeros(2, dtype=torch.int64)
+    opt = gt.TransformOptimizer([p], gradstep.adam())  # taken, as torch takes it
+    p.grad = torch.ones(2, dtype=torch.int64)
+    with pytest.raises(TypeError, match="torch.int64 has a gradient; only floating-point"):
+        opt.step()
+    assert p.tolist() == [0, 0]
 
 
 @pytest.mark.parametrize("source", ["hessian", "hvp"])

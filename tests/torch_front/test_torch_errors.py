@@ -96,3 +96,23 @@ def test_lbfgs_takes_an_unknown_line_search_and_refuses_it_at_the_step_as_torch(
     assert p.detach().tolist() == [1.0, -2.0]
     with pytest.raises(RuntimeError, match="only 'strong_wolfe' is supported"):
         torch.optim.LBFGS([p], line_search_fn="foo").step(closure)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad"])
+def test_an_integer_parameter_is_taken_and_never_stepped_as_torch(name):
+    """A counter kept as ``nn.Parameter(..., requires_grad=False)`` in the list: torch
+    makes the optimizer and steps the others (gradstep refused it when made)."""
+
+    def run(module):
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 4))
+        count = torch.nn.Parameter(torch.zeros((), dtype=torch.int64), requires_grad=False)
+        opt = getattr(module, name)([count, w], lr=0.1)
+        for k in range(3):
+            w.grad = torch.sin(w.detach() + k)
+            opt.step()
+        return w.detach(), count.item()
+
+    (ours, our_count), (theirs, their_count) = run(gt), run(torch.optim)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
+    assert our_count == their_count == 0

@@ -390,11 +390,6 @@ def test_deepcopy_continues_the_same_run():
             ValueError,
             "parameter groups",
         ),
-        (
-            lambda ps: gt.TransformOptimizer([torch.zeros(2, dtype=torch.int64)], gradstep.adam()),
-            TypeError,
-            "floating-point or complex",
-        ),
     ],
 )
 def test_invalid_arguments_raise(make, error, match):

@@ -204,8 +204,11 @@ def _real_view(t: torch.Tensor) -> torch.Tensor:
 
 
 def _first_param(group: dict) -> Any:
-    params = group["params"]
-    return params[0].detach() if params else torch.zeros(2)
+    """The group's first parameter that can step (an integer one never does)."""
+    for p in group["params"]:
+        if p.is_floating_point() or p.is_complex():
+            return p.detach()
+    return torch.zeros(2)
 
 
 def _init_view(t: Any) -> Any:

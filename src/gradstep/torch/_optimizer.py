@@ -182,13 +182,8 @@ class TransformOptimizer(StepNotTraced, ParamState, EngineRuns, torch.optim.Opti
         check(owner, "engine", self._engine(group), OneOf(ENGINES))
         rule = self._rule(group)
         rule.ctx(group, owner)
-        for p in group["params"]:
-            # a complex parameter steps as its real view, or is refused at the step
-            # (_Rule.complex_refusal), as torch.optim's classes do
-            if not (p.is_complex() or p.is_floating_point()):
-                raise TypeError(
-                    f"{owner}: parameters must be floating-point or complex tensors, got {p.dtype}"
-                )
+        # complex parameters step as real views or are refused at the step; integer ones
+        # (a counter kept as a Parameter) are taken and never stepped, as in torch.optim
 
     def _engine(self, group: dict) -> str:
         return group.get("engine", "auto")
@@ -369,6 +364,11 @@ class TransformOptimizer(StepNotTraced, ParamState, EngineRuns, torch.optim.Opti
             grad = p.grad
             if grad is None:
                 continue
+            if not (p.is_complex() or p.is_floating_point()):
+                raise TypeError(
+                    f"{self._owner}: a parameter of {p.dtype} has a gradient; only "
+                    "floating-point and complex parameters are stepped"
+                )
             if p.is_complex() and (not self._complex or rule.shape_stage is not None):
                 raise RuntimeError(rule.complex_refusal(self._owner, self._complex))
             if grad.layout != torch.strided:
