@@ -240,12 +240,14 @@ def _match(td: TreeDef, tree: Any, path: tuple, out: list, what: str, labels=Fal
         if not isinstance(tree, dict):
             raise _differ(what, path, f"expected a dict, got {_kind(tree)}")
         known = set(td.keys)
+        missing = [key for key in td.keys if key not in tree]
         for key in tree:  # the caller's own key first: the likelier mistake
             if key not in known:
-                raise _differ(what, path + (key,), "unexpected key")
-        for key in td.keys:
-            if key not in tree:
-                raise _differ(what, path + (key,), "missing")
+                instead = ", ".join(repr("/".join(map(str, path + (k,)))) for k in missing)
+                problem = f"unexpected key; {instead} missing" if missing else "unexpected key"
+                raise _differ(what, path + (key,), problem)
+        if missing:
+            raise _differ(what, path + (missing[0],), "missing")
         for key, child in zip(td.keys, td.children):
             _match(child, tree[key], path + (key,), out, what, labels)
         return
