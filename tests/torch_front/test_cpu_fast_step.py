@@ -66,6 +66,8 @@ MAKERS = {
         ps, gradstep.chain(gradstep.transforms.clip_by_global_norm(0.5), gradstep.adamw(0.05))
     ),
     "Lamb": lambda ps: gt.Lamb(ps, learning_rate=0.05, weight_decay=0.01),
+    # mu_product, carried between steps in each parameter's state
+    "NAdam": lambda ps: gt.NAdam(ps, lr=0.05, momentum_decay=0.01),
 }
 
 
@@ -155,3 +157,22 @@ def test_a_checkpoint_taken_on_the_fast_path_resumes_exactly():
         resumed.step()
     for a, b in zip(params, copies):
         assert torch.equal(a, b)
+
+
+def _new_beta1(k, opt, params):
+    if k == 3:
+        opt.param_groups[0]["betas"] = (0.8, 0.99)
+
+
+@pytest.mark.parametrize("edit", [_new_beta1, _drop_a_gradient], ids=["new-beta1", "missed-step"])
+def test_nadam_products_follow_the_general_path(edit, launches):
+    """NAdam's mu_product, kept per parameter as torch keeps it, is advanced by the
+    fast path with each step's own beta1; a parameter that missed a step holds
+    another product, and the general path (which steps it apart) takes over."""
+    fast, opt = _run(MAKERS["NAdam"], edit=edit)
+    general, ref = _run(MAKERS["NAdam"], fast=False, edit=edit)
+    for a, b in zip(fast, general):
+        assert torch.equal(a, b)
+    for p, q in zip(fast, general):
+        assert torch.equal(opt.state[p]["mu_product"], ref.state[q]["mu_product"])
+    assert (False in launches) is (edit is _drop_a_gradient)

@@ -272,6 +272,38 @@ class NAdam(TorchOptimizer):
             step = int(m.state["step"])
             m.state["mu_product"].mul_(momentum_schedule(beta1, group["momentum_decay"], step))
 
+    def _fast_carried(self, group: dict, dicts: list[dict]) -> Any:
+        # capturable and differentiable steps derive the product from the count
+        if group.get("capturable") or group.get("differentiable"):
+            return False
+        return _SharedProducts(dicts)
+
+
+class _SharedProducts:
+    """NAdam's ``mu_product`` of every parameter of a fast path, as views of one
+    tensor: read once a step and advanced by one multiplication, as
+    :meth:`NAdam._after_step` advances each."""
+
+    keys = ("mu_product",)
+
+    def __init__(self, dicts: list[dict]):
+        from ._cuda import share_entries
+
+        self.base = share_entries(dicts, "mu_product")
+
+    def values(self) -> dict[str, float] | None:
+        """The product every parameter holds; None where they differ."""
+        first = self.base[0]
+        if not bool((self.base == first).all()):
+            return None
+        return {"mu_product": float(first)}
+
+    def advance(self, group: dict, count: int) -> None:
+        from ..rules.nadam import momentum_schedule
+
+        beta1 = _number(group["betas"][0])
+        self.base.mul_(momentum_schedule(beta1, group["momentum_decay"], count))
+
 
 class RAdam(TorchOptimizer):
     """``torch.optim.RAdam`` on ``gradstep.radam`` (rectified when

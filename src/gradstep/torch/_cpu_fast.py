@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._cuda import FastStep, _share_steps, state_in_place
+from ._cuda import FastStep, carried_step, share_entries, state_in_place
 from ._members import _signature
 from ._state import STEP
 
@@ -30,7 +30,9 @@ from ._state import STEP
 class CpuFastStep:
     """The numba engine's bucket ``bucket`` of every parameter of ``group``, relaunched."""
 
-    def __init__(self, opt: Any, group: dict, rule: Any, members: list, bucket: Any):
+    def __init__(
+        self, opt: Any, group: dict, rule: Any, members: list, bucket: Any, carried: Any = None
+    ):
         self.group = group
         self.rule = rule
         self.bucket = bucket
@@ -41,9 +43,12 @@ class CpuFastStep:
         layout = members[0].layout
         # one tensor of counts, viewed by every parameter's ``step``: one comparison
         # and one addition a step
-        self.step_base = _share_steps(self.dicts) if rule.track_step else None
+        self.step_base = share_entries(self.dicts) if rule.track_step else None
         names = [n for n in layout.names if n not in layout.empty and n != STEP]
         self.keys = [rule.key(n) for n in names] + ([STEP] if rule.track_step else [])
+        # values the class carries between steps (NAdam's mu_product): see carried_step
+        self.carried = carried
+        self.keys += list(carried.keys) if carried is not None else []
         self.expected = [[d[k] for d in self.dicts] for k in self.keys]
         self.state_ptrs = [list(map(torch.Tensor.data_ptr, row)) for row in self.expected]
         self.w_ptrs = list(map(torch.Tensor.data_ptr, self.params))
@@ -54,7 +59,7 @@ class CpuFastStep:
     def possible(opt: Any, group: dict, rule: Any, buckets: dict) -> bool:
         """What the Triton fast path requires, on C-contiguous CPU tensors (no
         ``channels_last`` views, which the general path makes) and no host steps."""
-        if not FastStep.possible(opt, group, rule, buckets, instrumented=True):
+        if not FastStep.possible(opt, group, rule, buckets):
             return False
         (members,) = buckets.values()
         if not all(m.p.device.type == "cpu" and m.p.is_contiguous() for m in members):
@@ -65,6 +70,11 @@ class CpuFastStep:
 
     def step(self, opt: Any, ctx: dict, amp: tuple | None = None) -> bool:
         """Launch this step; False (nothing changed) if the general path must run."""
+        if self.carried is not None:
+            return carried_step(self, self._launch, opt, ctx, amp)
+        return self._launch(opt, ctx, amp)
+
+    def _launch(self, opt: Any, ctx: dict, amp: tuple | None = None) -> bool:
         from ..engines.plan import Unsupported
 
         params = self.group["params"]
@@ -126,5 +136,8 @@ def fast_step(opt: Any, group: dict, rule: Any, buckets: dict, fused: dict) -> A
             return None
         if getattr(bucket.engine, "_tables", True) is None:
             return None
-        return kind(opt, group, rule, members, bucket)
+        carried = opt._fast_carried(group, [m.state for m in members])
+        if carried is False:
+            return None
+        return kind(opt, group, rule, members, bucket, carried)
     return None

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .._core.carried import holding
 from ..engines.plan import stochastic_rows
 from ..engines.triton import amp_pair  # imports no Triton
 from ._state import STEP
@@ -81,7 +82,9 @@ class FastStep:
     False and the group takes the general path, which rebuilds what changed.
     """
 
-    def __init__(self, opt: Any, group: dict, rule: Any, members: list, bucket: Any):
+    def __init__(
+        self, opt: Any, group: dict, rule: Any, members: list, bucket: Any, carried: Any = None
+    ):
         layout = members[0].layout
         self.group = group
         self.rule = rule
@@ -93,7 +96,10 @@ class FastStep:
         self.step_base = None
         if rule.track_step:
             keys.append(STEP)
-            self.step_base = _share_steps(self.dicts)
+            self.step_base = share_entries(self.dicts)
+        # values the class carries between steps (NAdam's mu_product): see carried_step
+        self.carried = carried
+        keys += list(carried.keys) if carried is not None else []
         self.expected = [[d[k] for d in self.dicts] for k in keys]
         self.keys = keys
         self.w_ptrs = [p.data_ptr() for p in self.params]
@@ -146,13 +152,11 @@ class FastStep:
         self.count_on_device = True
 
     @staticmethod
-    def possible(opt: Any, group: dict, rule: Any, buckets: dict, instrumented=False) -> bool:
-        """Whether the group's step can be kept; ``instrumented``: for an engine that
-        runs the rule's own chain as built (the numba engine's bucket), with its
-        maximising stage and its reduction hooks (inert for plain tensors)."""
-        if len(buckets) != 1 or group.get("master_weights"):
-            return False
-        if not instrumented and (rule.hooks or rule.maximize):
+    def possible(opt: Any, group: dict, rule: Any, buckets: dict) -> bool:
+        """Whether the group's step can be kept. Both fused engines' buckets run the
+        rule's chain as built (``rule.run``), with its maximising stage and its
+        reduction hooks, which are inert unless routed across ranks."""
+        if len(buckets) != 1 or group.get("master_weights") or rule.reducer is not None:
             return False
         (members,) = buckets.values()
         layout = members[0].layout
@@ -166,7 +170,13 @@ class FastStep:
         )
 
     def step(self, opt: Any, ctx: dict, amp: tuple | None = None) -> bool:
-        """Launch this step; False (nothing changed) if the general path must run.
+        """Launch this step; False (nothing changed) if the general path must run."""
+        if self.carried is not None:
+            return carried_step(self, self._launch, opt, ctx, amp)
+        return self._launch(opt, ctx, amp)
+
+    def _launch(self, opt: Any, ctx: dict, amp: tuple | None = None) -> bool:
+        """:meth:`step`, the values a class carries aside.
 
         ``amp``: GradScaler's ``(grad_scale, found_inf)``: the kernel unscales the
         gradients and skips the update on an infinite one. Where the chain's scalars
@@ -261,11 +271,31 @@ def _host_inputs_given(opt: Any, params: list) -> bool:
     )
 
 
-def _share_steps(dicts: list[dict]) -> torch.Tensor:
-    """Make every parameter's ``step`` a view of one tensor, so that a step advances
-    them all with one operation (a torch operation per 0-d tensor costs microseconds
-    each). Each stays a 0-d tensor of its dtype, as torch.optim keeps it."""
-    steps = [d[STEP] for d in dicts]
+def carried_step(fast: Any, launch: Any, opt: Any, ctx: dict, amp: tuple | None) -> bool:
+    """A fast path's step (``launch(opt, ctx, amp)``) for a class that carries values
+    between steps in its parameters' states (``fast.carried``: their keeper, e.g.
+    NAdam's mu_product): the values are handed to the rule's stages around the
+    launch, and advanced after it with the new step count. False (nothing changed)
+    where the parameters hold different values (one missed steps), the count lives on
+    the device, or GradScaler's flag is given: the general path handles those."""
+    if amp is not None or getattr(fast, "count_on_device", False) or fast.step_base is None:
+        return False
+    values = fast.carried.values()
+    if values is None:
+        return False
+    with holding(fast.rule.carried, values):
+        if not launch(opt, ctx, None):
+            return False
+    fast.carried.advance(fast.group, int(fast.step_base[0]))
+    return True
+
+
+def share_entries(dicts: list[dict], key: str = STEP) -> torch.Tensor:
+    """Make every parameter's ``key`` entry (a 0-d tensor; the ``step`` by default) a
+    view of one tensor, so that a step advances them all with one operation (a torch
+    operation per 0-d tensor costs microseconds each). Each stays a 0-d tensor of its
+    dtype, as torch.optim keeps it."""
+    steps = [d[key] for d in dicts]
     base = steps[0]._base
     if (
         base is not None
@@ -277,7 +307,7 @@ def _share_steps(dicts: list[dict]) -> torch.Tensor:
         steps = [s.to(device=steps[0].device, dtype=steps[0].dtype) for s in steps]
     base = torch.stack([s.detach() for s in steps])
     for i, d in enumerate(dicts):
-        d[STEP] = base[i]
+        d[key] = base[i]
     return base
 
 

@@ -472,12 +472,18 @@ class TransformOptimizer(StepNotTraced, ParamState, EngineRuns, torch.optim.Opti
     def _remember_fast_step(self, group: dict, rule: _Rule, buckets: dict) -> None:
         """After a group's step ran as one launch (Triton, numba), keep what the next
         steps need to repeat it without the per-parameter bookkeeping."""
-        if type(self)._after_step is not TransformOptimizer._after_step:
-            return
         rt = self._runtime()
         fast = fast_step(self, group, rule, buckets, rt.fused)
         if fast is not None:
             rt.fast[id(group)] = fast
+
+    def _fast_carried(self, group: dict, dicts: list[dict]) -> Any:
+        """What a fast path of ``group`` (its parameters' state dicts ``dicts``) keeps
+        of the values this class carries between steps (``_after_step``): None for a
+        class that carries none, False where a fast path cannot keep them, else their
+        keeper (``keys``, ``values()``, ``advance(group, count)``; see
+        :func:`gradstep.torch._cuda.carried_step`)."""
+        return None if type(self)._after_step is TransformOptimizer._after_step else False
 
     def _where(self, p: Any) -> str:
         """``parameter i of param group j`` for ``p``, for error messages."""
