@@ -206,7 +206,9 @@ def test_capturable_step_replays_in_a_cuda_graph_like_torch():
     torch.cuda.synchronize()
     for p, q in zip(ours, ref):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
-    assert float(a.state[ours[0]]["step"]) == float(b.state[ref[0]]["step"]) == 24.0
+    # three warm-up steps and twenty replays: capturing a graph runs none of its work
+    assert float(b.state[ref[0]]["step"]) == 23.0
+    assert float(a.state[ours[0]]["step"]) == 23.0
 
 
 def test_step_capture_without_capturable_is_refused():
