@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
 # One prepared run on a machine with a CUDA GPU: versions, the CUDA tests of the
 # Triton engine, then `gradstep bench --backend torch --device cuda`.
-# Run from the repository root; results go to $OUT (default: gpu-check/).
-# Each part has its own time limit so that a slow part cannot starve the others.
+# Run from the repository root; results go to $OUT (default: gpu-check/): log.txt,
+# cuda-tests.txt and one JSON file per bench part (six files in all).
+# Each part has its own time limit so that a slow part cannot starve the others;
+# the whole run stays under eight minutes.
 set -u
 OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export GRADSTEP_CACHE_DIR="${TMPDIR:-/tmp}/gradstep-kernels"
+export PYTHONUNBUFFERED=1
+# JAX, if anything imports it, must not take the GPU memory the bench measures with
+export JAX_PLATFORMS=cpu XLA_PYTHON_CLIENT_PREALLOCATE=false
 PY=${PYTHON:-python3}
+LOG="$OUT/log.txt"
 start=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
+stamp() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$LOG"; }
+bench() {  # bench SECONDS NAME ARGS...: one part of the bench, its table in the log
+  local limit=$1 name=$2
+  shift 2
+  timeout "$limit" $PY -m gradstep bench --backend torch --device cuda --steps 10 \
+    --repeats 5 --json "$OUT/bench-cuda-$name.json" "$@" 2>&1 | tee -a "$LOG" | tail -n 40
+  echo "exit ${PIPESTATUS[0]}" | tee -a "$LOG"
+}
 
 stamp "versions"
 {
@@ -18,38 +31,29 @@ stamp "versions"
   $PY -c "import sys, torch, triton, numpy; print('python', sys.version.split()[0]); \
 print('torch', torch.__version__, 'cuda', torch.version.cuda); print('triton', triton.__version__); \
 print('numpy', numpy.__version__); print(torch.cuda.get_device_name())"
-} 2>&1 | tee "$OUT/versions.txt"
+} 2>&1 | tee -a "$LOG"
 
+# four workers share the Triton compilations (CPU-bound); a test that hangs fails alone
 stamp "CUDA tests"
-timeout 170 $PY -m pytest tests/cuda -q -p no:cacheprovider -rA -o addopts="" \
-  > "$OUT/cuda-tests.txt" 2>&1
+extra=()
+$PY -c "import xdist" 2>/dev/null && extra+=(-n 4)
+$PY -c "import pytest_timeout" 2>/dev/null && extra+=(--timeout 90)
+timeout 150 $PY -m pytest tests/cuda -q -p no:cacheprovider -o addopts="" "${extra[@]}" \
+  -rfE --tb=short --durations=8 > "$OUT/cuda-tests.txt" 2>&1
 echo "exit $?" >> "$OUT/cuda-tests.txt"
-tail -n 25 "$OUT/cuda-tests.txt"
+tail -n 30 "$OUT/cuda-tests.txt"
 
 stamp "bench: Adam family and clipping"
-timeout 170 $PY -m gradstep bench --backend torch --device cuda --steps 10 --repeats 5 \
-  --optimizers adam,adamw,clip+adamw --json "$OUT/bench-cuda-adam.json" \
-  > "$OUT/bench-cuda-adam.txt" 2>&1
-echo "exit $?" >> "$OUT/bench-cuda-adam.txt"
-tail -n 22 "$OUT/bench-cuda-adam.txt"
+bench 120 adam --optimizers adam,adamw,clip+adamw
 
 stamp "bench: other rules, and 8-bit AdamW (issue 18: against float32 AdamW on 1x20M)"
-timeout 150 $PY -m gradstep bench --backend torch --device cuda --steps 10 --repeats 5 \
-  --optimizers adamw_int8,sgd_momentum,rmsprop,adagrad,nadam,radam,lion,schedule_free_adamw \
-  --cuda-layouts gpt2,5000x1000,20000x64,1x20000000 \
-  --json "$OUT/bench-cuda-rules.json" > "$OUT/bench-cuda-rules.txt" 2>&1
-echo "exit $?" >> "$OUT/bench-cuda-rules.txt"
-tail -n 32 "$OUT/bench-cuda-rules.txt"
+bench 120 rules --cuda-layouts gpt2,5000x1000,20000x64,1x20000000 \
+  --optimizers adamw_int8,sgd_momentum,rmsprop,adagrad,nadam,radam,lion,schedule_free_adamw
 
 stamp "bench: torch.compile'd Adam on GPT-2 small"
-timeout 100 $PY -m gradstep bench --backend torch --device cuda --steps 10 --repeats 5 \
-  --optimizers adam --cuda-layouts gpt2 --compile-torch \
-  --json "$OUT/bench-cuda-compiled.json" > "$OUT/bench-cuda-compiled.txt" 2>&1
-echo "exit $?" >> "$OUT/bench-cuda-compiled.txt"
-tail -n 6 "$OUT/bench-cuda-compiled.txt"
+bench 60 compiled --optimizers adam --cuda-layouts gpt2 --compile-torch
+
 stamp "bench: ResNet-50 with channels_last convolutions (the Triton engine's memory formats)"
-timeout 60 $PY benchmarks/memory_formats.py --device cuda --repeats 10 \
-  --out "$OUT/memory-formats-cuda.json" > "$OUT/memory-formats-cuda.txt" 2>&1
-echo "exit $?" >> "$OUT/memory-formats-cuda.txt"
-tail -n 4 "$OUT/memory-formats-cuda.txt"
+timeout 30 $PY benchmarks/memory_formats.py --device cuda --repeats 10 \
+  --out "$OUT/memory-formats-cuda.json" 2>&1 | tee -a "$LOG" | tail -n 4
 stamp "done"
