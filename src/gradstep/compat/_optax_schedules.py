@@ -1,5 +1,5 @@
-"""optax 0.2.8's schedules on gradstep's closed-form schedules (evaluated on the host
-when called with a traced count)."""
+"""optax 0.2.8's schedules on gradstep's closed-form schedules (computed with
+``jax.numpy`` when called with a JAX array, traced or not, as optax's are)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,31 @@ import numpy as np
 
 from .. import schedules as _sched
 from .._core.validate import Interval, check
+from ..schedules._math import PYTHON
 
 # -- schedules ----------------------------------------------------------------------
 
 
 class Schedule(_sched.Schedule):
-    """A gradstep schedule that also accepts what optax's schedules accept: a traced
-    step count (evaluated on the host through a callback, so it can be handed to
-    real optax too) and an array of step counts (``schedule(np.arange(100))``:
-    the values of every count, in an array of that shape)."""
+    """A gradstep schedule that also accepts what optax's schedules accept: a JAX
+    step count, traced or not (computed with ``jax.numpy``, in the graph; one written
+    from a Python function that needs Python numbers is evaluated on the host through
+    a callback), so it can be handed to real optax too, and an array of step counts
+    (``schedule(np.arange(100))``: the values of every count, in an array of that
+    shape)."""
 
-    evaluate_on_host = True
+    @property
+    def evaluate_on_host(self) -> bool:
+        """Whether a traced count is answered on the host (not :attr:`traceable`)."""
+        return not self.traceable
 
     def __call__(self, count: Any) -> Any:
+        if self.traceable and isinstance(count, (jax.Array, jax.core.Tracer)):
+            return super().__call__(count)
         if isinstance(count, jax.core.Tracer):
             return _host_schedule(self, count)
+        if self.traceable and np.ndim(count) == 0 and not float(count).is_integer():
+            return float(self._written(float(count), PYTHON))  # optax takes any count
         if np.ndim(count) > 0:
             return jnp.asarray(_values(self, np.asarray(count)), _float_dtype())
         return super().__call__(count)
@@ -53,12 +63,13 @@ def _host_schedule(schedule: Schedule, count):
 
 
 def _as_compat(s: _sched.Schedule) -> Schedule:
-    out = Schedule(s._fn, s.description)
-    return out
+    if s.traceable:
+        return Schedule.written(s._written, s.description)
+    return Schedule(s._fn, s.description)
 
 
 def _constant(value: float) -> Schedule:
-    return Schedule(lambda t: value, f"constant({value})")
+    return Schedule.written(lambda t, m: value, f"constant({value})")
 
 
 def constant_schedule(value: float) -> Schedule:
@@ -107,8 +118,8 @@ def cosine_decay_schedule(
     # 0 it crosses zero): value = init * ((1 - alpha) * c + alpha), c the pure cosine
     # part, which is gradstep's cosine_decay with init 1 and alpha 0
     cosine = _sched.cosine_decay(1.0, int(decay_steps), 0.0, exponent)
-    return Schedule(
-        lambda t: init_value * ((1.0 - alpha) * cosine._fn(t) + alpha),
+    return Schedule.written(
+        lambda t, m: init_value * ((1.0 - alpha) * cosine._written(t, m) + alpha),
         f"cosine_decay_schedule({init_value}, {decay_steps}, alpha={alpha}, exponent={exponent})",
     )
 

@@ -34,22 +34,26 @@ References:
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 from .._core.validate import Interval, NoneOr, OneOf, hyperparams
+from ._math import PYTHON
 from .schedules import Schedule
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 _STEPS = Interval(1, integer=True)
 
 
-def period_of(t: int, first_period: int, period_mult: int) -> tuple[int, int]:
+def period_of(t: Any, first_period: int, period_mult: int, m: Any = PYTHON) -> tuple:
     """``(count within its period, that period's length)`` for the count ``t``."""
-    start, period = 0, first_period
-    while t >= start + period:
-        start += period
-        period *= period_mult
-    return t - start, period
+    if period_mult == 1:
+        return t % first_period, first_period
+    starts, periods = [0], [first_period]
+    while starts[-1] + periods[-1] <= m.max_count:  # at most 63 periods
+        starts.append(starts[-1] + periods[-1])
+        periods.append(periods[-1] * period_mult)
+    done = m.bucket(t, starts[1:])  # periods completed
+    return t - m.pick(starts, done), m.pick(periods, done)
 
 
 @hyperparams(
@@ -83,11 +87,11 @@ def cosine_warm_restarts(
     reproduces it.
     """
 
-    def fn(t: int) -> float:
-        local, period = period_of(t, first_period, period_mult)
-        return end_value + (init_value - end_value) * 0.5 * (1 + math.cos(math.pi * local / period))
+    def fn(t, m):
+        local, period = period_of(t, first_period, period_mult, m)
+        return end_value + (init_value - end_value) * 0.5 * (1 + m.cos(m.pi * local / period))
 
-    return Schedule(
+    return Schedule.written(
         fn, f"cosine_warm_restarts({init_value} -> {end_value}, {first_period}, x{period_mult})"
     )
 
@@ -135,16 +139,17 @@ def cyclic(
     total = step_size_up + down
     ratio = step_size_up / total
 
-    def fn(t: int) -> float:
-        cycle = math.floor(1 + t / total)
+    def fn(t, m):
+        cycle = m.floor(1 + t / total)
         x = 1.0 + t / total - cycle
-        height = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+        height = m.cond(x <= ratio, lambda: x / ratio, lambda: (x - 1) / (ratio - 1))
         if mode == "triangular":
             amplitude = 1.0
         elif mode == "triangular2":
-            amplitude = 1 / (2.0 ** (cycle - 1))
+            amplitude = 1 / m.power(2.0, cycle - 1)
         else:
-            amplitude = gamma**t
+            amplitude = m.power(gamma, t)
         return base_value + (max_value - base_value) * height * amplitude
 
-    return Schedule(fn, f"cyclic({base_value} <-> {max_value}, {step_size_up}+{down}, {mode})")
+    description = f"cyclic({base_value} <-> {max_value}, {step_size_up}+{down}, {mode})"
+    return Schedule.written(fn, description)

@@ -32,7 +32,7 @@ References:
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 from .._core.validate import BOOL, Interval, NoneOr, OneOf, hyperparams
 from .schedules import Schedule, exponential_decay, join, linear_warmup
@@ -43,12 +43,12 @@ _STEPS = Interval(1, integer=True)
 _BEGIN = Interval(0, integer=True)
 
 
-def _cooldown(shape: str, p: float) -> float:
+def _cooldown(shape: str, p: Any, m: Any) -> Any:
     if shape == "linear":
         return 1.0 - p
     if shape == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * p))
-    return 1.0 - math.sqrt(p)
+        return 0.5 * (1.0 + m.cos(m.pi * p))
+    return 1.0 - m.sqrt(m.maximum(p, 0.0))  # p < 0 only where the cool-down is not taken
 
 
 @hyperparams(
@@ -92,15 +92,18 @@ def warmup_stable_decay(
     not offered. torch and optax have no WSD schedule.
     """
 
-    def fn(t: int) -> float:
-        if t < warmup_steps:
-            return init_value + (peak_value - init_value) * t / warmup_steps
-        if t < warmup_steps + stable_steps:
-            return peak_value
-        p = min((t - warmup_steps - stable_steps) / decay_steps, 1.0)
-        return end_value + (peak_value - end_value) * _cooldown(decay, p)
+    def fn(t, m):
+        def warm():
+            return init_value + (peak_value - init_value) * t / max(warmup_steps, 1)
 
-    return Schedule(
+        def cool():
+            p = m.minimum((t - warmup_steps - stable_steps) / decay_steps, 1.0)
+            return end_value + (peak_value - end_value) * _cooldown(decay, p, m)
+
+        after = lambda: m.cond(t < warmup_steps + stable_steps, lambda: peak_value, cool)
+        return m.cond(t < warmup_steps, warm, after)
+
+    return Schedule.written(
         fn,
         f"warmup_stable_decay({init_value} -> {peak_value} -> {end_value}, "
         f"{warmup_steps}+{stable_steps}+{decay_steps}, {decay})",
@@ -164,10 +167,10 @@ def inverse_time_decay(
     :func:`~gradstep.schedules.step_decay`.
     """
 
-    def fn(t: int) -> float:
+    def fn(t, m):
         p = t / decay_steps
         if staircase:
-            p = math.floor(p)
+            p = m.floor(p)
         return init_value / (1.0 + decay_rate * p)
 
-    return Schedule(fn, f"inverse_time_decay({init_value}, {decay_steps}, {decay_rate})")
+    return Schedule.written(fn, f"inverse_time_decay({init_value}, {decay_steps}, {decay_rate})")

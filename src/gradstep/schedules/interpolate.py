@@ -32,11 +32,12 @@ References:
 
 from __future__ import annotations
 
-import bisect
-import math
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 from .._core.validate import Interval, NoneOr, OneOf, hyperparams
+from ._math import PYTHON
 from .schedules import Schedule, _check_boundaries, checked_numbers
 
 INTERPOLATIONS = ("linear", "cos")
@@ -45,11 +46,11 @@ _FRACTION = Interval(0.0, 1.0, lo_open=True, hi_open=True)
 _POSITIVE = Interval(0.0, lo_open=True)
 
 
-def interpolated(kind: str, start: float, end: float, pct: float) -> float:
+def interpolated(kind: str, start: Any, end: Any, pct: Any, m: Any = PYTHON) -> Any:
     """``start`` to ``end`` at fraction ``pct``: linearly or along half a cosine."""
     if kind == "linear":
         return start + (end - start) * pct
-    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * pct))
+    return end + (start - end) * 0.5 * (1.0 + m.cos(m.pi * pct))
 
 
 @hyperparams(init_value=Interval(), interpolation=OneOf(INTERPOLATIONS))
@@ -81,14 +82,20 @@ def piecewise_interpolate(
     starts = [0] + boundaries
     anchors = [float(init_value)] + values
 
-    def fn(t: int) -> float:
-        i = bisect.bisect_right(starts, t) - 1
-        if i >= len(boundaries):
-            return anchors[-1]
-        pct = (t - starts[i]) / max(starts[i + 1] - starts[i], 1)
-        return interpolated(interpolation, anchors[i], anchors[i + 1], pct)
+    n = len(boundaries)
+    widths = [max(b - a, 1) for a, b in zip(starts, starts[1:])]
 
-    return Schedule(fn, f"piecewise_interpolate({interpolation}, {anchors} at {starts})")
+    def fn(t, m):
+        i = m.bucket(t, starts) - 1  # the piece t is in; n: past the last boundary
+
+        def inside():
+            j = m.minimum(i, n - 1)
+            pct = (t - m.pick(starts, j)) / m.pick(widths, j)
+            return interpolated(interpolation, m.pick(anchors, j), m.pick(anchors, j + 1), pct, m)
+
+        return m.cond(i >= n, lambda: anchors[-1], inside) if n else anchors[-1]
+
+    return Schedule.written(fn, f"piecewise_interpolate({interpolation}, {anchors} at {starts})")
 
 
 @hyperparams(
@@ -159,16 +166,17 @@ def one_cycle(
     description = f"one_cycle({T}, peak {peak_value}, {anneal}, {convention})"
     if convention == "optax":
         inner = piecewise_interpolate(start, ends, levels[1:], anneal)
-        return Schedule(inner._fn, description)
+        return Schedule.written(inner._written, description)
+    begins = [0.0] + ends[:-1]
 
-    def fn(t: int) -> float:
+    def phase(k: int, t: Any, m: Any) -> Any:
+        begin, end = begins[k], ends[k]
+        pct = m.minimum((t - begin) / (end - begin), 1.0) if end > begin else 1.0
+        return interpolated(anneal, levels[k], levels[k + 1], pct, m)
+
+    def fn(t, m):
         # torch: the phase whose end is not yet passed (the last one at the end)
-        begin = 0.0
-        for k, end in enumerate(ends):
-            if t <= end or k == len(ends) - 1:
-                pct = min((t - begin) / (end - begin), 1.0) if end > begin else 1.0
-                return interpolated(anneal, levels[k], levels[k + 1], pct)
-            begin = end
-        return final  # pragma: no cover - the loop always returns
+        k = m.minimum(m.bucket(t, ends, side="left"), len(ends) - 1)
+        return m.switch(k, [functools.partial(phase, j, t, m) for j in range(len(ends))])
 
-    return Schedule(fn, description)
+    return Schedule.written(fn, description)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import bisect
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +20,7 @@ from .._core.validate import (
     reduce_by_recipe,
     remember_recipe,
 )
+from ._math import PYTHON, is_jax_array, jax_math
 
 _REAL = Interval()
 _NONNEG = Interval(0.0)
@@ -35,14 +34,35 @@ class Schedule:
     """A named function of the step count.
 
     Called with an integer, it returns a float; called with an array of counts (any
-    shape), a float64 NumPy array of the values at each count.
+    shape), a float64 NumPy array of the values at each count. A schedule written
+    against the operations of :mod:`gradstep.schedules._math` (:meth:`written`)
+    also takes a JAX array (traced or not) and returns one, computed with
+    ``jax.numpy``: it runs inside ``jax.jit`` with no host callback.
     """
 
     def __init__(self, fn: Callable[[int], float], description: str):
         self._fn = fn
+        self._written: Callable[[Any, Any], Any] | None = None
         self.description = description
 
+    @classmethod
+    def written(cls, fn: Callable[[Any, Any], Any], description: str) -> Schedule:
+        """The schedule of ``fn(t, m)``, written with the operations of ``m``
+        (:data:`~gradstep.schedules._math.PYTHON` or JAX's)."""
+        out = cls(lambda t: fn(t, PYTHON), description)
+        out._written = fn
+        return out
+
+    @property
+    def traceable(self) -> bool:
+        """Whether the schedule takes a JAX array (it is written with the
+        operations of :mod:`gradstep.schedules._math`)."""
+        return self._written is not None
+
     def __call__(self, count: Any) -> Any:
+        if self._written is not None and is_jax_array(count):
+            m = jax_math()
+            return m.values(self._written(m.counts(count), m), count)
         if np.ndim(count) == 0:
             return float(self._fn(int(count)))
         one = lambda n: float(self._fn(int(n)))
@@ -92,7 +112,7 @@ def _check_boundaries(owner: str, boundaries: list[int]) -> None:
 @hyperparams(value=_REAL)
 def constant(value: float) -> Schedule:
     """``value`` at every step."""
-    return Schedule(lambda t: value, f"constant({value})")
+    return Schedule.written(lambda t, m: value, f"constant({value})")
 
 
 @_recorded
@@ -109,8 +129,8 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
             f"len(boundaries) + 1 = {len(boundaries) + 1}"
         )
     _check_boundaries("piecewise_constant", boundaries)
-    return Schedule(
-        lambda t: values[bisect.bisect_right(boundaries, t)],
+    return Schedule.written(
+        lambda t, m: m.pick(values, m.bucket(t, boundaries)),
         f"piecewise_constant({boundaries}, {values})",
     )
 
@@ -118,8 +138,8 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
 @hyperparams(init_value=_REAL, step_size=_STEPS, gamma=_NONNEG)
 def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> Schedule:
     """``init_value * gamma ** (count // step_size)`` (torch's StepLR, objax's StepDecay)."""
-    return Schedule(
-        lambda t: init_value * gamma ** (t // step_size),
+    return Schedule.written(
+        lambda t, m: init_value * m.power(gamma, t // step_size),
         f"step_decay({init_value}, {step_size}, {gamma})",
     )
 
@@ -147,16 +167,18 @@ def exponential_decay(
     ceiling when growing).
     """
 
-    def fn(t: int) -> float:
-        p = max(t - transition_begin, 0) / transition_steps
+    def fn(t, m):
+        p = m.maximum(t - transition_begin, 0) / transition_steps
         if staircase:
-            p = math.floor(p)
-        v = init_value * decay_rate**p
+            p = m.floor(p)
+        v = init_value * m.power(decay_rate, p)
         if end_value is not None:
-            v = max(v, end_value) if decay_rate < 1 else min(v, end_value)
+            v = m.maximum(v, end_value) if decay_rate < 1 else m.minimum(v, end_value)
         return v
 
-    return Schedule(fn, f"exponential_decay({init_value}, {transition_steps}, {decay_rate})")
+    return Schedule.written(
+        fn, f"exponential_decay({init_value}, {transition_steps}, {decay_rate})"
+    )
 
 
 @hyperparams(
@@ -180,11 +202,11 @@ def polynomial_decay(
     objax's LARS documentation prescribes.
     """
 
-    def fn(t: int) -> float:
-        s = min(max(t - transition_begin, 0), transition_steps)
+    def fn(t, m):
+        s = m.minimum(m.maximum(t - transition_begin, 0), transition_steps)
         return (init_value - end_value) * (1 - s / transition_steps) ** power + end_value
 
-    return Schedule(
+    return Schedule.written(
         fn, f"polynomial_decay({init_value} -> {end_value}, power {power}, {transition_steps})"
     )
 
@@ -195,11 +217,11 @@ def cosine_decay(
 ) -> Schedule:
     """``init * ((1 - alpha) * (0.5 * (1 + cos(pi * min(t, D) / D))) ** exponent + alpha)``."""
 
-    def fn(t: int) -> float:
-        c = 0.5 * (1 + math.cos(math.pi * min(t, decay_steps) / decay_steps))
+    def fn(t, m):
+        c = 0.5 * (1 + m.cos(m.pi * m.minimum(t, decay_steps) / decay_steps))
         return init_value * ((1 - alpha) * c**exponent + alpha)
 
-    return Schedule(fn, f"cosine_decay({init_value}, {decay_steps}, alpha={alpha})")
+    return Schedule.written(fn, f"cosine_decay({init_value}, {decay_steps}, alpha={alpha})")
 
 
 @hyperparams(peak_value=_REAL, warmup_steps=_STEPS, init_value=_REAL)
@@ -207,11 +229,11 @@ def linear_warmup(peak_value: float, warmup_steps: int, init_value: float = 0.0)
     """Linear from ``init_value`` at count 0 to ``peak_value`` at ``warmup_steps``,
     then constant."""
 
-    def fn(t: int) -> float:
-        frac = min(t, warmup_steps) / warmup_steps
+    def fn(t, m):
+        frac = m.minimum(t, warmup_steps) / warmup_steps
         return init_value + (peak_value - init_value) * frac
 
-    return Schedule(fn, f"linear_warmup({init_value} -> {peak_value}, {warmup_steps})")
+    return Schedule.written(fn, f"linear_warmup({init_value} -> {peak_value}, {warmup_steps})")
 
 
 @hyperparams(
@@ -257,8 +279,12 @@ def join(schedules: Sequence[Callable[[int], float]], boundaries: Sequence[int])
     _check_boundaries("join", boundaries)
     starts = [0] + boundaries
 
-    def fn(t: int) -> float:
-        i = bisect.bisect_right(boundaries, t)
-        return schedules[i](t - starts[i])
+    def fn(t, m):
+        branches = [lambda s=s, start=start: s(t - start) for s, start in zip(schedules, starts)]
+        return m.switch(m.bucket(t, boundaries), branches)
 
-    return Schedule(fn, f"join({len(schedules)} schedules at {boundaries})")
+    description = f"join({len(schedules)} schedules at {boundaries})"
+    if all(isinstance(s, Schedule) and s.traceable for s in schedules):
+        return Schedule.written(fn, description)
+    # a function of the user's may not take a JAX array: JAX asks the host for it
+    return Schedule(lambda t: fn(t, PYTHON), description)

@@ -21,8 +21,6 @@ References:
 
 from __future__ import annotations
 
-import math
-
 from .._core.validate import Interval, OneOf, hyperparams
 from .schedules import Schedule
 
@@ -60,9 +58,10 @@ def swa_learning_rate(
     epochs through :func:`~gradstep.schedules.join`).
     """
 
-    def fn(t: int) -> float:
-        p = min(t / max(anneal_steps, 1), 1.0) if anneal_steps > 0 else 1.0
-        alpha = p if anneal == "linear" else 0.5 * (1.0 - math.cos(math.pi * p))
+    def fn(t, m):
+        p = m.minimum(t / max(anneal_steps, 1), 1.0) if anneal_steps > 0 else 1.0
+        alpha = p if anneal == "linear" else 0.5 * (1.0 - m.cos(m.pi * p))
         return swa_value * alpha + init_value * (1.0 - alpha)
 
-    return Schedule(fn, f"swa_learning_rate({init_value} -> {swa_value}, {anneal_steps}, {anneal})")
+    description = f"swa_learning_rate({init_value} -> {swa_value}, {anneal_steps}, {anneal})"
+    return Schedule.written(fn, description)
