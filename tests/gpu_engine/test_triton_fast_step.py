@@ -67,3 +67,26 @@ def test_every_step_after_the_first_is_one_relaunch_with_the_general_numbers(nam
     for p, q in zip(fast, general):
         for key, value in ref.state[q].items():
             assert torch.equal(torch.as_tensor(opt.state[p][key]), torch.as_tensor(value)), key
+
+
+def test_a_step_with_the_last_steps_scalars_copies_none_to_the_device():
+    """Constant scalars (SGD's learning rate and momentum) are copied once; a new
+    learning rate is copied at its step, with the numbers of a fresh optimizer."""
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in SHAPES]
+    opt = gt.SGD(params, lr=0.1, momentum=0.9)
+    for group in opt.param_groups:
+        group["engine"] = "triton"
+    seen = []
+    for k in range(4):
+        for p in params:
+            p.grad = torch.cos(p.detach() + k)
+        if k == 3:
+            opt.param_groups[0]["lr"] = 0.05
+        opt.step()
+        tables = next(iter(opt._runtime().fused.values())).engine._tables
+        seen.append(tables._last_scalars[1])
+    assert seen[1] is seen[2] and seen[3] is not seen[2]
+    assert any(abs(abs(v) - 0.05) < 1e-7 for v in seen[3].tolist())
+    zero, negative_zero = tables.scalars([0.0], True), tables.scalars([-0.0], True)
+    assert zero is not negative_zero and torch.signbit(negative_zero).all()

@@ -90,6 +90,11 @@ def _replace_state(k, opt, params):
         state[key] = state[key].clone()
 
 
+def _replace_a_state_dict(k, opt, params):
+    if k == 3:  # the same values in a new dict, new tensors: the fast path must see it
+        opt.state[params[1]] = {n: v.clone() for n, v in opt.state[params[1]].items()}
+
+
 def _drop_a_gradient(k, opt, params):
     if k == 3:
         params[2].grad = None
@@ -118,6 +123,7 @@ def _moved_parameter(k, opt, params):
 
 EDITS = [
     _replace_state,
+    _replace_a_state_dict,
     _drop_a_gradient,
     _strided_gradient,
     _edit_the_count,

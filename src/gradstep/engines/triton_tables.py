@@ -137,6 +137,7 @@ class _Tables:
         self.q8_args = q8_tables(self.device) if codes else ()
         self.n_factor_columns = max(engine.n_factors, 1)
         self.no_amp = self.to_device([1.0, 0.0], self.math)
+        self._last_scalars: tuple | None = None  # see scalars
         self.tscal = torch.zeros(
             (len(ws), self.n_factor_columns), dtype=self.math, device=self.device
         )
@@ -203,6 +204,18 @@ class _Tables:
             return torch.tensor(values, dtype=dtype, device=self.device)
         host = torch.tensor(values, dtype=dtype, pin_memory=True)
         return host.to(self.device, non_blocking=True)
+
+    def scalars(self, values: list, reusable: bool) -> torch.Tensor:
+        """A step's scalars on the device. ``reusable`` (no pass writes into them): the
+        last step's tensor again where the values are the same (a constant learning
+        rate, no bias correction), so such a step copies nothing to the device."""
+        key = tuple(map(float.hex, values))  # bit for bit: 0.0 is not -0.0
+        last = self._last_scalars
+        if reusable and last is not None and last[0] == key:
+            return last[1]
+        scal = self.to_device(values, self.math)
+        self._last_scalars = (key, scal) if reusable else None
+        return scal
 
     def matches(self, ws: list, slots: list[list], covered: list[list]) -> bool:
         """The same parameters and slots at the same addresses as when built."""

@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._cuda import FastStep, carried_step, share_entries, state_in_place
+from ._cuda import (
+    FastStep,
+    carried_step,
+    host_count,
+    pointer_checks,
+    share_entries,
+    state_in_place,
+    state_snapshot,
+)
 from ._members import _signature
 from ._state import STEP
 
@@ -50,7 +58,8 @@ class CpuFastStep:
         self.carried = carried
         self.keys += list(carried.keys) if carried is not None else []
         self.expected = [[d[k] for d in self.dicts] for k in self.keys]
-        self.state_ptrs = [list(map(torch.Tensor.data_ptr, row)) for row in self.expected]
+        self.state_ptrs = pointer_checks(self.keys, self.expected, carried)
+        self.snapshot = state_snapshot(opt.state)
         self.w_ptrs = list(map(torch.Tensor.data_ptr, self.params))
         self.shapes = list(map(torch.Tensor.size, self.params))
         self.count_refs = [(c, k) for c, k, name in bucket.refs if name == STEP]
@@ -96,11 +105,10 @@ class CpuFastStep:
             return False
         if not state_in_place(self, params):
             return False
-        count = 1  # without a step count the front tells the rule "not the first step"
-        if self.step_base is not None:
-            count = int(self.step_base[0])
-            if not bool((self.step_base == count).all()):
-                return False  # a step edited by hand: the general path regroups
+        # without a step count the front tells the rule "not the first step"
+        count = 1 if self.step_base is None else host_count(self)
+        if count is None:
+            return False  # a step edited by hand: the general path regroups
         bucket = self.bucket
         for container, key in self.count_refs:
             container[key] = np.asarray(count, np.int64)

@@ -107,7 +107,8 @@ class FastStep:
         # views of their memory: each gradient must then be laid out as its parameter
         in_c_order = all(p.is_contiguous() for p in self.params)
         self.w_strides = None if in_c_order else [p.stride() for p in self.params]
-        self.state_ptrs = [list(map(torch.Tensor.data_ptr, row)) for row in self.expected]
+        self.state_ptrs = pointer_checks(self.keys, self.expected, carried)
+        self.snapshot = state_snapshot(opt.state)
         engine = bucket.engine
         self.engine = engine
         self.tables = engine._tables
@@ -148,7 +149,7 @@ class FastStep:
             self.step_base = base
             row = self.keys.index(STEP)
             self.expected[row] = [d[STEP] for d in self.dicts]
-            self.state_ptrs[row] = list(map(torch.Tensor.data_ptr, self.expected[row]))
+            self.state_ptrs[row] = None  # advanced by torch operations, never by address
         self.count_on_device = True
 
     @staticmethod
@@ -231,11 +232,9 @@ class FastStep:
             torch.autograd.graph.increment_version(params)
             return True
         # without a step count the front tells the rule only "not the first step"
-        count = 1
-        if self.step_base is not None:
-            count = int(self.step_base[0])
-            if not bool((self.step_base == count).all()):
-                return False  # a step edited by hand: the general path regroups
+        count = 1 if self.step_base is None else host_count(self)
+        if count is None:
+            return False  # a step edited by hand: the general path regroups
         if amp is not None and amp[1] is not None and float(amp[1]) != 0:
             return True  # an infinite gradient: the step changes nothing
         self.engine.launch(self.tables, g_ptrs, [count] * len(self.engine.stages), ctx, amp=pair)
@@ -245,19 +244,51 @@ class FastStep:
         return True
 
 
+def host_count(fast: Any) -> int | None:
+    """The step count every parameter of a fast path holds (views of
+    ``fast.step_base``), or None where they differ (a step edited by hand). Read
+    every step: an edit through ``.data`` moves no version counter."""
+    count = int(fast.step_base[0])
+    if not bool((fast.step_base == count).all()):
+        return None
+    return count
+
+
+def state_snapshot(state: dict) -> tuple[list, list]:
+    """The optimizer's ``state`` mapping as it is: its keys and values, in order."""
+    return list(state.keys()), list(state.values())
+
+
 def state_in_place(fast: Any, params: list) -> bool:
     """A fast path's parameters still have the state dictionaries it recorded
     (``fast.dicts``, in ``fast.state_map``), holding the same tensors (``fast.expected``,
     one row per key of ``fast.keys``) at the same addresses (``fast.state_ptrs``):
     C-level passes over lists."""
-    if not all(map(operator.is_, map(fast.state_map.get, params), fast.dicts)):
-        return False  # a parameter's state dict was replaced
+    # the whole mapping as recorded (``fast.snapshot``): the same parameters hold the
+    # same dicts, checked without hashing a tensor per parameter (a Python call each)
+    keys, values = fast.snapshot
+    state = fast.state_map
+    if len(state) != len(keys) or not all(map(operator.is_, state.values(), values)):
+        return False  # a state dict replaced, or entries added (another group's first step)
+    if not all(map(operator.is_, state.keys(), keys)):
+        return False
     for key, row, ptrs in zip(fast.keys, fast.expected, fast.state_ptrs):
         if not all(map(operator.is_, map(dict.get, fast.dicts, itertools.repeat(key)), row)):
             return False
-        if list(map(torch.Tensor.data_ptr, row)) != ptrs:
+        if ptrs is not None and list(map(torch.Tensor.data_ptr, row)) != ptrs:
             return False
     return True
+
+
+def pointer_checks(keys: list[str], rows: list[list], carried: Any) -> list[list[int] | None]:
+    """The data pointers of each state row a kernel writes by address, to check every
+    step; None for the rows advanced by torch operations (the step counts, the values
+    ``carried``, a class's keeper, holds), whose tensors are checked by identity alone."""
+    by_torch = {STEP, *(carried.keys if carried is not None else ())}
+    return [
+        None if key in by_torch else list(map(torch.Tensor.data_ptr, row))
+        for key, row in zip(keys, rows)
+    ]
 
 
 def _host_inputs_given(opt: Any, params: list) -> bool:
