@@ -90,3 +90,29 @@ def test_a_step_with_the_last_steps_scalars_copies_none_to_the_device():
     assert any(abs(abs(v) - 0.05) < 1e-7 for v in seen[3].tolist())
     zero, negative_zero = tables.scalars([0.0], True), tables.scalars([-0.0], True)
     assert zero is not negative_zero and torch.signbit(negative_zero).all()
+
+
+def test_capturable_nadam_keeps_its_product_beside_the_count():
+    """capturable=True: NAdam's mu_product follows the step count (on the device on
+    CUDA) by tensor operations, with the host path's numbers (a host read of the count
+    cannot be captured in a CUDA graph; tests/cuda captures it)."""
+
+    def run(capturable):
+        gen = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in SHAPES]
+        opt = gt.NAdam(params, lr=0.01, capturable=capturable)
+        for group in opt.param_groups:
+            group["engine"] = "triton"
+        for k in range(5):
+            for p in params:
+                p.grad = torch.sin(p.detach() + k)
+            opt.step()
+        return params, opt
+
+    on_device, opt = run(True)
+    on_host, ref = run(False)
+    for p, q in zip(on_device, on_host):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-6, atol=1e-7)
+        product, want = opt.state[p]["mu_product"], ref.state[q]["mu_product"]
+        assert product.device == opt.state[p]["step"].device
+        torch.testing.assert_close(product, want, rtol=1e-6, atol=0)

@@ -268,9 +268,19 @@ class NAdam(TorchOptimizer):
         from ..rules.nadam import momentum_schedule
 
         beta1 = _number(group["betas"][0])
+        decay = group["momentum_decay"]
         for m in members:
-            step = int(m.state["step"])
-            m.state["mu_product"].mul_(momentum_schedule(beta1, group["momentum_decay"], step))
+            step = m.state["step"]
+            if group.get("capturable"):
+                # the count lives on the device (as torch's capturable NAdam keeps it):
+                # the product follows it there with device operations, so the step can
+                # be captured in a CUDA graph (a host read of the count cannot)
+                product = m.state["mu_product"]
+                if product.device != step.device:
+                    product = m.state["mu_product"] = product.to(step.device)
+                product.mul_(beta1 * (1.0 - 0.5 * torch.pow(0.96, step * decay)))
+                continue
+            m.state["mu_product"].mul_(momentum_schedule(beta1, decay, int(step)))
 
     def _fast_carried(self, group: dict, dicts: list[dict]) -> Any:
         # capturable and differentiable steps derive the product from the count
