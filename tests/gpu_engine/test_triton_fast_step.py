@@ -94,8 +94,7 @@ def test_a_step_with_the_last_steps_scalars_copies_none_to_the_device():
 
 def test_capturable_nadam_keeps_its_product_beside_the_count():
     """capturable=True: NAdam's mu_product follows the step count (on the device on
-    CUDA) by tensor operations, with the host path's numbers (a host read of the count
-    cannot be captured in a CUDA graph; tests/cuda captures it)."""
+    CUDA) by tensor operations, with the host path's numbers."""
 
     def run(capturable):
         gen = torch.Generator().manual_seed(0)

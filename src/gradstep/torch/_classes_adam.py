@@ -273,8 +273,7 @@ class NAdam(TorchOptimizer):
             step = m.state["step"]
             if group.get("capturable"):
                 # the count lives on the device (as torch's capturable NAdam keeps it):
-                # the product follows it there with device operations, so the step can
-                # be captured in a CUDA graph (a host read of the count cannot)
+                # the product follows it there with device operations, not a host read
                 product = m.state["mu_product"]
                 if product.device != step.device:
                     product = m.state["mu_product"] = product.to(step.device)
@@ -283,7 +282,9 @@ class NAdam(TorchOptimizer):
             m.state["mu_product"].mul_(momentum_schedule(beta1, decay, int(step)))
 
     def _fast_carried(self, group: dict, dicts: list[dict]) -> Any:
-        # capturable and differentiable steps derive the product from the count
+        # capturable: the rule's scalars read the count on the host (the product of
+        # every step's factor), which no device-only step can do; differentiable:
+        # derived from the tensor hyperparameters
         if group.get("capturable") or group.get("differentiable"):
             return False
         return _SharedProducts(dicts)
@@ -309,6 +310,7 @@ class _SharedProducts:
         return {"mu_product": float(first)}
 
     def advance(self, group: dict, count: int) -> None:
+        """Multiply in this step's own factor (``count``: the step count after it)."""
         from ..rules.nadam import momentum_schedule
 
         beta1 = _number(group["betas"][0])
