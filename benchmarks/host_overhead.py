@@ -33,6 +33,7 @@ import time
 import torch
 
 import gradstep.torch as gt
+from gradstep.cli.bench_cuda import graph_of
 
 CLASSES = {
     "adam": ("Adam", {"lr": 1e-3}),
@@ -80,13 +81,7 @@ def measure(case: str, layout: str, steps: int, device: str, profile: bool) -> d
         host.append((time.perf_counter() - start) / steps)
         sync(device)
         if device == "cuda":
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            for _ in range(steps):
-                opt.step()
-            end.record()
-            end.synchronize()
-            stepped.append(begin.elapsed_time(end) / 1e3 / steps)
+            stepped.append(event_seconds(opt.step, steps))
     row = {
         "case": case,
         "layout": layout,
@@ -109,25 +104,21 @@ def measure(case: str, layout: str, steps: int, device: str, profile: bool) -> d
     return row
 
 
+def event_seconds(step, steps: int) -> float:
+    """Seconds per call of ``step`` over ``steps`` calls, by CUDA events."""
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    begin.record()
+    for _ in range(steps):
+        step()
+    end.record()
+    end.synchronize()
+    return begin.elapsed_time(end) / 1e3 / steps
+
+
 def replay_ms(case: str, layout: str, steps: int) -> float | None:
     try:
-        opt = make(case, layout, "cuda", capturable=True)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                opt.step()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            opt.step()
-        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        begin.record()
-        for _ in range(steps):
-            graph.replay()
-        end.record()
-        end.synchronize()
-        return begin.elapsed_time(end) / steps
+        graph = graph_of(torch, make(case, layout, "cuda", capturable=True).step)
+        return 1e3 * event_seconds(graph.replay, steps)
     except Exception as error:  # reported, not fatal (a rule that cannot be captured)
         print(f"{case} {layout}: no graph ({type(error).__name__}: {error})"[:200])
         return None

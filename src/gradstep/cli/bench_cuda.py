@@ -151,16 +151,22 @@ def captured_step(case: str, params: list, gt: Any, gradstep: Any) -> Callable:
         opt = getattr(gt, first)(clones, **kwargs, capturable=True)
     else:
         opt = gt.TransformOptimizer(clones, transform, capturable=True)
+    return graph_of(torch, opt.step).replay
+
+
+def graph_of(torch: Any, step: Callable[[], None]) -> Any:
+    """A CUDA graph of ``step``, captured after three warm-up calls on a side stream
+    (the pattern torch's documentation gives)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(3):
-            opt.step()
+            step()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        opt.step()
-    return graph.replay
+        step()
+    return graph
 
 
 def torch_contenders(case: str, params: list, torch: Any, compiled: bool) -> dict[str, Any]:
