@@ -103,7 +103,7 @@ class CpuFastStep:
             return False
         if list(map(torch.Tensor.size, params)) != self.shapes:
             return False
-        if not state_in_place(self, params):
+        if not state_in_place(self):
             return False
         # without a step count the front tells the rule "not the first step"
         count = 1 if self.step_base is None else host_count(self)

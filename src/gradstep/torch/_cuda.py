@@ -205,7 +205,7 @@ class FastStep:
             return False
         if list(map(torch.Tensor.data_ptr, params)) != self.w_ptrs:
             return False
-        if not state_in_place(self, params):
+        if not state_in_place(self):
             return False
         if self.engine._tables is not self.tables:
             return False
@@ -246,8 +246,7 @@ class FastStep:
 
 def host_count(fast: Any) -> int | None:
     """The step count every parameter of a fast path holds (views of
-    ``fast.step_base``), or None where they differ (a step edited by hand). Read
-    every step: an edit through ``.data`` moves no version counter."""
+    ``fast.step_base``), or None where they differ (a step edited by hand)."""
     count = int(fast.step_base[0])
     if not bool((fast.step_base == count).all()):
         return None
@@ -259,7 +258,7 @@ def state_snapshot(state: dict) -> tuple[list, list]:
     return list(state.keys()), list(state.values())
 
 
-def state_in_place(fast: Any, params: list) -> bool:
+def state_in_place(fast: Any) -> bool:
     """A fast path's parameters still have the state dictionaries it recorded
     (``fast.dicts``, in ``fast.state_map``), holding the same tensors (``fast.expected``,
     one row per key of ``fast.keys``) at the same addresses (``fast.state_ptrs``):
