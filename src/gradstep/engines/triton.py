@@ -343,9 +343,12 @@ class TritonEngine:
         n_rows = len(tables.row_dtypes)
         keys = None
         if not on_device:
+            if tables.__dict__.get("no_stream_keys"):
+                return ()  # no row of these tables rounds stochastically (seen once)
             keys = stream_key_table(
                 self.stages, tables.row_dtypes, counts, (n_rows, tables.n_tensors)
             )
+            tables.no_stream_keys = keys is None
         elif stochastic_rows(self.stages, tables.row_dtypes):
             raise ValueError("stochastic rounding needs host step counts (on_device=False)")
         if keys is None:
