@@ -98,6 +98,25 @@ def test_lbfgs_takes_an_unknown_line_search_and_refuses_it_at_the_step_as_torch(
         torch.optim.LBFGS([p], line_search_fn="foo").step(closure)
 
 
+def test_lbfgs_takes_history_size_0_and_fails_at_its_first_curvature_pair_as_torch():
+    """torch makes LBFGS(history_size=0) and raises IndexError where it would keep a
+    pair; gradstep raises the same type there, leaving the parameters as they were."""
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = gt.LBFGS([p], history_size=0)
+
+    def closure():
+        opt.zero_grad()
+        loss = (p**2).sum()
+        loss.backward()
+        return loss
+
+    with pytest.raises(IndexError):
+        opt.step(closure)
+    assert p.detach().tolist() == [1.0, -2.0]
+    with pytest.raises(IndexError):
+        torch.optim.LBFGS([p], history_size=0).step(closure)
+
+
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad"])
 def test_an_integer_parameter_is_taken_and_never_stepped_as_torch(name):
     """A counter kept as ``nn.Parameter(..., requires_grad=False)`` in the list: torch

@@ -137,6 +137,10 @@ class _History:
         if known is False:
             return
         ns, size = self.ns, self.s.shape[0]
+        if size == 0:
+            # only under ranges_waived (torch.optim.LBFGS takes history_size=0 and fails
+            # here, at its first curvature pair, with this error type)
+            raise IndexError("L-BFGS: a history of size 0 cannot keep a curvature pair")
         full = self.length == size
         row = _pick(ns, full, self.start, (self.start + self.length) % size)
         start = _pick(ns, full, (self.start + 1) % size, self.start)
