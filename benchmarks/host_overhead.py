@@ -33,7 +33,7 @@ import time
 import torch
 
 import gradstep.torch as gt
-from gradstep.cli.bench_cuda import graph_of
+from gradstep.cli.bench_cuda import event_time, graph_of
 
 CLASSES = {
     "adam": ("Adam", {"lr": 1e-3}),
@@ -81,7 +81,7 @@ def measure(case: str, layout: str, steps: int, device: str, profile: bool) -> d
         host.append((time.perf_counter() - start) / steps)
         sync(device)
         if device == "cuda":
-            stepped.append(event_seconds(opt.step, steps))
+            stepped.append(event_time(torch, opt.step, steps, repeats=1))
     row = {
         "case": case,
         "layout": layout,
@@ -104,21 +104,10 @@ def measure(case: str, layout: str, steps: int, device: str, profile: bool) -> d
     return row
 
 
-def event_seconds(step, steps: int) -> float:
-    """Seconds per call of ``step`` over ``steps`` calls, by CUDA events."""
-    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    begin.record()
-    for _ in range(steps):
-        step()
-    end.record()
-    end.synchronize()
-    return begin.elapsed_time(end) / 1e3 / steps
-
-
 def replay_ms(case: str, layout: str, steps: int) -> float | None:
     try:
         graph = graph_of(torch, make(case, layout, "cuda", capturable=True).step)
-        return 1e3 * event_seconds(graph.replay, steps)
+        return 1e3 * event_time(torch, graph.replay, steps, repeats=1)
     except Exception as error:  # reported, not fatal (a rule that cannot be captured)
         print(f"{case} {layout}: no graph ({type(error).__name__}: {error})"[:200])
         return None

@@ -69,7 +69,7 @@ def test_a_hyperparameter_set_at_a_step_changes_the_step_or_is_refused(spec, nam
     try:
         own = _trajectory(spec)
     except (TypeError, ValueError) as err:  # a rule that steps only with more inputs
-        pytest.skip(f"{spec.name} does not step on gradients alone here: {err}")
+        pytest.skip(reason=f"{spec.name} does not step on gradients alone here: {err}")
     try:
         given = _trajectory(spec, **{name: value})
     except ValueError as err:

@@ -146,7 +146,9 @@ def test_every_declared_range_rejects_invalid_values(factory, name, constraint):
 )
 def test_scaling_stages_refuse_what_is_no_finite_number(make, value):
     if isinstance(value, float) and value == float("inf") and make(1.0).name != "scale":
-        pytest.skip("[0, inf) admits inf, as every optimizer's learning_rate and weight_decay")
+        pytest.skip(
+            reason="[0, inf) admits inf, as every optimizer's learning_rate and weight_decay"
+        )
     with pytest.raises(ValueError, match="invalid"):
         make(value)
 

@@ -97,7 +97,7 @@ def test_novograd_decoupled_decay_switched_on_from_zero_stays_decoupled():
     try:
         make(_params())
     except ValueError:
-        pytest.skip("the rule refuses decoupled_weight_decay=True with weight_decay=0")
+        pytest.skip(reason="the rule refuses decoupled_weight_decay=True with weight_decay=0")
     got = _edited(make, "weight_decay", 0.1, 0, 5)
     want = _built_with(make, lambda ps: make(ps, 0.1), "weight_decay", 0.1, 0, 5)
     _assert_same(got, want)

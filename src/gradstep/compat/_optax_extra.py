@@ -1,8 +1,7 @@
-"""optax 0.2.8's names for gradstep's further schedules and transforms: SGDR,
-one-cycles, piecewise interpolation, warm-up + exponential decay, reduce-on-plateau,
-block and adaptive clipping, freezing, non-negative parameters, skipping large steps,
-per-example clipping and DP aggregation, monitoring; and optimizers of optax's tail:
-noisy SGD, Polyak SGD, Mechanic."""
+"""optax 0.2.8's names for gradstep's further schedules and transforms: SGDR, one-cycles,
+piecewise interpolation, warm-up + exponential decay, reduce-on-plateau, block and
+adaptive clipping, freezing, non-negative parameters, skipping large steps, per-example
+clipping and DP aggregation, monitoring; optax's tail: noisy SGD, Polyak SGD, Mechanic."""
 
 from __future__ import annotations
 

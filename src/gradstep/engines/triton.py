@@ -308,9 +308,8 @@ class TritonEngine:
             counts = [counts] * len(self.stages)
         else:
             values, flags = self._scalars(counts, ctx)
-            # a global reduction's pass writes its scalars into the vector
-            reusable = not any(st.is_global for st in self.stages)
-            scal = tables.scalars(values or [0.0], reusable)
+            # reusable unless a global reduction's pass writes its scalars into them
+            scal = tables.scalars(values or [0.0], not any(st.is_global for st in self.stages))
         module = self._module(tables.row_dtypes, tables.math_name, flags)
         ptrs = tables.ptrs_with_grads(grads)
         tscal = tables.tscal

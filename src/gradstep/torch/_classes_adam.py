@@ -277,7 +277,7 @@ class NAdam(TorchOptimizer):
                 product = m.state["mu_product"]
                 if product.device != step.device:
                     product = m.state["mu_product"] = product.to(step.device)
-                product.mul_(beta1 * (1.0 - 0.5 * torch.pow(0.96, step * decay)))
+                product.mul_(momentum_schedule(beta1, decay, step))
                 continue
             m.state["mu_product"].mul_(momentum_schedule(beta1, decay, int(step)))
 

@@ -11,12 +11,10 @@ step, a ``step`` count per parameter, parameters without a gradient skipped,
 - DTensor parameters (FSDP2) run on their local shards with norms reduced across
   ranks, or, for transforms that need whole tensors, on all-gathered tensors.
 
-A group's step is one step of its transform over every parameter of the group. An
-engine runs parameters of one dtype, device and state layout in one call, so where a
-group holds several, a transform that computes each tensor's update from that tensor
-alone runs one call per bucket, and any other (global norms and reductions, skips,
-accumulation) one call of its own update over one state tree of all of them. A
-parameter that missed steps keeps its own count, as in torch, and steps apart.
+A group's step is one step of its transform over all its parameters: one engine call
+per bucket (dtype, device, state layout) for a transform updating each tensor alone,
+else one call of its own update over all of them (global norms, skips, accumulation).
+A parameter that missed steps keeps its own count, as in torch, and steps apart.
 """
 
 from __future__ import annotations
@@ -470,19 +468,15 @@ class TransformOptimizer(StepNotTraced, ParamState, EngineRuns, torch.optim.Opti
         return not derives and _cuda.kernel_reads_amp(group, rule, self._engine(group))
 
     def _remember_fast_step(self, group: dict, rule: _Rule, buckets: dict) -> None:
-        """After a group's step ran as one launch (Triton, numba), keep what the next
-        steps need to repeat it without the per-parameter bookkeeping."""
+        """After a one-launch step (Triton, numba), keep what repeats it cheaply."""
         rt = self._runtime()
         fast = fast_step(self, group, rule, buckets, rt.fused)
         if fast is not None:
             rt.fast[id(group)] = fast
 
     def _fast_carried(self, group: dict, dicts: list[dict]) -> Any:
-        """What a fast path of ``group`` (its parameters' state dicts ``dicts``) keeps
-        of the values this class carries between steps (``_after_step``): None for a
-        class that carries none, False where a fast path cannot keep them, else their
-        keeper (``keys``, ``values()``, ``advance(group, count)``; see
-        :func:`gradstep.torch._cuda.carried_step`)."""
+        """Keeper of the values this class carries between steps (``_cuda.carried_step``):
+        None if it carries none, False where a fast path cannot keep them."""
         return None if type(self)._after_step is TransformOptimizer._after_step else False
 
     def _where(self, p: Any) -> str:
