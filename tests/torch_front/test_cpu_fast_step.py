@@ -142,6 +142,30 @@ def test_any_change_gives_way_to_the_general_path_with_its_numbers(edit, launche
         assert False in launches
 
 
+def _every_count(k, opt, params):
+    if k == 3:
+        for p in params:
+            opt.state[p]["step"].fill_(1.0)
+
+
+def _every_count_through_data(k, opt, params):
+    if k == 3:  # .data: the same memory under a version counter of its own
+        for p in params:
+            opt.state[p]["step"].data.fill_(1.0)
+
+
+@pytest.mark.parametrize("edit", [_every_count, _every_count_through_data])
+def test_a_count_edited_for_every_parameter_is_read_again(edit, launches):
+    """The fast path remembers the host count between steps (it writes it itself);
+    an edit of every parameter's count, by a torch operation or through ``.data``
+    (which leaves the version counter), is seen, and the next step uses it."""
+    fast, opt = _run(MAKERS["Adam"], edit=edit)
+    general, _ = _run(MAKERS["Adam"], fast=False, edit=edit)
+    for a, b in zip(fast, general):
+        assert torch.equal(a, b)
+    assert [float(opt.state[p]["step"]) for p in fast] == [4.0] * len(fast)  # 1 + 3 steps
+
+
 def test_half_precision_parameters_take_the_fast_path(launches):
     fast, _ = _run(MAKERS["AdamW-amsgrad"], dtype=torch.bfloat16)
     general, _ = _run(MAKERS["AdamW-amsgrad"], fast=False, dtype=torch.bfloat16)

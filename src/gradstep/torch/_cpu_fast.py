@@ -24,6 +24,7 @@ import torch
 
 from ._cuda import (
     FastStep,
+    advance_count,
     carried_step,
     host_count,
     pointer_checks,
@@ -121,7 +122,7 @@ class CpuFastStep:
         except Unsupported:  # refused before anything was written
             return False
         if self.step_base is not None:
-            self.step_base.add_(1)
+            advance_count(self, count)
         torch.autograd.graph.increment_version(params)
         return True
 

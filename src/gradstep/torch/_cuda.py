@@ -239,21 +239,44 @@ class FastStep:
             return True  # an infinite gradient: the step changes nothing
         self.engine.launch(self.tables, g_ptrs, [count] * len(self.engine.stages), ctx, amp=pair)
         if self.step_base is not None:
-            self.step_base.add_(1)
+            advance_count(self, count)
         torch.autograd.graph.increment_version(params)
         return True
 
 
 def host_count(fast: Any) -> int | None:
     """The step count every parameter of a fast path holds (views of
-    ``fast.step_base``), or None where they differ (a step edited by hand)."""
+    ``fast.step_base``), or None where they differ (a step edited by hand).
+
+    A count on the host is remembered with the tensor's version: while no torch
+    operation wrote it (the version is unchanged) and its first entry still holds
+    the remembered count, the step reads nothing more (a NumPy reduction costs
+    microseconds a step)."""
     base = fast.step_base
-    # a host count read through NumPy: microseconds less than torch operations
-    counts = base.numpy() if base.device.type == "cpu" else base.cpu().numpy()
+    memo = fast.__dict__.get("_count_memo")  # (base, NumPy view, count, version)
+    if memo is not None and memo[0] is base and base._version == memo[3] and memo[1][0] == memo[2]:
+        return memo[2]
+    on_host = base.device.type == "cpu"
+    counts = base.numpy() if on_host else base.cpu().numpy()
     count = counts[0]
     if not (counts == count).all():
         return None
+    fast._count_memo = (base, counts, int(count), base._version) if on_host else None
     return int(count)
+
+
+def advance_count(fast: Any, count: int) -> None:
+    """Add one to every count of a fast path that just stepped from ``count``
+    (:func:`host_count`'s value): through the remembered NumPy view where the counts
+    are on the host (no torch operation, so the version stays as remembered), else by
+    a torch operation."""
+    memo = fast.__dict__.get("_count_memo")
+    if memo is not None and memo[0] is fast.step_base and memo[2] == count:
+        view = memo[1]
+        view += 1  # in place, in the tensor's memory
+        fast._count_memo = (memo[0], memo[1], count + 1, memo[3])
+    else:
+        fast.step_base.add_(1)
 
 
 def state_snapshot(state: dict) -> tuple[list, list]:
