@@ -1,7 +1,7 @@
 """Where a CUDA step's host time goes: the torch front's Python work per step, apart from the GPU's.
 
 python benchmarks/host_overhead.py [--cases adam:1x20000000,rmsprop:5000x1000]
-    [--steps 50] [--profile N] [--out FILE]
+    [--steps 50] [--profile N] [--top N] [--out FILE]
 
 For each case (a ``gradstep.torch`` class and a layout COUNTxSIZE of float32
 vectors) it measures, after warm-up steps:
@@ -15,7 +15,7 @@ vectors) it measures, after warm-up steps:
 - ``replay_ms``: the step captured in a CUDA graph (``capturable=True``), replayed:
   the device time alone.
 
-``--profile N`` also prints cProfile's top functions (by own time) over the first
+``--profile N`` also prints cProfile's top ``--top`` functions (by own time) over the first
 N cases' steps. Without a CUDA device it runs on CPU tensors under
 ``engine="triton"`` only if ``TRITON_INTERPRET=1`` (for checking the script).
 """
@@ -32,6 +32,7 @@ import time
 
 import torch
 
+import gradstep
 import gradstep.torch as gt
 from gradstep.cli.bench_cuda import event_time, graph_of
 
@@ -42,6 +43,10 @@ CLASSES = {
     "adagrad": ("Adagrad", {"lr": 1e-2}),
     "sgd_momentum": ("SGD", {"lr": 1e-2, "momentum": 0.9}),
     "nadam": ("NAdam", {"lr": 1e-3}),
+    "lion": ("Lion", {"learning_rate": 1e-4}),
+    "schedule_free_adamw": ("AdamWScheduleFree", {"lr": 1e-3}),
+    # a transform chain: gradstep.torch.TransformOptimizer
+    "clip+adamw": ("TransformOptimizer", {}),
 }
 
 
@@ -56,7 +61,14 @@ def make(case: str, layout: str, device: str, capturable: bool = False):
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen, device=device) * 1e-3
     extra = {"capturable": True} if capturable else {}
+    if case == "clip+adamw":
+        chain = gradstep.chain(
+            gradstep.transforms.clip_by_global_norm(1.0), gradstep.adamw(1e-3, weight_decay=0.01)
+        )
+        return gt.TransformOptimizer(params, chain, **extra)
     opt = getattr(gt, name)(params, **kwargs, **extra)
+    if hasattr(opt, "train"):  # schedule-free: steps in train mode
+        opt.train()
     if device == "cpu":
         for group in opt.param_groups:
             group["engine"] = "triton"
@@ -68,7 +80,9 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(case: str, layout: str, steps: int, device: str, profile: bool) -> dict:
+def measure(
+    case: str, layout: str, steps: int, device: str, profile: bool, args_top: int = 12
+) -> dict:
     opt = make(case, layout, device)
     for _ in range(3):
         opt.step()
@@ -99,8 +113,8 @@ def measure(case: str, layout: str, steps: int, device: str, profile: bool) -> d
         prof.disable()
         sync(device)
         text = io.StringIO()
-        pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(12)
-        row["profile"] = text.getvalue().split("\n", 6)[-1][:3000]
+        pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(args_top)
+        row["profile"] = text.getvalue().split("\n", 6)[-1][: 250 * args_top]
     return row
 
 
@@ -118,13 +132,14 @@ def main() -> None:
     parser.add_argument("--cases", default="adam:1x20000000,rmsprop:1x20000000,adam:5000x1000")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--profile", type=int, default=0)
+    parser.add_argument("--top", type=int, default=12, help="functions a profile lists")
     parser.add_argument("--out")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
     for i, item in enumerate(args.cases.split(",")):
         case, _, layout = item.partition(":")
-        row = measure(case, layout, args.steps, device, i < args.profile)
+        row = measure(case, layout, args.steps, device, i < args.profile, args.top)
         rows.append(row)
         cells = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
         profile = cells.pop("profile", None)
