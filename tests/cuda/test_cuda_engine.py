@@ -89,6 +89,34 @@ def test_clip_by_global_norm_adamw_matches_torch():
     step_both(a, ours, b, ref, before_ref=lambda: torch.nn.utils.clip_grad_norm_(ref, 0.5))
 
 
+def test_scalars_changing_every_step_stay_right_past_the_ring_and_a_stream_switch():
+    """Adam's bias corrections change every step: they reach the kernel through the
+    ring of pinned rows (gradstep.engines.scalar_ring), written again a ring later;
+    over three rings, and on a side stream for a while, the numbers stay torch's."""
+    from gradstep.engines.scalar_ring import ROWS
+
+    init = make([(7,), (4096,)])
+    ours = [torch.nn.Parameter(t.clone()) for t in init]
+    ref = [torch.nn.Parameter(t.clone()) for t in init]
+    a = gt.Adam(ours, lr=1e-2)
+    b = torch.optim.Adam(ref, lr=1e-2, foreach=False)
+    side = torch.cuda.Stream()
+    for k in range(3 * ROWS + 5):
+        for p, q, g in zip(ours, ref, grads_at(k, ours)):
+            p.grad, q.grad = g, g.clone()
+        if ROWS <= k < ROWS + 10:
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                a.step()
+            torch.cuda.current_stream().wait_stream(side)
+        else:
+            a.step()
+        b.step()
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert a._runtime().fast
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_is_float32_math_rounded(dtype):
     init = make(SHAPES, dtype)

@@ -206,3 +206,24 @@ def test_nadam_products_follow_the_general_path(edit, launches):
     for p, q in zip(fast, general):
         assert torch.equal(opt.state[p]["mu_product"], ref.state[q]["mu_product"])
     assert (False in launches) is (edit is _drop_a_gradient)
+
+
+def test_same_addresses_compares_every_data_pointer():
+    """The fast paths' address check, torch's C++ pass where the build has it (CUDA
+    builds), else one data_ptr call per tensor: the same answers."""
+    from gradstep.torch import _cuda
+
+    tensors = [torch.zeros(3), torch.zeros(5), torch.zeros(2, 2)]
+    ptrs = [t.data_ptr() for t in tensors]
+    indices = list(range(3))
+    moved = ptrs[:2] + [ptrs[2] + 4]
+    assert _cuda.same_addresses(tensors, ptrs, indices)
+    assert not _cuda.same_addresses(tensors, moved, indices)
+    if _cuda._ptrs_equal is not None:  # the C++ pass agrees with the Python one
+        fallback = _cuda._ptrs_equal
+        try:
+            _cuda._ptrs_equal = None
+            assert _cuda.same_addresses(tensors, ptrs, indices)
+            assert not _cuda.same_addresses(tensors, moved, indices)
+        finally:
+            _cuda._ptrs_equal = fallback

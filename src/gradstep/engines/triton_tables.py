@@ -12,6 +12,7 @@ import torch
 from .._core.axis_norm import MAX_RUNS
 from .._core.blockwise8 import BLOCKWISE8, MIXED_PREFIX, bucket_codes, dynamic_map, n_blocks
 from .plan import Unsupported
+from .scalar_ring import ScalarRing
 
 STORAGE_DTYPES = {
     torch.float32: "float32",
@@ -138,6 +139,7 @@ class _Tables:
         self.n_factor_columns = max(engine.n_factors, 1)
         self.no_amp = self.to_device([1.0, 0.0], self.math)
         self._last_scalars: tuple | None = None  # see scalars
+        self._ring: ScalarRing | None = None  # see scalars
         self.tscal = torch.zeros(
             (len(ws), self.n_factor_columns), dtype=self.math, device=self.device
         )
@@ -213,7 +215,10 @@ class _Tables:
         last = self._last_scalars
         if reusable and last is not None and last[0] == key:
             return last[1]
-        scal = self.to_device(values, self.math)
+        ring = self._ring
+        if ring is None or ring.host_rows.shape[1] != len(values):
+            ring = self._ring = ScalarRing(len(values), self.math, self.device)
+        scal = ring.put(values)
         self._last_scalars = (key, scal) if reusable else None
         return scal
 

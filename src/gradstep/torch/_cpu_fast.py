@@ -28,6 +28,7 @@ from ._cuda import (
     carried_step,
     host_count,
     pointer_checks,
+    same_addresses,
     share_entries,
     state_in_place,
     state_snapshot,
@@ -62,6 +63,7 @@ class CpuFastStep:
         self.state_ptrs = pointer_checks(self.keys, self.expected, carried)
         self.snapshot = state_snapshot(opt.state)
         self.w_ptrs = list(map(torch.Tensor.data_ptr, self.params))
+        self.indices = list(range(len(self.params)))  # for same_addresses
         self.shapes = list(map(torch.Tensor.size, self.params))
         self.count_refs = [(c, k) for c, k, name in bucket.refs if name == STEP]
 
@@ -100,7 +102,7 @@ class CpuFastStep:
                 return False
         except (TypeError, RuntimeError):  # a missing or sparse gradient
             return False
-        if list(map(torch.Tensor.data_ptr, params)) != self.w_ptrs:
+        if not same_addresses(params, self.w_ptrs, self.indices):
             return False
         if list(map(torch.Tensor.size, params)) != self.shapes:
             return False
