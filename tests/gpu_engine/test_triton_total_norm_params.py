@@ -73,13 +73,13 @@ def test_the_step_runs_the_reduction_pass_on_the_triton_engine(monkeypatch):
     """Not the eager update: the Triton engine's reduction pass of the stage runs at
     every step (engine="triton" refused the transform before it ran fused)."""
     passes = []
-    sums = TritonEngine._sums
+    sums = TritonEngine._chunk_sums  # the reduction pass, per chunk
 
     def spy(self, module, st, *args):
         passes.append((st.stage.name, getattr(st.stage, "of_params", None)))
         return sums(self, module, st, *args)
 
-    monkeypatch.setattr(TritonEngine, "_sums", spy)
+    monkeypatch.setattr(TritonEngine, "_chunk_sums", spy)
     run(make("sgd-outside"), "triton", steps=2)
     assert passes == [("constrain_total_norm", True)] * 2
 

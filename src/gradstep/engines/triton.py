@@ -62,7 +62,7 @@ from .plan import (
     stream_key_table,
 )
 from .triton_host import device_writes, write_device_values
-from .triton_tables import _Tables, math_dtype
+from .triton_tables import _Tables
 
 BLOCK = 1024  # elements per block: 4 KB of float32, a 128-bit vector per lane
 ITERS = 4  # blocks per chunk
@@ -326,8 +326,14 @@ class TritonEngine:
                 counts = self._sums(module, st, tables, ptrs, scal, amp)[:, 0]
                 tscal[:, st.reduction_column] = self._cautious_factors(st, tables, counts)
             elif st.is_reduction:
-                sums = self._sums(module, st, tables, ptrs, scal, amp)[:, 0]
-                tscal[:, st.reduction_column] = self._factors(st, sums, count, ctx).to(tscal.dtype)
+                # a global norm needs the total only: the chunks' partial sums, added
+                sums = (
+                    self._sums(module, st, tables, ptrs, scal, amp)[:, 0]
+                    if st.stage.per_tensor
+                    else self._chunk_sums(module, st, tables, ptrs, scal, amp).sum()
+                )
+                factors = self._factors(st, sums, count, ctx).to(tscal.dtype)
+                tscal[:, st.reduction_column] = factors
             elif st.is_per_tensor:
                 sums = self._sums(module, st, tables, ptrs, scal, amp)
                 self._tensor_scalars(st, tables, sums, count, ctx)
@@ -403,10 +409,21 @@ class TritonEngine:
         column per array the stage reduces (``x`` for a norm stage, each array of its
         ``norms`` for a per-tensor reduction)."""
         terms = self.terms.get(st.index, 1)
-        acc = torch.empty(tables.n_chunks * terms, dtype=torch.float64, device=tables.device)
-        self._run(getattr(module, f"reduce{st.index}"), tables, ptrs, scal, amp, acc)
+        acc = self._chunk_sums(module, st, tables, ptrs, scal, amp)
         sums = torch.zeros((tables.n_tensors, terms), dtype=torch.float64, device=tables.device)
         return sums.index_add_(0, tables.chunk_tensor, acc.view(tables.n_chunks, terms))
+
+    def _chunk_sums(self, module, st, tables: _Tables, ptrs, scal, amp) -> torch.Tensor:
+        """The reduction pass of stage ``st``: each chunk's float64 sums (``terms``
+        of them a chunk, flat), in a buffer the tables keep (overwritten each step, in
+        stream order)."""
+        terms = self.terms.get(st.index, 1)
+        acc = tables.buffers.get(st.index)
+        if acc is None:
+            acc = torch.empty(tables.n_chunks * terms, dtype=torch.float64, device=tables.device)
+            tables.buffers[st.index] = acc
+        self._run(getattr(module, f"reduce{st.index}"), tables, ptrs, scal, amp, acc)
+        return acc
 
     def _slice_factors(self, module, st, tables: _Tables, ptrs, scal, amp, count, ctx) -> None:
         """A norm over axes: the reduction pass sums squares per slice (float64); the
@@ -461,8 +478,7 @@ class TritonEngine:
         if fn is None:
             fn = self._factor_fns[st.index] = element_for(stage.factor, namespace_of(sums))
         h = resolve(stage.hyperparams, count, ctx)
-        norms = sums.sqrt() if stage.per_tensor else sums.sum().sqrt().expand(sums.shape)
-        return fn(norms, h)
+        return fn(sums.sqrt(), h)  # per tensor, or the one global total (broadcast)
 
     # -- ahead-of-time compilation (no GPU needed) ------------------------------------
 
@@ -474,23 +490,6 @@ class TritonEngine:
         from .triton_aot import compile_for
 
         return compile_for(self, dtype, arch, mixed8)
-
-
-def amp_pair(grad_scale: Any, found_inf: Any, like: torch.Tensor) -> torch.Tensor:
-    """GradScaler's ``grad_scale`` and ``found_inf`` (tensors on the device, or None)
-    as the kernels' ``(1 / scale, found_inf)`` pair, computed on the device."""
-    dtype = math_dtype(like.dtype)
-    inv = (
-        torch.ones((), dtype=dtype, device=like.device)
-        if grad_scale is None
-        else grad_scale.to(device=like.device, dtype=torch.float64).reciprocal().to(dtype)
-    )
-    found = (
-        torch.zeros((), dtype=dtype, device=like.device)
-        if found_inf is None
-        else found_inf.to(device=like.device, dtype=dtype)
-    )
-    return torch.stack([inv.reshape(()), found.reshape(())])
 
 
 def _stacked(values: Any, like: torch.Tensor) -> torch.Tensor:

@@ -140,6 +140,7 @@ class _Tables:
         self.no_amp = self.to_device([1.0, 0.0], self.math)
         self._last_scalars: tuple | None = None  # see scalars
         self._ring: ScalarRing | None = None  # see scalars
+        self.buffers: dict[int, torch.Tensor] = {}  # reduction passes' sums, by stage
         self.tscal = torch.zeros(
             (len(ws), self.n_factor_columns), dtype=self.math, device=self.device
         )
@@ -296,3 +297,20 @@ def _check_tensor(what: str, t: Any, device, dtype, shape, write: bool) -> None:
         write and t.requires_grad and torch.is_grad_enabled()
     ):  # pragma: no cover - guarded by fronts
         raise Unsupported(f"{what} requires grad; step under torch.no_grad()")
+
+
+def amp_pair(grad_scale: Any, found_inf: Any, like: torch.Tensor) -> torch.Tensor:
+    """GradScaler's ``grad_scale`` and ``found_inf`` (tensors on the device, or None)
+    as the kernels' ``(1 / scale, found_inf)`` pair, computed on the device."""
+    dtype = math_dtype(like.dtype)
+    inv = (
+        torch.ones((), dtype=dtype, device=like.device)
+        if grad_scale is None
+        else grad_scale.to(device=like.device, dtype=torch.float64).reciprocal().to(dtype)
+    )
+    found = (
+        torch.zeros((), dtype=dtype, device=like.device)
+        if found_inf is None
+        else found_inf.to(device=like.device, dtype=dtype)
+    )
+    return torch.stack([inv.reshape(()), found.reshape(())])

@@ -18,7 +18,7 @@ import torch
 
 from .._core.carried import holding
 from ..engines.plan import stochastic_rows
-from ..engines.triton import amp_pair  # imports no Triton
+from ..engines.triton_tables import amp_pair  # imports no Triton
 from ._state import STEP
 
 #: dtypes the Triton engine stores
