@@ -369,6 +369,24 @@ def test_chains_that_need_host_values_say_so_for_capturable():
     assert problem is not None and "scale_by_adam" in problem
 
 
+@pytest.mark.parametrize("dampening", [0.0, 0.3])
+def test_momentum_scalars_follow_a_device_count(dampening):
+    """SGD momentum's first-step gain (no dampening on the first step, as torch) is
+    written without a branch on the count, so a captured step computes it on the
+    device; its values equal the host's at every count."""
+    from gradstep.rules.sgd import _trace_prepare
+
+    momentum = gradstep.momentum(1e-2, 0.9, dampening=dampening)
+    assert TritonEngine(momentum).device_scalars_problem() is None
+    for count in (0, 1, 7):
+        host = _trace_prepare({"momentum": 0.9}, count, nesterov=False, dampening=dampening)
+        device = _trace_prepare(
+            {"momentum": 0.9}, torch.tensor(float(count)), nesterov=False, dampening=dampening
+        )
+        assert host["gain"] == (1.0 if count == 0 else 1.0 - dampening)
+        assert float(device["gain"]) == pytest.approx(host["gain"], rel=1e-7)
+
+
 def test_without_triton_a_required_engine_fails_and_auto_gives_one_notice(monkeypatch):
     from gradstep.torch import _cuda
 

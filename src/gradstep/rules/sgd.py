@@ -61,8 +61,9 @@ def _nesterov(g, velocity, keep, gain, momentum):
 
 
 def _trace_prepare(h: dict, count: int, *, nesterov: bool, dampening: float) -> dict:
-    # torch stores g itself on the first step: no dampening then.
-    gain = 1.0 if count == 0 else 1.0 - dampening
+    # torch stores g itself on the first step: no dampening then. Written without a
+    # branch on the count, so that a count on the device (capturable) computes it there.
+    gain = 1.0 - dampening * (count > 0)
     out = {"keep": h["momentum"], "gain": gain}
     if nesterov:
         out["momentum"] = h["momentum"]
