@@ -7,16 +7,7 @@
 # the whole run stays under eight minutes.
 set -u
 OUT=${OUT:-gpu-check}
-mkdir -p "$OUT"
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-export GRADSTEP_CACHE_DIR="${TMPDIR:-/tmp}/gradstep-kernels"
-export PYTHONUNBUFFERED=1
-# JAX, if anything imports it, must not take the GPU memory the bench measures with
-export JAX_PLATFORMS=cpu XLA_PYTHON_CLIENT_PREALLOCATE=false
-PY=${PYTHON:-python3}
-LOG="$OUT/log.txt"
-start=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$LOG"; }
+source "$(dirname "$0")/gpu_env.sh"
 bench() {  # bench SECONDS NAME ARGS...: one part of the bench, its table in the log
   local limit=$1 name=$2
   shift 2

@@ -6,15 +6,7 @@
 # cuda-tests.txt, host-overhead.json, shapes.json. About five minutes.
 set -u
 OUT=${OUT:-gpu-tuning}
-mkdir -p "$OUT"
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-export GRADSTEP_CACHE_DIR="${TMPDIR:-/tmp}/gradstep-kernels"
-export PYTHONUNBUFFERED=1
-export JAX_PLATFORMS=cpu XLA_PYTHON_CLIENT_PREALLOCATE=false
-PY=${PYTHON:-python3}
-LOG="$OUT/log.txt"
-start=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$LOG"; }
+source "$(dirname "$0")/gpu_env.sh"
 
 stamp "versions"
 $PY -c "import sys, torch, triton; print('python', sys.version.split()[0]); \
