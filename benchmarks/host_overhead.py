@@ -34,7 +34,7 @@ import torch
 
 import gradstep
 import gradstep.torch as gt
-from gradstep.cli.bench_cuda import event_time, graph_of
+from gradstep.cli.bench_cuda import clip_adamw, event_time, graph_of
 
 CLASSES = {
     "adam": ("Adam", {"lr": 1e-3}),
@@ -62,10 +62,7 @@ def make(case: str, layout: str, device: str, capturable: bool = False):
         p.grad = torch.randn(p.shape, generator=gen, device=device) * 1e-3
     extra = {"capturable": True} if capturable else {}
     if case == "clip+adamw":
-        chain = gradstep.chain(
-            gradstep.transforms.clip_by_global_norm(1.0), gradstep.adamw(1e-3, weight_decay=0.01)
-        )
-        return gt.TransformOptimizer(params, chain, **extra)
+        return gt.TransformOptimizer(params, clip_adamw(gradstep), **extra)
     opt = getattr(gt, name)(params, **kwargs, **extra)
     if hasattr(opt, "train"):  # schedule-free: steps in train mode
         opt.train()

@@ -10,7 +10,8 @@ events: stepped (``opt.step()`` in a loop, host work included) and, where the ca
 can be captured, as a CUDA-graph replay (the device time alone). Each time is also
 given against the case's memory-traffic floor (bytes moved over the copy bandwidth
 measured in the same run). The engine's defaults (``gradstep.engines.triton``) are
-chosen from these tables; the script changes nothing in the library.
+chosen from these tables; the script sets each shape as the engine's default in its
+own process only.
 """
 
 from __future__ import annotations

@@ -114,14 +114,19 @@ def event_time(torch: Any, step: Callable[[], None], steps: int, repeats: int) -
     return statistics.median(per_step)
 
 
+def clip_adamw(gradstep: Any) -> Any:
+    """The ``clip+adamw`` case's chain: clip by global norm 1, then AdamW."""
+    _, _, kwargs, _ = CASES["clip+adamw"]
+    return gradstep.chain(
+        gradstep.transforms.clip_by_global_norm(1.0),
+        gradstep.adamw(kwargs["lr"], weight_decay=kwargs["weight_decay"]),
+    )
+
+
 def gradstep_optimizer(case: str, params: list, gt: Any, gradstep: Any) -> Any:
     first, _, kwargs, _ = CASES[case]
     if case == "clip+adamw":
-        transform = gradstep.chain(
-            gradstep.transforms.clip_by_global_norm(1.0),
-            gradstep.adamw(kwargs["lr"], weight_decay=kwargs["weight_decay"]),
-        )
-        return gt.TransformOptimizer(params, transform)
+        return gt.TransformOptimizer(params, clip_adamw(gradstep))
     if hasattr(gt, first):
         return getattr(gt, first)(params, **kwargs)
     return gt.TransformOptimizer(params, getattr(gradstep, first)(**kwargs))
@@ -140,9 +145,7 @@ def captured_step(case: str, params: list, gt: Any, gradstep: Any) -> Callable:
         c.grad = p.grad
     first, _, kwargs, _ = CASES[case]
     if case == "clip+adamw":
-        transform = gradstep.chain(
-            gradstep.transforms.clip_by_global_norm(1.0), gradstep.adamw(1e-3, weight_decay=0.01)
-        )
+        transform = clip_adamw(gradstep)
     elif case == "sgd_momentum":
         transform = gradstep.momentum(kwargs["lr"], kwargs["momentum"])
     else:

@@ -326,14 +326,12 @@ class TritonEngine:
                 counts = self._sums(module, st, tables, ptrs, scal, amp)[:, 0]
                 tscal[:, st.reduction_column] = self._cautious_factors(st, tables, counts)
             elif st.is_reduction:
-                # a global norm needs the total only: the chunks' partial sums, added
                 sums = (
                     self._sums(module, st, tables, ptrs, scal, amp)[:, 0]
                     if st.stage.per_tensor
-                    else self._chunk_sums(module, st, tables, ptrs, scal, amp).sum()
+                    else self._totals(module, st, tables, ptrs, scal, amp)[0]
                 )
-                factors = self._factors(st, sums, count, ctx).to(tscal.dtype)
-                tscal[:, st.reduction_column] = factors
+                tscal[:, st.reduction_column] = self._factors(st, sums, count, ctx).to(tscal.dtype)
             elif st.is_per_tensor:
                 sums = self._sums(module, st, tables, ptrs, scal, amp)
                 self._tensor_scalars(st, tables, sums, count, ctx)
@@ -386,7 +384,7 @@ class TritonEngine:
         start = st.scalar_offset
         if prepared:
             scal[start : start + len(prepared)] = _stacked(prepared.values(), scal)
-        sums = self._sums(module, st, tables, ptrs, scal, amp).sum(dim=0)
+        sums = self._totals(module, st, tables, ptrs, scal, amp)
         new_carried, reduced = combine(tuple(sums[t] for t in range(sums.shape[0])), h, prepared)
         start += len(prepared)
         if reduced:
@@ -414,9 +412,8 @@ class TritonEngine:
         return sums.index_add_(0, tables.chunk_tensor, acc.view(tables.n_chunks, terms))
 
     def _chunk_sums(self, module, st, tables: _Tables, ptrs, scal, amp) -> torch.Tensor:
-        """The reduction pass of stage ``st``: each chunk's float64 sums (``terms``
-        of them a chunk, flat), in a buffer the tables keep (overwritten each step, in
-        stream order)."""
+        """The reduction pass of ``st``: each chunk's float64 sums (``terms`` a chunk,
+        flat) in a buffer the tables keep (rewritten each step, in stream order)."""
         terms = self.terms.get(st.index, 1)
         acc = tables.buffers.get(st.index)
         if acc is None:
@@ -424,6 +421,12 @@ class TritonEngine:
             tables.buffers[st.index] = acc
         self._run(getattr(module, f"reduce{st.index}"), tables, ptrs, scal, amp, acc)
         return acc
+
+    def _totals(self, module, st, tables: _Tables, ptrs, scal, amp) -> torch.Tensor:
+        """The reduction pass of ``st`` summed over all tensors, one total per term (the
+        chunks' sums added on the device: a global norm needs no per-tensor sums)."""
+        acc = self._chunk_sums(module, st, tables, ptrs, scal, amp)
+        return acc.view(tables.n_chunks, self.terms.get(st.index, 1)).sum(dim=0)
 
     def _slice_factors(self, module, st, tables: _Tables, ptrs, scal, amp, count, ctx) -> None:
         """A norm over axes: the reduction pass sums squares per slice (float64); the
@@ -480,13 +483,10 @@ class TritonEngine:
         h = resolve(stage.hyperparams, count, ctx)
         return fn(sums.sqrt(), h)  # per tensor, or the one global total (broadcast)
 
-    # -- ahead-of-time compilation (no GPU needed) ------------------------------------
-
     def compile_for(
         self, dtype: torch.dtype = torch.float32, arch: int = 90, mixed8: bool = False
     ) -> dict[str, str]:
-        """The PTX of every kernel of this chain for CUDA compute capability ``arch``,
-        compiled without a GPU (:func:`gradstep.engines.triton_aot.compile_for`)."""
+        """Every kernel's PTX for CUDA capability ``arch``, without a GPU (triton_aot)."""
         from .triton_aot import compile_for
 
         return compile_for(self, dtype, arch, mixed8)
